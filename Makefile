@@ -1,0 +1,55 @@
+# Meridian — the two commands of the quick start, and a few more.
+#   make demo    install what is missing, build, run the demo
+#   make test    install what is missing, build, run the whole suite (default, ASan+UBSan, fuzz)
+#   make bench   benchmarks (not part of the test suite); results go to bench/RESULTS.md by hand
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build build-asan build-fuzz demo test test-default test-asan fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake --preset default >/dev/null
+	@cmake --build --preset default -j $(JOBS)
+
+build-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS) --target core_unit_test core_property_test
+
+build-fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+
+demo: build
+	@build/default/meridian-merge-demo
+
+test-default: build
+	@ctest --preset default -j $(JOBS)
+
+test-asan: build-asan
+	@ctest --preset asan -j $(JOBS)
+
+# Each fuzz target runs FUZZ_SECONDS; a crash fails the run and leaves the input in build/fuzz.
+FUZZ_TARGETS := event_decoder_fuzz
+fuzz: build-fuzz
+	@set -e; for target in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$target; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  (cd build/fuzz && tests/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    corpus/$$target $(CURDIR)/tests/fuzz/seeds/$$target 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==|SUMMARY|.*ERROR)'; \
+	    exit $${PIPESTATUS[0]}); \
+	done
+
+test: test-default test-asan fuzz
+	@echo "make test: default suite, sanitizer suite and fuzzing all passed"
+
+bench: build
+	@build/default/bench/merge_bench
+
+clean:
+	rm -rf build

@@ -1,0 +1,142 @@
+// The state of one document and its merge: an operation-based CRDT whose rules are specified
+// for users in docs/semantics.md.
+//
+// Per top-level field the state holds
+//   - siblings:   the values set and not yet causally overwritten, each (dot, hlc, value);
+//   - increments: the increments not yet removed, each (dot, delta);
+//   - removed:    a version vector; nothing it covers is kept or, arriving later, added.
+// The document itself holds `presence` (per origin, the latest write other than a delete that is
+// still alive) and a document-wide `removed` vector written by delete and replace.
+//
+// An operation with context C removes from the fields it touches everything C covers
+// (observed-remove): set removes older siblings and the increments it has seen, then adds itself;
+// replace and delete do that for every field; increment only adds. The rendered value of a field
+// is its greatest sibling by (hlc, origin id), plus the sum of surviving increments (0 as base).
+//
+// Invariants (checked by the property tests): the state after applying a set of events does not
+// depend on order, duplication or batching; stored entries are never covered by a removed vector;
+// Fold never changes what Render returns.
+//
+// Pure: no I/O, no clock. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/event.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+
+namespace meridian::core {
+
+struct Sibling {
+  Dot dot;
+  HlcTimestamp hlc = 0;
+  std::string value;  // canonical JSON
+  bool operator==(const Sibling&) const = default;
+};
+
+struct Increment {
+  Dot dot;
+  int64_t delta = 0;
+  bool operator==(const Increment&) const = default;
+};
+
+struct FieldState {
+  std::vector<Sibling> siblings;      // sorted by dot
+  std::vector<Increment> increments;  // sorted by dot
+  VersionVector removed;
+  bool operator==(const FieldState&) const = default;
+};
+
+enum class ConflictKind : uint8_t {
+  kConcurrentSet = 1,        // two or more concurrent sets of one field survive
+  kNonNumericIncrement = 2,  // increments survive on a field whose value is not a number
+};
+std::string_view ConflictKindName(ConflictKind kind);
+
+// What a merge observed and resolved; the node stores these in its conflict log.
+struct Conflict {
+  ConflictKind kind = ConflictKind::kConcurrentSet;
+  std::string key;
+  std::string field;
+  Sibling winner;                    // the value the field renders
+  std::vector<Sibling> losers;       // kConcurrentSet: the other surviving siblings
+  std::vector<Increment> increments; // kNonNumericIncrement: the increments not rendered
+  Dot cause;                         // the event whose merge found the conflict
+};
+
+// True when a is rendered in preference to b: the greater (hlc, origin id).
+inline bool WinsOver(const Sibling& a, const Sibling& b) {
+  if (a.hlc != b.hlc) return a.hlc > b.hlc;
+  return a.dot.origin > b.dot.origin;
+}
+
+class DocumentState {
+ public:
+  // Merges one event into the document (event.key must be this document's key; the caller
+  // routes). Idempotent while no Fold has dropped what recognizes the event; callers apply each
+  // dot once anyway (their frontier) and must never re-apply a dot covered by a Fold's stable
+  // vector. Appends any conflicts the merge found to *conflicts when it is not null.
+  void Apply(const Event& event, std::vector<Conflict>* conflicts);
+
+  // True when some write other than a delete is alive.
+  bool exists() const { return !presence_.empty(); }
+  // The document as canonical JSON (fields sorted by name), or nullopt when it does not exist.
+  std::optional<std::string> Render() const;
+  // The rendered value of one field, or nullopt when the field is absent.
+  std::optional<std::string> RenderField(std::string_view name) const;
+  // True when the field renders a value that is not a number: the write path refuses to
+  // increment such a field (HTTP 409).
+  bool FieldIsNonNumeric(std::string_view name) const;
+
+  // Drops metadata no future event can need, given `stable`: a causally stable vector, i.e. one
+  // this replica has applied and that the context of every event still to arrive covers. (That
+  // every region has applied it is not enough: an event written before its origin applied it may
+  // still be on its way. Replica::StableFrontier computes a safe vector.)
+  // Keeps only the winning stable sibling, folds stable increments per origin into one entry and
+  // forgets removed-vector entries that stable covers. Never changes Render().
+  void Fold(const VersionVector& stable);
+  // True when nothing is left: a document deleted and folded away; storage may drop it.
+  bool empty() const { return fields_.empty() && presence_.empty() && removed_.empty(); }
+
+  // How many siblings, increments and version-vector entries the state holds (bounded-growth
+  // checks and metrics).
+  size_t MetadataEntries() const;
+
+  // The canonical binary encoding of the whole state (docs/formats.md): equal states encode to
+  // equal bytes. Decode validates and never crashes on arbitrary bytes.
+  std::string Encode() const;
+  static Result<DocumentState> Decode(std::string_view bytes);
+  // xxh3-64 of Encode(): equal states, equal digests.
+  uint64_t Digest() const;
+
+  const std::vector<std::pair<std::string, FieldState>>& fields() const { return fields_; }
+  const VersionVector& presence() const { return presence_; }
+  const VersionVector& removed() const { return removed_; }
+  bool operator==(const DocumentState&) const = default;
+
+ private:
+  FieldState& FieldFor(const std::string& name);
+  const FieldState* FindField(std::string_view name) const;
+  // Removes from every field and from presence what `context` covers; records it document-wide.
+  void RemoveEverywhere(const VersionVector& context);
+  bool IsRemoved(const FieldState& field, const Dot& dot) const {
+    return removed_.Covers(dot) || field.removed.Covers(dot);
+  }
+  void DropEmptyFields();
+
+  std::vector<std::pair<std::string, FieldState>> fields_;  // sorted by name
+  VersionVector presence_;
+  VersionVector removed_;
+};
+
+// xxh3-64 of the key and the rendered document (or of the key alone when it does not exist):
+// what two regions compare to prove they show the same data, whatever metadata each has folded.
+uint64_t RenderedDigest(std::string_view key, const std::optional<std::string>& rendered);
+
+}  // namespace meridian::core

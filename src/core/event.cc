@@ -1,0 +1,230 @@
+#include "core/event.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "meridian/event.pb.h"
+
+namespace meridian::core {
+
+std::string_view OpKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kSet: return "set";
+    case OpKind::kReplace: return "replace";
+    case OpKind::kIncrement: return "increment";
+    case OpKind::kDelete: return "delete";
+  }
+  return "unknown";
+}
+
+bool IsValidUtf8(std::string_view text) {
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    uint32_t code_point = 0;
+    if ((c & 0xE0) == 0xC0) {
+      length = 2;
+      code_point = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3;
+      code_point = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4;
+      code_point = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > n) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<uint8_t>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code_point = (code_point << 6) | (next & 0x3F);
+    }
+    // Overlong forms, surrogates and values beyond Unicode are invalid.
+    if ((length == 2 && code_point < 0x80) || (length == 3 && code_point < 0x800) ||
+        (length == 4 && code_point < 0x10000) || code_point > 0x10FFFF ||
+        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+Status ValidateKey(std::string_view key, const Limits& limits) {
+  if (key.empty()) return InvalidArgument("key is empty");
+  if (key.size() > limits.key_bytes_max) {
+    return TooLarge("key is " + std::to_string(key.size()) + " bytes; the limit is " +
+                    std::to_string(limits.key_bytes_max));
+  }
+  if (!IsValidUtf8(key)) return InvalidArgument("key is not valid UTF-8");
+  return Status::Ok();
+}
+
+Result<std::string> CanonicalJson(std::string_view json_text) {
+  nlohmann::json value = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return InvalidArgument("value is not valid JSON");
+  try {
+    return value.dump();
+  } catch (const nlohmann::json::exception& error) {
+    return InvalidArgument(std::string("value is not valid JSON: ") + error.what());
+  }
+}
+
+namespace {
+
+Status ValidateFieldName(std::string_view name, const Limits& limits) {
+  if (name.empty()) return InvalidArgument("field name is empty");
+  if (name.size() > limits.field_name_bytes_max) {
+    return TooLarge("field name is " + std::to_string(name.size()) + " bytes; the limit is " +
+                    std::to_string(limits.field_name_bytes_max));
+  }
+  if (!IsValidUtf8(name)) return InvalidArgument("field name is not valid UTF-8");
+  return Status::Ok();
+}
+
+template <typename Item>
+Status SortAndCheckNames(std::vector<Item>* items, const Limits& limits) {
+  if (items->size() > limits.fields_max) {
+    return TooLarge("operation names " + std::to_string(items->size()) +
+                    " fields; the limit is " + std::to_string(limits.fields_max));
+  }
+  std::sort(items->begin(), items->end(),
+            [](const Item& a, const Item& b) { return a.name < b.name; });
+  for (size_t i = 0; i < items->size(); ++i) {
+    if (Status status = ValidateFieldName((*items)[i].name, limits); !status.ok()) return status;
+    if (i > 0 && (*items)[i - 1].name == (*items)[i].name) {
+      return InvalidArgument("field '" + (*items)[i].name + "' appears twice");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status NormalizeOperation(Operation* op, const Limits& limits) {
+  switch (op->kind) {
+    case OpKind::kSet:
+    case OpKind::kReplace:
+      if (!op->counters.empty()) return InvalidArgument("a set or replace carries no counters");
+      break;
+    case OpKind::kIncrement:
+      if (!op->fields.empty()) return InvalidArgument("an increment carries no field values");
+      if (op->counters.empty()) return InvalidArgument("an increment names no counter");
+      break;
+    case OpKind::kDelete:
+      if (!op->fields.empty() || !op->counters.empty()) {
+        return InvalidArgument("a delete carries no fields");
+      }
+      return Status::Ok();
+    default:
+      return InvalidArgument("unknown operation kind");
+  }
+  if (Status status = SortAndCheckNames(&op->fields, limits); !status.ok()) return status;
+  if (Status status = SortAndCheckNames(&op->counters, limits); !status.ok()) return status;
+  size_t total_bytes = 0;
+  for (FieldValue& field : op->fields) {
+    Result<std::string> canonical = CanonicalJson(field.value);
+    if (!canonical.ok()) {
+      return InvalidArgument("field '" + field.name + "': " + canonical.status().message());
+    }
+    field.value = std::move(canonical).value();
+    if (field.value.size() > limits.value_bytes_max) {
+      return TooLarge("field '" + field.name + "' is " + std::to_string(field.value.size()) +
+                      " bytes; the limit is " + std::to_string(limits.value_bytes_max));
+    }
+    total_bytes += field.name.size() + field.value.size();
+  }
+  for (const CounterDelta& counter : op->counters) total_bytes += counter.name.size() + 20;
+  if (total_bytes > limits.document_bytes_max) {
+    return TooLarge("operation is " + std::to_string(total_bytes) + " bytes; the limit is " +
+                    std::to_string(limits.document_bytes_max));
+  }
+  return Status::Ok();
+}
+
+Status ValidateEvent(const Event& event, const Limits& limits) {
+  if (event.dot.origin > kRegionIdMax) return InvalidArgument("event origin is above 31");
+  if (event.dot.seq == 0) return InvalidArgument("event seq is 0");
+  if (event.context.Get(event.dot.origin) != event.dot.seq - 1) {
+    return InvalidArgument("event context does not end just before the event itself");
+  }
+  if (HlcPhysicalMs(event.hlc) == 0) return InvalidArgument("event has no timestamp");
+  return ValidateKey(event.key, limits);
+}
+
+std::string EncodeEvent(const Event& event) {
+  wire::Event message;
+  message.set_schema_version(kEventSchemaVersion);
+  message.set_origin(event.dot.origin);
+  message.set_seq(event.dot.seq);
+  message.set_hlc(event.hlc);
+  message.set_context(event.context.Encode());
+  message.set_key(event.key);
+  wire::Operation* op = message.mutable_operation();
+  op->set_kind(static_cast<wire::Operation::Kind>(event.op.kind));
+  for (const FieldValue& field : event.op.fields) {
+    wire::FieldValue* out = op->add_fields();
+    out->set_name(field.name);
+    out->set_value(field.value);
+  }
+  for (const CounterDelta& counter : event.op.counters) {
+    wire::CounterDelta* out = op->add_counters();
+    out->set_name(counter.name);
+    out->set_delta(counter.delta);
+  }
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  return bytes;
+}
+
+Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits) {
+  wire::Event message;
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Corruption("event: not a valid protobuf message");
+  }
+  if (message.schema_version() != kEventSchemaVersion) {
+    return Status(StatusCode::kUnsupported,
+                  "event: schema version " + std::to_string(message.schema_version()) +
+                      " is not supported (this build reads version " +
+                      std::to_string(kEventSchemaVersion) + ")");
+  }
+  Event event;
+  event.dot = Dot{message.origin(), message.seq()};
+  event.hlc = message.hlc();
+  auto context = VersionVector::Decode(message.context());
+  if (!context.ok()) return context.status();
+  event.context = std::move(context).value();
+  event.key = message.key();
+  const wire::Operation& op = message.operation();
+  if (op.kind() < wire::Operation::SET || op.kind() > wire::Operation::DELETE) {
+    return Corruption("event: unknown operation kind " + std::to_string(op.kind()));
+  }
+  event.op.kind = static_cast<OpKind>(op.kind());
+  for (const wire::FieldValue& field : op.fields()) {
+    auto canonical = CanonicalJson(field.value());
+    if (!canonical.ok()) return Corruption("event: field '" + field.name() + "': not JSON");
+    if (*canonical != field.value()) {
+      return Corruption("event: field '" + field.name() + "' is not in canonical JSON form");
+    }
+    event.op.fields.push_back(FieldValue{field.name(), field.value()});
+  }
+  for (const wire::CounterDelta& counter : op.counters()) {
+    event.op.counters.push_back(CounterDelta{counter.name(), counter.delta()});
+  }
+  if (Status status = ValidateEvent(event, limits); !status.ok()) {
+    return Status(StatusCode::kCorruption, "event: " + status.message());
+  }
+  if (Status status = NormalizeOperation(&event.op, limits); !status.ok()) {
+    return Status(StatusCode::kCorruption, "event: " + status.message());
+  }
+  return event;
+}
+
+}  // namespace meridian::core

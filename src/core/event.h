@@ -1,0 +1,92 @@
+// The event: one write, as it is logged, replicated and merged.
+//
+// An event is named by its dot {origin, seq}, stamped with the HLC of the region that accepted
+// it, and carries its context: the version vector the origin had applied when it wrote, which is
+// what the write "has seen" and may therefore overwrite (see document.h). Its wire form is the
+// Protobuf message meridian.wire.Event (proto/meridian/event.proto), specified in
+// docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+
+namespace meridian::core {
+
+constexpr uint32_t kEventSchemaVersion = 1;
+
+// Size limits, enforced on every write and on every decoded event. Each is a hard bound the
+// node promises its users; the defaults are documented in docs/semantics.md.
+struct Limits {
+  size_t key_bytes_max = 1024;
+  size_t field_name_bytes_max = 256;
+  size_t value_bytes_max = 64 * 1024;         // one field's canonical JSON
+  size_t document_bytes_max = 1024 * 1024;    // one operation; the node also refuses a write
+                                              // that would render a larger document
+  size_t fields_max = 1024;                   // fields in one operation
+};
+
+enum class OpKind : uint8_t { kSet = 1, kReplace = 2, kIncrement = 3, kDelete = 4 };
+std::string_view OpKindName(OpKind kind);
+
+struct FieldValue {
+  std::string name;
+  std::string value;  // canonical JSON text (CanonicalJson)
+  bool operator==(const FieldValue&) const = default;
+};
+
+struct CounterDelta {
+  std::string name;
+  int64_t delta = 0;
+  bool operator==(const CounterDelta&) const = default;
+};
+
+// Exactly one of: set fields (kSet), replace the document (kReplace), increment counters
+// (kIncrement), delete (kDelete). `fields` and `counters` are sorted by name, names unique.
+struct Operation {
+  OpKind kind = OpKind::kSet;
+  std::vector<FieldValue> fields;
+  std::vector<CounterDelta> counters;
+  bool operator==(const Operation&) const = default;
+};
+
+struct Event {
+  Dot dot;
+  HlcTimestamp hlc = 0;
+  VersionVector context;
+  std::string key;
+  Operation op;
+  bool operator==(const Event&) const = default;
+};
+
+// Validates a key: 1..key_bytes_max bytes of valid UTF-8.
+Status ValidateKey(std::string_view key, const Limits& limits);
+// True when text is well-formed UTF-8.
+bool IsValidUtf8(std::string_view text);
+
+// Parses JSON text and returns its canonical form (object members sorted by name, no spaces,
+// shortest round-trip numbers). Errors on malformed JSON or invalid UTF-8.
+Result<std::string> CanonicalJson(std::string_view json_text);
+
+// Sorts fields and counters by name, puts every value in canonical JSON form, and checks every
+// limit: names 1..field_name_bytes_max bytes of UTF-8 and unique, values JSON within
+// value_bytes_max (after canonicalization), the whole operation within
+// document_bytes_max, at most fields_max fields, an increment with at least one counter, a delete
+// with neither.
+Status NormalizeOperation(Operation* op, const Limits& limits);
+
+// Validates an event as a receiver must before merging it: a real dot (origin <= 31, seq >= 1),
+// a context whose entry for the origin is exactly seq - 1 (an origin has applied all its own
+// earlier events), a timestamp, a valid key.
+Status ValidateEvent(const Event& event, const Limits& limits);
+
+std::string EncodeEvent(const Event& event);
+// Decodes and validates; never crashes on arbitrary bytes.
+Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits);
+
+}  // namespace meridian::core

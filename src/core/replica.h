@@ -1,0 +1,94 @@
+// Replica: one region's merge state held in memory — the pure heart of a region.
+//
+// It turns local writes into events (dot, HLC, context) and applies events from every origin in
+// per-origin seq order, buffering any that arrive ahead of a gap and dropping duplicates, so that
+// the order, duplication and batching of delivery never change the result. The region node wraps
+// the same rules around durable storage; the merge demo, the property tests and the simulator run
+// it as is.
+//
+// Pure: the physical clock is injected, there is no I/O. Not thread-safe.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/document.h"
+#include "core/event.h"
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+
+namespace meridian::core {
+
+enum class ReceiveOutcome { kApplied, kDuplicate, kBuffered };
+
+// The command path of every region, in memory or durable: checks a local write against the
+// current state of its document (nullptr when there is none) and stamps it as the next event of
+// region `id`: dot {id, frontier[id] + 1}, a fresh HLC, context = frontier. Normalizes the
+// operation; errors are kInvalidArgument and kTooLarge for bad input, kTypeMismatch for an
+// increment of a field that holds a non-number. Does not apply the event.
+Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
+                              const DocumentState* current, const VersionVector& frontier,
+                              HybridLogicalClock* clock, const Limits& limits);
+
+class Replica {
+ public:
+  Replica(RegionId id, PhysicalClock* clock, Limits limits = {});
+
+  // Accepts a local write: normalizes and checks the operation (kInvalidArgument, kTooLarge;
+  // kTypeMismatch for an increment of a field that holds a non-number), stamps it and applies it.
+  // Returns the event to log and replicate.
+  Result<Event> Write(const std::string& key, Operation op);
+
+  // Merges an event from another region (or a redelivery of one's own). Applies it and any
+  // buffered successors when it is the next of its origin; buffers it when earlier events of its
+  // origin are missing; drops it when already applied.
+  ReceiveOutcome Receive(const Event& event);
+
+  // Records that region `origin` had applied `frontier` (a heartbeat). Ignored unless this
+  // replica has applied every event `origin` had written by then (frontier[origin]): only then
+  // does every event still to come from `origin` have a context covering `frontier`.
+  void ObserveFrontier(RegionId origin, const VersionVector& frontier);
+
+  // The causally stable vector over `regions` (which must include this one): the meet of this
+  // replica's frontier and, for every other region, the latest frontier known to have been applied
+  // there with all of that region's earlier events applied here (learnt from each received
+  // event's context and from ObserveFrontier). Every event this replica has still to receive has
+  // a context covering it, so it is safe to Fold with.
+  VersionVector StableFrontier(const std::vector<RegionId>& regions) const;
+
+  // Folds every document's metadata that `stable` makes unreachable (see DocumentState::Fold),
+  // and forgets documents nothing is left of. `stable` must be causally stable at this replica
+  // (StableFrontier): covered by frontier(), and covered by the context of every event still to
+  // arrive.
+  void Fold(const VersionVector& stable);
+
+  RegionId id() const { return id_; }
+  // Per origin, the highest seq applied (contiguous from 1).
+  const VersionVector& frontier() const { return frontier_; }
+  const HybridLogicalClock& clock() const { return clock_; }
+  // The events applied here, in the order they were applied.
+  const std::vector<Event>& applied() const { return applied_; }
+  size_t buffered() const;
+  const std::map<std::string, DocumentState>& documents() const { return documents_; }
+  std::optional<std::string> Render(const std::string& key) const;
+  // Conflicts found since the last call.
+  std::vector<Conflict> TakeConflicts();
+
+ private:
+  void ApplyInOrder(const Event& event);
+
+  RegionId id_;
+  HybridLogicalClock clock_;
+  Limits limits_;
+  VersionVector frontier_;
+  std::map<std::string, DocumentState> documents_;
+  std::map<RegionId, std::map<uint64_t, Event>> pending_;  // origin -> seq -> event
+  std::vector<Event> applied_;
+  std::vector<Conflict> conflicts_;
+  std::map<RegionId, VersionVector> known_frontiers_;  // see StableFrontier
+};
+
+}  // namespace meridian::core
