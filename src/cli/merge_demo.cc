@@ -112,7 +112,8 @@ int Run() {
       for (const Event& event : src.outbox) deliveries.push_back(&event);
       deliveries.push_back(&src.outbox.back());  // a duplicate
     }
-    // Shuffle but keep each origin's order: the replica buffers any gap anyway.
+    // Shuffle everything, even each origin's own order: the replica buffers events that arrive
+    // ahead of a gap and applies them once the gap fills.
     std::shuffle(deliveries.begin(), deliveries.end(), random);
     int applied = 0;
     int duplicates = 0;

@@ -567,6 +567,42 @@ TEST(ReplicaFoldTest, FoldWithTheStableFrontierKeepsRendersAndDropsDeletedDocume
   EXPECT_EQ(regions.eu.Render("gone"), R"({"y":2})");
 }
 
+// An event written before its origin applied what every region has applied can still be on its
+// way. us increments twice (us:1, us:3); eu sets the counter having seen only us:1; everybody but
+// us then applies all of us's events. "Applied everywhere" covers us:3, yet folding us:1 and us:3
+// together at us would let eu's set, arriving later, remove both instead of only us:1.
+TEST(ReplicaFoldTest, AnEventStillInFlightKeepsWhatItCanRemove) {
+  for (const bool naive : {false, true}) {
+    ThreeRegions regions;
+    const Event first = MustWrite(&regions.us, "k", Incr({{"stock", 1}}));
+    const Event other = MustWrite(&regions.us, "other", Set({{"x", "1"}}));
+    const Event second = MustWrite(&regions.us, "k", Incr({{"stock", 1}}));
+    regions.eu.Receive(first);
+    const Event restock = MustWrite(&regions.eu, "k", Set({{"stock", "100"}}));
+    for (const Event& event : {other, second}) regions.eu.Receive(event);
+    for (const Event& event : {first, other, second}) regions.asia.Receive(event);
+    regions.asia.Receive(restock);
+    regions.Heartbeats();  // eu's and asia's reports reach us: both have applied us:3
+
+    VersionVector applied_everywhere = regions.us.frontier();
+    for (Replica* replica : regions.all()) {
+      applied_everywhere = VersionVector::Meet(applied_everywhere, replica->frontier());
+    }
+    EXPECT_EQ(applied_everywhere.Get(kUs), 3u);
+    const VersionVector stable = regions.us.StableFrontier(ThreeRegions::ids());
+    EXPECT_EQ(stable.Get(kUs), 0u) << "eu's report is not usable before us has applied the writes eu made";
+    regions.us.Fold(naive ? applied_everywhere : stable);
+    regions.us.Receive(restock);
+    EXPECT_EQ(regions.eu.Render("k"), R"({"stock":101})");
+    EXPECT_EQ(regions.asia.Render("k"), R"({"stock":101})");
+    if (naive) {
+      EXPECT_EQ(regions.us.Render("k"), R"({"stock":102})") << "the unsafe fold diverges";
+    } else {
+      EXPECT_EQ(regions.us.Render("k"), R"({"stock":101})");
+    }
+  }
+}
+
 TEST(ReplicaFoldTest, FoldWithAPartlyStableFrontierKeepsRenders) {
   ThreeRegions regions;
   MustWrite(&regions.us, "a", Set({{"x", "1"}}));
