@@ -1,7 +1,7 @@
 # Meridian — the two commands of the quick start, and a few more.
 #   make demo    install what is missing, build, run the demo
 #   make test    install what is missing, build, run the whole suite (default, ASan+UBSan, fuzz)
-#   make bench   benchmarks (not part of the test suite); results go to bench/RESULTS.md by hand
+#   make bench   benchmarks (not part of the test suite); figures are recorded in bench/RESULTS.md
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
@@ -19,7 +19,7 @@ build: deps
 
 build-asan: deps
 	@cmake --preset asan >/dev/null
-	@cmake --build --preset asan -j $(JOBS) --target core_unit_test core_property_test
+	@cmake --build --preset asan -j $(JOBS) --target core_unit_test core_property_test node_unit_test
 
 build-fuzz: deps
 	@cmake --preset fuzz >/dev/null
@@ -35,7 +35,7 @@ test-asan: build-asan
 	@ctest --preset asan -j $(JOBS)
 
 # Each fuzz target runs FUZZ_SECONDS; a crash fails the run and leaves the input in build/fuzz.
-FUZZ_TARGETS := event_decoder_fuzz
+FUZZ_TARGETS := event_decoder_fuzz http_request_fuzz
 fuzz: build-fuzz
 	@set -e; for target in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus/$$target; \
@@ -48,8 +48,10 @@ fuzz: build-fuzz
 test: test-default test-asan fuzz
 	@echo "make test: default suite, sanitizer suite and fuzzing all passed"
 
+# Benchmarks: merge throughput in memory, then a node against redis-server in the same run.
 bench: build
 	@build/default/bench/merge_bench
+	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
 
 clean:
 	rm -rf build

@@ -1,0 +1,795 @@
+#include "api/http_server.h"
+
+// g++ 12 needs <utility> before Asio when coroutines are used.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <boost/beast/websocket.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <iomanip>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "api/request.h"
+#include "api/session_token.h"
+#include "core/document.h"
+
+namespace meridian::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kWriteTimeout = std::chrono::seconds(30);
+constexpr auto kWatchHeartbeat = std::chrono::seconds(15);
+constexpr auto kShutdownGrace = std::chrono::seconds(10);
+constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
+constexpr size_t kWatchBacklogPage = 256;
+
+// One accepted connection. Lives as long as its session coroutine; the server keeps a weak
+// reference to wake or close it on shutdown.
+struct Connection {
+  explicit Connection(tcp::socket socket) : executor(socket.get_executor()), stream(std::move(socket)) {}
+  // The connection's strand, kept here because `stream` moves into a WebSocket for watches.
+  const asio::any_io_executor executor;
+  beast::tcp_stream stream;
+  bool websocket = false;  // `stream` was moved into a WebSocket
+  bool busy = false;  // a request is being handled (touched only on the connection's strand)
+  std::function<void()> wake;  // set while a watch or wait is parked
+};
+
+Response MakeResponse(const Request& request, http::status status, std::string body,
+                      std::string_view content_type = "application/json") {
+  Response response(status, request.version());
+  response.set(http::field::server, "meridian");
+  response.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+  response.body() = std::move(body);
+  return response;
+}
+
+Response ErrorResponse(const Request& request, const ApiError& error) {
+  Response response = MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
+  if (!error.allow.empty()) response.set(http::field::allow, error.allow);
+  return response;
+}
+
+std::string ChangeJson(const node::Region& region, const node::Change& change) {
+  std::string out = "{\"key\":";
+  out += nlohmann::json(change.key).dump();
+  out += ",\"doc\":";
+  out += change.doc ? *change.doc : "null";
+  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" + core::FormatHlc(change.hlc) + "\"}";
+  return out;
+}
+
+std::string Hex64(uint64_t value) {
+  std::ostringstream out;
+  out << std::hex << std::setw(16) << std::setfill('0') << value;
+  return out.str();
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  explicit Impl(node::Node* node)
+      : node_(node),
+        threads_(node->config().http_threads > 0 ? node->config().http_threads
+                                                 : std::max(1u, std::thread::hardware_concurrency())),
+        io_(threads_),
+        acceptor_(io_),
+        signals_(io_, SIGINT, SIGTERM),
+        hard_stop_(io_) {}
+
+  Status Listen() {
+    std::string host;
+    uint16_t port = 0;
+    node::SplitHostPort(node_->config().self().http, &host, &port);
+    beast::error_code ec;
+    const auto address = asio::ip::make_address(host, ec);
+    if (ec) return InvalidArgument("http address " + host + " is not an IP address");
+    const tcp::endpoint endpoint(address, port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Status(StatusCode::kUnavailable,
+                    "cannot listen on " + node_->config().self().http + ": " + ec.message());
+    }
+    return Status::Ok();
+  }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void Run() {
+    signals_.async_wait([this](const beast::error_code& ec, int signal) {
+      if (!ec) {
+        spdlog::info("signal {}: stopping", signal);
+        BeginStop();
+      }
+    });
+    asio::co_spawn(io_, Accept(), asio::detached);
+    spdlog::info("region {} serving HTTP on {}", node_->config().region, node_->config().self().http);
+    std::vector<std::thread> threads;
+    for (int i = 1; i < threads_; ++i) threads.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (std::thread& thread : threads) thread.join();
+    node_->Stop();
+    spdlog::info("region {} stopped: every acknowledged write is durable", node_->config().region);
+  }
+
+  void RequestStop() {
+    asio::post(io_, [this] { BeginStop(); });
+  }
+
+ private:
+  void BeginStop() {
+    if (stopping_.exchange(true)) return;
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    signals_.cancel(ignored);
+    hard_stop_.expires_after(kShutdownGrace);
+    hard_stop_.async_wait([this](const beast::error_code& ec) {
+      if (!ec) {
+        spdlog::warn("connections still open after {} s: closing them",
+                     std::chrono::duration_cast<std::chrono::seconds>(kShutdownGrace).count());
+        io_.stop();
+      }
+    });
+    std::lock_guard lock(connections_mutex_);
+    for (const auto& weak : connections_) {
+      auto connection = weak.lock();
+      if (!connection) continue;
+      asio::post(connection->executor, [connection] {
+        if (connection->wake) connection->wake();
+        beast::error_code ignored;
+        if (!connection->busy && !connection->websocket) connection->stream.socket().cancel(ignored);
+      });
+    }
+    MaybeFinishStop();
+  }
+
+  void MaybeFinishStop() {
+    if (stopping_ && open_connections_.load() == 0) {
+      asio::post(io_, [this] { hard_stop_.cancel(); });
+    }
+  }
+
+  awaitable<void> Accept() {
+    const node::NodeConfig& config = node_->config();
+    for (;;) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor_.async_accept(asio::make_strand(io_),
+                                                           asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (stopping_) co_return;
+        if (ec == asio::error::no_descriptors) {
+          // Out of file descriptors: back off instead of spinning; open connections finish.
+          spdlog::warn("accept: out of file descriptors; pausing new connections for 100 ms");
+          asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+          co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      auto connection = std::make_shared<Connection>(std::move(socket));
+      const bool over_limit = open_connections_.load() >= config.connections_max;
+      ++open_connections_;
+      {
+        std::lock_guard lock(connections_mutex_);
+        std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+        connections_.push_back(connection);
+      }
+      asio::co_spawn(connection->executor, Session(connection, over_limit),
+                     [this](std::exception_ptr error) {
+                       if (error) {
+                         try {
+                           std::rethrow_exception(error);
+                         } catch (const std::exception& e) {
+                           spdlog::error("session failed: {}", e.what());
+                         }
+                       }
+                       --open_connections_;
+                       MaybeFinishStop();
+                     });
+    }
+  }
+
+  awaitable<void> Session(std::shared_ptr<Connection> connection, bool over_limit) {
+    const node::NodeConfig& config = node_->config();
+    beast::flat_buffer buffer;
+    for (;;) {
+      connection->busy = false;
+      if (stopping_) break;
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(config.body_bytes_max);
+      parser.header_limit(16 * 1024);
+      connection->stream.expires_after(std::chrono::milliseconds(config.idle_timeout_ms));
+      beast::error_code ec;
+      co_await http::async_read(connection->stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+      connection->busy = true;
+      const auto started = Clock::now();
+      if (ec) {
+        if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+            ec == asio::error::eof || ec == beast::error::timeout ||
+            ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
+          break;  // closed, timed out or cancelled: nothing to answer
+        }
+        ApiError error;
+        if (ec == http::error::body_limit) {
+          error = {413, "too_large", "the body is larger than " + std::to_string(config.body_bytes_max) + " bytes", {}};
+        } else if (ec == http::error::header_limit) {
+          error = {431, "headers_too_large", "the request headers are larger than 16 KiB", {}};
+        } else if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+          error = {400, "bad_request", "this is not an HTTP/1.1 request: " + ec.message(), {}};
+        } else {
+          break;
+        }
+        Request blank;
+        blank.version(11);
+        Response response = ErrorResponse(blank, error);
+        response.keep_alive(false);
+        response.prepare_payload();
+        connection->stream.expires_after(kWriteTimeout);
+        co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+        break;
+      }
+      Request request = parser.release();
+      if (over_limit) {
+        Response response = ErrorResponse(request, {429, "overloaded", "too many open connections (http.connections_max)", {}});
+        response.keep_alive(false);
+        response.prepare_payload();
+        co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+        break;
+      }
+      const RequestView view{
+          std::string_view(request.method_string().data(), request.method_string().size()),
+          std::string_view(request.target().data(), request.target().size()),
+          Header(request, http::field::content_type), Header(request, "Meridian-Session"),
+          Header(request, "Last-Event-ID"), request.body()};
+      auto parsed = ParseRequest(view, config.limits);
+      if (auto* call = std::get_if<ApiCall>(&parsed); call != nullptr && call->route == Route::kWatch) {
+        co_await Watch(connection, request, *call);
+        break;  // a watch ends its connection
+      }
+      Response response;
+      Route route = Route::kRejected;
+      if (auto* error = std::get_if<ApiError>(&parsed)) {
+        response = ErrorResponse(request, *error);
+      } else {
+        ApiCall& call = std::get<ApiCall>(parsed);
+        route = call.route;
+        response = co_await Handle(connection, request, call);
+      }
+      node_->metrics().ObserveRequest(route, static_cast<int>(response.result_int()),
+                                      std::chrono::duration<double>(Clock::now() - started).count());
+      if (request.method() == http::verb::head) {
+        response.content_length(response.body().size());
+        response.body().clear();
+      } else {
+        response.prepare_payload();
+      }
+      response.keep_alive(request.keep_alive() && !stopping_);
+      connection->stream.expires_after(kWriteTimeout);
+      co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+      if (ec || !response.keep_alive()) break;
+    }
+    beast::error_code ignored;
+    if (!connection->websocket) connection->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  static std::string_view Header(const Request& request, http::field field) {
+    auto it = request.find(field);
+    return it == request.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  }
+  static std::string_view Header(const Request& request, std::string_view name) {
+    auto it = request.find(beast::string_view(name.data(), name.size()));
+    return it == request.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  }
+
+  // A timer on the connection's strand and a thread-safe function that wakes whoever waits on
+  // it: the way commits and shutdown reach a parked request or watch.
+  static std::pair<std::shared_ptr<asio::steady_timer>, std::function<void()>> MakeWaker(
+      const std::shared_ptr<Connection>& connection) {
+    auto timer = std::make_shared<asio::steady_timer>(connection->executor);
+    std::weak_ptr<asio::steady_timer> weak = timer;
+    auto wake = [weak, executor = connection->executor] {
+      asio::post(executor, [weak] {
+        if (auto timer = weak.lock()) timer->cancel();
+      });
+    };
+    return {std::move(timer), std::move(wake)};
+  }
+
+  static ApiError SessionTimeout(uint64_t wait_ms) {
+    return {504, "session_timeout",
+            "this region has not yet applied everything the session token covers (waited up to " +
+                std::to_string(wait_ms) + " ms); retry or raise wait_ms",
+            {}};
+  }
+
+  // Parks the coroutine until `ready()` holds, a commit happens, or the deadline passes; loops
+  // until ready or deadline. Returns ready().
+  awaitable<bool> WaitUntil(const std::shared_ptr<Connection>& connection, const Clock::time_point& deadline,
+                            const std::function<bool()>& ready) {
+    if (ready()) co_return true;
+    auto [timer, wake] = MakeWaker(connection);
+    auto handle = node_->commits().Register(wake);
+    connection->wake = wake;
+    bool done = false;
+    while (!(done = ready()) && Clock::now() < deadline && !stopping_) {
+      timer->expires_at(deadline);
+      beast::error_code ec;
+      co_await timer->async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+    connection->wake = nullptr;
+    node_->commits().Unregister(handle);
+    co_return done;
+  }
+
+  awaitable<Result<node::Receipt>> SubmitWrite(node::WriteRequest& request) {
+    auto executor = co_await asio::this_coro::executor;
+    // Named, not a temporary of the co_await expression (see Watch).
+    auto initiation = [this, executor, &request](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      const bool queued = node_->SubmitWrite(std::move(request), [shared, executor](Result<node::Receipt> outcome) {
+        asio::post(executor, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
+      });
+      if (!queued) {
+        asio::post(executor, [shared] {
+          (*shared)(Result<node::Receipt>(Status(StatusCode::kOverloaded, "the write queue is full; retry later")));
+        });
+      }
+    };
+    Result<node::Receipt> outcome =
+        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<node::Receipt>)>(initiation,
+                                                                                                    use_awaitable);
+    co_return outcome;
+  }
+
+  awaitable<Response> Handle(const std::shared_ptr<Connection>& connection, const Request& request, ApiCall& call) {
+    node::Region& region = node_->region();
+    storage::Store& store = node_->store();
+    const node::NodeConfig& config = node_->config();
+
+    // A read (or write) carrying a session token first waits for the frontier to cover it.
+    if (call.session && !call.session->empty()) {
+      const core::VersionVector token = *call.session;
+      const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(call.wait_ms);
+      const std::function<bool()> covers = [&] { return region.frontier().Dominates(token); };
+      const bool covered = co_await WaitUntil(connection, deadline, covers);
+      if (!covered) co_return ErrorResponse(request, SessionTimeout(call.wait_ms));
+    }
+
+    switch (call.route) {
+      case Route::kPutDocument:
+      case Route::kPatchDocument:
+      case Route::kIncrementDocument:
+      case Route::kDeleteDocument: {
+        const size_t peers = config.regions.size() - 1;
+        if (call.durability_regions > peers) {
+          co_return ErrorResponse(request, {400, "bad_parameter",
+                                            "durability=regions:" + std::to_string(call.durability_regions) +
+                                                " asks for more regions than the " + std::to_string(peers) +
+                                                " other regions configured", {}});
+        }
+        node::WriteRequest write{call.key, std::move(call.op)};
+        Result<node::Receipt> receipt = co_await SubmitWrite(write);
+        if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
+        core::VersionVector session = receipt->frontier;
+        if (call.session) session.Merge(*call.session);
+        const std::string token = EncodeSessionToken(session);
+        nlohmann::json body = {{"event", region.EventId(receipt->dot)},
+                               {"hlc", core::FormatHlc(receipt->hlc)},
+                               {"session", token}};
+        if (call.durability_regions > 0) {
+          // Remote confirmations come from replication; until a region confirms, the wait runs
+          // out and says so — the write itself is committed here.
+          const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms);
+          const std::function<bool()> confirmed = [] { return false; };
+          co_await WaitUntil(connection, deadline, confirmed);
+          body["error"] = "durability_timeout";
+          body["message"] = "the write is committed in this region but " + std::to_string(call.durability_regions) +
+                            " other regions have not confirmed it within up to " +
+                            std::to_string(call.durability_timeout_ms) + " ms; it will replicate";
+          Response response = MakeResponse(request, http::status::gateway_timeout, body.dump());
+          response.set("Meridian-Session", token);
+          co_return response;
+        }
+        Response response = MakeResponse(request, http::status::ok, body.dump());
+        response.set("Meridian-Session", token);
+        co_return response;
+      }
+      case Route::kGetDocument: {
+        auto view = store.GetView(call.key);
+        if (!view.ok()) co_return ErrorResponse(request, ErrorFromStatus(view.status()));
+        if (!view->has_value()) {
+          co_return ErrorResponse(request, {404, "not_found", "no document with this key", {}});
+        }
+        co_return MakeResponse(request, http::status::ok, std::move(**view));
+      }
+      case Route::kScan: {
+        std::string body = "{\"items\":[";
+        std::string last;
+        bool first = true;
+        auto more = store.ScanViews(call.prefix, call.after, call.limit,
+                                    [&](std::string_view key, std::string_view doc) {
+                                      if (!first) body += ',';
+                                      first = false;
+                                      body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
+                                      body += doc;
+                                      body += '}';
+                                      last = key;
+                                    });
+        if (!more.ok()) co_return ErrorResponse(request, ErrorFromStatus(more.status()));
+        body += "],\"next\":";
+        body += *more ? nlohmann::json(last).dump() : "null";
+        body += '}';
+        co_return MakeResponse(request, http::status::ok, std::move(body));
+      }
+      case Route::kConflicts: {
+        auto records = store.RecentConflicts(call.limit);
+        if (!records.ok()) co_return ErrorResponse(request, ErrorFromStatus(records.status()));
+        auto total = store.ConflictCount();
+        std::string body = "{\"conflicts\":[";
+        for (size_t i = 0; i < records->size(); ++i) {
+          if (i > 0) body += ',';
+          body += (*records)[i];
+        }
+        body += "],\"total\":" + std::to_string(total.ok() ? *total : 0) + "}";
+        co_return MakeResponse(request, http::status::ok, std::move(body));
+      }
+      case Route::kStatus:
+        co_return MakeResponse(request, http::status::ok, StatusJson().dump());
+      case Route::kMetrics:
+        co_return MakeResponse(request, http::status::ok, node_->metrics().Serialize(Snapshot()),
+                               "text/plain; version=0.0.4");
+      case Route::kHealth:
+        co_return MakeResponse(request, http::status::ok, R"({"status":"alive"})");
+      case Route::kReady: {
+        nlohmann::json reasons = nlohmann::json::array();
+        if (node_->storage_failed()) reasons.push_back("storage: a commit failed; see the log");
+        if (stopping_) reasons.push_back("shutting down");
+        if (node_->write_queue_depth() * 10 >= config.write_queue_max * 9) {
+          reasons.push_back("overloaded: the write queue is over 90% full");
+        }
+        if (reasons.empty()) co_return MakeResponse(request, http::status::ok, R"({"ready":true})");
+        nlohmann::json body = {{"error", "not_ready"},
+                               {"message", "this region cannot take traffic now"},
+                               {"reasons", reasons}};
+        co_return MakeResponse(request, http::status::service_unavailable, body.dump());
+      }
+      case Route::kWatch:
+      case Route::kRejected:
+        break;
+    }
+    co_return ErrorResponse(request, {500, "internal", "unrouted request", {}});
+  }
+
+  node::Metrics::Snapshot Snapshot() {
+    node::Metrics::Snapshot snapshot;
+    const node::CommitStats stats = node_->region().stats();
+    snapshot.documents = node_->region().documents();
+    auto conflicts = node_->store().ConflictCount();
+    snapshot.conflicts = conflicts.ok() ? *conflicts : 0;
+    auto dead_letters = node_->store().DeadLetterCount();
+    snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
+    snapshot.events = stats.events;
+    snapshot.commits = stats.commits;
+    snapshot.write_queue_depth = node_->write_queue_depth();
+    snapshot.watchers = node_->watches().watchers();
+    snapshot.watch_overflows = node_->watches().overflows();
+    snapshot.clock_skew_events = node_->region().skew_count();
+    snapshot.connections = open_connections_.load();
+    return snapshot;
+  }
+
+  nlohmann::json StatusJson() {
+    node::Region& region = node_->region();
+    const node::NodeConfig& config = node_->config();
+    const core::VersionVector applied = region.frontier();
+    nlohmann::json frontier = nlohmann::json::object();
+    for (const auto& entry : applied.entries()) frontier[region.NameOf(entry.origin)] = entry.seq;
+    nlohmann::json peers = nlohmann::json::array();
+    for (const node::RegionAddress& address : config.regions) {
+      if (address.name == config.region) continue;
+      peers.push_back({{"name", address.name},
+                       {"id", address.id},
+                       {"connected", false},
+                       {"applied", applied.Get(address.id)},
+                       {"lag_events", nullptr},
+                       {"lag_ms", nullptr}});
+    }
+    const node::Metrics::Snapshot snapshot = Snapshot();
+    return {{"region", config.region},
+            {"id", config.self().id},
+            {"frontier", frontier},
+            {"session", EncodeSessionToken(applied)},
+            {"hlc", core::FormatHlc(region.hlc())},
+            {"peers", peers},
+            {"digest", Hex64(region.digest())},
+            {"documents", snapshot.documents},
+            {"conflicts", snapshot.conflicts},
+            {"dead_letters", snapshot.dead_letters},
+            {"local_events", snapshot.events},
+            {"commits", snapshot.commits},
+            {"write_queue_depth", snapshot.write_queue_depth},
+            {"watchers", snapshot.watchers},
+            {"clock_skew_events", snapshot.clock_skew_events},
+            {"uptime_s", node_->uptime_s()}};
+  }
+
+  // A watch: SSE unless the request is a WebSocket upgrade. First the changes logged after the
+  // resume point (from the log, each with the document as that change left it), then live
+  // changes, each once; closes with a reason when the watcher falls more than watch.buffer_max
+  // changes behind.
+  // g++ 12 destroys temporaries in co_await expressions twice: coroutines here take their
+  // arguments by reference and callers pass named objects that outlive the call.
+  awaitable<void> Watch(const std::shared_ptr<Connection>& connection, const Request& request, const ApiCall& call) {
+    node::Region& region = node_->region();
+    storage::Store& store = node_->store();
+    const node::NodeConfig& config = node_->config();
+    beast::error_code ec;
+
+    std::optional<ApiError> rejection;
+    auto reject = [&]() -> awaitable<void> {
+      const ApiError& error = *rejection;
+      Response response = ErrorResponse(request, error);
+      response.keep_alive(false);
+      response.prepare_payload();
+      co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+    };
+
+    uint64_t resume_lsn = 0;
+    bool resuming = false;
+    if (!call.resume_from.empty()) {
+      core::Dot dot;
+      if (!region.ParseEventId(call.resume_from, &dot)) {
+        rejection = ApiError{400, "bad_parameter", "cannot resume from '" + call.resume_from + "': not an event id like us:42", {}};
+        co_await reject();
+        co_return;
+      }
+      auto lsn = store.LsnOf(dot);
+      if (!lsn.ok()) {
+        rejection = ErrorFromStatus(lsn.status());
+        co_await reject();
+        co_return;
+      }
+      if (!lsn->has_value()) {
+        rejection = ApiError{404, "unknown_event", "event " + call.resume_from + " has not been applied in this region", {}};
+        co_await reject();
+        co_return;
+      }
+      resume_lsn = **lsn;
+      resuming = true;
+    }
+
+    // Like any read, a watch with a session token starts once this region covers it.
+    if (call.session && !call.session->empty()) {
+      const core::VersionVector token = *call.session;
+      const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(call.wait_ms);
+      const std::function<bool()> covers = [&] { return region.frontier().Dominates(token); };
+      if (!co_await WaitUntil(connection, deadline, covers)) {
+        rejection = SessionTimeout(call.wait_ms);
+        co_await reject();
+        co_return;
+      }
+    }
+
+    auto [timer, wake] = MakeWaker(connection);
+    auto executor = connection->executor;
+    uint64_t subscribed_lsn = 0;
+    std::shared_ptr<node::Watcher> watcher =
+        node_->watches().Subscribe(call.prefix, config.watch_buffer_max, wake, &subscribed_lsn);
+    if (!watcher) {
+      rejection = ApiError{429, "overloaded", "too many open watches (watch.watchers_max)", {}};
+      co_await reject();
+      co_return;
+    }
+    connection->wake = wake;
+
+    const bool is_websocket = websocket::is_upgrade(request);
+    std::shared_ptr<websocket::stream<beast::tcp_stream>> ws;
+    bool closed = false;
+    auto reader_done = std::make_shared<bool>(false);  // shared: the reader may outlive a failed write
+    if (is_websocket) {
+      ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(connection->stream));
+      connection->websocket = true;
+      beast::get_lowest_layer(*ws).expires_never();
+      websocket::stream_base::timeout timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+      timeouts.handshake_timeout = kWebSocketCloseTimeout;  // also bounds the closing handshake
+      ws->set_option(timeouts);
+      co_await ws->async_accept(request, asio::redirect_error(use_awaitable, ec));
+      if (ec) closed = true;
+      ws->text(true);
+      if (!closed) {
+        // Reads keep control frames (ping, close) flowing; a close or error ends the watch.
+        asio::co_spawn(executor, [ws, wake, reader_done]() -> awaitable<void> {
+          beast::flat_buffer buffer;
+          beast::error_code read_error;
+          while (!read_error) {
+            co_await ws->async_read(buffer, asio::redirect_error(use_awaitable, read_error));
+            buffer.consume(buffer.size());
+          }
+          *reader_done = true;
+          wake();
+        }, asio::detached);
+      }
+    } else {
+      const std::string header =
+          "HTTP/1.1 200 OK\r\nServer: meridian\r\nContent-Type: text/event-stream\r\n"
+          "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n";
+      connection->stream.expires_after(kWriteTimeout);
+      co_await asio::async_write(connection->stream, asio::buffer(header), asio::redirect_error(use_awaitable, ec));
+      if (ec) closed = true;
+    }
+
+    // What `send` writes next: an SSE event name and id (ignored on WebSocket) and the payload.
+    std::string event_name;
+    std::string event_id;
+    std::string payload;
+    auto send = [&]() -> awaitable<void> {
+      if (closed) co_return;
+      if (is_websocket) {
+        co_await ws->async_write(asio::buffer(payload), asio::redirect_error(use_awaitable, ec));
+      } else {
+        std::string frame;
+        if (!event_id.empty()) frame += "id: " + event_id + "\n";
+        frame += "event: " + event_name + "\ndata: " + payload + "\n\n";
+        connection->stream.expires_after(kWriteTimeout);
+        co_await asio::async_write(connection->stream, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
+      }
+      if (ec) closed = true;
+    };
+
+    // The backlog: logged changes after the resume point up to the subscription.
+    uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
+    std::string last_event = call.resume_from;
+    Status backlog_status;
+    while (resuming && !closed && sent_lsn < subscribed_lsn) {
+      std::vector<node::Change> page;
+      Status status = store.ReadChanges(sent_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
+        if (logged.lsn > subscribed_lsn) return;
+        auto event = core::DecodeEvent(logged.bytes, config.limits);
+        node::Change change;
+        change.lsn = logged.lsn;
+        change.dot = logged.dot;
+        change.doc = logged.rendered;
+        if (event.ok()) {
+          change.key = event->key;
+          change.hlc = event->hlc;
+        }
+        page.push_back(std::move(change));
+      });
+      if (!status.ok()) {
+        backlog_status = status;
+        break;
+      }
+      if (page.empty()) break;
+      for (node::Change& change : page) {
+        sent_lsn = change.lsn;
+        last_event = region.EventId(change.dot);
+        if (!change.key.starts_with(call.prefix)) continue;
+        event_name = "change";
+        event_id = region.EventId(change.dot);
+        payload = ChangeJson(region, change);
+        co_await send();
+        if (closed) break;
+      }
+    }
+    if (!backlog_status.ok()) {
+      // Never skip silently to live changes: that would leave a gap.
+      const ApiError error = ErrorFromStatus(backlog_status);
+      event_name = "error";
+      event_id.clear();
+      payload = ErrorBody(ApiError{error.status, error.code,
+                                   "cannot read the change log after " + last_event + ": " + error.message, {}});
+      co_await send();
+      closed = true;
+    }
+    sent_lsn = std::max(sent_lsn, subscribed_lsn);
+
+    // Live changes.
+    while (!closed && !stopping_ && !(ws && *reader_done)) {
+      bool overflowed = false;
+      std::vector<node::Change> changes = watcher->Take(&overflowed);
+      for (const node::Change& change : changes) {
+        if (change.lsn <= sent_lsn) continue;
+        sent_lsn = change.lsn;
+        last_event = region.EventId(change.dot);
+        event_name = "change";
+        event_id = last_event;
+        payload = ChangeJson(region, change);
+        co_await send();
+        if (closed) break;
+      }
+      if (closed) break;
+      if (overflowed) {
+        const ApiError error{0, "slow_consumer",
+                             "this watch fell more than " + std::to_string(config.watch_buffer_max) +
+                                 " changes behind and was closed; resume from event " +
+                                 (last_event.empty() ? std::string("(none yet)") : last_event),
+                             {}};
+        event_name = "error";
+        event_id.clear();
+        payload = ErrorBody(error);
+        co_await send();
+        if (is_websocket && !closed) {
+          websocket::close_reason reason(websocket::close_code::policy_error, "slow consumer: resume from " + last_event);
+          co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
+          closed = true;
+        }
+        break;
+      }
+      if (!changes.empty()) continue;
+      timer->expires_after(kWatchHeartbeat);
+      beast::error_code wait_error;
+      co_await timer->async_wait(asio::redirect_error(use_awaitable, wait_error));
+      if (!wait_error) {  // quiet for a while: keep the connection alive
+        if (is_websocket) {
+          co_await ws->async_ping({}, asio::redirect_error(use_awaitable, ec));
+          if (ec) closed = true;
+        } else if (!closed) {
+          connection->stream.expires_after(kWriteTimeout);
+          co_await asio::async_write(connection->stream, asio::buffer(std::string_view(": keep-alive\n\n")),
+                                     asio::redirect_error(use_awaitable, ec));
+          if (ec) closed = true;
+        }
+      }
+    }
+    if (is_websocket && !closed && stopping_) {
+      websocket::close_reason reason(websocket::close_code::going_away, "region shutting down");
+      co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
+    }
+    connection->wake = nullptr;
+    node_->watches().Unsubscribe(watcher);
+    if (ws) {
+      // Close the socket, then let the reader notice before the stream goes away with us.
+      beast::error_code ignored;
+      beast::get_lowest_layer(*ws).socket().shutdown(tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(*ws).socket().close(ignored);
+      for (int i = 0; i < 50 && !*reader_done; ++i) {
+        timer->expires_after(std::chrono::milliseconds(100));
+        co_await timer->async_wait(asio::redirect_error(use_awaitable, ec));
+      }
+    }
+  }
+
+  node::Node* node_;
+  const int threads_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer hard_stop_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> open_connections_{0};
+  std::mutex connections_mutex_;
+  std::vector<std::weak_ptr<Connection>> connections_;
+};
+
+HttpServer::HttpServer(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}
+HttpServer::~HttpServer() = default;
+Status HttpServer::Listen() { return impl_->Listen(); }
+void HttpServer::Run() { impl_->Run(); }
+void HttpServer::RequestStop() { impl_->RequestStop(); }
+uint16_t HttpServer::port() const { return impl_->port(); }
+
+}  // namespace meridian::api

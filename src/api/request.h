@@ -1,0 +1,80 @@
+// The HTTP API's request parsing: from method, target, headers and body to an ApiCall, or to the
+// error response the API promises (../docs/http-api.md). Pure — no I/O — so that the whole
+// parsing path is unit-tested and fuzzed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "core/event.h"
+#include "core/version_vector.h"
+
+namespace meridian::api {
+
+enum class Route {
+  kPutDocument,
+  kPatchDocument,
+  kIncrementDocument,
+  kDeleteDocument,
+  kGetDocument,
+  kScan,
+  kWatch,
+  kConflicts,
+  kStatus,
+  kMetrics,
+  kHealth,
+  kReady,
+  kRejected,  // a request refused before it was routed (metrics only)
+};
+// A short stable name for metrics labels: "put_doc", "get_doc", "scan", ...
+std::string_view RouteName(Route route);
+
+// An error answer: HTTP status, the machine-readable code and a sentence for humans.
+struct ApiError {
+  int status = 400;
+  std::string code;
+  std::string message;
+  std::string allow;  // for 405: the methods the route accepts
+};
+
+struct ApiCall {
+  Route route = Route::kHealth;
+  std::string key;        // documents: the decoded key
+  core::Operation op;     // writes: normalized
+  std::optional<core::VersionVector> session;  // Meridian-Session header or session= query
+  uint64_t wait_ms = 1000;                      // session wait bound
+  uint32_t durability_regions = 0;              // durability=regions:N
+  uint64_t durability_timeout_ms = 5000;        // timeout_ms with durability
+  std::string prefix;     // scan, watch
+  std::string after;      // scan
+  size_t limit = 100;     // scan, conflicts
+  std::string resume_from;  // watch: an event id ("from" query or Last-Event-ID header)
+};
+
+struct RequestView {
+  std::string_view method;  // "GET", "PUT", ...
+  std::string_view target;  // "/v1/docs/a%2Fb?durability=regions:1"
+  std::string_view content_type;
+  std::string_view session_header;
+  std::string_view last_event_id;
+  std::string_view body;
+};
+
+constexpr uint64_t kWaitMsMax = 60'000;
+constexpr size_t kScanLimitMax = 1000;
+
+std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const core::Limits& limits);
+
+// Percent-decodes a path segment or query component ('+' is a space only in queries); nullopt
+// on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);
+
+// The error of a Status from the write path, as the API answers it.
+ApiError ErrorFromStatus(const Status& status);
+// {"error": code, "message": message}
+std::string ErrorBody(const ApiError& error);
+
+}  // namespace meridian::api

@@ -1,0 +1,249 @@
+#include "node/config.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <limits>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/check.h"
+
+namespace meridian::node {
+
+const RegionAddress& NodeConfig::self() const {
+  for (const RegionAddress& address : regions) {
+    if (address.name == region) return address;
+  }
+  MERIDIAN_CHECK(false && "config not validated");
+  return regions.front();
+}
+
+bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
+  std::string_view host_part = address.substr(0, colon);
+  if (host_part.front() == '[') {  // [::1]:7001
+    if (host_part.size() < 3 || host_part.back() != ']') return false;
+    host_part = host_part.substr(1, host_part.size() - 2);
+  }
+  unsigned value = 0;
+  const char* begin = address.data() + colon + 1;
+  const char* end = address.data() + address.size();
+  auto [ptr, error] = std::from_chars(begin, end, value);
+  if (error != std::errc() || ptr != end || value > 65535) return false;
+  host->assign(host_part);
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
+static bool IsIpAddress(const std::string& host) {
+  unsigned char buffer[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buffer) == 1 || inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
+namespace {
+
+template <typename T>
+Status ReadInteger(const toml::table& table, std::string_view section, std::string_view key, T* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return Status::Ok();
+  const auto* value = node->as_integer();
+  if (value == nullptr || value->get() < 0 ||
+      static_cast<uint64_t>(value->get()) > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+    return InvalidArgument(std::string(section) + "." + std::string(key) +
+                           " must be a non-negative integer in range");
+  }
+  *out = static_cast<T>(value->get());
+  return Status::Ok();
+}
+
+Status ReadString(const toml::table& table, std::string_view section, std::string_view key,
+                  std::string* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return Status::Ok();
+  const auto* value = node->as_string();
+  if (value == nullptr) return InvalidArgument(std::string(section) + "." + std::string(key) + " must be a string");
+  *out = value->get();
+  return Status::Ok();
+}
+
+Status ReadBool(const toml::table& table, std::string_view section, std::string_view key, bool* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return Status::Ok();
+  const auto* value = node->as_boolean();
+  if (value == nullptr) return InvalidArgument(std::string(section) + "." + std::string(key) + " must be true or false");
+  *out = value->get();
+  return Status::Ok();
+}
+
+// Every key of a section must be known: a misspelt key is an error, not a silent default.
+Status CheckKeys(const toml::table& table, std::string_view section,
+                 std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : table) {
+    bool found = false;
+    for (std::string_view name : known) found = found || key.str() == name;
+    if (!found) {
+      const std::string prefix = section.empty() ? std::string() : std::string(section) + ".";
+      return InvalidArgument("unknown key " + prefix + std::string(key.str()));
+    }
+  }
+  return Status::Ok();
+}
+
+#define MERIDIAN_RETURN_IF_ERROR(expr)       \
+  do {                                       \
+    if (Status status_ = (expr); !status_.ok()) return status_; \
+  } while (false)
+
+const toml::table* Section(const toml::table& root, std::string_view name, Status* error) {
+  const toml::node* node = root.get(name);
+  if (node == nullptr) return nullptr;
+  const toml::table* table = node->as_table();
+  if (table == nullptr) *error = InvalidArgument("[" + std::string(name) + "] must be a table");
+  return table;
+}
+
+}  // namespace
+
+Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& error) {
+    std::ostringstream message;
+    message << origin << ": " << error.description() << " (line " << error.source().begin.line << ")";
+    return InvalidArgument(message.str());
+  }
+  NodeConfig config;
+  MERIDIAN_RETURN_IF_ERROR(CheckKeys(root, "", {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits"}));
+  Status error;
+  if (const toml::table* node = Section(root, "node", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "region", &config.region));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "data_dir", &config.data_dir));
+  }
+  if (const toml::table* http = Section(root, "http", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*http, "http", {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "connections_max", &config.connections_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
+  }
+  if (const toml::table* storage = Section(root, "storage", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*storage, "storage", {"sync", "block_cache_bytes"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadBool(*storage, "storage", "sync", &config.sync));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
+  }
+  if (const toml::table* writes = Section(root, "writes", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*writes, "writes", {"batch_max", "queue_max"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "batch_max", &config.write_batch_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
+  }
+  if (const toml::table* watch = Section(root, "watch", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*watch, "watch", {"buffer_max", "watchers_max"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "buffer_max", &config.watch_buffer_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "watchers_max", &config.watchers_max));
+  }
+  if (const toml::table* clock = Section(root, "clock", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*clock, "clock", {"max_skew_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*clock, "clock", "max_skew_ms", &config.max_skew_ms));
+  }
+  if (const toml::table* limits = Section(root, "limits", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*limits, "limits", {"key_bytes_max", "field_name_bytes_max", "value_bytes_max", "document_bytes_max", "fields_max"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "key_bytes_max", &config.limits.key_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "field_name_bytes_max", &config.limits.field_name_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "value_bytes_max", &config.limits.value_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "document_bytes_max", &config.limits.document_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "fields_max", &config.limits.fields_max));
+  }
+  MERIDIAN_RETURN_IF_ERROR(error);
+  if (const toml::node* regions = root.get("regions")) {
+    const toml::array* array = regions->as_array();
+    if (array == nullptr) return InvalidArgument("regions must be an array of tables ([[regions]])");
+    for (const toml::node& element : *array) {
+      const toml::table* table = element.as_table();
+      if (table == nullptr) return InvalidArgument("each [[regions]] entry must be a table");
+      MERIDIAN_RETURN_IF_ERROR(CheckKeys(*table, "regions", {"name", "id", "http", "replication"}));
+      RegionAddress address;
+      int64_t id = -1;
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "name", &address.name));
+      MERIDIAN_RETURN_IF_ERROR(ReadInteger(*table, "regions", "id", &id));
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "http", &address.http));
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "replication", &address.replication));
+      if (id < 0 || id > static_cast<int64_t>(core::kRegionIdMax)) {
+        return InvalidArgument("region '" + address.name + "': id must be 0..31");
+      }
+      address.id = static_cast<core::RegionId>(id);
+      config.regions.push_back(std::move(address));
+    }
+  }
+  return config;
+}
+
+Result<NodeConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return InvalidArgument("cannot read config file " + path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+Status ValidateConfig(const NodeConfig& config) {
+  if (config.region.empty()) return InvalidArgument("node.region is not set");
+  if (config.data_dir.empty()) return InvalidArgument("node.data_dir is not set");
+  std::set<std::string> names;
+  std::set<core::RegionId> ids;
+  bool self_found = false;
+  for (const RegionAddress& address : config.regions) {
+    if (address.name.empty()) return InvalidArgument("a region has no name");
+    if (!names.insert(address.name).second) return InvalidArgument("region '" + address.name + "' is listed twice");
+    if (!ids.insert(address.id).second) {
+      return InvalidArgument("region id " + std::to_string(address.id) + " is used twice");
+    }
+    std::string host;
+    uint16_t port = 0;
+    if (!SplitHostPort(address.http, &host, &port) || !IsIpAddress(host)) {
+      return InvalidArgument("region '" + address.name + "': http must be ip:port (127.0.0.1:7001, [::1]:7001), not '" +
+                             address.http + "'");
+    }
+    if (!address.replication.empty() && (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
+      return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" + address.replication + "'");
+    }
+    self_found = self_found || address.name == config.region;
+  }
+  if (!self_found) return InvalidArgument("node.region '" + config.region + "' is not among [[regions]]");
+  struct Bound {
+    const char* name;
+    uint64_t value;
+    uint64_t min;
+    uint64_t max;
+  };
+  const Bound bounds[] = {
+      {"http.threads", static_cast<uint64_t>(config.http_threads), 0, 256},
+      {"http.body_bytes_max", config.body_bytes_max, 1024, uint64_t{1} << 30},
+      {"http.connections_max", config.connections_max, 1, 1'000'000},
+      {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
+      {"writes.batch_max", config.write_batch_max, 1, 100'000},
+      {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
+      {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},
+      {"watch.watchers_max", config.watchers_max, 1, 1'000'000},
+      {"clock.max_skew_ms", config.max_skew_ms, 1, 86'400'000},
+      {"limits.key_bytes_max", config.limits.key_bytes_max, 1, 64 * 1024},
+      {"limits.field_name_bytes_max", config.limits.field_name_bytes_max, 1, 64 * 1024},
+      {"limits.value_bytes_max", config.limits.value_bytes_max, 16, uint64_t{256} << 20},
+      {"limits.document_bytes_max", config.limits.document_bytes_max, 16, uint64_t{256} << 20},
+      {"limits.fields_max", config.limits.fields_max, 1, 1'000'000},
+  };
+  for (const Bound& bound : bounds) {
+    if (bound.value < bound.min || bound.value > bound.max) {
+      return InvalidArgument(std::string(bound.name) + " must be from " + std::to_string(bound.min) + " to " +
+                             std::to_string(bound.max) + ", not " + std::to_string(bound.value));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,63 @@
+// The configuration of one region node: the TOML file of `meridian start --config FILE`
+// (every key is documented in docs/configuration.md), with command-line overrides.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+
+namespace meridian::node {
+
+struct RegionAddress {
+  std::string name;
+  core::RegionId id = 0;
+  std::string http;         // host:port
+  std::string replication;  // host:port
+};
+
+struct NodeConfig {
+  std::string region;       // [node] region: which of `regions` this node is
+  std::string data_dir;     // [node] data_dir
+  std::vector<RegionAddress> regions;
+
+  // [http]
+  int http_threads = 0;                 // 0: one per core
+  size_t body_bytes_max = 2 << 20;      // larger request bodies get 413
+  size_t connections_max = 4096;        // beyond: a new connection's first request gets 429
+  uint64_t idle_timeout_ms = 60'000;    // keep-alive connections idle this long are closed
+
+  // [storage]
+  bool sync = true;                     // fsync before acknowledging (false only for tests)
+  size_t block_cache_bytes = 64 << 20;
+
+  // [writes]
+  size_t write_batch_max = 512;         // writes grouped into one commit at most
+  size_t write_queue_max = 10'000;      // pending writes beyond this get 429
+
+  // [watch]
+  size_t watch_buffer_max = 10'000;     // changes buffered per watcher before it is dropped
+  size_t watchers_max = 1'000;
+
+  // [clock]
+  uint64_t max_skew_ms = 500;
+
+  core::Limits limits;                  // [limits]
+
+  const RegionAddress& self() const;    // requires Validate() to have passed
+};
+
+// Parses TOML text; `origin` names it in errors (a file name).
+Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view origin);
+Result<NodeConfig> LoadConfigFile(const std::string& path);
+// Checks the config as a whole: the region is listed, ids are 0..31 and unique, names unique,
+// addresses host:port.
+Status ValidateConfig(const NodeConfig& config);
+
+// Splits "host:port"; false when malformed.
+bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port);
+
+}  // namespace meridian::node

@@ -1,0 +1,82 @@
+#include "node/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace meridian::node {
+
+namespace {
+
+prometheus::Gauge* MakeGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+  return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+prometheus::Counter* MakeCounter(prometheus::Registry& registry, const std::string& name,
+                                 const std::string& help) {
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
+
+// Counters here mirror totals the node keeps itself; bring the counter up to the total.
+void CatchUp(prometheus::Counter* counter, uint64_t total) {
+  const double value = static_cast<double>(total);
+  if (value > counter->Value()) counter->Increment(value - counter->Value());
+}
+
+}  // namespace
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("meridian_http_requests_total")
+                   .Help("HTTP requests answered, by route and status code")
+                   .Register(*registry_);
+  latency_ = &prometheus::BuildHistogram()
+                  .Name("meridian_http_request_duration_seconds")
+                  .Help("Time from a request's arrival to its answer, by route")
+                  .Register(*registry_);
+  const prometheus::Histogram::BucketBoundaries latency_buckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  for (size_t i = 0; i < kRoutes; ++i) {
+    latency_by_route_[i] = &latency_->Add({{"route", std::string(api::RouteName(static_cast<api::Route>(i)))}},
+                                          latency_buckets);
+  }
+  batch_size_ = &prometheus::BuildHistogram()
+                     .Name("meridian_write_batch_size")
+                     .Help("Writes grouped into one durable commit (one fsync)")
+                     .Register(*registry_)
+                     .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+  documents_ = MakeGauge(*registry_, "meridian_documents", "Documents that exist in this region");
+  conflicts_ = MakeCounter(*registry_, "meridian_conflicts_total", "Conflicts recorded in this region");
+  events_ = MakeCounter(*registry_, "meridian_local_events_total", "Local writes committed");
+  fsyncs_ = MakeCounter(*registry_, "meridian_fsyncs_total", "Durable commits (each one fsync)");
+  dead_letters_ = MakeCounter(*registry_, "meridian_dead_letters_total", "Events that could not be applied");
+  write_queue_depth_ = MakeGauge(*registry_, "meridian_write_queue_depth", "Writes waiting for a commit");
+  watchers_ = MakeGauge(*registry_, "meridian_watchers", "Open watches");
+  watch_overflows_ = MakeCounter(*registry_, "meridian_watch_overflows_total", "Watches closed for falling too far behind");
+  clock_skew_ = MakeCounter(*registry_, "meridian_clock_skew_events_total",
+                          "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
+  connections_ = MakeGauge(*registry_, "meridian_http_connections", "Open HTTP connections");
+}
+
+void Metrics::ObserveRequest(api::Route route, int status, double seconds) {
+  const auto index = static_cast<size_t>(route);
+  if (index < kRoutes) latency_by_route_[index]->Observe(seconds);
+  requests_->Add({{"route", std::string(api::RouteName(route))}, {"code", std::to_string(status)}}).Increment();
+}
+
+void Metrics::ObserveCommit(size_t batch_size) { batch_size_->Observe(static_cast<double>(batch_size)); }
+
+std::string Metrics::Serialize(const Snapshot& snapshot) {
+  std::lock_guard lock(serialize_mutex_);
+  documents_->Set(static_cast<double>(snapshot.documents));
+  CatchUp(conflicts_, snapshot.conflicts);
+  CatchUp(events_, snapshot.events);
+  CatchUp(fsyncs_, snapshot.commits);
+  CatchUp(dead_letters_, snapshot.dead_letters);
+  write_queue_depth_->Set(static_cast<double>(snapshot.write_queue_depth));
+  watchers_->Set(static_cast<double>(snapshot.watchers));
+  CatchUp(watch_overflows_, snapshot.watch_overflows);
+  CatchUp(clock_skew_, snapshot.clock_skew_events);
+  connections_->Set(static_cast<double>(snapshot.connections));
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace meridian::node

@@ -1,0 +1,97 @@
+#include "node/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "storage/rocksdb_store.h"
+
+namespace meridian::node {
+
+CommitSignal::Handle CommitSignal::Register(std::function<void()> listener) {
+  std::lock_guard lock(mutex_);
+  return listeners_.insert(listeners_.end(), std::move(listener));
+}
+
+void CommitSignal::Unregister(Handle handle) {
+  std::lock_guard lock(mutex_);
+  listeners_.erase(handle);
+}
+
+void CommitSignal::Notify() {
+  std::lock_guard lock(mutex_);
+  for (const auto& listener : listeners_) listener();
+}
+
+uint64_t SystemClock::NowMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
+    : config_(std::move(config)), store_(std::move(store)), watches_(config_.watchers_max) {
+  std::map<core::RegionId, std::string> names;
+  for (const RegionAddress& address : config_.regions) names[address.id] = address.name;
+  region_ = std::make_unique<Region>(config_.self().id, std::move(names), store_.get(), &clock_,
+                                     config_.limits, config_.max_skew_ms);
+}
+
+Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, std::unique_ptr<storage::Store> store) {
+  if (Status status = ValidateConfig(config); !status.ok()) return status;
+  if (store == nullptr) {
+    std::error_code error;
+    std::filesystem::create_directories(config.data_dir, error);
+    if (error) {
+      return Status(StatusCode::kUnavailable, "cannot create data_dir " + config.data_dir + ": " + error.message());
+    }
+    auto opened = storage::OpenRocksDbStore(
+        storage::RocksDbOptions{config.data_dir, config.sync, config.block_cache_bytes});
+    if (!opened.ok()) return opened.status();
+    store = std::move(opened).value();
+  }
+  std::unique_ptr<Node> node(new Node(config, std::move(store)));
+  if (Status status = node->region_->Recover(); !status.ok()) return status;
+  auto recovered = node->store_->Recover();
+  if (!recovered.ok()) return recovered.status();
+  node->watches_.SetPublishedLsn(recovered->last_lsn);
+  Node* self = node.get();
+  node->queue_ = std::make_unique<WriteQueue>(
+      node->region_.get(), config.write_batch_max, config.write_queue_max,
+      [self](std::vector<Change>&& changes, size_t batch_size) {
+        self->metrics_.ObserveCommit(batch_size);
+        self->watches_.Publish(changes);
+        self->commits_.Notify();
+      });
+  spdlog::info("region {} (id {}) open at {}: frontier {}, {} documents", config.region, config.self().id,
+               config.data_dir, node->region_->frontier().ToString(), recovered->documents);
+  return node;
+}
+
+Node::~Node() { Stop(); }
+
+bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
+  return queue_->Submit(std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {
+    if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
+      std::lock_guard lock(failure_mutex_);
+      if (!storage_failed_) spdlog::error("storage failed: {}", outcome.status().message());
+      storage_failed_ = true;
+    }
+    callback(std::move(outcome));
+  });
+}
+
+void Node::Stop() {
+  if (queue_) queue_->Stop();
+}
+
+bool Node::storage_failed() const {
+  std::lock_guard lock(failure_mutex_);
+  return storage_failed_;
+}
+
+double Node::uptime_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+}
+
+}  // namespace meridian::node

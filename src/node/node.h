@@ -1,0 +1,79 @@
+// Node: one region's process, wired — store, region state machine, group-commit queue, watch hub,
+// commit signal for session waits, metrics. The HTTP server (api/http_server.h) is its face.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/hlc.h"
+#include "node/config.h"
+#include "node/metrics.h"
+#include "node/region.h"
+#include "node/watch_hub.h"
+#include "node/write_queue.h"
+#include "storage/store.h"
+
+namespace meridian::node {
+
+// Calls every registered listener after each commit (from the commit thread). Used by requests
+// that wait for the frontier to cover a session token.
+class CommitSignal {
+ public:
+  using Handle = std::list<std::function<void()>>::iterator;
+  Handle Register(std::function<void()> listener);
+  void Unregister(Handle handle);
+  void Notify();
+
+ private:
+  std::mutex mutex_;
+  std::list<std::function<void()>> listeners_;
+};
+
+class SystemClock final : public core::PhysicalClock {
+ public:
+  uint64_t NowMs() override;
+};
+
+class Node {
+ public:
+  // Opens the store under config.data_dir (RocksDB), or uses `store` when given (tests).
+  static Result<std::unique_ptr<Node>> Open(const NodeConfig& config,
+                                            std::unique_ptr<storage::Store> store = nullptr);
+  ~Node();
+
+  // Queues a local write; false when the queue is full (429) or the node is stopping.
+  bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
+  // Commits everything queued and refuses more. Idempotent.
+  void Stop();
+
+  const NodeConfig& config() const { return config_; }
+  Region& region() { return *region_; }
+  storage::Store& store() { return *store_; }
+  WatchHub& watches() { return watches_; }
+  CommitSignal& commits() { return commits_; }
+  Metrics& metrics() { return metrics_; }
+  size_t write_queue_depth() const { return queue_->depth(); }
+  bool storage_failed() const;
+  double uptime_s() const;
+
+ private:
+  Node(NodeConfig config, std::unique_ptr<storage::Store> store);
+
+  NodeConfig config_;
+  SystemClock clock_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<Region> region_;
+  WatchHub watches_;
+  CommitSignal commits_;
+  Metrics metrics_;
+  std::unique_ptr<WriteQueue> queue_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  mutable std::mutex failure_mutex_;
+  bool storage_failed_ = false;
+};
+
+}  // namespace meridian::node

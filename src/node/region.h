@@ -1,0 +1,105 @@
+// Region: the durable state machine of one region node. It turns groups of local writes into
+// events and commits each group — log, documents, views, frontier, conflicts — as one atomic,
+// durable Store batch (group commit: one fsync for the whole group).
+//
+// No threads or sockets here: the WriteQueue calls CommitLocalWrites from its single commit
+// thread; frontier() may be called from any thread.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/document.h"
+#include "core/event.h"
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+#include "storage/store.h"
+
+namespace meridian::node {
+
+struct WriteRequest {
+  std::string key;
+  core::Operation op;
+};
+
+// What a durable write returns to its client.
+struct Receipt {
+  core::Dot dot;
+  core::HlcTimestamp hlc = 0;
+  core::VersionVector frontier;  // the region's frontier just after the write (the session)
+};
+
+// A committed change of one document, as watches see it.
+struct Change {
+  std::string key;
+  std::optional<std::string> doc;  // rendered; nullopt when the document no longer exists
+  core::Dot dot;
+  core::HlcTimestamp hlc = 0;
+  uint64_t lsn = 0;
+};
+
+struct CommitStats {
+  uint64_t commits = 0;
+  uint64_t events = 0;
+  uint64_t conflicts = 0;
+};
+
+class Region {
+ public:
+  // names: region id -> name, for event ids and conflict records.
+  Region(core::RegionId id, std::map<core::RegionId, std::string> names, storage::Store* store,
+         core::PhysicalClock* clock, core::Limits limits, uint64_t max_skew_ms);
+
+  // Loads the frontier, clock and log position from the store. Call once before anything else.
+  Status Recover();
+
+  // Applies the writes in order and commits them as one durable batch. On return (*outcomes)[i]
+  // is writes[i]'s receipt or the error that refused it (a refused write changes nothing; the
+  // others still commit). When the commit itself fails, every write fails with kUnavailable and
+  // the region's state is as before. Appends the committed changes to *changes.
+  void CommitLocalWrites(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
+                         std::vector<Change>* changes);
+
+  core::VersionVector frontier() const;
+  core::RegionId id() const { return id_; }
+  const std::string& NameOf(core::RegionId id) const;
+  // "us:42"
+  std::string EventId(core::Dot dot) const;
+  // Parses "us:42" back; false when the region name is unknown or the seq malformed.
+  bool ParseEventId(std::string_view text, core::Dot* dot) const;
+  uint64_t skew_count() const;
+  CommitStats stats() const;
+  uint64_t documents() const;
+  // XOR of core::RenderedDigest over every existing document: equal in two regions that show
+  // the same data.
+  uint64_t digest() const;
+  core::HlcTimestamp hlc() const;
+
+ private:
+  struct Loaded {
+    core::DocumentState state;
+    std::optional<std::string> rendered_before;
+  };
+  Result<Loaded> Load(const std::string& key);
+  std::string ConflictJson(const core::Conflict& conflict) const;
+
+  const core::RegionId id_;
+  const std::map<core::RegionId, std::string> names_;
+  storage::Store* const store_;
+  const core::Limits limits_;
+
+  mutable std::mutex mutex_;  // guards the members below for readers on other threads
+  core::HybridLogicalClock clock_;
+  core::VersionVector frontier_;
+  uint64_t last_lsn_ = 0;
+  uint64_t documents_ = 0;
+  uint64_t digest_ = 0;
+  CommitStats stats_;
+};
+
+}  // namespace meridian::node

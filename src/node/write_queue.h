@@ -1,0 +1,50 @@
+// WriteQueue: group commit. Any thread submits writes; one commit thread takes everything
+// pending (up to batch_max) and commits it through Region::CommitLocalWrites as one durable
+// batch, so concurrent writers share an fsync and throughput rises with concurrency.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "node/region.h"
+
+namespace meridian::node {
+
+class WriteQueue {
+ public:
+  // Runs on the commit thread once per write, after its batch is durable (or refused).
+  using Callback = std::function<void(Result<Receipt>)>;
+  // Runs on the commit thread after each successful commit, before the callbacks.
+  using CommitListener = std::function<void(std::vector<Change>&&, size_t batch_size)>;
+
+  WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener);
+  ~WriteQueue();
+
+  // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or
+  // the queue is stopping; the callback is then never called.
+  bool Submit(WriteRequest request, Callback callback);
+
+  // Refuses new writes, commits everything already queued, and joins the commit thread.
+  void Stop();
+  size_t depth() const;
+
+ private:
+  void Run();
+
+  Region* const region_;
+  const size_t batch_max_;
+  const size_t queue_max_;
+  const CommitListener listener_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<WriteRequest, Callback>> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace meridian::node

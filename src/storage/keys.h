@@ -1,0 +1,35 @@
+// Key encodings shared by the stores: big-endian integers so that byte order is numeric order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/version_vector.h"
+
+namespace meridian::storage {
+
+inline void PutBigEndian64(std::string* out, uint64_t value) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(value >> shift));
+}
+
+inline uint64_t GetBigEndian64(std::string_view in) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < 8 && i < in.size(); ++i) value = (value << 8) | static_cast<uint8_t>(in[i]);
+  return value;
+}
+
+// log: origin (1 byte) then seq (8 bytes, big-endian).
+inline std::string LogKey(core::Dot dot) {
+  std::string key(1, static_cast<char>(dot.origin));
+  PutBigEndian64(&key, dot.seq);
+  return key;
+}
+
+inline std::string SequenceKey(uint64_t sequence) {
+  std::string key;
+  PutBigEndian64(&key, sequence);
+  return key;
+}
+
+}  // namespace meridian::storage

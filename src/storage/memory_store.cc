@@ -1,0 +1,130 @@
+#include "storage/memory_store.h"
+
+#include <map>
+#include <mutex>
+
+#include "storage/keys.h"
+
+namespace meridian::storage {
+namespace {
+
+class MemoryStore final : public Store {
+ public:
+  Status Commit(const CommitBatch& batch) override {
+    std::lock_guard lock(mutex_);
+    for (const LoggedEvent& event : batch.events) {
+      log_[event.dot] = event;
+      changes_[event.lsn] = event.dot;
+      last_lsn_ = std::max(last_lsn_, event.lsn);
+    }
+    for (const DocumentWrite& document : batch.documents) {
+      if (document.state.empty()) {
+        docs_.erase(document.key);
+      } else {
+        docs_[document.key] = document.state;
+      }
+      if (document.rendered) {
+        views_[document.key] = *document.rendered;
+      } else {
+        views_.erase(document.key);
+      }
+    }
+    conflicts_.insert(conflicts_.end(), batch.conflicts.begin(), batch.conflicts.end());
+    dead_letters_ += batch.dead_letters.size();
+    frontier_ = batch.frontier;
+    hlc_ = batch.hlc;
+    digest_ = batch.digest;
+    return Status::Ok();
+  }
+
+  Result<RecoveredState> Recover() override {
+    std::lock_guard lock(mutex_);
+    return RecoveredState{frontier_, hlc_, last_lsn_, views_.size(), digest_};
+  }
+
+  Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    return Find(docs_, key);
+  }
+  Result<std::optional<std::string>> GetView(std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    return Find(views_, key);
+  }
+
+  Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
+                         const std::function<void(std::string_view, std::string_view)>& visit) override {
+    std::lock_guard lock(mutex_);
+    auto it = (!after.empty() && after >= prefix) ? views_.upper_bound(std::string(after))
+                                                  : views_.lower_bound(std::string(prefix));
+    size_t count = 0;
+    for (; it != views_.end() && it->first.starts_with(prefix); ++it) {
+      if (count == limit) return true;
+      visit(it->first, it->second);
+      ++count;
+    }
+    return false;
+  }
+
+  Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override {
+    std::lock_guard lock(mutex_);
+    auto it = log_.find(dot);
+    if (it == log_.end()) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(it->second.lsn);
+  }
+
+  Status ReadChanges(uint64_t after_lsn, size_t limit,
+                     const std::function<void(const LoggedEvent&)>& visit) override {
+    std::vector<LoggedEvent> events;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = changes_.upper_bound(after_lsn); it != changes_.end() && events.size() < limit; ++it) {
+        events.push_back(log_.at(it->second));
+      }
+    }
+    for (const LoggedEvent& event : events) visit(event);
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> records;
+    for (auto it = conflicts_.rbegin(); it != conflicts_.rend() && records.size() < limit; ++it) {
+      records.push_back(*it);
+    }
+    return records;
+  }
+  Result<uint64_t> ConflictCount() override {
+    std::lock_guard lock(mutex_);
+    return static_cast<uint64_t>(conflicts_.size());
+  }
+  Result<uint64_t> DeadLetterCount() override {
+    std::lock_guard lock(mutex_);
+    return dead_letters_;
+  }
+
+ private:
+  static std::optional<std::string> Find(const std::map<std::string, std::string, std::less<>>& map,
+                                         std::string_view key) {
+    auto it = map.find(key);
+    if (it == map.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::mutex mutex_;
+  std::map<core::Dot, LoggedEvent> log_;
+  std::map<uint64_t, core::Dot> changes_;
+  std::map<std::string, std::string, std::less<>> docs_;
+  std::map<std::string, std::string, std::less<>> views_;
+  std::vector<std::string> conflicts_;
+  uint64_t dead_letters_ = 0;
+  core::VersionVector frontier_;
+  core::HlcTimestamp hlc_ = 0;
+  uint64_t last_lsn_ = 0;
+  uint64_t digest_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> NewMemoryStore() { return std::make_unique<MemoryStore>(); }
+
+}  // namespace meridian::storage

@@ -1,0 +1,93 @@
+// Store: the durable state of one region node, behind an interface so that the same node logic
+// runs on RocksDB (RocksDbStore) and, in tests and the simulator, in memory (MemoryStore).
+//
+// What a store holds (docs/storage.md has the key layouts):
+//   - the event log: every event applied here, by dot (origin, seq), with its local position;
+//   - the change order: local position (lsn: 1, 2, 3, ... in apply order) -> dot and the document
+//     as that event left it, which resumed watches replay;
+//   - documents: key -> canonical DocumentState encoding (core/document.h);
+//   - views: key -> rendered JSON of every existing document (the read model);
+//   - node metadata: the applied frontier, the last HLC, the last lsn;
+//   - the conflict log and the dead-letter store (JSON records by sequence).
+//
+// Every step of the node is one Commit: all of a batch becomes durable at once or not at all.
+// Implementations are thread-safe: reads may run concurrently with one Commit at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "meridian/status.h"
+
+namespace meridian::storage {
+
+struct DocumentWrite {
+  std::string key;
+  std::string state;                    // DocumentState::Encode(); empty: erase the document
+  std::optional<std::string> rendered;  // the view; nullopt: the document does not exist
+};
+
+struct LoggedEvent {
+  core::Dot dot;
+  uint64_t lsn = 0;
+  std::string bytes;                    // core::EncodeEvent
+  std::optional<std::string> rendered;  // the document just after this event; nullopt: absent
+};
+
+// One atomic step.
+struct CommitBatch {
+  std::vector<LoggedEvent> events;
+  std::vector<DocumentWrite> documents;
+  core::VersionVector frontier;  // the frontier after this batch
+  core::HlcTimestamp hlc = 0;    // the clock after this batch
+  uint64_t document_count = 0;   // how many documents exist after this batch
+  uint64_t digest = 0;           // XOR of RenderedDigest over every existing document
+  std::vector<std::string> conflicts;     // JSON records, appended to the conflict log
+  std::vector<std::string> dead_letters;  // JSON records, appended to the dead-letter store
+};
+
+// What a node needs to resume after a restart.
+struct RecoveredState {
+  core::VersionVector frontier;
+  core::HlcTimestamp hlc = 0;
+  uint64_t last_lsn = 0;
+  uint64_t documents = 0;
+  uint64_t digest = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Makes the batch durable (fsync when the store is configured to sync) before returning.
+  virtual Status Commit(const CommitBatch& batch) = 0;
+
+  virtual Result<RecoveredState> Recover() = 0;
+
+  virtual Result<std::optional<std::string>> GetDocumentState(std::string_view key) = 0;
+  virtual Result<std::optional<std::string>> GetView(std::string_view key) = 0;
+
+  // Calls visit(key, rendered) for up to `limit` existing documents whose key starts with
+  // `prefix` and is greater than `after`, in key order. Returns whether more remain.
+  virtual Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
+                                 const std::function<void(std::string_view, std::string_view)>& visit) = 0;
+
+  // The local position of an applied event, or nullopt when it is not in the log.
+  virtual Result<std::optional<uint64_t>> LsnOf(core::Dot dot) = 0;
+  // Calls visit for up to `limit` logged events with lsn > after_lsn, in lsn order.
+  virtual Status ReadChanges(uint64_t after_lsn, size_t limit,
+                             const std::function<void(const LoggedEvent&)>& visit) = 0;
+
+  // The newest `limit` conflict records, newest first.
+  virtual Result<std::vector<std::string>> RecentConflicts(size_t limit) = 0;
+  virtual Result<uint64_t> ConflictCount() = 0;
+  virtual Result<uint64_t> DeadLetterCount() = 0;
+};
+
+}  // namespace meridian::storage

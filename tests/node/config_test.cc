@@ -1,0 +1,120 @@
+#include <gtest/gtest.h>
+
+#include "node/config.h"
+
+namespace meridian::node {
+namespace {
+
+constexpr const char* kValid = R"(
+[node]
+region = "us"
+data_dir = "data/us"
+
+[[regions]]
+name = "us"
+id = 1
+http = "127.0.0.1:7001"
+replication = "127.0.0.1:7101"
+
+[[regions]]
+name = "eu"
+id = 2
+http = "127.0.0.1:7002"
+replication = "127.0.0.1:7102"
+
+[writes]
+batch_max = 64
+
+[limits]
+key_bytes_max = 128
+)";
+
+TEST(ConfigTest, ParsesTheDocumentedFormat) {
+  auto config = ParseConfig(kValid, "test.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_EQ(config->region, "us");
+  EXPECT_EQ(config->data_dir, "data/us");
+  ASSERT_EQ(config->regions.size(), 2u);
+  EXPECT_EQ(config->regions[1].name, "eu");
+  EXPECT_EQ(config->regions[1].id, 2u);
+  EXPECT_EQ(config->self().http, "127.0.0.1:7001");
+  EXPECT_EQ(config->write_batch_max, 64u);
+  EXPECT_EQ(config->limits.key_bytes_max, 128u);
+  EXPECT_TRUE(config->sync);  // durable by default
+}
+
+TEST(ConfigTest, RejectsWhatIsWrongWithAReason) {
+  auto unknown = ParseConfig(std::string(kValid) + "\n[http]\nthreds = 2\n", "t");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("http.threds"), std::string::npos);
+
+  auto syntax = ParseConfig("[node\nregion=", "broken.toml");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_NE(syntax.status().message().find("broken.toml"), std::string::npos);
+
+  auto wrong_type = ParseConfig("[node]\nregion = 3\n", "t");
+  EXPECT_FALSE(wrong_type.ok());
+
+  auto bad_id = ParseConfig("[[regions]]\nname = \"x\"\nid = 40\nhttp = \"127.0.0.1:1\"\n", "t");
+  EXPECT_FALSE(bad_id.ok());
+}
+
+TEST(ConfigTest, ValidationChecksTheWhole) {
+  auto config = ParseConfig(kValid, "t");
+  ASSERT_TRUE(config.ok());
+  NodeConfig missing_self = *config;
+  missing_self.region = "asia";
+  EXPECT_FALSE(ValidateConfig(missing_self).ok());
+  NodeConfig duplicate_id = *config;
+  duplicate_id.regions[1].id = 1;
+  EXPECT_FALSE(ValidateConfig(duplicate_id).ok());
+  NodeConfig bad_address = *config;
+  bad_address.regions[0].http = "localhost";
+  EXPECT_FALSE(ValidateConfig(bad_address).ok());
+  NodeConfig no_dir = *config;
+  no_dir.data_dir.clear();
+  EXPECT_FALSE(ValidateConfig(no_dir).ok());
+}
+
+TEST(ConfigTest, SplitHostPort) {
+  std::string host;
+  uint16_t port = 0;
+  EXPECT_TRUE(SplitHostPort("127.0.0.1:7001", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 7001);
+  EXPECT_FALSE(SplitHostPort("127.0.0.1", &host, &port));
+  EXPECT_FALSE(SplitHostPort(":80", &host, &port));
+  EXPECT_FALSE(SplitHostPort("h:99999", &host, &port));
+  EXPECT_FALSE(SplitHostPort("h:8x", &host, &port));
+  EXPECT_TRUE(SplitHostPort("[::1]:7001", &host, &port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_FALSE(SplitHostPort("[::1:7001", &host, &port));
+}
+
+TEST(ConfigTest, AddressesMustBeIpLiterals) {
+  auto config = ParseConfig(kValid, "t");
+  ASSERT_TRUE(config.ok());
+  NodeConfig v6 = *config;
+  v6.regions[0].http = "[::1]:7001";
+  EXPECT_TRUE(ValidateConfig(v6).ok());
+  NodeConfig name = *config;
+  name.regions[0].http = "localhost:7001";  // refused before anything is opened
+  EXPECT_FALSE(ValidateConfig(name).ok());
+}
+
+TEST(ConfigTest, NumbersOutOfRangeAreRefused) {
+  auto zero_queue = ParseConfig(std::string(kValid) + "\n[watch]\nbuffer_max = 0\n", "t");
+  ASSERT_TRUE(zero_queue.ok());
+  Status status = ValidateConfig(*zero_queue);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("watch.buffer_max"), std::string::npos);
+  auto huge_threads = ParseConfig(std::string(kValid) + "\n[http]\nthreads = 4294967297\n", "t");
+  EXPECT_FALSE(huge_threads.ok());
+  auto unknown_top = ParseConfig(std::string("colour = 1\n") + kValid, "t");
+  ASSERT_FALSE(unknown_top.ok());
+  EXPECT_NE(unknown_top.status().message().find("unknown key colour"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace meridian::node

@@ -1,0 +1,166 @@
+// The durable command path: group commit, refusals, conflict records, digests, recovery.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "node/region.h"
+#include "storage/memory_store.h"
+
+namespace meridian::node {
+namespace {
+
+struct ManualClock : core::PhysicalClock {
+  uint64_t now_ms = 1'700'000'000'000;
+  uint64_t NowMs() override { return now_ms; }
+};
+
+// A store whose commits can be made to fail, wrapping a memory store.
+class FlakyStore final : public storage::Store {
+ public:
+  bool fail = false;
+  Status Commit(const storage::CommitBatch& batch) override {
+    if (fail) return Status(StatusCode::kUnavailable, "disk full");
+    return inner_->Commit(batch);
+  }
+  Result<storage::RecoveredState> Recover() override { return inner_->Recover(); }
+  Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
+    return inner_->GetDocumentState(key);
+  }
+  Result<std::optional<std::string>> GetView(std::string_view key) override { return inner_->GetView(key); }
+  Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
+                         const std::function<void(std::string_view, std::string_view)>& visit) override {
+    return inner_->ScanViews(prefix, after, limit, visit);
+  }
+  Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
+  Status ReadChanges(uint64_t after, size_t limit,
+                     const std::function<void(const storage::LoggedEvent&)>& visit) override {
+    return inner_->ReadChanges(after, limit, visit);
+  }
+  Result<std::vector<std::string>> RecentConflicts(size_t limit) override { return inner_->RecentConflicts(limit); }
+  Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
+  Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
+
+ private:
+  std::unique_ptr<storage::Store> inner_ = storage::NewMemoryStore();
+};
+
+core::Operation Set(std::string field, std::string json) {
+  return core::Operation{core::OpKind::kSet, {{std::move(field), std::move(json)}}, {}};
+}
+core::Operation Incr(std::string field, int64_t delta) {
+  return core::Operation{core::OpKind::kIncrement, {}, {{std::move(field), delta}}};
+}
+
+class RegionTest : public ::testing::Test {
+ protected:
+  RegionTest() : region_(1, {{1, "us"}, {2, "eu"}}, &store_, &clock_, core::Limits{}, 500) {
+    EXPECT_TRUE(region_.Recover().ok());
+  }
+
+  std::vector<Result<Receipt>> Commit(std::vector<WriteRequest> writes, std::vector<Change>* changes = nullptr) {
+    std::vector<Result<Receipt>> outcomes;
+    std::vector<Change> ignored;
+    region_.CommitLocalWrites(writes, &outcomes, changes ? changes : &ignored);
+    return outcomes;
+  }
+
+  ManualClock clock_;
+  FlakyStore store_;
+  Region region_;
+};
+
+TEST_F(RegionTest, GroupCommitAppliesInOrderAsOneBatch) {
+  std::vector<Change> changes;
+  auto outcomes = Commit({{"k", Set("stock", "10")}, {"k", Incr("stock", -1)}, {"j", Incr("n", 2)}}, &changes);
+  ASSERT_EQ(outcomes.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(outcomes[i].ok());
+    EXPECT_EQ(outcomes[i]->dot, (core::Dot{1, i + 1}));
+    EXPECT_EQ(outcomes[i]->frontier, (core::VersionVector{{1, 3}}));  // the whole batch is durable
+  }
+  EXPECT_EQ(*store_.GetView("k").value(), R"({"stock":9})");
+  EXPECT_EQ(*store_.GetView("j").value(), R"({"n":2})");
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[1].doc, R"({"stock":9})");
+  EXPECT_EQ(changes[2].lsn, 3u);
+  EXPECT_EQ(region_.frontier(), (core::VersionVector{{1, 3}}));
+  EXPECT_EQ(region_.stats().commits, 1u);
+  EXPECT_EQ(region_.documents(), 2u);
+}
+
+TEST_F(RegionTest, ARefusedWriteChangesNothingAndTheOthersCommit) {
+  Commit({{"k", Set("name", "\"teapot\"")}});
+  auto outcomes = Commit({{"k", Incr("name", 1)}, {"", Set("a", "1")}, {"k", Set("price", "3")}});
+  EXPECT_EQ(outcomes[0].status().code(), StatusCode::kTypeMismatch);
+  EXPECT_EQ(outcomes[1].status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(outcomes[2].ok());
+  EXPECT_EQ(outcomes[2]->dot.seq, 2u);  // refused writes take no seq
+  EXPECT_EQ(*store_.GetView("k").value(), R"({"name":"teapot","price":3})");
+}
+
+TEST_F(RegionTest, AWriteThatWouldRenderTooLargeIsRefused) {
+  const std::string big = "\"" + std::string(60 * 1024, 'x') + "\"";
+  std::vector<WriteRequest> writes;
+  for (int i = 0; i < 20; ++i) writes.push_back({"k", Set("f" + std::to_string(i), big)});
+  auto outcomes = Commit(writes);
+  EXPECT_TRUE(outcomes[0].ok());
+  EXPECT_EQ(outcomes[19].status().code(), StatusCode::kTooLarge);
+  EXPECT_LE(store_.GetView("k").value()->size(), core::Limits{}.document_bytes_max);
+}
+
+TEST_F(RegionTest, AFailedCommitFailsEveryWriteAndLeavesNoTrace) {
+  Commit({{"k", Set("a", "1")}});
+  const uint64_t digest = region_.digest();
+  store_.fail = true;
+  auto outcomes = Commit({{"k", Set("a", "2")}, {"j", Set("b", "1")}});
+  for (const auto& outcome : outcomes) EXPECT_EQ(outcome.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(region_.frontier(), (core::VersionVector{{1, 1}}));
+  EXPECT_EQ(region_.digest(), digest);
+  store_.fail = false;
+  auto retried = Commit({{"k", Set("a", "3")}});
+  ASSERT_TRUE(retried[0].ok());
+  EXPECT_EQ(retried[0]->dot.seq, 2u);  // no gap left by the failed batch
+  EXPECT_EQ(*store_.GetView("k").value(), R"({"a":3})");
+}
+
+TEST_F(RegionTest, DigestTracksWhatIsShownWhateverTheHistory) {
+  Commit({{"a", Set("x", "1")}, {"b", Set("y", "2")}});
+  const uint64_t with_both = region_.digest();
+  Commit({{"c", Set("z", "3")}});
+  EXPECT_NE(region_.digest(), with_both);
+  Commit({{"c", core::Operation{core::OpKind::kDelete, {}, {}}}});
+  EXPECT_EQ(region_.digest(), with_both);  // the same documents shown, the same digest
+  EXPECT_EQ(region_.documents(), 2u);
+}
+
+TEST_F(RegionTest, RecoversFrontierClockAndCounts) {
+  Commit({{"a", Set("x", "1")}, {"b", Set("y", "2")}});
+  const core::HlcTimestamp last = region_.hlc();
+  Region restarted(1, {{1, "us"}}, &store_, &clock_, core::Limits{}, 500);
+  clock_.now_ms -= 10'000;  // the wall clock went backwards across the restart
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.frontier(), region_.frontier());
+  EXPECT_EQ(restarted.documents(), 2u);
+  EXPECT_EQ(restarted.digest(), region_.digest());
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  std::vector<WriteRequest> writes = {{"a", Set("x", "5")}};
+  restarted.CommitLocalWrites(writes, &outcomes, &changes);
+  ASSERT_TRUE(outcomes[0].ok());
+  EXPECT_GT(outcomes[0]->hlc, last);  // never backwards
+  EXPECT_EQ(outcomes[0]->dot.seq, 3u);
+}
+
+TEST_F(RegionTest, EventIds) {
+  EXPECT_EQ(region_.EventId(core::Dot{2, 17}), "eu:17");
+  core::Dot dot;
+  EXPECT_TRUE(region_.ParseEventId("eu:17", &dot));
+  EXPECT_EQ(dot, (core::Dot{2, 17}));
+  EXPECT_FALSE(region_.ParseEventId("mars:1", &dot));
+  EXPECT_FALSE(region_.ParseEventId("eu:0", &dot));
+  EXPECT_FALSE(region_.ParseEventId("eu:x", &dot));
+  EXPECT_FALSE(region_.ParseEventId("eu", &dot));
+}
+
+}  // namespace
+}  // namespace meridian::node

@@ -1,0 +1,172 @@
+// Request parsing: routes, keys, queries, bodies and the error each bad input gets.
+#include <gtest/gtest.h>
+
+#include "api/request.h"
+#include "api/session_token.h"
+
+namespace meridian::api {
+namespace {
+
+std::variant<ApiCall, ApiError> Parse(std::string_view method, std::string_view target, std::string_view body = "",
+                                      std::string_view content_type = "application/json") {
+  return ParseRequest(RequestView{method, target, content_type, "", "", body}, core::Limits{});
+}
+
+ApiCall Ok(const std::variant<ApiCall, ApiError>& result) {
+  if (const auto* error = std::get_if<ApiError>(&result)) {
+    ADD_FAILURE() << "unexpected error " << error->status << " " << error->code << ": " << error->message;
+    return {};
+  }
+  return std::get<ApiCall>(result);
+}
+
+ApiError Err(const std::variant<ApiCall, ApiError>& result) {
+  if (!std::holds_alternative<ApiError>(result)) {
+    ADD_FAILURE() << "expected an error";
+    return {};
+  }
+  return std::get<ApiError>(result);
+}
+
+TEST(RequestTest, RoutesDocumentWrites) {
+  ApiCall put = Ok(Parse("PUT", "/v1/docs/sku-1", R"({"b":2,"a":"x"})"));
+  EXPECT_EQ(put.route, Route::kPutDocument);
+  EXPECT_EQ(put.key, "sku-1");
+  EXPECT_EQ(put.op.kind, core::OpKind::kReplace);
+  ASSERT_EQ(put.op.fields.size(), 2u);
+  EXPECT_EQ(put.op.fields[0].name, "a");  // sorted
+  EXPECT_EQ(put.op.fields[0].value, "\"x\"");
+
+  ApiCall patch = Ok(Parse("PATCH", "/v1/docs/sku-1", R"({"n":{"z":1,"y":[1,2]}})"));
+  EXPECT_EQ(patch.op.kind, core::OpKind::kSet);
+  EXPECT_EQ(patch.op.fields[0].value, R"({"y":[1,2],"z":1})");  // canonical
+
+  ApiCall incr = Ok(Parse("POST", "/v1/docs/sku-1/incr", R"({"stock":-3,"sold":3})"));
+  EXPECT_EQ(incr.route, Route::kIncrementDocument);
+  ASSERT_EQ(incr.op.counters.size(), 2u);
+  EXPECT_EQ(incr.op.counters[1].name, "stock");
+  EXPECT_EQ(incr.op.counters[1].delta, -3);
+
+  ApiCall del = Ok(Parse("DELETE", "/v1/docs/sku-1"));
+  EXPECT_EQ(del.route, Route::kDeleteDocument);
+  EXPECT_EQ(del.op.kind, core::OpKind::kDelete);
+}
+
+TEST(RequestTest, DecodesPercentEncodedKeys) {
+  EXPECT_EQ(Ok(Parse("GET", "/v1/docs/a%2Fb%20c")).key, "a/b c");
+  EXPECT_EQ(Ok(Parse("GET", "/v1/docs/caf%C3%A9")).key, "café");
+  EXPECT_EQ(Ok(Parse("GET", "/v1/docs/a+b")).key, "a+b");  // '+' is literal in a path
+  // The key "x/incr" travels as x%2Fincr and is a document, not an increment route.
+  ApiCall call = Ok(Parse("GET", "/v1/docs/x%2Fincr"));
+  EXPECT_EQ(call.route, Route::kGetDocument);
+  EXPECT_EQ(call.key, "x/incr");
+}
+
+TEST(RequestTest, RejectsBadKeys) {
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/a%ZZ")).code, "bad_encoding");
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/a%2")).code, "bad_encoding");
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/%FF")).code, "invalid_key");
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/")).status, 400);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/" + std::string(1025, 'k'))).status, 413);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/a/b")).status, 404);
+}
+
+TEST(RequestTest, RejectsBadBodies) {
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{")).code, "malformed_json");
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "[1,2]")).code, "malformed_json");
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{\"a\":\"\xFF\"}")).code, "malformed_json");
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{}", "text/plain")).status, 415);
+  EXPECT_EQ(Ok(Parse("PUT", "/v1/docs/k", "{}", "application/json; charset=utf-8")).route, Route::kPutDocument);
+  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":1.5})")).code, "bad_increment");
+  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":"1"})")).code, "bad_increment");
+  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775808})")).code, "bad_increment");
+  EXPECT_EQ(Ok(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775807})")).op.counters[0].delta,
+            INT64_MAX);
+  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", "{}")).status, 400);
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{\"" + std::string(300, 'f') + "\":1}")).status, 413);
+}
+
+TEST(RequestTest, MethodsAndRoutes) {
+  ApiError error = Err(Parse("POST", "/v1/docs/k"));
+  EXPECT_EQ(error.status, 405);
+  EXPECT_EQ(error.allow, "GET, HEAD, PUT, PATCH, DELETE");
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/k/incr")).status, 405);
+  EXPECT_EQ(Err(Parse("DELETE", "/v1/status")).status, 405);
+  EXPECT_EQ(Err(Parse("GET", "/v2/nothing")).status, 404);
+  EXPECT_EQ(Ok(Parse("GET", "/healthz")).route, Route::kHealth);
+  EXPECT_EQ(Ok(Parse("GET", "/readyz")).route, Route::kReady);
+  EXPECT_EQ(Ok(Parse("GET", "/metrics")).route, Route::kMetrics);
+  EXPECT_EQ(Ok(Parse("GET", "/v1/status")).route, Route::kStatus);
+  EXPECT_EQ(Ok(Parse("GET", "/v1/conflicts?limit=5")).limit, 5u);
+}
+
+TEST(RequestTest, ScanAndWatchParameters) {
+  ApiCall scan = Ok(Parse("GET", "/v1/docs?prefix=sku%3A&limit=10&after=sku%3A4"));
+  EXPECT_EQ(scan.route, Route::kScan);
+  EXPECT_EQ(scan.prefix, "sku:");
+  EXPECT_EQ(scan.after, "sku:4");
+  EXPECT_EQ(scan.limit, 10u);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs?limit=0")).status, 400);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs?limit=abc")).status, 400);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs?limit=100000")).status, 400);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs?prefix=%G0")).code, "bad_encoding");
+  ApiCall watch = Ok(Parse("GET", "/v1/watch?prefix=a&from=us%3A4"));
+  EXPECT_EQ(watch.route, Route::kWatch);
+  EXPECT_EQ(watch.resume_from, "us:4");
+  ApiCall resumed = std::get<ApiCall>(
+      ParseRequest(RequestView{"GET", "/v1/watch", "", "", "eu:7", ""}, core::Limits{}));
+  EXPECT_EQ(resumed.resume_from, "eu:7");
+}
+
+TEST(RequestTest, DurabilityAndSessions) {
+  ApiCall call = Ok(Parse("PUT", "/v1/docs/k?durability=regions:2&timeout_ms=250", "{}"));
+  EXPECT_EQ(call.durability_regions, 2u);
+  EXPECT_EQ(call.durability_timeout_ms, 250u);
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k?durability=all", "{}")).status, 400);
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k?durability=regions:x", "{}")).status, 400);
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k?timeout_ms=-1", "{}")).status, 400);
+
+  const core::VersionVector token{{1, 42}, {3, 7}};
+  const std::string text = EncodeSessionToken(token);
+  ApiCall read = Ok(Parse("GET", "/v1/docs/k?session=" + text + "&wait_ms=20"));
+  ASSERT_TRUE(read.session.has_value());
+  EXPECT_EQ(*read.session, token);
+  EXPECT_EQ(read.wait_ms, 20u);
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/k?session=%21%21")).code, "bad_session");
+  EXPECT_EQ(Err(Parse("GET", "/v1/docs/k?wait_ms=999999999")).status, 400);
+}
+
+TEST(SessionTokenTest, RoundTripsAndRejectsGarbage) {
+  for (const core::VersionVector& vv :
+       {core::VersionVector{}, core::VersionVector{{0, 1}}, core::VersionVector{{1, 1}, {2, 300}, {31, UINT64_MAX}}}) {
+    auto decoded = DecodeSessionToken(EncodeSessionToken(vv));
+    ASSERT_TRUE(decoded.ok());
+    EXPECT_EQ(*decoded, vv);
+  }
+  EXPECT_FALSE(DecodeSessionToken("@@@").ok());
+  EXPECT_FALSE(DecodeSessionToken("AQ").ok());  // truncated
+  EXPECT_FALSE(DecodeSessionToken(std::string(600, 'A')).ok());
+}
+
+TEST(RequestTest, PercentDecode) {
+  EXPECT_EQ(PercentDecode("a%20b+c", true), "a b c");
+  EXPECT_EQ(PercentDecode("a%20b+c", false), "a b+c");
+  EXPECT_FALSE(PercentDecode("%", false).has_value());
+  EXPECT_FALSE(PercentDecode("%4", false).has_value());
+  EXPECT_FALSE(PercentDecode("%4x", false).has_value());
+}
+
+TEST(RequestTest, ErrorsFromStatuses) {
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kTypeMismatch, "x")).status, 409);
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kOverloaded, "x")).status, 429);
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kUnavailable, "x")).status, 503);
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kTooLarge, "x")).status, 413);
+  EXPECT_EQ(ErrorBody(ApiError{400, "bad", "a \"quoted\" message", {}}),
+            R"({"error":"bad","message":"a \"quoted\" message"})");
+  // A message quoting bytes that are not UTF-8 (a raw path, say) still gives valid JSON.
+  EXPECT_EQ(ErrorBody(ApiError{404, "not_found", "no such route: /\xB4", {}}),
+            "{\"error\":\"not_found\",\"message\":\"no such route: /\xEF\xBF\xBD\"}");
+}
+
+}  // namespace
+}  // namespace meridian::api

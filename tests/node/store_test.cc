@@ -1,0 +1,140 @@
+// The Store contract, run against both implementations.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "storage/memory_store.h"
+#include "storage/rocksdb_store.h"
+#include "support/node_process.h"
+
+namespace meridian::storage {
+namespace {
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen() {
+    store_.reset();
+    if (GetParam() == "memory") {
+      if (!memory_) memory_ = NewMemoryStore();
+      store_ptr_ = memory_.get();
+    } else {
+      auto opened = OpenRocksDbStore(RocksDbOptions{dir_.path() + "/db", /*sync=*/false, 8 << 20});
+      ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+      store_ = std::move(opened).value();
+      store_ptr_ = store_.get();
+    }
+  }
+
+  Store& store() { return *store_ptr_; }
+
+  static CommitBatch Batch(uint64_t lsn, const std::string& key, std::optional<std::string> rendered) {
+    CommitBatch batch;
+    batch.events.push_back(LoggedEvent{core::Dot{1, lsn}, lsn, "event-" + std::to_string(lsn), rendered});
+    batch.documents.push_back(DocumentWrite{key, rendered ? "state-of-" + key : "", rendered});
+    batch.frontier = core::VersionVector{{1, lsn}};
+    batch.hlc = core::MakeHlc(1000 + lsn, 0);
+    batch.document_count = lsn;
+    batch.digest = lsn * 7;
+    return batch;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Store> memory_;
+  std::unique_ptr<Store> store_;
+  Store* store_ptr_ = nullptr;
+};
+
+TEST_P(StoreTest, CommitThenReadBack) {
+  ASSERT_TRUE(store().Commit(Batch(1, "a", R"({"x":1})")).ok());
+  ASSERT_TRUE(store().Commit(Batch(2, "b", R"({"y":2})")).ok());
+  EXPECT_EQ(*store().GetView("a").value(), R"({"x":1})");
+  EXPECT_EQ(*store().GetDocumentState("b").value(), "state-of-b");
+  EXPECT_FALSE(store().GetView("c").value().has_value());
+  auto recovered = store().Recover();
+  ASSERT_TRUE(recovered.ok());
+  EXPECT_EQ(recovered->frontier, (core::VersionVector{{1, 2}}));
+  EXPECT_EQ(recovered->last_lsn, 2u);
+  EXPECT_EQ(recovered->hlc, core::MakeHlc(1002, 0));
+  EXPECT_EQ(recovered->digest, 14u);
+}
+
+TEST_P(StoreTest, SurvivesReopen) {
+  ASSERT_TRUE(store().Commit(Batch(1, "a", R"({"x":1})")).ok());
+  Reopen();
+  EXPECT_EQ(*store().GetView("a").value(), R"({"x":1})");
+  EXPECT_EQ(store().Recover()->last_lsn, 1u);
+  EXPECT_EQ(*store().LsnOf(core::Dot{1, 1}).value(), 1u);
+}
+
+TEST_P(StoreTest, DeleteRemovesViewAndState) {
+  ASSERT_TRUE(store().Commit(Batch(1, "a", R"({"x":1})")).ok());
+  ASSERT_TRUE(store().Commit(Batch(2, "a", std::nullopt)).ok());
+  EXPECT_FALSE(store().GetView("a").value().has_value());
+  EXPECT_FALSE(store().GetDocumentState("a").value().has_value());
+  std::vector<std::optional<std::string>> docs;
+  ASSERT_TRUE(store().ReadChanges(0, 10, [&docs](const LoggedEvent& event) { docs.push_back(event.rendered); }).ok());
+  EXPECT_EQ(docs, (std::vector<std::optional<std::string>>{R"({"x":1})", std::nullopt}));
+}
+
+TEST_P(StoreTest, ScanPagesInKeyOrderWithinThePrefix) {
+  uint64_t lsn = 0;
+  for (const char* key : {"b:2", "a:1", "b:1", "b:3", "c:1"}) {
+    ASSERT_TRUE(store().Commit(Batch(++lsn, key, "{}")).ok());
+  }
+  std::vector<std::string> keys;
+  auto visit = [&keys](std::string_view key, std::string_view) { keys.emplace_back(key); };
+  auto more = store().ScanViews("b:", "", 2, visit);
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(*more);
+  EXPECT_EQ(keys, (std::vector<std::string>{"b:1", "b:2"}));
+  keys.clear();
+  more = store().ScanViews("b:", "b:2", 2, visit);
+  EXPECT_FALSE(*more);
+  EXPECT_EQ(keys, (std::vector<std::string>{"b:3"}));
+  keys.clear();
+  more = store().ScanViews("", "", 100, visit);
+  EXPECT_EQ(keys.size(), 5u);
+}
+
+TEST_P(StoreTest, ChangesAreReadInLsnOrderFromAnyPoint) {
+  for (uint64_t lsn = 1; lsn <= 5; ++lsn) ASSERT_TRUE(store().Commit(Batch(lsn, "k", "{}")).ok());
+  std::vector<uint64_t> seen;
+  ASSERT_TRUE(store().ReadChanges(2, 2, [&seen](const LoggedEvent& event) {
+    seen.push_back(event.lsn);
+    EXPECT_EQ(event.bytes, "event-" + std::to_string(event.lsn));
+    EXPECT_EQ(event.dot, (core::Dot{1, event.lsn}));
+    EXPECT_EQ(event.rendered, "{}");  // the document as the event left it
+  }).ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{3, 4}));
+  EXPECT_FALSE(store().LsnOf(core::Dot{2, 1}).value().has_value());
+}
+
+TEST_P(StoreTest, ConflictLogNewestFirst) {
+  CommitBatch batch = Batch(1, "k", "{}");
+  batch.conflicts = {"c1", "c2"};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  batch = Batch(2, "k", "{}");
+  batch.conflicts = {"c3"};
+  batch.dead_letters = {"d1"};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  EXPECT_EQ(store().RecentConflicts(2).value(), (std::vector<std::string>{"c3", "c2"}));
+  EXPECT_EQ(store().ConflictCount().value(), 3u);
+  EXPECT_EQ(store().DeadLetterCount().value(), 1u);
+  Reopen();
+  EXPECT_EQ(store().ConflictCount().value(), 3u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("memory", "rocksdb"));
+
+TEST(RocksDbStoreTest, ReportsAnUnopenablePath) {
+  auto opened = OpenRocksDbStore(RocksDbOptions{"/proc/meridian-cannot-be-here", true, 1 << 20});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace meridian::storage

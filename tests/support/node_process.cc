@@ -1,0 +1,138 @@
+#include "support/node_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace meridian::testing {
+
+const char* MeridianBinary() {
+  if (const char* path = std::getenv("MERIDIAN_BINARY")) return path;
+  return MERIDIAN_BINARY_PATH;
+}
+
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    throw std::runtime_error("cannot find a free port");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base ? base : "/tmp") + "/meridian-test-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
+  data_dir_ = dir_.path() + "/data";
+  config_path_ = dir_.path() + "/node.toml";
+  log_path_ = dir_.path() + "/node.log";
+  http_port_ = FreePort();
+  std::ofstream config(config_path_);
+  config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_ << "\"\n\n";
+  config << "[[regions]]\nname = \"" << options_.region << "\"\nid = 1\nhttp = \"127.0.0.1:" << http_port_
+         << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
+  int id = 2;
+  for (const std::string& peer : options_.peers) {
+    config << "[[regions]]\nname = \"" << peer << "\"\nid = " << id++ << "\nhttp = \"127.0.0.1:" << FreePort()
+           << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
+  }
+  config << options_.extra_toml << "\n";
+}
+
+NodeProcess::~NodeProcess() {
+  if (pid_ > 0) Kill();
+}
+
+bool NodeProcess::Start(std::chrono::milliseconds timeout) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    const int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log >= 0) {
+      ::dup2(log, STDOUT_FILENO);
+      ::dup2(log, STDERR_FILENO);
+    }
+    const std::string binary = MeridianBinary();
+    ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(), "--log-level", "warn",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  pid_ = pid;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  HttpClient client("127.0.0.1", http_port_, std::chrono::milliseconds(500));
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;  // exited during start-up
+    }
+    if (client.Get("/readyz").status == 200) return true;
+    // Not listening yet: the connection was refused at once; wait for the process a moment.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+void NodeProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int NodeProcess::Terminate(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Kill();
+  return -1;
+}
+
+std::string NodeProcess::log() const {
+  std::ifstream file(log_path_);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+HttpClient NodeProcess::Client(std::chrono::milliseconds timeout) const {
+  return HttpClient("127.0.0.1", http_port_, timeout);
+}
+
+}  // namespace meridian::testing
