@@ -91,8 +91,7 @@ class HttpServer::Impl {
  public:
   explicit Impl(node::Node* node)
       : node_(node),
-        threads_(node->config().http_threads > 0 ? node->config().http_threads
-                                                 : std::max(1u, std::thread::hardware_concurrency())),
+        threads_(node->config().http_threads > 0 ? node->config().http_threads : DefaultThreads()),
         io_(threads_),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
@@ -118,6 +117,13 @@ class HttpServer::Impl {
   }
 
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  // One HTTP thread per core but one: the commit thread (and RocksDB under it) needs a core of
+  // its own, and on small machines extra HTTP threads only contend with it.
+  static int DefaultThreads() {
+    const unsigned cores = std::thread::hardware_concurrency();
+    return static_cast<int>(cores > 1 ? cores - 1 : 1);
+  }
 
   void Run() {
     signals_.async_wait([this](const beast::error_code& ec, int signal) {
@@ -419,7 +425,7 @@ class HttpServer::Impl {
         co_return response;
       }
       case Route::kGetDocument: {
-        auto view = store.GetView(call.key);
+        auto view = node_->ReadView(call.key);
         if (!view.ok()) co_return ErrorResponse(request, ErrorFromStatus(view.status()));
         if (!view->has_value()) {
           co_return ErrorResponse(request, {404, "not_found", "no document with this key", {}});

@@ -115,7 +115,8 @@ std::optional<ApiError> ParseWriteBody(Route route, std::string_view body, const
     op->kind = route == Route::kPutDocument ? core::OpKind::kReplace : core::OpKind::kSet;
     for (auto& [name, value] : json.items()) op->fields.push_back(core::FieldValue{name, value.dump()});
   }
-  if (Status status = core::NormalizeOperation(op, limits); !status.ok()) return ErrorFromStatus(status);
+  // Values were written by dump(): already canonical JSON.
+  if (Status status = core::CheckCanonicalOperation(op, limits); !status.ok()) return ErrorFromStatus(status);
   return std::nullopt;
 }
 

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   start_command->add_option("--region", start.region, "Override [node] region");
   start_command->add_option("--data-dir", start.data_dir, "Override [node] data_dir");
   start_command->add_option("--http", start.http, "Override this region's http address (host:port)");
-  start_command->add_option("--http-threads", start.http_threads, "Override [http] threads (0: one per core)");
+  start_command->add_option("--http-threads", start.http_threads, "Override [http] threads (0: one per core but one)");
   start_command->add_option("--sync", start.sync, "Override [storage] sync")->check(CLI::IsMember({"true", "false"}));
   start_command->add_option("--log-level", start.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

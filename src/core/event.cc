@@ -109,6 +109,17 @@ Status SortAndCheckNames(std::vector<Item>* items, const Limits& limits) {
 }  // namespace
 
 Status NormalizeOperation(Operation* op, const Limits& limits) {
+  for (FieldValue& field : op->fields) {
+    Result<std::string> canonical = CanonicalJson(field.value);
+    if (!canonical.ok()) {
+      return InvalidArgument("field '" + field.name + "': " + canonical.status().message());
+    }
+    field.value = std::move(canonical).value();
+  }
+  return CheckCanonicalOperation(op, limits);
+}
+
+Status CheckCanonicalOperation(Operation* op, const Limits& limits) {
   switch (op->kind) {
     case OpKind::kSet:
     case OpKind::kReplace:
@@ -129,12 +140,7 @@ Status NormalizeOperation(Operation* op, const Limits& limits) {
   if (Status status = SortAndCheckNames(&op->fields, limits); !status.ok()) return status;
   if (Status status = SortAndCheckNames(&op->counters, limits); !status.ok()) return status;
   size_t total_bytes = 0;
-  for (FieldValue& field : op->fields) {
-    Result<std::string> canonical = CanonicalJson(field.value);
-    if (!canonical.ok()) {
-      return InvalidArgument("field '" + field.name + "': " + canonical.status().message());
-    }
-    field.value = std::move(canonical).value();
+  for (const FieldValue& field : op->fields) {
     if (field.value.size() > limits.value_bytes_max) {
       return TooLarge("field '" + field.name + "' is " + std::to_string(field.value.size()) +
                       " bytes; the limit is " + std::to_string(limits.value_bytes_max));

@@ -79,6 +79,9 @@ Result<std::string> CanonicalJson(std::string_view json_text);
 // document_bytes_max, at most fields_max fields, an increment with at least one counter, a delete
 // with neither.
 Status NormalizeOperation(Operation* op, const Limits& limits);
+// NormalizeOperation for an operation whose values are already canonical JSON (as
+// nlohmann::json::dump writes them): sorts and checks the limits without re-parsing values.
+Status CheckCanonicalOperation(Operation* op, const Limits& limits);
 
 // Validates an event as a receiver must before merging it: a real dot (origin <= 31, seq >= 1),
 // a context whose entry for the origin is exactly seq - 1 (an origin has applied all its own

@@ -13,7 +13,7 @@ Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
                               const DocumentState* current, const VersionVector& frontier,
                               HybridLogicalClock* clock, const Limits& limits) {
   if (Status status = ValidateKey(key, limits); !status.ok()) return status;
-  if (Status status = NormalizeOperation(&op, limits); !status.ok()) return status;
+  if (Status status = CheckCanonicalOperation(&op, limits); !status.ok()) return status;
   if (op.kind == OpKind::kIncrement && current != nullptr) {
     for (const CounterDelta& counter : op.counters) {
       if (current->FieldIsNonNumeric(counter.name)) {
@@ -32,6 +32,7 @@ Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
 }
 
 Result<Event> Replica::Write(const std::string& key, Operation op) {
+  if (Status status = NormalizeOperation(&op, limits_); !status.ok()) return status;
   auto it = documents_.find(key);
   Result<Event> event = StampLocalWrite(id_, key, std::move(op),
                                         it == documents_.end() ? nullptr : &it->second, frontier_,

@@ -26,8 +26,9 @@ enum class ReceiveOutcome { kApplied, kDuplicate, kBuffered };
 
 // The command path of every region, in memory or durable: checks a local write against the
 // current state of its document (nullptr when there is none) and stamps it as the next event of
-// region `id`: dot {id, frontier[id] + 1}, a fresh HLC, context = frontier. Normalizes the
-// operation; errors are kInvalidArgument and kTooLarge for bad input, kTypeMismatch for an
+// region `id`: dot {id, frontier[id] + 1}, a fresh HLC, context = frontier. The operation's values
+// must be canonical JSON (NormalizeOperation, or a parser that writes canonical JSON); its limits
+// are checked here. Errors are kInvalidArgument and kTooLarge for bad input, kTypeMismatch for an
 // increment of a field that holds a non-number. Does not apply the event.
 Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
                               const DocumentState* current, const VersionVector& frontier,

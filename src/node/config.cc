@@ -28,6 +28,8 @@ bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port) 
   if (host_part.front() == '[') {  // [::1]:7001
     if (host_part.size() < 3 || host_part.back() != ']') return false;
     host_part = host_part.substr(1, host_part.size() - 2);
+  } else if (host_part.find(':') != std::string_view::npos) {
+    return false;  // an IPv6 address needs brackets: [::1]:7001
   }
   unsigned value = 0;
   const char* begin = address.data() + colon + 1;
@@ -133,7 +135,8 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
   }
   if (const toml::table* storage = Section(root, "storage", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*storage, "storage", {"sync", "block_cache_bytes"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*storage, "storage", {"sync", "block_cache_bytes", "document_cache_max"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*storage, "storage", "document_cache_max", &config.document_cache_max));
     MERIDIAN_RETURN_IF_ERROR(ReadBool(*storage, "storage", "sync", &config.sync));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
   }
@@ -226,6 +229,8 @@ Status ValidateConfig(const NodeConfig& config) {
       {"http.body_bytes_max", config.body_bytes_max, 1024, uint64_t{1} << 30},
       {"http.connections_max", config.connections_max, 1, 1'000'000},
       {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
+      {"storage.document_cache_max", config.document_cache_max, 0, 100'000'000},
+      {"storage.block_cache_bytes", config.block_cache_bytes, 1 << 20, uint64_t{1} << 40},
       {"writes.batch_max", config.write_batch_max, 1, 100'000},
       {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
       {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},

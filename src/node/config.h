@@ -25,7 +25,7 @@ struct NodeConfig {
   std::vector<RegionAddress> regions;
 
   // [http]
-  int http_threads = 0;                 // 0: one per core
+  int http_threads = 0;                 // 0: one per core but one (at least one)
   size_t body_bytes_max = 2 << 20;      // larger request bodies get 413
   size_t connections_max = 4096;        // beyond: a new connection's first request gets 429
   uint64_t idle_timeout_ms = 60'000;    // keep-alive connections idle this long are closed
@@ -33,6 +33,8 @@ struct NodeConfig {
   // [storage]
   bool sync = true;                     // fsync before acknowledging (false only for tests)
   size_t block_cache_bytes = 64 << 20;
+  size_t document_cache_max = 65536;    // recently written documents kept in memory for the
+                                        // write path (decoded) and for reads (rendered)
 
   // [writes]
   size_t write_batch_max = 512;         // writes grouped into one commit at most

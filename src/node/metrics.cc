@@ -58,8 +58,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 void Metrics::ObserveRequest(api::Route route, int status, double seconds) {
   const auto index = static_cast<size_t>(route);
-  if (index < kRoutes) latency_by_route_[index]->Observe(seconds);
-  requests_->Add({{"route", std::string(api::RouteName(route))}, {"code", std::to_string(status)}}).Increment();
+  if (index >= kRoutes || status < 100 || status > 599) return;
+  latency_by_route_[index]->Observe(seconds);
+  // The counter of (route, status) is created once, then found without a lock or allocation.
+  std::atomic<prometheus::Counter*>& slot = requests_by_route_status_[index * kStatuses + (status - 100)];
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    counter = &requests_->Add({{"route", std::string(api::RouteName(route))}, {"code", std::to_string(status)}});
+    slot.store(counter, std::memory_order_release);  // Add returns the same counter every time
+  }
+  counter->Increment();
 }
 
 void Metrics::ObserveCommit(size_t batch_size) { batch_size_->Observe(static_cast<double>(batch_size)); }

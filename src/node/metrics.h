@@ -8,6 +8,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,6 +46,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* latency_;
   std::array<prometheus::Histogram*, kRoutes> latency_by_route_{};
+  static constexpr size_t kStatuses = 500;  // 100..599
+  std::array<std::atomic<prometheus::Counter*>, kRoutes * kStatuses> requests_by_route_status_{};
   prometheus::Histogram* batch_size_;
   prometheus::Gauge* documents_;
   prometheus::Counter* conflicts_;

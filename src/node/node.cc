@@ -30,11 +30,14 @@ uint64_t SystemClock::NowMs() {
 }
 
 Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
-    : config_(std::move(config)), store_(std::move(store)), watches_(config_.watchers_max) {
+    : config_(std::move(config)),
+      store_(std::move(store)),
+      watches_(config_.watchers_max),
+      views_(config_.document_cache_max) {
   std::map<core::RegionId, std::string> names;
   for (const RegionAddress& address : config_.regions) names[address.id] = address.name;
   region_ = std::make_unique<Region>(config_.self().id, std::move(names), store_.get(), &clock_,
-                                     config_.limits, config_.max_skew_ms);
+                                     config_.limits, config_.max_skew_ms, config_.document_cache_max, &views_);
 }
 
 Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, std::unique_ptr<storage::Store> store) {
@@ -79,6 +82,16 @@ bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
     }
     callback(std::move(outcome));
   });
+}
+
+Result<std::optional<std::string>> Node::ReadView(std::string_view key) {
+  std::string doc;
+  switch (views_.Find(key, &doc)) {
+    case ViewCache::Lookup::kFound: return std::optional<std::string>(std::move(doc));
+    case ViewCache::Lookup::kAbsent: return std::optional<std::string>();
+    case ViewCache::Lookup::kMiss: break;
+  }
+  return store_->GetView(key);
 }
 
 void Node::Stop() {

@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/metrics.h"
 #include "node/region.h"
+#include "node/view_cache.h"
 #include "node/watch_hub.h"
 #include "node/write_queue.h"
 #include "storage/store.h"
@@ -47,6 +48,10 @@ class Node {
 
   // Queues a local write; false when the queue is full (429) or the node is stopping.
   bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
+  // The committed rendered document of `key` (nullopt: it does not exist), from memory when it
+  // was written recently, else from the store. Thread-safe.
+  Result<std::optional<std::string>> ReadView(std::string_view key);
+
   // Commits everything queued and refuses more. Idempotent.
   void Stop();
 
@@ -69,6 +74,7 @@ class Node {
   std::unique_ptr<Region> region_;
   WatchHub watches_;
   CommitSignal commits_;
+  ViewCache views_;
   Metrics metrics_;
   std::unique_ptr<WriteQueue> queue_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

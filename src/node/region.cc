@@ -10,8 +10,14 @@ namespace meridian::node {
 
 Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
                storage::Store* store, core::PhysicalClock* clock, core::Limits limits,
-               uint64_t max_skew_ms)
-    : id_(id), names_(std::move(names)), store_(store), limits_(limits), clock_(clock, max_skew_ms) {}
+               uint64_t max_skew_ms, size_t document_cache_max, ViewCache* views)
+    : id_(id),
+      names_(std::move(names)),
+      store_(store),
+      limits_(limits),
+      clock_(clock, max_skew_ms),
+      document_cache_max_(document_cache_max),
+      views_(views) {}
 
 Status Region::Recover() {
   auto recovered = store_->Recover();
@@ -26,13 +32,32 @@ Status Region::Recover() {
 }
 
 Result<Region::Loaded> Region::Load(const std::string& key) {
+  if (auto it = cache_.find(key); it != cache_.end()) {
+    return Loaded{it->second.state, it->second.rendered, it->second.rendered};
+  }
   auto bytes = store_->GetDocumentState(key);
   if (!bytes.ok()) return bytes.status();
   if (!bytes->has_value()) return Loaded{};
   auto state = core::DocumentState::Decode(**bytes);
   if (!state.ok()) return state.status();
   std::optional<std::string> rendered = state->Render();
-  return Loaded{std::move(state).value(), std::move(rendered)};
+  return Loaded{std::move(state).value(), rendered, rendered};
+}
+
+void Region::Remember(const std::string& key, core::DocumentState state, std::optional<std::string> rendered) {
+  if (document_cache_max_ == 0) return;
+  auto it = cache_.find(key);
+  if (it != cache_.end()) {
+    lru_.erase(it->second.position);
+  } else {
+    if (cache_.size() >= document_cache_max_) {
+      cache_.erase(lru_.back());
+      lru_.pop_back();
+    }
+    it = cache_.emplace(key, Cached{}).first;
+  }
+  lru_.push_front(key);
+  it->second = Cached{std::move(state), std::move(rendered), lru_.begin()};
 }
 
 void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
@@ -83,6 +108,7 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
       continue;
     }
     state = std::move(candidate);
+    it->second.rendered = rendered;
     frontier.Set(id_, event->dot.seq);
     ++lsn;
     batch.events.push_back(storage::LoggedEvent{event->dot, lsn, core::EncodeEvent(*event), rendered});
@@ -100,7 +126,7 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
     storage::DocumentWrite document;
     document.key = key;
     document.state = loaded.state.empty() ? std::string() : loaded.state.Encode();
-    document.rendered = loaded.state.Render();
+    document.rendered = loaded.rendered;
     if (loaded.rendered_before) {
       --documents;
       digest ^= core::RenderedDigest(key, loaded.rendered_before);
@@ -125,6 +151,10 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
       (*outcomes)[index] = Status(StatusCode::kUnavailable, "the write could not be made durable: " + status.message());
     }
     return;
+  }
+  for (auto& [key, loaded] : dirty) {
+    if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
+    Remember(key, std::move(loaded.state), std::move(loaded.rendered));
   }
   // Each receipt's session covers everything committed with it (the batch is atomic).
   for (size_t index : accepted) (*outcomes)[index].value().frontier = frontier;

@@ -6,7 +6,9 @@
 // thread; frontier() may be called from any thread.
 #pragma once
 
+#include <list>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -18,6 +20,7 @@
 #include "core/hlc.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
+#include "node/view_cache.h"
 #include "storage/store.h"
 
 namespace meridian::node {
@@ -52,13 +55,19 @@ struct CommitStats {
 class Region {
  public:
   // names: region id -> name, for event ids and conflict records.
+  // document_cache_max: how many recently written documents the commit path keeps decoded (and
+  // rendered) in memory, sparing a read and a decode when they are written again. `views`, when
+  // given, receives every committed view before the frontier covers it, so that a reader whose
+  // session the frontier covers never finds an older view there.
   Region(core::RegionId id, std::map<core::RegionId, std::string> names, storage::Store* store,
-         core::PhysicalClock* clock, core::Limits limits, uint64_t max_skew_ms);
+         core::PhysicalClock* clock, core::Limits limits, uint64_t max_skew_ms,
+         size_t document_cache_max = 65536, ViewCache* views = nullptr);
 
   // Loads the frontier, clock and log position from the store. Call once before anything else.
   Status Recover();
 
-  // Applies the writes in order and commits them as one durable batch. On return (*outcomes)[i]
+  // Applies the writes in order and commits them as one durable batch. Each write's operation
+  // must hold canonical JSON values (api::ParseRequest or core::NormalizeOperation made it). On return (*outcomes)[i]
   // is writes[i]'s receipt or the error that refused it (a refused write changes nothing; the
   // others still commit). When the commit itself fails, every write fails with kUnavailable and
   // the region's state is as before. Appends the committed changes to *changes.
@@ -81,11 +90,14 @@ class Region {
   core::HlcTimestamp hlc() const;
 
  private:
+  // A document as the commit path works on it.
   struct Loaded {
     core::DocumentState state;
-    std::optional<std::string> rendered_before;
+    std::optional<std::string> rendered_before;  // as committed
+    std::optional<std::string> rendered;         // after the writes applied so far
   };
   Result<Loaded> Load(const std::string& key);
+  void Remember(const std::string& key, core::DocumentState state, std::optional<std::string> rendered);
   std::string ConflictJson(const core::Conflict& conflict) const;
 
   const core::RegionId id_;
@@ -100,6 +112,17 @@ class Region {
   uint64_t documents_ = 0;
   uint64_t digest_ = 0;
   CommitStats stats_;
+
+  // The document cache: only the commit thread touches it. Holds committed state only.
+  struct Cached {
+    core::DocumentState state;
+    std::optional<std::string> rendered;
+    std::list<std::string>::iterator position;  // in lru_
+  };
+  const size_t document_cache_max_;
+  ViewCache* const views_;
+  std::unordered_map<std::string, Cached> cache_;
+  std::list<std::string> lru_;  // most recently written first
 };
 
 }  // namespace meridian::node

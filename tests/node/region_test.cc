@@ -164,3 +164,46 @@ TEST_F(RegionTest, EventIds) {
 
 }  // namespace
 }  // namespace meridian::node
+
+namespace meridian::node {
+namespace {
+
+// A committed view is in the view cache before the frontier covers it, so a reader holding a
+// session the frontier covers finds it (or the store's equal value), never an older one.
+TEST(RegionViewCacheTest, CommittedViewsReachTheCacheBeforeTheFrontierMoves) {
+  ManualClock clock;
+  FlakyStore store;
+  ViewCache views(16);
+  Region region(1, {{1, "us"}}, &store, &clock, core::Limits{}, 500, 16, &views);
+  ASSERT_TRUE(region.Recover().ok());
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  std::vector<WriteRequest> writes = {{"k", Set("a", "1")}, {"k", Set("a", "2")}, {"gone", Set("b", "1")},
+                                      {"gone", core::Operation{core::OpKind::kDelete, {}, {}}}};
+  region.CommitLocalWrites(writes, &outcomes, &changes);
+  std::string doc;
+  EXPECT_EQ(views.Find("k", &doc), ViewCache::Lookup::kFound);
+  EXPECT_EQ(doc, R"({"a":2})");
+  EXPECT_EQ(views.Find("gone", &doc), ViewCache::Lookup::kAbsent);
+  EXPECT_EQ(views.Find("never", &doc), ViewCache::Lookup::kMiss);
+
+  // A failed commit leaves the cache as it was.
+  store.fail = true;
+  writes = {{"k", Set("a", "3")}};
+  region.CommitLocalWrites(writes, &outcomes, &changes);
+  EXPECT_EQ(views.Find("k", &doc), ViewCache::Lookup::kFound);
+  EXPECT_EQ(doc, R"({"a":2})");
+}
+
+TEST(ViewCacheTest, ForgetsTheLeastRecentlyWrittenWhenFull) {
+  ViewCache views(16);  // one entry per shard
+  for (int i = 0; i < 1000; ++i) views.Put("k" + std::to_string(i), "{}");
+  int found = 0;
+  std::string doc;
+  for (int i = 0; i < 1000; ++i) found += views.Find("k" + std::to_string(i), &doc) == ViewCache::Lookup::kFound;
+  EXPECT_LE(found, 16);
+  EXPECT_EQ(views.Find("k999", &doc), ViewCache::Lookup::kFound);  // the latest always stays
+}
+
+}  // namespace
+}  // namespace meridian::node
