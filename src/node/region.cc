@@ -60,69 +60,52 @@ void Region::Remember(const std::string& key, core::DocumentState state, std::op
   it->second = Cached{std::move(state), std::move(rendered), lru_.begin()};
 }
 
-void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
-                               std::vector<Result<Receipt>>* outcomes, std::vector<Change>* changes) {
-  outcomes->clear();
-  outcomes->reserve(writes.size());
-  std::unique_lock lock(mutex_);
-  const core::VersionVector frontier_before = frontier_;
-  const uint64_t lsn_before = last_lsn_;
-  lock.unlock();
-
+Region::Group Region::BeginGroup() {
+  std::lock_guard lock(mutex_);
   // Only the commit thread changes frontier_ and last_lsn_, so working on copies is safe.
-  core::VersionVector frontier = frontier_before;
-  uint64_t lsn = lsn_before;
-  std::unordered_map<std::string, Loaded> dirty;
-  storage::CommitBatch batch;
-  std::vector<core::Conflict> conflicts;
-  std::vector<Change> committed;
-  std::vector<size_t> accepted;  // indexes into *outcomes of writes in the batch
+  Group group;
+  group.frontier = frontier_;
+  group.lsn = last_lsn_;
+  return group;
+}
 
-  for (const WriteRequest& write : writes) {
-    auto it = dirty.find(write.key);
-    if (it == dirty.end()) {
-      auto loaded = Load(write.key);
-      if (!loaded.ok()) {
-        outcomes->push_back(loaded.status());
-        continue;
-      }
-      it = dirty.emplace(write.key, std::move(loaded).value()).first;
-    }
-    core::DocumentState& state = it->second.state;
-    lock.lock();
-    Result<core::Event> event =
-        core::StampLocalWrite(id_, write.key, write.op, &state, frontier, &clock_, limits_);
-    lock.unlock();
-    if (!event.ok()) {
-      outcomes->push_back(event.status());
-      continue;
-    }
-    const size_t conflicts_before = conflicts.size();
-    core::DocumentState candidate = state;
-    candidate.Apply(*event, &conflicts);
-    std::optional<std::string> rendered = candidate.Render();
-    if (rendered && rendered->size() > limits_.document_bytes_max) {
-      conflicts.resize(conflicts_before);
-      outcomes->push_back(TooLarge("the document would be " + std::to_string(rendered->size()) +
-                                   " bytes; the limit is " + std::to_string(limits_.document_bytes_max)));
-      continue;
-    }
-    state = std::move(candidate);
-    it->second.rendered = rendered;
-    frontier.Set(id_, event->dot.seq);
-    ++lsn;
-    batch.events.push_back(storage::LoggedEvent{event->dot, lsn, core::EncodeEvent(*event), rendered});
-    committed.push_back(Change{write.key, std::move(rendered), event->dot, event->hlc, lsn});
-    outcomes->push_back(Receipt{event->dot, event->hlc, frontier});
-    accepted.push_back(outcomes->size() - 1);
+Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
+  auto it = group.dirty.find(key);
+  if (it == group.dirty.end()) {
+    auto loaded = Load(key);
+    if (!loaded.ok()) return loaded.status();
+    it = group.dirty.emplace(key, std::move(loaded).value()).first;
   }
-  if (accepted.empty()) return;
+  return &it->second;
+}
 
-  lock.lock();
+Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded, const core::Event& event,
+                                                 bool enforce_size) {
+  const size_t conflicts_before = group.conflicts.size();
+  core::DocumentState candidate = loaded.state;
+  candidate.Apply(event, &group.conflicts);
+  std::optional<std::string> rendered = candidate.Render();
+  if (enforce_size && rendered && rendered->size() > limits_.document_bytes_max) {
+    group.conflicts.resize(conflicts_before);
+    return TooLarge("the document would be " + std::to_string(rendered->size()) + " bytes; the limit is " +
+                    std::to_string(limits_.document_bytes_max));
+  }
+  loaded.state = std::move(candidate);
+  loaded.rendered = rendered;
+  group.frontier.Set(event.dot.origin, event.dot.seq);
+  ++group.lsn;
+  group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event), rendered});
+  group.committed.push_back(Change{event.key, rendered, event.dot, event.hlc, group.lsn});
+  return rendered;
+}
+
+Status Region::Finish(Group& group, std::vector<Change>* changes) {
+  std::unique_lock lock(mutex_);
   uint64_t documents = documents_;
   uint64_t digest = digest_;
+  group.batch.hlc = clock_.last();
   lock.unlock();
-  for (const auto& [key, loaded] : dirty) {
+  for (const auto& [key, loaded] : group.dirty) {
     storage::DocumentWrite document;
     document.key = key;
     document.state = loaded.state.empty() ? std::string() : loaded.state.Encode();
@@ -135,40 +118,101 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
       ++documents;
       digest ^= core::RenderedDigest(key, document.rendered);
     }
-    batch.documents.push_back(std::move(document));
+    group.batch.documents.push_back(std::move(document));
   }
-  batch.document_count = documents;
-  batch.digest = digest;
-  for (const core::Conflict& conflict : conflicts) batch.conflicts.push_back(ConflictJson(conflict));
-  batch.frontier = frontier;
-  lock.lock();
-  batch.hlc = clock_.last();
-  lock.unlock();
+  group.batch.document_count = documents;
+  group.batch.digest = digest;
+  for (const core::Conflict& conflict : group.conflicts) group.batch.conflicts.push_back(ConflictJson(conflict));
+  group.batch.frontier = group.frontier;
 
-  Status status = store_->Commit(batch);
-  if (!status.ok()) {
+  if (Status status = store_->Commit(group.batch); !status.ok()) return status;
+  for (auto& [key, loaded] : group.dirty) {
+    if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
+    Remember(key, std::move(loaded.state), std::move(loaded.rendered));
+  }
+  lock.lock();
+  frontier_ = group.frontier;
+  last_lsn_ = group.lsn;
+  documents_ = documents;
+  digest_ = digest;
+  stats_.commits += 1;
+  (group.remote ? stats_.remote_events : stats_.events) += group.batch.events.size();
+  stats_.conflicts += group.conflicts.size();
+  lock.unlock();
+  changes->insert(changes->end(), std::make_move_iterator(group.committed.begin()),
+                  std::make_move_iterator(group.committed.end()));
+  return Status::Ok();
+}
+
+void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
+                               std::vector<Result<Receipt>>* outcomes, std::vector<Change>* changes) {
+  outcomes->clear();
+  outcomes->reserve(writes.size());
+  Group group = BeginGroup();
+  std::vector<size_t> accepted;  // indexes into *outcomes of writes in the group
+  for (const WriteRequest& write : writes) {
+    Result<Loaded*> loaded = Stage(group, write.key);
+    if (!loaded.ok()) {
+      outcomes->push_back(loaded.status());
+      continue;
+    }
+    std::unique_lock lock(mutex_);
+    Result<core::Event> event =
+        core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state, group.frontier, &clock_, limits_);
+    lock.unlock();
+    if (!event.ok()) {
+      outcomes->push_back(event.status());
+      continue;
+    }
+    auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
+    if (!merged.ok()) {
+      outcomes->push_back(merged.status());
+      continue;
+    }
+    outcomes->push_back(Receipt{event->dot, event->hlc, {}});
+    accepted.push_back(outcomes->size() - 1);
+  }
+  if (accepted.empty()) return;
+  if (Status status = Finish(group, changes); !status.ok()) {
     for (size_t index : accepted) {
       (*outcomes)[index] = Status(StatusCode::kUnavailable, "the write could not be made durable: " + status.message());
     }
     return;
   }
-  for (auto& [key, loaded] : dirty) {
-    if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
-    Remember(key, std::move(loaded.state), std::move(loaded.rendered));
-  }
   // Each receipt's session covers everything committed with it (the batch is atomic).
-  for (size_t index : accepted) (*outcomes)[index].value().frontier = frontier;
-  lock.lock();
-  frontier_ = frontier;
-  last_lsn_ = lsn;
-  documents_ = documents;
-  digest_ = digest;
-  stats_.commits += 1;
-  stats_.events += accepted.size();
-  stats_.conflicts += conflicts.size();
-  lock.unlock();
-  changes->insert(changes->end(), std::make_move_iterator(committed.begin()),
-                  std::make_move_iterator(committed.end()));
+  for (size_t index : accepted) (*outcomes)[index].value().frontier = group.frontier;
+}
+
+Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events, std::vector<Change>* changes) {
+  RemoteApply outcome;
+  Group group = BeginGroup();
+  group.remote = true;
+  for (const core::Event& event : events) {
+    const uint64_t applied = group.frontier.Get(event.dot.origin);
+    if (event.dot.origin == id_ || event.dot.seq <= applied) {
+      ++outcome.duplicates;
+      continue;
+    }
+    if (event.dot.seq > applied + 1) {
+      ++outcome.gaps;  // its predecessors have not arrived: the caller keeps it for later
+      continue;
+    }
+    Result<Loaded*> loaded = Stage(group, event.key);
+    if (!loaded.ok()) return loaded.status();
+    {
+      std::lock_guard lock(mutex_);
+      clock_.Observe(event.hlc);
+    }
+    // A remote event is merged whatever its size: refusing it would stop convergence.
+    auto merged = Merge(group, **loaded, event, /*enforce_size=*/false);
+    if (!merged.ok()) return merged.status();
+    ++outcome.applied;
+  }
+  if (outcome.applied == 0) return outcome;
+  if (Status status = Finish(group, changes); !status.ok()) {
+    return Status(StatusCode::kUnavailable, "remote events could not be made durable: " + status.message());
+  }
+  return outcome;
 }
 
 core::VersionVector Region::frontier() const {

@@ -46,9 +46,17 @@ struct Change {
   uint64_t lsn = 0;
 };
 
+// What ApplyRemoteEvents did with a batch of events from another region.
+struct RemoteApply {
+  size_t applied = 0;     // merged and durable
+  size_t duplicates = 0;  // already applied here (or this region's own)
+  size_t gaps = 0;        // ahead of a missing predecessor of their origin: not applied
+};
+
 struct CommitStats {
   uint64_t commits = 0;
-  uint64_t events = 0;
+  uint64_t events = 0;         // local writes committed
+  uint64_t remote_events = 0;  // events of other regions committed
   uint64_t conflicts = 0;
 };
 
@@ -74,6 +82,14 @@ class Region {
   void CommitLocalWrites(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
                          std::vector<Change>* changes);
 
+  // Merges events that other regions wrote and commits them as one durable batch, with the new
+  // frontier (the replication receive path). Events of one origin must come in seq order: a
+  // duplicate is skipped, an event ahead of a gap is counted and left to the caller. Remote events
+  // are merged whatever their size (refusing one would stop convergence); their HLCs advance the
+  // clock (and count as skew when far ahead). kUnavailable when the commit fails; the region's
+  // state is then as before. Appends the committed changes to *changes.
+  Result<RemoteApply> ApplyRemoteEvents(std::span<const core::Event> events, std::vector<Change>* changes);
+
   core::VersionVector frontier() const;
   core::RegionId id() const { return id_; }
   const std::string& NameOf(core::RegionId id) const;
@@ -97,6 +113,27 @@ class Region {
     std::optional<std::string> rendered;         // after the writes applied so far
   };
   Result<Loaded> Load(const std::string& key);
+
+  // One commit being assembled (commit thread only): working copies of the region's position and
+  // of every document it touches, and the batch for the store.
+  struct Group {
+    core::VersionVector frontier;
+    uint64_t lsn = 0;
+    std::unordered_map<std::string, Loaded> dirty;
+    storage::CommitBatch batch;
+    std::vector<core::Conflict> conflicts;
+    std::vector<Change> committed;
+    bool remote = false;  // events of other regions
+  };
+  Group BeginGroup();
+  // The group's working copy of a document, loaded on first use.
+  Result<Loaded*> Stage(Group& group, const std::string& key);
+  // Merges an event into its document's working copy and into the batch; returns the rendered
+  // document. With enforce_size, refuses (kTooLarge, nothing changed) a document that would
+  // render larger than limits.document_bytes_max.
+  Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event, bool enforce_size);
+  // Commits the group; on success publishes its position and caches, and appends its changes.
+  Status Finish(Group& group, std::vector<Change>* changes);
   void Remember(const std::string& key, core::DocumentState state, std::optional<std::string> rendered);
   std::string ConflictJson(const core::Conflict& conflict) const;
 

@@ -85,6 +85,20 @@ class MemoryStore final : public Store {
     return Status::Ok();
   }
 
+  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
+                 const std::function<void(const LoggedEvent&)>& visit) override {
+    std::vector<LoggedEvent> events;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = log_.lower_bound(core::Dot{origin, from_seq});
+           it != log_.end() && it->first.origin == origin && events.size() < limit; ++it) {
+        events.push_back(it->second);
+      }
+    }
+    for (const LoggedEvent& event : events) visit(event);
+    return Status::Ok();
+  }
+
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
     std::lock_guard lock(mutex_);
     std::vector<std::string> records;

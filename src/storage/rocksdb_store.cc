@@ -224,6 +224,23 @@ class RocksDbStore final : public Store {
     return FromRocks(it->status(), "read changes");
   }
 
+  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
+                 const std::function<void(const LoggedEvent&)>& visit) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
+    size_t count = 0;
+    for (it->Seek(LogKey(core::Dot{origin, from_seq})); it->Valid() && count < limit; it->Next(), ++count) {
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() != 9 || static_cast<uint8_t>(key.front()) != origin) break;
+      LoggedEvent event;
+      event.dot = core::Dot{origin, GetBigEndian64(key.substr(1))};
+      std::string_view value = it->value().ToStringView();
+      if (!core::GetVarint(&value, &event.lsn)) return Corruption("log record without lsn");
+      event.bytes.assign(value);
+      visit(event);
+    }
+    return FromRocks(it->status(), "read log");
+  }
+
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
     std::vector<std::string> records;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kConflicts]));

@@ -84,6 +84,11 @@ class Store {
   virtual Status ReadChanges(uint64_t after_lsn, size_t limit,
                              const std::function<void(const LoggedEvent&)>& visit) = 0;
 
+  // Calls visit for up to `limit` logged events of `origin` with seq >= from_seq, in seq order
+  // (what a region sends a peer that has applied up to from_seq - 1).
+  virtual Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
+                         const std::function<void(const LoggedEvent&)>& visit) = 0;
+
   // The newest `limit` conflict records, newest first.
   virtual Result<std::vector<std::string>> RecentConflicts(size_t limit) = 0;
   virtual Result<uint64_t> ConflictCount() = 0;

@@ -36,6 +36,10 @@ class FlakyStore final : public storage::Store {
                      const std::function<void(const storage::LoggedEvent&)>& visit) override {
     return inner_->ReadChanges(after, limit, visit);
   }
+  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
+                 const std::function<void(const storage::LoggedEvent&)>& visit) override {
+    return inner_->ReadLog(origin, from_seq, limit, visit);
+  }
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override { return inner_->RecentConflicts(limit); }
   Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
   Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
@@ -203,6 +207,104 @@ TEST(ViewCacheTest, ForgetsTheLeastRecentlyWrittenWhenFull) {
   for (int i = 0; i < 1000; ++i) found += views.Find("k" + std::to_string(i), &doc) == ViewCache::Lookup::kFound;
   EXPECT_LE(found, 16);
   EXPECT_EQ(views.Find("k999", &doc), ViewCache::Lookup::kFound);  // the latest always stays
+}
+
+}  // namespace
+}  // namespace meridian::node
+
+namespace meridian::node {
+namespace {
+
+// The replication receive path: events of another region merge durably, in order, exactly once.
+class RemoteApplyTest : public ::testing::Test {
+ protected:
+  RemoteApplyTest() : us_(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500),
+                      eu_(2, {{1, "us"}, {2, "eu"}}, &eu_store_, &clock_, core::Limits{}, 500) {
+    EXPECT_TRUE(us_.Recover().ok());
+    EXPECT_TRUE(eu_.Recover().ok());
+  }
+
+  // Writes at eu and returns the events as eu logged them.
+  std::vector<core::Event> WriteAtEu(std::vector<WriteRequest> writes) {
+    std::vector<Result<Receipt>> outcomes;
+    std::vector<Change> changes;
+    eu_.CommitLocalWrites(writes, &outcomes, &changes);
+    std::vector<core::Event> events;
+    EXPECT_TRUE(eu_store_.ReadChanges(changes.front().lsn - 1, changes.size(), [&](const storage::LoggedEvent& logged) {
+      auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+      EXPECT_TRUE(event.ok());
+      events.push_back(*event);
+    }).ok());
+    return events;
+  }
+
+  ManualClock clock_;
+  FlakyStore us_store_;
+  FlakyStore eu_store_;
+  Region us_;
+  Region eu_;
+};
+
+TEST_F(RemoteApplyTest, MergesInOrderOnceAndDurably) {
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"sku", Set("stock", "100")}}, &outcomes, &changes);
+  const auto events = WriteAtEu({{"sku", Incr("stock", -1)}, {"sku", Incr("stock", -2)}, {"other", Set("x", "1")}});
+  ASSERT_EQ(events.size(), 3u);
+
+  changes.clear();
+  auto first = us_.ApplyRemoteEvents(std::vector<core::Event>{events[0], events[2]}, &changes);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->applied, 1u);
+  EXPECT_EQ(first->gaps, 1u);  // eu:3 waits for eu:2
+  EXPECT_EQ(us_.frontier(), (core::VersionVector{{1, 1}, {2, 1}}));
+  auto second = us_.ApplyRemoteEvents(events, &changes);  // eu:1 again, then eu:2, eu:3
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->duplicates, 1u);
+  EXPECT_EQ(second->applied, 2u);
+  EXPECT_EQ(*us_store_.GetView("sku").value(), R"({"stock":97})");  // the restock and both sales
+  EXPECT_EQ(*us_store_.GetView("other").value(), R"({"x":1})");
+  EXPECT_EQ(us_.frontier(), (core::VersionVector{{1, 1}, {2, 3}}));
+  EXPECT_EQ(us_.stats().remote_events, 3u);
+  EXPECT_EQ(changes.size(), 3u);
+  EXPECT_EQ(us_.EventId(changes.back().dot), "eu:3");
+  // The remote events are in us's log under their own dots, for watches and relaying.
+  EXPECT_TRUE(us_store_.LsnOf(core::Dot{2, 2}).value().has_value());
+
+  // Restarted, us remembers everything it applied.
+  Region restarted(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500);
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.frontier(), us_.frontier());
+  EXPECT_EQ(restarted.digest(), us_.digest());
+}
+
+TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {
+  const auto events = WriteAtEu({{"k", Set("a", "1")}});
+  us_store_.fail = true;
+  std::vector<Change> changes;
+  auto outcome = us_.ApplyRemoteEvents(events, &changes);
+  EXPECT_EQ(outcome.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(us_.frontier().empty());
+  EXPECT_TRUE(changes.empty());
+  us_store_.fail = false;
+  ASSERT_TRUE(us_.ApplyRemoteEvents(events, &changes).ok());
+  EXPECT_EQ(*us_store_.GetView("k").value(), R"({"a":1})");
+}
+
+TEST_F(RemoteApplyTest, ConcurrentSetsAreRecordedAsConflicts) {
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"k", Set("price", "30")}}, &outcomes, &changes);
+  clock_.now_ms += 5;  // eu writes later: its value wins everywhere
+  const auto events = WriteAtEu({{"k", Set("price", "32")}});
+  ASSERT_TRUE(us_.ApplyRemoteEvents(events, &changes).ok());
+  EXPECT_EQ(*us_store_.GetView("k").value(), R"({"price":32})");
+  const auto records = us_store_.RecentConflicts(10).value();
+  ASSERT_EQ(records.size(), 1u);
+  const auto record = nlohmann::json::parse(records[0]);
+  EXPECT_EQ(record["kind"], "concurrent_set");
+  EXPECT_EQ(record["winner"]["event"], "eu:1");
+  EXPECT_EQ(record["losers"][0]["event"], "us:1");
 }
 
 }  // namespace

@@ -113,6 +113,26 @@ TEST_P(StoreTest, ChangesAreReadInLsnOrderFromAnyPoint) {
   EXPECT_FALSE(store().LsnOf(core::Dot{2, 1}).value().has_value());
 }
 
+TEST_P(StoreTest, LogIsReadPerOriginInSeqOrder) {
+  CommitBatch batch;
+  uint64_t lsn = 0;
+  for (core::RegionId origin : {2u, 1u, 3u}) {
+    for (uint64_t seq = 1; seq <= 3; ++seq) {
+      batch.events.push_back(LoggedEvent{core::Dot{origin, seq}, ++lsn, "e" + std::to_string(origin) + "." + std::to_string(seq), std::nullopt});
+    }
+  }
+  ASSERT_TRUE(store().Commit(batch).ok());
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store().ReadLog(1, 2, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"e1.2", "e1.3"}));  // never another origin's
+  seen.clear();
+  ASSERT_TRUE(store().ReadLog(2, 1, 2, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"e2.1", "e2.2"}));
+  seen.clear();
+  ASSERT_TRUE(store().ReadLog(4, 1, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  EXPECT_TRUE(seen.empty());
+}
+
 TEST_P(StoreTest, ConflictLogNewestFirst) {
   CommitBatch batch = Batch(1, "k", "{}");
   batch.conflicts = {"c1", "c2"};
