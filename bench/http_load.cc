@@ -61,8 +61,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 class Histogram {
  public:
-  static constexpr int kSubBits = 8;                // 256 linear buckets, then 128 per octave
-  static constexpr int kMaxBit = 40;                // values up to 2^40 ns
+  static constexpr int kSubBits = 8;  // 256 linear buckets, then 128 per octave
+  static constexpr int kMaxBit = 40;  // values up to 2^40 ns
   static constexpr std::size_t kBuckets = (kMaxBit - kSubBits + 2) * (1u << (kSubBits - 1)) + 128;
 
   void record(std::uint64_t ns) {
@@ -84,7 +84,9 @@ class Histogram {
   std::uint64_t count() const { return count_; }
   std::uint64_t max() const { return count_ ? max_ : 0; }
   std::uint64_t min() const { return count_ ? min_ : 0; }
-  double mean() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0; }
+  double mean() const {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0;
+  }
 
   // Value (ns) at percentile p in [0, 100]: the smallest bucket whose cumulative count reaches
   // ceil(p/100 * count).
@@ -107,7 +109,8 @@ class Histogram {
     const int msb = 63 - std::countl_zero(v);
     const int shift = msb - (kSubBits - 1);
     // (v >> shift) is in [128, 255]; octave `shift` owns buckets [shift*128+128, shift*128+255].
-    return static_cast<std::size_t>(shift) * (1u << (kSubBits - 1)) + static_cast<std::size_t>(v >> shift);
+    return static_cast<std::size_t>(shift) * (1u << (kSubBits - 1)) +
+           static_cast<std::size_t>(v >> shift);
   }
 
   static std::uint64_t highest_in_bucket(std::size_t i) {
@@ -152,25 +155,26 @@ struct Options {
 };
 
 [[noreturn]] void usage(int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: http_load --target HOST:PORT [options]\n"
-               "  --target HOST:PORT     node to load (default 127.0.0.1:7001; loopback only)\n"
-               "  --clients N            concurrent closed-loop keep-alive connections (default 1)\n"
-               "  --threads T            event-loop threads the clients are spread over (default 1)\n"
-               "  --duration-s S         measure for S seconds (default 5)\n"
-               "  --requests R           measure exactly R requests instead of a duration\n"
-               "  --warmup-s S           unmeasured load before measuring (default 1)\n"
-               "  --mode put|get|incr|mixed  request kind (default put)\n"
-               "  --keys K               key space: keys <prefix><0..K-1> (default 10000)\n"
-               "  --key-prefix P         key prefix (default \"bench:\")\n"
-               "  --value-bytes B        size of the JSON document {\"v\":\"xx..\"} (default 200)\n"
-               "  --read-pct P           mixed mode: percent of GETs, the rest PUTs (default 90)\n"
-               "  --no-prepopulate       get/mixed: do not PUT every key before the run\n"
-               "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
-               "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
-               "  --allow-non-loopback   permit a target that is not a loopback address\n"
-               "Prints one JSON line: mode, clients, requests, errors, throughput_rps, p50_ms, p99_ms,\n"
-               "p999_ms, max_ms (+ extras). Latencies are of successful (2xx) requests only.\n");
+  std::fprintf(
+      code == 0 ? stdout : stderr,
+      "usage: http_load --target HOST:PORT [options]\n"
+      "  --target HOST:PORT     node to load (default 127.0.0.1:7001; loopback only)\n"
+      "  --clients N            concurrent closed-loop keep-alive connections (default 1)\n"
+      "  --threads T            event-loop threads the clients are spread over (default 1)\n"
+      "  --duration-s S         measure for S seconds (default 5)\n"
+      "  --requests R           measure exactly R requests instead of a duration\n"
+      "  --warmup-s S           unmeasured load before measuring (default 1)\n"
+      "  --mode put|get|incr|mixed  request kind (default put)\n"
+      "  --keys K               key space: keys <prefix><0..K-1> (default 10000)\n"
+      "  --key-prefix P         key prefix (default \"bench:\")\n"
+      "  --value-bytes B        size of the JSON document {\"v\":\"xx..\"} (default 200)\n"
+      "  --read-pct P           mixed mode: percent of GETs, the rest PUTs (default 90)\n"
+      "  --no-prepopulate       get/mixed: do not PUT every key before the run\n"
+      "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
+      "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
+      "  --allow-non-loopback   permit a target that is not a loopback address\n"
+      "Prints one JSON line: mode, clients, requests, errors, throughput_rps, p50_ms, p99_ms,\n"
+      "p999_ms, max_ms (+ extras). Latencies are of successful (2xx) requests only.\n");
   std::exit(code);
 }
 
@@ -187,7 +191,8 @@ T parse_number(std::string_view flag, const char* s) {
     out = static_cast<T>(v);
   }
   if (end == nullptr || end == s || *end != '\0' || errno != 0) {
-    std::fprintf(stderr, "http_load: bad value for %.*s: '%s'\n", static_cast<int>(flag.size()), flag.data(), s);
+    std::fprintf(stderr, "http_load: bad value for %.*s: '%s'\n", static_cast<int>(flag.size()),
+                 flag.data(), s);
     std::exit(1);
   }
   return out;
@@ -214,7 +219,8 @@ Options parse_args(int argc, char** argv) {
         std::exit(1);
       }
       o.host = t.substr(0, colon);
-      if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
+      if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']')
+        o.host = o.host.substr(1, o.host.size() - 2);
       o.port = t.substr(colon + 1);
     } else if (a == "--clients") {
       o.clients = parse_number<int>(a, value());
@@ -228,10 +234,14 @@ Options parse_args(int argc, char** argv) {
       o.warmup_s = parse_number<double>(a, value());
     } else if (a == "--mode") {
       o.mode_name = value();
-      if (o.mode_name == "put") o.mode = Mode::kPut;
-      else if (o.mode_name == "get") o.mode = Mode::kGet;
-      else if (o.mode_name == "incr") o.mode = Mode::kIncr;
-      else if (o.mode_name == "mixed") o.mode = Mode::kMixed;
+      if (o.mode_name == "put")
+        o.mode = Mode::kPut;
+      else if (o.mode_name == "get")
+        o.mode = Mode::kGet;
+      else if (o.mode_name == "incr")
+        o.mode = Mode::kIncr;
+      else if (o.mode_name == "mixed")
+        o.mode = Mode::kMixed;
       else {
         std::fprintf(stderr, "http_load: --mode must be put, get, incr or mixed\n");
         std::exit(1);
@@ -257,18 +267,39 @@ Options parse_args(int argc, char** argv) {
       std::exit(1);
     }
   }
-  if (o.clients < 1 || o.clients > 10000) { std::fprintf(stderr, "http_load: --clients must be 1..10000\n"); std::exit(1); }
-  if (o.threads < 1 || o.threads > 256) { std::fprintf(stderr, "http_load: --threads must be 1..256\n"); std::exit(1); }
+  if (o.clients < 1 || o.clients > 10000) {
+    std::fprintf(stderr, "http_load: --clients must be 1..10000\n");
+    std::exit(1);
+  }
+  if (o.threads < 1 || o.threads > 256) {
+    std::fprintf(stderr, "http_load: --threads must be 1..256\n");
+    std::exit(1);
+  }
   o.threads = std::min(o.threads, o.clients);
-  if (o.keys < 1) { std::fprintf(stderr, "http_load: --keys must be >= 1\n"); std::exit(1); }
+  if (o.keys < 1) {
+    std::fprintf(stderr, "http_load: --keys must be >= 1\n");
+    std::exit(1);
+  }
   if (o.requests == 0 && !(o.duration_s > 0 && o.duration_s <= 86400)) {
     std::fprintf(stderr, "http_load: --duration-s must be in (0, 86400]\n");
     std::exit(1);
   }
-  if (!(o.warmup_s >= 0 && o.warmup_s <= 3600)) { std::fprintf(stderr, "http_load: --warmup-s must be in [0, 3600]\n"); std::exit(1); }
-  if (o.read_pct < 0 || o.read_pct > 100) { std::fprintf(stderr, "http_load: --read-pct must be 0..100\n"); std::exit(1); }
-  if (o.timeout_ms < 1) { std::fprintf(stderr, "http_load: --timeout-ms must be >= 1\n"); std::exit(1); }
-  if (o.value_bytes > (64u << 20)) { std::fprintf(stderr, "http_load: --value-bytes too large\n"); std::exit(1); }
+  if (!(o.warmup_s >= 0 && o.warmup_s <= 3600)) {
+    std::fprintf(stderr, "http_load: --warmup-s must be in [0, 3600]\n");
+    std::exit(1);
+  }
+  if (o.read_pct < 0 || o.read_pct > 100) {
+    std::fprintf(stderr, "http_load: --read-pct must be 0..100\n");
+    std::exit(1);
+  }
+  if (o.timeout_ms < 1) {
+    std::fprintf(stderr, "http_load: --timeout-ms must be >= 1\n");
+    std::exit(1);
+  }
+  if (o.value_bytes > (64u << 20)) {
+    std::fprintf(stderr, "http_load: --value-bytes too large\n");
+    std::exit(1);
+  }
   return o;
 }
 
@@ -323,7 +354,7 @@ struct Shared {
   std::string incr_body = "{\"n\":1}";
   std::string encoded_prefix;  // percent-encoded key prefix
   Clock::time_point measure_start;
-  Clock::time_point measure_end;  // duration mode only
+  Clock::time_point measure_end;          // duration mode only
   std::atomic<std::uint64_t> tickets{0};  // requests mode: measured requests handed out
   std::atomic<bool> stop{false};
 };
@@ -400,7 +431,8 @@ asio::awaitable<bool> ensure_connected(Conn& c, const Shared& sh, beast::error_c
   if (c.connected) co_return true;
   c.timed_out = false;
   c.deadline = Clock::now() + std::chrono::milliseconds(sh.opt->timeout_ms);
-  co_await asio::async_connect(c.socket, sh.endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_connect(c.socket, sh.endpoints,
+                               asio::redirect_error(asio::use_awaitable, ec));
   c.deadline = Clock::time_point::max();
   if (!ec) c.socket.set_option(tcp::no_delay(true), ec);
   if (ec) {
@@ -423,7 +455,8 @@ asio::awaitable<unsigned> exchange(Conn& c, http::request<http::string_body>& re
   if (!ec) {
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
-    co_await http::async_read(c.socket, c.buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(c.socket, c.buf, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
       status = parser.get().result_int();
       if (!parser.get().keep_alive()) c.close();
@@ -498,7 +531,8 @@ asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
 
   for (;;) {
     if (sh.stop.load(std::memory_order_relaxed)) break;
-    // A request is measured when it starts inside the window (and, with --requests, holds a ticket).
+    // A request is measured when it starts inside the window (and, with --requests, holds a
+    // ticket).
     const auto now = Clock::now();
     const bool measured = now >= sh.measure_start;
     if (measured) {
@@ -523,10 +557,18 @@ asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
 
     Op op = Op::kPut;
     switch (o.mode) {
-      case Mode::kPut: op = Op::kPut; break;
-      case Mode::kGet: op = Op::kGet; break;
-      case Mode::kIncr: op = Op::kIncr; break;
-      case Mode::kMixed: op = rng.below(100) < static_cast<std::uint64_t>(o.read_pct) ? Op::kGet : Op::kPut; break;
+      case Mode::kPut:
+        op = Op::kPut;
+        break;
+      case Mode::kGet:
+        op = Op::kGet;
+        break;
+      case Mode::kIncr:
+        op = Op::kIncr;
+        break;
+      case Mode::kMixed:
+        op = rng.below(100) < static_cast<std::uint64_t>(o.read_pct) ? Op::kGet : Op::kPut;
+        break;
     }
     set_op(req, op, rng.below(o.keys), sh, target);
 
@@ -543,12 +585,16 @@ asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
       if (ec == asio::error::timed_out) ++loop.timeouts;
     } else if (status >= 200 && status < 300) {
       ++loop.ok;
-      loop.hist.record(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+      loop.hist.record(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
     } else {
       ++loop.errors;
-      if (status >= 400 && status < 500) ++loop.status_4xx;
-      else if (status >= 500 && status < 600) ++loop.status_5xx;
-      else ++loop.status_other;
+      if (status >= 400 && status < 500)
+        ++loop.status_4xx;
+      else if (status >= 500 && status < 600)
+        ++loop.status_5xx;
+      else
+        ++loop.status_other;
     }
   }
   --loop.active;
@@ -625,17 +671,20 @@ int main(int argc, char** argv) {
   sh.opt = &o;
   sh.value = make_value(o.value_bytes);
   sh.encoded_prefix = encode_key(o.key_prefix);
-  sh.host_header = (o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host) + ":" + o.port;
+  sh.host_header =
+      (o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host) + ":" + o.port;
   try {
     asio::io_context ctx;
     tcp::resolver resolver(ctx);
     sh.endpoints = resolver.resolve(o.host, o.port);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "http_load: cannot resolve %s:%s: %s\n", o.host.c_str(), o.port.c_str(), e.what());
+    std::fprintf(stderr, "http_load: cannot resolve %s:%s: %s\n", o.host.c_str(), o.port.c_str(),
+                 e.what());
     return 1;
   }
   if (!o.allow_non_loopback && !is_loopback(sh.endpoints)) {
-    std::fprintf(stderr, "http_load: %s is not a loopback address (pass --allow-non-loopback to permit)\n",
+    std::fprintf(stderr,
+                 "http_load: %s is not a loopback address (pass --allow-non-loopback to permit)\n",
                  o.host.c_str());
     return 1;
   }
@@ -654,11 +703,12 @@ int main(int argc, char** argv) {
     }
     run_loops(loops, o.timeout_ms);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::fprintf(stderr, "http_load: prepopulated %" PRIu64 " keys in %.2f s (%" PRIu64 " failed)\n", o.keys, secs,
-                 failures.load());
+    std::fprintf(stderr,
+                 "http_load: prepopulated %" PRIu64 " keys in %.2f s (%" PRIu64 " failed)\n",
+                 o.keys, secs, failures.load());
     if (failures.load() > 0) {
-      std::fprintf(stderr, "http_load: prepopulation failed; is the node up at %s:%s?\n", o.host.c_str(),
-                   o.port.c_str());
+      std::fprintf(stderr, "http_load: prepopulation failed; is the node up at %s:%s?\n",
+                   o.host.c_str(), o.port.c_str());
       return 1;
     }
   }
@@ -667,13 +717,15 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<Loop>> loops;
   for (int t = 0; t < o.threads; ++t) loops.push_back(std::make_unique<Loop>());
   const auto start = Clock::now();
-  sh.measure_start = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup_s));
-  sh.measure_end = sh.measure_start +
-                   std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
+  sh.measure_start = start + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(o.warmup_s));
+  sh.measure_end = sh.measure_start + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(o.duration_s));
   for (int c = 0; c < o.clients; ++c) {
     Loop& l = *loops[static_cast<std::size_t>(c % o.threads)];
     ++l.active;
-    asio::co_spawn(l.ctx, client(sh, l, 0x1234567ull * static_cast<std::uint64_t>(c + 1)), asio::detached);
+    asio::co_spawn(l.ctx, client(sh, l, 0x1234567ull * static_cast<std::uint64_t>(c + 1)),
+                   asio::detached);
   }
   run_loops(loops, o.timeout_ms);
 
@@ -699,14 +751,16 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"mode\":\"%s\",\"clients\":%d,\"requests\":%" PRIu64 ",\"errors\":%" PRIu64
       ",\"throughput_rps\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"p999_ms\":%.4f,\"max_ms\":%.4f"
-      ",\"mean_ms\":%.4f,\"min_ms\":%.4f,\"p90_ms\":%.4f,\"ok\":%" PRIu64 ",\"elapsed_s\":%.3f"
+      ",\"mean_ms\":%.4f,\"min_ms\":%.4f,\"p90_ms\":%.4f,\"ok\":%" PRIu64
+      ",\"elapsed_s\":%.3f"
       ",\"errors_transport\":%" PRIu64 ",\"errors_timeout\":%" PRIu64 ",\"errors_4xx\":%" PRIu64
       ",\"errors_5xx\":%" PRIu64 ",\"errors_other_status\":%" PRIu64 ",\"reconnects\":%" PRIu64
       ",\"threads\":%d,\"keys\":%" PRIu64 ",\"value_bytes\":%zu,\"target\":\"%s\"}\n",
-      o.mode_name.c_str(), o.clients, total.ok + total.errors, total.errors, rps, ms(hist.percentile(50)),
-      ms(hist.percentile(99)), ms(hist.percentile(99.9)), ms(hist.max()), hist.mean() / 1e6, ms(hist.min()),
-      ms(hist.percentile(90)), total.ok, elapsed, total.transport_errors, total.timeouts, total.status_4xx,
-      total.status_5xx, total.status_other, total.reconnects, o.threads, o.keys, sh.value.size(),
+      o.mode_name.c_str(), o.clients, total.ok + total.errors, total.errors, rps,
+      ms(hist.percentile(50)), ms(hist.percentile(99)), ms(hist.percentile(99.9)), ms(hist.max()),
+      hist.mean() / 1e6, ms(hist.min()), ms(hist.percentile(90)), total.ok, elapsed,
+      total.transport_errors, total.timeouts, total.status_4xx, total.status_5xx,
+      total.status_other, total.reconnects, o.threads, o.keys, sh.value.size(),
       json_escape(sh.host_header).c_str());
   std::fflush(stdout);
   return total.ok == 0 ? 3 : 0;

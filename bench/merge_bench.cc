@@ -32,7 +32,8 @@ std::vector<Event> MakeEvents(size_t count, size_t keys, OpKind kind) {
     event.dot = Dot{origin, ++seq[origin]};
     event.hlc = MakeHlc(1'700'000'000'000 + i / 8, i % 8);
     for (RegionId other = 1; other <= kOrigins; ++other) {
-      const uint64_t seen = other == origin ? seq[other] - 1 : (seq[other] > 2 ? seq[other] - 2 : 0);
+      const uint64_t seen =
+          other == origin ? seq[other] - 1 : (seq[other] > 2 ? seq[other] - 2 : 0);
       event.context.Set(other, seen);
     }
     event.key = "item:" + std::to_string((i * 7919) % keys);
@@ -62,8 +63,12 @@ void ApplyToDocuments(benchmark::State& state, OpKind kind) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * events.size()));
 }
 
-void BM_ApplySet(benchmark::State& state) { ApplyToDocuments(state, OpKind::kSet); }
-void BM_ApplyIncrement(benchmark::State& state) { ApplyToDocuments(state, OpKind::kIncrement); }
+void BM_ApplySet(benchmark::State& state) {
+  ApplyToDocuments(state, OpKind::kSet);
+}
+void BM_ApplyIncrement(benchmark::State& state) {
+  ApplyToDocuments(state, OpKind::kIncrement);
+}
 BENCHMARK(BM_ApplySet)->Arg(1'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ApplyIncrement)->Arg(1'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 

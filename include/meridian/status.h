@@ -17,16 +17,16 @@ namespace meridian {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // malformed input: the request can never succeed as sent
-  kTooLarge,          // a key, value, field or document over its limit
-  kNotFound,          // no such document (or route)
-  kTypeMismatch,      // e.g. an increment of a field that holds a non-number
-  kCorruption,        // bytes that do not decode (wire or disk)
-  kUnsupported,       // a schema version or feature this build does not know
-  kUnavailable,       // a dependency (disk, peer) cannot serve now; retrying may help
-  kTimeout,           // a bounded wait ran out
-  kOverloaded,        // admission refused; retry later
-  kInternal,          // an unexpected failure of the node itself
+  kInvalidArgument,  // malformed input: the request can never succeed as sent
+  kTooLarge,         // a key, value, field or document over its limit
+  kNotFound,         // no such document (or route)
+  kTypeMismatch,     // e.g. an increment of a field that holds a non-number
+  kCorruption,       // bytes that do not decode (wire or disk)
+  kUnsupported,      // a schema version or feature this build does not know
+  kUnavailable,      // a dependency (disk, peer) cannot serve now; retrying may help
+  kTimeout,          // a bounded wait ran out
+  kOverloaded,       // admission refused; retry later
+  kInternal,         // an unexpected failure of the node itself
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -64,7 +64,7 @@ inline Status Corruption(std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : state_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : state_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(state_).ok() && "a Result holding a Status must hold an error");
   }

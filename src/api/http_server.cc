@@ -3,10 +3,10 @@
 // g++ 12 needs <utility> before Asio when coroutines are used.
 #include <utility>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <boost/beast/websocket.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -46,12 +46,13 @@ constexpr size_t kWatchBacklogPage = 256;
 // One accepted connection. Lives as long as its session coroutine; the server keeps a weak
 // reference to wake or close it on shutdown.
 struct Connection {
-  explicit Connection(tcp::socket socket) : executor(socket.get_executor()), stream(std::move(socket)) {}
+  explicit Connection(tcp::socket socket)
+      : executor(socket.get_executor()), stream(std::move(socket)) {}
   // The connection's strand, kept here because `stream` moves into a WebSocket for watches.
   const asio::any_io_executor executor;
   beast::tcp_stream stream;
   bool websocket = false;  // `stream` was moved into a WebSocket
-  bool busy = false;  // a request is being handled (touched only on the connection's strand)
+  bool busy = false;       // a request is being handled (touched only on the connection's strand)
   std::function<void()> wake;  // set while a watch or wait is parked
 };
 
@@ -59,13 +60,15 @@ Response MakeResponse(const Request& request, http::status status, std::string b
                       std::string_view content_type = "application/json") {
   Response response(status, request.version());
   response.set(http::field::server, "meridian");
-  response.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+  response.set(http::field::content_type,
+               beast::string_view(content_type.data(), content_type.size()));
   response.body() = std::move(body);
   return response;
 }
 
 Response ErrorResponse(const Request& request, const ApiError& error) {
-  Response response = MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
+  Response response =
+      MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
   if (!error.allow.empty()) response.set(http::field::allow, error.allow);
   return response;
 }
@@ -75,7 +78,8 @@ std::string ChangeJson(const node::Region& region, const node::Change& change) {
   out += nlohmann::json(change.key).dump();
   out += ",\"doc\":";
   out += change.doc ? *change.doc : "null";
-  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" + core::FormatHlc(change.hlc) + "\"}";
+  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" +
+         core::FormatHlc(change.hlc) + "\"}";
   return out;
 }
 
@@ -133,7 +137,8 @@ class HttpServer::Impl {
       }
     });
     asio::co_spawn(io_, Accept(), asio::detached);
-    spdlog::info("region {} serving HTTP on {}", node_->config().region, node_->config().self().http);
+    spdlog::info("region {} serving HTTP on {}", node_->config().region,
+                 node_->config().self().http);
     std::vector<std::thread> threads;
     for (int i = 1; i < threads_; ++i) threads.emplace_back([this] { io_.run(); });
     io_.run();
@@ -167,7 +172,8 @@ class HttpServer::Impl {
       asio::post(connection->executor, [connection] {
         if (connection->wake) connection->wake();
         beast::error_code ignored;
-        if (!connection->busy && !connection->websocket) connection->stream.socket().cancel(ignored);
+        if (!connection->busy && !connection->websocket)
+          connection->stream.socket().cancel(ignored);
       });
     }
     MaybeFinishStop();
@@ -230,7 +236,8 @@ class HttpServer::Impl {
       parser.header_limit(16 * 1024);
       connection->stream.expires_after(std::chrono::milliseconds(config.idle_timeout_ms));
       beast::error_code ec;
-      co_await http::async_read(connection->stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+      co_await http::async_read(connection->stream, buffer, parser,
+                                asio::redirect_error(use_awaitable, ec));
       connection->busy = true;
       const auto started = Clock::now();
       if (ec) {
@@ -241,7 +248,10 @@ class HttpServer::Impl {
         }
         ApiError error;
         if (ec == http::error::body_limit) {
-          error = {413, "too_large", "the body is larger than " + std::to_string(config.body_bytes_max) + " bytes", {}};
+          error = {413,
+                   "too_large",
+                   "the body is larger than " + std::to_string(config.body_bytes_max) + " bytes",
+                   {}};
         } else if (ec == http::error::header_limit) {
           error = {431, "headers_too_large", "the request headers are larger than 16 KiB", {}};
         } else if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
@@ -255,24 +265,30 @@ class HttpServer::Impl {
         response.keep_alive(false);
         response.prepare_payload();
         connection->stream.expires_after(kWriteTimeout);
-        co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+        co_await http::async_write(connection->stream, response,
+                                   asio::redirect_error(use_awaitable, ec));
         break;
       }
       Request request = parser.release();
       if (over_limit) {
-        Response response = ErrorResponse(request, {429, "overloaded", "too many open connections (http.connections_max)", {}});
+        Response response = ErrorResponse(
+            request, {429, "overloaded", "too many open connections (http.connections_max)", {}});
         response.keep_alive(false);
         response.prepare_payload();
-        co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+        co_await http::async_write(connection->stream, response,
+                                   asio::redirect_error(use_awaitable, ec));
         break;
       }
       const RequestView view{
           std::string_view(request.method_string().data(), request.method_string().size()),
           std::string_view(request.target().data(), request.target().size()),
-          Header(request, http::field::content_type), Header(request, "Meridian-Session"),
-          Header(request, "Last-Event-ID"), request.body()};
+          Header(request, http::field::content_type),
+          Header(request, "Meridian-Session"),
+          Header(request, "Last-Event-ID"),
+          request.body()};
       auto parsed = ParseRequest(view, config.limits);
-      if (auto* call = std::get_if<ApiCall>(&parsed); call != nullptr && call->route == Route::kWatch) {
+      if (auto* call = std::get_if<ApiCall>(&parsed);
+          call != nullptr && call->route == Route::kWatch) {
         co_await Watch(connection, request, *call);
         break;  // a watch ends its connection
       }
@@ -285,8 +301,9 @@ class HttpServer::Impl {
         route = call.route;
         response = co_await Handle(connection, request, call);
       }
-      node_->metrics().ObserveRequest(route, static_cast<int>(response.result_int()),
-                                      std::chrono::duration<double>(Clock::now() - started).count());
+      node_->metrics().ObserveRequest(
+          route, static_cast<int>(response.result_int()),
+          std::chrono::duration<double>(Clock::now() - started).count());
       if (request.method() == http::verb::head) {
         response.content_length(response.body().size());
         response.body().clear();
@@ -295,20 +312,24 @@ class HttpServer::Impl {
       }
       response.keep_alive(request.keep_alive() && !stopping_);
       connection->stream.expires_after(kWriteTimeout);
-      co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+      co_await http::async_write(connection->stream, response,
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec || !response.keep_alive()) break;
     }
     beast::error_code ignored;
-    if (!connection->websocket) connection->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (!connection->websocket)
+      connection->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   static std::string_view Header(const Request& request, http::field field) {
     auto it = request.find(field);
-    return it == request.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+    return it == request.end() ? std::string_view()
+                               : std::string_view(it->value().data(), it->value().size());
   }
   static std::string_view Header(const Request& request, std::string_view name) {
     auto it = request.find(beast::string_view(name.data(), name.size()));
-    return it == request.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+    return it == request.end() ? std::string_view()
+                               : std::string_view(it->value().data(), it->value().size());
   }
 
   // A timer on the connection's strand and a thread-safe function that wakes whoever waits on
@@ -326,7 +347,8 @@ class HttpServer::Impl {
   }
 
   static ApiError SessionTimeout(uint64_t wait_ms) {
-    return {504, "session_timeout",
+    return {504,
+            "session_timeout",
             "this region has not yet applied everything the session token covers (waited up to " +
                 std::to_string(wait_ms) + " ms); retry or raise wait_ms",
             {}};
@@ -334,8 +356,8 @@ class HttpServer::Impl {
 
   // Parks the coroutine until `ready()` holds, a commit happens, or the deadline passes; loops
   // until ready or deadline. Returns ready().
-  awaitable<bool> WaitUntil(const std::shared_ptr<Connection>& connection, const Clock::time_point& deadline,
-                            const std::function<bool()>& ready) {
+  awaitable<bool> WaitUntil(const std::shared_ptr<Connection>& connection,
+                            const Clock::time_point& deadline, const std::function<bool()>& ready) {
     if (ready()) co_return true;
     auto [timer, wake] = MakeWaker(connection);
     auto handle = node_->commits().Register(wake);
@@ -356,22 +378,27 @@ class HttpServer::Impl {
     // Named, not a temporary of the co_await expression (see Watch).
     auto initiation = [this, executor, &request](auto handler) {
       auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-      const bool queued = node_->SubmitWrite(std::move(request), [shared, executor](Result<node::Receipt> outcome) {
-        asio::post(executor, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
-      });
+      const bool queued =
+          node_->SubmitWrite(std::move(request), [shared, executor](Result<node::Receipt> outcome) {
+            asio::post(executor, [shared, outcome = std::move(outcome)]() mutable {
+              (*shared)(std::move(outcome));
+            });
+          });
       if (!queued) {
         asio::post(executor, [shared] {
-          (*shared)(Result<node::Receipt>(Status(StatusCode::kOverloaded, "the write queue is full; retry later")));
+          (*shared)(Result<node::Receipt>(
+              Status(StatusCode::kOverloaded, "the write queue is full; retry later")));
         });
       }
     };
     Result<node::Receipt> outcome =
-        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<node::Receipt>)>(initiation,
-                                                                                                    use_awaitable);
+        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<node::Receipt>)>(
+            initiation, use_awaitable);
     co_return outcome;
   }
 
-  awaitable<Response> Handle(const std::shared_ptr<Connection>& connection, const Request& request, ApiCall& call) {
+  awaitable<Response> Handle(const std::shared_ptr<Connection>& connection, const Request& request,
+                             ApiCall& call) {
     node::Region& region = node_->region();
     storage::Store& store = node_->store();
     const node::NodeConfig& config = node_->config();
@@ -392,10 +419,13 @@ class HttpServer::Impl {
       case Route::kDeleteDocument: {
         const size_t peers = config.regions.size() - 1;
         if (call.durability_regions > peers) {
-          co_return ErrorResponse(request, {400, "bad_parameter",
-                                            "durability=regions:" + std::to_string(call.durability_regions) +
-                                                " asks for more regions than the " + std::to_string(peers) +
-                                                " other regions configured", {}});
+          co_return ErrorResponse(request,
+                                  {400,
+                                   "bad_parameter",
+                                   "durability=regions:" + std::to_string(call.durability_regions) +
+                                       " asks for more regions than the " + std::to_string(peers) +
+                                       " other regions configured",
+                                   {}});
         }
         node::WriteRequest write{call.key, std::move(call.op)};
         Result<node::Receipt> receipt = co_await SubmitWrite(write);
@@ -409,11 +439,13 @@ class HttpServer::Impl {
         if (call.durability_regions > 0) {
           // Remote confirmations come from replication; until a region confirms, the wait runs
           // out and says so — the write itself is committed here.
-          const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms);
+          const Clock::time_point deadline =
+              Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms);
           const std::function<bool()> confirmed = [] { return false; };
           co_await WaitUntil(connection, deadline, confirmed);
           body["error"] = "durability_timeout";
-          body["message"] = "the write is committed in this region but " + std::to_string(call.durability_regions) +
+          body["message"] = "the write is committed in this region but " +
+                            std::to_string(call.durability_regions) +
                             " other regions have not confirmed it within up to " +
                             std::to_string(call.durability_timeout_ms) + " ms; it will replicate";
           Response response = MakeResponse(request, http::status::gateway_timeout, body.dump());
@@ -436,15 +468,15 @@ class HttpServer::Impl {
         std::string body = "{\"items\":[";
         std::string last;
         bool first = true;
-        auto more = store.ScanViews(call.prefix, call.after, call.limit,
-                                    [&](std::string_view key, std::string_view doc) {
-                                      if (!first) body += ',';
-                                      first = false;
-                                      body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
-                                      body += doc;
-                                      body += '}';
-                                      last = key;
-                                    });
+        auto more = store.ScanViews(
+            call.prefix, call.after, call.limit, [&](std::string_view key, std::string_view doc) {
+              if (!first) body += ',';
+              first = false;
+              body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
+              body += doc;
+              body += '}';
+              last = key;
+            });
         if (!more.ok()) co_return ErrorResponse(request, ErrorFromStatus(more.status()));
         body += "],\"next\":";
         body += *more ? nlohmann::json(last).dump() : "null";
@@ -549,7 +581,8 @@ class HttpServer::Impl {
   // changes behind.
   // g++ 12 destroys temporaries in co_await expressions twice: coroutines here take their
   // arguments by reference and callers pass named objects that outlive the call.
-  awaitable<void> Watch(const std::shared_ptr<Connection>& connection, const Request& request, const ApiCall& call) {
+  awaitable<void> Watch(const std::shared_ptr<Connection>& connection, const Request& request,
+                        const ApiCall& call) {
     node::Region& region = node_->region();
     storage::Store& store = node_->store();
     const node::NodeConfig& config = node_->config();
@@ -561,7 +594,8 @@ class HttpServer::Impl {
       Response response = ErrorResponse(request, error);
       response.keep_alive(false);
       response.prepare_payload();
-      co_await http::async_write(connection->stream, response, asio::redirect_error(use_awaitable, ec));
+      co_await http::async_write(connection->stream, response,
+                                 asio::redirect_error(use_awaitable, ec));
     };
 
     uint64_t resume_lsn = 0;
@@ -569,7 +603,11 @@ class HttpServer::Impl {
     if (!call.resume_from.empty()) {
       core::Dot dot;
       if (!region.ParseEventId(call.resume_from, &dot)) {
-        rejection = ApiError{400, "bad_parameter", "cannot resume from '" + call.resume_from + "': not an event id like us:42", {}};
+        rejection =
+            ApiError{400,
+                     "bad_parameter",
+                     "cannot resume from '" + call.resume_from + "': not an event id like us:42",
+                     {}};
         co_await reject();
         co_return;
       }
@@ -580,7 +618,10 @@ class HttpServer::Impl {
         co_return;
       }
       if (!lsn->has_value()) {
-        rejection = ApiError{404, "unknown_event", "event " + call.resume_from + " has not been applied in this region", {}};
+        rejection = ApiError{404,
+                             "unknown_event",
+                             "event " + call.resume_from + " has not been applied in this region",
+                             {}};
         co_await reject();
         co_return;
       }
@@ -615,12 +656,14 @@ class HttpServer::Impl {
     const bool is_websocket = websocket::is_upgrade(request);
     std::shared_ptr<websocket::stream<beast::tcp_stream>> ws;
     bool closed = false;
-    auto reader_done = std::make_shared<bool>(false);  // shared: the reader may outlive a failed write
+    auto reader_done =
+        std::make_shared<bool>(false);  // shared: the reader may outlive a failed write
     if (is_websocket) {
       ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(connection->stream));
       connection->websocket = true;
       beast::get_lowest_layer(*ws).expires_never();
-      websocket::stream_base::timeout timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+      websocket::stream_base::timeout timeouts =
+          websocket::stream_base::timeout::suggested(beast::role_type::server);
       timeouts.handshake_timeout = kWebSocketCloseTimeout;  // also bounds the closing handshake
       ws->set_option(timeouts);
       co_await ws->async_accept(request, asio::redirect_error(use_awaitable, ec));
@@ -628,23 +671,27 @@ class HttpServer::Impl {
       ws->text(true);
       if (!closed) {
         // Reads keep control frames (ping, close) flowing; a close or error ends the watch.
-        asio::co_spawn(executor, [ws, wake, reader_done]() -> awaitable<void> {
-          beast::flat_buffer buffer;
-          beast::error_code read_error;
-          while (!read_error) {
-            co_await ws->async_read(buffer, asio::redirect_error(use_awaitable, read_error));
-            buffer.consume(buffer.size());
-          }
-          *reader_done = true;
-          wake();
-        }, asio::detached);
+        asio::co_spawn(
+            executor,
+            [ws, wake, reader_done]() -> awaitable<void> {
+              beast::flat_buffer buffer;
+              beast::error_code read_error;
+              while (!read_error) {
+                co_await ws->async_read(buffer, asio::redirect_error(use_awaitable, read_error));
+                buffer.consume(buffer.size());
+              }
+              *reader_done = true;
+              wake();
+            },
+            asio::detached);
       }
     } else {
       const std::string header =
           "HTTP/1.1 200 OK\r\nServer: meridian\r\nContent-Type: text/event-stream\r\n"
           "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n";
       connection->stream.expires_after(kWriteTimeout);
-      co_await asio::async_write(connection->stream, asio::buffer(header), asio::redirect_error(use_awaitable, ec));
+      co_await asio::async_write(connection->stream, asio::buffer(header),
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec) closed = true;
     }
 
@@ -661,7 +708,8 @@ class HttpServer::Impl {
         if (!event_id.empty()) frame += "id: " + event_id + "\n";
         frame += "event: " + event_name + "\ndata: " + payload + "\n\n";
         connection->stream.expires_after(kWriteTimeout);
-        co_await asio::async_write(connection->stream, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(connection->stream, asio::buffer(frame),
+                                   asio::redirect_error(use_awaitable, ec));
       }
       if (ec) closed = true;
     };
@@ -672,19 +720,20 @@ class HttpServer::Impl {
     Status backlog_status;
     while (resuming && !closed && sent_lsn < subscribed_lsn) {
       std::vector<node::Change> page;
-      Status status = store.ReadChanges(sent_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
-        if (logged.lsn > subscribed_lsn) return;
-        auto event = core::DecodeEvent(logged.bytes, config.limits);
-        node::Change change;
-        change.lsn = logged.lsn;
-        change.dot = logged.dot;
-        change.doc = logged.rendered;
-        if (event.ok()) {
-          change.key = event->key;
-          change.hlc = event->hlc;
-        }
-        page.push_back(std::move(change));
-      });
+      Status status =
+          store.ReadChanges(sent_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
+            if (logged.lsn > subscribed_lsn) return;
+            auto event = core::DecodeEvent(logged.bytes, config.limits);
+            node::Change change;
+            change.lsn = logged.lsn;
+            change.dot = logged.dot;
+            change.doc = logged.rendered;
+            if (event.ok()) {
+              change.key = event->key;
+              change.hlc = event->hlc;
+            }
+            page.push_back(std::move(change));
+          });
       if (!status.ok()) {
         backlog_status = status;
         break;
@@ -706,8 +755,11 @@ class HttpServer::Impl {
       const ApiError error = ErrorFromStatus(backlog_status);
       event_name = "error";
       event_id.clear();
-      payload = ErrorBody(ApiError{error.status, error.code,
-                                   "cannot read the change log after " + last_event + ": " + error.message, {}});
+      payload = ErrorBody(
+          ApiError{error.status,
+                   error.code,
+                   "cannot read the change log after " + last_event + ": " + error.message,
+                   {}});
       co_await send();
       closed = true;
     }
@@ -729,8 +781,10 @@ class HttpServer::Impl {
       }
       if (closed) break;
       if (overflowed) {
-        const ApiError error{0, "slow_consumer",
-                             "this watch fell more than " + std::to_string(config.watch_buffer_max) +
+        const ApiError error{0,
+                             "slow_consumer",
+                             "this watch fell more than " +
+                                 std::to_string(config.watch_buffer_max) +
                                  " changes behind and was closed; resume from event " +
                                  (last_event.empty() ? std::string("(none yet)") : last_event),
                              {}};
@@ -739,7 +793,8 @@ class HttpServer::Impl {
         payload = ErrorBody(error);
         co_await send();
         if (is_websocket && !closed) {
-          websocket::close_reason reason(websocket::close_code::policy_error, "slow consumer: resume from " + last_event);
+          websocket::close_reason reason(websocket::close_code::policy_error,
+                                         "slow consumer: resume from " + last_event);
           co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
           closed = true;
         }
@@ -755,7 +810,8 @@ class HttpServer::Impl {
           if (ec) closed = true;
         } else if (!closed) {
           connection->stream.expires_after(kWriteTimeout);
-          co_await asio::async_write(connection->stream, asio::buffer(std::string_view(": keep-alive\n\n")),
+          co_await asio::async_write(connection->stream,
+                                     asio::buffer(std::string_view(": keep-alive\n\n")),
                                      asio::redirect_error(use_awaitable, ec));
           if (ec) closed = true;
         }
@@ -793,9 +849,17 @@ class HttpServer::Impl {
 
 HttpServer::HttpServer(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}
 HttpServer::~HttpServer() = default;
-Status HttpServer::Listen() { return impl_->Listen(); }
-void HttpServer::Run() { impl_->Run(); }
-void HttpServer::RequestStop() { impl_->RequestStop(); }
-uint16_t HttpServer::port() const { return impl_->port(); }
+Status HttpServer::Listen() {
+  return impl_->Listen();
+}
+void HttpServer::Run() {
+  impl_->Run();
+}
+void HttpServer::RequestStop() {
+  impl_->RequestStop();
+}
+uint16_t HttpServer::port() const {
+  return impl_->port();
+}
 
 }  // namespace meridian::api

@@ -11,19 +11,32 @@ namespace meridian::api {
 
 std::string_view RouteName(Route route) {
   switch (route) {
-    case Route::kPutDocument: return "put_doc";
-    case Route::kPatchDocument: return "patch_doc";
-    case Route::kIncrementDocument: return "incr_doc";
-    case Route::kDeleteDocument: return "delete_doc";
-    case Route::kGetDocument: return "get_doc";
-    case Route::kScan: return "scan";
-    case Route::kWatch: return "watch";
-    case Route::kConflicts: return "conflicts";
-    case Route::kStatus: return "status";
-    case Route::kMetrics: return "metrics";
-    case Route::kHealth: return "healthz";
-    case Route::kReady: return "readyz";
-    case Route::kRejected: return "rejected";
+    case Route::kPutDocument:
+      return "put_doc";
+    case Route::kPatchDocument:
+      return "patch_doc";
+    case Route::kIncrementDocument:
+      return "incr_doc";
+    case Route::kDeleteDocument:
+      return "delete_doc";
+    case Route::kGetDocument:
+      return "get_doc";
+    case Route::kScan:
+      return "scan";
+    case Route::kWatch:
+      return "watch";
+    case Route::kConflicts:
+      return "conflicts";
+    case Route::kStatus:
+      return "status";
+    case Route::kMetrics:
+      return "metrics";
+    case Route::kHealth:
+      return "healthz";
+    case Route::kReady:
+      return "readyz";
+    case Route::kRejected:
+      return "rejected";
   }
   return "unknown";
 }
@@ -58,7 +71,8 @@ std::optional<ApiError> ParseQuery(std::string_view text, Query* query) {
     const auto eq = pair.find('=');
     auto name = PercentDecode(pair.substr(0, eq), true);
     auto value = PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-    if (!name || !value) return Error(400, "bad_encoding", "the query has a malformed percent-escape");
+    if (!name || !value)
+      return Error(400, "bad_encoding", "the query has a malformed percent-escape");
     if (!core::IsValidUtf8(*name) || !core::IsValidUtf8(*value)) {
       return Error(400, "bad_encoding", "the query is not valid UTF-8");
     }
@@ -73,7 +87,8 @@ std::optional<ApiError> ReadUnsigned(const Query& query, std::string_view name, 
   if (it == query.end()) return std::nullopt;
   uint64_t value = 0;
   if (!ParseUnsigned(it->second, &value) || value > max) {
-    return Error(400, "bad_parameter", std::string(name) + " must be an integer from 0 to " + std::to_string(max));
+    return Error(400, "bad_parameter",
+                 std::string(name) + " must be an integer from 0 to " + std::to_string(max));
   }
   *out = value;
   return std::nullopt;
@@ -86,14 +101,16 @@ bool IsJsonContentType(std::string_view content_type) {
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
   std::string lower(type);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower == "application/json" || (lower.ends_with("+json") && lower.starts_with("application/"));
+  return lower == "application/json" ||
+         (lower.ends_with("+json") && lower.starts_with("application/"));
 }
 
-std::optional<ApiError> ParseWriteBody(Route route, std::string_view body, const core::Limits& limits,
-                                       core::Operation* op) {
+std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
+                                       const core::Limits& limits, core::Operation* op) {
   if (body.size() > limits.document_bytes_max) {
-    return Error(413, "too_large", "the body is " + std::to_string(body.size()) + " bytes; the limit is " +
-                                       std::to_string(limits.document_bytes_max));
+    return Error(413, "too_large",
+                 "the body is " + std::to_string(body.size()) + " bytes; the limit is " +
+                     std::to_string(limits.document_bytes_max));
   }
   if (!core::IsValidUtf8(body)) return Error(400, "malformed_json", "the body is not valid UTF-8");
   nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -104,19 +121,24 @@ std::optional<ApiError> ParseWriteBody(Route route, std::string_view body, const
     for (auto& [name, value] : json.items()) {
       if (value.is_number_integer() && !value.is_number_unsigned()) {
         op->counters.push_back(core::CounterDelta{name, value.get<int64_t>()});
-      } else if (value.is_number_unsigned() && value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        op->counters.push_back(core::CounterDelta{name, static_cast<int64_t>(value.get<uint64_t>())});
+      } else if (value.is_number_unsigned() &&
+                 value.get<uint64_t>() <=
+                     static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        op->counters.push_back(
+            core::CounterDelta{name, static_cast<int64_t>(value.get<uint64_t>())});
       } else {
-        return Error(400, "bad_increment", "the increment of '" + name +
-                                               "' must be an integer from -2^63 to 2^63-1");
+        return Error(400, "bad_increment",
+                     "the increment of '" + name + "' must be an integer from -2^63 to 2^63-1");
       }
     }
   } else {
     op->kind = route == Route::kPutDocument ? core::OpKind::kReplace : core::OpKind::kSet;
-    for (auto& [name, value] : json.items()) op->fields.push_back(core::FieldValue{name, value.dump()});
+    for (auto& [name, value] : json.items())
+      op->fields.push_back(core::FieldValue{name, value.dump()});
   }
   // Values were written by dump(): already canonical JSON.
-  if (Status status = core::CheckCanonicalOperation(op, limits); !status.ok()) return ErrorFromStatus(status);
+  if (Status status = core::CheckCanonicalOperation(op, limits); !status.ok())
+    return ErrorFromStatus(status);
   return std::nullopt;
 }
 
@@ -145,14 +167,22 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
 
 ApiError ErrorFromStatus(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kInvalidArgument: return Error(400, "invalid_argument", status.message());
-    case StatusCode::kTooLarge: return Error(413, "too_large", status.message());
-    case StatusCode::kNotFound: return Error(404, "not_found", status.message());
-    case StatusCode::kTypeMismatch: return Error(409, "not_a_number", status.message());
-    case StatusCode::kOverloaded: return Error(429, "overloaded", status.message());
-    case StatusCode::kUnavailable: return Error(503, "unavailable", status.message());
-    case StatusCode::kTimeout: return Error(504, "timeout", status.message());
-    default: return Error(500, "internal", status.ToString());
+    case StatusCode::kInvalidArgument:
+      return Error(400, "invalid_argument", status.message());
+    case StatusCode::kTooLarge:
+      return Error(413, "too_large", status.message());
+    case StatusCode::kNotFound:
+      return Error(404, "not_found", status.message());
+    case StatusCode::kTypeMismatch:
+      return Error(409, "not_a_number", status.message());
+    case StatusCode::kOverloaded:
+      return Error(429, "overloaded", status.message());
+    case StatusCode::kUnavailable:
+      return Error(503, "unavailable", status.message());
+    case StatusCode::kTimeout:
+      return Error(504, "timeout", status.message());
+    default:
+      return Error(500, "internal", status.ToString());
   }
 }
 
@@ -162,7 +192,8 @@ std::string ErrorBody(const ApiError& error) {
       -1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const core::Limits& limits) {
+std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
+                                             const core::Limits& limits) {
   const std::string_view target = request.target;
   const auto question = target.find('?');
   const std::string_view path = target.substr(0, question);
@@ -180,9 +211,9 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
     Route route;
   };
   static constexpr Fixed kFixed[] = {
-      {"/v1/docs", "GET", Route::kScan},         {"/v1/watch", "GET", Route::kWatch},
+      {"/v1/docs", "GET", Route::kScan},           {"/v1/watch", "GET", Route::kWatch},
       {"/v1/conflicts", "GET", Route::kConflicts}, {"/v1/status", "GET", Route::kStatus},
-      {"/metrics", "GET", Route::kMetrics},      {"/healthz", "GET", Route::kHealth},
+      {"/metrics", "GET", Route::kMetrics},        {"/healthz", "GET", Route::kHealth},
       {"/readyz", "GET", Route::kReady},
   };
   bool routed = false;
@@ -190,7 +221,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
     if (path != fixed.path) continue;
     const bool streams = fixed.route == Route::kWatch;  // a stream has no HEAD
     if (method != fixed.method && (streams || method != "HEAD")) {
-      ApiError error = Error(405, "method_not_allowed", std::string(method) + " is not allowed on " + std::string(path));
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
       error.allow = streams ? "GET" : "GET, HEAD";
       return error;
     }
@@ -199,7 +231,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
   }
   if (!routed) {
     constexpr std::string_view kDocs = "/v1/docs/";
-    if (!path.starts_with(kDocs)) return Error(404, "not_found", "no such route: " + std::string(path));
+    if (!path.starts_with(kDocs))
+      return Error(404, "not_found", "no such route: " + std::string(path));
     std::string_view raw_key = path.substr(kDocs.size());
     bool increment = false;
     if (raw_key.ends_with("/incr")) {
@@ -207,10 +240,12 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
       increment = true;
     }
     if (raw_key.find('/') != std::string_view::npos) {
-      return Error(404, "not_found", "no such route: " + std::string(path) + " (a '/' in a key is written %2F)");
+      return Error(404, "not_found",
+                   "no such route: " + std::string(path) + " (a '/' in a key is written %2F)");
     }
     if (raw_key.size() > 3 * limits.key_bytes_max) {
-      return Error(413, "too_large", "the key is longer than " + std::to_string(limits.key_bytes_max) + " bytes");
+      return Error(413, "too_large",
+                   "the key is longer than " + std::to_string(limits.key_bytes_max) + " bytes");
     }
     auto key = PercentDecode(raw_key, false);
     if (!key) return Error(400, "bad_encoding", "the key has a malformed percent-escape");
@@ -222,7 +257,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
     call.key = std::move(*key);
     if (increment) {
       if (method != "POST") {
-        ApiError error = Error(405, "method_not_allowed", std::string(method) + " is not allowed on increments");
+        ApiError error =
+            Error(405, "method_not_allowed", std::string(method) + " is not allowed on increments");
         error.allow = "POST";
         return error;
       }
@@ -236,7 +272,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
     } else if (method == "DELETE") {
       call.route = Route::kDeleteDocument;
     } else {
-      ApiError error = Error(405, "method_not_allowed", std::string(method) + " is not allowed on documents");
+      ApiError error =
+          Error(405, "method_not_allowed", std::string(method) + " is not allowed on documents");
       error.allow = "GET, HEAD, PUT, PATCH, DELETE";
       return error;
     }
@@ -244,7 +281,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
 
   // Session token and waits, accepted on every route.
   std::string_view session = request.session_header;
-  if (auto it = query.find("session"); it != query.end() && !it->second.empty()) session = it->second;
+  if (auto it = query.find("session"); it != query.end() && !it->second.empty())
+    session = it->second;
   if (!session.empty()) {
     auto vv = DecodeSessionToken(session);
     if (!vv.ok()) return Error(400, "bad_session", vv.status().message());
@@ -257,8 +295,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
     case Route::kPatchDocument:
     case Route::kIncrementDocument:
       if (!IsJsonContentType(request.content_type)) {
-        return Error(415, "unsupported_media_type", "the body must be application/json, not " +
-                                                         std::string(request.content_type));
+        return Error(415, "unsupported_media_type",
+                     "the body must be application/json, not " + std::string(request.content_type));
       }
       if (auto error = ParseWriteBody(call.route, request.body, limits, &call.op)) return *error;
       [[fallthrough]];
@@ -268,19 +306,22 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
         constexpr std::string_view kRegions = "regions:";
         uint64_t regions = 0;
         if (!std::string_view(it->second).starts_with(kRegions) ||
-            !ParseUnsigned(std::string_view(it->second).substr(kRegions.size()), &regions) || regions > 31) {
+            !ParseUnsigned(std::string_view(it->second).substr(kRegions.size()), &regions) ||
+            regions > 31) {
           return Error(400, "bad_parameter", "durability must be regions:N with N from 0 to 31");
         }
         call.durability_regions = static_cast<uint32_t>(regions);
       }
-      if (auto error = ReadUnsigned(query, "timeout_ms", kWaitMsMax, &call.durability_timeout_ms)) return *error;
+      if (auto error = ReadUnsigned(query, "timeout_ms", kWaitMsMax, &call.durability_timeout_ms))
+        return *error;
       break;
     }
     case Route::kScan:
     case Route::kConflicts: {
       uint64_t limit = call.limit;
       if (auto error = ReadUnsigned(query, "limit", kScanLimitMax, &limit); error || limit == 0) {
-        return Error(400, "bad_parameter", "limit must be an integer from 1 to " + std::to_string(kScanLimitMax));
+        return Error(400, "bad_parameter",
+                     "limit must be an integer from 1 to " + std::to_string(kScanLimitMax));
       }
       call.limit = static_cast<size_t>(limit);
       [[fallthrough]];
@@ -291,8 +332,9 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const c
       if (auto it = query.find("from"); it != query.end()) call.resume_from = it->second;
       if (call.resume_from.empty()) call.resume_from = std::string(request.last_event_id);
       if (call.prefix.size() > limits.key_bytes_max || call.after.size() > limits.key_bytes_max) {
-        return Error(413, "too_large", "prefix and after are keys: at most " +
-                                           std::to_string(limits.key_bytes_max) + " bytes");
+        return Error(413, "too_large",
+                     "prefix and after are keys: at most " + std::to_string(limits.key_bytes_max) +
+                         " bytes");
       }
       break;
     default:

@@ -42,15 +42,15 @@ struct ApiError {
 
 struct ApiCall {
   Route route = Route::kHealth;
-  std::string key;        // documents: the decoded key
-  core::Operation op;     // writes: normalized
+  std::string key;                             // documents: the decoded key
+  core::Operation op;                          // writes: normalized
   std::optional<core::VersionVector> session;  // Meridian-Session header or session= query
-  uint64_t wait_ms = 1000;                      // session wait bound
-  uint32_t durability_regions = 0;              // durability=regions:N
-  uint64_t durability_timeout_ms = 5000;        // timeout_ms with durability
-  std::string prefix;     // scan, watch
-  std::string after;      // scan
-  size_t limit = 100;     // scan, conflicts
+  uint64_t wait_ms = 1000;                     // session wait bound
+  uint32_t durability_regions = 0;             // durability=regions:N
+  uint64_t durability_timeout_ms = 5000;       // timeout_ms with durability
+  std::string prefix;                          // scan, watch
+  std::string after;                           // scan
+  size_t limit = 100;                          // scan, conflicts
   std::string resume_from;  // watch: an event id ("from" query or Last-Event-ID header)
 };
 
@@ -66,7 +66,8 @@ struct RequestView {
 constexpr uint64_t kWaitMsMax = 60'000;
 constexpr size_t kScanLimitMax = 1000;
 
-std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request, const core::Limits& limits);
+std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
+                                             const core::Limits& limits);
 
 // Percent-decodes a path segment or query component ('+' is a space only in queries); nullopt
 // on a malformed escape.

@@ -1,7 +1,7 @@
 // meridian: the single binary. `meridian start --config FILE` runs one region's node;
 // `meridian --help` lists every subcommand (docs/cli.md).
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>
@@ -40,7 +40,8 @@ int Start(const StartOptions& options) {
     }
   }
   if (Status status = node::ValidateConfig(*config); !status.ok()) {
-    std::fprintf(stderr, "meridian start: %s: %s\n", options.config_path.c_str(), status.message().c_str());
+    std::fprintf(stderr, "meridian start: %s: %s\n", options.config_path.c_str(),
+                 status.message().c_str());
     return 2;
   }
   auto node = node::Node::Open(*config);
@@ -65,13 +66,19 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   meridian::StartOptions start;
-  CLI::App* start_command = app.add_subcommand("start", "Run this region's node (docs/configuration.md)");
-  start_command->add_option("-c,--config", start.config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  CLI::App* start_command =
+      app.add_subcommand("start", "Run this region's node (docs/configuration.md)");
+  start_command->add_option("-c,--config", start.config_path, "TOML config file")
+      ->required()
+      ->check(CLI::ExistingFile);
   start_command->add_option("--region", start.region, "Override [node] region");
   start_command->add_option("--data-dir", start.data_dir, "Override [node] data_dir");
-  start_command->add_option("--http", start.http, "Override this region's http address (host:port)");
-  start_command->add_option("--http-threads", start.http_threads, "Override [http] threads (0: one per core but one)");
-  start_command->add_option("--sync", start.sync, "Override [storage] sync")->check(CLI::IsMember({"true", "false"}));
+  start_command->add_option("--http", start.http,
+                            "Override this region's http address (host:port)");
+  start_command->add_option("--http-threads", start.http_threads,
+                            "Override [http] threads (0: one per core but one)");
+  start_command->add_option("--sync", start.sync, "Override [storage] sync")
+      ->check(CLI::IsMember({"true", "false"}));
   start_command->add_option("--log-level", start.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 

@@ -3,7 +3,8 @@
 // orders (with duplicates) and converge. Prints each region's view before and after, the
 // conflicts found, and a digest per region that proves they agree.
 //
-// Runs entirely in memory with simulated clocks: `make demo` (or build/default/meridian-merge-demo).
+// Runs entirely in memory with simulated clocks: `make demo` (or
+// build/default/meridian-merge-demo).
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -37,7 +38,9 @@ std::string NameOf(const Dot& dot) {
   return g_names->at(dot.origin) + ":" + std::to_string(dot.seq);
 }
 
-Operation Set(std::vector<FieldValue> fields) { return Operation{OpKind::kSet, std::move(fields), {}}; }
+Operation Set(std::vector<FieldValue> fields) {
+  return Operation{OpKind::kSet, std::move(fields), {}};
+}
 Operation Incr(std::string field, int64_t delta) {
   return Operation{OpKind::kIncrement, {}, {{std::move(field), delta}}};
 }
@@ -81,10 +84,12 @@ int Run() {
 
   std::printf("Meridian merge engine demo: three regions, one inventory\n\n");
   std::printf("1. Every region creates sku-1 and sku-2 and shares them.\n");
-  Write(us, "sku-1", Set({{"name", "\"teapot\""}, {"price", "30"}, {"stock", "10"}}), "set name/price/stock");
+  Write(us, "sku-1", Set({{"name", "\"teapot\""}, {"price", "30"}, {"stock", "10"}}),
+        "set name/price/stock");
   Write(us, "sku-2", Set({{"name", "\"kettle\""}, {"stock", "5"}}), "set name/stock");
   for (Region& dst : regions) {
-    if (&dst != &us) for (const Event& event : us.outbox) dst.replica->Receive(event);
+    if (&dst != &us)
+      for (const Event& event : us.outbox) dst.replica->Receive(event);
   }
 
   std::printf("\n2. The regions are cut off from each other and keep taking writes:\n");
@@ -102,8 +107,9 @@ int Run() {
   std::printf("\n   Each region's view while partitioned:\n");
   PrintViews(regions, keys);
 
-  std::printf("\n3. The partition heals. Every region receives the others' events in its own\n"
-              "   order, some of them twice.\n");
+  std::printf(
+      "\n3. The partition heals. Every region receives the others' events in its own\n"
+      "   order, some of them twice.\n");
   std::mt19937 random(42);
   for (Region& dst : regions) {
     std::vector<const Event*> deliveries;
@@ -120,24 +126,32 @@ int Run() {
     int buffered = 0;
     for (const Event* event : deliveries) {
       switch (dst.replica->Receive(*event)) {
-        case ReceiveOutcome::kApplied: ++applied; break;
-        case ReceiveOutcome::kDuplicate: ++duplicates; break;
-        case ReceiveOutcome::kBuffered: ++buffered; break;
+        case ReceiveOutcome::kApplied:
+          ++applied;
+          break;
+        case ReceiveOutcome::kDuplicate:
+          ++duplicates;
+          break;
+        case ReceiveOutcome::kBuffered:
+          ++buffered;
+          break;
       }
     }
-    std::printf("   %-5s received %zu deliveries: %d applied at once, %d buffered until their\n"
-                "         predecessors came, %d duplicates dropped\n",
-                dst.name.c_str(), deliveries.size(), applied, buffered, duplicates);
+    std::printf(
+        "   %-5s received %zu deliveries: %d applied at once, %d buffered until their\n"
+        "         predecessors came, %d duplicates dropped\n",
+        dst.name.c_str(), deliveries.size(), applied, buffered, duplicates);
   }
 
   std::printf("\n4. Converged views:\n");
   PrintViews(regions, keys);
 
-  std::printf("\n5. Conflicts recorded in us (each region records the conflicts its merges meet):\n");
+  std::printf(
+      "\n5. Conflicts recorded in us (each region records the conflicts its merges meet):\n");
   for (const Conflict& conflict : us.replica->TakeConflicts()) {
     std::printf("   us: %s.%s %s: winner %s=%s", conflict.key.c_str(), conflict.field.c_str(),
-                std::string(ConflictKindName(conflict.kind)).c_str(), NameOf(conflict.winner.dot).c_str(),
-                conflict.winner.value.c_str());
+                std::string(ConflictKindName(conflict.kind)).c_str(),
+                NameOf(conflict.winner.dot).c_str(), conflict.winner.value.c_str());
     for (const Sibling& loser : conflict.losers) {
       std::printf(", loser %s=%s", NameOf(loser.dot).c_str(), loser.value.c_str());
     }
@@ -165,4 +179,6 @@ int Run() {
 }  // namespace
 }  // namespace meridian::core
 
-int main() { return meridian::core::Run(); }
+int main() {
+  return meridian::core::Run();
+}

@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define MERIDIAN_CHECK(condition)                                                      \
-  do {                                                                                 \
-    if (!(condition)) [[unlikely]] {                                                   \
+#define MERIDIAN_CHECK(condition)                                                              \
+  do {                                                                                         \
+    if (!(condition)) [[unlikely]] {                                                           \
       std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                    \
-    }                                                                                  \
+      std::abort();                                                                            \
+    }                                                                                          \
   } while (false)

@@ -13,8 +13,10 @@ namespace meridian::core {
 
 std::string_view ConflictKindName(ConflictKind kind) {
   switch (kind) {
-    case ConflictKind::kConcurrentSet: return "concurrent_set";
-    case ConflictKind::kNonNumericIncrement: return "non_numeric_increment";
+    case ConflictKind::kConcurrentSet:
+      return "concurrent_set";
+    case ConflictKind::kNonNumericIncrement:
+      return "non_numeric_increment";
   }
   return "unknown";
 }
@@ -56,8 +58,8 @@ std::string Int128ToString(__int128 value) {
   }
   if (value == 0) return "0";
   const bool negative = value < 0;
-  unsigned __int128 magnitude =
-      negative ? static_cast<unsigned __int128>(-(value + 1)) + 1 : static_cast<unsigned __int128>(value);
+  unsigned __int128 magnitude = negative ? static_cast<unsigned __int128>(-(value + 1)) + 1
+                                         : static_cast<unsigned __int128>(value);
   std::string digits;
   while (magnitude != 0) {
     digits.push_back(static_cast<char>('0' + static_cast<int>(magnitude % 10)));
@@ -94,7 +96,8 @@ std::optional<std::string> RenderFieldState(const FieldState& field) {
     return Int128ToString(static_cast<__int128>(unsigned_value) + total);
   }
   double value = 0;
-  if (auto [end, error] = std::from_chars(first, last, value); error != std::errc() || end != last) {
+  if (auto [end, error] = std::from_chars(first, last, value);
+      error != std::errc() || end != last) {
     return base;  // not a number after all: render it as it is
   }
   return nlohmann::json(value + static_cast<double>(total)).dump();
@@ -103,8 +106,9 @@ std::optional<std::string> RenderFieldState(const FieldState& field) {
 }  // namespace
 
 FieldState& DocumentState::FieldFor(const std::string& name) {
-  auto it = std::lower_bound(fields_.begin(), fields_.end(), name,
-                             [](const auto& entry, const std::string& n) { return entry.first < n; });
+  auto it =
+      std::lower_bound(fields_.begin(), fields_.end(), name,
+                       [](const auto& entry, const std::string& n) { return entry.first < n; });
   if (it == fields_.end() || it->first != name) it = fields_.emplace(it, name, FieldState{});
   return it->second;
 }
@@ -181,8 +185,13 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
       conflicts->push_back(std::move(conflict));
     }
     if (!field->increments.empty() && !LooksNumeric(winner->value)) {
-      conflicts->push_back(Conflict{ConflictKind::kNonNumericIncrement, event.key, *name,
-                                    *winner, {}, field->increments, dot});
+      conflicts->push_back(Conflict{ConflictKind::kNonNumericIncrement,
+                                    event.key,
+                                    *name,
+                                    *winner,
+                                    {},
+                                    field->increments,
+                                    dot});
     }
   }
 }
@@ -219,7 +228,8 @@ void DocumentState::Fold(const VersionVector& stable) {
     // removes them all, and an unstable sibling competes with the winner alone.
     const Sibling* stable_winner = nullptr;
     for (const Sibling& sibling : field.siblings) {
-      if (stable.Covers(sibling.dot) && (stable_winner == nullptr || WinsOver(sibling, *stable_winner))) {
+      if (stable.Covers(sibling.dot) &&
+          (stable_winner == nullptr || WinsOver(sibling, *stable_winner))) {
         stable_winner = &sibling;
       }
     }
@@ -322,7 +332,9 @@ std::string DocumentState::Encode() const {
 }
 
 Result<DocumentState> DocumentState::Decode(std::string_view in) {
-  auto corrupt = [](const char* what) { return Corruption(std::string("document state: ") + what); };
+  auto corrupt = [](const char* what) {
+    return Corruption(std::string("document state: ") + what);
+  };
   if (in.empty() || static_cast<uint8_t>(in.front()) != kStateFormatVersion) {
     return corrupt("unknown format version");
   }

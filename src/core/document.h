@@ -64,10 +64,10 @@ struct Conflict {
   ConflictKind kind = ConflictKind::kConcurrentSet;
   std::string key;
   std::string field;
-  Sibling winner;                    // the value the field renders
-  std::vector<Sibling> losers;       // kConcurrentSet: the other surviving siblings
-  std::vector<Increment> increments; // kNonNumericIncrement: the increments not rendered
-  Dot cause;                         // the event whose merge found the conflict
+  Sibling winner;                     // the value the field renders
+  std::vector<Sibling> losers;        // kConcurrentSet: the other surviving siblings
+  std::vector<Increment> increments;  // kNonNumericIncrement: the increments not rendered
+  Dot cause;                          // the event whose merge found the conflict
 };
 
 // True when a is rendered in preference to b: the greater (hlc, origin id).

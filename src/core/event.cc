@@ -9,10 +9,14 @@ namespace meridian::core {
 
 std::string_view OpKindName(OpKind kind) {
   switch (kind) {
-    case OpKind::kSet: return "set";
-    case OpKind::kReplace: return "replace";
-    case OpKind::kIncrement: return "increment";
-    case OpKind::kDelete: return "delete";
+    case OpKind::kSet:
+      return "set";
+    case OpKind::kReplace:
+      return "replace";
+    case OpKind::kIncrement:
+      return "increment";
+    case OpKind::kDelete:
+      return "delete";
   }
   return "unknown";
 }
@@ -92,8 +96,8 @@ Status ValidateFieldName(std::string_view name, const Limits& limits) {
 template <typename Item>
 Status SortAndCheckNames(std::vector<Item>* items, const Limits& limits) {
   if (items->size() > limits.fields_max) {
-    return TooLarge("operation names " + std::to_string(items->size()) +
-                    " fields; the limit is " + std::to_string(limits.fields_max));
+    return TooLarge("operation names " + std::to_string(items->size()) + " fields; the limit is " +
+                    std::to_string(limits.fields_max));
   }
   std::sort(items->begin(), items->end(),
             [](const Item& a, const Item& b) { return a.name < b.name; });
@@ -196,10 +200,10 @@ Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits) {
     return Corruption("event: not a valid protobuf message");
   }
   if (message.schema_version() != kEventSchemaVersion) {
-    return Status(StatusCode::kUnsupported,
-                  "event: schema version " + std::to_string(message.schema_version()) +
-                      " is not supported (this build reads version " +
-                      std::to_string(kEventSchemaVersion) + ")");
+    return Status(StatusCode::kUnsupported, "event: schema version " +
+                                                std::to_string(message.schema_version()) +
+                                                " is not supported (this build reads version " +
+                                                std::to_string(kEventSchemaVersion) + ")");
   }
   Event event;
   event.dot = Dot{message.origin(), message.seq()};

@@ -25,10 +25,10 @@ constexpr uint32_t kEventSchemaVersion = 1;
 struct Limits {
   size_t key_bytes_max = 1024;
   size_t field_name_bytes_max = 256;
-  size_t value_bytes_max = 64 * 1024;         // one field's canonical JSON
-  size_t document_bytes_max = 1024 * 1024;    // one operation; the node also refuses a write
-                                              // that would render a larger document
-  size_t fields_max = 1024;                   // fields in one operation
+  size_t value_bytes_max = 64 * 1024;       // one field's canonical JSON
+  size_t document_bytes_max = 1024 * 1024;  // one operation; the node also refuses a write
+                                            // that would render a larger document
+  size_t fields_max = 1024;                 // fields in one operation
 };
 
 enum class OpKind : uint8_t { kSet = 1, kReplace = 2, kIncrement = 3, kDelete = 4 };

@@ -24,8 +24,12 @@ constexpr uint64_t kHlcPhysicalMax = (uint64_t{1} << 48) - 1;
 constexpr HlcTimestamp MakeHlc(uint64_t physical_ms, uint64_t logical) {
   return (physical_ms << kHlcLogicalBits) | (logical & kHlcLogicalMask);
 }
-constexpr uint64_t HlcPhysicalMs(HlcTimestamp t) { return t >> kHlcLogicalBits; }
-constexpr uint64_t HlcLogical(HlcTimestamp t) { return t & kHlcLogicalMask; }
+constexpr uint64_t HlcPhysicalMs(HlcTimestamp t) {
+  return t >> kHlcLogicalBits;
+}
+constexpr uint64_t HlcLogical(HlcTimestamp t) {
+  return t & kHlcLogicalMask;
+}
 
 // "1732233600123.7": physical milliseconds, a dot, the logical counter.
 std::string FormatHlc(HlcTimestamp t);

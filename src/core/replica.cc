@@ -34,9 +34,9 @@ Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
 Result<Event> Replica::Write(const std::string& key, Operation op) {
   if (Status status = NormalizeOperation(&op, limits_); !status.ok()) return status;
   auto it = documents_.find(key);
-  Result<Event> event = StampLocalWrite(id_, key, std::move(op),
-                                        it == documents_.end() ? nullptr : &it->second, frontier_,
-                                        &clock_, limits_);
+  Result<Event> event =
+      StampLocalWrite(id_, key, std::move(op), it == documents_.end() ? nullptr : &it->second,
+                      frontier_, &clock_, limits_);
   if (event.ok()) ApplyInOrder(*event);
   return event;
 }

@@ -4,17 +4,28 @@ namespace meridian {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kTooLarge: return "too_large";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kTypeMismatch: return "type_mismatch";
-    case StatusCode::kCorruption: return "corruption";
-    case StatusCode::kUnsupported: return "unsupported";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kTimeout: return "timeout";
-    case StatusCode::kOverloaded: return "overloaded";
-    case StatusCode::kInternal: return "internal";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kTooLarge:
+      return "too_large";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kTypeMismatch:
+      return "type_mismatch";
+    case StatusCode::kCorruption:
+      return "corruption";
+    case StatusCode::kUnsupported:
+      return "unsupported";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kTimeout:
+      return "timeout";
+    case StatusCode::kOverloaded:
+      return "overloaded";
+    case StatusCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }

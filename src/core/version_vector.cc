@@ -4,14 +4,20 @@
 
 namespace meridian::core {
 
-std::string Dot::ToString() const { return std::to_string(origin) + ":" + std::to_string(seq); }
+std::string Dot::ToString() const {
+  return std::to_string(origin) + ":" + std::to_string(seq);
+}
 
 std::string_view OrderingName(Ordering ordering) {
   switch (ordering) {
-    case Ordering::kEqual: return "equal";
-    case Ordering::kBefore: return "before";
-    case Ordering::kAfter: return "after";
-    case Ordering::kConcurrent: return "concurrent";
+    case Ordering::kEqual:
+      return "equal";
+    case Ordering::kBefore:
+      return "before";
+    case Ordering::kAfter:
+      return "after";
+    case Ordering::kConcurrent:
+      return "concurrent";
   }
   return "unknown";
 }
@@ -74,7 +80,8 @@ void VersionVector::Merge(const VersionVector& other) {
 }
 
 void VersionVector::EraseCoveredBy(const VersionVector& other) {
-  std::erase_if(entries_, [&other](const Entry& entry) { return other.Get(entry.origin) >= entry.seq; });
+  std::erase_if(entries_,
+                [&other](const Entry& entry) { return other.Get(entry.origin) >= entry.seq; });
 }
 
 VersionVector VersionVector::Meet(const VersionVector& a, const VersionVector& b) {

@@ -2,12 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <toml++/toml.h>
 #include <charconv>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "core/check.h"
 
@@ -43,13 +43,15 @@ bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port) 
 
 static bool IsIpAddress(const std::string& host) {
   unsigned char buffer[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buffer) == 1 || inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+  return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
 namespace {
 
 template <typename T>
-Status ReadInteger(const toml::table& table, std::string_view section, std::string_view key, T* out) {
+Status ReadInteger(const toml::table& table, std::string_view section, std::string_view key,
+                   T* out) {
   const toml::node* node = table.get(key);
   if (node == nullptr) return Status::Ok();
   const auto* value = node->as_integer();
@@ -67,16 +69,20 @@ Status ReadString(const toml::table& table, std::string_view section, std::strin
   const toml::node* node = table.get(key);
   if (node == nullptr) return Status::Ok();
   const auto* value = node->as_string();
-  if (value == nullptr) return InvalidArgument(std::string(section) + "." + std::string(key) + " must be a string");
+  if (value == nullptr)
+    return InvalidArgument(std::string(section) + "." + std::string(key) + " must be a string");
   *out = value->get();
   return Status::Ok();
 }
 
-Status ReadBool(const toml::table& table, std::string_view section, std::string_view key, bool* out) {
+Status ReadBool(const toml::table& table, std::string_view section, std::string_view key,
+                bool* out) {
   const toml::node* node = table.get(key);
   if (node == nullptr) return Status::Ok();
   const auto* value = node->as_boolean();
-  if (value == nullptr) return InvalidArgument(std::string(section) + "." + std::string(key) + " must be true or false");
+  if (value == nullptr)
+    return InvalidArgument(std::string(section) + "." + std::string(key) +
+                           " must be true or false");
   *out = value->get();
   return Status::Ok();
 }
@@ -95,8 +101,8 @@ Status CheckKeys(const toml::table& table, std::string_view section,
   return Status::Ok();
 }
 
-#define MERIDIAN_RETURN_IF_ERROR(expr)       \
-  do {                                       \
+#define MERIDIAN_RETURN_IF_ERROR(expr)                          \
+  do {                                                          \
     if (Status status_ = (expr); !status_.ok()) return status_; \
   } while (false)
 
@@ -116,11 +122,13 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     root = toml::parse(toml_text, origin);
   } catch (const toml::parse_error& error) {
     std::ostringstream message;
-    message << origin << ": " << error.description() << " (line " << error.source().begin.line << ")";
+    message << origin << ": " << error.description() << " (line " << error.source().begin.line
+            << ")";
     return InvalidArgument(message.str());
   }
   NodeConfig config;
-  MERIDIAN_RETURN_IF_ERROR(CheckKeys(root, "", {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits"}));
+  MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+      root, "", {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir"}));
@@ -128,17 +136,23 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "data_dir", &config.data_dir));
   }
   if (const toml::table* http = Section(root, "http", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*http, "http", {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+        *http, "http", {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "connections_max", &config.connections_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*http, "http", "connections_max", &config.connections_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
   }
   if (const toml::table* storage = Section(root, "storage", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*storage, "storage", {"sync", "block_cache_bytes", "document_cache_max"}));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*storage, "storage", "document_cache_max", &config.document_cache_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*storage, "storage", {"sync", "block_cache_bytes", "document_cache_max"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*storage, "storage", "document_cache_max", &config.document_cache_max));
     MERIDIAN_RETURN_IF_ERROR(ReadBool(*storage, "storage", "sync", &config.sync));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
   }
   if (const toml::table* writes = Section(root, "writes", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*writes, "writes", {"batch_max", "queue_max"}));
@@ -155,17 +169,25 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*clock, "clock", "max_skew_ms", &config.max_skew_ms));
   }
   if (const toml::table* limits = Section(root, "limits", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*limits, "limits", {"key_bytes_max", "field_name_bytes_max", "value_bytes_max", "document_bytes_max", "fields_max"}));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "key_bytes_max", &config.limits.key_bytes_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "field_name_bytes_max", &config.limits.field_name_bytes_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "value_bytes_max", &config.limits.value_bytes_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "document_bytes_max", &config.limits.document_bytes_max));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "fields_max", &config.limits.fields_max));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*limits, "limits",
+                                       {"key_bytes_max", "field_name_bytes_max", "value_bytes_max",
+                                        "document_bytes_max", "fields_max"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*limits, "limits", "key_bytes_max", &config.limits.key_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*limits, "limits", "field_name_bytes_max",
+                                         &config.limits.field_name_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*limits, "limits", "value_bytes_max", &config.limits.value_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*limits, "limits", "document_bytes_max", &config.limits.document_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*limits, "limits", "fields_max", &config.limits.fields_max));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
     const toml::array* array = regions->as_array();
-    if (array == nullptr) return InvalidArgument("regions must be an array of tables ([[regions]])");
+    if (array == nullptr)
+      return InvalidArgument("regions must be an array of tables ([[regions]])");
     for (const toml::node& element : *array) {
       const toml::table* table = element.as_table();
       if (table == nullptr) return InvalidArgument("each [[regions]] entry must be a table");
@@ -202,22 +224,27 @@ Status ValidateConfig(const NodeConfig& config) {
   bool self_found = false;
   for (const RegionAddress& address : config.regions) {
     if (address.name.empty()) return InvalidArgument("a region has no name");
-    if (!names.insert(address.name).second) return InvalidArgument("region '" + address.name + "' is listed twice");
+    if (!names.insert(address.name).second)
+      return InvalidArgument("region '" + address.name + "' is listed twice");
     if (!ids.insert(address.id).second) {
       return InvalidArgument("region id " + std::to_string(address.id) + " is used twice");
     }
     std::string host;
     uint16_t port = 0;
     if (!SplitHostPort(address.http, &host, &port) || !IsIpAddress(host)) {
-      return InvalidArgument("region '" + address.name + "': http must be ip:port (127.0.0.1:7001, [::1]:7001), not '" +
+      return InvalidArgument("region '" + address.name +
+                             "': http must be ip:port (127.0.0.1:7001, [::1]:7001), not '" +
                              address.http + "'");
     }
-    if (!address.replication.empty() && (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
-      return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" + address.replication + "'");
+    if (!address.replication.empty() &&
+        (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
+      return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" +
+                             address.replication + "'");
     }
     self_found = self_found || address.name == config.region;
   }
-  if (!self_found) return InvalidArgument("node.region '" + config.region + "' is not among [[regions]]");
+  if (!self_found)
+    return InvalidArgument("node.region '" + config.region + "' is not among [[regions]]");
   struct Bound {
     const char* name;
     uint64_t value;
@@ -244,8 +271,9 @@ Status ValidateConfig(const NodeConfig& config) {
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {
-      return InvalidArgument(std::string(bound.name) + " must be from " + std::to_string(bound.min) + " to " +
-                             std::to_string(bound.max) + ", not " + std::to_string(bound.value));
+      return InvalidArgument(std::string(bound.name) + " must be from " +
+                             std::to_string(bound.min) + " to " + std::to_string(bound.max) +
+                             ", not " + std::to_string(bound.value));
     }
   }
   return Status::Ok();

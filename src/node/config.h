@@ -20,36 +20,36 @@ struct RegionAddress {
 };
 
 struct NodeConfig {
-  std::string region;       // [node] region: which of `regions` this node is
-  std::string data_dir;     // [node] data_dir
+  std::string region;    // [node] region: which of `regions` this node is
+  std::string data_dir;  // [node] data_dir
   std::vector<RegionAddress> regions;
 
   // [http]
-  int http_threads = 0;                 // 0: one per core but one (at least one)
-  size_t body_bytes_max = 2 << 20;      // larger request bodies get 413
-  size_t connections_max = 4096;        // beyond: a new connection's first request gets 429
-  uint64_t idle_timeout_ms = 60'000;    // keep-alive connections idle this long are closed
+  int http_threads = 0;               // 0: one per core but one (at least one)
+  size_t body_bytes_max = 2 << 20;    // larger request bodies get 413
+  size_t connections_max = 4096;      // beyond: a new connection's first request gets 429
+  uint64_t idle_timeout_ms = 60'000;  // keep-alive connections idle this long are closed
 
   // [storage]
-  bool sync = true;                     // fsync before acknowledging (false only for tests)
+  bool sync = true;  // fsync before acknowledging (false only for tests)
   size_t block_cache_bytes = 64 << 20;
-  size_t document_cache_max = 65536;    // recently written documents kept in memory for the
-                                        // write path (decoded) and for reads (rendered)
+  size_t document_cache_max = 65536;  // recently written documents kept in memory for the
+                                      // write path (decoded) and for reads (rendered)
 
   // [writes]
-  size_t write_batch_max = 512;         // writes grouped into one commit at most
-  size_t write_queue_max = 10'000;      // pending writes beyond this get 429
+  size_t write_batch_max = 512;     // writes grouped into one commit at most
+  size_t write_queue_max = 10'000;  // pending writes beyond this get 429
 
   // [watch]
-  size_t watch_buffer_max = 10'000;     // changes buffered per watcher before it is dropped
+  size_t watch_buffer_max = 10'000;  // changes buffered per watcher before it is dropped
   size_t watchers_max = 1'000;
 
   // [clock]
   uint64_t max_skew_ms = 500;
 
-  core::Limits limits;                  // [limits]
+  core::Limits limits;  // [limits]
 
-  const RegionAddress& self() const;    // requires Validate() to have passed
+  const RegionAddress& self() const;  // requires Validate() to have passed
 };
 
 // Parses TOML text; `origin` names it in errors (a file name).

@@ -6,7 +6,8 @@ namespace meridian::node {
 
 namespace {
 
-prometheus::Gauge* MakeGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+prometheus::Gauge* MakeGauge(prometheus::Registry& registry, const std::string& name,
+                             const std::string& help) {
   return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 
@@ -35,24 +36,30 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   const prometheus::Histogram::BucketBoundaries latency_buckets = {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
   for (size_t i = 0; i < kRoutes; ++i) {
-    latency_by_route_[i] = &latency_->Add({{"route", std::string(api::RouteName(static_cast<api::Route>(i)))}},
-                                          latency_buckets);
+    latency_by_route_[i] = &latency_->Add(
+        {{"route", std::string(api::RouteName(static_cast<api::Route>(i)))}}, latency_buckets);
   }
-  batch_size_ = &prometheus::BuildHistogram()
-                     .Name("meridian_write_batch_size")
-                     .Help("Writes grouped into one durable commit (one fsync)")
-                     .Register(*registry_)
-                     .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+  batch_size_ =
+      &prometheus::BuildHistogram()
+           .Name("meridian_write_batch_size")
+           .Help("Writes grouped into one durable commit (one fsync)")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
   documents_ = MakeGauge(*registry_, "meridian_documents", "Documents that exist in this region");
-  conflicts_ = MakeCounter(*registry_, "meridian_conflicts_total", "Conflicts recorded in this region");
+  conflicts_ =
+      MakeCounter(*registry_, "meridian_conflicts_total", "Conflicts recorded in this region");
   events_ = MakeCounter(*registry_, "meridian_local_events_total", "Local writes committed");
   fsyncs_ = MakeCounter(*registry_, "meridian_fsyncs_total", "Durable commits (each one fsync)");
-  dead_letters_ = MakeCounter(*registry_, "meridian_dead_letters_total", "Events that could not be applied");
-  write_queue_depth_ = MakeGauge(*registry_, "meridian_write_queue_depth", "Writes waiting for a commit");
+  dead_letters_ =
+      MakeCounter(*registry_, "meridian_dead_letters_total", "Events that could not be applied");
+  write_queue_depth_ =
+      MakeGauge(*registry_, "meridian_write_queue_depth", "Writes waiting for a commit");
   watchers_ = MakeGauge(*registry_, "meridian_watchers", "Open watches");
-  watch_overflows_ = MakeCounter(*registry_, "meridian_watch_overflows_total", "Watches closed for falling too far behind");
-  clock_skew_ = MakeCounter(*registry_, "meridian_clock_skew_events_total",
-                          "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
+  watch_overflows_ = MakeCounter(*registry_, "meridian_watch_overflows_total",
+                                 "Watches closed for falling too far behind");
+  clock_skew_ =
+      MakeCounter(*registry_, "meridian_clock_skew_events_total",
+                  "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
   connections_ = MakeGauge(*registry_, "meridian_http_connections", "Open HTTP connections");
 }
 
@@ -61,16 +68,20 @@ void Metrics::ObserveRequest(api::Route route, int status, double seconds) {
   if (index >= kRoutes || status < 100 || status > 599) return;
   latency_by_route_[index]->Observe(seconds);
   // The counter of (route, status) is created once, then found without a lock or allocation.
-  std::atomic<prometheus::Counter*>& slot = requests_by_route_status_[index * kStatuses + (status - 100)];
+  std::atomic<prometheus::Counter*>& slot =
+      requests_by_route_status_[index * kStatuses + (status - 100)];
   prometheus::Counter* counter = slot.load(std::memory_order_acquire);
   if (counter == nullptr) {
-    counter = &requests_->Add({{"route", std::string(api::RouteName(route))}, {"code", std::to_string(status)}});
+    counter = &requests_->Add(
+        {{"route", std::string(api::RouteName(route))}, {"code", std::to_string(status)}});
     slot.store(counter, std::memory_order_release);  // Add returns the same counter every time
   }
   counter->Increment();
 }
 
-void Metrics::ObserveCommit(size_t batch_size) { batch_size_->Observe(static_cast<double>(batch_size)); }
+void Metrics::ObserveCommit(size_t batch_size) {
+  batch_size_->Observe(static_cast<double>(batch_size));
+}
 
 std::string Metrics::Serialize(const Snapshot& snapshot) {
   std::lock_guard lock(serialize_mutex_);

@@ -37,16 +37,19 @@ Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
   std::map<core::RegionId, std::string> names;
   for (const RegionAddress& address : config_.regions) names[address.id] = address.name;
   region_ = std::make_unique<Region>(config_.self().id, std::move(names), store_.get(), &clock_,
-                                     config_.limits, config_.max_skew_ms, config_.document_cache_max, &views_);
+                                     config_.limits, config_.max_skew_ms,
+                                     config_.document_cache_max, &views_);
 }
 
-Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, std::unique_ptr<storage::Store> store) {
+Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
+                                         std::unique_ptr<storage::Store> store) {
   if (Status status = ValidateConfig(config); !status.ok()) return status;
   if (store == nullptr) {
     std::error_code error;
     std::filesystem::create_directories(config.data_dir, error);
     if (error) {
-      return Status(StatusCode::kUnavailable, "cannot create data_dir " + config.data_dir + ": " + error.message());
+      return Status(StatusCode::kUnavailable,
+                    "cannot create data_dir " + config.data_dir + ": " + error.message());
     }
     auto opened = storage::OpenRocksDbStore(
         storage::RocksDbOptions{config.data_dir, config.sync, config.block_cache_bytes});
@@ -66,30 +69,37 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config, std::unique_p
         self->watches_.Publish(changes);
         self->commits_.Notify();
       });
-  spdlog::info("region {} (id {}) open at {}: frontier {}, {} documents", config.region, config.self().id,
-               config.data_dir, node->region_->frontier().ToString(), recovered->documents);
+  spdlog::info("region {} (id {}) open at {}: frontier {}, {} documents", config.region,
+               config.self().id, config.data_dir, node->region_->frontier().ToString(),
+               recovered->documents);
   return node;
 }
 
-Node::~Node() { Stop(); }
+Node::~Node() {
+  Stop();
+}
 
 bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
-  return queue_->Submit(std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {
-    if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
-      std::lock_guard lock(failure_mutex_);
-      if (!storage_failed_) spdlog::error("storage failed: {}", outcome.status().message());
-      storage_failed_ = true;
-    }
-    callback(std::move(outcome));
-  });
+  return queue_->Submit(
+      std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {
+        if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
+          std::lock_guard lock(failure_mutex_);
+          if (!storage_failed_) spdlog::error("storage failed: {}", outcome.status().message());
+          storage_failed_ = true;
+        }
+        callback(std::move(outcome));
+      });
 }
 
 Result<std::optional<std::string>> Node::ReadView(std::string_view key) {
   std::string doc;
   switch (views_.Find(key, &doc)) {
-    case ViewCache::Lookup::kFound: return std::optional<std::string>(std::move(doc));
-    case ViewCache::Lookup::kAbsent: return std::optional<std::string>();
-    case ViewCache::Lookup::kMiss: break;
+    case ViewCache::Lookup::kFound:
+      return std::optional<std::string>(std::move(doc));
+    case ViewCache::Lookup::kAbsent:
+      return std::optional<std::string>();
+    case ViewCache::Lookup::kMiss:
+      break;
   }
   return store_->GetView(key);
 }

@@ -44,7 +44,8 @@ Result<Region::Loaded> Region::Load(const std::string& key) {
   return Loaded{std::move(state).value(), rendered, rendered};
 }
 
-void Region::Remember(const std::string& key, core::DocumentState state, std::optional<std::string> rendered) {
+void Region::Remember(const std::string& key, core::DocumentState state,
+                      std::optional<std::string> rendered) {
   if (document_cache_max_ == 0) return;
   auto it = cache_.find(key);
   if (it != cache_.end()) {
@@ -79,22 +80,23 @@ Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
   return &it->second;
 }
 
-Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded, const core::Event& event,
-                                                 bool enforce_size) {
+Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
+                                                 const core::Event& event, bool enforce_size) {
   const size_t conflicts_before = group.conflicts.size();
   core::DocumentState candidate = loaded.state;
   candidate.Apply(event, &group.conflicts);
   std::optional<std::string> rendered = candidate.Render();
   if (enforce_size && rendered && rendered->size() > limits_.document_bytes_max) {
     group.conflicts.resize(conflicts_before);
-    return TooLarge("the document would be " + std::to_string(rendered->size()) + " bytes; the limit is " +
-                    std::to_string(limits_.document_bytes_max));
+    return TooLarge("the document would be " + std::to_string(rendered->size()) +
+                    " bytes; the limit is " + std::to_string(limits_.document_bytes_max));
   }
   loaded.state = std::move(candidate);
   loaded.rendered = rendered;
   group.frontier.Set(event.dot.origin, event.dot.seq);
   ++group.lsn;
-  group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event), rendered});
+  group.batch.events.push_back(
+      storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event), rendered});
   group.committed.push_back(Change{event.key, rendered, event.dot, event.hlc, group.lsn});
   return rendered;
 }
@@ -122,7 +124,8 @@ Status Region::Finish(Group& group, std::vector<Change>* changes) {
   }
   group.batch.document_count = documents;
   group.batch.digest = digest;
-  for (const core::Conflict& conflict : group.conflicts) group.batch.conflicts.push_back(ConflictJson(conflict));
+  for (const core::Conflict& conflict : group.conflicts)
+    group.batch.conflicts.push_back(ConflictJson(conflict));
   group.batch.frontier = group.frontier;
 
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
@@ -145,7 +148,8 @@ Status Region::Finish(Group& group, std::vector<Change>* changes) {
 }
 
 void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
-                               std::vector<Result<Receipt>>* outcomes, std::vector<Change>* changes) {
+                               std::vector<Result<Receipt>>* outcomes,
+                               std::vector<Change>* changes) {
   outcomes->clear();
   outcomes->reserve(writes.size());
   Group group = BeginGroup();
@@ -157,8 +161,8 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
       continue;
     }
     std::unique_lock lock(mutex_);
-    Result<core::Event> event =
-        core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state, group.frontier, &clock_, limits_);
+    Result<core::Event> event = core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state,
+                                                      group.frontier, &clock_, limits_);
     lock.unlock();
     if (!event.ok()) {
       outcomes->push_back(event.status());
@@ -175,7 +179,8 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
   if (accepted.empty()) return;
   if (Status status = Finish(group, changes); !status.ok()) {
     for (size_t index : accepted) {
-      (*outcomes)[index] = Status(StatusCode::kUnavailable, "the write could not be made durable: " + status.message());
+      (*outcomes)[index] = Status(StatusCode::kUnavailable,
+                                  "the write could not be made durable: " + status.message());
     }
     return;
   }
@@ -183,7 +188,8 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
   for (size_t index : accepted) (*outcomes)[index].value().frontier = group.frontier;
 }
 
-Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events, std::vector<Change>* changes) {
+Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events,
+                                              std::vector<Change>* changes) {
   RemoteApply outcome;
   Group group = BeginGroup();
   group.remote = true;
@@ -210,7 +216,8 @@ Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> event
   }
   if (outcome.applied == 0) return outcome;
   if (Status status = Finish(group, changes); !status.ok()) {
-    return Status(StatusCode::kUnavailable, "remote events could not be made durable: " + status.message());
+    return Status(StatusCode::kUnavailable,
+                  "remote events could not be made durable: " + status.message());
   }
   return outcome;
 }

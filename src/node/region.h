@@ -8,11 +8,11 @@
 
 #include <list>
 #include <map>
-#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/document.h"
@@ -75,12 +75,12 @@ class Region {
   Status Recover();
 
   // Applies the writes in order and commits them as one durable batch. Each write's operation
-  // must hold canonical JSON values (api::ParseRequest or core::NormalizeOperation made it). On return (*outcomes)[i]
-  // is writes[i]'s receipt or the error that refused it (a refused write changes nothing; the
-  // others still commit). When the commit itself fails, every write fails with kUnavailable and
-  // the region's state is as before. Appends the committed changes to *changes.
-  void CommitLocalWrites(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
-                         std::vector<Change>* changes);
+  // must hold canonical JSON values (api::ParseRequest or core::NormalizeOperation made it). On
+  // return (*outcomes)[i] is writes[i]'s receipt or the error that refused it (a refused write
+  // changes nothing; the others still commit). When the commit itself fails, every write fails with
+  // kUnavailable and the region's state is as before. Appends the committed changes to *changes.
+  void CommitLocalWrites(std::span<const WriteRequest> writes,
+                         std::vector<Result<Receipt>>* outcomes, std::vector<Change>* changes);
 
   // Merges events that other regions wrote and commits them as one durable batch, with the new
   // frontier (the replication receive path). Events of one origin must come in seq order: a
@@ -88,7 +88,8 @@ class Region {
   // are merged whatever their size (refusing one would stop convergence); their HLCs advance the
   // clock (and count as skew when far ahead). kUnavailable when the commit fails; the region's
   // state is then as before. Appends the committed changes to *changes.
-  Result<RemoteApply> ApplyRemoteEvents(std::span<const core::Event> events, std::vector<Change>* changes);
+  Result<RemoteApply> ApplyRemoteEvents(std::span<const core::Event> events,
+                                        std::vector<Change>* changes);
 
   core::VersionVector frontier() const;
   core::RegionId id() const { return id_; }
@@ -131,10 +132,12 @@ class Region {
   // Merges an event into its document's working copy and into the batch; returns the rendered
   // document. With enforce_size, refuses (kTooLarge, nothing changed) a document that would
   // render larger than limits.document_bytes_max.
-  Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event, bool enforce_size);
+  Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event,
+                                           bool enforce_size);
   // Commits the group; on success publishes its position and caches, and appends its changes.
   Status Finish(Group& group, std::vector<Change>* changes);
-  void Remember(const std::string& key, core::DocumentState state, std::optional<std::string> rendered);
+  void Remember(const std::string& key, core::DocumentState state,
+                std::optional<std::string> rendered);
   std::string ConflictJson(const core::Conflict& conflict) const;
 
   const core::RegionId id_;

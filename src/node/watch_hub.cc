@@ -30,7 +30,8 @@ Watcher::Offered Watcher::Offer(const Change& change) {
 }
 
 std::shared_ptr<Watcher> WatchHub::Subscribe(std::string prefix, size_t buffer_max,
-                                             std::function<void()> notify, uint64_t* published_lsn) {
+                                             std::function<void()> notify,
+                                             uint64_t* published_lsn) {
   std::lock_guard lock(mutex_);
   if (watchers_.size() >= watchers_max_) return nullptr;
   auto watcher = std::make_shared<Watcher>(std::move(prefix), buffer_max, std::move(notify));

@@ -3,11 +3,16 @@
 namespace meridian::node {
 
 WriteQueue::WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener)
-    : region_(region), batch_max_(batch_max), queue_max_(queue_max), listener_(std::move(listener)) {
+    : region_(region),
+      batch_max_(batch_max),
+      queue_max_(queue_max),
+      listener_(std::move(listener)) {
   thread_ = std::thread([this] { Run(); });
 }
 
-WriteQueue::~WriteQueue() { Stop(); }
+WriteQueue::~WriteQueue() {
+  Stop();
+}
 
 bool WriteQueue::Submit(WriteRequest request, Callback callback) {
   {

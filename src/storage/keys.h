@@ -15,7 +15,8 @@ inline void PutBigEndian64(std::string* out, uint64_t value) {
 
 inline uint64_t GetBigEndian64(std::string_view in) {
   uint64_t value = 0;
-  for (size_t i = 0; i < 8 && i < in.size(); ++i) value = (value << 8) | static_cast<uint8_t>(in[i]);
+  for (size_t i = 0; i < 8 && i < in.size(); ++i)
+    value = (value << 8) | static_cast<uint8_t>(in[i]);
   return value;
 }
 

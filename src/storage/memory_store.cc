@@ -51,8 +51,9 @@ class MemoryStore final : public Store {
     return Find(views_, key);
   }
 
-  Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
-                         const std::function<void(std::string_view, std::string_view)>& visit) override {
+  Result<bool> ScanViews(
+      std::string_view prefix, std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
     std::lock_guard lock(mutex_);
     auto it = (!after.empty() && after >= prefix) ? views_.upper_bound(std::string(after))
                                                   : views_.lower_bound(std::string(prefix));
@@ -77,7 +78,8 @@ class MemoryStore final : public Store {
     std::vector<LoggedEvent> events;
     {
       std::lock_guard lock(mutex_);
-      for (auto it = changes_.upper_bound(after_lsn); it != changes_.end() && events.size() < limit; ++it) {
+      for (auto it = changes_.upper_bound(after_lsn); it != changes_.end() && events.size() < limit;
+           ++it) {
         events.push_back(log_.at(it->second));
       }
     }
@@ -139,6 +141,8 @@ class MemoryStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> NewMemoryStore() { return std::make_unique<MemoryStore>(); }
+std::unique_ptr<Store> NewMemoryStore() {
+  return std::make_unique<MemoryStore>();
+}
 
 }  // namespace meridian::storage

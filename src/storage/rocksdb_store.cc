@@ -21,9 +21,8 @@ namespace {
 constexpr const char* kMetaPosition = "position";
 
 enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kFamilies };
-const char* const kFamilyNames[kFamilies] = {"default",
-                                             "log", "changes", "docs", "conflicts",
-                                             "dead_letters"};
+const char* const kFamilyNames[kFamilies] = {"default", "log",       "changes",
+                                             "docs",    "conflicts", "dead_letters"};
 
 // A document record (docs family): varint length of the state, the state, then a byte 1 and the
 // rendered view when the document exists, or a byte 0. One record, one memtable insert.
@@ -80,7 +79,8 @@ class RocksDbStore final : public Store {
 
   Status Init() {
     for (Family family : {kConflicts, kDeadLetters}) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[family]));
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->NewIterator(rocksdb::ReadOptions(), families_[family]));
       it->SeekToLast();
       uint64_t last = it->Valid() ? GetBigEndian64(it->key().ToStringView()) : 0;
       (family == kConflicts ? conflict_seq_ : dead_letter_seq_).store(last);
@@ -140,7 +140,8 @@ class RocksDbStore final : public Store {
   Result<RecoveredState> Recover() override {
     RecoveredState state;
     std::string value;
-    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kMetaPosition, &value);
+    rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), families_[kMeta], kMetaPosition, &value);
     if (status.IsNotFound()) return state;  // a store that never committed
     if (!status.ok()) return FromRocks(status, "recover");
     std::string_view in = value;
@@ -164,9 +165,11 @@ class RocksDbStore final : public Store {
     return GetDocumentPart(key, /*view=*/true);
   }
 
-  Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
-                         const std::function<void(std::string_view, std::string_view)>& visit) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kDocs]));
+  Result<bool> ScanViews(
+      std::string_view prefix, std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kDocs]));
     if (!after.empty() && after >= prefix) {
       it->Seek(rocksdb::Slice(after.data(), after.size()));
       if (it->Valid() && it->key().ToStringView() == after) it->Next();
@@ -178,7 +181,8 @@ class RocksDbStore final : public Store {
       const std::string_view key = it->key().ToStringView();
       if (!key.starts_with(prefix)) break;
       DocumentRecord record;
-      if (!DecodeDocument(it->value().ToStringView(), &record)) return Corruption("document record of " + std::string(key));
+      if (!DecodeDocument(it->value().ToStringView(), &record))
+        return Corruption("document record of " + std::string(key));
       if (!record.view) continue;  // deleted, metadata not yet folded away
       if (count == limit) return true;
       visit(key, *record.view);
@@ -200,7 +204,8 @@ class RocksDbStore final : public Store {
 
   Status ReadChanges(uint64_t after_lsn, size_t limit,
                      const std::function<void(const LoggedEvent&)>& visit) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kChanges]));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kChanges]));
     size_t count = 0;
     for (it->Seek(SequenceKey(after_lsn + 1)); it->Valid() && count < limit; it->Next(), ++count) {
       std::string_view change = it->value().ToStringView();
@@ -209,7 +214,8 @@ class RocksDbStore final : public Store {
       if (change.empty()) return Corruption("empty change record");
       event.dot.origin = static_cast<uint8_t>(change.front());
       change.remove_prefix(1);
-      if (!core::GetVarint(&change, &event.dot.seq) || change.empty()) return Corruption("bad change record");
+      if (!core::GetVarint(&change, &event.dot.seq) || change.empty())
+        return Corruption("bad change record");
       if (change.front() == 1) event.rendered.emplace(change.substr(1));
       change.remove_prefix(1);
       auto logged = Get(kLog, LogKey(event.dot));
@@ -226,9 +232,11 @@ class RocksDbStore final : public Store {
 
   Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
                  const std::function<void(const LoggedEvent&)>& visit) override {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
     size_t count = 0;
-    for (it->Seek(LogKey(core::Dot{origin, from_seq})); it->Valid() && count < limit; it->Next(), ++count) {
+    for (it->Seek(LogKey(core::Dot{origin, from_seq})); it->Valid() && count < limit;
+         it->Next(), ++count) {
       const std::string_view key = it->key().ToStringView();
       if (key.size() != 9 || static_cast<uint8_t>(key.front()) != origin) break;
       LoggedEvent event;
@@ -243,7 +251,8 @@ class RocksDbStore final : public Store {
 
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
     std::vector<std::string> records;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kConflicts]));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kConflicts]));
     for (it->SeekToLast(); it->Valid() && records.size() < limit; it->Prev()) {
       records.emplace_back(it->value().ToStringView());
     }
@@ -257,12 +266,13 @@ class RocksDbStore final : public Store {
  private:
   Result<std::optional<std::string>> GetDocumentPart(std::string_view key, bool view) {
     rocksdb::PinnableSlice value;
-    rocksdb::Status status =
-        db_->Get(rocksdb::ReadOptions(), families_[kDocs], rocksdb::Slice(key.data(), key.size()), &value);
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[kDocs],
+                                      rocksdb::Slice(key.data(), key.size()), &value);
     if (status.IsNotFound()) return std::optional<std::string>();
     if (!status.ok()) return FromRocks(status, "read");
     DocumentRecord record;
-    if (!DecodeDocument(value.ToStringView(), &record)) return Corruption("document record of " + std::string(key));
+    if (!DecodeDocument(value.ToStringView(), &record))
+      return Corruption("document record of " + std::string(key));
     if (!view) return std::optional<std::string>(std::string(record.state));
     if (!record.view) return std::optional<std::string>();
     return std::optional<std::string>(std::string(*record.view));
@@ -270,8 +280,8 @@ class RocksDbStore final : public Store {
 
   Result<std::optional<std::string>> Get(Family family, std::string_view key) {
     std::string value;
-    rocksdb::Status status =
-        db_->Get(rocksdb::ReadOptions(), families_[family], rocksdb::Slice(key.data(), key.size()), &value);
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[family],
+                                      rocksdb::Slice(key.data(), key.size()), &value);
     if (status.IsNotFound()) return std::optional<std::string>();
     if (!status.ok()) return FromRocks(status, "read");
     return std::optional<std::string>(std::move(value));

@@ -10,7 +10,7 @@ namespace meridian::storage {
 
 struct RocksDbOptions {
   std::string path;
-  bool sync = true;                 // fsync every Commit (the durability promise); off only in tests
+  bool sync = true;  // fsync every Commit (the durability promise); off only in tests
   size_t block_cache_bytes = 64 << 20;
 };
 

@@ -44,10 +44,10 @@ struct LoggedEvent {
 struct CommitBatch {
   std::vector<LoggedEvent> events;
   std::vector<DocumentWrite> documents;
-  core::VersionVector frontier;  // the frontier after this batch
-  core::HlcTimestamp hlc = 0;    // the clock after this batch
-  uint64_t document_count = 0;   // how many documents exist after this batch
-  uint64_t digest = 0;           // XOR of RenderedDigest over every existing document
+  core::VersionVector frontier;           // the frontier after this batch
+  core::HlcTimestamp hlc = 0;             // the clock after this batch
+  uint64_t document_count = 0;            // how many documents exist after this batch
+  uint64_t digest = 0;                    // XOR of RenderedDigest over every existing document
   std::vector<std::string> conflicts;     // JSON records, appended to the conflict log
   std::vector<std::string> dead_letters;  // JSON records, appended to the dead-letter store
 };
@@ -75,8 +75,9 @@ class Store {
 
   // Calls visit(key, rendered) for up to `limit` existing documents whose key starts with
   // `prefix` and is greater than `after`, in key order. Returns whether more remain.
-  virtual Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
-                                 const std::function<void(std::string_view, std::string_view)>& visit) = 0;
+  virtual Result<bool> ScanViews(
+      std::string_view prefix, std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) = 0;
 
   // The local position of an applied event, or nullopt when it is not in the log.
   virtual Result<std::optional<uint64_t>> LsnOf(core::Dot dot) = 0;

@@ -59,7 +59,8 @@ class Cluster {
       clocks_.push_back(std::make_unique<ManualClock>());
       // Region ids 1..regions; clocks start skewed by up to a few ms.
       clocks_.back()->now_ms += static_cast<uint64_t>(r * 3);
-      replicas_.push_back(std::make_unique<Replica>(static_cast<RegionId>(r + 1), clocks_.back().get()));
+      replicas_.push_back(
+          std::make_unique<Replica>(static_cast<RegionId>(r + 1), clocks_.back().get()));
       logs_.emplace_back();
     }
   }
@@ -68,10 +69,16 @@ class Cluster {
     const size_t regions = replicas_.size();
     const size_t region = static_cast<size_t>(step.a) % regions;
     switch (step.kind % 10) {
-      case 0: case 1: case 2: case 3: case 4:
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
         Write(region, step);
         break;
-      case 5: case 6: case 7:
+      case 5:
+      case 6:
+      case 7:
         Deliver(region, static_cast<size_t>(step.b) % regions, step.c, step.d);
         break;
       case 8:
@@ -120,7 +127,8 @@ class Cluster {
   // What every region has applied. Not by itself safe to fold with (see StableFrontier).
   VersionVector AppliedEverywhere() const {
     VersionVector applied = replicas_[0]->frontier();
-    for (const auto& replica : replicas_) applied = VersionVector::Meet(applied, replica->frontier());
+    for (const auto& replica : replicas_)
+      applied = VersionVector::Meet(applied, replica->frontier());
     return applied;
   }
 
@@ -155,8 +163,8 @@ class Cluster {
     const std::string field = kFields[field_index];
     const std::string other = kFields[(field_index + 1) % 3];
     // Mostly numbers, sometimes a string, so increments meet non-numbers now and then.
-    const std::string value =
-        step.d % 7 == 0 ? "\"text" + std::to_string(step.d % 3) + "\"" : std::to_string(step.d % 200);
+    const std::string value = step.d % 7 == 0 ? "\"text" + std::to_string(step.d % 3) + "\""
+                                              : std::to_string(step.d % 200);
     Operation op;
     switch (static_cast<unsigned>(step.kind) % 5) {
       case 0:
@@ -202,7 +210,8 @@ class Cluster {
   }
 
   void Heartbeat(size_t from, size_t to) {
-    if (from != to) replicas_[to]->ObserveFrontier(replicas_[from]->id(), replicas_[from]->frontier());
+    if (from != to)
+      replicas_[to]->ObserveFrontier(replicas_[from]->id(), replicas_[from]->frontier());
   }
 
   size_t keys_;
@@ -221,7 +230,8 @@ class Oracle {
   std::optional<std::string> Render(const std::string& key) const {
     bool exists = false;
     for (const Event& e : events_) {
-      if (e.key == key && e.op.kind != OpKind::kDelete && !RemovedByDocument(key, e.dot)) exists = true;
+      if (e.key == key && e.op.kind != OpKind::kDelete && !RemovedByDocument(key, e.dot))
+        exists = true;
     }
     if (!exists) return std::nullopt;
     nlohmann::json doc = nlohmann::json::object();
@@ -277,7 +287,8 @@ class Oracle {
     return sets;
   }
 
-  std::optional<nlohmann::json> RenderField(const std::string& key, const std::string& field) const {
+  std::optional<nlohmann::json> RenderField(const std::string& key,
+                                            const std::string& field) const {
     std::vector<Sibling> sets = SurvivingSets(key, field);
     const Sibling* winner = nullptr;
     for (const Sibling& s : sets) {
@@ -289,7 +300,8 @@ class Oracle {
     bool any_increment = false;
     int64_t total = 0;
     for (const Event& e : events_) {
-      if (e.key != key || e.op.kind != OpKind::kIncrement || RemovedInField(key, field, e.dot)) continue;
+      if (e.key != key || e.op.kind != OpKind::kIncrement || RemovedInField(key, field, e.dot))
+        continue;
       for (const CounterDelta& counter : e.op.counters) {
         if (counter.name == field) {
           any_increment = true;
@@ -302,7 +314,8 @@ class Oracle {
       return nlohmann::json(total);
     }
     nlohmann::json value = nlohmann::json::parse(winner->value);
-    if (any_increment && value.is_number_integer()) return nlohmann::json(value.get<int64_t>() + total);
+    if (any_increment && value.is_number_integer())
+      return nlohmann::json(value.get<int64_t>() + total);
     return value;
   }
 

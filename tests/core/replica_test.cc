@@ -590,7 +590,8 @@ TEST(ReplicaFoldTest, AnEventStillInFlightKeepsWhatItCanRemove) {
     }
     EXPECT_EQ(applied_everywhere.Get(kUs), 3u);
     const VersionVector stable = regions.us.StableFrontier(ThreeRegions::ids());
-    EXPECT_EQ(stable.Get(kUs), 0u) << "eu's report is not usable before us has applied the writes eu made";
+    EXPECT_EQ(stable.Get(kUs), 0u)
+        << "eu's report is not usable before us has applied the writes eu made";
     regions.us.Fold(naive ? applied_everywhere : stable);
     regions.us.Receive(restock);
     EXPECT_EQ(regions.eu.Render("k"), R"({"stock":101})");

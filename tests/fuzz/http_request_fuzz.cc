@@ -28,7 +28,8 @@ struct FixedClock : core::PhysicalClock {
 
 std::string_view Header(const http::request<http::string_body>& request, std::string_view name) {
   auto it = request.find(boost::beast::string_view(name.data(), name.size()));
-  return it == request.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  return it == request.end() ? std::string_view()
+                             : std::string_view(it->value().data(), it->value().size());
 }
 
 }  // namespace
@@ -50,7 +51,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const api::RequestView view{
       std::string_view(request.method_string().data(), request.method_string().size()),
       std::string_view(request.target().data(), request.target().size()),
-      Header(request, "Content-Type"), Header(request, "Meridian-Session"), Header(request, "Last-Event-ID"),
+      Header(request, "Content-Type"),
+      Header(request, "Meridian-Session"),
+      Header(request, "Last-Event-ID"),
       request.body()};
   auto parsed = api::ParseRequest(view, core::Limits{});
   if (auto* error = std::get_if<api::ApiError>(&parsed)) {
@@ -77,7 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)store->GetView(call.key);
       break;
     case api::Route::kScan:
-      (void)store->ScanViews(call.prefix, call.after, call.limit, [](std::string_view, std::string_view) {});
+      (void)store->ScanViews(call.prefix, call.after, call.limit,
+                             [](std::string_view, std::string_view) {});
       break;
     default:
       break;

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/version_vector.h"
 #include "api/session_token.h"
+#include "core/version_vector.h"
 #include "support/http_client.h"
 #include "support/node_fixture.h"
 #include "support/node_process.h"
@@ -62,7 +62,9 @@ std::string Describe(const HttpResponse& response) {
 }
 
 // The session token format (docs/formats.md), from the project's own encoder.
-std::string SessionToken(const meridian::core::VersionVector& vv) { return meridian::api::EncodeSessionToken(vv); }
+std::string SessionToken(const meridian::core::VersionVector& vv) {
+  return meridian::api::EncodeSessionToken(vv);
+}
 
 // An error answer: the status, a JSON body {"error": code, "message": non-empty sentence}.
 ::testing::AssertionResult IsError(const HttpResponse& response, int status,
@@ -216,7 +218,6 @@ class HttpApiTest : public meridian::testing::NodeFixture {
     EXPECT_TRUE(IsError(response, status, code));
     ExpectUnchanged(before);
   }
-
 };
 
 // ---- Writes and reads --------------------------------------------------------------------------

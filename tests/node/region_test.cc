@@ -26,9 +26,12 @@ class FlakyStore final : public storage::Store {
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
     return inner_->GetDocumentState(key);
   }
-  Result<std::optional<std::string>> GetView(std::string_view key) override { return inner_->GetView(key); }
-  Result<bool> ScanViews(std::string_view prefix, std::string_view after, size_t limit,
-                         const std::function<void(std::string_view, std::string_view)>& visit) override {
+  Result<std::optional<std::string>> GetView(std::string_view key) override {
+    return inner_->GetView(key);
+  }
+  Result<bool> ScanViews(
+      std::string_view prefix, std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
     return inner_->ScanViews(prefix, after, limit, visit);
   }
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
@@ -40,7 +43,9 @@ class FlakyStore final : public storage::Store {
                  const std::function<void(const storage::LoggedEvent&)>& visit) override {
     return inner_->ReadLog(origin, from_seq, limit, visit);
   }
-  Result<std::vector<std::string>> RecentConflicts(size_t limit) override { return inner_->RecentConflicts(limit); }
+  Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
+    return inner_->RecentConflicts(limit);
+  }
   Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
   Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
 
@@ -61,7 +66,8 @@ class RegionTest : public ::testing::Test {
     EXPECT_TRUE(region_.Recover().ok());
   }
 
-  std::vector<Result<Receipt>> Commit(std::vector<WriteRequest> writes, std::vector<Change>* changes = nullptr) {
+  std::vector<Result<Receipt>> Commit(std::vector<WriteRequest> writes,
+                                      std::vector<Change>* changes = nullptr) {
     std::vector<Result<Receipt>> outcomes;
     std::vector<Change> ignored;
     region_.CommitLocalWrites(writes, &outcomes, changes ? changes : &ignored);
@@ -75,7 +81,8 @@ class RegionTest : public ::testing::Test {
 
 TEST_F(RegionTest, GroupCommitAppliesInOrderAsOneBatch) {
   std::vector<Change> changes;
-  auto outcomes = Commit({{"k", Set("stock", "10")}, {"k", Incr("stock", -1)}, {"j", Incr("n", 2)}}, &changes);
+  auto outcomes =
+      Commit({{"k", Set("stock", "10")}, {"k", Incr("stock", -1)}, {"j", Incr("n", 2)}}, &changes);
   ASSERT_EQ(outcomes.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
     ASSERT_TRUE(outcomes[i].ok());
@@ -182,7 +189,9 @@ TEST(RegionViewCacheTest, CommittedViewsReachTheCacheBeforeTheFrontierMoves) {
   ASSERT_TRUE(region.Recover().ok());
   std::vector<Result<Receipt>> outcomes;
   std::vector<Change> changes;
-  std::vector<WriteRequest> writes = {{"k", Set("a", "1")}, {"k", Set("a", "2")}, {"gone", Set("b", "1")},
+  std::vector<WriteRequest> writes = {{"k", Set("a", "1")},
+                                      {"k", Set("a", "2")},
+                                      {"gone", Set("b", "1")},
                                       {"gone", core::Operation{core::OpKind::kDelete, {}, {}}}};
   region.CommitLocalWrites(writes, &outcomes, &changes);
   std::string doc;
@@ -204,7 +213,8 @@ TEST(ViewCacheTest, ForgetsTheLeastRecentlyWrittenWhenFull) {
   for (int i = 0; i < 1000; ++i) views.Put("k" + std::to_string(i), "{}");
   int found = 0;
   std::string doc;
-  for (int i = 0; i < 1000; ++i) found += views.Find("k" + std::to_string(i), &doc) == ViewCache::Lookup::kFound;
+  for (int i = 0; i < 1000; ++i)
+    found += views.Find("k" + std::to_string(i), &doc) == ViewCache::Lookup::kFound;
   EXPECT_LE(found, 16);
   EXPECT_EQ(views.Find("k999", &doc), ViewCache::Lookup::kFound);  // the latest always stays
 }
@@ -218,8 +228,9 @@ namespace {
 // The replication receive path: events of another region merge durably, in order, exactly once.
 class RemoteApplyTest : public ::testing::Test {
  protected:
-  RemoteApplyTest() : us_(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500),
-                      eu_(2, {{1, "us"}, {2, "eu"}}, &eu_store_, &clock_, core::Limits{}, 500) {
+  RemoteApplyTest()
+      : us_(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500),
+        eu_(2, {{1, "us"}, {2, "eu"}}, &eu_store_, &clock_, core::Limits{}, 500) {
     EXPECT_TRUE(us_.Recover().ok());
     EXPECT_TRUE(eu_.Recover().ok());
   }
@@ -230,11 +241,14 @@ class RemoteApplyTest : public ::testing::Test {
     std::vector<Change> changes;
     eu_.CommitLocalWrites(writes, &outcomes, &changes);
     std::vector<core::Event> events;
-    EXPECT_TRUE(eu_store_.ReadChanges(changes.front().lsn - 1, changes.size(), [&](const storage::LoggedEvent& logged) {
-      auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-      EXPECT_TRUE(event.ok());
-      events.push_back(*event);
-    }).ok());
+    EXPECT_TRUE(eu_store_
+                    .ReadChanges(changes.front().lsn - 1, changes.size(),
+                                 [&](const storage::LoggedEvent& logged) {
+                                   auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+                                   EXPECT_TRUE(event.ok());
+                                   events.push_back(*event);
+                                 })
+                    .ok());
     return events;
   }
 
@@ -248,8 +262,10 @@ class RemoteApplyTest : public ::testing::Test {
 TEST_F(RemoteApplyTest, MergesInOrderOnceAndDurably) {
   std::vector<Result<Receipt>> outcomes;
   std::vector<Change> changes;
-  us_.CommitLocalWrites(std::vector<WriteRequest>{{"sku", Set("stock", "100")}}, &outcomes, &changes);
-  const auto events = WriteAtEu({{"sku", Incr("stock", -1)}, {"sku", Incr("stock", -2)}, {"other", Set("x", "1")}});
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"sku", Set("stock", "100")}}, &outcomes,
+                        &changes);
+  const auto events =
+      WriteAtEu({{"sku", Incr("stock", -1)}, {"sku", Incr("stock", -2)}, {"other", Set("x", "1")}});
   ASSERT_EQ(events.size(), 3u);
 
   changes.clear();

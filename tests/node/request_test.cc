@@ -7,14 +7,16 @@
 namespace meridian::api {
 namespace {
 
-std::variant<ApiCall, ApiError> Parse(std::string_view method, std::string_view target, std::string_view body = "",
+std::variant<ApiCall, ApiError> Parse(std::string_view method, std::string_view target,
+                                      std::string_view body = "",
                                       std::string_view content_type = "application/json") {
   return ParseRequest(RequestView{method, target, content_type, "", "", body}, core::Limits{});
 }
 
 ApiCall Ok(const std::variant<ApiCall, ApiError>& result) {
   if (const auto* error = std::get_if<ApiError>(&result)) {
-    ADD_FAILURE() << "unexpected error " << error->status << " " << error->code << ": " << error->message;
+    ADD_FAILURE() << "unexpected error " << error->status << " " << error->code << ": "
+                  << error->message;
     return {};
   }
   return std::get<ApiCall>(result);
@@ -76,12 +78,15 @@ TEST(RequestTest, RejectsBadBodies) {
   EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "[1,2]")).code, "malformed_json");
   EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{\"a\":\"\xFF\"}")).code, "malformed_json");
   EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{}", "text/plain")).status, 415);
-  EXPECT_EQ(Ok(Parse("PUT", "/v1/docs/k", "{}", "application/json; charset=utf-8")).route, Route::kPutDocument);
+  EXPECT_EQ(Ok(Parse("PUT", "/v1/docs/k", "{}", "application/json; charset=utf-8")).route,
+            Route::kPutDocument);
   EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":1.5})")).code, "bad_increment");
   EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":"1"})")).code, "bad_increment");
-  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775808})")).code, "bad_increment");
-  EXPECT_EQ(Ok(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775807})")).op.counters[0].delta,
-            INT64_MAX);
+  EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775808})")).code,
+            "bad_increment");
+  EXPECT_EQ(
+      Ok(Parse("POST", "/v1/docs/k/incr", R"({"n":9223372036854775807})")).op.counters[0].delta,
+      INT64_MAX);
   EXPECT_EQ(Err(Parse("POST", "/v1/docs/k/incr", "{}")).status, 400);
   EXPECT_EQ(Err(Parse("PUT", "/v1/docs/k", "{\"" + std::string(300, 'f') + "\":1}")).status, 413);
 }
@@ -137,8 +142,8 @@ TEST(RequestTest, DurabilityAndSessions) {
 }
 
 TEST(SessionTokenTest, RoundTripsAndRejectsGarbage) {
-  for (const core::VersionVector& vv :
-       {core::VersionVector{}, core::VersionVector{{0, 1}}, core::VersionVector{{1, 1}, {2, 300}, {31, UINT64_MAX}}}) {
+  for (const core::VersionVector& vv : {core::VersionVector{}, core::VersionVector{{0, 1}},
+                                        core::VersionVector{{1, 1}, {2, 300}, {31, UINT64_MAX}}}) {
     auto decoded = DecodeSessionToken(EncodeSessionToken(vv));
     ASSERT_TRUE(decoded.ok());
     EXPECT_EQ(*decoded, vv);

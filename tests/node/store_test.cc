@@ -31,9 +31,11 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
 
   Store& store() { return *store_ptr_; }
 
-  static CommitBatch Batch(uint64_t lsn, const std::string& key, std::optional<std::string> rendered) {
+  static CommitBatch Batch(uint64_t lsn, const std::string& key,
+                           std::optional<std::string> rendered) {
     CommitBatch batch;
-    batch.events.push_back(LoggedEvent{core::Dot{1, lsn}, lsn, "event-" + std::to_string(lsn), rendered});
+    batch.events.push_back(
+        LoggedEvent{core::Dot{1, lsn}, lsn, "event-" + std::to_string(lsn), rendered});
     batch.documents.push_back(DocumentWrite{key, rendered ? "state-of-" + key : "", rendered});
     batch.frontier = core::VersionVector{{1, lsn}};
     batch.hlc = core::MakeHlc(1000 + lsn, 0);
@@ -76,7 +78,10 @@ TEST_P(StoreTest, DeleteRemovesViewAndState) {
   EXPECT_FALSE(store().GetView("a").value().has_value());
   EXPECT_FALSE(store().GetDocumentState("a").value().has_value());
   std::vector<std::optional<std::string>> docs;
-  ASSERT_TRUE(store().ReadChanges(0, 10, [&docs](const LoggedEvent& event) { docs.push_back(event.rendered); }).ok());
+  ASSERT_TRUE(
+      store()
+          .ReadChanges(0, 10, [&docs](const LoggedEvent& event) { docs.push_back(event.rendered); })
+          .ok());
   EXPECT_EQ(docs, (std::vector<std::optional<std::string>>{R"({"x":1})", std::nullopt}));
 }
 
@@ -103,12 +108,16 @@ TEST_P(StoreTest, ScanPagesInKeyOrderWithinThePrefix) {
 TEST_P(StoreTest, ChangesAreReadInLsnOrderFromAnyPoint) {
   for (uint64_t lsn = 1; lsn <= 5; ++lsn) ASSERT_TRUE(store().Commit(Batch(lsn, "k", "{}")).ok());
   std::vector<uint64_t> seen;
-  ASSERT_TRUE(store().ReadChanges(2, 2, [&seen](const LoggedEvent& event) {
-    seen.push_back(event.lsn);
-    EXPECT_EQ(event.bytes, "event-" + std::to_string(event.lsn));
-    EXPECT_EQ(event.dot, (core::Dot{1, event.lsn}));
-    EXPECT_EQ(event.rendered, "{}");  // the document as the event left it
-  }).ok());
+  ASSERT_TRUE(store()
+                  .ReadChanges(2, 2,
+                               [&seen](const LoggedEvent& event) {
+                                 seen.push_back(event.lsn);
+                                 EXPECT_EQ(event.bytes, "event-" + std::to_string(event.lsn));
+                                 EXPECT_EQ(event.dot, (core::Dot{1, event.lsn}));
+                                 EXPECT_EQ(event.rendered,
+                                           "{}");  // the document as the event left it
+                               })
+                  .ok());
   EXPECT_EQ(seen, (std::vector<uint64_t>{3, 4}));
   EXPECT_FALSE(store().LsnOf(core::Dot{2, 1}).value().has_value());
 }
@@ -118,18 +127,29 @@ TEST_P(StoreTest, LogIsReadPerOriginInSeqOrder) {
   uint64_t lsn = 0;
   for (core::RegionId origin : {2u, 1u, 3u}) {
     for (uint64_t seq = 1; seq <= 3; ++seq) {
-      batch.events.push_back(LoggedEvent{core::Dot{origin, seq}, ++lsn, "e" + std::to_string(origin) + "." + std::to_string(seq), std::nullopt});
+      batch.events.push_back(LoggedEvent{core::Dot{origin, seq}, ++lsn,
+                                         "e" + std::to_string(origin) + "." + std::to_string(seq),
+                                         std::nullopt});
     }
   }
   ASSERT_TRUE(store().Commit(batch).ok());
   std::vector<std::string> seen;
-  ASSERT_TRUE(store().ReadLog(1, 2, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  ASSERT_TRUE(
+      store()
+          .ReadLog(1, 2, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); })
+          .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{"e1.2", "e1.3"}));  // never another origin's
   seen.clear();
-  ASSERT_TRUE(store().ReadLog(2, 1, 2, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  ASSERT_TRUE(
+      store()
+          .ReadLog(2, 1, 2, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); })
+          .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{"e2.1", "e2.2"}));
   seen.clear();
-  ASSERT_TRUE(store().ReadLog(4, 1, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); }).ok());
+  ASSERT_TRUE(
+      store()
+          .ReadLog(4, 1, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); })
+          .ok());
   EXPECT_TRUE(seen.empty());
 }
 

@@ -30,6 +30,7 @@
 #include "support/http_client.h"
 #include "support/node_fixture.h"
 #include "support/node_process.h"
+#include "support/run_one.h"
 
 namespace {
 
@@ -260,18 +261,9 @@ class WsWatch {
   websocket::close_reason reason() const { return ws_.reason(); }
 
  private:
-  template <typename Operation>
-  beast::error_code Run(Operation operation) {
-    beast::error_code result;
-    bool done = false;
-    operation([&](beast::error_code ec, std::size_t) {
-      result = ec;
-      done = true;
-    });
-    io_.restart();
-    while (!done && io_.run_one() > 0) {
-    }
-    return result;
+  template <typename Start>
+  beast::error_code Run(Start start) {
+    return meridian::testing::RunOne(io_, std::move(start));
   }
 
   uint16_t port_;
@@ -368,7 +360,6 @@ class WatchTest : public meridian::testing::NodeFixture {
     }
     return -1;
   }
-
 };
 
 // ---- SSE
@@ -430,7 +421,8 @@ TEST_F(WatchTest, AWatchWaitsForItsSessionToken) {
   EXPECT_TRUE(IsSseChange(*event, next));
 
   // A token from this region's future: the wait runs out and the watch never opens.
-  const std::string future = meridian::api::EncodeSessionToken(meridian::core::VersionVector{{1, 1'000'000}});
+  const std::string future =
+      meridian::api::EncodeSessionToken(meridian::core::VersionVector{{1, 1'000'000}});
   const HttpResponse refused = client().Get("/v1/watch?session=" + future + "&wait_ms=50");
   EXPECT_EQ(refused.status, 504);
   EXPECT_NE(refused.body.find("session_timeout"), std::string::npos) << refused.body;

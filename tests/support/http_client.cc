@@ -1,5 +1,7 @@
 #include "support/http_client.h"
 
+#include "support/run_one.h"
+
 #include <utility>
 
 #include <boost/asio.hpp>
@@ -40,19 +42,9 @@ struct HttpClient::Impl {
     return true;
   }
 
-  // Runs the io_context until `done` or the stream's own timeout fires.
-  template <typename Operation>
-  beast::error_code Run(Operation operation) {
-    beast::error_code result;
-    bool done = false;
-    operation([&](beast::error_code ec, std::size_t) {
-      result = ec;
-      done = true;
-    });
-    io.restart();
-    while (!done && io.run_one() > 0) {
-    }
-    return result;
+  template <typename Start>
+  beast::error_code Run(Start start) {
+    return RunOne(io, std::move(start));
   }
 };
 
@@ -67,7 +59,8 @@ HttpClient::~HttpClient() = default;
 HttpClient::HttpClient(HttpClient&&) noexcept = default;
 HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 
-HttpResponse HttpClient::Request(const std::string& method, const std::string& target, const std::string& body,
+HttpResponse HttpClient::Request(const std::string& method, const std::string& target,
+                                 const std::string& body,
                                  const std::map<std::string, std::string>& headers) {
   HttpResponse out;
   http::request<http::string_body> request(http::string_to_verb(method), target, 11);
@@ -75,26 +68,30 @@ HttpResponse HttpClient::Request(const std::string& method, const std::string& t
   request.set(http::field::host, impl_->host);
   for (const auto& [name, value] : headers) request.set(name, value);
   request.body() = body;
-  if (!body.empty() || method == "PUT" || method == "POST" || method == "PATCH") request.prepare_payload();
+  if (!body.empty() || method == "PUT" || method == "POST" || method == "PATCH")
+    request.prepare_payload();
   request.keep_alive(true);
 
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!impl_->stream && !impl_->Connect(&out.error)) return out;
     impl_->stream->expires_after(impl_->timeout);
-    beast::error_code ec = impl_->Run([&](auto handler) { http::async_write(*impl_->stream, request, handler); });
+    beast::error_code ec =
+        impl_->Run([&](auto handler) { http::async_write(*impl_->stream, request, handler); });
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 << 20);
     parser.skip(method == "HEAD");  // an answer to HEAD has headers only
     if (!ec) {
-      ec = impl_->Run([&](auto handler) { http::async_read(*impl_->stream, impl_->buffer, parser, handler); });
+      ec = impl_->Run(
+          [&](auto handler) { http::async_read(*impl_->stream, impl_->buffer, parser, handler); });
     }
     if (ec) {
       impl_->stream.reset();
       out.error = ec.message();
       // A kept-alive connection the server closed meanwhile: retry once on a fresh one. Only for
       // the first attempt and only when nothing was answered.
-      if (attempt == 0 && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-                           ec == asio::error::broken_pipe || ec == asio::error::eof)) {
+      if (attempt == 0 &&
+          (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe || ec == asio::error::eof)) {
         continue;
       }
       return out;
@@ -114,7 +111,8 @@ HttpResponse HttpClient::Request(const std::string& method, const std::string& t
   return out;
 }
 
-HttpResponse HttpClient::Send(const std::string& method, const std::string& target, const std::string& json) {
+HttpResponse HttpClient::Send(const std::string& method, const std::string& target,
+                              const std::string& json) {
   return Request(method, target, json, {{"Content-Type", "application/json"}});
 }
 
@@ -130,16 +128,9 @@ std::string HttpClient::Raw(const std::string& bytes) {
   char chunk[4096];
   for (int i = 0; i < 1000 && !ec; ++i) {
     stream.expires_after(impl_->timeout);
-    bool done = false;
     size_t got = 0;
-    stream.async_read_some(asio::buffer(chunk), [&](beast::error_code read_ec, size_t n) {
-      ec = read_ec;
-      got = n;
-      done = true;
-    });
-    while (!done && io.run_one() > 0) {
-    }
-    io.restart();
+    ec = RunOne(
+        io, [&](auto handler) { stream.async_read_some(asio::buffer(chunk), handler); }, &got);
     answer.append(chunk, got);
   }
   return answer;

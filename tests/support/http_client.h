@@ -20,12 +20,14 @@ struct HttpResponse {
 
 class HttpClient {
  public:
-  HttpClient(std::string host, uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  HttpClient(std::string host, uint16_t port,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
   ~HttpClient();
   HttpClient(HttpClient&&) noexcept;
   HttpClient& operator=(HttpClient&&) noexcept;
 
-  HttpResponse Request(const std::string& method, const std::string& target, const std::string& body = "",
+  HttpResponse Request(const std::string& method, const std::string& target,
+                       const std::string& body = "",
                        const std::map<std::string, std::string>& headers = {});
   HttpResponse Get(const std::string& target) { return Request("GET", target); }
   // A JSON write (content-type application/json).

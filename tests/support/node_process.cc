@@ -55,12 +55,15 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   log_path_ = dir_.path() + "/node.log";
   http_port_ = FreePort();
   std::ofstream config(config_path_);
-  config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_ << "\"\n\n";
-  config << "[[regions]]\nname = \"" << options_.region << "\"\nid = 1\nhttp = \"127.0.0.1:" << http_port_
+  config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_
+         << "\"\n\n";
+  config << "[[regions]]\nname = \"" << options_.region
+         << "\"\nid = 1\nhttp = \"127.0.0.1:" << http_port_
          << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
   int id = 2;
   for (const std::string& peer : options_.peers) {
-    config << "[[regions]]\nname = \"" << peer << "\"\nid = " << id++ << "\nhttp = \"127.0.0.1:" << FreePort()
+    config << "[[regions]]\nname = \"" << peer << "\"\nid = " << id++
+           << "\nhttp = \"127.0.0.1:" << FreePort()
            << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
   }
   config << options_.extra_toml << "\n";
@@ -80,8 +83,8 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout) {
       ::dup2(log, STDERR_FILENO);
     }
     const std::string binary = MeridianBinary();
-    ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(), "--log-level", "warn",
-            static_cast<char*>(nullptr));
+    ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
+            "--log-level", "warn", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   pid_ = pid;

@@ -33,7 +33,7 @@ class TempDir {
 struct NodeOptions {
   std::string region = "us";
   std::vector<std::string> peers = {"eu", "asia"};  // configured but not running
-  std::string extra_toml;                            // appended to the config (sections)
+  std::string extra_toml;                           // appended to the config (sections)
 };
 
 class NodeProcess {
@@ -44,7 +44,7 @@ class NodeProcess {
   // Starts the process and waits up to `timeout` for /readyz to answer 200. False (with the
   // process's log in log()) when it did not come up.
   bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
-  void Kill();                   // SIGKILL and reap
+  void Kill();  // SIGKILL and reap
   // SIGTERM and wait (bounded) for exit; returns the exit status or -1 on timeout (then killed).
   int Terminate(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   bool running() const { return pid_ > 0; }
