@@ -1,5 +1,5 @@
-// Fuzz target for every decoder of the core: events (Protobuf), version vectors and document
-// states. Malformed bytes must give an error, never a crash, and whatever decodes must survive a
+// Fuzz target for every decoder of the core and of replication: events (Protobuf), replication
+// batches (zstd), version vectors and document states. Malformed bytes must give an error, never a crash, and whatever decodes must survive a
 // round trip unchanged.
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include "core/document.h"
 #include "core/event.h"
 #include "core/version_vector.h"
+#include "replication/batch_codec.h"
 
 using namespace meridian::core;
 
@@ -24,6 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<Conflict> conflicts;
     state.Apply(*event, &conflicts);
     (void)state.Render();
+  }
+
+  if (auto batch = meridian::replication::DecodeBatch(bytes, {}, limits); batch.ok()) {
+    auto again = meridian::replication::DecodeBatch(meridian::replication::EncodeBatch(*batch).bytes, {}, limits);
+    MERIDIAN_CHECK(again.ok() && *again == *batch);
   }
 
   if (auto vv = VersionVector::Decode(bytes); vv.ok()) {

@@ -1,0 +1,102 @@
+#include "replication/batch_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace meridian::replication {
+namespace {
+
+// Events as an origin writes them: one origin, consecutive seqs, inventory-like documents.
+std::vector<core::Event> InventoryEvents(size_t count) {
+  std::vector<core::Event> events;
+  for (size_t i = 0; i < count; ++i) {
+    core::Event event;
+    event.dot = core::Dot{2, i + 1};
+    event.hlc = core::MakeHlc(1'767'225'600'000 + i, 0);
+    event.context = core::VersionVector{{1, 40 + i / 3}, {2, i}, {3, 17}};
+    event.key = "sku-" + std::to_string(i % 97);
+    if (i % 3 == 0) {
+      event.op = core::Operation{core::OpKind::kIncrement, {}, {{"stock", -1}}};
+    } else {
+      event.op = core::Operation{core::OpKind::kSet,
+                                 {{"name", "\"teapot model " + std::to_string(i % 13) + "\""},
+                                  {"price", std::to_string(20 + i % 7)},
+                                  {"warehouse", "\"eu-west-" + std::to_string(i % 4) + "\""}},
+                                 {}};
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+TEST(BatchCodecTest, RoundTrips) {
+  for (size_t count : {0u, 1u, 7u, 1000u}) {
+    const auto events = InventoryEvents(count);
+    const EncodedBatch batch = EncodeBatch(events);
+    auto decoded = DecodeBatch(batch.bytes, BatchLimits{}, core::Limits{});
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ(*decoded, events);
+  }
+}
+
+TEST(BatchCodecTest, ABatchCompressesWhereOneEventCannot) {
+  const EncodedBatch one = EncodeBatch(InventoryEvents(1));
+  EXPECT_GT(one.bytes.size() * 10, one.raw_bytes * 8) << "a lone event gains little";
+  const EncodedBatch many = EncodeBatch(InventoryEvents(1000));
+  EXPECT_LT(many.bytes.size() * 4, many.raw_bytes) << many.bytes.size() << " of " << many.raw_bytes;
+}
+
+TEST(BatchCodecTest, RefusesWhatIsNotABatch) {
+  const EncodedBatch batch = EncodeBatch(InventoryEvents(20));
+  EXPECT_EQ(DecodeBatch("", BatchLimits{}, core::Limits{}).status().code(),
+            StatusCode::kCorruption);
+  std::string other_version = batch.bytes;
+  other_version[0] = 9;
+  EXPECT_EQ(DecodeBatch(other_version, BatchLimits{}, core::Limits{}).status().code(),
+            StatusCode::kUnsupported);
+  for (size_t cut : {1u, 2u, 3u, 10u}) {
+    EXPECT_FALSE(
+        DecodeBatch(batch.bytes.substr(0, batch.bytes.size() - cut), BatchLimits{}, core::Limits{})
+            .ok());
+  }
+  std::string flipped = batch.bytes;
+  flipped[flipped.size() / 2] ^= 0x55;
+  EXPECT_FALSE(DecodeBatch(flipped, BatchLimits{}, core::Limits{}).ok());
+}
+
+TEST(BatchCodecTest, BoundsCountAndSizeBeforeDecompressing) {
+  const EncodedBatch batch = EncodeBatch(InventoryEvents(50));
+  EXPECT_EQ(DecodeBatch(batch.bytes, BatchLimits{49, 16 << 20}, core::Limits{}).status().code(),
+            StatusCode::kTooLarge);
+  EXPECT_EQ(DecodeBatch(batch.bytes, BatchLimits{4096, batch.raw_bytes - 1}, core::Limits{})
+                .status()
+                .code(),
+            StatusCode::kTooLarge);
+  EXPECT_TRUE(DecodeBatch(batch.bytes, BatchLimits{50, batch.raw_bytes}, core::Limits{}).ok());
+
+  // A header that understates the payload: refused from the frame's own size, before inflating.
+  std::string_view rest = batch.bytes;
+  rest.remove_prefix(1);
+  uint64_t count = 0;
+  uint64_t raw = 0;
+  ASSERT_TRUE(core::GetVarint(&rest, &count) && core::GetVarint(&rest, &raw));
+  std::string lying(1, '\x01');
+  core::PutVarint(&lying, count);
+  core::PutVarint(&lying, raw / 2);
+  lying += rest;
+  EXPECT_EQ(DecodeBatch(lying, BatchLimits{}, core::Limits{}).status().code(),
+            StatusCode::kCorruption);
+}
+
+TEST(BatchCodecTest, AnInvalidEventInsideIsRefused) {
+  auto events = InventoryEvents(3);
+  events[1].context = core::VersionVector{{2, 7}};  // does not end just before its own seq
+  const EncodedBatch batch = EncodeBatch(events);
+  EXPECT_EQ(DecodeBatch(batch.bytes, BatchLimits{}, core::Limits{}).status().code(),
+            StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace meridian::replication
