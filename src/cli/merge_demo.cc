@@ -45,6 +45,16 @@ Operation Incr(std::string field, int64_t delta) {
   return Operation{OpKind::kIncrement, {}, {{std::move(field), delta}}};
 }
 
+// {us:4, eu:4, asia:3}
+std::string FrontierText(const VersionVector& frontier) {
+  std::string text = "{";
+  for (const VersionVector::Entry& entry : frontier.entries()) {
+    if (text.size() > 1) text += ", ";
+    text += g_names->at(entry.origin) + ":" + std::to_string(entry.seq);
+  }
+  return text + "}";
+}
+
 void Write(Region& region, const std::string& key, Operation op, const char* what) {
   region.clock->now_ms += 3;
   Result<Event> event = region.replica->Write(key, std::move(op));
@@ -169,7 +179,7 @@ int Run() {
     if (&region == &regions.front()) first = combined;
     identical = identical && combined == first;
     std::printf("   %-5s frontier %-22s digest %016llx\n", region.name.c_str(),
-                region.replica->frontier().ToString().c_str(),
+                FrontierText(region.replica->frontier()).c_str(),
                 static_cast<unsigned long long>(combined));
   }
   std::printf("\n   %s\n", identical ? "All regions are identical." : "REGIONS DIFFER");
