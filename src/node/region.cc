@@ -82,16 +82,23 @@ Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
 
 Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
                                                  const core::Event& event, bool enforce_size) {
-  const size_t conflicts_before = group.conflicts.size();
-  core::DocumentState candidate = loaded.state;
-  candidate.Apply(event, &group.conflicts);
-  std::optional<std::string> rendered = candidate.Render();
-  if (enforce_size && rendered && rendered->size() > limits_.document_bytes_max) {
-    group.conflicts.resize(conflicts_before);
-    return TooLarge("the document would be " + std::to_string(rendered->size()) +
-                    " bytes; the limit is " + std::to_string(limits_.document_bytes_max));
+  std::optional<std::string> rendered;
+  if (enforce_size) {
+    // Merge into a copy: a refused write must leave the document as it was.
+    const size_t conflicts_before = group.conflicts.size();
+    core::DocumentState candidate = loaded.state;
+    candidate.Apply(event, &group.conflicts);
+    rendered = candidate.Render();
+    if (rendered && rendered->size() > limits_.document_bytes_max) {
+      group.conflicts.resize(conflicts_before);
+      return TooLarge("the document would be " + std::to_string(rendered->size()) +
+                      " bytes; the limit is " + std::to_string(limits_.document_bytes_max));
+    }
+    loaded.state = std::move(candidate);
+  } else {
+    loaded.state.Apply(event, &group.conflicts);
+    rendered = loaded.state.Render();
   }
-  loaded.state = std::move(candidate);
   loaded.rendered = rendered;
   group.frontier.Set(event.dot.origin, event.dot.seq);
   ++group.lsn;

@@ -35,9 +35,11 @@ std::string_view Header(const http::request<http::string_body>& request, std::st
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static FixedClock clock;
-  static std::unique_ptr<storage::Store> store = storage::NewMemoryStore();
-  static node::Region region(1, {{1, "us"}, {2, "eu"}}, store.get(), &clock, core::Limits{}, 500);
+  // A fresh region per input: every input replays alone, and memory stays bounded however long
+  // the campaign runs.
+  FixedClock clock;
+  std::unique_ptr<storage::Store> store = storage::NewMemoryStore();
+  node::Region region(1, {{1, "us"}, {2, "eu"}}, store.get(), &clock, core::Limits{}, 500);
 
   http::request_parser<http::string_body> parser;
   parser.body_limit(64 * 1024);
