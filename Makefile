@@ -1,12 +1,12 @@
 # Meridian — the two commands of the quick start, and a few more.
-#   make demo    install what is missing, build, run the demo
+#   make demo    install what is missing, build, run the demo (DEMO_ARGS="--duration 60 ...")
 #   make test    install what is missing, build, run the whole suite (default, ASan+UBSan, fuzz)
 #   make bench   benchmarks (not part of the test suite); figures are recorded in bench/RESULTS.md
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build build-asan build-fuzz demo test test-default test-asan fuzz bench clean
+.PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan fuzz bench clean
 
 all: build
 
@@ -25,7 +25,13 @@ build-fuzz: deps
 	@cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz -j $(JOBS)
 
+# Three regions on this machine over WAN proxies, a live workload, a convergence proof
+# (docs/demo.md). Options go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--duration 60 --rate 500".
 demo: build
+	@build/default/meridian demo $(DEMO_ARGS)
+
+# The merge engine's scripted showcase, in memory.
+merge-demo: build
 	@build/default/meridian-merge-demo
 
 test-default: build

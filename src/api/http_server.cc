@@ -437,20 +437,26 @@ class HttpServer::Impl {
                                {"hlc", core::FormatHlc(receipt->hlc)},
                                {"session", token}};
         if (call.durability_regions > 0) {
-          // Remote confirmations come from replication; until a region confirms, the wait runs
-          // out and says so — the write itself is committed here.
+          // Other regions confirm by acknowledging the write over replication.
           const Clock::time_point deadline =
               Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms);
-          const std::function<bool()> confirmed = [] { return false; };
-          co_await WaitUntil(connection, deadline, confirmed);
-          body["error"] = "durability_timeout";
-          body["message"] = "the write is committed in this region but " +
-                            std::to_string(call.durability_regions) +
-                            " other regions have not confirmed it within up to " +
-                            std::to_string(call.durability_timeout_ms) + " ms; it will replicate";
-          Response response = MakeResponse(request, http::status::gateway_timeout, body.dump());
-          response.set("Meridian-Session", token);
-          co_return response;
+          const core::Dot dot = receipt->dot;
+          const size_t wanted = call.durability_regions;
+          const std::function<bool()> confirmed = [this, dot, wanted] {
+            return node_->replication().RegionsHolding(dot) >= wanted;
+          };
+          if (!co_await WaitUntil(connection, deadline, confirmed)) {
+            body["error"] = "durability_timeout";
+            body["message"] = "the write is committed in this region but " +
+                              std::to_string(call.durability_regions) +
+                              " other regions have not confirmed it within " +
+                              std::to_string(call.durability_timeout_ms) + " ms; it will replicate";
+            body["confirmed_regions"] = node_->replication().RegionsHolding(dot);
+            Response response = MakeResponse(request, http::status::gateway_timeout, body.dump());
+            response.set("Meridian-Session", token);
+            co_return response;
+          }
+          body["confirmed_regions"] = node_->replication().RegionsHolding(dot);
         }
         Response response = MakeResponse(request, http::status::ok, body.dump());
         response.set("Meridian-Session", token);
@@ -505,6 +511,9 @@ class HttpServer::Impl {
       case Route::kReady: {
         nlohmann::json reasons = nlohmann::json::array();
         if (node_->storage_failed()) reasons.push_back("storage: a commit failed; see the log");
+        for (const std::string& problem : node_->replication().Problems()) {
+          reasons.push_back(problem);
+        }
         if (stopping_) reasons.push_back("shutting down");
         if (node_->write_queue_depth() * 10 >= config.write_queue_max * 9) {
           reasons.push_back("overloaded: the write queue is over 90% full");
@@ -536,6 +545,7 @@ class HttpServer::Impl {
     snapshot.watchers = node_->watches().watchers();
     snapshot.watch_overflows = node_->watches().overflows();
     snapshot.clock_skew_events = node_->region().skew_count();
+    node_->replication().UpdateGauges(node_->region().frontier());
     snapshot.connections = open_connections_.load();
     return snapshot;
   }
@@ -546,23 +556,18 @@ class HttpServer::Impl {
     const core::VersionVector applied = region.frontier();
     nlohmann::json frontier = nlohmann::json::object();
     for (const auto& entry : applied.entries()) frontier[region.NameOf(entry.origin)] = entry.seq;
-    nlohmann::json peers = nlohmann::json::array();
-    for (const node::RegionAddress& address : config.regions) {
-      if (address.name == config.region) continue;
-      peers.push_back({{"name", address.name},
-                       {"id", address.id},
-                       {"connected", false},
-                       {"applied", applied.Get(address.id)},
-                       {"lag_events", nullptr},
-                       {"lag_ms", nullptr}});
-    }
+    const uint64_t now_ms = clock_.NowMs();
+    nlohmann::json replication = node_->replication().StatusJson(applied, now_ms);
     const node::Metrics::Snapshot snapshot = Snapshot();
     return {{"region", config.region},
             {"id", config.self().id},
             {"frontier", frontier},
             {"session", EncodeSessionToken(applied)},
             {"hlc", core::FormatHlc(region.hlc())},
-            {"peers", peers},
+            {"peers", replication["peers"]},
+            {"origins", replication["origins"]},
+            {"relays_active", replication["relays_active"]},
+            {"retention", replication["retention"]},
             {"digest", Hex64(region.digest())},
             {"documents", snapshot.documents},
             {"conflicts", snapshot.conflicts},
@@ -723,15 +728,12 @@ class HttpServer::Impl {
       Status status =
           store.ReadChanges(sent_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
             if (logged.lsn > subscribed_lsn) return;
-            auto event = core::DecodeEvent(logged.bytes, config.limits);
             node::Change change;
             change.lsn = logged.lsn;
             change.dot = logged.dot;
             change.doc = logged.rendered;
-            if (event.ok()) {
-              change.key = event->key;
-              change.hlc = event->hlc;
-            }
+            change.key = logged.key;
+            change.hlc = logged.hlc;
             page.push_back(std::move(change));
           });
       if (!status.ok()) {
@@ -845,6 +847,7 @@ class HttpServer::Impl {
   std::atomic<size_t> open_connections_{0};
   std::mutex connections_mutex_;
   std::vector<std::weak_ptr<Connection>> connections_;
+  node::SystemClock clock_;
 };
 
 HttpServer::HttpServer(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}

@@ -7,8 +7,11 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "demo/demo.h"
 #include "node/config.h"
 #include "node/node.h"
+#include "replication/transport.h"
+#include "wanproxy/wan_proxy.h"
 
 namespace meridian {
 namespace {
@@ -54,8 +57,29 @@ int Start(const StartOptions& options) {
     std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
     return 1;
   }
-  server.Run();
+  replication::Replicator replicator(node->get());
+  if (Status status = replicator.Start(); !status.ok()) {
+    std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
+    return 1;
+  }
+  server.Run();  // until SIGTERM or SIGINT: drains HTTP and commits what was queued
+  replicator.Stop();
   return 0;
+}
+
+// `meridian wan-proxy` (docs/wan-proxy.md): parses the routes, then runs until a signal.
+int WanProxy(const std::vector<std::string>& routes, wanproxy::WanProxyOptions options,
+             const std::string& log_level) {
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  for (const std::string& text : routes) {
+    auto route = wanproxy::ParseRoute(text);
+    if (!route.ok()) {
+      std::fprintf(stderr, "meridian wan-proxy: %s\n", route.status().message().c_str());
+      return 2;
+    }
+    options.routes.push_back(std::move(route).value());
+  }
+  return wanproxy::RunWanProxy(options);
 }
 
 }  // namespace
@@ -82,7 +106,78 @@ int main(int argc, char** argv) {
   start_command->add_option("--log-level", start.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
+  meridian::demo::DemoOptions demo;
+  CLI::App* demo_command = app.add_subcommand(
+      "demo",
+      "Three regions on this machine over WAN proxies, a live workload and a convergence "
+      "proof (docs/demo.md)");
+  demo_command->add_option("--duration", demo.duration_s, "Seconds of workload (0: until Ctrl-C)")
+      ->check(CLI::NonNegativeNumber);
+  demo_command->add_option("--base-port", demo.base_port, "Ports used: base+1 to base+232")
+      ->check(CLI::Range(1024, 65535 - 232));
+  demo_command->add_option("--data-dir", demo.data_dir,
+                           "New or empty directory for data and logs (default: a temporary one)");
+  demo_command->add_flag("--keep-data", demo.keep_data, "Keep the data directory at the end");
+  demo_command->add_option("--rate", demo.rate, "Writes per second, all regions together")
+      ->check(CLI::Range(1, 100000));
+  demo_command->add_option("--delays", demo.delays, "One-way WAN delay per region pair, ms");
+  demo_command->add_option("--jitter-ms", demo.jitter_ms, "WAN delay jitter, ms")
+      ->check(CLI::Range(0, 10000));
+  demo_command->add_flag("--no-tty", demo.no_tty, "Plain lines instead of a redrawn screen");
+  demo_command->add_flag("--no-proxy", demo.no_proxy,
+                         "Connect the regions directly, without WAN proxies");
+
+  meridian::wanproxy::WanProxyOptions wan;
+  std::vector<std::string> wan_routes;
+  std::string wan_log_level = "info";
+  CLI::App* wan_command = app.add_subcommand(
+      "wan-proxy",
+      "Forward TCP between region nodes with WAN delay, jitter, drops, stalls, bandwidth caps and "
+      "partitions (docs/wan-proxy.md)");
+  wan_command
+      ->add_option("--route", wan_routes,
+                   "LISTEN=TARGET[,delay=MS][,jitter=MS][,drop=P][,stall=P][,stall-ms=MS]"
+                   "[,bandwidth=BYTES_PER_S]; repeatable. Route values override the defaults below")
+      ->required()
+      ->allow_extra_args(false);
+  wan_command->add_option("--delay-ms", wan.delay_ms, "One-way delay of each direction, ms")
+      ->check(CLI::Range(0u, meridian::wanproxy::kMaxMilliseconds))
+      ->capture_default_str();
+  wan_command->add_option("--jitter-ms", wan.jitter_ms, "Uniform jitter around the delay, +/- ms")
+      ->check(CLI::Range(0u, meridian::wanproxy::kMaxMilliseconds))
+      ->capture_default_str();
+  wan_command->add_option("--drop", wan.drop, "Probability per second that a connection is reset")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  wan_command
+      ->add_option("--stall", wan.stall,
+                   "Probability per second that a connection stops forwarding for --stall-ms")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  wan_command->add_option("--stall-ms", wan.stall_ms, "How long a stall lasts, ms")
+      ->check(CLI::Range(1u, meridian::wanproxy::kMaxMilliseconds))
+      ->capture_default_str();
+  wan_command
+      ->add_option("--bandwidth", wan.bandwidth,
+                   "Bytes per second per direction per connection (0: no cap)")
+      ->capture_default_str();
+  wan_command
+      ->add_option("--buffer-bytes", wan.buffer_bytes,
+                   "Bytes held per direction per connection before reading pauses")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  wan_command->add_option("--seed", wan.seed, "Seed of the random choices (0: a random seed)")
+      ->capture_default_str();
+  wan_command->add_option("--control", wan.control,
+                          "HOST:PORT of the HTTP control endpoint (GET /status, POST /partition, "
+                          "POST /heal); none by default");
+  wan_command->add_option("--log-level", wan_log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   if (start_command->parsed()) return meridian::Start(start);
+  if (wan_command->parsed()) return meridian::WanProxy(wan_routes, wan, wan_log_level);
+  if (demo_command->parsed()) return meridian::demo::RunDemo(demo);
   return 2;
 }

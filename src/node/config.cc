@@ -128,7 +128,8 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   }
   NodeConfig config;
   MERIDIAN_RETURN_IF_ERROR(CheckKeys(
-      root, "", {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits"}));
+      root, "",
+      {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits", "replication"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir"}));
@@ -182,6 +183,28 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
         ReadInteger(*limits, "limits", "document_bytes_max", &config.limits.document_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*limits, "limits", "fields_max", &config.limits.fields_max));
+  }
+  if (const toml::table* replication = Section(root, "replication", &error)) {
+    NodeConfig::Replication& r = config.replication;
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*replication, "replication",
+                  {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
+                   "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
+                   "silence_timeout_ms", "retention_bytes", "retention_age_s"}));
+    const auto read = [&](std::string_view key, auto* out) {
+      return ReadInteger(*replication, "replication", key, out);
+    };
+    MERIDIAN_RETURN_IF_ERROR(read("linger_ms", &r.linger_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("batch_events_max", &r.batch_events_max));
+    MERIDIAN_RETURN_IF_ERROR(read("batch_bytes_max", &r.batch_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(read("window_batches", &r.window_batches));
+    MERIDIAN_RETURN_IF_ERROR(read("heartbeat_ms", &r.heartbeat_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("relay_after_ms", &r.relay_after_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("backoff_initial_ms", &r.backoff_initial_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("backoff_max_ms", &r.backoff_max_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("silence_timeout_ms", &r.silence_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("retention_bytes", &r.retention_bytes));
+    MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
@@ -268,6 +291,18 @@ Status ValidateConfig(const NodeConfig& config) {
       {"limits.value_bytes_max", config.limits.value_bytes_max, 16, uint64_t{256} << 20},
       {"limits.document_bytes_max", config.limits.document_bytes_max, 16, uint64_t{256} << 20},
       {"limits.fields_max", config.limits.fields_max, 1, 1'000'000},
+      {"replication.linger_ms", config.replication.linger_ms, 0, 1000},
+      {"replication.batch_events_max", config.replication.batch_events_max, 1, 4096},
+      {"replication.batch_bytes_max", config.replication.batch_bytes_max, 1024, 8 << 20},
+      {"replication.window_batches", config.replication.window_batches, 1, 4096},
+      {"replication.heartbeat_ms", config.replication.heartbeat_ms, 10, 60'000},
+      {"replication.relay_after_ms", config.replication.relay_after_ms, 0, 3'600'000},
+      {"replication.backoff_initial_ms", config.replication.backoff_initial_ms, 1, 60'000},
+      {"replication.backoff_max_ms", config.replication.backoff_max_ms, 1, 600'000},
+      {"replication.silence_timeout_ms", config.replication.silence_timeout_ms, 100, 3'600'000},
+      {"replication.retention_bytes", config.replication.retention_bytes, 1 << 20,
+       uint64_t{1} << 50},
+      {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {
@@ -275,6 +310,11 @@ Status ValidateConfig(const NodeConfig& config) {
                              std::to_string(bound.min) + " to " + std::to_string(bound.max) +
                              ", not " + std::to_string(bound.value));
     }
+  }
+  if (config.replication.heartbeat_ms * 2 > config.replication.silence_timeout_ms) {
+    return InvalidArgument(
+        "replication.silence_timeout_ms must be at least twice "
+        "replication.heartbeat_ms");
   }
   return Status::Ok();
 }

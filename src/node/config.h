@@ -49,6 +49,21 @@ struct NodeConfig {
 
   core::Limits limits;  // [limits]
 
+  // [replication]
+  struct Replication {
+    uint64_t linger_ms = 1;              // a partial batch waits this long for more events
+    size_t batch_events_max = 2000;      // events per batch at most
+    size_t batch_bytes_max = 1 << 20;    // raw bytes per batch, about
+    size_t window_batches = 64;          // unacknowledged batches per stream at most
+    uint64_t heartbeat_ms = 100;         // heartbeats at least this often
+    uint64_t relay_after_ms = 1000;      // direct link down this long: relay through a live peer
+    uint64_t backoff_initial_ms = 50;    // first redial delay
+    uint64_t backoff_max_ms = 2000;      // redial delay ceiling
+    uint64_t silence_timeout_ms = 3000;  // a link silent this long is redialled
+    uint64_t retention_bytes = uint64_t{1} << 30;  // log bytes kept beyond what peers acknowledged
+    uint64_t retention_age_s = 7 * 24 * 3600;      // and their age
+  } replication;
+
   const RegionAddress& self() const;  // requires Validate() to have passed
 };
 

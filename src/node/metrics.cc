@@ -61,6 +61,99 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       MakeCounter(*registry_, "meridian_clock_skew_events_total",
                   "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
   connections_ = MakeGauge(*registry_, "meridian_http_connections", "Open HTTP connections");
+
+  visibility_ = &prometheus::BuildHistogram()
+                     .Name("meridian_replication_visibility_ms")
+                     .Help(
+                         "Time an event of another region became readable here minus its "
+                         "origin HLC time, in milliseconds, by origin")
+                     .Register(*registry_);
+  lag_events_ = &prometheus::BuildGauge()
+                     .Name("meridian_replication_lag_events")
+                     .Help("Events of an origin known to exist and not yet applied here")
+                     .Register(*registry_);
+  lag_ms_ = &prometheus::BuildGauge()
+                 .Name("meridian_replication_lag_ms")
+                 .Help(
+                     "How far (origin HLC time) the newest applied event of an origin is "
+                     "behind the newest known one, in milliseconds")
+                 .Register(*registry_);
+  replication_bytes_ = &prometheus::BuildCounter()
+                            .Name("meridian_replication_bytes_total")
+                            .Help(
+                                "Replication batch bytes by peer, direction (sent, received) "
+                                "and form (wire: compressed, raw: uncompressed)")
+                            .Register(*registry_);
+  replication_batches_ = &prometheus::BuildCounter()
+                              .Name("meridian_replication_batches_total")
+                              .Help("Replication batches by peer and direction")
+                              .Register(*registry_);
+  replication_events_ = &prometheus::BuildCounter()
+                             .Name("meridian_replication_events_total")
+                             .Help("Events in replication batches by peer and direction")
+                             .Register(*registry_);
+  reconnects_ = &prometheus::BuildCounter()
+                     .Name("meridian_replication_reconnects_total")
+                     .Help("Times the subscription to a peer was lost and redialled")
+                     .Register(*registry_);
+  peer_connected_ = &prometheus::BuildGauge()
+                         .Name("meridian_replication_peer_connected")
+                         .Help("1 when this region's subscription to the peer is up")
+                         .Register(*registry_);
+  behind_retention_ = &prometheus::BuildGauge()
+                           .Name("meridian_replication_behind_retention")
+                           .Help(
+                               "1 when this region and the peer cannot catch up from the log "
+                               "(retention trimmed what is needed)")
+                           .Register(*registry_);
+  relays_active_ = MakeGauge(*registry_, "meridian_replication_relays_active",
+                             "Origins received through a third region (direct link down)");
+}
+
+void Metrics::ObserveVisibility(const std::string& origin, double milliseconds) {
+  prometheus::Histogram* histogram = nullptr;
+  {
+    std::lock_guard lock(visibility_mutex_);
+    auto it = visibility_by_origin_.find(origin);
+    if (it == visibility_by_origin_.end()) {
+      const prometheus::Histogram::BucketBoundaries buckets = {
+          1,   2,   5,   10,  20,  30,  40,   50,   60,   80,
+          100, 120, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
+      it = visibility_by_origin_.emplace(origin, &visibility_->Add({{"origin", origin}}, buckets))
+               .first;
+    }
+    histogram = it->second;
+  }
+  histogram->Observe(milliseconds);
+}
+
+void Metrics::SetReplication(const std::vector<PeerTotals>& peers,
+                             const std::vector<OriginLag>& lags, size_t relays_active) {
+  std::lock_guard lock(serialize_mutex_);
+  for (const PeerTotals& peer : peers) {
+    const auto counter = [&](prometheus::Family<prometheus::Counter>* family,
+                             const std::map<std::string, std::string>& extra, uint64_t total) {
+      std::map<std::string, std::string> labels = extra;
+      labels["peer"] = peer.peer;
+      CatchUp(&family->Add(labels), total);
+    };
+    counter(replication_bytes_, {{"direction", "sent"}, {"form", "wire"}}, peer.sent_wire);
+    counter(replication_bytes_, {{"direction", "sent"}, {"form", "raw"}}, peer.sent_raw);
+    counter(replication_bytes_, {{"direction", "received"}, {"form", "wire"}}, peer.received_wire);
+    counter(replication_bytes_, {{"direction", "received"}, {"form", "raw"}}, peer.received_raw);
+    counter(replication_batches_, {{"direction", "sent"}}, peer.sent_batches);
+    counter(replication_batches_, {{"direction", "received"}}, peer.received_batches);
+    counter(replication_events_, {{"direction", "sent"}}, peer.sent_events);
+    counter(replication_events_, {{"direction", "received"}}, peer.received_events);
+    counter(reconnects_, {}, peer.reconnects);
+    peer_connected_->Add({{"peer", peer.peer}}).Set(peer.connected ? 1 : 0);
+    behind_retention_->Add({{"peer", peer.peer}}).Set(peer.behind_retention ? 1 : 0);
+  }
+  for (const OriginLag& lag : lags) {
+    lag_events_->Add({{"origin", lag.origin}}).Set(static_cast<double>(lag.events));
+    lag_ms_->Add({{"origin", lag.origin}}).Set(static_cast<double>(lag.milliseconds));
+  }
+  relays_active_->Set(static_cast<double>(relays_active));
 }
 
 void Metrics::ObserveRequest(api::Route route, int status, double seconds) {

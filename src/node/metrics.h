@@ -9,9 +9,11 @@
 
 #include <array>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "api/request.h"
 
@@ -39,6 +41,25 @@ class Metrics {
   };
   std::string Serialize(const Snapshot& snapshot);
 
+  // Replication (docs/operations.md): visibility latency is observed as events become readable;
+  // the rest mirrors totals the ReplicationBoard keeps and is brought up to date before a scrape.
+  void ObserveVisibility(const std::string& origin, double milliseconds);
+  struct PeerTotals {
+    std::string peer;
+    bool connected = false;  // our subscription to it is up
+    uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
+    uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
+    uint64_t reconnects = 0;
+    bool behind_retention = false;
+  };
+  struct OriginLag {
+    std::string origin;
+    uint64_t events = 0;
+    uint64_t milliseconds = 0;
+  };
+  void SetReplication(const std::vector<PeerTotals>& peers, const std::vector<OriginLag>& lags,
+                      size_t relays_active);
+
  private:
   std::mutex serialize_mutex_;  // scrapes catch the mirrored counters up one at a time
   static constexpr size_t kRoutes = static_cast<size_t>(api::Route::kRejected) + 1;
@@ -59,6 +80,19 @@ class Metrics {
   prometheus::Counter* watch_overflows_;
   prometheus::Counter* clock_skew_;
   prometheus::Gauge* connections_;
+
+  prometheus::Family<prometheus::Histogram>* visibility_;
+  std::mutex visibility_mutex_;
+  std::map<std::string, prometheus::Histogram*> visibility_by_origin_;
+  prometheus::Family<prometheus::Gauge>* lag_events_;
+  prometheus::Family<prometheus::Gauge>* lag_ms_;
+  prometheus::Family<prometheus::Counter>* replication_bytes_;
+  prometheus::Family<prometheus::Counter>* replication_batches_;
+  prometheus::Family<prometheus::Counter>* replication_events_;
+  prometheus::Family<prometheus::Counter>* reconnects_;
+  prometheus::Family<prometheus::Gauge>* peer_connected_;
+  prometheus::Family<prometheus::Gauge>* behind_retention_;
+  prometheus::Gauge* relays_active_;
 };
 
 }  // namespace meridian::node

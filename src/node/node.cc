@@ -29,13 +29,23 @@ uint64_t SystemClock::NowMs() {
                                    .count());
 }
 
+namespace {
+
+std::map<core::RegionId, std::string> RegionNames(const NodeConfig& config) {
+  std::map<core::RegionId, std::string> names;
+  for (const RegionAddress& address : config.regions) names[address.id] = address.name;
+  return names;
+}
+
+}  // namespace
+
 Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
     : config_(std::move(config)),
       store_(std::move(store)),
       watches_(config_.watchers_max),
-      views_(config_.document_cache_max) {
-  std::map<core::RegionId, std::string> names;
-  for (const RegionAddress& address : config_.regions) names[address.id] = address.name;
+      views_(config_.document_cache_max),
+      replication_(config_.self().id, RegionNames(config_), &metrics_) {
+  std::map<core::RegionId, std::string> names = RegionNames(config_);
   region_ = std::make_unique<Region>(config_.self().id, std::move(names), store_.get(), &clock_,
                                      config_.limits, config_.max_skew_ms,
                                      config_.document_cache_max, &views_);
@@ -65,7 +75,9 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   node->queue_ = std::make_unique<WriteQueue>(
       node->region_.get(), config.write_batch_max, config.write_queue_max,
       [self](std::vector<Change>&& changes, size_t batch_size) {
-        self->metrics_.ObserveCommit(batch_size);
+        if (batch_size > 0) self->metrics_.ObserveCommit(batch_size);
+        for (const Change& change : changes)
+          self->replication_.NoteCommitted(change.dot, change.hlc);
         self->watches_.Publish(changes);
         self->commits_.Notify();
       });
@@ -83,12 +95,26 @@ bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
   return queue_->Submit(
       std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {
         if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
-          std::lock_guard lock(failure_mutex_);
-          if (!storage_failed_) spdlog::error("storage failed: {}", outcome.status().message());
-          storage_failed_ = true;
+          ReportStorageFailure(outcome.status());
         }
         callback(std::move(outcome));
       });
+}
+
+bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback) {
+  return queue_->SubmitRemote(
+      std::move(events), [this, callback = std::move(callback)](Result<RemoteApply> outcome) {
+        if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
+          ReportStorageFailure(outcome.status());
+        }
+        callback(std::move(outcome));
+      });
+}
+
+void Node::ReportStorageFailure(const Status& status) {
+  std::lock_guard lock(failure_mutex_);
+  if (!storage_failed_) spdlog::error("storage failed: {}", status.message());
+  storage_failed_ = true;
 }
 
 Result<std::optional<std::string>> Node::ReadView(std::string_view key) {

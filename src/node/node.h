@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/metrics.h"
 #include "node/region.h"
+#include "node/replication_board.h"
 #include "node/view_cache.h"
 #include "node/watch_hub.h"
 #include "node/write_queue.h"
@@ -20,8 +21,9 @@
 
 namespace meridian::node {
 
-// Calls every registered listener after each commit (from the commit thread). Used by requests
-// that wait for the frontier to cover a session token.
+// Calls every registered listener after each commit (from the commit thread) and whenever a peer
+// acknowledges events. Used by requests that wait for the frontier to cover a session token or for
+// other regions to hold a write, and by replication streams that tail the log.
 class CommitSignal {
  public:
   using Handle = std::list<std::function<void()>>::iterator;
@@ -48,6 +50,9 @@ class Node {
 
   // Queues a local write; false when the queue is full (429) or the node is stopping.
   bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
+  // Queues a batch of other regions' events for the commit thread (replication); false when
+  // stopping.
+  bool SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback);
   // The committed rendered document of `key` (nullopt: it does not exist), from memory when it
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);
@@ -61,8 +66,10 @@ class Node {
   WatchHub& watches() { return watches_; }
   CommitSignal& commits() { return commits_; }
   Metrics& metrics() { return metrics_; }
+  ReplicationBoard& replication() { return replication_; }
   size_t write_queue_depth() const { return queue_->depth(); }
   bool storage_failed() const;
+  void ReportStorageFailure(const Status& status);
   double uptime_s() const;
 
  private:
@@ -76,6 +83,7 @@ class Node {
   CommitSignal commits_;
   ViewCache views_;
   Metrics metrics_;
+  ReplicationBoard replication_;
   std::unique_ptr<WriteQueue> queue_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   mutable std::mutex failure_mutex_;

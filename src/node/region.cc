@@ -102,8 +102,8 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
   loaded.rendered = rendered;
   group.frontier.Set(event.dot.origin, event.dot.seq);
   ++group.lsn;
-  group.batch.events.push_back(
-      storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event), rendered});
+  group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
+                                                    rendered, event.key, event.hlc});
   group.committed.push_back(Change{event.key, rendered, event.dot, event.hlc, group.lsn});
   return rendered;
 }
@@ -220,6 +220,7 @@ Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> event
     auto merged = Merge(group, **loaded, event, /*enforce_size=*/false);
     if (!merged.ok()) return merged.status();
     ++outcome.applied;
+    outcome.applied_hlcs.push_back(event.hlc);
   }
   if (outcome.applied == 0) return outcome;
   if (Status status = Finish(group, changes); !status.ok()) {

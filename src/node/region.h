@@ -51,6 +51,7 @@ struct RemoteApply {
   size_t applied = 0;     // merged and durable
   size_t duplicates = 0;  // already applied here (or this region's own)
   size_t gaps = 0;        // ahead of a missing predecessor of their origin: not applied
+  std::vector<core::HlcTimestamp> applied_hlcs;  // of the applied events, in order
 };
 
 struct CommitStats {

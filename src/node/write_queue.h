@@ -1,6 +1,8 @@
 // WriteQueue: group commit. Any thread submits writes; one commit thread takes everything
 // pending (up to batch_max) and commits it through Region::CommitLocalWrites as one durable
-// batch, so concurrent writers share an fsync and throughput rises with concurrency.
+// batch, so concurrent writers share an fsync and throughput rises with concurrency. Batches of
+// other regions' events (replication) commit on the same thread, so every change of the region's
+// state has one writer.
 #pragma once
 
 #include <condition_variable>
@@ -25,6 +27,14 @@ class WriteQueue {
   WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener);
   ~WriteQueue();
 
+  // Runs on the commit thread once the remote events are durable (or refused).
+  using RemoteCallback = std::function<void(Result<RemoteApply>)>;
+
+  // Queues events of other regions for Region::ApplyRemoteEvents; they commit as their own group,
+  // between groups of local writes. Never refused for a full queue (each replication stream
+  // waits for its batch before sending the next); false only when stopping.
+  bool SubmitRemote(std::vector<core::Event> events, RemoteCallback callback);
+
   // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or
   // the queue is stopping; the callback is then never called.
   bool Submit(WriteRequest request, Callback callback);
@@ -43,6 +53,7 @@ class WriteQueue {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<WriteRequest, Callback>> pending_;
+  std::deque<std::pair<std::vector<core::Event>, RemoteCallback>> remote_;
   bool stopping_ = false;
   std::thread thread_;
 };

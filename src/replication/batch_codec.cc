@@ -13,16 +13,22 @@ constexpr uint8_t kBatchFormatVersion = 1;
 }  // namespace
 
 EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
+  std::vector<std::string> encoded;
+  encoded.reserve(events.size());
+  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
+  return EncodeBatchOfEncoded(encoded, level);
+}
+
+EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
   std::string payload;
-  for (const core::Event& event : events) {
-    const std::string bytes = core::EncodeEvent(event);
+  for (const std::string& bytes : encoded_events) {
     core::PutVarint(&payload, bytes.size());
     payload += bytes;
   }
   EncodedBatch batch;
   batch.raw_bytes = payload.size();
   batch.bytes.push_back(static_cast<char>(kBatchFormatVersion));
-  core::PutVarint(&batch.bytes, events.size());
+  core::PutVarint(&batch.bytes, encoded_events.size());
   core::PutVarint(&batch.bytes, payload.size());
   const size_t header = batch.bytes.size();
   batch.bytes.resize(header + ZSTD_compressBound(payload.size()));

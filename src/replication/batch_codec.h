@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,8 @@ struct EncodedBatch {
 
 // zstd level 1: on this data as small as level 3 and several times faster.
 EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level = 1);
+// The same from events already encoded with core::EncodeEvent (as the log holds them).
+EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level = 1);
 
 // Decodes and validates every event (core::DecodeEvent). kCorruption for bytes that are not a
 // batch, kTooLarge for a batch over the limits, kUnsupported for an unknown format version.

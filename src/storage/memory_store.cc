@@ -14,7 +14,8 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mutex_);
     for (const LoggedEvent& event : batch.events) {
       log_[event.dot] = event;
-      changes_[event.lsn] = event.dot;
+      log_bytes_ += event.bytes.size();
+      changes_[event.lsn] = event;
       last_lsn_ = std::max(last_lsn_, event.lsn);
     }
     for (const DocumentWrite& document : batch.documents) {
@@ -80,7 +81,8 @@ class MemoryStore final : public Store {
       std::lock_guard lock(mutex_);
       for (auto it = changes_.upper_bound(after_lsn); it != changes_.end() && events.size() < limit;
            ++it) {
-        events.push_back(log_.at(it->second));
+        events.push_back(it->second);
+        events.back().bytes.clear();
       }
     }
     for (const LoggedEvent& event : events) visit(event);
@@ -99,6 +101,21 @@ class MemoryStore final : public Store {
     }
     for (const LoggedEvent& event : events) visit(event);
     return Status::Ok();
+  }
+
+  Status TrimLog(core::RegionId origin, uint64_t through_seq) override {
+    std::lock_guard lock(mutex_);
+    auto it = log_.lower_bound(core::Dot{origin, 0});
+    while (it != log_.end() && it->first.origin == origin && it->first.seq <= through_seq) {
+      log_bytes_ -= it->second.bytes.size();
+      it = log_.erase(it);
+    }
+    return Status::Ok();
+  }
+
+  Result<uint64_t> LogBytes() override {
+    std::lock_guard lock(mutex_);
+    return log_bytes_;
   }
 
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
@@ -128,7 +145,8 @@ class MemoryStore final : public Store {
 
   std::mutex mutex_;
   std::map<core::Dot, LoggedEvent> log_;
-  std::map<uint64_t, core::Dot> changes_;
+  std::map<uint64_t, LoggedEvent> changes_;  // by lsn
+  uint64_t log_bytes_ = 0;
   std::map<std::string, std::string, std::less<>> docs_;
   std::map<std::string, std::string, std::less<>> views_;
   std::vector<std::string> conflicts_;

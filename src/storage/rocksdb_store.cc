@@ -99,6 +99,9 @@ class RocksDbStore final : public Store {
       value += event.bytes;
       std::string change(1, static_cast<char>(event.dot.origin));
       core::PutVarint(&change, event.dot.seq);
+      core::PutVarint(&change, event.hlc);
+      core::PutVarint(&change, event.key.size());
+      change += event.key;
       change.push_back(event.rendered ? 1 : 0);
       if (event.rendered) change += *event.rendered;
       write.Put(families_[kLog], LogKey(event.dot), value);
@@ -214,17 +217,13 @@ class RocksDbStore final : public Store {
       if (change.empty()) return Corruption("empty change record");
       event.dot.origin = static_cast<uint8_t>(change.front());
       change.remove_prefix(1);
-      if (!core::GetVarint(&change, &event.dot.seq) || change.empty())
+      uint64_t key_size = 0;
+      if (!core::GetVarint(&change, &event.dot.seq) || !core::GetVarint(&change, &event.hlc) ||
+          !core::GetVarint(&change, &key_size) || key_size >= change.size())
         return Corruption("bad change record");
+      event.key.assign(change.substr(0, key_size));
+      change.remove_prefix(key_size);
       if (change.front() == 1) event.rendered.emplace(change.substr(1));
-      change.remove_prefix(1);
-      auto logged = Get(kLog, LogKey(event.dot));
-      if (!logged.ok()) return logged.status();
-      if (!logged->has_value()) return Corruption("change without a logged event");
-      std::string_view bytes = **logged;
-      uint64_t lsn = 0;
-      if (!core::GetVarint(&bytes, &lsn)) return Corruption("log record without lsn");
-      event.bytes.assign(bytes);
       visit(event);
     }
     return FromRocks(it->status(), "read changes");
@@ -247,6 +246,39 @@ class RocksDbStore final : public Store {
       visit(event);
     }
     return FromRocks(it->status(), "read log");
+  }
+
+  Status TrimLog(core::RegionId origin, uint64_t through_seq) override {
+    if (through_seq == 0) return Status::Ok();
+    // Point deletes, not DeleteRange: range tombstones do not mix with the memtable insert hints
+    // of the log family.
+    std::lock_guard lock(commit_mutex_);
+    rocksdb::WriteBatch write;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
+    for (it->Seek(LogKey(core::Dot{origin, 0})); it->Valid(); it->Next()) {
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() != 9 || static_cast<uint8_t>(key.front()) != origin ||
+          GetBigEndian64(key.substr(1)) > through_seq) {
+        break;
+      }
+      write.Delete(families_[kLog], it->key());
+    }
+    if (Status status = FromRocks(it->status(), "trim the log"); !status.ok()) return status;
+    if (write.Count() == 0) return Status::Ok();
+    return FromRocks(db_->Write(write_options_, &write), "trim the log");
+  }
+
+  Result<uint64_t> LogBytes() override {
+    uint64_t bytes = 0;
+    if (!db_->GetIntProperty(families_[kLog], "rocksdb.estimate-live-data-size", &bytes)) {
+      bytes = 0;
+    }
+    uint64_t memtable = 0;
+    if (db_->GetIntProperty(families_[kLog], "rocksdb.cur-size-all-mem-tables", &memtable)) {
+      bytes += memtable;
+    }
+    return bytes;
   }
 
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {

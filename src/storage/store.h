@@ -36,8 +36,10 @@ struct DocumentWrite {
 struct LoggedEvent {
   core::Dot dot;
   uint64_t lsn = 0;
-  std::string bytes;                    // core::EncodeEvent
+  std::string bytes;                    // core::EncodeEvent (empty from ReadChanges)
   std::optional<std::string> rendered;  // the document just after this event; nullopt: absent
+  std::string key;                      // the event's document key
+  core::HlcTimestamp hlc = 0;           // the event's HLC
 };
 
 // One atomic step.
@@ -81,7 +83,8 @@ class Store {
 
   // The local position of an applied event, or nullopt when it is not in the log.
   virtual Result<std::optional<uint64_t>> LsnOf(core::Dot dot) = 0;
-  // Calls visit for up to `limit` logged events with lsn > after_lsn, in lsn order.
+  // Calls visit for up to `limit` changes with lsn > after_lsn, in lsn order: dot, lsn, key, hlc
+  // and rendered document (not the event's bytes). The change order outlives log retention.
   virtual Status ReadChanges(uint64_t after_lsn, size_t limit,
                              const std::function<void(const LoggedEvent&)>& visit) = 0;
 
@@ -89,6 +92,12 @@ class Store {
   // (what a region sends a peer that has applied up to from_seq - 1).
   virtual Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
                          const std::function<void(const LoggedEvent&)>& visit) = 0;
+
+  // Log retention: removes the logged events of `origin` with seq <= through_seq (the change
+  // order and documents stay). Afterwards ReadLog starts past them and LsnOf does not find them.
+  virtual Status TrimLog(core::RegionId origin, uint64_t through_seq) = 0;
+  // About how many bytes the event log holds.
+  virtual Result<uint64_t> LogBytes() = 0;
 
   // The newest `limit` conflict records, newest first.
   virtual Result<std::vector<std::string>> RecentConflicts(size_t limit) = 0;

@@ -43,6 +43,10 @@ class FlakyStore final : public storage::Store {
                  const std::function<void(const storage::LoggedEvent&)>& visit) override {
     return inner_->ReadLog(origin, from_seq, limit, visit);
   }
+  Status TrimLog(core::RegionId origin, uint64_t through_seq) override {
+    return inner_->TrimLog(origin, through_seq);
+  }
+  Result<uint64_t> LogBytes() override { return inner_->LogBytes(); }
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
     return inner_->RecentConflicts(limit);
   }
@@ -241,14 +245,16 @@ class RemoteApplyTest : public ::testing::Test {
     std::vector<Change> changes;
     eu_.CommitLocalWrites(writes, &outcomes, &changes);
     std::vector<core::Event> events;
-    EXPECT_TRUE(eu_store_
-                    .ReadChanges(changes.front().lsn - 1, changes.size(),
-                                 [&](const storage::LoggedEvent& logged) {
-                                   auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                                   EXPECT_TRUE(event.ok());
-                                   events.push_back(*event);
-                                 })
-                    .ok());
+    for (const Change& change : changes) {
+      EXPECT_TRUE(eu_store_
+                      .ReadLog(change.dot.origin, change.dot.seq, 1,
+                               [&](const storage::LoggedEvent& logged) {
+                                 auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+                                 EXPECT_TRUE(event.ok());
+                                 events.push_back(*event);
+                               })
+                      .ok());
+    }
     return events;
   }
 

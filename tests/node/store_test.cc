@@ -35,7 +35,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
                            std::optional<std::string> rendered) {
     CommitBatch batch;
     batch.events.push_back(
-        LoggedEvent{core::Dot{1, lsn}, lsn, "event-" + std::to_string(lsn), rendered});
+        LoggedEvent{core::Dot{1, lsn}, lsn, "event-" + std::to_string(lsn), rendered, key, lsn});
     batch.documents.push_back(DocumentWrite{key, rendered ? "state-of-" + key : "", rendered});
     batch.frontier = core::VersionVector{{1, lsn}};
     batch.hlc = core::MakeHlc(1000 + lsn, 0);
@@ -112,7 +112,8 @@ TEST_P(StoreTest, ChangesAreReadInLsnOrderFromAnyPoint) {
                   .ReadChanges(2, 2,
                                [&seen](const LoggedEvent& event) {
                                  seen.push_back(event.lsn);
-                                 EXPECT_EQ(event.bytes, "event-" + std::to_string(event.lsn));
+                                 EXPECT_EQ(event.key, "k");
+                                 EXPECT_EQ(event.hlc, event.lsn);
                                  EXPECT_EQ(event.dot, (core::Dot{1, event.lsn}));
                                  EXPECT_EQ(event.rendered,
                                            "{}");  // the document as the event left it
@@ -129,7 +130,7 @@ TEST_P(StoreTest, LogIsReadPerOriginInSeqOrder) {
     for (uint64_t seq = 1; seq <= 3; ++seq) {
       batch.events.push_back(LoggedEvent{core::Dot{origin, seq}, ++lsn,
                                          "e" + std::to_string(origin) + "." + std::to_string(seq),
-                                         std::nullopt});
+                                         std::nullopt, "k", seq});
     }
   }
   ASSERT_TRUE(store().Commit(batch).ok());
@@ -151,6 +152,34 @@ TEST_P(StoreTest, LogIsReadPerOriginInSeqOrder) {
           .ReadLog(4, 1, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); })
           .ok());
   EXPECT_TRUE(seen.empty());
+}
+
+TEST_P(StoreTest, TrimmedLogStartsLaterAndChangesStay) {
+  CommitBatch batch;
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    batch.events.push_back(LoggedEvent{core::Dot{1, seq}, seq, "e" + std::to_string(seq),
+                                       std::nullopt, "k" + std::to_string(seq), seq});
+    batch.events.push_back(
+        LoggedEvent{core::Dot{2, seq}, 5 + seq, "f" + std::to_string(seq), std::nullopt, "j", seq});
+  }
+  ASSERT_TRUE(store().Commit(batch).ok());
+  ASSERT_TRUE(store().TrimLog(1, 3).ok());
+  std::vector<std::string> seen;
+  const auto collect = [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); };
+  ASSERT_TRUE(store().ReadLog(1, 1, 10, collect).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"e4", "e5"}));
+  seen.clear();
+  ASSERT_TRUE(store().ReadLog(2, 1, 10, collect).ok());  // another origin: untouched
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_FALSE(store().LsnOf(core::Dot{1, 3}).value().has_value());
+  // Watches still resume over the trimmed events: the change order keeps key and HLC.
+  std::vector<std::string> keys;
+  ASSERT_TRUE(
+      store()
+          .ReadChanges(0, 3, [&keys](const LoggedEvent& event) { keys.push_back(event.key); })
+          .ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"k1", "k2", "k3"}));
+  EXPECT_TRUE(store().LogBytes().ok());
 }
 
 TEST_P(StoreTest, ConflictLogNewestFirst) {

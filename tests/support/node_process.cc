@@ -53,10 +53,20 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   data_dir_ = dir_.path() + "/data";
   config_path_ = dir_.path() + "/node.toml";
   log_path_ = dir_.path() + "/node.log";
-  http_port_ = FreePort();
   std::ofstream config(config_path_);
   config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_
          << "\"\n\n";
+  if (!options_.regions.empty()) {
+    for (const RegionEntry& entry : options_.regions) {
+      if (entry.name == options_.region) http_port_ = entry.http_port;
+      config << "[[regions]]\nname = \"" << entry.name << "\"\nid = " << entry.id
+             << "\nhttp = \"127.0.0.1:" << entry.http_port << "\"\nreplication = \""
+             << entry.replication << "\"\n\n";
+    }
+    config << options_.extra_toml << "\n";
+    return;
+  }
+  http_port_ = FreePort();
   config << "[[regions]]\nname = \"" << options_.region
          << "\"\nid = 1\nhttp = \"127.0.0.1:" << http_port_
          << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
@@ -73,7 +83,7 @@ NodeProcess::~NodeProcess() {
   if (pid_ > 0) Kill();
 }
 
-bool NodeProcess::Start(std::chrono::milliseconds timeout) {
+bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
   const pid_t pid = ::fork();
   if (pid < 0) return false;
   if (pid == 0) {
@@ -96,7 +106,7 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout) {
       pid_ = -1;
       return false;  // exited during start-up
     }
-    if (client.Get("/readyz").status == 200) return true;
+    if (client.Get(ready ? "/readyz" : "/healthz").status == 200) return true;
     // Not listening yet: the connection was refused at once; wait for the process a moment.
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

@@ -30,10 +30,21 @@ class TempDir {
   std::string path_;
 };
 
+// One region of a deployment as a node's config lists it.
+struct RegionEntry {
+  std::string name;
+  int id = 0;
+  uint16_t http_port = 0;
+  std::string replication;  // own region: listen address; others: where to dial them
+};
+
 struct NodeOptions {
   std::string region = "us";
   std::vector<std::string> peers = {"eu", "asia"};  // configured but not running
   std::string extra_toml;                           // appended to the config (sections)
+  // When set, the deployment exactly (this region included, by name `region`) instead of
+  // `peers` on fresh ports.
+  std::vector<RegionEntry> regions;
 };
 
 class NodeProcess {
@@ -41,9 +52,9 @@ class NodeProcess {
   explicit NodeProcess(NodeOptions options = {});
   ~NodeProcess();
 
-  // Starts the process and waits up to `timeout` for /readyz to answer 200. False (with the
-  // process's log in log()) when it did not come up.
-  bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Starts the process and waits up to `timeout` for /readyz (or, with ready = false, /healthz)
+  // to answer 200. False (with the process's log in log()) when it did not come up.
+  bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20), bool ready = true);
   void Kill();  // SIGKILL and reap
   // SIGTERM and wait (bounded) for exit; returns the exit status or -1 on timeout (then killed).
   int Terminate(std::chrono::milliseconds timeout = std::chrono::seconds(20));

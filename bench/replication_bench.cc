@@ -1,0 +1,341 @@
+// replication_bench: cross-region replication of three real region nodes on this machine, each
+// directed link through a wan-proxy route with an injected one-way delay D. Four measurements,
+// each against its goal (bench/RESULTS.md):
+//
+//   visibility   steady load of --rate writes/s spread over the regions; per pair, p50/p99 of
+//                (time the event became readable in the receiving region - its origin HLC time),
+//                over the last --measure-s seconds.              goal: p99 <= D + 5 ms
+//   wire         bytes the proxies carried between regions (both directions, everything: batches,
+//                heartbeats, acks, gRPC framing) per replicated event, against the event as JSON.
+//                                                                goal: <= 20%
+//   catch-up     a region down for --down-s seconds of that load, restarted: the backlog it applies
+//                per second against the cluster's write rate.   goal: >= 10x
+//   pair rate    one region's backlog of --backlog events replayed to another: events/s applied
+//                over that one link.                            goal: >= 100,000 events/s
+//
+// Output: a JSON line per measurement on stdout, progress on stderr.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/cluster.h"
+
+namespace meridian::testing {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  uint32_t delay_ms = 50;
+  double rate = 10'000;  // writes/s over all regions
+  int threads_per_region = 8;
+  int measure_s = 10;
+  int warmup_s = 3;
+  int down_s = 60;
+  int backlog = 300'000;
+  int items = 10'000;
+};
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "[replication_bench] %s\n", line.c_str());
+}
+
+json Status(HttpClient& client) {
+  return json::parse(client.Get("/v1/status").body, nullptr, false);
+}
+
+uint64_t Total(const json& status) {
+  uint64_t total = 0;
+  if (!status.is_object()) return 0;
+  for (const auto& [origin, seq] : status["frontier"].items()) total += seq.get<uint64_t>();
+  return total;
+}
+
+// An inventory workload: stock movements and price changes on --items items, as JSON bodies.
+struct Write {
+  std::string method;
+  std::string target;
+  std::string body;
+  std::string json_event;  // the same event as a JSON record, for the wire ratio
+};
+
+Write MakeWrite(std::mt19937_64& random, int items, const std::string& region) {
+  const int item = static_cast<int>(random() % static_cast<uint64_t>(items));
+  char key[32];
+  std::snprintf(key, sizeof key, "item:%05d", item);
+  Write write;
+  json fields;
+  if (random() % 4 == 0) {
+    write.method = "PATCH";
+    write.target = std::string("/v1/docs/") + key;
+    fields = {{"price", static_cast<double>(random() % 10'000) / 100.0}, {"updated_by", region}};
+    write.body = fields.dump();
+  } else {
+    write.method = "POST";
+    write.target = std::string("/v1/docs/") + key + "/incr";
+    fields = {{"stock", random() % 5 == 0 ? 20 : -1}};
+    write.body = fields.dump();
+  }
+  write.json_event = json{
+      {"event", region + ":1234567"},
+      {"hlc", "1795313737401.0"},
+      {"key", key},
+      {"op", write.method == "PATCH" ? "set" : "incr"},
+      {"fields", fields}}.dump();
+  return write;
+}
+
+// Writers paced to `rate` over all regions until stopped; counts acknowledged writes.
+class Load {
+ public:
+  Load(Cluster& cluster, const Options& options) : cluster_(cluster), options_(options) {}
+  ~Load() { Stop(); }
+
+  void Start() {
+    const int threads = options_.threads_per_region * static_cast<int>(cluster_.regions().size());
+    const double per_thread = options_.rate / threads;
+    for (const std::string& region : cluster_.regions()) {
+      for (int t = 0; t < options_.threads_per_region; ++t) {
+        threads_.emplace_back([this, region, per_thread, t] {
+          HttpClient client = cluster_.Client(region);
+          std::mt19937_64 random(std::hash<std::string>{}(region) + static_cast<uint64_t>(t));
+          const auto start = Clock::now();
+          for (uint64_t k = 0; !stop_; ++k) {
+            const auto due = start + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(k / per_thread));
+            if (due > Clock::now()) std::this_thread::sleep_until(due);  // pacing, not waiting
+            const Write write = MakeWrite(random, options_.items, region);
+            const HttpResponse response = client.Send(write.method, write.target, write.body);
+            if (response.status == 200) {
+              ++acknowledged_;
+              json_bytes_ += write.json_event.size();
+            } else {
+              ++failed_;
+              if (response.status == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            }
+          }
+        });
+      }
+    }
+  }
+  void Stop() {
+    stop_ = true;
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+  }
+  uint64_t acknowledged() const { return acknowledged_; }
+  double mean_json_bytes() const {
+    return acknowledged_ ? static_cast<double>(json_bytes_) / acknowledged_ : 0;
+  }
+
+ private:
+  Cluster& cluster_;
+  const Options& options_;
+  std::atomic<bool> stop_ = false;
+  std::atomic<uint64_t> acknowledged_ = 0;
+  std::atomic<uint64_t> failed_ = 0;
+  std::atomic<uint64_t> json_bytes_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+bool WaitUntilTotal(HttpClient& client, uint64_t total, std::chrono::seconds timeout,
+                    Clock::time_point* reached) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (Total(Status(client)) >= total) {
+      *reached = Clock::now();
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+int Run(const Options& options) {
+  ClusterOptions cluster_options;
+  cluster_options.delay_ms = options.delay_ms;
+  cluster_options.extra_toml =
+      "[replication]\nrelay_after_ms = 60000\n[writes]\nqueue_max = 100000\n";
+  Cluster cluster(cluster_options);
+  if (!cluster.Start()) {
+    Log("the cluster did not start:\n" + cluster.Logs());
+    return 1;
+  }
+  Log("3 regions up, one-way delay " + std::to_string(options.delay_ms) + " ms");
+
+  // --- visibility and wire bytes at a steady rate ----------------------------------------------
+  Load load(cluster, options);
+  load.Start();
+  std::this_thread::sleep_for(std::chrono::seconds(options.warmup_s));
+  const auto wire_before = cluster.ProxyBytes();
+  const uint64_t acknowledged_before = load.acknowledged();
+  const auto measure_start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(options.measure_s));
+  const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
+  const uint64_t written = load.acknowledged() - acknowledged_before;
+  const auto wire_after = cluster.ProxyBytes();
+  json pairs = json::array();
+  double worst_p99 = 0;
+  for (const std::string& region : cluster.regions()) {
+    HttpClient client = cluster.Client(region);
+    const json status = Status(client);
+    for (const auto& [origin, state] : status["origins"].items()) {
+      const json& visibility = state["visibility_ms"];
+      pairs.push_back({{"from", origin},
+                       {"to", region},
+                       {"p50_ms", visibility["p50"]},
+                       {"p99_ms", visibility["p99"]},
+                       {"samples", visibility["count"]}});
+      worst_p99 = std::max(worst_p99, visibility["p99"].get<double>());
+    }
+  }
+  const double write_rate = written / seconds;
+  std::printf("%s\n", json{{"measure", "visibility"},
+                           {"delay_ms", options.delay_ms},
+                           {"target_rate", options.rate},
+                           {"write_rate", write_rate},
+                           {"pairs", pairs},
+                           {"worst_p99_ms", worst_p99},
+                           {"goal_p99_ms", options.delay_ms + 5},
+                           {"met", worst_p99 <= options.delay_ms + 5}}
+                          .dump()
+                          .c_str());
+  // Each write reaches the two other regions.
+  const double replicated = 2.0 * written;
+  const double wire_per_event = (wire_after - wire_before) / replicated;
+  const double ratio = wire_per_event / load.mean_json_bytes();
+  std::printf("%s\n", json{{"measure", "wire"},
+                           {"wire_bytes_per_event", wire_per_event},
+                           {"json_bytes_per_event", load.mean_json_bytes()},
+                           {"ratio", ratio},
+                           {"goal_ratio", 0.2},
+                           {"met", ratio <= 0.2}}
+                          .dump()
+                          .c_str());
+  std::fflush(stdout);
+
+  // --- catch-up after a region was down under load ---------------------------------------------
+  Log("asia down for " + std::to_string(options.down_s) + " s under load");
+  cluster.node("asia").Kill();
+  const uint64_t down_acknowledged = load.acknowledged();
+  const auto down_start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(options.down_s));
+  const double down_rate = (load.acknowledged() - down_acknowledged) /
+                           std::chrono::duration<double>(Clock::now() - down_start).count();
+  HttpClient us = cluster.Client("us");
+  const uint64_t target = Total(Status(us));
+  const auto restart = Clock::now();
+  if (!cluster.node("asia").Start(std::chrono::seconds(60))) {
+    Log("asia did not restart:\n" + cluster.node("asia").log());
+    return 1;
+  }
+  HttpClient asia = cluster.Client("asia");
+  const uint64_t asia_before = Total(Status(asia));
+  Clock::time_point caught_up;
+  if (!WaitUntilTotal(asia, target, std::chrono::seconds(600), &caught_up)) {
+    Log("asia did not catch up");
+    return 1;
+  }
+  const double catch_up_s = std::chrono::duration<double>(caught_up - restart).count();
+  const double catch_up_rate = (target - asia_before) / catch_up_s;
+  std::printf("%s\n", json{{"measure", "catch_up"},
+                           {"down_s", options.down_s},
+                           {"write_rate_while_down", down_rate},
+                           {"backlog_events", target - asia_before},
+                           {"catch_up_s", catch_up_s},
+                           {"catch_up_rate", catch_up_rate},
+                           {"ratio", catch_up_rate / down_rate},
+                           {"goal_ratio", 10},
+                           {"met", catch_up_rate / down_rate >= 10}}
+                          .dump()
+                          .c_str());
+  std::fflush(stdout);
+  load.Stop();
+
+  // --- one pair's replay rate ------------------------------------------------------------------
+  std::string why;
+  if (!cluster.WaitConverged(std::chrono::seconds(120), &why)) {
+    Log("no convergence before the pair measurement: " + why);
+    return 1;
+  }
+  Log("eu down; us writes a backlog of " + std::to_string(options.backlog) + " events");
+  cluster.node("eu").Kill();
+  cluster.node("asia").Kill();  // the backlog reaches eu from us alone
+  {
+    std::vector<std::thread> writers;
+    std::atomic<int> next = 0;
+    for (int t = 0; t < 16; ++t) {
+      writers.emplace_back([&, t] {
+        HttpClient client = cluster.Client("us");
+        std::mt19937_64 random(1000 + t);
+        while (next++ < options.backlog) {
+          const Write write = MakeWrite(random, options.items, "us");
+          client.Send(write.method, write.target, write.body);
+        }
+      });
+    }
+    for (std::thread& writer : writers) writer.join();
+  }
+  const uint64_t us_total = Total(Status(us));
+  const auto eu_restart = Clock::now();
+  if (!cluster.node("eu").Start(std::chrono::seconds(60))) return 1;
+  HttpClient eu = cluster.Client("eu");
+  const uint64_t eu_before = Total(Status(eu));
+  if (!WaitUntilTotal(eu, us_total, std::chrono::seconds(600), &caught_up)) return 1;
+  const double pair_s = std::chrono::duration<double>(caught_up - eu_restart).count();
+  const double pair_rate = (us_total - eu_before) / pair_s;
+  std::printf("%s\n", json{{"measure", "pair_rate"},
+                           {"from", "us"},
+                           {"to", "eu"},
+                           {"events", us_total - eu_before},
+                           {"seconds", pair_s},
+                           {"events_per_s", pair_rate},
+                           {"goal", 100'000},
+                           {"met", pair_rate >= 100'000}}
+                          .dump()
+                          .c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace meridian::testing
+
+int main(int argc, char** argv) {
+  meridian::testing::Options options;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const double value = std::stod(argv[i + 1]);
+    if (flag == "--delay-ms")
+      options.delay_ms = static_cast<uint32_t>(value);
+    else if (flag == "--rate")
+      options.rate = value;
+    else if (flag == "--threads-per-region")
+      options.threads_per_region = static_cast<int>(value);
+    else if (flag == "--measure-s")
+      options.measure_s = static_cast<int>(value);
+    else if (flag == "--warmup-s")
+      options.warmup_s = static_cast<int>(value);
+    else if (flag == "--down-s")
+      options.down_s = static_cast<int>(value);
+    else if (flag == "--backlog")
+      options.backlog = static_cast<int>(value);
+    else if (flag == "--items")
+      options.items = static_cast<int>(value);
+    else {
+      std::fprintf(stderr,
+                   "usage: replication_bench [--delay-ms 50] [--rate 10000] "
+                   "[--threads-per-region 8] [--measure-s 10] [--warmup-s 3] [--down-s 60] "
+                   "[--backlog 300000] [--items 10000]\n");
+      return 2;
+    }
+  }
+  return meridian::testing::Run(options);
+}

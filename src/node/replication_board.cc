@@ -1,0 +1,317 @@
+#include "node/replication_board.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+namespace meridian::node {
+namespace {
+
+constexpr size_t kVisibilitySamplesMax = 65536;  // per origin: 1 MiB at most
+constexpr uint64_t kVisibilityWindowMs = 10'000;
+
+uint64_t SteadyMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+double Quantile(std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t index = std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()));
+  return sorted[index];
+}
+
+}  // namespace
+
+ReplicationBoard::ReplicationBoard(core::RegionId self, std::map<core::RegionId, std::string> names,
+                                   Metrics* metrics)
+    : self_(self), names_(std::move(names)), metrics_(metrics) {
+  for (const auto& [id, name] : names_) {
+    if (id == self_) continue;
+    peers_[id].link.peer = id;
+  }
+}
+
+const std::string& ReplicationBoard::NameOf(core::RegionId id) const {
+  static const std::string kUnknown = "?";
+  auto it = names_.find(id);
+  return it == names_.end() ? kUnknown : it->second;
+}
+
+std::vector<core::RegionId> ReplicationBoard::peers() const {
+  std::vector<core::RegionId> ids;
+  for (const auto& [id, peer] : peers_) ids.push_back(id);
+  return ids;
+}
+
+void ReplicationBoard::NoteCommitted(core::Dot dot, core::HlcTimestamp hlc) {
+  std::lock_guard lock(mutex_);
+  Origin& origin = origins_[dot.origin];
+  origin.applied_hlc = std::max(origin.applied_hlc, hlc);
+  if (dot.seq >= origin.head_seq) {
+    origin.head_seq = dot.seq;
+    origin.head_hlc = std::max(origin.head_hlc, hlc);
+  }
+}
+
+std::vector<OriginHead> ReplicationBoard::Heads(const core::VersionVector& frontier) const {
+  std::lock_guard lock(mutex_);
+  std::vector<OriginHead> heads;
+  for (const auto& entry : frontier.entries()) {
+    auto it = origins_.find(entry.origin);
+    heads.push_back({entry.origin, entry.seq, it == origins_.end() ? 0 : it->second.applied_hlc});
+  }
+  return heads;
+}
+
+void ReplicationBoard::SubscriberAttached(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) {
+    ++it->second.subscriptions;
+    it->second.subscriber_behind.clear();
+  }
+}
+
+void ReplicationBoard::SubscriberDetached(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end() && it->second.subscriptions > 0) {
+    --it->second.subscriptions;
+  }
+}
+
+void ReplicationBoard::Acked(core::RegionId peer, const core::VersionVector& applied) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.acked.Merge(applied);
+}
+
+core::VersionVector ReplicationBoard::AckedByAll() const {
+  std::lock_guard lock(mutex_);
+  std::optional<core::VersionVector> meet;
+  for (const auto& [id, peer] : peers_) {
+    meet = meet ? core::VersionVector::Meet(*meet, peer.acked) : peer.acked;
+  }
+  return meet.value_or(core::VersionVector());
+}
+
+void ReplicationBoard::SetRetention(uint64_t log_bytes,
+                                    const core::VersionVector& trimmed_through) {
+  std::lock_guard lock(mutex_);
+  log_bytes_ = log_bytes;
+  trimmed_through_ = trimmed_through;
+}
+
+size_t ReplicationBoard::RegionsHolding(core::Dot dot) const {
+  std::lock_guard lock(mutex_);
+  size_t count = 0;
+  for (const auto& [id, peer] : peers_) {
+    if (id == dot.origin || peer.acked.Get(dot.origin) >= dot.seq) ++count;
+  }
+  return count;
+}
+
+void ReplicationBoard::BatchSent(core::RegionId peer, size_t events, size_t wire_bytes,
+                                 size_t raw_bytes) {
+  std::lock_guard lock(mutex_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  ++it->second.sent_batches;
+  it->second.sent_events += events;
+  it->second.sent_wire += wire_bytes;
+  it->second.sent_raw += raw_bytes;
+}
+
+void ReplicationBoard::SubscriberBehindRetention(core::RegionId peer, core::RegionId origin,
+                                                 uint64_t wanted, uint64_t oldest) {
+  std::lock_guard lock(mutex_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  it->second.subscriber_behind = NameOf(peer) + " wants " + NameOf(origin) + ":" +
+                                 std::to_string(wanted) + " but the log here starts at " +
+                                 NameOf(origin) + ":" + std::to_string(oldest);
+}
+
+void ReplicationBoard::LinksChanged(std::vector<replication::Links::View> views,
+                                    size_t relays_active) {
+  std::lock_guard lock(mutex_);
+  for (replication::Links::View& view : views) {
+    auto it = peers_.find(view.peer);
+    if (it != peers_.end()) it->second.link = std::move(view);
+  }
+  relays_active_ = relays_active;
+}
+
+void ReplicationBoard::Reconnecting(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) ++it->second.reconnects;
+}
+
+void ReplicationBoard::HeadsHeard(std::span<const OriginHead> heads) {
+  std::lock_guard lock(mutex_);
+  for (const OriginHead& head : heads) {
+    Origin& origin = origins_[head.origin];
+    if (head.seq > origin.head_seq) {
+      origin.head_seq = head.seq;
+      origin.head_hlc = head.hlc;
+    } else if (head.seq == origin.head_seq) {
+      origin.head_hlc = std::max(origin.head_hlc, head.hlc);
+    }
+  }
+}
+
+void ReplicationBoard::BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes,
+                                     size_t raw_bytes) {
+  std::lock_guard lock(mutex_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  ++it->second.received_batches;
+  it->second.received_events += events;
+  it->second.received_wire += wire_bytes;
+  it->second.received_raw += raw_bytes;
+  it->second.behind.clear();
+}
+
+void ReplicationBoard::Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
+                               uint64_t now_ms) {
+  if (hlcs.empty()) return;
+  const std::string& name = NameOf(origin);
+  std::lock_guard lock(mutex_);
+  Origin& state = origins_[origin];
+  for (core::HlcTimestamp hlc : hlcs) {
+    const uint64_t physical = core::HlcPhysicalMs(hlc);
+    // A clock ahead of ours shows as zero, not as a negative latency.
+    const double latency = now_ms > physical ? static_cast<double>(now_ms - physical) : 0.0;
+    metrics_->ObserveVisibility(name, latency);
+    state.visibility.push_back({now_ms, latency});
+    if (state.visibility.size() > kVisibilitySamplesMax) state.visibility.pop_front();
+  }
+}
+
+void ReplicationBoard::BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
+                                       uint64_t oldest) {
+  std::lock_guard lock(mutex_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  it->second.behind = "this region needs " + NameOf(origin) + ":" + std::to_string(wanted) +
+                      " but " + NameOf(peer) + "'s log starts at " + NameOf(origin) + ":" +
+                      std::to_string(oldest) + "; re-seed this region";
+}
+
+std::pair<uint64_t, uint64_t> ReplicationBoard::LagOf(core::RegionId origin, const Origin& state,
+                                                      const core::VersionVector& applied) const {
+  const uint64_t have = applied.Get(origin);
+  uint64_t head = state.head_seq;
+  for (const auto& [id, peer] : peers_) head = std::max(head, peer.link.frontier.Get(origin));
+  if (head <= have) return {0, 0};
+  uint64_t lag_ms = 0;
+  if (state.head_hlc != 0 && state.applied_hlc != 0) {
+    const uint64_t newest = core::HlcPhysicalMs(state.head_hlc);
+    const uint64_t applied_ms = core::HlcPhysicalMs(state.applied_hlc);
+    lag_ms = newest > applied_ms ? newest - applied_ms : 0;
+  }
+  return {head - have, lag_ms};
+}
+
+nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
+                                            uint64_t now_ms) const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json peers = nlohmann::json::array();
+  for (const auto& [id, peer] : peers_) {
+    auto origin = origins_.find(id);
+    const auto [lag_events, lag_ms] =
+        LagOf(id, origin == origins_.end() ? Origin{} : origin->second, applied);
+    nlohmann::json relaying = nlohmann::json::array();
+    for (core::RegionId relayed : peer.link.relaying) relaying.push_back(NameOf(relayed));
+    nlohmann::json acked = nlohmann::json::object();
+    for (const auto& entry : peer.acked.entries()) acked[NameOf(entry.origin)] = entry.seq;
+    nlohmann::json entry = {
+        {"name", NameOf(id)},
+        {"id", id},
+        {"connected", peer.link.connected},
+        {"state_for_ms", SteadyMs() - std::min(SteadyMs(), peer.link.since_ms)},
+        {"applied", applied.Get(id)},
+        {"lag_events", lag_events},
+        {"lag_ms", lag_ms},
+        {"relaying", relaying},
+        {"relayed_by",
+         peer.link.relayed_by ? nlohmann::json(NameOf(*peer.link.relayed_by)) : nlohmann::json()},
+        {"reconnects", peer.reconnects},
+        {"subscribed_to_us", peer.subscriptions > 0},
+        {"acked", acked},
+        {"sent",
+         {{"batches", peer.sent_batches},
+          {"events", peer.sent_events},
+          {"wire_bytes", peer.sent_wire},
+          {"raw_bytes", peer.sent_raw}}},
+        {"received",
+         {{"batches", peer.received_batches},
+          {"events", peer.received_events},
+          {"wire_bytes", peer.received_wire},
+          {"raw_bytes", peer.received_raw}}}};
+    if (!peer.behind.empty()) entry["behind_retention"] = peer.behind;
+    if (!peer.subscriber_behind.empty())
+      entry["subscriber_behind_retention"] = peer.subscriber_behind;
+    peers.push_back(std::move(entry));
+  }
+  nlohmann::json origins = nlohmann::json::object();
+  for (const auto& [id, state] : origins_) {
+    if (id == self_) continue;
+    const auto [lag_events, lag_ms] = LagOf(id, state, applied);
+    std::vector<double> recent;
+    for (const Sample& sample : state.visibility) {
+      if (sample.at_ms + kVisibilityWindowMs >= now_ms) recent.push_back(sample.latency_ms);
+    }
+    std::sort(recent.begin(), recent.end());
+    origins[NameOf(id)] = {{"applied", applied.Get(id)},
+                           {"lag_events", lag_events},
+                           {"lag_ms", lag_ms},
+                           {"visibility_ms",
+                            {{"p50", Quantile(recent, 0.5)},
+                             {"p99", Quantile(recent, 0.99)},
+                             {"count", recent.size()}}}};
+  }
+  nlohmann::json trimmed = nlohmann::json::object();
+  for (const auto& entry : trimmed_through_.entries()) trimmed[NameOf(entry.origin)] = entry.seq;
+  nlohmann::json held_by = nlohmann::json::array();
+  for (const auto& [id, peer] : peers_) {
+    // Peers that have not acknowledged everything held here keep it in the log.
+    if (!peer.acked.Dominates(applied)) held_by.push_back(NameOf(id));
+  }
+  return {{"peers", peers},
+          {"origins", origins},
+          {"relays_active", relays_active_},
+          {"retention",
+           {{"log_bytes", log_bytes_}, {"trimmed_through", trimmed}, {"held_by", held_by}}}};
+}
+
+std::vector<std::string> ReplicationBoard::Problems() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> problems;
+  for (const auto& [id, peer] : peers_) {
+    if (!peer.behind.empty()) problems.push_back("replication: " + peer.behind);
+  }
+  return problems;
+}
+
+void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
+  std::vector<Metrics::PeerTotals> totals;
+  std::vector<Metrics::OriginLag> lags;
+  size_t relays = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, peer] : peers_) {
+      totals.push_back({NameOf(id), peer.link.connected, peer.sent_batches, peer.sent_events,
+                        peer.sent_wire, peer.sent_raw, peer.received_batches, peer.received_events,
+                        peer.received_wire, peer.received_raw, peer.reconnects,
+                        !peer.behind.empty()});
+      auto origin = origins_.find(id);
+      const auto [lag_events, lag_ms] =
+          LagOf(id, origin == origins_.end() ? Origin{} : origin->second, applied);
+      lags.push_back({NameOf(id), lag_events, lag_ms});
+    }
+    relays = relays_active_;
+  }
+  metrics_->SetReplication(totals, lags, relays);
+}
+
+}  // namespace meridian::node

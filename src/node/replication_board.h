@@ -1,0 +1,121 @@
+// ReplicationBoard: what a node knows about replication, shared between the replication transport
+// (which writes it) and the HTTP server (which reads it for /v1/status, /metrics, /readyz and
+// durability=regions:N waits). Thread-safe; every method takes one short lock.
+//
+// Two directions per peer:
+//   - outbound (this region serves the peer's subscription): what the peer has acknowledged as
+//     durably applied — the basis of durability=regions:N and of log retention;
+//   - inbound (this region subscribes to the peer): link state and relays (replication::Links),
+//     what the peer's heartbeats say it holds, and per-origin visibility latency here.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "node/metrics.h"
+#include "replication/links.h"
+
+namespace meridian::node {
+
+// The newest event of an origin a region holds.
+struct OriginHead {
+  core::RegionId origin = 0;
+  uint64_t seq = 0;
+  core::HlcTimestamp hlc = 0;  // 0: unknown (the holder restarted since)
+};
+
+class ReplicationBoard {
+ public:
+  ReplicationBoard(core::RegionId self, std::map<core::RegionId, std::string> names,
+                   Metrics* metrics);
+
+  const std::string& NameOf(core::RegionId id) const;
+  std::vector<core::RegionId> peers() const;
+
+  // --- this region's own commits (the commit listener) ---
+  // Events committed here, local or remote: remembers each origin's newest HLC (for heartbeats).
+  void NoteCommitted(core::Dot dot, core::HlcTimestamp hlc);
+  // The heads this region holds, for a heartbeat.
+  std::vector<OriginHead> Heads(const core::VersionVector& frontier) const;
+
+  // --- outbound: streams this region serves ---
+  void SubscriberAttached(core::RegionId peer);
+  void SubscriberDetached(core::RegionId peer);
+  void Acked(core::RegionId peer, const core::VersionVector& applied);
+  // What every other region has acknowledged as durably applied (log retention trims below it).
+  core::VersionVector AckedByAll() const;
+  // The log's size and how far retention has trimmed each origin, for /v1/status.
+  void SetRetention(uint64_t log_bytes, const core::VersionVector& trimmed_through);
+  // How many other regions have acknowledged `dot` as durably applied.
+  size_t RegionsHolding(core::Dot dot) const;
+  void BatchSent(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
+  void SubscriberBehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
+                                 uint64_t oldest);
+
+  // --- inbound: streams this region subscribes to ---
+  void LinksChanged(std::vector<replication::Links::View> views, size_t relays_active);
+  void Reconnecting(core::RegionId peer);
+  void HeadsHeard(std::span<const OriginHead> heads);
+  void BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
+  // Events of `origin` became readable here at now_ms: their visibility latency.
+  void Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
+  void BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
+                       uint64_t oldest);
+
+  // --- views ---
+  // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
+  nlohmann::json StatusJson(const core::VersionVector& applied, uint64_t now_ms) const;
+  // Why replication is not healthy (for /readyz); empty when it is.
+  std::vector<std::string> Problems() const;
+  // Brings the replication gauges up to date before a scrape.
+  void UpdateGauges(const core::VersionVector& applied) const;
+
+ private:
+  struct Peer {
+    // outbound
+    int subscriptions = 0;  // its streams this region serves (an old one may still be closing)
+    core::VersionVector acked;
+    uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
+    std::string subscriber_behind;  // non-empty: why we cannot serve it
+    // inbound
+    replication::Links::View link;
+    uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
+    uint64_t reconnects = 0;
+    std::string behind;  // non-empty: we fell behind the peer's retention
+  };
+  struct Sample {
+    uint64_t at_ms;
+    double latency_ms;
+  };
+  struct Origin {
+    uint64_t head_seq = 0;               // newest known anywhere (heartbeats, own commits)
+    core::HlcTimestamp head_hlc = 0;     // its HLC, when known
+    core::HlcTimestamp applied_hlc = 0;  // newest applied here
+    std::deque<Sample> visibility;       // recent samples, bounded
+  };
+  // Lag of an origin here: events and milliseconds behind the newest known event.
+  std::pair<uint64_t, uint64_t> LagOf(core::RegionId origin, const Origin& state,
+                                      const core::VersionVector& applied) const;
+
+  const core::RegionId self_;
+  const std::map<core::RegionId, std::string> names_;
+  Metrics* const metrics_;
+  mutable std::mutex mutex_;
+  std::map<core::RegionId, Peer> peers_;
+  std::map<core::RegionId, Origin> origins_;
+  size_t relays_active_ = 0;
+  uint64_t log_bytes_ = 0;
+  core::VersionVector trimmed_through_;
+};
+
+}  // namespace meridian::node

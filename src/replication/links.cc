@@ -1,0 +1,117 @@
+#include "replication/links.h"
+
+#include <algorithm>
+
+namespace meridian::replication {
+
+Links::Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms)
+    : peers_(peers), options_(options) {
+  for (core::RegionId peer : peers_) links_[peer].since_ms = now_ms;
+}
+
+void Links::Connected(core::RegionId peer, uint64_t now_ms) {
+  Link& link = links_.at(peer);
+  if (!link.connected) {
+    link.connected = true;
+    link.since_ms = now_ms;
+    ++link.connects;
+  }
+  link.last_heard_ms = now_ms;
+  link.failures = 0;
+}
+
+void Links::Disconnected(core::RegionId peer, uint64_t now_ms) {
+  Link& link = links_.at(peer);
+  if (link.connected) link.since_ms = now_ms;
+  link.connected = false;
+  ++link.failures;
+}
+
+void Links::Heard(core::RegionId peer, const core::VersionVector* frontier, uint64_t now_ms) {
+  Link& link = links_.at(peer);
+  link.last_heard_ms = now_ms;
+  if (frontier != nullptr) link.frontier.Merge(*frontier);
+}
+
+bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
+  bool changed = false;
+  for (core::RegionId origin : peers_) {
+    const Link& direct = links_.at(origin);
+    auto current = relay_of_.find(origin);
+    if (direct.connected || now_ms < direct.since_ms + options_.relay_after_ms) {
+      if (current != relay_of_.end()) {
+        relay_of_.erase(current);
+        changed = true;
+      }
+      continue;
+    }
+    if (current != relay_of_.end() && links_.at(current->second).connected) continue;
+    // The connected peer most ahead of us for this origin, if any is ahead at all.
+    std::optional<core::RegionId> best;
+    uint64_t best_seq = applied.Get(origin);
+    for (core::RegionId peer : peers_) {
+      const Link& link = links_.at(peer);
+      if (peer == origin || !link.connected) continue;
+      if (link.frontier.Get(origin) > best_seq) {
+        best = peer;
+        best_seq = link.frontier.Get(origin);
+      }
+    }
+    if (current != relay_of_.end() && (!best || *best != current->second)) {
+      relay_of_.erase(current);
+      changed = true;
+    }
+    if (best) {
+      relay_of_[origin] = *best;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+std::vector<core::RegionId> Links::OriginsFor(core::RegionId peer) const {
+  std::vector<core::RegionId> origins = {peer};
+  for (const auto& [origin, relay] : relay_of_) {
+    if (relay == peer) origins.push_back(origin);
+  }
+  return origins;
+}
+
+uint64_t Links::BackoffMs(core::RegionId peer, double unit) const {
+  const uint64_t failures = links_.at(peer).failures;
+  uint64_t ceiling = options_.backoff_initial_ms;
+  for (uint64_t i = 1; i < failures && ceiling < options_.backoff_max_ms; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, options_.backoff_max_ms);
+  // Jitter over the upper half of the ceiling: dialers spread out without hammering.
+  return ceiling / 2 + static_cast<uint64_t>(unit * static_cast<double>(ceiling - ceiling / 2));
+}
+
+void Links::Dialing(core::RegionId peer, uint64_t now_ms) {
+  links_.at(peer).last_heard_ms = now_ms;
+}
+
+bool Links::Silent(core::RegionId peer, uint64_t now_ms) const {
+  // Connected or still dialling: either way nothing heard for too long.
+  return now_ms > links_.at(peer).last_heard_ms + options_.silence_timeout_ms;
+}
+
+std::vector<Links::View> Links::Views() const {
+  std::vector<View> views;
+  for (core::RegionId peer : peers_) {
+    const Link& link = links_.at(peer);
+    View view{peer,          link.connected, link.since_ms, link.failures,
+              link.connects, link.frontier,  std::nullopt,  {}};
+    if (auto it = relay_of_.find(peer); it != relay_of_.end()) view.relayed_by = it->second;
+    for (const auto& [origin, relay] : relay_of_) {
+      if (relay == peer) view.relaying.push_back(origin);
+    }
+    views.push_back(std::move(view));
+  }
+  return views;
+}
+
+size_t Links::relays_active() const {
+  return relay_of_.size();
+}
+
+}  // namespace meridian::replication

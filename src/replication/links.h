@@ -1,0 +1,82 @@
+// Links: the receiving side of replication across all of a region's peers, as a state machine
+// with no I/O (docs/replication.md). One link per peer: this region dials the peer and subscribes
+// to the peer's own events. The transport reports connections, disconnections and what it hears;
+// Links answers which origins each link should carry (relays), how long to back off before
+// redialling, and when a silent link must be treated as dead.
+//
+// Relay: when the direct link to an origin has been down for relay_after_ms, the origin is also
+// requested from a connected peer whose frontier is ahead of ours for it (the most ahead); the
+// relay stays with that peer while it is connected and ends as soon as the direct link is back.
+// Duplicates the overlap may bring are dropped by the apply path (by dot).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "core/version_vector.h"
+
+namespace meridian::replication {
+
+struct LinkOptions {
+  uint64_t relay_after_ms = 1000;      // direct link down this long: relay its origin
+  uint64_t backoff_initial_ms = 50;    // first redial delay (before jitter)
+  uint64_t backoff_max_ms = 2000;      // redial delay ceiling
+  uint64_t silence_timeout_ms = 3000;  // connected but silent this long: treated as dead
+};
+
+class Links {
+ public:
+  Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms);
+
+  void Connected(core::RegionId peer, uint64_t now_ms);
+  void Disconnected(core::RegionId peer, uint64_t now_ms);
+  // Something arrived from the peer: a batch (frontier nullptr) or a heartbeat with its frontier.
+  void Heard(core::RegionId peer, const core::VersionVector* frontier, uint64_t now_ms);
+
+  // Recomputes the relays for our applied frontier; true when some link's origin set changed.
+  bool UpdateRelays(const core::VersionVector& applied, uint64_t now_ms);
+  // The origins the peer's stream should carry: the peer's own, then any relayed through it.
+  std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;
+
+  // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
+  // capped, jittered over the upper half (`unit` uniform in [0, 1) from the caller's source).
+  uint64_t BackoffMs(core::RegionId peer, double unit) const;
+  // A dial of the peer begins (its stream must answer within silence_timeout_ms).
+  void Dialing(core::RegionId peer, uint64_t now_ms);
+  // Nothing heard for silence_timeout_ms since the dial or the last message: a half-open
+  // connection or a stalled dial. (Between dials it holds too; there is no stream to cancel.)
+  bool Silent(core::RegionId peer, uint64_t now_ms) const;
+
+  struct View {
+    core::RegionId peer = 0;
+    bool connected = false;
+    uint64_t since_ms = 0;  // connected or down since
+    uint64_t failures = 0;  // consecutive failed or lost connections
+    uint64_t connects = 0;
+    core::VersionVector frontier;              // the peer's, from its last heartbeat
+    std::optional<core::RegionId> relayed_by;  // who relays this peer's events to us
+    std::vector<core::RegionId> relaying;      // origins this peer relays to us
+  };
+  std::vector<View> Views() const;
+  size_t relays_active() const;
+  const std::vector<core::RegionId>& peers() const { return peers_; }
+
+ private:
+  struct Link {
+    bool connected = false;
+    uint64_t since_ms = 0;
+    uint64_t last_heard_ms = 0;
+    uint64_t failures = 0;
+    uint64_t connects = 0;
+    core::VersionVector frontier;
+  };
+
+  const std::vector<core::RegionId> peers_;
+  const LinkOptions options_;
+  std::map<core::RegionId, Link> links_;
+  std::map<core::RegionId, core::RegionId> relay_of_;  // origin -> the peer relaying it
+};
+
+}  // namespace meridian::replication

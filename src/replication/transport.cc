@@ -1,0 +1,611 @@
+#include "replication/transport.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "meridian/replication.grpc.pb.h"
+#include "replication/batch_codec.h"
+#include "replication/links.h"
+#include "replication/outbound.h"
+
+namespace meridian::replication {
+namespace {
+
+constexpr uint32_t kProtocolVersion = 1;
+constexpr int kMessageBytesMax = 64 << 20;
+constexpr uint64_t kRetentionIntervalMs = 1000;
+constexpr core::Limits kRemoteLimits{.key_bytes_max = 64 * 1024,
+                                     .field_name_bytes_max = 64 * 1024,
+                                     .value_bytes_max = 256 << 20,
+                                     .document_bytes_max = 256 << 20,
+                                     .fields_max = 1'000'000};
+constexpr size_t kRetentionPage = 10'000;
+
+uint64_t SteadyMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+uint64_t WallMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Result<core::VersionVector> DecodeFrontier(const std::string& bytes) {
+  return core::VersionVector::Decode(bytes);
+}
+
+SenderOptions SenderOptionsOf(const node::NodeConfig& config) {
+  SenderOptions options;
+  options.linger_ms = config.replication.linger_ms;
+  options.batch_events_max = config.replication.batch_events_max;
+  options.batch_bytes_max = config.replication.batch_bytes_max;
+  options.window_batches = config.replication.window_batches;
+  options.heartbeat_ms = config.replication.heartbeat_ms;
+  return options;
+}
+
+LinkOptions LinkOptionsOf(const node::NodeConfig& config) {
+  LinkOptions options;
+  options.relay_after_ms = config.replication.relay_after_ms;
+  options.backoff_initial_ms = config.replication.backoff_initial_ms;
+  options.backoff_max_ms = config.replication.backoff_max_ms;
+  options.silence_timeout_ms = config.replication.silence_timeout_ms;
+  return options;
+}
+
+std::string OriginNames(const node::ReplicationBoard& board,
+                        const std::vector<core::RegionId>& origins) {
+  std::string names;
+  for (core::RegionId origin : origins) names += (names.empty() ? "" : ",") + board.NameOf(origin);
+  return names;
+}
+
+}  // namespace
+
+class Replicator::Impl final : public wire::Replication::Service {
+ public:
+  explicit Impl(node::Node* node)
+      : node_(node),
+        config_(node->config()),
+        board_(node->replication()),
+        links_(board_.peers(), LinkOptionsOf(config_), SteadyMs()) {}
+
+  ~Impl() override { Stop(); }
+
+  Status Start() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(config_.self().replication, grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    builder.SetMaxReceiveMessageSize(kMessageBytesMax);
+    builder.SetMaxSendMessageSize(kMessageBytesMax);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      return Status(StatusCode::kUnavailable, "cannot listen for replication on " +
+                                                  config_.self().replication +
+                                                  " (in use or not a local address?)");
+    }
+    spdlog::info("replication listening on {}", config_.self().replication);
+    for (core::RegionId peer : board_.peers()) {
+      threads_.emplace_back([this, peer] { RunLink(peer); });
+    }
+    threads_.emplace_back([this] { RunTicker(); });
+    return Status::Ok();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+      stopped_ = stopping_ = true;
+      for (auto& [peer, context] : contexts_) context->TryCancel();
+    }
+    wake_.notify_all();
+    node_->commits().Notify();  // wakes serving streams
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+  }
+
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
+
+  // --- serving one subscriber ------------------------------------------------------------------
+  grpc::Status Stream(grpc::ServerContext* context,
+                      grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream) override {
+    wire::ToSender first;
+    if (!stream->Read(&first) || !first.has_subscribe()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "a stream starts with a Subscribe"};
+    }
+    const wire::Subscribe& subscribe = first.subscribe();
+    if (subscribe.protocol_version() != kProtocolVersion) {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "protocol version " + std::to_string(subscribe.protocol_version()) +
+                  " is not supported (this region speaks " + std::to_string(kProtocolVersion) +
+                  ")"};
+    }
+    const core::RegionId peer = subscribe.region_id();
+    const std::vector<core::RegionId> peers = board_.peers();
+    if (std::find(peers.begin(), peers.end(), peer) == peers.end()) {
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "region id " + std::to_string(peer) + " is not a peer of this region"};
+    }
+
+    struct Shared {
+      explicit Shared(SenderOptions options) : outbound(options) {}
+      std::mutex mutex;
+      std::condition_variable wake;
+      Outbound outbound;
+      bool done = false;
+    } shared(SenderOptionsOf(config_));
+    const auto apply_subscribe = [&](const wire::Subscribe& message) -> bool {
+      auto frontier = DecodeFrontier(message.frontier());
+      if (!frontier.ok()) return false;
+      std::vector<core::RegionId> origins(message.origins().begin(), message.origins().end());
+      std::erase(origins, peer);  // never send a region its own events
+      std::lock_guard lock(shared.mutex);
+      shared.outbound.Subscribe(*frontier, origins);
+      spdlog::info("replication: {} subscribed to {} from {}", board_.NameOf(peer),
+                   OriginNames(board_, origins), frontier->ToString());
+      return true;
+    };
+    if (!apply_subscribe(subscribe)) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "malformed frontier in Subscribe"};
+    }
+    board_.SubscriberAttached(peer);
+    if (auto frontier = DecodeFrontier(subscribe.frontier()); frontier.ok()) {
+      board_.Acked(peer, *frontier);  // it holds everything it subscribed after
+    }
+    auto handle = node_->commits().Register([&shared] { shared.wake.notify_one(); });
+
+    std::thread reader([&] {
+      wire::ToSender message;
+      while (stream->Read(&message)) {
+        if (message.has_subscribe()) {
+          if (!apply_subscribe(message.subscribe())) break;
+        } else if (message.has_ack()) {
+          auto applied = DecodeFrontier(message.ack().frontier());
+          if (!applied.ok()) break;
+          {
+            std::lock_guard lock(shared.mutex);
+            shared.outbound.Ack(*applied);
+          }
+          board_.Acked(peer, *applied);
+          node_->commits().Notify();  // durability waits
+        }
+      }
+      std::lock_guard lock(shared.mutex);
+      shared.done = true;
+      shared.wake.notify_one();
+    });
+
+    std::vector<std::string> encoded;
+    for (;;) {
+      std::optional<Outbound::Read> read;
+      bool heartbeat = false;
+      core::VersionVector heads;
+      {
+        std::unique_lock lock(shared.mutex);
+        for (;;) {
+          if (shared.done || stopping_ || context->IsCancelled()) break;
+          heads = node_->region().frontier();
+          const uint64_t now = SteadyMs();
+          read = shared.outbound.Next(heads, now);
+          heartbeat = shared.outbound.HeartbeatDue(now);
+          if (read || heartbeat) break;
+          const uint64_t wake_at = shared.outbound.WakeAtMs(heads, now);
+          shared.wake.wait_for(lock,
+                               std::chrono::milliseconds(std::max<uint64_t>(1, wake_at - now)));
+        }
+        if (!read && !heartbeat) break;
+      }
+      if (read && !SendBatch(peer, *read, stream, shared.mutex, shared.outbound, &encoded)) break;
+      if (heartbeat) {
+        wire::ToReceiver message;
+        wire::Heartbeat* beat = message.mutable_heartbeat();
+        beat->set_frontier(heads.Encode());
+        beat->set_hlc(node_->region().hlc());
+        for (const node::OriginHead& head : board_.Heads(heads)) {
+          wire::OriginHead* out = beat->add_heads();
+          out->set_origin(head.origin);
+          out->set_seq(head.seq);
+          out->set_hlc(head.hlc);
+        }
+        if (!stream->Write(message)) break;
+        std::lock_guard lock(shared.mutex);
+        shared.outbound.HeartbeatSent(SteadyMs());
+      }
+    }
+    context->TryCancel();
+    reader.join();
+    node_->commits().Unregister(handle);
+    board_.SubscriberDetached(peer);
+    spdlog::info("replication: {}'s subscription ended", board_.NameOf(peer));
+    return grpc::Status::OK;
+  }
+
+ private:
+  // Reads the batch from the log, sends it; false when the stream is gone.
+  bool SendBatch(core::RegionId peer, const Outbound::Read& read,
+                 grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
+                 std::mutex& mutex, Outbound& outbound, std::vector<std::string>* encoded) {
+    encoded->clear();
+    uint64_t first_seq = 0;
+    uint64_t last_seq = 0;
+    size_t bytes = 0;
+    const Status status = node_->store().ReadLog(
+        read.origin, read.from_seq, read.limit, [&](const storage::LoggedEvent& event) {
+          if (bytes >= read.bytes_max) return;
+          if (!encoded->empty() && event.dot.seq != last_seq + 1) return;  // never skip one
+          if (encoded->empty()) first_seq = event.dot.seq;
+          last_seq = event.dot.seq;
+          bytes += event.bytes.size();
+          encoded->push_back(event.bytes);
+        });
+    if (!status.ok()) {
+      spdlog::error("replication: reading the log for {}: {}", board_.NameOf(peer),
+                    status.message());
+      return false;
+    }
+    if (encoded->empty() || first_seq != read.from_seq) {
+      // The log does not hold what the subscriber needs next: retention trimmed it.
+      wire::ToReceiver message;
+      wire::BehindRetention* behind = message.mutable_behind_retention();
+      behind->set_origin(read.origin);
+      behind->set_wanted_seq(read.from_seq);
+      behind->set_oldest_seq(encoded->empty() ? 0 : first_seq);
+      board_.SubscriberBehindRetention(peer, read.origin, read.from_seq, behind->oldest_seq());
+      spdlog::error("replication: {} is behind this region's log retention for {}",
+                    board_.NameOf(peer), board_.NameOf(read.origin));
+      {
+        std::lock_guard lock(mutex);
+        outbound.Abandon(read.origin);
+      }
+      return stream->Write(message);
+    }
+    const EncodedBatch batch = EncodeBatchOfEncoded(*encoded);
+    wire::ToReceiver message;
+    wire::Batch* out = message.mutable_batch();
+    out->set_origin(read.origin);
+    out->set_first_seq(first_seq);
+    out->set_last_seq(last_seq);
+    out->set_events(batch.bytes);
+    out->set_raw_bytes(batch.raw_bytes);
+    {
+      // Counted as in flight before it leaves, so an acknowledgement cannot overtake it.
+      std::lock_guard lock(mutex);
+      outbound.Sent(read.origin, last_seq, batch.raw_bytes);
+    }
+    if (!stream->Write(message)) return false;
+    board_.BatchSent(peer, encoded->size(), batch.bytes.size(), batch.raw_bytes);
+    return true;
+  }
+
+  // --- subscribing to one peer -----------------------------------------------------------------
+  struct LinkState {
+    bool resubscribe = false;
+  };
+
+  void PublishLinks() {  // mutex_ held
+    board_.LinksChanged(links_.Views(), links_.relays_active());
+  }
+
+  wire::ToSender SubscribeMessage(core::RegionId peer) {
+    wire::ToSender message;
+    wire::Subscribe* subscribe = message.mutable_subscribe();
+    subscribe->set_protocol_version(kProtocolVersion);
+    subscribe->set_region_id(config_.self().id);
+    subscribe->set_frontier(node_->region().frontier().Encode());
+    std::lock_guard lock(mutex_);
+    for (core::RegionId origin : links_.OriginsFor(peer)) subscribe->add_origins(origin);
+    link_state_[peer].resubscribe = false;
+    return message;
+  }
+
+  std::string AddressOf(core::RegionId peer) const {
+    for (const node::RegionAddress& address : config_.regions) {
+      if (address.id == peer) return address.replication;
+    }
+    return {};
+  }
+
+  // Waits for `ms` unless stopping; false when stopping.
+  bool Pause(uint64_t ms) {
+    std::unique_lock lock(mutex_);
+    return !wake_.wait_for(lock, std::chrono::milliseconds(ms),
+                           [this] { return stopping_.load(); });
+  }
+
+  void RunLink(core::RegionId peer) {
+    const std::string address = AddressOf(peer);
+    const std::string& name = board_.NameOf(peer);
+    std::mt19937_64 random(std::random_device{}() ^ peer);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    bool first_attempt = true;
+    while (!stopping_) {
+      if (!first_attempt) {
+        uint64_t delay = 0;
+        {
+          std::lock_guard lock(mutex_);
+          delay = links_.BackoffMs(peer, unit(random));
+        }
+        if (!Pause(delay)) break;
+      }
+      first_attempt = false;
+      grpc::ChannelArguments arguments;
+      arguments.SetMaxReceiveMessageSize(kMessageBytesMax);
+      arguments.SetMaxSendMessageSize(kMessageBytesMax);
+      arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+      arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+      // A fresh channel per attempt: our own backoff governs redials, not the channel's.
+      arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      auto channel =
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
+      auto stub = wire::Replication::NewStub(channel);
+      auto context = std::make_shared<grpc::ClientContext>();
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) break;
+        contexts_[peer] = context;
+        links_.Dialing(peer, SteadyMs());
+      }
+      auto stream = stub->Stream(context.get());
+      bool connected = false;
+      std::string why;
+      if (stream->Write(SubscribeMessage(peer))) {
+        why = Serve(peer, *stream, &connected);
+      } else {
+        why = "cannot reach " + address;
+      }
+      stream->WritesDone();
+      context->TryCancel();
+      const grpc::Status finished = stream->Finish();
+      {
+        std::lock_guard lock(mutex_);
+        contexts_.erase(peer);
+        links_.Disconnected(peer, SteadyMs());
+        PublishLinks();
+      }
+      if (connected) board_.Reconnecting(peer);
+      if (connected || !finished.ok()) {
+        const std::string detail =
+            finished.ok() ? why : why + " (" + finished.error_message() + ")";
+        if (connected) {
+          spdlog::warn("replication: link to {} lost: {}", name, detail);
+        } else {
+          spdlog::debug("replication: link to {} not up: {}", name, detail);
+        }
+      }
+    }
+  }
+
+  // Reads the peer's stream until it ends; returns why it ended.
+  std::string Serve(core::RegionId peer,
+                    grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
+                    bool* connected) {
+    const BatchLimits batch_limits;
+    std::map<core::RegionId, core::VersionVector> acked_to;
+    wire::ToReceiver message;
+    while (stream.Read(&message)) {
+      const uint64_t now = SteadyMs();
+      {
+        std::lock_guard lock(mutex_);
+        if (!*connected) {
+          *connected = true;
+          links_.Connected(peer, now);
+          PublishLinks();
+          spdlog::info("replication: subscribed to {}", board_.NameOf(peer));
+        }
+      }
+      if (message.has_batch()) {
+        const wire::Batch& batch = message.batch();
+        {
+          std::lock_guard lock(mutex_);
+          links_.Heard(peer, nullptr, now);
+        }
+        // Another region's events are checked for form, not against this region's [limits]:
+        // regions configured differently must still converge.
+        auto events = DecodeBatch(batch.events(), batch_limits, kRemoteLimits);
+        if (!events.ok()) return "bad batch: " + events.status().message();
+        board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
+        for (const core::Event& event : *events) {
+          if (event.dot.origin != batch.origin()) return "batch holds an event of another origin";
+        }
+        auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
+        auto future = promise->get_future();
+        if (!node_->SubmitRemote(std::move(events).value(),
+                                 [promise](Result<node::RemoteApply> outcome) {
+                                   promise->set_value(std::move(outcome));
+                                 })) {
+          return "the node is stopping";
+        }
+        Result<node::RemoteApply> applied = future.get();
+        {
+          std::lock_guard lock(mutex_);
+          links_.Heard(peer, nullptr, SteadyMs());  // a long apply is not silence
+        }
+        if (!applied.ok()) return "applying a batch failed: " + applied.status().message();
+        board_.Visible(batch.origin(), applied->applied_hlcs, WallMs());
+        if (applied->gaps > 0) {
+          // Events arrived ahead of a missing predecessor: resubscribe from our frontier.
+          return "a gap in " + board_.NameOf(batch.origin()) + "'s events; resubscribing";
+        }
+        const core::VersionVector frontier = node_->region().frontier();
+        wire::ToSender ack;
+        ack.mutable_ack()->set_frontier(frontier.Encode());
+        if (!stream.Write(ack)) return "the stream closed";
+        acked_to[peer] = frontier;
+      } else if (message.has_heartbeat()) {
+        const wire::Heartbeat& beat = message.heartbeat();
+        auto frontier = DecodeFrontier(beat.frontier());
+        if (!frontier.ok()) return "bad heartbeat";
+        std::vector<node::OriginHead> heads;
+        for (const wire::OriginHead& head : beat.heads()) {
+          heads.push_back({head.origin(), head.seq(), head.hlc()});
+        }
+        board_.HeadsHeard(heads);
+        {
+          std::lock_guard lock(mutex_);
+          links_.Heard(peer, &frontier.value(), now);
+        }
+        // Tell the peer what this region holds (events it got from others count too): the peer's
+        // durability waits and retention depend on it.
+        const core::VersionVector applied = node_->region().frontier();
+        if (applied != acked_to[peer]) {
+          wire::ToSender ack;
+          ack.mutable_ack()->set_frontier(applied.Encode());
+          if (!stream.Write(ack)) return "the stream closed";
+          acked_to[peer] = applied;
+        }
+      } else if (message.has_behind_retention()) {
+        const wire::BehindRetention& behind = message.behind_retention();
+        board_.BehindRetention(peer, behind.origin(), behind.wanted_seq(), behind.oldest_seq());
+        spdlog::error(
+            "replication: this region is behind {}'s log retention for {} (needs {}, "
+            "the log starts at {}); it needs re-seeding",
+            board_.NameOf(peer), board_.NameOf(behind.origin()), behind.wanted_seq(),
+            behind.oldest_seq());
+      }
+      bool resubscribe = false;
+      {
+        std::lock_guard lock(mutex_);
+        resubscribe = link_state_[peer].resubscribe;
+      }
+      if (resubscribe && !stream.Write(SubscribeMessage(peer))) return "the stream closed";
+    }
+    return "the stream closed";
+  }
+
+  // Log retention: trims each origin's logged events that every peer has acknowledged and that
+  // are older than retention_age_s — or all of them while the log is over retention_bytes. Never
+  // anything a peer still needs.
+  void ApplyRetention() {
+    const core::VersionVector acked = board_.AckedByAll();
+    auto log_bytes = node_->store().LogBytes();
+    if (!log_bytes.ok()) return;
+    const bool over_bytes = *log_bytes > config_.replication.retention_bytes;
+    const uint64_t age_ms = config_.replication.retention_age_s * 1000;
+    const uint64_t now_ms = WallMs();
+    const uint64_t cutoff_ms = now_ms > age_ms ? now_ms - age_ms : 0;
+    const core::VersionVector applied = node_->region().frontier();
+    for (const auto& entry : acked.entries()) {
+      if (!retention_known_.contains(entry.origin)) {
+        // After a restart: where an earlier run trimmed this origin's log to.
+        std::optional<uint64_t> oldest;
+        const Status status = node_->store().ReadLog(
+            entry.origin, 1, 1,
+            [&](const storage::LoggedEvent& logged) { oldest = logged.dot.seq; });
+        if (!status.ok()) return;
+        trimmed_through_.Set(entry.origin, oldest ? *oldest - 1 : applied.Get(entry.origin));
+        retention_known_.insert(entry.origin);
+      }
+      const uint64_t trimmed = trimmed_through_.Get(entry.origin);
+      if (entry.seq <= trimmed) continue;
+      uint64_t through = trimmed;
+      if (over_bytes) {
+        through = entry.seq;
+      } else {
+        // The oldest events first, a bounded page per pass.
+        const Status status = node_->store().ReadLog(
+            entry.origin, trimmed + 1, kRetentionPage, [&](const storage::LoggedEvent& logged) {
+              if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return;
+              auto event = core::DecodeEvent(logged.bytes, config_.limits);
+              if (event.ok() && core::HlcPhysicalMs(event->hlc) < cutoff_ms) {
+                through = logged.dot.seq;
+              }
+            });
+        if (!status.ok()) return;
+      }
+      if (through <= trimmed) continue;
+      if (Status status = node_->store().TrimLog(entry.origin, through); !status.ok()) {
+        spdlog::error("replication: log retention: {}", status.message());
+        return;
+      }
+      trimmed_through_.Set(entry.origin, through);
+      spdlog::info("replication: log retention trimmed {} through {}", board_.NameOf(entry.origin),
+                   through);
+    }
+    auto after = node_->store().LogBytes();
+    board_.SetRetention(after.ok() ? *after : *log_bytes, trimmed_through_);
+  }
+
+  // Recomputes relays, asks links whose origin set changed to resubscribe, and cancels streams
+  // that went silent.
+  void RunTicker() {
+    const uint64_t tick_ms = std::max<uint64_t>(10, config_.replication.heartbeat_ms / 2);
+    uint64_t next_trim_ms = 0;
+    while (Pause(tick_ms)) {
+      if (SteadyMs() >= next_trim_ms) {
+        ApplyRetention();
+        next_trim_ms = SteadyMs() + kRetentionIntervalMs;
+      }
+      const core::VersionVector applied = node_->region().frontier();
+      std::lock_guard lock(mutex_);
+      const uint64_t now = SteadyMs();
+      std::map<core::RegionId, std::vector<core::RegionId>> before;
+      for (core::RegionId peer : links_.peers()) before[peer] = links_.OriginsFor(peer);
+      if (links_.UpdateRelays(applied, now)) {
+        for (core::RegionId peer : links_.peers()) {
+          if (links_.OriginsFor(peer) != before[peer]) {
+            link_state_[peer].resubscribe = true;
+            spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
+                         OriginNames(board_, links_.OriginsFor(peer)));
+          }
+        }
+      }
+      for (core::RegionId peer : links_.peers()) {
+        if (links_.Silent(peer, now)) {
+          if (auto it = contexts_.find(peer); it != contexts_.end()) {
+            spdlog::warn("replication: {} silent for {} ms; redialling", board_.NameOf(peer),
+                         config_.replication.silence_timeout_ms);
+            it->second->TryCancel();
+          }
+        }
+      }
+      PublishLinks();
+    }
+  }
+
+  node::Node* const node_;
+  const node::NodeConfig& config_;
+  node::ReplicationBoard& board_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  std::mutex mutex_;  // guards the members below
+  std::condition_variable wake_;
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;
+  Links links_;
+  std::map<core::RegionId, LinkState> link_state_;
+  std::map<core::RegionId, std::shared_ptr<grpc::ClientContext>> contexts_;
+  std::vector<std::thread> threads_;
+  core::VersionVector trimmed_through_;  // ticker thread only
+  std::set<core::RegionId> retention_known_;
+};
+
+Replicator::Replicator(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}
+Replicator::~Replicator() = default;
+Status Replicator::Start() {
+  return impl_->Start();
+}
+void Replicator::Stop() {
+  impl_->Stop();
+}
+uint16_t Replicator::port() const {
+  return impl_->port();
+}
+
+}  // namespace meridian::replication

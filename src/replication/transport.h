@@ -1,0 +1,39 @@
+// The replication transport: the thin gRPC layer around the protocol state machines
+// (replication::Outbound, replication::Links). docs/replication.md specifies the protocol.
+//
+//   - Server: serves `Replication.Stream` on this region's replication address. Each stream is
+//     one subscriber; an Outbound decides what to read from the log and send, the handler thread
+//     reads the log, encodes batches and writes them (gRPC's flow control blocks it when the
+//     subscriber is slow; the region's own writes never wait on it).
+//   - Links: one thread per peer dials it (jittered exponential backoff), subscribes with this
+//     region's frontier, applies each batch through the node's commit thread (durable, with the
+//     frontier, in one store batch), then acknowledges it. A ticker thread recomputes relays and
+//     cancels silent streams.
+#pragma once
+
+#include <memory>
+
+#include "meridian/status.h"
+#include "node/node.h"
+
+namespace meridian::replication {
+
+class Replicator {
+ public:
+  explicit Replicator(node::Node* node);
+  ~Replicator();
+  Replicator(const Replicator&) = delete;
+  Replicator& operator=(const Replicator&) = delete;
+
+  // Listens on this region's replication address and starts dialling every peer.
+  Status Start();
+  // Closes every stream and joins every thread. Idempotent.
+  void Stop();
+  uint16_t port() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian::replication

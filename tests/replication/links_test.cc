@@ -1,0 +1,110 @@
+// Links: relays while a direct link is down, their end when it is back, backoff, silence.
+#include "replication/links.h"
+
+#include <gtest/gtest.h>
+
+namespace meridian::replication {
+namespace {
+
+using Origins = std::vector<core::RegionId>;
+
+core::VersionVector Frontier(std::initializer_list<std::pair<core::RegionId, uint64_t>> entries) {
+  core::VersionVector frontier;
+  for (const auto& [origin, seq] : entries) frontier.Set(origin, seq);
+  return frontier;
+}
+
+LinkOptions Options() {
+  LinkOptions options;
+  options.relay_after_ms = 1000;
+  options.backoff_initial_ms = 100;
+  options.backoff_max_ms = 1000;
+  options.silence_timeout_ms = 500;
+  return options;
+}
+
+// This region is 1; peers 2 and 3.
+TEST(Links, EachLinkCarriesItsPeersOwnEvents) {
+  Links links({2, 3}, Options(), 0);
+  EXPECT_EQ(links.OriginsFor(2), Origins({2}));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+  EXPECT_EQ(links.relays_active(), 0u);
+}
+
+TEST(Links, DirectLinkDownPastTheThresholdRelaysThroughAPeerThatIsAhead) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(3, 10);
+  links.Heard(3, nullptr, 10);
+  const auto applied = Frontier({{2, 5}});
+  // 3 holds nothing of 2's beyond us: no relay, however long 2 is down.
+  const auto behind = Frontier({{2, 5}, {3, 9}});
+  links.Heard(3, &behind, 20);
+  EXPECT_FALSE(links.UpdateRelays(applied, 5000));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+  // 3 is ahead for 2, and the link to 2 has been down since the start.
+  const auto ahead = Frontier({{2, 8}, {3, 9}});
+  links.Heard(3, &ahead, 5000);
+  EXPECT_TRUE(links.UpdateRelays(applied, 5000));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
+  EXPECT_EQ(links.relays_active(), 1u);
+  EXPECT_FALSE(links.UpdateRelays(applied, 5100));  // stable
+  // The direct link is back: the relay ends at once.
+  links.Connected(2, 5200);
+  EXPECT_TRUE(links.UpdateRelays(applied, 5200));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+}
+
+TEST(Links, NoRelayBeforeTheThreshold) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(2, 0);
+  links.Connected(3, 0);
+  const auto ahead = Frontier({{2, 8}});
+  links.Heard(3, &ahead, 0);
+  links.Disconnected(2, 100);
+  EXPECT_FALSE(links.UpdateRelays(Frontier({}), 1099));
+  EXPECT_TRUE(links.UpdateRelays(Frontier({}), 1100));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
+}
+
+TEST(Links, RelayMovesWhenTheRelayingPeerIsLost) {
+  Links links({2, 3, 4}, Options(), 0);
+  links.Connected(3, 0);
+  links.Connected(4, 0);
+  const auto three = Frontier({{2, 10}});
+  const auto four = Frontier({{2, 7}});
+  links.Heard(3, &three, 0);
+  links.Heard(4, &four, 0);
+  EXPECT_TRUE(links.UpdateRelays(Frontier({{2, 1}}), 2000));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));  // the most ahead
+  links.Disconnected(3, 2100);
+  EXPECT_TRUE(links.UpdateRelays(Frontier({{2, 1}}), 2100));
+  EXPECT_EQ(links.OriginsFor(4), Origins({4, 2}));
+}
+
+TEST(Links, BackoffGrowsWithFailuresUpToTheCeilingWithJitter) {
+  Links links({2}, Options(), 0);
+  links.Disconnected(2, 0);
+  EXPECT_EQ(links.BackoffMs(2, 0.0), 50u);
+  EXPECT_EQ(links.BackoffMs(2, 0.999), 99u);
+  for (int i = 0; i < 10; ++i) links.Disconnected(2, 0);
+  EXPECT_GE(links.BackoffMs(2, 0.0), 500u);
+  EXPECT_LE(links.BackoffMs(2, 0.999), 1000u);
+  links.Connected(2, 0);
+  links.Disconnected(2, 0);
+  EXPECT_LE(links.BackoffMs(2, 0.999), 100u);  // a success resets the count
+}
+
+TEST(Links, ConnectedButSilentIsDetected) {
+  Links links({2}, Options(), 0);
+  links.Dialing(2, 10'000);
+  EXPECT_FALSE(links.Silent(2, 10'500));
+  EXPECT_TRUE(links.Silent(2, 10'501));  // the dial never answered
+  links.Connected(2, 0);
+  EXPECT_FALSE(links.Silent(2, 500));
+  EXPECT_TRUE(links.Silent(2, 501));
+  links.Heard(2, nullptr, 600);
+  EXPECT_FALSE(links.Silent(2, 700));
+}
+
+}  // namespace
+}  // namespace meridian::replication

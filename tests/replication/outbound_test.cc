@@ -1,0 +1,114 @@
+// Outbound: what a region sends one subscriber — cursors from the subscription, batching by count
+// and linger, the acknowledgement window, heartbeats.
+#include "replication/outbound.h"
+
+#include <gtest/gtest.h>
+
+namespace meridian::replication {
+namespace {
+
+core::VersionVector Frontier(std::initializer_list<std::pair<core::RegionId, uint64_t>> entries) {
+  core::VersionVector frontier;
+  for (const auto& [origin, seq] : entries) frontier.Set(origin, seq);
+  return frontier;
+}
+
+SenderOptions Options() {
+  SenderOptions options;
+  options.batch_events_max = 10;
+  options.linger_ms = 5;
+  options.window_batches = 2;
+  options.heartbeat_ms = 100;
+  return options;
+}
+
+TEST(Outbound, StreamsEachOriginAfterTheSubscribedFrontier) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({{1, 3}, {2, 7}}), {1});
+  // Nothing beyond the subscriber's frontier yet.
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 3}}), 0));
+  // A full batch goes at once; its read starts right after the frontier.
+  auto read = outbound.Next(Frontier({{1, 20}}), 0);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->origin, 1u);
+  EXPECT_EQ(read->from_seq, 4u);
+  EXPECT_EQ(read->limit, 10u);
+  outbound.Sent(1, 13, 1000);
+  // The remaining 7 are less than a batch: they go once they have lingered 5 ms.
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 20}}), 0));
+  read = outbound.Next(Frontier({{1, 20}}), 5);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 14u);
+  EXPECT_EQ(read->limit, 7u);
+}
+
+TEST(Outbound, PartialBatchWaitsForTheLinger) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({}), {1});
+  outbound.HeartbeatSent(100);
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 2}}), 100));  // first seen at 100
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 3}}), 104));
+  EXPECT_EQ(outbound.WakeAtMs(Frontier({{1, 3}}), 104), 105u);
+  auto read = outbound.Next(Frontier({{1, 3}}), 105);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 1u);
+  EXPECT_EQ(read->limit, 3u);
+}
+
+TEST(Outbound, WindowStopsSendingUntilAcknowledged) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({}), {1});
+  const auto heads = Frontier({{1, 100}});
+  for (uint64_t last : {10, 20}) {
+    auto read = outbound.Next(heads, 0);
+    ASSERT_TRUE(read);
+    outbound.Sent(1, last, 500);
+  }
+  EXPECT_EQ(outbound.in_flight_batches(), 2u);
+  EXPECT_FALSE(outbound.Next(heads, 0));  // window of 2 batches is full
+  EXPECT_EQ(outbound.Backlog(heads), 80u);
+  outbound.Ack(Frontier({{1, 10}}));
+  EXPECT_EQ(outbound.in_flight_batches(), 1u);
+  EXPECT_EQ(outbound.in_flight_bytes(), 500u);
+  auto read = outbound.Next(heads, 0);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 21u);
+}
+
+TEST(Outbound, ResubscribingRestartsFromTheNewFrontierAndOrigins) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({}), {1});
+  outbound.Sent(1, 10, 100);
+  outbound.Subscribe(Frontier({{1, 4}, {3, 2}}), {1, 3});  // a relay of origin 3 added
+  EXPECT_EQ(outbound.in_flight_batches(), 0u);
+  const auto heads = Frontier({{1, 50}, {3, 50}});
+  auto first = outbound.Next(heads, 0);
+  ASSERT_TRUE(first);
+  outbound.Sent(first->origin, first->from_seq + first->limit - 1, 10);
+  auto second = outbound.Next(heads, 0);
+  ASSERT_TRUE(second);
+  EXPECT_NE(first->origin, second->origin);
+  EXPECT_EQ((first->origin == 1 ? first : second)->from_seq, 5u);
+  EXPECT_EQ((first->origin == 3 ? first : second)->from_seq, 3u);
+}
+
+TEST(Outbound, AbandonedOriginIsNoLongerStreamed) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({}), {1});
+  outbound.Abandon(1);
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 100}}), 1000));
+}
+
+TEST(Outbound, HeartbeatAtOnceThenEveryInterval) {
+  Outbound outbound(Options());
+  EXPECT_FALSE(outbound.HeartbeatDue(0));  // not subscribed
+  outbound.Subscribe(Frontier({}), {1});
+  EXPECT_TRUE(outbound.HeartbeatDue(0));
+  outbound.HeartbeatSent(0);
+  EXPECT_FALSE(outbound.HeartbeatDue(99));
+  EXPECT_EQ(outbound.WakeAtMs(Frontier({}), 10), 100u);
+  EXPECT_TRUE(outbound.HeartbeatDue(100));
+}
+
+}  // namespace
+}  // namespace meridian::replication
