@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <thread>
@@ -37,11 +38,12 @@ struct Options {
   uint32_t delay_ms = 50;
   double rate = 10'000;  // writes/s over all regions
   int threads_per_region = 8;
-  int measure_s = 10;
+  int measure_s = 10;  // /v1/status reports visibility over the last 10 s: measure at least that
   int warmup_s = 3;
   int down_s = 60;
   int backlog = 300'000;
   int items = 10'000;
+  std::string only;  // "visibility": stop after the steady-load measurements
 };
 
 void Log(const std::string& line) {
@@ -169,7 +171,11 @@ int Run(const Options& options) {
     Log("the cluster did not start:\n" + cluster.Logs());
     return 1;
   }
-  Log("3 regions up, one-way delay " + std::to_string(options.delay_ms) + " ms");
+  if (!cluster.WaitLinked(std::chrono::seconds(30))) {
+    Log("the regions did not link up:\n" + cluster.Logs());
+    return 1;
+  }
+  Log("3 regions up and linked, one-way delay " + std::to_string(options.delay_ms) + " ms");
 
   // --- visibility and wire bytes at a steady rate ----------------------------------------------
   Load load(cluster, options);
@@ -221,6 +227,11 @@ int Run(const Options& options) {
                           .dump()
                           .c_str());
   std::fflush(stdout);
+
+  if (options.only == "visibility") {
+    if (std::getenv("BENCH_LOGS")) std::fprintf(stderr, "%s", cluster.Logs().c_str());
+    return 0;
+  }
 
   // --- catch-up after a region was down under load ---------------------------------------------
   Log("asia down for " + std::to_string(options.down_s) + " s under load");
@@ -312,6 +323,10 @@ int main(int argc, char** argv) {
   meridian::testing::Options options;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--only") {
+      options.only = argv[i + 1];
+      continue;
+    }
     const double value = std::stod(argv[i + 1]);
     if (flag == "--delay-ms")
       options.delay_ms = static_cast<uint32_t>(value);
@@ -333,7 +348,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: replication_bench [--delay-ms 50] [--rate 10000] "
                    "[--threads-per-region 8] [--measure-s 10] [--warmup-s 3] [--down-s 60] "
-                   "[--backlog 300000] [--items 10000]\n");
+                   "[--backlog 300000] [--items 10000] [--only visibility]\n");
       return 2;
     }
   }

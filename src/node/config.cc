@@ -294,7 +294,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"replication.linger_ms", config.replication.linger_ms, 0, 1000},
       {"replication.batch_events_max", config.replication.batch_events_max, 1, 4096},
       {"replication.batch_bytes_max", config.replication.batch_bytes_max, 1024, 8 << 20},
-      {"replication.window_batches", config.replication.window_batches, 1, 4096},
+      {"replication.window_batches", config.replication.window_batches, 1, 65536},
       {"replication.heartbeat_ms", config.replication.heartbeat_ms, 10, 60'000},
       {"replication.relay_after_ms", config.replication.relay_after_ms, 0, 3'600'000},
       {"replication.backoff_initial_ms", config.replication.backoff_initial_ms, 1, 60'000},

@@ -54,7 +54,7 @@ struct NodeConfig {
     uint64_t linger_ms = 1;              // a partial batch waits this long for more events
     size_t batch_events_max = 2000;      // events per batch at most
     size_t batch_bytes_max = 1 << 20;    // raw bytes per batch, about
-    size_t window_batches = 64;          // unacknowledged batches per stream at most
+    size_t window_batches = 4096;          // unacknowledged batches per stream at most
     uint64_t heartbeat_ms = 100;         // heartbeats at least this often
     uint64_t relay_after_ms = 1000;      // direct link down this long: relay through a live peer
     uint64_t backoff_initial_ms = 50;    // first redial delay

@@ -108,7 +108,8 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
   return rendered;
 }
 
-Status Region::Finish(Group& group, std::vector<Change>* changes) {
+Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
+                      std::vector<Change>* changes) {
   std::unique_lock lock(mutex_);
   uint64_t documents = documents_;
   uint64_t digest = digest_;
@@ -146,7 +147,8 @@ Status Region::Finish(Group& group, std::vector<Change>* changes) {
   documents_ = documents;
   digest_ = digest;
   stats_.commits += 1;
-  (group.remote ? stats_.remote_events : stats_.events) += group.batch.events.size();
+  stats_.events += local_events;
+  stats_.remote_events += remote_events;
   stats_.conflicts += group.conflicts.size();
   lock.unlock();
   changes->insert(changes->end(), std::make_move_iterator(group.committed.begin()),
@@ -157,9 +159,77 @@ Status Region::Finish(Group& group, std::vector<Change>* changes) {
 void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
                                std::vector<Result<Receipt>>* outcomes,
                                std::vector<Change>* changes) {
+  std::vector<Result<RemoteApply>> no_remote;
+  Commit(writes, outcomes, {}, &no_remote, changes);
+}
+
+Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events,
+                                              std::vector<Change>* changes) {
+  std::vector<Result<Receipt>> no_local;
+  std::vector<Result<RemoteApply>> outcome;
+  const std::span<const core::Event> batches[] = {events};
+  Commit({}, &no_local, batches, &outcome, changes);
+  return std::move(outcome.front());
+}
+
+void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
+                    std::span<const std::span<const core::Event>> remote,
+                    std::vector<Result<RemoteApply>>* remote_outcomes,
+                    std::vector<Change>* changes) {
   outcomes->clear();
   outcomes->reserve(writes.size());
+  remote_outcomes->assign(remote.size(), RemoteApply{});
+  const auto fail_all = [&](const Status& status) {
+    const Status remote_failure(StatusCode::kUnavailable,
+                                "remote events could not be made durable: " + status.message());
+    for (Result<RemoteApply>& outcome : *remote_outcomes) outcome = remote_failure;
+    for (Result<Receipt>& outcome : *outcomes) {
+      if (outcome.ok()) {
+        outcome = Status(StatusCode::kUnavailable,
+                         "the write could not be made durable: " + status.message());
+      }
+    }
+  };
   Group group = BeginGroup();
+  size_t local_events = 0;
+  size_t remote_events = 0;
+
+  // Other regions' events first: the local writes of this group then see them.
+  for (size_t i = 0; i < remote.size(); ++i) {
+    RemoteApply& outcome = (*remote_outcomes)[i].value();
+    for (const core::Event& event : remote[i]) {
+      const uint64_t applied = group.frontier.Get(event.dot.origin);
+      if (event.dot.origin == id_ || event.dot.seq <= applied) {
+        ++outcome.duplicates;
+        continue;
+      }
+      if (event.dot.seq > applied + 1) {
+        ++outcome.gaps;  // its predecessors have not arrived: not applied
+        continue;
+      }
+      Result<Loaded*> loaded = Stage(group, event.key);
+      if (!loaded.ok()) {  // the group holds part of a batch: commit none of it
+        for (size_t w = 0; w < writes.size(); ++w) outcomes->push_back(loaded.status());
+        fail_all(loaded.status());
+        return;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        clock_.Observe(event.hlc);
+      }
+      // A remote event is merged whatever its size: refusing it would stop convergence.
+      auto merged = Merge(group, **loaded, event, /*enforce_size=*/false);
+      if (!merged.ok()) {
+        for (size_t w = 0; w < writes.size(); ++w) outcomes->push_back(merged.status());
+        fail_all(merged.status());
+        return;
+      }
+      ++outcome.applied;
+      ++remote_events;
+      outcome.applied_hlcs.push_back(event.hlc);
+    }
+  }
+
   std::vector<size_t> accepted;  // indexes into *outcomes of writes in the group
   for (const WriteRequest& write : writes) {
     Result<Loaded*> loaded = Stage(group, write.key);
@@ -182,52 +252,15 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
     }
     outcomes->push_back(Receipt{event->dot, event->hlc, {}});
     accepted.push_back(outcomes->size() - 1);
+    ++local_events;
   }
-  if (accepted.empty()) return;
-  if (Status status = Finish(group, changes); !status.ok()) {
-    for (size_t index : accepted) {
-      (*outcomes)[index] = Status(StatusCode::kUnavailable,
-                                  "the write could not be made durable: " + status.message());
-    }
+  if (local_events == 0 && remote_events == 0) return;
+  if (Status status = Finish(group, local_events, remote_events, changes); !status.ok()) {
+    fail_all(status);
     return;
   }
   // Each receipt's session covers everything committed with it (the batch is atomic).
   for (size_t index : accepted) (*outcomes)[index].value().frontier = group.frontier;
-}
-
-Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events,
-                                              std::vector<Change>* changes) {
-  RemoteApply outcome;
-  Group group = BeginGroup();
-  group.remote = true;
-  for (const core::Event& event : events) {
-    const uint64_t applied = group.frontier.Get(event.dot.origin);
-    if (event.dot.origin == id_ || event.dot.seq <= applied) {
-      ++outcome.duplicates;
-      continue;
-    }
-    if (event.dot.seq > applied + 1) {
-      ++outcome.gaps;  // its predecessors have not arrived: the caller keeps it for later
-      continue;
-    }
-    Result<Loaded*> loaded = Stage(group, event.key);
-    if (!loaded.ok()) return loaded.status();
-    {
-      std::lock_guard lock(mutex_);
-      clock_.Observe(event.hlc);
-    }
-    // A remote event is merged whatever its size: refusing it would stop convergence.
-    auto merged = Merge(group, **loaded, event, /*enforce_size=*/false);
-    if (!merged.ok()) return merged.status();
-    ++outcome.applied;
-    outcome.applied_hlcs.push_back(event.hlc);
-  }
-  if (outcome.applied == 0) return outcome;
-  if (Status status = Finish(group, changes); !status.ok()) {
-    return Status(StatusCode::kUnavailable,
-                  "remote events could not be made durable: " + status.message());
-  }
-  return outcome;
 }
 
 core::VersionVector Region::frontier() const {

@@ -92,6 +92,13 @@ class Region {
   Result<RemoteApply> ApplyRemoteEvents(std::span<const core::Event> events,
                                         std::vector<Change>* changes);
 
+  // Both of the above as one durable batch (one fsync): the remote batches first, in order, then
+  // the local writes. (*remote_outcomes)[i] answers remote[i]. When the commit fails, every
+  // accepted write and every remote batch fails with kUnavailable and nothing changed.
+  void Commit(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
+              std::span<const std::span<const core::Event>> remote,
+              std::vector<Result<RemoteApply>>* remote_outcomes, std::vector<Change>* changes);
+
   core::VersionVector frontier() const;
   core::RegionId id() const { return id_; }
   const std::string& NameOf(core::RegionId id) const;
@@ -125,7 +132,6 @@ class Region {
     storage::CommitBatch batch;
     std::vector<core::Conflict> conflicts;
     std::vector<Change> committed;
-    bool remote = false;  // events of other regions
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -136,7 +142,8 @@ class Region {
   Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event,
                                            bool enforce_size);
   // Commits the group; on success publishes its position and caches, and appends its changes.
-  Status Finish(Group& group, std::vector<Change>* changes);
+  Status Finish(Group& group, size_t local_events, size_t remote_events,
+                std::vector<Change>* changes);
   void Remember(const std::string& key, core::DocumentState state,
                 std::optional<std::string> rendered);
   std::string ConflictJson(const core::Conflict& conflict) const;

@@ -1,7 +1,5 @@
 #include "node/write_queue.h"
 
-#include <optional>
-
 namespace meridian::node {
 
 WriteQueue::WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener)
@@ -54,12 +52,15 @@ void WriteQueue::Run() {
   std::vector<WriteRequest> requests;
   std::vector<Callback> callbacks;
   std::vector<Result<Receipt>> outcomes;
+  std::vector<std::pair<std::vector<core::Event>, RemoteCallback>> remote;
+  std::vector<std::span<const core::Event>> remote_events;
+  std::vector<Result<RemoteApply>> remote_outcomes;
   std::vector<Change> changes;
-  std::optional<std::pair<std::vector<core::Event>, RemoteCallback>> remote;
   for (;;) {
     requests.clear();
     callbacks.clear();
-    remote.reset();
+    remote.clear();
+    remote_events.clear();
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !pending_.empty() || !remote_.empty(); });
@@ -69,23 +70,18 @@ void WriteQueue::Run() {
         callbacks.push_back(std::move(pending_.front().second));
         pending_.pop_front();
       }
-      if (!remote_.empty()) {
-        remote.emplace(std::move(remote_.front()));
+      while (!remote_.empty()) {
+        remote.push_back(std::move(remote_.front()));
         remote_.pop_front();
       }
     }
-    if (!requests.empty()) {
-      changes.clear();
-      region_->CommitLocalWrites(requests, &outcomes, &changes);
-      if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
-      for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
-    }
-    if (remote) {
-      changes.clear();
-      Result<RemoteApply> applied = region_->ApplyRemoteEvents(remote->first, &changes);
-      if (!changes.empty() && listener_) listener_(std::move(changes), 0);
-      remote->second(std::move(applied));
-    }
+    for (const auto& [events, callback] : remote) remote_events.emplace_back(events);
+    changes.clear();
+    // Everything taken commits as one durable batch: one fsync for local writes and replication.
+    region_->Commit(requests, &outcomes, remote_events, &remote_outcomes, &changes);
+    if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
+    for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
+    for (size_t i = 0; i < remote.size(); ++i) remote[i].second(std::move(remote_outcomes[i]));
   }
 }
 

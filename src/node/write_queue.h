@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -30,9 +31,9 @@ class WriteQueue {
   // Runs on the commit thread once the remote events are durable (or refused).
   using RemoteCallback = std::function<void(Result<RemoteApply>)>;
 
-  // Queues events of other regions for Region::ApplyRemoteEvents; they commit as their own group,
-  // between groups of local writes. Never refused for a full queue (each replication stream
-  // waits for its batch before sending the next); false only when stopping.
+  // Queues events of other regions for the commit thread; they commit in the same durable batch
+  // as the local writes pending with them (Region::Commit). Not bounded here: each replication
+  // stream bounds the batches it has queued. False only when stopping.
   bool SubmitRemote(std::vector<core::Event> events, RemoteCallback callback);
 
   // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or

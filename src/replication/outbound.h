@@ -25,7 +25,7 @@ struct SenderOptions {
   size_t batch_events_max = 2000;    // events per batch at most
   size_t batch_bytes_max = 1 << 20;  // raw bytes per batch, about (one event may exceed)
   uint64_t linger_ms = 1;            // how long a partial batch may wait for more events
-  size_t window_batches = 64;        // unacknowledged batches at most
+  size_t window_batches = 4096;        // unacknowledged batches at most
   size_t window_bytes = 32 << 20;    // unacknowledged raw bytes at most
   uint64_t heartbeat_ms = 100;       // a heartbeat at least this often
 };

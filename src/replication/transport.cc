@@ -25,6 +25,10 @@ namespace {
 constexpr uint32_t kProtocolVersion = 1;
 constexpr int kMessageBytesMax = 64 << 20;
 constexpr uint64_t kRetentionIntervalMs = 1000;
+// Batches of one stream queued for the commit thread at once.
+constexpr size_t kApplyQueueMax = 16;
+// HTTP/2 flow-control window: a WAN round trip of batches may be in flight without waiting.
+constexpr int kLookaheadBytes = 16 << 20;
 constexpr core::Limits kRemoteLimits{.key_bytes_max = 64 * 1024,
                                      .field_name_bytes_max = 64 * 1024,
                                      .value_bytes_max = 256 << 20,
@@ -92,6 +96,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     builder.RegisterService(this);
     builder.SetMaxReceiveMessageSize(kMessageBytesMax);
     builder.SetMaxSendMessageSize(kMessageBytesMax);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       return Status(StatusCode::kUnavailable, "cannot listen for replication on " +
@@ -168,7 +174,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     if (auto frontier = DecodeFrontier(subscribe.frontier()); frontier.ok()) {
       board_.Acked(peer, *frontier);  // it holds everything it subscribed after
     }
-    auto handle = node_->commits().Register([&shared] { shared.wake.notify_one(); });
+    // Under the lock: a commit between the writer's look at the frontier and its wait must not be
+    // lost (it would sleep until the next heartbeat).
+    auto handle = node_->commits().Register([&shared] {
+      std::lock_guard lock(shared.mutex);
+      shared.wake.notify_one();
+    });
 
     std::thread reader([&] {
       wire::ToSender message;
@@ -347,6 +358,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       grpc::ChannelArguments arguments;
       arguments.SetMaxReceiveMessageSize(kMessageBytesMax);
       arguments.SetMaxSendMessageSize(kMessageBytesMax);
+      arguments.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
+      arguments.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
       arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       // A fresh channel per attempt: our own backoff governs redials, not the channel's.
@@ -363,12 +376,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       }
       auto stream = stub->Stream(context.get());
       bool connected = false;
-      std::string why;
-      if (stream->Write(SubscribeMessage(peer))) {
-        why = Serve(peer, *stream, &connected);
-      } else {
-        why = "cannot reach " + address;
-      }
+      const std::string why = Serve(peer, *stream, context.get(), &connected);
       stream->WritesDone();
       context->TryCancel();
       const grpc::Status finished = stream->Finish();
@@ -391,12 +399,141 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
   }
 
+  // The receiving side of one stream: batches are queued for the commit thread as they arrive
+  // (up to kApplyQueueMax at once, so decoding and reading overlap the commit), and an
+  // acknowledging thread waits for each in order and tells the sender what is now durable.
+  class Inbound {
+   public:
+    Inbound(Impl* impl, core::RegionId peer,
+            grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
+            grpc::ClientContext* context)
+        : impl_(impl), peer_(peer), stream_(stream), context_(context) {
+      acker_ = std::thread([this] { Acknowledge(); });
+    }
+    // The stream is over (Serve returns only then): cancel it so that no write can block, and
+    // wait for the queued batches, which the commit thread applies all the same.
+    ~Inbound() {
+      context_->TryCancel();
+      {
+        std::lock_guard lock(mutex_);
+        closing_ = true;
+      }
+      changed_.notify_all();
+      acker_.join();
+    }
+
+    // Queues a batch; false when the node is stopping.
+    bool Submit(core::RegionId origin, std::vector<core::Event> events) {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [this] { return pending_.size() < kApplyQueueMax || !error_.empty(); });
+      if (!error_.empty()) return true;  // the stream is being cancelled; Read will end
+      lock.unlock();
+      auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
+      std::future<Result<node::RemoteApply>> done = promise->get_future();
+      if (!impl_->node_->SubmitRemote(std::move(events),
+                                      [promise](Result<node::RemoteApply> outcome) {
+                                        promise->set_value(std::move(outcome));
+                                      })) {
+        return false;
+      }
+      lock.lock();
+      pending_.push_back({origin, std::move(done)});
+      changed_.notify_all();
+      return true;
+    }
+
+    // Writes to the stream (acknowledgements and subscriptions come from two threads).
+    bool Write(const wire::ToSender& message) {
+      std::lock_guard lock(write_mutex_);
+      return stream_.Write(message);
+    }
+    // Acknowledges the region's frontier if it moved since the last acknowledgement.
+    bool AckIfMoved() {
+      const core::VersionVector frontier = impl_->node_->region().frontier();
+      {
+        std::lock_guard lock(mutex_);
+        if (frontier == acked_) return true;
+        acked_ = frontier;
+      }
+      wire::ToSender ack;
+      ack.mutable_ack()->set_frontier(frontier.Encode());
+      return Write(ack);
+    }
+    std::string error() {
+      std::lock_guard lock(mutex_);
+      return error_;
+    }
+
+   private:
+    struct Pending {
+      core::RegionId origin;
+      std::future<Result<node::RemoteApply>> done;
+    };
+
+    void Fail(std::string why) {
+      {
+        std::lock_guard lock(mutex_);
+        if (error_.empty()) error_ = std::move(why);
+      }
+      changed_.notify_all();
+      context_->TryCancel();
+    }
+
+    void Acknowledge() {
+      for (;;) {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return closing_ || !pending_.empty(); });
+        if (pending_.empty()) return;  // closing, and every queued batch was answered
+        Pending next = std::move(pending_.front());
+        lock.unlock();
+        Result<node::RemoteApply> applied = next.done.get();
+        lock.lock();
+        pending_.pop_front();
+        const bool more =
+            !pending_.empty() &&
+            pending_.front().done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+        lock.unlock();
+        changed_.notify_all();
+        {
+          std::lock_guard links_lock(impl_->mutex_);
+          impl_->links_.Heard(peer_, nullptr, SteadyMs());  // a long apply is not silence
+        }
+        if (!applied.ok()) {
+          Fail("applying a batch failed: " + applied.status().message());
+          continue;
+        }
+        impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
+        if (applied->gaps > 0) {
+          // Events arrived ahead of a missing predecessor: resubscribe from our frontier.
+          Fail("a gap in " + impl_->board_.NameOf(next.origin) + "'s events; resubscribing");
+          continue;
+        }
+        // One acknowledgement covers every batch already applied.
+        if (!more && !AckIfMoved()) Fail("the stream closed");
+      }
+    }
+
+    Impl* const impl_;
+    const core::RegionId peer_;
+    grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream_;
+    grpc::ClientContext* const context_;
+    std::mutex write_mutex_;
+    std::mutex mutex_;  // guards the members below
+    std::condition_variable changed_;
+    std::deque<Pending> pending_;
+    core::VersionVector acked_;
+    std::string error_;
+    bool closing_ = false;
+    std::thread acker_;
+  };
+
   // Reads the peer's stream until it ends; returns why it ended.
   std::string Serve(core::RegionId peer,
                     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
-                    bool* connected) {
+                    grpc::ClientContext* context, bool* connected) {
     const BatchLimits batch_limits;
-    std::map<core::RegionId, core::VersionVector> acked_to;
+    Inbound inbound(this, peer, stream, context);
+    if (!inbound.Write(SubscribeMessage(peer))) return "cannot reach the peer";
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
@@ -423,30 +560,9 @@ class Replicator::Impl final : public wire::Replication::Service {
         for (const core::Event& event : *events) {
           if (event.dot.origin != batch.origin()) return "batch holds an event of another origin";
         }
-        auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
-        auto future = promise->get_future();
-        if (!node_->SubmitRemote(std::move(events).value(),
-                                 [promise](Result<node::RemoteApply> outcome) {
-                                   promise->set_value(std::move(outcome));
-                                 })) {
+        if (!inbound.Submit(batch.origin(), std::move(events).value())) {
           return "the node is stopping";
         }
-        Result<node::RemoteApply> applied = future.get();
-        {
-          std::lock_guard lock(mutex_);
-          links_.Heard(peer, nullptr, SteadyMs());  // a long apply is not silence
-        }
-        if (!applied.ok()) return "applying a batch failed: " + applied.status().message();
-        board_.Visible(batch.origin(), applied->applied_hlcs, WallMs());
-        if (applied->gaps > 0) {
-          // Events arrived ahead of a missing predecessor: resubscribe from our frontier.
-          return "a gap in " + board_.NameOf(batch.origin()) + "'s events; resubscribing";
-        }
-        const core::VersionVector frontier = node_->region().frontier();
-        wire::ToSender ack;
-        ack.mutable_ack()->set_frontier(frontier.Encode());
-        if (!stream.Write(ack)) return "the stream closed";
-        acked_to[peer] = frontier;
       } else if (message.has_heartbeat()) {
         const wire::Heartbeat& beat = message.heartbeat();
         auto frontier = DecodeFrontier(beat.frontier());
@@ -462,13 +578,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
         // Tell the peer what this region holds (events it got from others count too): the peer's
         // durability waits and retention depend on it.
-        const core::VersionVector applied = node_->region().frontier();
-        if (applied != acked_to[peer]) {
-          wire::ToSender ack;
-          ack.mutable_ack()->set_frontier(applied.Encode());
-          if (!stream.Write(ack)) return "the stream closed";
-          acked_to[peer] = applied;
-        }
+        if (!inbound.AckIfMoved()) return "the stream closed";
       } else if (message.has_behind_retention()) {
         const wire::BehindRetention& behind = message.behind_retention();
         board_.BehindRetention(peer, behind.origin(), behind.wanted_seq(), behind.oldest_seq());
@@ -483,9 +593,10 @@ class Replicator::Impl final : public wire::Replication::Service {
         std::lock_guard lock(mutex_);
         resubscribe = link_state_[peer].resubscribe;
       }
-      if (resubscribe && !stream.Write(SubscribeMessage(peer))) return "the stream closed";
+      if (resubscribe && !inbound.Write(SubscribeMessage(peer))) return "the stream closed";
     }
-    return "the stream closed";
+    const std::string error = inbound.error();
+    return error.empty() ? "the stream closed" : error;
   }
 
   // Log retention: trims each origin's logged events that every peer has acknowledged and that

@@ -78,6 +78,25 @@ void Cluster::Heal(const std::string& a, const std::string& b) {
   (void)proxy_->Heal(proxy_->listen_address(route_index_.at(RouteName(b, a))));
 }
 
+bool Cluster::WaitLinked(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (auto& [region, node] : nodes_) {
+    if (!node->running()) continue;
+    HttpClient client = node->Client(std::chrono::seconds(2));
+    for (;;) {
+      const auto status = nlohmann::json::parse(client.Get("/v1/status").body, nullptr, false);
+      bool linked = status.is_object() && status.contains("peers");
+      if (linked) {
+        for (const auto& peer : status["peers"]) linked = linked && peer["connected"].get<bool>();
+      }
+      if (linked) break;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  return true;
+}
+
 bool Cluster::WaitConverged(std::chrono::milliseconds timeout, std::string* why) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::map<std::string, HttpClient> clients;

@@ -36,6 +36,9 @@ class Cluster {
   HttpClient Client(const std::string& region) const;
   const std::vector<std::string>& regions() const { return options_.regions; }
 
+  // Waits until every running node's replication links to every other region are up.
+  bool WaitLinked(std::chrono::milliseconds timeout);
+
   // Cuts (heals) both directions between two regions.
   void Partition(const std::string& a, const std::string& b);
   void Heal(const std::string& a, const std::string& b);

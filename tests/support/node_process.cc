@@ -94,7 +94,7 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
     }
     const std::string binary = MeridianBinary();
     ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
-            "--log-level", "warn", static_cast<char*>(nullptr));
+            "--log-level", std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   pid_ = pid;
