@@ -156,7 +156,7 @@ bool WaitUntilTotal(HttpClient& client, uint64_t total, std::chrono::seconds tim
       *reached = Clock::now();
       return true;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
 }

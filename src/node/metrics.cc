@@ -110,7 +110,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              "Origins received through a third region (direct link down)");
 }
 
-void Metrics::ObserveVisibility(const std::string& origin, double milliseconds) {
+void Metrics::ObserveVisibility(const std::string& origin, std::span<const double> milliseconds) {
   prometheus::Histogram* histogram = nullptr;
   {
     std::lock_guard lock(visibility_mutex_);
@@ -124,7 +124,7 @@ void Metrics::ObserveVisibility(const std::string& origin, double milliseconds) 
     }
     histogram = it->second;
   }
-  histogram->Observe(milliseconds);
+  for (double value : milliseconds) histogram->Observe(value);
 }
 
 void Metrics::SetReplication(const std::vector<PeerTotals>& peers,

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,7 @@ class Metrics {
 
   // Replication (docs/operations.md): visibility latency is observed as events become readable;
   // the rest mirrors totals the ReplicationBoard keeps and is brought up to date before a scrape.
-  void ObserveVisibility(const std::string& origin, double milliseconds);
+  void ObserveVisibility(const std::string& origin, std::span<const double> milliseconds);
   struct PeerTotals {
     std::string peer;
     bool connected = false;  // our subscription to it is up

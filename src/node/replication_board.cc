@@ -7,22 +7,51 @@
 namespace meridian::node {
 namespace {
 
-constexpr size_t kVisibilitySamplesMax = 65536;  // per origin: 1 MiB at most
-constexpr uint64_t kVisibilityWindowMs = 10'000;
-
 uint64_t SteadyMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
                                    .count());
 }
 
-double Quantile(std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  const size_t index = std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()));
-  return sorted[index];
+}  // namespace
+
+void ReplicationBoard::LatencyWindow::Add(uint64_t now_ms, uint64_t latency_ms) {
+  const uint64_t second = now_ms / 1000;
+  Slot& slot = slots_[second % kSlots];
+  if (slot.second != second || slot.buckets.empty()) {
+    slot.second = second;
+    slot.count = 0;
+    slot.buckets.assign(kBuckets, 0);
+  }
+  ++slot.buckets[std::min<uint64_t>(latency_ms, kBuckets - 1)];
+  ++slot.count;
 }
 
-}  // namespace
+ReplicationBoard::LatencyWindow::Summary ReplicationBoard::LatencyWindow::Summarize(
+    uint64_t now_ms) const {
+  const uint64_t second = now_ms / 1000;
+  std::vector<uint64_t> merged(kBuckets, 0);
+  Summary summary;
+  for (const Slot& slot : slots_) {
+    if (slot.buckets.empty() || slot.second + kSlots <= second || slot.second > second) continue;
+    for (size_t i = 0; i < kBuckets; ++i) merged[i] += slot.buckets[i];
+    summary.count += slot.count;
+  }
+  const auto quantile = [&](double q) -> uint64_t {
+    const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(summary.count));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      seen += merged[i];
+      if (seen > rank) return i;
+    }
+    return kBuckets - 1;
+  };
+  if (summary.count > 0) {
+    summary.p50 = quantile(0.5);
+    summary.p99 = quantile(0.99);
+  }
+  return summary;
+}
 
 ReplicationBoard::ReplicationBoard(core::RegionId self, std::map<core::RegionId, std::string> names,
                                    Metrics* metrics)
@@ -174,17 +203,20 @@ void ReplicationBoard::BatchReceived(core::RegionId peer, size_t events, size_t 
 void ReplicationBoard::Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
                                uint64_t now_ms) {
   if (hlcs.empty()) return;
-  const std::string& name = NameOf(origin);
-  std::lock_guard lock(mutex_);
-  Origin& state = origins_[origin];
-  for (core::HlcTimestamp hlc : hlcs) {
-    const uint64_t physical = core::HlcPhysicalMs(hlc);
-    // A clock ahead of ours shows as zero, not as a negative latency.
-    const double latency = now_ms > physical ? static_cast<double>(now_ms - physical) : 0.0;
-    metrics_->ObserveVisibility(name, latency);
-    state.visibility.push_back({now_ms, latency});
-    if (state.visibility.size() > kVisibilitySamplesMax) state.visibility.pop_front();
+  std::vector<double> latencies;
+  latencies.reserve(hlcs.size());
+  {
+    std::lock_guard lock(mutex_);
+    Origin& state = origins_[origin];
+    for (core::HlcTimestamp hlc : hlcs) {
+      const uint64_t physical = core::HlcPhysicalMs(hlc);
+      // A clock ahead of ours shows as zero, not as a negative latency.
+      const uint64_t latency = now_ms > physical ? now_ms - physical : 0;
+      state.visibility.Add(now_ms, latency);
+      latencies.push_back(static_cast<double>(latency));
+    }
   }
+  metrics_->ObserveVisibility(NameOf(origin), latencies);
 }
 
 void ReplicationBoard::BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
@@ -257,18 +289,13 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
   for (const auto& [id, state] : origins_) {
     if (id == self_) continue;
     const auto [lag_events, lag_ms] = LagOf(id, state, applied);
-    std::vector<double> recent;
-    for (const Sample& sample : state.visibility) {
-      if (sample.at_ms + kVisibilityWindowMs >= now_ms) recent.push_back(sample.latency_ms);
-    }
-    std::sort(recent.begin(), recent.end());
-    origins[NameOf(id)] = {{"applied", applied.Get(id)},
-                           {"lag_events", lag_events},
-                           {"lag_ms", lag_ms},
-                           {"visibility_ms",
-                            {{"p50", Quantile(recent, 0.5)},
-                             {"p99", Quantile(recent, 0.99)},
-                             {"count", recent.size()}}}};
+    const LatencyWindow::Summary visibility = state.visibility.Summarize(now_ms);
+    origins[NameOf(id)] = {
+        {"applied", applied.Get(id)},
+        {"lag_events", lag_events},
+        {"lag_ms", lag_ms},
+        {"visibility_ms",
+         {{"p50", visibility.p50}, {"p99", visibility.p99}, {"count", visibility.count}}}};
   }
   nlohmann::json trimmed = nlohmann::json::object();
   for (const auto& entry : trimmed_through_.entries()) trimmed[NameOf(entry.origin)] = entry.seq;

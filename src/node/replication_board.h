@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <span>
@@ -93,15 +93,31 @@ class ReplicationBoard {
     uint64_t reconnects = 0;
     std::string behind;  // non-empty: we fell behind the peer's retention
   };
-  struct Sample {
-    uint64_t at_ms;
-    double latency_ms;
+  // Latencies of the last kSlots seconds at 1 ms resolution (4 s and more share the last
+  // bucket): constant memory and time per sample, quantiles without sorting.
+  class LatencyWindow {
+   public:
+    void Add(uint64_t now_ms, uint64_t latency_ms);
+    struct Summary {
+      uint64_t p50 = 0, p99 = 0, count = 0;
+    };
+    Summary Summarize(uint64_t now_ms) const;
+
+   private:
+    static constexpr size_t kSlots = 10;  // seconds
+    static constexpr size_t kBuckets = 4096;
+    struct Slot {
+      uint64_t second = 0;
+      uint64_t count = 0;
+      std::vector<uint32_t> buckets;
+    };
+    std::array<Slot, kSlots> slots_;
   };
   struct Origin {
     uint64_t head_seq = 0;               // newest known anywhere (heartbeats, own commits)
     core::HlcTimestamp head_hlc = 0;     // its HLC, when known
     core::HlcTimestamp applied_hlc = 0;  // newest applied here
-    std::deque<Sample> visibility;       // recent samples, bounded
+    LatencyWindow visibility;            // the last ten seconds
   };
   // Lag of an origin here: events and milliseconds behind the newest known event.
   std::pair<uint64_t, uint64_t> LagOf(core::RegionId origin, const Origin& state,

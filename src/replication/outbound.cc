@@ -44,7 +44,7 @@ std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, u
     if (!cursor.waiting_since_ms) cursor.waiting_since_ms = now_ms;
     const uint64_t waiting = head - cursor.next_seq + 1;
     const bool full = waiting >= options_.batch_events_max;
-    const bool lingered = now_ms >= *cursor.waiting_since_ms + options_.linger_ms;
+    const bool lingered = !last_batch_ms_ || now_ms >= *last_batch_ms_ + options_.linger_ms;
     if (!full && !lingered) continue;
     const std::pair<uint64_t, uint64_t> rank = {*cursor.waiting_since_ms, cursor.last_sent};
     if (!best || rank < best_rank) {
@@ -55,6 +55,7 @@ std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, u
     }
   }
   if (!best || !WindowOpen()) return std::nullopt;
+  last_batch_ms_ = now_ms;
   return best;
 }
 
@@ -81,8 +82,7 @@ uint64_t Outbound::WakeAtMs(const core::VersionVector& heads, uint64_t now_ms) c
   if (!WindowOpen()) return std::max(wake, now_ms);
   for (const auto& [origin, cursor] : cursors_) {
     if (heads.Get(origin) >= cursor.next_seq) {
-      wake = std::min(
-          wake, cursor.waiting_since_ms ? *cursor.waiting_since_ms + options_.linger_ms : now_ms);
+      wake = std::min(wake, last_batch_ms_ ? *last_batch_ms_ + options_.linger_ms : now_ms);
     }
   }
   return std::max(wake, now_ms);

@@ -4,7 +4,9 @@
 // when a heartbeat is due. The simulator drives the same code over a virtual network.
 //
 // Per origin it keeps a cursor (the next seq to send). A batch is ready when the log holds events
-// at the cursor and either a full batch is waiting or the oldest of them has lingered linger_ms.
+// at the cursor and either a full batch is waiting or the stream sent no batch in the last
+// linger_ms: a quiet stream sends an event at once, a busy one at most one batch per linger_ms,
+// so batches grow with the load (and compress better) without delaying a lone write.
 // Flow control: at most window_batches batches (and window_bytes raw bytes) may be unacknowledged;
 // beyond that nothing is sent until the subscriber acknowledges. A slow subscriber thus holds only
 // its own stream back; the region's writes never wait for it.
@@ -24,8 +26,8 @@ namespace meridian::replication {
 struct SenderOptions {
   size_t batch_events_max = 2000;    // events per batch at most
   size_t batch_bytes_max = 1 << 20;  // raw bytes per batch, about (one event may exceed)
-  uint64_t linger_ms = 1;            // how long a partial batch may wait for more events
-  size_t window_batches = 4096;        // unacknowledged batches at most
+  uint64_t linger_ms = 5;            // a busy stream's batches at most this often
+  size_t window_batches = 4096;      // unacknowledged batches at most
   size_t window_bytes = 32 << 20;    // unacknowledged raw bytes at most
   uint64_t heartbeat_ms = 100;       // a heartbeat at least this often
 };
@@ -91,6 +93,7 @@ class Outbound {
   std::deque<InFlight> in_flight_;
   size_t in_flight_bytes_ = 0;
   uint64_t batches_sent_ = 0;
+  std::optional<uint64_t> last_batch_ms_;  // when the last batch was read to be sent
   core::VersionVector acked_;
   uint64_t last_heartbeat_ms_ = 0;
   bool heartbeat_sent_ = false;

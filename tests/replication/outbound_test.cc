@@ -34,25 +34,29 @@ TEST(Outbound, StreamsEachOriginAfterTheSubscribedFrontier) {
   EXPECT_EQ(read->from_seq, 4u);
   EXPECT_EQ(read->limit, 10u);
   outbound.Sent(1, 13, 1000);
-  // The remaining 7 are less than a batch: they go once they have lingered 5 ms.
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 20}}), 0));
+  // The remaining 7 are less than a batch: they go 5 ms after the previous batch.
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 20}}), 4));
   read = outbound.Next(Frontier({{1, 20}}), 5);
   ASSERT_TRUE(read);
   EXPECT_EQ(read->from_seq, 14u);
   EXPECT_EQ(read->limit, 7u);
 }
 
-TEST(Outbound, PartialBatchWaitsForTheLinger) {
+TEST(Outbound, QuietStreamSendsAtOnceBusyStreamEveryLinger) {
   Outbound outbound(Options());
   outbound.Subscribe(Frontier({}), {1});
   outbound.HeartbeatSent(100);
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 2}}), 100));  // first seen at 100
+  auto read = outbound.Next(Frontier({{1, 1}}), 100);  // nothing sent lately: at once
+  ASSERT_TRUE(read);
+  outbound.Sent(1, 1, 10);
+  // Busy: what arrives within 5 ms of that batch waits for the next one.
+  EXPECT_FALSE(outbound.Next(Frontier({{1, 2}}), 101));
   EXPECT_FALSE(outbound.Next(Frontier({{1, 3}}), 104));
   EXPECT_EQ(outbound.WakeAtMs(Frontier({{1, 3}}), 104), 105u);
-  auto read = outbound.Next(Frontier({{1, 3}}), 105);
+  read = outbound.Next(Frontier({{1, 3}}), 105);
   ASSERT_TRUE(read);
-  EXPECT_EQ(read->from_seq, 1u);
-  EXPECT_EQ(read->limit, 3u);
+  EXPECT_EQ(read->from_seq, 2u);
+  EXPECT_EQ(read->limit, 2u);
 }
 
 TEST(Outbound, WindowStopsSendingUntilAcknowledged) {

@@ -61,7 +61,7 @@ bool Cluster::Start() {
   for (auto& [region, node] : nodes_) {
     if (!node->Start()) return false;
   }
-  return true;
+  return WaitLinked(std::chrono::seconds(30));
 }
 
 HttpClient Cluster::Client(const std::string& region) const {

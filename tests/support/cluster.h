@@ -30,7 +30,8 @@ class Cluster {
   explicit Cluster(ClusterOptions options = {});
   ~Cluster();
 
-  // Starts the proxy and every node; false (with the logs in Logs()) when one did not come up.
+  // Starts the proxy and every node and waits until they are linked; false (with the logs in
+  // Logs()) when one did not come up.
   bool Start();
   NodeProcess& node(const std::string& region) { return *nodes_.at(region); }
   HttpClient Client(const std::string& region) const;
