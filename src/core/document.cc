@@ -70,6 +70,50 @@ std::string Int128ToString(__int128 value) {
   return digits;
 }
 
+}  // namespace
+
+void AppendJsonString(std::string_view text, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      default:
+        if (byte < 0x20) {
+          *out += "\\u00";
+          out->push_back(kHex[byte >> 4]);
+          out->push_back(kHex[byte & 0xf]);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+namespace {
+
 // The rendered JSON of a field: its winner plus its increments (see the header).
 std::optional<std::string> RenderFieldState(const FieldState& field) {
   const Sibling* winner = Winner(field);
@@ -203,7 +247,7 @@ std::optional<std::string> DocumentState::Render() const {
     std::optional<std::string> value = RenderFieldState(field);
     if (!value) continue;
     if (out.size() > 1) out.push_back(',');
-    out += nlohmann::json(name).dump();
+    AppendJsonString(name, &out);
     out.push_back(':');
     out += *value;
   }

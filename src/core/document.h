@@ -139,4 +139,8 @@ class DocumentState {
 // what two regions compare to prove they show the same data, whatever metadata each has folded.
 uint64_t RenderedDigest(std::string_view key, const std::optional<std::string>& rendered);
 
+// Appends `text` (valid UTF-8) as a JSON string, escaped exactly as nlohmann::json::dump does:
+// the renderer uses it for field names.
+void AppendJsonString(std::string_view text, std::string* out);
+
 }  // namespace meridian::core

@@ -76,8 +76,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
       node->region_.get(), config.write_batch_max, config.write_queue_max,
       [self](std::vector<Change>&& changes, size_t batch_size) {
         if (batch_size > 0) self->metrics_.ObserveCommit(batch_size);
-        for (const Change& change : changes)
-          self->replication_.NoteCommitted(change.dot, change.hlc);
+        self->replication_.NoteCommitted(changes);
         self->watches_.Publish(changes);
         self->commits_.Notify();
       });

@@ -104,7 +104,6 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
                                                     rendered, event.key, event.hlc});
-  group.committed.push_back(Change{event.key, rendered, event.dot, event.hlc, group.lsn});
   return rendered;
 }
 
@@ -151,8 +150,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   stats_.remote_events += remote_events;
   stats_.conflicts += group.conflicts.size();
   lock.unlock();
-  changes->insert(changes->end(), std::make_move_iterator(group.committed.begin()),
-                  std::make_move_iterator(group.committed.end()));
+  // The store has the batch: its records become the changes watchers see, without copies.
+  changes->reserve(changes->size() + group.batch.events.size());
+  for (storage::LoggedEvent& event : group.batch.events) {
+    changes->push_back(
+        Change{std::move(event.key), std::move(event.rendered), event.dot, event.hlc, event.lsn});
+  }
   return Status::Ok();
 }
 

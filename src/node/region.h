@@ -131,7 +131,6 @@ class Region {
     std::unordered_map<std::string, Loaded> dirty;
     storage::CommitBatch batch;
     std::vector<core::Conflict> conflicts;
-    std::vector<Change> committed;
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.

@@ -74,13 +74,15 @@ std::vector<core::RegionId> ReplicationBoard::peers() const {
   return ids;
 }
 
-void ReplicationBoard::NoteCommitted(core::Dot dot, core::HlcTimestamp hlc) {
+void ReplicationBoard::NoteCommitted(std::span<const Change> changes) {
   std::lock_guard lock(mutex_);
-  Origin& origin = origins_[dot.origin];
-  origin.applied_hlc = std::max(origin.applied_hlc, hlc);
-  if (dot.seq >= origin.head_seq) {
-    origin.head_seq = dot.seq;
-    origin.head_hlc = std::max(origin.head_hlc, hlc);
+  for (const Change& change : changes) {
+    Origin& origin = origins_[change.dot.origin];
+    origin.applied_hlc = std::max(origin.applied_hlc, change.hlc);
+    if (change.dot.seq >= origin.head_seq) {
+      origin.head_seq = change.dot.seq;
+      origin.head_hlc = std::max(origin.head_hlc, change.hlc);
+    }
   }
 }
 

@@ -23,6 +23,7 @@
 #include "core/hlc.h"
 #include "core/version_vector.h"
 #include "node/metrics.h"
+#include "node/region.h"
 #include "replication/links.h"
 
 namespace meridian::node {
@@ -44,7 +45,7 @@ class ReplicationBoard {
 
   // --- this region's own commits (the commit listener) ---
   // Events committed here, local or remote: remembers each origin's newest HLC (for heartbeats).
-  void NoteCommitted(core::Dot dot, core::HlcTimestamp hlc);
+  void NoteCommitted(std::span<const Change> changes);
   // The heads this region holds, for a heartbeat.
   std::vector<OriginHead> Heads(const core::VersionVector& frontier) const;
 

@@ -1,6 +1,7 @@
 #include "core/document.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -784,6 +785,23 @@ TEST(RenderedDigestTest, IgnoresFoldedMetadata) {
   state.Fold(VersionVector{{kA, 1}, {kB, 1}});
   EXPECT_NE(state.Digest(), state_digest);
   EXPECT_EQ(RenderedDigest(kKey, state.Render()), before);
+}
+
+}  // namespace
+}  // namespace meridian::core
+
+namespace meridian::core {
+namespace {
+
+TEST(AppendJsonString, EscapesExactlyAsTheJsonLibrary) {
+  std::vector<std::string> names = {"", "plain", "with \"quotes\" and \\",
+                                    "caf\xc3\xa9 \xe2\x82\xac", "\x7f"};
+  for (int c = 0; c < 0x20; ++c) names.push_back(std::string("a") + static_cast<char>(c) + "b");
+  for (const std::string& name : names) {
+    std::string ours;
+    AppendJsonString(name, &ours);
+    EXPECT_EQ(ours, nlohmann::json(name).dump()) << name;
+  }
 }
 
 }  // namespace
