@@ -32,8 +32,12 @@ Status Region::Recover() {
 }
 
 Result<Region::Loaded> Region::Load(const std::string& key) {
-  if (auto it = cache_.find(key); it != cache_.end()) {
-    return Loaded{it->second.state, it->second.rendered, it->second.rendered};
+  if (auto it = cache_.find(key); it != cache_.end() && it->second.valid) {
+    // Checked out, not copied: the group's commit puts it back (Remember); until then, or if the
+    // commit never happens, the entry is a miss.
+    it->second.valid = false;
+    std::optional<std::string> rendered = std::move(it->second.rendered);
+    return Loaded{std::move(it->second.state), rendered, std::move(rendered)};
   }
   auto bytes = store_->GetDocumentState(key);
   if (!bytes.ok()) return bytes.status();
@@ -58,7 +62,7 @@ void Region::Remember(const std::string& key, core::DocumentState state,
     it = cache_.emplace(key, Cached{}).first;
   }
   lru_.push_front(key);
-  it->second = Cached{std::move(state), std::move(rendered), lru_.begin()};
+  it->second = Cached{std::move(state), std::move(rendered), lru_.begin(), true};
 }
 
 Region::Group Region::BeginGroup() {
@@ -194,6 +198,9 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     }
   };
   Group group = BeginGroup();
+  size_t events_max = writes.size();
+  for (const std::span<const core::Event>& batch : remote) events_max += batch.size();
+  group.batch.events.reserve(events_max);
   size_t local_events = 0;
   size_t remote_events = 0;
 

@@ -165,6 +165,7 @@ class Region {
     core::DocumentState state;
     std::optional<std::string> rendered;
     std::list<std::string>::iterator position;  // in lru_
+    bool valid = true;  // false while a group has it checked out (state moved out)
   };
   const size_t document_cache_max_;
   ViewCache* const views_;
