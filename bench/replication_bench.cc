@@ -61,6 +61,28 @@ uint64_t Total(const json& status) {
   return total;
 }
 
+// The sum of a Prometheus counter over every region, over the series whose labels contain all of
+// `labels` (e.g. direction="sent").
+double MetricSum(Cluster& cluster, const std::string& name, const std::vector<std::string>& labels) {
+  double sum = 0;
+  for (const std::string& region : cluster.regions()) {
+    HttpClient client = cluster.Client(region);
+    const std::string text = client.Get("/metrics").body;
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      const std::string line = text.substr(start, end - start);
+      start = end + 1;
+      if (!line.starts_with(name + "{")) continue;
+      bool match = true;
+      for (const std::string& label : labels) match = match && line.find(label) != std::string::npos;
+      if (match) sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
 // An inventory workload: stock movements and price changes on --items items, as JSON bodies.
 struct Write {
   std::string method;
@@ -182,12 +204,24 @@ int Run(const Options& options) {
   load.Start();
   std::this_thread::sleep_for(std::chrono::seconds(options.warmup_s));
   const auto wire_before = cluster.ProxyBytes();
+  const auto batch_bytes = [&](const char* form) {
+    return MetricSum(cluster, "meridian_replication_bytes_total",
+                     {"direction=\"sent\"", std::string("form=\"") + form + "\""});
+  };
+  const double raw_before = batch_bytes("raw");
+  const double compressed_before = batch_bytes("wire");
+  const double sent_before =
+      MetricSum(cluster, "meridian_replication_events_total", {"direction=\"sent\""});
   const uint64_t acknowledged_before = load.acknowledged();
   const auto measure_start = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(options.measure_s));
   const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
   const uint64_t written = load.acknowledged() - acknowledged_before;
   const auto wire_after = cluster.ProxyBytes();
+  const double sent = MetricSum(cluster, "meridian_replication_events_total",
+                                {"direction=\"sent\""}) - sent_before;
+  const double raw_per_event = (batch_bytes("raw") - raw_before) / sent;
+  const double compressed_per_event = (batch_bytes("wire") - compressed_before) / sent;
   json pairs = json::array();
   double worst_p99 = 0;
   for (const std::string& region : cluster.regions()) {
@@ -221,6 +255,8 @@ int Run(const Options& options) {
   std::printf("%s\n", json{{"measure", "wire"},
                            {"wire_bytes_per_event", wire_per_event},
                            {"json_bytes_per_event", load.mean_json_bytes()},
+                           {"batch_raw_bytes_per_event", raw_per_event},
+                           {"batch_zstd_bytes_per_event", compressed_per_event},
                            {"ratio", ratio},
                            {"goal_ratio", 0.2},
                            {"met", ratio <= 0.2}}
