@@ -342,13 +342,6 @@ bool GetDot(std::string_view* in, Dot* dot) {
   return GetVarint(in, &dot->seq) && dot->origin <= kRegionIdMax && dot->seq != 0;
 }
 
-uint64_t ZigZag(int64_t value) {
-  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
-}
-int64_t UnZigZag(uint64_t value) {
-  return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1);
-}
-
 }  // namespace
 
 std::string DocumentState::Encode() const {

@@ -78,5 +78,12 @@ class VersionVector {
 // Varint helpers shared by the compact encodings of core.
 void PutVarint(std::string* out, uint64_t value);
 bool GetVarint(std::string_view* in, uint64_t* value);
+// Signed integers as small unsigned ones (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...) for varints.
+inline uint64_t ZigZag(int64_t value) {
+  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
+}
+inline int64_t UnZigZag(uint64_t value) {
+  return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1);
+}
 
 }  // namespace meridian::core

@@ -2,51 +2,222 @@
 
 #include <zstd.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+
 #include "core/check.h"
 #include "core/version_vector.h"
+#include "meridian/event.pb.h"
 
 namespace meridian::replication {
 namespace {
 
-constexpr uint8_t kBatchFormatVersion = 1;
+// Version 1: each event whole. Version 2: a run of one origin's consecutive events with what
+// they share taken out (docs/formats.md "Replication batches").
+constexpr uint8_t kFormatWhole = 1;
+constexpr uint8_t kFormatRun = 2;
+constexpr uint64_t kContextEntriesMax = core::kRegionIdMax + 1;
 
-}  // namespace
-
-EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
-  std::vector<std::string> encoded;
-  encoded.reserve(events.size());
-  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
-  return EncodeBatchOfEncoded(encoded, level);
+// Events of one origin with consecutive seqs (what a sender streams).
+bool IsRun(const std::vector<core::Event>& events) {
+  for (size_t i = 1; i < events.size(); ++i) {
+    if (events[i].dot.origin != events[0].dot.origin ||
+        events[i].dot.seq != events[0].dot.seq + i) {
+      return false;
+    }
+  }
+  return !events.empty();
 }
 
-EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
+// The context an event of the run most likely has: the previous event's, with its own origin's
+// entry just before it.
+core::VersionVector Predicted(const core::VersionVector& previous, core::Dot dot) {
+  core::VersionVector predicted = previous;
+  predicted.Set(dot.origin, dot.seq - 1);
+  return predicted;
+}
+
+std::string RunPayload(const std::vector<core::Event>& events) {
+  std::string payload;
+  core::PutVarint(&payload, events.front().dot.origin);
+  core::PutVarint(&payload, events.front().dot.seq);
+  core::HlcTimestamp previous_hlc = 0;
+  core::VersionVector previous_context;
+  for (const core::Event& event : events) {
+    core::PutVarint(&payload, core::ZigZag(static_cast<int64_t>(event.hlc - previous_hlc)));
+    // The context as the entries that differ from the prediction (seq 0: the entry is absent).
+    const core::VersionVector predicted = Predicted(previous_context, event.dot);
+    std::vector<core::VersionVector::Entry> differ;
+    for (const core::VersionVector* side : {&predicted, &event.context}) {
+      for (const auto& entry : side->entries()) {
+        const uint64_t seq = event.context.Get(entry.origin);
+        if (seq != predicted.Get(entry.origin) &&
+            std::none_of(differ.begin(), differ.end(),
+                         [&](const auto& d) { return d.origin == entry.origin; })) {
+          differ.push_back({entry.origin, seq});
+        }
+      }
+    }
+    core::PutVarint(&payload, differ.size());
+    for (const auto& entry : differ) {
+      core::PutVarint(&payload, entry.origin);
+      core::PutVarint(&payload, entry.seq);
+    }
+    // The rest: key and operation, as the event's own encoding without dot, clock and context.
+    core::Event rest;
+    rest.key = event.key;
+    rest.op = event.op;
+    const std::string body = core::EncodeEvent(rest);
+    core::PutVarint(&payload, body.size());
+    payload += body;
+    previous_hlc = event.hlc;
+    previous_context = event.context;
+  }
+  return payload;
+}
+
+std::string WholePayload(std::span<const std::string> encoded_events) {
   std::string payload;
   for (const std::string& bytes : encoded_events) {
     core::PutVarint(&payload, bytes.size());
     payload += bytes;
   }
+  return payload;
+}
+
+EncodedBatch Compress(uint8_t format, size_t count, const std::string& payload, int level) {
   EncodedBatch batch;
   batch.raw_bytes = payload.size();
-  batch.bytes.push_back(static_cast<char>(kBatchFormatVersion));
-  core::PutVarint(&batch.bytes, encoded_events.size());
+  batch.bytes.push_back(static_cast<char>(format));
+  core::PutVarint(&batch.bytes, count);
   core::PutVarint(&batch.bytes, payload.size());
   const size_t header = batch.bytes.size();
   batch.bytes.resize(header + ZSTD_compressBound(payload.size()));
-  const size_t compressed = ZSTD_compress(batch.bytes.data() + header, batch.bytes.size() - header,
-                                          payload.data(), payload.size(), level);
+  // With a checksum of the content: a damaged batch is refused, not applied as other events.
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> context(ZSTD_createCCtx(),
+                                                                          ZSTD_freeCCtx);
+  ZSTD_CCtx_reset(context.get(), ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(context.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(context.get(), ZSTD_c_checksumFlag, 1);
+  const size_t compressed =
+      ZSTD_compress2(context.get(), batch.bytes.data() + header, batch.bytes.size() - header,
+                     payload.data(), payload.size());
   MERIDIAN_CHECK(!ZSTD_isError(compressed));  // only possible with a too small buffer
   batch.bytes.resize(header + compressed);
   return batch;
+}
+
+Result<std::vector<core::Event>> DecodeWhole(std::string_view in, uint64_t count,
+                                             const core::Limits& event_limits) {
+  std::vector<core::Event> events;
+  events.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t size = 0;
+    if (!core::GetVarint(&in, &size) || size > in.size())
+      return Corruption("batch: truncated event");
+    auto event = core::DecodeEvent(in.substr(0, size), event_limits);
+    if (!event.ok()) return event.status();
+    events.push_back(std::move(event).value());
+    in.remove_prefix(size);
+  }
+  if (!in.empty()) return Corruption("batch: bytes after the last event");
+  return events;
+}
+
+Result<std::vector<core::Event>> DecodeRun(std::string_view in, uint64_t count,
+                                           const core::Limits& event_limits) {
+  uint64_t origin = 0;
+  uint64_t first_seq = 0;
+  if (!core::GetVarint(&in, &origin) || !core::GetVarint(&in, &first_seq) ||
+      origin > core::kRegionIdMax || first_seq == 0 || first_seq + count < first_seq) {
+    return Corruption("batch: bad run header");
+  }
+  std::vector<core::Event> events;
+  events.reserve(count);
+  core::HlcTimestamp previous_hlc = 0;
+  core::VersionVector previous_context;
+  wire::Event message;
+  std::string whole;
+  for (uint64_t i = 0; i < count; ++i) {
+    const core::Dot dot{static_cast<core::RegionId>(origin), first_seq + i};
+    uint64_t hlc_delta = 0;
+    uint64_t differ = 0;
+    if (!core::GetVarint(&in, &hlc_delta) || !core::GetVarint(&in, &differ) ||
+        differ > kContextEntriesMax) {
+      return Corruption("batch: truncated event");
+    }
+    core::VersionVector context = Predicted(previous_context, dot);
+    for (uint64_t d = 0; d < differ; ++d) {
+      uint64_t id = 0;
+      uint64_t seq = 0;
+      if (!core::GetVarint(&in, &id) || !core::GetVarint(&in, &seq) || id > core::kRegionIdMax) {
+        return Corruption("batch: bad context entry");
+      }
+      context.Set(static_cast<core::RegionId>(id), seq);
+    }
+    uint64_t size = 0;
+    if (!core::GetVarint(&in, &size) || size > in.size())
+      return Corruption("batch: truncated event");
+    // The whole event again, so that it is checked exactly as every other event is.
+    if (!message.ParseFromArray(in.data(), static_cast<int>(size))) {
+      return Corruption("event: not a valid protobuf message");
+    }
+    in.remove_prefix(size);
+    const core::HlcTimestamp hlc = previous_hlc + static_cast<uint64_t>(core::UnZigZag(hlc_delta));
+    message.set_origin(dot.origin);
+    message.set_seq(dot.seq);
+    message.set_hlc(hlc);
+    message.set_context(context.Encode());
+    message.SerializeToString(&whole);
+    auto event = core::DecodeEvent(whole, event_limits);
+    if (!event.ok()) return event.status();
+    events.push_back(std::move(event).value());
+    previous_hlc = hlc;
+    previous_context = std::move(context);
+  }
+  if (!in.empty()) return Corruption("batch: bytes after the last event");
+  return events;
+}
+
+}  // namespace
+
+EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
+  if (IsRun(events)) return Compress(kFormatRun, events.size(), RunPayload(events), level);
+  std::vector<std::string> encoded;
+  encoded.reserve(events.size());
+  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
+  return Compress(kFormatWhole, encoded.size(), WholePayload(encoded), level);
+}
+
+EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
+  // Decoded for the compact form; anything unexpected is sent whole, as the log holds it.
+  std::vector<core::Event> events;
+  events.reserve(encoded_events.size());
+  const core::Limits any{.key_bytes_max = SIZE_MAX,
+                         .field_name_bytes_max = SIZE_MAX,
+                         .value_bytes_max = SIZE_MAX,
+                         .document_bytes_max = SIZE_MAX,
+                         .fields_max = SIZE_MAX};
+  for (const std::string& bytes : encoded_events) {
+    auto event = core::DecodeEvent(bytes, any);
+    if (!event.ok()) break;
+    events.push_back(std::move(event).value());
+  }
+  if (events.size() == encoded_events.size() && IsRun(events)) {
+    return Compress(kFormatRun, events.size(), RunPayload(events), level);
+  }
+  return Compress(kFormatWhole, encoded_events.size(), WholePayload(encoded_events), level);
 }
 
 Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
                                              const BatchLimits& batch_limits,
                                              const core::Limits& event_limits) {
   if (bytes.empty()) return Corruption("batch: empty");
-  if (static_cast<uint8_t>(bytes.front()) != kBatchFormatVersion) {
+  const auto format = static_cast<uint8_t>(bytes.front());
+  if (format != kFormatWhole && format != kFormatRun) {
     return Status(StatusCode::kUnsupported,
-                  "batch: format version " + std::to_string(static_cast<uint8_t>(bytes.front())) +
-                      " is not supported");
+                  "batch: format version " + std::to_string(format) + " is not supported");
   }
   bytes.remove_prefix(1);
   uint64_t count = 0;
@@ -74,21 +245,11 @@ Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
       ZSTD_decompress(payload.data(), payload.size(), bytes.data(), bytes.size());
   if (ZSTD_isError(decompressed) || decompressed != raw_size)
     return Corruption("batch: bad zstd frame");
-
-  std::vector<core::Event> events;
-  events.reserve(count);
-  std::string_view in = payload;
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t size = 0;
-    if (!core::GetVarint(&in, &size) || size > in.size())
-      return Corruption("batch: truncated event");
-    auto event = core::DecodeEvent(in.substr(0, size), event_limits);
-    if (!event.ok()) return event.status();
-    events.push_back(std::move(event).value());
-    in.remove_prefix(size);
+  if (format == kFormatRun) {
+    if (count == 0) return Corruption("batch: an empty run");
+    return DecodeRun(payload, count, event_limits);
   }
-  if (!in.empty()) return Corruption("batch: bytes after the last event");
-  return events;
+  return DecodeWhole(payload, count, event_limits);
 }
 
 }  // namespace meridian::replication

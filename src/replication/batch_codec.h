@@ -1,12 +1,15 @@
-// The replication batch: a run of events of one origin as they travel between regions,
-// compressed with zstd. A single event compresses poorly (about 1.2x); a batch of events of
-// similar shape compresses about 5x, which is why the stream packs events into batches.
+// The replication batch: events as they travel between regions, compressed with zstd. A single
+// event compresses poorly (about 1.2x); a batch of events of similar shape compresses several
+// times, which is why the stream packs events into batches.
 //
 // Format (docs/formats.md, "Replication batches"):
-//   byte     format version (1)
+//   byte     format version: 1 (whole events) or 2 (one origin's run)
 //   varint   event count
 //   varint   raw size: the bytes of the uncompressed payload
-//   rest     zstd frame of the payload: for each event, varint length then core::EncodeEvent
+//   rest     zstd frame (with a content checksum) of the payload. Version 1: for each event,
+//            varint length then core::EncodeEvent. Version 2: origin and first seq, then per
+//            event its HLC as a delta, its context as the entries that differ from the
+//            previous event's, and its key and operation.
 //
 // Pure: no I/O. Decoding never trusts the sizes it reads: counts and sizes are bounded by
 // BatchLimits before anything is allocated, so a hostile or corrupt batch costs at most
@@ -34,7 +37,8 @@ struct EncodedBatch {
   size_t raw_bytes = 0;  // the payload before compression (for the wire/raw ratio metric)
 };
 
-// zstd level 1: on this data as small as level 3 and several times faster.
+// Version 2 when the events are one origin's consecutive run, else version 1. zstd level 1: on
+// this data as small as level 3 and several times faster.
 EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level = 1);
 // The same from events already encoded with core::EncodeEvent (as the log holds them).
 EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level = 1);

@@ -26,7 +26,7 @@ namespace meridian::replication {
 struct SenderOptions {
   size_t batch_events_max = 2000;    // events per batch at most
   size_t batch_bytes_max = 1 << 20;  // raw bytes per batch, about (one event may exceed)
-  uint64_t linger_ms = 5;            // a busy stream's batches at most this often
+  uint64_t linger_ms = 10;           // a busy stream's batches at most this often
   size_t window_batches = 4096;      // unacknowledged batches at most
   size_t window_bytes = 32 << 20;    // unacknowledged raw bytes at most
   uint64_t heartbeat_ms = 100;       // a heartbeat at least this often
