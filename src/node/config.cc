@@ -259,6 +259,11 @@ Status ValidateConfig(const NodeConfig& config) {
                              "': http must be ip:port (127.0.0.1:7001, [::1]:7001), not '" +
                              address.http + "'");
     }
+    if (address.replication.empty() && config.regions.size() > 1) {
+      return InvalidArgument("region '" + address.name +
+                             "': replication (ip:port) is required: the other regions dial it, "
+                             "and a node listens on its own");
+    }
     if (!address.replication.empty() &&
         (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
       return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" +

@@ -75,6 +75,11 @@ TEST(ConfigTest, ValidationChecksTheWhole) {
   NodeConfig no_dir = *config;
   no_dir.data_dir.clear();
   EXPECT_FALSE(ValidateConfig(no_dir).ok());
+  NodeConfig no_replication = *config;
+  no_replication.regions[1].replication.clear();  // a peer nobody could dial
+  const Status status = ValidateConfig(no_replication);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("'eu': replication"), std::string::npos) << status.message();
 }
 
 TEST(ConfigTest, SplitHostPort) {
