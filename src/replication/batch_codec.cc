@@ -19,15 +19,24 @@ constexpr uint8_t kFormatWhole = 1;
 constexpr uint8_t kFormatRun = 2;
 constexpr uint64_t kContextEntriesMax = core::kRegionIdMax + 1;
 
-// Events of one origin with consecutive seqs (what a sender streams).
-bool IsRun(const std::vector<core::Event>& events) {
-  for (size_t i = 1; i < events.size(); ++i) {
-    if (events[i].dot.origin != events[0].dot.origin ||
-        events[i].dot.seq != events[0].dot.seq + i) {
+// What a run stores of one event: the dot and clock it shares with its neighbours, its context,
+// and the rest (key and operation) as the event's Protobuf encoding without the others.
+struct RunEntry {
+  core::Dot dot;
+  core::HlcTimestamp hlc = 0;
+  core::VersionVector context;
+  std::string rest;
+};
+
+// Entries of one origin with consecutive seqs (what a sender streams).
+bool IsRun(const std::vector<RunEntry>& entries) {
+  for (size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].dot.origin != entries[0].dot.origin ||
+        entries[i].dot.seq != entries[0].dot.seq + i) {
       return false;
     }
   }
-  return !events.empty();
+  return !entries.empty();
 }
 
 // The context an event of the run most likely has: the previous event's, with its own origin's
@@ -38,41 +47,38 @@ core::VersionVector Predicted(const core::VersionVector& previous, core::Dot dot
   return predicted;
 }
 
-std::string RunPayload(const std::vector<core::Event>& events) {
+std::string RunPayload(const std::vector<RunEntry>& entries) {
   std::string payload;
-  core::PutVarint(&payload, events.front().dot.origin);
-  core::PutVarint(&payload, events.front().dot.seq);
+  core::PutVarint(&payload, entries.front().dot.origin);
+  core::PutVarint(&payload, entries.front().dot.seq);
   core::HlcTimestamp previous_hlc = 0;
-  core::VersionVector previous_context;
-  for (const core::Event& event : events) {
-    core::PutVarint(&payload, core::ZigZag(static_cast<int64_t>(event.hlc - previous_hlc)));
+  const core::VersionVector* previous_context = nullptr;
+  const core::VersionVector empty;
+  for (const RunEntry& entry : entries) {
+    core::PutVarint(&payload, core::ZigZag(static_cast<int64_t>(entry.hlc - previous_hlc)));
     // The context as the entries that differ from the prediction (seq 0: the entry is absent).
-    const core::VersionVector predicted = Predicted(previous_context, event.dot);
+    const core::VersionVector predicted =
+        Predicted(previous_context ? *previous_context : empty, entry.dot);
     std::vector<core::VersionVector::Entry> differ;
-    for (const core::VersionVector* side : {&predicted, &event.context}) {
-      for (const auto& entry : side->entries()) {
-        const uint64_t seq = event.context.Get(entry.origin);
-        if (seq != predicted.Get(entry.origin) &&
+    for (const core::VersionVector* side : {&predicted, &entry.context}) {
+      for (const auto& known : side->entries()) {
+        const uint64_t seq = entry.context.Get(known.origin);
+        if (seq != predicted.Get(known.origin) &&
             std::none_of(differ.begin(), differ.end(),
-                         [&](const auto& d) { return d.origin == entry.origin; })) {
-          differ.push_back({entry.origin, seq});
+                         [&](const auto& d) { return d.origin == known.origin; })) {
+          differ.push_back({known.origin, seq});
         }
       }
     }
     core::PutVarint(&payload, differ.size());
-    for (const auto& entry : differ) {
-      core::PutVarint(&payload, entry.origin);
-      core::PutVarint(&payload, entry.seq);
+    for (const auto& changed : differ) {
+      core::PutVarint(&payload, changed.origin);
+      core::PutVarint(&payload, changed.seq);
     }
-    // The rest: key and operation, as the event's own encoding without dot, clock and context.
-    core::Event rest;
-    rest.key = event.key;
-    rest.op = event.op;
-    const std::string body = core::EncodeEvent(rest);
-    core::PutVarint(&payload, body.size());
-    payload += body;
-    previous_hlc = event.hlc;
-    previous_context = event.context;
+    core::PutVarint(&payload, entry.rest.size());
+    payload += entry.rest;
+    previous_hlc = entry.hlc;
+    previous_context = &entry.context;
   }
   return payload;
 }
@@ -183,29 +189,33 @@ Result<std::vector<core::Event>> DecodeRun(std::string_view in, uint64_t count,
 }  // namespace
 
 EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
-  if (IsRun(events)) return Compress(kFormatRun, events.size(), RunPayload(events), level);
   std::vector<std::string> encoded;
   encoded.reserve(events.size());
   for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
-  return Compress(kFormatWhole, encoded.size(), WholePayload(encoded), level);
+  return EncodeBatchOfEncoded(encoded, level);
 }
 
 EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
-  // Decoded for the compact form; anything unexpected is sent whole, as the log holds it.
-  std::vector<core::Event> events;
-  events.reserve(encoded_events.size());
-  const core::Limits any{.key_bytes_max = SIZE_MAX,
-                         .field_name_bytes_max = SIZE_MAX,
-                         .value_bytes_max = SIZE_MAX,
-                         .document_bytes_max = SIZE_MAX,
-                         .fields_max = SIZE_MAX};
+  // Taken apart at the Protobuf level (the receiver checks every event it rebuilds); anything
+  // unexpected is sent whole, as given.
+  std::vector<RunEntry> entries;
+  entries.reserve(encoded_events.size());
+  wire::Event message;
   for (const std::string& bytes : encoded_events) {
-    auto event = core::DecodeEvent(bytes, any);
-    if (!event.ok()) break;
-    events.push_back(std::move(event).value());
+    if (!message.ParseFromString(bytes)) break;
+    auto context = core::VersionVector::Decode(message.context());
+    if (!context.ok() || message.origin() > core::kRegionIdMax) break;
+    RunEntry entry{
+        core::Dot{message.origin(), message.seq()}, message.hlc(), std::move(context).value(), {}};
+    message.clear_origin();
+    message.clear_seq();
+    message.clear_hlc();
+    message.clear_context();
+    message.SerializeToString(&entry.rest);
+    entries.push_back(std::move(entry));
   }
-  if (events.size() == encoded_events.size() && IsRun(events)) {
-    return Compress(kFormatRun, events.size(), RunPayload(events), level);
+  if (entries.size() == encoded_events.size() && IsRun(entries)) {
+    return Compress(kFormatRun, entries.size(), RunPayload(entries), level);
   }
   return Compress(kFormatWhole, encoded_events.size(), WholePayload(encoded_events), level);
 }
