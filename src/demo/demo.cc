@@ -1,6 +1,7 @@
 #include "demo/demo.h"
 
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -130,6 +131,24 @@ bool StartNodes(const Layout& layout, const DemoOptions& options, const std::str
     Say(layout.regions[i].name + " ready: http://127.0.0.1:" +
         std::to_string(layout.regions[i].http) + " (log " + (*nodes)[i]->log_path() + ")");
   }
+  // Then until every region has subscribed to every other (so the first writes' visibility does
+  // not include the links coming up). Not fatal: a link that stays down is what relays are for.
+  bool all_linked = true;
+  for (size_t i = 0; i < layout.regions.size(); ++i) {
+    client::HttpClient client("127.0.0.1", layout.regions[i].http, seconds(1));
+    bool linked = false;
+    while (!linked && steady_clock::now() < deadline && SignalsReceived() == 0) {
+      const auto status = nlohmann::json::parse(client.Get("/v1/status").body, nullptr, false);
+      linked = status.is_object() && status.contains("peers");
+      if (linked) {
+        for (const auto& peer : status["peers"]) linked = linked && peer.value("connected", false);
+      }
+      if (!linked) std::this_thread::sleep_for(milliseconds(20));
+    }
+    if (!linked) Say(layout.regions[i].name + " is not linked to every region yet; going on");
+    all_linked = all_linked && linked;
+  }
+  if (all_linked) Say("every region subscribed to every other");
   return true;
 }
 
