@@ -3,6 +3,11 @@
 #include <algorithm>
 
 namespace meridian::replication {
+namespace {
+
+constexpr uint64_t kHealthyAfterMs = 1000;
+
+}  // namespace
 
 Links::Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms)
     : peers_(peers), options_(options) {
@@ -17,7 +22,6 @@ void Links::Connected(core::RegionId peer, uint64_t now_ms) {
     ++link.connects;
   }
   link.last_heard_ms = now_ms;
-  link.failures = 0;
 }
 
 void Links::Disconnected(core::RegionId peer, uint64_t now_ms) {
@@ -31,6 +35,9 @@ void Links::Heard(core::RegionId peer, const core::VersionVector* frontier, uint
   Link& link = links_.at(peer);
   link.last_heard_ms = now_ms;
   if (frontier != nullptr) link.frontier.Merge(*frontier);
+  // The backoff starts over once a link has stayed up a while, not at its first message: a link
+  // that fails right after connecting (a batch it cannot take) keeps backing off.
+  if (link.connected && now_ms >= link.since_ms + kHealthyAfterMs) link.failures = 0;
 }
 
 bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {

@@ -30,6 +30,8 @@ class Links {
  public:
   Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms);
 
+  // The backoff's failure count starts over only once a connected link has been heard from for a
+  // second (see Heard).
   void Connected(core::RegionId peer, uint64_t now_ms);
   void Disconnected(core::RegionId peer, uint64_t now_ms);
   // Something arrived from the peer: a batch (frontier nullptr) or a heartbeat with its frontier.

@@ -9,10 +9,12 @@ void Outbound::Subscribe(const core::VersionVector& frontier,
                          const std::vector<core::RegionId>& origins) {
   subscribed_ = true;
   cursors_.clear();
-  for (core::RegionId origin : origins) cursors_[origin].next_seq = frontier.Get(origin) + 1;
+  acked_.Merge(frontier);
+  // From what the subscriber holds: its frontier, or what it acknowledged if an acknowledgement
+  // overtook this (older) subscription — never re-sending what it has already applied.
+  for (core::RegionId origin : origins) cursors_[origin].next_seq = acked_.Get(origin) + 1;
   in_flight_.clear();
   in_flight_bytes_ = 0;
-  acked_.Merge(frontier);
   heartbeat_sent_ = false;  // answer a subscription with a heartbeat at once
 }
 
@@ -65,6 +67,7 @@ void Outbound::Sent(core::RegionId origin, uint64_t last_seq, size_t raw_bytes) 
   it->second.next_seq = std::max(it->second.next_seq, last_seq + 1);
   it->second.waiting_since_ms.reset();
   it->second.last_sent = ++batches_sent_;
+  if (acked_.Get(origin) >= last_seq) return;  // already acknowledged: nothing to wait for
   in_flight_.push_back({origin, last_seq, raw_bytes});
   in_flight_bytes_ += raw_bytes;
 }

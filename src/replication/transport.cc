@@ -27,6 +27,7 @@ constexpr int kMessageBytesMax = 64 << 20;
 constexpr uint64_t kRetentionIntervalMs = 1000;
 // Batches of one stream queued for the commit thread at once.
 constexpr size_t kApplyQueueMax = 16;
+constexpr int kKeepaliveMs = 5000;
 // HTTP/2 flow-control window to start from: a WAN round trip of batches may be in flight without
 // waiting. (BDP probing, gRPC's default, must stay on: it is what grows the window past 64 KiB;
 // without it a 100 ms round trip caps a stream at about 1.4 MB/s.)
@@ -99,6 +100,13 @@ class Replicator::Impl final : public wire::Replication::Service {
     builder.SetMaxReceiveMessageSize(kMessageBytesMax);
     builder.SetMaxSendMessageSize(kMessageBytesMax);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
+    // Keepalive pings find a subscriber that vanished without closing (a half-open connection
+    // would otherwise hold its handler, blocked in a write, until shutdown); clients may ping.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       return Status(StatusCode::kUnavailable, "cannot listen for replication on " +
@@ -164,6 +172,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::erase(origins, peer);  // never send a region its own events
       std::lock_guard lock(shared.mutex);
       shared.outbound.Subscribe(*frontier, origins);
+      shared.wake.notify_one();  // the heartbeat and the new origins are due at once
       spdlog::info("replication: {} subscribed to {} from {}", board_.NameOf(peer),
                    OriginNames(board_, origins), frontier->ToString());
       return true;
@@ -360,6 +369,9 @@ class Replicator::Impl final : public wire::Replication::Service {
       arguments.SetMaxReceiveMessageSize(kMessageBytesMax);
       arguments.SetMaxSendMessageSize(kMessageBytesMax);
       arguments.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
+      arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+      arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
+      arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
       arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       // A fresh channel per attempt: our own backoff governs redials, not the channel's.
@@ -376,7 +388,12 @@ class Replicator::Impl final : public wire::Replication::Service {
       }
       auto stream = stub->Stream(context.get());
       bool connected = false;
-      const std::string why = Serve(peer, *stream, context.get(), &connected);
+      std::string why;
+      try {
+        why = Serve(peer, *stream, context.get(), &connected);
+      } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
+        why = std::string("error: ") + error.what();
+      }
       stream->WritesDone();
       context->TryCancel();
       const grpc::Status finished = stream->Finish();
@@ -448,11 +465,11 @@ class Replicator::Impl final : public wire::Replication::Service {
       return stream_.Write(message);
     }
     // Acknowledges the region's frontier if it moved since the last acknowledgement.
-    bool AckIfMoved() {
+    bool AckIfMoved(bool always = false) {
       const core::VersionVector frontier = impl_->node_->region().frontier();
       {
         std::lock_guard lock(mutex_);
-        if (frontier == acked_) return true;
+        if (frontier == acked_ && !always) return true;
         acked_ = frontier;
       }
       wire::ToSender ack;
@@ -508,8 +525,9 @@ class Replicator::Impl final : public wire::Replication::Service {
           Fail("a gap in " + impl_->board_.NameOf(next.origin) + "'s events; resubscribing");
           continue;
         }
-        // One acknowledgement covers every batch already applied.
-        if (!more && !AckIfMoved()) Fail("the stream closed");
+        // One acknowledgement covers every batch already applied; a batch of duplicates is
+        // acknowledged too (the frontier did not move, but the sender waits for it).
+        if (!more && !AckIfMoved(applied->duplicates > 0)) Fail("the stream closed");
       }
     }
 
@@ -569,6 +587,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (!frontier.ok()) return "bad heartbeat";
         std::vector<node::OriginHead> heads;
         for (const wire::OriginHead& head : beat.heads()) {
+          if (head.origin() > core::kRegionIdMax) return "bad heartbeat";
           heads.push_back({head.origin(), head.seq(), head.hlc()});
         }
         board_.HeadsHeard(heads);
@@ -626,13 +645,14 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (entry.seq <= trimmed) continue;
       uint64_t through = trimmed;
       if (over_bytes) {
-        through = entry.seq;
+        // Never past what this region holds: later events of the origin are trimmed by age.
+        through = std::min(entry.seq, applied.Get(entry.origin));
       } else {
         // The oldest events first, a bounded page per pass.
         const Status status = node_->store().ReadLog(
             entry.origin, trimmed + 1, kRetentionPage, [&](const storage::LoggedEvent& logged) {
               if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return;
-              auto event = core::DecodeEvent(logged.bytes, config_.limits);
+              auto event = core::DecodeEvent(logged.bytes, kRemoteLimits);
               if (event.ok() && core::HlcPhysicalMs(event->hlc) < cutoff_ms) {
                 through = logged.dot.seq;
               }

@@ -90,8 +90,12 @@ TEST(Links, BackoffGrowsWithFailuresUpToTheCeilingWithJitter) {
   EXPECT_GE(links.BackoffMs(2, 0.0), 500u);
   EXPECT_LE(links.BackoffMs(2, 0.999), 1000u);
   links.Connected(2, 0);
-  links.Disconnected(2, 0);
-  EXPECT_LE(links.BackoffMs(2, 0.999), 100u);  // a success resets the count
+  links.Disconnected(2, 10);  // failed right after connecting: still backing off
+  EXPECT_GE(links.BackoffMs(2, 0.0), 500u);
+  links.Connected(2, 20);
+  links.Heard(2, nullptr, 1020);  // up for a second: the count starts over
+  links.Disconnected(2, 1030);
+  EXPECT_LE(links.BackoffMs(2, 0.999), 100u);
 }
 
 TEST(Links, ConnectedButSilentIsDetected) {

@@ -96,6 +96,20 @@ TEST(Outbound, ResubscribingRestartsFromTheNewFrontierAndOrigins) {
   EXPECT_EQ((first->origin == 3 ? first : second)->from_seq, 3u);
 }
 
+TEST(Outbound, NothingAlreadyAcknowledgedIsResentOrHoldsTheWindow) {
+  Outbound outbound(Options());
+  outbound.Subscribe(Frontier({}), {1});
+  outbound.Ack(Frontier({{1, 60}}));  // overtook the (older) subscription below
+  outbound.Subscribe(Frontier({{1, 40}}), {1});
+  auto read = outbound.Next(Frontier({{1, 100}}), 0);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 61u);
+  // A batch the subscriber already acknowledged (a read taken before the acknowledgement) does
+  // not count against the window: only an acknowledgement could free it, and none will come.
+  outbound.Sent(1, 60, 100);
+  EXPECT_EQ(outbound.in_flight_batches(), 0u);
+}
+
 TEST(Outbound, AbandonedOriginIsNoLongerStreamed) {
   Outbound outbound(Options());
   outbound.Subscribe(Frontier({}), {1});
