@@ -266,14 +266,14 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t first_seq = 0;
     uint64_t last_seq = 0;
     size_t bytes = 0;
-    const Status status = node_->store().ReadLog(
+    const Status status = node_->store().ReadLogWhile(
         read.origin, read.from_seq, read.limit, [&](const storage::LoggedEvent& event) {
-          if (bytes >= read.bytes_max) return;
-          if (!encoded->empty() && event.dot.seq != last_seq + 1) return;  // never skip one
+          if (!encoded->empty() && event.dot.seq != last_seq + 1) return false;  // never skip
           if (encoded->empty()) first_seq = event.dot.seq;
           last_seq = event.dot.seq;
           bytes += event.bytes.size();
           encoded->push_back(event.bytes);
+          return bytes < read.bytes_max;  // full: read no further
         });
     if (!status.ok()) {
       spdlog::error("replication: reading the log for {}: {}", board_.NameOf(peer),
@@ -645,17 +645,18 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (entry.seq <= trimmed) continue;
       uint64_t through = trimmed;
       if (over_bytes) {
-        // Never past what this region holds: later events of the origin are trimmed by age.
-        through = std::min(entry.seq, applied.Get(entry.origin));
+        // Never past what this region holds (later events are trimmed by age), and a bounded
+        // page per pass: a trim holds the store's commit lock.
+        through = std::min({entry.seq, applied.Get(entry.origin), trimmed + kRetentionPage});
       } else {
         // The oldest events first, a bounded page per pass.
-        const Status status = node_->store().ReadLog(
+        const Status status = node_->store().ReadLogWhile(
             entry.origin, trimmed + 1, kRetentionPage, [&](const storage::LoggedEvent& logged) {
-              if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return;
+              if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return false;
               auto event = core::DecodeEvent(logged.bytes, kRemoteLimits);
-              if (event.ok() && core::HlcPhysicalMs(event->hlc) < cutoff_ms) {
-                through = logged.dot.seq;
-              }
+              if (!event.ok() || core::HlcPhysicalMs(event->hlc) >= cutoff_ms) return false;
+              through = logged.dot.seq;
+              return true;
             });
         if (!status.ok()) return;
       }

@@ -89,8 +89,8 @@ class MemoryStore final : public Store {
     return Status::Ok();
   }
 
-  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
-                 const std::function<void(const LoggedEvent&)>& visit) override {
+  Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
+                      const std::function<bool(const LoggedEvent&)>& visit) override {
     std::vector<LoggedEvent> events;
     {
       std::lock_guard lock(mutex_);
@@ -99,7 +99,9 @@ class MemoryStore final : public Store {
         events.push_back(it->second);
       }
     }
-    for (const LoggedEvent& event : events) visit(event);
+    for (const LoggedEvent& event : events) {
+      if (!visit(event)) break;
+    }
     return Status::Ok();
   }
 

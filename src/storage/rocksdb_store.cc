@@ -229,8 +229,8 @@ class RocksDbStore final : public Store {
     return FromRocks(it->status(), "read changes");
   }
 
-  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
-                 const std::function<void(const LoggedEvent&)>& visit) override {
+  Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
+                      const std::function<bool(const LoggedEvent&)>& visit) override {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
     size_t count = 0;
@@ -243,7 +243,7 @@ class RocksDbStore final : public Store {
       std::string_view value = it->value().ToStringView();
       if (!core::GetVarint(&value, &event.lsn)) return Corruption("log record without lsn");
       event.bytes.assign(value);
-      visit(event);
+      if (!visit(event)) break;
     }
     return FromRocks(it->status(), "read log");
   }
@@ -251,8 +251,8 @@ class RocksDbStore final : public Store {
   Status TrimLog(core::RegionId origin, uint64_t through_seq) override {
     if (through_seq == 0) return Status::Ok();
     // Point deletes, not DeleteRange: range tombstones do not mix with the memtable insert hints
-    // of the log family.
-    std::lock_guard lock(commit_mutex_);
+    // of the log family. Logged events never change, so the keys are gathered without the commit
+    // lock, which is held only for the write.
     rocksdb::WriteBatch write;
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), families_[kLog]));
@@ -266,6 +266,7 @@ class RocksDbStore final : public Store {
     }
     if (Status status = FromRocks(it->status(), "trim the log"); !status.ok()) return status;
     if (write.Count() == 0) return Status::Ok();
+    std::lock_guard lock(commit_mutex_);
     return FromRocks(db_->Write(write_options_, &write), "trim the log");
   }
 

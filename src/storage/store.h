@@ -90,8 +90,16 @@ class Store {
 
   // Calls visit for up to `limit` logged events of `origin` with seq >= from_seq, in seq order
   // (what a region sends a peer that has applied up to from_seq - 1).
-  virtual Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
-                         const std::function<void(const LoggedEvent&)>& visit) = 0;
+  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
+                 const std::function<void(const LoggedEvent&)>& visit) {
+    return ReadLogWhile(origin, from_seq, limit, [&visit](const LoggedEvent& event) {
+      visit(event);
+      return true;
+    });
+  }
+  // The same, stopping early (before reading further) once visit returns false.
+  virtual Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
+                              const std::function<bool(const LoggedEvent&)>& visit) = 0;
 
   // Log retention: removes the logged events of `origin` with seq <= through_seq (the change
   // order and documents stay). Afterwards ReadLog starts past them and LsnOf does not find them.

@@ -39,9 +39,9 @@ class FlakyStore final : public storage::Store {
                      const std::function<void(const storage::LoggedEvent&)>& visit) override {
     return inner_->ReadChanges(after, limit, visit);
   }
-  Status ReadLog(core::RegionId origin, uint64_t from_seq, size_t limit,
-                 const std::function<void(const storage::LoggedEvent&)>& visit) override {
-    return inner_->ReadLog(origin, from_seq, limit, visit);
+  Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
+                      const std::function<bool(const storage::LoggedEvent&)>& visit) override {
+    return inner_->ReadLogWhile(origin, from_seq, limit, visit);
   }
   Status TrimLog(core::RegionId origin, uint64_t through_seq) override {
     return inner_->TrimLog(origin, through_seq);

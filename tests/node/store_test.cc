@@ -147,6 +147,15 @@ TEST_P(StoreTest, LogIsReadPerOriginInSeqOrder) {
           .ok());
   EXPECT_EQ(seen, (std::vector<std::string>{"e2.1", "e2.2"}));
   seen.clear();
+  ASSERT_TRUE(store()
+                  .ReadLogWhile(3, 1, 10,
+                                [&seen](const LoggedEvent& event) {
+                                  seen.push_back(event.bytes);
+                                  return seen.size() < 2;  // stop after the second
+                                })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"e3.1", "e3.2"}));
+  seen.clear();
   ASSERT_TRUE(
       store()
           .ReadLog(4, 1, 10, [&seen](const LoggedEvent& event) { seen.push_back(event.bytes); })
