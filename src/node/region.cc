@@ -205,7 +205,8 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   size_t remote_events = 0;
 
   // Other regions' events first: the local writes of this group then see them.
-  for (size_t i = 0; i < remote.size(); ++i) {
+  bool remote_failed = false;
+  for (size_t i = 0; i < remote.size() && !remote_failed; ++i) {
     RemoteApply& outcome = (*remote_outcomes)[i].value();
     for (const core::Event& event : remote[i]) {
       const uint64_t applied = group.frontier.Get(event.dot.origin);
@@ -218,10 +219,17 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         continue;
       }
       Result<Loaded*> loaded = Stage(group, event.key);
-      if (!loaded.ok()) {  // the group holds part of a batch: commit none of it
-        for (size_t w = 0; w < writes.size(); ++w) outcomes->push_back(loaded.status());
-        fail_all(loaded.status());
-        return;
+      if (!loaded.ok()) {
+        // The group holds part of a batch: drop every remote batch (their streams resend them)
+        // and go on with the local writes alone, in a fresh group.
+        const Status failure(StatusCode::kUnavailable,
+                             "remote events could not be applied: " + loaded.status().message());
+        for (Result<RemoteApply>& failed : *remote_outcomes) failed = failure;
+        group = BeginGroup();
+        group.batch.events.reserve(writes.size());
+        remote_events = 0;
+        remote_failed = true;
+        break;
       }
       {
         std::lock_guard lock(mutex_);

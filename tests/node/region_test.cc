@@ -14,16 +14,20 @@ struct ManualClock : core::PhysicalClock {
   uint64_t NowMs() override { return now_ms; }
 };
 
-// A store whose commits can be made to fail, wrapping a memory store.
+// A store whose commits, or reads of one document, can be made to fail, wrapping a memory store.
 class FlakyStore final : public storage::Store {
  public:
   bool fail = false;
+  std::string unreadable;  // GetDocumentState of this key fails
   Status Commit(const storage::CommitBatch& batch) override {
     if (fail) return Status(StatusCode::kUnavailable, "disk full");
     return inner_->Commit(batch);
   }
   Result<storage::RecoveredState> Recover() override { return inner_->Recover(); }
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
+    if (!unreadable.empty() && key == unreadable) {
+      return Status(StatusCode::kUnavailable, "read error");
+    }
     return inner_->GetDocumentState(key);
   }
   Result<std::optional<std::string>> GetView(std::string_view key) override {
@@ -311,6 +315,29 @@ TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {
   us_store_.fail = false;
   ASSERT_TRUE(us_.ApplyRemoteEvents(events, &changes).ok());
   EXPECT_EQ(*us_store_.GetView("k").value(), R"({"a":1})");
+}
+
+TEST_F(RemoteApplyTest, ARemoteBatchThatCannotBeReadFailsAloneNotTheLocalWrites) {
+  const auto events = WriteAtEu({{"ok", Set("a", "1")}, {"bad", Set("b", "2")}});
+  us_store_.unreadable = "bad";
+  const std::span<const core::Event> batches[] = {events};
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Result<RemoteApply>> remote;
+  std::vector<Change> changes;
+  us_.Commit(std::vector<WriteRequest>{{"mine", Set("c", "3")}}, &outcomes, batches, &remote,
+             &changes);
+  ASSERT_EQ(remote.size(), 1u);
+  EXPECT_EQ(remote[0].status().code(), StatusCode::kUnavailable);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].status().ToString();
+  EXPECT_EQ(us_.frontier(), (core::VersionVector{{1, 1}}));  // none of eu's batch
+  EXPECT_FALSE(us_store_.GetView("ok").value().has_value());
+  // Readable again: the batch applies whole.
+  us_store_.unreadable.clear();
+  auto again = us_.ApplyRemoteEvents(events, &changes);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->applied, 2u);
+  EXPECT_EQ(*us_store_.GetView("ok").value(), R"({"a":1})");
 }
 
 TEST_F(RemoteApplyTest, ConcurrentSetsAreRecordedAsConflicts) {
