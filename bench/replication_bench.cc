@@ -43,7 +43,8 @@ struct Options {
   int down_s = 60;
   int backlog = 300'000;
   int items = 10'000;
-  std::string only;  // "visibility": stop after the steady-load measurements
+  std::string only;    // "visibility": stop after the steady-load measurements
+  int linger_ms = -1;  // [replication] linger_ms of the nodes; -1: the default
 };
 
 void Log(const std::string& line) {
@@ -63,7 +64,8 @@ uint64_t Total(const json& status) {
 
 // The sum of a Prometheus counter over every region, over the series whose labels contain all of
 // `labels` (e.g. direction="sent").
-double MetricSum(Cluster& cluster, const std::string& name, const std::vector<std::string>& labels) {
+double MetricSum(Cluster& cluster, const std::string& name,
+                 const std::vector<std::string>& labels) {
   double sum = 0;
   for (const std::string& region : cluster.regions()) {
     HttpClient client = cluster.Client(region);
@@ -76,7 +78,8 @@ double MetricSum(Cluster& cluster, const std::string& name, const std::vector<st
       start = end + 1;
       if (!line.starts_with(name + "{")) continue;
       bool match = true;
-      for (const std::string& label : labels) match = match && line.find(label) != std::string::npos;
+      for (const std::string& label : labels)
+        match = match && line.find(label) != std::string::npos;
       if (match) sum += std::stod(line.substr(line.rfind(' ') + 1));
     }
   }
@@ -186,8 +189,11 @@ bool WaitUntilTotal(HttpClient& client, uint64_t total, std::chrono::seconds tim
 int Run(const Options& options) {
   ClusterOptions cluster_options;
   cluster_options.delay_ms = options.delay_ms;
-  cluster_options.extra_toml =
-      "[replication]\nrelay_after_ms = 60000\n[writes]\nqueue_max = 100000\n";
+  cluster_options.extra_toml = "[replication]\nrelay_after_ms = 60000\n";
+  if (options.linger_ms >= 0) {
+    cluster_options.extra_toml += "linger_ms = " + std::to_string(options.linger_ms) + "\n";
+  }
+  cluster_options.extra_toml += "[writes]\nqueue_max = 100000\n";
   Cluster cluster(cluster_options);
   if (!cluster.Start()) {
     Log("the cluster did not start:\n" + cluster.Logs());
@@ -218,8 +224,8 @@ int Run(const Options& options) {
   const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
   const uint64_t written = load.acknowledged() - acknowledged_before;
   const auto wire_after = cluster.ProxyBytes();
-  const double sent = MetricSum(cluster, "meridian_replication_events_total",
-                                {"direction=\"sent\""}) - sent_before;
+  const double sent =
+      MetricSum(cluster, "meridian_replication_events_total", {"direction=\"sent\""}) - sent_before;
   const double raw_per_event = (batch_bytes("raw") - raw_before) / sent;
   const double compressed_per_event = (batch_bytes("wire") - compressed_before) / sent;
   json pairs = json::array();
@@ -386,11 +392,13 @@ int main(int argc, char** argv) {
       options.backlog = static_cast<int>(value);
     else if (flag == "--items")
       options.items = static_cast<int>(value);
+    else if (flag == "--linger-ms")
+      options.linger_ms = static_cast<int>(value);
     else {
       std::fprintf(stderr,
                    "usage: replication_bench [--delay-ms 50] [--rate 10000] "
                    "[--threads-per-region 8] [--measure-s 10] [--warmup-s 3] [--down-s 60] "
-                   "[--backlog 300000] [--items 10000] [--only visibility]\n");
+                   "[--backlog 300000] [--items 10000] [--linger-ms MS] [--only visibility]\n");
       return 2;
     }
   }

@@ -1,5 +1,7 @@
 #include "client/http_client.h"
 
+#include "client/run_one.h"
+
 #include <utility>
 
 #include <boost/asio.hpp>
@@ -13,29 +15,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-
-namespace {
-
-// Runs one asynchronous operation to completion on an io_context that nothing else drives: the
-// synchronous way of getting Beast's timeouts (a stream's expiry completes the operation with
-// beast::error::timeout). `start(handler)` initiates the operation with a handler taking
-// (error_code, size_t); the size lands in *transferred when given.
-template <typename Start>
-beast::error_code RunOne(asio::io_context& io, Start start, std::size_t* transferred = nullptr) {
-  beast::error_code result;
-  bool done = false;
-  start([&](beast::error_code ec, std::size_t bytes) {
-    result = ec;
-    if (transferred != nullptr) *transferred = bytes;
-    done = true;
-  });
-  io.restart();
-  while (!done && io.run_one() > 0) {
-  }
-  return result;
-}
-
-}  // namespace
 
 std::string HttpResponse::Header(const std::string& name) const {
   auto it = headers.find(name);

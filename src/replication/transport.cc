@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "meridian/event.pb.h"
 #include "meridian/replication.grpc.pb.h"
 #include "replication/batch_codec.h"
 #include "replication/links.h"
@@ -53,6 +55,17 @@ uint64_t WallMs() {
 
 Result<core::VersionVector> DecodeFrontier(const std::string& bytes) {
   return core::VersionVector::Decode(bytes);
+}
+
+// The gRPC settings both ends of a stream share: message size, the HTTP/2 window to start from,
+// and keepalive pings, which find a peer that vanished without closing (a half-open connection
+// would otherwise hold a handler blocked in a write, or a reader, until shutdown).
+void ForEachStreamArgument(const std::function<void(const char*, int)>& set) {
+  set(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, kMessageBytesMax);
+  set(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, kMessageBytesMax);
+  set(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
+  set(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+  set(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
 }
 
 SenderOptions SenderOptionsOf(const node::NodeConfig& config) {
@@ -97,13 +110,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(config_.self().replication, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(this);
-    builder.SetMaxReceiveMessageSize(kMessageBytesMax);
-    builder.SetMaxSendMessageSize(kMessageBytesMax);
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
-    // Keepalive pings find a subscriber that vanished without closing (a half-open connection
-    // would otherwise hold its handler, blocked in a write, until shutdown); clients may ping.
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
+    ForEachStreamArgument(
+        [&](const char* name, int value) { builder.AddChannelArgument(name, value); });
+    // Clients may ping: that is how a half-open connection is found from their side.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
@@ -354,6 +363,13 @@ class Replicator::Impl final : public wire::Replication::Service {
     const std::string& name = board_.NameOf(peer);
     std::mt19937_64 random(std::random_device{}() ^ peer);
     std::uniform_real_distribution<double> unit(0.0, 1.0);
+    grpc::ChannelArguments arguments;
+    ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
+    arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // A fresh channel per attempt: our own backoff governs redials, not the channel's.
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     bool first_attempt = true;
     while (!stopping_) {
       if (!first_attempt) {
@@ -365,17 +381,6 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (!Pause(delay)) break;
       }
       first_attempt = false;
-      grpc::ChannelArguments arguments;
-      arguments.SetMaxReceiveMessageSize(kMessageBytesMax);
-      arguments.SetMaxSendMessageSize(kMessageBytesMax);
-      arguments.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kLookaheadBytes);
-      arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
-      arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
-      arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-      arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-      arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-      // A fresh channel per attempt: our own backoff governs redials, not the channel's.
-      arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       auto channel =
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
       auto stub = wire::Replication::NewStub(channel);
@@ -646,15 +651,19 @@ class Replicator::Impl final : public wire::Replication::Service {
       uint64_t through = trimmed;
       if (over_bytes) {
         // Never past what this region holds (later events are trimmed by age), and a bounded
-        // page per pass: a trim holds the store's commit lock.
+        // page per pass: one batch of deletes, not the whole backlog at once.
         through = std::min({entry.seq, applied.Get(entry.origin), trimmed + kRetentionPage});
       } else {
         // The oldest events first, a bounded page per pass.
+        wire::Event message;
         const Status status = node_->store().ReadLogWhile(
             entry.origin, trimmed + 1, kRetentionPage, [&](const storage::LoggedEvent& logged) {
               if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return false;
-              auto event = core::DecodeEvent(logged.bytes, kRemoteLimits);
-              if (!event.ok() || core::HlcPhysicalMs(event->hlc) >= cutoff_ms) return false;
+              // Only the clock is needed: parsed, not decoded and checked.
+              if (!message.ParseFromString(logged.bytes) ||
+                  core::HlcPhysicalMs(message.hlc()) >= cutoff_ms) {
+                return false;
+              }
               through = logged.dot.seq;
               return true;
             });

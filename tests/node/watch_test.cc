@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "api/session_token.h"
+#include "client/run_one.h"
 #include "support/http_client.h"
 #include "support/node_fixture.h"
 #include "support/node_process.h"
-#include "support/run_one.h"
 
 namespace {
 
@@ -263,7 +263,7 @@ class WsWatch {
  private:
   template <typename Start>
   beast::error_code Run(Start start) {
-    return meridian::testing::RunOne(io_, std::move(start));
+    return meridian::client::RunOne(io_, std::move(start));
   }
 
   uint16_t port_;

@@ -8,12 +8,6 @@ namespace {
 
 using Origins = std::vector<core::RegionId>;
 
-core::VersionVector Frontier(std::initializer_list<std::pair<core::RegionId, uint64_t>> entries) {
-  core::VersionVector frontier;
-  for (const auto& [origin, seq] : entries) frontier.Set(origin, seq);
-  return frontier;
-}
-
 LinkOptions Options() {
   LinkOptions options;
   options.relay_after_ms = 1000;
@@ -35,14 +29,14 @@ TEST(Links, DirectLinkDownPastTheThresholdRelaysThroughAPeerThatIsAhead) {
   Links links({2, 3}, Options(), 0);
   links.Connected(3, 10);
   links.Heard(3, nullptr, 10);
-  const auto applied = Frontier({{2, 5}});
+  const auto applied = core::VersionVector{{2, 5}};
   // 3 holds nothing of 2's beyond us: no relay, however long 2 is down.
-  const auto behind = Frontier({{2, 5}, {3, 9}});
+  const auto behind = core::VersionVector{{2, 5}, {3, 9}};
   links.Heard(3, &behind, 20);
   EXPECT_FALSE(links.UpdateRelays(applied, 5000));
   EXPECT_EQ(links.OriginsFor(3), Origins({3}));
   // 3 is ahead for 2, and the link to 2 has been down since the start.
-  const auto ahead = Frontier({{2, 8}, {3, 9}});
+  const auto ahead = core::VersionVector{{2, 8}, {3, 9}};
   links.Heard(3, &ahead, 5000);
   EXPECT_TRUE(links.UpdateRelays(applied, 5000));
   EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
@@ -58,11 +52,11 @@ TEST(Links, NoRelayBeforeTheThreshold) {
   Links links({2, 3}, Options(), 0);
   links.Connected(2, 0);
   links.Connected(3, 0);
-  const auto ahead = Frontier({{2, 8}});
+  const auto ahead = core::VersionVector{{2, 8}};
   links.Heard(3, &ahead, 0);
   links.Disconnected(2, 100);
-  EXPECT_FALSE(links.UpdateRelays(Frontier({}), 1099));
-  EXPECT_TRUE(links.UpdateRelays(Frontier({}), 1100));
+  EXPECT_FALSE(links.UpdateRelays(core::VersionVector{}, 1099));
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{}, 1100));
   EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
 }
 
@@ -70,14 +64,14 @@ TEST(Links, RelayMovesWhenTheRelayingPeerIsLost) {
   Links links({2, 3, 4}, Options(), 0);
   links.Connected(3, 0);
   links.Connected(4, 0);
-  const auto three = Frontier({{2, 10}});
-  const auto four = Frontier({{2, 7}});
+  const auto three = core::VersionVector{{2, 10}};
+  const auto four = core::VersionVector{{2, 7}};
   links.Heard(3, &three, 0);
   links.Heard(4, &four, 0);
-  EXPECT_TRUE(links.UpdateRelays(Frontier({{2, 1}}), 2000));
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{{2, 1}}, 2000));
   EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));  // the most ahead
   links.Disconnected(3, 2100);
-  EXPECT_TRUE(links.UpdateRelays(Frontier({{2, 1}}), 2100));
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{{2, 1}}, 2100));
   EXPECT_EQ(links.OriginsFor(4), Origins({4, 2}));
 }
 

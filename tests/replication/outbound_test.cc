@@ -7,12 +7,6 @@
 namespace meridian::replication {
 namespace {
 
-core::VersionVector Frontier(std::initializer_list<std::pair<core::RegionId, uint64_t>> entries) {
-  core::VersionVector frontier;
-  for (const auto& [origin, seq] : entries) frontier.Set(origin, seq);
-  return frontier;
-}
-
 SenderOptions Options() {
   SenderOptions options;
   options.batch_events_max = 10;
@@ -24,19 +18,19 @@ SenderOptions Options() {
 
 TEST(Outbound, StreamsEachOriginAfterTheSubscribedFrontier) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({{1, 3}, {2, 7}}), {1});
+  outbound.Subscribe(core::VersionVector{{1, 3}, {2, 7}}, {1});
   // Nothing beyond the subscriber's frontier yet.
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 3}}), 0));
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 3}}, 0));
   // A full batch goes at once; its read starts right after the frontier.
-  auto read = outbound.Next(Frontier({{1, 20}}), 0);
+  auto read = outbound.Next(core::VersionVector{{1, 20}}, 0);
   ASSERT_TRUE(read);
   EXPECT_EQ(read->origin, 1u);
   EXPECT_EQ(read->from_seq, 4u);
   EXPECT_EQ(read->limit, 10u);
   outbound.Sent(1, 13, 1000);
   // The remaining 7 are less than a batch: they go 5 ms after the previous batch.
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 20}}), 4));
-  read = outbound.Next(Frontier({{1, 20}}), 5);
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 20}}, 4));
+  read = outbound.Next(core::VersionVector{{1, 20}}, 5);
   ASSERT_TRUE(read);
   EXPECT_EQ(read->from_seq, 14u);
   EXPECT_EQ(read->limit, 7u);
@@ -44,16 +38,16 @@ TEST(Outbound, StreamsEachOriginAfterTheSubscribedFrontier) {
 
 TEST(Outbound, QuietStreamSendsAtOnceBusyStreamEveryLinger) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({}), {1});
+  outbound.Subscribe(core::VersionVector{}, {1});
   outbound.HeartbeatSent(100);
-  auto read = outbound.Next(Frontier({{1, 1}}), 100);  // nothing sent lately: at once
+  auto read = outbound.Next(core::VersionVector{{1, 1}}, 100);  // nothing sent lately: at once
   ASSERT_TRUE(read);
   outbound.Sent(1, 1, 10);
   // Busy: what arrives within 5 ms of that batch waits for the next one.
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 2}}), 101));
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 3}}), 104));
-  EXPECT_EQ(outbound.WakeAtMs(Frontier({{1, 3}}), 104), 105u);
-  read = outbound.Next(Frontier({{1, 3}}), 105);
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 2}}, 101));
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 3}}, 104));
+  EXPECT_EQ(outbound.WakeAtMs(core::VersionVector{{1, 3}}, 104), 105u);
+  read = outbound.Next(core::VersionVector{{1, 3}}, 105);
   ASSERT_TRUE(read);
   EXPECT_EQ(read->from_seq, 2u);
   EXPECT_EQ(read->limit, 2u);
@@ -61,8 +55,8 @@ TEST(Outbound, QuietStreamSendsAtOnceBusyStreamEveryLinger) {
 
 TEST(Outbound, WindowStopsSendingUntilAcknowledged) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({}), {1});
-  const auto heads = Frontier({{1, 100}});
+  outbound.Subscribe(core::VersionVector{}, {1});
+  const auto heads = core::VersionVector{{1, 100}};
   for (uint64_t last : {10, 20}) {
     auto read = outbound.Next(heads, 0);
     ASSERT_TRUE(read);
@@ -71,7 +65,7 @@ TEST(Outbound, WindowStopsSendingUntilAcknowledged) {
   EXPECT_EQ(outbound.in_flight_batches(), 2u);
   EXPECT_FALSE(outbound.Next(heads, 0));  // window of 2 batches is full
   EXPECT_EQ(outbound.Backlog(heads), 80u);
-  outbound.Ack(Frontier({{1, 10}}));
+  outbound.Ack(core::VersionVector{{1, 10}});
   EXPECT_EQ(outbound.in_flight_batches(), 1u);
   EXPECT_EQ(outbound.in_flight_bytes(), 500u);
   auto read = outbound.Next(heads, 0);
@@ -81,11 +75,11 @@ TEST(Outbound, WindowStopsSendingUntilAcknowledged) {
 
 TEST(Outbound, ResubscribingRestartsFromTheNewFrontierAndOrigins) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({}), {1});
+  outbound.Subscribe(core::VersionVector{}, {1});
   outbound.Sent(1, 10, 100);
-  outbound.Subscribe(Frontier({{1, 4}, {3, 2}}), {1, 3});  // a relay of origin 3 added
+  outbound.Subscribe(core::VersionVector{{1, 4}, {3, 2}}, {1, 3});  // a relay of origin 3 added
   EXPECT_EQ(outbound.in_flight_batches(), 0u);
-  const auto heads = Frontier({{1, 50}, {3, 50}});
+  const auto heads = core::VersionVector{{1, 50}, {3, 50}};
   auto first = outbound.Next(heads, 0);
   ASSERT_TRUE(first);
   outbound.Sent(first->origin, first->from_seq + first->limit - 1, 10);
@@ -98,10 +92,10 @@ TEST(Outbound, ResubscribingRestartsFromTheNewFrontierAndOrigins) {
 
 TEST(Outbound, NothingAlreadyAcknowledgedIsResentOrHoldsTheWindow) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({}), {1});
-  outbound.Ack(Frontier({{1, 60}}));  // overtook the (older) subscription below
-  outbound.Subscribe(Frontier({{1, 40}}), {1});
-  auto read = outbound.Next(Frontier({{1, 100}}), 0);
+  outbound.Subscribe(core::VersionVector{}, {1});
+  outbound.Ack(core::VersionVector{{1, 60}});  // overtook the (older) subscription below
+  outbound.Subscribe(core::VersionVector{{1, 40}}, {1});
+  auto read = outbound.Next(core::VersionVector{{1, 100}}, 0);
   ASSERT_TRUE(read);
   EXPECT_EQ(read->from_seq, 61u);
   // A batch the subscriber already acknowledged (a read taken before the acknowledgement) does
@@ -112,19 +106,19 @@ TEST(Outbound, NothingAlreadyAcknowledgedIsResentOrHoldsTheWindow) {
 
 TEST(Outbound, AbandonedOriginIsNoLongerStreamed) {
   Outbound outbound(Options());
-  outbound.Subscribe(Frontier({}), {1});
+  outbound.Subscribe(core::VersionVector{}, {1});
   outbound.Abandon(1);
-  EXPECT_FALSE(outbound.Next(Frontier({{1, 100}}), 1000));
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 100}}, 1000));
 }
 
 TEST(Outbound, HeartbeatAtOnceThenEveryInterval) {
   Outbound outbound(Options());
   EXPECT_FALSE(outbound.HeartbeatDue(0));  // not subscribed
-  outbound.Subscribe(Frontier({}), {1});
+  outbound.Subscribe(core::VersionVector{}, {1});
   EXPECT_TRUE(outbound.HeartbeatDue(0));
   outbound.HeartbeatSent(0);
   EXPECT_FALSE(outbound.HeartbeatDue(99));
-  EXPECT_EQ(outbound.WakeAtMs(Frontier({}), 10), 100u);
+  EXPECT_EQ(outbound.WakeAtMs(core::VersionVector{}, 10), 100u);
   EXPECT_TRUE(outbound.HeartbeatDue(100));
 }
 

@@ -1,5 +1,5 @@
 // Runs one asynchronous operation to completion on an io_context that nothing else drives: the
-// synchronous test clients' way of getting Beast's timeouts (a stream's expiry completes the
+// synchronous clients' way of getting Beast's timeouts (a stream's expiry completes the
 // operation with beast::error::timeout).
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <boost/beast/core/error.hpp>
 #include <cstddef>
 
-namespace meridian::testing {
+namespace meridian::client {
 
 // `start(handler)` initiates the operation with a completion handler taking (error_code, size_t);
 // the size lands in *transferred when given.
@@ -29,4 +29,4 @@ boost::beast::error_code RunOne(boost::asio::io_context& io, Start start,
   return result;
 }
 
-}  // namespace meridian::testing
+}  // namespace meridian::client
