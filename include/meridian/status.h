@@ -27,6 +27,7 @@ enum class StatusCode {
   kTimeout,          // a bounded wait ran out
   kOverloaded,       // admission refused; retry later
   kInternal,         // an unexpected failure of the node itself
+  kIdempotencyKeyReused,  // an idempotency key sent again with a different request
 };
 
 std::string_view StatusCodeName(StatusCode code);

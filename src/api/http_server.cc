@@ -285,7 +285,8 @@ class HttpServer::Impl {
           Header(request, http::field::content_type),
           Header(request, "Meridian-Session"),
           Header(request, "Last-Event-ID"),
-          request.body()};
+          request.body(),
+          Header(request, "Idempotency-Key")};
       auto parsed = ParseRequest(view, config.limits);
       if (auto* call = std::get_if<ApiCall>(&parsed);
           call != nullptr && call->route == Route::kWatch) {
@@ -427,7 +428,7 @@ class HttpServer::Impl {
                                        " other regions configured",
                                    {}});
         }
-        node::WriteRequest write{call.key, std::move(call.op)};
+        node::WriteRequest write{call.key, std::move(call.op), std::move(call.idempotency_key)};
         Result<node::Receipt> receipt = co_await SubmitWrite(write);
         if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
         core::VersionVector session = receipt->frontier;
@@ -436,6 +437,7 @@ class HttpServer::Impl {
         nlohmann::json body = {{"event", region.EventId(receipt->dot)},
                                {"hlc", core::FormatHlc(receipt->hlc)},
                                {"session", token}};
+        if (receipt->replayed) body["replayed"] = true;
         if (call.durability_regions > 0) {
           // Other regions confirm by acknowledging the write over replication.
           const Clock::time_point deadline =
@@ -460,6 +462,7 @@ class HttpServer::Impl {
         }
         Response response = MakeResponse(request, http::status::ok, body.dump());
         response.set("Meridian-Session", token);
+        if (receipt->replayed) response.set("Idempotent-Replayed", "true");
         co_return response;
       }
       case Route::kGetDocument: {

@@ -165,6 +165,14 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
   return out;
 }
 
+bool ValidIdempotencyKey(std::string_view key) {
+  if (key.empty() || key.size() > kIdempotencyKeyBytesMax) return false;
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 ApiError ErrorFromStatus(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
@@ -181,6 +189,8 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(503, "unavailable", status.message());
     case StatusCode::kTimeout:
       return Error(504, "timeout", status.message());
+    case StatusCode::kIdempotencyKeyReused:
+      return Error(422, "idempotency_key_reused", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }
@@ -314,6 +324,14 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       }
       if (auto error = ReadUnsigned(query, "timeout_ms", kWaitMsMax, &call.durability_timeout_ms))
         return *error;
+      if (!request.idempotency_key.empty()) {
+        if (!ValidIdempotencyKey(request.idempotency_key)) {
+          return Error(400, "bad_header",
+                       "Idempotency-Key must be 1 to " + std::to_string(kIdempotencyKeyBytesMax) +
+                           " visible ASCII characters");
+        }
+        call.idempotency_key = std::string(request.idempotency_key);
+      }
       break;
     }
     case Route::kScan:

@@ -52,6 +52,7 @@ struct ApiCall {
   std::string after;                           // scan
   size_t limit = 100;                          // scan, conflicts
   std::string resume_from;  // watch: an event id ("from" query or Last-Event-ID header)
+  std::string idempotency_key;  // writes: the Idempotency-Key header
 };
 
 struct RequestView {
@@ -61,9 +62,14 @@ struct RequestView {
   std::string_view session_header;
   std::string_view last_event_id;
   std::string_view body;
+  std::string_view idempotency_key;  // the Idempotency-Key header
 };
 
 constexpr uint64_t kWaitMsMax = 60'000;
+constexpr size_t kIdempotencyKeyBytesMax = 255;
+
+// An idempotency key: 1..kIdempotencyKeyBytesMax bytes of visible ASCII (no spaces).
+bool ValidIdempotencyKey(std::string_view key);
 constexpr size_t kScanLimitMax = 1000;
 
 std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,

@@ -26,6 +26,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "overloaded";
     case StatusCode::kInternal:
       return "internal";
+    case StatusCode::kIdempotencyKeyReused:
+      return "idempotency_key_reused";
   }
   return "unknown";
 }

@@ -156,7 +156,10 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
         ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
   }
   if (const toml::table* writes = Section(root, "writes", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*writes, "writes", {"batch_max", "queue_max"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*writes, "writes", {"batch_max", "queue_max", "idempotency_window_s"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "idempotency_window_s",
+                                         &config.idempotency_window_s));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "batch_max", &config.write_batch_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
   }
@@ -288,6 +291,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"storage.block_cache_bytes", config.block_cache_bytes, 1 << 20, uint64_t{1} << 40},
       {"writes.batch_max", config.write_batch_max, 1, 100'000},
       {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
+      {"writes.idempotency_window_s", config.idempotency_window_s, 1, 365 * 86'400},
       {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},
       {"watch.watchers_max", config.watchers_max, 1, 1'000'000},
       {"clock.max_skew_ms", config.max_skew_ms, 1, 86'400'000},

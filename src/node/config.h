@@ -39,6 +39,7 @@ struct NodeConfig {
   // [writes]
   size_t write_batch_max = 512;     // writes grouped into one commit at most
   size_t write_queue_max = 10'000;  // pending writes beyond this get 429
+  uint64_t idempotency_window_s = 86'400;  // how long an Idempotency-Key is remembered
 
   // [watch]
   size_t watch_buffer_max = 10'000;  // changes buffered per watcher before it is dropped

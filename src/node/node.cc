@@ -68,6 +68,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   }
   std::unique_ptr<Node> node(new Node(config, std::move(store)));
   if (Status status = node->region_->Recover(); !status.ok()) return status;
+  node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
   auto recovered = node->store_->Recover();
   if (!recovered.ok()) return recovered.status();
   node->watches_.SetPublishedLsn(recovered->last_lsn);

@@ -1,12 +1,79 @@
 #include "node/region.h"
 
+#include <xxhash.h>
+
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "core/replica.h"
+#include "storage/keys.h"
 
 namespace meridian::node {
+
+namespace {
+
+// What identifies a request for its idempotency key: its document key and operation.
+uint64_t RequestFingerprint(const WriteRequest& write) {
+  core::Event event;
+  event.key = write.key;
+  event.op = write.op;
+  const std::string bytes = core::EncodeEvent(event);
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+// An idempotency record: fingerprint (8 bytes, big-endian), origin, seq and hlc (varints), then
+// the receipt's frontier.
+std::string EncodeReplay(uint64_t fingerprint, const Receipt& receipt) {
+  std::string out;
+  storage::PutBigEndian64(&out, fingerprint);
+  core::PutVarint(&out, receipt.dot.origin);
+  core::PutVarint(&out, receipt.dot.seq);
+  core::PutVarint(&out, receipt.hlc);
+  receipt.frontier.EncodeTo(&out);
+  return out;
+}
+
+Result<Receipt> DecodeReplay(std::string_view in, uint64_t* fingerprint) {
+  if (in.size() < 8) return Corruption("idempotency record is truncated");
+  *fingerprint = storage::GetBigEndian64(in);
+  in.remove_prefix(8);
+  uint64_t origin = 0;
+  Receipt receipt;
+  if (!core::GetVarint(&in, &origin) || origin > 255 || !core::GetVarint(&in, &receipt.dot.seq) ||
+      !core::GetVarint(&in, &receipt.hlc)) {
+    return Corruption("idempotency record is malformed");
+  }
+  receipt.dot.origin = static_cast<core::RegionId>(origin);
+  auto frontier = core::VersionVector::Decode(in);
+  if (!frontier.ok()) return frontier.status();
+  receipt.frontier = std::move(frontier).value();
+  receipt.replayed = true;
+  return receipt;
+}
+
+Status KeyReused(const std::string& key) {
+  return Status(StatusCode::kIdempotencyKeyReused,
+                "idempotency key '" + key +
+                    "' was already used for a different request (another document or operation)");
+}
+
+}  // namespace
+
+Result<std::optional<Receipt>> Region::FindReplay(const WriteRequest& write, uint64_t fingerprint,
+                                                  uint64_t now_ms) {
+  auto found = store_->GetIdempotency(write.idempotency_key);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<Receipt>();
+  if (idempotency_window_ms_ > 0 && (*found)->time_ms + idempotency_window_ms_ <= now_ms) {
+    return std::optional<Receipt>();  // expired: a new write
+  }
+  uint64_t recorded = 0;
+  auto receipt = DecodeReplay((*found)->record, &recorded);
+  if (!receipt.ok()) return receipt.status();
+  if (recorded != fingerprint) return KeyReused(write.idempotency_key);
+  return std::optional<Receipt>(std::move(receipt).value());
+}
 
 Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
                storage::Store* store, core::PhysicalClock* clock, core::Limits limits,
@@ -14,6 +81,7 @@ Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
     : id_(id),
       names_(std::move(names)),
       store_(store),
+      physical_clock_(clock),
       limits_(limits),
       clock_(clock, max_skew_ms),
       document_cache_max_(document_cache_max),
@@ -249,7 +317,32 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   }
 
   std::vector<size_t> accepted;  // indexes into *outcomes of writes in the group
+  // Retries of writes earlier in this group: (outcome index, index of the original).
+  std::vector<std::pair<size_t, size_t>> repeats;
+  const uint64_t now_ms = physical_clock_->NowMs();
   for (const WriteRequest& write : writes) {
+    uint64_t fingerprint = 0;
+    if (!write.idempotency_key.empty()) {
+      fingerprint = RequestFingerprint(write);
+      if (auto it = group.idempotent.find(write.idempotency_key); it != group.idempotent.end()) {
+        if (it->second.first != fingerprint) {
+          outcomes->push_back(KeyReused(write.idempotency_key));
+        } else {
+          outcomes->push_back(Receipt{});
+          repeats.emplace_back(outcomes->size() - 1, it->second.second);
+        }
+        continue;
+      }
+      auto replay = FindReplay(write, fingerprint, now_ms);
+      if (!replay.ok() || replay->has_value()) {
+        if (replay.ok()) {
+          outcomes->push_back(std::move(**replay));
+        } else {
+          outcomes->push_back(replay.status());
+        }
+        continue;
+      }
+    }
     Result<Loaded*> loaded = Stage(group, write.key);
     if (!loaded.ok()) {
       outcomes->push_back(loaded.status());
@@ -270,15 +363,40 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     }
     outcomes->push_back(Receipt{event->dot, event->hlc, {}});
     accepted.push_back(outcomes->size() - 1);
+    if (!write.idempotency_key.empty()) {
+      group.idempotent.emplace(write.idempotency_key,
+                               std::make_pair(fingerprint, outcomes->size() - 1));
+    }
     ++local_events;
   }
   if (local_events == 0 && remote_events == 0) return;
+  if (idempotency_window_ms_ > 0 && now_ms >= idempotency_purged_ms_ + 1000 &&
+      now_ms > idempotency_window_ms_) {
+    // Expiry rides on commits: at most once a second, a bounded number of records.
+    auto expired = store_->ExpiredIdempotency(now_ms - idempotency_window_ms_, 1000);
+    if (expired.ok()) group.batch.idempotency_expired = std::move(expired).value();
+    idempotency_purged_ms_ = now_ms;
+  }
+  if (!group.idempotent.empty()) {
+    // The records are written with the commit, so they are durable exactly when the writes are.
+    for (const auto& [key, entry] : group.idempotent) {
+      Receipt receipt = (*outcomes)[entry.second].value();
+      receipt.frontier = group.frontier;
+      group.batch.idempotency.push_back(
+          storage::IdempotencyRecord{key, now_ms, EncodeReplay(entry.first, receipt)});
+    }
+  }
   if (Status status = Finish(group, local_events, remote_events, changes); !status.ok()) {
     fail_all(status);
+    for (const auto& [index, original] : repeats) (*outcomes)[index] = (*outcomes)[original];
     return;
   }
   // Each receipt's session covers everything committed with it (the batch is atomic).
   for (size_t index : accepted) (*outcomes)[index].value().frontier = group.frontier;
+  for (const auto& [index, original] : repeats) {
+    (*outcomes)[index] = (*outcomes)[original];
+    (*outcomes)[index].value().replayed = true;
+  }
 }
 
 core::VersionVector Region::frontier() const {

@@ -26,8 +26,16 @@
 namespace meridian::node {
 
 struct WriteRequest {
+  WriteRequest() = default;
+  WriteRequest(std::string key, core::Operation op, std::string idempotency_key = {})
+      : key(std::move(key)), op(std::move(op)), idempotency_key(std::move(idempotency_key)) {}
+
   std::string key;
   core::Operation op;
+  // When not empty: a retry of a write already committed with this key (within the region's
+  // idempotency window) is not applied again; it answers the original receipt. The API checks
+  // its form (api::ValidIdempotencyKey).
+  std::string idempotency_key;
 };
 
 // What a durable write returns to its client.
@@ -35,7 +43,9 @@ struct Receipt {
   core::Dot dot;
   core::HlcTimestamp hlc = 0;
   core::VersionVector frontier;  // the region's frontier just after the write (the session)
+  bool replayed = false;         // the original receipt of an earlier write with the same key
 };
+
 
 // A committed change of one document, as watches see it.
 struct Change {
@@ -74,6 +84,10 @@ class Region {
 
   // Loads the frontier, clock and log position from the store. Call once before anything else.
   Status Recover();
+
+  // How long an idempotency key is remembered (default 24 h); 0 keeps records for ever. Expired
+  // records are removed with later commits, a bounded number at a time. Call before commits.
+  void SetIdempotencyWindow(uint64_t window_ms) { idempotency_window_ms_ = window_ms; }
 
   // Applies the writes in order and commits them as one durable batch. Each write's operation
   // must hold canonical JSON values (api::ParseRequest or core::NormalizeOperation made it). On
@@ -131,6 +145,8 @@ class Region {
     std::unordered_map<std::string, Loaded> dirty;
     storage::CommitBatch batch;
     std::vector<core::Conflict> conflicts;
+    // Idempotency keys of this group's accepted writes -> (request fingerprint, outcome index).
+    std::unordered_map<std::string, std::pair<uint64_t, size_t>> idempotent;
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -146,11 +162,18 @@ class Region {
   void Remember(const std::string& key, core::DocumentState state,
                 std::optional<std::string> rendered);
   std::string ConflictJson(const core::Conflict& conflict) const;
+  // The receipt recorded for `write.idempotency_key` within the window (replayed), nullopt when
+  // there is none, kIdempotencyKeyReused when it was recorded for a different request.
+  Result<std::optional<Receipt>> FindReplay(const WriteRequest& write, uint64_t fingerprint,
+                                            uint64_t now_ms);
 
   const core::RegionId id_;
   const std::map<core::RegionId, std::string> names_;
   storage::Store* const store_;
+  core::PhysicalClock* const physical_clock_;
   const core::Limits limits_;
+  uint64_t idempotency_window_ms_ = 24 * 3600 * 1000;
+  uint64_t idempotency_purged_ms_ = 0;  // commit thread only: when expiry last ran
 
   mutable std::mutex mutex_;  // guards the members below for readers on other threads
   core::HybridLogicalClock clock_;

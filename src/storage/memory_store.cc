@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "storage/keys.h"
 
@@ -32,6 +33,17 @@ class MemoryStore final : public Store {
     }
     conflicts_.insert(conflicts_.end(), batch.conflicts.begin(), batch.conflicts.end());
     dead_letters_ += batch.dead_letters.size();
+    for (const IdempotencyRecord& expired : batch.idempotency_expired) {
+      by_time_.erase({expired.time_ms, expired.key});
+      auto it = idempotency_.find(expired.key);
+      if (it != idempotency_.end() && it->second.time_ms == expired.time_ms) idempotency_.erase(it);
+    }
+    for (const IdempotencyRecord& record : batch.idempotency) {
+      auto it = idempotency_.find(record.key);
+      if (it != idempotency_.end()) by_time_.erase({it->second.time_ms, record.key});
+      idempotency_[record.key] = record;
+      by_time_.insert({record.time_ms, record.key});
+    }
     frontier_ = batch.frontier;
     hlc_ = batch.hlc;
     digest_ = batch.digest;
@@ -137,6 +149,27 @@ class MemoryStore final : public Store {
     return dead_letters_;
   }
 
+  Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    auto it = idempotency_.find(key);
+    if (it == idempotency_.end()) return std::optional<IdempotencyRecord>();
+    return std::optional<IdempotencyRecord>(it->second);
+  }
+  Result<std::vector<IdempotencyRecord>> ExpiredIdempotency(uint64_t before_ms,
+                                                            size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<IdempotencyRecord> expired;
+    for (auto it = by_time_.begin();
+         it != by_time_.end() && it->first < before_ms && expired.size() < limit; ++it) {
+      expired.push_back(IdempotencyRecord{it->second, it->first, {}});
+    }
+    return expired;
+  }
+  Result<uint64_t> IdempotencyCount() override {
+    std::lock_guard lock(mutex_);
+    return static_cast<uint64_t>(idempotency_.size());
+  }
+
  private:
   static std::optional<std::string> Find(const std::map<std::string, std::string, std::less<>>& map,
                                          std::string_view key) {
@@ -153,6 +186,8 @@ class MemoryStore final : public Store {
   std::map<std::string, std::string, std::less<>> views_;
   std::vector<std::string> conflicts_;
   uint64_t dead_letters_ = 0;
+  std::map<std::string, IdempotencyRecord, std::less<>> idempotency_;
+  std::set<std::pair<uint64_t, std::string>> by_time_;  // (time_ms, key) of every record
   core::VersionVector frontier_;
   core::HlcTimestamp hlc_ = 0;
   uint64_t last_lsn_ = 0;

@@ -20,9 +20,32 @@ namespace {
 // big-endian), then the frontier (compact version vector).
 constexpr const char* kMetaPosition = "position";
 
-enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kFamilies };
-const char* const kFamilyNames[kFamilies] = {"default", "log",       "changes",
-                                             "docs",    "conflicts", "dead_letters"};
+enum Family {
+  kMeta = 0,
+  kLog,
+  kChanges,
+  kDocs,
+  kConflicts,
+  kDeadLetters,
+  kIdempotency,
+  kFamilies
+};
+const char* const kFamilyNames[kFamilies] = {"default",   "log",          "changes",    "docs",
+                                             "conflicts", "dead_letters", "idempotency"};
+
+// The idempotency family holds two kinds of entries: 'k' + key -> time (8 bytes, big-endian) and
+// the node's record; 't' + time + key -> empty, the index that expiry walks oldest first.
+std::string IdempotencyKey(std::string_view key) {
+  std::string out(1, 'k');
+  out += key;
+  return out;
+}
+std::string IdempotencyTimeKey(uint64_t time_ms, std::string_view key) {
+  std::string out(1, 't');
+  PutBigEndian64(&out, time_ms);
+  out += key;
+  return out;
+}
 
 // A document record (docs family): varint length of the state, the state, then a byte 1 and the
 // rendered view when the document exists, or a byte 0. One record, one memtable insert.
@@ -122,6 +145,21 @@ class RocksDbStore final : public Store {
     uint64_t dead_letter_seq = dead_letter_seq_.load();
     for (const std::string& record : batch.dead_letters) {
       write.Put(families_[kDeadLetters], SequenceKey(++dead_letter_seq), record);
+    }
+    for (const IdempotencyRecord& expired : batch.idempotency_expired) {
+      write.Delete(families_[kIdempotency], IdempotencyTimeKey(expired.time_ms, expired.key));
+      auto current = GetIdempotency(expired.key);
+      if (!current.ok()) return current.status();
+      if (current->has_value() && (*current)->time_ms == expired.time_ms) {
+        write.Delete(families_[kIdempotency], IdempotencyKey(expired.key));
+      }
+    }
+    for (const IdempotencyRecord& record : batch.idempotency) {
+      std::string value;
+      PutBigEndian64(&value, record.time_ms);
+      value += record.record;
+      write.Put(families_[kIdempotency], IdempotencyKey(record.key), value);
+      write.Put(families_[kIdempotency], IdempotencyTimeKey(record.time_ms, record.key), "");
     }
     // One record for the node's position: one memtable insert per commit.
     std::string meta;
@@ -295,6 +333,40 @@ class RocksDbStore final : public Store {
 
   Result<uint64_t> ConflictCount() override { return conflict_seq_.load(); }
   Result<uint64_t> DeadLetterCount() override { return dead_letter_seq_.load(); }
+
+  Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) override {
+    auto value = Get(kIdempotency, IdempotencyKey(key));
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return std::optional<IdempotencyRecord>();
+    if ((*value)->size() < 8) return Corruption("idempotency record is truncated");
+    IdempotencyRecord record;
+    record.key = std::string(key);
+    record.time_ms = GetBigEndian64(**value);
+    record.record = (*value)->substr(8);
+    return std::optional<IdempotencyRecord>(std::move(record));
+  }
+
+  Result<std::vector<IdempotencyRecord>> ExpiredIdempotency(uint64_t before_ms,
+                                                            size_t limit) override {
+    std::vector<IdempotencyRecord> expired;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kIdempotency]));
+    for (it->Seek("t"); it->Valid() && expired.size() < limit; it->Next()) {
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() < 9 || key.front() != 't') break;
+      const uint64_t time_ms = GetBigEndian64(key.substr(1, 8));
+      if (time_ms >= before_ms) break;
+      expired.push_back(IdempotencyRecord{std::string(key.substr(9)), time_ms, {}});
+    }
+    if (Status status = FromRocks(it->status(), "scan idempotency"); !status.ok()) return status;
+    return expired;
+  }
+
+  Result<uint64_t> IdempotencyCount() override {
+    uint64_t keys = 0;
+    if (!db_->GetIntProperty(families_[kIdempotency], "rocksdb.estimate-num-keys", &keys)) keys = 0;
+    return keys / 2;  // two entries per record
+  }
 
  private:
   Result<std::optional<std::string>> GetDocumentPart(std::string_view key, bool view) {

@@ -8,7 +8,9 @@
 //   - documents: key -> canonical DocumentState encoding (core/document.h) and, when the document
 //     exists, its rendered JSON (the read model);
 //   - node metadata: the applied frontier, the last HLC, the last lsn;
-//   - the conflict log and the dead-letter store (JSON records by sequence).
+//   - the conflict log and the dead-letter store (JSON records by sequence);
+//   - idempotency records: an idempotency key -> the receipt of the write that first used it,
+//     with the time it was written, so that a retried write answers the original receipt.
 //
 // Every step of the node is one Commit: all of a batch becomes durable at once or not at all.
 // Implementations are thread-safe: reads may run concurrently with one Commit at a time.
@@ -42,6 +44,13 @@ struct LoggedEvent {
   core::HlcTimestamp hlc = 0;           // the event's HLC
 };
 
+// An idempotency record: the node encodes the receipt; the store keeps it by key and by time.
+struct IdempotencyRecord {
+  std::string key;
+  uint64_t time_ms = 0;  // when it was written (physical clock of the region)
+  std::string record;    // empty in ExpiredIdempotency's answer
+};
+
 // One atomic step.
 struct CommitBatch {
   std::vector<LoggedEvent> events;
@@ -52,6 +61,10 @@ struct CommitBatch {
   uint64_t digest = 0;                    // XOR of RenderedDigest over every existing document
   std::vector<std::string> conflicts;     // JSON records, appended to the conflict log
   std::vector<std::string> dead_letters;  // JSON records, appended to the dead-letter store
+  std::vector<IdempotencyRecord> idempotency;          // records to add (or replace)
+  // Records past their window (from ExpiredIdempotency), removed before `idempotency` is added.
+  // A record is removed only when it is still the one written at that time.
+  std::vector<IdempotencyRecord> idempotency_expired;
 };
 
 // What a node needs to resume after a restart.
@@ -111,6 +124,14 @@ class Store {
   virtual Result<std::vector<std::string>> RecentConflicts(size_t limit) = 0;
   virtual Result<uint64_t> ConflictCount() = 0;
   virtual Result<uint64_t> DeadLetterCount() = 0;
+
+  // The idempotency record of `key` and the time it was written, or nullopt.
+  virtual Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) = 0;
+  // Up to `limit` records written before `before_ms`, oldest first (key and time only).
+  virtual Result<std::vector<IdempotencyRecord>> ExpiredIdempotency(uint64_t before_ms,
+                                                                    size_t limit) = 0;
+  // About how many idempotency records the store holds (for status and metrics).
+  virtual Result<uint64_t> IdempotencyCount() = 0;
 };
 
 }  // namespace meridian::storage

@@ -56,7 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Header(request, "Content-Type"),
       Header(request, "Meridian-Session"),
       Header(request, "Last-Event-ID"),
-      request.body()};
+      request.body(),
+      Header(request, "Idempotency-Key")};
   auto parsed = api::ParseRequest(view, core::Limits{});
   if (auto* error = std::get_if<api::ApiError>(&parsed)) {
     MERIDIAN_CHECK(error->status >= 400 && error->status < 600 && !error->code.empty());

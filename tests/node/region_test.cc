@@ -56,6 +56,14 @@ class FlakyStore final : public storage::Store {
   }
   Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
   Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
+  Result<std::optional<storage::IdempotencyRecord>> GetIdempotency(std::string_view key) override {
+    return inner_->GetIdempotency(key);
+  }
+  Result<std::vector<storage::IdempotencyRecord>> ExpiredIdempotency(uint64_t before_ms,
+                                                                     size_t limit) override {
+    return inner_->ExpiredIdempotency(before_ms, limit);
+  }
+  Result<uint64_t> IdempotencyCount() override { return inner_->IdempotencyCount(); }
 
  private:
   std::unique_ptr<storage::Store> inner_ = storage::NewMemoryStore();
@@ -105,6 +113,71 @@ TEST_F(RegionTest, GroupCommitAppliesInOrderAsOneBatch) {
   EXPECT_EQ(region_.frontier(), (core::VersionVector{{1, 3}}));
   EXPECT_EQ(region_.stats().commits, 1u);
   EXPECT_EQ(region_.documents(), 2u);
+}
+
+TEST_F(RegionTest, ARetryWithTheSameIdempotencyKeyAnswersTheOriginalReceiptAndAppliesOnce) {
+  auto first = Commit({{"c", Incr("n", 5), "key-1"}});
+  ASSERT_TRUE(first[0].ok());
+  EXPECT_FALSE(first[0]->replayed);
+  Commit({{"other", Set("x", "1")}});
+  auto retry = Commit({{"c", Incr("n", 5), "key-1"}});
+  ASSERT_TRUE(retry[0].ok());
+  EXPECT_TRUE(retry[0]->replayed);
+  EXPECT_EQ(retry[0]->dot, first[0]->dot);
+  EXPECT_EQ(retry[0]->hlc, first[0]->hlc);
+  EXPECT_EQ(retry[0]->frontier, first[0]->frontier);
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":5})");
+  EXPECT_EQ(region_.frontier(), (core::VersionVector{{1, 2}}));  // no event for the retry
+
+  // The same key on another document or operation is refused, not applied.
+  auto reused = Commit({{"c", Incr("n", 6), "key-1"}, {"d", Incr("n", 5), "key-1"}});
+  EXPECT_EQ(reused[0].status().code(), StatusCode::kIdempotencyKeyReused);
+  EXPECT_EQ(reused[1].status().code(), StatusCode::kIdempotencyKeyReused);
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":5})");
+
+  // Twice in one group: applied once, both answered with its receipt.
+  auto twice = Commit({{"c", Incr("n", 1), "key-2"}, {"c", Incr("n", 1), "key-2"}});
+  ASSERT_TRUE(twice[0].ok() && twice[1].ok());
+  EXPECT_EQ(twice[1]->dot, twice[0]->dot);
+  EXPECT_TRUE(twice[1]->replayed);
+  EXPECT_EQ(twice[1]->frontier, twice[0]->frontier);
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":6})");
+
+  // Writes without a key are never deduplicated.
+  Commit({{"c", Incr("n", 1)}});
+  Commit({{"c", Incr("n", 1)}});
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":8})");
+}
+
+TEST_F(RegionTest, IdempotencyOutlivesARestartAndEndsWithItsWindow) {
+  region_.SetIdempotencyWindow(60'000);
+  auto first = Commit({{"c", Incr("n", 1), "retry-me"}});
+  {
+    Region restarted(1, {{1, "us"}, {2, "eu"}}, &store_, &clock_, core::Limits{}, 500);
+    ASSERT_TRUE(restarted.Recover().ok());
+    restarted.SetIdempotencyWindow(60'000);
+    std::vector<Result<Receipt>> outcomes;
+    std::vector<Change> changes;
+    restarted.CommitLocalWrites(std::vector<WriteRequest>{{"c", Incr("n", 1), "retry-me"}},
+                                &outcomes, &changes);
+    ASSERT_TRUE(outcomes[0].ok());
+    EXPECT_TRUE(outcomes[0]->replayed);
+    EXPECT_EQ(outcomes[0]->dot, first[0]->dot);
+    EXPECT_TRUE(changes.empty());
+  }
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":1})");
+
+  // Past the window the key is free again: the same request is a new write. Its commit also
+  // removes the expired record of another key.
+  Commit({{"d", Incr("n", 1), "other"}});
+  EXPECT_EQ(store_.IdempotencyCount().value(), 2u);
+  clock_.now_ms += 60'001;
+  auto later = Commit({{"c", Incr("n", 1), "retry-me"}});
+  ASSERT_TRUE(later[0].ok());
+  EXPECT_FALSE(later[0]->replayed);
+  EXPECT_EQ(*store_.GetView("c").value(), R"({"n":2})");
+  EXPECT_FALSE(store_.GetIdempotency("other").value().has_value());
+  EXPECT_EQ(store_.IdempotencyCount().value(), 1u);
 }
 
 TEST_F(RegionTest, ARefusedWriteChangesNothingAndTheOthersCommit) {

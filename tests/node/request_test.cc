@@ -10,7 +10,7 @@ namespace {
 std::variant<ApiCall, ApiError> Parse(std::string_view method, std::string_view target,
                                       std::string_view body = "",
                                       std::string_view content_type = "application/json") {
-  return ParseRequest(RequestView{method, target, content_type, "", "", body}, core::Limits{});
+  return ParseRequest(RequestView{method, target, content_type, "", "", body, ""}, core::Limits{});
 }
 
 ApiCall Ok(const std::variant<ApiCall, ApiError>& result) {
@@ -119,8 +119,23 @@ TEST(RequestTest, ScanAndWatchParameters) {
   EXPECT_EQ(watch.route, Route::kWatch);
   EXPECT_EQ(watch.resume_from, "us:4");
   ApiCall resumed = std::get<ApiCall>(
-      ParseRequest(RequestView{"GET", "/v1/watch", "", "", "eu:7", ""}, core::Limits{}));
+      ParseRequest(RequestView{"GET", "/v1/watch", "", "", "eu:7", "", ""}, core::Limits{}));
   EXPECT_EQ(resumed.resume_from, "eu:7");
+}
+
+TEST(RequestTest, IdempotencyKeys) {
+  auto parse = [](std::string_view method, std::string_view key) {
+    return ParseRequest(RequestView{method, "/v1/docs/k", "application/json", "", "", "{}", key},
+                        core::Limits{});
+  };
+  EXPECT_EQ(Ok(parse("PUT", "order-17/attempt")).idempotency_key, "order-17/attempt");
+  EXPECT_EQ(Ok(parse("DELETE", "x")).idempotency_key, "x");
+  EXPECT_EQ(Ok(parse("PATCH", "")).idempotency_key, "");  // none: an ordinary write
+  EXPECT_EQ(Err(parse("PUT", "has space")).code, "bad_header");
+  EXPECT_EQ(Err(parse("PUT", "caf\xc3\xa9")).code, "bad_header");
+  EXPECT_EQ(Err(parse("PUT", std::string(256, 'k'))).status, 400);
+  EXPECT_EQ(Ok(parse("PUT", std::string(255, 'k'))).idempotency_key.size(), 255u);
+  EXPECT_EQ(Ok(parse("GET", "ignored-on-reads")).idempotency_key, "");
 }
 
 TEST(RequestTest, DurabilityAndSessions) {

@@ -206,6 +206,43 @@ TEST_P(StoreTest, ConflictLogNewestFirst) {
   EXPECT_EQ(store().ConflictCount().value(), 3u);
 }
 
+TEST_P(StoreTest, IdempotencyRecordsByKeyAndExpiryByTime) {
+  CommitBatch batch = Batch(1, "k", "{}");
+  batch.idempotency = {{"late", 300, "r-late"}, {"early", 100, "r-early"}, {"mid", 200, "r-mid"}};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  auto found = store().GetIdempotency("mid").value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->time_ms, 200u);
+  EXPECT_EQ(found->record, "r-mid");
+  EXPECT_FALSE(store().GetIdempotency("other").value().has_value());
+  Reopen();
+  ASSERT_TRUE(store().GetIdempotency("late").value().has_value());
+  // Oldest first, only those written before the bound.
+  auto expired = store().ExpiredIdempotency(250, 10).value();
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0].key, "early");
+  EXPECT_EQ(expired[1].key, "mid");
+  EXPECT_EQ(store().ExpiredIdempotency(250, 1).value().size(), 1u);
+  // "mid" is written again (a new write after its record expired) in the batch that expires the
+  // old entries: the new record stays, the old one of "early" goes.
+  batch = Batch(2, "k", "{}");
+  batch.idempotency_expired = expired;
+  batch.idempotency = {{"mid", 400, "r-mid-2"}};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  EXPECT_FALSE(store().GetIdempotency("early").value().has_value());
+  EXPECT_EQ(store().GetIdempotency("mid").value()->record, "r-mid-2");
+  auto left = store().ExpiredIdempotency(1000, 10).value();
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].key, "late");
+  EXPECT_EQ(left[1].key, "mid");
+  EXPECT_EQ(left[1].time_ms, 400u);
+  // An expiry that lost the race with a newer record of its key leaves the newer record.
+  batch = Batch(3, "k", "{}");
+  batch.idempotency_expired = {{"mid", 200, ""}};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  EXPECT_EQ(store().GetIdempotency("mid").value()->record, "r-mid-2");
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("memory", "rocksdb"));
 
 TEST(RocksDbStoreTest, ReportsAnUnopenablePath) {
