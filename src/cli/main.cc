@@ -7,6 +7,7 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "cli/client_commands.h"
 #include "demo/demo.h"
 #include "node/config.h"
 #include "node/node.h"
@@ -175,7 +176,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
 
+  meridian::cli::AddClientCommands(app);
+
   CLI11_PARSE(app, argc, argv);
+  if (const int code = meridian::cli::RunClientCommands(); code >= 0) return code;
   if (start_command->parsed()) return meridian::Start(start);
   if (wan_command->parsed()) return meridian::WanProxy(wan_routes, wan, wan_log_level);
   if (demo_command->parsed()) return meridian::demo::RunDemo(demo);

@@ -78,6 +78,7 @@ HttpResponse HttpClient::Request(const std::string& method, const std::string& t
     impl_->stream->expires_after(impl_->timeout);
     beast::error_code ec =
         impl_->Run([&](auto handler) { http::async_write(*impl_->stream, request, handler); });
+    if (!ec) out.sent = true;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 << 20);
     parser.skip(method == "HEAD");  // an answer to HEAD has headers only

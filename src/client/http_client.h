@@ -15,6 +15,9 @@ struct HttpResponse {
   std::string body;
   std::map<std::string, std::string> headers;  // lower-case names
   std::string error;                           // why status is 0
+  // Whether the whole request was handed to the connection: when status is 0 and this is false,
+  // the server cannot have acted on it; when true, it may have.
+  bool sent = false;
   std::string Header(const std::string& name) const;
 };
 

@@ -1,0 +1,420 @@
+#include "cli/client_commands.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "meridian/client.h"
+#include "node/config.h"
+
+namespace meridian::cli {
+
+namespace {
+
+// What every client subcommand shares.
+struct Common {
+  std::vector<std::string> regions;  // NAME=HOST:PORT
+  std::string config_path;           // or the regions of a node's config file
+  std::string prefer;
+  bool json = false;
+  std::string session;
+  uint64_t timeout_ms = 3000;
+};
+
+struct Command {
+  CLI::App* app = nullptr;
+  Common common;
+  std::string key;
+  std::string body;
+  std::vector<std::string> deltas;  // FIELD=N
+  std::string idempotency_key;
+  uint32_t durability = 0;
+  std::string prefix;
+  std::string after;
+  size_t limit = 100;
+  bool all = false;
+  std::string from;
+  uint64_t count = 0;
+  std::string region;
+};
+
+std::vector<std::unique_ptr<Command>>& Commands() {
+  static std::vector<std::unique_ptr<Command>> commands;
+  return commands;
+}
+
+std::atomic<bool> g_interrupted{false};
+
+void AddCommon(CLI::App* app, Common& common) {
+  app->add_option("--regions", common.regions,
+                  "NAME=HOST:PORT of each region's HTTP API (or MERIDIAN_REGIONS, comma-separated)")
+      ->delimiter(',');
+  app->add_option("--config", common.config_path,
+                  "Take the regions from a node's config file instead")
+      ->check(CLI::ExistingFile);
+  app->add_option("--prefer", common.prefer, "Use this region while it is healthy");
+  app->add_flag("--json", common.json, "Print JSON instead of text");
+  app->add_option("--session", common.session,
+                  "A session token (from an earlier --json answer): reads wait until the region "
+                  "has applied it (or MERIDIAN_SESSION)");
+  app->add_option("--timeout-ms", common.timeout_ms,
+                  "How long a call may keep trying regions before it fails")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+}
+
+Result<std::unique_ptr<Client>> Connect(const Common& common) {
+  ClientOptions options;
+  std::vector<std::string> texts = common.regions;
+  if (texts.empty() && common.config_path.empty()) {
+    if (const char* env = std::getenv("MERIDIAN_REGIONS")) {
+      std::stringstream stream(env);
+      std::string item;
+      while (std::getline(stream, item, ',')) {
+        if (!item.empty()) texts.push_back(item);
+      }
+    }
+  }
+  for (const std::string& text : texts) {
+    auto endpoint = ParseRegionEndpoint(text);
+    if (!endpoint.ok()) return endpoint.status();
+    options.regions.push_back(*endpoint);
+  }
+  if (!common.config_path.empty()) {
+    auto config = node::LoadConfigFile(common.config_path);
+    if (!config.ok()) return config.status();
+    for (const node::RegionAddress& address : config->regions) {
+      auto endpoint = ParseRegionEndpoint(address.name + "=" + address.http);
+      if (!endpoint.ok()) return endpoint.status();
+      options.regions.push_back(*endpoint);
+    }
+    if (common.prefer.empty()) options.preferred_region = config->region;
+  }
+  if (options.regions.empty()) {
+    return InvalidArgument("no regions: give --regions NAME=HOST:PORT,... or --config FILE, or set "
+                           "MERIDIAN_REGIONS");
+  }
+  if (!common.prefer.empty()) options.preferred_region = common.prefer;
+  options.failover_budget = std::chrono::milliseconds(common.timeout_ms);
+  options.background_probes = false;  // one call: probes only when it needs them
+  auto client = Client::Create(std::move(options));
+  if (!client.ok()) return client.status();
+  std::string session = common.session;
+  if (session.empty()) {
+    if (const char* env = std::getenv("MERIDIAN_SESSION")) session = env;
+  }
+  if (!session.empty()) {
+    if (Status status = (*client)->set_session(session); !status.ok()) {
+      return InvalidArgument("--session: not a session token");
+    }
+  }
+  return client;
+}
+
+int Failed(const Command& command, const Client* client, const Status& status) {
+  const CallError error = client != nullptr ? client->last_error() : CallError{};
+  if (command.common.json) {
+    nlohmann::json body = {{"error", error.code.empty() ? std::string(StatusCodeName(status.code()))
+                                                        : error.code},
+                           {"message", status.message()}};
+    if (!error.region.empty()) body["region"] = error.region;
+    if (!error.idempotency_key.empty()) body["idempotency_key"] = error.idempotency_key;
+    std::printf("%s\n", body.dump().c_str());
+  } else {
+    std::fprintf(stderr, "meridian %s: %s\n", command.app->get_name().c_str(),
+                 status.message().c_str());
+  }
+  // 1: the call failed; 3: not found (get); 4: the outcome of a write is unknown.
+  if (error.code == "outcome_unknown") return 4;
+  if (status.code() == StatusCode::kNotFound) return 3;
+  return 1;
+}
+
+std::string Pretty(const std::string& json_text) {
+  auto json = nlohmann::json::parse(json_text, nullptr, false);
+  return json.is_discarded() ? json_text : json.dump(2);
+}
+
+int PrintReceipt(const Command& command, Client& client, const WriteReceipt& receipt) {
+  if (command.common.json) {
+    nlohmann::json body = {{"event", receipt.event},         {"hlc", receipt.hlc},
+                           {"region", receipt.region},       {"session", client.session()},
+                           {"idempotency_key", receipt.idempotency_key},
+                           {"replayed", receipt.replayed}};
+    if (receipt.confirmed_regions >= 0) body["confirmed_regions"] = receipt.confirmed_regions;
+    std::printf("%s\n", body.dump().c_str());
+  } else {
+    std::printf("%s in %s%s%s\n", receipt.event.c_str(), receipt.region.c_str(),
+                receipt.replayed ? " (an earlier attempt with this idempotency key)" : "",
+                receipt.confirmed_regions >= 0
+                    ? (", confirmed by " + std::to_string(receipt.confirmed_regions) +
+                       " other regions")
+                          .c_str()
+                    : "");
+  }
+  return 0;
+}
+
+int RunWrite(Command& command, Client& client) {
+  WriteOptions options;
+  options.idempotency_key = command.idempotency_key;
+  options.durability_regions = command.durability;
+  options.durability_timeout = std::chrono::milliseconds(command.common.timeout_ms);
+  const std::string name = command.app->get_name();
+  Result<WriteReceipt> receipt = Status(StatusCode::kInternal, "unknown command");
+  if (name == "put" || name == "patch") {
+    auto parsed = nlohmann::json::parse(command.body, nullptr, false);
+    if (!parsed.is_object()) {
+      return Failed(command, nullptr, InvalidArgument("the document must be a JSON object"));
+    }
+    receipt = name == "put" ? client.Put(command.key, command.body, options)
+                            : client.Patch(command.key, command.body, options);
+  } else if (name == "incr") {
+    std::map<std::string, int64_t> deltas;
+    for (const std::string& text : command.deltas) {
+      const size_t equals = text.rfind('=');
+      const std::string field = equals == std::string::npos ? text : text.substr(0, equals);
+      int64_t delta = 1;
+      if (equals != std::string::npos) {
+        char* end = nullptr;
+        errno = 0;
+        delta = std::strtoll(text.c_str() + equals + 1, &end, 10);
+        if (errno != 0 || end == text.c_str() + equals + 1 || *end != '\0') {
+          return Failed(command, nullptr,
+                        InvalidArgument("'" + text + "' is not FIELD or FIELD=INTEGER"));
+        }
+      }
+      deltas[field] += delta;
+    }
+    receipt = client.Increment(command.key, deltas, options);
+  } else {
+    receipt = client.Delete(command.key, options);
+  }
+  if (!receipt.ok()) return Failed(command, &client, receipt.status());
+  return PrintReceipt(command, client, *receipt);
+}
+
+int RunGet(Command& command, Client& client) {
+  auto read = client.Get(command.key);
+  if (!read.ok()) return Failed(command, &client, read.status());
+  if (!read->doc) {
+    if (command.common.json) {
+      std::printf("%s\n", nlohmann::json{{"error", "not_found"},
+                                         {"message", "no document with this key"},
+                                         {"region", read->region}}
+                              .dump()
+                              .c_str());
+    } else {
+      std::fprintf(stderr, "meridian get: no document '%s' (in %s)\n", command.key.c_str(),
+                   read->region.c_str());
+    }
+    return 3;
+  }
+  std::printf("%s\n", command.common.json ? read->doc->c_str() : Pretty(*read->doc).c_str());
+  return 0;
+}
+
+int RunScan(Command& command, Client& client) {
+  std::string after = command.after;
+  nlohmann::json items = nlohmann::json::array();
+  std::optional<std::string> next;
+  for (int page = 0; page < 1'000'000; ++page) {
+    auto scanned = client.Scan(command.prefix, after, command.limit);
+    if (!scanned.ok()) return Failed(command, &client, scanned.status());
+    for (const ScanItem& item : scanned->items) {
+      if (command.common.json) {
+        items.push_back({{"key", item.key}, {"doc", nlohmann::json::parse(item.doc)}});
+      } else {
+        std::printf("%s\t%s\n", item.key.c_str(), item.doc.c_str());
+      }
+    }
+    next = scanned->next;
+    if (!command.all || !next) break;
+    after = *next;
+  }
+  if (command.common.json) {
+    std::printf("%s\n", nlohmann::json{{"items", items},
+                                       {"next", next ? nlohmann::json(*next) : nlohmann::json()}}
+                            .dump()
+                            .c_str());
+  } else if (next) {
+    std::fprintf(stderr, "(more: --after '%s', or --all)\n", next->c_str());
+  }
+  return 0;
+}
+
+int RunWatch(Command& command, Client& client) {
+  std::signal(SIGINT, [](int) { g_interrupted = true; });
+  std::signal(SIGTERM, [](int) { g_interrupted = true; });
+  uint64_t seen = 0;
+  std::string last;
+  Status status = client.Watch(
+      command.prefix, command.from,
+      [&](const WatchChange& change) {
+        if (command.common.json) {
+          nlohmann::json line = {{"key", change.key},
+                                 {"doc", change.doc ? nlohmann::json::parse(*change.doc)
+                                                    : nlohmann::json()},
+                                 {"event", change.event},
+                                 {"hlc", change.hlc}};
+          std::printf("%s\n", line.dump().c_str());
+        } else {
+          std::printf("%s %s %s\n", change.event.c_str(), change.key.c_str(),
+                      change.doc ? change.doc->c_str() : "(deleted)");
+        }
+        std::fflush(stdout);
+        return command.count == 0 || ++seen < command.count;
+      },
+      [] { return g_interrupted.load(); }, &last);
+  if (!status.ok()) return Failed(command, &client, status);
+  if (!command.common.json && !last.empty()) {
+    std::fprintf(stderr, "(resume with --from %s)\n", last.c_str());
+  }
+  return 0;
+}
+
+int RunStatus(Command& command, Client& client) {
+  auto status = client.StatusJson(command.region);
+  if (!status.ok()) return Failed(command, &client, status.status());
+  if (command.common.json) {
+    std::printf("%s\n", status->c_str());
+    return 0;
+  }
+  auto json = nlohmann::json::parse(*status, nullptr, false);
+  if (!json.is_object()) {
+    std::printf("%s\n", status->c_str());
+    return 0;
+  }
+  std::printf("region     %s\n", json.value("region", "").c_str());
+  std::printf("documents  %llu\n",
+              static_cast<unsigned long long>(json.value("documents", uint64_t{0})));
+  std::printf("digest     %s\n", json.value("digest", "").c_str());
+  std::printf("frontier   %s\n", json["frontier"].dump().c_str());
+  std::printf("conflicts  %llu\n",
+              static_cast<unsigned long long>(json.value("conflicts", uint64_t{0})));
+  if (json["peers"].is_object() || json["peers"].is_array()) {
+    for (const auto& [name, peer] : json["peers"].items()) {
+      std::printf("peer       %s %s\n",
+                  peer.is_object() && peer.contains("region") ? peer.value("region", "").c_str()
+                                                              : name.c_str(),
+                  peer.dump().c_str());
+    }
+  }
+  std::printf("client     ");
+  for (const RegionHealth& health : client.health()) {
+    std::printf("%s:%s%s ", health.name.c_str(), health.healthy ? "ready" : "down",
+                health.rtt_ms >= 0 ? ("(" + std::to_string(health.rtt_ms).substr(0, 5) + " ms)")
+                                         .c_str()
+                                   : "");
+  }
+  std::printf("\n");
+  return 0;
+}
+
+int RunConflicts(Command& command, Client& client) {
+  auto conflicts = client.ConflictsJson(command.limit, command.region);
+  if (!conflicts.ok()) return Failed(command, &client, conflicts.status());
+  if (command.common.json) {
+    std::printf("%s\n", conflicts->c_str());
+    return 0;
+  }
+  auto json = nlohmann::json::parse(*conflicts, nullptr, false);
+  if (!json.is_object() || !json["conflicts"].is_array()) {
+    std::printf("%s\n", conflicts->c_str());
+    return 0;
+  }
+  for (const auto& record : json["conflicts"]) std::printf("%s\n", record.dump().c_str());
+  std::printf("(%llu recorded in all)\n",
+              static_cast<unsigned long long>(json.value("total", uint64_t{0})));
+  return 0;
+}
+
+Command& NewCommand(CLI::App& app, const std::string& name, const std::string& help) {
+  Commands().push_back(std::make_unique<Command>());
+  Command& command = *Commands().back();
+  command.app = app.add_subcommand(name, help);
+  AddCommon(command.app, command.common);
+  return command;
+}
+
+void AddWriteOptions(Command& command) {
+  command.app->add_option("--idempotency-key", command.idempotency_key,
+                          "Key of this write; a retry with the same key is applied once "
+                          "(default: a random key)");
+  command.app->add_option("--durability", command.durability,
+                          "Answer once N other regions hold the write (durability=regions:N)")
+      ->check(CLI::Range(0, 31));
+}
+
+}  // namespace
+
+void AddClientCommands(CLI::App& app) {
+  Command& put = NewCommand(app, "put", "Replace a document: meridian put KEY '{\"a\":1}'");
+  put.app->add_option("key", put.key, "Document key")->required();
+  put.app->add_option("document", put.body, "JSON object")->required();
+  AddWriteOptions(put);
+
+  Command& patch = NewCommand(app, "patch", "Set fields of a document, keep the others");
+  patch.app->add_option("key", patch.key, "Document key")->required();
+  patch.app->add_option("fields", patch.body, "JSON object of the fields to set")->required();
+  AddWriteOptions(patch);
+
+  Command& incr = NewCommand(app, "incr", "Add to counter fields: meridian incr KEY stock=-1");
+  incr.app->add_option("key", incr.key, "Document key")->required();
+  incr.app->add_option("deltas", incr.deltas, "FIELD=INTEGER (or FIELD: +1), one or more")
+      ->required();
+  AddWriteOptions(incr);
+
+  Command& del = NewCommand(app, "del", "Delete a document");
+  del.app->add_option("key", del.key, "Document key")->required();
+  AddWriteOptions(del);
+
+  Command& get = NewCommand(app, "get", "Print a document (exit 3 when there is none)");
+  get.app->add_option("key", get.key, "Document key")->required();
+
+  Command& scan = NewCommand(app, "scan", "List documents whose key starts with PREFIX");
+  scan.app->add_option("prefix", scan.prefix, "Key prefix (default: every document)");
+  scan.app->add_option("--after", scan.after, "Start after this key (paging)");
+  scan.app->add_option("--limit", scan.limit, "Documents per page")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  scan.app->add_flag("--all", scan.all, "Follow every page");
+
+  Command& watch = NewCommand(app, "watch", "Print changes under PREFIX as they happen (Ctrl-C)");
+  watch.app->add_option("prefix", watch.prefix, "Key prefix (default: every document)");
+  watch.app->add_option("--from", watch.from, "Resume after this event id (us:42)");
+  watch.app->add_option("--count", watch.count, "Stop after this many changes");
+
+  Command& status = NewCommand(app, "status", "A region's status, and the client's view of all");
+  status.app->add_option("--region", status.region, "This region (default: the current one)");
+
+  Command& conflicts = NewCommand(app, "conflicts", "Recent conflicts recorded by a region");
+  conflicts.app->add_option("--limit", conflicts.limit, "How many")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  conflicts.app->add_option("--region", conflicts.region, "This region (default: the current one)");
+}
+
+int RunClientCommands() {
+  for (const auto& owned : Commands()) {
+    Command& command = *owned;
+    if (!command.app->parsed()) continue;
+    auto client = Connect(command.common);
+    if (!client.ok()) return Failed(command, nullptr, client.status());
+    const std::string name = command.app->get_name();
+    if (name == "put" || name == "patch" || name == "incr" || name == "del") {
+      return RunWrite(command, **client);
+    }
+    if (name == "get") return RunGet(command, **client);
+    if (name == "scan") return RunScan(command, **client);
+    if (name == "watch") return RunWatch(command, **client);
+    if (name == "status") return RunStatus(command, **client);
+    if (name == "conflicts") return RunConflicts(command, **client);
+  }
+  return -1;
+}
+
+}  // namespace meridian::cli

@@ -1,0 +1,697 @@
+#include "meridian/client.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "api/session_token.h"
+#include "client/http_client.h"
+#include "core/version_vector.h"
+
+namespace meridian {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+thread_local CallError tls_last_error;
+
+constexpr size_t kRememberedKeysMax = 100'000;  // unknown-outcome keys -> their region
+constexpr double kRttSmoothing = 0.3;           // weight of a new probe in the smoothed RTT
+
+StatusCode CodeOfHttp(int status) {
+  switch (status) {
+    case 400:
+      return StatusCode::kInvalidArgument;
+    case 404:
+      return StatusCode::kNotFound;
+    case 409:
+      return StatusCode::kTypeMismatch;
+    case 413:
+      return StatusCode::kTooLarge;
+    case 415:
+      return StatusCode::kInvalidArgument;
+    case 422:
+      return StatusCode::kIdempotencyKeyReused;
+    case 429:
+      return StatusCode::kOverloaded;
+    case 504:
+      return StatusCode::kTimeout;
+    default:
+      return status >= 500 || status == 0 ? StatusCode::kUnavailable : StatusCode::kInternal;
+  }
+}
+
+std::string RandomKey() {
+  static thread_local std::mt19937_64 random(std::random_device{}() ^
+                                             std::hash<std::thread::id>()(std::this_thread::get_id()));
+  char text[33];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(random()),
+                static_cast<unsigned long long>(random()));
+  return text;
+}
+
+}  // namespace
+
+Result<RegionEndpoint> ParseRegionEndpoint(const std::string& text) {
+  const size_t equals = text.find('=');
+  const size_t colon = text.rfind(':');
+  if (equals == std::string::npos || equals == 0 || colon == std::string::npos || colon < equals) {
+    return InvalidArgument("'" + text + "' is not NAME=HOST:PORT");
+  }
+  RegionEndpoint endpoint;
+  endpoint.name = text.substr(0, equals);
+  endpoint.host = text.substr(equals + 1, colon - equals - 1);
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(endpoint.host, ec);
+  if (ec) return InvalidArgument("'" + endpoint.host + "' is not an IP address");
+  const std::string port = text.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || value == 0 || value > 65535) {
+    return InvalidArgument("'" + port + "' is not a port");
+  }
+  endpoint.port = static_cast<uint16_t>(value);
+  return endpoint;
+}
+
+struct Client::Impl {
+  struct Region {
+    RegionEndpoint endpoint;
+    // Keep-alive connections not in use (each HttpClient serves one call at a time).
+    std::mutex pool_mutex;
+    std::vector<std::unique_ptr<client::HttpClient>> pool;
+    // Guarded by Impl::mutex.
+    bool healthy = false;
+    bool probed = false;
+    bool circuit_open = false;
+    double rtt_ms = -1;
+    uint64_t failures = 0;
+  };
+
+  ClientOptions options;
+  std::vector<std::unique_ptr<Region>> regions;
+
+  mutable std::mutex mutex;
+  int current = -1;
+  core::VersionVector session;
+  std::map<std::string, int> key_region;  // idempotency keys written -> the region that has them
+  std::deque<std::string> key_order;      // oldest first, bounds key_region
+
+  std::mutex probe_mutex;
+  std::condition_variable probe_wake;
+  bool stopping = false;
+  std::thread prober;
+
+  // What one attempt got.
+  struct Answer {
+    client::HttpResponse response;
+    int region = -1;
+  };
+
+  int IndexOf(const std::string& name) const {
+    for (size_t i = 0; i < regions.size(); ++i) {
+      if (regions[i]->endpoint.name == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  std::unique_ptr<client::HttpClient> Take(Region& region, std::chrono::milliseconds timeout) {
+    {
+      std::lock_guard lock(region.pool_mutex);
+      if (!region.pool.empty()) {
+        auto connection = std::move(region.pool.back());
+        region.pool.pop_back();
+        return connection;
+      }
+    }
+    return std::make_unique<client::HttpClient>(region.endpoint.host, region.endpoint.port,
+                                                timeout);
+  }
+  void Give(Region& region, std::unique_ptr<client::HttpClient> connection) {
+    std::lock_guard lock(region.pool_mutex);
+    if (region.pool.size() < 16) region.pool.push_back(std::move(connection));
+  }
+
+  // One probe of one region: GET /readyz, its round trip smoothed into rtt_ms.
+  void Probe(int index) {
+    Region& region = *regions[index];
+    client::HttpClient probe(region.endpoint.host, region.endpoint.port, options.probe_timeout);
+    const auto start = Clock::now();
+    client::HttpResponse response = probe.Get("/readyz");
+    const double rtt = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    std::lock_guard lock(mutex);
+    region.probed = true;
+    region.healthy = response.status == 200;
+    if (response.status != 0) {
+      region.rtt_ms = region.rtt_ms < 0 ? rtt : region.rtt_ms * (1 - kRttSmoothing) +
+                                                    rtt * kRttSmoothing;
+    }
+    if (region.healthy) region.circuit_open = false;
+  }
+
+  void ProbeAll() {
+    for (size_t i = 0; i < regions.size(); ++i) Probe(static_cast<int>(i));
+  }
+
+  void ProbeLoop() {
+    std::unique_lock lock(probe_mutex);
+    while (!stopping) {
+      lock.unlock();
+      ProbeAll();
+      lock.lock();
+      probe_wake.wait_for(lock, options.probe_interval, [this] { return stopping; });
+    }
+  }
+
+  bool Usable(const Region& region) const { return !region.circuit_open && (region.healthy || !region.probed); }
+
+  // The region for the next attempt (mutex held): the current one while usable; else the
+  // preferred one, else the nearest usable one not excluded; else any not excluded.
+  int Choose(const std::set<int>& excluded) {
+    const int preferred = IndexOf(options.preferred_region);
+    if (preferred >= 0 && !excluded.contains(preferred) && Usable(*regions[preferred]) &&
+        regions[preferred]->healthy) {
+      current = preferred;  // back home once it is healthy again
+      return current;
+    }
+    if (current >= 0 && !excluded.contains(current) && Usable(*regions[current])) return current;
+    int best = -1;
+    for (size_t i = 0; i < regions.size(); ++i) {
+      const int index = static_cast<int>(i);
+      if (excluded.contains(index) || !Usable(*regions[i])) continue;
+      if (best < 0) {
+        best = index;
+        continue;
+      }
+      const Region& a = *regions[i];
+      const Region& b = *regions[best];
+      const double a_rtt = a.rtt_ms < 0 ? 1e18 : a.rtt_ms;
+      const double b_rtt = b.rtt_ms < 0 ? 1e18 : b.rtt_ms;
+      if (a_rtt < b_rtt) best = index;
+    }
+    if (best < 0) {
+      // Every region not yet tried has its circuit open: try one anyway rather than give up.
+      for (size_t i = 0; i < regions.size(); ++i) {
+        if (!excluded.contains(static_cast<int>(i))) {
+          best = static_cast<int>(i);
+          break;
+        }
+      }
+    }
+    if (best >= 0) current = best;
+    return best;
+  }
+
+  void MarkFailure(int index) {
+    std::lock_guard lock(mutex);
+    Region& region = *regions[index];
+    region.failures += 1;
+    region.circuit_open = true;
+    region.healthy = false;
+    if (current == index) current = -1;
+    probe_wake.notify_all();
+  }
+
+  // Which region holds (or may hold) the write of an idempotency key: its retries go there.
+  void RememberKey(const std::string& key, int region) {
+    std::lock_guard lock(mutex);
+    auto [it, added] = key_region.insert_or_assign(key, region);
+    (void)it;
+    if (added) {
+      key_order.push_back(key);
+      if (key_order.size() > kRememberedKeysMax) {
+        key_region.erase(key_order.front());
+        key_order.pop_front();
+      }
+    }
+  }
+  void MergeSession(const std::string& token) {
+    auto decoded = api::DecodeSessionToken(token);
+    if (!decoded.ok()) return;
+    std::lock_guard lock(mutex);
+    session.Merge(*decoded);
+  }
+
+  static Status Fail(int http_status, const std::string& body, const std::string& region,
+                     const std::string& fallback, const std::string& idempotency_key = "") {
+    CallError error;
+    error.http_status = http_status;
+    error.region = region;
+    error.idempotency_key = idempotency_key;
+    std::string message = fallback;
+    if (http_status != 0) {
+      auto json = nlohmann::json::parse(body, nullptr, false);
+      if (json.is_object()) {
+        error.code = json.value("error", "");
+        message = json.value("message", fallback);
+      }
+    } else {
+      error.code = "unavailable";
+    }
+    tls_last_error = error;
+    return Status(CodeOfHttp(http_status), region.empty() ? message : region + ": " + message);
+  }
+
+  // Sends one call, failing over between regions within the budget (see client.h). `pinned`:
+  // a region the call must stay in — a write retried with a key of unknown outcome (is_write), or
+  // a read of one region's own view (not is_write: then any failure ends the call).
+  Result<Answer> Call(const std::string& method, const std::string& target,
+                      const std::string& body, std::map<std::string, std::string> headers,
+                      bool is_write, const std::string& idempotency_key, int pinned,
+                      bool with_session,
+                      std::chrono::milliseconds extra_wait = std::chrono::milliseconds(0)) {
+    const Clock::time_point deadline = Clock::now() + options.failover_budget + extra_wait;
+    std::set<int> excluded;
+    std::string last_failure = "no region answered";
+    // A write that may have been applied in `pinned`: it must not move to another region.
+    bool unknown = is_write && pinned >= 0;
+    const bool single_region = !is_write && pinned >= 0;
+    int last_region = -1;
+    client::HttpResponse refusal;  // the last answer that sent the call elsewhere
+    std::string refusal_region;
+    auto pause = [&] {
+      std::unique_lock lock(probe_mutex);
+      probe_wake.wait_until(lock, std::min(deadline, Clock::now() + std::chrono::milliseconds(50)),
+                            [this] { return stopping; });
+    };
+    for (int attempt = 0; attempt < 1000 && Clock::now() < deadline; ++attempt) {
+      int index = pinned;
+      if (index < 0) {
+        std::lock_guard lock(mutex);
+        index = Choose(excluded);
+      }
+      if (index < 0) {
+        // Every region was tried. One that answered (behind the session, overloaded, failing
+        // its commits) answered for now: say so. Only when none answered, start over once
+        // probes have had a chance to find one back.
+        if (refusal.status != 0) {
+          return Fail(refusal.status, refusal.body, refusal_region, last_failure, idempotency_key);
+        }
+        excluded.clear();
+        if (!options.background_probes) ProbeAll();
+        pause();
+        continue;
+      }
+      last_region = index;
+      Region& region = *regions[index];
+      if (with_session) {
+        std::lock_guard lock(mutex);
+        if (!session.empty()) headers["Meridian-Session"] = api::EncodeSessionToken(session);
+      }
+      // A write with a durability wait may take that long on top of an ordinary attempt.
+      const bool long_wait = extra_wait.count() > 0;
+      auto connection = long_wait ? std::make_unique<client::HttpClient>(
+                                        region.endpoint.host, region.endpoint.port,
+                                        options.attempt_timeout + extra_wait)
+                                  : Take(region, options.attempt_timeout);
+      client::HttpResponse response = connection->Request(method, target, body, headers);
+      if (response.status != 0 && !long_wait) Give(region, std::move(connection));
+
+      if (response.status == 0) {
+        MarkFailure(index);
+        last_failure = region.endpoint.name + ": " + response.error;
+        if (single_region) break;
+        if (is_write && (response.sent || unknown)) {
+          // It may have been applied there: only that region can tell (by its key). Ask again
+          // while it might answer; once it refuses connections (its process is gone) nothing
+          // more can be learnt now, and the caller hears so at once.
+          const bool gone = unknown && !response.sent;
+          pinned = index;
+          unknown = true;
+          if (gone) break;
+          pause();
+          continue;
+        }
+        excluded.insert(index);
+        continue;
+      }
+      const int status = response.status;
+      auto json = nlohmann::json::parse(response.body, nullptr, false);
+      const std::string code = json.is_object() ? json.value("error", "") : "";
+      const bool session_behind = status == 504 && code == "session_timeout";
+      if (!single_region && (status == 503 || status == 502 || status == 429 || session_behind)) {
+        // Not applied there: a refused or failed commit, or a region behind this session.
+        if (status == 503 || status == 502) MarkFailure(index);
+        last_failure = region.endpoint.name + " answered " + std::to_string(status) +
+                       (code.empty() ? "" : " " + code);
+        if (unknown) {
+          pause();  // stay: an earlier attempt may have been applied there
+          continue;
+        }
+        excluded.insert(index);
+        refusal = std::move(response);
+        refusal_region = region.endpoint.name;
+        continue;
+      }
+      return Answer{std::move(response), index};
+    }
+    if (unknown) {
+      RememberKey(idempotency_key, pinned);
+      CallError error;
+      error.code = "outcome_unknown";
+      error.region = regions[pinned]->endpoint.name;
+      error.idempotency_key = idempotency_key;
+      tls_last_error = error;
+      return Status(StatusCode::kUnavailable,
+                    "the write was sent to " + error.region + " and no answer came back (" +
+                        last_failure + "); it may have been applied there. Retry it with " +
+                        "idempotency key " + idempotency_key + ": the retry goes to " +
+                        error.region + " and is applied at most once");
+    }
+    CallError error;
+    error.code = "unavailable";
+    error.region = last_region >= 0 ? regions[last_region]->endpoint.name : "";
+    error.idempotency_key = idempotency_key;
+    tls_last_error = error;
+    return Status(StatusCode::kUnavailable,
+                  "no region could serve the call within " +
+                      std::to_string(options.failover_budget.count()) + " ms: " + last_failure);
+  }
+
+  Result<WriteReceipt> Write(const std::string& method, const std::string& path,
+                             const std::string& body, const WriteOptions& write) {
+    const std::string key = write.idempotency_key.empty() ? RandomKey() : write.idempotency_key;
+    std::string target = path;
+    if (write.durability_regions > 0) {
+      target += "?durability=regions:" + std::to_string(write.durability_regions) +
+                "&timeout_ms=" + std::to_string(write.durability_timeout.count());
+    }
+    std::map<std::string, std::string> headers = {{"Idempotency-Key", key}};
+    if (!body.empty()) headers["Content-Type"] = "application/json";
+    int pinned = -1;
+    {
+      std::lock_guard lock(mutex);
+      if (auto it = key_region.find(key); it != key_region.end()) pinned = it->second;
+    }
+    auto answer =
+        Call(method, target, body, headers, /*is_write=*/true, key, pinned, /*with_session=*/false,
+             write.durability_regions > 0 ? write.durability_timeout : std::chrono::milliseconds(0));
+    if (!answer.ok()) return answer.status();
+    const std::string& region = regions[answer->region]->endpoint.name;
+    const client::HttpResponse& response = answer->response;
+    auto json = nlohmann::json::parse(response.body, nullptr, false);
+    if (response.status == 200 || (response.status == 504 && json.is_object() &&
+                                   json.value("error", "") == "durability_timeout")) {
+      // Applied there: a later retry with this key must go there too to be recognized.
+      RememberKey(key, answer->region);
+      if (json.is_object() && json.contains("session")) MergeSession(json.value("session", ""));
+    }
+    if (response.status != 200) return Fail(response.status, response.body, region, "", key);
+    if (!json.is_object()) return Fail(0, "", region, "the answer is not JSON", key);
+    WriteReceipt receipt;
+    receipt.event = json.value("event", "");
+    receipt.hlc = json.value("hlc", "");
+    receipt.region = region;
+    receipt.idempotency_key = key;
+    receipt.replayed = json.value("replayed", false);
+    receipt.confirmed_regions = json.value("confirmed_regions", -1);
+    return receipt;
+  }
+
+  Result<Answer> Read(const std::string& target) {
+    const std::string separator = target.find('?') == std::string::npos ? "?" : "&";
+    return Call("GET", target + separator + "wait_ms=" + std::to_string(options.session_wait.count()),
+                "", {}, /*is_write=*/false, "", -1, /*with_session=*/true);
+  }
+
+  Result<Answer> ReadIn(const std::string& region_name, const std::string& target) {
+    if (region_name.empty()) return Read(target);
+    const int index = IndexOf(region_name);
+    if (index < 0) return InvalidArgument("no region named '" + region_name + "'");
+    return Call("GET", target, "", {}, /*is_write=*/false, "", index, /*with_session=*/false);
+  }
+};
+
+Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  if (options.regions.empty()) return InvalidArgument("a client needs at least one region");
+  auto impl = std::make_unique<Impl>();
+  std::set<std::string> names;
+  for (const RegionEndpoint& endpoint : options.regions) {
+    if (endpoint.name.empty() || !names.insert(endpoint.name).second) {
+      return InvalidArgument("region names must be unique and not empty: '" + endpoint.name + "'");
+    }
+    auto region = std::make_unique<Impl::Region>();
+    region->endpoint = endpoint;
+    impl->regions.push_back(std::move(region));
+  }
+  if (!options.preferred_region.empty() && impl->IndexOf(options.preferred_region) < 0) {
+    return InvalidArgument("the preferred region '" + options.preferred_region +
+                           "' is not among the regions");
+  }
+  impl->options = std::move(options);
+  impl->ProbeAll();  // first round trips: the nearest region is known before the first call
+  {
+    std::lock_guard lock(impl->mutex);
+    impl->Choose({});
+  }
+  if (impl->options.background_probes) {
+    Impl* raw = impl.get();
+    impl->prober = std::thread([raw] { raw->ProbeLoop(); });
+  }
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() {
+  {
+    std::lock_guard lock(impl_->probe_mutex);
+    impl_->stopping = true;
+  }
+  impl_->probe_wake.notify_all();
+  if (impl_->prober.joinable()) impl_->prober.join();
+}
+
+Result<WriteReceipt> Client::Put(const std::string& key, const std::string& json,
+                                 const WriteOptions& options) {
+  return impl_->Write("PUT", "/v1/docs/" + client::EncodeKey(key), json, options);
+}
+
+Result<WriteReceipt> Client::Patch(const std::string& key, const std::string& json,
+                                   const WriteOptions& options) {
+  return impl_->Write("PATCH", "/v1/docs/" + client::EncodeKey(key), json, options);
+}
+
+Result<WriteReceipt> Client::Increment(const std::string& key,
+                                       const std::map<std::string, int64_t>& deltas,
+                                       const WriteOptions& options) {
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [field, delta] : deltas) body[field] = delta;
+  return impl_->Write("POST", "/v1/docs/" + client::EncodeKey(key) + "/incr", body.dump(), options);
+}
+
+Result<WriteReceipt> Client::Delete(const std::string& key, const WriteOptions& options) {
+  return impl_->Write("DELETE", "/v1/docs/" + client::EncodeKey(key), "", options);
+}
+
+Result<ReadResult> Client::Get(const std::string& key) {
+  auto answer = impl_->Read("/v1/docs/" + client::EncodeKey(key));
+  if (!answer.ok()) return answer.status();
+  const std::string& region = impl_->regions[answer->region]->endpoint.name;
+  if (answer->response.status == 404) {
+    auto json = nlohmann::json::parse(answer->response.body, nullptr, false);
+    if (json.is_object() && json.value("error", "") == "not_found") {
+      return ReadResult{std::nullopt, region};
+    }
+  }
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body, region, "");
+  }
+  return ReadResult{std::move(answer->response.body), region};
+}
+
+Result<ScanPage> Client::Scan(const std::string& prefix, const std::string& after, size_t limit) {
+  std::string target = "/v1/docs?prefix=" + client::EncodeKey(prefix) +
+                       "&limit=" + std::to_string(limit);
+  if (!after.empty()) target += "&after=" + client::EncodeKey(after);
+  auto answer = impl_->Read(target);
+  if (!answer.ok()) return answer.status();
+  const std::string& region = impl_->regions[answer->region]->endpoint.name;
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body, region, "");
+  }
+  auto json = nlohmann::json::parse(answer->response.body, nullptr, false);
+  if (!json.is_object() || !json["items"].is_array()) {
+    return Impl::Fail(0, "", region, "the scan answer is not the expected JSON");
+  }
+  ScanPage page;
+  for (const auto& item : json["items"]) {
+    page.items.push_back(ScanItem{item.value("key", ""), item["doc"].dump()});
+  }
+  if (json["next"].is_string()) page.next = json["next"].get<std::string>();
+  return page;
+}
+
+Result<std::string> Client::StatusJson(const std::string& region) {
+  auto answer = impl_->ReadIn(region, "/v1/status");
+  if (!answer.ok()) return answer.status();
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body,
+                      impl_->regions[answer->region]->endpoint.name, "");
+  }
+  return std::move(answer->response.body);
+}
+
+Result<std::string> Client::ConflictsJson(size_t limit, const std::string& region) {
+  auto answer = impl_->ReadIn(region, "/v1/conflicts?limit=" + std::to_string(limit));
+  if (!answer.ok()) return answer.status();
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body,
+                      impl_->regions[answer->region]->endpoint.name, "");
+  }
+  return std::move(answer->response.body);
+}
+
+Status Client::Watch(const std::string& prefix, const std::string& from,
+                     const std::function<bool(const WatchChange&)>& on_change,
+                     const std::function<bool()>& stop, std::string* last_event) {
+  namespace asio = boost::asio;
+  std::string resume = from;
+  int index;
+  {
+    std::lock_guard lock(impl_->mutex);
+    index = impl_->Choose({});
+  }
+  if (index < 0) return Status(StatusCode::kUnavailable, "no region to watch");
+  const RegionEndpoint& endpoint = impl_->regions[index]->endpoint;
+  Clock::time_point failing_since{};
+  std::string failure;
+  for (int connection = 0; connection < 100000; ++connection) {
+    if (stop && stop()) break;
+    if (failing_since != Clock::time_point{} &&
+        Clock::now() - failing_since > impl_->options.failover_budget) {
+      if (last_event != nullptr) *last_event = resume;
+      return Status(StatusCode::kUnavailable,
+                    endpoint.name + ": the watch connection failed: " + failure);
+    }
+    asio::io_context io;
+    asio::ip::tcp::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect({asio::ip::make_address(endpoint.host), endpoint.port}, ec);
+    if (ec) {
+      failure = ec.message();
+      if (failing_since == Clock::time_point{}) failing_since = Clock::now();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // redial pace
+      continue;
+    }
+    std::string target = "/v1/watch?prefix=" + client::EncodeKey(prefix);
+    if (!resume.empty()) target += "&from=" + client::EncodeKey(resume);
+    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + endpoint.host +
+                                "\r\nAccept: text/event-stream\r\n\r\n";
+    asio::write(socket, asio::buffer(request), ec);
+    std::string buffer;
+    bool headers_done = false;
+    bool ended = false;
+    while (!ended && !(stop && stop())) {
+      pollfd descriptor{socket.native_handle(), POLLIN, 0};
+      const int ready = ::poll(&descriptor, 1, 1000);
+      if (ready == 0) continue;
+      char chunk[16384];
+      const size_t got = socket.read_some(asio::buffer(chunk), ec);
+      if (ec) {
+        failure = ec.message();
+        break;
+      }
+      buffer.append(chunk, got);
+      if (!headers_done) {
+        const size_t end = buffer.find("\r\n\r\n");
+        if (end == std::string::npos) continue;
+        const std::string head = buffer.substr(0, end);
+        buffer.erase(0, end + 4);
+        if (head.rfind("HTTP/1.1 200", 0) != 0) {
+          // A refusal (bad prefix, unknown resume point): no point in retrying.
+          const size_t space = head.find(' ');
+          const int status = space == std::string::npos ? 0 : std::atoi(head.c_str() + space + 1);
+          std::string body = buffer;
+          for (int i = 0; i < 20 && !ec; ++i) {
+            const size_t more = socket.read_some(asio::buffer(chunk), ec);
+            body.append(chunk, more);
+          }
+          if (last_event != nullptr) *last_event = resume;
+          return Impl::Fail(status, body, endpoint.name, "the watch was refused");
+        }
+        headers_done = true;
+        failing_since = {};
+      }
+      size_t frame_end;
+      while ((frame_end = buffer.find("\n\n")) != std::string::npos) {
+        const std::string frame = buffer.substr(0, frame_end);
+        buffer.erase(0, frame_end + 2);
+        std::string event_name, data;
+        size_t start = 0;
+        while (start < frame.size()) {
+          size_t line_end = frame.find('\n', start);
+          if (line_end == std::string::npos) line_end = frame.size();
+          const std::string line = frame.substr(start, line_end - start);
+          start = line_end + 1;
+          if (line.rfind("event: ", 0) == 0) event_name = line.substr(7);
+          if (line.rfind("data: ", 0) == 0) data = line.substr(6);
+        }
+        if (event_name == "error") {
+          failure = data;
+          ended = true;  // a slow consumer: resume from the last event
+          break;
+        }
+        if (event_name != "change") continue;
+        auto json = nlohmann::json::parse(data, nullptr, false);
+        if (!json.is_object()) continue;
+        WatchChange change;
+        change.key = json.value("key", "");
+        if (json.contains("doc") && !json["doc"].is_null()) change.doc = json["doc"].dump();
+        change.event = json.value("event", "");
+        change.hlc = json.value("hlc", "");
+        resume = change.event;
+        if (!on_change(change)) {
+          if (last_event != nullptr) *last_event = resume;
+          return Status::Ok();
+        }
+      }
+    }
+    if (stop && stop()) break;
+    if (failing_since == Clock::time_point{}) failing_since = Clock::now();
+  }
+  if (last_event != nullptr) *last_event = resume;
+  return Status::Ok();
+}
+
+std::string Client::session() const {
+  std::lock_guard lock(impl_->mutex);
+  return api::EncodeSessionToken(impl_->session);
+}
+
+Status Client::set_session(const std::string& token) {
+  auto decoded = api::DecodeSessionToken(token);
+  if (!decoded.ok()) return decoded.status();
+  std::lock_guard lock(impl_->mutex);
+  impl_->session = std::move(decoded).value();
+  return Status::Ok();
+}
+
+std::string Client::current_region() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->current >= 0 ? impl_->regions[impl_->current]->endpoint.name : "";
+}
+
+std::vector<RegionHealth> Client::health() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<RegionHealth> out;
+  for (const auto& region : impl_->regions) {
+    out.push_back(RegionHealth{region->endpoint.name, region->healthy, region->circuit_open,
+                               region->rtt_ms, region->failures});
+  }
+  return out;
+}
+
+CallError Client::last_error() const { return tls_last_error; }
+
+}  // namespace meridian

@@ -1,0 +1,299 @@
+// The client library and the CLI against real region processes: failover when the region in use
+// is killed (no write applied twice, read-your-writes kept), idempotent retries across a restart,
+// and the CLI's commands.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "meridian/client.h"
+#include "support/cluster.h"
+
+namespace meridian::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+ClientOptions OptionsFor(Cluster& cluster, const std::string& preferred) {
+  ClientOptions options;
+  for (const std::string& region : cluster.regions()) {
+    options.regions.push_back(
+        RegionEndpoint{region, "127.0.0.1", cluster.node(region).http_port()});
+  }
+  options.preferred_region = preferred;
+  options.attempt_timeout = milliseconds(500);
+  options.failover_budget = milliseconds(3000);
+  options.probe_interval = milliseconds(100);
+  options.probe_timeout = milliseconds(200);
+  options.session_wait = milliseconds(300);
+  return options;
+}
+
+int64_t CounterValue(Cluster& cluster, const std::string& region, const std::string& key) {
+  auto response = cluster.Client(region).Get("/v1/docs/" + key);
+  auto doc = json::parse(response.body, nullptr, false);
+  return doc.is_object() ? doc.value("n", int64_t{0}) : -1;
+}
+
+// A client writes and reads continuously while the region it uses is killed: it moves to another
+// region, every write is applied exactly once (writes whose answer was lost are resolved with
+// their idempotency keys once the region is back), and no read ever misses the client's writes.
+TEST(ClientFailover, RegionKilledMidStreamNoWriteTwiceReadYourWrites) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  auto created = Client::Create(OptionsFor(cluster, "us"));
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Client& client = **created;
+  ASSERT_EQ(client.current_region(), "us");
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> acknowledged{0};
+  std::atomic<int> stale_reads{0};
+  std::atomic<int> good_reads{0};
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> unknown_keys;  // key, region
+  std::map<std::string, int> acks_by_region;
+  std::string errors;
+  // Writes are acknowledged once another region holds them too: then some region can serve this
+  // client's session the moment its own region dies (with regions:0, the writes the dead region
+  // had not yet sent would keep session reads waiting until it is back).
+  WriteOptions durable;
+  durable.durability_regions = 1;
+  std::thread writer([&] {
+    for (int i = 0; i < 100'000 && !stop; ++i) {
+      auto receipt = client.Increment("counter", {{"n", 1}}, durable);
+      if (!receipt.ok()) {
+        const CallError error = client.last_error();
+        std::lock_guard lock(mutex);
+        if (error.code == "outcome_unknown") {
+          unknown_keys.emplace_back(error.idempotency_key, error.region);
+        } else if (errors.size() < 2000) {
+          errors += receipt.status().ToString() + "\n";
+        }
+        continue;
+      }
+      acknowledged += 1;
+      {
+        std::lock_guard lock(mutex);
+        acks_by_region[receipt->region] += 1;
+      }
+      // Read-your-writes: a read answers with this write in it, or not at all (session timeout).
+      auto put = client.Put("mine:" + std::to_string(i), json{{"i", i}}.dump(), durable);
+      if (!put.ok()) continue;
+      auto read = client.Get("mine:" + std::to_string(i));
+      if (read.ok()) {
+        if (read->doc && json::parse(*read->doc).value("i", -1) == i) {
+          good_reads += 1;
+        } else {
+          stale_reads += 1;
+        }
+      }
+    }
+  });
+
+  auto wait_for = [&](const std::function<bool()>& done, Clock::duration timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(10));
+    return done();
+  };
+  ASSERT_TRUE(wait_for([&] { return acknowledged.load() >= 100; }, seconds(30)));
+  cluster.node("us").Kill();
+  const int64_t at_kill = acknowledged.load();
+  const bool moved = wait_for(
+      [&] {
+        std::lock_guard lock(mutex);
+        return acks_by_region["eu"] + acks_by_region["asia"] >= 100;
+      },
+      seconds(30));
+  EXPECT_TRUE(moved) << "the client did not move on after the kill";
+  EXPECT_GT(acknowledged.load(), at_kill);
+  ASSERT_TRUE(cluster.node("us").Start()) << cluster.node("us").log();
+  ASSERT_TRUE(cluster.WaitLinked(seconds(20)));
+  // Back home: the preferred region is used again once healthy.
+  EXPECT_TRUE(wait_for([&] { return client.current_region() == "us"; }, seconds(20)));
+  stop = true;
+  writer.join();
+  EXPECT_EQ(errors, "");
+
+  // Writes of unknown outcome: retried with their keys, they go to the region that took them
+  // and are applied there at most once.
+  int64_t resolved = 0;
+  for (const auto& [key, region] : unknown_keys) {
+    WriteOptions options;
+    options.idempotency_key = key;
+    auto retry = client.Increment("counter", {{"n", 1}}, options);
+    ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+    EXPECT_EQ(retry->region, region);
+    resolved += 1;
+  }
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+  for (const std::string& region : cluster.regions()) {
+    EXPECT_EQ(CounterValue(cluster, region, "counter"), acknowledged.load() + resolved)
+        << region << ": every acknowledged or resolved increment exactly once";
+  }
+  EXPECT_EQ(stale_reads.load(), 0);
+  EXPECT_GT(good_reads.load(), 0);
+  std::printf("acknowledged %lld (us %d, eu %d, asia %d), unknown then resolved %lld\n",
+              static_cast<long long>(acknowledged.load()), acks_by_region["us"],
+              acks_by_region["eu"], acks_by_region["asia"], static_cast<long long>(resolved));
+}
+
+TEST(ClientFailover, RetriedWriteIsAppliedOnceAcrossANodeRestart) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  auto client = Client::Create(OptionsFor(cluster, "eu"));
+  ASSERT_TRUE(client.ok());
+  WriteOptions options;
+  options.idempotency_key = "payment-7";
+  auto first = (*client)->Increment("acct", {{"n", 5}}, options);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_FALSE(first->replayed);
+  cluster.node("eu").Kill();
+  ASSERT_TRUE(cluster.node("eu").Start()) << cluster.node("eu").log();
+  auto again = (*client)->Increment("acct", {{"n", 5}}, options);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->region, "eu");
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->event, first->event);
+  auto other = (*client)->Increment("acct", {{"n", 6}}, options);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kIdempotencyKeyReused);
+  EXPECT_EQ(CounterValue(cluster, "eu", "acct"), 5);
+}
+
+TEST(ClientFailover, SessionCarriesAcrossClients) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  auto writer = Client::Create(OptionsFor(cluster, "us"));
+  auto reader = Client::Create(OptionsFor(cluster, "asia"));
+  ASSERT_TRUE(writer.ok() && reader.ok());
+  ASSERT_TRUE((*writer)->Put("profile", R"({"name":"ada"})").ok());
+  ASSERT_TRUE((*reader)->set_session((*writer)->session()).ok());
+  auto read = (*reader)->Get("profile");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->region, "asia");
+  EXPECT_EQ(read->doc, R"({"name":"ada"})");
+  EXPECT_FALSE((*reader)->set_session("not a token!").ok());
+}
+
+// The CLI: every command once, text and --json.
+std::string RunCli(const std::string& arguments, int* exit_code) {
+  const std::string command = std::string(MeridianBinary()) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t got;
+  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, got);
+  const int status = pipe != nullptr ? pclose(pipe) : -1;
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(Cli, EveryCommand) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  std::string regions = "--regions ";
+  for (const std::string& region : cluster.regions()) {
+    regions += region + "=127.0.0.1:" + std::to_string(cluster.node(region).http_port()) + ",";
+  }
+  regions.pop_back();
+  const std::string common = regions + " --prefer eu";
+  int code = 0;
+  std::string out = RunCli("put item:1 '{\"price\":3,\"stock\":10}' --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  json receipt = json::parse(out);
+  EXPECT_EQ(receipt["region"], "eu");
+  EXPECT_TRUE(receipt["event"].get<std::string>().starts_with("eu:"));
+  const std::string session = receipt["session"];
+
+  out = RunCli("incr item:1 stock=-3 --idempotency-key k1 --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = RunCli("incr item:1 stock=-3 --idempotency-key k1 --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(json::parse(out)["replayed"].get<bool>());
+  out = RunCli("patch item:1 '{\"price\":4}' " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find(" in eu"), std::string::npos) << out;
+
+  out = RunCli("get item:1 --json --prefer asia --session " + session + " " + regions, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(json::parse(out).contains("price")) << "asia covers the session: the put at least";
+  out = RunCli("get item:1 " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(json::parse(out), json::parse(R"({"price":4,"stock":7})"));
+
+  out = RunCli("put item:2 '{\"a\":1}' " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = RunCli("scan item: --limit 1 --all --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  json scan = json::parse(out);
+  ASSERT_EQ(scan["items"].size(), 2u);
+  EXPECT_EQ(scan["items"][1]["key"], "item:2");
+  out = RunCli("scan item: " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("item:2\t{\"a\":1}"), std::string::npos) << out;
+
+  out = RunCli("del item:2 " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = RunCli("get item:2 " + common, &code);
+  EXPECT_EQ(code, 3) << out;
+
+  out = RunCli("watch item: --from " + receipt["event"].get<std::string>() +
+                   " --count 2 --json " + common,
+               &code);
+  ASSERT_EQ(code, 0) << out;
+  std::vector<json> changes;
+  size_t start = 0;
+  for (size_t end; (end = out.find('\n', start)) != std::string::npos; start = end + 1) {
+    changes.push_back(json::parse(out.substr(start, end - start)));
+  }
+  ASSERT_EQ(changes.size(), 2u) << out;
+  EXPECT_EQ(changes[0]["key"], "item:1");
+  EXPECT_EQ(changes[0]["doc"]["stock"], 7);  // the increment after the put
+
+  out = RunCli("status --json --region asia " + regions, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(json::parse(out)["region"], "asia");
+  out = RunCli("status " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("region     eu"), std::string::npos) << out;
+  out = RunCli("conflicts --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_TRUE(json::parse(out).contains("conflicts"));
+
+  // Bad input: clear errors, distinct exit codes.
+  out = RunCli("put item:3 'not json' " + common, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("JSON object"), std::string::npos) << out;
+  out = RunCli("incr item:1 stock=abc " + common, &code);
+  EXPECT_EQ(code, 1);
+  out = RunCli("get item:1 --regions nonsense", &code);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("NAME=HOST:PORT"), std::string::npos) << out;
+  out = RunCli("get item:1", &code);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("no regions"), std::string::npos) << out;
+}
+
+TEST(Cli, AllRegionsDownFailsWithinTheBudget) {
+  const std::string regions = "--regions us=127.0.0.1:" + std::to_string(FreePort()) +
+                              ",eu=127.0.0.1:" + std::to_string(FreePort());
+  int code = 0;
+  std::string out = RunCli("put k '{}' --timeout-ms 500 --json " + regions, &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_EQ(json::parse(out)["error"], "unavailable") << out;
+  EXPECT_NE(json::parse(out)["message"].get<std::string>().find("within 500 ms"),
+            std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace meridian::testing
