@@ -62,6 +62,7 @@ bench: build
 	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
+	@build/default/bench/failover_bench
 
 clean:
 	rm -rf build

@@ -48,8 +48,9 @@ struct ClientOptions {
   std::vector<RegionEndpoint> regions;
   // Start in this region (by name) instead of the nearest one, while it is healthy.
   std::string preferred_region;
-  // One attempt of a call in one region: connect, send, answer.
-  std::chrono::milliseconds attempt_timeout{1000};
+  // One attempt of a call in one region: connect, send, answer (plus the durability wait of a
+  // write that asks for one). A hung region costs a call this long before it moves on.
+  std::chrono::milliseconds attempt_timeout{500};
   // A call keeps trying (other regions, or for a write of unknown outcome its own region) this
   // long before it fails.
   std::chrono::milliseconds failover_budget{3000};
