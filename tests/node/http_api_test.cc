@@ -282,6 +282,41 @@ TEST_F(HttpApiTest, IncrementAddsToCounters) {
   EXPECT_EQ(Parse(Get("f").body), Parse(R"({"x":3.5})"));
 }
 
+TEST_F(HttpApiTest, IdempotencyKeyAnswersARetryWithTheOriginalReceipt) {
+  auto incr = [&](const std::string& body, const std::string& key) {
+    return client_->Request("POST", DocPath("c") + "/incr", body,
+                            {{"Content-Type", "application/json"}, {"Idempotency-Key", key}});
+  };
+  const HttpResponse first = incr(R"({"n": 5})", "pay-7");
+  ASSERT_TRUE(IsReceipt(first)) << Describe(first);
+  EXPECT_FALSE(Parse(first.body).contains("replayed"));
+  EXPECT_EQ(first.Header("idempotent-replayed"), "");
+  const HttpResponse retry = incr(R"({"n": 5})", "pay-7");
+  ASSERT_TRUE(IsReceipt(retry)) << Describe(retry);
+  EXPECT_EQ(Parse(retry.body)["event"], Parse(first.body)["event"]);
+  EXPECT_EQ(Parse(retry.body)["session"], Parse(first.body)["session"]);
+  EXPECT_EQ(Parse(retry.body)["replayed"], true);
+  EXPECT_EQ(retry.Header("idempotent-replayed"), "true");
+  EXPECT_EQ(Get("c").body, R"({"n":5})") << "applied once";
+
+  const Observed before = Observe();
+  ExpectRejected(incr(R"({"n": 6})", "pay-7"), 422, "idempotency_key_reused", before,
+                 "the same key with another request");
+  ExpectRejected(incr(R"({"n": 6})", "has space"), 400, "bad_header", before,
+                 "a key that is not visible ASCII");
+  ExpectRejected(incr(R"({"n": 6})", std::string(256, 'k')), 400, "bad_header", before,
+                 "a key over 255 bytes");
+
+  // Durable: a restarted node still answers the retry with the original receipt.
+  ASSERT_EQ(node_->Terminate(), 0);
+  ASSERT_TRUE(node_->Start()) << node_->log();
+  client_.emplace(node_->Client());
+  const HttpResponse after_restart = incr(R"({"n": 5})", "pay-7");
+  ASSERT_TRUE(IsReceipt(after_restart)) << Describe(after_restart);
+  EXPECT_EQ(Parse(after_restart.body)["event"], Parse(first.body)["event"]);
+  EXPECT_EQ(Get("c").body, R"({"n":5})");
+}
+
 TEST_F(HttpApiTest, DeleteRemovesTheDocument) {
   ASSERT_TRUE(IsReceipt(Put("d", R"({"a": 1, "b": 2})")));
   ASSERT_TRUE(IsReceipt(Put("other", R"({"o": 1})")));
