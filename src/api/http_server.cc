@@ -10,15 +10,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <iomanip>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <vector>
 
 #include "api/request.h"
+#include "api/service.h"
 #include "api/session_token.h"
 #include "core/document.h"
 
@@ -41,7 +40,6 @@ constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr auto kWatchHeartbeat = std::chrono::seconds(15);
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
-constexpr size_t kWatchBacklogPage = 256;
 
 // One accepted connection. Lives as long as its session coroutine; the server keeps a weak
 // reference to wake or close it on shutdown.
@@ -71,22 +69,6 @@ Response ErrorResponse(const Request& request, const ApiError& error) {
       MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
   if (!error.allow.empty()) response.set(http::field::allow, error.allow);
   return response;
-}
-
-std::string ChangeJson(const node::Region& region, const node::Change& change) {
-  std::string out = "{\"key\":";
-  out += nlohmann::json(change.key).dump();
-  out += ",\"doc\":";
-  out += change.doc ? *change.doc : "null";
-  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" +
-         core::FormatHlc(change.hlc) + "\"}";
-  return out;
-}
-
-std::string Hex64(uint64_t value) {
-  std::ostringstream out;
-  out << std::hex << std::setw(16) << std::setfill('0') << value;
-  return out.str();
 }
 
 }  // namespace
@@ -347,14 +329,6 @@ class HttpServer::Impl {
     return {std::move(timer), std::move(wake)};
   }
 
-  static ApiError SessionTimeout(uint64_t wait_ms) {
-    return {504,
-            "session_timeout",
-            "this region has not yet applied everything the session token covers (waited up to " +
-                std::to_string(wait_ms) + " ms); retry or raise wait_ms",
-            {}};
-  }
-
   // Parks the coroutine until `ready()` holds, a commit happens, or the deadline passes; loops
   // until ready or deadline. Returns ready().
   awaitable<bool> WaitUntil(const std::shared_ptr<Connection>& connection,
@@ -418,15 +392,8 @@ class HttpServer::Impl {
       case Route::kPatchDocument:
       case Route::kIncrementDocument:
       case Route::kDeleteDocument: {
-        const size_t peers = config.regions.size() - 1;
-        if (call.durability_regions > peers) {
-          co_return ErrorResponse(request,
-                                  {400,
-                                   "bad_parameter",
-                                   "durability=regions:" + std::to_string(call.durability_regions) +
-                                       " asks for more regions than the " + std::to_string(peers) +
-                                       " other regions configured",
-                                   {}});
+        if (auto error = CheckDurabilityRegions(config, call.durability_regions)) {
+          co_return ErrorResponse(request, *error);
         }
         node::WriteRequest write{call.key, std::move(call.op), std::move(call.idempotency_key)};
         Result<node::Receipt> receipt = co_await SubmitWrite(write);
@@ -445,14 +412,12 @@ class HttpServer::Impl {
           const core::Dot dot = receipt->dot;
           const size_t wanted = call.durability_regions;
           const std::function<bool()> confirmed = [this, dot, wanted] {
-            return node_->replication().RegionsHolding(dot) >= wanted;
+            return DurabilityConfirmed(*node_, dot, wanted);
           };
           if (!co_await WaitUntil(connection, deadline, confirmed)) {
             body["error"] = "durability_timeout";
-            body["message"] = "the write is committed in this region but " +
-                              std::to_string(call.durability_regions) +
-                              " other regions have not confirmed it within " +
-                              std::to_string(call.durability_timeout_ms) + " ms; it will replicate";
+            body["message"] =
+                DurabilityTimeoutMessage(call.durability_regions, call.durability_timeout_ms);
             body["confirmed_regions"] = node_->replication().RegionsHolding(dot);
             Response response = MakeResponse(request, http::status::gateway_timeout, body.dump());
             response.set("Meridian-Session", token);
@@ -534,54 +499,9 @@ class HttpServer::Impl {
     co_return ErrorResponse(request, {500, "internal", "unrouted request", {}});
   }
 
-  node::Metrics::Snapshot Snapshot() {
-    node::Metrics::Snapshot snapshot;
-    const node::CommitStats stats = node_->region().stats();
-    snapshot.documents = node_->region().documents();
-    auto conflicts = node_->store().ConflictCount();
-    snapshot.conflicts = conflicts.ok() ? *conflicts : 0;
-    auto dead_letters = node_->store().DeadLetterCount();
-    snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
-    snapshot.events = stats.events;
-    snapshot.commits = stats.commits;
-    snapshot.write_queue_depth = node_->write_queue_depth();
-    snapshot.watchers = node_->watches().watchers();
-    snapshot.watch_overflows = node_->watches().overflows();
-    snapshot.clock_skew_events = node_->region().skew_count();
-    node_->replication().UpdateGauges(node_->region().frontier());
-    snapshot.connections = open_connections_.load();
-    return snapshot;
-  }
+  node::Metrics::Snapshot Snapshot() { return api::Snapshot(*node_, open_connections_.load()); }
 
-  nlohmann::json StatusJson() {
-    node::Region& region = node_->region();
-    const node::NodeConfig& config = node_->config();
-    const core::VersionVector applied = region.frontier();
-    nlohmann::json frontier = nlohmann::json::object();
-    for (const auto& entry : applied.entries()) frontier[region.NameOf(entry.origin)] = entry.seq;
-    const uint64_t now_ms = clock_.NowMs();
-    nlohmann::json replication = node_->replication().StatusJson(applied, now_ms);
-    const node::Metrics::Snapshot snapshot = Snapshot();
-    return {{"region", config.region},
-            {"id", config.self().id},
-            {"frontier", frontier},
-            {"session", EncodeSessionToken(applied)},
-            {"hlc", core::FormatHlc(region.hlc())},
-            {"peers", replication["peers"]},
-            {"origins", replication["origins"]},
-            {"relays_active", replication["relays_active"]},
-            {"retention", replication["retention"]},
-            {"digest", Hex64(region.digest())},
-            {"documents", snapshot.documents},
-            {"conflicts", snapshot.conflicts},
-            {"dead_letters", snapshot.dead_letters},
-            {"local_events", snapshot.events},
-            {"commits", snapshot.commits},
-            {"write_queue_depth", snapshot.write_queue_depth},
-            {"watchers", snapshot.watchers},
-            {"clock_skew_events", snapshot.clock_skew_events},
-            {"uptime_s", node_->uptime_s()}};
-  }
+  nlohmann::json StatusJson() { return api::StatusJson(*node_); }
 
   // A watch: SSE unless the request is a WebSocket upgrade. First the changes logged after the
   // resume point (from the log, each with the document as that change left it), then live
@@ -609,31 +529,13 @@ class HttpServer::Impl {
     uint64_t resume_lsn = 0;
     bool resuming = false;
     if (!call.resume_from.empty()) {
-      core::Dot dot;
-      if (!region.ParseEventId(call.resume_from, &dot)) {
-        rejection =
-            ApiError{400,
-                     "bad_parameter",
-                     "cannot resume from '" + call.resume_from + "': not an event id like us:42",
-                     {}};
+      auto lsn = ResumeLsn(*node_, call.resume_from);
+      if (auto* error = std::get_if<ApiError>(&lsn)) {
+        rejection = *error;
         co_await reject();
         co_return;
       }
-      auto lsn = store.LsnOf(dot);
-      if (!lsn.ok()) {
-        rejection = ErrorFromStatus(lsn.status());
-        co_await reject();
-        co_return;
-      }
-      if (!lsn->has_value()) {
-        rejection = ApiError{404,
-                             "unknown_event",
-                             "event " + call.resume_from + " has not been applied in this region",
-                             {}};
-        co_await reject();
-        co_return;
-      }
-      resume_lsn = **lsn;
+      resume_lsn = std::get<uint64_t>(lsn);
       resuming = true;
     }
 
@@ -655,7 +557,7 @@ class HttpServer::Impl {
     std::shared_ptr<node::Watcher> watcher =
         node_->watches().Subscribe(call.prefix, config.watch_buffer_max, wake, &subscribed_lsn);
     if (!watcher) {
-      rejection = ApiError{429, "overloaded", "too many open watches (watch.watchers_max)", {}};
+      rejection = TooManyWatches();
       co_await reject();
       co_return;
     }
@@ -726,19 +628,9 @@ class HttpServer::Impl {
     uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
     std::string last_event = call.resume_from;
     Status backlog_status;
+    std::vector<node::Change> page;
     while (resuming && !closed && sent_lsn < subscribed_lsn) {
-      std::vector<node::Change> page;
-      Status status =
-          store.ReadChanges(sent_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
-            if (logged.lsn > subscribed_lsn) return;
-            node::Change change;
-            change.lsn = logged.lsn;
-            change.dot = logged.dot;
-            change.doc = logged.rendered;
-            change.key = logged.key;
-            change.hlc = logged.hlc;
-            page.push_back(std::move(change));
-          });
+      Status status = ReadBacklog(store, sent_lsn, subscribed_lsn, &page);
       if (!status.ok()) {
         backlog_status = status;
         break;
@@ -757,14 +649,9 @@ class HttpServer::Impl {
     }
     if (!backlog_status.ok()) {
       // Never skip silently to live changes: that would leave a gap.
-      const ApiError error = ErrorFromStatus(backlog_status);
       event_name = "error";
       event_id.clear();
-      payload = ErrorBody(
-          ApiError{error.status,
-                   error.code,
-                   "cannot read the change log after " + last_event + ": " + error.message,
-                   {}});
+      payload = ErrorBody(BacklogError(backlog_status, last_event));
       co_await send();
       closed = true;
     }
@@ -786,16 +673,9 @@ class HttpServer::Impl {
       }
       if (closed) break;
       if (overflowed) {
-        const ApiError error{0,
-                             "slow_consumer",
-                             "this watch fell more than " +
-                                 std::to_string(config.watch_buffer_max) +
-                                 " changes behind and was closed; resume from event " +
-                                 (last_event.empty() ? std::string("(none yet)") : last_event),
-                             {}};
         event_name = "error";
         event_id.clear();
-        payload = ErrorBody(error);
+        payload = ErrorBody(SlowConsumer(config.watch_buffer_max, last_event));
         co_await send();
         if (is_websocket && !closed) {
           websocket::close_reason reason(websocket::close_code::policy_error,
@@ -850,7 +730,6 @@ class HttpServer::Impl {
   std::atomic<size_t> open_connections_{0};
   std::mutex connections_mutex_;
   std::vector<std::weak_ptr<Connection>> connections_;
-  node::SystemClock clock_;
 };
 
 HttpServer::HttpServer(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}

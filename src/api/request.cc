@@ -105,6 +105,8 @@ bool IsJsonContentType(std::string_view content_type) {
          (lower.ends_with("+json") && lower.starts_with("application/"));
 }
 
+}  // namespace
+
 std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
                                        const core::Limits& limits, core::Operation* op) {
   if (body.size() > limits.document_bytes_max) {
@@ -142,7 +144,14 @@ std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
   return std::nullopt;
 }
 
-}  // namespace
+std::optional<ApiError> CheckKey(std::string_view key, const core::Limits& limits) {
+  if (Status status = core::ValidateKey(key, limits); !status.ok()) {
+    ApiError error = ErrorFromStatus(status);
+    if (error.status == 400) error.code = "invalid_key";
+    return error;
+  }
+  return std::nullopt;
+}
 
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space) {
   std::string out;
@@ -259,11 +268,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     }
     auto key = PercentDecode(raw_key, false);
     if (!key) return Error(400, "bad_encoding", "the key has a malformed percent-escape");
-    if (Status status = core::ValidateKey(*key, limits); !status.ok()) {
-      ApiError error = ErrorFromStatus(status);
-      if (error.status == 400) error.code = "invalid_key";
-      return error;
-    }
+    if (auto error = CheckKey(*key, limits)) return *error;
     call.key = std::move(*key);
     if (increment) {
       if (method != "POST") {

@@ -75,6 +75,14 @@ constexpr size_t kScanLimitMax = 1000;
 std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
                                              const core::Limits& limits);
 
+// A write's JSON body (PUT, PATCH: an object of fields; incr: an object of integer deltas) as a
+// normalized operation of `route`, or the error the API answers (malformed_json, bad_increment,
+// too_large, invalid_argument).
+std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
+                                       const core::Limits& limits, core::Operation* op);
+// A document key: 400 invalid_key when empty or not UTF-8, 413 too_large when over the limit.
+std::optional<ApiError> CheckKey(std::string_view key, const core::Limits& limits);
+
 // Percent-decodes a path segment or query component ('+' is a space only in queries); nullopt
 // on a malformed escape.
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);

@@ -4,11 +4,13 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "api/http_server.h"
 #include "cli/client_commands.h"
 #include "demo/demo.h"
+#include "grpcapi/grpc_api.h"
 #include "node/config.h"
 #include "node/node.h"
 #include "replication/transport.h"
@@ -22,6 +24,7 @@ struct StartOptions {
   std::string region;
   std::string data_dir;
   std::string http;
+  std::string grpc;
   int http_threads = -1;
   std::string sync;  // "", "true", "false"
   std::string log_level = "info";
@@ -41,6 +44,11 @@ int Start(const StartOptions& options) {
   if (!options.http.empty()) {
     for (node::RegionAddress& address : config->regions) {
       if (address.name == config->region) address.http = options.http;
+    }
+  }
+  if (!options.grpc.empty()) {
+    for (node::RegionAddress& address : config->regions) {
+      if (address.name == config->region) address.grpc = options.grpc;
     }
   }
   if (Status status = node::ValidateConfig(*config); !status.ok()) {
@@ -63,7 +71,17 @@ int Start(const StartOptions& options) {
     std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
     return 1;
   }
+  // The client gRPC API, when this region's entry names an address for it (docs/grpc-api.md).
+  std::optional<grpcapi::GrpcApiServer> grpc_api;
+  if (!(*node)->config().self().grpc.empty()) {
+    grpc_api.emplace(node->get(), (*node)->config().self().grpc);
+    if (Status status = grpc_api->Start(); !status.ok()) {
+      std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
+      return 1;
+    }
+  }
   server.Run();  // until SIGTERM or SIGINT: drains HTTP and commits what was queued
+  if (grpc_api) grpc_api->Stop();  // ends open watches and waits
   replicator.Stop();
   return 0;
 }
@@ -100,6 +118,8 @@ int main(int argc, char** argv) {
   start_command->add_option("--data-dir", start.data_dir, "Override [node] data_dir");
   start_command->add_option("--http", start.http,
                             "Override this region's http address (host:port)");
+  start_command->add_option("--grpc", start.grpc,
+                            "Override this region's grpc address (host:port): the client gRPC API");
   start_command->add_option("--http-threads", start.http_threads,
                             "Override [http] threads (0: one per core but one)");
   start_command->add_option("--sync", start.sync, "Override [storage] sync")

@@ -217,13 +217,15 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     for (const toml::node& element : *array) {
       const toml::table* table = element.as_table();
       if (table == nullptr) return InvalidArgument("each [[regions]] entry must be a table");
-      MERIDIAN_RETURN_IF_ERROR(CheckKeys(*table, "regions", {"name", "id", "http", "replication"}));
+      MERIDIAN_RETURN_IF_ERROR(
+          CheckKeys(*table, "regions", {"name", "id", "http", "replication", "grpc"}));
       RegionAddress address;
       int64_t id = -1;
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "name", &address.name));
       MERIDIAN_RETURN_IF_ERROR(ReadInteger(*table, "regions", "id", &id));
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "http", &address.http));
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "replication", &address.replication));
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "grpc", &address.grpc));
       if (id < 0 || id > static_cast<int64_t>(core::kRegionIdMax)) {
         return InvalidArgument("region '" + address.name + "': id must be 0..31");
       }
@@ -271,6 +273,12 @@ Status ValidateConfig(const NodeConfig& config) {
         (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
       return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" +
                              address.replication + "'");
+    }
+    if (!address.grpc.empty() &&
+        (!SplitHostPort(address.grpc, &host, &port) || !IsIpAddress(host))) {
+      return InvalidArgument("region '" + address.name +
+                             "': grpc must be ip:port (127.0.0.1:7201, [::1]:7201), not '" +
+                             address.grpc + "'");
     }
     self_found = self_found || address.name == config.region;
   }

@@ -17,6 +17,9 @@ struct RegionAddress {
   core::RegionId id = 0;
   std::string http;         // host:port
   std::string replication;  // host:port
+  // host:port of the client gRPC API (docs/grpc-api.md); empty: none. Only the own region's entry
+  // matters to a node: it listens there.
+  std::string grpc;
 };
 
 struct NodeConfig {

@@ -122,5 +122,40 @@ TEST(ConfigTest, NumbersOutOfRangeAreRefused) {
   EXPECT_NE(unknown_top.status().message().find("unknown key colour"), std::string::npos);
 }
 
+TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
+  auto plain = ParseConfig(kValid, "t");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->self().grpc.empty());  // absent: no gRPC API
+
+  std::string text = kValid;
+  const std::string anchor = "replication = \"127.0.0.1:7101\"\n";
+  text.insert(text.find(anchor) + anchor.size(), "grpc = \"127.0.0.1:7201\"\n");
+  auto config = ParseConfig(text, "t");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  ASSERT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_EQ(config->self().grpc, "127.0.0.1:7201");
+  EXPECT_TRUE(config->regions[1].grpc.empty());
+
+  NodeConfig v6 = *config;
+  v6.regions[0].grpc = "[::1]:7201";
+  EXPECT_TRUE(ValidateConfig(v6).ok());
+  for (const char* bad : {"localhost:7201", "127.0.0.1", "127.0.0.1:99999"}) {
+    NodeConfig wrong = *config;
+    wrong.regions[0].grpc = bad;
+    const Status status = ValidateConfig(wrong);
+    EXPECT_FALSE(status.ok()) << bad;
+    EXPECT_NE(status.message().find("'us': grpc must be ip:port"), std::string::npos)
+        << status.message();
+  }
+
+  std::string typed = kValid;
+  typed.insert(typed.find(anchor) + anchor.size(), "grpc = 7201\n");
+  auto wrong_type = ParseConfig(typed, "t");
+  ASSERT_FALSE(wrong_type.ok());
+  EXPECT_NE(wrong_type.status().message().find("regions.grpc must be a string"),
+            std::string::npos)
+      << wrong_type.status().message();
+}
+
 }  // namespace
 }  // namespace meridian::node

@@ -5,9 +5,11 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +23,19 @@ const char* MeridianBinary() {
   if (const char* path = std::getenv("MERIDIAN_BINARY")) return path;
   return MERIDIAN_BINARY_PATH;
 }
+
+namespace {
+
+// In a forked child: only async-signal-safe calls.
+void CloseDescriptorsFrom(int first) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, 0U) == 0) return;
+#endif
+  const long limit = std::min(::sysconf(_SC_OPEN_MAX), 65536L);
+  for (int fd = first; fd < limit; ++fd) ::close(fd);
+}
+
+}  // namespace
 
 uint16_t FreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -56,12 +71,19 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   std::ofstream config(config_path_);
   config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_
          << "\"\n\n";
+  if (options_.grpc) grpc_port_ = FreePort();
+  // The own region's `grpc` line, when it has one.
+  const auto grpc_line = [this](const std::string& name) {
+    return grpc_port_ != 0 && name == options_.region
+               ? "grpc = \"127.0.0.1:" + std::to_string(grpc_port_) + "\"\n"
+               : std::string();
+  };
   if (!options_.regions.empty()) {
     for (const RegionEntry& entry : options_.regions) {
       if (entry.name == options_.region) http_port_ = entry.http_port;
       config << "[[regions]]\nname = \"" << entry.name << "\"\nid = " << entry.id
              << "\nhttp = \"127.0.0.1:" << entry.http_port << "\"\nreplication = \""
-             << entry.replication << "\"\n\n";
+             << entry.replication << "\"\n" << grpc_line(entry.name) << "\n";
     }
     config << options_.extra_toml << "\n";
     return;
@@ -69,7 +91,8 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   http_port_ = FreePort();
   config << "[[regions]]\nname = \"" << options_.region
          << "\"\nid = 1\nhttp = \"127.0.0.1:" << http_port_
-         << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n\n";
+         << "\"\nreplication = \"127.0.0.1:" << FreePort() << "\"\n"
+         << grpc_line(options_.region) << "\n";
   int id = 2;
   for (const std::string& peer : options_.peers) {
     config << "[[regions]]\nname = \"" << peer << "\"\nid = " << id++
@@ -92,6 +115,7 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
       ::dup2(log, STDOUT_FILENO);
       ::dup2(log, STDERR_FILENO);
     }
+    if (options_.close_inherited_fds) CloseDescriptorsFrom(STDERR_FILENO + 1);
     const std::string binary = MeridianBinary();
     ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
             "--log-level", std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn", static_cast<char*>(nullptr));

@@ -45,6 +45,13 @@ struct NodeOptions {
   // When set, the deployment exactly (this region included, by name `region`) instead of
   // `peers` on fresh ports.
   std::vector<RegionEntry> regions;
+  // Give this region a `grpc` address on a free port: the node serves the client gRPC API there
+  // (see grpc_port()).
+  bool grpc = false;
+  // Closes, in the child before exec, every descriptor the test process had open (the sockets of
+  // in-process proxies and clients), so the node holds none of them: a proxy can then reset a
+  // connection, or listen on its port again, without a node keeping the old socket alive.
+  bool close_inherited_fds = false;
 };
 
 class NodeProcess {
@@ -61,6 +68,7 @@ class NodeProcess {
   bool running() const { return pid_ > 0; }
 
   uint16_t http_port() const { return http_port_; }
+  uint16_t grpc_port() const { return grpc_port_; }  // 0 unless NodeOptions::grpc
   const std::string& data_dir() const { return data_dir_; }
   const std::string& config_path() const { return config_path_; }
   std::string log() const;
@@ -73,6 +81,7 @@ class NodeProcess {
   std::string config_path_;
   std::string log_path_;
   uint16_t http_port_ = 0;
+  uint16_t grpc_port_ = 0;
   pid_t pid_ = -1;
 };
 

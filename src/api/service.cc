@@ -1,0 +1,162 @@
+#include "api/service.h"
+
+#include <iomanip>
+#include <sstream>
+
+#include "api/session_token.h"
+#include "core/hlc.h"
+
+namespace meridian::api {
+
+namespace {
+
+std::string Hex64(uint64_t value) {
+  std::ostringstream out;
+  out << std::hex << std::setw(16) << std::setfill('0') << value;
+  return out.str();
+}
+
+}  // namespace
+
+std::string ChangeJson(const node::Region& region, const node::Change& change) {
+  std::string out = "{\"key\":";
+  out += nlohmann::json(change.key).dump();
+  out += ",\"doc\":";
+  out += change.doc ? *change.doc : "null";
+  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" +
+         core::FormatHlc(change.hlc) + "\"}";
+  return out;
+}
+
+node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
+  node::Metrics::Snapshot snapshot;
+  const node::CommitStats stats = node.region().stats();
+  snapshot.documents = node.region().documents();
+  auto conflicts = node.store().ConflictCount();
+  snapshot.conflicts = conflicts.ok() ? *conflicts : 0;
+  auto dead_letters = node.store().DeadLetterCount();
+  snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
+  snapshot.events = stats.events;
+  snapshot.commits = stats.commits;
+  snapshot.write_queue_depth = node.write_queue_depth();
+  snapshot.watchers = node.watches().watchers();
+  snapshot.watch_overflows = node.watches().overflows();
+  snapshot.clock_skew_events = node.region().skew_count();
+  node.replication().UpdateGauges(node.region().frontier());
+  snapshot.connections = connections;
+  return snapshot;
+}
+
+nlohmann::json StatusJson(node::Node& node) {
+  node::Region& region = node.region();
+  const node::NodeConfig& config = node.config();
+  const core::VersionVector applied = region.frontier();
+  nlohmann::json frontier = nlohmann::json::object();
+  for (const auto& entry : applied.entries()) frontier[region.NameOf(entry.origin)] = entry.seq;
+  node::SystemClock clock;
+  nlohmann::json replication = node.replication().StatusJson(applied, clock.NowMs());
+  const node::Metrics::Snapshot snapshot = Snapshot(node, 0);
+  return {{"region", config.region},
+          {"id", config.self().id},
+          {"frontier", frontier},
+          {"session", EncodeSessionToken(applied)},
+          {"hlc", core::FormatHlc(region.hlc())},
+          {"peers", replication["peers"]},
+          {"origins", replication["origins"]},
+          {"relays_active", replication["relays_active"]},
+          {"retention", replication["retention"]},
+          {"digest", Hex64(region.digest())},
+          {"documents", snapshot.documents},
+          {"conflicts", snapshot.conflicts},
+          {"dead_letters", snapshot.dead_letters},
+          {"local_events", snapshot.events},
+          {"commits", snapshot.commits},
+          {"write_queue_depth", snapshot.write_queue_depth},
+          {"watchers", snapshot.watchers},
+          {"clock_skew_events", snapshot.clock_skew_events},
+          {"uptime_s", node.uptime_s()}};
+}
+
+ApiError SessionTimeout(uint64_t wait_ms) {
+  return {504,
+          "session_timeout",
+          "this region has not yet applied everything the session token covers (waited up to " +
+              std::to_string(wait_ms) + " ms); retry or raise wait_ms",
+          {}};
+}
+
+std::optional<ApiError> CheckDurabilityRegions(const node::NodeConfig& config, uint32_t regions) {
+  const size_t peers = config.regions.size() - 1;
+  if (regions <= peers) return std::nullopt;
+  return ApiError{400,
+                  "bad_parameter",
+                  "durability=regions:" + std::to_string(regions) +
+                      " asks for more regions than the " + std::to_string(peers) +
+                      " other regions configured",
+                  {}};
+}
+
+bool DurabilityConfirmed(node::Node& node, core::Dot dot, size_t wanted) {
+  return node.replication().RegionsHolding(dot) >= wanted;
+}
+
+std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms) {
+  return "the write is committed in this region but " + std::to_string(regions) +
+         " other regions have not confirmed it within " + std::to_string(timeout_ms) +
+         " ms; it will replicate";
+}
+
+std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& event_id) {
+  core::Dot dot;
+  if (!node.region().ParseEventId(event_id, &dot)) {
+    return ApiError{400,
+                    "bad_parameter",
+                    "cannot resume from '" + event_id + "': not an event id like us:42",
+                    {}};
+  }
+  auto lsn = node.store().LsnOf(dot);
+  if (!lsn.ok()) return ErrorFromStatus(lsn.status());
+  if (!lsn->has_value()) {
+    return ApiError{
+        404, "unknown_event", "event " + event_id + " has not been applied in this region", {}};
+  }
+  return **lsn;
+}
+
+Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,
+                   std::vector<node::Change>* page) {
+  page->clear();
+  return store.ReadChanges(after_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
+    if (logged.lsn > through_lsn) return;
+    node::Change change;
+    change.lsn = logged.lsn;
+    change.dot = logged.dot;
+    change.doc = logged.rendered;
+    change.key = logged.key;
+    change.hlc = logged.hlc;
+    page->push_back(std::move(change));
+  });
+}
+
+ApiError BacklogError(const Status& status, const std::string& last_event) {
+  const ApiError error = ErrorFromStatus(status);
+  return ApiError{error.status,
+                  error.code,
+                  "cannot read the change log after " + last_event + ": " + error.message,
+                  {}};
+}
+
+ApiError SlowConsumer(size_t buffer_max, const std::string& last_event) {
+  return ApiError{0,
+                  "slow_consumer",
+                  "this watch fell more than " + std::to_string(buffer_max) +
+                      " changes behind and was closed; resume from event " +
+                      (last_event.empty() ? std::string("(none yet)") : last_event),
+                  {}};
+}
+
+ApiError TooManyWatches() {
+  return ApiError{429, "overloaded", "too many open watches (watch.watchers_max)", {}};
+}
+
+}  // namespace meridian::api

@@ -1,0 +1,60 @@
+// The parts of answering a client that do not depend on the transport: the status object, a
+// change as JSON, the durability check and its timeout, a watch's resume point and backlog, the
+// errors of waits and watches. The HTTP server (http_server.cc) and the gRPC API
+// (grpcapi/grpc_api.cc) both build their answers from these, so the two cannot drift apart.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "api/request.h"
+#include "meridian/status.h"
+#include "node/metrics.h"
+#include "node/node.h"
+
+namespace meridian::api {
+
+// Changes a watch reads from the log per store call while it replays its backlog.
+constexpr size_t kWatchBacklogPage = 256;
+
+// {"key":..., "doc": {...} or null, "event": "us:42", "hlc": "..."}
+std::string ChangeJson(const node::Region& region, const node::Change& change);
+
+// The gauges of /metrics and /v1/status; `connections` is the transport's open connections.
+node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections);
+// The object GET /v1/status answers: this region's view of itself and its peers.
+nlohmann::json StatusJson(node::Node& node);
+
+// 504 session_timeout: the frontier did not cover the session token within wait_ms.
+ApiError SessionTimeout(uint64_t wait_ms);
+
+// A durability wait may ask for at most as many regions as there are others: checked before the
+// write, so a refused request writes nothing.
+std::optional<ApiError> CheckDurabilityRegions(const node::NodeConfig& config, uint32_t regions);
+// True once `wanted` other regions have acknowledged the event `dot`.
+bool DurabilityConfirmed(node::Node& node, core::Dot dot, size_t wanted);
+// The message of 504 durability_timeout.
+std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms);
+
+// The change-log position of a watch's resume point (an event id this region has applied):
+// 400 bad_parameter for text that is not an event id, 404 unknown_event for one not applied here.
+std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& event_id);
+// Up to kWatchBacklogPage logged changes after `after_lsn` and at most `through_lsn`, in order.
+// An empty page means the backlog is exhausted.
+Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,
+                   std::vector<node::Change>* page);
+// A watch that cannot read its backlog ends with this error rather than skipping to live changes
+// (which would leave a gap); `last_event` is the last event it delivered or resumed from.
+ApiError BacklogError(const Status& status, const std::string& last_event);
+// The error that closes a watch that fell more than buffer_max changes behind.
+ApiError SlowConsumer(size_t buffer_max, const std::string& last_event);
+// The error refusing a watch when watch.watchers_max are open.
+ApiError TooManyWatches();
+
+}  // namespace meridian::api

@@ -1,0 +1,629 @@
+#include "grpcapi/grpc_api.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "api/request.h"
+#include "api/service.h"
+#include "api/session_token.h"
+#include "core/hlc.h"
+#include "meridian/api.grpc.pb.h"
+
+namespace meridian::grpcapi {
+namespace {
+
+namespace v1 = meridian::api::v1;
+using api::ApiError;
+using Clock = std::chrono::steady_clock;
+
+// A parked call re-checks the client (cancelled, deadline passed) at least this often.
+constexpr auto kPollInterval = std::chrono::milliseconds(200);
+// How long Stop lets calls in flight answer before cancelling them.
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+constexpr uint64_t kDefaultWaitMs = 1000;
+constexpr uint64_t kDefaultDurabilityTimeoutMs = 5000;
+constexpr uint32_t kDefaultLimit = 100;
+constexpr uint32_t kDurabilityRegionsMax = 31;
+constexpr int kKeepaliveMs = 5000;
+
+// The gRPC code of an API error; the error's own code travels in the `meridian-error` trailer
+// (docs/grpc-api.md, "Errors").
+grpc::StatusCode CodeOf(const ApiError& error) {
+  if (error.code == "slow_consumer") return grpc::StatusCode::ABORTED;
+  switch (error.status) {
+    case 400:
+    case 413:  // too_large: the request can never succeed as sent
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case 404:
+      return grpc::StatusCode::NOT_FOUND;
+    case 409:  // not_a_number
+    case 422:  // idempotency_key_reused
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case 429:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case 503:
+      return grpc::StatusCode::UNAVAILABLE;
+    case 504:
+      return grpc::StatusCode::DEADLINE_EXCEEDED;
+    default:
+      return grpc::StatusCode::INTERNAL;
+  }
+}
+
+grpc::Status Fail(grpc::ServerContext* context, const ApiError& error) {
+  context->AddTrailingMetadata("meridian-error", error.code);
+  return grpc::Status(CodeOf(error), error.code + ": " + error.message);
+}
+
+ApiError BadParameter(std::string message) {
+  return ApiError{400, "bad_parameter", std::move(message), {}};
+}
+
+// Wakes a call parked in a wait or a watch: commits, acknowledgements, new changes and Stop all
+// bump the count. A waiter reads the count before checking its condition, so a wake between the
+// check and the wait is not lost.
+class Waiter {
+ public:
+  void Wake() {
+    {
+      std::lock_guard lock(mutex_);
+      ++wakes_;
+    }
+    cv_.notify_all();
+  }
+  uint64_t wakes() {
+    std::lock_guard lock(mutex_);
+    return wakes_;
+  }
+  void WaitPast(uint64_t seen, Clock::time_point until) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_until(lock, until, [&] { return wakes_ != seen; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  uint64_t wakes_ = 0;
+};
+
+// The session token and wait bound every call may carry.
+struct Waits {
+  std::optional<core::VersionVector> session;
+  uint64_t wait_ms = kDefaultWaitMs;
+};
+
+std::optional<ApiError> ParseWaits(const std::string& session, const std::optional<uint64_t>& wait,
+                                   Waits* out) {
+  if (!session.empty()) {
+    auto vv = api::DecodeSessionToken(session);
+    if (!vv.ok()) return ApiError{400, "bad_session", vv.status().message(), {}};
+    out->session = std::move(vv).value();
+  }
+  if (wait) {
+    if (*wait > api::kWaitMsMax) {
+      return BadParameter("wait_ms must be an integer from 0 to " +
+                          std::to_string(api::kWaitMsMax));
+    }
+    out->wait_ms = *wait;
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> ParseReadOptions(const v1::ReadOptions& options, Waits* out) {
+  return ParseWaits(
+      options.session(),
+      options.has_wait_ms() ? std::optional<uint64_t>(options.wait_ms()) : std::nullopt, out);
+}
+
+std::optional<ApiError> ParseLimit(bool has_limit, uint32_t limit, size_t* out) {
+  if (!has_limit) {
+    *out = kDefaultLimit;
+    return std::nullopt;
+  }
+  if (limit == 0 || limit > api::kScanLimitMax) {
+    return BadParameter("limit must be an integer from 1 to " + std::to_string(api::kScanLimitMax));
+  }
+  *out = limit;
+  return std::nullopt;
+}
+
+std::optional<ApiError> CheckPrefixAndAfter(const std::string& prefix, const std::string& after,
+                                            const core::Limits& limits) {
+  if (prefix.size() > limits.key_bytes_max || after.size() > limits.key_bytes_max) {
+    return ApiError{
+        413,
+        "too_large",
+        "prefix and after are keys: at most " + std::to_string(limits.key_bytes_max) + " bytes",
+        {}};
+  }
+  return std::nullopt;
+}
+
+// A write as the API checked it: what node::WriteRequest needs plus the waits around it.
+struct WriteCall {
+  std::string key;
+  core::Operation op;
+  Waits waits;
+  uint32_t durability_regions = 0;
+  uint64_t durability_timeout_ms = kDefaultDurabilityTimeoutMs;
+  std::string idempotency_key;
+};
+
+std::optional<ApiError> ParseWriteOptions(const v1::WriteOptions& options, WriteCall* call) {
+  if (options.durability_regions() > kDurabilityRegionsMax) {
+    return BadParameter("durability_regions must be from 0 to " +
+                        std::to_string(kDurabilityRegionsMax));
+  }
+  call->durability_regions = options.durability_regions();
+  if (options.has_durability_timeout_ms()) {
+    if (options.durability_timeout_ms() > api::kWaitMsMax) {
+      return BadParameter("durability_timeout_ms must be an integer from 0 to " +
+                          std::to_string(api::kWaitMsMax));
+    }
+    call->durability_timeout_ms = options.durability_timeout_ms();
+  }
+  if (!options.idempotency_key().empty()) {
+    if (!api::ValidIdempotencyKey(options.idempotency_key())) {
+      return BadParameter("idempotency_key must be 1 to " +
+                          std::to_string(api::kIdempotencyKeyBytesMax) +
+                          " visible ASCII characters");
+    }
+    call->idempotency_key = options.idempotency_key();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+class GrpcApiServer::Impl final : public v1::Meridian::Service {
+ public:
+  Impl(node::Node* node, std::string address) : node_(node), address_(std::move(address)) {}
+  ~Impl() override { Stop(); }
+
+  meridian::Status Start() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(address_, grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    // A write carries a document of up to limits.document_bytes_max and a key besides.
+    const core::Limits& limits = node_->config().limits;
+    const size_t request_max = limits.document_bytes_max + limits.key_bytes_max + (64 << 10);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(std::max<size_t>(request_max, 4 << 20)));
+    // Without this a second server could bind the same port (SO_REUSEPORT) and split the clients.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // Keepalive pings find a client that vanished without closing, which would otherwise hold a
+    // watch's thread in a blocked write until shutdown.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      server_.reset();
+      return meridian::Status(
+          StatusCode::kUnavailable,
+          "cannot listen for the gRPC API on " + address_ + " (in use or not a local address?)");
+    }
+    spdlog::info("region {} serving the gRPC API on {}", node_->config().region, address_);
+    return meridian::Status::Ok();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(waiters_mutex_);
+      if (stopped_) return;
+      stopped_ = true;
+      stopping_ = true;
+      for (const auto& waiter : waiters_) waiter->Wake();
+    }
+    if (server_) {
+      server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+      server_->Wait();
+    }
+  }
+
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
+
+  // --- writes ------------------------------------------------------------------------------------
+  grpc::Status Put(grpc::ServerContext* context, const v1::PutRequest* request,
+                   v1::WriteReceipt* reply) override {
+    return Write(
+        context, api::Route::kPutDocument, request->key(), request->options(),
+        [&](core::Operation* op) {
+          return api::ParseWriteBody(api::Route::kPutDocument, request->doc(),
+                                     node_->config().limits, op);
+        },
+        reply);
+  }
+
+  grpc::Status Patch(grpc::ServerContext* context, const v1::PatchRequest* request,
+                     v1::WriteReceipt* reply) override {
+    return Write(
+        context, api::Route::kPatchDocument, request->key(), request->options(),
+        [&](core::Operation* op) {
+          return api::ParseWriteBody(api::Route::kPatchDocument, request->doc(),
+                                     node_->config().limits, op);
+        },
+        reply);
+  }
+
+  grpc::Status Increment(grpc::ServerContext* context, const v1::IncrementRequest* request,
+                         v1::WriteReceipt* reply) override {
+    return Write(
+        context, api::Route::kIncrementDocument, request->key(), request->options(),
+        [&](core::Operation* op) -> std::optional<ApiError> {
+          op->kind = core::OpKind::kIncrement;
+          for (const auto& entry : request->deltas()) {
+            op->counters.push_back(core::CounterDelta{entry.first, entry.second});
+          }
+          // Sorts the counters and checks names and limits, as for an HTTP body.
+          meridian::Status status = core::CheckCanonicalOperation(op, node_->config().limits);
+          if (!status.ok()) return api::ErrorFromStatus(status);
+          return std::nullopt;
+        },
+        reply);
+  }
+
+  grpc::Status Delete(grpc::ServerContext* context, const v1::DeleteRequest* request,
+                      v1::WriteReceipt* reply) override {
+    return Write(
+        context, api::Route::kDeleteDocument, request->key(), request->options(),
+        [](core::Operation* op) -> std::optional<ApiError> {
+          op->kind = core::OpKind::kDelete;
+          return std::nullopt;
+        },
+        reply);
+  }
+
+  // --- reads -------------------------------------------------------------------------------------
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
+                   v1::GetResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    std::optional<ApiError> error = api::CheckKey(request->key(), node_->config().limits);
+    if (!error) error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      auto view = node_->ReadView(request->key());
+      if (!view.ok()) {
+        error = api::ErrorFromStatus(view.status());
+      } else if (view->has_value()) {
+        reply->set_found(true);
+        reply->set_doc(std::move(**view));
+      }
+    }
+    return Answer(context, api::Route::kGetDocument, started, error);
+  }
+
+  grpc::Status Scan(grpc::ServerContext* context, const v1::ScanRequest* request,
+                    v1::ScanResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    size_t limit = kDefaultLimit;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
+    if (!error) {
+      error = CheckPrefixAndAfter(request->prefix(), request->after(), node_->config().limits);
+    }
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      std::string last;
+      auto more = node_->store().ScanViews(request->prefix(), request->after(), limit,
+                                           [&](std::string_view key, std::string_view doc) {
+                                             v1::ScanItem* item = reply->add_items();
+                                             item->set_key(std::string(key));
+                                             item->set_doc(std::string(doc));
+                                             last = key;
+                                           });
+      if (!more.ok()) {
+        error = api::ErrorFromStatus(more.status());
+        reply->Clear();
+      } else if (*more) {
+        reply->set_next(last);
+      }
+    }
+    return Answer(context, api::Route::kScan, started, error);
+  }
+
+  grpc::Status Conflicts(grpc::ServerContext* context, const v1::ConflictsRequest* request,
+                         v1::ConflictsResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    size_t limit = kDefaultLimit;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      auto records = node_->store().RecentConflicts(limit);
+      if (!records.ok()) {
+        error = api::ErrorFromStatus(records.status());
+      } else {
+        for (std::string& record : *records) reply->add_conflicts(std::move(record));
+        auto total = node_->store().ConflictCount();
+        reply->set_total(total.ok() ? *total : 0);
+      }
+    }
+    return Answer(context, api::Route::kConflicts, started, error);
+  }
+
+  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                      v1::StatusResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      const nlohmann::json status = api::StatusJson(*node_);
+      reply->set_json(status.dump());
+      reply->set_region(status["region"].get<std::string>());
+      reply->set_digest(status["digest"].get<std::string>());
+      reply->set_documents(status["documents"].get<uint64_t>());
+    }
+    return Answer(context, api::Route::kStatus, started, error);
+  }
+
+  // --- watch -------------------------------------------------------------------------------------
+  // As GET /v1/watch: the changes logged after the resume point (each with the document as that
+  // change left it), then live changes, each once and in commit order.
+  grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::Change>* writer) override {
+    node::Region& region = node_->region();
+    const node::NodeConfig& config = node_->config();
+    Waits waits;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = CheckPrefixAndAfter(request->prefix(), "", config.limits);
+    if (error) return Fail(context, *error);
+
+    uint64_t resume_lsn = 0;
+    const bool resuming = !request->resume_from().empty();
+    if (resuming) {
+      auto lsn = api::ResumeLsn(*node_, request->resume_from());
+      if (auto* refused = std::get_if<ApiError>(&lsn)) return Fail(context, *refused);
+      resume_lsn = std::get<uint64_t>(lsn);
+    }
+    // Like any read, a watch with a session token starts once this region covers it.
+    if (auto refused = WaitForSession(context, waits)) return Fail(context, *refused);
+
+    auto waiter = Enroll();
+    uint64_t subscribed_lsn = 0;
+    std::shared_ptr<node::Watcher> watcher = node_->watches().Subscribe(
+        request->prefix(), config.watch_buffer_max, [waiter] { waiter->Wake(); }, &subscribed_lsn);
+    if (!watcher) {
+      Withdraw(waiter);
+      return Fail(context, api::TooManyWatches());
+    }
+    // Every change committed from here on reaches this watch: tell the client it is registered.
+    writer->SendInitialMetadata();
+
+    std::string last_event = request->resume_from();
+    v1::Change message;
+    const auto send = [&](const node::Change& change) {
+      last_event = region.EventId(change.dot);
+      if (!change.key.starts_with(request->prefix())) return true;
+      message.Clear();
+      message.set_key(change.key);
+      if (change.doc) message.set_doc(*change.doc);
+      message.set_event(last_event);
+      message.set_hlc(core::FormatHlc(change.hlc));
+      return writer->Write(message);
+    };
+
+    grpc::Status outcome = grpc::Status::OK;
+    bool open = true;
+    uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
+    std::vector<node::Change> page;
+    while (resuming && open && sent_lsn < subscribed_lsn) {
+      meridian::Status status = api::ReadBacklog(node_->store(), sent_lsn, subscribed_lsn, &page);
+      if (!status.ok()) {
+        // Never skip silently to live changes: that would leave a gap.
+        outcome = Fail(context, api::BacklogError(status, last_event));
+        open = false;
+        break;
+      }
+      if (page.empty()) break;
+      for (const node::Change& change : page) {
+        sent_lsn = change.lsn;
+        if (!send(change)) {
+          open = false;
+          break;
+        }
+      }
+    }
+    sent_lsn = std::max(sent_lsn, subscribed_lsn);
+
+    while (open) {
+      const uint64_t seen = waiter->wakes();
+      bool overflowed = false;
+      std::vector<node::Change> changes = watcher->Take(&overflowed);
+      for (const node::Change& change : changes) {
+        if (change.lsn <= sent_lsn) continue;
+        sent_lsn = change.lsn;
+        if (!send(change)) {
+          open = false;
+          break;
+        }
+      }
+      if (!open) break;
+      if (overflowed) {
+        context->AddTrailingMetadata("meridian-resume-from", last_event);
+        outcome = Fail(context, api::SlowConsumer(config.watch_buffer_max, last_event));
+        break;
+      }
+      if (!changes.empty()) continue;
+      if (stopping_) {
+        context->AddTrailingMetadata("meridian-resume-from", last_event);
+        outcome = Fail(context, ApiError{503,
+                                         "unavailable",
+                                         "the region is shutting down; resume from event " +
+                                             (last_event.empty() ? "(none yet)" : last_event),
+                                         {}});
+        break;
+      }
+      if (context->IsCancelled()) break;
+      waiter->WaitPast(seen, Clock::now() + kPollInterval);
+    }
+    node_->watches().Unsubscribe(watcher);
+    Withdraw(waiter);
+    return outcome;
+  }
+
+ private:
+  // The write path shared by Put, Patch, Increment and Delete, in the order HTTP checks and
+  // answers: key, session and wait, body, durability and idempotency options; then the session
+  // wait, the write, the durability wait.
+  grpc::Status Write(grpc::ServerContext* context, api::Route route, const std::string& key,
+                     const v1::WriteOptions& options,
+                     const std::function<std::optional<ApiError>(core::Operation*)>& build,
+                     v1::WriteReceipt* reply) {
+    const auto started = Clock::now();
+    WriteCall call;
+    std::optional<ApiError> error = api::CheckKey(key, node_->config().limits);
+    if (!error) {
+      error = ParseWaits(
+          options.session(),
+          options.has_wait_ms() ? std::optional<uint64_t>(options.wait_ms()) : std::nullopt,
+          &call.waits);
+    }
+    if (!error) error = build(&call.op);
+    if (!error) error = ParseWriteOptions(options, &call);
+    if (!error) error = WaitForSession(context, call.waits);
+    if (!error) error = api::CheckDurabilityRegions(node_->config(), call.durability_regions);
+    if (error) return Answer(context, route, started, error);
+
+    node::WriteRequest write{key, std::move(call.op), std::move(call.idempotency_key)};
+    Result<node::Receipt> receipt = SubmitWrite(std::move(write));
+    if (!receipt.ok()) {
+      return Answer(context, route, started, api::ErrorFromStatus(receipt.status()));
+    }
+    core::VersionVector session = receipt->frontier;
+    if (call.waits.session) session.Merge(*call.waits.session);
+    node::Region& region = node_->region();
+    reply->set_event(region.EventId(receipt->dot));
+    reply->set_hlc(core::FormatHlc(receipt->hlc));
+    reply->set_session(api::EncodeSessionToken(session));
+    reply->set_replayed(receipt->replayed);
+    if (call.durability_regions > 0) {
+      // Other regions confirm by acknowledging the write over replication.
+      const core::Dot dot = receipt->dot;
+      const size_t wanted = call.durability_regions;
+      const bool confirmed =
+          WaitUntil(context, Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms),
+                    [&] { return api::DurabilityConfirmed(*node_, dot, wanted); });
+      reply->set_confirmed_regions(static_cast<uint32_t>(node_->replication().RegionsHolding(dot)));
+      if (!confirmed) {
+        // The write is committed: the client needs its receipt even though the call failed.
+        context->AddTrailingMetadata("meridian-event", reply->event());
+        context->AddTrailingMetadata("meridian-hlc", reply->hlc());
+        context->AddTrailingMetadata("meridian-session", reply->session());
+        context->AddTrailingMetadata("meridian-confirmed-regions",
+                                     std::to_string(reply->confirmed_regions()));
+        return Answer(context, route, started,
+                      ApiError{504,
+                               "durability_timeout",
+                               api::DurabilityTimeoutMessage(call.durability_regions,
+                                                             call.durability_timeout_ms),
+                               {}});
+      }
+    }
+    return Answer(context, route, started, std::nullopt);
+  }
+
+  Result<node::Receipt> SubmitWrite(node::WriteRequest write) {
+    auto promise = std::make_shared<std::promise<Result<node::Receipt>>>();
+    std::future<Result<node::Receipt>> future = promise->get_future();
+    const bool queued = node_->SubmitWrite(
+        std::move(write),
+        [promise](Result<node::Receipt> outcome) { promise->set_value(std::move(outcome)); });
+    if (!queued) {
+      return meridian::Status(StatusCode::kOverloaded, "the write queue is full; retry later");
+    }
+    return future.get();  // the commit thread answers every queued write, also when stopping
+  }
+
+  // Records the call in the request metrics (under the HTTP status it would have had) and turns
+  // an error into the gRPC status.
+  grpc::Status Answer(grpc::ServerContext* context, api::Route route, Clock::time_point started,
+                      const std::optional<ApiError>& error) {
+    node_->metrics().ObserveRequest(route, error ? error->status : 200,
+                                    std::chrono::duration<double>(Clock::now() - started).count());
+    return error ? Fail(context, *error) : grpc::Status::OK;
+  }
+
+  std::optional<ApiError> WaitForSession(grpc::ServerContext* context, const Waits& waits) {
+    if (!waits.session || waits.session->empty()) return std::nullopt;
+    const core::VersionVector& token = *waits.session;
+    const bool covered = WaitUntil(context, Clock::now() + std::chrono::milliseconds(waits.wait_ms),
+                                   [&] { return node_->region().frontier().Dominates(token); });
+    if (!covered) return api::SessionTimeout(waits.wait_ms);
+    return std::nullopt;
+  }
+
+  // Blocks until ready() holds, the deadline passes, the server stops or the client gives up;
+  // ready() is re-checked after every commit and every acknowledgement from a peer.
+  bool WaitUntil(grpc::ServerContext* context, Clock::time_point deadline,
+                 const std::function<bool()>& ready) {
+    if (ready()) return true;
+    auto waiter = Enroll();
+    auto handle = node_->commits().Register([waiter] { waiter->Wake(); });
+    bool done = false;
+    for (;;) {
+      const uint64_t seen = waiter->wakes();
+      if ((done = ready())) break;
+      const auto now = Clock::now();
+      if (now >= deadline || stopping_ || context->IsCancelled()) break;
+      waiter->WaitPast(seen, std::min(deadline, now + kPollInterval));
+    }
+    node_->commits().Unregister(handle);
+    Withdraw(waiter);
+    return done;
+  }
+
+  // Waiters are enrolled so that Stop can wake every parked call at once.
+  std::shared_ptr<Waiter> Enroll() {
+    auto waiter = std::make_shared<Waiter>();
+    std::lock_guard lock(waiters_mutex_);
+    waiters_.insert(waiter);
+    if (stopping_) waiter->Wake();
+    return waiter;
+  }
+  void Withdraw(const std::shared_ptr<Waiter>& waiter) {
+    std::lock_guard lock(waiters_mutex_);
+    waiters_.erase(waiter);
+  }
+
+  node::Node* const node_;
+  const std::string address_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::atomic<bool> stopping_{false};
+  std::mutex waiters_mutex_;
+  std::set<std::shared_ptr<Waiter>> waiters_;
+  bool stopped_ = false;
+};
+
+GrpcApiServer::GrpcApiServer(node::Node* node, std::string address)
+    : impl_(std::make_unique<Impl>(node, std::move(address))) {}
+GrpcApiServer::~GrpcApiServer() = default;
+Status GrpcApiServer::Start() {
+  return impl_->Start();
+}
+void GrpcApiServer::Stop() {
+  impl_->Stop();
+}
+uint16_t GrpcApiServer::port() const {
+  return impl_->port();
+}
+
+}  // namespace meridian::grpcapi
