@@ -142,13 +142,15 @@ class Client {
   Result<std::string> StatusJson(const std::string& region = "");
   Result<std::string> ConflictsJson(size_t limit = 100, const std::string& region = "");
 
-  // Follows changes under `prefix` in the current region from `from` (an event id; empty: from
-  // now), calling on_change for each until on_change returns false, `stop` returns true (checked
-  // at least every second), or the region fails. A dropped connection is resumed from the last
-  // event seen, in the same region. Returns the last event seen through *last_event.
-  Status Watch(const std::string& prefix, const std::string& from,
+  // Follows changes under `prefix`, calling on_change for each until on_change returns false,
+  // `stop` returns true (checked at least every second), or no region can serve it for
+  // failover_budget. `since` is what the caller has already seen: the last event id of each origin
+  // ("us:42,eu:17", as *last_seen returns it), or empty for "from now". When a region fails the
+  // watch resumes in another after exactly what it delivered: no change is missed or repeated
+  // (GET /v1/watch?since=). *last_seen receives the position to resume from.
+  Status Watch(const std::string& prefix, const std::string& since,
                const std::function<bool(const WatchChange&)>& on_change,
-               const std::function<bool()>& stop, std::string* last_event = nullptr);
+               const std::function<bool()>& stop, std::string* last_seen = nullptr);
 
   std::string session() const;
   // Replaces the session (a token from another client or process); kInvalidArgument when it is

@@ -538,6 +538,16 @@ class HttpServer::Impl {
       resume_lsn = std::get<uint64_t>(lsn);
       resuming = true;
     }
+    core::VersionVector seen;  // since: changes of these events are not sent again
+    if (!call.since.empty()) {
+      auto parsed = ParseSince(*node_, call.since);
+      if (auto* error = std::get_if<ApiError>(&parsed)) {
+        rejection = *error;
+        co_await reject();
+        co_return;
+      }
+      seen = std::get<core::VersionVector>(parsed);
+    }
 
     // Like any read, a watch with a session token starts once this region covers it.
     if (call.session && !call.session->empty()) {
@@ -625,9 +635,18 @@ class HttpServer::Impl {
     };
 
     // The backlog: logged changes after the resume point up to the subscription.
+    Status backlog_status;
+    if (!call.since.empty()) {
+      auto lsn = SinceLsn(*node_, seen, subscribed_lsn);
+      if (lsn.ok()) {
+        resume_lsn = *lsn;
+        resuming = true;
+      } else {
+        backlog_status = lsn.status();
+      }
+    }
     uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
     std::string last_event = call.resume_from;
-    Status backlog_status;
     std::vector<node::Change> page;
     while (resuming && !closed && sent_lsn < subscribed_lsn) {
       Status status = ReadBacklog(store, sent_lsn, subscribed_lsn, &page);
@@ -639,7 +658,7 @@ class HttpServer::Impl {
       for (node::Change& change : page) {
         sent_lsn = change.lsn;
         last_event = region.EventId(change.dot);
-        if (!change.key.starts_with(call.prefix)) continue;
+        if (!change.key.starts_with(call.prefix) || seen.Covers(change.dot)) continue;
         event_name = "change";
         event_id = region.EventId(change.dot);
         payload = ChangeJson(region, change);
@@ -665,6 +684,7 @@ class HttpServer::Impl {
         if (change.lsn <= sent_lsn) continue;
         sent_lsn = change.lsn;
         last_event = region.EventId(change.dot);
+        if (seen.Covers(change.dot)) continue;
         event_name = "change";
         event_id = last_event;
         payload = ChangeJson(region, change);

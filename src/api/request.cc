@@ -353,7 +353,15 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       if (auto it = query.find("prefix"); it != query.end()) call.prefix = it->second;
       if (auto it = query.find("after"); it != query.end()) call.after = it->second;
       if (auto it = query.find("from"); it != query.end()) call.resume_from = it->second;
-      if (call.resume_from.empty()) call.resume_from = std::string(request.last_event_id);
+      if (auto it = query.find("since"); it != query.end()) call.since = it->second;
+      if (call.resume_from.empty() && call.since.empty()) {
+        call.resume_from = std::string(request.last_event_id);
+      }
+      if (!call.resume_from.empty() && !call.since.empty()) {
+        return Error(400, "bad_parameter",
+                     "a watch resumes either from one event of this region's order (from) or after "
+                     "the events seen of each origin (since), not both");
+      }
       if (call.prefix.size() > limits.key_bytes_max || call.after.size() > limits.key_bytes_max) {
         return Error(413, "too_large",
                      "prefix and after are keys: at most " + std::to_string(limits.key_bytes_max) +

@@ -123,6 +123,42 @@ std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& 
   return **lsn;
 }
 
+std::variant<core::VersionVector, ApiError> ParseSince(node::Node& node, const std::string& since) {
+  core::VersionVector seen;
+  size_t start = 0;
+  for (int items = 0; start <= since.size() && items < 256; ++items) {
+    size_t end = since.find(',', start);
+    if (end == std::string::npos) end = since.size();
+    const std::string item = since.substr(start, end - start);
+    core::Dot dot;
+    if (!node.region().ParseEventId(item, &dot)) {
+      return ApiError{400,
+                      "bad_parameter",
+                      "since must be event ids like us:42,eu:17 (one per origin); '" + item +
+                          "' is not one",
+                      {}};
+    }
+    if (dot.seq > seen.Get(dot.origin)) seen.Set(dot.origin, dot.seq);
+    start = end + 1;
+  }
+  return seen;
+}
+
+Result<uint64_t> SinceLsn(node::Node& node, const core::VersionVector& seen,
+                          uint64_t subscribed_lsn) {
+  uint64_t lsn = subscribed_lsn;
+  const core::VersionVector applied = node.region().frontier();
+  for (const auto& entry : applied.entries()) {
+    const uint64_t next = seen.Get(entry.origin) + 1;
+    if (entry.seq < next) continue;  // nothing unseen of this origin applied here yet
+    auto position = node.store().LsnOf(core::Dot{entry.origin, next});
+    if (!position.ok()) return position.status();
+    // Not in the log any more (retention): replay the whole change order.
+    lsn = std::min(lsn, position->has_value() ? **position - 1 : 0);
+  }
+  return lsn;
+}
+
 Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,
                    std::vector<node::Change>* page) {
   page->clear();

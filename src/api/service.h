@@ -45,6 +45,18 @@ std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms);
 // The change-log position of a watch's resume point (an event id this region has applied):
 // 400 bad_parameter for text that is not an event id, 404 unknown_event for one not applied here.
 std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& event_id);
+// A watch's `since`: "us:42,eu:17", the last event a watcher has seen of each origin, as a
+// version vector. Any region can resume such a watch: with one region's order of changes, a
+// watcher that saw every change of an origin up to some event saw all its earlier ones (each
+// region applies an origin's events in order). 400 bad_parameter when malformed.
+std::variant<core::VersionVector, ApiError> ParseSince(node::Node& node, const std::string& since);
+// Where a `since` watch replays from, once subscribed at `subscribed_lsn`: the change-log position
+// just before the earliest change of an event `seen` does not cover (changes after the
+// subscription come live). 0 when the log no longer holds such an event (its change order does:
+// the replay then reads it all, skipping what `seen` covers).
+Result<uint64_t> SinceLsn(node::Node& node, const core::VersionVector& seen,
+                          uint64_t subscribed_lsn);
+
 // Up to kWatchBacklogPage logged changes after `after_lsn` and at most `through_lsn`, in order.
 // An empty page means the backlog is exhausted.
 Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,

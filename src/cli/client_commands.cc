@@ -271,7 +271,7 @@ int RunWatch(Command& command, Client& client) {
       [] { return g_interrupted.load(); }, &last);
   if (!status.ok()) return Failed(command, &client, status);
   if (!command.common.json && !last.empty()) {
-    std::fprintf(stderr, "(resume with --from %s)\n", last.c_str());
+    std::fprintf(stderr, "(resume with --since %s)\n", last.c_str());
   }
   return 0;
 }
@@ -385,7 +385,9 @@ void AddClientCommands(CLI::App& app) {
 
   Command& watch = NewCommand(app, "watch", "Print changes under PREFIX as they happen (Ctrl-C)");
   watch.app->add_option("prefix", watch.prefix, "Key prefix (default: every document)");
-  watch.app->add_option("--from", watch.from, "Resume after this event id (us:42)");
+  watch.app->add_option("--since", watch.from,
+                         "Resume after these events, the last seen of each origin (us:42,eu:17), "
+                         "as the previous watch printed; default: from now");
   watch.app->add_option("--count", watch.count, "Stop after this many changes");
 
   Command& status = NewCommand(app, "status", "A region's status, and the client's view of all");

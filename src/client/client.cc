@@ -552,40 +552,104 @@ Result<std::string> Client::ConflictsJson(size_t limit, const std::string& regio
   return std::move(answer->response.body);
 }
 
-Status Client::Watch(const std::string& prefix, const std::string& from,
-                     const std::function<bool(const WatchChange&)>& on_change,
-                     const std::function<bool()>& stop, std::string* last_event) {
-  namespace asio = boost::asio;
-  std::string resume = from;
-  int index;
-  {
-    std::lock_guard lock(impl_->mutex);
-    index = impl_->Choose({});
+namespace {
+
+// The last event seen of each origin, as the `since` of a watch: "eu:17,us:42".
+std::string SinceText(const std::map<std::string, uint64_t>& seen) {
+  std::string text;
+  for (const auto& [origin, seq] : seen) {
+    if (!text.empty()) text += ',';
+    text += origin + ":" + std::to_string(seq);
   }
-  if (index < 0) return Status(StatusCode::kUnavailable, "no region to watch");
-  const RegionEndpoint& endpoint = impl_->regions[index]->endpoint;
+  return text;
+}
+
+// Adds "us:42" (or a list of them) to `seen`; false when malformed.
+bool AddSeen(const std::string& events, std::map<std::string, uint64_t>* seen) {
+  size_t start = 0;
+  while (start < events.size()) {
+    size_t end = events.find(',', start);
+    if (end == std::string::npos) end = events.size();
+    const std::string item = events.substr(start, end - start);
+    const size_t colon = item.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    char* tail = nullptr;
+    const unsigned long long seq = std::strtoull(item.c_str() + colon + 1, &tail, 10);
+    if (tail == item.c_str() + colon + 1 || *tail != '\0') return false;
+    uint64_t& known = (*seen)[item.substr(0, colon)];
+    known = std::max<uint64_t>(known, seq);
+    start = end + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status Client::Watch(const std::string& prefix, const std::string& since,
+                     const std::function<bool(const WatchChange&)>& on_change,
+                     const std::function<bool()>& stop, std::string* last_seen) {
+  namespace asio = boost::asio;
+  std::map<std::string, uint64_t> seen;
+  if (!AddSeen(since, &seen)) {
+    return InvalidArgument("since must be event ids like us:42,eu:17, not '" + since + "'");
+  }
+  auto report = [&] {
+    if (last_seen != nullptr) *last_seen = SinceText(seen);
+  };
+  if (since.empty()) {
+    // From now: what the current region has applied is what this watch has "seen".
+    auto status = StatusJson();
+    if (!status.ok()) return status.status();
+    auto json = nlohmann::json::parse(*status, nullptr, false);
+    if (json.is_object() && json["frontier"].is_object()) {
+      for (const auto& [origin, seq] : json["frontier"].items()) {
+        if (seq.is_number_unsigned() && seq.get<uint64_t>() > 0) seen[origin] = seq.get<uint64_t>();
+      }
+    }
+  }
   Clock::time_point failing_since{};
   std::string failure;
+  std::set<int> failed;  // regions that failed this watch since it last delivered
   for (int connection = 0; connection < 100000; ++connection) {
     if (stop && stop()) break;
     if (failing_since != Clock::time_point{} &&
         Clock::now() - failing_since > impl_->options.failover_budget) {
-      if (last_event != nullptr) *last_event = resume;
-      return Status(StatusCode::kUnavailable,
-                    endpoint.name + ": the watch connection failed: " + failure);
+      report();
+      CallError error;
+      error.code = "unavailable";
+      tls_last_error = error;
+      return Status(StatusCode::kUnavailable, "no region could serve the watch within " +
+                                                  std::to_string(
+                                                      impl_->options.failover_budget.count()) +
+                                                  " ms: " + failure);
     }
+    int index;
+    {
+      std::lock_guard lock(impl_->mutex);
+      index = impl_->Choose(failed);
+    }
+    if (index < 0) {
+      failed.clear();  // every region failed once: try them again after a pause
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    const RegionEndpoint& endpoint = impl_->regions[index]->endpoint;
+    auto fail = [&](const std::string& why) {
+      failure = endpoint.name + ": " + why;
+      failed.insert(index);
+      impl_->MarkFailure(index);
+      if (failing_since == Clock::time_point{}) failing_since = Clock::now();
+    };
     asio::io_context io;
     asio::ip::tcp::socket socket(io);
     boost::system::error_code ec;
     socket.connect({asio::ip::make_address(endpoint.host), endpoint.port}, ec);
     if (ec) {
-      failure = ec.message();
-      if (failing_since == Clock::time_point{}) failing_since = Clock::now();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // redial pace
+      fail(ec.message());
       continue;
     }
     std::string target = "/v1/watch?prefix=" + client::EncodeKey(prefix);
-    if (!resume.empty()) target += "&from=" + client::EncodeKey(resume);
+    if (!seen.empty()) target += "&since=" + client::EncodeKey(SinceText(seen));
     const std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + endpoint.host +
                                 "\r\nAccept: text/event-stream\r\n\r\n";
     asio::write(socket, asio::buffer(request), ec);
@@ -599,7 +663,7 @@ Status Client::Watch(const std::string& prefix, const std::string& from,
       char chunk[16384];
       const size_t got = socket.read_some(asio::buffer(chunk), ec);
       if (ec) {
-        failure = ec.message();
+        fail(ec.message());
         break;
       }
       buffer.append(chunk, got);
@@ -609,19 +673,22 @@ Status Client::Watch(const std::string& prefix, const std::string& from,
         const std::string head = buffer.substr(0, end);
         buffer.erase(0, end + 4);
         if (head.rfind("HTTP/1.1 200", 0) != 0) {
-          // A refusal (bad prefix, unknown resume point): no point in retrying.
           const size_t space = head.find(' ');
           const int status = space == std::string::npos ? 0 : std::atoi(head.c_str() + space + 1);
+          if (status == 503) {  // not serving now: another region may
+            fail("answered 503");
+            break;
+          }
+          // A refusal of the request itself (a bad prefix): no point in retrying.
           std::string body = buffer;
           for (int i = 0; i < 20 && !ec; ++i) {
             const size_t more = socket.read_some(asio::buffer(chunk), ec);
             body.append(chunk, more);
           }
-          if (last_event != nullptr) *last_event = resume;
+          report();
           return Impl::Fail(status, body, endpoint.name, "the watch was refused");
         }
         headers_done = true;
-        failing_since = {};
       }
       size_t frame_end;
       while ((frame_end = buffer.find("\n\n")) != std::string::npos) {
@@ -638,8 +705,8 @@ Status Client::Watch(const std::string& prefix, const std::string& from,
           if (line.rfind("data: ", 0) == 0) data = line.substr(6);
         }
         if (event_name == "error") {
-          failure = data;
-          ended = true;  // a slow consumer: resume from the last event
+          failure = endpoint.name + ": " + data;  // a slow consumer: resume where it stopped
+          ended = true;
           break;
         }
         if (event_name != "change") continue;
@@ -650,9 +717,11 @@ Status Client::Watch(const std::string& prefix, const std::string& from,
         if (json.contains("doc") && !json["doc"].is_null()) change.doc = json["doc"].dump();
         change.event = json.value("event", "");
         change.hlc = json.value("hlc", "");
-        resume = change.event;
+        AddSeen(change.event, &seen);
+        failing_since = {};
+        failed.clear();
         if (!on_change(change)) {
-          if (last_event != nullptr) *last_event = resume;
+          report();
           return Status::Ok();
         }
       }
@@ -660,7 +729,7 @@ Status Client::Watch(const std::string& prefix, const std::string& from,
     if (stop && stop()) break;
     if (failing_since == Clock::time_point{}) failing_since = Clock::now();
   }
-  if (last_event != nullptr) *last_event = resume;
+  report();
   return Status::Ok();
 }
 

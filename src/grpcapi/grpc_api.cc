@@ -393,6 +393,19 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       if (auto* refused = std::get_if<ApiError>(&lsn)) return Fail(context, *refused);
       resume_lsn = std::get<uint64_t>(lsn);
     }
+    core::VersionVector seen;  // since: changes of these events are not sent again
+    if (!request->since().empty()) {
+      if (resuming) {
+        return Fail(context, ApiError{400,
+                                      "bad_parameter",
+                                      "a watch resumes either from resume_from or after since, "
+                                      "not both",
+                                      {}});
+      }
+      auto parsed = api::ParseSince(*node_, request->since());
+      if (auto* refused = std::get_if<ApiError>(&parsed)) return Fail(context, *refused);
+      seen = std::get<core::VersionVector>(parsed);
+    }
     // Like any read, a watch with a session token starts once this region covers it.
     if (auto refused = WaitForSession(context, waits)) return Fail(context, *refused);
 
@@ -411,7 +424,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     v1::Change message;
     const auto send = [&](const node::Change& change) {
       last_event = region.EventId(change.dot);
-      if (!change.key.starts_with(request->prefix())) return true;
+      if (!change.key.starts_with(request->prefix()) || seen.Covers(change.dot)) return true;
       message.Clear();
       message.set_key(change.key);
       if (change.doc) message.set_doc(*change.doc);
@@ -422,9 +435,20 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
 
     grpc::Status outcome = grpc::Status::OK;
     bool open = true;
-    uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
+    bool replay = resuming;
+    if (!request->since().empty()) {
+      auto lsn = api::SinceLsn(*node_, seen, subscribed_lsn);
+      if (lsn.ok()) {
+        resume_lsn = *lsn;
+        replay = true;
+      } else {
+        outcome = Fail(context, api::BacklogError(lsn.status(), last_event));
+        open = false;
+      }
+    }
+    uint64_t sent_lsn = replay ? resume_lsn : subscribed_lsn;
     std::vector<node::Change> page;
-    while (resuming && open && sent_lsn < subscribed_lsn) {
+    while (replay && open && sent_lsn < subscribed_lsn) {
       meridian::Status status = api::ReadBacklog(node_->store(), sent_lsn, subscribed_lsn, &page);
       if (!status.ok()) {
         // Never skip silently to live changes: that would leave a gap.

@@ -123,6 +123,13 @@ TEST(RequestTest, ScanAndWatchParameters) {
   EXPECT_EQ(resumed.resume_from, "eu:7");
 }
 
+TEST(RequestTest, WatchSinceIsExclusiveWithFrom) {
+  ApiCall call = Ok(Parse("GET", "/v1/watch?prefix=a&since=us%3A4%2Ceu%3A2"));
+  EXPECT_EQ(call.since, "us:4,eu:2");
+  EXPECT_EQ(call.resume_from, "");
+  EXPECT_EQ(Err(Parse("GET", "/v1/watch?since=us%3A4&from=us%3A3")).code, "bad_parameter");
+}
+
 TEST(RequestTest, IdempotencyKeys) {
   auto parse = [](std::string_view method, std::string_view key) {
     return ParseRequest(RequestView{method, "/v1/docs/k", "application/json", "", "", "{}", key},
