@@ -3,15 +3,75 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <fstream>
+#include <random>
 #include <thread>
 
 namespace meridian::testing {
+namespace {
+
+uint64_t MixSeed(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// A proxy with one route, 127.0.0.1:listen_port (0: any) -> 127.0.0.1:target_port; null when it
+// could not start. A port just released by a stopped proxy can be taken again at once (the proxy
+// listens with SO_REUSEADDR), so a few quick retries cover a late close.
+std::unique_ptr<wanproxy::WanProxy> StartLinkProxy(uint16_t listen_port, uint16_t target_port,
+                                                   const LinkConditions& conditions, uint64_t seed,
+                                                   int attempts = 50) {
+  wanproxy::WanProxyOptions options;
+  wanproxy::Route route;
+  route.listen_host = "127.0.0.1";
+  route.listen_port = listen_port;
+  route.target_host = "127.0.0.1";
+  route.target_port = target_port;
+  options.routes.push_back(route);
+  options.delay_ms = conditions.delay_ms;
+  options.jitter_ms = conditions.jitter_ms;
+  options.drop = conditions.drop;
+  options.stall = conditions.stall;
+  options.stall_ms = conditions.stall_ms;
+  options.seed = seed;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto proxy = std::make_unique<wanproxy::WanProxy>(options);
+    if (proxy->Start().ok()) return proxy;
+  }
+  return nullptr;
+}
+
+// Ports for the links' own proxies, which give their port up and take it again on every restart:
+// below the kernel's ephemeral range, so that no outgoing connection (a node redialling, say)
+// is handed the port as its source port in between. Empty when the range leaves no room.
+std::vector<uint16_t> StablePortCandidates(uint64_t seed) {
+  int low = 32768;
+  int high = 60999;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  range >> low >> high;
+  std::vector<uint16_t> candidates;
+  const int first = std::max(10000, low - 20000);
+  if (low - first < 1000) return candidates;
+  std::mt19937_64 random(seed == 0 ? std::random_device{}() : seed);
+  for (int i = 0; i < 200; ++i) {
+    candidates.push_back(static_cast<uint16_t>(first + static_cast<int>(random() % (low - first))));
+  }
+  return candidates;
+}
+
+}  // namespace
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {}
 
 Cluster::~Cluster() {
   nodes_.clear();  // kills what still runs
   if (proxy_) proxy_->Stop();
+  std::lock_guard lock(links_mutex_);
+  link_proxies_.clear();  // each stops when destroyed
 }
 
 std::string Cluster::RouteName(const std::string& from, const std::string& to) const {
@@ -29,6 +89,7 @@ bool Cluster::Start() {
   wanproxy::WanProxyOptions proxy_options;
   proxy_options.delay_ms = options_.delay_ms;
   proxy_options.jitter_ms = options_.jitter_ms;
+  proxy_options.seed = options_.proxy_seed;
   for (const std::string& from : options_.regions) {
     for (const std::string& to : options_.regions) {
       if (from == to) continue;
@@ -37,6 +98,30 @@ bool Cluster::Start() {
       route.listen_port = 0;
       route.target_host = "127.0.0.1";
       route.target_port = replication_ports[to];
+      if (options_.adjustable_links) {
+        // The link's own proxy, with no conditions yet, between the route and the peer.
+        const std::string name = RouteName(from, to);
+        const uint64_t seed =
+            options_.proxy_seed == 0
+                ? 0
+                : MixSeed(options_.proxy_seed + link_proxies_.size() + 1) | 1;  // never 0: random
+        std::unique_ptr<wanproxy::WanProxy> link;
+        for (uint16_t port : StablePortCandidates(seed)) {
+          link = StartLinkProxy(port, replication_ports[to], LinkConditions{}, seed,
+                                /*attempts=*/1);
+          if (link != nullptr) break;
+        }
+        if (link == nullptr) {
+          link = StartLinkProxy(0, replication_ports[to], LinkConditions{}, seed);
+        }
+        if (link == nullptr) return false;
+        std::lock_guard lock(links_mutex_);
+        link_ports_[name] = link->listen_port(0);
+        link_targets_[name] = replication_ports[to];
+        link_generations_[name] = 0;
+        route.target_port = link_ports_[name];
+        link_proxies_[name] = std::move(link);
+      }
       route_index_[RouteName(from, to)] = proxy_options.routes.size();
       proxy_options.routes.push_back(route);
     }
@@ -47,6 +132,7 @@ bool Cluster::Start() {
     NodeOptions node_options;
     node_options.region = self;
     node_options.extra_toml = options_.extra_toml;
+    node_options.close_inherited_fds = options_.close_inherited_fds;
     int id = 1;
     for (const std::string& region : options_.regions) {
       const std::string replication =
@@ -76,6 +162,58 @@ void Cluster::Partition(const std::string& a, const std::string& b) {
 void Cluster::Heal(const std::string& a, const std::string& b) {
   (void)proxy_->Heal(proxy_->listen_address(route_index_.at(RouteName(a, b))));
   (void)proxy_->Heal(proxy_->listen_address(route_index_.at(RouteName(b, a))));
+}
+
+void Cluster::PartitionRoute(const std::string& from, const std::string& to) {
+  (void)proxy_->Partition(proxy_->listen_address(route_index_.at(RouteName(from, to))));
+}
+
+void Cluster::HealRoute(const std::string& from, const std::string& to) {
+  (void)proxy_->Heal(proxy_->listen_address(route_index_.at(RouteName(from, to))));
+}
+
+void Cluster::HealAll() {
+  (void)proxy_->Heal();
+}
+
+bool Cluster::SetLinkConditions(const std::string& from, const std::string& to,
+                                const LinkConditions& conditions) {
+  const std::string name = RouteName(from, to);
+  std::lock_guard lock(links_mutex_);
+  if (link_ports_.count(name) == 0) return false;  // not adjustable_links
+  auto it = link_proxies_.find(name);
+  if (it != link_proxies_.end() && it->second != nullptr && link_conditions_[name] == conditions) {
+    return true;
+  }
+  if (it != link_proxies_.end() && it->second != nullptr) {
+    for (const wanproxy::RouteStats& route : it->second->stats().routes) {
+      retired_link_faults_.drops += route.drops;
+      retired_link_faults_.stalls += route.stalls;
+    }
+    // Destroyed, not only stopped: a stopped proxy still holds its connections' sockets.
+    it->second.reset();
+  }
+  const uint64_t generation = ++link_generations_[name];
+  const uint64_t mixed =
+      MixSeed(options_.proxy_seed ^ MixSeed(route_index_.at(name) * 1000003 + generation));
+  const uint64_t seed = options_.proxy_seed == 0 ? 0 : mixed | 1;  // never 0: random
+  link_proxies_[name] =
+      StartLinkProxy(link_ports_.at(name), link_targets_.at(name), conditions, seed);
+  link_conditions_[name] = conditions;
+  return link_proxies_[name] != nullptr;
+}
+
+LinkFaultTotals Cluster::LinkFaults() const {
+  std::lock_guard lock(links_mutex_);
+  LinkFaultTotals totals = retired_link_faults_;
+  for (const auto& [name, proxy] : link_proxies_) {
+    if (proxy == nullptr) continue;
+    for (const wanproxy::RouteStats& route : proxy->stats().routes) {
+      totals.drops += route.drops;
+      totals.stalls += route.stalls;
+    }
+  }
+  return totals;
 }
 
 bool Cluster::WaitLinked(std::chrono::milliseconds timeout) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,17 @@
 #include "wanproxy/wan_proxy.h"
 
 namespace meridian::testing {
+
+// Conditions of one directed link on top of ClusterOptions' delay and jitter
+// (docs/wan-proxy.md): a one-way delay and jitter, random connection resets (drop) and stalls.
+struct LinkConditions {
+  uint32_t delay_ms = 0;
+  uint32_t jitter_ms = 0;
+  double drop = 0;   // probability per second that a connection is reset
+  double stall = 0;  // probability per second that a connection stalls for stall_ms
+  uint32_t stall_ms = 1000;
+  bool operator==(const LinkConditions&) const = default;
+};
 
 struct ClusterOptions {
   std::vector<std::string> regions = {"us", "eu", "asia"};
@@ -23,6 +35,21 @@ struct ClusterOptions {
   std::string extra_toml =
       "[replication]\nheartbeat_ms = 50\nrelay_after_ms = 300\nsilence_timeout_ms = 1000\n"
       "backoff_initial_ms = 20\nbackoff_max_ms = 300\n";
+  // A proxy's routes are fixed once it runs, so with this set every directed link also passes
+  // through a proxy of its own, which SetLinkConditions restarts with new conditions.
+  bool adjustable_links = false;
+  // Nodes close the descriptors they would inherit from the test process
+  // (NodeOptions::close_inherited_fds): needed when nodes are restarted while proxies and clients
+  // run in the test process, and by adjustable_links, whose proxies listen again.
+  bool close_inherited_fds = true;
+  // Seed of the proxies' random choices (jitter, drops, stalls); 0: random.
+  uint64_t proxy_seed = 0;
+};
+
+// Drops and stalls the links' own proxies have caused (adjustable_links).
+struct LinkFaultTotals {
+  uint64_t drops = 0;
+  uint64_t stalls = 0;
 };
 
 class Cluster {
@@ -43,6 +70,19 @@ class Cluster {
   // Cuts (heals) both directions between two regions.
   void Partition(const std::string& a, const std::string& b);
   void Heal(const std::string& a, const std::string& b);
+  // Cuts (heals) one direction only: the link `from` dials to receive `to`'s events. `to` still
+  // receives `from`'s events on the link it dials itself.
+  void PartitionRoute(const std::string& from, const std::string& to);
+  void HealRoute(const std::string& from, const std::string& to);
+  // Heals every link.
+  void HealAll();
+  // With adjustable_links: restarts the proxy of the link `from` dials to receive `to`'s events
+  // with these conditions. The link's open connections are reset (the node redials, as after a
+  // drop). False when that proxy could not listen again. Partitions are kept. Conditions equal to
+  // the link's current ones change nothing.
+  bool SetLinkConditions(const std::string& from, const std::string& to,
+                         const LinkConditions& conditions);
+  LinkFaultTotals LinkFaults() const;
 
   // Waits until every running node reports the same frontier and digest and no lag. On failure
   // *why says what differed at the deadline.
@@ -61,6 +101,15 @@ class Cluster {
   std::unique_ptr<wanproxy::WanProxy> proxy_;
   std::map<std::string, size_t> route_index_;  // "from>to" -> route
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
+  // adjustable_links: per "from>to", the link's own proxy, its fixed listen port and target, and
+  // how many times it was restarted; what earlier proxies of the links dropped and stalled.
+  mutable std::mutex links_mutex_;
+  std::map<std::string, std::unique_ptr<wanproxy::WanProxy>> link_proxies_;
+  std::map<std::string, uint16_t> link_ports_;
+  std::map<std::string, uint16_t> link_targets_;
+  std::map<std::string, uint64_t> link_generations_;
+  std::map<std::string, LinkConditions> link_conditions_;
+  LinkFaultTotals retired_link_faults_;
 };
 
 }  // namespace meridian::testing

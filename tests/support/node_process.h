@@ -51,7 +51,7 @@ struct NodeOptions {
   // Closes, in the child before exec, every descriptor the test process had open (the sockets of
   // in-process proxies and clients), so the node holds none of them: a proxy can then reset a
   // connection, or listen on its port again, without a node keeping the old socket alive.
-  bool close_inherited_fds = false;
+  bool close_inherited_fds = true;
 };
 
 class NodeProcess {
