@@ -36,6 +36,8 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.conflicts = conflicts.ok() ? *conflicts : 0;
   auto dead_letters = node.store().DeadLetterCount();
   snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
+  auto idempotency = node.store().IdempotencyCount();
+  snapshot.idempotency_records = idempotency.ok() ? *idempotency : 0;
   snapshot.events = stats.events;
   snapshot.commits = stats.commits;
   snapshot.write_queue_depth = node.write_queue_depth();
@@ -69,6 +71,7 @@ nlohmann::json StatusJson(node::Node& node) {
           {"documents", snapshot.documents},
           {"conflicts", snapshot.conflicts},
           {"dead_letters", snapshot.dead_letters},
+          {"idempotency_records", snapshot.idempotency_records},
           {"local_events", snapshot.events},
           {"commits", snapshot.commits},
           {"write_queue_depth", snapshot.write_queue_depth},

@@ -46,6 +46,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Register(*registry_)
            .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
   documents_ = MakeGauge(*registry_, "meridian_documents", "Documents that exist in this region");
+  idempotency_records_ =
+      MakeGauge(*registry_, "meridian_idempotency_records",
+                "Idempotency keys remembered within the window (an estimate on RocksDB)");
   conflicts_ =
       MakeCounter(*registry_, "meridian_conflicts_total", "Conflicts recorded in this region");
   events_ = MakeCounter(*registry_, "meridian_local_events_total", "Local writes committed");
@@ -179,6 +182,7 @@ void Metrics::ObserveCommit(size_t batch_size) {
 std::string Metrics::Serialize(const Snapshot& snapshot) {
   std::lock_guard lock(serialize_mutex_);
   documents_->Set(static_cast<double>(snapshot.documents));
+  idempotency_records_->Set(static_cast<double>(snapshot.idempotency_records));
   CatchUp(conflicts_, snapshot.conflicts);
   CatchUp(events_, snapshot.events);
   CatchUp(fsyncs_, snapshot.commits);

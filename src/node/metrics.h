@@ -39,6 +39,7 @@ class Metrics {
     uint64_t watch_overflows = 0;
     uint64_t clock_skew_events = 0;
     uint64_t connections = 0;
+    uint64_t idempotency_records = 0;  // about: the store's estimate
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -72,6 +73,7 @@ class Metrics {
   std::array<std::atomic<prometheus::Counter*>, kRoutes * kStatuses> requests_by_route_status_{};
   prometheus::Histogram* batch_size_;
   prometheus::Gauge* documents_;
+  prometheus::Gauge* idempotency_records_;
   prometheus::Counter* conflicts_;
   prometheus::Counter* events_;
   prometheus::Counter* fsyncs_;

@@ -298,6 +298,8 @@ TEST_F(HttpApiTest, IdempotencyKeyAnswersARetryWithTheOriginalReceipt) {
   EXPECT_EQ(Parse(retry.body)["replayed"], true);
   EXPECT_EQ(retry.Header("idempotent-replayed"), "true");
   EXPECT_EQ(Get("c").body, R"({"n":5})") << "applied once";
+  EXPECT_TRUE(Status()["idempotency_records"].is_number_unsigned());
+  EXPECT_NE(client_->Get("/metrics").body.find("meridian_idempotency_records"), std::string::npos);
 
   const Observed before = Observe();
   ExpectRejected(incr(R"({"n": 6})", "pay-7"), 422, "idempotency_key_reused", before,
