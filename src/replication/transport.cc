@@ -18,7 +18,7 @@
 #include "meridian/event.pb.h"
 #include "meridian/replication.grpc.pb.h"
 #include "replication/batch_codec.h"
-#include "replication/links.h"
+#include "replication/inbound.h"
 #include "replication/outbound.h"
 
 namespace meridian::replication {
@@ -102,7 +102,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       : node_(node),
         config_(node->config()),
         board_(node->replication()),
-        links_(board_.peers(), LinkOptionsOf(config_), SteadyMs()) {}
+        inbound_(board_.peers(), LinkOptionsOf(config_), SteadyMs()) {}
 
   ~Impl() override { Stop(); }
 
@@ -324,23 +324,17 @@ class Replicator::Impl final : public wire::Replication::Service {
   }
 
   // --- subscribing to one peer -----------------------------------------------------------------
-  struct LinkState {
-    bool resubscribe = false;
-  };
-
   void PublishLinks() {  // mutex_ held
-    board_.LinksChanged(links_.Views(), links_.relays_active());
+    board_.LinksChanged(inbound_.links().Views(), inbound_.links().relays_active());
   }
 
-  wire::ToSender SubscribeMessage(core::RegionId peer) {
+  wire::ToSender SubscribeMessage(const std::vector<core::RegionId>& origins) {
     wire::ToSender message;
     wire::Subscribe* subscribe = message.mutable_subscribe();
     subscribe->set_protocol_version(kProtocolVersion);
     subscribe->set_region_id(config_.self().id);
     subscribe->set_frontier(node_->region().frontier().Encode());
-    std::lock_guard lock(mutex_);
-    for (core::RegionId origin : links_.OriginsFor(peer)) subscribe->add_origins(origin);
-    link_state_[peer].resubscribe = false;
+    for (core::RegionId origin : origins) subscribe->add_origins(origin);
     return message;
   }
 
@@ -371,31 +365,26 @@ class Replicator::Impl final : public wire::Replication::Service {
     // A fresh channel per attempt: our own backoff governs redials, not the channel's.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     bool first_attempt = true;
+    uint64_t delay = 0;  // before the next dial
     while (!stopping_) {
-      if (!first_attempt) {
-        uint64_t delay = 0;
-        {
-          std::lock_guard lock(mutex_);
-          delay = links_.BackoffMs(peer, unit(random));
-        }
-        if (!Pause(delay)) break;
-      }
+      if (!first_attempt && !Pause(delay)) break;
       first_attempt = false;
       auto channel =
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
       auto stub = wire::Replication::NewStub(channel);
       auto context = std::make_shared<grpc::ClientContext>();
+      std::vector<core::RegionId> origins;
       {
         std::lock_guard lock(mutex_);
         if (stopping_) break;
         contexts_[peer] = context;
-        links_.Dialing(peer, SteadyMs());
+        origins = inbound_.Dialing(peer, SteadyMs());
       }
       auto stream = stub->Stream(context.get());
       bool connected = false;
       std::string why;
       try {
-        why = Serve(peer, *stream, context.get(), &connected);
+        why = Serve(peer, origins, *stream, context.get(), &connected);
       } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
         why = std::string("error: ") + error.what();
       }
@@ -405,7 +394,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       {
         std::lock_guard lock(mutex_);
         contexts_.erase(peer);
-        links_.Disconnected(peer, SteadyMs());
+        delay = inbound_.Ended(peer, SteadyMs(), unit(random));
         PublishLinks();
       }
       if (connected) board_.Reconnecting(peer);
@@ -423,18 +412,19 @@ class Replicator::Impl final : public wire::Replication::Service {
 
   // The receiving side of one stream: batches are queued for the commit thread as they arrive
   // (up to kApplyQueueMax at once, so decoding and reading overlap the commit), and an
-  // acknowledging thread waits for each in order and tells the sender what is now durable.
-  class Inbound {
+  // acknowledging thread waits for each in order and tells the sender what is now durable
+  // (the rules are replication::Inbound's).
+  class PeerStream {
    public:
-    Inbound(Impl* impl, core::RegionId peer,
-            grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
-            grpc::ClientContext* context)
+    PeerStream(Impl* impl, core::RegionId peer,
+               grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
+               grpc::ClientContext* context)
         : impl_(impl), peer_(peer), stream_(stream), context_(context) {
       acker_ = std::thread([this] { Acknowledge(); });
     }
     // The stream is over (Serve returns only then): cancel it so that no write can block, and
     // wait for the queued batches, which the commit thread applies all the same.
-    ~Inbound() {
+    ~PeerStream() {
       context_->TryCancel();
       {
         std::lock_guard lock(mutex_);
@@ -469,14 +459,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::lock_guard lock(write_mutex_);
       return stream_.Write(message);
     }
-    // Acknowledges the region's frontier if it moved since the last acknowledgement.
-    bool AckIfMoved(bool always = false) {
-      const core::VersionVector frontier = impl_->node_->region().frontier();
-      {
-        std::lock_guard lock(mutex_);
-        if (frontier == acked_ && !always) return true;
-        acked_ = frontier;
-      }
+    // Acknowledges `frontier`, everything this region holds durably.
+    bool WriteAck(const core::VersionVector& frontier) {
       wire::ToSender ack;
       ack.mutable_ack()->set_frontier(frontier.Encode());
       return Write(ack);
@@ -516,23 +500,30 @@ class Replicator::Impl final : public wire::Replication::Service {
             pending_.front().done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
         lock.unlock();
         changed_.notify_all();
+        Inbound::Applied outcome;
+        outcome.ok = applied.ok();
+        if (applied.ok()) {
+          outcome.gaps = applied->gaps;
+          outcome.duplicates = applied->duplicates;
+        }
+        outcome.last = !more;  // one acknowledgement covers every batch already applied
+        const core::VersionVector frontier = impl_->node_->region().frontier();
+        Inbound::AfterApply after;
         {
           std::lock_guard links_lock(impl_->mutex_);
-          impl_->links_.Heard(peer_, nullptr, SteadyMs());  // a long apply is not silence
+          after = impl_->inbound_.BatchApplied(peer_, outcome, frontier, SteadyMs());
         }
         if (!applied.ok()) {
           Fail("applying a batch failed: " + applied.status().message());
           continue;
         }
         impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
-        if (applied->gaps > 0) {
+        if (after.end) {
           // Events arrived ahead of a missing predecessor: resubscribe from our frontier.
           Fail("a gap in " + impl_->board_.NameOf(next.origin) + "'s events; resubscribing");
           continue;
         }
-        // One acknowledgement covers every batch already applied; a batch of duplicates is
-        // acknowledged too (the frontier did not move, but the sender waits for it).
-        if (!more && !AckIfMoved(applied->duplicates > 0)) Fail("the stream closed");
+        if (after.ack && !WriteAck(*after.ack)) Fail("the stream closed");
       }
     }
 
@@ -544,27 +535,25 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::mutex mutex_;  // guards the members below
     std::condition_variable changed_;
     std::deque<Pending> pending_;
-    core::VersionVector acked_;
     std::string error_;
     bool closing_ = false;
     std::thread acker_;
   };
 
   // Reads the peer's stream until it ends; returns why it ended.
-  std::string Serve(core::RegionId peer,
+  std::string Serve(core::RegionId peer, const std::vector<core::RegionId>& origins,
                     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                     grpc::ClientContext* context, bool* connected) {
     const BatchLimits batch_limits;
-    Inbound inbound(this, peer, stream, context);
-    if (!inbound.Write(SubscribeMessage(peer))) return "cannot reach the peer";
+    PeerStream inbound(this, peer, stream, context);
+    if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
       {
         std::lock_guard lock(mutex_);
-        if (!*connected) {
+        if (inbound_.Received(peer, now)) {
           *connected = true;
-          links_.Connected(peer, now);
           PublishLinks();
           spdlog::info("replication: subscribed to {}", board_.NameOf(peer));
         }
@@ -573,7 +562,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         const wire::Batch& batch = message.batch();
         {
           std::lock_guard lock(mutex_);
-          links_.Heard(peer, nullptr, now);
+          inbound_.BatchReceived(peer, now);
         }
         // Another region's events are checked for form, not against this region's [limits]:
         // regions configured differently must still converge.
@@ -596,13 +585,15 @@ class Replicator::Impl final : public wire::Replication::Service {
           heads.push_back({head.origin(), head.seq(), head.hlc()});
         }
         board_.HeadsHeard(heads);
-        {
-          std::lock_guard lock(mutex_);
-          links_.Heard(peer, &frontier.value(), now);
-        }
         // Tell the peer what this region holds (events it got from others count too): the peer's
         // durability waits and retention depend on it.
-        if (!inbound.AckIfMoved()) return "the stream closed";
+        const core::VersionVector applied = node_->region().frontier();
+        std::optional<core::VersionVector> ack;
+        {
+          std::lock_guard lock(mutex_);
+          ack = inbound_.HeartbeatReceived(peer, *frontier, applied, now);
+        }
+        if (ack && !inbound.WriteAck(*ack)) return "the stream closed";
       } else if (message.has_behind_retention()) {
         const wire::BehindRetention& behind = message.behind_retention();
         board_.BehindRetention(peer, behind.origin(), behind.wanted_seq(), behind.oldest_seq());
@@ -612,12 +603,14 @@ class Replicator::Impl final : public wire::Replication::Service {
             board_.NameOf(peer), board_.NameOf(behind.origin()), behind.wanted_seq(),
             behind.oldest_seq());
       }
-      bool resubscribe = false;
+      std::optional<std::vector<core::RegionId>> resubscribe;
       {
         std::lock_guard lock(mutex_);
-        resubscribe = link_state_[peer].resubscribe;
+        if (inbound_.ResubscribeDue(peer)) resubscribe = inbound_.Subscription(peer);
       }
-      if (resubscribe && !inbound.Write(SubscribeMessage(peer))) return "the stream closed";
+      if (resubscribe && !inbound.Write(SubscribeMessage(*resubscribe))) {
+        return "the stream closed";
+      }
     }
     const std::string error = inbound.error();
     return error.empty() ? "the stream closed" : error;
@@ -694,25 +687,16 @@ class Replicator::Impl final : public wire::Replication::Service {
       }
       const core::VersionVector applied = node_->region().frontier();
       std::lock_guard lock(mutex_);
-      const uint64_t now = SteadyMs();
-      std::map<core::RegionId, std::vector<core::RegionId>> before;
-      for (core::RegionId peer : links_.peers()) before[peer] = links_.OriginsFor(peer);
-      if (links_.UpdateRelays(applied, now)) {
-        for (core::RegionId peer : links_.peers()) {
-          if (links_.OriginsFor(peer) != before[peer]) {
-            link_state_[peer].resubscribe = true;
-            spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
-                         OriginNames(board_, links_.OriginsFor(peer)));
-          }
-        }
+      const Inbound::Tick tick = inbound_.OnTick(applied, SteadyMs());
+      for (core::RegionId peer : tick.changed) {
+        spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
+                     OriginNames(board_, inbound_.links().OriginsFor(peer)));
       }
-      for (core::RegionId peer : links_.peers()) {
-        if (links_.Silent(peer, now)) {
-          if (auto it = contexts_.find(peer); it != contexts_.end()) {
-            spdlog::warn("replication: {} silent for {} ms; redialling", board_.NameOf(peer),
-                         config_.replication.silence_timeout_ms);
-            it->second->TryCancel();
-          }
+      for (core::RegionId peer : tick.silent) {
+        if (auto it = contexts_.find(peer); it != contexts_.end()) {
+          spdlog::warn("replication: {} silent for {} ms; redialling", board_.NameOf(peer),
+                       config_.replication.silence_timeout_ms);
+          it->second->TryCancel();
         }
       }
       PublishLinks();
@@ -729,8 +713,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::condition_variable wake_;
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
-  Links links_;
-  std::map<core::RegionId, LinkState> link_state_;
+  Inbound inbound_;
   std::map<core::RegionId, std::shared_ptr<grpc::ClientContext>> contexts_;
   std::vector<std::thread> threads_;
   core::VersionVector trimmed_through_;  // ticker thread only
