@@ -2,11 +2,13 @@
 #   make demo    install what is missing, build, run the demo (DEMO_ARGS="--duration 60 ...")
 #   make test    install what is missing, build, run the whole suite (default, ASan+UBSan, fuzz)
 #   make bench   benchmarks (not part of the test suite); figures are recorded in bench/RESULTS.md
+#   make sim-campaign   a long simulation campaign: seeds/s, simulated hours/hour, convergence
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan fuzz bench clean
+.PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan fuzz bench sim-campaign \
+  clean
 
 all: build
 
@@ -63,6 +65,14 @@ bench: build
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
+
+# The deterministic simulator over SIM_SEEDS seeds of each fault profile: seeds per second,
+# simulated hours per hour, and convergence after the heal (p50/p99) against the simulated RTT,
+# including 35% loss at 800 ms RTT (docs/testing.md#simulation). A failing seed prints its replay.
+SIM_SEEDS ?= 1000
+sim-campaign: build
+	@build/default/src/sim/meridian-sim --campaign --seeds $(SIM_SEEDS) --profile default
+	@build/default/src/sim/meridian-sim --campaign --seeds $(SIM_SEEDS) --profile lossy
 
 clean:
 	rm -rf build

@@ -1,0 +1,260 @@
+// The deterministic multi-region simulator (docs/testing.md, "Simulation").
+//
+// N regions, each a real node::Region over an in-memory store, replicate with the real
+// replication::Outbound (one per subscriber stream), replication::Inbound (the receiving side,
+// around replication::Links: relays, backoff, silence) and the real batch encoding, over a
+// simulated network in virtual time. One event queue drives everything: no threads, no wall clock,
+// and every random choice comes from one seeded generator, so a seed replays a run exactly (same
+// trace, same digest).
+//
+// The receiving side's rules (connection, acknowledgement after the durable apply, resubscription
+// on a gap or a changed origin set, silence, backoff) are replication::Inbound's, the state
+// machine the gRPC transport (src/replication/transport.cc) drives too; simulation.cc plays
+// the transport's part around it — dial, subscribe with the frontier, apply through the commit
+// path, cancel, redial after the backoff — with the transport's constants.
+//
+// Network model: a stream is a TCP connection. Within a live stream messages arrive in order
+// after the pair's latency plus jitter; a lost transmission is retransmitted (found by RACK about
+// a round trip later, or by the doubling RTO), which delays that message and every later one
+// (head-of-line blocking); retransmissions beyond the keepalive timeout, or any message sent into
+// a partition, break the stream, which each end notices the way a node would (silence on the
+// receiver, keepalive on the sender, a reset when the peer process dies and the path is up). On top
+// of that the duplicate and reorder faults damage streams beyond what TCP allows, to exercise the
+// apply path's duplicate and gap guards.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+#include "core/hlc.h"
+#include "core/version_vector.h"
+#include "node/region.h"
+#include "replication/inbound.h"
+#include "replication/links.h"
+#include "replication/outbound.h"
+#include "storage/store.h"
+
+namespace meridian::sim {
+
+// Rates of the random faults (per region or per pair, per virtual minute) and of message damage.
+struct FaultOptions {
+  double loss = 0;                 // per transmission attempt: retransmitted after an RTO
+  double duplicate = 0;            // per message: delivered a second time, later
+  double reorder = 0;              // per message: overtakes the messages queued before it
+  double partitions_per_min = 0;   // cluster-wide: symmetric, asymmetric or flapping cuts
+  double crashes_per_min = 0;      // cluster-wide
+  double clock_jumps_per_min = 0;  // cluster-wide
+  double max_drift_ppm = 0;        // each region's clock runs off by up to this much
+  uint64_t max_jump_ms = 0;        // a jump moves a clock by up to this, either way
+};
+
+struct Options {
+  uint64_t seed = 1;
+  int regions = 0;                // 3..9; 0: chosen by the seed
+  uint64_t duration_ms = 10'000;  // workload and faults; then heal and converge
+  uint64_t converge_max_ms = 300'000;
+  uint64_t rtt_ms = 0;       // every pair; 0: per pair from the seed (20..300 ms)
+  double jitter = 0.2;       // latency varies up to this fraction above the base
+  double writes_per_s = 20;  // per region, during the workload
+  FaultOptions faults;
+  double heal_loss = 0;            // loss that stays after the heal (the network's own)
+  bool rack = true;                // lost segments found by RACK, else by RTO backoff
+  bool require_fold = false;       // fail when stable metadata was not folded away
+  replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
+};
+
+// A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT).
+bool ApplyProfile(const std::string& name, Options* options);
+
+// The outcome of one run.
+struct Report {
+  bool ok = true;
+  std::vector<std::string> failures;  // what differed, one line each
+  uint64_t trace_digest = 0;          // FNV-1a over every trace line: equal runs, equal digests
+  uint64_t steps = 0;                 // queue events processed
+  uint64_t virtual_ms = 0;
+  uint64_t convergence_ms = 0;  // from the heal until every frontier was equal
+  uint64_t max_rtt_ms = 0;      // the slowest pair's base round trip
+  int regions = 0;
+  uint64_t acknowledged = 0;      // acknowledged writes
+  uint64_t faults = 0;            // faults injected
+  uint64_t metadata_entries = 0;  // merge metadata held after convergence (all regions)
+  uint64_t metadata_folded = 0;   // what a fold with the converged frontier would leave
+  std::string Summary() const;
+};
+
+// Runs one random simulation of `options` and the checkers. Writes the trace to `trace` when
+// it is not null.
+Report Run(const Options& options, std::ostream* trace = nullptr);
+
+// The command line that replays `options` exactly.
+std::string ReplayCommand(const Options& options);
+
+// An acknowledged local write, as the client saw it.
+struct Acknowledged {
+  core::Dot dot;
+  std::string key;
+  core::Operation op;
+};
+
+// A region name and id: us = 1, eu = 2, asia = 3, sa = 4, af = 5, au = 6, me = 7, ca = 8, in = 9.
+const std::vector<std::string>& RegionNames();
+
+class Simulation {
+ public:
+  // `names`: the regions (3..9 of RegionNames()). Every random choice is drawn from `seed`.
+  Simulation(std::vector<std::string> names, const Options& options, std::ostream* trace);
+  ~Simulation();
+  Simulation(const Simulation&) = delete;
+  Simulation& operator=(const Simulation&) = delete;
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+  int IndexOf(const std::string& name) const;  // -1 when unknown
+  const std::string& NameAt(int index) const;
+  uint64_t now() const { return now_; }
+
+  // --- the network ------------------------------------------------------------------------
+  void SetRtt(int a, int b, uint64_t rtt_ms);
+  // Cuts a -> b (and b -> a when symmetric).
+  void Cut(int a, int b, bool symmetric);
+  void Mend(int a, int b, bool symmetric);
+  void HealAll();
+  FaultOptions& faults() { return faults_; }
+
+  // --- regions ----------------------------------------------------------------------------
+  void Crash(int index);
+  void Restart(int index);
+  bool up(int index) const;
+  void JumpClock(int index, int64_t delta_ms);
+  void SetDrift(int index, double ppm);
+
+  // A client write, committed at once with whatever the region has queued. The receipt, or why
+  // the write was refused.
+  Result<node::Receipt> Write(int index, const std::string& key, core::Operation op);
+  // A client write queued for the region's next group commit (about a millisecond later).
+  void SubmitWrite(int index, const std::string& key, core::Operation op);
+  std::optional<std::string> Get(int index, const std::string& key);
+  // The region's conflict log, newest first.
+  std::vector<std::string> Conflicts(int index, size_t limit);
+  core::VersionVector Frontier(int index) const;
+  uint64_t Digest(int index) const;
+  std::vector<replication::Links::View> LinkViews(int index) const;
+
+  // --- time -------------------------------------------------------------------------------
+  // Runs `action` at virtual time `at`, in order with everything else on the queue.
+  void At(uint64_t at, std::function<void()> action) { Schedule(at, std::move(action)); }
+  // Runs the queue until `until` (virtual ms).
+  void RunUntil(uint64_t until);
+  void RunFor(uint64_t ms) { RunUntil(now_ + ms); }
+  // Runs until no batch is on the wire or waiting to be sent and nothing is queued for a commit,
+  // at most `max_ms`; false when that bound ran out.
+  bool RunUntilQuiet(uint64_t max_ms);
+  // Runs until every region is up and every frontier equals every origin's head, at most
+  // `max_ms`; the time it took, or nullopt.
+  std::optional<uint64_t> RunUntilConverged(uint64_t max_ms);
+
+  // --- checks -----------------------------------------------------------------------------
+  // Every checker (docs/testing.md); call once converged. Each failure says what differed.
+  std::vector<std::string> Check(bool require_fold);
+  uint64_t metadata_entries() const { return metadata_entries_; }
+  uint64_t metadata_folded() const { return metadata_folded_; }
+
+  const std::vector<Acknowledged>& acknowledged() const { return acknowledged_; }
+  uint64_t trace_digest() const { return trace_digest_; }
+  uint64_t steps() const { return steps_; }
+  uint64_t faults_injected() const { return faults_injected_; }
+  uint64_t max_rtt_ms() const;
+  // Keeps the notable trace lines (links, applies) for TakeNotes: the scenario runner prints them.
+  void CollectNotes(bool on) { collect_notes_ = on; }
+  std::vector<std::string> TakeNotes();
+  std::mt19937_64& random() { return random_; }
+  double Unit();
+
+  // Trace: hashed always, written when a trace stream is set; notes are kept for scripts.
+  void Trace(const std::string& line, bool note = false);
+
+ private:
+  struct Node;
+  struct Conn;
+  struct Message;
+
+  void Schedule(uint64_t at, std::function<void()> action);
+  void BootNode(int index);
+  std::unique_ptr<node::Region> NewRegion(int index);
+
+  // Receiving side (the transport's RunLink / Serve / Inbound / RunTicker).
+  void Dial(int index, core::RegionId peer, uint64_t incarnation);
+  void EndLink(int index, core::RegionId peer, const std::string& why);
+  void ReceiverGot(int index, uint64_t conn_id, const Message& message);
+  void SendAck(int index, core::RegionId peer, const core::VersionVector& frontier);
+  void SendSubscribe(int index, core::RegionId peer, std::vector<core::RegionId> origins);
+  void Tick(int index, uint64_t incarnation);
+
+  // Sending side (the transport's Stream handler).
+  void SenderGot(int index, uint64_t conn_id, const Message& message);
+  void Pump(int index, uint64_t conn_id);
+  void PumpAll(int index);
+  void ScheduleWake(int index, uint64_t conn_id, uint64_t at);
+
+  // The network.
+  void Send(uint64_t conn_id, bool to_sender, Message message);
+  void Deliver(uint64_t conn_id, bool to_sender, const Message& message);
+  void Break(uint64_t conn_id, const std::string& why);
+  void CloseFromReceiver(uint64_t conn_id);
+  bool Blocked(int from, int to) const;
+  uint64_t LatencyMs(int from, int to);
+
+  // The commit path (the node's commit thread: a group of local writes and remote batches).
+  void ScheduleCommit(int index);
+  std::vector<Result<node::Receipt>> CommitPending(int index);
+
+  // The watches: per region, the changes of the watched prefix, as a resuming watcher sees them.
+  void Watch(int index, const std::vector<node::Change>& changes);
+
+  int IndexOfId(core::RegionId id) const;
+
+  const Options options_;
+  std::ostream* const trace_;
+  std::mt19937_64 random_;
+  FaultOptions faults_;
+  uint64_t now_ = 0;
+  uint64_t next_seq_ = 0;
+  struct Timer {
+    uint64_t at;
+    uint64_t seq;
+    std::function<void()> action;
+    bool operator>(const Timer& other) const {
+      return at != other.at ? at > other.at : seq > other.seq;
+    }
+  };
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> queue_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  uint64_t next_conn_ = 1;
+  std::map<std::pair<int, int>, uint64_t> rtt_;  // (a, b), a < b
+  std::set<std::pair<int, int>> cut_;            // directed: (from, to)
+  std::vector<Acknowledged> acknowledged_;
+  uint64_t trace_digest_ = 1469598103934665603ull;
+  uint64_t steps_ = 0;
+  uint64_t faults_injected_ = 0;
+  uint64_t batches_on_wire_ = 0;
+  uint64_t metadata_entries_ = 0;
+  uint64_t metadata_folded_ = 0;
+  std::vector<std::string> notes_;
+  bool collect_notes_ = false;
+};
+
+// The prefix every region watches, and the key spaces of the workload.
+constexpr const char* kWatchPrefix = "k/";
+
+}  // namespace meridian::sim
