@@ -193,7 +193,8 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
         CheckKeys(*replication, "replication",
                   {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
                    "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
-                   "silence_timeout_ms", "retention_bytes", "retention_age_s"}));
+                   "silence_timeout_ms", "dial_timeout_ms", "retention_bytes",
+                   "retention_age_s"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*replication, "replication", key, out);
     };
@@ -206,6 +207,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("backoff_initial_ms", &r.backoff_initial_ms));
     MERIDIAN_RETURN_IF_ERROR(read("backoff_max_ms", &r.backoff_max_ms));
     MERIDIAN_RETURN_IF_ERROR(read("silence_timeout_ms", &r.silence_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("dial_timeout_ms", &r.dial_timeout_ms));
     MERIDIAN_RETURN_IF_ERROR(read("retention_bytes", &r.retention_bytes));
     MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
   }
@@ -317,6 +319,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"replication.backoff_initial_ms", config.replication.backoff_initial_ms, 1, 60'000},
       {"replication.backoff_max_ms", config.replication.backoff_max_ms, 1, 600'000},
       {"replication.silence_timeout_ms", config.replication.silence_timeout_ms, 100, 3'600'000},
+      {"replication.dial_timeout_ms", config.replication.dial_timeout_ms, 100, 3'600'000},
       {"replication.retention_bytes", config.replication.retention_bytes, 1 << 20,
        uint64_t{1} << 50},
       {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},

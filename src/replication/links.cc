@@ -20,6 +20,7 @@ void Links::Connected(core::RegionId peer, uint64_t now_ms) {
     link.connected = true;
     link.since_ms = now_ms;
     ++link.connects;
+    link.dial_answer_ms = std::max(link.dial_answer_ms, now_ms - link.dial_started_ms);
   }
   link.last_heard_ms = now_ms;
 }
@@ -95,11 +96,19 @@ uint64_t Links::BackoffMs(core::RegionId peer, double unit) const {
 
 void Links::Dialing(core::RegionId peer, uint64_t now_ms) {
   links_.at(peer).last_heard_ms = now_ms;
+  links_.at(peer).dial_started_ms = now_ms;
 }
 
 bool Links::Silent(core::RegionId peer, uint64_t now_ms) const {
-  // Connected or still dialling: either way nothing heard for too long.
-  return now_ms > links_.at(peer).last_heard_ms + options_.silence_timeout_ms;
+  return now_ms > links_.at(peer).last_heard_ms + TimeoutMs(peer);
+}
+
+uint64_t Links::TimeoutMs(core::RegionId peer) const {
+  const Link& link = links_.at(peer);
+  if (link.connected) return options_.silence_timeout_ms;
+  if (link.dial_answer_ms == 0)
+    return std::max(options_.dial_timeout_ms, options_.silence_timeout_ms);
+  return std::max(options_.silence_timeout_ms, 4 * link.dial_answer_ms);
 }
 
 std::vector<Links::View> Links::Views() const {

@@ -24,6 +24,13 @@ struct LinkOptions {
   uint64_t backoff_initial_ms = 50;    // first redial delay (before jitter)
   uint64_t backoff_max_ms = 2000;      // redial delay ceiling
   uint64_t silence_timeout_ms = 3000;  // connected but silent this long: treated as dead
+  // A dial that has not delivered its first message this long is given up and redialled. The
+  // first message needs the connection set up and the Subscribe answered, a few round trips, which
+  // on a slow link can exceed a silence timeout sized to the heartbeat. So a peer's first dial gets
+  // dial_timeout_ms; once one has answered, later dials get silence_timeout_ms or four times the
+  // slowest answer seen, whichever is longer (short, so a dial lost in a partition is retried soon
+  // after the heal).
+  uint64_t dial_timeout_ms = 10'000;
 };
 
 class Links {
@@ -45,11 +52,13 @@ class Links {
   // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
   // capped, jittered over the upper half (`unit` uniform in [0, 1) from the caller's source).
   uint64_t BackoffMs(core::RegionId peer, double unit) const;
-  // A dial of the peer begins (its stream must answer within silence_timeout_ms).
+  // A dial of the peer begins (its stream must answer within dial_timeout_ms).
   void Dialing(core::RegionId peer, uint64_t now_ms);
-  // Nothing heard for silence_timeout_ms since the dial or the last message: a half-open
-  // connection or a stalled dial. (Between dials it holds too; there is no stream to cancel.)
+  // Nothing heard for TimeoutMs(peer): a half-open connection, or a dial that never answered.
+  // (Between dials it holds too; there is no stream to cancel.)
   bool Silent(core::RegionId peer, uint64_t now_ms) const;
+  // silence_timeout_ms for a connected link; for one still dialling, see dial_timeout_ms.
+  uint64_t TimeoutMs(core::RegionId peer) const;
 
   struct View {
     core::RegionId peer = 0;
@@ -73,6 +82,8 @@ class Links {
     uint64_t failures = 0;
     uint64_t connects = 0;
     core::VersionVector frontier;
+    uint64_t dial_started_ms = 0;
+    uint64_t dial_answer_ms = 0;  // the slowest first answer of a dial seen; 0: none yet
   };
 
   const std::vector<core::RegionId> peers_;

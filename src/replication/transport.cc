@@ -84,6 +84,7 @@ LinkOptions LinkOptionsOf(const node::NodeConfig& config) {
   options.backoff_initial_ms = config.replication.backoff_initial_ms;
   options.backoff_max_ms = config.replication.backoff_max_ms;
   options.silence_timeout_ms = config.replication.silence_timeout_ms;
+  options.dial_timeout_ms = config.replication.dial_timeout_ms;
   return options;
 }
 
@@ -695,7 +696,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       for (core::RegionId peer : tick.silent) {
         if (auto it = contexts_.find(peer); it != contexts_.end()) {
           spdlog::warn("replication: {} silent for {} ms; redialling", board_.NameOf(peer),
-                       config_.replication.silence_timeout_ms);
+                       inbound_.links().TimeoutMs(peer));
           it->second->TryCancel();
         }
       }

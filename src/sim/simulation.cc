@@ -565,7 +565,8 @@ void Simulation::Tick(int index, uint64_t incarnation) {
           true);
   }
   for (core::RegionId peer : tick.silent) {
-    EndLink(index, peer, "silent for " + std::to_string(options_.links.silence_timeout_ms) + " ms");
+    EndLink(index, peer,
+            "silent for " + std::to_string(n.inbound->links().TimeoutMs(peer)) + " ms");
   }
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
 }

@@ -17,6 +17,7 @@ LinkOptions Options() {
   options.backoff_initial_ms = 100;
   options.backoff_max_ms = 1000;
   options.silence_timeout_ms = 500;
+  options.dial_timeout_ms = 1000;
   return options;
 }
 
@@ -102,10 +103,10 @@ TEST(Inbound, ARelayChangeResubscribesThePeersWhoseOriginsChanged) {
 TEST(Inbound, OnlyAStreamThatIsDiallingOrConnectedIsCutForSilence) {
   Inbound inbound({2, 3}, Options(), 0);
   inbound.Dialing(2, 0);
-  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 500).silent.empty());
-  EXPECT_EQ(inbound.OnTick(VersionVector{}, 501).silent, Origins({2}));
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 1000).silent.empty());  // a dial's own timeout
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 1001).silent, Origins({2}));
   // Ended and backing off: nothing to cut.
-  inbound.Ended(2, 501, 0.0);
+  inbound.Ended(2, 1001, 0.0);
   EXPECT_TRUE(inbound.OnTick(VersionVector{}, 2000).silent.empty());
   // Heard from: not silent.
   inbound.Dialing(2, 2000);

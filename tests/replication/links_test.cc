@@ -14,6 +14,7 @@ LinkOptions Options() {
   options.backoff_initial_ms = 100;
   options.backoff_max_ms = 1000;
   options.silence_timeout_ms = 500;
+  options.dial_timeout_ms = 2000;
   return options;
 }
 
@@ -95,13 +96,38 @@ TEST(Links, BackoffGrowsWithFailuresUpToTheCeilingWithJitter) {
 TEST(Links, ConnectedButSilentIsDetected) {
   Links links({2}, Options(), 0);
   links.Dialing(2, 10'000);
-  EXPECT_FALSE(links.Silent(2, 10'500));
-  EXPECT_TRUE(links.Silent(2, 10'501));  // the dial never answered
+  EXPECT_EQ(links.TimeoutMs(2), 2000u);
+  EXPECT_FALSE(links.Silent(2, 10'501));  // a dial has longer than a connected link
+  EXPECT_FALSE(links.Silent(2, 12'000));
+  EXPECT_TRUE(links.Silent(2, 12'001));  // the dial never answered
+  EXPECT_EQ(links.TimeoutMs(2), 2000u);
   links.Connected(2, 0);
+  EXPECT_EQ(links.TimeoutMs(2), 500u);
   EXPECT_FALSE(links.Silent(2, 500));
   EXPECT_TRUE(links.Silent(2, 501));
   links.Heard(2, nullptr, 600);
   EXPECT_FALSE(links.Silent(2, 700));
+}
+
+TEST(Links, ADialHasLongerThanSilenceOnlyUntilOneAnswered) {
+  Links links({2, 3}, Options(), 0);
+  // The first dial of a slow link answers after 800 ms, past the 500 ms silence timeout.
+  links.Dialing(2, 0);
+  EXPECT_EQ(links.TimeoutMs(2), 2000u);
+  EXPECT_FALSE(links.Silent(2, 800));
+  links.Connected(2, 800);
+  links.Disconnected(2, 900);
+  // Later dials: four times the slowest answer seen (longer than the silence timeout here).
+  links.Dialing(2, 1000);
+  EXPECT_EQ(links.TimeoutMs(2), 3200u);
+  // A fast link's later dials fall back to the silence timeout: a dial lost in a partition is
+  // given up soon, and the next one goes out after the heal.
+  links.Dialing(3, 0);
+  links.Connected(3, 50);
+  links.Disconnected(3, 100);
+  links.Dialing(3, 200);
+  EXPECT_EQ(links.TimeoutMs(3), 500u);
+  EXPECT_TRUE(links.Silent(3, 701));
 }
 
 }  // namespace

@@ -67,12 +67,12 @@ TEST(SimSeeds, LossyNetworkConverges) {
 }
 
 // Found by seed 60001 of `--silence-ms 300 --relay-after-ms 200` (41 of seeds 60000..60199
-// failed): Links applies silence_timeout_ms to a dial too, and a dial delivers its first message
+// failed): Links applied silence_timeout_ms to a dial too, and a dial delivers its first message
 // (connection setup, the Subscribe, the answering heartbeat) only after about two round trips. On
-// links slower than that no stream ever comes up and the regions never converge, with a
-// configuration the node accepts (at least twice heartbeat_ms). Enabled once a dial has a timeout
-// of its own (docs/testing.md, "What the simulator found").
-TEST(SimRegression, DISABLED_Seed60001_LinksSlowerThanTheSilenceTimeoutStillConnect) {
+// links slower than that no stream ever came up and the regions never converged, with a
+// configuration the node accepts (at least twice heartbeat_ms). A dial now has a timeout of its
+// own (LinkOptions::dial_timeout_ms, [replication] dial_timeout_ms).
+TEST(SimRegression, Seed60001_LinksSlowerThanTheSilenceTimeoutStillConnect) {
   Options options;
   ApplyProfile("none", &options);
   options.seed = 60001;
