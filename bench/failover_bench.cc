@@ -77,9 +77,10 @@ int main(int argc, char** argv) {
   const double client_us =
       std::chrono::duration<double, std::micro>(Clock::now() - client_start).count() /
       overhead_calls;
-  std::printf("per-call GET, %d calls: raw HTTP client %.1f us, meridian::Client %.1f us "
-              "(%.2fx, +%.1f us)\n",
-              overhead_calls, raw_us, client_us, client_us / raw_us, client_us - raw_us);
+  std::printf(
+      "per-call GET, %d calls: raw HTTP client %.1f us, meridian::Client %.1f us "
+      "(%.2fx, +%.1f us)\n",
+      overhead_calls, raw_us, client_us, client_us / raw_us, client_us - raw_us);
 
   std::vector<double> failover_ms;
   int unknown = 0;
@@ -120,7 +121,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "trial %d: the client did not fail over\n", trial);
       return 1;
     }
-    failover_ms.push_back(std::chrono::duration<double, std::milli>(first_away - last_home).count());
+    failover_ms.push_back(
+        std::chrono::duration<double, std::milli>(first_away - last_home).count());
     std::printf("trial %2d: failover %.1f ms\n", trial + 1, failover_ms.back());
     std::fflush(stdout);
     if (!cluster.node("us").Start()) {
@@ -131,11 +133,11 @@ int main(int argc, char** argv) {
     WaitFor([&] { return client.current_region() == "us" || client.health()[0].healthy; },
             std::chrono::seconds(20));
   }
-  std::printf("failover over %d trials (last acknowledgement from the killed region to the first "
-              "from another): p50 %.1f ms, p99 %.1f ms, max %.1f ms; goal p99 <= 1000 ms: %s\n",
-              trials, Percentile(failover_ms, 0.5), Percentile(failover_ms, 0.99),
-              Percentile(failover_ms, 1.0),
-              Percentile(failover_ms, 0.99) <= 1000 ? "met" : "NOT met");
+  std::printf(
+      "failover over %d trials (last acknowledgement from the killed region to the first "
+      "from another): p50 %.1f ms, p99 %.1f ms, max %.1f ms; goal p99 <= 1000 ms: %s\n",
+      trials, Percentile(failover_ms, 0.5), Percentile(failover_ms, 0.99),
+      Percentile(failover_ms, 1.0), Percentile(failover_ms, 0.99) <= 1000 ? "met" : "NOT met");
   std::printf("writes of unknown outcome at the kills: %d (each resolvable by its key)\n", unknown);
   return 0;
 }

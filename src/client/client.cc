@@ -52,8 +52,8 @@ StatusCode CodeOfHttp(int status) {
 }
 
 std::string RandomKey() {
-  static thread_local std::mt19937_64 random(std::random_device{}() ^
-                                             std::hash<std::thread::id>()(std::this_thread::get_id()));
+  static thread_local std::mt19937_64 random(
+      std::random_device{}() ^ std::hash<std::thread::id>()(std::this_thread::get_id()));
   char text[33];
   std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(random()),
                 static_cast<unsigned long long>(random()));
@@ -153,8 +153,8 @@ struct Client::Impl {
     region.probed = true;
     region.healthy = response.status == 200;
     if (response.status != 0) {
-      region.rtt_ms = region.rtt_ms < 0 ? rtt : region.rtt_ms * (1 - kRttSmoothing) +
-                                                    rtt * kRttSmoothing;
+      region.rtt_ms =
+          region.rtt_ms < 0 ? rtt : region.rtt_ms * (1 - kRttSmoothing) + rtt * kRttSmoothing;
     }
     if (region.healthy) region.circuit_open = false;
   }
@@ -173,7 +173,9 @@ struct Client::Impl {
     }
   }
 
-  bool Usable(const Region& region) const { return !region.circuit_open && (region.healthy || !region.probed); }
+  bool Usable(const Region& region) const {
+    return !region.circuit_open && (region.healthy || !region.probed);
+  }
 
   // The region for the next attempt (mutex held): the current one while usable; else the
   // preferred one, else the nearest usable one not excluded; else any not excluded.
@@ -265,10 +267,9 @@ struct Client::Impl {
   // Sends one call, failing over between regions within the budget (see client.h). `pinned`:
   // a region the call must stay in — a write retried with a key of unknown outcome (is_write), or
   // a read of one region's own view (not is_write: then any failure ends the call).
-  Result<Answer> Call(const std::string& method, const std::string& target,
-                      const std::string& body, std::map<std::string, std::string> headers,
-                      bool is_write, const std::string& idempotency_key, int pinned,
-                      bool with_session,
+  Result<Answer> Call(const std::string& method, const std::string& target, const std::string& body,
+                      std::map<std::string, std::string> headers, bool is_write,
+                      const std::string& idempotency_key, int pinned, bool with_session,
                       std::chrono::milliseconds extra_wait = std::chrono::milliseconds(0)) {
     const Clock::time_point deadline = Clock::now() + options.failover_budget + extra_wait;
     std::set<int> excluded;
@@ -373,9 +374,9 @@ struct Client::Impl {
     error.region = last_region >= 0 ? regions[last_region]->endpoint.name : "";
     error.idempotency_key = idempotency_key;
     tls_last_error = error;
-    return Status(StatusCode::kUnavailable,
-                  "no region could serve the call within " +
-                      std::to_string(options.failover_budget.count()) + " ms: " + last_failure);
+    return Status(StatusCode::kUnavailable, "no region could serve the call within " +
+                                                std::to_string(options.failover_budget.count()) +
+                                                " ms: " + last_failure);
   }
 
   Result<WriteReceipt> Write(const std::string& method, const std::string& path,
@@ -393,9 +394,9 @@ struct Client::Impl {
       std::lock_guard lock(mutex);
       if (auto it = key_region.find(key); it != key_region.end()) pinned = it->second;
     }
-    auto answer =
-        Call(method, target, body, headers, /*is_write=*/true, key, pinned, /*with_session=*/false,
-             write.durability_regions > 0 ? write.durability_timeout : std::chrono::milliseconds(0));
+    auto answer = Call(
+        method, target, body, headers, /*is_write=*/true, key, pinned, /*with_session=*/false,
+        write.durability_regions > 0 ? write.durability_timeout : std::chrono::milliseconds(0));
     if (!answer.ok()) return answer.status();
     const std::string& region = regions[answer->region]->endpoint.name;
     const client::HttpResponse& response = answer->response;
@@ -420,8 +421,9 @@ struct Client::Impl {
 
   Result<Answer> Read(const std::string& target) {
     const std::string separator = target.find('?') == std::string::npos ? "?" : "&";
-    return Call("GET", target + separator + "wait_ms=" + std::to_string(options.session_wait.count()),
-                "", {}, /*is_write=*/false, "", -1, /*with_session=*/true);
+    return Call("GET",
+                target + separator + "wait_ms=" + std::to_string(options.session_wait.count()), "",
+                {}, /*is_write=*/false, "", -1, /*with_session=*/true);
   }
 
   Result<Answer> ReadIn(const std::string& region_name, const std::string& target) {
@@ -511,8 +513,8 @@ Result<ReadResult> Client::Get(const std::string& key) {
 }
 
 Result<ScanPage> Client::Scan(const std::string& prefix, const std::string& after, size_t limit) {
-  std::string target = "/v1/docs?prefix=" + client::EncodeKey(prefix) +
-                       "&limit=" + std::to_string(limit);
+  std::string target =
+      "/v1/docs?prefix=" + client::EncodeKey(prefix) + "&limit=" + std::to_string(limit);
   if (!after.empty()) target += "&after=" + client::EncodeKey(after);
   auto answer = impl_->Read(target);
   if (!answer.ok()) return answer.status();
@@ -618,10 +620,9 @@ Status Client::Watch(const std::string& prefix, const std::string& since,
       CallError error;
       error.code = "unavailable";
       tls_last_error = error;
-      return Status(StatusCode::kUnavailable, "no region could serve the watch within " +
-                                                  std::to_string(
-                                                      impl_->options.failover_budget.count()) +
-                                                  " ms: " + failure);
+      return Status(StatusCode::kUnavailable,
+                    "no region could serve the watch within " +
+                        std::to_string(impl_->options.failover_budget.count()) + " ms: " + failure);
     }
     int index;
     {
@@ -761,6 +762,8 @@ std::vector<RegionHealth> Client::health() const {
   return out;
 }
 
-CallError Client::last_error() const { return tls_last_error; }
+CallError Client::last_error() const {
+  return tls_last_error;
+}
 
 }  // namespace meridian

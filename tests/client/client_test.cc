@@ -261,7 +261,8 @@ std::string RunCli(const std::string& arguments, int* exit_code) {
   std::string out;
   char buffer[4096];
   size_t got;
-  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, got);
+  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0)
+    out.append(buffer, got);
   const int status = pipe != nullptr ? pclose(pipe) : -1;
   *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
@@ -316,9 +317,9 @@ TEST(Cli, EveryCommand) {
   out = RunCli("get item:2 " + common, &code);
   EXPECT_EQ(code, 3) << out;
 
-  out = RunCli("watch item: --since " + receipt["event"].get<std::string>() +
-                   " --count 2 --json " + common,
-               &code);
+  out = RunCli(
+      "watch item: --since " + receipt["event"].get<std::string>() + " --count 2 --json " + common,
+      &code);
   ASSERT_EQ(code, 0) << out;
   std::vector<json> changes;
   size_t start = 0;
@@ -360,8 +361,7 @@ TEST(Cli, AllRegionsDownFailsWithinTheBudget) {
   std::string out = RunCli("put k '{}' --timeout-ms 500 --json " + regions, &code);
   EXPECT_EQ(code, 1) << out;
   EXPECT_EQ(json::parse(out)["error"], "unavailable") << out;
-  EXPECT_NE(json::parse(out)["message"].get<std::string>().find("within 500 ms"),
-            std::string::npos)
+  EXPECT_NE(json::parse(out)["message"].get<std::string>().find("within 500 ms"), std::string::npos)
       << out;
 }
 
