@@ -134,9 +134,10 @@ void Region::Remember(const std::string& key, core::DocumentState state,
 }
 
 Region::Group Region::BeginGroup() {
+  Group group;
+  group.stable = StableFrontier();
   std::lock_guard lock(mutex_);
   // Only the commit thread changes frontier_ and last_lsn_, so working on copies is safe.
-  Group group;
   group.frontier = frontier_;
   group.lsn = last_lsn_;
   return group;
@@ -147,9 +148,61 @@ Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
   if (it == group.dirty.end()) {
     auto loaded = Load(key);
     if (!loaded.ok()) return loaded.status();
+    // Stable before the group began, so also for the group's events: fold before merging them.
+    if (!group.stable.empty()) loaded->state.Fold(group.stable);
     it = group.dirty.emplace(key, std::move(loaded).value()).first;
   }
   return &it->second;
+}
+
+void Region::ObserveFrontier(core::RegionId origin, const core::VersionVector& frontier) {
+  std::lock_guard lock(mutex_);
+  if (origin == id_ || !names_.contains(origin)) return;
+  // Only when every event `origin` had written by then is applied here: the events still to come
+  // from it then all have contexts covering `frontier`.
+  if (frontier_.Get(origin) < frontier.Get(origin)) return;
+  known_frontiers_[origin].Merge(frontier);
+}
+
+core::VersionVector Region::StableFrontier() const {
+  std::lock_guard lock(mutex_);
+  core::VersionVector stable = frontier_;
+  for (const auto& [region, name] : names_) {
+    if (region == id_) continue;
+    auto it = known_frontiers_.find(region);
+    if (it == known_frontiers_.end()) return core::VersionVector();
+    stable = core::VersionVector::Meet(stable, it->second);
+  }
+  return stable;
+}
+
+Status Region::FoldSweep(size_t limit, size_t* folded) {
+  *folded = 0;
+  Group group = BeginGroup();
+  if (group.stable.empty()) return Status::Ok();
+  std::vector<std::string> keys;
+  std::string last;
+  auto more = store_->ScanDocumentStates(fold_cursor_, limit,
+                                         [&](std::string_view key, std::string_view bytes) {
+                                           last = key;
+                                           auto state = core::DocumentState::Decode(bytes);
+                                           if (!state.ok())
+                                             return;  // left for a read or write to report
+                                           const size_t before = state->MetadataEntries();
+                                           state->Fold(group.stable);
+                                           if (state->MetadataEntries() < before || state->empty())
+                                             keys.emplace_back(key);
+                                         });
+  if (!more.ok()) return more.status();
+  fold_cursor_ = *more ? last : std::string();
+  for (const std::string& key : keys) {
+    if (auto loaded = Stage(group, key); !loaded.ok()) return loaded.status();
+  }
+  if (group.dirty.empty()) return Status::Ok();
+  std::vector<Change> no_changes;
+  if (Status status = Finish(group, 0, 0, &no_changes); !status.ok()) return status;
+  *folded = keys.size();
+  return Status::Ok();
 }
 
 Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
@@ -215,6 +268,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   lock.lock();
   frontier_ = group.frontier;
   last_lsn_ = group.lsn;
+  for (const auto& [origin, known] : group.learned) known_frontiers_[origin].Merge(known);
   documents_ = documents;
   digest_ = digest;
   stats_.commits += 1;
@@ -313,6 +367,11 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       ++outcome.applied;
       ++remote_events;
       outcome.applied_hlcs.push_back(event.hlc);
+      // The origin had applied the event's context, and this region holds every event of the
+      // origin up to this one.
+      core::VersionVector known = event.context;
+      known.Set(event.dot.origin, event.dot.seq);
+      group.learned[event.dot.origin].Merge(known);
     }
   }
 

@@ -113,6 +113,25 @@ class Region {
               std::span<const std::span<const core::Event>> remote,
               std::vector<Result<RemoteApply>>* remote_outcomes, std::vector<Change>* changes);
 
+  // Folding causally stable metadata (DocumentState::Fold): without it every increment and every
+  // overwritten value's dot stays in its document for ever. A vector is stable once every region
+  // is known to have applied it, learnt from the contexts of the events applied here and from
+  // the frontiers peers report (ObserveFrontier): every event still to come then has a context
+  // covering it. The commit path folds each document it writes; FoldSweep folds the others.
+
+  // Region `origin` reported that it has applied `frontier` (a replication heartbeat). Used only
+  // once this region has applied every event `origin` had written by then. Thread-safe.
+  void ObserveFrontier(core::RegionId origin, const core::VersionVector& frontier);
+  // The causally stable vector: the meet of this region's frontier and what every other region is
+  // known to have applied; empty until every region has been heard from since this process
+  // started. Thread-safe.
+  core::VersionVector StableFrontier() const;
+  // Folds up to `limit` stored documents (from where the last sweep stopped, wrapping around) that
+  // hold metadata the stable vector makes unreachable, and commits them; deleted documents with
+  // nothing left are removed. Renders do not change. Commit thread only. *folded: documents
+  // rewritten.
+  Status FoldSweep(size_t limit, size_t* folded);
+
   core::VersionVector frontier() const;
   core::RegionId id() const { return id_; }
   const std::string& NameOf(core::RegionId id) const;
@@ -147,6 +166,10 @@ class Region {
     std::vector<core::Conflict> conflicts;
     // Idempotency keys of this group's accepted writes -> (request fingerprint, outcome index).
     std::unordered_map<std::string, std::pair<uint64_t, size_t>> idempotent;
+    core::VersionVector stable;  // every document staged is folded with it
+    // What the remote events of the group show their origins had applied (see ObserveFrontier);
+    // learnt once the group is durable.
+    std::map<core::RegionId, core::VersionVector> learned;
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -182,6 +205,8 @@ class Region {
   uint64_t documents_ = 0;
   uint64_t digest_ = 0;
   CommitStats stats_;
+  std::map<core::RegionId, core::VersionVector> known_frontiers_;  // see ObserveFrontier
+  std::string fold_cursor_;  // commit thread only: where the next FoldSweep starts
 
   // The document cache: only the commit thread touches it. Holds committed state only.
   struct Cached {

@@ -1,6 +1,15 @@
 #include "node/write_queue.h"
 
+#include <chrono>
+
 namespace meridian::node {
+
+namespace {
+
+constexpr auto kFoldSweepInterval = std::chrono::seconds(1);
+constexpr size_t kFoldSweepDocuments = 256;
+
+}  // namespace
 
 WriteQueue::WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener)
     : region_(region),
@@ -56,14 +65,25 @@ void WriteQueue::Run() {
   std::vector<std::span<const core::Event>> remote_events;
   std::vector<Result<RemoteApply>> remote_outcomes;
   std::vector<Change> changes;
+  auto last_sweep = std::chrono::steady_clock::now();
   for (;;) {
     requests.clear();
     callbacks.clear();
     remote.clear();
     remote_events.clear();
+    if (std::chrono::steady_clock::now() - last_sweep >= kFoldSweepInterval) {
+      // Documents no write touches keep their stable metadata until a sweep folds it: a few at a
+      // time, at most once per interval, on this thread (it is the region's only writer).
+      size_t folded = 0;
+      (void)region_->FoldSweep(kFoldSweepDocuments, &folded);  // a failure is retried next time
+      last_sweep = std::chrono::steady_clock::now();
+    }
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !pending_.empty() || !remote_.empty(); });
+      const bool woken = wake_.wait_for(lock, kFoldSweepInterval, [this] {
+        return stopping_ || !pending_.empty() || !remote_.empty();
+      });
+      if (!woken) continue;  // idle: time for a sweep
       if (pending_.empty() && remote_.empty()) return;  // stopping, and everything is committed
       while (!pending_.empty() && requests.size() < batch_max_) {
         requests.push_back(std::move(pending_.front().first));

@@ -589,6 +589,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         // Tell the peer what this region holds (events it got from others count too): the peer's
         // durability waits and retention depend on it.
         const core::VersionVector applied = node_->region().frontier();
+        node_->region().ObserveFrontier(peer, *frontier);  // for folding stable metadata
         std::optional<core::VersionVector> ack;
         {
           std::lock_guard lock(mutex_);

@@ -90,8 +90,8 @@ int main(int argc, char** argv) {
                  "Receiver: a direct link down this long is relayed through a peer");
   app.add_flag("!--no-rack", options.rack,
                "Lost retransmissions wait for the doubling RTO instead of RACK's round trip");
-  app.add_flag("--require-fold", options.require_fold,
-               "Fail when stable metadata was not folded away");
+  app.add_flag("!--no-require-fold", options.require_fold,
+               "Do not fail when stable metadata was not folded away");
   app.add_flag("--verbose", verbose, "Print the trace of each run");
   app.add_option("--script", script, "Run a scenario script and print its actual output");
   CLI11_PARSE(app, argc, argv);

@@ -211,7 +211,7 @@ std::string ReplayCommand(const Options& options) {
       << " --drift-ppm " << Number(f.max_drift_ppm) << " --jump-ms " << f.max_jump_ms;
   if (options.heal_loss != 0) out << " --heal-loss " << Number(options.heal_loss);
   if (options.jitter != 0.2) out << " --jitter " << Number(options.jitter);
-  if (options.require_fold) out << " --require-fold";
+  if (!options.require_fold) out << " --no-require-fold";
   if (!options.rack) out << " --no-rack";
   const replication::LinkOptions defaults;
   if (options.links.silence_timeout_ms != defaults.silence_timeout_ms) {

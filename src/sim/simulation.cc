@@ -41,6 +41,8 @@ constexpr core::Limits kRemoteLimits{.key_bytes_max = 64 * 1024,
                                      .fields_max = 1'000'000};
 constexpr uint64_t kHeartbeatMs = 100;
 constexpr uint64_t kTickMs = std::max<uint64_t>(10, kHeartbeatMs / 2);
+constexpr uint64_t kFoldSweepMs = 1000;
+constexpr size_t kFoldSweepDocuments = 16;
 // gRPC keepalive: a ping every 5 s, dead after 5 s more without an answer. A sender learns that
 // a stream broke in the network this long after; retransmissions longer than this break it.
 constexpr uint64_t kKeepaliveDeadMs = 10'000;
@@ -105,6 +107,7 @@ struct Simulation::Node {
   uint64_t incarnation = 0;
   std::unique_ptr<node::Region> region;
   std::unique_ptr<replication::Inbound> inbound;
+  uint64_t swept_ms = 0;  // when the last fold sweep ran, as the node's commit thread does
 
   // Receiving side, per peer: the stream being dialled or read (0 while backing off).
   struct Link {
@@ -526,6 +529,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
       break;
     }
     case Message::Kind::kHeartbeat:
+      n.region->ObserveFrontier(peer, message.frontier);
       if (auto ack =
               n.inbound->HeartbeatReceived(peer, message.frontier, n.region->frontier(), now_)) {
         SendAck(index, peer, *ack);
@@ -567,6 +571,12 @@ void Simulation::Tick(int index, uint64_t incarnation) {
   for (core::RegionId peer : tick.silent) {
     EndLink(index, peer,
             "silent for " + std::to_string(n.inbound->links().TimeoutMs(peer)) + " ms");
+  }
+  if (now_ >= n.swept_ms + kFoldSweepMs) {
+    // As the node's commit thread does: a few documents at a time, folded with what is stable.
+    size_t folded = 0;
+    (void)n.region->FoldSweep(kFoldSweepDocuments, &folded);
+    n.swept_ms = now_;
   }
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
 }
@@ -1075,7 +1085,19 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
 
   // 5. Stable metadata. Everything is applied everywhere and nothing is in flight, so the
   // converged frontier is causally stable: folding with it must change no render and leave each
-  // field one value and one increment per origin, with no removal vectors.
+  // field one value and one increment per origin, with no removal vectors. The regions fold it
+  // themselves once a heartbeat round has told each what the others hold, and their sweeps have
+  // passed every document.
+  for (const auto& node : nodes_) {
+    for (const auto& peer : nodes_)
+      node->region->ObserveFrontier(peer->id, peer->region->frontier());
+    for (int sweep = 0; sweep < 2; ++sweep) {
+      size_t folded = 0;
+      if (Status status = node->region->FoldSweep(SIZE_MAX, &folded); !status.ok()) {
+        fail(node->name + ": a fold sweep failed: " + status.message());
+      }
+    }
+  }
   metadata_entries_ = 0;
   metadata_folded_ = 0;
   for (const auto& node : nodes_) {

@@ -69,7 +69,7 @@ struct Options {
   FaultOptions faults;
   double heal_loss = 0;            // loss that stays after the heal (the network's own)
   bool rack = true;                // lost segments found by RACK, else by RTO backoff
-  bool require_fold = false;       // fail when stable metadata was not folded away
+  bool require_fold = true;        // fail when stable metadata was not folded away
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
 };
 

@@ -79,6 +79,25 @@ class MemoryStore final : public Store {
     return false;
   }
 
+  Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    std::vector<std::pair<std::string, std::string>> states;
+    bool more = false;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = docs_.upper_bound(after); it != docs_.end(); ++it) {
+        if (states.size() == limit) {
+          more = true;
+          break;
+        }
+        states.emplace_back(it->first, it->second);
+      }
+    }
+    for (const auto& [key, state] : states) visit(key, state);
+    return more;
+  }
+
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override {
     std::lock_guard lock(mutex_);
     auto it = log_.find(dot);

@@ -233,6 +233,26 @@ class RocksDbStore final : public Store {
     return false;
   }
 
+  Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kDocs]));
+    it->Seek(rocksdb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key().ToStringView() == after) it->Next();
+    size_t count = 0;
+    for (; it->Valid(); it->Next()) {
+      DocumentRecord record;
+      if (!DecodeDocument(it->value().ToStringView(), &record))
+        return Corruption("document record of " + std::string(it->key().ToStringView()));
+      if (count == limit) return true;
+      visit(it->key().ToStringView(), record.state);
+      ++count;
+    }
+    if (Status status = FromRocks(it->status(), "scan states"); !status.ok()) return status;
+    return false;
+  }
+
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override {
     auto value = Get(kLog, LogKey(dot));
     if (!value.ok()) return value.status();

@@ -94,6 +94,13 @@ class Store {
       std::string_view prefix, std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) = 0;
 
+  // Calls visit(key, state) for up to `limit` stored document states (DocumentState::Encode; of
+  // deleted documents too, until their metadata is folded away) with keys greater than `after`,
+  // in key order. Returns whether more remain.
+  virtual Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) = 0;
+
   // The local position of an applied event, or nullopt when it is not in the log.
   virtual Result<std::optional<uint64_t>> LsnOf(core::Dot dot) = 0;
   // Calls visit for up to `limit` changes with lsn > after_lsn, in lsn order: dot, lsn, key, hlc

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/document.h"
 #include "node/region.h"
 #include "storage/memory_store.h"
 
@@ -37,6 +38,11 @@ class FlakyStore final : public storage::Store {
       std::string_view prefix, std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
     return inner_->ScanViews(prefix, after, limit, visit);
+  }
+  Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    return inner_->ScanDocumentStates(after, limit, visit);
   }
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
   Status ReadChanges(uint64_t after, size_t limit,
@@ -341,6 +347,74 @@ class RemoteApplyTest : public ::testing::Test {
   Region us_;
   Region eu_;
 };
+
+size_t MetadataOf(storage::Store& store, const std::string& key) {
+  auto bytes = store.GetDocumentState(key);
+  if (!bytes.ok() || !bytes->has_value()) return 0;
+  auto state = core::DocumentState::Decode(**bytes);
+  return state.ok() ? state->MetadataEntries() : 0;
+}
+
+TEST_F(RemoteApplyTest, StableMetadataIsFoldedByWritesAndBySweeps) {
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  std::vector<WriteRequest> writes;
+  for (int i = 0; i < 5; ++i) writes.push_back({"c", Incr("n", 1)});
+  writes.push_back({"d", Set("a", "1")});
+  writes.push_back({"d", Set("a", "2")});
+  writes.push_back({"gone", Set("b", "1")});
+  writes.push_back({"gone", core::Operation{core::OpKind::kDelete, {}, {}}});
+  us_.CommitLocalWrites(writes, &outcomes, &changes);
+  // eu applies all of us's events, then writes: its event's context shows it holds us:9.
+  std::vector<core::Event> from_us;
+  ASSERT_TRUE(us_store_
+                  .ReadLog(1, 1, 100,
+                           [&](const storage::LoggedEvent& logged) {
+                             from_us.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
+                           })
+                  .ok());
+  ASSERT_TRUE(eu_.ApplyRemoteEvents(from_us, &changes).ok());
+  const auto from_eu = WriteAtEu({{"e", Set("x", "1")}});
+  EXPECT_TRUE(us_.StableFrontier().empty()) << "nothing is known of eu yet";
+  ASSERT_TRUE(us_.ApplyRemoteEvents(from_eu, &changes).ok());
+  EXPECT_EQ(us_.StableFrontier(), (core::VersionVector{{1, 9}, {2, 1}}));
+
+  const size_t counter_before = MetadataOf(us_store_, "c");
+  const size_t sets_before = MetadataOf(us_store_, "d");
+  ASSERT_TRUE(us_store_.GetDocumentState("gone").value().has_value());
+
+  // A write folds the document it touches.
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"c", Incr("n", 1)}}, &outcomes, &changes);
+  EXPECT_EQ(*us_store_.GetView("c").value(), R"({"n":6})");
+  EXPECT_LT(MetadataOf(us_store_, "c"), counter_before);
+  const uint64_t digest = us_.digest();
+  const uint64_t documents = us_.documents();
+
+  // A sweep folds the documents no write touched and removes what is left of a deleted one.
+  size_t folded = 0;
+  ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
+  EXPECT_GE(folded, 2u);  // d and gone (and eu's e)
+  EXPECT_LT(MetadataOf(us_store_, "d"), sets_before);
+  EXPECT_EQ(*us_store_.GetView("d").value(), R"({"a":2})");
+  EXPECT_FALSE(us_store_.GetDocumentState("gone").value().has_value());
+  ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
+  EXPECT_EQ(folded, 0u) << "nothing left to fold";
+  EXPECT_EQ(us_.digest(), digest) << "folding changes no render";
+  EXPECT_EQ(us_.documents(), documents);
+  EXPECT_EQ(*us_store_.GetView("e").value(), R"({"x":1})");
+}
+
+TEST_F(RemoteApplyTest, AFrontierReportCountsOnlyOnceItsOriginsEventsAreHere) {
+  us_.ObserveFrontier(2, core::VersionVector{{2, 1}});  // eu:1 is not applied here
+  EXPECT_TRUE(us_.StableFrontier().empty());
+  const auto from_eu = WriteAtEu({{"e", Set("x", "1")}});
+  std::vector<Change> changes;
+  ASSERT_TRUE(us_.ApplyRemoteEvents(from_eu, &changes).ok());
+  EXPECT_EQ(us_.StableFrontier(), (core::VersionVector{{2, 1}}));
+  us_.ObserveFrontier(2, core::VersionVector{{1, 0}, {2, 1}});
+  us_.ObserveFrontier(9, core::VersionVector{{2, 1}});  // not a configured region: ignored
+  EXPECT_EQ(us_.StableFrontier(), (core::VersionVector{{2, 1}}));
+}
 
 TEST_F(RemoteApplyTest, MergesInOrderOnceAndDurably) {
   std::vector<Result<Receipt>> outcomes;

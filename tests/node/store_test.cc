@@ -206,6 +206,31 @@ TEST_P(StoreTest, ConflictLogNewestFirst) {
   EXPECT_EQ(store().ConflictCount().value(), 3u);
 }
 
+TEST_P(StoreTest, DocumentStatesAreScannedInKeyOrderIncludingDeletedOnes) {
+  ASSERT_TRUE(store().Commit(Batch(1, "b", R"({"x":1})")).ok());
+  ASSERT_TRUE(store().Commit(Batch(2, "a", std::nullopt)).ok());  // nothing stored
+  CommitBatch deleted = Batch(3, "c", std::nullopt);
+  deleted.documents[0].state = "state-of-deleted-c";  // a tombstone: state, no view
+  ASSERT_TRUE(store().Commit(deleted).ok());
+  ASSERT_TRUE(store().Commit(Batch(4, "d", R"({"y":2})")).ok());
+  std::vector<std::pair<std::string, std::string>> seen;
+  auto visit = [&](std::string_view key, std::string_view state) {
+    seen.emplace_back(key, state);
+  };
+  auto more = store().ScanDocumentStates("", 2, visit);
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(*more);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], (std::pair<std::string, std::string>{"b", "state-of-b"}));
+  EXPECT_EQ(seen[1], (std::pair<std::string, std::string>{"c", "state-of-deleted-c"}));
+  seen.clear();
+  more = store().ScanDocumentStates("c", 10, visit);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].first, "d");
+}
+
 TEST_P(StoreTest, IdempotencyRecordsByKeyAndExpiryByTime) {
   CommitBatch batch = Batch(1, "k", "{}");
   batch.idempotency = {{"late", 300, "r-late"}, {"early", 100, "r-early"}, {"mid", 200, "r-mid"}};
