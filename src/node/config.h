@@ -64,7 +64,7 @@ struct NodeConfig {
     uint64_t backoff_initial_ms = 50;    // first redial delay
     uint64_t backoff_max_ms = 2000;      // redial delay ceiling
     uint64_t silence_timeout_ms = 3000;  // a link silent this long is redialled
-    uint64_t dial_timeout_ms = 10'000;   // a dial unanswered this long is redialled
+    uint64_t dial_timeout_ms = 3000;     // a dial unanswered this long is redialled
     uint64_t retention_bytes = uint64_t{1} << 30;  // log bytes kept beyond what peers acknowledged
     uint64_t retention_age_s = 7 * 24 * 3600;      // and their age
   } replication;

@@ -106,9 +106,7 @@ bool Links::Silent(core::RegionId peer, uint64_t now_ms) const {
 uint64_t Links::TimeoutMs(core::RegionId peer) const {
   const Link& link = links_.at(peer);
   if (link.connected) return options_.silence_timeout_ms;
-  if (link.dial_answer_ms == 0)
-    return std::max(options_.dial_timeout_ms, options_.silence_timeout_ms);
-  return std::max(options_.silence_timeout_ms, 4 * link.dial_answer_ms);
+  return std::max({options_.silence_timeout_ms, options_.dial_timeout_ms, 4 * link.dial_answer_ms});
 }
 
 std::vector<Links::View> Links::Views() const {

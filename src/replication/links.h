@@ -24,13 +24,12 @@ struct LinkOptions {
   uint64_t backoff_initial_ms = 50;    // first redial delay (before jitter)
   uint64_t backoff_max_ms = 2000;      // redial delay ceiling
   uint64_t silence_timeout_ms = 3000;  // connected but silent this long: treated as dead
-  // A dial that has not delivered its first message this long is given up and redialled. The
-  // first message needs the connection set up and the Subscribe answered, a few round trips, which
-  // on a slow link can exceed a silence timeout sized to the heartbeat. So a peer's first dial gets
-  // dial_timeout_ms; once one has answered, later dials get silence_timeout_ms or four times the
-  // slowest answer seen, whichever is longer (short, so a dial lost in a partition is retried soon
-  // after the heal).
-  uint64_t dial_timeout_ms = 10'000;
+  // A dial that has not delivered its first message this long is given up and redialled: the
+  // longest of silence_timeout_ms, dial_timeout_ms and four times the slowest first answer a dial
+  // of the peer has had. The first message needs the connection set up and the Subscribe
+  // answered, a few round trips, which on a slow link can exceed a silence timeout sized to the
+  // heartbeat; a dial lost in a partition should still be retried soon after the heal.
+  uint64_t dial_timeout_ms = 3000;
 };
 
 class Links {

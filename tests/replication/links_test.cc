@@ -109,25 +109,26 @@ TEST(Links, ConnectedButSilentIsDetected) {
   EXPECT_FALSE(links.Silent(2, 700));
 }
 
-TEST(Links, ADialHasLongerThanSilenceOnlyUntilOneAnswered) {
+TEST(Links, ADialHasItsOwnTimeoutLongerForASlowLink) {
   Links links({2, 3}, Options(), 0);
-  // The first dial of a slow link answers after 800 ms, past the 500 ms silence timeout.
+  // A dial gets dial_timeout_ms (2000 here), longer than the 500 ms silence timeout: the first
+  // dial of a slow link answers after 800 ms.
   links.Dialing(2, 0);
   EXPECT_EQ(links.TimeoutMs(2), 2000u);
   EXPECT_FALSE(links.Silent(2, 800));
   links.Connected(2, 800);
+  EXPECT_EQ(links.TimeoutMs(2), 500u);  // connected: the silence timeout
   links.Disconnected(2, 900);
-  // Later dials: four times the slowest answer seen (longer than the silence timeout here).
+  // Later dials: four times the slowest answer seen when that is longer.
   links.Dialing(2, 1000);
   EXPECT_EQ(links.TimeoutMs(2), 3200u);
-  // A fast link's later dials fall back to the silence timeout: a dial lost in a partition is
-  // given up soon, and the next one goes out after the heal.
+  // A fast link's dials keep dial_timeout_ms.
   links.Dialing(3, 0);
   links.Connected(3, 50);
   links.Disconnected(3, 100);
   links.Dialing(3, 200);
-  EXPECT_EQ(links.TimeoutMs(3), 500u);
-  EXPECT_TRUE(links.Silent(3, 701));
+  EXPECT_EQ(links.TimeoutMs(3), 2000u);
+  EXPECT_TRUE(links.Silent(3, 2201));
 }
 
 }  // namespace
