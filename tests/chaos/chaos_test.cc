@@ -44,6 +44,7 @@
 #include "chaos/chaos_model.h"
 #include "support/cluster.h"
 #include "support/http_client.h"
+#include "support/sse_stream.h"
 
 namespace meridian::chaos {
 namespace {
@@ -56,6 +57,8 @@ using testing::EncodeKey;
 using testing::HttpClient;
 using testing::HttpResponse;
 using testing::LinkConditions;
+using testing::SseEvent;
+using testing::SseStream;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -112,97 +115,6 @@ Settings FromEnvironment() {
   }
   return settings;
 }
-
-// ---------------------------------------------------------------------------------------------
-// A streaming SSE reader on a raw socket (the project's HTTP client reads whole answers only).
-
-struct SseEvent {
-  std::string id;
-  std::string event;
-  std::string data;
-};
-
-class SseConnection {
- public:
-  explicit SseConnection(uint16_t port) : port_(port), socket_(io_) {}
-
-  // Sends GET target and reads the response head: the HTTP status, 0 when there was no answer.
-  int Open(const std::string& target, milliseconds timeout) {
-    boost::system::error_code ec;
-    socket_.open(tcp::v4(), ec);
-    if (ec) return 0;
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
-    if (ec) return 0;
-    const std::string request =
-        "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
-    asio::write(socket_, asio::buffer(request), ec);
-    if (ec) return 0;
-    const auto deadline = Clock::now() + timeout;
-    size_t end = std::string::npos;
-    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!ReadMore(deadline)) return 0;
-    }
-    const std::string head = buffer_.substr(0, end);
-    buffer_.erase(0, end + 4);
-    if (head.compare(0, 9, "HTTP/1.1 ") != 0 || head.size() < 12) return 0;
-    return std::atoi(head.substr(9, 3).c_str());
-  }
-
-  // The next event (comments skipped); nullopt when none came before the timeout or the stream
-  // ended (then closed()).
-  std::optional<SseEvent> Next(milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      const size_t end = buffer_.find("\n\n");
-      if (end == std::string::npos) {
-        if (!ReadMore(deadline)) return std::nullopt;
-        continue;
-      }
-      const std::string block = buffer_.substr(0, end);
-      buffer_.erase(0, end + 2);
-      SseEvent event;
-      bool any = false;
-      std::istringstream lines(block);
-      std::string line;
-      while (std::getline(lines, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() || line[0] == ':') continue;  // keep-alive
-        const size_t colon = line.find(':');
-        const std::string field = line.substr(0, colon);
-        std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
-        if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        if (field == "id") event.id = value;
-        if (field == "event") event.event = value;
-        if (field == "data") event.data += (event.data.empty() ? "" : "\n") + value;
-        any = true;
-      }
-      if (any) return event;
-    }
-  }
-
-  bool closed() const { return closed_; }
-
- private:
-  bool ReadMore(Clock::time_point deadline) {
-    if (closed_) return false;
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
-    pollfd descriptor{socket_.native_handle(), POLLIN, 0};
-    if (::poll(&descriptor, 1, static_cast<int>(left)) <= 0) return false;
-    char chunk[16384];
-    boost::system::error_code ec;
-    const size_t got = socket_.read_some(asio::buffer(chunk), ec);
-    buffer_.append(chunk, got);
-    if (ec) closed_ = true;
-    return got > 0 || !closed_;
-  }
-
-  uint16_t port_;
-  asio::io_context io_;
-  tcp::socket socket_;
-  std::string buffer_;
-  bool closed_ = false;
-};
 
 std::optional<Change> ToChange(const SseEvent& event) {
   const json data = Parse(event.data);
@@ -263,8 +175,8 @@ class Watcher {
  private:
   void Run() {
     for (int attempt = 0; attempt < 1'000'000 && !stop_; ++attempt) {
-      SseConnection stream(port_);
-      const int status = stream.Open(WatchTarget(last_), seconds(5));
+      SseStream stream(port_);
+      const int status = stream.Open(WatchTarget(last_), {}, seconds(5));
       if (status != 200) {
         std::lock_guard lock(mutex_);
         ++refused_;
@@ -325,8 +237,8 @@ std::optional<std::vector<Change>> Replay(uint16_t port, const std::string& from
                                           const std::set<std::string>& until,
                                           milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  SseConnection stream(port);
-  if (stream.Open(WatchTarget(from), timeout) != 200) return std::nullopt;
+  SseStream stream(port);
+  if (stream.Open(WatchTarget(from), {}, timeout) != 200) return std::nullopt;
   std::vector<Change> changes;
   std::set<std::string> missing = until;
   while (!missing.empty() && Clock::now() < deadline) {

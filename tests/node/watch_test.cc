@@ -31,6 +31,7 @@
 #include "support/http_client.h"
 #include "support/node_fixture.h"
 #include "support/node_process.h"
+#include "support/sse_stream.h"
 
 namespace {
 
@@ -43,6 +44,8 @@ using meridian::testing::HttpClient;
 using meridian::testing::HttpResponse;
 using meridian::testing::NodeOptions;
 using meridian::testing::NodeProcess;
+using meridian::testing::SseEvent;
+using meridian::testing::SseStream;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -60,142 +63,6 @@ std::string Describe(const HttpResponse& response) {
   return "HTTP " + std::to_string(response.status) + " '" + response.body.substr(0, 300) + "' " +
          response.error;
 }
-
-// One SSE event: its id, name ("change", "error") and data.
-struct SseEvent {
-  std::string id;
-  std::string event;
-  std::string data;
-};
-
-// A streaming SSE reader on a raw socket: sends the request, reads the response head, then splits
-// the stream on blank lines. Every read waits at most until its deadline.
-class SseStream {
- public:
-  explicit SseStream(uint16_t port) : port_(port), socket_(io_) {}
-
-  // Sends GET target and reads the response head. Returns the HTTP status (0: no answer).
-  // receive_buffer > 0 shrinks the socket's receive buffer (a reader that lags behind).
-  int Open(const std::string& target, const std::map<std::string, std::string>& headers = {},
-           milliseconds timeout = seconds(10), int receive_buffer = 0) {
-    beast::error_code ec;
-    socket_.open(tcp::v4(), ec);
-    if (ec) return 0;
-    if (receive_buffer > 0)
-      socket_.set_option(asio::socket_base::receive_buffer_size(receive_buffer), ec);
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
-    if (ec) return 0;
-    std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-    if (!headers.count("Accept")) request += "Accept: text/event-stream\r\n";
-    for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
-    request += "\r\n";
-    asio::write(socket_, asio::buffer(request), ec);
-    if (ec) return 0;
-    const auto deadline = Clock::now() + timeout;
-    size_t end = std::string::npos;
-    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!ReadMore(deadline)) return 0;
-    }
-    head_ = buffer_.substr(0, end + 4);
-    buffer_.erase(0, end + 4);
-    std::smatch match;
-    static const std::regex kStatus(R"(^HTTP/1\.1 ([0-9]{3}) )");
-    if (!std::regex_search(head_, match, kStatus)) return 0;
-    return std::stoi(match[1]);
-  }
-
-  const std::string& head() const { return head_; }
-
-  // For a rejected watch: the body that follows the head (read until the server closes).
-  std::string ReadBody(milliseconds timeout = seconds(5)) {
-    const auto deadline = Clock::now() + timeout;
-    while (ReadMore(deadline)) {
-    }
-    return buffer_;
-  }
-
-  // The next event (comments skipped); nullopt when none arrives before the timeout or the
-  // server closed the stream (then closed() is true).
-  std::optional<SseEvent> Next(milliseconds timeout = seconds(10)) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      const auto end = buffer_.find("\n\n");
-      if (end == std::string::npos) {
-        if (!ReadMore(deadline)) return std::nullopt;
-        continue;
-      }
-      const std::string block = buffer_.substr(0, end);
-      buffer_.erase(0, end + 2);
-      SseEvent event;
-      bool any = false;
-      std::istringstream lines(block);
-      std::string line;
-      while (std::getline(lines, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() || line[0] == ':') continue;  // a comment: keep-alive
-        const auto colon = line.find(':');
-        const std::string field = line.substr(0, colon);
-        std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
-        if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        if (field == "id") event.id = value;
-        if (field == "event") event.event = value;
-        if (field == "data") event.data += (event.data.empty() ? "" : "\n") + value;
-        any = true;
-      }
-      if (any) return event;
-    }
-  }
-
-  // Reads until `count` events arrived or the deadline passed.
-  std::vector<SseEvent> Collect(size_t count, milliseconds timeout = seconds(10)) {
-    std::vector<SseEvent> events;
-    const auto deadline = Clock::now() + timeout;
-    while (events.size() < count) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) break;
-      auto event = Next(left);
-      if (!event) break;
-      events.push_back(std::move(*event));
-    }
-    return events;
-  }
-
-  // True once the server has closed the stream; waits for that at most `timeout`.
-  bool WaitClosed(milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!closed_ && ReadMore(deadline)) {
-    }
-    return closed_;
-  }
-  bool closed() const { return closed_; }
-  void Close() {
-    beast::error_code ignored;
-    socket_.close(ignored);
-  }
-
- private:
-  bool ReadMore(Clock::time_point deadline) {
-    if (closed_) return false;
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
-    pollfd descriptor{socket_.native_handle(), POLLIN, 0};
-    const int ready = ::poll(&descriptor, 1, static_cast<int>(left));
-    if (ready <= 0) return false;
-    char chunk[16384];
-    beast::error_code ec;
-    const size_t got = socket_.read_some(asio::buffer(chunk), ec);
-    buffer_.append(chunk, got);
-    if (ec) closed_ = true;
-    return got > 0 || !closed_;
-  }
-
-  uint16_t port_;
-  asio::io_context io_;
-  tcp::socket socket_;
-  std::string buffer_;
-  std::string head_;
-  bool closed_ = false;
-};
 
 // A WebSocket watch: Beast's client, each operation bounded by the TCP stream's timeout.
 class WsWatch {
