@@ -344,15 +344,23 @@ uint64_t Simulation::LatencyMs(int from, int to) {
   return static_cast<uint64_t>(base * (1.0 + options_.jitter * Unit()));
 }
 
-void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
+std::optional<std::pair<int, int>> Simulation::Ends(uint64_t conn_id, bool to_sender) {
   Conn& conn = *conns_.at(conn_id);
-  if (conn.broken) return;
+  if (conn.broken) return std::nullopt;
   const int from = to_sender ? conn.receiver : conn.sender;
   const int to = to_sender ? conn.sender : conn.receiver;
   if (Blocked(from, to)) {
     Break(conn_id, "partition");
-    return;
+    return std::nullopt;
   }
+  return std::make_pair(from, to);
+}
+
+void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
+  const auto ends = Ends(conn_id, to_sender);
+  if (!ends) return;
+  const auto [from, to] = *ends;
+  Conn& conn = *conns_.at(conn_id);
   const uint64_t rtt = rtt_.at({std::min(from, to), std::max(from, to)});
   uint64_t delay = LatencyMs(from, to);
   if (conn.handshake && to_sender) {
@@ -409,14 +417,10 @@ void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
 
 void Simulation::Deliver(uint64_t conn_id, bool to_sender, const Message& message) {
   if (message.kind == Message::Kind::kBatch) --batches_on_wire_;
+  const auto ends = Ends(conn_id, to_sender);
+  if (!ends) return;
+  const int to = ends->second;
   Conn& conn = *conns_.at(conn_id);
-  if (conn.broken) return;
-  const int from = to_sender ? conn.receiver : conn.sender;
-  const int to = to_sender ? conn.sender : conn.receiver;
-  if (Blocked(from, to)) {
-    Break(conn_id, "partition");
-    return;
-  }
   if (to_sender) {
     if (conn.sender_dead) return;
     if (!nodes_[to]->up) {

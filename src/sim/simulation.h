@@ -210,6 +210,9 @@ class Simulation {
   void Send(uint64_t conn_id, bool to_sender, Message message);
   void Deliver(uint64_t conn_id, bool to_sender, const Message& message);
   void Break(uint64_t conn_id, const std::string& why);
+  // A message's (from, to) on the stream; nullopt when the stream is broken, or breaks now
+  // because a partition lies between them.
+  std::optional<std::pair<int, int>> Ends(uint64_t conn_id, bool to_sender);
   void CloseFromReceiver(uint64_t conn_id);
   bool Blocked(int from, int to) const;
   uint64_t LatencyMs(int from, int to);
