@@ -180,28 +180,36 @@ Status Region::FoldSweep(size_t limit, size_t* folded) {
   *folded = 0;
   Group group = BeginGroup();
   if (group.stable.empty()) return Status::Ok();
-  std::vector<std::string> keys;
+  if (fold_cursor_.empty()) {
+    // A new pass only once more has become stable than the last complete pass folded with:
+    // documents written since were folded as they were written. An idle region reads nothing.
+    if (group.stable == swept_stable_) return Status::Ok();
+    pass_stable_ = group.stable;
+  }
   std::string last;
-  auto more = store_->ScanDocumentStates(fold_cursor_, limit,
-                                         [&](std::string_view key, std::string_view bytes) {
-                                           last = key;
-                                           auto state = core::DocumentState::Decode(bytes);
-                                           if (!state.ok())
-                                             return;  // left for a read or write to report
-                                           const size_t before = state->MetadataEntries();
-                                           state->Fold(group.stable);
-                                           if (state->MetadataEntries() < before || state->empty())
-                                             keys.emplace_back(key);
-                                         });
+  auto more = store_->ScanDocumentStates(
+      fold_cursor_, limit, [&](std::string_view key, std::string_view bytes) {
+        last = key;
+        auto state = core::DocumentState::Decode(bytes);
+        if (!state.ok()) return;  // left for a read or write to report
+        const size_t before = state->MetadataEntries();
+        state->Fold(group.stable);
+        if (state->MetadataEntries() == before && !state->empty()) return;
+        // Folding changes no render: the document renders before as after.
+        std::optional<std::string> rendered = state->Render();
+        group.dirty.emplace(std::string(key), Loaded{std::move(state).value(), rendered, rendered});
+      });
   if (!more.ok()) return more.status();
-  fold_cursor_ = *more ? last : std::string();
-  for (const std::string& key : keys) {
-    if (auto loaded = Stage(group, key); !loaded.ok()) return loaded.status();
+  if (*more) {
+    fold_cursor_ = last;
+  } else {
+    fold_cursor_.clear();
+    swept_stable_ = pass_stable_;
   }
   if (group.dirty.empty()) return Status::Ok();
   std::vector<Change> no_changes;
   if (Status status = Finish(group, 0, 0, &no_changes); !status.ok()) return status;
-  *folded = keys.size();
+  *folded = group.dirty.size();
   return Status::Ok();
 }
 

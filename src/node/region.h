@@ -128,7 +128,8 @@ class Region {
   core::VersionVector StableFrontier() const;
   // Folds up to `limit` stored documents (from where the last sweep stopped, wrapping around) that
   // hold metadata the stable vector makes unreachable, and commits them; deleted documents with
-  // nothing left are removed. Renders do not change. Commit thread only. *folded: documents
+  // nothing left are removed. Renders do not change. A pass over every document starts only when
+  // the stable vector has moved since the last one. Commit thread only. *folded: documents
   // rewritten.
   Status FoldSweep(size_t limit, size_t* folded);
 
@@ -206,7 +207,11 @@ class Region {
   uint64_t digest_ = 0;
   CommitStats stats_;
   std::map<core::RegionId, core::VersionVector> known_frontiers_;  // see ObserveFrontier
-  std::string fold_cursor_;  // commit thread only: where the next FoldSweep starts
+  // Commit thread only: where the next FoldSweep starts, the stable vector the current pass
+  // began with, and the one the last complete pass folded with.
+  std::string fold_cursor_;
+  core::VersionVector pass_stable_;
+  core::VersionVector swept_stable_;
 
   // The document cache: only the commit thread touches it. Holds committed state only.
   struct Cached {

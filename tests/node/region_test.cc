@@ -20,6 +20,7 @@ class FlakyStore final : public storage::Store {
  public:
   bool fail = false;
   std::string unreadable;  // GetDocumentState of this key fails
+  size_t state_scans = 0;  // calls of ScanDocumentStates
   Status Commit(const storage::CommitBatch& batch) override {
     if (fail) return Status(StatusCode::kUnavailable, "disk full");
     return inner_->Commit(batch);
@@ -42,6 +43,7 @@ class FlakyStore final : public storage::Store {
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
+    ++state_scans;
     return inner_->ScanDocumentStates(after, limit, visit);
   }
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
@@ -397,11 +399,16 @@ TEST_F(RemoteApplyTest, StableMetadataIsFoldedByWritesAndBySweeps) {
   EXPECT_LT(MetadataOf(us_store_, "d"), sets_before);
   EXPECT_EQ(*us_store_.GetView("d").value(), R"({"a":2})");
   EXPECT_FALSE(us_store_.GetDocumentState("gone").value().has_value());
+  const size_t scans = us_store_.state_scans;
   ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
   EXPECT_EQ(folded, 0u) << "nothing left to fold";
+  EXPECT_EQ(us_store_.state_scans, scans) << "nothing became stable since the last pass";
   EXPECT_EQ(us_.digest(), digest) << "folding changes no render";
   EXPECT_EQ(us_.documents(), documents);
   EXPECT_EQ(*us_store_.GetView("e").value(), R"({"x":1})");
+  ASSERT_TRUE(us_.ApplyRemoteEvents(WriteAtEu({{"e", Set("x", "2")}}), &changes).ok());
+  ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
+  EXPECT_EQ(us_store_.state_scans, scans + 1) << "eu:2 became stable: a new pass";
 }
 
 TEST_F(RemoteApplyTest, AFrontierReportCountsOnlyOnceItsOriginsEventsAreHere) {
