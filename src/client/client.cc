@@ -90,10 +90,10 @@ struct Client::Impl {
     // Keep-alive connections not in use (each HttpClient serves one call at a time).
     std::mutex pool_mutex;
     std::vector<std::unique_ptr<client::HttpClient>> pool;
-    // Guarded by Impl::mutex.
+    // Guarded by Impl::mutex. A failed call counts as a failed probe: the region's circuit is
+    // open (calls avoid it) until a probe finds it ready again.
     bool healthy = false;
     bool probed = false;
-    bool circuit_open = false;
     double rtt_ms = -1;
     uint64_t failures = 0;
   };
@@ -156,7 +156,6 @@ struct Client::Impl {
       region.rtt_ms =
           region.rtt_ms < 0 ? rtt : region.rtt_ms * (1 - kRttSmoothing) + rtt * kRttSmoothing;
     }
-    if (region.healthy) region.circuit_open = false;
   }
 
   void ProbeAll() {
@@ -173,16 +172,13 @@ struct Client::Impl {
     }
   }
 
-  bool Usable(const Region& region) const {
-    return !region.circuit_open && (region.healthy || !region.probed);
-  }
+  bool Usable(const Region& region) const { return region.healthy || !region.probed; }
 
   // The region for the next attempt (mutex held): the current one while usable; else the
   // preferred one, else the nearest usable one not excluded; else any not excluded.
   int Choose(const std::set<int>& excluded) {
     const int preferred = IndexOf(options.preferred_region);
-    if (preferred >= 0 && !excluded.contains(preferred) && Usable(*regions[preferred]) &&
-        regions[preferred]->healthy) {
+    if (preferred >= 0 && !excluded.contains(preferred) && regions[preferred]->healthy) {
       current = preferred;  // back home once it is healthy again
       return current;
     }
@@ -218,7 +214,7 @@ struct Client::Impl {
     std::lock_guard lock(mutex);
     Region& region = *regions[index];
     region.failures += 1;
-    region.circuit_open = true;
+    region.probed = true;
     region.healthy = false;
     if (current == index) current = -1;
     probe_wake.notify_all();
@@ -756,7 +752,7 @@ std::vector<RegionHealth> Client::health() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<RegionHealth> out;
   for (const auto& region : impl_->regions) {
-    out.push_back(RegionHealth{region->endpoint.name, region->healthy, region->circuit_open,
+    out.push_back(RegionHealth{region->endpoint.name, region->healthy, !impl_->Usable(*region),
                                region->rtt_ms, region->failures});
   }
   return out;
