@@ -16,6 +16,7 @@
 #include "api/session_token.h"
 #include "client/http_client.h"
 #include "core/version_vector.h"
+#include "net/host_port.h"
 
 namespace meridian {
 
@@ -64,23 +65,17 @@ std::string RandomKey() {
 
 Result<RegionEndpoint> ParseRegionEndpoint(const std::string& text) {
   const size_t equals = text.find('=');
-  const size_t colon = text.rfind(':');
-  if (equals == std::string::npos || equals == 0 || colon == std::string::npos || colon < equals) {
+  RegionEndpoint endpoint;
+  if (equals == std::string::npos || equals == 0 ||
+      !net::SplitHostPort(std::string_view(text).substr(equals + 1), &endpoint.host,
+                          &endpoint.port) ||
+      endpoint.port == 0) {
     return InvalidArgument("'" + text + "' is not NAME=HOST:PORT");
   }
-  RegionEndpoint endpoint;
-  endpoint.name = text.substr(0, equals);
-  endpoint.host = text.substr(equals + 1, colon - equals - 1);
-  boost::system::error_code ec;
-  boost::asio::ip::make_address(endpoint.host, ec);
-  if (ec) return InvalidArgument("'" + endpoint.host + "' is not an IP address");
-  const std::string port = text.substr(colon + 1);
-  char* end = nullptr;
-  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || value == 0 || value > 65535) {
-    return InvalidArgument("'" + port + "' is not a port");
+  if (!net::IsIpAddress(endpoint.host)) {
+    return InvalidArgument("'" + endpoint.host + "' is not an IP address");
   }
-  endpoint.port = static_cast<uint16_t>(value);
+  endpoint.name = text.substr(0, equals);
   return endpoint;
 }
 

@@ -1,7 +1,5 @@
 #include "node/config.h"
 
-#include <arpa/inet.h>
-
 #include <toml++/toml.h>
 #include <charconv>
 #include <fstream>
@@ -10,6 +8,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "net/host_port.h"
 
 namespace meridian::node {
 
@@ -19,32 +18,6 @@ const RegionAddress& NodeConfig::self() const {
   }
   MERIDIAN_CHECK(false && "config not validated");
   return regions.front();
-}
-
-bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
-  std::string_view host_part = address.substr(0, colon);
-  if (host_part.front() == '[') {  // [::1]:7001
-    if (host_part.size() < 3 || host_part.back() != ']') return false;
-    host_part = host_part.substr(1, host_part.size() - 2);
-  } else if (host_part.find(':') != std::string_view::npos) {
-    return false;  // an IPv6 address needs brackets: [::1]:7001
-  }
-  unsigned value = 0;
-  const char* begin = address.data() + colon + 1;
-  const char* end = address.data() + address.size();
-  auto [ptr, error] = std::from_chars(begin, end, value);
-  if (error != std::errc() || ptr != end || value > 65535) return false;
-  host->assign(host_part);
-  *port = static_cast<uint16_t>(value);
-  return true;
-}
-
-static bool IsIpAddress(const std::string& host) {
-  unsigned char buffer[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
-         inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
 namespace {
@@ -261,7 +234,7 @@ Status ValidateConfig(const NodeConfig& config) {
     }
     std::string host;
     uint16_t port = 0;
-    if (!SplitHostPort(address.http, &host, &port) || !IsIpAddress(host)) {
+    if (!SplitHostPort(address.http, &host, &port) || !net::IsIpAddress(host)) {
       return InvalidArgument("region '" + address.name +
                              "': http must be ip:port (127.0.0.1:7001, [::1]:7001), not '" +
                              address.http + "'");
@@ -272,12 +245,12 @@ Status ValidateConfig(const NodeConfig& config) {
                              "and a node listens on its own");
     }
     if (!address.replication.empty() &&
-        (!SplitHostPort(address.replication, &host, &port) || !IsIpAddress(host))) {
+        (!SplitHostPort(address.replication, &host, &port) || !net::IsIpAddress(host))) {
       return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" +
                              address.replication + "'");
     }
     if (!address.grpc.empty() &&
-        (!SplitHostPort(address.grpc, &host, &port) || !IsIpAddress(host))) {
+        (!SplitHostPort(address.grpc, &host, &port) || !net::IsIpAddress(host))) {
       return InvalidArgument("region '" + address.name +
                              "': grpc must be ip:port (127.0.0.1:7201, [::1]:7201), not '" +
                              address.grpc + "'");

@@ -9,6 +9,7 @@
 #include "core/event.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
+#include "net/host_port.h"
 
 namespace meridian::node {
 
@@ -79,7 +80,6 @@ Result<NodeConfig> LoadConfigFile(const std::string& path);
 // addresses host:port.
 Status ValidateConfig(const NodeConfig& config);
 
-// Splits "host:port"; false when malformed.
-bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port);
+using net::SplitHostPort;
 
 }  // namespace meridian::node

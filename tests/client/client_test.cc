@@ -254,6 +254,22 @@ TEST(ClientFailover, WatchMovesToAnotherRegionWithoutGapsOrRepeats) {
   EXPECT_FALSE(last_seen.empty());
 }
 
+TEST(ClientOptions, RegionEndpointsAreNameEqualsHostPort) {
+  auto us = ParseRegionEndpoint("us=127.0.0.1:7001");
+  ASSERT_TRUE(us.ok()) << us.status().ToString();
+  EXPECT_EQ(us->name, "us");
+  EXPECT_EQ(us->host, "127.0.0.1");
+  EXPECT_EQ(us->port, 7001);
+  auto v6 = ParseRegionEndpoint("eu=[::1]:7002");
+  ASSERT_TRUE(v6.ok()) << v6.status().ToString();
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_FALSE(ParseRegionEndpoint("us=localhost:7001").ok());  // names are not resolved
+  EXPECT_FALSE(ParseRegionEndpoint("=127.0.0.1:7001").ok());
+  EXPECT_FALSE(ParseRegionEndpoint("us=127.0.0.1").ok());
+  EXPECT_FALSE(ParseRegionEndpoint("us=127.0.0.1:0").ok());
+  EXPECT_FALSE(ParseRegionEndpoint("us=127.0.0.1:70000").ok());
+}
+
 // The CLI: every command once, text and --json.
 std::string RunCli(const std::string& arguments, int* exit_code) {
   const std::string command = std::string(MeridianBinary()) + " " + arguments + " 2>&1";
