@@ -37,6 +37,20 @@ ClientOptions OptionsFor(Cluster& cluster, const std::string& preferred) {
   return options;
 }
 
+// Stops and joins a test's background thread however the test ends (an ASSERT returns early).
+class StopAndJoin {
+ public:
+  StopAndJoin(std::atomic<bool>* stop, std::thread* thread) : stop_(stop), thread_(thread) {}
+  ~StopAndJoin() {
+    *stop_ = true;
+    if (thread_->joinable()) thread_->join();
+  }
+
+ private:
+  std::atomic<bool>* stop_;
+  std::thread* thread_;
+};
+
 int64_t CounterValue(Cluster& cluster, const std::string& region, const std::string& key) {
   auto response = cluster.Client(region).Get("/v1/docs/" + key);
   auto doc = json::parse(response.body, nullptr, false);
@@ -98,6 +112,8 @@ TEST(ClientFailover, RegionKilledMidStreamNoWriteTwiceReadYourWrites) {
       }
     }
   });
+
+  StopAndJoin stop_writer(&stop, &writer);
 
   auto wait_for = [&](const std::function<bool()>& done, Clock::duration timeout) {
     const auto deadline = Clock::now() + timeout;
@@ -198,9 +214,17 @@ TEST(ClientFailover, WatchMovesToAnotherRegionWithoutGapsOrRepeats) {
   std::atomic<bool> stop{false};
   Status watch_status;
   std::string last_seen;
+  // The watch starts after a first write of each region (outside its prefix): every later write
+  // must reach it. ("From now" would race with the writes below.)
+  std::string since;
+  for (const std::string& region : cluster.regions()) {
+    auto response = cluster.Client(region).Send("PUT", "/v1/docs/before", "{}");
+    ASSERT_EQ(response.status, 200) << response.body;
+    since += (since.empty() ? "" : ",") + json::parse(response.body)["event"].get<std::string>();
+  }
   std::thread watcher([&] {
     watch_status = (*watching)->Watch(
-        "w/", "",
+        "w/", since,
         [&](const WatchChange& change) {
           std::lock_guard lock(mutex);
           delivered.push_back(change.event);
@@ -208,6 +232,7 @@ TEST(ClientFailover, WatchMovesToAnotherRegionWithoutGapsOrRepeats) {
         },
         [&] { return stop.load(); }, &last_seen);
   });
+  StopAndJoin stop_watcher(&stop, &watcher);
   // Writes in every region; `us` (where the watch is) dies halfway and comes back at the end.
   auto write = [&](const std::string& region, int i) {
     auto response = cluster.Client(region).Send(
@@ -239,7 +264,14 @@ TEST(ClientFailover, WatchMovesToAnotherRegionWithoutGapsOrRepeats) {
   stop = true;
   watcher.join();
   EXPECT_TRUE(watch_status.ok()) << watch_status.ToString();
-  EXPECT_TRUE(all_seen()) << delivered.size() << " delivered of " << expected.size();
+  std::string missing;
+  for (const std::string& event : expected) {
+    if (std::find(delivered.begin(), delivered.end(), event) == delivered.end()) {
+      missing += " " + event;
+    }
+  }
+  EXPECT_TRUE(all_seen()) << delivered.size() << " delivered of " << expected.size()
+                          << "; missing:" << missing;
   std::set<std::string> unique(delivered.begin(), delivered.end());
   EXPECT_EQ(unique.size(), delivered.size()) << "a change was delivered twice";
   std::map<std::string, uint64_t> last;  // per origin
