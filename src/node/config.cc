@@ -131,8 +131,8 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   if (const toml::table* writes = Section(root, "writes", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
         CheckKeys(*writes, "writes", {"batch_max", "queue_max", "idempotency_window_s"}));
-    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "idempotency_window_s",
-                                         &config.idempotency_window_s));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*writes, "writes", "idempotency_window_s", &config.idempotency_window_s));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "batch_max", &config.write_batch_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
   }
@@ -166,8 +166,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
         CheckKeys(*replication, "replication",
                   {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
                    "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
-                   "silence_timeout_ms", "dial_timeout_ms", "retention_bytes",
-                   "retention_age_s"}));
+                   "silence_timeout_ms", "dial_timeout_ms", "retention_bytes", "retention_age_s"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*replication, "replication", key, out);
     };
