@@ -328,8 +328,12 @@ struct Client::Impl {
         continue;
       }
       const int status = response.status;
-      auto json = nlohmann::json::parse(response.body, nullptr, false);
-      const std::string code = json.is_object() ? json.value("error", "") : "";
+      // Only an error's body is read here: a success is the caller's to parse.
+      std::string code;
+      if (status >= 400) {
+        auto json = nlohmann::json::parse(response.body, nullptr, false);
+        if (json.is_object()) code = json.value("error", "");
+      }
       const bool session_behind = status == 504 && code == "session_timeout";
       if (!single_region && (status == 503 || status == 502 || status == 429 || session_behind)) {
         // Not applied there: a refused or failed commit, or a region behind this session.
