@@ -46,7 +46,6 @@ struct Receipt {
   bool replayed = false;         // the original receipt of an earlier write with the same key
 };
 
-
 // A committed change of one document, as watches see it.
 struct Change {
   std::string key;

@@ -83,7 +83,7 @@ void WriteQueue::Run() {
       const bool woken = wake_.wait_for(lock, kFoldSweepInterval, [this] {
         return stopping_ || !pending_.empty() || !remote_.empty();
       });
-      if (!woken) continue;  // idle: time for a sweep
+      if (!woken) continue;                             // idle: time for a sweep
       if (pending_.empty() && remote_.empty()) return;  // stopping, and everything is committed
       while (!pending_.empty() && requests.size() < batch_max_) {
         requests.push_back(std::move(pending_.front().first));
