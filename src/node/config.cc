@@ -162,11 +162,11 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   }
   if (const toml::table* replication = Section(root, "replication", &error)) {
     NodeConfig::Replication& r = config.replication;
-    MERIDIAN_RETURN_IF_ERROR(
-        CheckKeys(*replication, "replication",
-                  {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
-                   "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
-                   "silence_timeout_ms", "dial_timeout_ms", "retention_bytes", "retention_age_s"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+        *replication, "replication",
+        {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches", "heartbeat_ms",
+         "relay_after_ms", "backoff_initial_ms", "backoff_max_ms", "silence_timeout_ms",
+         "dial_timeout_ms", "hedge_after_ms", "retention_bytes", "retention_age_s"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*replication, "replication", key, out);
     };
@@ -180,6 +180,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("backoff_max_ms", &r.backoff_max_ms));
     MERIDIAN_RETURN_IF_ERROR(read("silence_timeout_ms", &r.silence_timeout_ms));
     MERIDIAN_RETURN_IF_ERROR(read("dial_timeout_ms", &r.dial_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("hedge_after_ms", &r.hedge_after_ms));
     MERIDIAN_RETURN_IF_ERROR(read("retention_bytes", &r.retention_bytes));
     MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
   }
@@ -292,6 +293,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"replication.backoff_max_ms", config.replication.backoff_max_ms, 1, 600'000},
       {"replication.silence_timeout_ms", config.replication.silence_timeout_ms, 100, 3'600'000},
       {"replication.dial_timeout_ms", config.replication.dial_timeout_ms, 100, 3'600'000},
+      {"replication.hedge_after_ms", config.replication.hedge_after_ms, 10, 3'600'000},
       {"replication.retention_bytes", config.replication.retention_bytes, 1 << 20,
        uint64_t{1} << 50},
       {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},

@@ -41,8 +41,8 @@ struct NodeConfig {
                                       // write path (decoded) and for reads (rendered)
 
   // [writes]
-  size_t write_batch_max = 512;     // writes grouped into one commit at most
-  size_t write_queue_max = 10'000;  // pending writes beyond this get 429
+  size_t write_batch_max = 512;            // writes grouped into one commit at most
+  size_t write_queue_max = 10'000;         // pending writes beyond this get 429
   uint64_t idempotency_window_s = 86'400;  // how long an Idempotency-Key is remembered
 
   // [watch]
@@ -56,16 +56,17 @@ struct NodeConfig {
 
   // [replication]
   struct Replication {
-    uint64_t linger_ms = 10;           // a busy stream sends a batch at most this often
+    uint64_t linger_ms = 10;             // a busy stream sends a batch at most this often
     size_t batch_events_max = 2000;      // events per batch at most
     size_t batch_bytes_max = 1 << 20;    // raw bytes per batch, about
-    size_t window_batches = 4096;          // unacknowledged batches per stream at most
+    size_t window_batches = 4096;        // unacknowledged batches per stream at most
     uint64_t heartbeat_ms = 100;         // heartbeats at least this often
     uint64_t relay_after_ms = 1000;      // direct link down this long: relay through a live peer
     uint64_t backoff_initial_ms = 50;    // first redial delay
     uint64_t backoff_max_ms = 2000;      // redial delay ceiling
     uint64_t silence_timeout_ms = 3000;  // a link silent this long is redialled
     uint64_t dial_timeout_ms = 3000;     // a dial unanswered this long is redialled
+    uint64_t hedge_after_ms = 1000;      // a dial unanswered this long gets a second beside it
     uint64_t retention_bytes = uint64_t{1} << 30;  // log bytes kept beyond what peers acknowledged
     uint64_t retention_age_s = 7 * 24 * 3600;      // and their age
   } replication;

@@ -99,6 +99,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Name("meridian_replication_reconnects_total")
                      .Help("Times the subscription to a peer was lost and redialled")
                      .Register(*registry_);
+  hedges_ = &prometheus::BuildCounter()
+                 .Name("meridian_replication_hedges_total")
+                 .Help("Second dials of a peer started beside a slow or quiet stream")
+                 .Register(*registry_);
   peer_connected_ = &prometheus::BuildGauge()
                          .Name("meridian_replication_peer_connected")
                          .Help("1 when this region's subscription to the peer is up")
@@ -149,6 +153,7 @@ void Metrics::SetReplication(const std::vector<PeerTotals>& peers,
     counter(replication_events_, {{"direction", "sent"}}, peer.sent_events);
     counter(replication_events_, {{"direction", "received"}}, peer.received_events);
     counter(reconnects_, {}, peer.reconnects);
+    counter(hedges_, {}, peer.hedges);
     peer_connected_->Add({{"peer", peer.peer}}).Set(peer.connected ? 1 : 0);
     behind_retention_->Add({{"peer", peer.peer}}).Set(peer.behind_retention ? 1 : 0);
   }

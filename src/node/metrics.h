@@ -52,6 +52,7 @@ class Metrics {
     uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
     uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
     uint64_t reconnects = 0;
+    uint64_t hedges = 0;
     bool behind_retention = false;
   };
   struct OriginLag {
@@ -93,6 +94,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* replication_batches_;
   prometheus::Family<prometheus::Counter>* replication_events_;
   prometheus::Family<prometheus::Counter>* reconnects_;
+  prometheus::Family<prometheus::Counter>* hedges_;
   prometheus::Family<prometheus::Gauge>* peer_connected_;
   prometheus::Family<prometheus::Gauge>* behind_retention_;
   prometheus::Gauge* relays_active_;

@@ -177,6 +177,11 @@ void ReplicationBoard::Reconnecting(core::RegionId peer) {
   if (auto it = peers_.find(peer); it != peers_.end()) ++it->second.reconnects;
 }
 
+void ReplicationBoard::Hedged(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) ++it->second.hedges;
+}
+
 void ReplicationBoard::HeadsHeard(std::span<const OriginHead> heads) {
   std::lock_guard lock(mutex_);
   for (const OriginHead& head : heads) {
@@ -270,6 +275,7 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
         {"relayed_by",
          peer.link.relayed_by ? nlohmann::json(NameOf(*peer.link.relayed_by)) : nlohmann::json()},
         {"reconnects", peer.reconnects},
+        {"hedges", peer.hedges},
         {"subscribed_to_us", peer.subscriptions > 0},
         {"acked", acked},
         {"sent",
@@ -331,7 +337,7 @@ void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
     for (const auto& [id, peer] : peers_) {
       totals.push_back({NameOf(id), peer.link.connected, peer.sent_batches, peer.sent_events,
                         peer.sent_wire, peer.sent_raw, peer.received_batches, peer.received_events,
-                        peer.received_wire, peer.received_raw, peer.reconnects,
+                        peer.received_wire, peer.received_raw, peer.reconnects, peer.hedges,
                         !peer.behind.empty()});
       auto origin = origins_.find(id);
       const auto [lag_events, lag_ms] =

@@ -66,6 +66,8 @@ class ReplicationBoard {
   // --- inbound: streams this region subscribes to ---
   void LinksChanged(std::vector<replication::Links::View> views, size_t relays_active);
   void Reconnecting(core::RegionId peer);
+  // A second dial of the peer started beside a slow or quiet stream (replication::Inbound).
+  void Hedged(core::RegionId peer);
   void HeadsHeard(std::span<const OriginHead> heads);
   void BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
   // Events of `origin` became readable here at now_ms: their visibility latency.
@@ -92,6 +94,7 @@ class ReplicationBoard {
     replication::Links::View link;
     uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
     uint64_t reconnects = 0;
+    uint64_t hedges = 0;
     std::string behind;  // non-empty: we fell behind the peer's retention
   };
   // Latencies of the last kSlots seconds at 1 ms resolution (4 s and more share the last

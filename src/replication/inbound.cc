@@ -1,55 +1,104 @@
 #include "replication/inbound.h"
 
 namespace meridian::replication {
+namespace {
+
+// Streams open to one peer at once: the link's stream and a hedge beside it.
+constexpr size_t kStreamsPerPeer = 3;
+
+}  // namespace
 
 Inbound::Inbound(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms)
-    : links_(peers, options, now_ms) {
-  for (core::RegionId peer : peers) streams_[peer] = Stream{};
+    : links_(peers, options, now_ms) {}
+
+Inbound::Stream* Inbound::Find(uint64_t stream) {
+  auto it = streams_.find(stream);
+  return it == streams_.end() ? nullptr : &it->second;
 }
 
-std::vector<core::RegionId> Inbound::Dialing(core::RegionId peer, uint64_t now_ms) {
-  Stream& stream = streams_.at(peer);
-  stream = Stream{};
-  stream.active = true;
-  links_.Dialing(peer, now_ms);
-  return Subscription(peer);
+const Inbound::Stream* Inbound::Find(uint64_t stream) const {
+  auto it = streams_.find(stream);
+  return it == streams_.end() ? nullptr : &it->second;
 }
 
-std::vector<core::RegionId> Inbound::Subscription(core::RegionId peer) {
-  streams_.at(peer).resubscribe = false;
-  return links_.OriginsFor(peer);
+Inbound::Dial Inbound::Dialing(core::RegionId peer, uint64_t now_ms) {
+  const uint64_t id = next_stream_++;
+  Stream& stream = streams_[id];
+  stream.peer = peer;
+  stream.started_ms = stream.heard_ms = now_ms;
+  return {id, links_.OriginsFor(peer)};
 }
 
-bool Inbound::Received(core::RegionId peer, uint64_t now_ms) {
-  Stream& stream = streams_.at(peer);
-  if (stream.connected) return false;
-  stream.connected = true;
-  links_.Connected(peer, now_ms);
-  return true;
+std::vector<core::RegionId> Inbound::Subscription(uint64_t stream) {
+  Stream* s = Find(stream);
+  if (s == nullptr) return {};
+  s->resubscribe = false;
+  return links_.OriginsFor(s->peer);
 }
 
-void Inbound::BatchReceived(core::RegionId peer, uint64_t now_ms) {
-  links_.Heard(peer, nullptr, now_ms);
+void Inbound::CancelOthers(core::RegionId peer, uint64_t keep, std::vector<uint64_t>* out) {
+  for (auto& [id, other] : streams_) {
+    if (id == keep || other.peer != peer || !other.live()) continue;
+    other.lost = true;
+    out->push_back(id);
+  }
 }
 
-std::optional<core::VersionVector> Inbound::HeartbeatReceived(core::RegionId peer,
+Inbound::Arrival Inbound::Received(uint64_t stream, uint64_t now_ms) {
+  Arrival arrival;
+  Stream* s = Find(stream);
+  if (s == nullptr || !s->live()) {
+    arrival.stale = true;
+    return arrival;
+  }
+  s->heard_ms = now_ms;
+  if (s->quiet) {
+    s->quiet = false;
+    links_.Resumed(s->peer, now_ms);
+  }
+  if (!s->connected) {
+    s->connected = true;
+    arrival.first = true;
+    links_.Connected(s->peer, now_ms, now_ms - s->started_ms);
+  }
+  // Whichever stream speaks first keeps the link: a hedge that has not answered yet is not
+  // needed any more, and a silent stream that a hedge has overtaken is given up.
+  CancelOthers(s->peer, stream, &arrival.cancel);
+  return arrival;
+}
+
+void Inbound::BatchReceived(uint64_t stream, uint64_t now_ms) {
+  Stream* s = Find(stream);
+  if (s == nullptr) return;
+  s->heard_ms = now_ms;
+  links_.Heard(s->peer, nullptr, now_ms);
+}
+
+std::optional<core::VersionVector> Inbound::HeartbeatReceived(uint64_t stream,
                                                               const core::VersionVector& frontier,
                                                               const core::VersionVector& applied,
                                                               uint64_t now_ms) {
-  links_.Heard(peer, &frontier, now_ms);
+  Stream* s = Find(stream);
+  if (s == nullptr) return std::nullopt;
+  s->heard_ms = now_ms;
+  links_.Heard(s->peer, &frontier, now_ms);
   // The peer learns what this region holds, events it got from other regions too: its
   // durability waits and its log retention depend on it.
-  return AckIfMoved(streams_.at(peer), applied, false);
+  return AckIfMoved(*s, applied, false);
 }
 
-bool Inbound::ResubscribeDue(core::RegionId peer) const {
-  return streams_.at(peer).resubscribe;
+bool Inbound::ResubscribeDue(uint64_t stream) const {
+  const Stream* s = Find(stream);
+  return s != nullptr && s->resubscribe;
 }
 
-Inbound::AfterApply Inbound::BatchApplied(core::RegionId peer, const Applied& applied,
+Inbound::AfterApply Inbound::BatchApplied(uint64_t stream, const Applied& applied,
                                           const core::VersionVector& frontier, uint64_t now_ms) {
-  links_.Heard(peer, nullptr, now_ms);  // a long apply is not silence
   AfterApply after;
+  Stream* s = Find(stream);
+  if (s == nullptr) return after;
+  s->heard_ms = now_ms;  // a long apply is not silence
+  links_.Heard(s->peer, nullptr, now_ms);
   if (!applied.ok || applied.gaps > 0) {
     // A gap: events arrived ahead of a missing predecessor. Subscribing again from the frontier
     // brings them in order.
@@ -58,16 +107,33 @@ Inbound::AfterApply Inbound::BatchApplied(core::RegionId peer, const Applied& ap
   }
   // One Ack covers every batch already applied; a batch of duplicates is acknowledged too (the
   // frontier did not move, but the sender waits for it).
-  if (applied.last) after.ack = AckIfMoved(streams_.at(peer), frontier, applied.duplicates > 0);
+  if (applied.last) after.ack = AckIfMoved(*s, frontier, applied.duplicates > 0);
   return after;
 }
 
-uint64_t Inbound::Ended(core::RegionId peer, uint64_t now_ms, double unit) {
-  Stream& stream = streams_.at(peer);
-  stream.active = false;
-  stream.connected = false;
-  links_.Disconnected(peer, now_ms);
+std::optional<uint64_t> Inbound::Ended(uint64_t stream, uint64_t now_ms, double unit) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return std::nullopt;
+  const core::RegionId peer = it->second.peer;
+  // A stream that lost to another never held the link; one that was cut for silence did.
+  const bool held_link = it->second.connected && !it->second.lost;
+  streams_.erase(it);
+  bool others = false;
+  bool other_connected = false;
+  for (const auto& [id, other] : streams_) {
+    if (other.peer != peer) continue;
+    others = true;
+    other_connected = other_connected || (other.live() && other.connected);
+  }
+  if (held_link ? !other_connected : !others) links_.Disconnected(peer, now_ms);
+  if (others) return std::nullopt;
   return links_.BackoffMs(peer, unit);
+}
+
+uint64_t Inbound::TimeoutMs(uint64_t stream) const {
+  const Stream* s = Find(stream);
+  if (s == nullptr) return 0;
+  return s->connected ? 2 * links_.silence_timeout_ms() : links_.DialTimeoutMs(s->peer);
 }
 
 Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_ms) {
@@ -76,16 +142,57 @@ Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_m
   for (core::RegionId peer : links_.peers()) before[peer] = links_.OriginsFor(peer);
   if (links_.UpdateRelays(applied, now_ms)) {
     for (core::RegionId peer : links_.peers()) {
-      if (links_.OriginsFor(peer) != before[peer]) {
-        streams_.at(peer).resubscribe = true;
-        tick.changed.push_back(peer);
+      if (links_.OriginsFor(peer) == before[peer]) continue;
+      for (auto& [id, s] : streams_) {
+        if (s.peer == peer && s.live()) s.resubscribe = true;
       }
+      tick.changed.push_back(peer);
     }
   }
+  // Silence: a dial unanswered for its timeout, a connected stream silent for twice the silence
+  // timeout. Cut streams no longer count; each ends when its caller cancels it. A connected
+  // stream silent for the silence timeout is quiet: kept, but its link is down.
+  for (auto& [id, s] : streams_) {
+    if (!s.live()) continue;
+    if (s.connected && !s.quiet && now_ms > s.heard_ms + links_.silence_timeout_ms()) {
+      s.quiet = true;
+      links_.Suspect(s.peer, now_ms);
+      tick.quiet.push_back(id);
+    }
+    const uint64_t deadline = s.connected ? s.heard_ms + 2 * links_.silence_timeout_ms()
+                                          : s.started_ms + links_.DialTimeoutMs(s.peer);
+    if (now_ms > deadline) {
+      s.cut = true;
+      tick.silent.push_back(id);
+    }
+  }
+  // Hedges: a peer's only stream is a dial slow to answer, or a connected stream silent for the
+  // silence timeout.
   for (core::RegionId peer : links_.peers()) {
-    if (streams_.at(peer).active && links_.Silent(peer, now_ms)) tick.silent.push_back(peer);
+    const Stream* only = nullptr;
+    size_t open = 0;
+    for (const auto& [id, s] : streams_) {
+      if (s.peer != peer) continue;
+      ++open;  // cut or lost streams still hold their connection until they end
+      if (s.live()) only = &s;
+    }
+    if (only == nullptr || open >= kStreamsPerPeer) continue;
+    const bool slow =
+        only->connected ? only->quiet : now_ms >= only->started_ms + links_.HedgeAfterMs(peer);
+    if (slow) tick.hedge.push_back(peer);
   }
   return tick;
+}
+
+core::RegionId Inbound::PeerOf(uint64_t stream) const {
+  const Stream* s = Find(stream);
+  return s == nullptr ? 0 : s->peer;
+}
+
+size_t Inbound::StreamsOf(core::RegionId peer) const {
+  size_t n = 0;
+  for (const auto& [id, s] : streams_) n += s.peer == peer && s.live() ? 1 : 0;
+  return n;
 }
 
 std::optional<core::VersionVector> Inbound::AckIfMoved(Stream& stream,

@@ -14,27 +14,43 @@ Links::Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint
   for (core::RegionId peer : peers_) links_[peer].since_ms = now_ms;
 }
 
-void Links::Connected(core::RegionId peer, uint64_t now_ms) {
+void Links::Connected(core::RegionId peer, uint64_t now_ms, uint64_t answer_ms) {
   Link& link = links_.at(peer);
   if (!link.connected) {
     link.connected = true;
     link.since_ms = now_ms;
     ++link.connects;
-    link.dial_answer_ms = std::max(link.dial_answer_ms, now_ms - link.dial_started_ms);
   }
-  link.last_heard_ms = now_ms;
+  link.suspect = false;
+  link.fastest_answer_ms = std::min(link.fastest_answer_ms, answer_ms);
 }
 
 void Links::Disconnected(core::RegionId peer, uint64_t now_ms) {
   Link& link = links_.at(peer);
   if (link.connected) link.since_ms = now_ms;
   link.connected = false;
+  link.suspect = false;
   ++link.failures;
+}
+
+void Links::Suspect(core::RegionId peer, uint64_t now_ms) {
+  Link& link = links_.at(peer);
+  if (!link.connected) return;
+  link.connected = false;
+  link.suspect = true;
+  link.since_ms = now_ms;
+}
+
+void Links::Resumed(core::RegionId peer, uint64_t now_ms) {
+  Link& link = links_.at(peer);
+  if (!link.suspect) return;
+  link.suspect = false;
+  link.connected = true;
+  link.since_ms = now_ms;
 }
 
 void Links::Heard(core::RegionId peer, const core::VersionVector* frontier, uint64_t now_ms) {
   Link& link = links_.at(peer);
-  link.last_heard_ms = now_ms;
   if (frontier != nullptr) link.frontier.Merge(*frontier);
   // The backoff starts over once a link has stayed up a while, not at its first message: a link
   // that fails right after connecting (a batch it cannot take) keeps backing off.
@@ -94,19 +110,18 @@ uint64_t Links::BackoffMs(core::RegionId peer, double unit) const {
   return ceiling / 2 + static_cast<uint64_t>(unit * static_cast<double>(ceiling - ceiling / 2));
 }
 
-void Links::Dialing(core::RegionId peer, uint64_t now_ms) {
-  links_.at(peer).last_heard_ms = now_ms;
-  links_.at(peer).dial_started_ms = now_ms;
+uint64_t Links::FastestAnswerMs(core::RegionId peer) const {
+  const uint64_t fastest = links_.at(peer).fastest_answer_ms;
+  return fastest == UINT64_MAX ? 0 : fastest;
 }
 
-bool Links::Silent(core::RegionId peer, uint64_t now_ms) const {
-  return now_ms > links_.at(peer).last_heard_ms + TimeoutMs(peer);
+uint64_t Links::DialTimeoutMs(core::RegionId peer) const {
+  return std::max(
+      {options_.silence_timeout_ms, options_.dial_timeout_ms, 4 * FastestAnswerMs(peer)});
 }
 
-uint64_t Links::TimeoutMs(core::RegionId peer) const {
-  const Link& link = links_.at(peer);
-  if (link.connected) return options_.silence_timeout_ms;
-  return std::max({options_.silence_timeout_ms, options_.dial_timeout_ms, 4 * link.dial_answer_ms});
+uint64_t Links::HedgeAfterMs(core::RegionId peer) const {
+  return std::max(options_.hedge_after_ms, FastestAnswerMs(peer));
 }
 
 std::vector<Links::View> Links::Views() const {

@@ -2,7 +2,8 @@
 // with no I/O (docs/replication.md). One link per peer: this region dials the peer and subscribes
 // to the peer's own events. The transport reports connections, disconnections and what it hears;
 // Links answers which origins each link should carry (relays), how long to back off before
-// redialling, and when a silent link must be treated as dead.
+// redialling, and how long a dial may take before it is hedged or given up (Inbound applies them
+// to each stream).
 //
 // Relay: when the direct link to an origin has been down for relay_after_ms, the origin is also
 // requested from a connected peer whose frontier is ahead of ours for it (the most ahead); the
@@ -23,13 +24,15 @@ struct LinkOptions {
   uint64_t relay_after_ms = 1000;      // direct link down this long: relay its origin
   uint64_t backoff_initial_ms = 50;    // first redial delay (before jitter)
   uint64_t backoff_max_ms = 2000;      // redial delay ceiling
-  uint64_t silence_timeout_ms = 3000;  // connected but silent this long: treated as dead
-  // A dial that has not delivered its first message this long is given up and redialled: the
-  // longest of silence_timeout_ms, dial_timeout_ms and four times the slowest first answer a dial
-  // of the peer has had. The first message needs the connection set up and the Subscribe
-  // answered, a few round trips, which on a slow link can exceed a silence timeout sized to the
-  // heartbeat; a dial lost in a partition should still be retried soon after the heal.
+  uint64_t silence_timeout_ms = 3000;  // connected but silent this long: suspected (see Inbound)
+  // A dial that has not delivered its first message this long is given up: the longest of
+  // silence_timeout_ms, dial_timeout_ms and four times the fastest first answer a dial of the
+  // peer has had. The first message needs the connection set up and the Subscribe answered, a
+  // few round trips, which on a slow link can exceed a silence timeout sized to the heartbeat.
   uint64_t dial_timeout_ms = 3000;
+  // A dial not answered this long gets a second dial beside it (a hedge; see Inbound): the
+  // longer of this and the fastest first answer a dial of the peer has had.
+  uint64_t hedge_after_ms = 1000;
 };
 
 class Links {
@@ -37,9 +40,13 @@ class Links {
   Links(const std::vector<core::RegionId>& peers, LinkOptions options, uint64_t now_ms);
 
   // The backoff's failure count starts over only once a connected link has been heard from for a
-  // second (see Heard).
-  void Connected(core::RegionId peer, uint64_t now_ms);
+  // second (see Heard). `answer_ms`: how long the dial that connected took to its first message.
+  void Connected(core::RegionId peer, uint64_t now_ms, uint64_t answer_ms);
   void Disconnected(core::RegionId peer, uint64_t now_ms);
+  // The connected link went silent (its stream is kept, a hedge dials beside it): it counts as
+  // down from now, for relays and views, until Resumed or a new stream connects. Not a failure.
+  void Suspect(core::RegionId peer, uint64_t now_ms);
+  void Resumed(core::RegionId peer, uint64_t now_ms);
   // Something arrived from the peer: a batch (frontier nullptr) or a heartbeat with its frontier.
   void Heard(core::RegionId peer, const core::VersionVector* frontier, uint64_t now_ms);
 
@@ -51,13 +58,12 @@ class Links {
   // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
   // capped, jittered over the upper half (`unit` uniform in [0, 1) from the caller's source).
   uint64_t BackoffMs(core::RegionId peer, double unit) const;
-  // A dial of the peer begins (its stream must answer within dial_timeout_ms).
-  void Dialing(core::RegionId peer, uint64_t now_ms);
-  // Nothing heard for TimeoutMs(peer): a half-open connection, or a dial that never answered.
-  // (Between dials it holds too; there is no stream to cancel.)
-  bool Silent(core::RegionId peer, uint64_t now_ms) const;
-  // silence_timeout_ms for a connected link; for one still dialling, see dial_timeout_ms.
-  uint64_t TimeoutMs(core::RegionId peer) const;
+  // How long a dial of the peer may go unanswered before it is given up (see dial_timeout_ms),
+  // and before another dial hedges it (see hedge_after_ms).
+  uint64_t DialTimeoutMs(core::RegionId peer) const;
+  uint64_t HedgeAfterMs(core::RegionId peer) const;
+  uint64_t FastestAnswerMs(core::RegionId peer) const;  // 0: no dial answered yet
+  uint64_t silence_timeout_ms() const { return options_.silence_timeout_ms; }
 
   struct View {
     core::RegionId peer = 0;
@@ -76,13 +82,13 @@ class Links {
  private:
   struct Link {
     bool connected = false;
+    bool suspect = false;  // connected, then silent: down until it speaks (Suspect)
     uint64_t since_ms = 0;
-    uint64_t last_heard_ms = 0;
     uint64_t failures = 0;
     uint64_t connects = 0;
     core::VersionVector frontier;
-    uint64_t dial_started_ms = 0;
-    uint64_t dial_answer_ms = 0;  // the slowest first answer of a dial seen; 0: none yet
+    // The fastest first answer of the peer's dials: the link's own round trips, without losses.
+    uint64_t fastest_answer_ms = UINT64_MAX;  // none yet
   };
 
   const std::vector<core::RegionId> peers_;

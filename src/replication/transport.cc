@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <functional>
 #include <future>
+#include <list>
 #include <map>
 #include <mutex>
 #include <random>
@@ -85,6 +86,7 @@ LinkOptions LinkOptionsOf(const node::NodeConfig& config) {
   options.backoff_max_ms = config.replication.backoff_max_ms;
   options.silence_timeout_ms = config.replication.silence_timeout_ms;
   options.dial_timeout_ms = config.replication.dial_timeout_ms;
+  options.hedge_after_ms = config.replication.hedge_after_ms;
   return options;
 }
 
@@ -124,8 +126,9 @@ class Replicator::Impl final : public wire::Replication::Service {
                                                   " (in use or not a local address?)");
     }
     spdlog::info("replication listening on {}", config_.self().replication);
-    for (core::RegionId peer : board_.peers()) {
-      threads_.emplace_back([this, peer] { RunLink(peer); });
+    {
+      std::lock_guard lock(mutex_);
+      for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
     }
     threads_.emplace_back([this] { RunTicker(); });
     return Status::Ok();
@@ -136,13 +139,20 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::lock_guard lock(mutex_);
       if (stopped_) return;
       stopped_ = stopping_ = true;
-      for (auto& [peer, context] : contexts_) context->TryCancel();
+      for (auto& [stream, context] : contexts_) context->TryCancel();
     }
     wake_.notify_all();
     node_->commits().Notify();  // wakes serving streams
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     for (std::thread& thread : threads_) thread.join();
     threads_.clear();
+    // The ticker is gone: no new link thread starts.
+    std::list<LinkThread> links;
+    {
+      std::lock_guard lock(mutex_);
+      links.swap(link_threads_);
+    }
+    for (LinkThread& link : links) link.thread.join();
   }
 
   uint16_t port() const { return static_cast<uint16_t>(port_); }
@@ -353,7 +363,34 @@ class Replicator::Impl final : public wire::Replication::Service {
                            [this] { return stopping_.load(); });
   }
 
-  void RunLink(core::RegionId peer) {
+  // Starts a thread that dials the peer now: the peer's first, or a hedge beside a slow stream
+  // (replication::Inbound). It redials after each end until another stream of the peer carries
+  // on. mutex_ held.
+  void SpawnLink(core::RegionId peer, bool hedge) {
+    if (stopping_) return;
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    link_threads_.push_back({std::thread([this, peer, hedge, done] {
+                               RunLink(peer, hedge);
+                               done->store(true);
+                             }),
+                             done});
+  }
+
+  // Joins the link threads that have finished. mutex_ not held.
+  void ReapLinks() {
+    std::list<LinkThread> finished;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = link_threads_.begin(); it != link_threads_.end();) {
+        auto next = std::next(it);
+        if (it->done->load()) finished.splice(finished.end(), link_threads_, it);
+        it = next;
+      }
+    }
+    for (LinkThread& link : finished) link.thread.join();
+  }
+
+  void RunLink(core::RegionId peer, bool hedge) {
     const std::string address = AddressOf(peer);
     const std::string& name = board_.NameOf(peer);
     std::mt19937_64 random(std::random_device{}() ^ peer);
@@ -363,7 +400,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    // A fresh channel per attempt: our own backoff governs redials, not the channel's.
+    // A fresh channel per attempt: our own backoff governs redials, not the channel's, and a
+    // hedge does not share the connection of the stream it hedges.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     bool first_attempt = true;
     uint64_t delay = 0;  // before the next dial
@@ -374,32 +412,42 @@ class Replicator::Impl final : public wire::Replication::Service {
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
       auto stub = wire::Replication::NewStub(channel);
       auto context = std::make_shared<grpc::ClientContext>();
-      std::vector<core::RegionId> origins;
+      Inbound::Dial dial;
       {
         std::lock_guard lock(mutex_);
         if (stopping_) break;
-        contexts_[peer] = context;
-        origins = inbound_.Dialing(peer, SteadyMs());
+        dial = inbound_.Dialing(peer, SteadyMs());
+        contexts_[dial.stream] = context;
       }
+      if (hedge) {
+        board_.Hedged(peer);
+        spdlog::debug("replication: dialling {} beside a slow stream", name);
+      }
+      hedge = false;
       auto stream = stub->Stream(context.get());
       bool connected = false;
       std::string why;
       try {
-        why = Serve(peer, origins, *stream, context.get(), &connected);
+        why = Serve(peer, dial.stream, dial.origins, *stream, context.get(), &connected);
       } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
         why = std::string("error: ") + error.what();
       }
       stream->WritesDone();
       context->TryCancel();
       const grpc::Status finished = stream->Finish();
+      std::optional<uint64_t> next;
+      bool replaced = false;
       {
         std::lock_guard lock(mutex_);
-        contexts_.erase(peer);
-        delay = inbound_.Ended(peer, SteadyMs(), unit(random));
+        contexts_.erase(dial.stream);
+        replaced = replaced_.erase(dial.stream) > 0;
+        next = inbound_.Ended(dial.stream, SteadyMs(), unit(random));
         PublishLinks();
       }
       if (connected) board_.Reconnecting(peer);
-      if (connected || !finished.ok()) {
+      if (replaced) {
+        spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
+      } else if (connected || !finished.ok()) {
         const std::string detail =
             finished.ok() ? why : why + " (" + finished.error_message() + ")";
         if (connected) {
@@ -408,6 +456,8 @@ class Replicator::Impl final : public wire::Replication::Service {
           spdlog::debug("replication: link to {} not up: {}", name, detail);
         }
       }
+      if (!next) break;  // another stream of the peer is open: its end redials
+      delay = *next;
     }
   }
 
@@ -417,10 +467,10 @@ class Replicator::Impl final : public wire::Replication::Service {
   // (the rules are replication::Inbound's).
   class PeerStream {
    public:
-    PeerStream(Impl* impl, core::RegionId peer,
+    PeerStream(Impl* impl, uint64_t id,
                grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                grpc::ClientContext* context)
-        : impl_(impl), peer_(peer), stream_(stream), context_(context) {
+        : impl_(impl), id_(id), stream_(stream), context_(context) {
       acker_ = std::thread([this] { Acknowledge(); });
     }
     // The stream is over (Serve returns only then): cancel it so that no write can block, and
@@ -512,7 +562,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         Inbound::AfterApply after;
         {
           std::lock_guard links_lock(impl_->mutex_);
-          after = impl_->inbound_.BatchApplied(peer_, outcome, frontier, SteadyMs());
+          after = impl_->inbound_.BatchApplied(id_, outcome, frontier, SteadyMs());
         }
         if (!applied.ok()) {
           Fail("applying a batch failed: " + applied.status().message());
@@ -529,7 +579,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
 
     Impl* const impl_;
-    const core::RegionId peer_;
+    const uint64_t id_;  // Inbound's stream id
     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream_;
     grpc::ClientContext* const context_;
     std::mutex write_mutex_;
@@ -542,18 +592,26 @@ class Replicator::Impl final : public wire::Replication::Service {
   };
 
   // Reads the peer's stream until it ends; returns why it ended.
-  std::string Serve(core::RegionId peer, const std::vector<core::RegionId>& origins,
+  std::string Serve(core::RegionId peer, uint64_t id, const std::vector<core::RegionId>& origins,
                     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                     grpc::ClientContext* context, bool* connected) {
     const BatchLimits batch_limits;
-    PeerStream inbound(this, peer, stream, context);
+    PeerStream inbound(this, id, stream, context);
     if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
       {
         std::lock_guard lock(mutex_);
-        if (inbound_.Received(peer, now)) {
+        const Inbound::Arrival arrival = inbound_.Received(id, now);
+        if (arrival.stale) continue;  // another stream won; this one is being cancelled
+        for (uint64_t lost : arrival.cancel) {
+          if (auto it = contexts_.find(lost); it != contexts_.end()) {
+            replaced_.insert(lost);
+            it->second->TryCancel();
+          }
+        }
+        if (arrival.first) {
           *connected = true;
           PublishLinks();
           spdlog::info("replication: subscribed to {}", board_.NameOf(peer));
@@ -563,7 +621,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         const wire::Batch& batch = message.batch();
         {
           std::lock_guard lock(mutex_);
-          inbound_.BatchReceived(peer, now);
+          inbound_.BatchReceived(id, now);
         }
         // Another region's events are checked for form, not against this region's [limits]:
         // regions configured differently must still converge.
@@ -593,7 +651,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         std::optional<core::VersionVector> ack;
         {
           std::lock_guard lock(mutex_);
-          ack = inbound_.HeartbeatReceived(peer, *frontier, applied, now);
+          ack = inbound_.HeartbeatReceived(id, *frontier, applied, now);
         }
         if (ack && !inbound.WriteAck(*ack)) return "the stream closed";
       } else if (message.has_behind_retention()) {
@@ -608,7 +666,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::optional<std::vector<core::RegionId>> resubscribe;
       {
         std::lock_guard lock(mutex_);
-        if (inbound_.ResubscribeDue(peer)) resubscribe = inbound_.Subscription(peer);
+        if (inbound_.ResubscribeDue(id)) resubscribe = inbound_.Subscription(id);
       }
       if (resubscribe && !inbound.Write(SubscribeMessage(*resubscribe))) {
         return "the stream closed";
@@ -677,8 +735,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     board_.SetRetention(after.ok() ? *after : *log_bytes, trimmed_through_);
   }
 
-  // Recomputes relays, asks links whose origin set changed to resubscribe, and cancels streams
-  // that went silent.
+  // Recomputes relays, asks links whose origin set changed to resubscribe, cancels streams that
+  // went silent, starts hedges beside slow ones and joins the link threads that finished.
   void RunTicker() {
     const uint64_t tick_ms = std::max<uint64_t>(10, config_.replication.heartbeat_ms / 2);
     uint64_t next_trim_ms = 0;
@@ -687,6 +745,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         ApplyRetention();
         next_trim_ms = SteadyMs() + kRetentionIntervalMs;
       }
+      ReapLinks();
       const core::VersionVector applied = node_->region().frontier();
       std::lock_guard lock(mutex_);
       const Inbound::Tick tick = inbound_.OnTick(applied, SteadyMs());
@@ -694,13 +753,18 @@ class Replicator::Impl final : public wire::Replication::Service {
         spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
                      OriginNames(board_, inbound_.links().OriginsFor(peer)));
       }
-      for (core::RegionId peer : tick.silent) {
-        if (auto it = contexts_.find(peer); it != contexts_.end()) {
-          spdlog::warn("replication: {} silent for {} ms; redialling", board_.NameOf(peer),
-                       inbound_.links().TimeoutMs(peer));
+      for (uint64_t stream : tick.quiet) {
+        spdlog::warn("replication: {} silent for {} ms; hedging with a second dial",
+                     board_.NameOf(inbound_.PeerOf(stream)), inbound_.links().silence_timeout_ms());
+      }
+      for (uint64_t stream : tick.silent) {
+        if (auto it = contexts_.find(stream); it != contexts_.end()) {
+          spdlog::warn("replication: {} silent for {} ms; redialling",
+                       board_.NameOf(inbound_.PeerOf(stream)), inbound_.TimeoutMs(stream));
           it->second->TryCancel();
         }
       }
+      for (core::RegionId peer : tick.hedge) SpawnLink(peer, /*hedge=*/true);
       PublishLinks();
     }
   }
@@ -716,8 +780,14 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
   Inbound inbound_;
-  std::map<core::RegionId, std::shared_ptr<grpc::ClientContext>> contexts_;
-  std::vector<std::thread> threads_;
+  std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
+  std::set<uint64_t> replaced_;  // streams cancelled because another answered first
+  struct LinkThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::list<LinkThread> link_threads_;   // dialling and reading streams (SpawnLink)
+  std::vector<std::thread> threads_;     // the ticker
   core::VersionVector trimmed_through_;  // ticker thread only
   std::set<core::RegionId> retention_known_;
 };

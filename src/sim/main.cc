@@ -88,6 +88,12 @@ int main(int argc, char** argv) {
                  "Receiver: a link silent this long is cut and redialled");
   app.add_option("--relay-after-ms", options.links.relay_after_ms,
                  "Receiver: a direct link down this long is relayed through a peer");
+  app.add_option("--dial-timeout-ms", options.links.dial_timeout_ms,
+                 "Receiver: a dial not answered this long is given up (at least)");
+  app.add_option("--hedge-after-ms", options.links.hedge_after_ms,
+                 "Receiver: a dial not answered this long gets a second dial beside it (at least)");
+  app.add_option("--backoff-max-ms", options.links.backoff_max_ms,
+                 "Receiver: the ceiling of the redial delay");
   app.add_flag("!--no-rack", options.rack,
                "Lost retransmissions wait for the doubling RTO instead of RACK's round trip");
   app.add_flag("!--no-require-fold", options.require_fold,

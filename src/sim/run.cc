@@ -220,6 +220,15 @@ std::string ReplayCommand(const Options& options) {
   if (options.links.relay_after_ms != defaults.relay_after_ms) {
     out << " --relay-after-ms " << options.links.relay_after_ms;
   }
+  if (options.links.dial_timeout_ms != defaults.dial_timeout_ms) {
+    out << " --dial-timeout-ms " << options.links.dial_timeout_ms;
+  }
+  if (options.links.hedge_after_ms != defaults.hedge_after_ms) {
+    out << " --hedge-after-ms " << options.links.hedge_after_ms;
+  }
+  if (options.links.backoff_max_ms != defaults.backoff_max_ms) {
+    out << " --backoff-max-ms " << options.links.backoff_max_ms;
+  }
   return out.str();
 }
 

@@ -109,12 +109,14 @@ struct Simulation::Node {
   std::unique_ptr<replication::Inbound> inbound;
   uint64_t swept_ms = 0;  // when the last fold sweep ran, as the node's commit thread does
 
-  // Receiving side, per peer: the stream being dialled or read (0 while backing off).
+  // Receiving side, per open stream (by connection): Inbound's stream id. A peer has none while
+  // backing off, and two while a dial hedges a slow one.
   struct Link {
-    uint64_t conn = 0;
+    core::RegionId peer = 0;
+    uint64_t stream = 0;
     bool connected = false;  // for the trace; Inbound decides
   };
-  std::map<core::RegionId, Link> dials;
+  std::map<uint64_t, Link> dials;
 
   // Sending side, per subscriber stream.
   struct Serving {
@@ -240,7 +242,6 @@ void Simulation::BootNode(int index) {
   n.dials.clear();
   const uint64_t incarnation = n.incarnation;
   for (core::RegionId peer : peers) {
-    n.dials[peer] = {};
     Schedule(now_, [this, index, peer, incarnation] { Dial(index, peer, incarnation); });
   }
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
@@ -456,58 +457,74 @@ void Simulation::Break(uint64_t conn_id, const std::string& why) {
 
 // --- receiving side -------------------------------------------------------------------------
 
-void Simulation::Dial(int index, core::RegionId peer, uint64_t incarnation) {
+void Simulation::Dial(int index, core::RegionId peer, uint64_t incarnation, bool hedge) {
   Node& n = *nodes_[index];
   if (!n.up || n.incarnation != incarnation) return;
-  Node::Link& link = n.dials.at(peer);
   const uint64_t id = next_conn_++;
   auto conn = std::make_unique<Conn>();
   conn->receiver = index;
   conn->sender = IndexOfId(peer);
   conns_[id] = std::move(conn);
-  link = Node::Link{};
-  link.conn = id;
-  Trace(n.name + ": dial " + nodes_[IndexOfId(peer)]->name + " #" + std::to_string(id));
-  SendSubscribe(index, peer, n.inbound->Dialing(peer, now_));
+  replication::Inbound::Dial dial = n.inbound->Dialing(peer, now_);
+  n.dials[id] = Node::Link{peer, dial.stream, false};
+  Trace(n.name + ": " + (hedge ? "hedge" : "dial") + " " + nodes_[IndexOfId(peer)]->name + " #" +
+        std::to_string(id));
+  SendSubscribe(index, id, std::move(dial.origins));
 }
 
-void Simulation::SendSubscribe(int index, core::RegionId peer,
-                               std::vector<core::RegionId> origins) {
+void Simulation::SendSubscribe(int index, uint64_t conn_id, std::vector<core::RegionId> origins) {
   Node& n = *nodes_[index];
   Message message;
   message.kind = Message::Kind::kSubscribe;
   message.frontier = n.region->frontier();
   message.origins = std::move(origins);
-  Send(n.dials.at(peer).conn, /*to_sender=*/true, std::move(message));
+  Send(conn_id, /*to_sender=*/true, std::move(message));
 }
 
-void Simulation::EndLink(int index, core::RegionId peer, const std::string& why) {
+void Simulation::EndLink(int index, uint64_t conn_id, const std::string& why, bool gave_way) {
   Node& n = *nodes_[index];
-  Node::Link& link = n.dials.at(peer);
-  if (link.conn == 0) return;
-  const uint64_t conn_id = link.conn;
+  auto it = n.dials.find(conn_id);
+  if (it == n.dials.end()) return;
+  const Node::Link link = it->second;
+  n.dials.erase(it);
+  const core::RegionId peer = link.peer;
   const bool was_connected = link.connected;
-  link.conn = 0;
-  link.connected = false;
   Conn& conn = *conns_.at(conn_id);
   conn.receiver_open = false;
   // Cancelling the call tells the sender (an HTTP/2 reset) if the path is up.
   if (!conn.broken && !conn.sender_dead) Send(conn_id, /*to_sender=*/true, Message{});
   const std::string& peer_name = nodes_[IndexOfId(peer)]->name;
-  Trace(n.name + ": link to " + peer_name + (was_connected ? " lost: " : " not up: ") + why,
-        was_connected);
-  const uint64_t delay = n.inbound->Ended(peer, now_, Unit());
+  if (gave_way) {
+    Trace(n.name + ": #" + std::to_string(conn_id) + " to " + peer_name + " gave way: " + why,
+          true);
+  } else {
+    Trace(n.name + ": link to " + peer_name + (was_connected ? " lost: " : " not up: ") + why,
+          was_connected);
+  }
+  const std::optional<uint64_t> delay = n.inbound->Ended(link.stream, now_, Unit());
+  if (!delay) return;  // another stream of the peer is open: its end redials
   const uint64_t incarnation = n.incarnation;
-  Schedule(now_ + delay, [this, index, peer, incarnation] { Dial(index, peer, incarnation); });
+  Schedule(now_ + *delay, [this, index, peer, incarnation] { Dial(index, peer, incarnation); });
 }
 
 void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message) {
   Node& n = *nodes_[index];
-  const core::RegionId peer = nodes_[conns_.at(conn_id)->sender]->id;
-  Node::Link& link = n.dials.at(peer);
-  if (link.conn != conn_id) return;  // a stream this region already gave up
+  auto it = n.dials.find(conn_id);
+  if (it == n.dials.end()) return;  // a stream this region already gave up
+  Node::Link& link = it->second;
+  const core::RegionId peer = link.peer;
+  const uint64_t stream = link.stream;
   const std::string& peer_name = nodes_[IndexOfId(peer)]->name;
-  if (n.inbound->Received(peer, now_)) {
+  const replication::Inbound::Arrival arrival = n.inbound->Received(stream, now_);
+  if (arrival.stale) return;
+  for (uint64_t lost : arrival.cancel) {
+    for (const auto& [other, other_link] : n.dials) {
+      if (other_link.stream != lost) continue;
+      EndLink(index, other, "#" + std::to_string(conn_id) + " answered first", /*gave_way=*/true);
+      break;
+    }
+  }
+  if (arrival.first) {
     link.connected = true;
     Trace(n.name + ": subscribed to " + peer_name + " for " +
               Origins(RegionNames(), n.inbound->links().OriginsFor(peer)),
@@ -515,16 +532,16 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   }
   switch (message.kind) {
     case Message::Kind::kBatch: {
-      n.inbound->BatchReceived(peer, now_);
+      n.inbound->BatchReceived(stream, now_);
       auto events =
           replication::DecodeBatch(message.events, replication::BatchLimits{}, kRemoteLimits);
       if (!events.ok()) {
-        EndLink(index, peer, "bad batch: " + events.status().message());
+        EndLink(index, conn_id, "bad batch: " + events.status().message());
         return;
       }
       for (const core::Event& event : *events) {
         if (event.dot.origin != message.origin) {
-          EndLink(index, peer, "batch holds an event of another origin");
+          EndLink(index, conn_id, "batch holds an event of another origin");
           return;
         }
       }
@@ -535,8 +552,8 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
     case Message::Kind::kHeartbeat:
       n.region->ObserveFrontier(peer, message.frontier);
       if (auto ack =
-              n.inbound->HeartbeatReceived(peer, message.frontier, n.region->frontier(), now_)) {
-        SendAck(index, peer, *ack);
+              n.inbound->HeartbeatReceived(stream, message.frontier, n.region->frontier(), now_)) {
+        SendAck(index, conn_id, *ack);
       }
       break;
     case Message::Kind::kBehindRetention:
@@ -545,22 +562,23 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
             true);
       break;
     case Message::Kind::kClose:
-      EndLink(index, peer, "the stream closed");
+      EndLink(index, conn_id, "the stream closed");
       return;
     case Message::Kind::kSubscribe:
     case Message::Kind::kAck:
       break;
   }
-  if (n.dials.at(peer).conn == conn_id && n.inbound->ResubscribeDue(peer)) {
-    SendSubscribe(index, peer, n.inbound->Subscription(peer));
+  if (n.dials.contains(conn_id) && n.inbound->ResubscribeDue(stream)) {
+    SendSubscribe(index, conn_id, n.inbound->Subscription(stream));
   }
 }
 
-void Simulation::SendAck(int index, core::RegionId peer, const core::VersionVector& frontier) {
+void Simulation::SendAck(int index, uint64_t conn_id, const core::VersionVector& frontier) {
+  (void)index;
   Message ack;
   ack.kind = Message::Kind::kAck;
   ack.frontier = frontier;
-  Send(nodes_[index]->dials.at(peer).conn, /*to_sender=*/true, std::move(ack));
+  Send(conn_id, /*to_sender=*/true, std::move(ack));
 }
 
 void Simulation::Tick(int index, uint64_t incarnation) {
@@ -572,10 +590,19 @@ void Simulation::Tick(int index, uint64_t incarnation) {
               Origins(RegionNames(), n.inbound->links().OriginsFor(peer)),
           true);
   }
-  for (core::RegionId peer : tick.silent) {
-    EndLink(index, peer,
-            "silent for " + std::to_string(n.inbound->links().TimeoutMs(peer)) + " ms");
+  for (uint64_t stream : tick.quiet) {
+    Trace(n.name + ": link to " + nodes_[IndexOfId(n.inbound->PeerOf(stream))]->name +
+              " quiet for " + std::to_string(n.inbound->links().silence_timeout_ms()) + " ms",
+          true);
   }
+  for (uint64_t stream : tick.silent) {
+    for (const auto& [conn_id, link] : n.dials) {
+      if (link.stream != stream) continue;
+      EndLink(index, conn_id, "silent for " + std::to_string(n.inbound->TimeoutMs(stream)) + " ms");
+      break;
+    }
+  }
+  for (core::RegionId peer : tick.hedge) Dial(index, peer, incarnation, /*hedge=*/true);
   if (now_ >= n.swept_ms + kFoldSweepMs) {
     // As the node's commit thread does: a few documents at a time, folded with what is stable.
     size_t folded = 0;
@@ -777,7 +804,8 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
       what += "failed: " + outcome.status().message();
     }
     Trace(what, true);
-    if (n.dials.at(batch.peer).conn != batch.conn) continue;  // the stream is gone
+    auto link = n.dials.find(batch.conn);
+    if (link == n.dials.end()) continue;  // the stream is gone
     replication::Inbound::Applied applied;
     applied.ok = outcome.ok();
     if (outcome.ok()) {
@@ -788,14 +816,14 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
       if (batches[j].conn == batch.conn) applied.last = false;
     }
     const replication::Inbound::AfterApply after =
-        n.inbound->BatchApplied(batch.peer, applied, n.region->frontier(), now_);
+        n.inbound->BatchApplied(link->second.stream, applied, n.region->frontier(), now_);
     if (after.end) {
-      EndLink(index, batch.peer,
+      EndLink(index, batch.conn,
               outcome.ok()
                   ? "a gap in " + nodes_[IndexOfId(batch.origin)]->name + "'s events; resubscribing"
                   : "applying a batch failed: " + outcome.status().message());
     } else if (after.ack) {
-      SendAck(index, batch.peer, *after.ack);
+      SendAck(index, batch.conn, *after.ack);
     }
   }
   return outcomes;

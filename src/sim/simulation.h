@@ -193,11 +193,12 @@ class Simulation {
   std::unique_ptr<node::Region> NewRegion(int index);
 
   // Receiving side (the transport's RunLink / Serve / Inbound / RunTicker).
-  void Dial(int index, core::RegionId peer, uint64_t incarnation);
-  void EndLink(int index, core::RegionId peer, const std::string& why);
+  void Dial(int index, core::RegionId peer, uint64_t incarnation, bool hedge = false);
+  // Ends the receiving side of a stream; `gave_way`: another stream of the peer answered first.
+  void EndLink(int index, uint64_t conn_id, const std::string& why, bool gave_way = false);
   void ReceiverGot(int index, uint64_t conn_id, const Message& message);
-  void SendAck(int index, core::RegionId peer, const core::VersionVector& frontier);
-  void SendSubscribe(int index, core::RegionId peer, std::vector<core::RegionId> origins);
+  void SendAck(int index, uint64_t conn_id, const core::VersionVector& frontier);
+  void SendSubscribe(int index, uint64_t conn_id, std::vector<core::RegionId> origins);
   void Tick(int index, uint64_t incarnation);
 
   // Sending side (the transport's Stream handler).

@@ -122,6 +122,21 @@ TEST(ConfigTest, NumbersOutOfRangeAreRefused) {
   EXPECT_NE(unknown_top.status().message().find("unknown key colour"), std::string::npos);
 }
 
+TEST(ConfigTest, HedgeAfterIsReadAndChecked) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->replication.hedge_after_ms, 1000u);
+  auto set = ParseConfig(std::string(kValid) + "\n[replication]\nhedge_after_ms = 250\n", "t");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->replication.hedge_after_ms, 250u);
+  EXPECT_TRUE(ValidateConfig(*set).ok());
+  auto tiny = ParseConfig(std::string(kValid) + "\n[replication]\nhedge_after_ms = 1\n", "t");
+  ASSERT_TRUE(tiny.ok());
+  const Status status = ValidateConfig(*tiny);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("replication.hedge_after_ms"), std::string::npos);
+}
+
 TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
   auto plain = ParseConfig(kValid, "t");
   ASSERT_TRUE(plain.ok());
@@ -152,8 +167,7 @@ TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
   typed.insert(typed.find(anchor) + anchor.size(), "grpc = 7201\n");
   auto wrong_type = ParseConfig(typed, "t");
   ASSERT_FALSE(wrong_type.ok());
-  EXPECT_NE(wrong_type.status().message().find("regions.grpc must be a string"),
-            std::string::npos)
+  EXPECT_NE(wrong_type.status().message().find("regions.grpc must be a string"), std::string::npos)
       << wrong_type.status().message();
 }
 

@@ -156,6 +156,41 @@ TEST(ReplicationCluster, DurabilityWaitsForOtherRegions) {
   EXPECT_EQ(Parse(us.Get("/v1/docs/order").body), json({{"paid", 1}}));
 }
 
+// The hedges a region has started beside slow or quiet streams to `peer`.
+uint64_t HedgesOf(HttpClient& client, const std::string& peer) {
+  const json status = Parse(client.Get("/v1/status").body);
+  if (!status.is_object() || !status.contains("peers")) return 0;
+  for (const json& entry : status["peers"]) {
+    if (entry["name"] == peer) return entry.value("hedges", uint64_t{0});
+  }
+  return 0;
+}
+
+// A link whose connections stall (nothing gets through for seconds, nothing is lost) goes quiet
+// after silence_timeout_ms (1 s here); a second dial hedges it, and whichever stream speaks first
+// carries the events. With no third region to relay through, the hedges alone keep eu up to date:
+// nothing is lost or doubled, and eu's status counts them.
+TEST(ReplicationCluster, AStallingLinkIsHedgedWithNothingLostOrDoubled) {
+  Cluster cluster({.regions = {"us", "eu"}, .adjustable_links = true, .proxy_seed = 7});
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  // eu's link to us: a connection stalls for 3 s about nine times in ten each second.
+  ASSERT_TRUE(cluster.SetLinkConditions("eu", "us", {.stall = 0.9, .stall_ms = 3000}));
+  HttpClient us = cluster.Client("us");
+  HttpClient eu = cluster.Client("eu");
+  Ledger ledger;
+  uint64_t hedges = 0;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  for (int i = 0; i < 100'000 && hedges < 3 && std::chrono::steady_clock::now() < deadline; ++i) {
+    ASSERT_TRUE(ledger.Increment(us, "item:s" + std::to_string(i % 4), 1));
+    if (i % 20 == 0) hedges = HedgesOf(eu, "us");
+  }
+  EXPECT_GE(hedges, 3u) << eu.Get("/v1/status").body;
+  EXPECT_GT(cluster.LinkFaults().stalls, 0u);
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(60), &why)) << why << cluster.Logs();
+  ExpectIdenticalWithCounters(cluster, ledger);
+}
+
 TEST(ReplicationCluster, PartitionBetweenTwoRegionsHealsThroughTheThird) {
   Cluster cluster({.delay_ms = 5});
   ASSERT_TRUE(cluster.Start()) << cluster.Logs();

@@ -1,6 +1,6 @@
 // Inbound: the receiving side's rules around each stream — connection, acknowledgements after a
 // heartbeat or an applied batch, a gap ending the stream, resubscription when relays change,
-// silence, backoff.
+// silence, hedges beside slow streams, backoff.
 #include "replication/inbound.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@ namespace meridian::replication {
 namespace {
 
 using Origins = std::vector<core::RegionId>;
+using Streams = std::vector<uint64_t>;
 using core::VersionVector;
 
 LinkOptions Options() {
@@ -18,111 +19,213 @@ LinkOptions Options() {
   options.backoff_max_ms = 1000;
   options.silence_timeout_ms = 500;
   options.dial_timeout_ms = 1000;
+  options.hedge_after_ms = 300;
   return options;
+}
+
+bool Connected(const Inbound& inbound, core::RegionId peer) {
+  for (const Links::View& view : inbound.links().Views()) {
+    if (view.peer == peer) return view.connected;
+  }
+  return false;
 }
 
 // This region is 1; peers 2 and 3.
 TEST(Inbound, AStreamIsConnectedAtItsFirstMessage) {
   Inbound inbound({2, 3}, Options(), 0);
-  EXPECT_EQ(inbound.Dialing(2, 0), Origins({2}));
-  EXPECT_FALSE(inbound.links().Views()[0].connected);
-  EXPECT_TRUE(inbound.Received(2, 10));
-  EXPECT_FALSE(inbound.Received(2, 20));
-  EXPECT_TRUE(inbound.links().Views()[0].connected);
+  const Inbound::Dial dial = inbound.Dialing(2, 0);
+  EXPECT_EQ(dial.origins, Origins({2}));
+  EXPECT_FALSE(Connected(inbound, 2));
+  EXPECT_TRUE(inbound.Received(dial.stream, 10).first);
+  EXPECT_FALSE(inbound.Received(dial.stream, 20).first);
+  EXPECT_TRUE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.PeerOf(dial.stream), 2u);
+  EXPECT_EQ(inbound.StreamsOf(2), 1u);
 }
 
 TEST(Inbound, AHeartbeatIsAcknowledgedOnlyWhenTheFrontierMoved) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(2, 0);
-  inbound.Received(2, 10);
+  const uint64_t stream = inbound.Dialing(2, 0).stream;
+  inbound.Received(stream, 10);
   const VersionVector peer{{2, 5}};
-  EXPECT_EQ(inbound.HeartbeatReceived(2, peer, VersionVector{{3, 1}}, 10), VersionVector({{3, 1}}));
-  EXPECT_EQ(inbound.HeartbeatReceived(2, peer, VersionVector{{3, 1}}, 20), std::nullopt);
-  EXPECT_EQ(inbound.HeartbeatReceived(2, peer, VersionVector{{3, 2}}, 30), VersionVector({{3, 2}}));
+  EXPECT_EQ(inbound.HeartbeatReceived(stream, peer, VersionVector{{3, 1}}, 10),
+            VersionVector({{3, 1}}));
+  EXPECT_EQ(inbound.HeartbeatReceived(stream, peer, VersionVector{{3, 1}}, 20), std::nullopt);
+  EXPECT_EQ(inbound.HeartbeatReceived(stream, peer, VersionVector{{3, 2}}, 30),
+            VersionVector({{3, 2}}));
   // A new stream starts with nothing acknowledged.
-  inbound.Ended(2, 40, 0.0);
-  inbound.Dialing(2, 100);
-  inbound.Received(2, 110);
-  EXPECT_EQ(inbound.HeartbeatReceived(2, peer, VersionVector{{3, 2}}, 110),
+  EXPECT_TRUE(inbound.Ended(stream, 40, 0.0).has_value());
+  const uint64_t next = inbound.Dialing(2, 100).stream;
+  EXPECT_NE(next, stream);
+  inbound.Received(next, 110);
+  EXPECT_EQ(inbound.HeartbeatReceived(next, peer, VersionVector{{3, 2}}, 110),
             VersionVector({{3, 2}}));
 }
 
 TEST(Inbound, AnAppliedBatchIsAcknowledgedOnceForEveryBatchAlreadyApplied) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(2, 0);
-  inbound.Received(2, 10);
+  const uint64_t stream = inbound.Dialing(2, 0).stream;
+  inbound.Received(stream, 10);
   Inbound::Applied applied;
   applied.last = false;
-  auto after = inbound.BatchApplied(2, applied, VersionVector{{2, 3}}, 20);
+  auto after = inbound.BatchApplied(stream, applied, VersionVector{{2, 3}}, 20);
   EXPECT_FALSE(after.end);
   EXPECT_EQ(after.ack, std::nullopt);  // the next one answers for both
   applied.last = true;
-  after = inbound.BatchApplied(2, applied, VersionVector{{2, 6}}, 20);
+  after = inbound.BatchApplied(stream, applied, VersionVector{{2, 6}}, 20);
   EXPECT_EQ(after.ack, VersionVector({{2, 6}}));
   // A batch of duplicates is acknowledged though the frontier did not move.
   applied.duplicates = 3;
-  after = inbound.BatchApplied(2, applied, VersionVector{{2, 6}}, 30);
+  after = inbound.BatchApplied(stream, applied, VersionVector{{2, 6}}, 30);
   EXPECT_EQ(after.ack, VersionVector({{2, 6}}));
   applied.duplicates = 0;
-  after = inbound.BatchApplied(2, applied, VersionVector{{2, 6}}, 40);
+  after = inbound.BatchApplied(stream, applied, VersionVector{{2, 6}}, 40);
   EXPECT_EQ(after.ack, std::nullopt);
 }
 
 TEST(Inbound, AGapOrAFailedApplyEndsTheStreamWithoutAnAck) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(2, 0);
-  inbound.Received(2, 10);
+  const uint64_t stream = inbound.Dialing(2, 0).stream;
+  inbound.Received(stream, 10);
   Inbound::Applied gap;
   gap.gaps = 1;
-  auto after = inbound.BatchApplied(2, gap, VersionVector{{2, 6}}, 20);
+  auto after = inbound.BatchApplied(stream, gap, VersionVector{{2, 6}}, 20);
   EXPECT_TRUE(after.end);
   EXPECT_EQ(after.ack, std::nullopt);
   Inbound::Applied failed;
   failed.ok = false;
-  after = inbound.BatchApplied(2, failed, VersionVector{{2, 6}}, 20);
+  after = inbound.BatchApplied(stream, failed, VersionVector{{2, 6}}, 20);
   EXPECT_TRUE(after.end);
   EXPECT_EQ(after.ack, std::nullopt);
 }
 
 TEST(Inbound, ARelayChangeResubscribesThePeersWhoseOriginsChanged) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(3, 0);
-  inbound.Received(3, 10);
+  const uint64_t to_two = inbound.Dialing(2, 0).stream;
+  ASSERT_TRUE(inbound.Ended(to_two, 0, 0.0).has_value());  // 2 is down
+  const uint64_t to_three = inbound.Dialing(3, 0).stream;
+  inbound.Received(to_three, 10);
   const VersionVector ahead{{2, 8}, {3, 1}};
-  inbound.HeartbeatReceived(3, ahead, VersionVector{}, 10);
+  inbound.HeartbeatReceived(to_three, ahead, VersionVector{}, 10);
   // The link to 2 never came up; after relay_after_ms, 3 (ahead for 2) relays it.
   Inbound::Tick tick = inbound.OnTick(VersionVector{}, 1000);
   EXPECT_EQ(tick.changed, Origins({3}));
-  EXPECT_TRUE(inbound.ResubscribeDue(3));
-  EXPECT_FALSE(inbound.ResubscribeDue(2));
-  EXPECT_EQ(inbound.Subscription(3), Origins({3, 2}));
-  EXPECT_FALSE(inbound.ResubscribeDue(3));
+  EXPECT_TRUE(inbound.ResubscribeDue(to_three));
+  EXPECT_EQ(inbound.Subscription(to_three), Origins({3, 2}));
+  EXPECT_FALSE(inbound.ResubscribeDue(to_three));
+  inbound.Received(to_three, 1040);
   EXPECT_TRUE(inbound.OnTick(VersionVector{}, 1050).changed.empty());
 }
 
-TEST(Inbound, OnlyAStreamThatIsDiallingOrConnectedIsCutForSilence) {
+TEST(Inbound, ADialIsGivenUpAfterItsTimeoutAndAConnectedStreamAfterTwiceTheSilence) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(2, 0);
-  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 1000).silent.empty());  // a dial's own timeout
-  EXPECT_EQ(inbound.OnTick(VersionVector{}, 1001).silent, Origins({2}));
-  // Ended and backing off: nothing to cut.
-  inbound.Ended(2, 1001, 0.0);
+  const uint64_t dial = inbound.Dialing(2, 0).stream;
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 1000).silent.empty());  // the dial's own timeout
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 1001).silent, Streams({dial}));
+  EXPECT_EQ(inbound.TimeoutMs(dial), 1000u);
+  // Cut: not reported again, and backing off once it ended.
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 1002).silent.empty());
+  EXPECT_TRUE(inbound.Ended(dial, 1002, 0.0).has_value());
   EXPECT_TRUE(inbound.OnTick(VersionVector{}, 2000).silent.empty());
   // Heard from: not silent.
-  inbound.Dialing(2, 2000);
-  inbound.Received(2, 2400);
-  inbound.BatchReceived(2, 2400);
-  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 2800).silent.empty());
+  const uint64_t stream = inbound.Dialing(2, 2000).stream;
+  inbound.Received(stream, 2400);
+  inbound.BatchReceived(stream, 2400);
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 2900).quiet.empty());
+  EXPECT_TRUE(Connected(inbound, 2));
+  // Silent for the silence timeout: quiet, kept, but the link counts as down.
+  const Inbound::Tick quiet = inbound.OnTick(VersionVector{}, 2901);
+  EXPECT_EQ(quiet.quiet, Streams({stream}));
+  EXPECT_TRUE(quiet.silent.empty());
+  EXPECT_FALSE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.TimeoutMs(stream), 1000u);  // twice the 500 ms silence timeout
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 3400).silent.empty());
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 3401).silent, Streams({stream}));
+  EXPECT_TRUE(inbound.Ended(stream, 3401, 0.0).has_value());
+  EXPECT_FALSE(Connected(inbound, 2));
+}
+
+TEST(Inbound, ASlowDialIsHedgedAndTheFirstToAnswerWins) {
+  Inbound inbound({2, 3}, Options(), 0);
+  const uint64_t first = inbound.Dialing(2, 0).stream;
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 299).hedge.empty());
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 300).hedge, Origins({2}));
+  const uint64_t second = inbound.Dialing(2, 300).stream;
+  EXPECT_EQ(inbound.StreamsOf(2), 2u);
+  // The second is still young: no hedge for it yet; then a third, and no more than three.
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 599).hedge.empty());
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 600).hedge, Origins({2}));
+  const uint64_t third = inbound.Dialing(2, 600).stream;
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 950).hedge.empty());
+  // The second answers first: it is the link, the others are cancelled.
+  const Inbound::Arrival arrival = inbound.Received(second, 700 + 250);
+  EXPECT_TRUE(arrival.first);
+  EXPECT_EQ(arrival.cancel, Streams({first, third}));
+  EXPECT_TRUE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.StreamsOf(2), 1u);
+  // A message still arriving on a cancelled one is ignored.
+  EXPECT_TRUE(inbound.Received(first, 960).stale);
+  // Their ends change nothing: no backoff, no redial from them, the link stays up.
+  EXPECT_EQ(inbound.Ended(first, 970, 0.0), std::nullopt);
+  EXPECT_EQ(inbound.Ended(third, 970, 0.0), std::nullopt);
+  EXPECT_TRUE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.links().Views()[0].failures, 0u);
+  // The link's fastest answer (650 ms) is its hedge time from now on.
+  EXPECT_EQ(inbound.links().HedgeAfterMs(2), 650u);
+}
+
+TEST(Inbound, ASilentConnectedStreamIsHedgedAndKeepsTheLinkIfItSpeaksFirst) {
+  Inbound inbound({2, 3}, Options(), 0);
+  const uint64_t old = inbound.Dialing(2, 0).stream;
+  inbound.Received(old, 100);
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 600).hedge.empty());
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 601).hedge, Origins({2}));  // silent 500 ms
+  const uint64_t hedge = inbound.Dialing(2, 601).stream;
+  EXPECT_FALSE(Connected(inbound, 2));  // quiet
+  // The old stream speaks again first: the hedge is cancelled, the link is back.
+  const Inbound::Arrival arrival = inbound.Received(old, 800);
+  EXPECT_FALSE(arrival.first);
+  EXPECT_EQ(arrival.cancel, Streams({hedge}));
+  EXPECT_EQ(inbound.Ended(hedge, 810, 0.0), std::nullopt);
+  EXPECT_TRUE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.links().Views()[0].connects, 1u);
+  EXPECT_EQ(inbound.links().Views()[0].failures, 0u);
+  // Silent again; this time the hedge answers first and takes the link over.
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 1301).hedge, Origins({2}));
+  const uint64_t next = inbound.Dialing(2, 1301).stream;
+  const Inbound::Arrival taken = inbound.Received(next, 1500);
+  EXPECT_TRUE(taken.first);
+  EXPECT_EQ(taken.cancel, Streams({old}));
+  EXPECT_EQ(inbound.Ended(old, 1510, 0.0), std::nullopt);
+  EXPECT_TRUE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.links().Views()[0].connects, 2u);  // down while quiet, up with the hedge
+  EXPECT_EQ(inbound.links().Views()[0].failures, 0u);
+}
+
+TEST(Inbound, ALinkIsDownOnlyWhenItsLastStreamEnds) {
+  Inbound inbound({2, 3}, Options(), 0);
+  const uint64_t old = inbound.Dialing(2, 0).stream;
+  inbound.Received(old, 10);
+  ASSERT_EQ(inbound.OnTick(VersionVector{}, 511).hedge, Origins({2}));
+  const uint64_t hedge = inbound.Dialing(2, 511).stream;
+  // The old stream is cut for silence while the hedge still dials: the link is down (relays may
+  // start), but the hedge's end is the one that backs off and redials.
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 1011).silent, Streams({old}));
+  EXPECT_EQ(inbound.Ended(old, 1011, 0.0), std::nullopt);
+  EXPECT_FALSE(Connected(inbound, 2));
+  EXPECT_EQ(inbound.Ended(hedge, 1100, 0.0), std::optional<uint64_t>(100));
 }
 
 TEST(Inbound, EachEndedStreamBacksOffLonger) {
   Inbound inbound({2, 3}, Options(), 0);
-  inbound.Dialing(2, 0);
-  EXPECT_EQ(inbound.Ended(2, 10, 0.0), 50u);  // ceiling 100: half of it at least
-  inbound.Dialing(2, 100);
-  EXPECT_EQ(inbound.Ended(2, 110, 0.0), 100u);
-  inbound.Dialing(2, 300);
-  EXPECT_EQ(inbound.Ended(2, 310, 0.999), 399u);
+  uint64_t stream = inbound.Dialing(2, 0).stream;
+  EXPECT_EQ(inbound.Ended(stream, 10, 0.0), std::optional<uint64_t>(50));  // ceiling 100
+  stream = inbound.Dialing(2, 100).stream;
+  EXPECT_EQ(inbound.Ended(stream, 110, 0.0), std::optional<uint64_t>(100));
+  stream = inbound.Dialing(2, 300).stream;
+  EXPECT_EQ(inbound.Ended(stream, 310, 0.999), std::optional<uint64_t>(399));
+  // No stream open while backing off: nothing to hedge.
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 5000).hedge.empty());
 }
 
 }  // namespace

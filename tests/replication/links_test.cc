@@ -28,7 +28,7 @@ TEST(Links, EachLinkCarriesItsPeersOwnEvents) {
 
 TEST(Links, DirectLinkDownPastTheThresholdRelaysThroughAPeerThatIsAhead) {
   Links links({2, 3}, Options(), 0);
-  links.Connected(3, 10);
+  links.Connected(3, 10, 0);
   links.Heard(3, nullptr, 10);
   const auto applied = core::VersionVector{{2, 5}};
   // 3 holds nothing of 2's beyond us: no relay, however long 2 is down.
@@ -44,15 +44,15 @@ TEST(Links, DirectLinkDownPastTheThresholdRelaysThroughAPeerThatIsAhead) {
   EXPECT_EQ(links.relays_active(), 1u);
   EXPECT_FALSE(links.UpdateRelays(applied, 5100));  // stable
   // The direct link is back: the relay ends at once.
-  links.Connected(2, 5200);
+  links.Connected(2, 5200, 0);
   EXPECT_TRUE(links.UpdateRelays(applied, 5200));
   EXPECT_EQ(links.OriginsFor(3), Origins({3}));
 }
 
 TEST(Links, NoRelayBeforeTheThreshold) {
   Links links({2, 3}, Options(), 0);
-  links.Connected(2, 0);
-  links.Connected(3, 0);
+  links.Connected(2, 0, 0);
+  links.Connected(3, 0, 0);
   const auto ahead = core::VersionVector{{2, 8}};
   links.Heard(3, &ahead, 0);
   links.Disconnected(2, 100);
@@ -61,10 +61,29 @@ TEST(Links, NoRelayBeforeTheThreshold) {
   EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
 }
 
+TEST(Links, ASuspectLinkIsRelayedLikeADownOneUntilItResumes) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(2, 0, 0);
+  links.Connected(3, 0, 0);
+  const auto ahead = core::VersionVector{{2, 8}};
+  links.Heard(3, &ahead, 0);
+  links.Suspect(2, 500);  // its stream went quiet
+  EXPECT_FALSE(links.Views()[0].connected);
+  EXPECT_FALSE(links.UpdateRelays(core::VersionVector{}, 1499));
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{}, 1500));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
+  links.Resumed(2, 1600);  // it spoke again
+  EXPECT_TRUE(links.Views()[0].connected);
+  EXPECT_EQ(links.Views()[0].failures, 0u);
+  EXPECT_EQ(links.Views()[0].connects, 1u);
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{}, 1600));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+}
+
 TEST(Links, RelayMovesWhenTheRelayingPeerIsLost) {
   Links links({2, 3, 4}, Options(), 0);
-  links.Connected(3, 0);
-  links.Connected(4, 0);
+  links.Connected(3, 0, 0);
+  links.Connected(4, 0, 0);
   const auto three = core::VersionVector{{2, 10}};
   const auto four = core::VersionVector{{2, 7}};
   links.Heard(3, &three, 0);
@@ -84,51 +103,43 @@ TEST(Links, BackoffGrowsWithFailuresUpToTheCeilingWithJitter) {
   for (int i = 0; i < 10; ++i) links.Disconnected(2, 0);
   EXPECT_GE(links.BackoffMs(2, 0.0), 500u);
   EXPECT_LE(links.BackoffMs(2, 0.999), 1000u);
-  links.Connected(2, 0);
+  links.Connected(2, 0, 0);
   links.Disconnected(2, 10);  // failed right after connecting: still backing off
   EXPECT_GE(links.BackoffMs(2, 0.0), 500u);
-  links.Connected(2, 20);
+  links.Connected(2, 20, 0);
   links.Heard(2, nullptr, 1020);  // up for a second: the count starts over
   links.Disconnected(2, 1030);
   EXPECT_LE(links.BackoffMs(2, 0.999), 100u);
 }
 
-TEST(Links, ConnectedButSilentIsDetected) {
-  Links links({2}, Options(), 0);
-  links.Dialing(2, 10'000);
-  EXPECT_EQ(links.TimeoutMs(2), 2000u);
-  EXPECT_FALSE(links.Silent(2, 10'501));  // a dial has longer than a connected link
-  EXPECT_FALSE(links.Silent(2, 12'000));
-  EXPECT_TRUE(links.Silent(2, 12'001));  // the dial never answered
-  EXPECT_EQ(links.TimeoutMs(2), 2000u);
-  links.Connected(2, 0);
-  EXPECT_EQ(links.TimeoutMs(2), 500u);
-  EXPECT_FALSE(links.Silent(2, 500));
-  EXPECT_TRUE(links.Silent(2, 501));
-  links.Heard(2, nullptr, 600);
-  EXPECT_FALSE(links.Silent(2, 700));
-}
-
 TEST(Links, ADialHasItsOwnTimeoutLongerForASlowLink) {
   Links links({2, 3}, Options(), 0);
-  // A dial gets dial_timeout_ms (2000 here), longer than the 500 ms silence timeout: the first
-  // dial of a slow link answers after 800 ms.
-  links.Dialing(2, 0);
-  EXPECT_EQ(links.TimeoutMs(2), 2000u);
-  EXPECT_FALSE(links.Silent(2, 800));
-  links.Connected(2, 800);
-  EXPECT_EQ(links.TimeoutMs(2), 500u);  // connected: the silence timeout
+  // A dial gets dial_timeout_ms (2000 here), longer than the 500 ms silence timeout.
+  EXPECT_EQ(links.DialTimeoutMs(2), 2000u);
+  EXPECT_EQ(links.silence_timeout_ms(), 500u);
+  // A slow link: its fastest answer took 800 ms; four times that is longer.
+  links.Connected(2, 800, 800);
   links.Disconnected(2, 900);
-  // Later dials: four times the slowest answer seen when that is longer.
-  links.Dialing(2, 1000);
-  EXPECT_EQ(links.TimeoutMs(2), 3200u);
+  EXPECT_EQ(links.DialTimeoutMs(2), 3200u);
+  // A slower answer later does not raise it (the fastest is the link's round trips; the slower
+  // ones are losses that a hedge covers).
+  links.Connected(2, 5000, 2500);
+  EXPECT_EQ(links.DialTimeoutMs(2), 3200u);
   // A fast link's dials keep dial_timeout_ms.
-  links.Dialing(3, 0);
-  links.Connected(3, 50);
-  links.Disconnected(3, 100);
-  links.Dialing(3, 200);
-  EXPECT_EQ(links.TimeoutMs(3), 2000u);
-  EXPECT_TRUE(links.Silent(3, 2201));
+  links.Connected(3, 50, 50);
+  EXPECT_EQ(links.DialTimeoutMs(3), 2000u);
+}
+
+TEST(Links, ADialIsHedgedAfterTheFloorOrTheFastestAnswer) {
+  LinkOptions options = Options();
+  options.hedge_after_ms = 300;
+  Links links({2, 3}, options, 0);
+  EXPECT_EQ(links.HedgeAfterMs(2), 300u);  // no answer yet: the floor
+  links.Connected(2, 1000, 1000);
+  links.Connected(2, 3000, 1700);
+  EXPECT_EQ(links.HedgeAfterMs(2), 1000u);  // the fastest answer
+  links.Connected(3, 40, 40);
+  EXPECT_EQ(links.HedgeAfterMs(3), 300u);
 }
 
 }  // namespace
