@@ -3,7 +3,7 @@
 namespace meridian::replication {
 namespace {
 
-// Streams open to one peer at once: the link's stream and a hedge beside it.
+// Streams open to one peer at once: the link's stream and hedges beside it.
 constexpr size_t kStreamsPerPeer = 3;
 
 }  // namespace
@@ -26,6 +26,7 @@ Inbound::Dial Inbound::Dialing(core::RegionId peer, uint64_t now_ms) {
   Stream& stream = streams_[id];
   stream.peer = peer;
   stream.started_ms = stream.heard_ms = now_ms;
+  last_dial_ms_[peer] = now_ms;
   return {id, links_.OriginsFor(peer)};
 }
 
@@ -166,20 +167,20 @@ Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_m
       tick.silent.push_back(id);
     }
   }
-  // Hedges: a peer's only stream is a dial slow to answer, or a connected stream silent for the
-  // silence timeout.
+  // Hedges: the peer's newest live stream is a dial slow to answer, or a quiet connected stream.
+  // Never more often than the hedge time: hedges that fail at once (a refused connection beside
+  // a half-open stream) do not turn into a tight redial loop.
   for (core::RegionId peer : links_.peers()) {
-    const Stream* only = nullptr;
+    const Stream* newest = nullptr;
     size_t open = 0;
     for (const auto& [id, s] : streams_) {
       if (s.peer != peer) continue;
-      ++open;  // cut or lost streams still hold their connection until they end
-      if (s.live()) only = &s;
+      ++open;                     // cut or lost streams still hold their connection until they end
+      if (s.live()) newest = &s;  // ids grow: the last one is the newest
     }
-    if (only == nullptr || open >= kStreamsPerPeer) continue;
-    const bool slow =
-        only->connected ? only->quiet : now_ms >= only->started_ms + links_.HedgeAfterMs(peer);
-    if (slow) tick.hedge.push_back(peer);
+    if (newest == nullptr || open >= kStreamsPerPeer) continue;
+    if (newest->connected && !newest->quiet) continue;
+    if (now_ms >= last_dial_ms_[peer] + links_.HedgeAfterMs(peer)) tick.hedge.push_back(peer);
   }
   return tick;
 }

@@ -122,6 +122,7 @@ class Inbound {
 
   Links links_;
   std::map<uint64_t, Stream> streams_;  // by id: every stream between Dialing and Ended
+  std::map<core::RegionId, uint64_t> last_dial_ms_;
   uint64_t next_stream_ = 1;
 };
 

@@ -202,6 +202,18 @@ TEST(Inbound, ASilentConnectedStreamIsHedgedAndKeepsTheLinkIfItSpeaksFirst) {
   EXPECT_EQ(inbound.links().Views()[0].failures, 0u);
 }
 
+TEST(Inbound, HedgesBesideAQuietStreamThatFailAtOnceAreSpacedByTheHedgeTime) {
+  Inbound inbound({2, 3}, Options(), 0);
+  const uint64_t old = inbound.Dialing(2, 0).stream;
+  inbound.Received(old, 10);
+  ASSERT_EQ(inbound.OnTick(VersionVector{}, 511).hedge, Origins({2}));  // quiet
+  // The hedge is refused at once; the quiet stream is still open, so no backoff applies.
+  EXPECT_EQ(inbound.Ended(inbound.Dialing(2, 511).stream, 515, 0.0), std::nullopt);
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 560).hedge.empty());
+  EXPECT_TRUE(inbound.OnTick(VersionVector{}, 810).hedge.empty());
+  EXPECT_EQ(inbound.OnTick(VersionVector{}, 811).hedge, Origins({2}));  // 300 ms later
+}
+
 TEST(Inbound, ALinkIsDownOnlyWhenItsLastStreamEnds) {
   Inbound inbound({2, 3}, Options(), 0);
   const uint64_t old = inbound.Dialing(2, 0).stream;
