@@ -94,8 +94,9 @@ Result<std::unique_ptr<Client>> Connect(const Common& common) {
     if (common.prefer.empty()) options.preferred_region = config->region;
   }
   if (options.regions.empty()) {
-    return InvalidArgument("no regions: give --regions NAME=HOST:PORT,... or --config FILE, or set "
-                           "MERIDIAN_REGIONS");
+    return InvalidArgument(
+        "no regions: give --regions NAME=HOST:PORT,... or --config FILE, or set "
+        "MERIDIAN_REGIONS");
   }
   if (!common.prefer.empty()) options.preferred_region = common.prefer;
   options.failover_budget = std::chrono::milliseconds(common.timeout_ms);
@@ -117,9 +118,9 @@ Result<std::unique_ptr<Client>> Connect(const Common& common) {
 int Failed(const Command& command, const Client* client, const Status& status) {
   const CallError error = client != nullptr ? client->last_error() : CallError{};
   if (command.common.json) {
-    nlohmann::json body = {{"error", error.code.empty() ? std::string(StatusCodeName(status.code()))
-                                                        : error.code},
-                           {"message", status.message()}};
+    nlohmann::json body = {
+        {"error", error.code.empty() ? std::string(StatusCodeName(status.code())) : error.code},
+        {"message", status.message()}};
     if (!error.region.empty()) body["region"] = error.region;
     if (!error.idempotency_key.empty()) body["idempotency_key"] = error.idempotency_key;
     std::printf("%s\n", body.dump().c_str());
@@ -140,20 +141,22 @@ std::string Pretty(const std::string& json_text) {
 
 int PrintReceipt(const Command& command, Client& client, const WriteReceipt& receipt) {
   if (command.common.json) {
-    nlohmann::json body = {{"event", receipt.event},         {"hlc", receipt.hlc},
-                           {"region", receipt.region},       {"session", client.session()},
+    nlohmann::json body = {{"event", receipt.event},
+                           {"hlc", receipt.hlc},
+                           {"region", receipt.region},
+                           {"session", client.session()},
                            {"idempotency_key", receipt.idempotency_key},
                            {"replayed", receipt.replayed}};
     if (receipt.confirmed_regions >= 0) body["confirmed_regions"] = receipt.confirmed_regions;
     std::printf("%s\n", body.dump().c_str());
   } else {
-    std::printf("%s in %s%s%s\n", receipt.event.c_str(), receipt.region.c_str(),
-                receipt.replayed ? " (an earlier attempt with this idempotency key)" : "",
-                receipt.confirmed_regions >= 0
-                    ? (", confirmed by " + std::to_string(receipt.confirmed_regions) +
-                       " other regions")
-                          .c_str()
-                    : "");
+    std::printf(
+        "%s in %s%s%s\n", receipt.event.c_str(), receipt.region.c_str(),
+        receipt.replayed ? " (an earlier attempt with this idempotency key)" : "",
+        receipt.confirmed_regions >= 0
+            ? (", confirmed by " + std::to_string(receipt.confirmed_regions) + " other regions")
+                  .c_str()
+            : "");
   }
   return 0;
 }
@@ -255,11 +258,11 @@ int RunWatch(Command& command, Client& client) {
       command.prefix, command.from,
       [&](const WatchChange& change) {
         if (command.common.json) {
-          nlohmann::json line = {{"key", change.key},
-                                 {"doc", change.doc ? nlohmann::json::parse(*change.doc)
-                                                    : nlohmann::json()},
-                                 {"event", change.event},
-                                 {"hlc", change.hlc}};
+          nlohmann::json line = {
+              {"key", change.key},
+              {"doc", change.doc ? nlohmann::json::parse(*change.doc) : nlohmann::json()},
+              {"event", change.event},
+              {"hlc", change.hlc}};
           std::printf("%s\n", line.dump().c_str());
         } else {
           std::printf("%s %s %s\n", change.event.c_str(), change.key.c_str(),
@@ -295,20 +298,28 @@ int RunStatus(Command& command, Client& client) {
   std::printf("frontier   %s\n", json["frontier"].dump().c_str());
   std::printf("conflicts  %llu\n",
               static_cast<unsigned long long>(json.value("conflicts", uint64_t{0})));
-  if (json["peers"].is_object() || json["peers"].is_array()) {
-    for (const auto& [name, peer] : json["peers"].items()) {
-      std::printf("peer       %s %s\n",
-                  peer.is_object() && peer.contains("region") ? peer.value("region", "").c_str()
-                                                              : name.c_str(),
-                  peer.dump().c_str());
+  if (json["peers"].is_array()) {
+    // One line per peer: the link, how far behind this region is, and how often it failed.
+    for (const nlohmann::json& peer : json["peers"]) {
+      if (!peer.is_object()) continue;
+      std::string line =
+          peer.value("name", "?") + " " + (peer.value("connected", false) ? "connected" : "down");
+      if (peer.contains("relayed_by") && peer["relayed_by"].is_string()) {
+        line += ", relayed by " + peer["relayed_by"].get<std::string>();
+      }
+      line += ", lag " + std::to_string(peer.value("lag_events", uint64_t{0})) + " events (" +
+              std::to_string(peer.value("lag_ms", uint64_t{0})) + " ms), reconnects " +
+              std::to_string(peer.value("reconnects", uint64_t{0})) + ", hedges " +
+              std::to_string(peer.value("hedges", uint64_t{0}));
+      std::printf("peer       %s\n", line.c_str());
     }
   }
   std::printf("client     ");
   for (const RegionHealth& health : client.health()) {
     std::printf("%s:%s%s ", health.name.c_str(), health.healthy ? "ready" : "down",
-                health.rtt_ms >= 0 ? ("(" + std::to_string(health.rtt_ms).substr(0, 5) + " ms)")
-                                         .c_str()
-                                   : "");
+                health.rtt_ms >= 0
+                    ? ("(" + std::to_string(health.rtt_ms).substr(0, 5) + " ms)").c_str()
+                    : "");
   }
   std::printf("\n");
   return 0;
@@ -344,8 +355,9 @@ void AddWriteOptions(Command& command) {
   command.app->add_option("--idempotency-key", command.idempotency_key,
                           "Key of this write; a retry with the same key is applied once "
                           "(default: a random key)");
-  command.app->add_option("--durability", command.durability,
-                          "Answer once N other regions hold the write (durability=regions:N)")
+  command.app
+      ->add_option("--durability", command.durability,
+                   "Answer once N other regions hold the write (durability=regions:N)")
       ->check(CLI::Range(0, 31));
 }
 
@@ -386,8 +398,8 @@ void AddClientCommands(CLI::App& app) {
   Command& watch = NewCommand(app, "watch", "Print changes under PREFIX as they happen (Ctrl-C)");
   watch.app->add_option("prefix", watch.prefix, "Key prefix (default: every document)");
   watch.app->add_option("--since", watch.from,
-                         "Resume after these events, the last seen of each origin (us:42,eu:17), "
-                         "as the previous watch printed; default: from now");
+                        "Resume after these events, the last seen of each origin (us:42,eu:17), "
+                        "as the previous watch printed; default: from now");
   watch.app->add_option("--count", watch.count, "Stop after this many changes");
 
   Command& status = NewCommand(app, "status", "A region's status, and the client's view of all");

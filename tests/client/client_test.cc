@@ -384,6 +384,8 @@ TEST(Cli, EveryCommand) {
   out = RunCli("status " + common, &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_NE(out.find("region     eu"), std::string::npos) << out;
+  EXPECT_NE(out.find("peer       us connected, lag "), std::string::npos) << out;
+  EXPECT_NE(out.find("peer       asia connected, lag "), std::string::npos) << out;
   out = RunCli("conflicts --json " + common, &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_TRUE(json::parse(out).contains("conflicts"));
