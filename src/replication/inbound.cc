@@ -1,5 +1,7 @@
 #include "replication/inbound.h"
 
+#include <algorithm>
+
 namespace meridian::replication {
 namespace {
 
@@ -116,8 +118,10 @@ std::optional<uint64_t> Inbound::Ended(uint64_t stream, uint64_t now_ms, double 
   auto it = streams_.find(stream);
   if (it == streams_.end()) return std::nullopt;
   const core::RegionId peer = it->second.peer;
-  // A stream that lost to another never held the link; one that was cut for silence did.
-  const bool held_link = it->second.connected && !it->second.lost;
+  // A stream that lost to another never held the link and is no failure; one that was cut for
+  // silence held it. A dial that ends without an answer is one failure.
+  const bool lost = it->second.lost;
+  const bool held_link = it->second.connected && !lost;
   streams_.erase(it);
   bool others = false;
   bool other_connected = false;
@@ -126,7 +130,11 @@ std::optional<uint64_t> Inbound::Ended(uint64_t stream, uint64_t now_ms, double 
     others = true;
     other_connected = other_connected || (other.live() && other.connected);
   }
-  if (held_link ? !other_connected : !others) links_.Disconnected(peer, now_ms);
+  if (held_link) {
+    if (!other_connected) links_.Disconnected(peer, now_ms);
+  } else if (!lost) {
+    links_.Failed(peer);
+  }
   if (others) return std::nullopt;
   return links_.BackoffMs(peer, unit);
 }
@@ -168,8 +176,9 @@ Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_m
     }
   }
   // Hedges: the peer's newest live stream is a dial slow to answer, or a quiet connected stream.
-  // Never more often than the hedge time: hedges that fail at once (a refused connection beside
-  // a half-open stream) do not turn into a tight redial loop.
+  // Never more often than the hedge time, nor than the shortest delay a redial would wait (half
+  // the backoff ceiling): dials that fail, at once (refused beside a half-open stream) or by
+  // timing out (a partition), count as failures and space the hedges out like redials.
   for (core::RegionId peer : links_.peers()) {
     const Stream* newest = nullptr;
     size_t open = 0;
@@ -180,7 +189,8 @@ Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_m
     }
     if (newest == nullptr || open >= kStreamsPerPeer) continue;
     if (newest->connected && !newest->quiet) continue;
-    if (now_ms >= last_dial_ms_[peer] + links_.HedgeAfterMs(peer)) tick.hedge.push_back(peer);
+    const uint64_t spacing = std::max(links_.HedgeAfterMs(peer), links_.BackoffCeilingMs(peer) / 2);
+    if (now_ms >= last_dial_ms_[peer] + spacing) tick.hedge.push_back(peer);
   }
   return tick;
 }

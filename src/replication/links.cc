@@ -25,6 +25,10 @@ void Links::Connected(core::RegionId peer, uint64_t now_ms, uint64_t answer_ms) 
   link.fastest_answer_ms = std::min(link.fastest_answer_ms, answer_ms);
 }
 
+void Links::Failed(core::RegionId peer) {
+  ++links_.at(peer).failures;
+}
+
 void Links::Disconnected(core::RegionId peer, uint64_t now_ms) {
   Link& link = links_.at(peer);
   if (link.connected) link.since_ms = now_ms;
@@ -101,11 +105,15 @@ std::vector<core::RegionId> Links::OriginsFor(core::RegionId peer) const {
   return origins;
 }
 
-uint64_t Links::BackoffMs(core::RegionId peer, double unit) const {
+uint64_t Links::BackoffCeilingMs(core::RegionId peer) const {
   const uint64_t failures = links_.at(peer).failures;
   uint64_t ceiling = options_.backoff_initial_ms;
   for (uint64_t i = 1; i < failures && ceiling < options_.backoff_max_ms; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, options_.backoff_max_ms);
+  return std::min(ceiling, options_.backoff_max_ms);
+}
+
+uint64_t Links::BackoffMs(core::RegionId peer, double unit) const {
+  const uint64_t ceiling = BackoffCeilingMs(peer);
   // Jitter over the upper half of the ceiling: dialers spread out without hammering.
   return ceiling / 2 + static_cast<uint64_t>(unit * static_cast<double>(ceiling - ceiling / 2));
 }

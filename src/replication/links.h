@@ -43,6 +43,9 @@ class Links {
   // second (see Heard). `answer_ms`: how long the dial that connected took to its first message.
   void Connected(core::RegionId peer, uint64_t now_ms, uint64_t answer_ms);
   void Disconnected(core::RegionId peer, uint64_t now_ms);
+  // A dial failed (refused, timed out) while the link was not up: one more failure for the
+  // backoff, nothing else changes.
+  void Failed(core::RegionId peer);
   // The connected link went silent (its stream is kept, a hedge dials beside it): it counts as
   // down from now, for relays and views, until Resumed or a new stream connects. Not a failure.
   void Suspect(core::RegionId peer, uint64_t now_ms);
@@ -58,6 +61,7 @@ class Links {
   // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
   // capped, jittered over the upper half (`unit` uniform in [0, 1) from the caller's source).
   uint64_t BackoffMs(core::RegionId peer, double unit) const;
+  uint64_t BackoffCeilingMs(core::RegionId peer) const;
   // How long a dial of the peer may go unanswered before it is given up (see dial_timeout_ms),
   // and before another dial hedges it (see hedge_after_ms).
   uint64_t DialTimeoutMs(core::RegionId peer) const;

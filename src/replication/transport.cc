@@ -363,14 +363,30 @@ class Replicator::Impl final : public wire::Replication::Service {
                            [this] { return stopping_.load(); });
   }
 
+  // One dial: Inbound's stream and the call's context, registered together under mutex_.
+  struct Attempt {
+    Inbound::Dial dial;
+    std::shared_ptr<grpc::ClientContext> context;
+  };
+  Attempt BeginDial(core::RegionId peer) {  // mutex_ held
+    Attempt attempt{inbound_.Dialing(peer, SteadyMs()), std::make_shared<grpc::ClientContext>()};
+    contexts_[attempt.dial.stream] = attempt.context;
+    return attempt;
+  }
+
   // Starts a thread that dials the peer now: the peer's first, or a hedge beside a slow stream
-  // (replication::Inbound). It redials after each end until another stream of the peer carries
-  // on. mutex_ held.
+  // (replication::Inbound). The dial is registered before this returns, so the next tick counts
+  // it. The thread redials after each end until another stream of the peer carries on.
+  // mutex_ held.
   void SpawnLink(core::RegionId peer, bool hedge) {
     if (stopping_) return;
+    if (hedge) {
+      board_.Hedged(peer);
+      spdlog::debug("replication: dialling {} beside a slow stream", board_.NameOf(peer));
+    }
     auto done = std::make_shared<std::atomic<bool>>(false);
-    link_threads_.push_back({std::thread([this, peer, hedge, done] {
-                               RunLink(peer, hedge);
+    link_threads_.push_back({std::thread([this, peer, attempt = BeginDial(peer), done]() mutable {
+                               RunLink(peer, std::move(attempt));
                                done->store(true);
                              }),
                              done});
@@ -390,7 +406,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     for (LinkThread& link : finished) link.thread.join();
   }
 
-  void RunLink(core::RegionId peer, bool hedge) {
+  void RunLink(core::RegionId peer, Attempt attempt) {
     const std::string address = AddressOf(peer);
     const std::string& name = board_.NameOf(peer);
     std::mt19937_64 random(std::random_device{}() ^ peer);
@@ -403,27 +419,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     // A fresh channel per attempt: our own backoff governs redials, not the channel's, and a
     // hedge does not share the connection of the stream it hedges.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    bool first_attempt = true;
-    uint64_t delay = 0;  // before the next dial
-    while (!stopping_) {
-      if (!first_attempt && !Pause(delay)) break;
-      first_attempt = false;
+    for (;;) {
+      const Inbound::Dial& dial = attempt.dial;
+      const std::shared_ptr<grpc::ClientContext>& context = attempt.context;
       auto channel =
           grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
       auto stub = wire::Replication::NewStub(channel);
-      auto context = std::make_shared<grpc::ClientContext>();
-      Inbound::Dial dial;
-      {
-        std::lock_guard lock(mutex_);
-        if (stopping_) break;
-        dial = inbound_.Dialing(peer, SteadyMs());
-        contexts_[dial.stream] = context;
-      }
-      if (hedge) {
-        board_.Hedged(peer);
-        spdlog::debug("replication: dialling {} beside a slow stream", name);
-      }
-      hedge = false;
       auto stream = stub->Stream(context.get());
       bool connected = false;
       std::string why;
@@ -444,7 +445,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         next = inbound_.Ended(dial.stream, SteadyMs(), unit(random));
         PublishLinks();
       }
-      if (connected) board_.Reconnecting(peer);
+      if (connected && !replaced) board_.Reconnecting(peer);
       if (replaced) {
         spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
       } else if (connected || !finished.ok()) {
@@ -457,7 +458,10 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       }
       if (!next) break;  // another stream of the peer is open: its end redials
-      delay = *next;
+      if (!Pause(*next)) break;
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+      attempt = BeginDial(peer);
     }
   }
 
@@ -754,8 +758,9 @@ class Replicator::Impl final : public wire::Replication::Service {
                      OriginNames(board_, inbound_.links().OriginsFor(peer)));
       }
       for (uint64_t stream : tick.quiet) {
-        spdlog::warn("replication: {} silent for {} ms; hedging with a second dial",
-                     board_.NameOf(inbound_.PeerOf(stream)), inbound_.links().silence_timeout_ms());
+        spdlog::warn(
+            "replication: {} silent for {} ms; the link counts as down while another dial tries",
+            board_.NameOf(inbound_.PeerOf(stream)), inbound_.links().silence_timeout_ms());
       }
       for (uint64_t stream : tick.silent) {
         if (auto it = contexts_.find(stream); it != contexts_.end()) {

@@ -515,6 +515,11 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   const core::RegionId peer = link.peer;
   const uint64_t stream = link.stream;
   const std::string& peer_name = nodes_[IndexOfId(peer)]->name;
+  if (message.kind == Message::Kind::kClose) {
+    // A refused dial or a reset: no message reached the reader (the transport's Read fails).
+    EndLink(index, conn_id, "the stream closed");
+    return;
+  }
   const replication::Inbound::Arrival arrival = n.inbound->Received(stream, now_);
   if (arrival.stale) return;
   for (uint64_t lost : arrival.cancel) {
@@ -561,9 +566,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
                 std::to_string(message.origin),
             true);
       break;
-    case Message::Kind::kClose:
-      EndLink(index, conn_id, "the stream closed");
-      return;
+    case Message::Kind::kClose:  // handled above
     case Message::Kind::kSubscribe:
     case Message::Kind::kAck:
       break;

@@ -214,6 +214,43 @@ TEST(Inbound, HedgesBesideAQuietStreamThatFailAtOnceAreSpacedByTheHedgeTime) {
   EXPECT_EQ(inbound.OnTick(VersionVector{}, 811).hedge, Origins({2}));  // 300 ms later
 }
 
+TEST(Inbound, DialsThatNeverAnswerSpaceTheirHedgesOutLikeRedials) {
+  // A partition: every dial of 2 hangs until its timeout (1000 ms). Ticks every 10 ms, hedges
+  // and redials as a transport would make them.
+  LinkOptions options = Options();
+  options.backoff_max_ms = 4000;
+  Inbound inbound({2, 3}, options, 0);
+  std::vector<uint64_t> dials = {0};
+  inbound.Dialing(2, 0);
+  constexpr uint64_t kNone = UINT64_MAX;
+  uint64_t redial_at = kNone;  // after the backoff, once every stream ended
+  for (uint64_t now = 10; now <= 30'000; now += 10) {
+    if (redial_at != kNone && now >= redial_at) {
+      inbound.Dialing(2, now);
+      dials.push_back(now);
+      redial_at = kNone;
+    }
+    const Inbound::Tick tick = inbound.OnTick(VersionVector{}, now);
+    for (uint64_t stream : tick.silent) {
+      if (const auto delay = inbound.Ended(stream, now, 0.5)) redial_at = now + *delay;
+    }
+    for (core::RegionId peer : tick.hedge) {
+      ASSERT_EQ(peer, 2u);
+      inbound.Dialing(peer, now);
+      dials.push_back(now);
+    }
+    ASSERT_LE(inbound.StreamsOf(2), 3u);
+  }
+  // Each unanswered dial is a failure, and the dials slow to redials' pace: a hedge no sooner than
+  // half the backoff ceiling (2000 ms here, the shortest a redial waits), so a dial that times out
+  // alone is redialled after the backoff — instead of one dial every hedge time (300 ms).
+  EXPECT_GE(inbound.links().Views()[0].failures, 10u);
+  size_t last_ten_seconds = 0;
+  for (uint64_t at : dials) last_ten_seconds += at > 20'000 ? 1 : 0;
+  EXPECT_LE(last_ten_seconds, 6u);
+  EXPECT_GE(last_ten_seconds, 2u);
+}
+
 TEST(Inbound, ALinkIsDownOnlyWhenItsLastStreamEnds) {
   Inbound inbound({2, 3}, Options(), 0);
   const uint64_t old = inbound.Dialing(2, 0).stream;
