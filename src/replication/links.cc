@@ -125,7 +125,7 @@ uint64_t Links::FastestAnswerMs(core::RegionId peer) const {
 
 uint64_t Links::DialTimeoutMs(core::RegionId peer) const {
   return std::max(
-      {options_.silence_timeout_ms, options_.dial_timeout_ms, 4 * FastestAnswerMs(peer)});
+      {options_.silence_timeout_ms, options_.dial_timeout_ms, 3 * FastestAnswerMs(peer)});
 }
 
 uint64_t Links::HedgeAfterMs(core::RegionId peer) const {

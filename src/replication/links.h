@@ -26,7 +26,7 @@ struct LinkOptions {
   uint64_t backoff_max_ms = 2000;      // redial delay ceiling
   uint64_t silence_timeout_ms = 3000;  // connected but silent this long: suspected (see Inbound)
   // A dial that has not delivered its first message this long is given up: the longest of
-  // silence_timeout_ms, dial_timeout_ms and four times the fastest first answer a dial of the
+  // silence_timeout_ms, dial_timeout_ms and three times the fastest first answer a dial of the
   // peer has had. The first message needs the connection set up and the Subscribe answered, a
   // few round trips, which on a slow link can exceed a silence timeout sized to the heartbeat.
   uint64_t dial_timeout_ms = 3000;

@@ -117,14 +117,14 @@ TEST(Links, ADialHasItsOwnTimeoutLongerForASlowLink) {
   // A dial gets dial_timeout_ms (2000 here), longer than the 500 ms silence timeout.
   EXPECT_EQ(links.DialTimeoutMs(2), 2000u);
   EXPECT_EQ(links.silence_timeout_ms(), 500u);
-  // A slow link: its fastest answer took 800 ms; four times that is longer.
+  // A slow link: its fastest answer took 800 ms; three times that is longer.
   links.Connected(2, 800, 800);
   links.Disconnected(2, 900);
-  EXPECT_EQ(links.DialTimeoutMs(2), 3200u);
+  EXPECT_EQ(links.DialTimeoutMs(2), 2400u);
   // A slower answer later does not raise it (the fastest is the link's round trips; the slower
   // ones are losses that a hedge covers).
   links.Connected(2, 5000, 2500);
-  EXPECT_EQ(links.DialTimeoutMs(2), 3200u);
+  EXPECT_EQ(links.DialTimeoutMs(2), 2400u);
   // A fast link's dials keep dial_timeout_ms.
   links.Connected(3, 50, 50);
   EXPECT_EQ(links.DialTimeoutMs(3), 2000u);
