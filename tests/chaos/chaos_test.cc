@@ -611,6 +611,15 @@ std::string Report(const Settings& settings, double coverage,
         << status.value("digest", json()).dump() << " documents "
         << status.value("documents", json()).dump() << " conflicts "
         << status.value("conflicts", json()).dump() << "\n";
+    // How its links fared: redials after a lost link, and hedges beside slow or quiet streams.
+    if (status.contains("peers") && status["peers"].is_array()) {
+      out << "    links:";
+      for (const json& peer : status["peers"]) {
+        out << " " << peer.value("name", "?") << " reconnects " << peer.value("reconnects", 0)
+            << " hedges " << peer.value("hedges", 0) << ";";
+      }
+      out << "\n";
+    }
   }
   out << "watchers:\n";
   for (const std::string& watcher : watchers) out << "  " << watcher << "\n";
