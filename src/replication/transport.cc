@@ -407,8 +407,6 @@ class Replicator::Impl final : public wire::Replication::Service {
   }
 
   void RunLink(core::RegionId peer, Attempt attempt) {
-    const std::string address = AddressOf(peer);
-    const std::string& name = board_.NameOf(peer);
     std::mt19937_64 random(std::random_device{}() ^ peer);
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     grpc::ChannelArguments arguments;
@@ -420,49 +418,58 @@ class Replicator::Impl final : public wire::Replication::Service {
     // hedge does not share the connection of the stream it hedges.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     for (;;) {
-      const Inbound::Dial& dial = attempt.dial;
-      const std::shared_ptr<grpc::ClientContext>& context = attempt.context;
-      auto channel =
-          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
-      auto stub = wire::Replication::NewStub(channel);
-      auto stream = stub->Stream(context.get());
-      bool connected = false;
-      std::string why;
-      try {
-        why = Serve(peer, dial.stream, dial.origins, *stream, context.get(), &connected);
-      } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
-        why = std::string("error: ") + error.what();
-      }
-      stream->WritesDone();
-      context->TryCancel();
-      const grpc::Status finished = stream->Finish();
-      std::optional<uint64_t> next;
-      bool replaced = false;
-      {
-        std::lock_guard lock(mutex_);
-        contexts_.erase(dial.stream);
-        replaced = replaced_.erase(dial.stream) > 0;
-        next = inbound_.Ended(dial.stream, SteadyMs(), unit(random));
-        PublishLinks();
-      }
-      if (connected && !replaced) board_.Reconnecting(peer);
-      if (replaced) {
-        spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
-      } else if (connected || !finished.ok()) {
-        const std::string detail =
-            finished.ok() ? why : why + " (" + finished.error_message() + ")";
-        if (connected) {
-          spdlog::warn("replication: link to {} lost: {}", name, detail);
-        } else {
-          spdlog::debug("replication: link to {} not up: {}", name, detail);
-        }
-      }
+      const std::optional<uint64_t> next = RunAttempt(peer, attempt, arguments, unit(random));
       if (!next) break;  // another stream of the peer is open: its end redials
       if (!Pause(*next)) break;
       std::lock_guard lock(mutex_);
       if (stopping_) break;
       attempt = BeginDial(peer);
     }
+  }
+
+  // One dial: reads its stream until it ends. Returns the delay before the next dial, or nullopt
+  // when another stream of the peer goes on. The call's objects are gone when it returns, before
+  // the attempt's context is replaced.
+  std::optional<uint64_t> RunAttempt(core::RegionId peer, const Attempt& attempt,
+                                     const grpc::ChannelArguments& arguments, double unit) {
+    const std::string& name = board_.NameOf(peer);
+    const Inbound::Dial& dial = attempt.dial;
+    const std::shared_ptr<grpc::ClientContext>& context = attempt.context;
+    auto channel =
+        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
+    auto stub = wire::Replication::NewStub(channel);
+    auto stream = stub->Stream(context.get());
+    bool connected = false;
+    std::string why;
+    try {
+      why = Serve(peer, dial.stream, dial.origins, *stream, context.get(), &connected);
+    } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
+      why = std::string("error: ") + error.what();
+    }
+    stream->WritesDone();
+    context->TryCancel();
+    const grpc::Status finished = stream->Finish();
+    std::optional<uint64_t> next;
+    bool replaced = false;
+    {
+      std::lock_guard lock(mutex_);
+      contexts_.erase(dial.stream);
+      replaced = replaced_.erase(dial.stream) > 0;
+      next = inbound_.Ended(dial.stream, SteadyMs(), unit);
+      PublishLinks();
+    }
+    if (connected && !replaced) board_.Reconnecting(peer);
+    if (replaced) {
+      spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
+    } else if (connected || !finished.ok()) {
+      const std::string detail = finished.ok() ? why : why + " (" + finished.error_message() + ")";
+      if (connected) {
+        spdlog::warn("replication: link to {} lost: {}", name, detail);
+      } else {
+        spdlog::debug("replication: link to {} not up: {}", name, detail);
+      }
+    }
+    return next;
   }
 
   // The receiving side of one stream: batches are queued for the commit thread as they arrive
