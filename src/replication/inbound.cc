@@ -200,6 +200,11 @@ core::RegionId Inbound::PeerOf(uint64_t stream) const {
   return s == nullptr ? 0 : s->peer;
 }
 
+bool Inbound::GaveWay(uint64_t stream) const {
+  const Stream* s = Find(stream);
+  return s != nullptr && s->lost;
+}
+
 size_t Inbound::StreamsOf(core::RegionId peer) const {
   size_t n = 0;
   for (const auto& [id, s] : streams_) n += s.peer == peer && s.live() ? 1 : 0;

@@ -96,6 +96,8 @@ class Inbound {
   core::RegionId PeerOf(uint64_t stream) const;
   // How long the stream had to be silent to be cut (for logs).
   uint64_t TimeoutMs(uint64_t stream) const;
+  // True when another stream of the peer answered first and this one is being cancelled.
+  bool GaveWay(uint64_t stream) const;
   // Streams open to the peer (dialling or connected).
   size_t StreamsOf(core::RegionId peer) const;
   const Links& links() const { return links_; }

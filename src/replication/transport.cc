@@ -454,7 +454,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     {
       std::lock_guard lock(mutex_);
       contexts_.erase(dial.stream);
-      replaced = replaced_.erase(dial.stream) > 0;
+      replaced = inbound_.GaveWay(dial.stream);
       next = inbound_.Ended(dial.stream, SteadyMs(), unit);
       PublishLinks();
     }
@@ -617,10 +617,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         const Inbound::Arrival arrival = inbound_.Received(id, now);
         if (arrival.stale) continue;  // another stream won; this one is being cancelled
         for (uint64_t lost : arrival.cancel) {
-          if (auto it = contexts_.find(lost); it != contexts_.end()) {
-            replaced_.insert(lost);
-            it->second->TryCancel();
-          }
+          if (auto it = contexts_.find(lost); it != contexts_.end()) it->second->TryCancel();
         }
         if (arrival.first) {
           *connected = true;
@@ -793,7 +790,6 @@ class Replicator::Impl final : public wire::Replication::Service {
   bool stopped_ = false;
   Inbound inbound_;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
-  std::set<uint64_t> replaced_;  // streams cancelled because another answered first
   struct LinkThread {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;

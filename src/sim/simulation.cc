@@ -481,7 +481,7 @@ void Simulation::SendSubscribe(int index, uint64_t conn_id, std::vector<core::Re
   Send(conn_id, /*to_sender=*/true, std::move(message));
 }
 
-void Simulation::EndLink(int index, uint64_t conn_id, const std::string& why, bool gave_way) {
+void Simulation::EndLink(int index, uint64_t conn_id, const std::string& why) {
   Node& n = *nodes_[index];
   auto it = n.dials.find(conn_id);
   if (it == n.dials.end()) return;
@@ -494,7 +494,7 @@ void Simulation::EndLink(int index, uint64_t conn_id, const std::string& why, bo
   // Cancelling the call tells the sender (an HTTP/2 reset) if the path is up.
   if (!conn.broken && !conn.sender_dead) Send(conn_id, /*to_sender=*/true, Message{});
   const std::string& peer_name = nodes_[IndexOfId(peer)]->name;
-  if (gave_way) {
+  if (n.inbound->GaveWay(link.stream)) {
     Trace(n.name + ": #" + std::to_string(conn_id) + " to " + peer_name + " gave way: " + why,
           true);
   } else {
@@ -525,7 +525,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   for (uint64_t lost : arrival.cancel) {
     for (const auto& [other, other_link] : n.dials) {
       if (other_link.stream != lost) continue;
-      EndLink(index, other, "#" + std::to_string(conn_id) + " answered first", /*gave_way=*/true);
+      EndLink(index, other, "#" + std::to_string(conn_id) + " answered first");
       break;
     }
   }
@@ -558,7 +558,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
       n.region->ObserveFrontier(peer, message.frontier);
       if (auto ack =
               n.inbound->HeartbeatReceived(stream, message.frontier, n.region->frontier(), now_)) {
-        SendAck(index, conn_id, *ack);
+        SendAck(conn_id, *ack);
       }
       break;
     case Message::Kind::kBehindRetention:
@@ -576,8 +576,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   }
 }
 
-void Simulation::SendAck(int index, uint64_t conn_id, const core::VersionVector& frontier) {
-  (void)index;
+void Simulation::SendAck(uint64_t conn_id, const core::VersionVector& frontier) {
   Message ack;
   ack.kind = Message::Kind::kAck;
   ack.frontier = frontier;
@@ -826,7 +825,7 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
                   ? "a gap in " + nodes_[IndexOfId(batch.origin)]->name + "'s events; resubscribing"
                   : "applying a batch failed: " + outcome.status().message());
     } else if (after.ack) {
-      SendAck(index, batch.conn, *after.ack);
+      SendAck(batch.conn, *after.ack);
     }
   }
   return outcomes;

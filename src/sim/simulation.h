@@ -194,10 +194,10 @@ class Simulation {
 
   // Receiving side (the transport's RunLink / Serve / Inbound / RunTicker).
   void Dial(int index, core::RegionId peer, uint64_t incarnation, bool hedge = false);
-  // Ends the receiving side of a stream; `gave_way`: another stream of the peer answered first.
-  void EndLink(int index, uint64_t conn_id, const std::string& why, bool gave_way = false);
+  // Ends the receiving side of a stream (the trace tells when it gave way to another).
+  void EndLink(int index, uint64_t conn_id, const std::string& why);
   void ReceiverGot(int index, uint64_t conn_id, const Message& message);
-  void SendAck(int index, uint64_t conn_id, const core::VersionVector& frontier);
+  void SendAck(uint64_t conn_id, const core::VersionVector& frontier);
   void SendSubscribe(int index, uint64_t conn_id, std::vector<core::RegionId> origins);
   void Tick(int index, uint64_t incarnation);
 

@@ -161,6 +161,9 @@ TEST(Inbound, ASlowDialIsHedgedAndTheFirstToAnswerWins) {
   const Inbound::Arrival arrival = inbound.Received(second, 700 + 250);
   EXPECT_TRUE(arrival.first);
   EXPECT_EQ(arrival.cancel, Streams({first, third}));
+  EXPECT_TRUE(inbound.GaveWay(first));
+  EXPECT_TRUE(inbound.GaveWay(third));
+  EXPECT_FALSE(inbound.GaveWay(second));
   EXPECT_TRUE(Connected(inbound, 2));
   EXPECT_EQ(inbound.StreamsOf(2), 1u);
   // A message still arriving on a cancelled one is ignored.
