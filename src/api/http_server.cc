@@ -28,8 +28,16 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
+// Every connection's coroutines run on its strand, named by its concrete type: a type-erased
+// executor (any_io_executor) costs an allocation and several atomic operations per operation.
+using Executor = asio::strand<asio::io_context::executor_type>;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
+constexpr asio::use_awaitable_t<Executor> use_awaitable;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 using Clock = std::chrono::steady_clock;
@@ -44,11 +52,11 @@ constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
 // One accepted connection. Lives as long as its session coroutine; the server keeps a weak
 // reference to wake or close it on shutdown.
 struct Connection {
-  explicit Connection(tcp::socket socket)
+  explicit Connection(Socket socket)
       : executor(socket.get_executor()), stream(std::move(socket)) {}
   // The connection's strand, kept here because `stream` moves into a WebSocket for watches.
-  const asio::any_io_executor executor;
-  beast::tcp_stream stream;
+  const Executor executor;
+  Stream stream;
   bool websocket = false;  // `stream` was moved into a WebSocket
   bool busy = false;       // a request is being handled (touched only on the connection's strand)
   std::function<void()> wake;  // set while a watch or wait is parked
@@ -118,7 +126,7 @@ class HttpServer::Impl {
         BeginStop();
       }
     });
-    asio::co_spawn(io_, Accept(), asio::detached);
+    asio::co_spawn(asio::make_strand(io_), Accept(), asio::detached);
     spdlog::info("region {} serving HTTP on {}", node_->config().region,
                  node_->config().self().http);
     std::vector<std::thread> threads;
@@ -171,14 +179,14 @@ class HttpServer::Impl {
     const node::NodeConfig& config = node_->config();
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor_.async_accept(asio::make_strand(io_),
+      Socket socket = co_await acceptor_.async_accept(asio::make_strand(io_),
                                                            asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_) co_return;
         if (ec == asio::error::no_descriptors) {
           // Out of file descriptors: back off instead of spinning; open connections finish.
           spdlog::warn("accept: out of file descriptors; pausing new connections for 100 ms");
-          asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+          Timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
           co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
         }
         continue;
@@ -301,7 +309,7 @@ class HttpServer::Impl {
     }
     beast::error_code ignored;
     if (!connection->websocket)
-      connection->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      connection->stream.socket().shutdown(Socket::shutdown_send, ignored);
   }
 
   static std::string_view Header(const Request& request, http::field field) {
@@ -317,10 +325,10 @@ class HttpServer::Impl {
 
   // A timer on the connection's strand and a thread-safe function that wakes whoever waits on
   // it: the way commits and shutdown reach a parked request or watch.
-  static std::pair<std::shared_ptr<asio::steady_timer>, std::function<void()>> MakeWaker(
+  static std::pair<std::shared_ptr<Timer>, std::function<void()>> MakeWaker(
       const std::shared_ptr<Connection>& connection) {
-    auto timer = std::make_shared<asio::steady_timer>(connection->executor);
-    std::weak_ptr<asio::steady_timer> weak = timer;
+    auto timer = std::make_shared<Timer>(connection->executor);
+    std::weak_ptr<Timer> weak = timer;
     auto wake = [weak, executor = connection->executor] {
       asio::post(executor, [weak] {
         if (auto timer = weak.lock()) timer->cancel();
@@ -367,7 +375,7 @@ class HttpServer::Impl {
       }
     };
     Result<node::Receipt> outcome =
-        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<node::Receipt>)>(
+        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(Result<node::Receipt>)>(
             initiation, use_awaitable);
     co_return outcome;
   }
@@ -574,12 +582,12 @@ class HttpServer::Impl {
     connection->wake = wake;
 
     const bool is_websocket = websocket::is_upgrade(request);
-    std::shared_ptr<websocket::stream<beast::tcp_stream>> ws;
+    std::shared_ptr<websocket::stream<Stream>> ws;
     bool closed = false;
     auto reader_done =
         std::make_shared<bool>(false);  // shared: the reader may outlive a failed write
     if (is_websocket) {
-      ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(connection->stream));
+      ws = std::make_shared<websocket::stream<Stream>>(std::move(connection->stream));
       connection->websocket = true;
       beast::get_lowest_layer(*ws).expires_never();
       websocket::stream_base::timeout timeouts =
@@ -731,7 +739,7 @@ class HttpServer::Impl {
     if (ws) {
       // Close the socket, then let the reader notice before the stream goes away with us.
       beast::error_code ignored;
-      beast::get_lowest_layer(*ws).socket().shutdown(tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(*ws).socket().shutdown(Socket::shutdown_both, ignored);
       beast::get_lowest_layer(*ws).socket().close(ignored);
       for (int i = 0; i < 50 && !*reader_done; ++i) {
         timer->expires_after(std::chrono::milliseconds(100));
