@@ -8,8 +8,10 @@
 #include <boost/beast.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -28,9 +30,11 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-// Every connection's coroutines run on its strand, named by its concrete type: a type-erased
-// executor (any_io_executor) costs an allocation and several atomic operations per operation.
-using Executor = asio::strand<asio::io_context::executor_type>;
+// Each HTTP thread runs an io_context of its own, and a connection lives on one of them: its
+// handlers never run concurrently, with no strand. The executor is named by its concrete type: a
+// type-erased one (any_io_executor), or a strand, costs allocations and atomic operations on every
+// operation.
+using Executor = asio::io_context::executor_type;
 template <class T>
 using awaitable = asio::awaitable<T, Executor>;
 constexpr asio::use_awaitable_t<Executor> use_awaitable;
@@ -54,11 +58,12 @@ constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
 struct Connection {
   explicit Connection(Socket socket)
       : executor(socket.get_executor()), stream(std::move(socket)) {}
-  // The connection's strand, kept here because `stream` moves into a WebSocket for watches.
+  // The connection's io_context (one thread runs it), kept here because `stream` moves into a
+  // WebSocket for watches.
   const Executor executor;
   Stream stream;
   bool websocket = false;  // `stream` was moved into a WebSocket
-  bool busy = false;       // a request is being handled (touched only on the connection's strand)
+  bool busy = false;       // a request is being handled (touched only on the connection's thread)
   std::function<void()> wake;  // set while a watch or wait is parked
 };
 
@@ -86,7 +91,8 @@ class HttpServer::Impl {
   explicit Impl(node::Node* node)
       : node_(node),
         threads_(node->config().http_threads > 0 ? node->config().http_threads : DefaultThreads()),
-        io_(threads_),
+        contexts_(MakeContexts(threads_)),
+        io_(*contexts_.front()),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
         hard_stop_(io_) {}
@@ -126,11 +132,17 @@ class HttpServer::Impl {
         BeginStop();
       }
     });
-    asio::co_spawn(asio::make_strand(io_), Accept(), asio::detached);
+    asio::co_spawn(io_, Accept(), asio::detached);
     spdlog::info("region {} serving HTTP on {}", node_->config().region,
                  node_->config().self().http);
     std::vector<std::thread> threads;
-    for (int i = 1; i < threads_; ++i) threads.emplace_back([this] { io_.run(); });
+    for (size_t i = 1; i < contexts_.size(); ++i) {
+      // Kept running while it has no connection, until the stop.
+      idle_guards_.push_back(asio::make_work_guard(*contexts_[i]));
+    }
+    for (size_t i = 1; i < contexts_.size(); ++i) {
+      threads.emplace_back([this, i] { contexts_[i]->run(); });
+    }
     io_.run();
     for (std::thread& thread : threads) thread.join();
     node_->Stop();
@@ -152,7 +164,7 @@ class HttpServer::Impl {
       if (!ec) {
         spdlog::warn("connections still open after {} s: closing them",
                      std::chrono::duration_cast<std::chrono::seconds>(kShutdownGrace).count());
-        io_.stop();
+        for (const auto& context : contexts_) context->stop();
       }
     });
     std::lock_guard lock(connections_mutex_);
@@ -171,7 +183,10 @@ class HttpServer::Impl {
 
   void MaybeFinishStop() {
     if (stopping_ && open_connections_.load() == 0) {
-      asio::post(io_, [this] { hard_stop_.cancel(); });
+      asio::post(io_, [this] {
+        hard_stop_.cancel();
+        for (auto& guard : idle_guards_) guard.reset();
+      });
     }
   }
 
@@ -179,7 +194,8 @@ class HttpServer::Impl {
     const node::NodeConfig& config = node_->config();
     for (;;) {
       beast::error_code ec;
-      Socket socket = co_await acceptor_.async_accept(asio::make_strand(io_),
+      asio::io_context& home = *contexts_[next_context_++ % contexts_.size()];
+      Socket socket = co_await acceptor_.async_accept(home.get_executor(),
                                                            asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_) co_return;
@@ -749,8 +765,20 @@ class HttpServer::Impl {
   }
 
   node::Node* node_;
+  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int threads) {
+    std::vector<std::unique_ptr<asio::io_context>> contexts;
+    for (int i = 0; i < std::max(threads, 1); ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));  // one thread runs each
+    }
+    return contexts;
+  }
+
   const int threads_;
-  asio::io_context io_;
+  // One per HTTP thread; the first also runs the acceptor, signals and the shutdown timer.
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  asio::io_context& io_;
+  std::vector<asio::executor_work_guard<Executor>> idle_guards_;  // touched on io_'s thread
+  size_t next_context_ = 0;                                        // Accept's only
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer hard_stop_;
