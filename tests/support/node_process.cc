@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -37,19 +39,46 @@ void CloseDescriptorsFrom(int first) {
 
 }  // namespace
 
-uint16_t FreePort() {
+namespace {
+
+// Whether nothing is bound to 127.0.0.1:port now (0: any free port; *port is then set).
+bool Bindable(uint16_t* port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
+  address.sin_port = htons(*port);
   socklen_t length = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
   ::close(fd);
-  return ntohs(address.sin_port);
+  if (bound) *port = ntohs(address.sin_port);
+  return bound;
+}
+
+}  // namespace
+
+uint16_t FreePort() {
+  // Below the kernel's ephemeral range: a port the kernel hands out (bind to 0) may be taken
+  // again, before the node listens on it, as the local port of any outgoing connection of the
+  // tests running in parallel.
+  unsigned ephemeral_low = 32768;
+  if (std::FILE* range = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(range, "%u", &ephemeral_low) != 1) ephemeral_low = 32768;
+    std::fclose(range);
+  }
+  if (ephemeral_low > 12000) {
+    thread_local std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<unsigned> pick(ephemeral_low - 10000, ephemeral_low - 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      uint16_t port = static_cast<uint16_t>(pick(rng));
+      if (Bindable(&port)) return port;
+    }
+  }
+  uint16_t port = 0;
+  if (!Bindable(&port)) throw std::runtime_error("cannot find a free port");
+  return port;
 }
 
 TempDir::TempDir() {
