@@ -1,5 +1,6 @@
 #include "replication/batch_codec.h"
 
+#include <xxhash.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -17,6 +18,10 @@ namespace {
 // they share taken out (docs/formats.md "Replication batches").
 constexpr uint8_t kFormatWhole = 1;
 constexpr uint8_t kFormatRun = 2;
+// The same payloads as chunks of one zstd stream per subscription (BatchStreamEncoder).
+constexpr uint8_t kFormatWholeStreamed = 3;
+constexpr uint8_t kFormatRunStreamed = 4;
+constexpr int kStreamWindowLog = 17;  // 128 KiB of history on each side of a stream
 constexpr uint64_t kContextEntriesMax = core::kRegionIdMax + 1;
 
 // What a run stores of one event: the dot and clock it shares with its neighbours, its context,
@@ -186,18 +191,15 @@ Result<std::vector<core::Event>> DecodeRun(std::string_view in, uint64_t count,
   return events;
 }
 
-}  // namespace
+struct Payload {
+  uint8_t format = kFormatWhole;  // kFormatWhole or kFormatRun
+  size_t count = 0;
+  std::string bytes;
+};
 
-EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
-  std::vector<std::string> encoded;
-  encoded.reserve(events.size());
-  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
-  return EncodeBatchOfEncoded(encoded, level);
-}
-
-EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
-  // Taken apart at the Protobuf level (the receiver checks every event it rebuilds); anything
-  // unexpected is sent whole, as given.
+// Taken apart at the Protobuf level (the receiver checks every event it rebuilds); anything
+// unexpected is sent whole, as given.
+Payload BuildPayload(std::span<const std::string> encoded_events) {
   std::vector<RunEntry> entries;
   entries.reserve(encoded_events.size());
   wire::Event message;
@@ -215,33 +217,82 @@ EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, i
     entries.push_back(std::move(entry));
   }
   if (entries.size() == encoded_events.size() && IsRun(entries)) {
-    return Compress(kFormatRun, entries.size(), RunPayload(entries), level);
+    return Payload{kFormatRun, entries.size(), RunPayload(entries)};
   }
-  return Compress(kFormatWhole, encoded_events.size(), WholePayload(encoded_events), level);
+  return Payload{kFormatWhole, encoded_events.size(), WholePayload(encoded_events)};
+}
+
+Result<std::vector<core::Event>> DecodePayload(uint8_t format, std::string_view payload,
+                                               uint64_t count, const core::Limits& event_limits) {
+  if (format == kFormatRun) {
+    if (count == 0) return Corruption("batch: an empty run");
+    return DecodeRun(payload, count, event_limits);
+  }
+  return DecodeWhole(payload, count, event_limits);
+}
+
+// Reads the format version, event count and raw size, checking them against the limits.
+Status ReadHeader(std::string_view* bytes, const BatchLimits& batch_limits, uint8_t* format,
+                  uint64_t* count, uint64_t* raw_size) {
+  if (bytes->empty()) return Corruption("batch: empty");
+  *format = static_cast<uint8_t>(bytes->front());
+  if (*format < kFormatWhole || *format > kFormatRunStreamed) {
+    return Status(StatusCode::kUnsupported,
+                  "batch: format version " + std::to_string(*format) + " is not supported");
+  }
+  bytes->remove_prefix(1);
+  if (!core::GetVarint(bytes, count) || !core::GetVarint(bytes, raw_size)) {
+    return Corruption("batch: truncated header");
+  }
+  if (*count > batch_limits.events_max) {
+    return TooLarge("batch: " + std::to_string(*count) + " events; the limit is " +
+                    std::to_string(batch_limits.events_max));
+  }
+  if (*raw_size > batch_limits.raw_bytes_max) {
+    return TooLarge("batch: " + std::to_string(*raw_size) + " bytes uncompressed; the limit is " +
+                    std::to_string(batch_limits.raw_bytes_max));
+  }
+  return Status::Ok();
+}
+
+void PutFixed64(std::string* out, uint64_t value) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(value >> shift));
+}
+
+bool GetFixed64(std::string_view* in, uint64_t* value) {
+  if (in->size() < 8) return false;
+  *value = 0;
+  for (int i = 0; i < 8; ++i) *value = (*value << 8) | static_cast<uint8_t>((*in)[i]);
+  in->remove_prefix(8);
+  return true;
+}
+
+}  // namespace
+
+EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
+  std::vector<std::string> encoded;
+  encoded.reserve(events.size());
+  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
+  return EncodeBatchOfEncoded(encoded, level);
+}
+
+EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level) {
+  const Payload payload = BuildPayload(encoded_events);
+  return Compress(payload.format, payload.count, payload.bytes, level);
 }
 
 Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
                                              const BatchLimits& batch_limits,
                                              const core::Limits& event_limits) {
-  if (bytes.empty()) return Corruption("batch: empty");
-  const auto format = static_cast<uint8_t>(bytes.front());
-  if (format != kFormatWhole && format != kFormatRun) {
-    return Status(StatusCode::kUnsupported,
-                  "batch: format version " + std::to_string(format) + " is not supported");
-  }
-  bytes.remove_prefix(1);
+  uint8_t format = 0;
   uint64_t count = 0;
   uint64_t raw_size = 0;
-  if (!core::GetVarint(&bytes, &count) || !core::GetVarint(&bytes, &raw_size)) {
-    return Corruption("batch: truncated header");
-  }
-  if (count > batch_limits.events_max) {
-    return TooLarge("batch: " + std::to_string(count) + " events; the limit is " +
-                    std::to_string(batch_limits.events_max));
-  }
-  if (raw_size > batch_limits.raw_bytes_max) {
-    return TooLarge("batch: " + std::to_string(raw_size) + " bytes uncompressed; the limit is " +
-                    std::to_string(batch_limits.raw_bytes_max));
+  if (Status status = ReadHeader(&bytes, batch_limits, &format, &count, &raw_size); !status.ok())
+    return status;
+  if (format == kFormatWholeStreamed || format == kFormatRunStreamed) {
+    return Status(StatusCode::kUnsupported,
+                  "batch: format version " + std::to_string(format) +
+                      " is a chunk of a stream; only the stream's decoder reads it");
   }
   // The frame must say it holds exactly raw_size bytes; anything else is refused before
   // decompressing, so a frame cannot expand past what the header promised.
@@ -255,11 +306,101 @@ Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
       ZSTD_decompress(payload.data(), payload.size(), bytes.data(), bytes.size());
   if (ZSTD_isError(decompressed) || decompressed != raw_size)
     return Corruption("batch: bad zstd frame");
-  if (format == kFormatRun) {
-    if (count == 0) return Corruption("batch: an empty run");
-    return DecodeRun(payload, count, event_limits);
+  return DecodePayload(format, payload, count, event_limits);
+}
+
+struct BatchStreamEncoder::State {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> context{ZSTD_createCCtx(), ZSTD_freeCCtx};
+};
+
+BatchStreamEncoder::BatchStreamEncoder(int level) : state_(std::make_unique<State>()) {
+  MERIDIAN_CHECK(state_->context != nullptr);
+  ZSTD_CCtx_setParameter(state_->context.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(state_->context.get(), ZSTD_c_windowLog, kStreamWindowLog);
+}
+
+BatchStreamEncoder::~BatchStreamEncoder() = default;
+
+EncodedBatch BatchStreamEncoder::Encode(std::span<const std::string> encoded_events) {
+  const Payload payload = BuildPayload(encoded_events);
+  EncodedBatch batch;
+  batch.raw_bytes = payload.bytes.size();
+  batch.bytes.push_back(static_cast<char>(
+      payload.format == kFormatRun ? kFormatRunStreamed : kFormatWholeStreamed));
+  core::PutVarint(&batch.bytes, payload.count);
+  core::PutVarint(&batch.bytes, payload.bytes.size());
+  PutFixed64(&batch.bytes, XXH3_64bits(payload.bytes.data(), payload.bytes.size()));
+  const size_t header = batch.bytes.size();
+  // A flush ends the chunk at a block boundary: the receiver decodes all of it at once.
+  batch.bytes.resize(header + ZSTD_compressBound(payload.bytes.size()) + 64);
+  ZSTD_inBuffer in{payload.bytes.data(), payload.bytes.size(), 0};
+  ZSTD_outBuffer out{batch.bytes.data() + header, batch.bytes.size() - header, 0};
+  for (;;) {
+    const size_t left = ZSTD_compressStream2(state_->context.get(), &out, &in, ZSTD_e_flush);
+    MERIDIAN_CHECK(!ZSTD_isError(left));
+    if (left == 0) break;
+    batch.bytes.resize(batch.bytes.size() + left + 64);  // room for the rest of the flush
+    out.dst = batch.bytes.data() + header;
+    out.size = batch.bytes.size() - header;
   }
-  return DecodeWhole(payload, count, event_limits);
+  batch.bytes.resize(header + out.pos);
+  return batch;
+}
+
+struct BatchStreamDecoder::State {
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context{ZSTD_createDCtx(), ZSTD_freeDCtx};
+  bool broken = false;  // an earlier chunk failed: the stream's history is lost
+};
+
+BatchStreamDecoder::BatchStreamDecoder() : state_(std::make_unique<State>()) {
+  MERIDIAN_CHECK(state_->context != nullptr);
+  // A stream that asks for a larger window is refused: memory stays bounded per stream.
+  ZSTD_DCtx_setParameter(state_->context.get(), ZSTD_d_windowLogMax, kStreamWindowLog);
+}
+
+BatchStreamDecoder::~BatchStreamDecoder() = default;
+
+Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view bytes,
+                                                            const BatchLimits& batch_limits,
+                                                            const core::Limits& event_limits) {
+  if (!bytes.empty() && static_cast<uint8_t>(bytes.front()) != kFormatWholeStreamed &&
+      static_cast<uint8_t>(bytes.front()) != kFormatRunStreamed) {
+    return DecodeBatch(bytes, batch_limits, event_limits);
+  }
+  if (state_->broken) return Corruption("batch: an earlier chunk of this stream was refused");
+  state_->broken = true;  // until this chunk has decoded whole
+  uint8_t format = 0;
+  uint64_t count = 0;
+  uint64_t raw_size = 0;
+  if (Status status = ReadHeader(&bytes, batch_limits, &format, &count, &raw_size); !status.ok())
+    return status;
+  uint64_t hash = 0;
+  if (!GetFixed64(&bytes, &hash)) return Corruption("batch: truncated header");
+  // Room for one byte more than promised: a chunk that holds more is refused, not truncated.
+  std::string payload(raw_size + 1, '\0');
+  ZSTD_inBuffer in{bytes.data(), bytes.size(), 0};
+  ZSTD_outBuffer out{payload.data(), payload.size(), 0};
+  while (in.pos < in.size) {
+    const size_t before_in = in.pos;
+    const size_t before_out = out.pos;
+    const size_t result = ZSTD_decompressStream(state_->context.get(), &out, &in);
+    if (ZSTD_isError(result)) {
+      return Corruption(std::string("batch: bad zstd chunk: ") + ZSTD_getErrorName(result));
+    }
+    if (out.pos > raw_size) return Corruption("batch: the chunk holds more than its header says");
+    if (in.pos == before_in && out.pos == before_out) {
+      return Corruption("batch: the zstd chunk does not decode");
+    }
+  }
+  if (out.pos != raw_size) return Corruption("batch: the chunk holds less than its header says");
+  payload.resize(raw_size);
+  if (XXH3_64bits(payload.data(), payload.size()) != hash) {
+    return Corruption("batch: the payload does not match its hash");
+  }
+  auto events = DecodePayload(
+      format == kFormatRunStreamed ? kFormatRun : kFormatWhole, payload, count, event_limits);
+  if (events.ok()) state_->broken = false;
+  return events;
 }
 
 }  // namespace meridian::replication

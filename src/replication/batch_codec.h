@@ -3,7 +3,8 @@
 // times, which is why the stream packs events into batches.
 //
 // Format (docs/formats.md, "Replication batches"):
-//   byte     format version: 1 (whole events) or 2 (one origin's run)
+//   byte     format version: 1 (whole events) or 2 (one origin's run); 3 and 4 are the same
+//            payloads streamed (BatchStreamEncoder, below)
 //   varint   event count
 //   varint   raw size: the bytes of the uncompressed payload
 //   rest     zstd frame (with a content checksum) of the payload. Version 1: for each event,
@@ -17,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,9 +46,49 @@ EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level = 1);
 EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, int level = 1);
 
 // Decodes and validates every event (core::DecodeEvent). kCorruption for bytes that are not a
-// batch, kTooLarge for a batch over the limits, kUnsupported for an unknown format version.
+// batch, kTooLarge for a batch over the limits, kUnsupported for an unknown format version (and
+// for the streamed versions 3 and 4, which only a BatchStreamDecoder can read).
 Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
                                              const BatchLimits& batch_limits,
                                              const core::Limits& event_limits);
+
+// Streamed batches (format versions 3 and 4: the payloads of 1 and 2): every batch of one
+// subscription is a flushed chunk of one zstd stream, so a small batch is compressed against
+// the batches before it on that stream. A sender can then send small batches often (a short
+// linger) without the bytes per event of compressing each alone. A chunk decodes only after
+// every earlier chunk of its stream, in order: one encoder and one decoder per stream, each used
+// by one thread at a time. The header also holds an XXH3 hash of the payload, checked after
+// decompression (the zstd frame's own checksum comes only at its end, which a stream never
+// reaches). Window 128 KiB: each side holds about that much per stream.
+class BatchStreamEncoder {
+ public:
+  explicit BatchStreamEncoder(int level = 1);
+  ~BatchStreamEncoder();
+  BatchStreamEncoder(const BatchStreamEncoder&) = delete;
+  BatchStreamEncoder& operator=(const BatchStreamEncoder&) = delete;
+
+  EncodedBatch Encode(std::span<const std::string> encoded_events);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+class BatchStreamDecoder {
+ public:
+  BatchStreamDecoder();
+  ~BatchStreamDecoder();
+  BatchStreamDecoder(const BatchStreamDecoder&) = delete;
+  BatchStreamDecoder& operator=(const BatchStreamDecoder&) = delete;
+
+  // Any format version: 1 and 2 as DecodeBatch does, 3 and 4 as the next chunk of the stream.
+  // After an error the stream cannot go on: every later streamed batch is refused.
+  Result<std::vector<core::Event>> Decode(std::string_view bytes, const BatchLimits& batch_limits,
+                                          const core::Limits& event_limits);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace meridian::replication

@@ -233,6 +233,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     });
 
     std::vector<std::string> encoded;
+    // One zstd stream for the whole subscription when the subscriber reads it.
+    std::optional<BatchStreamEncoder> encoder;
+    if (subscribe.streamed_batches()) encoder.emplace();
     for (;;) {
       std::optional<Outbound::Read> read;
       bool heartbeat = false;
@@ -252,7 +255,10 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
         if (!read && !heartbeat) break;
       }
-      if (read && !SendBatch(peer, *read, stream, shared.mutex, shared.outbound, &encoded)) break;
+      if (read && !SendBatch(peer, *read, stream, shared.mutex, shared.outbound,
+                             encoder ? &*encoder : nullptr, &encoded)) {
+        break;
+      }
       if (heartbeat) {
         wire::ToReceiver message;
         wire::Heartbeat* beat = message.mutable_heartbeat();
@@ -281,7 +287,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   // Reads the batch from the log, sends it; false when the stream is gone.
   bool SendBatch(core::RegionId peer, const Outbound::Read& read,
                  grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
-                 std::mutex& mutex, Outbound& outbound, std::vector<std::string>* encoded) {
+                 std::mutex& mutex, Outbound& outbound, BatchStreamEncoder* encoder,
+                 std::vector<std::string>* encoded) {
     encoded->clear();
     uint64_t first_seq = 0;
     uint64_t last_seq = 0;
@@ -316,7 +323,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       }
       return stream->Write(message);
     }
-    const EncodedBatch batch = EncodeBatchOfEncoded(*encoded);
+    const EncodedBatch batch =
+        encoder != nullptr ? encoder->Encode(*encoded) : EncodeBatchOfEncoded(*encoded);
     wire::ToReceiver message;
     wire::Batch* out = message.mutable_batch();
     out->set_origin(read.origin);
@@ -346,6 +354,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     subscribe->set_region_id(config_.self().id);
     subscribe->set_frontier(node_->region().frontier().Encode());
     for (core::RegionId origin : origins) subscribe->add_origins(origin);
+    subscribe->set_streamed_batches(true);
     return message;
   }
 
@@ -609,6 +618,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     const BatchLimits batch_limits;
     PeerStream inbound(this, id, stream, context);
     if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
+    BatchStreamDecoder decoder;  // this stream's batches, in order
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
@@ -633,7 +643,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
         // Another region's events are checked for form, not against this region's [limits]:
         // regions configured differently must still converge.
-        auto events = DecodeBatch(batch.events(), batch_limits, kRemoteLimits);
+        auto events = decoder.Decode(batch.events(), batch_limits, kRemoteLimits);
         if (!events.ok()) return "bad batch: " + events.status().message();
         board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
         for (const core::Event& event : *events) {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace meridian::replication {
@@ -103,6 +105,93 @@ TEST(BatchCodecTest, RefusesWhatIsNotABatch) {
   std::string flipped = batch.bytes;
   flipped[flipped.size() / 2] ^= 0x55;
   EXPECT_FALSE(DecodeBatch(flipped, BatchLimits{}, core::Limits{}).ok());
+}
+
+// The log's bytes of InventoryEvents, cut into batches of `size` events.
+std::vector<std::vector<std::string>> EncodedRuns(size_t events, size_t size) {
+  std::vector<std::vector<std::string>> batches;
+  for (const core::Event& event : InventoryEvents(events)) {
+    if (batches.empty() || batches.back().size() == size) batches.emplace_back();
+    batches.back().push_back(core::EncodeEvent(event));
+  }
+  return batches;
+}
+
+std::vector<core::Event> Decoded(std::span<const std::string> encoded) {
+  std::vector<core::Event> events;
+  for (const std::string& bytes : encoded) events.push_back(*core::DecodeEvent(bytes, {}));
+  return events;
+}
+
+TEST(BatchStreamTest, SmallBatchesRoundTripInOrderAndCompressAgainstTheEarlierOnes) {
+  BatchStreamEncoder encoder;
+  BatchStreamDecoder decoder;
+  size_t streamed_bytes = 0;
+  size_t alone_bytes = 0;
+  size_t raw_bytes = 0;
+  for (const std::vector<std::string>& batch : EncodedRuns(600, 3)) {
+    const EncodedBatch streamed = encoder.Encode(batch);
+    EXPECT_EQ(streamed.bytes[0], 4);  // a run, streamed
+    auto decoded = decoder.Decode(streamed.bytes, BatchLimits{}, core::Limits{});
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ(*decoded, Decoded(batch));
+    streamed_bytes += streamed.bytes.size();
+    alone_bytes += EncodeBatchOfEncoded(batch).bytes.size();
+    raw_bytes += streamed.raw_bytes;
+  }
+  // Three events per batch: each compressed alone gains little; against the stream's history
+  // they take a fraction of that.
+  EXPECT_LT(streamed_bytes * 2, alone_bytes) << streamed_bytes << " against " << alone_bytes;
+  EXPECT_LT(streamed_bytes * 3, raw_bytes) << streamed_bytes << " of " << raw_bytes;
+  // Events that are not one origin's run travel whole, in the same stream.
+  std::vector<std::string> mixed = EncodedRuns(4, 4).front();
+  std::swap(mixed[1], mixed[2]);
+  const EncodedBatch whole = encoder.Encode(mixed);
+  EXPECT_EQ(whole.bytes[0], 3);
+  auto decoded = decoder.Decode(whole.bytes, BatchLimits{}, core::Limits{});
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(*decoded, Decoded(mixed));
+  // The stream's decoder reads batches of formats 1 and 2 too; DecodeBatch refuses a chunk.
+  const EncodedBatch alone = EncodeBatchOfEncoded(mixed);
+  EXPECT_TRUE(decoder.Decode(alone.bytes, BatchLimits{}, core::Limits{}).ok());
+  EXPECT_EQ(DecodeBatch(whole.bytes, BatchLimits{}, core::Limits{}).status().code(),
+            StatusCode::kUnsupported);
+}
+
+TEST(BatchStreamTest, AChunkOutOfOrderOrDamagedIsRefusedAndEndsTheStream) {
+  const auto batches = EncodedRuns(60, 5);
+  std::vector<std::string> chunks;
+  BatchStreamEncoder encoder;
+  for (const auto& batch : batches) chunks.push_back(encoder.Encode(batch).bytes);
+  {
+    BatchStreamDecoder decoder;  // the second chunk first: it refers to history it lacks
+    EXPECT_FALSE(decoder.Decode(chunks[1], BatchLimits{}, core::Limits{}).ok());
+    EXPECT_FALSE(decoder.Decode(chunks[0], BatchLimits{}, core::Limits{}).ok());
+  }
+  for (size_t at : {size_t{1}, size_t{4}, size_t{12}, chunks[3].size() / 2, chunks[3].size() - 1}) {
+    SCOPED_TRACE(at);
+    BatchStreamDecoder decoder;
+    for (size_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE(decoder.Decode(chunks[i], BatchLimits{}, core::Limits{}).ok());
+    }
+    std::string damaged = chunks[3];
+    damaged[at] ^= 0x21;
+    EXPECT_FALSE(decoder.Decode(damaged, BatchLimits{}, core::Limits{}).ok());
+    // Whatever the damage, the stream does not go on.
+    EXPECT_EQ(decoder.Decode(chunks[4], BatchLimits{}, core::Limits{}).status().code(),
+              StatusCode::kCorruption);
+  }
+  {
+    BatchStreamDecoder decoder;  // a chunk cut short
+    EXPECT_FALSE(decoder.Decode(chunks[0].substr(0, chunks[0].size() - 3), BatchLimits{},
+                                core::Limits{})
+                     .ok());
+  }
+  {
+    BatchStreamDecoder decoder;  // counts and sizes are bounded as in every batch
+    EXPECT_EQ(decoder.Decode(chunks[0], BatchLimits{4, 16 << 20}, core::Limits{}).status().code(),
+              StatusCode::kTooLarge);
+  }
 }
 
 TEST(BatchCodecTest, BoundsCountAndSizeBeforeDecompressing) {
