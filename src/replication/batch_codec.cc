@@ -321,6 +321,10 @@ BatchStreamEncoder::BatchStreamEncoder(int level) : state_(std::make_unique<Stat
 
 BatchStreamEncoder::~BatchStreamEncoder() = default;
 
+size_t BatchStreamEncoder::MemoryBytes() const {
+  return ZSTD_sizeof_CCtx(state_->context.get());
+}
+
 EncodedBatch BatchStreamEncoder::Encode(std::span<const std::string> encoded_events) {
   const Payload payload = BuildPayload(encoded_events);
   EncodedBatch batch;
@@ -360,6 +364,10 @@ BatchStreamDecoder::BatchStreamDecoder() : state_(std::make_unique<State>()) {
 
 BatchStreamDecoder::~BatchStreamDecoder() = default;
 
+size_t BatchStreamDecoder::MemoryBytes() const {
+  return ZSTD_sizeof_DCtx(state_->context.get());
+}
+
 Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view bytes,
                                                             const BatchLimits& batch_limits,
                                                             const core::Limits& event_limits) {
@@ -376,11 +384,22 @@ Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view byt
     return status;
   uint64_t hash = 0;
   if (!GetFixed64(&bytes, &hash)) return Corruption("batch: truncated header");
-  // Room for one byte more than promised: a chunk that holds more is refused, not truncated.
-  std::string payload(raw_size + 1, '\0');
+  // The buffer grows as the chunk inflates (from 64 KiB, doubling), so a short chunk costs
+  // little whatever its header promises; one byte more than promised is room to notice a chunk
+  // that holds more, which is refused, not truncated.
+  const uint64_t room = raw_size + 1;
+  std::string payload(std::min<uint64_t>(room, 64 << 10), '\0');
   ZSTD_inBuffer in{bytes.data(), bytes.size(), 0};
   ZSTD_outBuffer out{payload.data(), payload.size(), 0};
-  while (in.pos < in.size) {
+  for (;;) {
+    if (out.pos == out.size) {
+      if (payload.size() >= room) {
+        return Corruption("batch: the chunk holds more than its header says");
+      }
+      payload.resize(std::min<uint64_t>(room, payload.size() * 2));
+      out.dst = payload.data();
+      out.size = payload.size();
+    }
     const size_t before_in = in.pos;
     const size_t before_out = out.pos;
     const size_t result = ZSTD_decompressStream(state_->context.get(), &out, &in);
@@ -388,6 +407,8 @@ Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view byt
       return Corruption(std::string("batch: bad zstd chunk: ") + ZSTD_getErrorName(result));
     }
     if (out.pos > raw_size) return Corruption("batch: the chunk holds more than its header says");
+    // Every byte read and room left in the output: the flushed chunk has given all it holds.
+    if (in.pos == in.size && out.pos < out.size) break;
     if (in.pos == before_in && out.pos == before_out) {
       return Corruption("batch: the zstd chunk does not decode");
     }

@@ -95,6 +95,13 @@ struct Simulation::Conn {
   bool broken = false;                // lost in the network: nothing more gets through
   bool handshake = true;              // the first message also pays the connection setup
   uint64_t last_arrival[2] = {0, 0};  // FIFO per direction: [to the sender]
+  // Batches as the transport sends them: chunks of one zstd stream per connection, which holds
+  // only while nothing duplicates or reorders messages within the connection (as TCP never
+  // does). Decided at the connection's first batch: streamed when no such fault is on then
+  // (the fault is then not applied to its batches), else each batch compressed alone.
+  std::optional<bool> streamed;
+  std::unique_ptr<replication::BatchStreamEncoder> encoder;
+  std::unique_ptr<replication::BatchStreamDecoder> decoder;
 };
 
 struct Simulation::Node {
@@ -389,8 +396,11 @@ void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
       }
     }
   }
-  const bool reorder = faults_.reorder > 0 && Unit() < faults_.reorder;
-  const bool duplicate = faults_.duplicate > 0 && Unit() < faults_.duplicate;
+  bool reorder = faults_.reorder > 0 && Unit() < faults_.reorder;
+  bool duplicate = faults_.duplicate > 0 && Unit() < faults_.duplicate;
+  if (message.kind == Message::Kind::kBatch && conn.streamed.value_or(false)) {
+    reorder = duplicate = false;  // a stream's chunks decode only in order, once
+  }
   uint64_t at = now_ + delay;
   const int direction = to_sender ? 1 : 0;
   if (reorder) {
@@ -538,8 +548,10 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   switch (message.kind) {
     case Message::Kind::kBatch: {
       n.inbound->BatchReceived(stream, now_);
+      Conn& conn = *conns_.at(conn_id);
+      if (!conn.decoder) conn.decoder = std::make_unique<replication::BatchStreamDecoder>();
       auto events =
-          replication::DecodeBatch(message.events, replication::BatchLimits{}, kRemoteLimits);
+          conn.decoder->Decode(message.events, replication::BatchLimits{}, kRemoteLimits);
       if (!events.ok()) {
         EndLink(index, conn_id, "bad batch: " + events.status().message());
         return;
@@ -686,7 +698,14 @@ void Simulation::Pump(int index, uint64_t conn_id) {
         behind.last_seq = encoded.empty() ? 0 : first_seq;
         Send(conn_id, /*to_sender=*/false, std::move(behind));
       } else {
-        const replication::EncodedBatch batch = replication::EncodeBatchOfEncoded(encoded);
+        Conn& conn = *conns_.at(conn_id);
+        if (!conn.streamed) conn.streamed = faults_.duplicate == 0 && faults_.reorder == 0;
+        if (*conn.streamed && !conn.encoder) {
+          conn.encoder = std::make_unique<replication::BatchStreamEncoder>();
+        }
+        const replication::EncodedBatch batch = *conn.streamed
+                                                      ? conn.encoder->Encode(encoded)
+                                                      : replication::EncodeBatchOfEncoded(encoded);
         outbound.Sent(read->origin, last_seq, batch.raw_bytes);
         Message out;
         out.kind = Message::Kind::kBatch;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <span>
 #include <string>
 #include <utility>
@@ -143,6 +144,11 @@ TEST(BatchStreamTest, SmallBatchesRoundTripInOrderAndCompressAgainstTheEarlierOn
   // they take a fraction of that.
   EXPECT_LT(streamed_bytes * 2, alone_bytes) << streamed_bytes << " against " << alone_bytes;
   EXPECT_LT(streamed_bytes * 3, raw_bytes) << streamed_bytes << " of " << raw_bytes;
+  // Memory per stream, bounded by the 128 KiB window.
+  std::printf("stream memory: encoder %zu B, decoder %zu B\n", encoder.MemoryBytes(),
+              decoder.MemoryBytes());
+  EXPECT_LT(encoder.MemoryBytes(), size_t{3} << 19);
+  EXPECT_LT(decoder.MemoryBytes(), size_t{1} << 20);
   // Events that are not one origin's run travel whole, in the same stream.
   std::vector<std::string> mixed = EncodedRuns(4, 4).front();
   std::swap(mixed[1], mixed[2]);
@@ -186,6 +192,22 @@ TEST(BatchStreamTest, AChunkOutOfOrderOrDamagedIsRefusedAndEndsTheStream) {
     EXPECT_FALSE(decoder.Decode(chunks[0].substr(0, chunks[0].size() - 3), BatchLimits{},
                                 core::Limits{})
                      .ok());
+  }
+  {
+    // A chunk whose header promises more than it holds: refused (and the buffer grows only as
+    // the chunk inflates, so the promise alone costs no 16 MiB).
+    std::string header_lies;
+    header_lies.push_back(chunks[0][0]);
+    core::PutVarint(&header_lies, 5);
+    core::PutVarint(&header_lies, 16 << 20);
+    std::string_view rest = chunks[0];
+    rest.remove_prefix(1);
+    uint64_t skipped = 0;
+    ASSERT_TRUE(core::GetVarint(&rest, &skipped) && core::GetVarint(&rest, &skipped));
+    header_lies += rest;
+    BatchStreamDecoder decoder;
+    EXPECT_EQ(decoder.Decode(header_lies, BatchLimits{}, core::Limits{}).status().code(),
+              StatusCode::kCorruption);
   }
   {
     BatchStreamDecoder decoder;  // counts and sizes are bounded as in every batch
