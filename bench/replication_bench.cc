@@ -239,6 +239,8 @@ int Run(const Options& options) {
                        {"to", region},
                        {"p50_ms", visibility["p50"]},
                        {"p99_ms", visibility["p99"]},
+                       {"arrival_p50_ms", state["arrival_ms"]["p50"]},
+                       {"arrival_p99_ms", state["arrival_ms"]["p99"]},
                        {"samples", visibility["count"]}});
       worst_p99 = std::max(worst_p99, visibility["p99"].get<double>());
     }

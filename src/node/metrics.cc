@@ -65,12 +65,19 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
   connections_ = MakeGauge(*registry_, "meridian_http_connections", "Open HTTP connections");
 
-  visibility_ = &prometheus::BuildHistogram()
-                     .Name("meridian_replication_visibility_ms")
-                     .Help(
-                         "Time an event of another region became readable here minus its "
-                         "origin HLC time, in milliseconds, by origin")
-                     .Register(*registry_);
+  visibility_.family = &prometheus::BuildHistogram()
+                            .Name("meridian_replication_visibility_ms")
+                            .Help(
+                                "Time an event of another region became readable here minus its "
+                                "origin HLC time, in milliseconds, by origin")
+                            .Register(*registry_);
+  arrival_.family = &prometheus::BuildHistogram()
+                         .Name("meridian_replication_arrival_ms")
+                         .Help(
+                             "Time the batch of an event of another region arrived here, before "
+                             "it was applied, minus the event's origin HLC time, in milliseconds, "
+                             "by origin")
+                         .Register(*registry_);
   lag_events_ = &prometheus::BuildGauge()
                      .Name("meridian_replication_lag_events")
                      .Help("Events of an origin known to exist and not yet applied here")
@@ -117,21 +124,31 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              "Origins received through a third region (direct link down)");
 }
 
-void Metrics::ObserveVisibility(const std::string& origin, std::span<const double> milliseconds) {
+void Metrics::Observe(ByOrigin& by_origin, const std::string& origin,
+                      std::span<const double> milliseconds) {
   prometheus::Histogram* histogram = nullptr;
   {
-    std::lock_guard lock(visibility_mutex_);
-    auto it = visibility_by_origin_.find(origin);
-    if (it == visibility_by_origin_.end()) {
+    std::lock_guard lock(by_origin.mutex);
+    auto it = by_origin.histograms.find(origin);
+    if (it == by_origin.histograms.end()) {
       const prometheus::Histogram::BucketBoundaries buckets = {
           1,   2,   5,   10,  20,  30,  40,   50,   60,   80,
           100, 120, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
-      it = visibility_by_origin_.emplace(origin, &visibility_->Add({{"origin", origin}}, buckets))
+      it = by_origin.histograms
+               .emplace(origin, &by_origin.family->Add({{"origin", origin}}, buckets))
                .first;
     }
     histogram = it->second;
   }
   for (double value : milliseconds) histogram->Observe(value);
+}
+
+void Metrics::ObserveVisibility(const std::string& origin, std::span<const double> milliseconds) {
+  Observe(visibility_, origin, milliseconds);
+}
+
+void Metrics::ObserveArrival(const std::string& origin, std::span<const double> milliseconds) {
+  Observe(arrival_, origin, milliseconds);
 }
 
 void Metrics::SetReplication(const std::vector<PeerTotals>& peers,

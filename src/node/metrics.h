@@ -46,6 +46,9 @@ class Metrics {
   // Replication (docs/operations.md): visibility latency is observed as events become readable;
   // the rest mirrors totals the ReplicationBoard keeps and is brought up to date before a scrape.
   void ObserveVisibility(const std::string& origin, std::span<const double> milliseconds);
+  // The same events when their batch arrived, before it was applied (the part of visibility
+  // that the origin, its sender and the network account for).
+  void ObserveArrival(const std::string& origin, std::span<const double> milliseconds);
   struct PeerTotals {
     std::string peer;
     bool connected = false;  // our subscription to it is up
@@ -85,9 +88,16 @@ class Metrics {
   prometheus::Counter* clock_skew_;
   prometheus::Gauge* connections_;
 
-  prometheus::Family<prometheus::Histogram>* visibility_;
-  std::mutex visibility_mutex_;
-  std::map<std::string, prometheus::Histogram*> visibility_by_origin_;
+  // A latency histogram per origin, made with the first observation of that origin.
+  struct ByOrigin {
+    prometheus::Family<prometheus::Histogram>* family = nullptr;
+    std::mutex mutex;
+    std::map<std::string, prometheus::Histogram*> histograms;
+  };
+  static void Observe(ByOrigin& by_origin, const std::string& origin,
+                      std::span<const double> milliseconds);
+  ByOrigin visibility_;
+  ByOrigin arrival_;
   prometheus::Family<prometheus::Gauge>* lag_events_;
   prometheus::Family<prometheus::Gauge>* lag_ms_;
   prometheus::Family<prometheus::Counter>* replication_bytes_;

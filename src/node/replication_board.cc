@@ -207,23 +207,35 @@ void ReplicationBoard::BatchReceived(core::RegionId peer, size_t events, size_t 
   it->second.behind.clear();
 }
 
-void ReplicationBoard::Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
-                               uint64_t now_ms) {
+void ReplicationBoard::ObserveLatencies(
+    core::RegionId origin, LatencyWindow Origin::*window,
+    void (Metrics::*observe)(const std::string&, std::span<const double>),
+    std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms) {
   if (hlcs.empty()) return;
   std::vector<double> latencies;
   latencies.reserve(hlcs.size());
   {
     std::lock_guard lock(mutex_);
-    Origin& state = origins_[origin];
+    LatencyWindow& latest = origins_[origin].*window;
     for (core::HlcTimestamp hlc : hlcs) {
       const uint64_t physical = core::HlcPhysicalMs(hlc);
       // A clock ahead of ours shows as zero, not as a negative latency.
       const uint64_t latency = now_ms > physical ? now_ms - physical : 0;
-      state.visibility.Add(now_ms, latency);
+      latest.Add(now_ms, latency);
       latencies.push_back(static_cast<double>(latency));
     }
   }
-  metrics_->ObserveVisibility(NameOf(origin), latencies);
+  (metrics_->*observe)(NameOf(origin), latencies);
+}
+
+void ReplicationBoard::Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
+                               uint64_t now_ms) {
+  ObserveLatencies(origin, &Origin::visibility, &Metrics::ObserveVisibility, hlcs, now_ms);
+}
+
+void ReplicationBoard::Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
+                               uint64_t now_ms) {
+  ObserveLatencies(origin, &Origin::arrival, &Metrics::ObserveArrival, hlcs, now_ms);
 }
 
 void ReplicationBoard::BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
@@ -298,12 +310,14 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
     if (id == self_) continue;
     const auto [lag_events, lag_ms] = LagOf(id, state, applied);
     const LatencyWindow::Summary visibility = state.visibility.Summarize(now_ms);
+    const LatencyWindow::Summary arrival = state.arrival.Summarize(now_ms);
     origins[NameOf(id)] = {
         {"applied", applied.Get(id)},
         {"lag_events", lag_events},
         {"lag_ms", lag_ms},
         {"visibility_ms",
-         {{"p50", visibility.p50}, {"p99", visibility.p99}, {"count", visibility.count}}}};
+         {{"p50", visibility.p50}, {"p99", visibility.p99}, {"count", visibility.count}}},
+        {"arrival_ms", {{"p50", arrival.p50}, {"p99", arrival.p99}, {"count", arrival.count}}}};
   }
   nlohmann::json trimmed = nlohmann::json::object();
   for (const auto& entry : trimmed_through_.entries()) trimmed[NameOf(entry.origin)] = entry.seq;

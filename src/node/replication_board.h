@@ -72,6 +72,8 @@ class ReplicationBoard {
   void BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
   // Events of `origin` became readable here at now_ms: their visibility latency.
   void Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
+  // Events of `origin` arrived here (their batch decoded) at now_ms, before they were applied.
+  void Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
   void BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
                        uint64_t oldest);
 
@@ -122,7 +124,12 @@ class ReplicationBoard {
     core::HlcTimestamp head_hlc = 0;     // its HLC, when known
     core::HlcTimestamp applied_hlc = 0;  // newest applied here
     LatencyWindow visibility;            // the last ten seconds
+    LatencyWindow arrival;               // the same, when the batch arrived
   };
+  // Adds the latencies of `hlcs` at now_ms to window (of `origin`'s state) and to a histogram.
+  void ObserveLatencies(core::RegionId origin, LatencyWindow Origin::*window,
+                        void (Metrics::*observe)(const std::string&, std::span<const double>),
+                        std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
   // Lag of an origin here: events and milliseconds behind the newest known event.
   std::pair<uint64_t, uint64_t> LagOf(core::RegionId origin, const Origin& state,
                                       const core::VersionVector& applied) const;

@@ -646,9 +646,13 @@ class Replicator::Impl final : public wire::Replication::Service {
         auto events = decoder.Decode(batch.events(), batch_limits, kRemoteLimits);
         if (!events.ok()) return "bad batch: " + events.status().message();
         board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
+        std::vector<core::HlcTimestamp> hlcs;
+        hlcs.reserve(events->size());
         for (const core::Event& event : *events) {
           if (event.dot.origin != batch.origin()) return "batch holds an event of another origin";
+          hlcs.push_back(event.hlc);
         }
+        board_.Arrived(batch.origin(), hlcs, WallMs());
         if (!inbound.Submit(batch.origin(), std::move(events).value())) {
           return "the node is stopping";
         }

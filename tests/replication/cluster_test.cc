@@ -102,6 +102,11 @@ TEST(ReplicationCluster, ConcurrentWritesInEveryRegionConverge) {
   // Concurrent price changes of one item in several regions were recorded as conflicts.
   const json status = Parse(cluster.Client("us").Get("/v1/status").body);
   EXPECT_GT(status["origins"]["eu"]["visibility_ms"]["count"].get<int>(), 0);
+  // Each event arrived (its batch decoded) before it became readable.
+  const json& arrival = status["origins"]["eu"]["arrival_ms"];
+  EXPECT_GT(arrival["count"].get<int>(), 0);
+  EXPECT_LE(arrival["p50"].get<double>(),
+            status["origins"]["eu"]["visibility_ms"]["p50"].get<double>());
   EXPECT_EQ(status["frontier"]["eu"].get<int>(), 150 + 15);
 }
 
