@@ -56,8 +56,7 @@ constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
 // One accepted connection. Lives as long as its session coroutine; the server keeps a weak
 // reference to wake or close it on shutdown.
 struct Connection {
-  explicit Connection(Socket socket)
-      : executor(socket.get_executor()), stream(std::move(socket)) {}
+  explicit Connection(Socket socket) : executor(socket.get_executor()), stream(std::move(socket)) {}
   // The connection's io_context (one thread runs it), kept here because `stream` moves into a
   // WebSocket for watches.
   const Executor executor;
@@ -90,8 +89,8 @@ class HttpServer::Impl {
  public:
   explicit Impl(node::Node* node)
       : node_(node),
-        threads_(node->config().http_threads > 0 ? node->config().http_threads : DefaultThreads()),
-        contexts_(MakeContexts(threads_)),
+        contexts_(MakeContexts(node->config().http_threads > 0 ? node->config().http_threads
+                                                               : DefaultThreads())),
         io_(*contexts_.front()),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM),
@@ -139,8 +138,6 @@ class HttpServer::Impl {
     for (size_t i = 1; i < contexts_.size(); ++i) {
       // Kept running while it has no connection, until the stop.
       idle_guards_.push_back(asio::make_work_guard(*contexts_[i]));
-    }
-    for (size_t i = 1; i < contexts_.size(); ++i) {
       threads.emplace_back([this, i] { contexts_[i]->run(); });
     }
     io_.run();
@@ -196,7 +193,7 @@ class HttpServer::Impl {
       beast::error_code ec;
       asio::io_context& home = *contexts_[next_context_++ % contexts_.size()];
       Socket socket = co_await acceptor_.async_accept(home.get_executor(),
-                                                           asio::redirect_error(use_awaitable, ec));
+                                                      asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_) co_return;
         if (ec == asio::error::no_descriptors) {
@@ -339,8 +336,8 @@ class HttpServer::Impl {
                                : std::string_view(it->value().data(), it->value().size());
   }
 
-  // A timer on the connection's strand and a thread-safe function that wakes whoever waits on
-  // it: the way commits and shutdown reach a parked request or watch.
+  // A timer on the connection's io_context and a thread-safe function that wakes whoever waits
+  // on it: the way commits and shutdown reach a parked request or watch.
   static std::pair<std::shared_ptr<Timer>, std::function<void()>> MakeWaker(
       const std::shared_ptr<Connection>& connection) {
     auto timer = std::make_shared<Timer>(connection->executor);
@@ -391,8 +388,8 @@ class HttpServer::Impl {
       }
     };
     Result<node::Receipt> outcome =
-        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(Result<node::Receipt>)>(
-            initiation, use_awaitable);
+        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&,
+                                      void(Result<node::Receipt>)>(initiation, use_awaitable);
     co_return outcome;
   }
 
@@ -773,12 +770,11 @@ class HttpServer::Impl {
     return contexts;
   }
 
-  const int threads_;
   // One per HTTP thread; the first also runs the acceptor, signals and the shutdown timer.
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   asio::io_context& io_;
   std::vector<asio::executor_work_guard<Executor>> idle_guards_;  // touched on io_'s thread
-  size_t next_context_ = 0;                                        // Accept's only
+  size_t next_context_ = 0;                                       // Accept's only
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer hard_stop_;

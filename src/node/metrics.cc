@@ -124,8 +124,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              "Origins received through a third region (direct link down)");
 }
 
-void Metrics::Observe(ByOrigin& by_origin, const std::string& origin,
-                      std::span<const double> milliseconds) {
+void Metrics::ObserveLatency(Latency latency, const std::string& origin,
+                             std::span<const double> milliseconds) {
+  ByOrigin& by_origin = latency == Latency::kArrival ? arrival_ : visibility_;
   prometheus::Histogram* histogram = nullptr;
   {
     std::lock_guard lock(by_origin.mutex);
@@ -141,14 +142,6 @@ void Metrics::Observe(ByOrigin& by_origin, const std::string& origin,
     histogram = it->second;
   }
   for (double value : milliseconds) histogram->Observe(value);
-}
-
-void Metrics::ObserveVisibility(const std::string& origin, std::span<const double> milliseconds) {
-  Observe(visibility_, origin, milliseconds);
-}
-
-void Metrics::ObserveArrival(const std::string& origin, std::span<const double> milliseconds) {
-  Observe(arrival_, origin, milliseconds);
 }
 
 void Metrics::SetReplication(const std::vector<PeerTotals>& peers,

@@ -43,12 +43,12 @@ class Metrics {
   };
   std::string Serialize(const Snapshot& snapshot);
 
-  // Replication (docs/operations.md): visibility latency is observed as events become readable;
-  // the rest mirrors totals the ReplicationBoard keeps and is brought up to date before a scrape.
-  void ObserveVisibility(const std::string& origin, std::span<const double> milliseconds);
-  // The same events when their batch arrived, before it was applied (the part of visibility
-  // that the origin, its sender and the network account for).
-  void ObserveArrival(const std::string& origin, std::span<const double> milliseconds);
+  // Replication (docs/operations.md): latencies of another region's events are observed as they
+  // arrive (their batch decoded) and as they become readable (visibility); the rest mirrors
+  // totals the ReplicationBoard keeps and is brought up to date before a scrape.
+  enum class Latency { kArrival, kVisibility };
+  void ObserveLatency(Latency latency, const std::string& origin,
+                      std::span<const double> milliseconds);
   struct PeerTotals {
     std::string peer;
     bool connected = false;  // our subscription to it is up
@@ -94,8 +94,6 @@ class Metrics {
     std::mutex mutex;
     std::map<std::string, prometheus::Histogram*> histograms;
   };
-  static void Observe(ByOrigin& by_origin, const std::string& origin,
-                      std::span<const double> milliseconds);
   ByOrigin visibility_;
   ByOrigin arrival_;
   prometheus::Family<prometheus::Gauge>* lag_events_;

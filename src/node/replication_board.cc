@@ -207,35 +207,35 @@ void ReplicationBoard::BatchReceived(core::RegionId peer, size_t events, size_t 
   it->second.behind.clear();
 }
 
-void ReplicationBoard::ObserveLatencies(
-    core::RegionId origin, LatencyWindow Origin::*window,
-    void (Metrics::*observe)(const std::string&, std::span<const double>),
-    std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms) {
+void ReplicationBoard::ObserveLatencies(Metrics::Latency latency, core::RegionId origin,
+                                        std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms) {
   if (hlcs.empty()) return;
   std::vector<double> latencies;
   latencies.reserve(hlcs.size());
   {
     std::lock_guard lock(mutex_);
-    LatencyWindow& latest = origins_[origin].*window;
+    Origin& state = origins_[origin];
+    LatencyWindow& window =
+        latency == Metrics::Latency::kArrival ? state.arrival : state.visibility;
     for (core::HlcTimestamp hlc : hlcs) {
       const uint64_t physical = core::HlcPhysicalMs(hlc);
       // A clock ahead of ours shows as zero, not as a negative latency.
-      const uint64_t latency = now_ms > physical ? now_ms - physical : 0;
-      latest.Add(now_ms, latency);
-      latencies.push_back(static_cast<double>(latency));
+      const uint64_t ms = now_ms > physical ? now_ms - physical : 0;
+      window.Add(now_ms, ms);
+      latencies.push_back(static_cast<double>(ms));
     }
   }
-  (metrics_->*observe)(NameOf(origin), latencies);
+  metrics_->ObserveLatency(latency, NameOf(origin), latencies);
 }
 
 void ReplicationBoard::Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
                                uint64_t now_ms) {
-  ObserveLatencies(origin, &Origin::visibility, &Metrics::ObserveVisibility, hlcs, now_ms);
+  ObserveLatencies(Metrics::Latency::kVisibility, origin, hlcs, now_ms);
 }
 
 void ReplicationBoard::Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
                                uint64_t now_ms) {
-  ObserveLatencies(origin, &Origin::arrival, &Metrics::ObserveArrival, hlcs, now_ms);
+  ObserveLatencies(Metrics::Latency::kArrival, origin, hlcs, now_ms);
 }
 
 void ReplicationBoard::BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,

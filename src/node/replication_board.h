@@ -126,9 +126,8 @@ class ReplicationBoard {
     LatencyWindow visibility;            // the last ten seconds
     LatencyWindow arrival;               // the same, when the batch arrived
   };
-  // Adds the latencies of `hlcs` at now_ms to window (of `origin`'s state) and to a histogram.
-  void ObserveLatencies(core::RegionId origin, LatencyWindow Origin::*window,
-                        void (Metrics::*observe)(const std::string&, std::span<const double>),
+  // Adds the latencies of `hlcs` at now_ms to `origin`'s window and histogram of that kind.
+  void ObserveLatencies(Metrics::Latency latency, core::RegionId origin,
                         std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
   // Lag of an origin here: events and milliseconds behind the newest known event.
   std::pair<uint64_t, uint64_t> LagOf(core::RegionId origin, const Origin& state,

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/version_vector.h"
 #include "meridian/event.pb.h"
+#include "storage/keys.h"
 
 namespace meridian::replication {
 namespace {
@@ -255,18 +256,6 @@ Status ReadHeader(std::string_view* bytes, const BatchLimits& batch_limits, uint
   return Status::Ok();
 }
 
-void PutFixed64(std::string* out, uint64_t value) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(value >> shift));
-}
-
-bool GetFixed64(std::string_view* in, uint64_t* value) {
-  if (in->size() < 8) return false;
-  *value = 0;
-  for (int i = 0; i < 8; ++i) *value = (*value << 8) | static_cast<uint8_t>((*in)[i]);
-  in->remove_prefix(8);
-  return true;
-}
-
 }  // namespace
 
 EncodedBatch EncodeBatch(const std::vector<core::Event>& events, int level) {
@@ -329,11 +318,11 @@ EncodedBatch BatchStreamEncoder::Encode(std::span<const std::string> encoded_eve
   const Payload payload = BuildPayload(encoded_events);
   EncodedBatch batch;
   batch.raw_bytes = payload.bytes.size();
-  batch.bytes.push_back(static_cast<char>(
-      payload.format == kFormatRun ? kFormatRunStreamed : kFormatWholeStreamed));
+  batch.bytes.push_back(
+      static_cast<char>(payload.format == kFormatRun ? kFormatRunStreamed : kFormatWholeStreamed));
   core::PutVarint(&batch.bytes, payload.count);
   core::PutVarint(&batch.bytes, payload.bytes.size());
-  PutFixed64(&batch.bytes, XXH3_64bits(payload.bytes.data(), payload.bytes.size()));
+  storage::PutBigEndian64(&batch.bytes, XXH3_64bits(payload.bytes.data(), payload.bytes.size()));
   const size_t header = batch.bytes.size();
   // A flush ends the chunk at a block boundary: the receiver decodes all of it at once.
   batch.bytes.resize(header + ZSTD_compressBound(payload.bytes.size()) + 64);
@@ -382,8 +371,9 @@ Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view byt
   uint64_t raw_size = 0;
   if (Status status = ReadHeader(&bytes, batch_limits, &format, &count, &raw_size); !status.ok())
     return status;
-  uint64_t hash = 0;
-  if (!GetFixed64(&bytes, &hash)) return Corruption("batch: truncated header");
+  if (bytes.size() < 8) return Corruption("batch: truncated header");
+  const uint64_t hash = storage::GetBigEndian64(bytes);
+  bytes.remove_prefix(8);
   // The buffer grows as the chunk inflates (from 64 KiB, doubling), so a short chunk costs
   // little whatever its header promises; one byte more than promised is room to notice a chunk
   // that holds more, which is refused, not truncated.
@@ -418,8 +408,8 @@ Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view byt
   if (XXH3_64bits(payload.data(), payload.size()) != hash) {
     return Corruption("batch: the payload does not match its hash");
   }
-  auto events = DecodePayload(
-      format == kFormatRunStreamed ? kFormatRun : kFormatWhole, payload, count, event_limits);
+  auto events = DecodePayload(format == kFormatRunStreamed ? kFormatRun : kFormatWhole, payload,
+                              count, event_limits);
   if (events.ok()) state_->broken = false;
   return events;
 }

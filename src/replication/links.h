@@ -61,6 +61,8 @@ class Links {
   // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
   // capped, jittered over the upper half (`unit` uniform in [0, 1) from the caller's source).
   uint64_t BackoffMs(core::RegionId peer, double unit) const;
+  // The ceiling BackoffMs jitters under: backoff_initial_ms doubled per failure after the first,
+  // at most backoff_max_ms. Inbound spaces hedges by half of it.
   uint64_t BackoffCeilingMs(core::RegionId peer) const;
   // How long a dial of the peer may go unanswered before it is given up (see dial_timeout_ms),
   // and before another dial hedges it (see hedge_after_ms).

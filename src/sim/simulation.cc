@@ -97,9 +97,8 @@ struct Simulation::Conn {
   uint64_t last_arrival[2] = {0, 0};  // FIFO per direction: [to the sender]
   // Batches as the transport sends them: chunks of one zstd stream per connection, which holds
   // only while nothing duplicates or reorders messages within the connection (as TCP never
-  // does). Decided at the connection's first batch: streamed when no such fault is on then
-  // (the fault is then not applied to its batches), else each batch compressed alone.
-  std::optional<bool> streamed;
+  // does). Made at the first batch sent while no such fault is on; from then on every batch of
+  // the connection is a chunk, and those faults spare its batches. Before, batches go alone.
   std::unique_ptr<replication::BatchStreamEncoder> encoder;
   std::unique_ptr<replication::BatchStreamDecoder> decoder;
 };
@@ -398,7 +397,7 @@ void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
   }
   bool reorder = faults_.reorder > 0 && Unit() < faults_.reorder;
   bool duplicate = faults_.duplicate > 0 && Unit() < faults_.duplicate;
-  if (message.kind == Message::Kind::kBatch && conn.streamed.value_or(false)) {
+  if (message.kind == Message::Kind::kBatch && conn.encoder != nullptr) {
     reorder = duplicate = false;  // a stream's chunks decode only in order, once
   }
   uint64_t at = now_ + delay;
@@ -550,8 +549,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
       n.inbound->BatchReceived(stream, now_);
       Conn& conn = *conns_.at(conn_id);
       if (!conn.decoder) conn.decoder = std::make_unique<replication::BatchStreamDecoder>();
-      auto events =
-          conn.decoder->Decode(message.events, replication::BatchLimits{}, kRemoteLimits);
+      auto events = conn.decoder->Decode(message.events, replication::BatchLimits{}, kRemoteLimits);
       if (!events.ok()) {
         EndLink(index, conn_id, "bad batch: " + events.status().message());
         return;
@@ -699,13 +697,12 @@ void Simulation::Pump(int index, uint64_t conn_id) {
         Send(conn_id, /*to_sender=*/false, std::move(behind));
       } else {
         Conn& conn = *conns_.at(conn_id);
-        if (!conn.streamed) conn.streamed = faults_.duplicate == 0 && faults_.reorder == 0;
-        if (*conn.streamed && !conn.encoder) {
+        if (!conn.encoder && faults_.duplicate == 0 && faults_.reorder == 0) {
           conn.encoder = std::make_unique<replication::BatchStreamEncoder>();
         }
-        const replication::EncodedBatch batch = *conn.streamed
-                                                      ? conn.encoder->Encode(encoded)
-                                                      : replication::EncodeBatchOfEncoded(encoded);
+        const replication::EncodedBatch batch = conn.encoder
+                                                    ? conn.encoder->Encode(encoded)
+                                                    : replication::EncodeBatchOfEncoded(encoded);
         outbound.Sent(read->origin, last_seq, batch.raw_bytes);
         Message out;
         out.kind = Message::Kind::kBatch;

@@ -37,10 +37,6 @@ void CloseDescriptorsFrom(int first) {
   for (int fd = first; fd < limit; ++fd) ::close(fd);
 }
 
-}  // namespace
-
-namespace {
-
 // Whether nothing is bound to 127.0.0.1:port now (0: any free port; *port is then set).
 bool Bindable(uint16_t* port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -112,7 +108,8 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
       if (entry.name == options_.region) http_port_ = entry.http_port;
       config << "[[regions]]\nname = \"" << entry.name << "\"\nid = " << entry.id
              << "\nhttp = \"127.0.0.1:" << entry.http_port << "\"\nreplication = \""
-             << entry.replication << "\"\n" << grpc_line(entry.name) << "\n";
+             << entry.replication << "\"\n"
+             << grpc_line(entry.name) << "\n";
     }
     config << options_.extra_toml << "\n";
     return;
@@ -146,8 +143,10 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
     }
     if (options_.close_inherited_fds) CloseDescriptorsFrom(STDERR_FILENO + 1);
     const std::string binary = MeridianBinary();
-    ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
-            "--log-level", std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn", static_cast<char*>(nullptr));
+    ::execl(
+        binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(), "--log-level",
+        std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn",
+        static_cast<char*>(nullptr));
     ::_exit(127);
   }
   pid_ = pid;
