@@ -10,6 +10,7 @@
 # Environment knobs (defaults): DURATION_S=3 WARMUP_S=1 KEYS=10000 VALUE_BYTES=200 CLIENTS="1 8 32"
 #   LOAD_THREADS=1 (http_load event-loop threads; redis-benchmark uses one too)
 #   HTTP_THREADS=   (if set, written to the node config as [http] threads = N)
+#   NODE_SYNC=true  ([storage] sync of the node; false measures it without fsync, an upper bound)
 #   READY_TIMEOUT_S=30  BENCH_TMPDIR=${TMPDIR:-/tmp}  KEEP_TMP=0  JSON_OUT= (copy raw results there)
 # See bench/README.md for what every number means.
 set -euo pipefail
@@ -38,11 +39,13 @@ VALUE_BYTES=${VALUE_BYTES:-200}
 CLIENTS=${CLIENTS:-"1 8 32"}
 LOAD_THREADS=${LOAD_THREADS:-1}
 HTTP_THREADS=${HTTP_THREADS:-}
+export NODE_SYNC=${NODE_SYNC:-true}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-30}
 KEEP_TMP=${KEEP_TMP:-0}
 JSON_OUT=${JSON_OUT:-}
 
 die() { echo "node_vs_redis.sh: $*" >&2; exit 1; }
+[[ $NODE_SYNC == true || $NODE_SYNC == false ]] || die "NODE_SYNC must be true or false"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 for tool in redis-server redis-benchmark redis-cli python3 timeout; do
@@ -172,7 +175,7 @@ def report(results_path, value_bytes, keys, redis_only, strict):
 
     print()
     for op, mop, rop, title in (
-        ("write", "put", "set", "Durable writes: meridian PUT /v1/docs/{key} ([storage] sync = true)  vs  redis SET (appendfsync always)"),
+        ("write", "put", "set", "Durable writes: meridian PUT /v1/docs/{key} ([storage] sync = " + os.environ.get("NODE_SYNC", "true") + ")  vs  redis SET (appendfsync always)"),
         ("read", "get", "get", "Reads: meridian GET /v1/docs/{key}  vs  redis GET"),
     ):
         print(title)
@@ -276,14 +279,14 @@ if ((!REDIS_ONLY)); then
     echo "replication = \"127.0.0.1:$REPL_PORT\""
     echo
     echo '[storage]'
-    echo 'sync = true'
+    echo "sync = $NODE_SYNC"
     if [[ -n $HTTP_THREADS ]]; then
       echo
       echo '[http]'
       echo "threads = $HTTP_THREADS"
     fi
   } >"$TMP/node/node.toml"
-  log "starting meridian on 127.0.0.1:$HTTP_PORT ([storage] sync = true)"
+  log "starting meridian on 127.0.0.1:$HTTP_PORT ([storage] sync = $NODE_SYNC)"
   (cd "$TMP/node" && exec "$MERIDIAN_BIN" start --config "$TMP/node/node.toml") >"$TMP/node/node.log" 2>&1 &
   NODE_PID=$!
   deadline=$((SECONDS + READY_TIMEOUT_S))
