@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,7 +16,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -53,6 +57,29 @@ bool Bindable(uint16_t* port) {
   return bound;
 }
 
+// Claims the port for this test process until it exits: never handed out twice here, and locked
+// (flock on a file named after it in a directory every test process shares), so that another
+// test process running at the same time does not pick it before a node of ours listens on it.
+bool Reserve(uint16_t port) {
+  static std::mutex mutex;
+  static std::set<uint16_t> reserved;
+  std::lock_guard lock(mutex);
+  if (reserved.contains(port)) return false;
+  const char* base = std::getenv("TMPDIR");
+  const std::string dir = std::string(base ? base : "/tmp") + "/meridian-test-ports";
+  ::mkdir(dir.c_str(), 0777);  // may exist already
+  const std::string path = dir + "/" + std::to_string(port);
+  const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+  if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;  // another test process holds it
+  }
+  // Kept open (the lock with it) for the life of the process; without the directory, the port
+  // is still never handed out twice here.
+  reserved.insert(port);
+  return true;
+}
+
 }  // namespace
 
 uint16_t FreePort() {
@@ -69,12 +96,14 @@ uint16_t FreePort() {
     std::uniform_int_distribution<unsigned> pick(ephemeral_low - 10000, ephemeral_low - 1);
     for (int attempt = 0; attempt < 100; ++attempt) {
       uint16_t port = static_cast<uint16_t>(pick(rng));
-      if (Bindable(&port)) return port;
+      if (Reserve(port) && Bindable(&port)) return port;
     }
   }
-  uint16_t port = 0;
-  if (!Bindable(&port)) throw std::runtime_error("cannot find a free port");
-  return port;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    uint16_t port = 0;
+    if (Bindable(&port) && Reserve(port)) return port;
+  }
+  throw std::runtime_error("cannot find a free port");
 }
 
 TempDir::TempDir() {

@@ -14,7 +14,9 @@
 
 namespace meridian::testing {
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range, and
+// reserved for this test process: no other call, here or in another test process using FreePort
+// at the same time, returns it while this process lives.
 uint16_t FreePort();
 
 // A directory under $TMPDIR (or /tmp) removed with everything in it on destruction.
