@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <exception>
 #include <memory>
 #include <string>
@@ -44,6 +45,10 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -152,6 +157,7 @@ struct Options {
   std::string query;  // appended to write paths, e.g. "durability=regions:1&timeout_ms=500"
   int timeout_ms = 5000;
   bool allow_non_loopback = false;
+  long cpu_pid = 0;  // when > 0, the CPU this process spends in the measured window is reported
 };
 
 [[noreturn]] void usage(int code) {
@@ -173,6 +179,8 @@ struct Options {
       "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
       "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
       "  --allow-non-loopback   permit a target that is not a loopback address\n"
+      "  --cpu-pid PID          report the CPU time of PID (by thread name), of http_load and of\n"
+      "                         the machine during the measured window, per request\n"
       "Prints one JSON line: mode, clients, requests, errors, throughput_rps, p50_ms, p99_ms,\n"
       "p999_ms, max_ms (+ extras). Latencies are of successful (2xx) requests only.\n");
   std::exit(code);
@@ -262,6 +270,12 @@ Options parse_args(int argc, char** argv) {
       o.timeout_ms = parse_number<int>(a, value());
     } else if (a == "--allow-non-loopback") {
       o.allow_non_loopback = true;
+    } else if (a == "--cpu-pid") {
+      o.cpu_pid = parse_number<long>(a, value());
+      if (o.cpu_pid <= 0) {
+        std::fprintf(stderr, "http_load: --cpu-pid must be a process id\n");
+        std::exit(1);
+      }
     } else {
       std::fprintf(stderr, "http_load: unknown option '%s' (see --help)\n", argv[i]);
       std::exit(1);
@@ -645,6 +659,121 @@ bool is_loopback(const tcp::resolver::results_type& eps) {
   return true;
 }
 
+std::string json_escape(std::string_view s);
+
+// CPU accounting of the measured window (--cpu-pid): clock ticks of the server's threads grouped
+// by name, of this process, and of the whole machine.
+struct CpuSample {
+  std::map<std::string, std::uint64_t> server_by_name;  // "http-1" and "http-2" count as "http"
+  std::uint64_t server_total = 0;                       // every thread, also those gone since
+  double self_s = 0;
+  std::uint64_t machine_busy = 0;
+  std::uint64_t machine_total = 0;
+  bool ok = false;
+};
+
+// utime + stime of a /proc/.../stat line, and the name between the parentheses.
+bool parse_stat(const std::string& line, std::string* name, std::uint64_t* ticks) {
+  const auto open = line.find('(');
+  const auto close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return false;
+  *name = line.substr(open + 1, close - open - 1);
+  std::vector<std::string> fields;
+  std::size_t i = close + 2;
+  while (i < line.size()) {
+    const auto end = line.find(' ', i);
+    fields.push_back(line.substr(i, end == std::string::npos ? std::string::npos : end - i));
+    if (end == std::string::npos) break;
+    i = end + 1;
+  }
+  if (fields.size() < 13) return false;  // fields[11], [12]: utime, stime (stat fields 14, 15)
+  *ticks = std::strtoull(fields[11].c_str(), nullptr, 10) +
+           std::strtoull(fields[12].c_str(), nullptr, 10);
+  return true;
+}
+
+std::string read_line(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return {};
+  char buf[1024];
+  std::string line;
+  if (std::fgets(buf, sizeof buf, f) != nullptr) line = buf;
+  std::fclose(f);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  return line;
+}
+
+std::string thread_group(std::string name) {
+  while (!name.empty() && std::isdigit(static_cast<unsigned char>(name.back()))) name.pop_back();
+  if (name.size() > 1 && name.back() == '-') name.pop_back();
+  return name;
+}
+
+CpuSample sample_cpu(long pid) {
+  CpuSample out;
+  std::string name;
+  if (!parse_stat(read_line("/proc/" + std::to_string(pid) + "/stat"), &name, &out.server_total))
+    return out;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  if (DIR* dir = opendir(tasks.c_str())) {
+    while (const dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      std::uint64_t ticks = 0;
+      if (parse_stat(read_line(tasks + "/" + entry->d_name + "/stat"), &name, &ticks))
+        out.server_by_name[thread_group(name)] += ticks;
+    }
+    closedir(dir);
+  }
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  out.self_s = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+               static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
+  // "cpu  user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
+  const std::string machine = read_line("/proc/stat");
+  std::vector<std::uint64_t> v;
+  for (std::size_t i = machine.find(' '); i != std::string::npos && i < machine.size();) {
+    while (i < machine.size() && machine[i] == ' ') ++i;
+    if (i >= machine.size()) break;
+    v.push_back(std::strtoull(machine.c_str() + i, nullptr, 10));
+    i = machine.find(' ', i);
+  }
+  if (v.size() < 5) return out;
+  for (std::size_t k = 0; k < v.size() && k < 8; ++k) out.machine_total += v[k];
+  out.machine_busy = out.machine_total - v[3] - v[4];
+  out.ok = true;
+  return out;
+}
+
+// ,"cpu":{...} for the JSON line, or "" when either sample failed.
+std::string cpu_json(const CpuSample& a, const CpuSample& b, std::uint64_t requests) {
+  if (!a.ok || !b.ok || requests == 0) return {};
+  const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double n = static_cast<double>(requests);
+  auto per_req = [&](double ticks) { return ticks * tick_us / n; };
+  std::string out = ",\"cpu\":{\"server_us_per_req\":";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f", per_req(static_cast<double>(b.server_total - a.server_total)));
+  out += buf;
+  out += ",\"server_threads_us_per_req\":{";
+  bool first = true;
+  for (const auto& [name, ticks] : b.server_by_name) {
+    const auto before = a.server_by_name.find(name);
+    const std::uint64_t delta = ticks - (before == a.server_by_name.end() ? 0 : std::min(ticks, before->second));
+    if (delta == 0) continue;
+    std::snprintf(buf, sizeof buf, "%.2f", per_req(static_cast<double>(delta)));
+    out += (first ? "\"" : ",\"") + json_escape(name) + "\":" + buf;
+    first = false;
+  }
+  std::snprintf(buf, sizeof buf, "%.2f", (b.self_s - a.self_s) * 1e6 / n);
+  out += std::string("},\"load_us_per_req\":") + buf;
+  const double total = static_cast<double>(b.machine_total - a.machine_total);
+  std::snprintf(buf, sizeof buf, "%.1f",
+                total > 0 ? 100.0 * static_cast<double>(b.machine_busy - a.machine_busy) / total : 0.0);
+  out += std::string(",\"machine_busy_pct\":") + buf;
+  out += ",\"cores\":" + std::to_string(std::thread::hardware_concurrency()) + "}";
+  return out;
+}
+
 std::string json_escape(std::string_view s) {
   std::string out;
   for (const char c : s) {
@@ -727,7 +856,17 @@ int main(int argc, char** argv) {
     asio::co_spawn(l.ctx, client(sh, l, 0x1234567ull * static_cast<std::uint64_t>(c + 1)),
                    asio::detached);
   }
+  CpuSample cpu_before;
+  std::thread cpu_sampler;
+  if (o.cpu_pid > 0) {
+    cpu_sampler = std::thread([&] {
+      std::this_thread::sleep_until(sh.measure_start);
+      cpu_before = sample_cpu(o.cpu_pid);
+    });
+  }
   run_loops(loops, o.timeout_ms);
+  if (cpu_sampler.joinable()) cpu_sampler.join();
+  const CpuSample cpu_after = o.cpu_pid > 0 ? sample_cpu(o.cpu_pid) : CpuSample{};
 
   Histogram hist;
   Loop total;
@@ -755,13 +894,13 @@ int main(int argc, char** argv) {
       ",\"elapsed_s\":%.3f"
       ",\"errors_transport\":%" PRIu64 ",\"errors_timeout\":%" PRIu64 ",\"errors_4xx\":%" PRIu64
       ",\"errors_5xx\":%" PRIu64 ",\"errors_other_status\":%" PRIu64 ",\"reconnects\":%" PRIu64
-      ",\"threads\":%d,\"keys\":%" PRIu64 ",\"value_bytes\":%zu,\"target\":\"%s\"}\n",
+      ",\"threads\":%d,\"keys\":%" PRIu64 ",\"value_bytes\":%zu,\"target\":\"%s\"%s}\n",
       o.mode_name.c_str(), o.clients, total.ok + total.errors, total.errors, rps,
       ms(hist.percentile(50)), ms(hist.percentile(99)), ms(hist.percentile(99.9)), ms(hist.max()),
       hist.mean() / 1e6, ms(hist.min()), ms(hist.percentile(90)), total.ok, elapsed,
       total.transport_errors, total.timeouts, total.status_4xx, total.status_5xx,
       total.status_other, total.reconnects, o.threads, o.keys, sh.value.size(),
-      json_escape(sh.host_header).c_str());
+      json_escape(sh.host_header).c_str(), cpu_json(cpu_before, cpu_after, total.ok).c_str());
   std::fflush(stdout);
   return total.ok == 0 ? 3 : 0;
 }

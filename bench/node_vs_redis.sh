@@ -122,7 +122,15 @@ def redis_populate(keys, value_bytes):
         k = b"key:%012d" % i
         out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 
-def parse_redis(path):
+def cpu_of_run(before, after, requests):
+    b = [int(x) for x in before.split()]
+    a = [int(x) for x in after.split()]
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    total = a[2] - b[2]
+    return {"server_us_per_req": round((a[0] - b[0]) * tick_us / requests, 2),
+            "machine_busy_pct": round(100.0 * (a[1] - b[1]) / total, 1) if total > 0 else 0.0}
+
+def parse_redis(path, before=None, after=None):
     text = open(path, errors="replace").read().replace("\r", "\n")
     res = {}
     m = re.search(r"throughput summary:\s*([\d.]+) requests per second", text)
@@ -147,6 +155,9 @@ def parse_redis(path):
     if "p999_ms" not in res:
         res["p999_ms"] = res.get("max_ms", float("nan"))
     res["errors"] = 0
+    if before and after and res.get("requests"):
+        # redis-benchmark's own CPU is not measured; the machine's busy share covers it.
+        res["cpu"] = cpu_of_run(before, after, res["requests"])
     print(json.dumps(res))
 
 def parse_csv_rps(path):
@@ -192,6 +203,22 @@ def report(results_path, value_bytes, keys, redis_only, strict):
                   f" {f(r.get('p50_ms'))} {f(r.get('p99_ms'))} {f(r.get('p999_ms'))} {frps(r.get('throughput_rps'))} |"
                   f"  {f(tr, 6, 2) if tr is not None else '     -'}   {f(lr, 6, 2) if lr is not None else '     -'}")
         print()
+        cpu_rows = [(c, rows.get(("meridian", mop, c), {}).get("cpu"), rows.get(("redis", rop, c), {}).get("cpu"))
+                    for c in levels]
+        if any(m or r for _, m, r in cpu_rows):
+            print("CPU time per request in the measured window, in microseconds (machine: % of all cores busy)")
+            for c, m, r in cpu_rows:
+                line = f" {c:7d} | meridian "
+                if m:
+                    threads = ", ".join(f"{n} {v:.1f}" for n, v in sorted(m["server_threads_us_per_req"].items(),
+                                                                       key=lambda kv: -kv[1]) if v >= 0.5)
+                    line += f"{m['server_us_per_req']:.1f} ({threads}); http_load {m['load_us_per_req']:.1f}; machine {m['machine_busy_pct']:.0f}%"
+                else:
+                    line += "-"
+                line += " | redis-server "
+                line += f"{r['server_us_per_req']:.1f}; machine {r['machine_busy_pct']:.0f}%" if r else "-"
+                print(line)
+            print()
 
     print("Goals")
     failed = False
@@ -228,7 +255,7 @@ if cmd == "free-ports":
 elif cmd == "redis-populate":
     redis_populate(int(sys.argv[2]), int(sys.argv[3]))
 elif cmd == "parse-redis":
-    parse_redis(sys.argv[2])
+    parse_redis(*sys.argv[2:5])
 elif cmd == "csv-rps":
     parse_csv_rps(sys.argv[2])
 elif cmd == "report":
@@ -247,6 +274,18 @@ tag_json() {
 }
 
 read -r HTTP_PORT REPL_PORT REDIS_PORT < <(helper free-ports 3)
+
+# cpu_snapshot PID — "<utime+stime ticks of PID> <busy ticks> <total ticks of the machine>"
+cpu_snapshot() {
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }  # the fields after the name: state is the first, utime the 12th
+  read -r -a f <<<"$stat"
+  read -r -a m < <(head -1 /proc/stat)
+  local total=0 i
+  for ((i = 1; i <= 8 && i < ${#m[@]}; i++)); do total=$((total + m[i])); done
+  echo "$((f[11] + f[12])) $((total - m[4] - m[5])) $total"
+}
 
 # --- redis-server ---------------------------------------------------------------------------------
 mkdir -p "$TMP/redis"
@@ -318,7 +357,7 @@ run_http_load() {
   log "meridian $mode, $c clients, ${DURATION_S} s"
   if ! timeout "$LOAD_TIMEOUT" "$HTTP_LOAD_BIN" --target "127.0.0.1:$HTTP_PORT" --mode "$mode" --clients "$c" \
     --threads "$LOAD_THREADS" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --keys "$KEYS" \
-    --value-bytes "$VALUE_BYTES" "$@" >"$out" 2>"$TMP/http_load-$mode-$c.err"; then
+    --value-bytes "$VALUE_BYTES" --cpu-pid "$NODE_PID" "$@" >"$out" 2>"$TMP/http_load-$mode-$c.err"; then
     cat "$TMP/http_load-$mode-$c.err" >&2
     kill -0 "$NODE_PID" 2>/dev/null || { tail -30 "$TMP/node/node.log" >&2 || true; die "meridian died during the $mode run"; }
     [[ -s $out ]] || die "http_load $mode with $c clients failed"
@@ -336,9 +375,12 @@ run_redis() {
   rps=$(helper csv-rps "$TMP/redis-$test-$c-cal.csv")
   n=$(python3 -c "print(max(1000, min(5000000, int(float('$rps') * float('$DURATION_S')))))")
   log "redis $test, $c clients, $n requests (~${DURATION_S} s at the calibrated $rps/s)"
+  local before after
+  before=$(cpu_snapshot "$REDIS_PID")
   timeout "$LOAD_TIMEOUT" "${base[@]}" -n "$n" >"$TMP/redis-$test-$c.out" 2>&1 ||
     die "redis-benchmark ($test, $c clients) failed: $(tail -3 "$TMP/redis-$test-$c.out")"
-  helper parse-redis "$TMP/redis-$test-$c.out" | tag_json redis "$test" "$c"
+  after=$(cpu_snapshot "$REDIS_PID")
+  helper parse-redis "$TMP/redis-$test-$c.out" "$before" "$after" | tag_json redis "$test" "$c"
 }
 
 first_get=1

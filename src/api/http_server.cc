@@ -22,6 +22,7 @@
 #include "api/service.h"
 #include "api/session_token.h"
 #include "core/document.h"
+#include "core/thread_name.h"
 
 namespace meridian::api {
 
@@ -138,7 +139,10 @@ class HttpServer::Impl {
     for (size_t i = 1; i < contexts_.size(); ++i) {
       // Kept running while it has no connection, until the stop.
       idle_guards_.push_back(asio::make_work_guard(*contexts_[i]));
-      threads.emplace_back([this, i] { contexts_[i]->run(); });
+      threads.emplace_back([this, i] {
+        core::NameThisThread("http-" + std::to_string(i));
+        contexts_[i]->run();
+      });
     }
     io_.run();
     for (std::thread& thread : threads) thread.join();

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "core/thread_name.h"
+
 namespace meridian::node {
 
 namespace {
@@ -16,7 +18,10 @@ WriteQueue::WriteQueue(Region* region, size_t batch_max, size_t queue_max, Commi
       batch_max_(batch_max),
       queue_max_(queue_max),
       listener_(std::move(listener)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    core::NameThisThread("commit");
+    Run();
+  });
 }
 
 WriteQueue::~WriteQueue() {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_name.h"
 #include "meridian/event.pb.h"
 #include "meridian/replication.grpc.pb.h"
 #include "replication/batch_codec.h"
@@ -130,7 +131,10 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::lock_guard lock(mutex_);
       for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
     }
-    threads_.emplace_back([this] { RunTicker(); });
+    threads_.emplace_back([this] {
+      core::NameThisThread("repl-ticker");
+      RunTicker();
+    });
     return Status::Ok();
   }
 
@@ -212,6 +216,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     });
 
     std::thread reader([&] {
+      core::NameThisThread("repl-acks");
       wire::ToSender message;
       while (stream->Read(&message)) {
         if (message.has_subscribe()) {
@@ -395,6 +400,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     auto done = std::make_shared<std::atomic<bool>>(false);
     link_threads_.push_back({std::thread([this, peer, attempt = BeginDial(peer), done]() mutable {
+                               core::NameThisThread("repl-link");
                                RunLink(peer, std::move(attempt));
                                done->store(true);
                              }),
@@ -491,7 +497,10 @@ class Replicator::Impl final : public wire::Replication::Service {
                grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                grpc::ClientContext* context)
         : impl_(impl), id_(id), stream_(stream), context_(context) {
-      acker_ = std::thread([this] { Acknowledge(); });
+      acker_ = std::thread([this] {
+        core::NameThisThread("repl-acker");
+        Acknowledge();
+      });
     }
     // The stream is over (Serve returns only then): cancel it so that no write can block, and
     // wait for the queued batches, which the commit thread applies all the same.
