@@ -37,7 +37,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <exception>
 #include <memory>
 #include <string>
@@ -46,9 +45,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
+#include "cpu_usage.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -661,114 +658,46 @@ bool is_loopback(const tcp::resolver::results_type& eps) {
 
 std::string json_escape(std::string_view s);
 
-// CPU accounting of the measured window (--cpu-pid): clock ticks of the server's threads grouped
-// by name, of this process, and of the whole machine.
+// CPU accounting of the measured window (--cpu-pid): the server's threads by name, this
+// process, and the machine.
 struct CpuSample {
-  std::map<std::string, std::uint64_t> server_by_name;  // "http-1" and "http-2" count as "http"
-  std::uint64_t server_total = 0;                       // every thread, also those gone since
+  meridian::bench::ProcessTicks server;
   double self_s = 0;
-  std::uint64_t machine_busy = 0;
-  std::uint64_t machine_total = 0;
-  bool ok = false;
+  meridian::bench::MachineTicks machine;
 };
-
-// utime + stime of a /proc/.../stat line, and the name between the parentheses.
-bool parse_stat(const std::string& line, std::string* name, std::uint64_t* ticks) {
-  const auto open = line.find('(');
-  const auto close = line.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return false;
-  *name = line.substr(open + 1, close - open - 1);
-  std::vector<std::string> fields;
-  std::size_t i = close + 2;
-  while (i < line.size()) {
-    const auto end = line.find(' ', i);
-    fields.push_back(line.substr(i, end == std::string::npos ? std::string::npos : end - i));
-    if (end == std::string::npos) break;
-    i = end + 1;
-  }
-  if (fields.size() < 13) return false;  // fields[11], [12]: utime, stime (stat fields 14, 15)
-  *ticks = std::strtoull(fields[11].c_str(), nullptr, 10) +
-           std::strtoull(fields[12].c_str(), nullptr, 10);
-  return true;
-}
-
-std::string read_line(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return {};
-  char buf[1024];
-  std::string line;
-  if (std::fgets(buf, sizeof buf, f) != nullptr) line = buf;
-  std::fclose(f);
-  while (!line.empty() && line.back() == '\n') line.pop_back();
-  return line;
-}
-
-std::string thread_group(std::string name) {
-  while (!name.empty() && std::isdigit(static_cast<unsigned char>(name.back()))) name.pop_back();
-  if (name.size() > 1 && name.back() == '-') name.pop_back();
-  return name;
-}
 
 CpuSample sample_cpu(long pid) {
   CpuSample out;
-  std::string name;
-  if (!parse_stat(read_line("/proc/" + std::to_string(pid) + "/stat"), &name, &out.server_total))
-    return out;
-  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-  if (DIR* dir = opendir(tasks.c_str())) {
-    while (const dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] == '.') continue;
-      std::uint64_t ticks = 0;
-      if (parse_stat(read_line(tasks + "/" + entry->d_name + "/stat"), &name, &ticks))
-        out.server_by_name[thread_group(name)] += ticks;
-    }
-    closedir(dir);
-  }
-  rusage self{};
-  getrusage(RUSAGE_SELF, &self);
-  out.self_s = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
-               static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
-  // "cpu  user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
-  const std::string machine = read_line("/proc/stat");
-  std::vector<std::uint64_t> v;
-  for (std::size_t i = machine.find(' '); i != std::string::npos && i < machine.size();) {
-    while (i < machine.size() && machine[i] == ' ') ++i;
-    if (i >= machine.size()) break;
-    v.push_back(std::strtoull(machine.c_str() + i, nullptr, 10));
-    i = machine.find(' ', i);
-  }
-  if (v.size() < 5) return out;
-  for (std::size_t k = 0; k < v.size() && k < 8; ++k) out.machine_total += v[k];
-  out.machine_busy = out.machine_total - v[3] - v[4];
-  out.ok = true;
+  out.server = meridian::bench::SampleProcess(pid);
+  out.self_s = meridian::bench::SelfCpuSeconds();
+  out.machine = meridian::bench::SampleMachine();
   return out;
 }
 
 // ,"cpu":{...} for the JSON line, or "" when either sample failed.
 std::string cpu_json(const CpuSample& a, const CpuSample& b, std::uint64_t requests) {
-  if (!a.ok || !b.ok || requests == 0) return {};
-  const double tick_us = 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (!a.server.ok || !b.server.ok || !a.machine.ok || !b.machine.ok || requests == 0) return {};
   const double n = static_cast<double>(requests);
-  auto per_req = [&](double ticks) { return ticks * tick_us / n; };
-  std::string out = ",\"cpu\":{\"server_us_per_req\":";
+  auto per_req = [&](std::uint64_t ticks) {
+    return static_cast<double>(ticks) * meridian::bench::MicrosPerTick() / n;
+  };
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f", per_req(static_cast<double>(b.server_total - a.server_total)));
-  out += buf;
+  std::snprintf(buf, sizeof buf, "%.2f", per_req(b.server.total - a.server.total));
+  std::string out = std::string(",\"cpu\":{\"server_us_per_req\":") + buf;
   out += ",\"server_threads_us_per_req\":{";
   bool first = true;
-  for (const auto& [name, ticks] : b.server_by_name) {
-    const auto before = a.server_by_name.find(name);
-    const std::uint64_t delta = ticks - (before == a.server_by_name.end() ? 0 : std::min(ticks, before->second));
+  for (const auto& [name, ticks] : b.server.by_group) {
+    const auto before = a.server.by_group.find(name);
+    const std::uint64_t delta =
+        ticks - (before == a.server.by_group.end() ? 0 : std::min(ticks, before->second));
     if (delta == 0) continue;
-    std::snprintf(buf, sizeof buf, "%.2f", per_req(static_cast<double>(delta)));
+    std::snprintf(buf, sizeof buf, "%.2f", per_req(delta));
     out += (first ? "\"" : ",\"") + json_escape(name) + "\":" + buf;
     first = false;
   }
   std::snprintf(buf, sizeof buf, "%.2f", (b.self_s - a.self_s) * 1e6 / n);
   out += std::string("},\"load_us_per_req\":") + buf;
-  const double total = static_cast<double>(b.machine_total - a.machine_total);
-  std::snprintf(buf, sizeof buf, "%.1f",
-                total > 0 ? 100.0 * static_cast<double>(b.machine_busy - a.machine_busy) / total : 0.0);
+  std::snprintf(buf, sizeof buf, "%.1f", meridian::bench::BusyPercent(a.machine, b.machine));
   out += std::string(",\"machine_busy_pct\":") + buf;
   out += ",\"cores\":" + std::to_string(std::thread::hardware_concurrency()) + "}";
   return out;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_usage.h"
 #include "support/cluster.h"
 
 namespace meridian::testing {
@@ -220,7 +222,23 @@ int Run(const Options& options) {
       MetricSum(cluster, "meridian_replication_events_total", {"direction=\"sent\""});
   const uint64_t acknowledged_before = load.acknowledged();
   const auto measure_start = Clock::now();
+  // The regions, the proxy and the load share this machine: how busy it was, and who used it,
+  // says whether the latencies below are the protocol's or the machine's queueing.
+  const auto node_ticks = [&] {
+    uint64_t ticks = 0;
+    for (const std::string& region : cluster.regions())
+      ticks += bench::SampleProcess(cluster.node(region).pid()).total;
+    return ticks;
+  };
+  const bench::MachineTicks machine_before = bench::SampleMachine();
+  const uint64_t nodes_before = node_ticks();
+  const double self_before = bench::SelfCpuSeconds();
   std::this_thread::sleep_for(std::chrono::seconds(options.measure_s));
+  const double machine_busy_pct = bench::BusyPercent(machine_before, bench::SampleMachine());
+  const double window_s = std::chrono::duration<double>(Clock::now() - measure_start).count();
+  const double nodes_cores =
+      static_cast<double>(node_ticks() - nodes_before) * bench::MicrosPerTick() / 1e6 / window_s;
+  const double bench_cores = (bench::SelfCpuSeconds() - self_before) / window_s;
   const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
   const uint64_t written = load.acknowledged() - acknowledged_before;
   const auto wire_after = cluster.ProxyBytes();
@@ -250,6 +268,10 @@ int Run(const Options& options) {
                            {"delay_ms", options.delay_ms},
                            {"target_rate", options.rate},
                            {"write_rate", write_rate},
+                           {"machine_busy_pct", std::round(machine_busy_pct * 10) / 10},
+                           {"cores", std::thread::hardware_concurrency()},
+                           {"nodes_cores", std::round(nodes_cores * 100) / 100},
+                           {"proxy_and_load_cores", std::round(bench_cores * 100) / 100},
                            {"pairs", pairs},
                            {"worst_p99_ms", worst_p99},
                            {"goal_p99_ms", options.delay_ms + 5},

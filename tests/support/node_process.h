@@ -68,6 +68,7 @@ class NodeProcess {
   // SIGTERM and wait (bounded) for exit; returns the exit status or -1 on timeout (then killed).
   int Terminate(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // -1 when not running
 
   uint16_t http_port() const { return http_port_; }
   uint16_t grpc_port() const { return grpc_port_; }  // 0 unless NodeOptions::grpc
