@@ -224,20 +224,34 @@ int Run(const Options& options) {
   const auto measure_start = Clock::now();
   // The regions, the proxy and the load share this machine: how busy it was, and who used it,
   // says whether the latencies below are the protocol's or the machine's queueing.
-  const auto node_ticks = [&] {
-    uint64_t ticks = 0;
-    for (const std::string& region : cluster.regions())
-      ticks += bench::SampleProcess(cluster.node(region).pid()).total;
-    return ticks;
+  const auto node_ticks = [&] {  // the three nodes together, also by thread name
+    bench::ProcessTicks sum;
+    for (const std::string& region : cluster.regions()) {
+      const bench::ProcessTicks one = bench::SampleProcess(cluster.node(region).pid());
+      sum.total += one.total;
+      for (const auto& [group, ticks] : one.by_group) sum.by_group[group] += ticks;
+    }
+    return sum;
   };
   const bench::MachineTicks machine_before = bench::SampleMachine();
-  const uint64_t nodes_before = node_ticks();
+  const bench::ProcessTicks nodes_before = node_ticks();
   const double self_before = bench::SelfCpuSeconds();
   std::this_thread::sleep_for(std::chrono::seconds(options.measure_s));
   const double machine_busy_pct = bench::BusyPercent(machine_before, bench::SampleMachine());
   const double window_s = std::chrono::duration<double>(Clock::now() - measure_start).count();
-  const double nodes_cores =
-      static_cast<double>(node_ticks() - nodes_before) * bench::MicrosPerTick() / 1e6 / window_s;
+  const bench::ProcessTicks nodes_after = node_ticks();
+  const auto cores_of = [&](uint64_t ticks) {
+    return std::round(static_cast<double>(ticks) * bench::MicrosPerTick() / 1e6 / window_s * 100) /
+           100;
+  };
+  const double nodes_cores = cores_of(nodes_after.total - nodes_before.total);
+  json nodes_threads = json::object();  // the main thread is named after the program: "meridian"
+  for (const auto& [group, ticks] : nodes_after.by_group) {
+    const auto before = nodes_before.by_group.find(group);
+    const uint64_t used =
+        ticks - (before == nodes_before.by_group.end() ? 0 : std::min(ticks, before->second));
+    if (cores_of(used) >= 0.01) nodes_threads[group] = cores_of(used);
+  }
   const double bench_cores = (bench::SelfCpuSeconds() - self_before) / window_s;
   const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
   const uint64_t written = load.acknowledged() - acknowledged_before;
@@ -270,7 +284,8 @@ int Run(const Options& options) {
                            {"write_rate", write_rate},
                            {"machine_busy_pct", std::round(machine_busy_pct * 10) / 10},
                            {"cores", std::thread::hardware_concurrency()},
-                           {"nodes_cores", std::round(nodes_cores * 100) / 100},
+                           {"nodes_cores", nodes_cores},
+                           {"nodes_threads_cores", nodes_threads},
                            {"proxy_and_load_cores", std::round(bench_cores * 100) / 100},
                            {"pairs", pairs},
                            {"worst_p99_ms", worst_p99},

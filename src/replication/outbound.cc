@@ -45,9 +45,7 @@ std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, u
     }
     if (!cursor.waiting_since_ms) cursor.waiting_since_ms = now_ms;
     const uint64_t waiting = head - cursor.next_seq + 1;
-    const bool full = waiting >= options_.batch_events_max;
-    const bool lingered = !last_batch_ms_ || now_ms >= *last_batch_ms_ + options_.linger_ms;
-    if (!full && !lingered) continue;
+    if (waiting < options_.batch_events_max && !Lingered(now_ms)) continue;
     const std::pair<uint64_t, uint64_t> rank = {*cursor.waiting_since_ms, cursor.last_sent};
     if (!best || rank < best_rank) {
       best_rank = rank;
@@ -59,6 +57,16 @@ std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, u
   if (!best || !WindowOpen()) return std::nullopt;
   last_batch_ms_ = now_ms;
   return best;
+}
+
+bool Outbound::Ready(const core::VersionVector& heads, uint64_t now_ms) const {
+  if (!WindowOpen()) return false;
+  for (const auto& [origin, cursor] : cursors_) {
+    const uint64_t head = heads.Get(origin);
+    if (head < cursor.next_seq) continue;
+    if (head - cursor.next_seq + 1 >= options_.batch_events_max || Lingered(now_ms)) return true;
+  }
+  return false;
 }
 
 void Outbound::Sent(core::RegionId origin, uint64_t last_seq, size_t raw_bytes) {

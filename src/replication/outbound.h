@@ -52,6 +52,8 @@ class Outbound {
     size_t bytes_max = 0;
   };
   std::optional<Read> Next(const core::VersionVector& heads, uint64_t now_ms);
+  // Whether Next would answer a read now (without changing anything).
+  bool Ready(const core::VersionVector& heads, uint64_t now_ms) const;
   // A batch of `origin` up to `last_seq` (raw_bytes uncompressed) went out.
   void Sent(core::RegionId origin, uint64_t last_seq, size_t raw_bytes);
   // The log no longer holds `origin` from the cursor on: stop streaming that origin.
@@ -86,6 +88,9 @@ class Outbound {
     size_t raw_bytes;
   };
   bool WindowOpen() const;
+  bool Lingered(uint64_t now_ms) const {
+    return !last_batch_ms_ || now_ms >= *last_batch_ms_ + options_.linger_ms;
+  }
 
   const SenderOptions options_;
   bool subscribed_ = false;

@@ -188,6 +188,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::condition_variable wake;
       Outbound outbound;
       bool done = false;
+      // While the writer sleeps: when it will wake by itself (a linger or the heartbeat).
+      std::optional<uint64_t> asleep_until_ms;
     } shared(SenderOptionsOf(config_));
     const auto apply_subscribe = [&](const wire::Subscribe& message) -> bool {
       auto frontier = DecodeFrontier(message.frontier());
@@ -210,9 +212,18 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     // Under the lock: a commit between the writer's look at the frontier and its wait must not be
     // lost (it would sleep until the next heartbeat).
-    auto handle = node_->commits().Register([&shared] {
+    // A commit wakes the writer only when it changes what the writer would do: a batch due now,
+    // or a linger ending before the writer's own wake-up. A busy stream that lingers is not woken
+    // by every commit of the region (each a context switch) only to sleep again.
+    auto handle = node_->commits().Register([&shared, this] {
       std::lock_guard lock(shared.mutex);
-      shared.wake.notify_one();
+      if (!shared.asleep_until_ms) return;  // awake: it reads the frontier before sleeping again
+      const core::VersionVector heads = node_->region().frontier();
+      const uint64_t now = SteadyMs();
+      if (stopping_ || shared.outbound.Ready(heads, now) ||
+          shared.outbound.WakeAtMs(heads, now) < *shared.asleep_until_ms) {
+        shared.wake.notify_one();
+      }
     });
 
     std::thread reader([&] {
@@ -227,6 +238,7 @@ class Replicator::Impl final : public wire::Replication::Service {
           {
             std::lock_guard lock(shared.mutex);
             shared.outbound.Ack(*applied);
+            shared.wake.notify_one();  // the window may have opened
           }
           board_.Acked(peer, *applied);
           node_->commits().Notify();  // durability waits
@@ -254,9 +266,10 @@ class Replicator::Impl final : public wire::Replication::Service {
           read = shared.outbound.Next(heads, now);
           heartbeat = shared.outbound.HeartbeatDue(now);
           if (read || heartbeat) break;
-          const uint64_t wake_at = shared.outbound.WakeAtMs(heads, now);
-          shared.wake.wait_for(lock,
-                               std::chrono::milliseconds(std::max<uint64_t>(1, wake_at - now)));
+          const uint64_t wake_at = std::max(now + 1, shared.outbound.WakeAtMs(heads, now));
+          shared.asleep_until_ms = wake_at;
+          shared.wake.wait_for(lock, std::chrono::milliseconds(wake_at - now));
+          shared.asleep_until_ms.reset();
         }
         if (!read && !heartbeat) break;
       }

@@ -53,6 +53,38 @@ TEST(Outbound, QuietStreamSendsAtOnceBusyStreamEveryLinger) {
   EXPECT_EQ(read->limit, 2u);
 }
 
+TEST(Outbound, ReadyAnswersAsNextWouldWithoutChangingIt) {
+  Outbound outbound(Options());
+  outbound.Subscribe(core::VersionVector{}, {1});
+  outbound.HeartbeatSent(100);
+  EXPECT_FALSE(outbound.Ready(core::VersionVector{}, 100));  // nothing waiting
+  EXPECT_TRUE(outbound.Ready(core::VersionVector{{1, 1}}, 100));
+  EXPECT_TRUE(outbound.Ready(core::VersionVector{{1, 1}}, 100));  // asking changed nothing
+  ASSERT_TRUE(outbound.Next(core::VersionVector{{1, 1}}, 100));
+  outbound.Sent(1, 1, 10);
+  // Lingering: a commit that adds less than a batch changes nothing before the linger ends...
+  EXPECT_FALSE(outbound.Ready(core::VersionVector{{1, 5}}, 102));
+  EXPECT_FALSE(outbound.Next(core::VersionVector{{1, 5}}, 102));
+  // ...a full batch is due at once, and so is anything once the linger is over.
+  EXPECT_TRUE(outbound.Ready(core::VersionVector{{1, 11}}, 102));
+  EXPECT_TRUE(outbound.Ready(core::VersionVector{{1, 5}}, 105));
+  // Other origins than the subscribed ones are never due.
+  EXPECT_FALSE(outbound.Ready(core::VersionVector{{2, 50}}, 105));
+}
+
+TEST(Outbound, ReadyIsFalseWhileTheWindowIsFull) {
+  Outbound outbound(Options());
+  outbound.Subscribe(core::VersionVector{}, {1});
+  const auto heads = core::VersionVector{{1, 100}};
+  for (uint64_t last : {10, 20}) {
+    ASSERT_TRUE(outbound.Next(heads, 0));
+    outbound.Sent(1, last, 100);
+  }
+  EXPECT_FALSE(outbound.Ready(heads, 50));
+  outbound.Ack(core::VersionVector{{1, 10}});
+  EXPECT_TRUE(outbound.Ready(heads, 50));
+}
+
 TEST(Outbound, WindowStopsSendingUntilAcknowledged) {
   Outbound outbound(Options());
   outbound.Subscribe(core::VersionVector{}, {1});
