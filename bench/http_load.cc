@@ -796,6 +796,9 @@ int main(int argc, char** argv) {
   run_loops(loops, o.timeout_ms);
   if (cpu_sampler.joinable()) cpu_sampler.join();
   const CpuSample cpu_after = o.cpu_pid > 0 ? sample_cpu(o.cpu_pid) : CpuSample{};
+  if (o.cpu_pid > 0 && (!cpu_before.server.ok || !cpu_after.server.ok)) {
+    std::fprintf(stderr, "http_load: could not read /proc/%ld/stat: no CPU figures\n", o.cpu_pid);
+  }
 
   Histogram hist;
   Loop total;

@@ -34,7 +34,8 @@ bool Outbound::WindowOpen() const {
 }
 
 std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, uint64_t now_ms) {
-  // The origin waiting longest goes first; among equals, the one served least recently.
+  // The origin seen waiting longest goes first (since the writer first found its events waiting:
+  // it does not look during a linger); among equals, the one served least recently.
   std::optional<Read> best;
   std::pair<uint64_t, uint64_t> best_rank = {std::numeric_limits<uint64_t>::max(), 0};
   for (auto& [origin, cursor] : cursors_) {
