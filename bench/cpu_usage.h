@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
@@ -49,7 +50,7 @@ inline bool ParseStat(const std::string& line, std::string* name, uint64_t* tick
 }
 
 struct MachineTicks {
-  uint64_t busy = 0;   // all but idle and iowait
+  uint64_t busy = 0;  // all but idle and iowait
   uint64_t total = 0;
   bool ok = false;
 };
@@ -92,6 +93,19 @@ struct ProcessTicks {
   bool ok = false;
 };
 
+// What each thread group used between two samples (groups that used nothing are left out; a
+// group whose threads ended in between counts from 0).
+inline std::map<std::string, uint64_t> GroupTicksSince(const ProcessTicks& before,
+                                                       const ProcessTicks& after) {
+  std::map<std::string, uint64_t> used;
+  for (const auto& [group, ticks] : after.by_group) {
+    const auto it = before.by_group.find(group);
+    const uint64_t delta = ticks - (it == before.by_group.end() ? 0 : std::min(ticks, it->second));
+    if (delta > 0) used[group] = delta;
+  }
+  return used;
+}
+
 inline ProcessTicks SampleProcess(long pid) {
   ProcessTicks out;
   std::string name;
@@ -118,6 +132,8 @@ inline double SelfCpuSeconds() {
          static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
 }
 
-inline double MicrosPerTick() { return 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK)); }
+inline double MicrosPerTick() {
+  return 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 }  // namespace meridian::bench

@@ -656,7 +656,22 @@ bool is_loopback(const tcp::resolver::results_type& eps) {
   return true;
 }
 
-std::string json_escape(std::string_view s);
+std::string json_escape(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", static_cast<unsigned>(c));
+      out += b;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
 
 // CPU accounting of the measured window (--cpu-pid): the server's threads by name, this
 // process, and the machine.
@@ -686,11 +701,7 @@ std::string cpu_json(const CpuSample& a, const CpuSample& b, std::uint64_t reque
   std::string out = std::string(",\"cpu\":{\"server_us_per_req\":") + buf;
   out += ",\"server_threads_us_per_req\":{";
   bool first = true;
-  for (const auto& [name, ticks] : b.server.by_group) {
-    const auto before = a.server.by_group.find(name);
-    const std::uint64_t delta =
-        ticks - (before == a.server.by_group.end() ? 0 : std::min(ticks, before->second));
-    if (delta == 0) continue;
+  for (const auto& [name, delta] : meridian::bench::GroupTicksSince(a.server, b.server)) {
     std::snprintf(buf, sizeof buf, "%.2f", per_req(delta));
     out += (first ? "\"" : ",\"") + json_escape(name) + "\":" + buf;
     first = false;
@@ -700,23 +711,6 @@ std::string cpu_json(const CpuSample& a, const CpuSample& b, std::uint64_t reque
   std::snprintf(buf, sizeof buf, "%.1f", meridian::bench::BusyPercent(a.machine, b.machine));
   out += std::string(",\"machine_busy_pct\":") + buf;
   out += ",\"cores\":" + std::to_string(std::thread::hardware_concurrency()) + "}";
-  return out;
-}
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", static_cast<unsigned>(c));
-      out += b;
-    } else {
-      out.push_back(c);
-    }
-  }
   return out;
 }
 

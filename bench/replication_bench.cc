@@ -238,22 +238,18 @@ int Run(const Options& options) {
   const double self_before = bench::SelfCpuSeconds();
   std::this_thread::sleep_for(std::chrono::seconds(options.measure_s));
   const double machine_busy_pct = bench::BusyPercent(machine_before, bench::SampleMachine());
-  const double window_s = std::chrono::duration<double>(Clock::now() - measure_start).count();
+  const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
   const bench::ProcessTicks nodes_after = node_ticks();
   const auto cores_of = [&](uint64_t ticks) {
-    return std::round(static_cast<double>(ticks) * bench::MicrosPerTick() / 1e6 / window_s * 100) /
+    return std::round(static_cast<double>(ticks) * bench::MicrosPerTick() / 1e6 / seconds * 100) /
            100;
   };
   const double nodes_cores = cores_of(nodes_after.total - nodes_before.total);
   json nodes_threads = json::object();  // the main thread is named after the program: "meridian"
-  for (const auto& [group, ticks] : nodes_after.by_group) {
-    const auto before = nodes_before.by_group.find(group);
-    const uint64_t used =
-        ticks - (before == nodes_before.by_group.end() ? 0 : std::min(ticks, before->second));
+  for (const auto& [group, used] : bench::GroupTicksSince(nodes_before, nodes_after)) {
     if (cores_of(used) >= 0.01) nodes_threads[group] = cores_of(used);
   }
-  const double bench_cores = (bench::SelfCpuSeconds() - self_before) / window_s;
-  const double seconds = std::chrono::duration<double>(Clock::now() - measure_start).count();
+  const double bench_cores = (bench::SelfCpuSeconds() - self_before) / seconds;
   const uint64_t written = load.acknowledged() - acknowledged_before;
   const auto wire_after = cluster.ProxyBytes();
   const double sent =

@@ -98,12 +98,18 @@ std::string WholePayload(std::span<const std::string> encoded_events) {
   return payload;
 }
 
-EncodedBatch Compress(uint8_t format, size_t count, const std::string& payload, int level) {
+// A batch holding only its header (ReadHeader reads it back): format version, count, raw size.
+EncodedBatch StartBatch(uint8_t format, size_t count, size_t raw_size) {
   EncodedBatch batch;
-  batch.raw_bytes = payload.size();
+  batch.raw_bytes = raw_size;
   batch.bytes.push_back(static_cast<char>(format));
   core::PutVarint(&batch.bytes, count);
-  core::PutVarint(&batch.bytes, payload.size());
+  core::PutVarint(&batch.bytes, raw_size);
+  return batch;
+}
+
+EncodedBatch Compress(uint8_t format, size_t count, const std::string& payload, int level) {
+  EncodedBatch batch = StartBatch(format, count, payload.size());
   const size_t header = batch.bytes.size();
   batch.bytes.resize(header + ZSTD_compressBound(payload.size()));
   // With a checksum of the content: a damaged batch is refused, not applied as other events.
@@ -316,12 +322,9 @@ size_t BatchStreamEncoder::MemoryBytes() const {
 
 EncodedBatch BatchStreamEncoder::Encode(std::span<const std::string> encoded_events) {
   const Payload payload = BuildPayload(encoded_events);
-  EncodedBatch batch;
-  batch.raw_bytes = payload.bytes.size();
-  batch.bytes.push_back(
-      static_cast<char>(payload.format == kFormatRun ? kFormatRunStreamed : kFormatWholeStreamed));
-  core::PutVarint(&batch.bytes, payload.count);
-  core::PutVarint(&batch.bytes, payload.bytes.size());
+  EncodedBatch batch =
+      StartBatch(payload.format == kFormatRun ? kFormatRunStreamed : kFormatWholeStreamed,
+                 payload.count, payload.bytes.size());
   storage::PutBigEndian64(&batch.bytes, XXH3_64bits(payload.bytes.data(), payload.bytes.size()));
   const size_t header = batch.bytes.size();
   // A flush ends the chunk at a block boundary: the receiver decodes all of it at once.

@@ -46,7 +46,7 @@ std::optional<Outbound::Read> Outbound::Next(const core::VersionVector& heads, u
     }
     if (!cursor.waiting_since_ms) cursor.waiting_since_ms = now_ms;
     const uint64_t waiting = head - cursor.next_seq + 1;
-    if (waiting < options_.batch_events_max && !Lingered(now_ms)) continue;
+    if (!Due(waiting, now_ms)) continue;
     const std::pair<uint64_t, uint64_t> rank = {*cursor.waiting_since_ms, cursor.last_sent};
     if (!best || rank < best_rank) {
       best_rank = rank;
@@ -64,8 +64,7 @@ bool Outbound::Ready(const core::VersionVector& heads, uint64_t now_ms) const {
   if (!WindowOpen()) return false;
   for (const auto& [origin, cursor] : cursors_) {
     const uint64_t head = heads.Get(origin);
-    if (head < cursor.next_seq) continue;
-    if (head - cursor.next_seq + 1 >= options_.batch_events_max || Lingered(now_ms)) return true;
+    if (head >= cursor.next_seq && Due(head - cursor.next_seq + 1, now_ms)) return true;
   }
   return false;
 }

@@ -88,8 +88,11 @@ class Outbound {
     size_t raw_bytes;
   };
   bool WindowOpen() const;
-  bool Lingered(uint64_t now_ms) const {
-    return !last_batch_ms_ || now_ms >= *last_batch_ms_ + options_.linger_ms;
+  // Whether `waiting` events of an origin make a batch due now (window aside): a full batch, or
+  // no batch in the last linger_ms.
+  bool Due(uint64_t waiting, uint64_t now_ms) const {
+    return waiting >= options_.batch_events_max || !last_batch_ms_ ||
+           now_ms >= *last_batch_ms_ + options_.linger_ms;
   }
 
   const SenderOptions options_;
