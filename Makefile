@@ -57,11 +57,14 @@ fuzz: build-fuzz
 test: test-default test-asan fuzz
 	@echo "make test: default suite, sanitizer suite and fuzzing all passed"
 
-# Benchmarks: merge throughput in memory, a node against redis-server in the same run, the
-# replication receive path, then three regions through WAN proxies (bench/README.md).
+# Benchmarks: the machine's wake-up and fsync costs, merge throughput in memory, a node against
+# redis-server in the same run, its live WAL and crash recovery, the replication receive path,
+# then three regions through WAN proxies (bench/README.md).
 bench: build
+	@build/default/bench/machine_probe
 	@build/default/bench/merge_bench
 	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
+	@bench/wal_recovery.sh build/default/meridian build/default/bench/http_load
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
