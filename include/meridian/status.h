@@ -28,6 +28,7 @@ enum class StatusCode {
   kOverloaded,       // admission refused; retry later
   kInternal,         // an unexpected failure of the node itself
   kIdempotencyKeyReused,  // an idempotency key sent again with a different request
+  kRebuilding,  // the region is recovering its own events from its peers: no writes yet
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -515,6 +515,8 @@ class HttpServer::Impl {
         nlohmann::json body = {{"error", "not_ready"},
                                {"message", "this region cannot take traffic now"},
                                {"reasons", reasons}};
+        // Rebuilding: reads answer from what it holds, writes wait (docs/replication.md).
+        if (region.rebuilding()) body["reason"] = "rebuilding";
         co_return MakeResponse(request, http::status::service_unavailable, body.dump());
       }
       case Route::kWatch:

@@ -196,6 +196,8 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(429, "overloaded", status.message());
     case StatusCode::kUnavailable:
       return Error(503, "unavailable", status.message());
+    case StatusCode::kRebuilding:
+      return Error(503, "rebuilding", status.message());
     case StatusCode::kTimeout:
       return Error(504, "timeout", status.message());
     case StatusCode::kIdempotencyKeyReused:

@@ -1,5 +1,6 @@
 #include "api/service.h"
 
+#include <cstdio>
 #include <iomanip>
 #include <sstream>
 
@@ -58,8 +59,14 @@ nlohmann::json StatusJson(node::Node& node) {
   node::SystemClock clock;
   nlohmann::json replication = node.replication().StatusJson(applied, clock.NowMs());
   const node::Metrics::Snapshot snapshot = Snapshot(node, 0);
+  char incarnation[17];
+  std::snprintf(incarnation, sizeof incarnation, "%016llx",
+                static_cast<unsigned long long>(node.identity().incarnation));
   return {{"region", config.region},
           {"id", config.self().id},
+          {"deployment", config.deployment},
+          {"incarnation", incarnation},
+          {"rebuild", replication["rebuild"]},
           {"frontier", frontier},
           {"session", EncodeSessionToken(applied)},
           {"hlc", core::FormatHlc(region.hlc())},
@@ -135,11 +142,11 @@ std::variant<core::VersionVector, ApiError> ParseSince(node::Node& node, const s
     const std::string item = since.substr(start, end - start);
     core::Dot dot;
     if (!node.region().ParseEventId(item, &dot)) {
-      return ApiError{400,
-                      "bad_parameter",
-                      "since must be event ids like us:42,eu:17 (one per origin); '" + item +
-                          "' is not one",
-                      {}};
+      return ApiError{
+          400,
+          "bad_parameter",
+          "since must be event ids like us:42,eu:17 (one per origin); '" + item + "' is not one",
+          {}};
     }
     if (dot.seq > seen.Get(dot.origin)) seen.Set(dot.origin, dot.seq);
     start = end + 1;

@@ -23,6 +23,8 @@ struct StartOptions {
   std::string config_path;
   std::string region;
   std::string data_dir;
+  std::string deployment;
+  bool bootstrap = false;
   std::string http;
   std::string grpc;
   int http_threads = -1;
@@ -39,6 +41,8 @@ int Start(const StartOptions& options) {
   }
   if (!options.region.empty()) config->region = options.region;
   if (!options.data_dir.empty()) config->data_dir = options.data_dir;
+  if (!options.deployment.empty()) config->deployment = options.deployment;
+  config->bootstrap = options.bootstrap;
   if (options.http_threads >= 0) config->http_threads = options.http_threads;
   if (!options.sync.empty()) config->sync = options.sync == "true";
   if (!options.http.empty()) {
@@ -116,6 +120,10 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   start_command->add_option("--region", start.region, "Override [node] region");
   start_command->add_option("--data-dir", start.data_dir, "Override [node] data_dir");
+  start_command->add_option("--deployment", start.deployment, "Override [node] deployment");
+  start_command->add_flag("--bootstrap", start.bootstrap,
+                          "An empty data_dir is a new region of a new deployment: take writes at "
+                          "once instead of rebuilding from the peers first");
   start_command->add_option("--http", start.http,
                             "Override this region's http address (host:port)");
   start_command->add_option("--grpc", start.grpc,

@@ -28,6 +28,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "internal";
     case StatusCode::kIdempotencyKeyReused:
       return "idempotency_key_reused";
+    case StatusCode::kRebuilding:
+      return "rebuilding";
   }
   return "unknown";
 }

@@ -103,7 +103,10 @@ bool StartNodes(const Layout& layout, const DemoOptions& options, const std::str
     const std::string config = dir + "/" + name + ".toml";
     std::ofstream(config) << layout.NodeConfig(static_cast<int>(i), dir + "/" + name);
     Child& node = children.Add(name, dir + "/" + name + ".log");
-    if (!node.Spawn(options.binary, {"start", "--config", config}, error)) return false;
+    // A new deployment in a new directory: nothing to rebuild.
+    if (!node.Spawn(options.binary, {"start", "--config", config, "--bootstrap"}, error)) {
+      return false;
+    }
     nodes->push_back(&node);
   }
   const auto deadline = steady_clock::now() + kReadyTimeout;

@@ -105,8 +105,9 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
       {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits", "replication"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir", "deployment"}));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "region", &config.region));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "deployment", &config.deployment));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "data_dir", &config.data_dir));
   }
   if (const toml::table* http = Section(root, "http", &error)) {
@@ -222,6 +223,13 @@ Result<NodeConfig> LoadConfigFile(const std::string& path) {
 Status ValidateConfig(const NodeConfig& config) {
   if (config.region.empty()) return InvalidArgument("node.region is not set");
   if (config.data_dir.empty()) return InvalidArgument("node.data_dir is not set");
+  if (config.deployment.empty() || config.deployment.size() > 64 ||
+      config.deployment.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789-_.") != std::string::npos) {
+    return InvalidArgument(
+        "node.deployment must be 1 to 64 letters, digits, '-', '_' or '.', not '" +
+        config.deployment + "'");
+  }
   std::set<std::string> names;
   std::set<core::RegionId> ids;
   bool self_found = false;

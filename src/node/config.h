@@ -26,6 +26,13 @@ struct RegionAddress {
 struct NodeConfig {
   std::string region;    // [node] region: which of `regions` this node is
   std::string data_dir;  // [node] data_dir
+  // [node] deployment: the name every region of one deployment shares. A data directory records
+  // it, and peers of another deployment are refused (docs/operations.md#region-identity).
+  std::string deployment = "meridian";
+  // `meridian start --bootstrap` (command line only, never in the file): an empty data directory
+  // is a new region of a new deployment, with no events anywhere to recover, and takes writes at
+  // once. Without it an empty directory rebuilds first (docs/replication.md#rebuilding).
+  bool bootstrap = false;
   std::vector<RegionAddress> regions;
 
   // [http]

@@ -54,20 +54,38 @@ Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
 Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
                                          std::unique_ptr<storage::Store> store) {
   if (Status status = ValidateConfig(config); !status.ok()) return status;
+  std::unique_ptr<DataDirectory> directory;
   if (store == nullptr) {
-    std::error_code error;
-    std::filesystem::create_directories(config.data_dir, error);
-    if (error) {
-      return Status(StatusCode::kUnavailable,
-                    "cannot create data_dir " + config.data_dir + ": " + error.message());
-    }
+    // The directory first: a second process on it, or a directory of another deployment or
+    // region, is refused before the store is touched.
+    auto held = DataDirectory::Open(config.data_dir, config.deployment, config.region,
+                                    config.self().id, SystemClock().NowMs(), config.bootstrap);
+    if (!held.ok()) return held.status();
+    directory = std::move(held).value();
     auto opened = storage::OpenRocksDbStore(
         storage::RocksDbOptions{config.data_dir, config.sync, config.block_cache_bytes});
     if (!opened.ok()) return opened.status();
     store = std::move(opened).value();
   }
   std::unique_ptr<Node> node(new Node(config, std::move(store)));
+  if (directory != nullptr) {
+    node->identity_ = directory->identity();
+    node->data_start_ = directory->start();
+  } else {
+    node->identity_ = DataIdentity{config.deployment, config.region, config.self().id,
+                                   SystemClock().NowMs() | 1, SystemClock().NowMs()};
+  }
+  node->directory_ = std::move(directory);
   if (Status status = node->region_->Recover(); !status.ok()) return status;
+  // An empty directory (unless bootstrapping a new deployment), a copy, or one whose rebuild was
+  // cut short may be behind what the other regions hold of this region's events: no writes until
+  // they have told.
+  const bool has_peers = config.regions.size() > 1;
+  node->confirm_own_events_ = has_peers && node->directory_ && node->directory_->needs_rebuild();
+  if (!has_peers && node->directory_) {
+    if (Status status = node->directory_->MarkRebuilt(); !status.ok()) return status;
+  }
+  node->region_->SetRebuilding(node->confirm_own_events_);
   node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
   auto recovered = node->store_->Recover();
   if (!recovered.ok()) return recovered.status();
@@ -81,9 +99,13 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
         self->watches_.Publish(changes);
         self->commits_.Notify();
       });
-  spdlog::info("region {} (id {}) open at {}: frontier {}, {} documents", config.region,
-               config.self().id, config.data_dir, node->region_->frontier().ToString(),
-               recovered->documents);
+  spdlog::info(
+      "region {} (id {}) of deployment {} open at {} ({}, incarnation {:016x}): "
+      "frontier {}, {} documents{}",
+      config.region, config.self().id, config.deployment, config.data_dir,
+      DataStartName(node->data_start_), node->identity_.incarnation,
+      node->region_->frontier().ToString(), recovered->documents,
+      node->confirm_own_events_ ? "; rebuilding until every peer has told what it holds" : "");
   return node;
 }
 
@@ -109,6 +131,15 @@ bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallb
         }
         callback(std::move(outcome));
       });
+}
+
+void Node::MarkRebuilt() {
+  std::lock_guard lock(failure_mutex_);
+  if (directory_ == nullptr || !directory_->needs_rebuild()) return;
+  if (Status status = directory_->MarkRebuilt(); !status.ok()) {
+    spdlog::error("cannot record the finished rebuild in {}: {}; the next start rebuilds again",
+                  config_.data_dir, status.message());
+  }
 }
 
 void Node::ReportStorageFailure(const Status& status) {

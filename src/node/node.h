@@ -11,6 +11,7 @@
 
 #include "core/hlc.h"
 #include "node/config.h"
+#include "node/identity.h"
 #include "node/metrics.h"
 #include "node/region.h"
 #include "node/replication_board.h"
@@ -61,6 +62,16 @@ class Node {
   void Stop();
 
   const NodeConfig& config() const { return config_; }
+  // The data directory's deployment, region and incarnation (an in-memory one for a store
+  // handed to Open), and how it was found.
+  const DataIdentity& identity() const { return identity_; }
+  DataStart data_start() const { return data_start_; }
+  // True when this start must hear from every peer what it holds of this region's own events
+  // before writing: the directory started empty (without --bootstrap) or as a copy.
+  bool confirm_own_events() const { return confirm_own_events_; }
+  // The rebuild is done: recorded in the data directory, so the next start writes at once.
+  // Thread-safe.
+  void MarkRebuilt();
   Region& region() { return *region_; }
   storage::Store& store() { return *store_; }
   WatchHub& watches() { return watches_; }
@@ -76,6 +87,10 @@ class Node {
   Node(NodeConfig config, std::unique_ptr<storage::Store> store);
 
   NodeConfig config_;
+  std::unique_ptr<DataDirectory> directory_;  // held (locked) while the node runs
+  DataIdentity identity_;
+  DataStart data_start_ = DataStart::kIntact;
+  bool confirm_own_events_ = false;
   SystemClock clock_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Region> region_;

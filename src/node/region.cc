@@ -340,7 +340,9 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     RemoteApply& outcome = (*remote_outcomes)[i].value();
     for (const core::Event& event : remote[i]) {
       const uint64_t applied = group.frontier.Get(event.dot.origin);
-      if (event.dot.origin == id_ || event.dot.seq <= applied) {
+      // This region's own events come back only while it rebuilds (its peers send them when
+      // asked): the same rule as any origin's applies.
+      if (event.dot.seq <= applied) {
         ++outcome.duplicates;
         continue;
       }
@@ -387,7 +389,16 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   // Retries of writes earlier in this group: (outcome index, index of the original).
   std::vector<std::pair<size_t, size_t>> repeats;
   const uint64_t now_ms = physical_clock_->NowMs();
+  const bool rebuilding = rebuilding_.load();
   for (const WriteRequest& write : writes) {
+    if (rebuilding) {
+      outcomes->push_back(Status(StatusCode::kRebuilding,
+                                 "region " + NameOf(id_) +
+                                     " is rebuilding: it is getting its own events back from the "
+                                     "other regions and takes writes again once it has them "
+                                     "(GET /readyz); reads answer from what it holds"));
+      continue;
+    }
     uint64_t fingerprint = 0;
     if (!write.idempotency_key.empty()) {
       fingerprint = RequestFingerprint(write);

@@ -6,6 +6,7 @@
 // thread; frontier() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <list>
 #include <map>
 #include <mutex>
@@ -132,6 +133,13 @@ class Region {
   // rewritten.
   Status FoldSweep(size_t limit, size_t* folded);
 
+  // While rebuilding (docs/replication.md#rebuilding) local writes are refused with kRebuilding:
+  // this region may be behind what its peers hold of its own events, and a write now could
+  // reuse an event id. Its own events then arrive from its peers like any other region's, in seq
+  // order. Thread-safe.
+  void SetRebuilding(bool rebuilding) { rebuilding_.store(rebuilding); }
+  bool rebuilding() const { return rebuilding_.load(); }
+
   core::VersionVector frontier() const;
   core::RegionId id() const { return id_; }
   const std::string& NameOf(core::RegionId id) const;
@@ -197,6 +205,7 @@ class Region {
   const core::Limits limits_;
   uint64_t idempotency_window_ms_ = 24 * 3600 * 1000;
   uint64_t idempotency_purged_ms_ = 0;  // commit thread only: when expiry last ran
+  std::atomic<bool> rebuilding_{false};
 
   mutable std::mutex mutex_;  // guards the members below for readers on other threads
   core::HybridLogicalClock clock_;

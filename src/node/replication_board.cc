@@ -1,5 +1,8 @@
 #include "node/replication_board.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -96,12 +99,30 @@ std::vector<OriginHead> ReplicationBoard::Heads(const core::VersionVector& front
   return heads;
 }
 
-void ReplicationBoard::SubscriberAttached(core::RegionId peer) {
+std::optional<std::string> ReplicationBoard::SubscriberAttached(core::RegionId peer,
+                                                                uint64_t incarnation) {
   std::lock_guard lock(mutex_);
-  if (auto it = peers_.find(peer); it != peers_.end()) {
-    ++it->second.subscriptions;
-    it->second.subscriber_behind.clear();
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return std::nullopt;
+  Peer& state = it->second;
+  if (state.incarnation != 0 && state.incarnation != incarnation) {
+    if (state.subscriptions > 0) {
+      return "region " + NameOf(peer) +
+             " is already subscribed from another process (data "
+             "directory incarnation " +
+             fmt::format("{:016x}", state.incarnation) + "); one region is served by one node";
+    }
+    // A new data directory: what the old one acknowledged may be gone with it.
+    spdlog::warn(
+        "replication: {} is a new incarnation ({:016x}, was {:016x}); its earlier "
+        "acknowledgements no longer count",
+        NameOf(peer), incarnation, state.incarnation);
+    state.acked = core::VersionVector();
   }
+  state.incarnation = incarnation;
+  ++state.subscriptions;
+  state.subscriber_behind.clear();
+  return std::nullopt;
 }
 
 void ReplicationBoard::SubscriberDetached(core::RegionId peer) {
@@ -303,6 +324,8 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
     if (!peer.behind.empty()) entry["behind_retention"] = peer.behind;
     if (!peer.subscriber_behind.empty())
       entry["subscriber_behind_retention"] = peer.subscriber_behind;
+    if (!peer.refused.empty()) entry["refused"] = peer.refused;
+    if (peer.incarnation != 0) entry["incarnation"] = fmt::format("{:016x}", peer.incarnation);
     peers.push_back(std::move(entry));
   }
   nlohmann::json origins = nlohmann::json::object();
@@ -329,6 +352,7 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
   return {{"peers", peers},
           {"origins", origins},
           {"relays_active", relays_active_},
+          {"rebuild", rebuild_},
           {"retention",
            {{"log_bytes", log_bytes_}, {"trimmed_through", trimmed}, {"held_by", held_by}}}};
 }
@@ -336,10 +360,36 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
 std::vector<std::string> ReplicationBoard::Problems() const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> problems;
+  if (rebuilding_) problems.push_back(rebuild_problem_);
   for (const auto& [id, peer] : peers_) {
     if (!peer.behind.empty()) problems.push_back("replication: " + peer.behind);
+    if (!peer.refused.empty()) {
+      problems.push_back("replication: " + NameOf(id) + " refused: " + peer.refused);
+    }
   }
   return problems;
+}
+
+void ReplicationBoard::Refused(core::RegionId peer, std::string reason) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.refused = std::move(reason);
+}
+
+void ReplicationBoard::Accepted(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.refused.clear();
+}
+
+void ReplicationBoard::SetRebuild(bool rebuilding, nlohmann::json status, std::string problem) {
+  std::lock_guard lock(mutex_);
+  rebuilding_ = rebuilding;
+  rebuild_ = std::move(status);
+  rebuild_problem_ = std::move(problem);
+}
+
+bool ReplicationBoard::rebuilding() const {
+  std::lock_guard lock(mutex_);
+  return rebuilding_;
 }
 
 void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,7 +51,11 @@ class ReplicationBoard {
   std::vector<OriginHead> Heads(const core::VersionVector& frontier) const;
 
   // --- outbound: streams this region serves ---
-  void SubscriberAttached(core::RegionId peer);
+  // A subscription of `peer`'s data directory incarnation `incarnation` begins. Returns why it is
+  // refused, if it is: another incarnation of the region is subscribed right now (two processes
+  // serving one region). A new incarnation forgets what the earlier one acknowledged: it may
+  // have lost it (docs/replication.md#region-identity).
+  std::optional<std::string> SubscriberAttached(core::RegionId peer, uint64_t incarnation);
   void SubscriberDetached(core::RegionId peer);
   void Acked(core::RegionId peer, const core::VersionVector& applied);
   // What every other region has acknowledged as durably applied (log retention trims below it).
@@ -76,6 +81,15 @@ class ReplicationBoard {
   void Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
   void BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
                        uint64_t oldest);
+  // A stream to or from the peer was refused (another deployment or region, two incarnations at
+  // once): shown in /v1/status and /readyz until a stream of the peer is accepted.
+  void Refused(core::RegionId peer, std::string reason);
+  void Accepted(core::RegionId peer);
+
+  // --- rebuilding (replication::Inbound::Rebuilding) ---
+  // `status` is shown as /v1/status "rebuild"; while `rebuilding`, /readyz names `problem`.
+  void SetRebuild(bool rebuilding, nlohmann::json status, std::string problem);
+  bool rebuilding() const;
 
   // --- views ---
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
@@ -92,6 +106,8 @@ class ReplicationBoard {
     core::VersionVector acked;
     uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
     std::string subscriber_behind;  // non-empty: why we cannot serve it
+    uint64_t incarnation = 0;       // of its latest subscription (0: none yet)
+    std::string refused;            // non-empty: why its streams were refused
     // inbound
     replication::Links::View link;
     uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
@@ -140,6 +156,9 @@ class ReplicationBoard {
   std::map<core::RegionId, Peer> peers_;
   std::map<core::RegionId, Origin> origins_;
   size_t relays_active_ = 0;
+  bool rebuilding_ = false;
+  nlohmann::json rebuild_ = nlohmann::json::object();
+  std::string rebuild_problem_;
   uint64_t log_bytes_ = 0;
   core::VersionVector trimmed_through_;
 };

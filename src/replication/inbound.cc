@@ -29,14 +29,71 @@ Inbound::Dial Inbound::Dialing(core::RegionId peer, uint64_t now_ms) {
   stream.peer = peer;
   stream.started_ms = stream.heard_ms = now_ms;
   last_dial_ms_[peer] = now_ms;
-  return {id, links_.OriginsFor(peer)};
+  return {id, OriginsFor(peer)};
+}
+
+std::vector<core::RegionId> Inbound::OriginsFor(core::RegionId peer) const {
+  std::vector<core::RegionId> origins = links_.OriginsFor(peer);
+  if (rebuilding()) origins.push_back(self_);
+  return origins;
+}
+
+void Inbound::FollowOwnOrigin(core::RegionId self, bool confirm, uint64_t own_seq) {
+  self_ = self;
+  following_ = true;
+  confirm_ = confirm;
+  own_applied_ = own_seq;
+}
+
+bool Inbound::rebuilding() const {
+  if (!following_) return false;
+  if (confirm_ && own_held_.size() < links_.peers().size()) return true;
+  for (const auto& [peer, held] : own_held_) {
+    if (held > own_applied_) return true;
+  }
+  return false;
+}
+
+Inbound::Rebuild Inbound::Rebuilding() const {
+  Rebuild view;
+  view.rebuilding = rebuilding();
+  view.applied = own_applied_;
+  view.confirming = following_ && confirm_ && own_held_.size() < links_.peers().size();
+  for (core::RegionId peer : links_.peers()) {
+    auto it = own_held_.find(peer);
+    if (it == own_held_.end()) {
+      if (view.confirming) view.waiting.push_back(peer);
+      continue;
+    }
+    view.heard.push_back(peer);
+    if (it->second > view.target) {
+      view.target = it->second;
+      view.ahead = peer;
+    }
+  }
+  return view;
+}
+
+void Inbound::NoteOwn(const core::VersionVector& applied, std::optional<core::RegionId> peer,
+                      const core::VersionVector* peer_frontier) {
+  if (!following_) return;
+  const bool before = rebuilding();
+  own_applied_ = std::max(own_applied_, applied.Get(self_));
+  if (peer && peer_frontier != nullptr) {
+    uint64_t& held = own_held_[*peer];
+    held = std::max(held, peer_frontier->Get(self_));
+  }
+  if (rebuilding() == before) return;
+  for (auto& [id, s] : streams_) {
+    if (s.live()) s.resubscribe = true;
+  }
 }
 
 std::vector<core::RegionId> Inbound::Subscription(uint64_t stream) {
   Stream* s = Find(stream);
   if (s == nullptr) return {};
   s->resubscribe = false;
-  return links_.OriginsFor(s->peer);
+  return OriginsFor(s->peer);
 }
 
 void Inbound::CancelOthers(core::RegionId peer, uint64_t keep, std::vector<uint64_t>* out) {
@@ -85,6 +142,7 @@ std::optional<core::VersionVector> Inbound::HeartbeatReceived(uint64_t stream,
   if (s == nullptr) return std::nullopt;
   s->heard_ms = now_ms;
   links_.Heard(s->peer, &frontier, now_ms);
+  NoteOwn(applied, s->peer, &frontier);
   // The peer learns what this region holds, events it got from other regions too: its
   // durability waits and its log retention depend on it.
   return AckIfMoved(*s, applied, false);
@@ -102,6 +160,7 @@ Inbound::AfterApply Inbound::BatchApplied(uint64_t stream, const Applied& applie
   if (s == nullptr) return after;
   s->heard_ms = now_ms;  // a long apply is not silence
   links_.Heard(s->peer, nullptr, now_ms);
+  NoteOwn(frontier, std::nullopt, nullptr);
   if (!applied.ok || applied.gaps > 0) {
     // A gap: events arrived ahead of a missing predecessor. Subscribing again from the frontier
     // brings them in order.
@@ -147,6 +206,7 @@ uint64_t Inbound::TimeoutMs(uint64_t stream) const {
 
 Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_ms) {
   Tick tick;
+  NoteOwn(applied, std::nullopt, nullptr);
   std::map<core::RegionId, std::vector<core::RegionId>> before;
   for (core::RegionId peer : links_.peers()) before[peer] = links_.OriginsFor(peer);
   if (links_.UpdateRelays(applied, now_ms)) {

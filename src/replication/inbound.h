@@ -92,6 +92,25 @@ class Inbound {
   };
   Tick OnTick(const core::VersionVector& applied, uint64_t now_ms);
 
+  // --- rebuilding (docs/replication.md#rebuilding) ---
+  // Follows this region's own origin, `self`. Every heartbeat's frontier then tells how much of
+  // it the peer holds. With `confirm` (the data directory started empty or as a copy), the region
+  // is rebuilding until every peer has told; and whenever a peer holds more of `self` than this
+  // region has applied, it is rebuilding until it has it back. Meanwhile every Subscribe asks for
+  // `self` too (streams resubscribe when that changes). Call once, before the first dial.
+  void FollowOwnOrigin(core::RegionId self, bool confirm, uint64_t own_seq);
+  struct Rebuild {
+    bool rebuilding = false;
+    bool confirming = false;              // still waiting to hear from some peer
+    uint64_t applied = 0;                 // this region's own seq applied here
+    uint64_t target = 0;                  // the highest own seq any peer said it holds
+    std::vector<core::RegionId> heard;    // peers that told (since the start)
+    std::vector<core::RegionId> waiting;  // peers not heard from yet (while confirming)
+    std::optional<core::RegionId> ahead;  // a peer that holds `target`
+  };
+  Rebuild Rebuilding() const;
+  bool rebuilding() const;
+
   // The peer a stream belongs to; 0 when the stream is unknown (ended).
   core::RegionId PeerOf(uint64_t stream) const;
   // How long the stream had to be silent to be cut (for logs).
@@ -122,8 +141,21 @@ class Inbound {
   // Marks every other live stream of `peer` cancelled and lists them in `out`.
   void CancelOthers(core::RegionId peer, uint64_t keep, std::vector<uint64_t>* out);
 
+  // The origins a Subscribe to `peer` asks for: the relays, and this region's own while
+  // rebuilding.
+  std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;
+  // Notes this region's own applied seq (and a peer's holding of it); marks every live stream to
+  // resubscribe when rebuilding starts or ends.
+  void NoteOwn(const core::VersionVector& applied, std::optional<core::RegionId> peer,
+               const core::VersionVector* peer_frontier);
+
   Links links_;
-  std::map<uint64_t, Stream> streams_;  // by id: every stream between Dialing and Ended
+  core::RegionId self_ = 0;
+  bool following_ = false;  // FollowOwnOrigin was called
+  bool confirm_ = false;
+  uint64_t own_applied_ = 0;
+  std::map<core::RegionId, uint64_t> own_held_;  // per peer heard: its seq of self
+  std::map<uint64_t, Stream> streams_;           // by id: every stream between Dialing and Ended
   std::map<core::RegionId, uint64_t> last_dial_ms_;
   uint64_t next_stream_ = 1;
 };

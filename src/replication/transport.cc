@@ -120,6 +120,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    // One process per replication address: without this gRPC sets SO_REUSEPORT and a second
+    // node claiming the region could bind it too and take half of its peers' streams.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       return Status(StatusCode::kUnavailable, "cannot listen for replication on " +
@@ -129,6 +132,10 @@ class Replicator::Impl final : public wire::Replication::Service {
     spdlog::info("replication listening on {}", config_.self().replication);
     {
       std::lock_guard lock(mutex_);
+      const core::RegionId self = config_.self().id;
+      inbound_.FollowOwnOrigin(self, node_->confirm_own_events(),
+                               node_->region().frontier().Get(self));
+      SyncRebuild();
       for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
     }
     threads_.emplace_back([this] {
@@ -181,6 +188,25 @@ class Replicator::Impl final : public wire::Replication::Service {
       return {grpc::StatusCode::PERMISSION_DENIED,
               "region id " + std::to_string(peer) + " is not a peer of this region"};
     }
+    if (std::optional<std::string> refusal = CheckSubscriber(subscribe)) {
+      spdlog::error("replication: refused a subscription from {}: {}", board_.NameOf(peer),
+                    *refusal);
+      board_.Refused(peer, *refusal);
+      return {grpc::StatusCode::FAILED_PRECONDITION, "refused: " + *refusal};
+    }
+    if (std::optional<std::string> refusal =
+            board_.SubscriberAttached(peer, subscribe.incarnation())) {
+      spdlog::error("replication: refused a subscription from {}: {}", board_.NameOf(peer),
+                    *refusal);
+      return {grpc::StatusCode::ALREADY_EXISTS, "refused: " + *refusal};
+    }
+    board_.Accepted(peer);
+    // Detached on every return from here on.
+    struct Detach {
+      node::ReplicationBoard& board;
+      core::RegionId peer;
+      ~Detach() { board.SubscriberDetached(peer); }
+    } detach{board_, peer};
 
     struct Shared {
       explicit Shared(SenderOptions options) : outbound(options) {}
@@ -194,8 +220,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     const auto apply_subscribe = [&](const wire::Subscribe& message) -> bool {
       auto frontier = DecodeFrontier(message.frontier());
       if (!frontier.ok()) return false;
+      // The subscriber's own id among them only while it rebuilds (docs/replication.md#rebuilding).
       std::vector<core::RegionId> origins(message.origins().begin(), message.origins().end());
-      std::erase(origins, peer);  // never send a region its own events
       std::lock_guard lock(shared.mutex);
       shared.outbound.Subscribe(*frontier, origins);
       shared.wake.notify_one();  // the heartbeat and the new origins are due at once
@@ -206,7 +232,6 @@ class Replicator::Impl final : public wire::Replication::Service {
     if (!apply_subscribe(subscribe)) {
       return {grpc::StatusCode::INVALID_ARGUMENT, "malformed frontier in Subscribe"};
     }
-    board_.SubscriberAttached(peer);
     if (auto frontier = DecodeFrontier(subscribe.frontier()); frontier.ok()) {
       board_.Acked(peer, *frontier);  // it holds everything it subscribed after
     }
@@ -282,6 +307,10 @@ class Replicator::Impl final : public wire::Replication::Service {
         wire::Heartbeat* beat = message.mutable_heartbeat();
         beat->set_frontier(heads.Encode());
         beat->set_hlc(node_->region().hlc());
+        beat->set_deployment(config_.deployment);
+        beat->set_region_id(config_.self().id);
+        beat->set_region_name(config_.region);
+        beat->set_incarnation(node_->identity().incarnation);
         for (const node::OriginHead& head : board_.Heads(heads)) {
           wire::OriginHead* out = beat->add_heads();
           out->set_origin(head.origin);
@@ -296,7 +325,6 @@ class Replicator::Impl final : public wire::Replication::Service {
     context->TryCancel();
     reader.join();
     node_->commits().Unregister(handle);
-    board_.SubscriberDetached(peer);
     spdlog::info("replication: {}'s subscription ended", board_.NameOf(peer));
     return grpc::Status::OK;
   }
@@ -360,6 +388,81 @@ class Replicator::Impl final : public wire::Replication::Service {
     return true;
   }
 
+  // Why a subscriber is refused, if it is: another deployment, or a name that is not the one this
+  // region knows for its id (two deployments' configs mixed up).
+  std::optional<std::string> CheckSubscriber(const wire::Subscribe& subscribe) const {
+    if (subscribe.deployment() != config_.deployment) {
+      return "the subscriber is of deployment '" + subscribe.deployment() + "', this region (" +
+             config_.region + ") of '" + config_.deployment + "'";
+    }
+    const std::string& known = board_.NameOf(subscribe.region_id());
+    if (subscribe.region_name() != known) {
+      return "the subscriber calls itself '" + subscribe.region_name() + "' with region id " +
+             std::to_string(subscribe.region_id()) + ", which this region knows as '" + known + "'";
+    }
+    if (subscribe.incarnation() == 0) return std::string("the subscriber sent no incarnation");
+    return std::nullopt;
+  }
+
+  // Why a sender's heartbeat shows it is not the region dialled, if it is not.
+  std::optional<std::string> CheckSender(core::RegionId peer, const wire::Heartbeat& beat) const {
+    if (beat.deployment() != config_.deployment) {
+      return "the region at " + AddressOf(peer) + " is of deployment '" + beat.deployment() +
+             "', this region of '" + config_.deployment + "'";
+    }
+    if (beat.region_id() != peer || beat.region_name() != board_.NameOf(peer)) {
+      return "the region at " + AddressOf(peer) + " is '" + beat.region_name() + "' (id " +
+             std::to_string(beat.region_id()) + "), not '" + board_.NameOf(peer) + "' (id " +
+             std::to_string(peer) + ")";
+    }
+    return std::nullopt;
+  }
+
+  // Brings the region's write gate and the board up to date with Inbound's rebuild.
+  // mutex_ held.
+  void SyncRebuild() {
+    const Inbound::Rebuild rebuild = inbound_.Rebuilding();
+    const bool was = node_->region().rebuilding();
+    if (rebuild.rebuilding != was) {
+      if (rebuild.rebuilding) {
+        spdlog::warn(
+            "replication: rebuilding: {} holds {}'s events up to {}, this region up to "
+            "{}; writes wait until they are back",
+            rebuild.ahead ? board_.NameOf(*rebuild.ahead) : "a peer", config_.region,
+            rebuild.target, rebuild.applied);
+      } else {
+        spdlog::info(
+            "replication: rebuilt: every peer has told what it holds of {} (up to {}), "
+            "and this region has it all; writes resume",
+            config_.region, rebuild.target);
+        node_->MarkRebuilt();
+      }
+      node_->region().SetRebuilding(rebuild.rebuilding);
+    }
+    nlohmann::json waiting = nlohmann::json::array();
+    for (core::RegionId peer : rebuild.waiting) waiting.push_back(board_.NameOf(peer));
+    nlohmann::json heard = nlohmann::json::array();
+    for (core::RegionId peer : rebuild.heard) heard.push_back(board_.NameOf(peer));
+    nlohmann::json status = {
+        {"rebuilding", rebuild.rebuilding},
+        {"data_start", std::string(node::DataStartName(node_->data_start()))},
+        {"own_applied", rebuild.applied},
+        {"own_target", rebuild.target},
+        {"waiting_for", waiting},
+        {"heard_from", heard},
+        {"source",
+         rebuild.ahead ? nlohmann::json(board_.NameOf(*rebuild.ahead)) : nlohmann::json()}};
+    std::string problem;
+    if (rebuild.rebuilding) {
+      problem = rebuild.confirming ? "rebuilding: waiting to hear from " + waiting.dump() +
+                                         " what they hold of this region's own events"
+                                   : "rebuilding: getting this region's own events back (" +
+                                         std::to_string(rebuild.applied) + " of " +
+                                         std::to_string(rebuild.target) + ")";
+    }
+    board_.SetRebuild(rebuild.rebuilding, std::move(status), std::move(problem));
+  }
+
   // --- subscribing to one peer -----------------------------------------------------------------
   void PublishLinks() {  // mutex_ held
     board_.LinksChanged(inbound_.links().Views(), inbound_.links().relays_active());
@@ -373,6 +476,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     subscribe->set_frontier(node_->region().frontier().Encode());
     for (core::RegionId origin : origins) subscribe->add_origins(origin);
     subscribe->set_streamed_batches(true);
+    subscribe->set_deployment(config_.deployment);
+    subscribe->set_region_name(config_.region);
+    subscribe->set_incarnation(node_->identity().incarnation);
     return message;
   }
 
@@ -487,6 +593,14 @@ class Replicator::Impl final : public wire::Replication::Service {
       PublishLinks();
     }
     if (connected && !replaced) board_.Reconnecting(peer);
+    if (finished.error_message().rfind("refused: ", 0) == 0) {
+      // The peer refused this region (another deployment, a name it does not know, or another
+      // process of this region subscribed): an operator must look.
+      spdlog::error("replication: {} refused this region: {}", name,
+                    finished.error_message().substr(9));
+      board_.Refused(peer, finished.error_message().substr(9));
+      return next;
+    }
     if (replaced) {
       spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
     } else if (connected || !finished.ok()) {
@@ -605,6 +719,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         {
           std::lock_guard links_lock(impl_->mutex_);
           after = impl_->inbound_.BatchApplied(id_, outcome, frontier, SteadyMs());
+          impl_->SyncRebuild();
         }
         if (!applied.ok()) {
           Fail("applying a batch failed: " + applied.status().message());
@@ -641,6 +756,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     PeerStream inbound(this, id, stream, context);
     if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
     BatchStreamDecoder decoder;  // this stream's batches, in order
+    bool identified = false;     // the sender's first heartbeat named the region dialled
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
@@ -680,6 +796,16 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       } else if (message.has_heartbeat()) {
         const wire::Heartbeat& beat = message.heartbeat();
+        if (!identified) {
+          if (std::optional<std::string> refusal = CheckSender(peer, beat)) {
+            spdlog::error("replication: refusing the stream to {}: {}", board_.NameOf(peer),
+                          *refusal);
+            board_.Refused(peer, *refusal);
+            return "refused: " + *refusal;
+          }
+          identified = true;
+          board_.Accepted(peer);
+        }
         auto frontier = DecodeFrontier(beat.frontier());
         if (!frontier.ok()) return "bad heartbeat";
         std::vector<node::OriginHead> heads;
@@ -696,6 +822,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         {
           std::lock_guard lock(mutex_);
           ack = inbound_.HeartbeatReceived(id, *frontier, applied, now);
+          SyncRebuild();
         }
         if (ack && !inbound.WriteAck(*ack)) return "the stream closed";
       } else if (message.has_behind_retention()) {
@@ -793,6 +920,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       const core::VersionVector applied = node_->region().frontier();
       std::lock_guard lock(mutex_);
       const Inbound::Tick tick = inbound_.OnTick(applied, SteadyMs());
+      SyncRebuild();
       for (core::RegionId peer : tick.changed) {
         spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
                      OriginNames(board_, inbound_.links().OriginsFor(peer)));

@@ -633,7 +633,7 @@ void Simulation::SenderGot(int index, uint64_t conn_id, const Message& message) 
   switch (message.kind) {
     case Message::Kind::kSubscribe: {
       std::vector<core::RegionId> origins = message.origins;
-      std::erase(origins, peer);  // never send a region its own events
+      // The subscriber's own origin only while it rebuilds (docs/replication.md#rebuilding).
       auto it = n.serving.find(conn_id);
       if (it == n.serving.end()) {
         it = n.serving.emplace(conn_id, Node::Serving{}).first;

@@ -197,6 +197,8 @@ class MemoryStore final : public Store {
     return it->second;
   }
 
+  friend std::unique_ptr<Store> storage::CopyMemoryStore(Store& store);
+
   std::mutex mutex_;
   std::map<core::Dot, LoggedEvent> log_;
   std::map<uint64_t, LoggedEvent> changes_;  // by lsn
@@ -217,6 +219,26 @@ class MemoryStore final : public Store {
 
 std::unique_ptr<Store> NewMemoryStore() {
   return std::make_unique<MemoryStore>();
+}
+
+std::unique_ptr<Store> CopyMemoryStore(Store& store) {
+  auto& from = dynamic_cast<MemoryStore&>(store);
+  auto copy = std::make_unique<MemoryStore>();
+  std::lock_guard lock(from.mutex_);
+  copy->log_ = from.log_;
+  copy->changes_ = from.changes_;
+  copy->log_bytes_ = from.log_bytes_;
+  copy->docs_ = from.docs_;
+  copy->views_ = from.views_;
+  copy->conflicts_ = from.conflicts_;
+  copy->dead_letters_ = from.dead_letters_;
+  copy->idempotency_ = from.idempotency_;
+  copy->by_time_ = from.by_time_;
+  copy->frontier_ = from.frontier_;
+  copy->hlc_ = from.hlc_;
+  copy->last_lsn_ = from.last_lsn_;
+  copy->digest_ = from.digest_;
+  return copy;
 }
 
 }  // namespace meridian::storage

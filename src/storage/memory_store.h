@@ -10,5 +10,7 @@
 namespace meridian::storage {
 
 std::unique_ptr<Store> NewMemoryStore();
+// A copy of a store made by NewMemoryStore as it is now (a backup, for the simulator's restores).
+std::unique_ptr<Store> CopyMemoryStore(Store& store);
 
 }  // namespace meridian::storage

@@ -82,6 +82,24 @@ TEST(ConfigTest, ValidationChecksTheWhole) {
   EXPECT_NE(status.message().find("'eu': replication"), std::string::npos) << status.message();
 }
 
+TEST(ConfigTest, TheDeploymentNameDefaultsAndIsChecked) {
+  auto config = ParseConfig(kValid, "t");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->deployment, "meridian");
+  std::string text = kValid;
+  text.replace(text.find("[node]\n"), 7, "[node]\ndeployment = \"prod-1.eu_west\"\n");
+  auto named = ParseConfig(text, "t");
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(named->deployment, "prod-1.eu_west");
+  EXPECT_TRUE(ValidateConfig(*named).ok());
+  for (const char* bad : {"", "has space", "a/b"}) {
+    named->deployment = bad;
+    const Status status = ValidateConfig(*named);
+    EXPECT_FALSE(status.ok()) << bad;
+    EXPECT_NE(status.message().find("node.deployment"), std::string::npos) << status.message();
+  }
+}
+
 TEST(ConfigTest, SplitHostPort) {
   std::string host;
   uint16_t port = 0;

@@ -458,6 +458,43 @@ TEST_F(RemoteApplyTest, MergesInOrderOnceAndDurably) {
   EXPECT_EQ(restarted.digest(), us_.digest());
 }
 
+// eu lost its data: a new, empty eu rebuilds. It refuses local writes meanwhile, takes its own
+// events back from a peer in seq order like any origin's, and then writes after them.
+TEST_F(RemoteApplyTest, ARebuildingRegionTakesItsOwnEventsBackBeforeWriting) {
+  const auto events = WriteAtEu({{"sku", Set("stock", "5")}, {"sku", Incr("stock", 2)}});
+  std::vector<Change> changes;
+  ASSERT_TRUE(us_.ApplyRemoteEvents(events, &changes).ok());
+
+  FlakyStore empty_store;
+  Region rebuilt(2, {{1, "us"}, {2, "eu"}}, &empty_store, &clock_, core::Limits{}, 500);
+  ASSERT_TRUE(rebuilt.Recover().ok());
+  rebuilt.SetRebuilding(true);
+  std::vector<Result<Receipt>> outcomes;
+  rebuilt.CommitLocalWrites(std::vector<WriteRequest>{{"sku", Incr("stock", 1)}}, &outcomes,
+                            &changes);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status().code(), StatusCode::kRebuilding);
+  EXPECT_EQ(rebuilt.frontier(), core::VersionVector());
+
+  // Its own second event first is a gap; then both in order; then again, duplicates.
+  auto gap = rebuilt.ApplyRemoteEvents(std::vector<core::Event>{events[1]}, &changes);
+  ASSERT_TRUE(gap.ok());
+  EXPECT_EQ(gap->gaps, 1u);
+  auto applied = rebuilt.ApplyRemoteEvents(events, &changes);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(applied->applied, 2u);
+  EXPECT_EQ(rebuilt.ApplyRemoteEvents(events, &changes)->duplicates, 2u);
+  EXPECT_EQ(rebuilt.frontier(), (core::VersionVector{{2, 2}}));
+
+  rebuilt.SetRebuilding(false);
+  outcomes.clear();
+  rebuilt.CommitLocalWrites(std::vector<WriteRequest>{{"sku", Incr("stock", 1)}}, &outcomes,
+                            &changes);
+  ASSERT_TRUE(outcomes[0].ok());
+  EXPECT_EQ(outcomes[0]->dot, (core::Dot{2, 3}));  // after what it got back: no id reused
+  EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":8})");
+}
+
 TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {
   const auto events = WriteAtEu({{"k", Set("a", "1")}});
   us_store_.fail = true;

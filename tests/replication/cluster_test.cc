@@ -5,10 +5,18 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "support/cluster.h"
@@ -334,6 +342,250 @@ TEST(ReplicationCluster, RetentionTrimsWhatEveryRegionHoldsAndReportsARegionBehi
   EXPECT_EQ(ready.status, 503);
   EXPECT_NE(ready.body.find("re-seed"), std::string::npos) << ready.body;
   EXPECT_EQ(eu.Get("/v1/docs/item:0").status, 404);  // nothing was skipped into place
+}
+
+}  // namespace
+}  // namespace meridian::testing
+
+namespace meridian::testing {
+namespace {
+
+// Waits (bounded) until `condition` holds; false at the deadline.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return condition();
+}
+
+// `count` new documents item:{prefix}{i} and as many increments of item:counter, in `region`.
+void WriteIn(Cluster& cluster, const std::string& region, const std::string& prefix, int count,
+             Ledger* ledger) {
+  HttpClient client = cluster.Client(region);
+  for (int i = 0; i < count; ++i) {
+    const std::string key = "item:" + prefix + std::to_string(i);
+    ASSERT_EQ(client.Send("PUT", "/v1/docs/" + key, R"({"stock":0})").status, 200) << key;
+    ASSERT_TRUE(ledger->Increment(client, "item:counter", 1));
+  }
+}
+
+// Every region holds every acknowledged document of `prefixes` (count each) and the counter.
+void ExpectEverywhere(Cluster& cluster, const std::map<std::string, int>& prefixes,
+                      const Ledger& ledger) {
+  for (const std::string& region : cluster.regions()) {
+    const auto documents = cluster.Documents(region, "item:");
+    for (const auto& [prefix, count] : prefixes) {
+      for (int i = 0; i < count; ++i) {
+        EXPECT_TRUE(documents.contains("item:" + prefix + std::to_string(i)))
+            << region << " lacks item:" << prefix << i;
+      }
+    }
+    auto counter = documents.find("item:counter");
+    ASSERT_NE(counter, documents.end()) << region;
+    EXPECT_EQ(Parse(counter->second)["stock"].get<int64_t>(), ledger.sums().at("item:counter"))
+        << region;
+  }
+}
+
+json StatusOf(Cluster& cluster, const std::string& region) {
+  return Parse(cluster.Client(region).Get("/v1/status").body);
+}
+
+// eu loses its disk after writing: it comes back empty, cut off from both peers. It does not take
+// writes (503 rebuilding, /readyz 503 rebuilding) while it cannot know which of its event ids the
+// others hold; reads answer. Once the links heal it gets its own events back from them, then takes
+// writes under ids nobody holds: every region ends with every document and the exact counter.
+TEST(ReplicationCluster, AWipedRegionRebuildsItsOwnEventsBeforeWriting) {
+  Cluster cluster({.delay_ms = 2});
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  Ledger ledger;
+  WriteIn(cluster, "eu", "e", 100, &ledger);
+  WriteIn(cluster, "us", "u", 10, &ledger);
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+  const std::string incarnation = StatusOf(cluster, "eu")["incarnation"];
+
+  cluster.node("eu").Kill();
+  std::filesystem::remove_all(cluster.node("eu").data_dir());
+  cluster.Partition("eu", "us");
+  cluster.Partition("eu", "asia");
+  ASSERT_TRUE(cluster.node("eu").Start(seconds(20), /*ready=*/false)) << cluster.node("eu").log();
+  HttpClient eu = cluster.Client("eu");
+  const json status = StatusOf(cluster, "eu");
+  EXPECT_NE(status["incarnation"], incarnation) << status.dump();
+  EXPECT_EQ(status["rebuild"]["rebuilding"], true) << status.dump();
+  EXPECT_EQ(status["rebuild"]["data_start"], "empty") << status.dump();
+  const HttpResponse ready = eu.Get("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(Parse(ready.body)["reason"], "rebuilding") << ready.body;
+  const HttpResponse refused = eu.Send("PUT", "/v1/docs/item:early", R"({"stock":1})");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(Parse(refused.body)["error"], "rebuilding") << refused.body;
+  EXPECT_EQ(eu.Get("/v1/docs/item:e0").status, 404);  // reads answer from what it holds
+  // The others keep writing meanwhile.
+  WriteIn(cluster, "asia", "a", 20, &ledger);
+  // Stopped midway, it rebuilds again at its next start, though the directory is its own now.
+  cluster.node("eu").Kill();
+  ASSERT_TRUE(cluster.node("eu").Start(seconds(20), /*ready=*/false)) << cluster.node("eu").log();
+  const json again = StatusOf(cluster, "eu");
+  EXPECT_EQ(again["rebuild"]["data_start"], "intact") << again.dump();
+  EXPECT_EQ(again["rebuild"]["rebuilding"], true) << again.dump();
+  EXPECT_EQ(eu.Send("PUT", "/v1/docs/item:early", R"({"stock":1})").status, 503);
+
+  cluster.HealAll();
+  ASSERT_TRUE(WaitFor([&] { return eu.Get("/readyz").status == 200; }, seconds(30)))
+      << eu.Get("/readyz").body << cluster.node("eu").log();
+  EXPECT_EQ(StatusOf(cluster, "eu")["frontier"].value("eu", 0), 200);
+  WriteIn(cluster, "eu", "f", 50, &ledger);
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why << cluster.Logs();
+  ExpectEverywhere(cluster, {{"e", 100}, {"u", 10}, {"a", 20}, {"f", 50}}, ledger);
+  EXPECT_EQ(ledger.sums().at("item:counter"), 180);
+  EXPECT_EQ(cluster.Documents("us", "item:early").size(), 0u);  // refused: never written
+}
+
+// eu is restored from a copy of its data directory taken before its last writes: the copy is
+// recognised (new incarnation), the writes it lacks come back from its peers, and the writes it
+// takes afterwards reuse none of their ids.
+TEST(ReplicationCluster, ARegionRestoredFromAnOlderCopyRebuildsBeforeWriting) {
+  Cluster cluster({.delay_ms = 2});
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  Ledger ledger;
+  WriteIn(cluster, "eu", "a", 30, &ledger);
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+  ASSERT_EQ(cluster.node("eu").Terminate(), 0);
+  const std::string data = cluster.node("eu").data_dir();
+  const std::string backup = data + ".backup";
+  std::filesystem::copy(data, backup, std::filesystem::copy_options::recursive);
+  ASSERT_TRUE(cluster.node("eu").Start()) << cluster.node("eu").log();
+  EXPECT_EQ(StatusOf(cluster, "eu")["rebuild"]["data_start"], "intact");
+  WriteIn(cluster, "eu", "b", 30, &ledger);
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+
+  cluster.node("eu").Kill();
+  std::filesystem::remove_all(data);
+  std::filesystem::copy(backup, data, std::filesystem::copy_options::recursive);
+  std::filesystem::remove_all(backup);
+  ASSERT_TRUE(cluster.node("eu").Start(seconds(30))) << cluster.node("eu").log();
+  const json status = StatusOf(cluster, "eu");
+  EXPECT_EQ(status["rebuild"]["data_start"], "copied") << status.dump();
+  EXPECT_EQ(status["frontier"].value("eu", 0), 120) << status.dump();
+  WriteIn(cluster, "eu", "c", 20, &ledger);
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why << cluster.Logs();
+  ExpectEverywhere(cluster, {{"a", 30}, {"b", 30}, {"c", 20}}, ledger);
+}
+
+// Runs `meridian start` with `args` to its exit (bounded); its exit code and output.
+std::pair<int, std::string> RunMeridian(const std::vector<std::string>& args,
+                                        const std::string& log_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(log, STDOUT_FILENO);
+    ::dup2(log, STDERR_FILENO);
+    std::vector<char*> argv;
+    const std::string binary = MeridianBinary();
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return {-1, "still running after 20 s"};
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  std::ifstream in(log_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
+
+// A second process on a running node's data directory, and a second node claiming its region
+// (its own directory, the same replication address), are refused with a clear message.
+TEST(ReplicationIdentity, ASecondProcessForARegionIsRefused) {
+  NodeProcess node;
+  ASSERT_TRUE(node.Start()) << node.log();
+  TempDir dir;
+  const auto [same_dir, same_dir_log] =
+      RunMeridian({"start", "--config", node.config_path(), "--http",
+                   "127.0.0.1:" + std::to_string(FreePort())},
+                  dir.path() + "/same-dir.log");
+  EXPECT_NE(same_dir, 0);
+  EXPECT_NE(same_dir_log.find("is in use by another process"), std::string::npos) << same_dir_log;
+
+  const auto [same_port, same_port_log] =
+      RunMeridian({"start", "--config", node.config_path(), "--data-dir", dir.path() + "/other",
+                   "--http", "127.0.0.1:" + std::to_string(FreePort())},
+                  dir.path() + "/same-port.log");
+  EXPECT_NE(same_port, 0);
+  EXPECT_NE(same_port_log.find("cannot listen for replication"), std::string::npos)
+      << same_port_log;
+  // The first node never noticed.
+  EXPECT_EQ(node.Client().Get("/readyz").status, 200);
+}
+
+// A data directory of one region is refused by a node of another region or deployment.
+TEST(ReplicationIdentity, ADataDirectoryOfAnotherRegionOrDeploymentIsRefused) {
+  NodeOptions options;
+  options.region = "us";
+  NodeProcess node(options);
+  ASSERT_TRUE(node.Start()) << node.log();
+  ASSERT_EQ(node.Terminate(), 0);
+  TempDir dir;
+  const auto [region, region_log] = RunMeridian(
+      {"start", "--config", node.config_path(), "--region", "eu"}, dir.path() + "/region.log");
+  EXPECT_NE(region, 0);
+  EXPECT_NE(region_log.find("belongs to region 'us'"), std::string::npos) << region_log;
+  const auto [deployment, deployment_log] =
+      RunMeridian({"start", "--config", node.config_path(), "--deployment", "staging"},
+                  dir.path() + "/deployment.log");
+  EXPECT_NE(deployment, 0);
+  EXPECT_NE(deployment_log.find("belongs to deployment 'meridian'"), std::string::npos)
+      << deployment_log;
+}
+
+// Two regions configured as peers but of different deployments refuse each other's streams, and
+// each says why in its status and readiness.
+TEST(ReplicationIdentity, PeersOfAnotherDeploymentAreRefusedOnBothSides) {
+  const uint16_t us_http = FreePort(), eu_http = FreePort();
+  const std::string us_repl = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string eu_repl = "127.0.0.1:" + std::to_string(FreePort());
+  const std::vector<RegionEntry> regions = {{"us", 1, us_http, us_repl},
+                                            {"eu", 2, eu_http, eu_repl}};
+  NodeOptions us_options;
+  us_options.region = "us";
+  us_options.deployment = "prod";
+  us_options.regions = regions;
+  NodeOptions eu_options = us_options;
+  eu_options.region = "eu";
+  eu_options.deployment = "staging";
+  NodeProcess us(us_options);
+  NodeProcess eu(eu_options);
+  ASSERT_TRUE(us.Start(seconds(20), /*ready=*/false)) << us.log();
+  ASSERT_TRUE(eu.Start(seconds(20), /*ready=*/false)) << eu.log();
+  const auto refused = [](NodeProcess& node) {
+    const json status = Parse(node.Client().Get("/v1/status").body);
+    for (const json& peer : status.value("peers", json::array())) {
+      if (peer.contains("refused")) return peer["refused"].get<std::string>();
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(WaitFor([&] { return !refused(us).empty() && !refused(eu).empty(); }, seconds(20)))
+      << us.log() << eu.log();
+  EXPECT_NE(refused(us).find("deployment"), std::string::npos) << refused(us);
+  EXPECT_NE(refused(eu).find("deployment"), std::string::npos) << refused(eu);
+  const HttpResponse ready = us.Client().Get("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("refused"), std::string::npos) << ready.body;
 }
 
 }  // namespace

@@ -280,5 +280,69 @@ TEST(Inbound, EachEndedStreamBacksOffLonger) {
   EXPECT_TRUE(inbound.OnTick(VersionVector{}, 5000).hedge.empty());
 }
 
+// Rebuilding: this region (1) started from an empty directory. It is rebuilding until both peers
+// have told (by heartbeat) what they hold of its own events, and then while a peer holds more of
+// them than it has applied; meanwhile every Subscribe asks for its own origin too.
+TEST(Inbound, AnEmptyRegionRebuildsUntilEveryPeerToldAndItHasItsOwnEventsBack) {
+  Inbound inbound({2, 3}, Options(), 0);
+  inbound.FollowOwnOrigin(1, /*confirm=*/true, 0);
+  EXPECT_TRUE(inbound.rebuilding());
+  const Inbound::Dial to2 = inbound.Dialing(2, 0);
+  const Inbound::Dial to3 = inbound.Dialing(3, 0);
+  EXPECT_EQ(to2.origins, Origins({2, 1}));
+  inbound.Received(to2.stream, 10);
+  inbound.Received(to3.stream, 10);
+  inbound.HeartbeatReceived(to2.stream, VersionVector{{1, 40}, {2, 9}}, VersionVector{}, 10);
+  Inbound::Rebuild view = inbound.Rebuilding();
+  EXPECT_TRUE(view.confirming);
+  EXPECT_EQ(view.waiting, Origins({3}));
+  EXPECT_EQ(view.target, 40u);
+  EXPECT_EQ(view.ahead, std::optional<core::RegionId>(2));
+  inbound.HeartbeatReceived(to3.stream, VersionVector{{1, 35}}, VersionVector{}, 20);
+  view = inbound.Rebuilding();
+  EXPECT_FALSE(view.confirming);
+  EXPECT_TRUE(view.rebuilding);  // 2 holds up to 40, this region nothing
+  inbound.BatchApplied(to2.stream, {}, VersionVector{{1, 39}}, 30);
+  EXPECT_TRUE(inbound.rebuilding());
+  EXPECT_FALSE(inbound.ResubscribeDue(to2.stream));
+  inbound.BatchApplied(to2.stream, {}, VersionVector{{1, 40}}, 40);
+  EXPECT_FALSE(inbound.rebuilding());
+  // Done: every stream subscribes again without this region's own origin.
+  EXPECT_TRUE(inbound.ResubscribeDue(to2.stream));
+  EXPECT_TRUE(inbound.ResubscribeDue(to3.stream));
+  EXPECT_EQ(inbound.Subscription(to2.stream), Origins({2}));
+  EXPECT_EQ(inbound.Subscription(to3.stream), Origins({3}));
+}
+
+// An intact directory writes at once; should a peer ever show more of this region's own events
+// than it has (it lost acknowledged writes, say a restore the directory did not reveal), it stops
+// writing until it has them back.
+TEST(Inbound, AnIntactRegionRebuildsOnlyWhenAPeerHoldsMoreOfItsOwnEvents) {
+  Inbound inbound({2, 3}, Options(), 0);
+  inbound.FollowOwnOrigin(1, /*confirm=*/false, 7);
+  EXPECT_FALSE(inbound.rebuilding());
+  const Inbound::Dial to2 = inbound.Dialing(2, 0);
+  EXPECT_EQ(to2.origins, Origins({2}));
+  inbound.Received(to2.stream, 10);
+  inbound.HeartbeatReceived(to2.stream, VersionVector{{1, 7}}, VersionVector{{1, 7}}, 10);
+  EXPECT_FALSE(inbound.rebuilding());
+  inbound.HeartbeatReceived(to2.stream, VersionVector{{1, 9}}, VersionVector{{1, 7}}, 20);
+  EXPECT_TRUE(inbound.rebuilding());
+  EXPECT_TRUE(inbound.ResubscribeDue(to2.stream));
+  EXPECT_EQ(inbound.Subscription(to2.stream), Origins({2, 1}));
+  inbound.OnTick(VersionVector{{1, 9}}, 30);
+  EXPECT_FALSE(inbound.rebuilding());
+}
+
+// Without FollowOwnOrigin (the simulator's regions, a single region) nothing is ever rebuilt.
+TEST(Inbound, NothingRebuildsWhenNotFollowingTheOwnOrigin) {
+  Inbound inbound({2}, Options(), 0);
+  const Inbound::Dial dial = inbound.Dialing(2, 0);
+  inbound.Received(dial.stream, 10);
+  inbound.HeartbeatReceived(dial.stream, VersionVector{{1, 9}}, VersionVector{}, 20);
+  EXPECT_FALSE(inbound.rebuilding());
+  EXPECT_EQ(inbound.Subscription(dial.stream), Origins({2}));
+}
+
 }  // namespace
 }  // namespace meridian::replication

@@ -123,8 +123,9 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   config_path_ = dir_.path() + "/node.toml";
   log_path_ = dir_.path() + "/node.log";
   std::ofstream config(config_path_);
-  config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_
-         << "\"\n\n";
+  config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_ << "\"\n";
+  if (!options_.deployment.empty()) config << "deployment = \"" << options_.deployment << "\"\n";
+  config << "\n";
   if (options_.grpc) grpc_port_ = FreePort();
   // The own region's `grpc` line, when it has one.
   const auto grpc_line = [this](const std::string& name) {
@@ -162,6 +163,7 @@ NodeProcess::~NodeProcess() {
 }
 
 bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
+  const bool bootstrap = options_.bootstrap && starts_++ == 0;
   const pid_t pid = ::fork();
   if (pid < 0) return false;
   if (pid == 0) {
@@ -172,10 +174,15 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
     }
     if (options_.close_inherited_fds) CloseDescriptorsFrom(STDERR_FILENO + 1);
     const std::string binary = MeridianBinary();
-    ::execl(
-        binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(), "--log-level",
-        std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn",
-        static_cast<char*>(nullptr));
+    const char* level =
+        std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn";
+    if (bootstrap) {
+      ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
+              "--log-level", level, "--bootstrap", static_cast<char*>(nullptr));
+    } else {
+      ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
+              "--log-level", level, static_cast<char*>(nullptr));
+    }
     ::_exit(127);
   }
   pid_ = pid;

@@ -44,6 +44,7 @@ struct NodeOptions {
   std::string region = "us";
   std::vector<std::string> peers = {"eu", "asia"};  // configured but not running
   std::string extra_toml;                           // appended to the config (sections)
+  std::string deployment;                           // [node] deployment; empty: the default
   // When set, the deployment exactly (this region included, by name `region`) instead of
   // `peers` on fresh ports.
   std::vector<RegionEntry> regions;
@@ -54,6 +55,9 @@ struct NodeOptions {
   // in-process proxies and clients), so the node holds none of them: a proxy can then reset a
   // connection, or listen on its port again, without a node keeping the old socket alive.
   bool close_inherited_fds = true;
+  // The first Start passes --bootstrap (a new region of a new deployment: nothing to rebuild);
+  // later starts never do, so a wiped or restored data directory rebuilds from its peers.
+  bool bootstrap = true;
 };
 
 class NodeProcess {
@@ -86,6 +90,7 @@ class NodeProcess {
   uint16_t http_port_ = 0;
   uint16_t grpc_port_ = 0;
   pid_t pid_ = -1;
+  int starts_ = 0;
 };
 
 // The path of the meridian binary under test (set by CMake).
