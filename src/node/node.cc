@@ -123,14 +123,17 @@ bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
       });
 }
 
-bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback) {
+bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback,
+                        std::shared_ptr<const std::atomic<bool>> dropped) {
   return queue_->SubmitRemote(
-      std::move(events), [this, callback = std::move(callback)](Result<RemoteApply> outcome) {
+      std::move(events),
+      [this, callback = std::move(callback)](Result<RemoteApply> outcome) {
         if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
           ReportStorageFailure(outcome.status());
         }
         callback(std::move(outcome));
-      });
+      },
+      std::move(dropped));
 }
 
 void Node::MarkRebuilt() {

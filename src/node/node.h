@@ -53,7 +53,9 @@ class Node {
   bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
   // Queues a batch of other regions' events for the commit thread (replication); false when
   // stopping.
-  bool SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback);
+  // `dropped`: see WriteQueue::SubmitRemote.
+  bool SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback,
+                    std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
   // The committed rendered document of `key` (nullopt: it does not exist), from memory when it
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);

@@ -38,11 +38,12 @@ bool WriteQueue::Submit(WriteRequest request, Callback callback) {
   return true;
 }
 
-bool WriteQueue::SubmitRemote(std::vector<core::Event> events, RemoteCallback callback) {
+bool WriteQueue::SubmitRemote(std::vector<core::Event> events, RemoteCallback callback,
+                              std::shared_ptr<const std::atomic<bool>> dropped) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return false;
-    remote_.emplace_back(std::move(events), std::move(callback));
+    remote_.push_back({std::move(events), std::move(callback), std::move(dropped)});
   }
   wake_.notify_one();
   return true;
@@ -66,7 +67,7 @@ void WriteQueue::Run() {
   std::vector<WriteRequest> requests;
   std::vector<Callback> callbacks;
   std::vector<Result<Receipt>> outcomes;
-  std::vector<std::pair<std::vector<core::Event>, RemoteCallback>> remote;
+  std::vector<Remote> remote;
   std::vector<std::span<const core::Event>> remote_events;
   std::vector<Result<RemoteApply>> remote_outcomes;
   std::vector<Change> changes;
@@ -100,13 +101,22 @@ void WriteQueue::Run() {
         remote_.pop_front();
       }
     }
-    for (const auto& [events, callback] : remote) remote_events.emplace_back(events);
+    // Dropped batches are answered without being applied. The flag is read here, after the
+    // batch was taken: whoever sets it and then waits for a later batch's callback knows that
+    // no dropped batch commits after that.
+    std::erase_if(remote, [](Remote& item) {
+      if (item.dropped == nullptr || !item.dropped->load()) return false;
+      item.callback(Status(StatusCode::kRebuilding,
+                           "dropped: the events came from an earlier incarnation of their origin"));
+      return true;
+    });
+    for (const Remote& item : remote) remote_events.emplace_back(item.events);
     changes.clear();
     // Everything taken commits as one durable batch: one fsync for local writes and replication.
     region_->Commit(requests, &outcomes, remote_events, &remote_outcomes, &changes);
     if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
     for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
-    for (size_t i = 0; i < remote.size(); ++i) remote[i].second(std::move(remote_outcomes[i]));
+    for (size_t i = 0; i < remote.size(); ++i) remote[i].callback(std::move(remote_outcomes[i]));
   }
 }
 

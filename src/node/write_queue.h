@@ -5,10 +5,12 @@
 // state has one writer.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -33,8 +35,11 @@ class WriteQueue {
 
   // Queues events of other regions for the commit thread; they commit in the same durable batch
   // as the local writes pending with them (Region::Commit). Not bounded here: each replication
-  // stream bounds the batches it has queued. False only when stopping.
-  bool SubmitRemote(std::vector<core::Event> events, RemoteCallback callback);
+  // stream bounds the batches it has queued. False only when stopping. When `dropped` is set by
+  // the time the commit thread takes the batch, it is not applied: the callback gets kRebuilding
+  // (replication fences the streams of an origin's earlier incarnation this way).
+  bool SubmitRemote(std::vector<core::Event> events, RemoteCallback callback,
+                    std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
 
   // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or
   // the queue is stopping; the callback is then never called.
@@ -54,7 +59,12 @@ class WriteQueue {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<WriteRequest, Callback>> pending_;
-  std::deque<std::pair<std::vector<core::Event>, RemoteCallback>> remote_;
+  struct Remote {
+    std::vector<core::Event> events;
+    RemoteCallback callback;
+    std::shared_ptr<const std::atomic<bool>> dropped;
+  };
+  std::deque<Remote> remote_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -201,6 +201,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       return {grpc::StatusCode::ALREADY_EXISTS, "refused: " + *refusal};
     }
     board_.Accepted(peer);
+    FenceEarlierIncarnations(peer, subscribe.incarnation());
     // Detached on every return from here on.
     struct Detach {
       node::ReplicationBoard& board;
@@ -649,10 +650,12 @@ class Replicator::Impl final : public wire::Replication::Service {
       lock.unlock();
       auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
       std::future<Result<node::RemoteApply>> done = promise->get_future();
-      if (!impl_->node_->SubmitRemote(std::move(events),
-                                      [promise](Result<node::RemoteApply> outcome) {
-                                        promise->set_value(std::move(outcome));
-                                      })) {
+      if (!impl_->node_->SubmitRemote(
+              std::move(events),
+              [promise](Result<node::RemoteApply> outcome) {
+                promise->set_value(std::move(outcome));
+              },
+              dropped_)) {
         return false;
       }
       lock.lock();
@@ -675,6 +678,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::string error() {
       std::lock_guard lock(mutex_);
       return error_;
+    }
+    // The peer subscribed with a new incarnation: nothing this stream (of an earlier one) has
+    // queued may commit any more, and the stream ends.
+    void Drop() {
+      dropped_->store(true);
+      Fail("the peer has a new incarnation; this stream was of an earlier one");
     }
 
    private:
@@ -745,8 +754,46 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::deque<Pending> pending_;
     std::string error_;
     bool closing_ = false;
+    const std::shared_ptr<std::atomic<bool>> dropped_ = std::make_shared<std::atomic<bool>>(false);
     std::thread acker_;
   };
+
+  // The receiving streams (by Inbound id) and the incarnation of the region each was opened to
+  // (0 until its first heartbeat named it). mutex_ held.
+  struct Receiving {
+    core::RegionId peer = 0;
+    uint64_t incarnation = 0;
+    PeerStream* stream = nullptr;
+  };
+
+  // `peer` subscribed with `incarnation`. Its events that streams to an earlier incarnation have
+  // queued (the old process's last batches, still in flight when it stopped) must never commit
+  // after this region tells the new one what it holds of its origin: they could carry event ids
+  // the new incarnation reissues. Those streams are dropped, and this waits until the commit
+  // thread can no longer apply anything they queued. Before the first heartbeat.
+  void FenceEarlierIncarnations(core::RegionId peer, uint64_t incarnation) {
+    size_t dropped = 0;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [id, receiving] : receiving_) {
+        if (receiving.peer != peer || receiving.incarnation == 0 ||
+            receiving.incarnation == incarnation) {
+          continue;
+        }
+        receiving.stream->Drop();
+        ++dropped;
+      }
+    }
+    if (dropped == 0) return;
+    std::promise<void> passed;
+    if (node_->SubmitRemote({}, [&passed](Result<node::RemoteApply>) { passed.set_value(); })) {
+      passed.get_future().wait();
+    }
+    spdlog::warn(
+        "replication: {} has a new incarnation; dropped {} stream(s) to its earlier one "
+        "and whatever they had not applied",
+        board_.NameOf(peer), dropped);
+  }
 
   // Reads the peer's stream until it ends; returns why it ended.
   std::string Serve(core::RegionId peer, uint64_t id, const std::vector<core::RegionId>& origins,
@@ -754,6 +801,18 @@ class Replicator::Impl final : public wire::Replication::Service {
                     grpc::ClientContext* context, bool* connected) {
     const BatchLimits batch_limits;
     PeerStream inbound(this, id, stream, context);
+    {
+      std::lock_guard lock(mutex_);
+      receiving_[id] = Receiving{peer, 0, &inbound};
+    }
+    struct Unregister {  // before `inbound` goes
+      Impl* impl;
+      uint64_t id;
+      ~Unregister() {
+        std::lock_guard lock(impl->mutex_);
+        impl->receiving_.erase(id);
+      }
+    } unregister{this, id};
     if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
     BatchStreamDecoder decoder;  // this stream's batches, in order
     bool identified = false;     // the sender's first heartbeat named the region dialled
@@ -805,6 +864,8 @@ class Replicator::Impl final : public wire::Replication::Service {
           }
           identified = true;
           board_.Accepted(peer);
+          std::lock_guard lock(mutex_);
+          receiving_[id].incarnation = beat.incarnation();
         }
         auto frontier = DecodeFrontier(beat.frontier());
         if (!frontier.ok()) return "bad heartbeat";
@@ -954,6 +1015,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   bool stopped_ = false;
   Inbound inbound_;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
+  std::map<uint64_t, Receiving> receiving_;                            // by Inbound stream id
   struct LinkThread {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;

@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   std::string script;
   std::optional<int> regions;
   std::optional<uint64_t> duration_ms, rtt_ms, jump_ms;
-  std::optional<double> writes, loss, duplicate, reorder, partitions, crashes, jumps, drift,
-      heal_loss, jitter;
+  std::optional<double> writes, loss, duplicate, reorder, partitions, crashes, disk_losses,
+      restores, jumps, drift, heal_loss, jitter;
 
   app.add_option("--seed", options.seed, "Run this seed (replays it exactly)");
   app.add_option("--seeds", seeds, "Run this many seeds, from --from on");
@@ -80,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--reorder", reorder, "Probability that a message overtakes earlier ones");
   app.add_option("--partitions", partitions, "Partitions per virtual minute");
   app.add_option("--crashes", crashes, "Crashes per virtual minute");
+  app.add_option("--disk-losses", disk_losses,
+                 "Data directories lost per virtual minute (the region restarts empty)");
+  app.add_option("--restores", restores,
+                 "Restores per virtual minute of a region from a copy of its store taken earlier");
   app.add_option("--clock-jumps", jumps, "Clock jumps per virtual minute");
   app.add_option("--jump-ms", jump_ms, "A clock jump moves a clock by up to this");
   app.add_option("--drift-ppm", drift, "Clocks drift by up to this many parts per million");
@@ -115,6 +119,8 @@ int main(int argc, char** argv) {
   if (reorder) options.faults.reorder = *reorder;
   if (partitions) options.faults.partitions_per_min = *partitions;
   if (crashes) options.faults.crashes_per_min = *crashes;
+  if (disk_losses) options.faults.disk_losses_per_min = *disk_losses;
+  if (restores) options.faults.restores_per_min = *restores;
   if (jumps) options.faults.clock_jumps_per_min = *jumps;
   if (jump_ms) options.faults.max_jump_ms = *jump_ms;
   if (drift) options.faults.max_drift_ppm = *drift;

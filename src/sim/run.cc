@@ -130,6 +130,31 @@ struct Driver {
     });
   }
 
+  // Data directory faults: a region loses its store, or is restored from a copy taken a few
+  // seconds earlier; either way it restarts after a while and rebuilds before it writes.
+  void StoreFaults() {
+    const double rate = options.faults.disk_losses_per_min + options.faults.restores_per_min;
+    if (rate <= 0) return;
+    const uint64_t at = sim.now() + Exponential(sim, 60'000.0 / rate);
+    if (at >= end) return;
+    Later(at, [this, rate] {
+      const int index = static_cast<int>(sim.random()() % sim.size());
+      const uint64_t downtime = 50 + sim.random()() % 3000;
+      if (sim.Unit() * rate < options.faults.disk_losses_per_min) {
+        sim.LoseDisk(index);
+        Later(sim.now() + downtime, [this, index] { sim.Restart(index); });
+      } else {
+        sim.SaveCopy(index);
+        const uint64_t later = 200 + sim.random()() % 4000;
+        Later(sim.now() + later, [this, index, downtime] {
+          if (!sim.RestoreCopy(index)) return;
+          Later(sim.now() + downtime, [this, index] { sim.Restart(index); });
+        });
+      }
+      StoreFaults();
+    });
+  }
+
   void ClockJumps() {
     if (options.faults.clock_jumps_per_min <= 0 || options.faults.max_jump_ms == 0) return;
     const uint64_t at = sim.now() + Exponential(sim, 60'000.0 / options.faults.clock_jumps_per_min);
@@ -166,6 +191,8 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.reorder = 0.005;
     f.partitions_per_min = 30;
     f.crashes_per_min = 15;
+    f.disk_losses_per_min = 3;
+    f.restores_per_min = 3;
     f.clock_jumps_per_min = 15;
     f.max_drift_ppm = 2000;
     f.max_jump_ms = 2000;
@@ -188,12 +215,13 @@ std::string Report::Summary() const {
   char line[512];
   std::snprintf(line, sizeof line,
                 "%s regions %d, virtual %.1f s, %" PRIu64 " writes acknowledged, %" PRIu64
-                " faults, converged %.3f s after the heal (max rtt %" PRIu64
+                " faults (%" PRIu64
+                " writes lost with a store), converged %.3f s after the heal (max rtt %" PRIu64
                 " ms), metadata %" PRIu64 " entries (%" PRIu64 " once folded), %" PRIu64
                 " steps, trace digest %016" PRIx64,
                 ok ? "ok:" : "FAILED:", regions, static_cast<double>(virtual_ms) / 1000.0,
-                acknowledged, faults, static_cast<double>(convergence_ms) / 1000.0, max_rtt_ms,
-                metadata_entries, metadata_folded, steps, trace_digest);
+                acknowledged, faults, lost_with_store, static_cast<double>(convergence_ms) / 1000.0,
+                max_rtt_ms, metadata_entries, metadata_folded, steps, trace_digest);
   return line;
 }
 
@@ -207,8 +235,10 @@ std::string ReplayCommand(const Options& options) {
   const FaultOptions& f = options.faults;
   out << " --loss " << Number(f.loss) << " --duplicate " << Number(f.duplicate) << " --reorder "
       << Number(f.reorder) << " --partitions " << Number(f.partitions_per_min) << " --crashes "
-      << Number(f.crashes_per_min) << " --clock-jumps " << Number(f.clock_jumps_per_min)
-      << " --drift-ppm " << Number(f.max_drift_ppm) << " --jump-ms " << f.max_jump_ms;
+      << Number(f.crashes_per_min) << " --disk-losses " << Number(f.disk_losses_per_min)
+      << " --restores " << Number(f.restores_per_min) << " --clock-jumps "
+      << Number(f.clock_jumps_per_min) << " --drift-ppm " << Number(f.max_drift_ppm)
+      << " --jump-ms " << f.max_jump_ms;
   if (options.heal_loss != 0) out << " --heal-loss " << Number(options.heal_loss);
   if (options.jitter != 0.2) out << " --jitter " << Number(options.jitter);
   if (!options.require_fold) out << " --no-require-fold";
@@ -253,6 +283,7 @@ Report Run(const Options& options, std::ostream* trace) {
   for (int i = 0; i < regions; ++i) driver.Writes(i);
   driver.Partitions();
   driver.Crashes();
+  driver.StoreFaults();
   driver.ClockJumps();
   sim.RunUntil(options.duration_ms);
 
@@ -281,6 +312,7 @@ Report Run(const Options& options, std::ostream* trace) {
   }
   report.ok = report.failures.empty();
   report.metadata_entries = sim.metadata_entries();
+  report.lost_with_store = sim.lost_with_store();
   report.metadata_folded = sim.metadata_folded();
   report.virtual_ms = sim.now();
   report.steps = sim.steps();

@@ -84,6 +84,7 @@ struct Simulation::Message {
   uint64_t first_seq = 0;               // Batch; BehindRetention: wanted
   uint64_t last_seq = 0;                // Batch; BehindRetention: oldest
   std::string events;                   // Batch: the zstd frame
+  uint64_t incarnation = 0;             // Subscribe, Heartbeat: the store generation + 1
 };
 
 // One stream: `receiver` dialled `sender` and subscribes to it.
@@ -108,6 +109,9 @@ struct Simulation::Node {
   std::string name;
   core::RegionId id = 0;
   std::unique_ptr<storage::Store> store;  // durable: survives crashes
+  uint64_t store_generation = 0;          // grows when the store is lost or replaced by a copy
+  bool confirm = false;  // the store is new (empty or a copy) and has not rebuilt yet
+  std::unique_ptr<storage::Store> copy;  // SaveCopy's backup
   SimClock clock;
   bool up = true;
   uint64_t incarnation = 0;
@@ -120,7 +124,8 @@ struct Simulation::Node {
   struct Link {
     core::RegionId peer = 0;
     uint64_t stream = 0;
-    bool connected = false;  // for the trace; Inbound decides
+    bool connected = false;    // for the trace; Inbound decides
+    uint64_t incarnation = 0;  // the peer's store generation + 1, from its first heartbeat
   };
   std::map<uint64_t, Link> dials;
 
@@ -245,6 +250,9 @@ void Simulation::BootNode(int index) {
     if (other->id != n.id) peers.push_back(other->id);
   }
   n.inbound = std::make_unique<replication::Inbound>(peers, options_.links, now_);
+  n.inbound->FollowOwnOrigin(n.id, n.confirm, n.region->frontier().Get(n.id));
+  n.region->SetRebuilding(n.inbound->rebuilding());
+  if (n.confirm) Trace(n.name + ": rebuilding", true);
   n.dials.clear();
   const uint64_t incarnation = n.incarnation;
   for (core::RegionId peer : peers) {
@@ -292,6 +300,66 @@ void Simulation::Crash(int index) {
       if (conn->receiver_open) Send(id, /*to_sender=*/false, Message{});
     }
   }
+}
+
+void Simulation::ReplaceStore(int index, std::unique_ptr<storage::Store> store,
+                              const std::string& why) {
+  Node& n = *nodes_[index];
+  Crash(index);
+  Trace(n.name + ": " + why, true);
+  n.store = std::move(store);
+  ++n.store_generation;
+  n.confirm = true;
+  // The watcher's position belonged to the old store: it starts over.
+  n.watch_lsn = 0;
+  n.watched.clear();
+}
+
+void Simulation::LoseDisk(int index) {
+  ReplaceStore(index, storage::NewMemoryStore(), "its data directory is lost");
+}
+
+void Simulation::SaveCopy(int index) {
+  Node& n = *nodes_[index];
+  n.copy = storage::CopyMemoryStore(*n.store);
+  Trace(n.name + ": a copy of its store is taken", true);
+}
+
+bool Simulation::RestoreCopy(int index) {
+  Node& n = *nodes_[index];
+  if (n.copy == nullptr) return false;
+  ReplaceStore(index, storage::CopyMemoryStore(*n.copy), "restored from an older copy");
+  return true;
+}
+
+void Simulation::FenceEarlierIncarnations(int index, core::RegionId peer, uint64_t incarnation) {
+  Node& n = *nodes_[index];
+  std::vector<uint64_t> fenced;
+  for (const auto& [conn_id, link] : n.dials) {
+    if (link.peer == peer && link.incarnation != 0 && link.incarnation != incarnation) {
+      fenced.push_back(conn_id);
+    }
+  }
+  for (uint64_t conn_id : fenced) {
+    // What the stream queued for the commit thread is dropped, not applied (the transport's
+    // FenceEarlierIncarnations; the simulator's commit thread never runs concurrently).
+    const size_t before = n.batches.size();
+    std::erase_if(n.batches,
+                  [conn_id](const Node::QueuedBatch& batch) { return batch.conn == conn_id; });
+    EndLink(index, conn_id,
+            "its peer has a new incarnation (" + std::to_string(before - n.batches.size()) +
+                " queued batches dropped)");
+  }
+}
+
+void Simulation::SyncRebuild(int index) {
+  Node& n = *nodes_[index];
+  const bool rebuilding = n.inbound->rebuilding();
+  if (rebuilding == n.region->rebuilding()) return;
+  n.region->SetRebuilding(rebuilding);
+  if (!rebuilding) n.confirm = false;  // as the node records it in its data directory
+  Trace(n.name + (rebuilding ? ": rebuilding (a peer holds more of its events)" : ": rebuilt"),
+        true);
 }
 
 void Simulation::Restart(int index) {
@@ -487,6 +555,7 @@ void Simulation::SendSubscribe(int index, uint64_t conn_id, std::vector<core::Re
   message.kind = Message::Kind::kSubscribe;
   message.frontier = n.region->frontier();
   message.origins = std::move(origins);
+  message.incarnation = n.store_generation + 1;
   Send(conn_id, /*to_sender=*/true, std::move(message));
 }
 
@@ -565,11 +634,13 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
       break;
     }
     case Message::Kind::kHeartbeat:
+      if (link.incarnation == 0) link.incarnation = message.incarnation;
       n.region->ObserveFrontier(peer, message.frontier);
       if (auto ack =
               n.inbound->HeartbeatReceived(stream, message.frontier, n.region->frontier(), now_)) {
         SendAck(conn_id, *ack);
       }
+      SyncRebuild(index);
       break;
     case Message::Kind::kBehindRetention:
       Trace(n.name + ": behind " + peer_name + "'s retention for origin " +
@@ -597,6 +668,7 @@ void Simulation::Tick(int index, uint64_t incarnation) {
   Node& n = *nodes_[index];
   if (!n.up || n.incarnation != incarnation) return;
   const replication::Inbound::Tick tick = n.inbound->OnTick(n.region->frontier(), now_);
+  SyncRebuild(index);
   for (core::RegionId peer : tick.changed) {
     Trace(n.name + ": " + nodes_[IndexOfId(peer)]->name + " now carries " +
               Origins(RegionNames(), n.inbound->links().OriginsFor(peer)),
@@ -634,6 +706,7 @@ void Simulation::SenderGot(int index, uint64_t conn_id, const Message& message) 
     case Message::Kind::kSubscribe: {
       std::vector<core::RegionId> origins = message.origins;
       // The subscriber's own origin only while it rebuilds (docs/replication.md#rebuilding).
+      FenceEarlierIncarnations(index, peer, message.incarnation);
       auto it = n.serving.find(conn_id);
       if (it == n.serving.end()) {
         it = n.serving.emplace(conn_id, Node::Serving{}).first;
@@ -720,6 +793,7 @@ void Simulation::Pump(int index, uint64_t conn_id) {
       Message beat;
       beat.kind = Message::Kind::kHeartbeat;
       beat.frontier = heads;
+      beat.incarnation = n.store_generation + 1;
       Send(conn_id, /*to_sender=*/false, std::move(beat));
       outbound.HeartbeatSent(now_);
     }
@@ -797,7 +871,8 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
 
   for (size_t i = 0; i < writes.size(); ++i) {
     if (outcomes[i].ok()) {
-      acknowledged_.push_back(Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op});
+      acknowledged_.push_back(
+          Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op, n.store_generation});
       Trace(n.name + ": ack " + writes[i].key + " " + n.region->EventId(outcomes[i]->dot));
     } else {
       Trace(n.name + ": refused " + writes[i].key + ": " + outcomes[i].status().message());
@@ -835,6 +910,7 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
     }
     const replication::Inbound::AfterApply after =
         n.inbound->BatchApplied(link->second.stream, applied, n.region->frontier(), now_);
+    SyncRebuild(index);
     if (after.end) {
       EndLink(index, batch.conn,
               outcome.ok()
@@ -984,8 +1060,38 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   }
 
   // 2. No acknowledged write lost, none committed unacknowledged, and every region holds each.
+  // An event id is acknowledged twice only when the first write was lost with its region's store
+  // (no region held it when the store was lost or replaced by an older copy, so the rebuilt
+  // region could issue the id again); a write no region held then is gone with that store; every
+  // other acknowledged write is kept, and is the one every region holds under its id.
+  std::map<core::Dot, std::vector<const Acknowledged*>> by_dot;
+  for (const Acknowledged& write : acknowledged_) by_dot[write.dot].push_back(&write);
   std::map<core::Dot, const Acknowledged*> acked;
-  for (const Acknowledged& write : acknowledged_) acked[write.dot] = &write;
+  std::vector<Acknowledged> kept;
+  lost_with_store_ = 0;
+  for (const auto& [dot, writes] : by_dot) {
+    const Node& origin = *nodes_[IndexOfId(dot.origin)];
+    const bool held = heads.Covers(dot);
+    const Acknowledged* last = writes.back();
+    for (const Acknowledged* write : writes) {
+      const bool survivor = held && write == last;
+      if (survivor) continue;
+      const uint64_t replaced_by = held ? last->store_generation : origin.store_generation;
+      if (write->store_generation < replaced_by) {
+        ++lost_with_store_;
+      } else if (write != last) {
+        fail("event id " + nodes_[0]->region->EventId(dot) + " was acknowledged twice (" +
+             write->key + ", then " + last->key + ")");
+      }
+    }
+    if (held) {
+      acked[dot] = last;
+      kept.push_back(*last);
+    } else if (last->store_generation >= origin.store_generation) {
+      acked[dot] = last;  // reported below as lost
+      kept.push_back(*last);
+    }
+  }
   std::vector<core::Event> events;
   for (const auto& node : nodes_) {
     std::set<core::Dot> logged;
@@ -997,6 +1103,10 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
             return;
           }
           logged.insert(entry.dot);
+          if (auto it = acked.find(entry.dot); it != acked.end() && it->second->key != event->key) {
+            fail(node->region->EventId(entry.dot) + " holds a write of " + event->key +
+                 ", not the acknowledged write of " + it->second->key);
+          }
           events.push_back(std::move(event).value());
         });
     if (!status.ok()) fail(node->name + ": reading its log failed");
@@ -1044,7 +1154,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   // Every document is what the specification says of exactly the acknowledged events.
   const Oracle oracle(events);
   std::set<std::string> keys;
-  for (const Acknowledged& write : acknowledged_) keys.insert(write.key);
+  for (const Acknowledged& write : kept) keys.insert(write.key);
   for (const std::string& key : keys) {
     const std::optional<std::string> expected = oracle.Render(key);
     auto it = views[0].find(key);
@@ -1059,7 +1169,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   // 3. Counters (keys only ever incremented): the sum of their acknowledged increments.
   std::map<std::string, int64_t> sums;
   std::set<std::string> not_counters;
-  for (const Acknowledged& write : acknowledged_) {
+  for (const Acknowledged& write : kept) {
     if (write.op.kind != core::OpKind::kIncrement) {
       not_counters.insert(write.key);
       continue;
@@ -1088,7 +1198,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
 
   // 4. Watches: every change of the prefix exactly once, in per-origin order, lsns increasing.
   std::set<core::Dot> expected_watch;
-  for (const Acknowledged& write : acknowledged_) {
+  for (const Acknowledged& write : kept) {
     if (write.key.starts_with(kWatchPrefix)) expected_watch.insert(write.dot);
   }
   for (const auto& node : nodes_) {

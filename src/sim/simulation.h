@@ -53,6 +53,8 @@ struct FaultOptions {
   double reorder = 0;              // per message: overtakes the messages queued before it
   double partitions_per_min = 0;   // cluster-wide: symmetric, asymmetric or flapping cuts
   double crashes_per_min = 0;      // cluster-wide
+  double disk_losses_per_min = 0;  // cluster-wide: a region restarts with an empty store
+  double restores_per_min = 0;     // cluster-wide: a region restarts from an older copy
   double clock_jumps_per_min = 0;  // cluster-wide
   double max_drift_ppm = 0;        // each region's clock runs off by up to this much
   uint64_t max_jump_ms = 0;        // a jump moves a clock by up to this, either way
@@ -88,6 +90,7 @@ struct Report {
   int regions = 0;
   uint64_t acknowledged = 0;      // acknowledged writes
   uint64_t faults = 0;            // faults injected
+  uint64_t lost_with_store = 0;   // acknowledged writes lost with a lost or restored store
   uint64_t metadata_entries = 0;  // merge metadata held after convergence (all regions)
   uint64_t metadata_folded = 0;   // what a fold with the converged frontier would leave
   std::string Summary() const;
@@ -105,6 +108,10 @@ struct Acknowledged {
   core::Dot dot;
   std::string key;
   core::Operation op;
+  // Its region's store generation when it was acknowledged: a write that no other region held
+  // when that store was lost or replaced by an older copy is lost with it (the checkers allow
+  // exactly that, and never an event id acknowledged twice).
+  uint64_t store_generation = 0;
 };
 
 // A region name and id: us = 1, eu = 2, asia = 3, sa = 4, af = 5, au = 6, me = 7, ca = 8, in = 9.
@@ -134,6 +141,13 @@ class Simulation {
   // --- regions ----------------------------------------------------------------------------
   void Crash(int index);
   void Restart(int index);
+  // The region's data directory is lost: it crashes and its store is replaced by an empty one
+  // (restarted by Restart). It then rebuilds as a node does (docs/replication.md#rebuilding).
+  void LoseDisk(int index);
+  // Takes a copy of the region's store as it is now (a backup); RestoreCopy crashes the region
+  // and replaces its store by that copy. False when there is no copy.
+  void SaveCopy(int index);
+  bool RestoreCopy(int index);
   bool up(int index) const;
   void JumpClock(int index, int64_t delta_ms);
   void SetDrift(int index, double ppm);
@@ -167,6 +181,7 @@ class Simulation {
   // Every checker (docs/testing.md); call once converged. Each failure says what differed.
   std::vector<std::string> Check(bool require_fold);
   uint64_t metadata_entries() const { return metadata_entries_; }
+  uint64_t lost_with_store() const { return lost_with_store_; }
   uint64_t metadata_folded() const { return metadata_folded_; }
 
   const std::vector<Acknowledged>& acknowledged() const { return acknowledged_; }
@@ -200,6 +215,15 @@ class Simulation {
   void SendAck(uint64_t conn_id, const core::VersionVector& frontier);
   void SendSubscribe(int index, uint64_t conn_id, std::vector<core::RegionId> origins);
   void Tick(int index, uint64_t incarnation);
+  // Opens or closes the region's write gate as Inbound's rebuild says (the transport's
+  // SyncRebuild).
+  void SyncRebuild(int index);
+  // `peer` subscribed with `incarnation`: streams to its earlier incarnation end, and what they
+  // queued is dropped (the transport's FenceEarlierIncarnations).
+  void FenceEarlierIncarnations(int index, core::RegionId peer, uint64_t incarnation);
+  // A new store (empty or a copy) replaces the region's: crash, a new generation, and a watcher
+  // that starts over.
+  void ReplaceStore(int index, std::unique_ptr<storage::Store> store, const std::string& why);
 
   // Sending side (the transport's Stream handler).
   void SenderGot(int index, uint64_t conn_id, const Message& message);
@@ -252,6 +276,7 @@ class Simulation {
   uint64_t steps_ = 0;
   uint64_t faults_injected_ = 0;
   uint64_t batches_on_wire_ = 0;
+  uint64_t lost_with_store_ = 0;  // acknowledged writes a lost or restored store took along
   uint64_t metadata_entries_ = 0;
   uint64_t metadata_folded_ = 0;
   std::vector<std::string> notes_;

@@ -226,6 +226,84 @@ std::vector<std::string> ScenarioFiles() {
   return files;
 }
 
+// us loses its data directory: the write it took while cut off from the others is gone with it;
+// restarted while still cut off, it refuses writes; once it hears from both peers it has its own
+// earlier events back and numbers its next write after them.
+TEST(SimStore, ARegionThatLostItsDiskRebuildsBeforeWriting) {
+  Simulation sim({"us", "eu", "asia"}, Scripted(), nullptr);
+  sim.RunFor(1000);
+  ASSERT_TRUE(sim.Write(0, "c/0", Increment("n", 1)).ok());
+  ASSERT_TRUE(sim.Write(0, "c/0", Increment("n", 2)).ok());
+  sim.RunFor(1000);
+  sim.Cut(0, 1, true);
+  sim.Cut(0, 2, true);
+  ASSERT_TRUE(sim.Write(0, "c/0", Increment("n", 4)).ok());  // us:3, never leaves us
+  sim.LoseDisk(0);
+  sim.Restart(0);
+  sim.RunFor(1000);
+  const Result<node::Receipt> refused = sim.Write(0, "c/0", Increment("n", 8));
+  EXPECT_EQ(refused.status().code(), StatusCode::kRebuilding);
+  sim.HealAll();
+  ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
+  const Result<node::Receipt> next = sim.Write(0, "c/0", Increment("n", 16));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->dot, (core::Dot{1, 3}));  // us:3 again: no region holds the lost one
+  ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(sim.Get(i, "c/0"), "{\"n\":19}") << i;
+  EXPECT_EQ(sim.Check(false), std::vector<std::string>());
+  EXPECT_EQ(sim.lost_with_store(), 1u);
+}
+
+// us is restored from a copy taken before its last writes: it gets them back from its peers.
+TEST(SimStore, ARegionRestoredFromAnOlderCopyGetsItsLaterWritesBack) {
+  Simulation sim({"us", "eu", "asia"}, Scripted(), nullptr);
+  sim.RunFor(1000);
+  ASSERT_TRUE(sim.Write(0, "k/1", Set("a", "1")).ok());
+  sim.RunFor(500);
+  sim.SaveCopy(0);
+  ASSERT_TRUE(sim.Write(0, "k/1", Set("a", "2")).ok());
+  ASSERT_TRUE(sim.Write(0, "c/0", Increment("n", 5)).ok());
+  sim.RunFor(1000);
+  ASSERT_TRUE(sim.RestoreCopy(0));
+  EXPECT_EQ(sim.Frontier(0).Get(1), 1u);  // the copy
+  sim.Restart(0);
+  ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
+  EXPECT_EQ(sim.Frontier(0).Get(1), 3u);
+  ASSERT_TRUE(sim.Write(0, "c/0", Increment("n", 1)).ok());
+  ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
+  EXPECT_EQ(sim.Get(1, "c/0"), "{\"n\":6}");
+  EXPECT_EQ(sim.Get(0, "k/1"), "{\"a\":2}");
+  EXPECT_EQ(sim.Check(false), std::vector<std::string>());
+  EXPECT_EQ(sim.lost_with_store(), 0u);
+}
+
+// The old process's last batch is still on its way to eu (a slow path) when us, rebuilt after
+// losing its disk, asks eu what it holds and writes again. eu drops the stream of us's earlier
+// incarnation when the new one subscribes, so the late batch never lands under an id the new
+// incarnation reissued.
+TEST(SimStore, ALateBatchOfAnEarlierIncarnationIsDropped) {
+  Simulation sim({"us", "eu", "asia"}, Scripted(), nullptr);
+  sim.RunFor(1000);
+  sim.Cut(0, 2, true);
+  sim.SetRtt(0, 1, 6000);  // what us sends eu now takes 3 s
+  ASSERT_TRUE(sim.Write(0, "k/1", Set("a", "\"old\"")).ok());
+  sim.RunFor(50);  // the batch is on the wire
+  sim.LoseDisk(0);
+  sim.SetRtt(0, 1, 100);
+  sim.Mend(0, 2, true);
+  sim.Restart(0);
+  sim.RunFor(1000);  // rebuilt from eu and asia, which hold nothing of us
+  const Result<node::Receipt> fresh = sim.Write(0, "k/2", Set("a", "\"new\""));
+  ASSERT_TRUE(fresh.ok()) << fresh.status().message();
+  EXPECT_EQ(fresh->dot, (core::Dot{1, 1}));
+  sim.RunFor(5000);  // the old batch arrives at eu
+  ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
+  EXPECT_EQ(sim.Get(1, "k/1"), std::nullopt);
+  EXPECT_EQ(sim.Get(1, "k/2"), "{\"a\":\"new\"}");
+  EXPECT_EQ(sim.Check(false), std::vector<std::string>());
+  EXPECT_EQ(sim.lost_with_store(), 1u);
+}
+
 class Scenario : public testing::TestWithParam<std::string> {};
 
 // Each script's steps produce exactly its expected output. MERIDIAN_REWRITE=1 writes the actual
