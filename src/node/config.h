@@ -63,7 +63,7 @@ struct NodeConfig {
 
   // [replication]
   struct Replication {
-    uint64_t linger_ms = 10;             // a busy stream sends a batch at most this often
+    uint64_t linger_ms = 10;             // batches at most this often while one is unacked
     size_t batch_events_max = 2000;      // events per batch at most
     size_t batch_bytes_max = 1 << 20;    // raw bytes per batch, about
     size_t window_batches = 4096;        // unacknowledged batches per stream at most

@@ -93,7 +93,7 @@ uint64_t Outbound::WakeAtMs(const core::VersionVector& heads, uint64_t now_ms) c
   if (!WindowOpen()) return std::max(wake, now_ms);
   for (const auto& [origin, cursor] : cursors_) {
     if (heads.Get(origin) >= cursor.next_seq) {
-      wake = std::min(wake, last_batch_ms_ ? *last_batch_ms_ + options_.linger_ms : now_ms);
+      wake = std::min(wake, LingerEndsMs(now_ms));
     }
   }
   return std::max(wake, now_ms);

@@ -4,9 +4,10 @@
 // when a heartbeat is due. The simulator drives the same code over a virtual network.
 //
 // Per origin it keeps a cursor (the next seq to send). A batch is ready when the log holds events
-// at the cursor and either a full batch is waiting or the stream sent no batch in the last
-// linger_ms: a quiet stream sends an event at once, a busy one at most one batch per linger_ms,
-// so batches grow with the load (and compress better) without delaying a lone write.
+// at the cursor and either nothing is in flight on the stream (no unacknowledged batch), a full
+// batch is waiting, or the stream sent no batch in the last linger_ms. An idle link thus sends a
+// change at once, never holding it back for a linger; while a batch is unacknowledged the stream
+// sends at most one batch per linger_ms, so batches grow with the load (and compress better).
 // Flow control: at most window_batches batches (and window_bytes raw bytes) may be unacknowledged;
 // beyond that nothing is sent until the subscriber acknowledges. A slow subscriber thus holds only
 // its own stream back; the region's writes never wait for it.
@@ -26,7 +27,7 @@ namespace meridian::replication {
 struct SenderOptions {
   size_t batch_events_max = 2000;    // events per batch at most
   size_t batch_bytes_max = 1 << 20;  // raw bytes per batch, about (one event may exceed)
-  uint64_t linger_ms = 10;           // a busy stream's batches at most this often
+  uint64_t linger_ms = 10;           // batches at most this often while one is unacknowledged
   size_t window_batches = 4096;      // unacknowledged batches at most
   size_t window_bytes = 32 << 20;    // unacknowledged raw bytes at most
   uint64_t heartbeat_ms = 100;       // a heartbeat at least this often
@@ -66,7 +67,8 @@ class Outbound {
   }
 
   // When Next or HeartbeatDue may next answer differently without any input (a linger or the
-  // heartbeat running out): the transport sleeps at most until then.
+  // heartbeat running out): the transport sleeps at most until then. An Ack is an input: one that
+  // leaves nothing in flight makes waiting events due at once, so callers look again after each.
   uint64_t WakeAtMs(const core::VersionVector& heads, uint64_t now_ms) const;
 
   bool subscribed() const { return subscribed_; }
@@ -88,11 +90,16 @@ class Outbound {
     size_t raw_bytes;
   };
   bool WindowOpen() const;
-  // Whether `waiting` events of an origin make a batch due now (window aside): a full batch, or
-  // no batch in the last linger_ms.
+  // Whether `waiting` events of an origin make a batch due now (window aside): nothing in flight,
+  // a full batch, or no batch in the last linger_ms.
   bool Due(uint64_t waiting, uint64_t now_ms) const {
-    return waiting >= options_.batch_events_max || !last_batch_ms_ ||
-           now_ms >= *last_batch_ms_ + options_.linger_ms;
+    return waiting >= options_.batch_events_max || now_ms >= LingerEndsMs(now_ms);
+  }
+  // When waiting events become due without a full batch: at once on an idle stream (nothing in
+  // flight, or no batch yet), else linger_ms after the last batch.
+  uint64_t LingerEndsMs(uint64_t now_ms) const {
+    if (in_flight_.empty() || !last_batch_ms_) return now_ms;
+    return *last_batch_ms_ + options_.linger_ms;
   }
 
   const SenderOptions options_;

@@ -264,7 +264,9 @@ class Replicator::Impl final : public wire::Replication::Service {
           {
             std::lock_guard lock(shared.mutex);
             shared.outbound.Ack(*applied);
-            shared.wake.notify_one();  // the window may have opened
+            // The window may have opened, or nothing is in flight any more: waiting events are
+            // then due at once, without a linger.
+            shared.wake.notify_one();
           }
           board_.Acked(peer, *applied);
           node_->commits().Notify();  // durability waits

@@ -1,11 +1,14 @@
 // Outbound against arbitrary histories of subscriptions, commits, sends, acknowledgements and
-// time: Ready answers exactly what Next would, and the rule the transport uses to let a commit
-// pass without waking a sleeping stream writer never hides a batch that is due.
+// time: Ready answers exactly what Next would; an idle stream sends at once and a stream with a
+// batch in flight lingers; WakeAtMs never lets the writer sleep past a due batch; and the rule the
+// transport uses to let a commit pass without waking a sleeping stream writer never hides a batch
+// that is due.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "replication/outbound.h"
@@ -32,8 +35,10 @@ core::VersionVector GenGrowth(const core::VersionVector& from, uint64_t span) {
   return heads;
 }
 
-// Drives `outbound` through a random history as the transport would, ending at (heads, now).
-void GenHistory(Outbound* outbound, core::VersionVector* heads, uint64_t* now) {
+// Drives `outbound` through a random history as the transport would, ending at (heads, now);
+// `last_batch_ms`, when given, is set to when Next last answered a read.
+void GenHistory(Outbound* outbound, core::VersionVector* heads, uint64_t* now,
+                std::optional<uint64_t>* last_batch_ms = nullptr) {
   std::vector<core::RegionId> origins;
   for (core::RegionId origin = 1; origin <= kOrigins; ++origin) {
     if (*rc::gen::arbitrary<bool>()) origins.push_back(origin);
@@ -50,6 +55,7 @@ void GenHistory(Outbound* outbound, core::VersionVector* heads, uint64_t* now) {
         break;
       case 2:  // the writer sends what is due
         if (auto read = outbound->Next(*heads, *now)) {
+          if (last_batch_ms) *last_batch_ms = *now;
           const uint64_t last = read->from_seq + *rc::gen::inRange<uint64_t>(0, read->limit);
           outbound->Sent(read->origin, last, 100);
         }
@@ -72,6 +78,61 @@ RC_GTEST_PROP(OutboundProperty, ReadyAnswersExactlyWhatNextWould, ()) {
   const bool ready = outbound.Ready(heads, now);
   Outbound copy = outbound;
   RC_ASSERT(copy.Next(heads, now).has_value() == ready);
+}
+
+// Nothing in flight (no unacknowledged batch): waiting events go at once, however recently the
+// last batch went.
+RC_GTEST_PROP(OutboundProperty, AnIdleStreamSendsWaitingEventsAtOnce, ()) {
+  Outbound outbound(GenOptions());
+  core::VersionVector heads;
+  uint64_t now = *rc::gen::inRange<uint64_t>(0, 1000);
+  GenHistory(&outbound, &heads, &now);
+  // The writer sends what is due, the subscriber acknowledges everything, the region commits
+  // more, and some time passes (less than a linger, or more).
+  if (auto read = outbound.Next(heads, now)) {
+    outbound.Sent(read->origin, read->from_seq + read->limit - 1, 100);
+  }
+  outbound.Ack(heads);
+  RC_ASSERT(outbound.in_flight_batches() == 0u);
+  heads = GenGrowth(heads, 30);
+  now += *rc::gen::inRange<uint64_t>(0, 20);
+  if (outbound.Backlog(heads) == 0) return;
+  RC_ASSERT(outbound.Ready(heads, now));
+  RC_ASSERT(outbound.WakeAtMs(heads, now) == now);
+  Outbound copy = outbound;
+  RC_ASSERT(copy.Next(heads, now).has_value());
+}
+
+// A batch in flight: less than a full batch waits until linger_ms after the last batch.
+RC_GTEST_PROP(OutboundProperty, AStreamWithABatchInFlightLingers, ()) {
+  const SenderOptions options = GenOptions();
+  Outbound outbound(options);
+  core::VersionVector heads;
+  uint64_t now = *rc::gen::inRange<uint64_t>(0, 1000);
+  std::optional<uint64_t> last_batch_ms;
+  GenHistory(&outbound, &heads, &now, &last_batch_ms);
+  if (outbound.in_flight_batches() == 0 || outbound.Backlog(heads) >= options.batch_events_max) {
+    return;
+  }
+  RC_ASSERT(last_batch_ms.has_value());  // something in flight: a batch went
+  const bool lingering = now < *last_batch_ms + options.linger_ms;
+  if (lingering) RC_ASSERT(outbound.WakeAtMs(heads, now) <= *last_batch_ms + options.linger_ms);
+  Outbound copy = outbound;
+  RC_ASSERT(!(lingering && copy.Next(heads, now).has_value()));
+}
+
+// Only time passing: when the writer wakes at max(now + 1, WakeAtMs), a batch or a heartbeat is
+// due, unless nothing waits or the window is full (an acknowledgement wakes it then).
+RC_GTEST_PROP(OutboundProperty, TheWriterNeverSleepsPastADueBatch, ()) {
+  const SenderOptions options = GenOptions();
+  Outbound outbound(options);
+  core::VersionVector heads;
+  uint64_t now = *rc::gen::inRange<uint64_t>(0, 1000);
+  GenHistory(&outbound, &heads, &now);
+  const bool window_full = outbound.in_flight_batches() >= options.window_batches;
+  if (outbound.Backlog(heads) == 0 || window_full) return;
+  const uint64_t wake = std::max(now + 1, outbound.WakeAtMs(heads, now));
+  RC_ASSERT(outbound.Ready(heads, wake) || outbound.HeartbeatDue(wake));
 }
 
 // The writer went to sleep at (heads0, now0) until max(now0 + 1, WakeAtMs). A commit at

@@ -1,5 +1,5 @@
 // Outbound: what a region sends one subscriber — cursors from the subscription, batching by count
-// and linger, the acknowledgement window, heartbeats.
+// and linger (at once on an idle stream), the acknowledgement window, heartbeats.
 #include "replication/outbound.h"
 
 #include <gtest/gtest.h>
@@ -51,6 +51,47 @@ TEST(Outbound, QuietStreamSendsAtOnceBusyStreamEveryLinger) {
   ASSERT_TRUE(read);
   EXPECT_EQ(read->from_seq, 2u);
   EXPECT_EQ(read->limit, 2u);
+}
+
+TEST(Outbound, IdleStreamSendsALoneWriteAtOnceEvenWithinTheLinger) {
+  Outbound outbound(Options());
+  outbound.Subscribe(core::VersionVector{}, {1});
+  outbound.HeartbeatSent(100);
+  ASSERT_TRUE(outbound.Next(core::VersionVector{{1, 1}}, 100));
+  outbound.Sent(1, 1, 10);
+  outbound.Ack(core::VersionVector{{1, 1}});  // acknowledged 1 ms later: nothing in flight
+  EXPECT_EQ(outbound.in_flight_batches(), 0u);
+  // A write 2 ms after the last batch, well within its 5 ms linger, goes at once.
+  const auto heads = core::VersionVector{{1, 2}};
+  EXPECT_EQ(outbound.WakeAtMs(heads, 102), 102u);
+  EXPECT_TRUE(outbound.Ready(heads, 102));
+  auto read = outbound.Next(heads, 102);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 2u);
+  EXPECT_EQ(read->limit, 1u);
+}
+
+TEST(Outbound, WhileABatchIsInFlightAWriteWaitsForTheLinger) {
+  Outbound outbound(Options());
+  outbound.Subscribe(core::VersionVector{}, {1});
+  outbound.HeartbeatSent(100);
+  ASSERT_TRUE(outbound.Next(core::VersionVector{{1, 1}}, 100));
+  outbound.Sent(1, 1, 10);
+  ASSERT_TRUE(outbound.Next(core::VersionVector{{1, 2}}, 105));
+  outbound.Sent(1, 2, 10);
+  // An acknowledgement of the first batch leaves the second in flight: the linger still holds.
+  outbound.Ack(core::VersionVector{{1, 1}});
+  EXPECT_EQ(outbound.in_flight_batches(), 1u);
+  const auto heads = core::VersionVector{{1, 3}};
+  EXPECT_FALSE(outbound.Ready(heads, 107));
+  EXPECT_FALSE(outbound.Next(heads, 107));
+  EXPECT_EQ(outbound.WakeAtMs(heads, 107), 110u);
+  // Once the second is acknowledged too, the waiting write goes before the linger ends.
+  outbound.Ack(core::VersionVector{{1, 2}});
+  EXPECT_TRUE(outbound.Ready(heads, 108));
+  auto read = outbound.Next(heads, 108);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->from_seq, 3u);
 }
 
 TEST(Outbound, ReadyAnswersAsNextWouldWithoutChangingIt) {
