@@ -76,6 +76,8 @@ inline bool WinsOver(const Sibling& a, const Sibling& b) {
   return a.dot.origin > b.dot.origin;
 }
 
+struct StateToMerge;
+
 class DocumentState {
  public:
   // Merges one event into the document (event.key must be this document's key; the caller
@@ -129,6 +131,9 @@ class DocumentState {
     return removed_.Covers(dot) || field.removed.Covers(dot);
   }
   void DropEmptyFields();
+
+  // Builds a state from two others' parts (state_merge.h).
+  friend Result<DocumentState> MergeStates(const StateToMerge& a, const StateToMerge& b);
 
   std::vector<std::pair<std::string, FieldState>> fields_;  // sorted by name
   VersionVector presence_;
