@@ -1,6 +1,7 @@
 #include "core/replica.h"
 
 #include "core/check.h"
+#include "core/state_merge.h"
 
 namespace meridian::core {
 
@@ -50,19 +51,23 @@ ReceiveOutcome Replica::Receive(const Event& event) {
   }
   clock_.Observe(event.hlc);
   ApplyInOrder(event);
-  auto pending = pending_.find(event.dot.origin);
-  if (pending == pending_.end()) return ReceiveOutcome::kApplied;
+  ApplyBuffered(event.dot.origin);
+  return ReceiveOutcome::kApplied;
+}
+
+void Replica::ApplyBuffered(RegionId origin) {
+  auto pending = pending_.find(origin);
+  if (pending == pending_.end()) return;
   auto& queue = pending->second;
-  while (!queue.empty() && queue.begin()->first <= frontier_.Get(event.dot.origin) + 1) {
+  while (!queue.empty() && queue.begin()->first <= frontier_.Get(origin) + 1) {
     Event next = std::move(queue.begin()->second);
     queue.erase(queue.begin());
-    if (next.dot.seq == frontier_.Get(next.dot.origin) + 1) {
+    if (next.dot.seq == frontier_.Get(origin) + 1) {
       clock_.Observe(next.hlc);
       ApplyInOrder(next);
     }
   }
   if (queue.empty()) pending_.erase(pending);
-  return ReceiveOutcome::kApplied;
 }
 
 void Replica::ApplyInOrder(const Event& event) {
@@ -97,10 +102,51 @@ VersionVector Replica::StableFrontier(const std::vector<RegionId>& regions) cons
 
 void Replica::Fold(const VersionVector& stable) {
   MERIDIAN_CHECK(frontier_.Dominates(stable));
+  folded_.Merge(stable);
   for (auto it = documents_.begin(); it != documents_.end();) {
     it->second.Fold(stable);
     it = it->second.empty() ? documents_.erase(it) : std::next(it);
   }
+}
+
+Status Replica::MergeFrom(const Replica& peer) {
+  // Every document either side holds; a document one side lacks is the empty state (never
+  // written there, or deleted and folded away).
+  const DocumentState none;
+  std::map<std::string, DocumentState> merged;
+  auto mine = documents_.begin();
+  auto theirs = peer.documents_.begin();
+  while (mine != documents_.end() || theirs != peer.documents_.end()) {
+    const bool take_mine = theirs == peer.documents_.end() ||
+                           (mine != documents_.end() && mine->first <= theirs->first);
+    const bool take_theirs = mine == documents_.end() ||
+                             (theirs != peer.documents_.end() && theirs->first <= mine->first);
+    const std::string& key = take_mine ? mine->first : theirs->first;
+    Result<DocumentState> state =
+        MergeStates({take_mine ? mine->second : none, frontier_, folded_},
+                    {take_theirs ? theirs->second : none, peer.frontier_, peer.folded_});
+    if (!state.ok()) {
+      return Status(state.status().code(), "document '" + key + "': " + state.status().message());
+    }
+    if (!state->empty()) merged.emplace(key, std::move(state).value());
+    if (take_mine) ++mine;
+    if (take_theirs) ++theirs;
+  }
+
+  documents_ = std::move(merged);
+  frontier_.Merge(peer.frontier_);
+  folded_.Merge(peer.folded_);
+  clock_.Observe(peer.clock_.last());
+  // A frontier report the peer could use is usable here too: this replica now holds everything
+  // the peer held. The peer's own frontier is one: its later events have contexts covering it.
+  for (const auto& [origin, known] : peer.known_frontiers_) {
+    if (origin != id_) known_frontiers_[origin].Merge(known);
+  }
+  if (peer.id_ != id_) known_frontiers_[peer.id_].Merge(peer.frontier_);
+  std::vector<RegionId> origins;
+  for (const auto& [origin, queue] : pending_) origins.push_back(origin);
+  for (RegionId origin : origins) ApplyBuffered(origin);
+  return Status::Ok();
 }
 
 size_t Replica::buffered() const {

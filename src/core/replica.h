@@ -66,9 +66,23 @@ class Replica {
   // arrive.
   void Fold(const VersionVector& stable);
 
+  // Merges a peer replica's whole state into this one, as re-seeding a region from a snapshot
+  // and anti-entropy repair do: every document pair goes through MergeStates (state_merge.h)
+  // with each replica's frontier and fold bound. Afterwards this replica renders what one that
+  // applied both replicas' events would, and behaves as it under every further event. The
+  // frontiers, fold bounds and frontier reports are joined, the peer's clock is observed (a later
+  // local write has a greater HLC than every merged event), buffered events the new frontier
+  // covers are dropped and those it makes next are applied. The peer's buffered events are not
+  // taken over, merged events are not added to applied(), and merging reports no conflicts.
+  // On kInvalidArgument (an inconsistent document pair, see MergeStates) nothing changes.
+  Status MergeFrom(const Replica& peer);
+
   RegionId id() const { return id_; }
   // Per origin, the highest seq applied (contiguous from 1).
   const VersionVector& frontier() const { return frontier_; }
+  // The join of every vector this replica has folded with: its fold bound (state_merge.h),
+  // causally stable here and within frontier().
+  const VersionVector& folded() const { return folded_; }
   const HybridLogicalClock& clock() const { return clock_; }
   // The events applied here, in the order they were applied.
   const std::vector<Event>& applied() const { return applied_; }
@@ -80,11 +94,14 @@ class Replica {
 
  private:
   void ApplyInOrder(const Event& event);
+  // Applies origin's buffered events that are next in seq order; drops those already applied.
+  void ApplyBuffered(RegionId origin);
 
   RegionId id_;
   HybridLogicalClock clock_;
   Limits limits_;
   VersionVector frontier_;
+  VersionVector folded_;
   std::map<std::string, DocumentState> documents_;
   std::map<RegionId, std::map<uint64_t, Event>> pending_;  // origin -> seq -> event
   std::vector<Event> applied_;

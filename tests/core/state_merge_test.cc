@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/replica.h"
+
 namespace meridian::core {
 namespace {
 
@@ -192,6 +194,66 @@ TEST(StateMergeTest, InconsistentSidesAreRefused) {
   const Side folded_b({other}, {{kUs, 1}});
   EXPECT_EQ(MergeStates(folded_a.view(), folded_b.view()).status().code(),
             StatusCode::kInvalidArgument);  // same bound, different folded sums
+}
+
+struct ManualClock : PhysicalClock {
+  uint64_t now_ms = 1'700'000'000'000;
+  uint64_t NowMs() override { return now_ms; }
+};
+
+TEST(ReplicaMergeFromTest, TakesOverThePeersStateFrontierAndClock) {
+  ManualClock us_clock;
+  ManualClock eu_clock;
+  eu_clock.now_ms += 5000;  // eu runs ahead
+  Replica us(kUs, &us_clock);
+  Replica eu(kEu, &eu_clock);
+  ASSERT_TRUE(eu.Write(kKey, Set("name", R"("lamp")")).ok());
+  Result<Event> sale = eu.Write(kKey, Incr("stock", -1));
+  ASSERT_TRUE(sale.ok());
+  eu.Fold(eu.frontier());  // nothing else exists: everything is stable
+  ASSERT_TRUE(us.MergeFrom(eu).ok());
+  EXPECT_EQ(us.frontier(), eu.frontier());
+  EXPECT_EQ(us.folded(), eu.folded());
+  EXPECT_EQ(us.Render(kKey), eu.Render(kKey));
+  EXPECT_TRUE(us.applied().empty());
+  Result<Event> next = us.Write(kKey, Set("name", R"("desk")"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(next->hlc, sale->hlc);  // it has seen the sale
+  EXPECT_EQ(next->context, eu.frontier());
+  EXPECT_EQ(us.Render(kKey), R"({"name":"desk","stock":-1})");
+}
+
+TEST(ReplicaMergeFromTest, AppliesBufferedEventsTheMergeMakesNext) {
+  ManualClock clock;
+  Replica us(kUs, &clock);
+  Replica eu(kEu, &clock);
+  Replica asia(3, &clock);
+  std::vector<Event> log;
+  for (int i = 0; i < 3; ++i) {
+    Result<Event> event = us.Write(kKey, Incr("stock", 1));
+    ASSERT_TRUE(event.ok());
+    log.push_back(*event);
+  }
+  EXPECT_EQ(eu.Receive(log[2]), ReceiveOutcome::kBuffered);  // waits for us:1 and us:2
+  EXPECT_EQ(asia.Receive(log[0]), ReceiveOutcome::kApplied);
+  EXPECT_EQ(asia.Receive(log[1]), ReceiveOutcome::kApplied);
+  ASSERT_TRUE(eu.MergeFrom(asia).ok());
+  EXPECT_EQ(eu.buffered(), 0u);
+  EXPECT_EQ(eu.frontier(), us.frontier());
+  EXPECT_EQ(eu.Render(kKey), R"({"stock":3})");
+}
+
+TEST(ReplicaMergeFromTest, RefusesAnInconsistentPeerAndChangesNothing) {
+  ManualClock clock;
+  Replica us(kUs, &clock);
+  Replica impostor(kUs, &clock);  // another replica claiming to be us
+  ASSERT_TRUE(us.Write(kKey, Incr("stock", 1)).ok());
+  ASSERT_TRUE(impostor.Write(kKey, Incr("stock", 2)).ok());
+  const std::optional<std::string> before = us.Render(kKey);
+  const Status status = us.MergeFrom(impostor);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find(kKey), std::string::npos);
+  EXPECT_EQ(us.Render(kKey), before);
 }
 
 }  // namespace
