@@ -59,7 +59,8 @@ test: test-default test-asan fuzz
 
 # Benchmarks: the machine's wake-up and fsync costs, merge throughput in memory, a node against
 # redis-server in the same run, its live WAL and crash recovery, the replication receive path,
-# then three regions through WAN proxies (bench/README.md).
+# then three regions through WAN proxies, and re-seeding a region of 1,000,000 documents
+# (bench/README.md).
 bench: build
 	@build/default/bench/machine_probe
 	@build/default/bench/merge_bench
@@ -68,6 +69,7 @@ bench: build
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
+	@build/default/bench/reseed_bench
 
 # The deterministic simulator over SIM_SEEDS seeds of each fault profile: seeds per second,
 # simulated hours per hour, and convergence after the heal (p50/p99) against the simulated RTT,

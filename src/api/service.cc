@@ -67,6 +67,7 @@ nlohmann::json StatusJson(node::Node& node) {
           {"deployment", config.deployment},
           {"incarnation", incarnation},
           {"rebuild", replication["rebuild"]},
+          {"reseed", replication["reseed"]},
           {"frontier", frontier},
           {"session", EncodeSessionToken(applied)},
           {"hlc", core::FormatHlc(region.hlc())},

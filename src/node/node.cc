@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <future>
 
 #include "storage/rocksdb_store.h"
 
@@ -85,6 +86,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   if (!has_peers && node->directory_) {
     if (Status status = node->directory_->MarkRebuilt(); !status.ok()) return status;
   }
+  node->needs_reseed_ = node->confirm_own_events_ && node->region_->frontier().empty();
   node->region_->SetRebuilding(node->confirm_own_events_);
   node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
   auto recovered = node->store_->Recover();
@@ -134,6 +136,14 @@ bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallb
         callback(std::move(outcome));
       },
       std::move(dropped));
+}
+
+Status Node::RunOnCommitThread(const std::function<Status()>& task) {
+  std::promise<Status> done;
+  if (!queue_->SubmitTask([&] { done.set_value(task()); })) {
+    return Status(StatusCode::kUnavailable, "the node is stopping");
+  }
+  return done.get_future().get();
 }
 
 void Node::MarkRebuilt() {

@@ -2,6 +2,7 @@
 // commit signal for session waits, metrics. The HTTP server (api/http_server.h) is its face.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <list>
@@ -60,6 +61,10 @@ class Node {
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);
 
+  // Runs `task` on the commit thread and waits for it (re-seeding: Region::InstallStates,
+  // Region::ClearDocuments). kUnavailable when the node is stopping.
+  Status RunOnCommitThread(const std::function<Status()>& task);
+
   // Commits everything queued and refuses more. Idempotent.
   void Stop();
 
@@ -71,6 +76,14 @@ class Node {
   // True when this start must hear from every peer what it holds of this region's own events
   // before writing: the directory started empty (without --bootstrap) or as a copy.
   bool confirm_own_events() const { return confirm_own_events_; }
+  // True when this start must re-seed from a peer's snapshot before following the live streams:
+  // it rebuilds and holds no events at all (an empty directory, or one whose re-seed was cut
+  // short). docs/replication.md#re-seeding.
+  bool needs_reseed() const { return needs_reseed_; }
+  // While a re-seed installs a snapshot: this region serves none itself (its documents do not
+  // match its frontier until the last page). Thread-safe.
+  bool reseeding() const { return reseeding_.load(); }
+  void set_reseeding(bool on) { reseeding_.store(on); }
   // The rebuild is done: recorded in the data directory, so the next start writes at once.
   // Thread-safe.
   void MarkRebuilt();
@@ -93,6 +106,8 @@ class Node {
   DataIdentity identity_;
   DataStart data_start_ = DataStart::kIntact;
   bool confirm_own_events_ = false;
+  bool needs_reseed_ = false;
+  std::atomic<bool> reseeding_{false};
   SystemClock clock_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Region> region_;

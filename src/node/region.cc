@@ -213,6 +213,68 @@ Status Region::FoldSweep(size_t limit, size_t* folded) {
   return Status::Ok();
 }
 
+Status Region::InstallStates(std::span<const std::pair<std::string, std::string>> states,
+                             const core::VersionVector* frontier) {
+  // The region holds none of these documents (the re-seed cleared them and nothing else writes
+  // here meanwhile): each is written as it comes, with no read of what is stored.
+  storage::CommitBatch batch;
+  uint64_t documents = 0;
+  uint64_t digest = 0;
+  {
+    std::lock_guard lock(mutex_);
+    documents = documents_;
+    digest = digest_;
+    batch.frontier = frontier_;
+  }
+  core::HlcTimestamp newest = 0;
+  batch.documents.reserve(states.size());
+  for (const auto& [key, bytes] : states) {
+    auto state = core::DocumentState::Decode(bytes);
+    if (!state.ok()) {
+      return Status(StatusCode::kCorruption, "re-seed: the state of " + key +
+                                                 " does not decode: " + state.status().message());
+    }
+    for (const auto& [name, field] : state->fields()) {
+      for (const core::Sibling& sibling : field.siblings) newest = std::max(newest, sibling.hlc);
+    }
+    storage::DocumentWrite document{key, bytes, state->Render()};
+    if (document.rendered) {
+      ++documents;
+      digest ^= core::RenderedDigest(key, document.rendered);
+    }
+    batch.documents.push_back(std::move(document));
+  }
+  if (frontier != nullptr) batch.frontier.Merge(*frontier);
+  {
+    std::lock_guard lock(mutex_);
+    if (newest != 0) clock_.Observe(newest);
+    batch.hlc = clock_.last();
+  }
+  batch.document_count = documents;
+  batch.digest = digest;
+  if (Status status = store_->Commit(batch); !status.ok()) return status;
+  std::lock_guard lock(mutex_);
+  documents_ = documents;
+  digest_ = digest;
+  frontier_ = batch.frontier;
+  return Status::Ok();
+}
+
+Status Region::ClearDocuments() {
+  if (Status status = store_->ClearDocuments(); !status.ok()) return status;
+  {
+    std::lock_guard lock(mutex_);
+    documents_ = 0;
+    digest_ = 0;
+  }
+  if (views_ != nullptr) views_->Clear();
+  cache_.clear();
+  lru_.clear();
+  Group group = BeginGroup();
+  std::vector<Change> none;
+  return Finish(group, 0, 0, &none);  // records the count and digest
+}
+
 Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
                                                  const core::Event& event, bool enforce_size) {
   std::optional<std::string> rendered;

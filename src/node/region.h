@@ -133,6 +133,18 @@ class Region {
   // rewritten.
   Status FoldSweep(size_t limit, size_t* folded);
 
+  // Re-seeding (docs/replication.md#re-seeding): installs documents' merge states taken from a
+  // peer's snapshot, as one durable commit, into a region that holds none of these documents
+  // (the caller ensures it: ClearDocuments first; merging with a state held here is not
+  // supported). Nothing is read from the store. Their HLCs
+  // advance the clock. With `frontier` (the snapshot's, on its last page), the region's frontier
+  // becomes the join with it: every installed document holds every event it covers. Installed
+  // documents get no change-log entries. Commit thread only.
+  Status InstallStates(std::span<const std::pair<std::string, std::string>> states,
+                       const core::VersionVector* frontier);
+  // Removes every document (a re-seed that must start over on a new snapshot). Commit thread only.
+  Status ClearDocuments();
+
   // While rebuilding (docs/replication.md#rebuilding) local writes are refused with kRebuilding:
   // this region may be behind what its peers hold of its own events, and a write now could
   // reuse an event id. Its own events then arrive from its peers like any other region's, in seq

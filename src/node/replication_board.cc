@@ -353,6 +353,7 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
           {"origins", origins},
           {"relays_active", relays_active_},
           {"rebuild", rebuild_},
+          {"reseed", reseed_},
           {"retention",
            {{"log_bytes", log_bytes_}, {"trimmed_through", trimmed}, {"held_by", held_by}}}};
 }
@@ -360,7 +361,11 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
 std::vector<std::string> ReplicationBoard::Problems() const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> problems;
-  if (rebuilding_) problems.push_back(rebuild_problem_);
+  if (!reseed_problem_.empty()) {
+    problems.push_back(reseed_problem_);
+  } else if (rebuilding_) {
+    problems.push_back(rebuild_problem_);
+  }
   for (const auto& [id, peer] : peers_) {
     if (!peer.behind.empty()) problems.push_back("replication: " + peer.behind);
     if (!peer.refused.empty()) {
@@ -385,6 +390,20 @@ void ReplicationBoard::SetRebuild(bool rebuilding, nlohmann::json status, std::s
   rebuilding_ = rebuilding;
   rebuild_ = std::move(status);
   rebuild_problem_ = std::move(problem);
+}
+
+void ReplicationBoard::SetReseed(nlohmann::json status, std::string problem) {
+  std::lock_guard lock(mutex_);
+  reseed_ = std::move(status);
+  reseed_problem_ = std::move(problem);
+}
+
+void ReplicationBoard::ForgetAcknowledgements(core::RegionId peer, uint64_t incarnation) {
+  std::lock_guard lock(mutex_);
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second.incarnation == incarnation) return;
+  it->second.acked = core::VersionVector();
+  if (it->second.subscriptions == 0) it->second.incarnation = incarnation;
 }
 
 bool ReplicationBoard::rebuilding() const {

@@ -89,6 +89,11 @@ class ReplicationBoard {
   // --- rebuilding (replication::Inbound::Rebuilding) ---
   // `status` is shown as /v1/status "rebuild"; while `rebuilding`, /readyz names `problem`.
   void SetRebuild(bool rebuilding, nlohmann::json status, std::string problem);
+  // The re-seed's progress (/v1/status "reseed"); `problem`, when not empty, is a /readyz reason.
+  void SetReseed(nlohmann::json status, std::string problem);
+  // `peer` starts over as `incarnation` (it asks for a snapshot): what an earlier incarnation
+  // acknowledged stops counting at once.
+  void ForgetAcknowledgements(core::RegionId peer, uint64_t incarnation);
   bool rebuilding() const;
 
   // --- views ---
@@ -159,6 +164,8 @@ class ReplicationBoard {
   bool rebuilding_ = false;
   nlohmann::json rebuild_ = nlohmann::json::object();
   std::string rebuild_problem_;
+  nlohmann::json reseed_ = nlohmann::json::object();
+  std::string reseed_problem_;
   uint64_t log_bytes_ = 0;
   core::VersionVector trimmed_through_;
 };

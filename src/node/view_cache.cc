@@ -20,6 +20,14 @@ ViewCache::Lookup ViewCache::Find(std::string_view key, std::string* doc) const 
   return Lookup::kFound;
 }
 
+void ViewCache::Clear() {
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    shard.entries.clear();
+    shard.order.clear();
+  }
+}
+
 void ViewCache::Put(const std::string& key, const std::optional<std::string>& doc) {
   if (shard_max_ == 0) return;
   Shard& shard = ShardOf(key);

@@ -49,6 +49,16 @@ bool WriteQueue::SubmitRemote(std::vector<core::Event> events, RemoteCallback ca
   return true;
 }
 
+bool WriteQueue::SubmitTask(std::function<void()> task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    tasks_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+  return true;
+}
+
 void WriteQueue::Stop() {
   {
     std::lock_guard lock(mutex_);
@@ -87,9 +97,16 @@ void WriteQueue::Run() {
     {
       std::unique_lock lock(mutex_);
       const bool woken = wake_.wait_for(lock, kFoldSweepInterval, [this] {
-        return stopping_ || !pending_.empty() || !remote_.empty();
+        return stopping_ || !pending_.empty() || !remote_.empty() || !tasks_.empty();
       });
-      if (!woken) continue;                             // idle: time for a sweep
+      if (!woken) continue;  // idle: time for a sweep
+      if (!tasks_.empty()) {
+        std::deque<std::function<void()>> tasks;
+        tasks.swap(tasks_);
+        lock.unlock();
+        for (auto& task : tasks) task();
+        continue;
+      }
       if (pending_.empty() && remote_.empty()) return;  // stopping, and everything is committed
       while (!pending_.empty() && requests.size() < batch_max_) {
         requests.push_back(std::move(pending_.front().first));

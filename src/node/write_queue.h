@@ -45,6 +45,10 @@ class WriteQueue {
   // the queue is stopping; the callback is then never called.
   bool Submit(WriteRequest request, Callback callback);
 
+  // Runs `task` on the commit thread before the next group commit (re-seeding installs states
+  // this way). False when stopping.
+  bool SubmitTask(std::function<void()> task);
+
   // Refuses new writes, commits everything already queued, and joins the commit thread.
   void Stop();
   size_t depth() const;
@@ -65,6 +69,7 @@ class WriteQueue {
     std::shared_ptr<const std::atomic<bool>> dropped;
   };
   std::deque<Remote> remote_;
+  std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   std::thread thread_;
 };

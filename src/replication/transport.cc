@@ -22,6 +22,7 @@
 #include "replication/batch_codec.h"
 #include "replication/inbound.h"
 #include "replication/outbound.h"
+#include "replication/snapshot_codec.h"
 
 namespace meridian::replication {
 namespace {
@@ -42,6 +43,12 @@ constexpr core::Limits kRemoteLimits{.key_bytes_max = 64 * 1024,
                                      .document_bytes_max = 256 << 20,
                                      .fields_max = 1'000'000};
 constexpr size_t kRetentionPage = 10'000;
+// Re-seeding: pages of a snapshot, how long an unused snapshot is kept for a resume, and how many
+// at once.
+constexpr size_t kSnapshotPageBytes = 1 << 20;
+constexpr size_t kSnapshotPageDocuments = 8192;
+constexpr uint64_t kSnapshotKeepMs = 10 * 60 * 1000;
+constexpr size_t kSnapshotsMax = 4;
 
 uint64_t SteadyMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -136,7 +143,16 @@ class Replicator::Impl final : public wire::Replication::Service {
       inbound_.FollowOwnOrigin(self, node_->confirm_own_events(),
                                node_->region().frontier().Get(self));
       SyncRebuild();
-      for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
+      if (node_->needs_reseed()) {
+        // The live streams start once the snapshot is in (RunReseed).
+        node_->set_reseeding(true);
+        threads_.emplace_back([this] {
+          core::NameThisThread("repl-reseed");
+          RunReseed();
+        });
+      } else {
+        for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
+      }
     }
     threads_.emplace_back([this] {
       core::NameThisThread("repl-ticker");
@@ -151,6 +167,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (stopped_) return;
       stopped_ = stopping_ = true;
       for (auto& [stream, context] : contexts_) context->TryCancel();
+      if (reseed_context_ != nullptr) reseed_context_->TryCancel();
     }
     wake_.notify_all();
     node_->commits().Notify();  // wakes serving streams
@@ -332,7 +349,110 @@ class Replicator::Impl final : public wire::Replication::Service {
     return grpc::Status::OK;
   }
 
+  // --- serving a re-seed (docs/replication.md#re-seeding) ---------------------------------------
+  grpc::Status Snapshot(grpc::ServerContext* context, const wire::SnapshotRequest* request,
+                        grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
+    const core::RegionId peer = request->region_id();
+    const std::vector<core::RegionId> peers = board_.peers();
+    if (std::find(peers.begin(), peers.end(), peer) == peers.end()) {
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "region id " + std::to_string(peer) + " is not a peer of this region"};
+    }
+    if (std::optional<std::string> refusal = CheckSubscriber(*request)) {
+      spdlog::error("replication: refused a re-seed of {}: {}", board_.NameOf(peer), *refusal);
+      return {grpc::StatusCode::FAILED_PRECONDITION, "refused: " + *refusal};
+    }
+    if (node_->reseeding()) {
+      return {grpc::StatusCode::UNAVAILABLE,
+              "this region is itself being re-seeded; ask another region"};
+    }
+    // The region starts over: what its earlier incarnation acknowledged no longer holds the log
+    // back, nor counts (and nothing it now needs is trimmed meanwhile).
+    board_.ForgetAcknowledgements(peer, request->incarnation());
+    std::shared_ptr<SnapshotLease> lease;
+    {
+      std::lock_guard lock(snapshots_mutex_);
+      const uint64_t now = SteadyMs();
+      std::erase_if(snapshots_, [now](const auto& entry) {
+        return entry.second.use_count() == 1 && now > entry.second->used_ms + kSnapshotKeepMs;
+      });
+      if (auto it = snapshots_.find(request->snapshot_id());
+          request->snapshot_id() != 0 && it != snapshots_.end() && it->second->peer == peer &&
+          it->second.use_count() == 1) {
+        lease = it->second;
+      } else {
+        if (snapshots_.size() >= kSnapshotsMax) {
+          return {grpc::StatusCode::RESOURCE_EXHAUSTED, "too many re-seeds at once; retry later"};
+        }
+        auto taken = node_->store().TakeSnapshot();
+        if (!taken.ok()) {
+          return {grpc::StatusCode::UNAVAILABLE, "snapshot: " + taken.status().message()};
+        }
+        lease = std::make_shared<SnapshotLease>();
+        lease->snapshot = std::move(taken).value();
+        lease->peer = peer;
+        lease->id = next_snapshot_id_++;
+        snapshots_[lease->id] = lease;
+        spdlog::info("replication: re-seeding {} from a snapshot at {} ({} documents)",
+                     board_.NameOf(peer), lease->snapshot->frontier().ToString(),
+                     lease->snapshot->documents());
+      }
+      lease->used_ms = now;
+    }
+    std::string after = lease->id == request->snapshot_id() ? request->after_key() : std::string();
+    const std::string frontier = lease->snapshot->frontier().Encode();
+    StatePage page;
+    for (;;) {
+      if (context->IsCancelled() || stopping_) return {grpc::StatusCode::CANCELLED, "stopping"};
+      page.clear();
+      size_t bytes = 0;
+      bool more = true;
+      while (more && bytes < kSnapshotPageBytes && page.size() < kSnapshotPageDocuments) {
+        auto scanned = lease->snapshot->ScanDocumentStates(
+            page.empty() ? after : page.back().first, 256,
+            [&](std::string_view key, std::string_view state) {
+              bytes += key.size() + state.size();
+              page.emplace_back(std::string(key), std::string(state));
+            });
+        if (!scanned.ok()) {
+          return {grpc::StatusCode::UNAVAILABLE, "snapshot: " + scanned.status().message()};
+        }
+        more = *scanned;
+      }
+      wire::SnapshotChunk chunk;
+      chunk.set_snapshot_id(lease->id);
+      chunk.set_frontier(frontier);
+      chunk.set_documents(lease->snapshot->documents());
+      if (!page.empty()) {
+        EncodedPage encoded = EncodeStatePage(page);
+        chunk.set_states(std::move(encoded.bytes));
+        chunk.set_raw_bytes(encoded.raw_bytes);
+        chunk.set_count(static_cast<uint32_t>(page.size()));
+        chunk.set_last_key(page.back().first);
+        after = page.back().first;
+      }
+      chunk.set_done(!more);
+      if (!writer->Write(chunk)) return {grpc::StatusCode::CANCELLED, "the re-seeding region left"};
+      {
+        std::lock_guard lock(snapshots_mutex_);
+        lease->used_ms = SteadyMs();
+      }
+      if (!more) break;
+    }
+    std::lock_guard lock(snapshots_mutex_);
+    snapshots_.erase(lease->id);
+    spdlog::info("replication: re-seeded {}", board_.NameOf(peer));
+    return grpc::Status::OK;
+  }
+
  private:
+  struct SnapshotLease {
+    std::unique_ptr<storage::StoreSnapshot> snapshot;
+    core::RegionId peer = 0;
+    uint64_t id = 0;
+    uint64_t used_ms = 0;
+  };
+
   // Reads the batch from the log, sends it; false when the stream is gone.
   bool SendBatch(core::RegionId peer, const Outbound::Read& read,
                  grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
@@ -393,7 +513,8 @@ class Replicator::Impl final : public wire::Replication::Service {
 
   // Why a subscriber is refused, if it is: another deployment, or a name that is not the one this
   // region knows for its id (two deployments' configs mixed up).
-  std::optional<std::string> CheckSubscriber(const wire::Subscribe& subscribe) const {
+  template <typename Message>  // wire::Subscribe, wire::SnapshotRequest
+  std::optional<std::string> CheckSubscriber(const Message& subscribe) const {
     if (subscribe.deployment() != config_.deployment) {
       return "the subscriber is of deployment '" + subscribe.deployment() + "', this region (" +
              config_.region + ") of '" + config_.deployment + "'";
@@ -464,6 +585,151 @@ class Replicator::Impl final : public wire::Replication::Service {
                                          std::to_string(rebuild.target) + ")";
     }
     board_.SetRebuild(rebuild.rebuilding, std::move(status), std::move(problem));
+  }
+
+  // --- re-seeding this region (docs/replication.md#re-seeding) ----------------------------------
+  struct Reseed {
+    uint64_t snapshot_id = 0;
+    std::string after;  // the last key installed
+    core::VersionVector frontier;
+    core::RegionId source = 0;
+    uint64_t documents = 0;  // in the snapshot
+    uint64_t installed = 0;
+    uint64_t bytes = 0;  // received, compressed
+    uint64_t started_ms = 0;
+    std::string last_error;
+  };
+
+  void PublishReseed(const Reseed& reseed, const char* state) {
+    nlohmann::json status = {
+        {"state", state},
+        {"source", reseed.source ? nlohmann::json(board_.NameOf(reseed.source)) : nlohmann::json()},
+        {"documents", reseed.documents},
+        {"installed", reseed.installed},
+        {"wire_bytes", reseed.bytes},
+        {"elapsed_ms", SteadyMs() - reseed.started_ms},
+        {"frontier", reseed.frontier.ToString()}};
+    if (!reseed.last_error.empty()) status["last_error"] = reseed.last_error;
+    const bool running = std::string_view(state) == "running";
+    board_.SetReseed(std::move(status),
+                     running ? "rebuilding: re-seeding from " +
+                                   (reseed.source ? board_.NameOf(reseed.source) : "a peer") +
+                                   " (" + std::to_string(reseed.installed) + " of " +
+                                   std::to_string(reseed.documents) + " documents)"
+                             : std::string());
+  }
+
+  // One attempt to re-seed from `peer`, resuming `reseed` when the peer still has its snapshot.
+  // Returns why it failed, empty when the snapshot is installed.
+  std::string ReseedFrom(core::RegionId peer, Reseed* reseed) {
+    grpc::ChannelArguments arguments;
+    ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel =
+        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
+    auto stub = wire::Replication::NewStub(channel);
+    grpc::ClientContext context;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return "stopping";
+      reseed_context_ = &context;
+    }
+    struct Forget {
+      Impl* impl;
+      ~Forget() {
+        std::lock_guard lock(impl->mutex_);
+        impl->reseed_context_ = nullptr;
+      }
+    } forget{this};
+    wire::SnapshotRequest request;
+    request.set_deployment(config_.deployment);
+    request.set_region_id(config_.self().id);
+    request.set_region_name(config_.region);
+    request.set_incarnation(node_->identity().incarnation);
+    if (reseed->source == peer) {
+      request.set_snapshot_id(reseed->snapshot_id);
+      request.set_after_key(reseed->after);
+    }
+    auto reader = stub->Snapshot(&context, request);
+    node::Region& region = node_->region();
+    wire::SnapshotChunk chunk;
+    while (reader->Read(&chunk)) {
+      if (chunk.snapshot_id() != reseed->snapshot_id || reseed->source != peer) {
+        // A new snapshot: whatever an earlier one installed goes first.
+        auto frontier = core::VersionVector::Decode(chunk.frontier());
+        if (!frontier.ok()) return "bad snapshot frontier";
+        if (Status cleared = node_->RunOnCommitThread([&] { return region.ClearDocuments(); });
+            !cleared.ok()) {
+          return "clearing the documents: " + cleared.message();
+        }
+        reseed->snapshot_id = chunk.snapshot_id();
+        reseed->source = peer;
+        reseed->after.clear();
+        reseed->installed = 0;
+        reseed->frontier = std::move(frontier).value();
+        spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
+                     board_.NameOf(peer), reseed->frontier.ToString(), chunk.documents());
+      }
+      reseed->documents = chunk.documents();
+      reseed->bytes += chunk.states().size();
+      StatePage page;
+      if (!chunk.states().empty()) {
+        auto decoded = DecodeStatePage(chunk.states(), reseed->after);
+        if (!decoded.ok()) return decoded.status().message();
+        page = std::move(decoded).value();
+      }
+      // The last page also brings the snapshot's frontier: every document installed holds
+      // every event it covers.
+      const core::VersionVector* frontier = chunk.done() ? &reseed->frontier : nullptr;
+      if (Status installed =
+              node_->RunOnCommitThread([&] { return region.InstallStates(page, frontier); });
+          !installed.ok()) {
+        return "installing: " + installed.message();
+      }
+      if (!page.empty()) reseed->after = page.back().first;
+      reseed->installed += page.size();
+      PublishReseed(*reseed, "running");
+      if (chunk.done()) return {};
+    }
+    const grpc::Status finished = reader->Finish();
+    return finished.ok() ? "the snapshot ended early" : finished.error_message();
+  }
+
+  // Re-seeds this empty region from a peer's snapshot (the first that serves one; a broken
+  // transfer resumes on the same snapshot), then starts the live streams from its frontier.
+  void RunReseed() {
+    Reseed reseed;
+    reseed.started_ms = SteadyMs();
+    PublishReseed(reseed, "running");
+    const std::vector<core::RegionId> peers = board_.peers();
+    std::mt19937_64 random(std::random_device{}());
+    size_t next = random() % peers.size();
+    int failures = 0;
+    for (;;) {
+      if (stopping_) return;
+      const core::RegionId peer =
+          reseed.source != 0 && failures % 3 != 2 ? reseed.source : peers[next++ % peers.size()];
+      const std::string why = ReseedFrom(peer, &reseed);
+      if (why.empty()) break;
+      ++failures;
+      reseed.last_error = board_.NameOf(peer) + ": " + why;
+      spdlog::warn("replication: re-seeding from {}: {}", board_.NameOf(peer), why);
+      PublishReseed(reseed, "running");
+      if (!Pause(std::min<uint64_t>(2000, 100u << std::min(failures, 5)))) return;
+    }
+    spdlog::info(
+        "replication: re-seeded {} documents from {} in {} ms; following the live "
+        "streams from {}",
+        reseed.installed, board_.NameOf(reseed.source), SteadyMs() - reseed.started_ms,
+        reseed.frontier.ToString());
+    node_->set_reseeding(false);
+    PublishReseed(reseed, "done");
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    inbound_.FollowOwnOrigin(config_.self().id, node_->confirm_own_events(),
+                             node_->region().frontier().Get(config_.self().id));
+    SyncRebuild();
+    for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
   }
 
   // --- subscribing to one peer -----------------------------------------------------------------
@@ -1018,11 +1284,17 @@ class Replicator::Impl final : public wire::Replication::Service {
   Inbound inbound_;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
   std::map<uint64_t, Receiving> receiving_;                            // by Inbound stream id
+  grpc::ClientContext* reseed_context_ = nullptr;  // the re-seed's call, while one runs
   struct LinkThread {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
   };
-  std::list<LinkThread> link_threads_;   // dialling and reading streams (SpawnLink)
+  std::list<LinkThread> link_threads_;  // dialling and reading streams (SpawnLink)
+  // Snapshots served to re-seeding regions, by id; kept kSnapshotKeepMs after their last use so
+  // that a broken transfer resumes on the same one.
+  std::mutex snapshots_mutex_;
+  std::map<uint64_t, std::shared_ptr<SnapshotLease>> snapshots_;
+  uint64_t next_snapshot_id_ = (WallMs() << 16) | 1;
   std::vector<std::thread> threads_;     // the ticker
   core::VersionVector trimmed_through_;  // ticker thread only
   std::set<core::RegionId> retention_known_;

@@ -79,6 +79,15 @@ class MemoryStore final : public Store {
     return false;
   }
 
+  Result<std::unique_ptr<StoreSnapshot>> TakeSnapshot() override;
+
+  Status ClearDocuments() override {
+    std::lock_guard lock(mutex_);
+    docs_.clear();
+    views_.clear();
+    return Status::Ok();
+  }
+
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
@@ -220,6 +229,38 @@ class MemoryStore final : public Store {
 std::unique_ptr<Store> NewMemoryStore() {
   return std::make_unique<MemoryStore>();
 }
+
+namespace {
+
+// A snapshot of a MemoryStore: a copy of it.
+class MemorySnapshot final : public StoreSnapshot {
+ public:
+  explicit MemorySnapshot(std::unique_ptr<Store> copy) : copy_(std::move(copy)) {
+    auto recovered = copy_->Recover();
+    if (recovered.ok()) {
+      frontier_ = recovered->frontier;
+      documents_ = recovered->documents;
+    }
+  }
+  const core::VersionVector& frontier() const override { return frontier_; }
+  uint64_t documents() const override { return documents_; }
+  Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    return copy_->ScanDocumentStates(after, limit, visit);
+  }
+
+ private:
+  std::unique_ptr<Store> copy_;
+  core::VersionVector frontier_;
+  uint64_t documents_ = 0;
+};
+
+Result<std::unique_ptr<StoreSnapshot>> MemoryStore::TakeSnapshot() {
+  return std::unique_ptr<StoreSnapshot>(std::make_unique<MemorySnapshot>(CopyMemoryStore(*this)));
+}
+
+}  // namespace
 
 std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   auto& from = dynamic_cast<MemoryStore&>(store);

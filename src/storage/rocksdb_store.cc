@@ -20,16 +20,7 @@ namespace {
 // big-endian), then the frontier (compact version vector).
 constexpr const char* kMetaPosition = "position";
 
-enum Family {
-  kMeta = 0,
-  kLog,
-  kChanges,
-  kDocs,
-  kConflicts,
-  kDeadLetters,
-  kIdempotency,
-  kFamilies
-};
+enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kIdempotency, kFamilies };
 const char* const kFamilyNames[kFamilies] = {"default",   "log",          "changes",    "docs",
                                              "conflicts", "dead_letters", "idempotency"};
 
@@ -64,6 +55,19 @@ struct DocumentRecord {
   std::optional<std::string_view> view;
 };
 
+Status DecodePosition(std::string_view in, RecoveredState* state) {
+  if (in.size() < 32) return Status(StatusCode::kCorruption, "meta position record is truncated");
+  state->hlc = GetBigEndian64(in.substr(0, 8));
+  state->last_lsn = GetBigEndian64(in.substr(8, 8));
+  state->documents = GetBigEndian64(in.substr(16, 8));
+  state->digest = GetBigEndian64(in.substr(24, 8));
+  in.remove_prefix(32);
+  auto frontier = core::VersionVector::Decode(in);
+  if (!frontier.ok()) return frontier.status();
+  state->frontier = std::move(frontier).value();
+  return Status::Ok();
+}
+
 bool DecodeDocument(std::string_view in, DocumentRecord* record) {
   uint64_t size = 0;
   if (!core::GetVarint(&in, &size) || size >= in.size()) return false;
@@ -84,6 +88,53 @@ Status FromRocks(const rocksdb::Status& status, const char* what) {
   if (status.IsCorruption()) return Corruption(std::string(what) + ": " + status.ToString());
   return Status(StatusCode::kUnavailable, std::string(what) + ": " + status.ToString());
 }
+
+// Visits up to `limit` document states after `after`, in key order, from `it` (over `docs`).
+Result<bool> ScanStates(rocksdb::Iterator* it, std::string_view after, size_t limit,
+                        const std::function<void(std::string_view, std::string_view)>& visit) {
+  it->Seek(rocksdb::Slice(after.data(), after.size()));
+  if (it->Valid() && it->key().ToStringView() == after) it->Next();
+  size_t count = 0;
+  for (; it->Valid(); it->Next()) {
+    DocumentRecord record;
+    if (!DecodeDocument(it->value().ToStringView(), &record))
+      return Corruption("document record of " + std::string(it->key().ToStringView()));
+    if (count == limit) return true;
+    visit(it->key().ToStringView(), record.state);
+    ++count;
+  }
+  if (Status status = FromRocks(it->status(), "scan states"); !status.ok()) return status;
+  return false;
+}
+
+class Snapshot final : public StoreSnapshot {
+ public:
+  Snapshot(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* docs)
+      : db_(db), docs_(docs), snapshot_(db->GetSnapshot()) {}
+  ~Snapshot() override { db_->ReleaseSnapshot(snapshot_); }
+  const rocksdb::Snapshot* handle() const { return snapshot_; }
+  void Set(core::VersionVector frontier, uint64_t documents) {
+    frontier_ = std::move(frontier);
+    documents_ = documents;
+  }
+  const core::VersionVector& frontier() const override { return frontier_; }
+  uint64_t documents() const override { return documents_; }
+  Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) override {
+    rocksdb::ReadOptions options;
+    options.snapshot = snapshot_;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, docs_));
+    return ScanStates(it.get(), after, limit, visit);
+  }
+
+ private:
+  rocksdb::DB* const db_;
+  rocksdb::ColumnFamilyHandle* const docs_;
+  const rocksdb::Snapshot* const snapshot_;
+  core::VersionVector frontier_;
+  uint64_t documents_ = 0;
+};
 
 class RocksDbStore final : public Store {
  public:
@@ -185,18 +236,29 @@ class RocksDbStore final : public Store {
         db_->Get(rocksdb::ReadOptions(), families_[kMeta], kMetaPosition, &value);
     if (status.IsNotFound()) return state;  // a store that never committed
     if (!status.ok()) return FromRocks(status, "recover");
-    std::string_view in = value;
-    if (in.size() < 32) return Corruption("meta position record is truncated");
-    state.hlc = GetBigEndian64(in.substr(0, 8));
-    state.last_lsn = GetBigEndian64(in.substr(8, 8));
-    state.documents = GetBigEndian64(in.substr(16, 8));
-    state.digest = GetBigEndian64(in.substr(24, 8));
-    in.remove_prefix(32);
-    auto frontier = core::VersionVector::Decode(in);
-    if (!frontier.ok()) return frontier.status();
-    state.frontier = std::move(frontier).value();
+    if (Status decoded = DecodePosition(value, &state); !decoded.ok()) return decoded;
     last_lsn_ = state.last_lsn;
     return state;
+  }
+
+  Result<std::unique_ptr<StoreSnapshot>> TakeSnapshot() override {
+    auto snapshot = std::make_unique<Snapshot>(db_.get(), families_[kDocs]);
+    rocksdb::ReadOptions options;
+    options.snapshot = snapshot->handle();
+    std::string value;
+    rocksdb::Status status = db_->Get(options, families_[kMeta], kMetaPosition, &value);
+    if (status.IsNotFound()) return std::unique_ptr<StoreSnapshot>(std::move(snapshot));
+    if (!status.ok()) return FromRocks(status, "snapshot");
+    RecoveredState position;
+    if (Status decoded = DecodePosition(value, &position); !decoded.ok()) return decoded;
+    snapshot->Set(std::move(position.frontier), position.documents);
+    return std::unique_ptr<StoreSnapshot>(std::move(snapshot));
+  }
+
+  Status ClearDocuments() override {
+    // Keys are UTF-8, which never holds the byte 0xff: the range covers every key.
+    return FromRocks(db_->DeleteRange(write_options_, families_[kDocs], "", "\xff"),
+                     "clear documents");
   }
 
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
@@ -238,19 +300,7 @@ class RocksDbStore final : public Store {
       const std::function<void(std::string_view, std::string_view)>& visit) override {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), families_[kDocs]));
-    it->Seek(rocksdb::Slice(after.data(), after.size()));
-    if (it->Valid() && it->key().ToStringView() == after) it->Next();
-    size_t count = 0;
-    for (; it->Valid(); it->Next()) {
-      DocumentRecord record;
-      if (!DecodeDocument(it->value().ToStringView(), &record))
-        return Corruption("document record of " + std::string(it->key().ToStringView()));
-      if (count == limit) return true;
-      visit(it->key().ToStringView(), record.state);
-      ++count;
-    }
-    if (Status status = FromRocks(it->status(), "scan states"); !status.ok()) return status;
-    return false;
+    return ScanStates(it.get(), after, limit, visit);
   }
 
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override {

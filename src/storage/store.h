@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,13 +56,13 @@ struct IdempotencyRecord {
 struct CommitBatch {
   std::vector<LoggedEvent> events;
   std::vector<DocumentWrite> documents;
-  core::VersionVector frontier;           // the frontier after this batch
-  core::HlcTimestamp hlc = 0;             // the clock after this batch
-  uint64_t document_count = 0;            // how many documents exist after this batch
-  uint64_t digest = 0;                    // XOR of RenderedDigest over every existing document
-  std::vector<std::string> conflicts;     // JSON records, appended to the conflict log
-  std::vector<std::string> dead_letters;  // JSON records, appended to the dead-letter store
-  std::vector<IdempotencyRecord> idempotency;          // records to add (or replace)
+  core::VersionVector frontier;                // the frontier after this batch
+  core::HlcTimestamp hlc = 0;                  // the clock after this batch
+  uint64_t document_count = 0;                 // how many documents exist after this batch
+  uint64_t digest = 0;                         // XOR of RenderedDigest over every existing document
+  std::vector<std::string> conflicts;          // JSON records, appended to the conflict log
+  std::vector<std::string> dead_letters;       // JSON records, appended to the dead-letter store
+  std::vector<IdempotencyRecord> idempotency;  // records to add (or replace)
   // Records past their window (from ExpiredIdempotency), removed before `idempotency` is added.
   // A record is removed only when it is still the one written at that time.
   std::vector<IdempotencyRecord> idempotency_expired;
@@ -76,6 +77,21 @@ struct RecoveredState {
   uint64_t digest = 0;
 };
 
+// A consistent, read-only view of a store's documents and frontier at one moment: what a peer
+// streams to a region it re-seeds (docs/replication.md#re-seeding). It keeps the store's state as
+// of then readable while it lives (on RocksDB, a snapshot: keep it short-lived). Not thread-safe.
+class StoreSnapshot {
+ public:
+  virtual ~StoreSnapshot() = default;
+  // The frontier the documents reflect: every document holds every event it covers.
+  virtual const core::VersionVector& frontier() const = 0;
+  virtual uint64_t documents() const = 0;  // documents that exist (deleted ones not counted)
+  // As Store::ScanDocumentStates, at the snapshot.
+  virtual Result<bool> ScanDocumentStates(
+      std::string_view after, size_t limit,
+      const std::function<void(std::string_view, std::string_view)>& visit) = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -84,6 +100,12 @@ class Store {
   virtual Status Commit(const CommitBatch& batch) = 0;
 
   virtual Result<RecoveredState> Recover() = 0;
+
+  // A consistent view of the documents and the frontier as of now.
+  virtual Result<std::unique_ptr<StoreSnapshot>> TakeSnapshot() = 0;
+  // Removes every document (states and views; not the logs): a re-seed that must start over. The
+  // next Commit records the document count and digest the caller then holds.
+  virtual Status ClearDocuments() = 0;
 
   virtual Result<std::optional<std::string>> GetDocumentState(std::string_view key) = 0;
   virtual Result<std::optional<std::string>> GetView(std::string_view key) = 0;

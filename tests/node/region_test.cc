@@ -26,6 +26,10 @@ class FlakyStore final : public storage::Store {
     return inner_->Commit(batch);
   }
   Result<storage::RecoveredState> Recover() override { return inner_->Recover(); }
+  Result<std::unique_ptr<storage::StoreSnapshot>> TakeSnapshot() override {
+    return inner_->TakeSnapshot();
+  }
+  Status ClearDocuments() override { return inner_->ClearDocuments(); }
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
     if (!unreadable.empty() && key == unreadable) {
       return Status(StatusCode::kUnavailable, "read error");
@@ -493,6 +497,49 @@ TEST_F(RemoteApplyTest, ARebuildingRegionTakesItsOwnEventsBackBeforeWriting) {
   ASSERT_TRUE(outcomes[0].ok());
   EXPECT_EQ(outcomes[0]->dot, (core::Dot{2, 3}));  // after what it got back: no id reused
   EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":8})");
+}
+
+// Re-seeding: eu's states installed into an empty region render the same, count and digest the
+// same, carry the snapshot's frontier on the last page, and events after it apply on top.
+TEST_F(RemoteApplyTest, InstalledStatesMatchTheSourceAndLaterEventsApplyOnTop) {
+  const auto events = WriteAtEu({{"sku", Set("stock", "5")},
+                                 {"sku", Incr("stock", 2)},
+                                 {"gone", Set("x", "1")},
+                                 {"gone", core::Operation{core::OpKind::kDelete, {}, {}}}});
+  std::vector<std::pair<std::string, std::string>> states;
+  ASSERT_TRUE(eu_store_
+                  .ScanDocumentStates("", 100,
+                                      [&](std::string_view key, std::string_view state) {
+                                        states.emplace_back(key, state);
+                                      })
+                  .ok());
+  FlakyStore empty_store;
+  Region joined(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &empty_store, &clock_, core::Limits{}, 500);
+  ASSERT_TRUE(joined.Recover().ok());
+  const std::span<const std::pair<std::string, std::string>> all(states);
+  ASSERT_TRUE(joined.InstallStates(all.first(1), nullptr).ok());
+  EXPECT_EQ(joined.frontier(), core::VersionVector());  // not before the last page
+  const core::VersionVector snapshot = eu_.frontier();
+  ASSERT_TRUE(joined.InstallStates(all.subspan(1), &snapshot).ok());
+  EXPECT_EQ(joined.frontier(), snapshot);
+  EXPECT_EQ(joined.documents(), eu_.documents());
+  EXPECT_EQ(joined.digest(), eu_.digest());
+  EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":7})");
+  // eu writes on: its next event applies on top; the installed ones are duplicates.
+  const auto more = WriteAtEu({{"sku", Incr("stock", 1)}});
+  std::vector<Change> changes;
+  auto applied = joined.ApplyRemoteEvents(more, &changes);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(applied->applied, 1u);
+  EXPECT_EQ(joined.ApplyRemoteEvents(events, &changes)->duplicates, events.size());
+  EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":8})");
+  // Started over: nothing is left.
+  ASSERT_TRUE(joined.ClearDocuments().ok());
+  EXPECT_EQ(joined.documents(), 0u);
+  EXPECT_EQ(joined.digest(), 0u);
+  EXPECT_FALSE(empty_store.GetView("sku").value().has_value());
+  auto bad = std::vector<std::pair<std::string, std::string>>{{"k", "not a state"}};
+  EXPECT_EQ(joined.InstallStates(bad, nullptr).code(), StatusCode::kCorruption);
 }
 
 TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {

@@ -214,9 +214,7 @@ TEST_P(StoreTest, DocumentStatesAreScannedInKeyOrderIncludingDeletedOnes) {
   ASSERT_TRUE(store().Commit(deleted).ok());
   ASSERT_TRUE(store().Commit(Batch(4, "d", R"({"y":2})")).ok());
   std::vector<std::pair<std::string, std::string>> seen;
-  auto visit = [&](std::string_view key, std::string_view state) {
-    seen.emplace_back(key, state);
-  };
+  auto visit = [&](std::string_view key, std::string_view state) { seen.emplace_back(key, state); };
   auto more = store().ScanDocumentStates("", 2, visit);
   ASSERT_TRUE(more.ok());
   EXPECT_TRUE(*more);
@@ -229,6 +227,39 @@ TEST_P(StoreTest, DocumentStatesAreScannedInKeyOrderIncludingDeletedOnes) {
   EXPECT_FALSE(*more);
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].first, "d");
+}
+
+// A snapshot keeps showing the documents and the frontier of its moment while commits go on, and
+// ClearDocuments removes every document but not the logs.
+TEST_P(StoreTest, ASnapshotIsConsistentAndClearDocumentsRemovesOnlyDocuments) {
+  ASSERT_TRUE(store().Commit(Batch(1, "a", R"({"x":1})")).ok());
+  ASSERT_TRUE(store().Commit(Batch(2, "b", R"({"y":2})")).ok());
+  auto snapshot = store().TakeSnapshot();
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status().ToString();
+  CommitBatch later = Batch(3, "c", R"({"z":3})");
+  later.documents.push_back(DocumentWrite{"a", "", std::nullopt});  // a removed
+  ASSERT_TRUE(store().Commit(later).ok());
+  EXPECT_EQ((*snapshot)->frontier(), (core::VersionVector{{1, 2}}));
+  EXPECT_EQ((*snapshot)->documents(), 2u);
+  std::vector<std::string> keys;
+  auto more = (*snapshot)->ScanDocumentStates(
+      "", 10, [&](std::string_view key, std::string_view) { keys.emplace_back(key); });
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more);
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b"}));
+  snapshot->reset();
+
+  ASSERT_TRUE(store().ClearDocuments().ok());
+  EXPECT_FALSE(store().GetView("b").value().has_value());
+  EXPECT_FALSE(store().GetDocumentState("c").value().has_value());
+  keys.clear();
+  ASSERT_TRUE(
+      store()
+          .ScanDocumentStates(
+              "", 10, [&](std::string_view key, std::string_view) { keys.emplace_back(key); })
+          .ok());
+  EXPECT_TRUE(keys.empty());
+  EXPECT_TRUE(store().LsnOf(core::Dot{1, 3}).value().has_value());  // the log stays
 }
 
 TEST_P(StoreTest, IdempotencyRecordsByKeyAndExpiryByTime) {

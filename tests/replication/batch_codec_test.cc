@@ -189,9 +189,9 @@ TEST(BatchStreamTest, AChunkOutOfOrderOrDamagedIsRefusedAndEndsTheStream) {
   }
   {
     BatchStreamDecoder decoder;  // a chunk cut short
-    EXPECT_FALSE(decoder.Decode(chunks[0].substr(0, chunks[0].size() - 3), BatchLimits{},
-                                core::Limits{})
-                     .ok());
+    EXPECT_FALSE(
+        decoder.Decode(chunks[0].substr(0, chunks[0].size() - 3), BatchLimits{}, core::Limits{})
+            .ok());
   }
   {
     // A chunk whose header promises more than it holds: refused (and the buffer grows only as

@@ -119,7 +119,7 @@ TempDir::~TempDir() {
 }
 
 NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
-  data_dir_ = dir_.path() + "/data";
+  data_dir_ = options_.data_dir.empty() ? dir_.path() + "/data" : options_.data_dir;
   config_path_ = dir_.path() + "/node.toml";
   log_path_ = dir_.path() + "/node.log";
   std::ofstream config(config_path_);

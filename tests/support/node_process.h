@@ -45,6 +45,7 @@ struct NodeOptions {
   std::vector<std::string> peers = {"eu", "asia"};  // configured but not running
   std::string extra_toml;                           // appended to the config (sections)
   std::string deployment;                           // [node] deployment; empty: the default
+  std::string data_dir;                             // [node] data_dir; empty: its own
   // When set, the deployment exactly (this region included, by name `region`) instead of
   // `peers` on fresh ports.
   std::vector<RegionEntry> regions;
