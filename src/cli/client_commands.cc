@@ -298,6 +298,35 @@ int RunStatus(Command& command, Client& client) {
   std::printf("frontier   %s\n", json["frontier"].dump().c_str());
   std::printf("conflicts  %llu\n",
               static_cast<unsigned long long>(json.value("conflicts", uint64_t{0})));
+  if (json.contains("incarnation")) {
+    std::printf("identity   deployment %s, incarnation %s\n", json.value("deployment", "").c_str(),
+                json.value("incarnation", "").c_str());
+  }
+  // Rebuilding and re-seeding (docs/replication.md): what the region waits for.
+  if (const nlohmann::json& reseed = json["reseed"];
+      reseed.is_object() && reseed.value("state", "") == "running") {
+    std::printf("reseed     running: %llu of %llu documents from %s (%llu bytes, %llu ms)\n",
+                static_cast<unsigned long long>(reseed.value("installed", uint64_t{0})),
+                static_cast<unsigned long long>(reseed.value("documents", uint64_t{0})),
+                reseed["source"].is_string() ? reseed["source"].get<std::string>().c_str() : "?",
+                static_cast<unsigned long long>(reseed.value("wire_bytes", uint64_t{0})),
+                static_cast<unsigned long long>(reseed.value("elapsed_ms", uint64_t{0})));
+  } else if (reseed.is_object() && reseed.value("state", "") == "done") {
+    std::printf("reseed     done: %llu documents from %s\n",
+                static_cast<unsigned long long>(reseed.value("installed", uint64_t{0})),
+                reseed["source"].is_string() ? reseed["source"].get<std::string>().c_str() : "?");
+  }
+  if (const nlohmann::json& rebuild = json["rebuild"];
+      rebuild.is_object() && rebuild.value("rebuilding", false)) {
+    std::string waiting;
+    for (const auto& peer : rebuild.value("waiting_for", nlohmann::json::array())) {
+      waiting += (waiting.empty() ? "" : ",") + peer.get<std::string>();
+    }
+    std::printf("rebuild    writes wait: own events %llu of %llu%s\n",
+                static_cast<unsigned long long>(rebuild.value("own_applied", uint64_t{0})),
+                static_cast<unsigned long long>(rebuild.value("own_target", uint64_t{0})),
+                waiting.empty() ? "" : (", waiting to hear from " + waiting).c_str());
+  }
   if (json["peers"].is_array()) {
     // One line per peer: the link, how far behind this region is, and how often it failed.
     for (const nlohmann::json& peer : json["peers"]) {
@@ -307,6 +336,7 @@ int RunStatus(Command& command, Client& client) {
       if (peer.contains("relayed_by") && peer["relayed_by"].is_string()) {
         line += ", relayed by " + peer["relayed_by"].get<std::string>();
       }
+      if (peer.contains("refused")) line += ", REFUSED: " + peer["refused"].get<std::string>();
       line += ", lag " + std::to_string(peer.value("lag_events", uint64_t{0})) + " events (" +
               std::to_string(peer.value("lag_ms", uint64_t{0})) + " ms), reconnects " +
               std::to_string(peer.value("reconnects", uint64_t{0})) + ", hedges " +

@@ -122,6 +122,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Register(*registry_);
   relays_active_ = MakeGauge(*registry_, "meridian_replication_relays_active",
                              "Origins received through a third region (direct link down)");
+  rebuilding_ = MakeGauge(*registry_, "meridian_rebuilding",
+                          "1 while the region rebuilds its own events from its peers and refuses "
+                          "writes");
+  reseeding_ = MakeGauge(*registry_, "meridian_reseed_running",
+                         "1 while the region re-seeds from a peer's snapshot");
+  reseed_installed_ = MakeGauge(*registry_, "meridian_reseed_installed_documents",
+                                "Documents the current or last re-seed installed");
+  reseed_documents_ = MakeGauge(*registry_, "meridian_reseed_snapshot_documents",
+                                "Documents in the snapshot of the current or last re-seed");
+}
+
+void Metrics::SetRebuild(bool rebuilding, bool reseeding, uint64_t installed, uint64_t documents) {
+  rebuilding_->Set(rebuilding ? 1 : 0);
+  reseeding_->Set(reseeding ? 1 : 0);
+  reseed_installed_->Set(static_cast<double>(installed));
+  reseed_documents_->Set(static_cast<double>(documents));
 }
 
 void Metrics::ObserveLatency(Latency latency, const std::string& origin,

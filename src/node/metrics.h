@@ -65,6 +65,9 @@ class Metrics {
   };
   void SetReplication(const std::vector<PeerTotals>& peers, const std::vector<OriginLag>& lags,
                       size_t relays_active);
+  // Rebuilding and re-seeding (docs/replication.md): whether writes wait, and a re-seed's
+  // documents installed of the snapshot's.
+  void SetRebuild(bool rebuilding, bool reseeding, uint64_t installed, uint64_t documents);
 
  private:
   std::mutex serialize_mutex_;  // scrapes catch the mirrored counters up one at a time
@@ -106,6 +109,10 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* peer_connected_;
   prometheus::Family<prometheus::Gauge>* behind_retention_;
   prometheus::Gauge* relays_active_;
+  prometheus::Gauge* rebuilding_;
+  prometheus::Gauge* reseeding_;
+  prometheus::Gauge* reseed_installed_;
+  prometheus::Gauge* reseed_documents_;
 };
 
 }  // namespace meridian::node

@@ -430,6 +430,10 @@ void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
     relays = relays_active_;
   }
   metrics_->SetReplication(totals, lags, relays);
+  std::lock_guard lock(mutex_);
+  metrics_->SetRebuild(rebuilding_, reseed_.value("state", "") == "running",
+                       reseed_.value("installed", uint64_t{0}),
+                       reseed_.value("documents", uint64_t{0}));
 }
 
 }  // namespace meridian::node

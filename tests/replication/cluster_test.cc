@@ -330,6 +330,9 @@ TEST(ReplicationCluster, RetentionTrimsWhatEveryRegionHoldsAndAWipedRegionReseed
   const json eu_status = Parse(eu.Get("/v1/status").body);
   EXPECT_EQ(eu_status["reseed"]["state"], "done") << eu_status.dump();
   EXPECT_EQ(eu_status["reseed"]["installed"], 50) << eu_status.dump();
+  const std::string metrics = eu.Get("/metrics").body;
+  EXPECT_NE(metrics.find("meridian_reseed_installed_documents 50"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("meridian_rebuilding 0"), std::string::npos);
   for (int i = 0; i < 10; ++i) {
     ASSERT_EQ(eu.Send("PUT", "/v1/docs/item:e" + std::to_string(i), R"({"stock":2})").status, 200);
   }
