@@ -76,6 +76,9 @@ struct NodeConfig {
     uint64_t hedge_after_ms = 1000;      // a dial unanswered this long gets a second beside it
     uint64_t retention_bytes = uint64_t{1} << 30;  // log bytes kept beyond what peers acknowledged
     uint64_t retention_age_s = 7 * 24 * 3600;      // and their age
+    // A peer that has acknowledged nothing (and has no stream open here) for this long no longer
+    // holds the log: it is re-seeded when it returns (docs/replication.md#retention).
+    uint64_t retention_hold_s = 14 * 24 * 3600;
   } replication;
 
   const RegionAddress& self() const;  // requires Validate() to have passed

@@ -62,6 +62,7 @@ ReplicationBoard::ReplicationBoard(core::RegionId self, std::map<core::RegionId,
   for (const auto& [id, name] : names_) {
     if (id == self_) continue;
     peers_[id].link.peer = id;
+    peers_[id].heard_ms = SteadyMs();  // a peer not heard since this start counts from it
   }
 }
 
@@ -120,6 +121,7 @@ std::optional<std::string> ReplicationBoard::SubscriberAttached(core::RegionId p
     state.acked = core::VersionVector();
   }
   state.incarnation = incarnation;
+  state.heard_ms = SteadyMs();
   ++state.subscriptions;
   state.subscriber_behind.clear();
   return std::nullopt;
@@ -134,16 +136,27 @@ void ReplicationBoard::SubscriberDetached(core::RegionId peer) {
 
 void ReplicationBoard::Acked(core::RegionId peer, const core::VersionVector& applied) {
   std::lock_guard lock(mutex_);
-  if (auto it = peers_.find(peer); it != peers_.end()) it->second.acked.Merge(applied);
+  if (auto it = peers_.find(peer); it != peers_.end()) {
+    it->second.acked.Merge(applied);
+    it->second.heard_ms = SteadyMs();
+  }
 }
 
-core::VersionVector ReplicationBoard::AckedByAll() const {
+core::VersionVector ReplicationBoard::AckedByAll(uint64_t now_ms, uint64_t hold_ms,
+                                                 const core::VersionVector& applied,
+                                                 std::vector<core::RegionId>* released) {
   std::lock_guard lock(mutex_);
+  released->clear();
   std::optional<core::VersionVector> meet;
   for (const auto& [id, peer] : peers_) {
+    if (peer.subscriptions == 0 && now_ms > peer.heard_ms + hold_ms) {
+      released->push_back(id);
+      continue;
+    }
     meet = meet ? core::VersionVector::Meet(*meet, peer.acked) : peer.acked;
   }
-  return meet.value_or(core::VersionVector());
+  released_ = *released;
+  return meet.value_or(applied);
 }
 
 void ReplicationBoard::SetRetention(uint64_t log_bytes,
@@ -344,6 +357,8 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
   }
   nlohmann::json trimmed = nlohmann::json::object();
   for (const auto& entry : trimmed_through_.entries()) trimmed[NameOf(entry.origin)] = entry.seq;
+  nlohmann::json released = nlohmann::json::array();
+  for (core::RegionId id : released_) released.push_back(NameOf(id));
   nlohmann::json held_by = nlohmann::json::array();
   for (const auto& [id, peer] : peers_) {
     // Peers that have not acknowledged everything held here keep it in the log.
@@ -355,7 +370,10 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
           {"rebuild", rebuild_},
           {"reseed", reseed_},
           {"retention",
-           {{"log_bytes", log_bytes_}, {"trimmed_through", trimmed}, {"held_by", held_by}}}};
+           {{"log_bytes", log_bytes_},
+            {"trimmed_through", trimmed},
+            {"held_by", held_by},
+            {"released", released}}}};
 }
 
 std::vector<std::string> ReplicationBoard::Problems() const {

@@ -58,8 +58,12 @@ class ReplicationBoard {
   std::optional<std::string> SubscriberAttached(core::RegionId peer, uint64_t incarnation);
   void SubscriberDetached(core::RegionId peer);
   void Acked(core::RegionId peer, const core::VersionVector& applied);
-  // What every other region has acknowledged as durably applied (log retention trims below it).
-  core::VersionVector AckedByAll() const;
+  // What every other region has acknowledged as durably applied (log retention trims below it),
+  // leaving out the peers released from holding the log: no stream open here and no
+  // acknowledgement for `hold_ms` (listed in *released). With every peer released, `applied`.
+  core::VersionVector AckedByAll(uint64_t now_ms, uint64_t hold_ms,
+                                 const core::VersionVector& applied,
+                                 std::vector<core::RegionId>* released);
   // The log's size and how far retention has trimmed each origin, for /v1/status.
   void SetRetention(uint64_t log_bytes, const core::VersionVector& trimmed_through);
   // How many other regions have acknowledged `dot` as durably applied.
@@ -112,6 +116,7 @@ class ReplicationBoard {
     uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
     std::string subscriber_behind;  // non-empty: why we cannot serve it
     uint64_t incarnation = 0;       // of its latest subscription (0: none yet)
+    uint64_t heard_ms = 0;          // steady ms of its last subscription or acknowledgement
     std::string refused;            // non-empty: why its streams were refused
     // inbound
     replication::Links::View link;
@@ -167,6 +172,7 @@ class ReplicationBoard {
   nlohmann::json reseed_ = nlohmann::json::object();
   std::string reseed_problem_;
   uint64_t log_bytes_ = 0;
+  std::vector<core::RegionId> released_;  // as of the last AckedByAll
   core::VersionVector trimmed_through_;
 };
 

@@ -1180,7 +1180,21 @@ class Replicator::Impl final : public wire::Replication::Service {
   // are older than retention_age_s — or all of them while the log is over retention_bytes. Never
   // anything a peer still needs.
   void ApplyRetention() {
-    const core::VersionVector acked = board_.AckedByAll();
+    std::vector<core::RegionId> released;
+    const core::VersionVector acked =
+        board_.AckedByAll(SteadyMs(), config_.replication.retention_hold_s * 1000,
+                          node_->region().frontier(), &released);
+    if (released != released_) {
+      for (core::RegionId peer : released) {
+        if (std::find(released_.begin(), released_.end(), peer) == released_.end()) {
+          spdlog::warn(
+              "replication: {} has acknowledged nothing for {} s; the log no longer "
+              "waits for it (it re-seeds when it returns)",
+              board_.NameOf(peer), config_.replication.retention_hold_s);
+        }
+      }
+      released_ = released;
+    }
     auto log_bytes = node_->store().LogBytes();
     if (!log_bytes.ok()) return;
     const bool over_bytes = *log_bytes > config_.replication.retention_bytes;
@@ -1295,8 +1309,9 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::mutex snapshots_mutex_;
   std::map<uint64_t, std::shared_ptr<SnapshotLease>> snapshots_;
   uint64_t next_snapshot_id_ = (WallMs() << 16) | 1;
-  std::vector<std::thread> threads_;     // the ticker
-  core::VersionVector trimmed_through_;  // ticker thread only
+  std::vector<std::thread> threads_;      // the ticker
+  core::VersionVector trimmed_through_;   // ticker thread only
+  std::vector<core::RegionId> released_;  // ticker thread only: peers the log no longer waits for
   std::set<core::RegionId> retention_known_;
 };
 

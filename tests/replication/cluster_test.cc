@@ -552,6 +552,55 @@ TEST(ReplicationCluster, ARegionAddedAfterTheLogsWereTrimmedIsReseeded) {
   EXPECT_EQ(Parse(asia_client.Get("/v1/docs/item:u39").body)["stock"], 1);
 }
 
+// asia is down longer than retention_hold_s: the others stop keeping their logs for it and trim.
+// Back with its old data it is behind their retention (reported, not ready); emptied, it
+// re-seeds and rejoins with everything (docs/replication.md#retention).
+TEST(ReplicationCluster, ARegionDownPastTheHoldIsReleasedAndRejoinsByReseeding) {
+  ClusterOptions options;
+  options.extra_toml += "retention_age_s = 1\nretention_hold_s = 2\n";
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  HttpClient us = cluster.Client("us");
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(us.Send("PUT", "/v1/docs/item:a" + std::to_string(i), R"({"stock":1})").status, 200);
+  }
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+  cluster.node("asia").Kill();
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(us.Send("PUT", "/v1/docs/item:b" + std::to_string(i), R"({"stock":2})").status, 200);
+  }
+  json status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = Parse(us.Get("/v1/status").body);
+        return status["retention"]["trimmed_through"].value("us", 0) == 40 &&
+               status["retention"]["released"] == json::array({"asia"});
+      },
+      seconds(30)))
+      << status.dump();
+
+  ASSERT_TRUE(cluster.node("asia").Start(seconds(20), /*ready=*/false));
+  HttpClient asia = cluster.Client("asia");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const json& peer : Parse(asia.Get("/v1/status").body).value("peers", json::array())) {
+          if (peer.contains("behind_retention")) return true;
+        }
+        return false;
+      },
+      seconds(20)))
+      << asia.Get("/v1/status").body;
+  EXPECT_EQ(asia.Get("/readyz").status, 503);
+
+  cluster.node("asia").Kill();
+  std::filesystem::remove_all(cluster.node("asia").data_dir());
+  ASSERT_TRUE(cluster.node("asia").Start(seconds(30))) << cluster.node("asia").log();
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why << cluster.Logs();
+  EXPECT_EQ(cluster.Documents("asia", "item:"), cluster.Documents("us", "item:"));
+  EXPECT_EQ(cluster.Documents("asia", "item:").size(), 40u);
+}
+
 // Runs `meridian start` with `args` to its exit (bounded); its exit code and output.
 std::pair<int, std::string> RunMeridian(const std::vector<std::string>& args,
                                         const std::string& log_path) {
