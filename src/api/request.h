@@ -51,8 +51,8 @@ struct ApiCall {
   std::string prefix;                          // scan, watch
   std::string after;                           // scan
   size_t limit = 100;                          // scan, conflicts
-  std::string resume_from;  // watch: an event id ("from" query or Last-Event-ID header)
-  std::string since;        // watch: "us:42,eu:17", the last event seen of each origin
+  std::string resume_from;      // watch: an event id ("from" query or Last-Event-ID header)
+  std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header
 };
 
