@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/version_vector.h"
+#include "meridian/status.h"
 
 namespace meridian::storage {
 
@@ -31,6 +32,13 @@ inline std::string SequenceKey(uint64_t sequence) {
   std::string key;
   PutBigEndian64(&key, sequence);
   return key;
+}
+
+// The refusal of Store::TrimChanges and TrimConflicts asked to trim past the end of their log:
+// the recorded start would then be ahead of records still to come.
+inline Status TrimPastTheEnd(std::string_view log, uint64_t before, uint64_t last) {
+  return InvalidArgument("cannot trim the " + std::string(log) + " log below " +
+                         std::to_string(before) + ": its last number is " + std::to_string(last));
 }
 
 }  // namespace meridian::storage

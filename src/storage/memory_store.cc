@@ -1,5 +1,6 @@
 #include "storage/memory_store.h"
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -129,6 +130,31 @@ class MemoryStore final : public Store {
     return Status::Ok();
   }
 
+  Status TrimChanges(uint64_t before_lsn) override {
+    std::lock_guard lock(mutex_);
+    if (before_lsn > last_lsn_ + 1) return TrimPastTheEnd("change", before_lsn, last_lsn_);
+    if (before_lsn <= oldest_lsn_) return Status::Ok();
+    changes_.erase(changes_.begin(), changes_.lower_bound(before_lsn));
+    oldest_lsn_ = before_lsn;
+    return Status::Ok();
+  }
+
+  Status TrimConflicts(uint64_t before_seq) override {
+    std::lock_guard lock(mutex_);
+    const uint64_t last = conflicts_trimmed_ + conflicts_.size();
+    if (before_seq > last + 1) return TrimPastTheEnd("conflict", before_seq, last);
+    while (conflicts_trimmed_ + 1 < before_seq) {
+      conflicts_.pop_front();
+      ++conflicts_trimmed_;
+    }
+    return Status::Ok();
+  }
+
+  Result<KeptLogs> Kept() override {
+    std::lock_guard lock(mutex_);
+    return KeptLogs{oldest_lsn_, conflicts_trimmed_ + 1};
+  }
+
   Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
                       const std::function<bool(const LoggedEvent&)>& visit) override {
     std::vector<LoggedEvent> events;
@@ -170,7 +196,7 @@ class MemoryStore final : public Store {
   }
   Result<uint64_t> ConflictCount() override {
     std::lock_guard lock(mutex_);
-    return static_cast<uint64_t>(conflicts_.size());
+    return conflicts_trimmed_ + conflicts_.size();
   }
   Result<uint64_t> DeadLetterCount() override {
     std::lock_guard lock(mutex_);
@@ -210,11 +236,13 @@ class MemoryStore final : public Store {
 
   std::mutex mutex_;
   std::map<core::Dot, LoggedEvent> log_;
-  std::map<uint64_t, LoggedEvent> changes_;  // by lsn
+  std::map<uint64_t, LoggedEvent> changes_;  // by lsn, from oldest_lsn_
+  uint64_t oldest_lsn_ = 1;
   uint64_t log_bytes_ = 0;
   std::map<std::string, std::string, std::less<>> docs_;
   std::map<std::string, std::string, std::less<>> views_;
-  std::vector<std::string> conflicts_;
+  std::deque<std::string> conflicts_;  // sequence numbers conflicts_trimmed_ + 1, + 2, ...
+  uint64_t conflicts_trimmed_ = 0;
   uint64_t dead_letters_ = 0;
   std::map<std::string, IdempotencyRecord, std::less<>> idempotency_;
   std::set<std::pair<uint64_t, std::string>> by_time_;  // (time_ms, key) of every record
@@ -268,10 +296,12 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   std::lock_guard lock(from.mutex_);
   copy->log_ = from.log_;
   copy->changes_ = from.changes_;
+  copy->oldest_lsn_ = from.oldest_lsn_;
   copy->log_bytes_ = from.log_bytes_;
   copy->docs_ = from.docs_;
   copy->views_ = from.views_;
   copy->conflicts_ = from.conflicts_;
+  copy->conflicts_trimmed_ = from.conflicts_trimmed_;
   copy->dead_letters_ = from.dead_letters_;
   copy->idempotency_ = from.idempotency_;
   copy->by_time_ = from.by_time_;

@@ -19,6 +19,16 @@ namespace {
 // The node's position after the last commit: hlc, last lsn, document count, digest (each 8 bytes,
 // big-endian), then the frontier (compact version vector).
 constexpr const char* kMetaPosition = "position";
+// Where the trimmed logs start (KeptLogs): the oldest lsn and the oldest conflict sequence number
+// kept, each 8 bytes, big-endian. Absent until the first trim.
+constexpr const char* kMetaKept = "kept";
+
+std::string EncodeKept(const KeptLogs& kept) {
+  std::string value;
+  PutBigEndian64(&value, kept.oldest_lsn);
+  PutBigEndian64(&value, kept.oldest_conflict);
+  return value;
+}
 
 enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kIdempotency, kFamilies };
 const char* const kFamilyNames[kFamilies] = {"default",   "log",          "changes",    "docs",
@@ -152,15 +162,25 @@ class RocksDbStore final : public Store {
   }
 
   Status Init() {
+    auto kept = Get(kMeta, kMetaKept);
+    if (!kept.ok()) return kept.status();
+    if (kept->has_value()) {
+      if ((*kept)->size() != 16) return Corruption("meta kept record is not 16 bytes");
+      kept_.oldest_lsn = GetBigEndian64(**kept);
+      kept_.oldest_conflict = GetBigEndian64(std::string_view(**kept).substr(8));
+    }
     for (Family family : {kConflicts, kDeadLetters}) {
       std::unique_ptr<rocksdb::Iterator> it(
           db_->NewIterator(rocksdb::ReadOptions(), families_[family]));
       it->SeekToLast();
       uint64_t last = it->Valid() ? GetBigEndian64(it->key().ToStringView()) : 0;
+      if (family == kConflicts) last = std::max(last, kept_.oldest_conflict - 1);
       (family == kConflicts ? conflict_seq_ : dead_letter_seq_).store(last);
       if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
     }
-    return Status::Ok();
+    // The last lsn bounds TrimChanges before the node asks for it.
+    auto recovered = Recover();
+    return recovered.ok() ? Status::Ok() : recovered.status();
   }
 
   Status Commit(const CommitBatch& batch) override {
@@ -337,6 +357,30 @@ class RocksDbStore final : public Store {
     return FromRocks(it->status(), "read changes");
   }
 
+  Status TrimChanges(uint64_t before_lsn) override {
+    std::lock_guard lock(commit_mutex_);
+    if (before_lsn > last_lsn_ + 1) return TrimPastTheEnd("change", before_lsn, last_lsn_);
+    if (before_lsn <= kept_.oldest_lsn) return Status::Ok();
+    KeptLogs kept = kept_;
+    kept.oldest_lsn = before_lsn;
+    return TrimBelow(kChanges, before_lsn, kept);
+  }
+
+  Status TrimConflicts(uint64_t before_seq) override {
+    std::lock_guard lock(commit_mutex_);
+    const uint64_t last = conflict_seq_.load();
+    if (before_seq > last + 1) return TrimPastTheEnd("conflict", before_seq, last);
+    if (before_seq <= kept_.oldest_conflict) return Status::Ok();
+    KeptLogs kept = kept_;
+    kept.oldest_conflict = before_seq;
+    return TrimBelow(kConflicts, before_seq, kept);
+  }
+
+  Result<KeptLogs> Kept() override {
+    std::lock_guard lock(kept_mutex_);
+    return kept_;
+  }
+
   Status ReadLogWhile(core::RegionId origin, uint64_t from_seq, size_t limit,
                       const std::function<bool(const LoggedEvent&)>& visit) override {
     std::unique_ptr<rocksdb::Iterator> it(
@@ -453,6 +497,30 @@ class RocksDbStore final : public Store {
     return std::optional<std::string>(std::string(*record.view));
   }
 
+  // One range deletion of every key of `family` below `before` (whatever it covers, one entry),
+  // written with the new start in one batch. Requires commit_mutex_.
+  //
+  // The range starts at the empty key, not at the old start: the memtable inserts a range
+  // tombstone with the insert hint of its begin key's prefix, a hint into the memtable's other
+  // skip list (of point entries) when that prefix is one the family's keys use. The empty key is
+  // outside the domain of the families' fixed 4-byte hint prefix, so the tombstone is inserted
+  // without a hint.
+  Status TrimBelow(Family family, uint64_t before, const KeptLogs& kept) {
+    rocksdb::WriteBatch write;
+    const std::string end = SequenceKey(before);
+    if (Status status = FromRocks(write.DeleteRange(families_[family], "", end), "trim");
+        !status.ok()) {
+      return status;
+    }
+    write.Put(families_[kMeta], kMetaKept, EncodeKept(kept));
+    Status status = FromRocks(db_->Write(write_options_, &write), "trim");
+    if (status.ok()) {
+      std::lock_guard kept_lock(kept_mutex_);
+      kept_ = kept;
+    }
+    return status;
+  }
+
   Result<std::optional<std::string>> Get(Family family, std::string_view key) {
     std::string value;
     rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[family],
@@ -467,6 +535,10 @@ class RocksDbStore final : public Store {
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mutex_;
   uint64_t last_lsn_ = 0;  // guarded by commit_mutex_
+  // Written under both mutexes, so either guards reads: Kept() takes only kept_mutex_ and never
+  // waits for a commit.
+  std::mutex kept_mutex_;
+  KeptLogs kept_;
   std::atomic<uint64_t> conflict_seq_{0};
   std::atomic<uint64_t> dead_letter_seq_{0};
 };
@@ -508,14 +580,16 @@ Result<std::unique_ptr<Store>> OpenRocksDbStore(const RocksDbOptions& options) {
     rocksdb::ColumnFamilyOptions options_for_family = family_options;
     // Append-only families insert at the end of a key range: a per-prefix hint turns each
     // memtable insert into O(1) (log: one range per origin; changes and the sequenced logs: one
-    // range per 2^32 records; meta: the same key again).
-    size_t hint_prefix_bytes = 0;
-    if (family == kLog) hint_prefix_bytes = 1;
-    if (family == kChanges || family == kConflicts || family == kDeadLetters) hint_prefix_bytes = 4;
-    if (family == kMeta) hint_prefix_bytes = 8;
-    if (hint_prefix_bytes > 0) {
+    // range per 2^32 records; meta: the same key again). The sequenced families take a fixed
+    // prefix, which a key shorter than 4 bytes does not have: the empty begin key of their range
+    // deletions (TrimBelow) gets no hint.
+    if (family == kLog || family == kMeta) {
       options_for_family.memtable_insert_with_hint_prefix_extractor.reset(
-          rocksdb::NewCappedPrefixTransform(hint_prefix_bytes));
+          rocksdb::NewCappedPrefixTransform(family == kLog ? 1 : 8));
+    }
+    if (family == kChanges || family == kConflicts || family == kDeadLetters) {
+      options_for_family.memtable_insert_with_hint_prefix_extractor.reset(
+          rocksdb::NewFixedPrefixTransform(4));
     }
     descriptors.emplace_back(kFamilyNames[family], options_for_family);
   }

@@ -9,6 +9,8 @@
 //     exists, its rendered JSON (the read model);
 //   - node metadata: the applied frontier, the last HLC, the last lsn;
 //   - the conflict log and the dead-letter store (JSON records by sequence);
+//   - where the change order and the conflict log start: both are trimmed from their oldest end
+//     (TrimChanges, TrimConflicts), so that they stay bounded;
 //   - idempotency records: an idempotency key -> the receipt of the write that first used it,
 //     with the time it was written, so that a retried write answers the original receipt.
 //
@@ -66,6 +68,13 @@ struct CommitBatch {
   // Records past their window (from ExpiredIdempotency), removed before `idempotency` is added.
   // A record is removed only when it is still the one written at that time.
   std::vector<IdempotencyRecord> idempotency_expired;
+};
+
+// Where the trimmed logs start: the change order holds every change from oldest_lsn to the last
+// lsn, the conflict log every record from oldest_conflict to ConflictCount().
+struct KeptLogs {
+  uint64_t oldest_lsn = 1;       // 1: nothing trimmed
+  uint64_t oldest_conflict = 1;  // 1: nothing trimmed
 };
 
 // What a node needs to resume after a restart.
@@ -126,9 +135,21 @@ class Store {
   // The local position of an applied event, or nullopt when it is not in the log.
   virtual Result<std::optional<uint64_t>> LsnOf(core::Dot dot) = 0;
   // Calls visit for up to `limit` changes with lsn > after_lsn, in lsn order: dot, lsn, key, hlc
-  // and rendered document (not the event's bytes). The change order outlives log retention.
+  // and rendered document (not the event's bytes). The change order outlives log retention; it
+  // starts at Kept().oldest_lsn, so a read from below that skips what was trimmed.
   virtual Status ReadChanges(uint64_t after_lsn, size_t limit,
                              const std::function<void(const LoggedEvent&)>& visit) = 0;
+
+  // Change-order trimming: removes every change with lsn < before_lsn, in one atomic write that
+  // also records the new start (Kept().oldest_lsn = before_lsn, also after a reopen). A
+  // before_lsn at or below the current start changes nothing; one beyond the last committed lsn
+  // + 1 is kInvalidArgument. The event log is not touched. Runs one at a time with Commit.
+  virtual Status TrimChanges(uint64_t before_lsn) = 0;
+  // The same for the conflict log: removes the records with sequence numbers below before_seq
+  // (at most ConflictCount() + 1). ConflictCount() still counts them.
+  virtual Status TrimConflicts(uint64_t before_seq) = 0;
+  // Where the change order and the conflict log start now.
+  virtual Result<KeptLogs> Kept() = 0;
 
   // Calls visit for up to `limit` logged events of `origin` with seq >= from_seq, in seq order
   // (what a region sends a peer that has applied up to from_seq - 1).
@@ -149,8 +170,10 @@ class Store {
   // About how many bytes the event log holds.
   virtual Result<uint64_t> LogBytes() = 0;
 
-  // The newest `limit` conflict records, newest first.
+  // The newest `limit` conflict records kept, newest first.
   virtual Result<std::vector<std::string>> RecentConflicts(size_t limit) = 0;
+  // How many conflict records were ever appended (trimmed ones included): the last sequence
+  // number.
   virtual Result<uint64_t> ConflictCount() = 0;
   virtual Result<uint64_t> DeadLetterCount() = 0;
 

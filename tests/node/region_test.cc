@@ -63,6 +63,9 @@ class FlakyStore final : public storage::Store {
     return inner_->TrimLog(origin, through_seq);
   }
   Result<uint64_t> LogBytes() override { return inner_->LogBytes(); }
+  Status TrimChanges(uint64_t before_lsn) override { return inner_->TrimChanges(before_lsn); }
+  Status TrimConflicts(uint64_t before_seq) override { return inner_->TrimConflicts(before_seq); }
+  Result<storage::KeptLogs> Kept() override { return inner_->Kept(); }
   Result<std::vector<std::string>> RecentConflicts(size_t limit) override {
     return inner_->RecentConflicts(limit);
   }
