@@ -539,7 +539,6 @@ class HttpServer::Impl {
   awaitable<void> Watch(const std::shared_ptr<Connection>& connection, const Request& request,
                         const ApiCall& call) {
     node::Region& region = node_->region();
-    storage::Store& store = node_->store();
     const node::NodeConfig& config = node_->config();
     beast::error_code ec;
 
@@ -597,6 +596,19 @@ class HttpServer::Impl {
       rejection = TooManyWatches();
       co_await reject();
       co_return;
+    }
+    // A `since` watch's replay starts where the subscription leaves off: found now, before
+    // streaming, so that a resume point the change log no longer covers is refused like `from`'s.
+    if (!call.since.empty()) {
+      auto lsn = SinceLsn(*node_, seen, subscribed_lsn);
+      if (auto* error = std::get_if<ApiError>(&lsn)) {
+        node_->watches().Unsubscribe(watcher);
+        rejection = *error;
+        co_await reject();
+        co_return;
+      }
+      resume_lsn = std::get<uint64_t>(lsn);
+      resuming = true;
     }
     connection->wake = wake;
 
@@ -662,26 +674,13 @@ class HttpServer::Impl {
     };
 
     // The backlog: logged changes after the resume point up to the subscription.
-    Status backlog_status;
-    if (!call.since.empty()) {
-      auto lsn = SinceLsn(*node_, seen, subscribed_lsn);
-      if (lsn.ok()) {
-        resume_lsn = *lsn;
-        resuming = true;
-      } else {
-        backlog_status = lsn.status();
-      }
-    }
+    std::optional<ApiError> backlog_error;
     uint64_t sent_lsn = resuming ? resume_lsn : subscribed_lsn;
     std::string last_event = call.resume_from;
     std::vector<node::Change> page;
     while (resuming && !closed && sent_lsn < subscribed_lsn) {
-      Status status = ReadBacklog(store, sent_lsn, subscribed_lsn, &page);
-      if (!status.ok()) {
-        backlog_status = status;
-        break;
-      }
-      if (page.empty()) break;
+      backlog_error = ReadBacklog(*node_, sent_lsn, subscribed_lsn, last_event, &page);
+      if (backlog_error || page.empty()) break;
       for (node::Change& change : page) {
         sent_lsn = change.lsn;
         last_event = region.EventId(change.dot);
@@ -693,11 +692,11 @@ class HttpServer::Impl {
         if (closed) break;
       }
     }
-    if (!backlog_status.ok()) {
-      // Never skip silently to live changes: that would leave a gap.
+    if (backlog_error) {
+      // Never skip silently to later changes: that would leave a gap.
       event_name = "error";
       event_id.clear();
-      payload = ErrorBody(BacklogError(backlog_status, last_event));
+      payload = ErrorBody(*backlog_error);
       co_await send();
       closed = true;
     }

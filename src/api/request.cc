@@ -209,8 +209,9 @@ ApiError ErrorFromStatus(const Status& status) {
 
 std::string ErrorBody(const ApiError& error) {
   // Messages may quote what the client sent, which need not be UTF-8: replace, never throw.
-  return nlohmann::json{{"error", error.code}, {"message", error.message}}.dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json body{{"error", error.code}, {"message", error.message}};
+  if (!error.oldest.empty()) body["oldest"] = error.oldest;
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,

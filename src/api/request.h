@@ -37,7 +37,8 @@ struct ApiError {
   int status = 400;
   std::string code;
   std::string message;
-  std::string allow;  // for 405: the methods the route accepts
+  std::string allow;        // for 405: the methods the route accepts
+  std::string oldest = {};  // for resume_point_trimmed: the oldest change kept (an event id)
 };
 
 struct ApiCall {
@@ -90,7 +91,7 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
 
 // The error of a Status from the write path, as the API answers it.
 ApiError ErrorFromStatus(const Status& status);
-// {"error": code, "message": message}
+// {"error": code, "message": message}, and "oldest" when the error has it.
 std::string ErrorBody(const ApiError& error);
 
 }  // namespace meridian::api

@@ -17,6 +17,48 @@ std::string Hex64(uint64_t value) {
   return out.str();
 }
 
+// The event id of the change at `lsn`, or of the first one after it; empty when there is none.
+std::string EventAtOrAfter(node::Node& node, uint64_t lsn) {
+  std::string event;
+  (void)node.store().ReadChanges(lsn - 1, 1, [&](const storage::LoggedEvent& change) {
+    event = node.region().EventId(change.dot);
+  });
+  return event;
+}
+
+// 410 resume_point_trimmed: `message` says what is gone; `oldest` is the event of the oldest
+// change the change log keeps.
+ApiError ResumePointTrimmed(std::string message, std::string oldest) {
+  return ApiError{410, "resume_point_trimmed", std::move(message), {}, std::move(oldest)};
+}
+
+// 410 resume_point_trimmed for changes the change log no longer holds (`what`).
+ApiError ChangesTrimmed(const std::string& what, std::string oldest) {
+  return ResumePointTrimmed("the change log no longer holds " + what +
+                                ": it keeps the newest changes (watch.changes_kept), the oldest "
+                                "being " +
+                                (oldest.empty() ? std::string("(none)") : oldest) +
+                                "; resume from that event or a later one, or start again from "
+                                "a scan",
+                            std::move(oldest));
+}
+
+// The rule every resume point follows: the change after `after_lsn` must still be kept.
+std::optional<ApiError> CheckKept(node::Node& node, uint64_t after_lsn, const std::string& what) {
+  auto kept = node.store().Kept();
+  if (!kept.ok()) return ErrorFromStatus(kept.status());
+  if (after_lsn + 1 >= kept->oldest_lsn) return std::nullopt;
+  return ChangesTrimmed(what, EventAtOrAfter(node, kept->oldest_lsn));
+}
+
+ApiError BacklogError(const Status& status, const std::string& last_event) {
+  const ApiError error = ErrorFromStatus(status);
+  return ApiError{error.status,
+                  error.code,
+                  "cannot read the change log after " + last_event + ": " + error.message,
+                  {}};
+}
+
 }  // namespace
 
 std::string ChangeJson(const node::Region& region, const node::Change& change) {
@@ -128,9 +170,19 @@ std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& 
   auto lsn = node.store().LsnOf(dot);
   if (!lsn.ok()) return ErrorFromStatus(lsn.status());
   if (!lsn->has_value()) {
+    if (node.region().frontier().Covers(dot)) {
+      auto kept = node.store().Kept();
+      if (!kept.ok()) return ErrorFromStatus(kept.status());
+      return ResumePointTrimmed("event " + event_id +
+                                    " is no longer in this region's event log (replication "
+                                    "retention), so where its changes end is unknown; resume "
+                                    "with since, or start again from a scan",
+                                EventAtOrAfter(node, kept->oldest_lsn));
+    }
     return ApiError{
         404, "unknown_event", "event " + event_id + " has not been applied in this region", {}};
   }
+  if (auto trimmed = CheckKept(node, **lsn, "the changes after " + event_id)) return *trimmed;
   return **lsn;
 }
 
@@ -155,42 +207,60 @@ std::variant<core::VersionVector, ApiError> ParseSince(node::Node& node, const s
   return seen;
 }
 
-Result<uint64_t> SinceLsn(node::Node& node, const core::VersionVector& seen,
-                          uint64_t subscribed_lsn) {
+std::variant<uint64_t, ApiError> SinceLsn(node::Node& node, const core::VersionVector& seen,
+                                          uint64_t subscribed_lsn) {
+  auto kept = node.store().Kept();
+  if (!kept.ok()) return ErrorFromStatus(kept.status());
   uint64_t lsn = subscribed_lsn;
   const core::VersionVector applied = node.region().frontier();
   for (const auto& entry : applied.entries()) {
     const uint64_t next = seen.Get(entry.origin) + 1;
     if (entry.seq < next) continue;  // nothing unseen of this origin applied here yet
-    auto position = node.store().LsnOf(core::Dot{entry.origin, next});
-    if (!position.ok()) return position.status();
-    // Not in the log any more (retention): replay the whole change order.
-    lsn = std::min(lsn, position->has_value() ? **position - 1 : 0);
+    const core::Dot unseen{entry.origin, next};
+    auto position = node.store().LsnOf(unseen);
+    if (!position.ok()) return ErrorFromStatus(position.status());
+    if (position->has_value()) {
+      lsn = std::min(lsn, **position - 1);
+      continue;
+    }
+    // Not in the event log any more (retention): replay the whole change log, unless part of it
+    // is gone too, which may have held it.
+    if (kept->oldest_lsn > 1) {
+      return ResumePointTrimmed("event " + node.region().EventId(unseen) +
+                                    ", the first of its origin this watch has not seen, is no "
+                                    "longer in this region's event log (replication retention), "
+                                    "and the change log, which may have held it, was trimmed "
+                                    "(watch.changes_kept); start again from a scan",
+                                EventAtOrAfter(node, kept->oldest_lsn));
+    }
+    lsn = 0;
   }
+  if (auto trimmed = CheckKept(node, lsn, "some changes this watch has not seen")) return *trimmed;
   return lsn;
 }
 
-Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,
-                   std::vector<node::Change>* page) {
+std::optional<ApiError> ReadBacklog(node::Node& node, uint64_t after_lsn, uint64_t through_lsn,
+                                    const std::string& last_event,
+                                    std::vector<node::Change>* page) {
   page->clear();
-  return store.ReadChanges(after_lsn, kWatchBacklogPage, [&](const storage::LoggedEvent& logged) {
+  // The first change read: lsns are dense from the oldest kept, so anything but the one after
+  // after_lsn means that one was trimmed.
+  std::optional<storage::LoggedEvent> first;
+  const auto visit = [&](const storage::LoggedEvent& logged) {
+    if (!first) first = logged;
     if (logged.lsn > through_lsn) return;
-    node::Change change;
-    change.lsn = logged.lsn;
-    change.dot = logged.dot;
-    change.doc = logged.rendered;
-    change.key = logged.key;
-    change.hlc = logged.hlc;
-    page->push_back(std::move(change));
-  });
-}
-
-ApiError BacklogError(const Status& status, const std::string& last_event) {
-  const ApiError error = ErrorFromStatus(status);
-  return ApiError{error.status,
-                  error.code,
-                  "cannot read the change log after " + last_event + ": " + error.message,
-                  {}};
+    page->push_back(node::Change{logged.key, logged.rendered, logged.dot, logged.hlc, logged.lsn});
+  };
+  const Status status = node.store().ReadChanges(after_lsn, kWatchBacklogPage, visit);
+  if (!status.ok()) return BacklogError(status, last_event);
+  if (first && first->lsn == after_lsn + 1) return std::nullopt;
+  // Trimmed while this watch was replaying: never skip to what is left.
+  page->clear();
+  return ChangesTrimmed(
+      "the changes after " +
+          (last_event.empty() ? std::string("this watch's resume point") : last_event) +
+          " (trimmed while this watch replayed them)",
+      first ? node.region().EventId(first->dot) : std::string());
 }
 
 ApiError SlowConsumer(size_t buffer_max, const std::string& last_event) {

@@ -42,8 +42,14 @@ bool DurabilityConfirmed(node::Node& node, core::Dot dot, size_t wanted);
 // The message of 504 durability_timeout.
 std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms);
 
+// Resuming a watch: the change log keeps only its newest changes (watch.changes_kept), so every
+// resume point is checked against where it starts, and a resume point it no longer covers is
+// refused with 410 resume_point_trimmed, naming the oldest change kept, before streaming.
+
 // The change-log position of a watch's resume point (an event id this region has applied):
-// 400 bad_parameter for text that is not an event id, 404 unknown_event for one not applied here.
+// 400 bad_parameter for text that is not an event id, 404 unknown_event for one not applied here,
+// 410 resume_point_trimmed when the changes after it were trimmed, or when the event log no longer
+// holds the event (replication retention), so that its position is unknown.
 std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& event_id);
 // A watch's `since`: "us:42,eu:17", the last event a watcher has seen of each origin, as a
 // version vector. Any region can resume such a watch: with one region's order of changes, a
@@ -52,18 +58,20 @@ std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& 
 std::variant<core::VersionVector, ApiError> ParseSince(node::Node& node, const std::string& since);
 // Where a `since` watch replays from, once subscribed at `subscribed_lsn`: the change-log position
 // just before the earliest change of an event `seen` does not cover (changes after the
-// subscription come live). 0 when the log no longer holds such an event (its change order does:
-// the replay then reads it all, skipping what `seen` covers).
-Result<uint64_t> SinceLsn(node::Node& node, const core::VersionVector& seen,
-                          uint64_t subscribed_lsn);
+// subscription come live). When the event log no longer holds such an event (replication
+// retention), its position is unknown: the whole change log is replayed, skipping what `seen`
+// covers, unless the change log was trimmed too, which answers 410 resume_point_trimmed (the
+// trimmed part might hold it); so does a position before the change log's start.
+std::variant<uint64_t, ApiError> SinceLsn(node::Node& node, const core::VersionVector& seen,
+                                          uint64_t subscribed_lsn);
 
-// Up to kWatchBacklogPage logged changes after `after_lsn` and at most `through_lsn`, in order.
-// An empty page means the backlog is exhausted.
-Status ReadBacklog(storage::Store& store, uint64_t after_lsn, uint64_t through_lsn,
-                   std::vector<node::Change>* page);
-// A watch that cannot read its backlog ends with this error rather than skipping to live changes
-// (which would leave a gap); `last_event` is the last event it delivered or resumed from.
-ApiError BacklogError(const Status& status, const std::string& last_event);
+// Up to kWatchBacklogPage logged changes after `after_lsn` and at most `through_lsn`
+// (> after_lsn), in order; an empty page means the backlog is exhausted. Or the error that must
+// end the watch rather than let it skip to later changes (which would leave a gap): the storage
+// error, or 410 resume_point_trimmed when the change after `after_lsn` was trimmed meanwhile.
+// `last_event` is the last event the watch delivered or resumed from, for the message.
+std::optional<ApiError> ReadBacklog(node::Node& node, uint64_t after_lsn, uint64_t through_lsn,
+                                    const std::string& last_event, std::vector<node::Change>* page);
 // The error that closes a watch that fell more than buffer_max changes behind.
 ApiError SlowConsumer(size_t buffer_max, const std::string& last_event);
 // The error refusing a watch when watch.watchers_max are open.

@@ -51,6 +51,8 @@ grpc::StatusCode CodeOf(const ApiError& error) {
     case 409:  // not_a_number
     case 422:  // idempotency_key_reused
       return grpc::StatusCode::FAILED_PRECONDITION;
+    case 410:  // resume_point_trimmed: before the range of changes kept
+      return grpc::StatusCode::OUT_OF_RANGE;
     case 429:
       return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case 503:
@@ -64,6 +66,7 @@ grpc::StatusCode CodeOf(const ApiError& error) {
 
 grpc::Status Fail(grpc::ServerContext* context, const ApiError& error) {
   context->AddTrailingMetadata("meridian-error", error.code);
+  if (!error.oldest.empty()) context->AddTrailingMetadata("meridian-oldest", error.oldest);
   return grpc::Status(CodeOf(error), error.code + ": " + error.message);
 }
 
@@ -417,6 +420,20 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       Withdraw(waiter);
       return Fail(context, api::TooManyWatches());
     }
+    // A `since` watch's replay starts where the subscription leaves off: found before the stream
+    // starts, so that a resume point the change log no longer covers is refused like
+    // resume_from's.
+    bool replay = resuming;
+    if (!request->since().empty()) {
+      auto lsn = api::SinceLsn(*node_, seen, subscribed_lsn);
+      if (auto* refused = std::get_if<ApiError>(&lsn)) {
+        node_->watches().Unsubscribe(watcher);
+        Withdraw(waiter);
+        return Fail(context, *refused);
+      }
+      resume_lsn = std::get<uint64_t>(lsn);
+      replay = true;
+    }
     // Every change committed from here on reaches this watch: tell the client it is registered.
     writer->SendInitialMetadata();
 
@@ -435,24 +452,12 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
 
     grpc::Status outcome = grpc::Status::OK;
     bool open = true;
-    bool replay = resuming;
-    if (!request->since().empty()) {
-      auto lsn = api::SinceLsn(*node_, seen, subscribed_lsn);
-      if (lsn.ok()) {
-        resume_lsn = *lsn;
-        replay = true;
-      } else {
-        outcome = Fail(context, api::BacklogError(lsn.status(), last_event));
-        open = false;
-      }
-    }
     uint64_t sent_lsn = replay ? resume_lsn : subscribed_lsn;
     std::vector<node::Change> page;
     while (replay && open && sent_lsn < subscribed_lsn) {
-      meridian::Status status = api::ReadBacklog(node_->store(), sent_lsn, subscribed_lsn, &page);
-      if (!status.ok()) {
-        // Never skip silently to live changes: that would leave a gap.
-        outcome = Fail(context, api::BacklogError(status, last_event));
+      if (auto error = api::ReadBacklog(*node_, sent_lsn, subscribed_lsn, last_event, &page)) {
+        // Never skip silently to later changes: that would leave a gap.
+        outcome = Fail(context, *error);
         open = false;
         break;
       }
