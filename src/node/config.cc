@@ -122,12 +122,15 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   }
   if (const toml::table* storage = Section(root, "storage", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
-        CheckKeys(*storage, "storage", {"sync", "block_cache_bytes", "document_cache_max"}));
+        CheckKeys(*storage, "storage",
+                  {"sync", "block_cache_bytes", "document_cache_max", "conflicts_kept"}));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*storage, "storage", "document_cache_max", &config.document_cache_max));
     MERIDIAN_RETURN_IF_ERROR(ReadBool(*storage, "storage", "sync", &config.sync));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*storage, "storage", "block_cache_bytes", &config.block_cache_bytes));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*storage, "storage", "conflicts_kept", &config.conflicts_kept));
   }
   if (const toml::table* writes = Section(root, "writes", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -138,9 +141,11 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
   }
   if (const toml::table* watch = Section(root, "watch", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*watch, "watch", {"buffer_max", "watchers_max"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*watch, "watch", {"buffer_max", "watchers_max", "changes_kept"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "buffer_max", &config.watch_buffer_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "watchers_max", &config.watchers_max));
+    MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "changes_kept", &config.changes_kept));
   }
   if (const toml::table* clock = Section(root, "clock", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*clock, "clock", {"max_skew_ms"}));
@@ -282,11 +287,13 @@ Status ValidateConfig(const NodeConfig& config) {
       {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
       {"storage.document_cache_max", config.document_cache_max, 0, 100'000'000},
       {"storage.block_cache_bytes", config.block_cache_bytes, 1 << 20, uint64_t{1} << 40},
+      {"storage.conflicts_kept", config.conflicts_kept, 1, 1'000'000'000'000},
       {"writes.batch_max", config.write_batch_max, 1, 100'000},
       {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
       {"writes.idempotency_window_s", config.idempotency_window_s, 1, 365 * 86'400},
       {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},
       {"watch.watchers_max", config.watchers_max, 1, 1'000'000},
+      {"watch.changes_kept", config.changes_kept, 1, 1'000'000'000'000},
       {"clock.max_skew_ms", config.max_skew_ms, 1, 86'400'000},
       {"limits.key_bytes_max", config.limits.key_bytes_max, 1, 64 * 1024},
       {"limits.field_name_bytes_max", config.limits.field_name_bytes_max, 1, 64 * 1024},

@@ -46,6 +46,7 @@ struct NodeConfig {
   size_t block_cache_bytes = 64 << 20;
   size_t document_cache_max = 65536;  // recently written documents kept in memory for the
                                       // write path (decoded) and for reads (rendered)
+  uint64_t conflicts_kept = 100'000;  // the newest conflict records the conflict log keeps
 
   // [writes]
   size_t write_batch_max = 512;            // writes grouped into one commit at most
@@ -55,6 +56,8 @@ struct NodeConfig {
   // [watch]
   size_t watch_buffer_max = 10'000;  // changes buffered per watcher before it is dropped
   size_t watchers_max = 1'000;
+  uint64_t changes_kept = 1'000'000;  // the newest changes the change log keeps: how far back a
+                                      // watch can resume
 
   // [clock]
   uint64_t max_skew_ms = 500;

@@ -89,6 +89,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   node->needs_reseed_ = node->confirm_own_events_ && node->region_->frontier().empty();
   node->region_->SetRebuilding(node->confirm_own_events_);
   node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
+  node->region_->SetLogBounds(config.changes_kept, config.conflicts_kept);
   auto recovered = node->store_->Recover();
   if (!recovered.ok()) return recovered.status();
   node->watches_.SetPublishedLsn(recovered->last_lsn);

@@ -99,6 +99,24 @@ Status Region::Recover() {
   return Status::Ok();
 }
 
+Status Region::TrimLogs() {
+  auto kept = store_->Kept();
+  if (!kept.ok()) return kept.status();
+  // Only this thread commits, so the last lsn and the conflict count stay put until the trims.
+  const uint64_t last_lsn = this->last_lsn();
+  if (changes_kept_ > 0 && last_lsn + 1 > kept->oldest_lsn + changes_kept_) {
+    if (Status status = store_->TrimChanges(last_lsn + 1 - changes_kept_); !status.ok()) {
+      return status;
+    }
+  }
+  auto conflicts = store_->ConflictCount();
+  if (!conflicts.ok()) return conflicts.status();
+  if (conflicts_kept_ > 0 && *conflicts + 1 > kept->oldest_conflict + conflicts_kept_) {
+    return store_->TrimConflicts(*conflicts + 1 - conflicts_kept_);
+  }
+  return Status::Ok();
+}
+
 Result<Region::Loaded> Region::Load(const std::string& key) {
   if (auto it = cache_.find(key); it != cache_.end() && it->second.valid) {
     // Checked out, not copied: the group's commit puts it back (Remember); until then, or if the
@@ -542,6 +560,11 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
 core::VersionVector Region::frontier() const {
   std::lock_guard lock(mutex_);
   return frontier_;
+}
+
+uint64_t Region::last_lsn() const {
+  std::lock_guard lock(mutex_);
+  return last_lsn_;
 }
 
 uint64_t Region::skew_count() const {

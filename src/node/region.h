@@ -89,6 +89,20 @@ class Region {
   // records are removed with later commits, a bounded number at a time. Call before commits.
   void SetIdempotencyWindow(uint64_t window_ms) { idempotency_window_ms_ = window_ms; }
 
+  // How many of the newest changes the change log keeps (watch.changes_kept) and how many of the
+  // newest records the conflict log keeps (storage.conflicts_kept); 0 keeps everything, the
+  // default. TrimLogs enforces them. Call before commits.
+  void SetLogBounds(uint64_t changes_kept, uint64_t conflicts_kept) {
+    changes_kept_ = changes_kept;
+    conflicts_kept_ = conflicts_kept;
+  }
+  // Trims the change log and the conflict log down to their bounds, each with one store trim
+  // (one range deletion, however much it removes), so a pass is short however far behind it is.
+  // Between passes the logs grow past their bounds by what was committed meanwhile. A watch
+  // replaying the change log is not waited for: it finds the gap and ends (api::ReadBacklog).
+  // Commit thread only.
+  Status TrimLogs();
+
   // Applies the writes in order and commits them as one durable batch. Each write's operation
   // must hold canonical JSON values (api::ParseRequest or core::NormalizeOperation made it). On
   // return (*outcomes)[i] is writes[i]'s receipt or the error that refused it (a refused write
@@ -153,6 +167,8 @@ class Region {
   bool rebuilding() const { return rebuilding_.load(); }
 
   core::VersionVector frontier() const;
+  // The lsn of the last committed change (0: none). Thread-safe.
+  uint64_t last_lsn() const;
   core::RegionId id() const { return id_; }
   const std::string& NameOf(core::RegionId id) const;
   // "us:42"
@@ -217,6 +233,8 @@ class Region {
   const core::Limits limits_;
   uint64_t idempotency_window_ms_ = 24 * 3600 * 1000;
   uint64_t idempotency_purged_ms_ = 0;  // commit thread only: when expiry last ran
+  uint64_t changes_kept_ = 0;           // 0: no bound
+  uint64_t conflicts_kept_ = 0;         // 0: no bound
   std::atomic<bool> rebuilding_{false};
 
   mutable std::mutex mutex_;  // guards the members below for readers on other threads

@@ -92,6 +92,9 @@ void WriteQueue::Run() {
       // time, at most once per interval, on this thread (it is the region's only writer).
       size_t folded = 0;
       (void)region_->FoldSweep(kFoldSweepDocuments, &folded);  // a failure is retried next time
+      // The change and conflict logs are trimmed to their bounds at the same pace: a trim is one
+      // short store write, whatever it removes.
+      (void)region_->TrimLogs();  // likewise
       last_sweep = std::chrono::steady_clock::now();
     }
     {

@@ -155,6 +155,38 @@ TEST(ConfigTest, HedgeAfterIsReadAndChecked) {
   EXPECT_NE(status.message().find("replication.hedge_after_ms"), std::string::npos);
 }
 
+TEST(ConfigTest, TheChangeAndConflictLogsAreBoundedByDefaultAndChecked) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->changes_kept, 1'000'000u);
+  EXPECT_EQ(defaults->conflicts_kept, 100'000u);
+  auto set = ParseConfig(
+      std::string(kValid) + "\n[watch]\nchanges_kept = 10\n[storage]\nconflicts_kept = 3\n", "t");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->changes_kept, 10u);
+  EXPECT_EQ(set->conflicts_kept, 3u);
+  EXPECT_TRUE(ValidateConfig(*set).ok());
+  for (const char* key : {"watch.changes_kept", "storage.conflicts_kept"}) {
+    for (const char* value : {"0", "1000000000001"}) {
+      const std::string section(key, std::string(key).find('.'));
+      const std::string name = std::string(key).substr(section.size() + 1);
+      auto bad = ParseConfig(
+          std::string(kValid) + "\n[" + section + "]\n" + name + " = " + value + "\n", "t");
+      ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+      const Status status = ValidateConfig(*bad);
+      EXPECT_FALSE(status.ok()) << key << " = " << value;
+      EXPECT_NE(status.message().find(std::string(key) + " must be from 1 to 1000000000000"),
+                std::string::npos)
+          << status.message();
+    }
+  }
+  auto negative = ParseConfig(std::string(kValid) + "\n[watch]\nchanges_kept = -1\n", "t");
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("watch.changes_kept must be a non-negative integer"),
+            std::string::npos)
+      << negative.status().message();
+}
+
 TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
   auto plain = ParseConfig(kValid, "t");
   ASSERT_TRUE(plain.ok());

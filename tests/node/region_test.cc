@@ -597,5 +597,37 @@ TEST_F(RemoteApplyTest, ConcurrentSetsAreRecordedAsConflicts) {
   EXPECT_EQ(record["losers"][0]["event"], "us:1");
 }
 
+TEST_F(RemoteApplyTest, TrimmingKeepsTheNewestChangesAndConflictRecords) {
+  us_.SetLogBounds(/*changes_kept=*/3, /*conflicts_kept=*/2);
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Change> changes;
+  for (int i = 0; i < 4; ++i) {  // one conflict each: 8 changes, 4 conflict records at us
+    const std::string key = "k" + std::to_string(i);
+    us_.CommitLocalWrites(std::vector<WriteRequest>{{key, Set("price", "30")}}, &outcomes,
+                          &changes);
+    clock_.now_ms += 5;
+    ASSERT_TRUE(us_.ApplyRemoteEvents(WriteAtEu({{key, Set("price", "32")}}), &changes).ok());
+  }
+  ASSERT_EQ(us_store_.ConflictCount().value(), 4u);
+  ASSERT_TRUE(us_.TrimLogs().ok());
+  EXPECT_EQ(us_store_.Kept()->oldest_lsn, 6u);
+  EXPECT_EQ(us_store_.Kept()->oldest_conflict, 3u);
+  std::vector<uint64_t> lsns;
+  ASSERT_TRUE(
+      us_store_
+          .ReadChanges(0, 100,
+                       [&lsns](const storage::LoggedEvent& change) { lsns.push_back(change.lsn); })
+          .ok());
+  EXPECT_EQ(lsns, (std::vector<uint64_t>{6, 7, 8}));
+  const auto records = us_store_.RecentConflicts(10).value();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(records[1])["key"], "k2");
+  // Within the bounds, another pass trims nothing; a region without bounds keeps everything.
+  ASSERT_TRUE(us_.TrimLogs().ok());
+  EXPECT_EQ(us_store_.Kept()->oldest_lsn, 6u);
+  ASSERT_TRUE(eu_.TrimLogs().ok());
+  EXPECT_EQ(eu_store_.Kept()->oldest_lsn, 1u);
+}
+
 }  // namespace
 }  // namespace meridian::node
