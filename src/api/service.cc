@@ -81,6 +81,17 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
   auto idempotency = node.store().IdempotencyCount();
   snapshot.idempotency_records = idempotency.ok() ? *idempotency : 0;
+  // The start first, then the end: a trim between the two can only make the count too large.
+  auto kept = node.store().Kept();
+  if (kept.ok()) {
+    const uint64_t last_lsn = node.region().last_lsn();
+    snapshot.change_log_oldest_lsn = kept->oldest_lsn;
+    snapshot.change_log_changes =
+        last_lsn + 1 > kept->oldest_lsn ? last_lsn + 1 - kept->oldest_lsn : 0;
+    snapshot.conflict_log_records = snapshot.conflicts + 1 > kept->oldest_conflict
+                                        ? snapshot.conflicts + 1 - kept->oldest_conflict
+                                        : 0;
+  }
   snapshot.events = stats.events;
   snapshot.commits = stats.commits;
   snapshot.write_queue_depth = node.write_queue_depth();
@@ -120,6 +131,17 @@ nlohmann::json StatusJson(node::Node& node) {
           {"digest", Hex64(region.digest())},
           {"documents", snapshot.documents},
           {"conflicts", snapshot.conflicts},
+          {"change_log",
+           {{"oldest_lsn", snapshot.change_log_oldest_lsn},
+            {"last_lsn", snapshot.change_log_oldest_lsn + snapshot.change_log_changes - 1},
+            {"changes", snapshot.change_log_changes},
+            {"oldest_event",
+             snapshot.change_log_changes == 0
+                 ? nlohmann::json(nullptr)
+                 : nlohmann::json(EventAtOrAfter(node, snapshot.change_log_oldest_lsn))}}},
+          {"conflict_log",
+           {{"oldest_seq", snapshot.conflicts + 1 - snapshot.conflict_log_records},
+            {"records", snapshot.conflict_log_records}}},
           {"dead_letters", snapshot.dead_letters},
           {"idempotency_records", snapshot.idempotency_records},
           {"local_events", snapshot.events},

@@ -64,6 +64,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       MakeCounter(*registry_, "meridian_clock_skew_events_total",
                   "Remote timestamps further ahead of the local clock than clock.max_skew_ms");
   connections_ = MakeGauge(*registry_, "meridian_http_connections", "Open HTTP connections");
+  change_log_oldest_lsn_ =
+      MakeGauge(*registry_, "meridian_change_log_oldest_lsn",
+                "Position of the oldest change the change log keeps (watches resume after it)");
+  change_log_changes_ = MakeGauge(*registry_, "meridian_change_log_changes",
+                                  "Changes the change log keeps (watch.changes_kept bounds them)");
+  conflict_log_records_ =
+      MakeGauge(*registry_, "meridian_conflict_log_records",
+                "Records the conflict log keeps (storage.conflicts_kept bounds them)");
 
   visibility_.family = &prometheus::BuildHistogram()
                             .Name("meridian_replication_visibility_ms")
@@ -223,6 +231,9 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   CatchUp(watch_overflows_, snapshot.watch_overflows);
   CatchUp(clock_skew_, snapshot.clock_skew_events);
   connections_->Set(static_cast<double>(snapshot.connections));
+  change_log_oldest_lsn_->Set(static_cast<double>(snapshot.change_log_oldest_lsn));
+  change_log_changes_->Set(static_cast<double>(snapshot.change_log_changes));
+  conflict_log_records_->Set(static_cast<double>(snapshot.conflict_log_records));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

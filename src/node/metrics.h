@@ -39,7 +39,10 @@ class Metrics {
     uint64_t watch_overflows = 0;
     uint64_t clock_skew_events = 0;
     uint64_t connections = 0;
-    uint64_t idempotency_records = 0;  // about: the store's estimate
+    uint64_t idempotency_records = 0;    // about: the store's estimate
+    uint64_t change_log_oldest_lsn = 1;  // the oldest change the change log keeps
+    uint64_t change_log_changes = 0;     // changes it keeps
+    uint64_t conflict_log_records = 0;   // conflict records the conflict log keeps
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -90,6 +93,9 @@ class Metrics {
   prometheus::Counter* watch_overflows_;
   prometheus::Counter* clock_skew_;
   prometheus::Gauge* connections_;
+  prometheus::Gauge* change_log_oldest_lsn_;
+  prometheus::Gauge* change_log_changes_;
+  prometheus::Gauge* conflict_log_records_;
 
   // A latency histogram per origin, made with the first observation of that origin.
   struct ByOrigin {

@@ -553,6 +553,9 @@ TEST_F(HttpApiTest, StatusReportsRegionFrontierDigestAndCounts) {
         << field << " in " << status.dump();
   }
   EXPECT_GE(status["uptime_s"].get<double>(), 0.0);
+  EXPECT_EQ(status["change_log"],
+            json({{"oldest_lsn", 1}, {"last_lsn", 0}, {"changes", 0}, {"oldest_event", nullptr}}));
+  EXPECT_EQ(status["conflict_log"], json({{"oldest_seq", 1}, {"records", 0}}));
   ASSERT_TRUE(status["peers"].is_array());
   std::set<std::string> peers;
   for (const json& peer : status["peers"]) {
@@ -576,6 +579,8 @@ TEST_F(HttpApiTest, StatusReportsRegionFrontierDigestAndCounts) {
   EXPECT_GE(status["commits"].get<uint64_t>(), 1u);
   EXPECT_LE(status["commits"].get<uint64_t>(), 2u);
   EXPECT_NE(status["digest"], digest_a1);
+  EXPECT_EQ(status["change_log"],
+            json({{"oldest_lsn", 1}, {"last_lsn", 2}, {"changes", 2}, {"oldest_event", "us:1"}}));
 
   // The digest describes the data, not its history.
   ASSERT_TRUE(IsReceipt(Put("a", R"({"x": 2})")));
@@ -613,6 +618,9 @@ TEST_F(HttpApiTest, MetricsUseThePrometheusTextFormatAndTheDocumentedNames) {
       {"meridian_watch_overflows_total", "counter"},
       {"meridian_clock_skew_events_total", "counter"},
       {"meridian_http_connections", "gauge"},
+      {"meridian_change_log_changes", "gauge"},
+      {"meridian_change_log_oldest_lsn", "gauge"},
+      {"meridian_conflict_log_records", "gauge"},
   };
   for (const auto& [name, type] : documented) {
     EXPECT_NE(response.body.find("# TYPE " + name + " " + type + "\n"), std::string::npos) << name;
@@ -623,6 +631,9 @@ TEST_F(HttpApiTest, MetricsUseThePrometheusTextFormatAndTheDocumentedNames) {
   EXPECT_EQ(metrics.at("meridian_local_events_total"), 1.0);
   EXPECT_GE(metrics.at("meridian_fsyncs_total"), 1.0);
   EXPECT_GE(metrics.at("meridian_http_connections"), 1.0);
+  EXPECT_EQ(metrics.at("meridian_change_log_changes"), 1.0);
+  EXPECT_EQ(metrics.at("meridian_change_log_oldest_lsn"), 1.0);
+  EXPECT_EQ(metrics.at("meridian_conflict_log_records"), 0.0);
   EXPECT_EQ(metrics.at(R"(meridian_http_requests_total{code="200",route="put_doc"})"), 1.0);
   EXPECT_EQ(metrics.at(R"(meridian_http_requests_total{code="200",route="get_doc"})"), 1.0);
   EXPECT_EQ(metrics.at(R"(meridian_http_requests_total{code="404",route="get_doc"})"), 1.0);
