@@ -34,13 +34,11 @@ ApiError ResumePointTrimmed(std::string message, std::string oldest) {
 
 // 410 resume_point_trimmed for changes the change log no longer holds (`what`).
 ApiError ChangesTrimmed(const std::string& what, std::string oldest) {
-  return ResumePointTrimmed("the change log no longer holds " + what +
-                                ": it keeps the newest changes (watch.changes_kept), the oldest "
-                                "being " +
-                                (oldest.empty() ? std::string("(none)") : oldest) +
-                                "; resume from that event or a later one, or start again from "
-                                "a scan",
-                            std::move(oldest));
+  std::string message = "the change log no longer holds " + what +
+                        ": it keeps the newest changes (watch.changes_kept), the oldest being " +
+                        (oldest.empty() ? std::string("(none)") : oldest) +
+                        "; resume from that event or a later one, or start again from a scan";
+  return ResumePointTrimmed(std::move(message), std::move(oldest));
 }
 
 // The rule every resume point follows: the change after `after_lsn` must still be kept.
