@@ -498,6 +498,53 @@ TEST_F(GrpcApiTest, WatchEndsWhenTheNodeStops) {
   EXPECT_EQ(Trailer(*stream.context, "meridian-resume-from"), put.event());
 }
 
+class GrpcApiTrimmedLogTest : public GrpcApiTest {
+ protected:
+  std::string ExtraToml() override {
+    return "[storage]\nsync = false\n[watch]\nchanges_kept = 5\n";
+  }
+};
+
+TEST_F(GrpcApiTrimmedLogTest, AResumePointBeforeTheChangesKeptIsOutOfRange) {
+  std::vector<std::string> events;
+  for (int i = 0; i < 20; ++i) {
+    events.push_back(
+        MustPut("t/" + std::to_string(i % 3), R"({"i":)" + std::to_string(i) + "}").event());
+  }
+  // The newest 5 changes are kept, lsn 16 to 20, within about a second.
+  meridian::testing::HttpClient http = node_->Client();
+  const auto deadline = Clock::now() + seconds(10);
+  while (json::parse(http.Get("/v1/status").body, nullptr, false)["change_log"]["oldest_lsn"] !=
+         16) {
+    ASSERT_LT(Clock::now(), deadline) << "the change log was not trimmed";
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  for (const auto& [resume_from, since] :
+       std::vector<std::pair<std::string, std::string>>{{events[3], ""}, {"", "us:14"}}) {
+    SCOPED_TRACE(resume_from + since);
+    v1::WatchRequest request;
+    request.set_resume_from(resume_from);
+    request.set_since(since);
+    WatchStream refused = WatchStream::Open(*stub_, request);
+    v1::Change change;
+    EXPECT_FALSE(refused.reader->Read(&change));
+    const grpc::Status status = refused.reader->Finish();
+    ExpectError(status, *refused.context, grpc::StatusCode::OUT_OF_RANGE, "resume_point_trimmed");
+    EXPECT_EQ(Trailer(*refused.context, "meridian-oldest"), events[15]);
+  }
+
+  // From the event before the oldest kept: every kept change, in order.
+  v1::WatchRequest request;
+  request.set_resume_from(events[14]);
+  WatchStream resumed = WatchStream::Open(*stub_, request);
+  std::vector<std::string> replayed;
+  for (const v1::Change& change : resumed.Read(5)) replayed.push_back(change.event());
+  EXPECT_EQ(replayed, std::vector<std::string>(events.begin() + 15, events.end()));
+  resumed.context->TryCancel();
+  resumed.reader->Finish();
+}
+
 class GrpcApiSlowWatchTest : public GrpcApiTest {
  protected:
   std::string ExtraToml() override { return "[storage]\nsync = false\n[watch]\nbuffer_max = 1\n"; }

@@ -672,6 +672,167 @@ TEST_F(WatchSlowConsumerTest, ASlowWebSocketWatcherGetsTheErrorAndAPolicyClose) 
   EXPECT_TRUE(WaitForWatchers(0));
 }
 
+// ---- A bounded change log ------------------------------------------------------------------
+
+class WatchTrimTest : public WatchTest {
+ protected:
+  std::string ExtraToml() override {
+    return "[storage]\nsync = false\n[watch]\nchanges_kept = " + std::to_string(kKept) + "\n";
+  }
+
+  // Polls /v1/status (bounded) until the change log starts at `oldest_lsn`; returns its
+  // change_log object as last seen.
+  json WaitForChangeLogStart(uint64_t oldest_lsn, milliseconds timeout = seconds(10)) {
+    json change_log;
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      change_log = Parse(client_->Get("/v1/status").body)["change_log"];
+      if (change_log.is_object() && change_log["oldest_lsn"] == oldest_lsn) break;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return change_log;
+  }
+
+  // A refused watch: the status, a JSON body with `code`, and `oldest` when given.
+  void ExpectRefused(const std::string& target, const std::map<std::string, std::string>& headers,
+                     int status, const std::string& code, const std::string& oldest) {
+    SCOPED_TRACE(target);
+    SseStream watch = Sse();
+    EXPECT_EQ(watch.Open(target, headers), status) << watch.head();
+    EXPECT_NE(watch.head().find("Content-Type: application/json"), std::string::npos)
+        << watch.head();
+    const json body = Parse(watch.ReadBody());
+    ASSERT_TRUE(body.is_object());
+    EXPECT_EQ(body["error"], code) << body.dump();
+    if (!oldest.empty()) {
+      EXPECT_EQ(body["oldest"], oldest) << body.dump();
+      EXPECT_NE(body["message"].get<std::string>().find(oldest), std::string::npos) << body.dump();
+    }
+  }
+
+  static constexpr uint64_t kKept = 10;
+};
+
+TEST_F(WatchTrimTest, TheChangeLogKeepsItsNewestChangesAndRefusesToResumeBeforeThem) {
+  std::vector<Expected> writes;
+  for (int i = 0; i < 40; ++i) {
+    writes.push_back(
+        Write("PUT", "t/" + std::to_string(i % 7), "{\"i\": " + std::to_string(i) + "}"));
+  }
+  ASSERT_EQ(writes.back().event, "us:40");
+  // Trimmed within about a second to the newest kKept changes: lsn 31 to 40.
+  json change_log = WaitForChangeLogStart(31);
+  EXPECT_EQ(change_log, json({{"oldest_lsn", 31},
+                              {"last_lsn", 40},
+                              {"changes", kKept},
+                              {"oldest_event", writes[30].event}}));
+  EXPECT_EQ(Metric("meridian_change_log_changes"), kKept);
+  EXPECT_EQ(Metric("meridian_change_log_oldest_lsn"), 31);
+
+  // Resume points before the oldest change kept are refused before streaming, naming it.
+  const std::string oldest = writes[30].event;
+  ExpectRefused("/v1/watch?from=" + writes[4].event, {}, 410, "resume_point_trimmed", oldest);
+  ExpectRefused("/v1/watch?prefix=t%2F&from=" + writes[28].event, {}, 410, "resume_point_trimmed",
+                oldest);
+  ExpectRefused("/v1/watch", {{"Last-Event-ID", writes[0].event}}, 410, "resume_point_trimmed",
+                oldest);
+  ExpectRefused("/v1/watch?since=us:5", {}, 410, "resume_point_trimmed", oldest);
+  ExpectRefused("/v1/watch?since=us:29", {}, 410, "resume_point_trimmed", oldest);
+  ExpectRefused("/v1/watch?from=us:41", {}, 404, "unknown_event", "");
+  WsWatch ws(node_->http_port());
+  EXPECT_FALSE(ws.Open("/v1/watch?from=" + writes[4].event)) << "the handshake fails";
+  EXPECT_TRUE(WaitForWatchers(0)) << "a refused watch holds no watcher";
+
+  // From the change before the oldest kept, or later, every change after it is replayed exactly,
+  // then live ones follow.
+  const std::vector<Expected> kept(writes.begin() + 30, writes.end());
+  SseStream from = Sse();
+  ASSERT_EQ(from.Open("/v1/watch?from=" + writes[29].event), 200) << from.head();
+  SseStream since = Sse();
+  ASSERT_EQ(since.Open("/v1/watch?since=us:30"), 200) << since.head();
+  SseStream later = Sse();
+  ASSERT_EQ(later.Open("/v1/watch?from=" + writes[35].event), 200) << later.head();
+  for (SseStream* watch : {&from, &since}) {
+    const auto replayed = watch->Collect(kept.size());
+    ASSERT_EQ(replayed.size(), kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) EXPECT_TRUE(IsSseChange(replayed[i], kept[i])) << i;
+  }
+  const auto rest = later.Collect(4);
+  ASSERT_EQ(rest.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(IsSseChange(rest[i], writes[36 + i])) << i;
+  const Expected live = Write("PUT", "t/live", R"({"live": true})");
+  for (SseStream* watch : {&from, &since, &later}) {
+    const auto next = watch->Next();
+    ASSERT_TRUE(next.has_value());
+    EXPECT_TRUE(IsSseChange(*next, live));
+  }
+
+  // More writes: the log stays at its bound.
+  for (int i = 0; i < 25; ++i) Write("PUT", "t/more", "{\"i\": " + std::to_string(i) + "}");
+  change_log = WaitForChangeLogStart(66 - kKept + 1);
+  EXPECT_EQ(change_log["changes"], kKept) << change_log.dump();
+  EXPECT_EQ(change_log["last_lsn"], 66) << change_log.dump();
+}
+
+class WatchTrimWhileReplayingTest : public WatchTrimTest {
+ protected:
+  std::string ExtraToml() override {
+    return "[storage]\nsync = false\n[watch]\nchanges_kept = 400\n";
+  }
+};
+
+TEST_F(WatchTrimWhileReplayingTest, AWatchWhoseBacklogIsTrimmedEndsWithTheErrorNotAGap) {
+  // 400 large changes, all kept: replaying them takes more than the socket buffers hold.
+  const std::string padding(50000, 'p');
+  std::vector<std::string> ids;
+  for (int i = 0; i < 400; ++i) {
+    const HttpResponse response =
+        client_->Send("PUT", DocPath("big/" + std::to_string(i % 10)),
+                      "{\"i\": " + std::to_string(i) + ", \"pad\": \"" + padding + "\"}");
+    ASSERT_EQ(response.status, 200) << Describe(response);
+    ids.push_back(Parse(response.body)["event"]);
+  }
+  // A watch resuming from the first change that does not read: the node's replay blocks in its
+  // first page (256 changes, about 13 MB).
+  SseStream watch = Sse();
+  ASSERT_EQ(watch.Open("/v1/watch?from=" + ids[0], {}, seconds(10), 4096), 200) << watch.head();
+  ASSERT_TRUE(WaitForWatchers(1));
+  // Meanwhile 450 more changes: the trim leaves lsn 451 to 850.
+  for (int i = 0; i < 450; ++i) {
+    const HttpResponse response =
+        client_->Send("PUT", DocPath("small/" + std::to_string(i)), R"({"s": 1})");
+    ASSERT_EQ(response.status, 200) << Describe(response);
+    ids.push_back(Parse(response.body)["event"]);
+  }
+  ASSERT_EQ(WaitForChangeLogStart(451)["oldest_lsn"], 451);
+
+  // Now read: a gap-free run of changes from the resume point on, then the error, then the end.
+  std::vector<std::string> received;
+  std::optional<SseEvent> error;
+  const auto deadline = Clock::now() + seconds(30);
+  while (Clock::now() < deadline && received.size() < ids.size()) {
+    auto event = watch.Next(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+    if (!event) break;
+    if (event->event == "error") {
+      error = event;
+      break;
+    }
+    received.push_back(event->id);
+  }
+  ASSERT_TRUE(error.has_value()) << "no error event; received " << received.size()
+                                 << " changes, closed " << watch.closed();
+  const json body = Parse(error->data);
+  EXPECT_EQ(body["error"], "resume_point_trimmed") << error->data;
+  EXPECT_EQ(body["oldest"], ids[450]) << error->data;
+  EXPECT_TRUE(watch.WaitClosed(seconds(10)));
+  ASSERT_FALSE(received.empty());
+  ASSERT_LT(received.size(), 399u) << "the replay stopped where the log was trimmed";
+  EXPECT_EQ(received, std::vector<std::string>(ids.begin() + 1, ids.begin() + 1 + received.size()))
+      << "every change up to the last one delivered, in order";
+  EXPECT_NE(body["message"].get<std::string>().find(received.back()), std::string::npos)
+      << "the error names the last change delivered: " << error->data;
+}
+
 class WatchLimitTest : public WatchTest {
  protected:
   std::string ExtraToml() override {

@@ -394,6 +394,47 @@ json StatusOf(Cluster& cluster, const std::string& region) {
 // writes (503 rebuilding, /readyz 503 rebuilding) while it cannot know which of its event ids the
 // others hold; reads answer. Once the links heal it gets its own events back from them, then takes
 // writes under ids nobody holds: every region ends with every document and the exact counter.
+TEST(ReplicationCluster, TheConflictLogKeepsItsNewestRecordsAndCountsThemAll) {
+  ClusterOptions options;
+  options.regions = {"us", "eu"};
+  options.extra_toml = "[storage]\nconflicts_kept = 3\n" + options.extra_toml;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  HttpClient us = cluster.Client("us");
+  HttpClient eu = cluster.Client("eu");
+  // Apart, both regions set the price of the same 8 items: one conflict per item in each.
+  cluster.Partition("us", "eu");
+  for (int i = 0; i < 8; ++i) {
+    const std::string path = "/v1/docs/item:" + std::to_string(i);
+    ASSERT_EQ(us.Send("PUT", path, json{{"price", i}}.dump()).status, 200);
+    ASSERT_EQ(eu.Send("PUT", path, json{{"price", 100 + i}}.dump()).status, 200);
+  }
+  cluster.Heal("us", "eu");
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why << cluster.Logs();
+  for (HttpClient* client : {&us, &eu}) {
+    // Within about a second the log is down to its newest 3 records, sequence numbers 6 to 8.
+    const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+    json status;
+    while (std::chrono::steady_clock::now() < deadline) {
+      status = Parse(client->Get("/v1/status").body);
+      if (status["conflict_log"]["oldest_seq"] == 6) break;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    EXPECT_EQ(status["conflicts"], 8) << status.dump();
+    EXPECT_EQ(status["conflict_log"], json({{"oldest_seq", 6}, {"records", 3}})) << status.dump();
+    const json conflicts = Parse(client->Get("/v1/conflicts?limit=100").body);
+    EXPECT_EQ(conflicts["total"], 8) << conflicts.dump();
+    ASSERT_EQ(conflicts["conflicts"].size(), 3u) << conflicts.dump();
+    for (const json& record : conflicts["conflicts"]) {
+      EXPECT_EQ(record["kind"], "concurrent_set") << record.dump();
+    }
+    const std::string metrics = client->Get("/metrics").body;
+    EXPECT_NE(metrics.find("\nmeridian_conflict_log_records 3\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("\nmeridian_conflicts_total 8\n"), std::string::npos) << metrics;
+  }
+}
+
 TEST(ReplicationCluster, AWipedRegionRebuildsItsOwnEventsBeforeWriting) {
   Cluster cluster({.delay_ms = 2});
   ASSERT_TRUE(cluster.Start()) << cluster.Logs();
