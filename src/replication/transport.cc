@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <list>
@@ -400,6 +401,13 @@ class Replicator::Impl final : public wire::Replication::Service {
       lease->used_ms = now;
     }
     std::string after = lease->id == request->snapshot_id() ? request->after_key() : std::string();
+    // Fault injection for tests (docs/testing.md): end each call after this many pages, as a
+    // broken connection would, so that the region must resume.
+    static const uint64_t pages_per_call = [] {
+      const char* value = std::getenv("MERIDIAN_FAULT_SNAPSHOT_PAGES_PER_CALL");
+      return value != nullptr ? std::strtoull(value, nullptr, 10) : 0;
+    }();
+    uint64_t pages = 0;
     const std::string frontier = lease->snapshot->frontier().Encode();
     StatePage page;
     for (;;) {
@@ -408,8 +416,17 @@ class Replicator::Impl final : public wire::Replication::Service {
       size_t bytes = 0;
       bool more = true;
       while (more && bytes < kSnapshotPageBytes && page.size() < kSnapshotPageDocuments) {
+        // As many as should fit, by the page's average so far (one to start: documents may be
+        // large), so that a page stays near its byte bound.
+        size_t limit = 1;
+        if (!page.empty()) {
+          const size_t average = std::max<size_t>(1, bytes / page.size());
+          limit = std::clamp<size_t>((kSnapshotPageBytes - bytes) / average + 1, 1,
+                                     kSnapshotPageDocuments - page.size());
+          limit = std::min<size_t>(limit, 1024);
+        }
         auto scanned = lease->snapshot->ScanDocumentStates(
-            page.empty() ? after : page.back().first, 256,
+            page.empty() ? after : page.back().first, limit,
             [&](std::string_view key, std::string_view state) {
               bytes += key.size() + state.size();
               page.emplace_back(std::string(key), std::string(state));
@@ -433,6 +450,9 @@ class Replicator::Impl final : public wire::Replication::Service {
       }
       chunk.set_done(!more);
       if (!writer->Write(chunk)) return {grpc::StatusCode::CANCELLED, "the re-seeding region left"};
+      if (more && pages_per_call != 0 && ++pages == pages_per_call) {
+        return {grpc::StatusCode::UNAVAILABLE, "fault injection: the call ends here"};
+      }
       {
         std::lock_guard lock(snapshots_mutex_);
         lease->used_ms = SteadyMs();
@@ -597,6 +617,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t installed = 0;
     uint64_t bytes = 0;  // received, compressed
     uint64_t started_ms = 0;
+    uint64_t resumes = 0;  // calls that went on with the same snapshot
     std::string last_error;
   };
 
@@ -608,7 +629,8 @@ class Replicator::Impl final : public wire::Replication::Service {
         {"installed", reseed.installed},
         {"wire_bytes", reseed.bytes},
         {"elapsed_ms", SteadyMs() - reseed.started_ms},
-        {"frontier", reseed.frontier.ToString()}};
+        {"frontier", reseed.frontier.ToString()},
+        {"resumes", reseed.resumes}};
     if (!reseed.last_error.empty()) status["last_error"] = reseed.last_error;
     const bool running = std::string_view(state) == "running";
     board_.SetReseed(std::move(status),
@@ -646,21 +668,28 @@ class Replicator::Impl final : public wire::Replication::Service {
     request.set_region_id(config_.self().id);
     request.set_region_name(config_.region);
     request.set_incarnation(node_->identity().incarnation);
-    if (reseed->source == peer) {
+    bool resuming = reseed->source == peer;
+    if (resuming) {
       request.set_snapshot_id(reseed->snapshot_id);
       request.set_after_key(reseed->after);
     }
     auto reader = stub->Snapshot(&context, request);
+    // Every way out finishes the call (cancelled first when it is still going).
+    const auto end = [&](std::string why) {
+      context.TryCancel();
+      (void)reader->Finish();
+      return why;
+    };
     node::Region& region = node_->region();
     wire::SnapshotChunk chunk;
     while (reader->Read(&chunk)) {
       if (chunk.snapshot_id() != reseed->snapshot_id || reseed->source != peer) {
         // A new snapshot: whatever an earlier one installed goes first.
         auto frontier = core::VersionVector::Decode(chunk.frontier());
-        if (!frontier.ok()) return "bad snapshot frontier";
+        if (!frontier.ok()) return end("bad snapshot frontier");
         if (Status cleared = node_->RunOnCommitThread([&] { return region.ClearDocuments(); });
             !cleared.ok()) {
-          return "clearing the documents: " + cleared.message();
+          return end("clearing the documents: " + cleared.message());
         }
         reseed->snapshot_id = chunk.snapshot_id();
         reseed->source = peer;
@@ -669,13 +698,16 @@ class Replicator::Impl final : public wire::Replication::Service {
         reseed->frontier = std::move(frontier).value();
         spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
                      board_.NameOf(peer), reseed->frontier.ToString(), chunk.documents());
+      } else if (resuming) {
+        resuming = false;
+        ++reseed->resumes;
       }
       reseed->documents = chunk.documents();
       reseed->bytes += chunk.states().size();
       StatePage page;
       if (!chunk.states().empty()) {
         auto decoded = DecodeStatePage(chunk.states(), reseed->after);
-        if (!decoded.ok()) return decoded.status().message();
+        if (!decoded.ok()) return end(decoded.status().message());
         page = std::move(decoded).value();
       }
       // The last page also brings the snapshot's frontier: every document installed holds
@@ -684,12 +716,15 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (Status installed =
               node_->RunOnCommitThread([&] { return region.InstallStates(page, frontier); });
           !installed.ok()) {
-        return "installing: " + installed.message();
+        return end("installing: " + installed.message());
       }
       if (!page.empty()) reseed->after = page.back().first;
       reseed->installed += page.size();
       PublishReseed(*reseed, "running");
-      if (chunk.done()) return {};
+      if (chunk.done()) {
+        (void)reader->Finish();  // the peer ends the call right after its last chunk
+        return {};
+      }
     }
     const grpc::Status finished = reader->Finish();
     return finished.ok() ? "the snapshot ended early" : finished.error_message();
@@ -709,9 +744,13 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (stopping_) return;
       const core::RegionId peer =
           reseed.source != 0 && failures % 3 != 2 ? reseed.source : peers[next++ % peers.size()];
+      const uint64_t installed = reseed.installed;
+      const uint64_t resumes = reseed.resumes;
       const std::string why = ReseedFrom(peer, &reseed);
       if (why.empty()) break;
-      ++failures;
+      // Another peer (and so a new snapshot) only after failures that made no progress.
+      const bool progressed = reseed.installed > installed || reseed.resumes > resumes;
+      failures = progressed ? 1 : failures + 1;
       reseed.last_error = board_.NameOf(peer) + ": " + why;
       spdlog::warn("replication: re-seeding from {}: {}", board_.NameOf(peer), why);
       PublishReseed(reseed, "running");

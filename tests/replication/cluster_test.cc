@@ -642,6 +642,41 @@ TEST(ReplicationCluster, ARegionDownPastTheHoldIsReleasedAndRejoinsByReseeding) 
   EXPECT_EQ(cluster.Documents("asia", "item:").size(), 40u);
 }
 
+// A re-seed whose calls break after every page (the sender's fault injection) resumes each time
+// on the same snapshot from the last key installed, and ends with the sender's documents.
+TEST(ReplicationCluster, ABrokenReseedResumesOnTheSameSnapshot) {
+  const std::vector<RegionEntry> regions = {
+      {"us", 1, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},
+      {"eu", 2, FreePort(), "127.0.0.1:" + std::to_string(FreePort())}};
+  NodeOptions us_options;
+  us_options.region = "us";
+  us_options.regions = regions;
+  NodeOptions eu_options = us_options;
+  eu_options.region = "eu";
+  eu_options.bootstrap = false;
+  NodeProcess us(us_options);
+  ::setenv("MERIDIAN_FAULT_SNAPSHOT_PAGES_PER_CALL", "1", 1);
+  const bool started = us.Start();
+  ::unsetenv("MERIDIAN_FAULT_SNAPSHOT_PAGES_PER_CALL");
+  ASSERT_TRUE(started) << us.log();
+  HttpClient client = us.Client();
+  // Pages hold about 1 MiB: documents of 60 KB make five pages of these eighty.
+  const std::string blob(60'000, 'b');
+  for (int i = 0; i < 80; ++i) {
+    ASSERT_EQ(
+        client.Send("PUT", "/v1/docs/big:" + std::to_string(i), json{{"blob", blob}}.dump()).status,
+        200);
+  }
+  NodeProcess eu(eu_options);
+  ASSERT_TRUE(eu.Start(seconds(30))) << eu.log();
+  const json status = Parse(eu.Client().Get("/v1/status").body);
+  EXPECT_EQ(status["reseed"]["state"], "done") << status.dump();
+  EXPECT_EQ(status["reseed"]["installed"], 80) << status.dump();
+  EXPECT_GE(status["reseed"]["resumes"].get<int>(), 3) << status.dump() << eu.log();
+  EXPECT_EQ(status["documents"], 80);
+  EXPECT_EQ(status["digest"], Parse(client.Get("/v1/status").body)["digest"]);
+}
+
 // Runs `meridian start` with `args` to its exit (bounded); its exit code and output.
 std::pair<int, std::string> RunMeridian(const std::vector<std::string>& args,
                                         const std::string& log_path) {
