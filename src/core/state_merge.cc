@@ -48,9 +48,10 @@ Status CheckSide(const char* side, const StateToMerge& in) {
   for (const auto& [name, field] : state.fields()) {
     VersionVector removed = field.removed;
     removed.Merge(state.removed());
+    const std::string& field_name = name;  // a lambda may not capture a structured binding
     auto check = [&](const Dot& dot) -> Status {
       if (!in.applied.Covers(dot) || removed.Covers(dot)) {
-        return Inconsistent(side, "field '" + name + "' holds " + dot.ToString() +
+        return Inconsistent(side, "field '" + field_name + "' holds " + dot.ToString() +
                                       ", which is not applied or is removed");
       }
       return Status::Ok();
