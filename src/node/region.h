@@ -150,10 +150,10 @@ class Region {
   // Re-seeding (docs/replication.md#re-seeding): installs documents' merge states taken from a
   // peer's snapshot, as one durable commit, into a region that holds none of these documents
   // (the caller ensures it: ClearDocuments first; merging with a state held here is not
-  // supported). Nothing is read from the store. Their HLCs
-  // advance the clock. With `frontier` (the snapshot's, on its last page), the region's frontier
-  // becomes the join with it: every installed document holds every event it covers. Installed
-  // documents get no change-log entries. Commit thread only.
+  // supported). Nothing is read from the store. Their HLCs advance the clock. With `frontier` (the
+  // snapshot's, on its last page), the region's frontier becomes the join with it: every installed
+  // document holds every event it covers. Installed documents get no change-log entries. Commit
+  // thread only.
   Status InstallStates(std::span<const std::pair<std::string, std::string>> states,
                        const core::VersionVector* frontier);
   // Removes every document (a re-seed that must start over on a new snapshot). Commit thread only.

@@ -381,7 +381,7 @@ std::vector<std::string> ReplicationBoard::Problems() const {
   std::vector<std::string> problems;
   if (!reseed_problem_.empty()) {
     problems.push_back(reseed_problem_);
-  } else if (rebuilding_) {
+  } else if (!rebuild_problem_.empty()) {
     problems.push_back(rebuild_problem_);
   }
   for (const auto& [id, peer] : peers_) {
@@ -403,9 +403,8 @@ void ReplicationBoard::Accepted(core::RegionId peer) {
   if (auto it = peers_.find(peer); it != peers_.end()) it->second.refused.clear();
 }
 
-void ReplicationBoard::SetRebuild(bool rebuilding, nlohmann::json status, std::string problem) {
+void ReplicationBoard::SetRebuild(nlohmann::json status, std::string problem) {
   std::lock_guard lock(mutex_);
-  rebuilding_ = rebuilding;
   rebuild_ = std::move(status);
   rebuild_problem_ = std::move(problem);
 }
@@ -422,11 +421,6 @@ void ReplicationBoard::ForgetAcknowledgements(core::RegionId peer, uint64_t inca
   if (it == peers_.end() || it->second.incarnation == incarnation) return;
   it->second.acked = core::VersionVector();
   if (it->second.subscriptions == 0) it->second.incarnation = incarnation;
-}
-
-bool ReplicationBoard::rebuilding() const {
-  std::lock_guard lock(mutex_);
-  return rebuilding_;
 }
 
 void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
@@ -449,7 +443,7 @@ void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
   }
   metrics_->SetReplication(totals, lags, relays);
   std::lock_guard lock(mutex_);
-  metrics_->SetRebuild(rebuilding_, reseed_.value("state", "") == "running",
+  metrics_->SetRebuild(!rebuild_problem_.empty(), reseed_.value("state", "") == "running",
                        reseed_.value("installed", uint64_t{0}),
                        reseed_.value("documents", uint64_t{0}));
 }

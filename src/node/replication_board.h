@@ -92,13 +92,12 @@ class ReplicationBoard {
 
   // --- rebuilding (replication::Inbound::Rebuilding) ---
   // `status` is shown as /v1/status "rebuild"; while `rebuilding`, /readyz names `problem`.
-  void SetRebuild(bool rebuilding, nlohmann::json status, std::string problem);
+  void SetRebuild(nlohmann::json status, std::string problem);
   // The re-seed's progress (/v1/status "reseed"); `problem`, when not empty, is a /readyz reason.
   void SetReseed(nlohmann::json status, std::string problem);
   // `peer` starts over as `incarnation` (it asks for a snapshot): what an earlier incarnation
   // acknowledged stops counting at once.
   void ForgetAcknowledgements(core::RegionId peer, uint64_t incarnation);
-  bool rebuilding() const;
 
   // --- views ---
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
@@ -166,7 +165,6 @@ class ReplicationBoard {
   std::map<core::RegionId, Peer> peers_;
   std::map<core::RegionId, Origin> origins_;
   size_t relays_active_ = 0;
-  bool rebuilding_ = false;
   nlohmann::json rebuild_ = nlohmann::json::object();
   std::string rebuild_problem_;
   nlohmann::json reseed_ = nlohmann::json::object();

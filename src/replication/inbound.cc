@@ -47,7 +47,7 @@ void Inbound::FollowOwnOrigin(core::RegionId self, bool confirm, uint64_t own_se
 
 bool Inbound::rebuilding() const {
   if (!following_) return false;
-  if (confirm_ && own_held_.size() < links_.peers().size()) return true;
+  if (Confirming()) return true;
   for (const auto& [peer, held] : own_held_) {
     if (held > own_applied_) return true;
   }
@@ -58,7 +58,7 @@ Inbound::Rebuild Inbound::Rebuilding() const {
   Rebuild view;
   view.rebuilding = rebuilding();
   view.applied = own_applied_;
-  view.confirming = following_ && confirm_ && own_held_.size() < links_.peers().size();
+  view.confirming = Confirming();
   for (core::RegionId peer : links_.peers()) {
     auto it = own_held_.find(peer);
     if (it == own_held_.end()) {

@@ -107,6 +107,7 @@ class Inbound {
     std::vector<core::RegionId> heard;    // peers that told (since the start)
     std::vector<core::RegionId> waiting;  // peers not heard from yet (while confirming)
     std::optional<core::RegionId> ahead;  // a peer that holds `target`
+    bool operator==(const Rebuild&) const = default;
   };
   Rebuild Rebuilding() const;
   bool rebuilding() const;
@@ -144,6 +145,10 @@ class Inbound {
   // The origins a Subscribe to `peer` asks for: the relays, and this region's own while
   // rebuilding.
   std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;
+  // Following with confirmation, and some peer has not told yet.
+  bool Confirming() const {
+    return following_ && confirm_ && own_held_.size() < links_.peers().size();
+  }
   // Notes this region's own applied seq (and a peer's holding of it); marks every live stream to
   // resubscribe when rebuilding starts or ends.
   void NoteOwn(const core::VersionVector& applied, std::optional<core::RegionId> peer,

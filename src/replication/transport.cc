@@ -565,7 +565,10 @@ class Replicator::Impl final : public wire::Replication::Service {
   // Brings the region's write gate and the board up to date with Inbound's rebuild.
   // mutex_ held.
   void SyncRebuild() {
-    const Inbound::Rebuild rebuild = inbound_.Rebuilding();
+    // Called after every heartbeat and applied batch: nothing to do unless the view moved.
+    Inbound::Rebuild rebuild = inbound_.Rebuilding();
+    if (published_rebuild_ == rebuild) return;
+    published_rebuild_ = rebuild;
     const bool was = node_->region().rebuilding();
     if (rebuild.rebuilding != was) {
       if (rebuild.rebuilding) {
@@ -604,7 +607,7 @@ class Replicator::Impl final : public wire::Replication::Service {
                                          std::to_string(rebuild.applied) + " of " +
                                          std::to_string(rebuild.target) + ")";
     }
-    board_.SetRebuild(rebuild.rebuilding, std::move(status), std::move(problem));
+    board_.SetRebuild(std::move(status), std::move(problem));
   }
 
   // --- re-seeding this region (docs/replication.md#re-seeding) ----------------------------------
@@ -1337,6 +1340,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   Inbound inbound_;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
   std::map<uint64_t, Receiving> receiving_;                            // by Inbound stream id
+  std::optional<Inbound::Rebuild> published_rebuild_;                  // SyncRebuild's last view
   grpc::ClientContext* reseed_context_ = nullptr;  // the re-seed's call, while one runs
   struct LinkThread {
     std::thread thread;
