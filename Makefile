@@ -78,6 +78,7 @@ SIM_SEEDS ?= 1000
 sim-campaign: build
 	@build/default/src/sim/meridian-sim --campaign --seeds $(SIM_SEEDS) --profile default
 	@build/default/src/sim/meridian-sim --campaign --seeds $(SIM_SEEDS) --profile lossy
+	@build/default/src/sim/meridian-sim --campaign --seeds $(SIM_SEEDS) --profile retention
 
 clean:
 	rm -rf build

@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--from", from, "The first seed of --seeds");
   app.add_flag("--campaign", campaign,
                "Report seeds per second, simulated hours per hour and convergence times");
-  app.add_option("--profile", profile, "Fault rates to start from: none, default, lossy")
-      ->check(CLI::IsMember({"none", "default", "lossy"}));
+  app.add_option("--profile", profile, "Fault rates to start from: none, default, lossy, retention")
+      ->check(CLI::IsMember({"none", "default", "lossy", "retention"}));
   app.add_option("--regions", regions, "Regions, 3 to 9 (default: chosen by the seed)")
       ->check(CLI::Range(3, 9));
   app.add_option("--duration-ms", duration_ms, "Virtual milliseconds of workload and faults");
@@ -102,6 +102,8 @@ int main(int argc, char** argv) {
                "Lost retransmissions wait for the doubling RTO instead of RACK's round trip");
   app.add_flag("!--no-require-fold", options.require_fold,
                "Do not fail when stable metadata was not folded away");
+  app.add_option("--retention-age-ms", options.retention_age_ms,
+                 "Log retention trims what every region acknowledged once this old (0: keep)");
   app.add_flag("--verbose", verbose, "Print the trace of each run");
   app.add_option("--script", script, "Run a scenario script and print its actual output");
   CLI11_PARSE(app, argc, argv);

@@ -196,6 +196,11 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.clock_jumps_per_min = 15;
     f.max_drift_ppm = 2000;
     f.max_jump_ms = 2000;
+  } else if (name == "retention") {
+    ApplyProfile("default", options);
+    f.disk_losses_per_min = 0;
+    f.restores_per_min = 0;
+    options->retention_age_ms = 2000;
   } else if (name == "lossy") {
     // The production figure to beat: convergence after a heal under 35% loss, 800 ms RTT.
     f = FaultOptions{};
@@ -243,6 +248,7 @@ std::string ReplayCommand(const Options& options) {
   if (options.jitter != 0.2) out << " --jitter " << Number(options.jitter);
   if (!options.require_fold) out << " --no-require-fold";
   if (!options.rack) out << " --no-rack";
+  if (options.retention_age_ms != 0) out << " --retention-age-ms " << options.retention_age_ms;
   const replication::LinkOptions defaults;
   if (options.links.silence_timeout_ms != defaults.silence_timeout_ms) {
     out << " --silence-ms " << options.links.silence_timeout_ms;
@@ -314,6 +320,7 @@ Report Run(const Options& options, std::ostream* trace) {
   report.metadata_entries = sim.metadata_entries();
   report.lost_with_store = sim.lost_with_store();
   report.metadata_folded = sim.metadata_folded();
+  report.log_trimmed = sim.log_trimmed();
   report.virtual_ms = sim.now();
   report.steps = sim.steps();
   sim.Trace(report.ok ? "checks passed" : "checks FAILED");

@@ -1,17 +1,18 @@
 // The deterministic multi-region simulator (docs/testing.md, "Simulation").
 //
 // N regions, each a real node::Region over an in-memory store, replicate with the real
-// replication::Outbound (one per subscriber stream), replication::Inbound (the receiving side,
-// around replication::Links: relays, backoff, silence) and the real batch encoding, over a
+// replication::Exchange (the protocol's state machine, around Outbound, Inbound and Links),
+// the real wire messages and batch encoding, and the real log retention, over a
 // simulated network in virtual time. One event queue drives everything: no threads, no wall clock,
 // and every random choice comes from one seeded generator, so a seed replays a run exactly (same
 // trace, same digest).
 //
-// The receiving side's rules (connection, acknowledgement after the durable apply, resubscription
-// on a gap or a changed origin set, silence, backoff) are replication::Inbound's, the state
-// machine the gRPC transport (src/replication/transport.cc) drives too; simulation.cc plays
-// the transport's part around it — dial, subscribe with the frontier, apply through the commit
-// path, cancel, redial after the backoff — with the transport's constants.
+// Every rule of the protocol (identity checks, fencing an earlier incarnation, acknowledgement
+// after the durable apply, resubscription on a gap or a changed origin set, silence, hedges,
+// backoff, rebuilding, the apply-queue bound, log retention) is replication::Exchange's, the
+// state machine the gRPC transport (src/replication/transport.cc) drives too; simulation.cc
+// plays the transport's part around it — dial, send, decode, apply through the commit path,
+// cancel, redial after the backoff — over the simulated network.
 //
 // Network model: a stream is a TCP connection. Within a live stream messages arrive in order
 // after the pair's latency plus jitter; a lost transmission is retransmitted (found by RACK about
@@ -39,9 +40,9 @@
 #include "core/hlc.h"
 #include "core/version_vector.h"
 #include "node/region.h"
-#include "replication/inbound.h"
+#include "replication/event_log.h"
+#include "replication/exchange.h"
 #include "replication/links.h"
-#include "replication/outbound.h"
 #include "storage/store.h"
 
 namespace meridian::sim {
@@ -72,10 +73,17 @@ struct Options {
   double heal_loss = 0;            // loss that stays after the heal (the network's own)
   bool rack = true;                // lost segments found by RACK, else by RTO backoff
   bool require_fold = true;        // fail when stable metadata was not folded away
+  // Log retention's age bound: logged events every peer acknowledged are trimmed once older
+  // (0: the log is kept; retention still computes what it could trim). The "retention" profile
+  // trims; it has no lost or restored stores, since a region starting over needs a re-seed where
+  // its peers trimmed the log, which the simulator does not model.
+  uint64_t retention_age_ms = 0;
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
 };
 
-// A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT).
+// A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT),
+// "retention" (the default's faults but lost or restored stores, with log retention trimming
+// what every region acknowledged after 2 s).
 bool ApplyProfile(const std::string& name, Options* options);
 
 // The outcome of one run.
@@ -93,6 +101,7 @@ struct Report {
   uint64_t lost_with_store = 0;   // acknowledged writes lost with a lost or restored store
   uint64_t metadata_entries = 0;  // merge metadata held after convergence (all regions)
   uint64_t metadata_folded = 0;   // what a fold with the converged frontier would leave
+  uint64_t log_trimmed = 0;       // logged events log retention trimmed (all regions)
   std::string Summary() const;
 };
 
@@ -173,7 +182,8 @@ class Simulation {
   // Runs until no batch is on the wire or waiting to be sent and nothing is queued for a commit,
   // at most `max_ms`; false when that bound ran out.
   bool RunUntilQuiet(uint64_t max_ms);
-  // Runs until every region is up and every frontier equals every origin's head, at most
+  // Runs until every region is up and not rebuilding and every frontier equals every origin's
+  // head, at most
   // `max_ms`; the time it took, or nullopt.
   std::optional<uint64_t> RunUntilConverged(uint64_t max_ms);
 
@@ -183,6 +193,7 @@ class Simulation {
   uint64_t metadata_entries() const { return metadata_entries_; }
   uint64_t lost_with_store() const { return lost_with_store_; }
   uint64_t metadata_folded() const { return metadata_folded_; }
+  uint64_t log_trimmed() const { return log_trimmed_; }
 
   const std::vector<Acknowledged>& acknowledged() const { return acknowledged_; }
   uint64_t trace_digest() const { return trace_digest_; }
@@ -207,26 +218,25 @@ class Simulation {
   void BootNode(int index);
   std::unique_ptr<node::Region> NewRegion(int index);
 
-  // Receiving side (the transport's RunLink / Serve / Inbound / RunTicker).
+  // The driver's part of the exchange (replication::Exchange), as the transport plays it: carry
+  // out a Ready in the order its header gives.
+  void Carry(int index, replication::Ready ready);
+
+  // Receiving side (the transport's RunLink / Serve / PeerStream / RunTicker).
   void Dial(int index, core::RegionId peer, uint64_t incarnation, bool hedge = false);
-  // Ends the receiving side of a stream (the trace tells when it gave way to another).
+  // Ends the receiving side of a stream.
   void EndLink(int index, uint64_t conn_id, const std::string& why);
   void ReceiverGot(int index, uint64_t conn_id, const Message& message);
-  void SendAck(uint64_t conn_id, const core::VersionVector& frontier);
-  void SendSubscribe(int index, uint64_t conn_id, std::vector<core::RegionId> origins);
+  // Hands the stream's held messages to the receiver while the apply queue has room.
+  void DrainHeld(int index);
   void Tick(int index, uint64_t incarnation);
-  // Opens or closes the region's write gate as Inbound's rebuild says (the transport's
-  // SyncRebuild).
-  void SyncRebuild(int index);
-  // `peer` subscribed with `incarnation`: streams to its earlier incarnation end, and what they
-  // queued is dropped (the transport's FenceEarlierIncarnations).
-  void FenceEarlierIncarnations(int index, core::RegionId peer, uint64_t incarnation);
   // A new store (empty or a copy) replaces the region's: crash, a new generation, and a watcher
   // that starts over.
   void ReplaceStore(int index, std::unique_ptr<storage::Store> store, const std::string& why);
 
   // Sending side (the transport's Stream handler).
   void SenderGot(int index, uint64_t conn_id, const Message& message);
+  void EndServing(int index, uint64_t conn_id);
   void Pump(int index, uint64_t conn_id);
   void PumpAll(int index);
   void ScheduleWake(int index, uint64_t conn_id, uint64_t at);
@@ -245,6 +255,10 @@ class Simulation {
   // The commit path (the node's commit thread: a group of local writes and remote batches).
   void ScheduleCommit(int index);
   std::vector<Result<node::Receipt>> CommitPending(int index);
+
+  // Reads what the region's own log gained since the last call into its archive (the checkers
+  // see every event, those log retention trimmed since included).
+  void Archive(int index);
 
   // The watches: per region, the changes of the watched prefix, as a resuming watcher sees them.
   void Watch(int index, const std::vector<node::Change>& changes);
@@ -279,6 +293,7 @@ class Simulation {
   uint64_t lost_with_store_ = 0;  // acknowledged writes a lost or restored store took along
   uint64_t metadata_entries_ = 0;
   uint64_t metadata_folded_ = 0;
+  uint64_t log_trimmed_ = 0;
   std::vector<std::string> notes_;
   bool collect_notes_ = false;
 };
