@@ -99,7 +99,7 @@ class DocumentState {
   // Drops metadata no future event can need, given `stable`: a causally stable vector, i.e. one
   // this replica has applied and that the context of every event still to arrive covers. (That
   // every region has applied it is not enough: an event written before its origin applied it may
-  // still be on its way. Replica::StableFrontier computes a safe vector.)
+  // still be on its way. CausalOrder::StableFrontier computes a safe vector.)
   // Keeps only the winning stable sibling, folds stable increments per origin into one entry and
   // forgets removed-vector entries that stable covers. Never changes Render().
   void Fold(const VersionVector& stable);

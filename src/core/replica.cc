@@ -6,7 +6,7 @@
 namespace meridian::core {
 
 Replica::Replica(RegionId id, PhysicalClock* clock, Limits limits)
-    : id_(id), clock_(clock), limits_(limits) {
+    : id_(id), clock_(clock), limits_(limits), order_(id) {
   MERIDIAN_CHECK(id <= kRegionIdMax);
 }
 
@@ -37,17 +37,20 @@ Result<Event> Replica::Write(const std::string& key, Operation op) {
   auto it = documents_.find(key);
   Result<Event> event =
       StampLocalWrite(id_, key, std::move(op), it == documents_.end() ? nullptr : &it->second,
-                      frontier_, &clock_, limits_);
+                      order_.frontier(), &clock_, limits_);
   if (event.ok()) ApplyInOrder(*event);
   return event;
 }
 
 ReceiveOutcome Replica::Receive(const Event& event) {
-  const uint64_t applied = frontier_.Get(event.dot.origin);
-  if (event.dot.seq <= applied) return ReceiveOutcome::kDuplicate;
-  if (event.dot.seq > applied + 1) {
-    pending_[event.dot.origin].emplace(event.dot.seq, event);
-    return ReceiveOutcome::kBuffered;
+  switch (order_.Classify(event.dot)) {
+    case CausalOrder::Arrival::kDuplicate:
+      return ReceiveOutcome::kDuplicate;
+    case CausalOrder::Arrival::kAheadOfGap:
+      pending_[event.dot.origin].emplace(event.dot.seq, event);
+      return ReceiveOutcome::kBuffered;
+    case CausalOrder::Arrival::kNext:
+      break;
   }
   clock_.Observe(event.hlc);
   ApplyInOrder(event);
@@ -59,10 +62,11 @@ void Replica::ApplyBuffered(RegionId origin) {
   auto pending = pending_.find(origin);
   if (pending == pending_.end()) return;
   auto& queue = pending->second;
-  while (!queue.empty() && queue.begin()->first <= frontier_.Get(origin) + 1) {
+  while (!queue.empty() &&
+         order_.Classify(queue.begin()->second.dot) != CausalOrder::Arrival::kAheadOfGap) {
     Event next = std::move(queue.begin()->second);
     queue.erase(queue.begin());
-    if (next.dot.seq == frontier_.Get(origin) + 1) {
+    if (order_.Classify(next.dot) == CausalOrder::Arrival::kNext) {
       clock_.Observe(next.hlc);
       ApplyInOrder(next);
     }
@@ -71,37 +75,21 @@ void Replica::ApplyBuffered(RegionId origin) {
 }
 
 void Replica::ApplyInOrder(const Event& event) {
-  MERIDIAN_CHECK(event.dot.seq == frontier_.Get(event.dot.origin) + 1);
   documents_[event.key].Apply(event, &conflicts_);
-  frontier_.Set(event.dot.origin, event.dot.seq);
-  if (event.dot.origin != id_) {
-    // The origin had applied the context, and this replica now has all the origin's events up to
-    // this one: a frontier report that is safe to use.
-    VersionVector known = event.context;
-    known.Set(event.dot.origin, event.dot.seq);
-    known_frontiers_[event.dot.origin].Merge(known);
-  }
+  order_.Advance(event.dot, event.context);  // checks that it was the next of its origin
   applied_.push_back(event);
 }
 
 void Replica::ObserveFrontier(RegionId origin, const VersionVector& frontier) {
-  if (origin == id_ || frontier_.Get(origin) < frontier.Get(origin)) return;
-  known_frontiers_[origin].Merge(frontier);
+  order_.ObserveFrontier(origin, frontier);
 }
 
 VersionVector Replica::StableFrontier(const std::vector<RegionId>& regions) const {
-  VersionVector stable = frontier_;
-  for (RegionId region : regions) {
-    if (region == id_) continue;
-    auto it = known_frontiers_.find(region);
-    if (it == known_frontiers_.end()) return VersionVector();
-    stable = VersionVector::Meet(stable, it->second);
-  }
-  return stable;
+  return order_.StableFrontier(regions);
 }
 
 void Replica::Fold(const VersionVector& stable) {
-  MERIDIAN_CHECK(frontier_.Dominates(stable));
+  MERIDIAN_CHECK(order_.frontier().Dominates(stable));
   folded_.Merge(stable);
   for (auto it = documents_.begin(); it != documents_.end();) {
     it->second.Fold(stable);
@@ -123,8 +111,8 @@ Status Replica::MergeFrom(const Replica& peer) {
                              (theirs != peer.documents_.end() && theirs->first <= mine->first);
     const std::string& key = take_mine ? mine->first : theirs->first;
     Result<DocumentState> state =
-        MergeStates({take_mine ? mine->second : none, frontier_, folded_},
-                    {take_theirs ? theirs->second : none, peer.frontier_, peer.folded_});
+        MergeStates({take_mine ? mine->second : none, order_.frontier(), folded_},
+                    {take_theirs ? theirs->second : none, peer.order_.frontier(), peer.folded_});
     if (!state.ok()) {
       return Status(state.status().code(), "document '" + key + "': " + state.status().message());
     }
@@ -134,15 +122,9 @@ Status Replica::MergeFrom(const Replica& peer) {
   }
 
   documents_ = std::move(merged);
-  frontier_.Merge(peer.frontier_);
+  order_.Join(peer.order_);  // frontiers and frontier reports
   folded_.Merge(peer.folded_);
   clock_.Observe(peer.clock_.last());
-  // A frontier report the peer could use is usable here too: this replica now holds everything
-  // the peer held. The peer's own frontier is one: its later events have contexts covering it.
-  for (const auto& [origin, known] : peer.known_frontiers_) {
-    if (origin != id_) known_frontiers_[origin].Merge(known);
-  }
-  if (peer.id_ != id_) known_frontiers_[peer.id_].Merge(peer.frontier_);
   std::vector<RegionId> origins;
   for (const auto& [origin, queue] : pending_) origins.push_back(origin);
   for (RegionId origin : origins) ApplyBuffered(origin);

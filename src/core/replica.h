@@ -2,9 +2,10 @@
 //
 // It turns local writes into events (dot, HLC, context) and applies events from every origin in
 // per-origin seq order, buffering any that arrive ahead of a gap and dropping duplicates, so that
-// the order, duplication and batching of delivery never change the result. The region node wraps
-// the same rules around durable storage; the merge demo, the property tests and the simulator run
-// it as is.
+// the order, duplication and batching of delivery never change the result. The order, the known
+// frontiers and the stable frontier are core::CausalOrder's (causal_order.h), which the region
+// node shares around durable storage; the buffering is this class's own. The merge demo and the
+// property tests run it as is.
 //
 // Pure: the physical clock is injected, there is no I/O. Not thread-safe.
 #pragma once
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/causal_order.h"
 #include "core/document.h"
 #include "core/event.h"
 #include "core/hlc.h"
@@ -79,7 +81,7 @@ class Replica {
 
   RegionId id() const { return id_; }
   // Per origin, the highest seq applied (contiguous from 1).
-  const VersionVector& frontier() const { return frontier_; }
+  const VersionVector& frontier() const { return order_.frontier(); }
   // The join of every vector this replica has folded with: its fold bound (state_merge.h),
   // causally stable here and within frontier().
   const VersionVector& folded() const { return folded_; }
@@ -100,13 +102,12 @@ class Replica {
   RegionId id_;
   HybridLogicalClock clock_;
   Limits limits_;
-  VersionVector frontier_;
+  CausalOrder order_;  // the frontier and the known frontiers (see StableFrontier)
   VersionVector folded_;
   std::map<std::string, DocumentState> documents_;
   std::map<RegionId, std::map<uint64_t, Event>> pending_;  // origin -> seq -> event
   std::vector<Event> applied_;
   std::vector<Conflict> conflicts_;
-  std::map<RegionId, VersionVector> known_frontiers_;  // see StableFrontier
 };
 
 }  // namespace meridian::core
