@@ -13,6 +13,13 @@ namespace meridian::node {
 
 namespace {
 
+// The configured regions' ids: those the stable frontier is over.
+std::vector<core::RegionId> IdsOf(const std::map<core::RegionId, std::string>& names) {
+  std::vector<core::RegionId> ids;
+  for (const auto& [id, name] : names) ids.push_back(id);
+  return ids;
+}
+
 // What identifies a request for its idempotency key: its document key and operation.
 uint64_t RequestFingerprint(const WriteRequest& write) {
   core::Event event;
@@ -80,10 +87,12 @@ Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
                uint64_t max_skew_ms, size_t document_cache_max, ViewCache* views)
     : id_(id),
       names_(std::move(names)),
+      regions_(IdsOf(names_)),
       store_(store),
       physical_clock_(clock),
       limits_(limits),
       clock_(clock, max_skew_ms),
+      order_(id),
       document_cache_max_(document_cache_max),
       views_(views) {}
 
@@ -91,7 +100,7 @@ Status Region::Recover() {
   auto recovered = store_->Recover();
   if (!recovered.ok()) return recovered.status();
   std::lock_guard lock(mutex_);
-  frontier_ = recovered->frontier;
+  order_ = core::CausalOrder(id_, recovered->frontier);
   clock_.Restore(recovered->hlc);
   last_lsn_ = recovered->last_lsn;
   documents_ = recovered->documents;
@@ -152,12 +161,11 @@ void Region::Remember(const std::string& key, core::DocumentState state,
 }
 
 Region::Group Region::BeginGroup() {
-  Group group;
-  group.stable = StableFrontier();
   std::lock_guard lock(mutex_);
-  // Only the commit thread changes frontier_ and last_lsn_, so working on copies is safe.
-  group.frontier = frontier_;
+  // Only the commit thread advances the frontier and last_lsn_, so working on copies is safe.
+  Group group(core::CausalOrder(id_, order_.frontier()));
   group.lsn = last_lsn_;
+  group.stable = order_.StableFrontier(regions_);
   return group;
 }
 
@@ -174,24 +182,14 @@ Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
 }
 
 void Region::ObserveFrontier(core::RegionId origin, const core::VersionVector& frontier) {
+  if (!names_.contains(origin)) return;
   std::lock_guard lock(mutex_);
-  if (origin == id_ || !names_.contains(origin)) return;
-  // Only when every event `origin` had written by then is applied here: the events still to come
-  // from it then all have contexts covering `frontier`.
-  if (frontier_.Get(origin) < frontier.Get(origin)) return;
-  known_frontiers_[origin].Merge(frontier);
+  order_.ObserveFrontier(origin, frontier);
 }
 
 core::VersionVector Region::StableFrontier() const {
   std::lock_guard lock(mutex_);
-  core::VersionVector stable = frontier_;
-  for (const auto& [region, name] : names_) {
-    if (region == id_) continue;
-    auto it = known_frontiers_.find(region);
-    if (it == known_frontiers_.end()) return core::VersionVector();
-    stable = core::VersionVector::Meet(stable, it->second);
-  }
-  return stable;
+  return order_.StableFrontier(regions_);
 }
 
 Status Region::FoldSweep(size_t limit, size_t* folded) {
@@ -242,7 +240,7 @@ Status Region::InstallStates(std::span<const std::pair<std::string, std::string>
     std::lock_guard lock(mutex_);
     documents = documents_;
     digest = digest_;
-    batch.frontier = frontier_;
+    batch.frontier = order_.frontier();
   }
   core::HlcTimestamp newest = 0;
   batch.documents.reserve(states.size());
@@ -274,7 +272,7 @@ Status Region::InstallStates(std::span<const std::pair<std::string, std::string>
   std::lock_guard lock(mutex_);
   documents_ = documents;
   digest_ = digest;
-  frontier_ = batch.frontier;
+  order_.MergeFrontier(batch.frontier);
   return Status::Ok();
 }
 
@@ -313,7 +311,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
     rendered = loaded.state.Render();
   }
   loaded.rendered = rendered;
-  group.frontier.Set(event.dot.origin, event.dot.seq);
+  group.order.Advance(event.dot, event.context);
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
                                                     rendered, event.key, event.hlc});
@@ -346,7 +344,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   group.batch.digest = digest;
   for (const core::Conflict& conflict : group.conflicts)
     group.batch.conflicts.push_back(ConflictJson(conflict));
-  group.batch.frontier = group.frontier;
+  group.batch.frontier = group.order.frontier();
 
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
   for (auto& [key, loaded] : group.dirty) {
@@ -354,9 +352,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     Remember(key, std::move(loaded.state), std::move(loaded.rendered));
   }
   lock.lock();
-  frontier_ = group.frontier;
+  // The group's order began at the committed frontier and only this thread advances it: the
+  // join takes the group's frontier and what its events taught, and keeps the frontier reports
+  // observed meanwhile.
+  order_.Join(group.order);
   last_lsn_ = group.lsn;
-  for (const auto& [origin, known] : group.learned) known_frontiers_[origin].Merge(known);
   documents_ = documents;
   digest_ = digest;
   stats_.commits += 1;
@@ -419,15 +419,15 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   for (size_t i = 0; i < remote.size() && !remote_failed; ++i) {
     RemoteApply& outcome = (*remote_outcomes)[i].value();
     for (const core::Event& event : remote[i]) {
-      const uint64_t applied = group.frontier.Get(event.dot.origin);
       // This region's own events come back only while it rebuilds (its peers send them when
       // asked): the same rule as any origin's applies.
-      if (event.dot.seq <= applied) {
+      const core::CausalOrder::Arrival arrival = group.order.Classify(event.dot);
+      if (arrival == core::CausalOrder::Arrival::kDuplicate) {
         ++outcome.duplicates;
         continue;
       }
-      if (event.dot.seq > applied + 1) {
-        ++outcome.gaps;  // its predecessors have not arrived: not applied
+      if (arrival == core::CausalOrder::Arrival::kAheadOfGap) {
+        ++outcome.gaps;  // its predecessors have not arrived: not applied (no buffering here)
         continue;
       }
       Result<Loaded*> loaded = Stage(group, event.key);
@@ -457,11 +457,6 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       ++outcome.applied;
       ++remote_events;
       outcome.applied_hlcs.push_back(event.hlc);
-      // The origin had applied the event's context, and this region holds every event of the
-      // origin up to this one.
-      core::VersionVector known = event.context;
-      known.Set(event.dot.origin, event.dot.seq);
-      group.learned[event.dot.origin].Merge(known);
     }
   }
 
@@ -508,7 +503,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     }
     std::unique_lock lock(mutex_);
     Result<core::Event> event = core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state,
-                                                      group.frontier, &clock_, limits_);
+                                                      group.order.frontier(), &clock_, limits_);
     lock.unlock();
     if (!event.ok()) {
       outcomes->push_back(event.status());
@@ -539,7 +534,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     // The records are written with the commit, so they are durable exactly when the writes are.
     for (const auto& [key, entry] : group.idempotent) {
       Receipt receipt = (*outcomes)[entry.second].value();
-      receipt.frontier = group.frontier;
+      receipt.frontier = group.order.frontier();
       group.batch.idempotency.push_back(
           storage::IdempotencyRecord{key, now_ms, EncodeReplay(entry.first, receipt)});
     }
@@ -550,7 +545,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     return;
   }
   // Each receipt's session covers everything committed with it (the batch is atomic).
-  for (size_t index : accepted) (*outcomes)[index].value().frontier = group.frontier;
+  for (size_t index : accepted) (*outcomes)[index].value().frontier = group.order.frontier();
   for (const auto& [index, original] : repeats) {
     (*outcomes)[index] = (*outcomes)[original];
     (*outcomes)[index].value().replayed = true;
@@ -559,7 +554,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
 
 core::VersionVector Region::frontier() const {
   std::lock_guard lock(mutex_);
-  return frontier_;
+  return order_.frontier();
 }
 
 uint64_t Region::last_lsn() const {

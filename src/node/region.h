@@ -14,8 +14,10 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "core/causal_order.h"
 #include "core/document.h"
 #include "core/event.h"
 #include "core/hlc.h"
@@ -131,7 +133,8 @@ class Region {
   // overwritten value's dot stays in its document for ever. A vector is stable once every region
   // is known to have applied it, learnt from the contexts of the events applied here and from
   // the frontiers peers report (ObserveFrontier): every event still to come then has a context
-  // covering it. The commit path folds each document it writes; FoldSweep folds the others.
+  // covering it (the rules are core::CausalOrder's). The commit path folds each document it
+  // writes; FoldSweep folds the others.
 
   // Region `origin` reported that it has applied `frontier` (a replication heartbeat). Used only
   // once this region has applied every event `origin` had written by then. Thread-safe.
@@ -195,7 +198,11 @@ class Region {
   // One commit being assembled (commit thread only): working copies of the region's position and
   // of every document it touches, and the batch for the store.
   struct Group {
-    core::VersionVector frontier;
+    // Starts at the committed frontier with no known frontiers: it classifies and advances by the
+    // group's events and learns what the remote ones show their origins had applied (see
+    // ObserveFrontier). Joined into order_ once the group is durable.
+    explicit Group(core::CausalOrder order) : order(std::move(order)) {}
+    core::CausalOrder order;
     uint64_t lsn = 0;
     std::unordered_map<std::string, Loaded> dirty;
     storage::CommitBatch batch;
@@ -203,9 +210,6 @@ class Region {
     // Idempotency keys of this group's accepted writes -> (request fingerprint, outcome index).
     std::unordered_map<std::string, std::pair<uint64_t, size_t>> idempotent;
     core::VersionVector stable;  // every document staged is folded with it
-    // What the remote events of the group show their origins had applied (see ObserveFrontier);
-    // learnt once the group is durable.
-    std::map<core::RegionId, core::VersionVector> learned;
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -228,6 +232,7 @@ class Region {
 
   const core::RegionId id_;
   const std::map<core::RegionId, std::string> names_;
+  const std::vector<core::RegionId> regions_;  // names_'s ids: the regions stability is over
   storage::Store* const store_;
   core::PhysicalClock* const physical_clock_;
   const core::Limits limits_;
@@ -239,12 +244,11 @@ class Region {
 
   mutable std::mutex mutex_;  // guards the members below for readers on other threads
   core::HybridLogicalClock clock_;
-  core::VersionVector frontier_;
+  core::CausalOrder order_;  // the frontier and what other regions are known to have applied
   uint64_t last_lsn_ = 0;
   uint64_t documents_ = 0;
   uint64_t digest_ = 0;
   CommitStats stats_;
-  std::map<core::RegionId, core::VersionVector> known_frontiers_;  // see ObserveFrontier
   // Commit thread only: where the next FoldSweep starts, the stable vector the current pass
   // began with, and the one the last complete pass folded with.
   std::string fold_cursor_;
