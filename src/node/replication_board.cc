@@ -62,7 +62,6 @@ ReplicationBoard::ReplicationBoard(core::RegionId self, std::map<core::RegionId,
   for (const auto& [id, name] : names_) {
     if (id == self_) continue;
     peers_[id].link.peer = id;
-    peers_[id].heard_ms = SteadyMs();  // a peer not heard since this start counts from it
   }
 }
 
@@ -100,31 +99,13 @@ std::vector<OriginHead> ReplicationBoard::Heads(const core::VersionVector& front
   return heads;
 }
 
-std::optional<std::string> ReplicationBoard::SubscriberAttached(core::RegionId peer,
-                                                                uint64_t incarnation) {
+void ReplicationBoard::SubscriberAttached(core::RegionId peer, uint64_t incarnation) {
   std::lock_guard lock(mutex_);
   auto it = peers_.find(peer);
-  if (it == peers_.end()) return std::nullopt;
-  Peer& state = it->second;
-  if (state.incarnation != 0 && state.incarnation != incarnation) {
-    if (state.subscriptions > 0) {
-      return "region " + NameOf(peer) +
-             " is already subscribed from another process (data "
-             "directory incarnation " +
-             fmt::format("{:016x}", state.incarnation) + "); one region is served by one node";
-    }
-    // A new data directory: what the old one acknowledged may be gone with it.
-    spdlog::warn(
-        "replication: {} is a new incarnation ({:016x}, was {:016x}); its earlier "
-        "acknowledgements no longer count",
-        NameOf(peer), incarnation, state.incarnation);
-    state.acked = core::VersionVector();
-  }
-  state.incarnation = incarnation;
-  state.heard_ms = SteadyMs();
-  ++state.subscriptions;
-  state.subscriber_behind.clear();
-  return std::nullopt;
+  if (it == peers_.end()) return;
+  it->second.incarnation = incarnation;
+  ++it->second.subscriptions;
+  it->second.subscriber_behind.clear();
 }
 
 void ReplicationBoard::SubscriberDetached(core::RegionId peer) {
@@ -136,27 +117,12 @@ void ReplicationBoard::SubscriberDetached(core::RegionId peer) {
 
 void ReplicationBoard::Acked(core::RegionId peer, const core::VersionVector& applied) {
   std::lock_guard lock(mutex_);
-  if (auto it = peers_.find(peer); it != peers_.end()) {
-    it->second.acked.Merge(applied);
-    it->second.heard_ms = SteadyMs();
-  }
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.acked.Merge(applied);
 }
 
-core::VersionVector ReplicationBoard::AckedByAll(uint64_t now_ms, uint64_t hold_ms,
-                                                 const core::VersionVector& applied,
-                                                 std::vector<core::RegionId>* released) {
+void ReplicationBoard::SetReleased(std::vector<core::RegionId> released) {
   std::lock_guard lock(mutex_);
-  released->clear();
-  std::optional<core::VersionVector> meet;
-  for (const auto& [id, peer] : peers_) {
-    if (peer.subscriptions == 0 && now_ms > peer.heard_ms + hold_ms) {
-      released->push_back(id);
-      continue;
-    }
-    meet = meet ? core::VersionVector::Meet(*meet, peer.acked) : peer.acked;
-  }
-  released_ = *released;
-  return meet.value_or(applied);
+  released_ = std::move(released);
 }
 
 void ReplicationBoard::SetRetention(uint64_t log_bytes,
@@ -415,12 +381,9 @@ void ReplicationBoard::SetReseed(nlohmann::json status, std::string problem) {
   reseed_problem_ = std::move(problem);
 }
 
-void ReplicationBoard::ForgetAcknowledgements(core::RegionId peer, uint64_t incarnation) {
+void ReplicationBoard::ForgetAcknowledgements(core::RegionId peer) {
   std::lock_guard lock(mutex_);
-  auto it = peers_.find(peer);
-  if (it == peers_.end() || it->second.incarnation == incarnation) return;
-  it->second.acked = core::VersionVector();
-  if (it->second.subscriptions == 0) it->second.incarnation = incarnation;
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.acked = core::VersionVector();
 }
 
 void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {

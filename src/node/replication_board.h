@@ -25,16 +25,12 @@
 #include "core/version_vector.h"
 #include "node/metrics.h"
 #include "node/region.h"
+#include "replication/exchange.h"
 #include "replication/links.h"
 
 namespace meridian::node {
 
-// The newest event of an origin a region holds.
-struct OriginHead {
-  core::RegionId origin = 0;
-  uint64_t seq = 0;
-  core::HlcTimestamp hlc = 0;  // 0: unknown (the holder restarted since)
-};
+using OriginHead = replication::OriginHead;
 
 class ReplicationBoard {
  public:
@@ -51,19 +47,13 @@ class ReplicationBoard {
   std::vector<OriginHead> Heads(const core::VersionVector& frontier) const;
 
   // --- outbound: streams this region serves ---
-  // A subscription of `peer`'s data directory incarnation `incarnation` begins. Returns why it is
-  // refused, if it is: another incarnation of the region is subscribed right now (two processes
-  // serving one region). A new incarnation forgets what the earlier one acknowledged: it may
-  // have lost it (docs/replication.md#region-identity).
-  std::optional<std::string> SubscriberAttached(core::RegionId peer, uint64_t incarnation);
+  // The replication exchange (replication::Exchange) accepted, or ended, a subscription of
+  // `peer`'s data directory incarnation `incarnation`; it decides, this shows.
+  void SubscriberAttached(core::RegionId peer, uint64_t incarnation);
   void SubscriberDetached(core::RegionId peer);
   void Acked(core::RegionId peer, const core::VersionVector& applied);
-  // What every other region has acknowledged as durably applied (log retention trims below it),
-  // leaving out the peers released from holding the log: no stream open here and no
-  // acknowledgement for `hold_ms` (listed in *released). With every peer released, `applied`.
-  core::VersionVector AckedByAll(uint64_t now_ms, uint64_t hold_ms,
-                                 const core::VersionVector& applied,
-                                 std::vector<core::RegionId>* released);
+  // The peers log retention no longer waits for (Exchange::released).
+  void SetReleased(std::vector<core::RegionId> released);
   // The log's size and how far retention has trimmed each origin, for /v1/status.
   void SetRetention(uint64_t log_bytes, const core::VersionVector& trimmed_through);
   // How many other regions have acknowledged `dot` as durably applied.
@@ -95,9 +85,8 @@ class ReplicationBoard {
   void SetRebuild(nlohmann::json status, std::string problem);
   // The re-seed's progress (/v1/status "reseed"); `problem`, when not empty, is a /readyz reason.
   void SetReseed(nlohmann::json status, std::string problem);
-  // `peer` starts over as `incarnation` (it asks for a snapshot): what an earlier incarnation
-  // acknowledged stops counting at once.
-  void ForgetAcknowledgements(core::RegionId peer, uint64_t incarnation);
+  // `peer` starts over as a new incarnation: what it acknowledged before stops counting at once.
+  void ForgetAcknowledgements(core::RegionId peer);
 
   // --- views ---
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
@@ -115,7 +104,6 @@ class ReplicationBoard {
     uint64_t sent_batches = 0, sent_events = 0, sent_wire = 0, sent_raw = 0;
     std::string subscriber_behind;  // non-empty: why we cannot serve it
     uint64_t incarnation = 0;       // of its latest subscription (0: none yet)
-    uint64_t heard_ms = 0;          // steady ms of its last subscription or acknowledgement
     std::string refused;            // non-empty: why its streams were refused
     // inbound
     replication::Links::View link;

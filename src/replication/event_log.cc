@@ -27,15 +27,17 @@ Status ReadForSend(storage::Store& store, const Outbound::Read& read, LogRead* o
       });
 }
 
-bool Retention::Run(storage::Store& store, Exchange& exchange, const core::VersionVector& applied,
-                    uint64_t now_ms, uint64_t wall_ms, Ready* ready) {
+bool Retention::Due(uint64_t now_ms) {
   if (now_ms < next_ms_) return false;
   next_ms_ = now_ms + options_.interval_ms;
-  const core::VersionVector floor = exchange.RetentionFloor(applied, now_ms, ready);
-  if (Status status = Pass(store, exchange, floor, applied, wall_ms, ready); !status.ok()) {
+  return true;
+}
+
+void Retention::Run(storage::Store& store, const Exchange& names, const core::VersionVector& floor,
+                    const core::VersionVector& applied, uint64_t wall_ms, Ready* ready) {
+  if (Status status = Pass(store, names, floor, applied, wall_ms, ready); !status.ok()) {
     ready->Log(Ready::Note::Level::kError, "log retention: " + status.message());
   }
-  return true;
 }
 
 Status Retention::Pass(storage::Store& store, const Exchange& names,

@@ -42,11 +42,13 @@ class Retention {
  public:
   explicit Retention(RetentionOptions options) : options_(options) {}
 
-  // One pass, when interval_ms has passed since the last (`now_ms`: the driver's steady clock;
-  // `wall_ms`: the time events' HLCs are compared with). Notes what it trimmed in `ready`.
-  // False when nothing ran (not due).
-  bool Run(storage::Store& store, Exchange& exchange, const core::VersionVector& applied,
-           uint64_t now_ms, uint64_t wall_ms, Ready* ready);
+  // Whether a pass is due at `now_ms` (the driver's steady clock): interval_ms since the last.
+  bool Due(uint64_t now_ms);
+  // One pass below `floor` (Exchange::RetentionFloor); `wall_ms` is the time events' HLCs are
+  // compared with. Notes what it trimmed, or why it failed, in `ready`. Needs no lock on the
+  // exchange: only its names are read.
+  void Run(storage::Store& store, const Exchange& names, const core::VersionVector& floor,
+           const core::VersionVector& applied, uint64_t wall_ms, Ready* ready);
 
   const core::VersionVector& trimmed_through() const { return trimmed_through_; }
   uint64_t log_bytes() const { return log_bytes_; }

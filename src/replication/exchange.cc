@@ -58,10 +58,15 @@ const Exchange::Serving* Exchange::FindServing(uint64_t serving) const {
 
 // --- starting -------------------------------------------------------------------------------
 
-Ready Exchange::Start(const core::VersionVector& applied, bool confirm) {
+Ready Exchange::Follow(const core::VersionVector& applied, bool confirm) {
   Ready ready;
   inbound_.FollowOwnOrigin(options_.self, confirm, applied.Get(options_.self));
   SyncRebuild(&ready);
+  return ready;
+}
+
+Ready Exchange::Start(const core::VersionVector& applied, bool confirm) {
+  Ready ready = Follow(applied, confirm);
   for (core::RegionId peer : peers()) ready.dials.push_back({peer, 0, false});
   return ready;
 }
@@ -418,6 +423,7 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
                                  ", was " + Hex(subscriber.incarnation) +
                                  "); its earlier acknowledgements no longer count");
     subscriber.acked = core::VersionVector();
+    ready.forgotten.push_back(peer);
   }
   ready.accepted.push_back(peer);
   // `peer` subscribed with `incarnation`. Its events that streams to an earlier incarnation have
@@ -558,13 +564,15 @@ void Exchange::HeartbeatSent(uint64_t serving, uint64_t now_ms) {
 
 // --- re-seeding ---------------------------------------------------------------------------
 
-std::optional<Refusal> Exchange::SnapshotRequested(const wire::SnapshotRequest& request) {
+std::optional<Refusal> Exchange::SnapshotRequested(const wire::SnapshotRequest& request,
+                                                   Ready* ready) {
   if (std::optional<Refusal> refusal = CheckSubscriber(request)) return refusal;
   // The region starts over: what its earlier incarnation acknowledged no longer holds the log
   // back, nor counts (and nothing it now needs is trimmed meanwhile).
   Subscriber& subscriber = subscribers_[request.region_id()];
   if (subscriber.incarnation != request.incarnation()) {
     subscriber.acked = core::VersionVector();
+    ready->forgotten.push_back(static_cast<core::RegionId>(request.region_id()));
     if (subscriber.streams == 0) subscriber.incarnation = request.incarnation();
   }
   return std::nullopt;

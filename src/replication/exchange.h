@@ -122,6 +122,8 @@ struct Ready {
     core::VersionVector frontier;
   };
   std::vector<Acked> acked;  // a subscriber acknowledged (durability waits)
+  // A subscriber is a new incarnation: what it acknowledged before no longer counts.
+  std::vector<core::RegionId> forgotten;
   std::vector<OriginHead> heads_heard;
   struct Refused {
     core::RegionId peer = 0;
@@ -160,6 +162,9 @@ class Exchange {
   // Starts following the peers from `applied` (docs/replication.md#rebuilding: with `confirm`,
   // the data directory started empty or as a copy). Dials every peer at once.
   Ready Start(const core::VersionVector& applied, bool confirm);
+  // Start without the dials: the region follows its own origin (and is gated while rebuilding)
+  // but dials no peer yet, as while it is re-seeded; Start follows.
+  Ready Follow(const core::VersionVector& applied, bool confirm);
 
   // --- receiving streams ------------------------------------------------------------------
   // The driver dials `peer` now: the stream's id and its first message (a Subscribe).
@@ -225,7 +230,7 @@ class Exchange {
   // --- re-seeding -------------------------------------------------------------------------
   // Why a peer's snapshot request is refused, if it is; else what its earlier incarnation
   // acknowledged stops counting (it starts over).
-  std::optional<Refusal> SnapshotRequested(const wire::SnapshotRequest& request);
+  std::optional<Refusal> SnapshotRequested(const wire::SnapshotRequest& request, Ready* ready);
   wire::SnapshotRequest SnapshotRequestMessage() const;
 
   // --- time -------------------------------------------------------------------------------

@@ -7,43 +7,34 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <future>
 #include <list>
 #include <map>
 #include <mutex>
 #include <random>
-#include <set>
 #include <thread>
 #include <vector>
 
+#include "core/check.h"
 #include "core/thread_name.h"
 #include "meridian/event.pb.h"
 #include "meridian/replication.grpc.pb.h"
 #include "replication/batch_codec.h"
-#include "replication/inbound.h"
-#include "replication/outbound.h"
+#include "replication/event_log.h"
+#include "replication/exchange.h"
 #include "replication/snapshot_codec.h"
 
 namespace meridian::replication {
 namespace {
 
-constexpr uint32_t kProtocolVersion = 1;
 constexpr int kMessageBytesMax = 64 << 20;
-constexpr uint64_t kRetentionIntervalMs = 1000;
-// Batches of one stream queued for the commit thread at once.
-constexpr size_t kApplyQueueMax = 16;
 constexpr int kKeepaliveMs = 5000;
 // HTTP/2 flow-control window to start from: a WAN round trip of batches may be in flight without
 // waiting. (BDP probing, gRPC's default, must stay on: it is what grows the window past 64 KiB;
 // without it a 100 ms round trip caps a stream at about 1.4 MB/s.)
 constexpr int kLookaheadBytes = 16 << 20;
-constexpr core::Limits kRemoteLimits{.key_bytes_max = 64 * 1024,
-                                     .field_name_bytes_max = 64 * 1024,
-                                     .value_bytes_max = 256 << 20,
-                                     .document_bytes_max = 256 << 20,
-                                     .fields_max = 1'000'000};
-constexpr size_t kRetentionPage = 10'000;
 // Re-seeding: pages of a snapshot, how long an unused snapshot is kept for a resume, and how many
 // at once.
 constexpr size_t kSnapshotPageBytes = 1 << 20;
@@ -63,10 +54,6 @@ uint64_t WallMs() {
                                    .count());
 }
 
-Result<core::VersionVector> DecodeFrontier(const std::string& bytes) {
-  return core::VersionVector::Decode(bytes);
-}
-
 // The gRPC settings both ends of a stream share: message size, the HTTP/2 window to start from,
 // and keepalive pings, which find a peer that vanished without closing (a half-open connection
 // would otherwise hold a handler blocked in a write, or a reader, until shutdown).
@@ -78,32 +65,54 @@ void ForEachStreamArgument(const std::function<void(const char*, int)>& set) {
   set(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
 }
 
-SenderOptions SenderOptionsOf(const node::NodeConfig& config) {
-  SenderOptions options;
-  options.linger_ms = config.replication.linger_ms;
-  options.batch_events_max = config.replication.batch_events_max;
-  options.batch_bytes_max = config.replication.batch_bytes_max;
-  options.window_batches = config.replication.window_batches;
-  options.heartbeat_ms = config.replication.heartbeat_ms;
+ExchangeOptions ExchangeOptionsOf(const node::Node& node) {
+  const node::NodeConfig& config = node.config();
+  ExchangeOptions options;
+  options.deployment = config.deployment;
+  options.self = config.self().id;
+  options.incarnation = node.identity().incarnation;
+  for (const node::RegionAddress& region : config.regions) options.names[region.id] = region.name;
+  options.sender.linger_ms = config.replication.linger_ms;
+  options.sender.batch_events_max = config.replication.batch_events_max;
+  options.sender.batch_bytes_max = config.replication.batch_bytes_max;
+  options.sender.window_batches = config.replication.window_batches;
+  options.sender.heartbeat_ms = config.replication.heartbeat_ms;
+  options.links.relay_after_ms = config.replication.relay_after_ms;
+  options.links.backoff_initial_ms = config.replication.backoff_initial_ms;
+  options.links.backoff_max_ms = config.replication.backoff_max_ms;
+  options.links.silence_timeout_ms = config.replication.silence_timeout_ms;
+  options.links.dial_timeout_ms = config.replication.dial_timeout_ms;
+  options.links.hedge_after_ms = config.replication.hedge_after_ms;
+  options.retention_hold_ms = config.replication.retention_hold_s * 1000;
+  options.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
   return options;
 }
 
-LinkOptions LinkOptionsOf(const node::NodeConfig& config) {
-  LinkOptions options;
-  options.relay_after_ms = config.replication.relay_after_ms;
-  options.backoff_initial_ms = config.replication.backoff_initial_ms;
-  options.backoff_max_ms = config.replication.backoff_max_ms;
-  options.silence_timeout_ms = config.replication.silence_timeout_ms;
-  options.dial_timeout_ms = config.replication.dial_timeout_ms;
-  options.hedge_after_ms = config.replication.hedge_after_ms;
+RetentionOptions RetentionOptionsOf(const node::NodeConfig& config) {
+  RetentionOptions options;
+  options.age_ms = config.replication.retention_age_s * 1000;
+  options.bytes = config.replication.retention_bytes;
   return options;
 }
 
-std::string OriginNames(const node::ReplicationBoard& board,
-                        const std::vector<core::RegionId>& origins) {
-  std::string names;
-  for (core::RegionId origin : origins) names += (names.empty() ? "" : ",") + board.NameOf(origin);
-  return names;
+grpc::Status StatusOf(const Refusal& refusal) {
+  grpc::StatusCode code = grpc::StatusCode::INVALID_ARGUMENT;
+  switch (refusal.code) {
+    case Refusal::Code::kInvalidArgument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case Refusal::Code::kPermissionDenied:
+      code = grpc::StatusCode::PERMISSION_DENIED;
+      break;
+    case Refusal::Code::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case Refusal::Code::kAlreadyExists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
+  }
+  // "refused: " tells the subscriber's Ended to report it (docs/replication.md#region-identity).
+  return {code, (refusal.identity ? "refused: " : "") + refusal.message};
 }
 
 }  // namespace
@@ -114,7 +123,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       : node_(node),
         config_(node->config()),
         board_(node->replication()),
-        inbound_(board_.peers(), LinkOptionsOf(config_), SteadyMs()) {}
+        exchange_(ExchangeOptionsOf(*node), SteadyMs()),
+        retention_(RetentionOptionsOf(config_)) {}
 
   ~Impl() override { Stop(); }
 
@@ -138,23 +148,25 @@ class Replicator::Impl final : public wire::Replication::Service {
                                                   " (in use or not a local address?)");
     }
     spdlog::info("replication listening on {}", config_.self().replication);
-    {
-      std::lock_guard lock(mutex_);
-      const core::RegionId self = config_.self().id;
-      inbound_.FollowOwnOrigin(self, node_->confirm_own_events(),
-                               node_->region().frontier().Get(self));
-      SyncRebuild();
-      if (node_->needs_reseed()) {
-        // The live streams start once the snapshot is in (RunReseed).
-        node_->set_reseeding(true);
-        threads_.emplace_back([this] {
-          core::NameThisThread("repl-reseed");
-          RunReseed();
-        });
-      } else {
-        for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
+    if (node_->needs_reseed()) {
+      // The live streams start once the snapshot is in (RunReseed); the region stays gated
+      // meanwhile (the node starts it rebuilding).
+      node_->set_reseeding(true);
+      Ready ready;
+      {
+        std::lock_guard lock(mutex_);
+        ready = exchange_.Follow(node_->region().frontier(), node_->confirm_own_events());
       }
+      Carry(std::move(ready), nullptr);
+      std::lock_guard lock(mutex_);
+      threads_.emplace_back([this] {
+        core::NameThisThread("repl-reseed");
+        RunReseed();
+      });
+    } else {
+      StartLinks();
     }
+    std::lock_guard lock(mutex_);
     threads_.emplace_back([this] {
       core::NameThisThread("repl-ticker");
       RunTicker();
@@ -173,8 +185,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     wake_.notify_all();
     node_->commits().Notify();  // wakes serving streams
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    for (std::thread& thread : threads_) thread.join();
-    threads_.clear();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mutex_);
+      threads.swap(threads_);
+    }
+    for (std::thread& thread : threads) thread.join();
     // The ticker is gone: no new link thread starts.
     std::list<LinkThread> links;
     {
@@ -194,79 +210,53 @@ class Replicator::Impl final : public wire::Replication::Service {
       return {grpc::StatusCode::INVALID_ARGUMENT, "a stream starts with a Subscribe"};
     }
     const wire::Subscribe& subscribe = first.subscribe();
-    if (subscribe.protocol_version() != kProtocolVersion) {
-      return {grpc::StatusCode::FAILED_PRECONDITION,
-              "protocol version " + std::to_string(subscribe.protocol_version()) +
-                  " is not supported (this region speaks " + std::to_string(kProtocolVersion) +
-                  ")"};
-    }
     const core::RegionId peer = subscribe.region_id();
-    const std::vector<core::RegionId> peers = board_.peers();
-    if (std::find(peers.begin(), peers.end(), peer) == peers.end()) {
-      return {grpc::StatusCode::PERMISSION_DENIED,
-              "region id " + std::to_string(peer) + " is not a peer of this region"};
+    Exchange::Served served;
+    uint64_t serving = 0;
+    {
+      std::lock_guard lock(mutex_);
+      serving = next_serving_++;
+      served = exchange_.Subscribed(serving, subscribe, SteadyMs());
     }
-    if (std::optional<std::string> refusal = CheckSubscriber(subscribe)) {
-      spdlog::error("replication: refused a subscription from {}: {}", board_.NameOf(peer),
-                    *refusal);
-      board_.Refused(peer, *refusal);
-      return {grpc::StatusCode::FAILED_PRECONDITION, "refused: " + *refusal};
+    if (served.refusal) {
+      Carry(std::move(served.ready), nullptr);
+      return StatusOf(*served.refusal);
     }
-    if (std::optional<std::string> refusal =
-            board_.SubscriberAttached(peer, subscribe.incarnation())) {
-      spdlog::error("replication: refused a subscription from {}: {}", board_.NameOf(peer),
-                    *refusal);
-      return {grpc::StatusCode::ALREADY_EXISTS, "refused: " + *refusal};
-    }
-    board_.Accepted(peer);
-    FenceEarlierIncarnations(peer, subscribe.incarnation());
+    board_.SubscriberAttached(peer, subscribe.incarnation());
     // Detached on every return from here on.
     struct Detach {
-      node::ReplicationBoard& board;
+      Impl* impl;
       core::RegionId peer;
-      ~Detach() { board.SubscriberDetached(peer); }
-    } detach{board_, peer};
+      uint64_t serving;
+      ~Detach() {
+        {
+          std::lock_guard lock(impl->mutex_);
+          impl->exchange_.ServingEnded(serving);
+        }
+        impl->board_.SubscriberDetached(peer);
+      }
+    } detach{this, peer, serving};
+    // The fence, when the peer is a new incarnation, runs here: before the first heartbeat.
+    Carry(std::move(served.ready), nullptr);
 
-    struct Shared {
-      explicit Shared(SenderOptions options) : outbound(options) {}
-      std::mutex mutex;
-      std::condition_variable wake;
-      Outbound outbound;
+    struct Waiter {
+      std::condition_variable wake;  // with mutex_
       bool done = false;
       // While the writer sleeps: when it will wake by itself (a linger or the heartbeat).
       std::optional<uint64_t> asleep_until_ms;
-    } shared(SenderOptionsOf(config_));
-    const auto apply_subscribe = [&](const wire::Subscribe& message) -> bool {
-      auto frontier = DecodeFrontier(message.frontier());
-      if (!frontier.ok()) return false;
-      // The subscriber's own id among them only while it rebuilds (docs/replication.md#rebuilding).
-      std::vector<core::RegionId> origins(message.origins().begin(), message.origins().end());
-      std::lock_guard lock(shared.mutex);
-      shared.outbound.Subscribe(*frontier, origins);
-      shared.wake.notify_one();  // the heartbeat and the new origins are due at once
-      spdlog::info("replication: {} subscribed to {} from {}", board_.NameOf(peer),
-                   OriginNames(board_, origins), frontier->ToString());
-      return true;
-    };
-    if (!apply_subscribe(subscribe)) {
-      return {grpc::StatusCode::INVALID_ARGUMENT, "malformed frontier in Subscribe"};
-    }
-    if (auto frontier = DecodeFrontier(subscribe.frontier()); frontier.ok()) {
-      board_.Acked(peer, *frontier);  // it holds everything it subscribed after
-    }
-    // Under the lock: a commit between the writer's look at the frontier and its wait must not be
-    // lost (it would sleep until the next heartbeat).
+    } waiter;
     // A commit wakes the writer only when it changes what the writer would do: a batch due now,
     // or a linger ending before the writer's own wake-up. A busy stream that lingers is not woken
-    // by every commit of the region (each a context switch) only to sleep again.
-    auto handle = node_->commits().Register([&shared, this] {
-      std::lock_guard lock(shared.mutex);
-      if (!shared.asleep_until_ms) return;  // awake: it reads the frontier before sleeping again
+    // by every commit of the region (each a context switch) only to sleep again. Under the lock:
+    // a commit between the writer's look at the frontier and its wait must not be lost.
+    auto handle = node_->commits().Register([&waiter, serving, this] {
+      std::lock_guard lock(mutex_);
+      if (!waiter.asleep_until_ms) return;  // awake: it reads the frontier before sleeping again
       const core::VersionVector heads = node_->region().frontier();
       const uint64_t now = SteadyMs();
-      if (stopping_ || shared.outbound.Ready(heads, now) ||
-          shared.outbound.WakeAtMs(heads, now) < *shared.asleep_until_ms) {
-        shared.wake.notify_one();
+      if (stopping_ || exchange_.Due(serving, heads, now) ||
+          exchange_.WakeAtMs(serving, heads, now) < *waiter.asleep_until_ms) {
+        waiter.wake.notify_one();
       }
     });
 
@@ -274,79 +264,62 @@ class Replicator::Impl final : public wire::Replication::Service {
       core::NameThisThread("repl-acks");
       wire::ToSender message;
       while (stream->Read(&message)) {
-        if (message.has_subscribe()) {
-          if (!apply_subscribe(message.subscribe())) break;
-        } else if (message.has_ack()) {
-          auto applied = DecodeFrontier(message.ack().frontier());
-          if (!applied.ok()) break;
-          {
-            std::lock_guard lock(shared.mutex);
-            shared.outbound.Ack(*applied);
-            // The window may have opened, or nothing is in flight any more: waiting events are
-            // then due at once, without a linger.
-            shared.wake.notify_one();
-          }
-          board_.Acked(peer, *applied);
-          node_->commits().Notify();  // durability waits
+        Ready ready;
+        bool ok = false;
+        {
+          std::lock_guard lock(mutex_);
+          ok = exchange_.FromSubscriber(serving, message, SteadyMs(), &ready);
+          // The window may have opened, or nothing is in flight any more: waiting events are
+          // then due at once, without a linger.
+          waiter.wake.notify_one();
         }
+        Carry(std::move(ready), nullptr);
+        if (!ok) break;
       }
-      std::lock_guard lock(shared.mutex);
-      shared.done = true;
-      shared.wake.notify_one();
+      std::lock_guard lock(mutex_);
+      waiter.done = true;
+      waiter.wake.notify_one();
     });
 
-    std::vector<std::string> encoded;
     // One zstd stream for the whole subscription when the subscriber reads it.
     std::optional<BatchStreamEncoder> encoder;
     if (subscribe.streamed_batches()) encoder.emplace();
+    LogRead log;
     for (;;) {
-      std::optional<Outbound::Read> read;
-      bool heartbeat = false;
+      Exchange::Outgoing out;
       core::VersionVector heads;
       {
-        std::unique_lock lock(shared.mutex);
+        std::unique_lock lock(mutex_);
         for (;;) {
-          if (shared.done || stopping_ || context->IsCancelled()) break;
+          if (waiter.done || stopping_ || context->IsCancelled()) break;
           heads = node_->region().frontier();
           const uint64_t now = SteadyMs();
-          read = shared.outbound.Next(heads, now);
-          heartbeat = shared.outbound.HeartbeatDue(now);
-          if (read || heartbeat) break;
-          const uint64_t wake_at = std::max(now + 1, shared.outbound.WakeAtMs(heads, now));
-          shared.asleep_until_ms = wake_at;
-          shared.wake.wait_for(lock, std::chrono::milliseconds(wake_at - now));
-          shared.asleep_until_ms.reset();
+          out = exchange_.Next(serving, heads, now);
+          if (out.read || out.heartbeat) break;
+          const uint64_t wake_at = std::max(now + 1, exchange_.WakeAtMs(serving, heads, now));
+          waiter.asleep_until_ms = wake_at;
+          waiter.wake.wait_for(lock, std::chrono::milliseconds(wake_at - now));
+          waiter.asleep_until_ms.reset();
         }
-        if (!read && !heartbeat) break;
+        if (!out.read && !out.heartbeat) break;
       }
-      if (read && !SendBatch(peer, *read, stream, shared.mutex, shared.outbound,
-                             encoder ? &*encoder : nullptr, &encoded)) {
+      if (out.heartbeat) {
+        // Before any batch: the subscriber applies nothing until it knows who sends.
+        const wire::ToReceiver beat =
+            exchange_.HeartbeatMessage(heads, node_->region().hlc(), board_.Heads(heads));
+        if (!stream->Write(beat)) break;
+        std::lock_guard lock(mutex_);
+        exchange_.HeartbeatSent(serving, SteadyMs());
+      }
+      if (out.read &&
+          !SendBatch(peer, serving, *out.read, stream, encoder ? &*encoder : nullptr, &log)) {
         break;
-      }
-      if (heartbeat) {
-        wire::ToReceiver message;
-        wire::Heartbeat* beat = message.mutable_heartbeat();
-        beat->set_frontier(heads.Encode());
-        beat->set_hlc(node_->region().hlc());
-        beat->set_deployment(config_.deployment);
-        beat->set_region_id(config_.self().id);
-        beat->set_region_name(config_.region);
-        beat->set_incarnation(node_->identity().incarnation);
-        for (const node::OriginHead& head : board_.Heads(heads)) {
-          wire::OriginHead* out = beat->add_heads();
-          out->set_origin(head.origin);
-          out->set_seq(head.seq);
-          out->set_hlc(head.hlc);
-        }
-        if (!stream->Write(message)) break;
-        std::lock_guard lock(shared.mutex);
-        shared.outbound.HeartbeatSent(SteadyMs());
       }
     }
     context->TryCancel();
     reader.join();
     node_->commits().Unregister(handle);
-    spdlog::info("replication: {}'s subscription ended", board_.NameOf(peer));
+    spdlog::info("replication: {}'s subscription ended", exchange_.NameOf(peer));
     return grpc::Status::OK;
   }
 
@@ -354,22 +327,23 @@ class Replicator::Impl final : public wire::Replication::Service {
   grpc::Status Snapshot(grpc::ServerContext* context, const wire::SnapshotRequest* request,
                         grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
     const core::RegionId peer = request->region_id();
-    const std::vector<core::RegionId> peers = board_.peers();
-    if (std::find(peers.begin(), peers.end(), peer) == peers.end()) {
-      return {grpc::StatusCode::PERMISSION_DENIED,
-              "region id " + std::to_string(peer) + " is not a peer of this region"};
-    }
-    if (std::optional<std::string> refusal = CheckSubscriber(*request)) {
-      spdlog::error("replication: refused a re-seed of {}: {}", board_.NameOf(peer), *refusal);
-      return {grpc::StatusCode::FAILED_PRECONDITION, "refused: " + *refusal};
-    }
     if (node_->reseeding()) {
       return {grpc::StatusCode::UNAVAILABLE,
               "this region is itself being re-seeded; ask another region"};
     }
     // The region starts over: what its earlier incarnation acknowledged no longer holds the log
     // back, nor counts (and nothing it now needs is trimmed meanwhile).
-    board_.ForgetAcknowledgements(peer, request->incarnation());
+    Ready ready;
+    std::optional<Refusal> refusal;
+    {
+      std::lock_guard lock(mutex_);
+      refusal = exchange_.SnapshotRequested(*request, &ready);
+    }
+    Carry(std::move(ready), nullptr);
+    if (refusal) {
+      spdlog::error("replication: refused a re-seed of region id {}: {}", peer, refusal->message);
+      return StatusOf(*refusal);
+    }
     std::shared_ptr<SnapshotLease> lease;
     {
       std::lock_guard lock(snapshots_mutex_);
@@ -465,6 +439,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     return grpc::Status::OK;
   }
 
+
  private:
   struct SnapshotLease {
     std::unique_ptr<storage::StoreSnapshot> snapshot;
@@ -473,123 +448,138 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t used_ms = 0;
   };
 
+
   // Reads the batch from the log, sends it; false when the stream is gone.
-  bool SendBatch(core::RegionId peer, const Outbound::Read& read,
+  bool SendBatch(core::RegionId peer, uint64_t serving, const Outbound::Read& read,
                  grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
-                 std::mutex& mutex, Outbound& outbound, BatchStreamEncoder* encoder,
-                 std::vector<std::string>* encoded) {
-    encoded->clear();
-    uint64_t first_seq = 0;
-    uint64_t last_seq = 0;
-    size_t bytes = 0;
-    const Status status = node_->store().ReadLogWhile(
-        read.origin, read.from_seq, read.limit, [&](const storage::LoggedEvent& event) {
-          if (!encoded->empty() && event.dot.seq != last_seq + 1) return false;  // never skip
-          if (encoded->empty()) first_seq = event.dot.seq;
-          last_seq = event.dot.seq;
-          bytes += event.bytes.size();
-          encoded->push_back(event.bytes);
-          return bytes < read.bytes_max;  // full: read no further
-        });
-    if (!status.ok()) {
-      spdlog::error("replication: reading the log for {}: {}", board_.NameOf(peer),
+                 BatchStreamEncoder* encoder, LogRead* log) {
+    if (Status status = ReadForSend(node_->store(), read, log); !status.ok()) {
+      spdlog::error("replication: reading the log for {}: {}", exchange_.NameOf(peer),
                     status.message());
       return false;
     }
-    if (encoded->empty() || first_seq != read.from_seq) {
+    if (!log->complete(read)) {
       // The log does not hold what the subscriber needs next: retention trimmed it.
+      const uint64_t oldest = log->events.empty() ? 0 : log->first_seq;
+      Ready ready;
       wire::ToReceiver message;
-      wire::BehindRetention* behind = message.mutable_behind_retention();
-      behind->set_origin(read.origin);
-      behind->set_wanted_seq(read.from_seq);
-      behind->set_oldest_seq(encoded->empty() ? 0 : first_seq);
-      board_.SubscriberBehindRetention(peer, read.origin, read.from_seq, behind->oldest_seq());
-      spdlog::error("replication: {} is behind this region's log retention for {}",
-                    board_.NameOf(peer), board_.NameOf(read.origin));
       {
-        std::lock_guard lock(mutex);
-        outbound.Abandon(read.origin);
+        std::lock_guard lock(mutex_);
+        message = exchange_.Missing(serving, read, oldest, &ready);
       }
+      board_.SubscriberBehindRetention(peer, read.origin, read.from_seq, oldest);
+      Carry(std::move(ready), nullptr);
       return stream->Write(message);
     }
     const EncodedBatch batch =
-        encoder != nullptr ? encoder->Encode(*encoded) : EncodeBatchOfEncoded(*encoded);
+        encoder != nullptr ? encoder->Encode(log->events) : EncodeBatchOfEncoded(log->events);
     wire::ToReceiver message;
     wire::Batch* out = message.mutable_batch();
     out->set_origin(read.origin);
-    out->set_first_seq(first_seq);
-    out->set_last_seq(last_seq);
+    out->set_first_seq(log->first_seq);
+    out->set_last_seq(log->last_seq);
     out->set_events(batch.bytes);
     out->set_raw_bytes(batch.raw_bytes);
     {
       // Counted as in flight before it leaves, so an acknowledgement cannot overtake it.
-      std::lock_guard lock(mutex);
-      outbound.Sent(read.origin, last_seq, batch.raw_bytes);
+      std::lock_guard lock(mutex_);
+      exchange_.Sent(serving, read.origin, log->last_seq, batch.raw_bytes);
     }
     if (!stream->Write(message)) return false;
-    board_.BatchSent(peer, encoded->size(), batch.bytes.size(), batch.raw_bytes);
+    board_.BatchSent(peer, log->events.size(), batch.bytes.size(), batch.raw_bytes);
     return true;
   }
 
-  // Why a subscriber is refused, if it is: another deployment, or a name that is not the one this
-  // region knows for its id (two deployments' configs mixed up).
-  template <typename Message>  // wire::Subscribe, wire::SnapshotRequest
-  std::optional<std::string> CheckSubscriber(const Message& subscribe) const {
-    if (subscribe.deployment() != config_.deployment) {
-      return "the subscriber is of deployment '" + subscribe.deployment() + "', this region (" +
-             config_.region + ") of '" + config_.deployment + "'";
-    }
-    const std::string& known = board_.NameOf(subscribe.region_id());
-    if (subscribe.region_name() != known) {
-      return "the subscriber calls itself '" + subscribe.region_name() + "' with region id " +
-             std::to_string(subscribe.region_id()) + ", which this region knows as '" + known + "'";
-    }
-    if (subscribe.incarnation() == 0) return std::string("the subscriber sent no incarnation");
-    return std::nullopt;
-  }
+  class PeerStream;
 
-  // Why a sender's heartbeat shows it is not the region dialled, if it is not.
-  std::optional<std::string> CheckSender(core::RegionId peer, const wire::Heartbeat& beat) const {
-    if (beat.deployment() != config_.deployment) {
-      return "the region at " + AddressOf(peer) + " is of deployment '" + beat.deployment() +
-             "', this region of '" + config_.deployment + "'";
-    }
-    if (beat.region_id() != peer || beat.region_name() != board_.NameOf(peer)) {
-      return "the region at " + AddressOf(peer) + " is '" + beat.region_name() + "' (id " +
-             std::to_string(beat.region_id()) + "), not '" + board_.NameOf(peer) + "' (id " +
-             std::to_string(peer) + ")";
-    }
-    return std::nullopt;
-  }
-
-  // Brings the region's write gate and the board up to date with Inbound's rebuild.
-  // mutex_ held.
-  void SyncRebuild() {
-    // Called after every heartbeat and applied batch: nothing to do unless the view moved.
-    Inbound::Rebuild rebuild = inbound_.Rebuilding();
-    if (published_rebuild_ == rebuild) return;
-    published_rebuild_ = rebuild;
-    const bool was = node_->region().rebuilding();
-    if (rebuild.rebuilding != was) {
-      if (rebuild.rebuilding) {
-        spdlog::warn(
-            "replication: rebuilding: {} holds {}'s events up to {}, this region up to "
-            "{}; writes wait until they are back",
-            rebuild.ahead ? board_.NameOf(*rebuild.ahead) : "a peer", config_.region,
-            rebuild.target, rebuild.applied);
-      } else {
-        spdlog::info(
-            "replication: rebuilt: every peer has told what it holds of {} (up to {}), "
-            "and this region has it all; writes resume",
-            config_.region, rebuild.target);
-        node_->MarkRebuilt();
+  // Carries out a Ready in the order its header gives (replication/exchange.h). mutex_ not held.
+  // `own`: the receiving stream whose thread made the call; every send of a Ready is for it.
+  void Carry(Ready ready, PeerStream* own) {
+    for (const Ready::Note& note : ready.notes) {
+      switch (note.level) {
+        case Ready::Note::Level::kDebug:
+          spdlog::debug("replication: {}", note.text);
+          break;
+        case Ready::Note::Level::kInfo:
+          spdlog::info("replication: {}", note.text);
+          break;
+        case Ready::Note::Level::kWarn:
+          spdlog::warn("replication: {}", note.text);
+          break;
+        case Ready::Note::Level::kError:
+          spdlog::error("replication: {}", note.text);
+          break;
       }
-      node_->region().SetRebuilding(rebuild.rebuilding);
     }
+    // 1. The fence: nothing the streams of the peer's earlier incarnation queued may commit after
+    // this region tells the new one what it holds; wait until the commit thread is past it.
+    if (!ready.fence.empty()) {
+      {
+        std::lock_guard lock(mutex_);
+        for (uint64_t stream : ready.fence) {
+          if (auto it = receiving_.find(stream); it != receiving_.end()) it->second->Drop();
+        }
+      }
+      std::promise<void> passed;
+      if (node_->SubmitRemote({}, [&passed](Result<node::RemoteApply>) { passed.set_value(); })) {
+        passed.get_future().wait();
+      }
+    }
+    // 2. Submits are carried by the caller, which holds the events. 3. Observe.
+    if (ready.observe) {
+      node_->region().ObserveFrontier(ready.observe->peer, ready.observe->frontier);
+    }
+    // 4. The write gate.
+    if (ready.rebuild) PublishRebuild(*ready.rebuild, ready.rebuilt);
+    // 5. Sends, then cancels.
+    for (const Ready::ToSender& send : ready.sends) {
+      MERIDIAN_CHECK(own != nullptr && own->id() == send.stream);
+      if (!own->Write(send.message)) own->Fail("the stream closed");
+    }
+    if (!ready.cancel.empty()) {
+      std::lock_guard lock(mutex_);
+      for (const Ready::Cancel& cancel : ready.cancel) {
+        if (auto it = receiving_.find(cancel.stream); it != receiving_.end()) {
+          it->second->Fail(cancel.why);
+        } else if (auto context = contexts_.find(cancel.stream); context != contexts_.end()) {
+          context->second->TryCancel();
+        }
+      }
+    }
+    // 6. Dials.
+    if (!ready.dials.empty()) {
+      std::lock_guard lock(mutex_);
+      for (const Ready::Dial& dial : ready.dials) SpawnLink(dial.peer, dial.delay_ms, dial.hedge);
+    }
+    // 7. Reports.
+    for (core::RegionId peer : ready.forgotten) board_.ForgetAcknowledgements(peer);
+    for (const Ready::Acked& acked : ready.acked) board_.Acked(acked.peer, acked.frontier);
+    if (!ready.acked.empty()) node_->commits().Notify();  // durability waits
+    if (!ready.heads_heard.empty()) board_.HeadsHeard(ready.heads_heard);
+    for (const Ready::Refused& refused : ready.refused) board_.Refused(refused.peer, refused.why);
+    for (core::RegionId peer : ready.accepted) board_.Accepted(peer);
+    for (core::RegionId peer : ready.reconnecting) board_.Reconnecting(peer);
+    for (core::RegionId peer : ready.hedged) board_.Hedged(peer);
+    if (ready.behind) {
+      board_.BehindRetention(ready.behind->peer, ready.behind->origin, ready.behind->wanted,
+                             ready.behind->oldest);
+    }
+    if (ready.links_changed) {
+      std::lock_guard lock(mutex_);
+      board_.LinksChanged(exchange_.inbound().links().Views(),
+                          exchange_.inbound().links().relays_active());
+    }
+  }
+
+  // Brings the region's write gate, its data directory and the board up to date with a rebuild
+  // view that changed.
+  void PublishRebuild(const Inbound::Rebuild& rebuild, bool rebuilt) {
+    if (rebuilt) node_->MarkRebuilt();
+    node_->region().SetRebuilding(rebuild.rebuilding);
     nlohmann::json waiting = nlohmann::json::array();
-    for (core::RegionId peer : rebuild.waiting) waiting.push_back(board_.NameOf(peer));
+    for (core::RegionId peer : rebuild.waiting) waiting.push_back(exchange_.NameOf(peer));
     nlohmann::json heard = nlohmann::json::array();
-    for (core::RegionId peer : rebuild.heard) heard.push_back(board_.NameOf(peer));
+    for (core::RegionId peer : rebuild.heard) heard.push_back(exchange_.NameOf(peer));
     nlohmann::json status = {
         {"rebuilding", rebuild.rebuilding},
         {"data_start", std::string(node::DataStartName(node_->data_start()))},
@@ -598,7 +588,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         {"waiting_for", waiting},
         {"heard_from", heard},
         {"source",
-         rebuild.ahead ? nlohmann::json(board_.NameOf(*rebuild.ahead)) : nlohmann::json()}};
+         rebuild.ahead ? nlohmann::json(exchange_.NameOf(*rebuild.ahead)) : nlohmann::json()}};
     std::string problem;
     if (rebuild.rebuilding) {
       problem = rebuild.confirming ? "rebuilding: waiting to hear from " + waiting.dump() +
@@ -666,11 +656,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         impl->reseed_context_ = nullptr;
       }
     } forget{this};
-    wire::SnapshotRequest request;
-    request.set_deployment(config_.deployment);
-    request.set_region_id(config_.self().id);
-    request.set_region_name(config_.region);
-    request.set_incarnation(node_->identity().incarnation);
+    wire::SnapshotRequest request = exchange_.SnapshotRequestMessage();
     bool resuming = reseed->source == peer;
     if (resuming) {
       request.set_snapshot_id(reseed->snapshot_id);
@@ -766,31 +752,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         reseed.frontier.ToString());
     node_->set_reseeding(false);
     PublishReseed(reseed, "done");
-    std::lock_guard lock(mutex_);
-    if (stopping_) return;
-    inbound_.FollowOwnOrigin(config_.self().id, node_->confirm_own_events(),
-                             node_->region().frontier().Get(config_.self().id));
-    SyncRebuild();
-    for (core::RegionId peer : board_.peers()) SpawnLink(peer, /*hedge=*/false);
-  }
-
-  // --- subscribing to one peer -----------------------------------------------------------------
-  void PublishLinks() {  // mutex_ held
-    board_.LinksChanged(inbound_.links().Views(), inbound_.links().relays_active());
-  }
-
-  wire::ToSender SubscribeMessage(const std::vector<core::RegionId>& origins) {
-    wire::ToSender message;
-    wire::Subscribe* subscribe = message.mutable_subscribe();
-    subscribe->set_protocol_version(kProtocolVersion);
-    subscribe->set_region_id(config_.self().id);
-    subscribe->set_frontier(node_->region().frontier().Encode());
-    for (core::RegionId origin : origins) subscribe->add_origins(origin);
-    subscribe->set_streamed_batches(true);
-    subscribe->set_deployment(config_.deployment);
-    subscribe->set_region_name(config_.region);
-    subscribe->set_incarnation(node_->identity().incarnation);
-    return message;
+    StartLinks();
   }
 
   std::string AddressOf(core::RegionId peer) const {
@@ -807,31 +769,27 @@ class Replicator::Impl final : public wire::Replication::Service {
                            [this] { return stopping_.load(); });
   }
 
-  // One dial: Inbound's stream and the call's context, registered together under mutex_.
-  struct Attempt {
-    Inbound::Dial dial;
-    std::shared_ptr<grpc::ClientContext> context;
-  };
-  Attempt BeginDial(core::RegionId peer) {  // mutex_ held
-    Attempt attempt{inbound_.Dialing(peer, SteadyMs()), std::make_shared<grpc::ClientContext>()};
-    contexts_[attempt.dial.stream] = attempt.context;
-    return attempt;
+  // --- subscribing to peers --------------------------------------------------------------------
+  // Starts following the peers: the exchange says whom to dial.
+  void StartLinks() {
+    Ready ready;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      ready = exchange_.Start(node_->region().frontier(), node_->confirm_own_events());
+    }
+    Carry(std::move(ready), nullptr);
   }
 
-  // Starts a thread that dials the peer now: the peer's first, or a hedge beside a slow stream
-  // (replication::Inbound). The dial is registered before this returns, so the next tick counts
-  // it. The thread redials after each end until another stream of the peer carries on.
+  // Starts a thread that dials the peer after `delay_ms` and reads the stream until it ends.
   // mutex_ held.
-  void SpawnLink(core::RegionId peer, bool hedge) {
+  void SpawnLink(core::RegionId peer, uint64_t delay_ms, bool hedge) {
     if (stopping_) return;
-    if (hedge) {
-      board_.Hedged(peer);
-      spdlog::debug("replication: dialling {} beside a slow stream", board_.NameOf(peer));
-    }
+    if (hedge) spdlog::debug("replication: dialling {} beside a slow stream", exchange_.NameOf(peer));
     auto done = std::make_shared<std::atomic<bool>>(false);
-    link_threads_.push_back({std::thread([this, peer, attempt = BeginDial(peer), done]() mutable {
+    link_threads_.push_back({std::thread([this, peer, delay_ms, done] {
                                core::NameThisThread("repl-link");
-                               RunLink(peer, std::move(attempt));
+                               RunLink(peer, delay_ms);
                                done->store(true);
                              }),
                              done});
@@ -851,90 +809,67 @@ class Replicator::Impl final : public wire::Replication::Service {
     for (LinkThread& link : finished) link.thread.join();
   }
 
-  void RunLink(core::RegionId peer, Attempt attempt) {
-    std::mt19937_64 random(std::random_device{}() ^ peer);
+  // One dial of the peer: reads its stream until it ends, then tells the exchange (whose Ready
+  // may start the next dial).
+  void RunLink(core::RegionId peer, uint64_t delay_ms) {
+    if (delay_ms > 0 && !Pause(delay_ms)) return;
+    Exchange::Dialed dialed;
+    auto context = std::make_shared<grpc::ClientContext>();
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      dialed = exchange_.Dialing(peer, node_->region().frontier(), SteadyMs());
+      contexts_[dialed.stream] = context;
+    }
+    thread_local std::mt19937_64 random(std::random_device{}());
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     grpc::ChannelArguments arguments;
     ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
     arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    // A fresh channel per attempt: our own backoff governs redials, not the channel's, and a
+    // A fresh channel per dial: the exchange's backoff governs redials, not the channel's, and a
     // hedge does not share the connection of the stream it hedges.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    for (;;) {
-      const std::optional<uint64_t> next = RunAttempt(peer, attempt, arguments, unit(random));
-      if (!next) break;  // another stream of the peer is open: its end redials
-      if (!Pause(*next)) break;
-      std::lock_guard lock(mutex_);
-      if (stopping_) break;
-      attempt = BeginDial(peer);
-    }
-  }
-
-  // One dial: reads its stream until it ends. Returns the delay before the next dial, or nullopt
-  // when another stream of the peer goes on. The call's objects are gone when it returns, before
-  // the attempt's context is replaced.
-  std::optional<uint64_t> RunAttempt(core::RegionId peer, const Attempt& attempt,
-                                     const grpc::ChannelArguments& arguments, double unit) {
-    const std::string& name = board_.NameOf(peer);
-    const Inbound::Dial& dial = attempt.dial;
-    const std::shared_ptr<grpc::ClientContext>& context = attempt.context;
     auto channel =
         grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
     auto stub = wire::Replication::NewStub(channel);
-    auto stream = stub->Stream(context.get());
-    bool connected = false;
     std::string why;
-    try {
-      why = Serve(peer, dial.stream, dial.origins, *stream, context.get(), &connected);
-    } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
-      why = std::string("error: ") + error.what();
-    }
-    stream->WritesDone();
-    context->TryCancel();
-    const grpc::Status finished = stream->Finish();
-    std::optional<uint64_t> next;
-    bool replaced = false;
     {
-      std::lock_guard lock(mutex_);
-      contexts_.erase(dial.stream);
-      replaced = inbound_.GaveWay(dial.stream);
-      next = inbound_.Ended(dial.stream, SteadyMs(), unit);
-      PublishLinks();
-    }
-    if (connected && !replaced) board_.Reconnecting(peer);
-    if (finished.error_message().rfind("refused: ", 0) == 0) {
-      // The peer refused this region (another deployment, a name it does not know, or another
-      // process of this region subscribed): an operator must look.
-      spdlog::error("replication: {} refused this region: {}", name,
-                    finished.error_message().substr(9));
-      board_.Refused(peer, finished.error_message().substr(9));
-      return next;
-    }
-    if (replaced) {
-      spdlog::debug("replication: a stream to {} gave way to one that answered first", name);
-    } else if (connected || !finished.ok()) {
-      const std::string detail = finished.ok() ? why : why + " (" + finished.error_message() + ")";
-      if (connected) {
-        spdlog::warn("replication: link to {} lost: {}", name, detail);
-      } else {
-        spdlog::debug("replication: link to {} not up: {}", name, detail);
+      auto stream = stub->Stream(context.get());
+      try {
+        why = Serve(peer, dialed, *stream, context.get());
+      } catch (const std::exception& error) {  // e.g. memory for a hostile batch: drop the link
+        why = std::string("error: ") + error.what();
+      }
+      stream->WritesDone();
+      context->TryCancel();
+      const grpc::Status finished = stream->Finish();
+      if (finished.error_message().rfind("refused: ", 0) == 0) {
+        why = finished.error_message();  // the peer refused this region
+      } else if (!finished.ok()) {
+        why += " (" + finished.error_message() + ")";
       }
     }
-    return next;
+    Ready ready;
+    {
+      std::lock_guard lock(mutex_);
+      contexts_.erase(dialed.stream);
+      ready = exchange_.Ended(dialed.stream, why, SteadyMs(), unit(random));
+    }
+    Carry(std::move(ready), nullptr);
   }
 
   // The receiving side of one stream: batches are queued for the commit thread as they arrive
-  // (up to kApplyQueueMax at once, so decoding and reading overlap the commit), and an
-  // acknowledging thread waits for each in order and tells the sender what is now durable
-  // (the rules are replication::Inbound's).
+  // (up to the exchange's apply_queue_max at once, so decoding and reading overlap the commit),
+  // and an acknowledging thread waits for each in order and hands the outcome to the exchange,
+  // which says what to acknowledge.
   class PeerStream {
    public:
-    PeerStream(Impl* impl, uint64_t id,
+    PeerStream(Impl* impl, uint64_t id, core::RegionId peer,
                grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                grpc::ClientContext* context)
-        : impl_(impl), id_(id), stream_(stream), context_(context) {
+        : impl_(impl), id_(id), peer_(peer), stream_(stream), context_(context) {
       acker_ = std::thread([this] {
         core::NameThisThread("repl-acker");
         Acknowledge();
@@ -952,12 +887,18 @@ class Replicator::Impl final : public wire::Replication::Service {
       acker_.join();
     }
 
+    uint64_t id() const { return id_; }
+
     // Queues a batch; false when the node is stopping.
     bool Submit(core::RegionId origin, std::vector<core::Event> events) {
+      const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [this] { return pending_.size() < kApplyQueueMax || !error_.empty(); });
+      changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
       if (!error_.empty()) return true;  // the stream is being cancelled; Read will end
       lock.unlock();
+      std::vector<core::HlcTimestamp> hlcs;
+      hlcs.reserve(events.size());
+      for (const core::Event& event : events) hlcs.push_back(event.hlc);
       auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
       std::future<Result<node::RemoteApply>> done = promise->get_future();
       if (!impl_->node_->SubmitRemote(
@@ -979,12 +920,6 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::lock_guard lock(write_mutex_);
       return stream_.Write(message);
     }
-    // Acknowledges `frontier`, everything this region holds durably.
-    bool WriteAck(const core::VersionVector& frontier) {
-      wire::ToSender ack;
-      ack.mutable_ack()->set_frontier(frontier.Encode());
-      return Write(ack);
-    }
     std::string error() {
       std::lock_guard lock(mutex_);
       return error_;
@@ -995,13 +930,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       dropped_->store(true);
       Fail("the peer has a new incarnation; this stream was of an earlier one");
     }
-
-   private:
-    struct Pending {
-      core::RegionId origin;
-      std::future<Result<node::RemoteApply>> done;
-    };
-
+    // Ends the stream for `why` (the first reason given is kept).
     void Fail(std::string why) {
       {
         std::lock_guard lock(mutex_);
@@ -1010,6 +939,12 @@ class Replicator::Impl final : public wire::Replication::Service {
       changed_.notify_all();
       context_->TryCancel();
     }
+
+   private:
+    struct Pending {
+      core::RegionId origin;
+      std::future<Result<node::RemoteApply>> done;
+    };
 
     void Acknowledge() {
       for (;;) {
@@ -1031,31 +966,24 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (applied.ok()) {
           outcome.gaps = applied->gaps;
           outcome.duplicates = applied->duplicates;
+          impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
         }
         outcome.last = !more;  // one acknowledgement covers every batch already applied
         const core::VersionVector frontier = impl_->node_->region().frontier();
-        Inbound::AfterApply after;
+        Ready ready;
         {
           std::lock_guard links_lock(impl_->mutex_);
-          after = impl_->inbound_.BatchApplied(id_, outcome, frontier, SteadyMs());
-          impl_->SyncRebuild();
+          ready = impl_->exchange_.BatchApplied(
+              id_, next.origin, outcome, applied.ok() ? "" : applied.status().message(), frontier,
+              SteadyMs());
         }
-        if (!applied.ok()) {
-          Fail("applying a batch failed: " + applied.status().message());
-          continue;
-        }
-        impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
-        if (after.end) {
-          // Events arrived ahead of a missing predecessor: resubscribe from our frontier.
-          Fail("a gap in " + impl_->board_.NameOf(next.origin) + "'s events; resubscribing");
-          continue;
-        }
-        if (after.ack && !WriteAck(*after.ack)) Fail("the stream closed");
+        impl_->Carry(std::move(ready), this);
       }
     }
 
     Impl* const impl_;
-    const uint64_t id_;  // Inbound's stream id
+    const uint64_t id_;  // the exchange's stream id
+    const core::RegionId peer_;
     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream_;
     grpc::ClientContext* const context_;
     std::mutex write_mutex_;
@@ -1068,52 +996,16 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::thread acker_;
   };
 
-  // The receiving streams (by Inbound id) and the incarnation of the region each was opened to
-  // (0 until its first heartbeat named it). mutex_ held.
-  struct Receiving {
-    core::RegionId peer = 0;
-    uint64_t incarnation = 0;
-    PeerStream* stream = nullptr;
-  };
-
-  // `peer` subscribed with `incarnation`. Its events that streams to an earlier incarnation have
-  // queued (the old process's last batches, still in flight when it stopped) must never commit
-  // after this region tells the new one what it holds of its origin: they could carry event ids
-  // the new incarnation reissues. Those streams are dropped, and this waits until the commit
-  // thread can no longer apply anything they queued. Before the first heartbeat.
-  void FenceEarlierIncarnations(core::RegionId peer, uint64_t incarnation) {
-    size_t dropped = 0;
-    {
-      std::lock_guard lock(mutex_);
-      for (auto& [id, receiving] : receiving_) {
-        if (receiving.peer != peer || receiving.incarnation == 0 ||
-            receiving.incarnation == incarnation) {
-          continue;
-        }
-        receiving.stream->Drop();
-        ++dropped;
-      }
-    }
-    if (dropped == 0) return;
-    std::promise<void> passed;
-    if (node_->SubmitRemote({}, [&passed](Result<node::RemoteApply>) { passed.set_value(); })) {
-      passed.get_future().wait();
-    }
-    spdlog::warn(
-        "replication: {} has a new incarnation; dropped {} stream(s) to its earlier one "
-        "and whatever they had not applied",
-        board_.NameOf(peer), dropped);
-  }
-
   // Reads the peer's stream until it ends; returns why it ended.
-  std::string Serve(core::RegionId peer, uint64_t id, const std::vector<core::RegionId>& origins,
+  std::string Serve(core::RegionId peer, const Exchange::Dialed& dialed,
                     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
-                    grpc::ClientContext* context, bool* connected) {
+                    grpc::ClientContext* context) {
     const BatchLimits batch_limits;
-    PeerStream inbound(this, id, stream, context);
+    const uint64_t id = dialed.stream;
+    PeerStream inbound(this, id, peer, stream, context);
     {
       std::lock_guard lock(mutex_);
-      receiving_[id] = Receiving{peer, 0, &inbound};
+      receiving_[id] = &inbound;
     }
     struct Unregister {  // before `inbound` goes
       Impl* impl;
@@ -1123,207 +1015,68 @@ class Replicator::Impl final : public wire::Replication::Service {
         impl->receiving_.erase(id);
       }
     } unregister{this, id};
-    if (!inbound.Write(SubscribeMessage(origins))) return "cannot reach the peer";
+    if (!inbound.Write(dialed.subscribe)) return "cannot reach the peer";
     BatchStreamDecoder decoder;  // this stream's batches, in order
-    bool identified = false;     // the sender's first heartbeat named the region dialled
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
+      const core::VersionVector applied = node_->region().frontier();
+      bool decode = false;
+      Ready ready;
       {
         std::lock_guard lock(mutex_);
-        const Inbound::Arrival arrival = inbound_.Received(id, now);
-        if (arrival.stale) continue;  // another stream won; this one is being cancelled
-        for (uint64_t lost : arrival.cancel) {
-          if (auto it = contexts_.find(lost); it != contexts_.end()) it->second->TryCancel();
-        }
-        if (arrival.first) {
-          *connected = true;
-          PublishLinks();
-          spdlog::info("replication: subscribed to {}", board_.NameOf(peer));
-        }
+        ready = exchange_.Received(id, message, applied, now, &decode);
       }
-      if (message.has_batch()) {
+      Carry(std::move(ready), &inbound);
+      if (decode) {
         const wire::Batch& batch = message.batch();
-        {
-          std::lock_guard lock(mutex_);
-          inbound_.BatchReceived(id, now);
-        }
-        // Another region's events are checked for form, not against this region's [limits]:
-        // regions configured differently must still converge.
+        const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
         auto events = decoder.Decode(batch.events(), batch_limits, kRemoteLimits);
-        if (!events.ok()) return "bad batch: " + events.status().message();
-        board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
-        std::vector<core::HlcTimestamp> hlcs;
-        hlcs.reserve(events->size());
-        for (const core::Event& event : *events) {
-          if (event.dot.origin != batch.origin()) return "batch holds an event of another origin";
-          hlcs.push_back(event.hlc);
-        }
-        board_.Arrived(batch.origin(), hlcs, WallMs());
-        if (!inbound.Submit(batch.origin(), std::move(events).value())) {
-          return "the node is stopping";
-        }
-      } else if (message.has_heartbeat()) {
-        const wire::Heartbeat& beat = message.heartbeat();
-        if (!identified) {
-          if (std::optional<std::string> refusal = CheckSender(peer, beat)) {
-            spdlog::error("replication: refusing the stream to {}: {}", board_.NameOf(peer),
-                          *refusal);
-            board_.Refused(peer, *refusal);
-            return "refused: " + *refusal;
-          }
-          identified = true;
-          board_.Accepted(peer);
-          std::lock_guard lock(mutex_);
-          receiving_[id].incarnation = beat.incarnation();
-        }
-        auto frontier = DecodeFrontier(beat.frontier());
-        if (!frontier.ok()) return "bad heartbeat";
-        std::vector<node::OriginHead> heads;
-        for (const wire::OriginHead& head : beat.heads()) {
-          if (head.origin() > core::kRegionIdMax) return "bad heartbeat";
-          heads.push_back({head.origin(), head.seq(), head.hlc()});
-        }
-        board_.HeadsHeard(heads);
-        // Tell the peer what this region holds (events it got from others count too): the peer's
-        // durability waits and retention depend on it.
-        const core::VersionVector applied = node_->region().frontier();
-        node_->region().ObserveFrontier(peer, *frontier);  // for folding stable metadata
-        std::optional<core::VersionVector> ack;
+        Ready decoded;
         {
           std::lock_guard lock(mutex_);
-          ack = inbound_.HeartbeatReceived(id, *frontier, applied, now);
-          SyncRebuild();
+          decoded = exchange_.Decoded(id, origin, events, applied, now);
         }
-        if (ack && !inbound.WriteAck(*ack)) return "the stream closed";
-      } else if (message.has_behind_retention()) {
-        const wire::BehindRetention& behind = message.behind_retention();
-        board_.BehindRetention(peer, behind.origin(), behind.wanted_seq(), behind.oldest_seq());
-        spdlog::error(
-            "replication: this region is behind {}'s log retention for {} (needs {}, "
-            "the log starts at {}); it needs re-seeding",
-            board_.NameOf(peer), board_.NameOf(behind.origin()), behind.wanted_seq(),
-            behind.oldest_seq());
+        if (decoded.submit) {
+          board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
+          std::vector<core::HlcTimestamp> hlcs;
+          hlcs.reserve(events->size());
+          for (const core::Event& event : *events) hlcs.push_back(event.hlc);
+          board_.Arrived(origin, hlcs, WallMs());
+          if (!inbound.Submit(origin, std::move(events).value())) return "the node is stopping";
+        }
+        Carry(std::move(decoded), &inbound);
       }
-      std::optional<std::vector<core::RegionId>> resubscribe;
-      {
-        std::lock_guard lock(mutex_);
-        if (inbound_.ResubscribeDue(id)) resubscribe = inbound_.Subscription(id);
-      }
-      if (resubscribe && !inbound.Write(SubscribeMessage(*resubscribe))) {
-        return "the stream closed";
-      }
+      if (!inbound.error().empty()) break;
     }
     const std::string error = inbound.error();
     return error.empty() ? "the stream closed" : error;
   }
 
-  // Log retention: trims each origin's logged events that every peer has acknowledged and that
-  // are older than retention_age_s — or all of them while the log is over retention_bytes. Never
-  // anything a peer still needs.
-  void ApplyRetention() {
-    std::vector<core::RegionId> released;
-    const core::VersionVector acked =
-        board_.AckedByAll(SteadyMs(), config_.replication.retention_hold_s * 1000,
-                          node_->region().frontier(), &released);
-    if (released != released_) {
-      for (core::RegionId peer : released) {
-        if (std::find(released_.begin(), released_.end(), peer) == released_.end()) {
-          spdlog::warn(
-              "replication: {} has acknowledged nothing for {} s; the log no longer "
-              "waits for it (it re-seeds when it returns)",
-              board_.NameOf(peer), config_.replication.retention_hold_s);
-        }
-      }
-      released_ = released;
-    }
-    auto log_bytes = node_->store().LogBytes();
-    if (!log_bytes.ok()) return;
-    const bool over_bytes = *log_bytes > config_.replication.retention_bytes;
-    const uint64_t age_ms = config_.replication.retention_age_s * 1000;
-    const uint64_t now_ms = WallMs();
-    const uint64_t cutoff_ms = now_ms > age_ms ? now_ms - age_ms : 0;
-    const core::VersionVector applied = node_->region().frontier();
-    for (const auto& entry : acked.entries()) {
-      if (!retention_known_.contains(entry.origin)) {
-        // After a restart: where an earlier run trimmed this origin's log to.
-        std::optional<uint64_t> oldest;
-        const Status status = node_->store().ReadLog(
-            entry.origin, 1, 1,
-            [&](const storage::LoggedEvent& logged) { oldest = logged.dot.seq; });
-        if (!status.ok()) return;
-        trimmed_through_.Set(entry.origin, oldest ? *oldest - 1 : applied.Get(entry.origin));
-        retention_known_.insert(entry.origin);
-      }
-      const uint64_t trimmed = trimmed_through_.Get(entry.origin);
-      if (entry.seq <= trimmed) continue;
-      uint64_t through = trimmed;
-      if (over_bytes) {
-        // Never past what this region holds (later events are trimmed by age), and a bounded
-        // page per pass: one batch of deletes, not the whole backlog at once.
-        through = std::min({entry.seq, applied.Get(entry.origin), trimmed + kRetentionPage});
-      } else {
-        // The oldest events first, a bounded page per pass.
-        wire::Event message;
-        const Status status = node_->store().ReadLogWhile(
-            entry.origin, trimmed + 1, kRetentionPage, [&](const storage::LoggedEvent& logged) {
-              if (through != logged.dot.seq - 1 || logged.dot.seq > entry.seq) return false;
-              // Only the clock is needed: parsed, not decoded and checked.
-              if (!message.ParseFromString(logged.bytes) ||
-                  core::HlcPhysicalMs(message.hlc()) >= cutoff_ms) {
-                return false;
-              }
-              through = logged.dot.seq;
-              return true;
-            });
-        if (!status.ok()) return;
-      }
-      if (through <= trimmed) continue;
-      if (Status status = node_->store().TrimLog(entry.origin, through); !status.ok()) {
-        spdlog::error("replication: log retention: {}", status.message());
-        return;
-      }
-      trimmed_through_.Set(entry.origin, through);
-      spdlog::info("replication: log retention trimmed {} through {}", board_.NameOf(entry.origin),
-                   through);
-    }
-    auto after = node_->store().LogBytes();
-    board_.SetRetention(after.ok() ? *after : *log_bytes, trimmed_through_);
-  }
-
-  // Recomputes relays, asks links whose origin set changed to resubscribe, cancels streams that
-  // went silent, starts hedges beside slow ones and joins the link threads that finished.
+  // The periodic tick: the exchange's (relays, silence, hedges, rebuilding), log retention, and
+  // joining the link threads that finished.
   void RunTicker() {
-    const uint64_t tick_ms = std::max<uint64_t>(10, config_.replication.heartbeat_ms / 2);
-    uint64_t next_trim_ms = 0;
-    while (Pause(tick_ms)) {
-      if (SteadyMs() >= next_trim_ms) {
-        ApplyRetention();
-        next_trim_ms = SteadyMs() + kRetentionIntervalMs;
-      }
+    while (Pause(exchange_.options().tick_ms)) {
       ReapLinks();
       const core::VersionVector applied = node_->region().frontier();
-      std::lock_guard lock(mutex_);
-      const Inbound::Tick tick = inbound_.OnTick(applied, SteadyMs());
-      SyncRebuild();
-      for (core::RegionId peer : tick.changed) {
-        spdlog::info("replication: {} now carries {}", board_.NameOf(peer),
-                     OriginNames(board_, inbound_.links().OriginsFor(peer)));
-      }
-      for (uint64_t stream : tick.quiet) {
-        spdlog::warn(
-            "replication: {} silent for {} ms; the link counts as down while another dial tries",
-            board_.NameOf(inbound_.PeerOf(stream)), inbound_.links().silence_timeout_ms());
-      }
-      for (uint64_t stream : tick.silent) {
-        if (auto it = contexts_.find(stream); it != contexts_.end()) {
-          spdlog::warn("replication: {} silent for {} ms; redialling",
-                       board_.NameOf(inbound_.PeerOf(stream)), inbound_.TimeoutMs(stream));
-          it->second->TryCancel();
+      const uint64_t now = SteadyMs();
+      Ready ready;
+      core::VersionVector floor;
+      bool retain = false;
+      {
+        std::lock_guard lock(mutex_);
+        ready = exchange_.Tick(applied, now);
+        if (retention_.Due(now)) {
+          retain = true;
+          floor = exchange_.RetentionFloor(applied, now, &ready);
+          board_.SetReleased(exchange_.released());
         }
       }
-      for (core::RegionId peer : tick.hedge) SpawnLink(peer, /*hedge=*/true);
-      PublishLinks();
+      if (retain) {
+        retention_.Run(node_->store(), exchange_, floor, applied, WallMs(), &ready);
+        board_.SetRetention(retention_.log_bytes(), retention_.trimmed_through());
+      }
+      Carry(std::move(ready), nullptr);
     }
   }
 
@@ -1337,10 +1090,10 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::condition_variable wake_;
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
-  Inbound inbound_;
-  std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by Inbound stream id
-  std::map<uint64_t, Receiving> receiving_;                            // by Inbound stream id
-  std::optional<Inbound::Rebuild> published_rebuild_;                  // SyncRebuild's last view
+  Exchange exchange_;
+  uint64_t next_serving_ = 1;
+  std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by stream id, dialling
+  std::map<uint64_t, PeerStream*> receiving_;                          // by stream id, reading
   grpc::ClientContext* reseed_context_ = nullptr;  // the re-seed's call, while one runs
   struct LinkThread {
     std::thread thread;
@@ -1352,10 +1105,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::mutex snapshots_mutex_;
   std::map<uint64_t, std::shared_ptr<SnapshotLease>> snapshots_;
   uint64_t next_snapshot_id_ = (WallMs() << 16) | 1;
-  std::vector<std::thread> threads_;      // the ticker
-  core::VersionVector trimmed_through_;   // ticker thread only
-  std::vector<core::RegionId> released_;  // ticker thread only: peers the log no longer waits for
-  std::set<core::RegionId> retention_known_;
+  std::vector<std::thread> threads_;  // the ticker and the re-seed
+  Retention retention_;               // ticker thread only
 };
 
 Replicator::Replicator(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}

@@ -649,8 +649,10 @@ void Simulation::Tick(int index, uint64_t incarnation) {
   Carry(index, n.exchange->Tick(n.region->frontier(), now_));
   replication::Ready retention;
   const core::VersionVector before = n.retention->trimmed_through();
-  if (n.retention->Run(*n.store, *n.exchange, n.region->frontier(), now_, n.clock.NowMs(),
-                       &retention)) {
+  if (n.retention->Due(now_)) {
+    const core::VersionVector applied = n.region->frontier();
+    const core::VersionVector floor = n.exchange->RetentionFloor(applied, now_, &retention);
+    n.retention->Run(*n.store, *n.exchange, floor, applied, n.clock.NowMs(), &retention);
     for (const auto& entry : n.retention->trimmed_through().entries()) {
       if (before.Get(entry.origin) != 0) log_trimmed_ += entry.seq - before.Get(entry.origin);
     }
