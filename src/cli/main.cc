@@ -13,6 +13,7 @@
 #include "grpcapi/grpc_api.h"
 #include "node/config.h"
 #include "node/node.h"
+#include "node/replication_host.h"
 #include "replication/transport.h"
 #include "wanproxy/wan_proxy.h"
 
@@ -70,7 +71,8 @@ int Start(const StartOptions& options) {
     std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
     return 1;
   }
-  replication::Replicator replicator(node->get());
+  node::ReplicationHost replication_host(node->get());
+  replication::Replicator replicator(&replication_host);
   if (Status status = replicator.Start(); !status.ok()) {
     std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
     return 1;

@@ -26,13 +26,14 @@
 #include "node/metrics.h"
 #include "node/region.h"
 #include "replication/exchange.h"
+#include "replication/host.h"
 #include "replication/links.h"
 
 namespace meridian::node {
 
 using OriginHead = replication::OriginHead;
 
-class ReplicationBoard {
+class ReplicationBoard final : public replication::StatusBoard {
  public:
   ReplicationBoard(core::RegionId self, std::map<core::RegionId, std::string> names,
                    Metrics* metrics);
@@ -44,49 +45,52 @@ class ReplicationBoard {
   // Events committed here, local or remote: remembers each origin's newest HLC (for heartbeats).
   void NoteCommitted(std::span<const Change> changes);
   // The heads this region holds, for a heartbeat.
-  std::vector<OriginHead> Heads(const core::VersionVector& frontier) const;
+  std::vector<OriginHead> Heads(const core::VersionVector& frontier) const override;
 
   // --- outbound: streams this region serves ---
   // The replication exchange (replication::Exchange) accepted, or ended, a subscription of
   // `peer`'s data directory incarnation `incarnation`; it decides, this shows.
-  void SubscriberAttached(core::RegionId peer, uint64_t incarnation);
-  void SubscriberDetached(core::RegionId peer);
-  void Acked(core::RegionId peer, const core::VersionVector& applied);
+  void SubscriberAttached(core::RegionId peer, uint64_t incarnation) override;
+  void SubscriberDetached(core::RegionId peer) override;
+  void Acked(core::RegionId peer, const core::VersionVector& applied) override;
   // The peers log retention no longer waits for (Exchange::released).
-  void SetReleased(std::vector<core::RegionId> released);
+  void SetReleased(std::vector<core::RegionId> released) override;
   // The log's size and how far retention has trimmed each origin, for /v1/status.
-  void SetRetention(uint64_t log_bytes, const core::VersionVector& trimmed_through);
+  void SetRetention(uint64_t log_bytes, const core::VersionVector& trimmed_through) override;
   // How many other regions have acknowledged `dot` as durably applied.
   size_t RegionsHolding(core::Dot dot) const;
-  void BatchSent(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
+  void BatchSent(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes) override;
   void SubscriberBehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
-                                 uint64_t oldest);
+                                 uint64_t oldest) override;
 
   // --- inbound: streams this region subscribes to ---
-  void LinksChanged(std::vector<replication::Links::View> views, size_t relays_active);
-  void Reconnecting(core::RegionId peer);
+  void LinksChanged(std::vector<replication::Links::View> views, size_t relays_active) override;
+  void Reconnecting(core::RegionId peer) override;
   // A second dial of the peer started beside a slow or quiet stream (replication::Inbound).
-  void Hedged(core::RegionId peer);
-  void HeadsHeard(std::span<const OriginHead> heads);
-  void BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes, size_t raw_bytes);
+  void Hedged(core::RegionId peer) override;
+  void HeadsHeard(std::span<const OriginHead> heads) override;
+  void BatchReceived(core::RegionId peer, size_t events, size_t wire_bytes,
+                     size_t raw_bytes) override;
   // Events of `origin` became readable here at now_ms: their visibility latency.
-  void Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
+  void Visible(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
+               uint64_t now_ms) override;
   // Events of `origin` arrived here (their batch decoded) at now_ms, before they were applied.
-  void Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs, uint64_t now_ms);
+  void Arrived(core::RegionId origin, std::span<const core::HlcTimestamp> hlcs,
+               uint64_t now_ms) override;
   void BehindRetention(core::RegionId peer, core::RegionId origin, uint64_t wanted,
-                       uint64_t oldest);
+                       uint64_t oldest) override;
   // A stream to or from the peer was refused (another deployment or region, two incarnations at
   // once): shown in /v1/status and /readyz until a stream of the peer is accepted.
-  void Refused(core::RegionId peer, std::string reason);
-  void Accepted(core::RegionId peer);
+  void Refused(core::RegionId peer, std::string reason) override;
+  void Accepted(core::RegionId peer) override;
 
   // --- rebuilding (replication::Inbound::Rebuilding) ---
   // `status` is shown as /v1/status "rebuild"; while `rebuilding`, /readyz names `problem`.
-  void SetRebuild(nlohmann::json status, std::string problem);
+  void SetRebuild(nlohmann::json status, std::string problem) override;
   // The re-seed's progress (/v1/status "reseed"); `problem`, when not empty, is a /readyz reason.
-  void SetReseed(nlohmann::json status, std::string problem);
+  void SetReseed(nlohmann::json status, std::string problem) override;
   // `peer` starts over as a new incarnation: what it acknowledged before stops counting at once.
-  void ForgetAcknowledgements(core::RegionId peer);
+  void ForgetAcknowledgements(core::RegionId peer) override;
 
   // --- views ---
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.

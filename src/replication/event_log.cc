@@ -16,15 +16,16 @@ Status ReadForSend(storage::Store& store, const Outbound::Read& read, LogRead* o
   out->events.clear();
   out->first_seq = out->last_seq = 0;
   size_t bytes = 0;
-  return store.ReadLogWhile(
-      read.origin, read.from_seq, read.limit, [&](const storage::LoggedEvent& event) {
-        if (!out->events.empty() && event.dot.seq != out->last_seq + 1) return false;
-        if (out->events.empty()) out->first_seq = event.dot.seq;
-        out->last_seq = event.dot.seq;
-        bytes += event.bytes.size();
-        out->events.push_back(event.bytes);
-        return bytes < read.bytes_max;  // full: read no further
-      });
+  return store.ReadLogWhile(read.origin, read.from_seq, read.limit,
+                            [&](const storage::LoggedEvent& event) {
+                              if (!out->events.empty() && event.dot.seq != out->last_seq + 1)
+                                return false;
+                              if (out->events.empty()) out->first_seq = event.dot.seq;
+                              out->last_seq = event.dot.seq;
+                              bytes += event.bytes.size();
+                              out->events.push_back(event.bytes);
+                              return bytes < read.bytes_max;  // full: read no further
+                            });
 }
 
 bool Retention::Due(uint64_t now_ms) {
@@ -41,8 +42,8 @@ void Retention::Run(storage::Store& store, const Exchange& names, const core::Ve
 }
 
 Status Retention::Pass(storage::Store& store, const Exchange& names,
-                       const core::VersionVector& floor,
-                       const core::VersionVector& applied, uint64_t wall_ms, Ready* ready) {
+                       const core::VersionVector& floor, const core::VersionVector& applied,
+                       uint64_t wall_ms, Ready* ready) {
   auto log_bytes = store.LogBytes();
   if (!log_bytes.ok()) return log_bytes.status();
   const bool over_bytes = *log_bytes > options_.bytes;
@@ -84,7 +85,7 @@ Status Retention::Pass(storage::Store& store, const Exchange& names,
     if (Status status = store.TrimLog(entry.origin, through); !status.ok()) return status;
     trimmed_through_.Set(entry.origin, through);
     ready->Log(Ready::Note::Level::kInfo, "log retention trimmed " + names.NameOf(entry.origin) +
-                                               " through " + std::to_string(through));
+                                              " through " + std::to_string(through));
   }
   auto after = store.LogBytes();
   log_bytes_ = after.ok() ? *after : *log_bytes;

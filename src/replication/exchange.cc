@@ -19,13 +19,16 @@ using Level = Ready::Note::Level;
 }  // namespace
 
 Exchange::Exchange(ExchangeOptions options, uint64_t now_ms)
-    : options_(std::move(options)), inbound_([this] {
-        std::vector<core::RegionId> peers;
-        for (const auto& [id, name] : options_.names) {
-          if (id != options_.self) peers.push_back(id);
-        }
-        return peers;
-      }(), options_.links, now_ms) {
+    : options_(std::move(options)),
+      inbound_(
+          [this] {
+            std::vector<core::RegionId> peers;
+            for (const auto& [id, name] : options_.names) {
+              if (id != options_.self) peers.push_back(id);
+            }
+            return peers;
+          }(),
+          options_.links, now_ms) {
   for (core::RegionId peer : inbound_.links().peers()) subscribers_[peer].heard_ms = now_ms;
 }
 
@@ -156,8 +159,8 @@ std::optional<std::string> Exchange::CheckSender(core::RegionId peer,
            "', this region of '" + options_.deployment + "'";
   }
   if (beat.region_id() != peer || beat.region_name() != NameOf(peer)) {
-    return "the region dialled as '" + NameOf(peer) + "' (id " + std::to_string(peer) +
-           ") is '" + beat.region_name() + "' (id " + std::to_string(beat.region_id()) + ")";
+    return "the region dialled as '" + NameOf(peer) + "' (id " + std::to_string(peer) + ") is '" +
+           beat.region_name() + "' (id " + std::to_string(beat.region_id()) + ")";
   }
   if (beat.incarnation() == 0) return std::string("the sender sent no incarnation");
   return std::nullopt;
@@ -200,7 +203,7 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
     receiving->connected = true;
     ready.links_changed = true;
     ready.Log(Level::kInfo, "subscribed to " + NameOf(peer) + " for " +
-                                 Origins(inbound_.links().OriginsFor(peer)));
+                                Origins(inbound_.links().OriginsFor(peer)));
   }
   switch (message.message_case()) {
     case wire::ToReceiver::kBatch:
@@ -238,8 +241,8 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
           Cancel(stream, "bad heartbeat", &ready);
           return ready;
         }
-        ready.heads_heard.push_back({static_cast<core::RegionId>(head.origin()), head.seq(),
-                                     head.hlc()});
+        ready.heads_heard.push_back(
+            {static_cast<core::RegionId>(head.origin()), head.seq(), head.hlc()});
       }
       // Tell the peer what this region holds (events it got from others count too): the peer's
       // durability waits and retention depend on it.
@@ -255,10 +258,10 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
       ready.behind = Ready::Behind{peer, static_cast<core::RegionId>(behind.origin()),
                                    behind.wanted_seq(), behind.oldest_seq()};
       ready.Log(Level::kError, "this region is behind " + NameOf(peer) + "'s log retention for " +
-                                    NameOf(static_cast<core::RegionId>(behind.origin())) +
-                                    " (needs " + std::to_string(behind.wanted_seq()) +
-                                    ", the log starts at " + std::to_string(behind.oldest_seq()) +
-                                    "); it needs re-seeding");
+                                   NameOf(static_cast<core::RegionId>(behind.origin())) +
+                                   " (needs " + std::to_string(behind.wanted_seq()) +
+                                   ", the log starts at " + std::to_string(behind.oldest_seq()) +
+                                   "); it needs re-seeding");
       break;
     }
     case wire::ToReceiver::MESSAGE_NOT_SET:
@@ -337,7 +340,7 @@ Ready Exchange::Ended(uint64_t stream, const std::string& why, uint64_t now_ms, 
     ready.Log(Level::kError, "link to " + NameOf(peer) + " " + why);
   } else if (gave_way) {
     ready.Log(Level::kDebug,
-               "#" + std::to_string(stream) + " to " + NameOf(peer) + " gave way: " + why);
+              "#" + std::to_string(stream) + " to " + NameOf(peer) + " gave way: " + why);
   } else if (receiving.connected) {
     ready.Log(Level::kWarn, "link to " + NameOf(peer) + " lost: " + why);
   } else {
@@ -353,20 +356,21 @@ void Exchange::SyncRebuild(Ready* ready) {
   const bool was = published_rebuild_ ? published_rebuild_->rebuilding : false;
   if (rebuild.rebuilding != was) {
     if (rebuild.rebuilding && rebuild.confirming) {
-      ready->Log(Level::kWarn, "rebuilding: the data directory is new; writes wait until every "
-                               "peer has told what it holds of " +
-                                   NameOf(options_.self) + "'s events and they are back");
+      ready->Log(Level::kWarn,
+                 "rebuilding: the data directory is new; writes wait until every "
+                 "peer has told what it holds of " +
+                     NameOf(options_.self) + "'s events and they are back");
     } else if (rebuild.rebuilding) {
       ready->Log(Level::kWarn,
-                  "rebuilding: " + (rebuild.ahead ? NameOf(*rebuild.ahead) : "a peer") +
-                      " holds " + NameOf(options_.self) + "'s events up to " +
-                      std::to_string(rebuild.target) + ", this region up to " +
-                      std::to_string(rebuild.applied) + "; writes wait until they are back");
+                 "rebuilding: " + (rebuild.ahead ? NameOf(*rebuild.ahead) : "a peer") + " holds " +
+                     NameOf(options_.self) + "'s events up to " + std::to_string(rebuild.target) +
+                     ", this region up to " + std::to_string(rebuild.applied) +
+                     "; writes wait until they are back");
     } else {
       ready->Log(Level::kInfo, "rebuilt: every peer has told what it holds of " +
-                                    NameOf(options_.self) + " (up to " +
-                                    std::to_string(rebuild.target) +
-                                    "), and this region has it all; writes resume");
+                                   NameOf(options_.self) + " (up to " +
+                                   std::to_string(rebuild.target) +
+                                   "), and this region has it all; writes resume");
       ready->rebuilt = published_rebuild_.has_value();
     }
   }
@@ -390,11 +394,11 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
   }
   if (std::optional<Refusal> refusal = CheckSubscriber(subscribe)) {
     if (refusal->identity) {
-      ready.refused.push_back({static_cast<core::RegionId>(subscribe.region_id()),
-                               refusal->message});
+      ready.refused.push_back(
+          {static_cast<core::RegionId>(subscribe.region_id()), refusal->message});
       ready.Log(Level::kError, "refused a subscription from " +
-                                    NameOf(static_cast<core::RegionId>(subscribe.region_id())) +
-                                    ": " + refusal->message);
+                                   NameOf(static_cast<core::RegionId>(subscribe.region_id())) +
+                                   ": " + refusal->message);
     }
     served.refusal = std::move(refusal);
     return served;
@@ -419,9 +423,9 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
       return served;
     }
     // A new data directory: what the old one acknowledged may be gone with it.
-    ready.Log(Level::kWarn, NameOf(peer) + " is a new incarnation (" + Hex(incarnation) +
-                                 ", was " + Hex(subscriber.incarnation) +
-                                 "); its earlier acknowledgements no longer count");
+    ready.Log(Level::kWarn, NameOf(peer) + " is a new incarnation (" + Hex(incarnation) + ", was " +
+                                Hex(subscriber.incarnation) +
+                                "); its earlier acknowledgements no longer count");
     subscriber.acked = core::VersionVector();
     ready.forgotten.push_back(peer);
   }
@@ -440,8 +444,8 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
   }
   if (!ready.fence.empty()) {
     ready.Log(Level::kWarn, NameOf(peer) + " has a new incarnation; dropped " +
-                                 std::to_string(ready.fence.size()) +
-                                 " stream(s) to its earlier one and whatever they had not applied");
+                                std::to_string(ready.fence.size()) +
+                                " stream(s) to its earlier one and whatever they had not applied");
   }
   subscriber.incarnation = incarnation;
   subscriber.heard_ms = now_ms;
@@ -453,11 +457,14 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
   // It holds everything it subscribed after.
   subscriber.acked.Merge(*frontier);
   ready.acked.push_back(std::move(acked));
-  FromSubscriber(serving, [&] {
-    wire::ToSender message;
-    *message.mutable_subscribe() = subscribe;
-    return message;
-  }(), now_ms, &ready);
+  FromSubscriber(
+      serving,
+      [&] {
+        wire::ToSender message;
+        *message.mutable_subscribe() = subscribe;
+        return message;
+      }(),
+      now_ms, &ready);
   return served;
 }
 
@@ -478,8 +485,8 @@ bool Exchange::FromSubscriber(uint64_t serving, const wire::ToSender& message, u
       // (docs/replication.md#rebuilding).
       std::vector<core::RegionId> origins(subscribe.origins().begin(), subscribe.origins().end());
       s->outbound.Subscribe(*frontier, origins);
-      ready->Log(Level::kDebug, NameOf(s->peer) + " subscribed to " + Origins(origins) +
-                                    " from " + frontier->ToString());
+      ready->Log(Level::kDebug, NameOf(s->peer) + " subscribed to " + Origins(origins) + " from " +
+                                    frontier->ToString());
       return true;
     }
     case wire::ToSender::kAck: {
@@ -536,8 +543,7 @@ uint64_t Exchange::WakeAtMs(uint64_t serving, const core::VersionVector& heads,
   return s == nullptr ? UINT64_MAX : s->outbound.WakeAtMs(heads, now_ms);
 }
 
-void Exchange::Sent(uint64_t serving, core::RegionId origin, uint64_t last_seq,
-                    size_t raw_bytes) {
+void Exchange::Sent(uint64_t serving, core::RegionId origin, uint64_t last_seq, size_t raw_bytes) {
   if (Serving* s = FindServing(serving)) s->outbound.Sent(origin, last_seq, raw_bytes);
 }
 
@@ -552,9 +558,8 @@ wire::ToReceiver Exchange::Missing(uint64_t serving, const Outbound::Read& read,
   if (s == nullptr) return message;
   s->outbound.Abandon(read.origin);
   ready->Log(Level::kError, NameOf(s->peer) + " is behind this region's log retention for " +
-                                 NameOf(read.origin) + " (wants " +
-                                 std::to_string(read.from_seq) + ", the log starts at " +
-                                 std::to_string(oldest_seq) + ")");
+                                NameOf(read.origin) + " (wants " + std::to_string(read.from_seq) +
+                                ", the log starts at " + std::to_string(oldest_seq) + ")");
   return message;
 }
 
@@ -586,11 +591,11 @@ Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {
   SyncRebuild(&ready);
   for (core::RegionId peer : tick.changed) {
     ready.Log(Level::kInfo,
-               NameOf(peer) + " now carries " + Origins(inbound_.links().OriginsFor(peer)));
+              NameOf(peer) + " now carries " + Origins(inbound_.links().OriginsFor(peer)));
   }
   for (uint64_t stream : tick.quiet) {
     ready.Log(Level::kWarn, "link to " + NameOf(inbound_.PeerOf(stream)) + " quiet for " +
-                                 std::to_string(inbound_.links().silence_timeout_ms()) + " ms");
+                                std::to_string(inbound_.links().silence_timeout_ms()) + " ms");
   }
   for (uint64_t stream : tick.silent) {
     Cancel(stream, "silent for " + std::to_string(inbound_.TimeoutMs(stream)) + " ms", &ready);
@@ -617,9 +622,9 @@ core::VersionVector Exchange::RetentionFloor(const core::VersionVector& applied,
   for (core::RegionId peer : released) {
     if (std::find(released_.begin(), released_.end(), peer) == released_.end()) {
       ready->Log(Level::kWarn, NameOf(peer) + " has acknowledged nothing for " +
-                                    std::to_string(options_.retention_hold_ms / 1000) +
-                                    " s; the log no longer waits for it (it re-seeds when it "
-                                    "returns)");
+                                   std::to_string(options_.retention_hold_ms / 1000) +
+                                   " s; the log no longer waits for it (it re-seeds when it "
+                                   "returns)");
     }
   }
   released_ = std::move(released);

@@ -95,7 +95,7 @@ struct Ready {
     core::RegionId peer = 0;
     core::VersionVector frontier;
   };
-  std::optional<Observe> observe;          // step 3
+  std::optional<Observe> observe;           // step 3
   std::optional<Inbound::Rebuild> rebuild;  // changed (step 4)
   bool rebuilt = false;                     // rebuilding just ended (record it)
   struct ToSender {
@@ -130,7 +130,7 @@ struct Ready {
     std::string why;
   };
   std::vector<Refused> refused;
-  std::vector<core::RegionId> accepted;  // a stream of the peer passed the identity checks
+  std::vector<core::RegionId> accepted;      // a stream of the peer passed the identity checks
   std::vector<core::RegionId> reconnecting;  // the link to the peer was lost
   std::vector<core::RegionId> hedged;        // a second dial of the peer started
   struct Behind {
@@ -178,8 +178,9 @@ class Exchange {
   Ready Received(uint64_t stream, const wire::ToReceiver& message,
                  const core::VersionVector& applied, uint64_t now_ms, bool* decode);
   // A batch of `origin` decoded (or failed to): submit it, or cancel the stream.
-  Ready Decoded(uint64_t stream, core::RegionId origin, const Result<std::vector<core::Event>>& events,
-                const core::VersionVector& applied, uint64_t now_ms);
+  Ready Decoded(uint64_t stream, core::RegionId origin,
+                const Result<std::vector<core::Event>>& events, const core::VersionVector& applied,
+                uint64_t now_ms);
   // Whether the stream may queue another batch for the commit path now (the apply-queue bound);
   // the driver reads no further from the stream while it may not.
   bool Room(uint64_t stream) const;

@@ -65,36 +65,6 @@ void ForEachStreamArgument(const std::function<void(const char*, int)>& set) {
   set(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveMs);
 }
 
-ExchangeOptions ExchangeOptionsOf(const node::Node& node) {
-  const node::NodeConfig& config = node.config();
-  ExchangeOptions options;
-  options.deployment = config.deployment;
-  options.self = config.self().id;
-  options.incarnation = node.identity().incarnation;
-  for (const node::RegionAddress& region : config.regions) options.names[region.id] = region.name;
-  options.sender.linger_ms = config.replication.linger_ms;
-  options.sender.batch_events_max = config.replication.batch_events_max;
-  options.sender.batch_bytes_max = config.replication.batch_bytes_max;
-  options.sender.window_batches = config.replication.window_batches;
-  options.sender.heartbeat_ms = config.replication.heartbeat_ms;
-  options.links.relay_after_ms = config.replication.relay_after_ms;
-  options.links.backoff_initial_ms = config.replication.backoff_initial_ms;
-  options.links.backoff_max_ms = config.replication.backoff_max_ms;
-  options.links.silence_timeout_ms = config.replication.silence_timeout_ms;
-  options.links.dial_timeout_ms = config.replication.dial_timeout_ms;
-  options.links.hedge_after_ms = config.replication.hedge_after_ms;
-  options.retention_hold_ms = config.replication.retention_hold_s * 1000;
-  options.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
-  return options;
-}
-
-RetentionOptions RetentionOptionsOf(const node::NodeConfig& config) {
-  RetentionOptions options;
-  options.age_ms = config.replication.retention_age_s * 1000;
-  options.bytes = config.replication.retention_bytes;
-  return options;
-}
-
 grpc::Status StatusOf(const Refusal& refusal) {
   grpc::StatusCode code = grpc::StatusCode::INVALID_ARGUMENT;
   switch (refusal.code) {
@@ -119,18 +89,18 @@ grpc::Status StatusOf(const Refusal& refusal) {
 
 class Replicator::Impl final : public wire::Replication::Service {
  public:
-  explicit Impl(node::Node* node)
-      : node_(node),
-        config_(node->config()),
-        board_(node->replication()),
-        exchange_(ExchangeOptionsOf(*node), SteadyMs()),
-        retention_(RetentionOptionsOf(config_)) {}
+  explicit Impl(Host* host)
+      : host_(host),
+        config_(host->Config()),
+        board_(host->status()),
+        exchange_(config_.exchange, SteadyMs()),
+        retention_(config_.retention) {}
 
   ~Impl() override { Stop(); }
 
   Status Start() {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(config_.self().replication, grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(this);
     ForEachStreamArgument(
         [&](const char* name, int value) { builder.AddChannelArgument(name, value); });
@@ -143,19 +113,18 @@ class Replicator::Impl final : public wire::Replication::Service {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
-      return Status(StatusCode::kUnavailable, "cannot listen for replication on " +
-                                                  config_.self().replication +
+      return Status(StatusCode::kUnavailable, "cannot listen for replication on " + config_.listen +
                                                   " (in use or not a local address?)");
     }
-    spdlog::info("replication listening on {}", config_.self().replication);
-    if (node_->needs_reseed()) {
+    spdlog::info("replication listening on {}", config_.listen);
+    if (host_->NeedsReseed()) {
       // The live streams start once the snapshot is in (RunReseed); the region stays gated
       // meanwhile (the node starts it rebuilding).
-      node_->set_reseeding(true);
+      host_->SetReseeding(true);
       Ready ready;
       {
         std::lock_guard lock(mutex_);
-        ready = exchange_.Follow(node_->region().frontier(), node_->confirm_own_events());
+        ready = exchange_.Follow(host_->Applied(), host_->ConfirmOwnEvents());
       }
       Carry(std::move(ready), nullptr);
       std::lock_guard lock(mutex_);
@@ -183,7 +152,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (reseed_context_ != nullptr) reseed_context_->TryCancel();
     }
     wake_.notify_all();
-    node_->commits().Notify();  // wakes serving streams
+    host_->Notify();  // wakes serving streams
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     std::vector<std::thread> threads;
     {
@@ -249,10 +218,10 @@ class Replicator::Impl final : public wire::Replication::Service {
     // or a linger ending before the writer's own wake-up. A busy stream that lingers is not woken
     // by every commit of the region (each a context switch) only to sleep again. Under the lock:
     // a commit between the writer's look at the frontier and its wait must not be lost.
-    auto handle = node_->commits().Register([&waiter, serving, this] {
+    auto handle = host_->OnCommit([&waiter, serving, this] {
       std::lock_guard lock(mutex_);
       if (!waiter.asleep_until_ms) return;  // awake: it reads the frontier before sleeping again
-      const core::VersionVector heads = node_->region().frontier();
+      const core::VersionVector heads = host_->Applied();
       const uint64_t now = SteadyMs();
       if (stopping_ || exchange_.Due(serving, heads, now) ||
           exchange_.WakeAtMs(serving, heads, now) < *waiter.asleep_until_ms) {
@@ -292,7 +261,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         std::unique_lock lock(mutex_);
         for (;;) {
           if (waiter.done || stopping_ || context->IsCancelled()) break;
-          heads = node_->region().frontier();
+          heads = host_->Applied();
           const uint64_t now = SteadyMs();
           out = exchange_.Next(serving, heads, now);
           if (out.read || out.heartbeat) break;
@@ -306,7 +275,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (out.heartbeat) {
         // Before any batch: the subscriber applies nothing until it knows who sends.
         const wire::ToReceiver beat =
-            exchange_.HeartbeatMessage(heads, node_->region().hlc(), board_.Heads(heads));
+            exchange_.HeartbeatMessage(heads, host_->Clock(), board_.Heads(heads));
         if (!stream->Write(beat)) break;
         std::lock_guard lock(mutex_);
         exchange_.HeartbeatSent(serving, SteadyMs());
@@ -318,7 +287,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     context->TryCancel();
     reader.join();
-    node_->commits().Unregister(handle);
+    host_->RemoveOnCommit(handle);
     spdlog::info("replication: {}'s subscription ended", exchange_.NameOf(peer));
     return grpc::Status::OK;
   }
@@ -327,7 +296,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   grpc::Status Snapshot(grpc::ServerContext* context, const wire::SnapshotRequest* request,
                         grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
     const core::RegionId peer = request->region_id();
-    if (node_->reseeding()) {
+    if (host_->Reseeding()) {
       return {grpc::StatusCode::UNAVAILABLE,
               "this region is itself being re-seeded; ask another region"};
     }
@@ -359,7 +328,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (snapshots_.size() >= kSnapshotsMax) {
           return {grpc::StatusCode::RESOURCE_EXHAUSTED, "too many re-seeds at once; retry later"};
         }
-        auto taken = node_->store().TakeSnapshot();
+        auto taken = host_->store().TakeSnapshot();
         if (!taken.ok()) {
           return {grpc::StatusCode::UNAVAILABLE, "snapshot: " + taken.status().message()};
         }
@@ -369,7 +338,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         lease->id = next_snapshot_id_++;
         snapshots_[lease->id] = lease;
         spdlog::info("replication: re-seeding {} from a snapshot at {} ({} documents)",
-                     board_.NameOf(peer), lease->snapshot->frontier().ToString(),
+                     exchange_.NameOf(peer), lease->snapshot->frontier().ToString(),
                      lease->snapshot->documents());
       }
       lease->used_ms = now;
@@ -435,10 +404,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     std::lock_guard lock(snapshots_mutex_);
     snapshots_.erase(lease->id);
-    spdlog::info("replication: re-seeded {}", board_.NameOf(peer));
+    spdlog::info("replication: re-seeded {}", exchange_.NameOf(peer));
     return grpc::Status::OK;
   }
-
 
  private:
   struct SnapshotLease {
@@ -448,12 +416,11 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t used_ms = 0;
   };
 
-
   // Reads the batch from the log, sends it; false when the stream is gone.
   bool SendBatch(core::RegionId peer, uint64_t serving, const Outbound::Read& read,
                  grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
                  BatchStreamEncoder* encoder, LogRead* log) {
-    if (Status status = ReadForSend(node_->store(), read, log); !status.ok()) {
+    if (Status status = ReadForSend(host_->store(), read, log); !status.ok()) {
       spdlog::error("replication: reading the log for {}: {}", exchange_.NameOf(peer),
                     status.message());
       return false;
@@ -521,13 +488,14 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       }
       std::promise<void> passed;
-      if (node_->SubmitRemote({}, [&passed](Result<node::RemoteApply>) { passed.set_value(); })) {
+      if (host_->SubmitRemote(
+              {}, [&passed](Result<RemoteApplied>) { passed.set_value(); }, nullptr)) {
         passed.get_future().wait();
       }
     }
     // 2. Submits are carried by the caller, which holds the events. 3. Observe.
     if (ready.observe) {
-      node_->region().ObserveFrontier(ready.observe->peer, ready.observe->frontier);
+      host_->ObserveFrontier(ready.observe->peer, ready.observe->frontier);
     }
     // 4. The write gate.
     if (ready.rebuild) PublishRebuild(*ready.rebuild, ready.rebuilt);
@@ -554,7 +522,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     // 7. Reports.
     for (core::RegionId peer : ready.forgotten) board_.ForgetAcknowledgements(peer);
     for (const Ready::Acked& acked : ready.acked) board_.Acked(acked.peer, acked.frontier);
-    if (!ready.acked.empty()) node_->commits().Notify();  // durability waits
+    if (!ready.acked.empty()) host_->Notify();  // durability waits
     if (!ready.heads_heard.empty()) board_.HeadsHeard(ready.heads_heard);
     for (const Ready::Refused& refused : ready.refused) board_.Refused(refused.peer, refused.why);
     for (core::RegionId peer : ready.accepted) board_.Accepted(peer);
@@ -574,15 +542,15 @@ class Replicator::Impl final : public wire::Replication::Service {
   // Brings the region's write gate, its data directory and the board up to date with a rebuild
   // view that changed.
   void PublishRebuild(const Inbound::Rebuild& rebuild, bool rebuilt) {
-    if (rebuilt) node_->MarkRebuilt();
-    node_->region().SetRebuilding(rebuild.rebuilding);
+    if (rebuilt) host_->Rebuilt();
+    host_->SetRebuilding(rebuild.rebuilding);
     nlohmann::json waiting = nlohmann::json::array();
     for (core::RegionId peer : rebuild.waiting) waiting.push_back(exchange_.NameOf(peer));
     nlohmann::json heard = nlohmann::json::array();
     for (core::RegionId peer : rebuild.heard) heard.push_back(exchange_.NameOf(peer));
     nlohmann::json status = {
         {"rebuilding", rebuild.rebuilding},
-        {"data_start", std::string(node::DataStartName(node_->data_start()))},
+        {"data_start", host_->DataStart()},
         {"own_applied", rebuild.applied},
         {"own_target", rebuild.target},
         {"waiting_for", waiting},
@@ -617,7 +585,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   void PublishReseed(const Reseed& reseed, const char* state) {
     nlohmann::json status = {
         {"state", state},
-        {"source", reseed.source ? nlohmann::json(board_.NameOf(reseed.source)) : nlohmann::json()},
+        {"source",
+         reseed.source ? nlohmann::json(exchange_.NameOf(reseed.source)) : nlohmann::json()},
         {"documents", reseed.documents},
         {"installed", reseed.installed},
         {"wire_bytes", reseed.bytes},
@@ -628,7 +597,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     const bool running = std::string_view(state) == "running";
     board_.SetReseed(std::move(status),
                      running ? "rebuilding: re-seeding from " +
-                                   (reseed.source ? board_.NameOf(reseed.source) : "a peer") +
+                                   (reseed.source ? exchange_.NameOf(reseed.source) : "a peer") +
                                    " (" + std::to_string(reseed.installed) + " of " +
                                    std::to_string(reseed.documents) + " documents)"
                              : std::string());
@@ -669,15 +638,13 @@ class Replicator::Impl final : public wire::Replication::Service {
       (void)reader->Finish();
       return why;
     };
-    node::Region& region = node_->region();
     wire::SnapshotChunk chunk;
     while (reader->Read(&chunk)) {
       if (chunk.snapshot_id() != reseed->snapshot_id || reseed->source != peer) {
         // A new snapshot: whatever an earlier one installed goes first.
         auto frontier = core::VersionVector::Decode(chunk.frontier());
         if (!frontier.ok()) return end("bad snapshot frontier");
-        if (Status cleared = node_->RunOnCommitThread([&] { return region.ClearDocuments(); });
-            !cleared.ok()) {
+        if (Status cleared = host_->ClearDocuments(); !cleared.ok()) {
           return end("clearing the documents: " + cleared.message());
         }
         reseed->snapshot_id = chunk.snapshot_id();
@@ -686,7 +653,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         reseed->installed = 0;
         reseed->frontier = std::move(frontier).value();
         spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
-                     board_.NameOf(peer), reseed->frontier.ToString(), chunk.documents());
+                     exchange_.NameOf(peer), reseed->frontier.ToString(), chunk.documents());
       } else if (resuming) {
         resuming = false;
         ++reseed->resumes;
@@ -702,9 +669,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       // The last page also brings the snapshot's frontier: every document installed holds
       // every event it covers.
       const core::VersionVector* frontier = chunk.done() ? &reseed->frontier : nullptr;
-      if (Status installed =
-              node_->RunOnCommitThread([&] { return region.InstallStates(page, frontier); });
-          !installed.ok()) {
+      if (Status installed = host_->InstallStates(page, frontier); !installed.ok()) {
         return end("installing: " + installed.message());
       }
       if (!page.empty()) reseed->after = page.back().first;
@@ -725,7 +690,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     Reseed reseed;
     reseed.started_ms = SteadyMs();
     PublishReseed(reseed, "running");
-    const std::vector<core::RegionId> peers = board_.peers();
+    const std::vector<core::RegionId> peers = exchange_.peers();
     std::mt19937_64 random(std::random_device{}());
     size_t next = random() % peers.size();
     int failures = 0;
@@ -740,26 +705,24 @@ class Replicator::Impl final : public wire::Replication::Service {
       // Another peer (and so a new snapshot) only after failures that made no progress.
       const bool progressed = reseed.installed > installed || reseed.resumes > resumes;
       failures = progressed ? 1 : failures + 1;
-      reseed.last_error = board_.NameOf(peer) + ": " + why;
-      spdlog::warn("replication: re-seeding from {}: {}", board_.NameOf(peer), why);
+      reseed.last_error = exchange_.NameOf(peer) + ": " + why;
+      spdlog::warn("replication: re-seeding from {}: {}", exchange_.NameOf(peer), why);
       PublishReseed(reseed, "running");
       if (!Pause(std::min<uint64_t>(2000, 100u << std::min(failures, 5)))) return;
     }
     spdlog::info(
         "replication: re-seeded {} documents from {} in {} ms; following the live "
         "streams from {}",
-        reseed.installed, board_.NameOf(reseed.source), SteadyMs() - reseed.started_ms,
+        reseed.installed, exchange_.NameOf(reseed.source), SteadyMs() - reseed.started_ms,
         reseed.frontier.ToString());
-    node_->set_reseeding(false);
+    host_->SetReseeding(false);
     PublishReseed(reseed, "done");
     StartLinks();
   }
 
   std::string AddressOf(core::RegionId peer) const {
-    for (const node::RegionAddress& address : config_.regions) {
-      if (address.id == peer) return address.replication;
-    }
-    return {};
+    auto it = config_.addresses.find(peer);
+    return it == config_.addresses.end() ? std::string() : it->second;
   }
 
   // Waits for `ms` unless stopping; false when stopping.
@@ -776,7 +739,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
-      ready = exchange_.Start(node_->region().frontier(), node_->confirm_own_events());
+      ready = exchange_.Start(host_->Applied(), host_->ConfirmOwnEvents());
     }
     Carry(std::move(ready), nullptr);
   }
@@ -785,7 +748,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   // mutex_ held.
   void SpawnLink(core::RegionId peer, uint64_t delay_ms, bool hedge) {
     if (stopping_) return;
-    if (hedge) spdlog::debug("replication: dialling {} beside a slow stream", exchange_.NameOf(peer));
+    if (hedge)
+      spdlog::debug("replication: dialling {} beside a slow stream", exchange_.NameOf(peer));
     auto done = std::make_shared<std::atomic<bool>>(false);
     link_threads_.push_back({std::thread([this, peer, delay_ms, done] {
                                core::NameThisThread("repl-link");
@@ -818,7 +782,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
-      dialed = exchange_.Dialing(peer, node_->region().frontier(), SteadyMs());
+      dialed = exchange_.Dialing(peer, host_->Applied(), SteadyMs());
       contexts_[dialed.stream] = context;
     }
     thread_local std::mt19937_64 random(std::random_device{}());
@@ -899,13 +863,11 @@ class Replicator::Impl final : public wire::Replication::Service {
       std::vector<core::HlcTimestamp> hlcs;
       hlcs.reserve(events.size());
       for (const core::Event& event : events) hlcs.push_back(event.hlc);
-      auto promise = std::make_shared<std::promise<Result<node::RemoteApply>>>();
-      std::future<Result<node::RemoteApply>> done = promise->get_future();
-      if (!impl_->node_->SubmitRemote(
+      auto promise = std::make_shared<std::promise<Result<RemoteApplied>>>();
+      std::future<Result<RemoteApplied>> done = promise->get_future();
+      if (!impl_->host_->SubmitRemote(
               std::move(events),
-              [promise](Result<node::RemoteApply> outcome) {
-                promise->set_value(std::move(outcome));
-              },
+              [promise](Result<RemoteApplied> outcome) { promise->set_value(std::move(outcome)); },
               dropped_)) {
         return false;
       }
@@ -943,7 +905,7 @@ class Replicator::Impl final : public wire::Replication::Service {
    private:
     struct Pending {
       core::RegionId origin;
-      std::future<Result<node::RemoteApply>> done;
+      std::future<Result<RemoteApplied>> done;
     };
 
     void Acknowledge() {
@@ -953,7 +915,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (pending_.empty()) return;  // closing, and every queued batch was answered
         Pending next = std::move(pending_.front());
         lock.unlock();
-        Result<node::RemoteApply> applied = next.done.get();
+        Result<RemoteApplied> applied = next.done.get();
         lock.lock();
         pending_.pop_front();
         const bool more =
@@ -969,13 +931,13 @@ class Replicator::Impl final : public wire::Replication::Service {
           impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
         }
         outcome.last = !more;  // one acknowledgement covers every batch already applied
-        const core::VersionVector frontier = impl_->node_->region().frontier();
+        const core::VersionVector frontier = impl_->host_->Applied();
         Ready ready;
         {
           std::lock_guard links_lock(impl_->mutex_);
-          ready = impl_->exchange_.BatchApplied(
-              id_, next.origin, outcome, applied.ok() ? "" : applied.status().message(), frontier,
-              SteadyMs());
+          ready = impl_->exchange_.BatchApplied(id_, next.origin, outcome,
+                                                applied.ok() ? "" : applied.status().message(),
+                                                frontier, SteadyMs());
         }
         impl_->Carry(std::move(ready), this);
       }
@@ -1020,7 +982,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     wire::ToReceiver message;
     while (stream.Read(&message)) {
       const uint64_t now = SteadyMs();
-      const core::VersionVector applied = node_->region().frontier();
+      const core::VersionVector applied = host_->Applied();
       bool decode = false;
       Ready ready;
       {
@@ -1058,7 +1020,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   void RunTicker() {
     while (Pause(exchange_.options().tick_ms)) {
       ReapLinks();
-      const core::VersionVector applied = node_->region().frontier();
+      const core::VersionVector applied = host_->Applied();
       const uint64_t now = SteadyMs();
       Ready ready;
       core::VersionVector floor;
@@ -1073,16 +1035,16 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       }
       if (retain) {
-        retention_.Run(node_->store(), exchange_, floor, applied, WallMs(), &ready);
+        retention_.Run(host_->store(), exchange_, floor, applied, WallMs(), &ready);
         board_.SetRetention(retention_.log_bytes(), retention_.trimmed_through());
       }
       Carry(std::move(ready), nullptr);
     }
   }
 
-  node::Node* const node_;
-  const node::NodeConfig& config_;
-  node::ReplicationBoard& board_;
+  Host* const host_;
+  const TransportConfig config_;
+  StatusBoard& board_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
@@ -1109,7 +1071,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   Retention retention_;               // ticker thread only
 };
 
-Replicator::Replicator(node::Node* node) : impl_(std::make_unique<Impl>(node)) {}
+Replicator::Replicator(Host* host) : impl_(std::make_unique<Impl>(host)) {}
 Replicator::~Replicator() = default;
 Status Replicator::Start() {
   return impl_->Start();

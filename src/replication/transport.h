@@ -9,18 +9,21 @@
 //     region's frontier, applies each batch through the node's commit thread (durable, with the
 //     frontier, in one store batch), then acknowledges it. A ticker thread recomputes relays and
 //     cancels silent streams.
+// Every rule of the protocol is replication::Exchange's; this is one of its two drivers (the
+// simulator is the other). It reaches the node only through replication::Host.
 #pragma once
 
 #include <memory>
 
 #include "meridian/status.h"
-#include "node/node.h"
+#include "replication/host.h"
 
 namespace meridian::replication {
 
 class Replicator {
  public:
-  explicit Replicator(node::Node* node);
+  // `host`: the region node (node::ReplicationHost); it outlives the Replicator.
+  explicit Replicator(Host* host);
   ~Replicator();
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;

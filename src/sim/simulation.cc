@@ -521,9 +521,8 @@ void Simulation::Carry(int index, replication::Ready ready) {
     auto conn = n.conn_of.find(stream);
     if (conn == n.conn_of.end()) continue;
     const size_t before = n.batches.size();
-    std::erase_if(n.batches, [&](const Node::QueuedBatch& batch) {
-      return batch.conn == conn->second;
-    });
+    std::erase_if(n.batches,
+                  [&](const Node::QueuedBatch& batch) { return batch.conn == conn->second; });
     Trace(n.name + ": dropped " + std::to_string(before - n.batches.size()) +
           " queued batches of #" + std::to_string(conn->second));
   }
@@ -547,9 +546,8 @@ void Simulation::Carry(int index, replication::Ready ready) {
   // 6. Dials.
   const uint64_t incarnation = n.incarnation;
   for (const replication::Ready::Dial& dial : ready.dials) {
-    Schedule(now_ + dial.delay_ms, [this, index, peer = dial.peer, incarnation, hedge = dial.hedge] {
-      Dial(index, peer, incarnation, hedge);
-    });
+    Schedule(now_ + dial.delay_ms, [this, index, peer = dial.peer, incarnation,
+                                    hedge = dial.hedge] { Dial(index, peer, incarnation, hedge); });
   }
 }
 
@@ -736,8 +734,8 @@ void Simulation::Pump(int index, uint64_t conn_id) {
     Message message;
     if (!log.complete(*out.read)) {
       replication::Ready ready;
-      message.to_receiver = n.exchange->Missing(conn_id, *out.read,
-                                                log.events.empty() ? 0 : log.first_seq, &ready);
+      message.to_receiver =
+          n.exchange->Missing(conn_id, *out.read, log.events.empty() ? 0 : log.first_seq, &ready);
       Carry(index, std::move(ready));
     } else {
       Conn& conn = *conns_.at(conn_id);
@@ -879,15 +877,16 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
 
 void Simulation::Archive(int index) {
   Node& n = *nodes_[index];
-  (void)n.store->ReadLog(n.id, n.archived_seq + 1, SIZE_MAX, [&](const storage::LoggedEvent& entry) {
-    auto event = core::DecodeEvent(entry.bytes, replication::kRemoteLimits);
-    if (!event.ok()) {
-      Trace(n.name + ": logged event " + entry.dot.ToString() + " does not decode", true);
-      return;
-    }
-    n.archived_seq = entry.dot.seq;
-    n.archive.push_back(std::move(event).value());
-  });
+  (void)n.store->ReadLog(
+      n.id, n.archived_seq + 1, SIZE_MAX, [&](const storage::LoggedEvent& entry) {
+        auto event = core::DecodeEvent(entry.bytes, replication::kRemoteLimits);
+        if (!event.ok()) {
+          Trace(n.name + ": logged event " + entry.dot.ToString() + " does not decode", true);
+          return;
+        }
+        n.archived_seq = entry.dot.seq;
+        n.archive.push_back(std::move(event).value());
+      });
 }
 
 void Simulation::Watch(int index, const std::vector<node::Change>& changes) {

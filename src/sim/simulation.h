@@ -70,9 +70,9 @@ struct Options {
   double jitter = 0.2;       // latency varies up to this fraction above the base
   double writes_per_s = 20;  // per region, during the workload
   FaultOptions faults;
-  double heal_loss = 0;            // loss that stays after the heal (the network's own)
-  bool rack = true;                // lost segments found by RACK, else by RTO backoff
-  bool require_fold = true;        // fail when stable metadata was not folded away
+  double heal_loss = 0;      // loss that stays after the heal (the network's own)
+  bool rack = true;          // lost segments found by RACK, else by RTO backoff
+  bool require_fold = true;  // fail when stable metadata was not folded away
   // Log retention's age bound: logged events every peer acknowledged are trimmed once older
   // (0: the log is kept; retention still computes what it could trim). The "retention" profile
   // trims; it has no lost or restored stores, since a region starting over needs a re-seed where

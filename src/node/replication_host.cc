@@ -1,0 +1,77 @@
+#include "node/replication_host.h"
+
+#include <algorithm>
+
+namespace meridian::node {
+
+replication::TransportConfig ReplicationHost::Config() const {
+  const NodeConfig& config = node_->config();
+  replication::TransportConfig out;
+  replication::ExchangeOptions& exchange = out.exchange;
+  exchange.deployment = config.deployment;
+  exchange.self = config.self().id;
+  exchange.incarnation = node_->identity().incarnation;
+  for (const RegionAddress& region : config.regions) {
+    exchange.names[region.id] = region.name;
+    if (region.id != exchange.self) out.addresses[region.id] = region.replication;
+  }
+  out.listen = config.self().replication;
+  exchange.sender.linger_ms = config.replication.linger_ms;
+  exchange.sender.batch_events_max = config.replication.batch_events_max;
+  exchange.sender.batch_bytes_max = config.replication.batch_bytes_max;
+  exchange.sender.window_batches = config.replication.window_batches;
+  exchange.sender.heartbeat_ms = config.replication.heartbeat_ms;
+  exchange.links.relay_after_ms = config.replication.relay_after_ms;
+  exchange.links.backoff_initial_ms = config.replication.backoff_initial_ms;
+  exchange.links.backoff_max_ms = config.replication.backoff_max_ms;
+  exchange.links.silence_timeout_ms = config.replication.silence_timeout_ms;
+  exchange.links.dial_timeout_ms = config.replication.dial_timeout_ms;
+  exchange.links.hedge_after_ms = config.replication.hedge_after_ms;
+  exchange.retention_hold_ms = config.replication.retention_hold_s * 1000;
+  exchange.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
+  out.retention.age_ms = config.replication.retention_age_s * 1000;
+  out.retention.bytes = config.replication.retention_bytes;
+  return out;
+}
+
+bool ReplicationHost::SubmitRemote(std::vector<core::Event> events,
+                                   std::function<void(Result<replication::RemoteApplied>)> done,
+                                   std::shared_ptr<const std::atomic<bool>> dropped) {
+  return node_->SubmitRemote(
+      std::move(events),
+      [done = std::move(done)](Result<RemoteApply> outcome) {
+        if (!outcome.ok()) {
+          done(outcome.status());
+          return;
+        }
+        done(replication::RemoteApplied{outcome->applied, outcome->duplicates, outcome->gaps,
+                                        std::move(outcome->applied_hlcs)});
+      },
+      std::move(dropped));
+}
+
+Status ReplicationHost::ClearDocuments() {
+  return node_->RunOnCommitThread([this] { return node_->region().ClearDocuments(); });
+}
+
+Status ReplicationHost::InstallStates(std::span<const std::pair<std::string, std::string>> page,
+                                      const core::VersionVector* frontier) {
+  return node_->RunOnCommitThread([&] { return node_->region().InstallStates(page, frontier); });
+}
+
+replication::Host::Listener ReplicationHost::OnCommit(std::function<void()> listener) {
+  std::lock_guard lock(mutex_);
+  const Listener id = next_listener_++;
+  listeners_.emplace(id, node_->commits().Register(std::move(listener)));
+  return id;
+}
+
+void ReplicationHost::RemoveOnCommit(Listener listener) {
+  std::lock_guard lock(mutex_);
+  auto it = listeners_.find(listener);
+  if (it == listeners_.end()) return;
+  node_->commits().Unregister(it->second);
+  listeners_.erase(it);
+}
+
+}  // namespace meridian::node

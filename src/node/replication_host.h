@@ -1,0 +1,48 @@
+// ReplicationHost: the region node as the replication transport sees it (replication::Host).
+#pragma once
+
+#include "node/node.h"
+#include "replication/host.h"
+
+namespace meridian::node {
+
+class ReplicationHost final : public replication::Host {
+ public:
+  explicit ReplicationHost(Node* node) : node_(node) {}
+
+  replication::TransportConfig Config() const override;
+  replication::StatusBoard& status() override { return node_->replication(); }
+
+  core::VersionVector Applied() const override { return node_->region().frontier(); }
+  core::HlcTimestamp Clock() const override { return node_->region().hlc(); }
+  void ObserveFrontier(core::RegionId peer, const core::VersionVector& frontier) override {
+    node_->region().ObserveFrontier(peer, frontier);
+  }
+  void SetRebuilding(bool rebuilding) override { node_->region().SetRebuilding(rebuilding); }
+  void Rebuilt() override { node_->MarkRebuilt(); }
+  storage::Store& store() override { return node_->store(); }
+
+  std::string DataStart() const override { return std::string(DataStartName(node_->data_start())); }
+  bool ConfirmOwnEvents() const override { return node_->confirm_own_events(); }
+  bool NeedsReseed() const override { return node_->needs_reseed(); }
+  bool Reseeding() const override { return node_->reseeding(); }
+  void SetReseeding(bool on) override { node_->set_reseeding(on); }
+
+  bool SubmitRemote(std::vector<core::Event> events,
+                    std::function<void(Result<replication::RemoteApplied>)> done,
+                    std::shared_ptr<const std::atomic<bool>> dropped) override;
+  Status ClearDocuments() override;
+  Status InstallStates(std::span<const std::pair<std::string, std::string>> page,
+                       const core::VersionVector* frontier) override;
+  Listener OnCommit(std::function<void()> listener) override;
+  void RemoveOnCommit(Listener listener) override;
+  void Notify() override { node_->commits().Notify(); }
+
+ private:
+  Node* const node_;
+  std::mutex mutex_;
+  std::map<Listener, CommitSignal::Handle> listeners_;
+  Listener next_listener_ = 1;
+};
+
+}  // namespace meridian::node
