@@ -1,0 +1,306 @@
+// Exchange: the protocol's rules in one state machine — identity checks on both ends, one
+// incarnation of a region at a time, the fence of an earlier incarnation, nothing applied from a
+// sender that has not said who it is, the apply-queue bound, acknowledgements, retention's floor.
+// Each test hands it a message sequence, hostile ones included, and reads the Ready.
+#include "replication/exchange.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace meridian::replication {
+namespace {
+
+using core::VersionVector;
+
+// This region is us (1); peers eu (2) and asia (3).
+ExchangeOptions Options(core::RegionId self = 1, uint64_t incarnation = 0x11) {
+  ExchangeOptions options;
+  options.deployment = "prod";
+  options.self = self;
+  options.incarnation = incarnation;
+  options.names = {{1, "us"}, {2, "eu"}, {3, "asia"}};
+  options.apply_queue_max = 2;
+  options.retention_hold_ms = 10'000;
+  return options;
+}
+
+VersionVector Vector(std::initializer_list<std::pair<core::RegionId, uint64_t>> entries) {
+  VersionVector vector;
+  for (const auto& [origin, seq] : entries) vector.Set(origin, seq);
+  return vector;
+}
+
+wire::Subscribe SubscribeFrom(core::RegionId peer, const std::string& name, uint64_t incarnation,
+                              const VersionVector& frontier = {}) {
+  wire::Subscribe subscribe;
+  subscribe.set_protocol_version(kProtocolVersion);
+  subscribe.set_region_id(peer);
+  subscribe.set_region_name(name);
+  subscribe.set_deployment("prod");
+  subscribe.set_incarnation(incarnation);
+  subscribe.set_frontier(frontier.Encode());
+  subscribe.add_origins(1);
+  return subscribe;
+}
+
+wire::ToReceiver Heartbeat(core::RegionId region, const std::string& name, uint64_t incarnation,
+                           const VersionVector& frontier = {}) {
+  wire::ToReceiver message;
+  wire::Heartbeat* beat = message.mutable_heartbeat();
+  beat->set_deployment("prod");
+  beat->set_region_id(region);
+  beat->set_region_name(name);
+  beat->set_incarnation(incarnation);
+  beat->set_frontier(frontier.Encode());
+  return message;
+}
+
+wire::ToReceiver Batch(core::RegionId origin) {
+  wire::ToReceiver message;
+  message.mutable_batch()->set_origin(origin);
+  return message;
+}
+
+core::Event EventOf(core::RegionId origin, uint64_t seq) {
+  core::Event event;
+  event.dot = {origin, seq};
+  event.key = "k";
+  return event;
+}
+
+bool Cancels(const Ready& ready, uint64_t stream, const std::string& why_part = "") {
+  return std::any_of(ready.cancel.begin(), ready.cancel.end(), [&](const Ready::Cancel& cancel) {
+    return cancel.stream == stream && cancel.why.find(why_part) != std::string::npos;
+  });
+}
+
+TEST(Exchange, StartFollowsTheOwnOriginAndDialsEveryPeer) {
+  Exchange exchange(Options(), 0);
+  const Ready ready = exchange.Start({}, /*confirm=*/true);
+  ASSERT_EQ(ready.dials.size(), 2u);
+  EXPECT_EQ(ready.dials[0].peer, 2u);
+  EXPECT_EQ(ready.dials[1].peer, 3u);
+  ASSERT_TRUE(ready.rebuild.has_value());
+  EXPECT_TRUE(ready.rebuild->rebuilding);  // a new data directory: confirming with every peer
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  ASSERT_TRUE(dialed.subscribe.has_subscribe());
+  const wire::Subscribe& subscribe = dialed.subscribe.subscribe();
+  EXPECT_EQ(subscribe.deployment(), "prod");
+  EXPECT_EQ(subscribe.region_name(), "us");
+  EXPECT_EQ(subscribe.incarnation(), 0x11u);
+  // While rebuilding, the region asks for its own origin too.
+  EXPECT_NE(std::find(subscribe.origins().begin(), subscribe.origins().end(), 1u),
+            subscribe.origins().end());
+}
+
+TEST(Exchange, ASubscriberOfAnotherDeploymentOrNameIsRefusedAndReported) {
+  Exchange exchange(Options(), 0);
+  wire::Subscribe other = SubscribeFrom(2, "eu", 0x22);
+  other.set_deployment("staging");
+  Exchange::Served served = exchange.Subscribed(1, other, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->code, Refusal::Code::kFailedPrecondition);
+  EXPECT_TRUE(served.refusal->identity);
+  ASSERT_EQ(served.ready.refused.size(), 1u);
+  EXPECT_EQ(served.ready.refused[0].peer, 2u);
+
+  served = exchange.Subscribed(2, SubscribeFrom(2, "asia", 0x22), 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_NE(served.refusal->message.find("knows as 'eu'"), std::string::npos);
+
+  served = exchange.Subscribed(3, SubscribeFrom(9, "nine", 0x22), 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->code, Refusal::Code::kPermissionDenied);
+
+  served = exchange.Subscribed(4, SubscribeFrom(1, "us", 0x22), 0);  // its own id
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->code, Refusal::Code::kPermissionDenied);
+
+  wire::Subscribe old_protocol = SubscribeFrom(2, "eu", 0x22);
+  old_protocol.set_protocol_version(kProtocolVersion + 1);
+  EXPECT_TRUE(exchange.Subscribed(5, old_protocol, 0).refusal.has_value());
+  EXPECT_EQ(exchange.SubscriberOf(5), 0u);  // nothing refused is served
+}
+
+TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  // us receives from eu's first incarnation, which also subscribes here.
+  const Exchange::Dialed from_eu = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  (void)exchange.Received(from_eu.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+  Exchange::Served first = exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 10);
+  ASSERT_FALSE(first.refusal.has_value());
+  Ready acked;
+  wire::ToSender ack;
+  ack.mutable_ack()->set_frontier(Vector({{1, 5}}).Encode());
+  ASSERT_TRUE(exchange.FromSubscriber(100, ack, 20, &acked));
+  EXPECT_EQ(exchange.RegionsHolding({1, 5}), 1u);
+
+  // A second process claiming eu while the first is subscribed: refused.
+  Exchange::Served second = exchange.Subscribed(101, SubscribeFrom(2, "eu", 0x33), 30);
+  ASSERT_TRUE(second.refusal.has_value());
+  EXPECT_EQ(second.refusal->code, Refusal::Code::kAlreadyExists);
+  EXPECT_TRUE(second.ready.fence.empty());
+
+  // The first one's stream ends: the new incarnation is taken, what the earlier one acknowledged
+  // stops counting, and the stream from the earlier one is fenced and cancelled.
+  exchange.ServingEnded(100);
+  Exchange::Served third = exchange.Subscribed(102, SubscribeFrom(2, "eu", 0x33), 40);
+  ASSERT_FALSE(third.refusal.has_value());
+  EXPECT_EQ(third.ready.fence, std::vector<uint64_t>({from_eu.stream}));
+  EXPECT_TRUE(Cancels(third.ready, from_eu.stream, "new incarnation"));
+  EXPECT_EQ(third.ready.forgotten, std::vector<core::RegionId>({2}));
+  EXPECT_EQ(exchange.RegionsHolding({1, 5}), 0u);
+  EXPECT_EQ(exchange.IncarnationOf(2), 0x33u);
+}
+
+TEST(Exchange, AStreamBelongsToOneRegionAndOneIncarnation) {
+  Exchange exchange(Options(), 0);
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 0).refusal.has_value());
+  Ready ready;
+  wire::ToSender resubscribe;
+  *resubscribe.mutable_subscribe() = SubscribeFrom(3, "asia", 0x44);
+  EXPECT_FALSE(exchange.FromSubscriber(100, resubscribe, 10, &ready));
+  *resubscribe.mutable_subscribe() = SubscribeFrom(2, "eu", 0x23);
+  EXPECT_FALSE(exchange.FromSubscriber(100, resubscribe, 10, &ready));
+  wire::ToSender empty;
+  EXPECT_FALSE(exchange.FromSubscriber(100, empty, 10, &ready));
+  wire::ToSender bad_ack;
+  bad_ack.mutable_ack()->set_frontier("\xff\xff\xff");
+  EXPECT_FALSE(exchange.FromSubscriber(100, bad_ack, 10, &ready));
+}
+
+TEST(Exchange, NothingIsAppliedBeforeTheSenderSaysWhoItIs) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  Ready ready = exchange.Received(dialed.stream, Batch(2), {}, 10, &decode);
+  EXPECT_FALSE(decode);
+  EXPECT_TRUE(Cancels(ready, dialed.stream, "before the sender's first heartbeat"));
+
+  // A sender that is not the region dialled: refused, reported, cancelled.
+  const Exchange::Dialed again = exchange.Dialing(2, {}, 20);
+  ready = exchange.Received(again.stream, Heartbeat(3, "asia", 0x44), {}, 30, &decode);
+  EXPECT_TRUE(Cancels(ready, again.stream, "refused: "));
+  ASSERT_EQ(ready.refused.size(), 1u);
+  EXPECT_EQ(ready.refused[0].peer, 2u);
+
+  // The right one, then a heartbeat of another incarnation on the same stream.
+  const Exchange::Dialed third = exchange.Dialing(2, {}, 40);
+  ready =
+      exchange.Received(third.stream, Heartbeat(2, "eu", 0x22, Vector({{2, 3}})), {}, 50, &decode);
+  EXPECT_FALSE(Cancels(ready, third.stream));  // the earlier dials gave way to it
+  EXPECT_TRUE(Cancels(ready, again.stream, "answered first"));
+  EXPECT_EQ(ready.accepted, std::vector<core::RegionId>({2}));
+  ASSERT_TRUE(ready.observe.has_value());
+  EXPECT_EQ(ready.observe->frontier, Vector({{2, 3}}));
+  ready = exchange.Received(third.stream, Batch(2), {}, 60, &decode);
+  EXPECT_TRUE(decode);
+  ready = exchange.Received(third.stream, Heartbeat(2, "eu", 0x99), {}, 70, &decode);
+  EXPECT_TRUE(Cancels(ready, third.stream, "incarnation changed"));
+}
+
+TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+
+  const std::vector<core::Event> mixed = {EventOf(2, 1), EventOf(3, 1)};
+  Ready ready = exchange.Decoded(dialed.stream, 2, mixed, {}, 20);
+  EXPECT_FALSE(ready.submit.has_value());
+  EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
+
+  const Exchange::Dialed next = exchange.Dialing(2, {}, 30);
+  (void)exchange.Received(next.stream, Heartbeat(2, "eu", 0x22), {}, 40, &decode);
+  EXPECT_TRUE(exchange.Room(next.stream));
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 1)}, {}, 50).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 2)}, {}, 50).submit);
+  EXPECT_FALSE(exchange.Room(next.stream));  // apply_queue_max = 2
+
+  // Two applied at once: one acknowledgement covers both.
+  Inbound::Applied applied;
+  applied.last = false;
+  ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 1}}), 60);
+  EXPECT_TRUE(ready.sends.empty());
+  EXPECT_TRUE(exchange.Room(next.stream));
+  applied.last = true;
+  ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 2}}), 60);
+  ASSERT_EQ(ready.sends.size(), 1u);
+  ASSERT_TRUE(ready.sends[0].message.has_ack());
+  EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 2}}));
+
+  // A gap ends the stream, without an acknowledgement.
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 9)}, {}, 70).submit);
+  applied.gaps = 1;
+  ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 2}}), 80);
+  EXPECT_TRUE(ready.sends.empty());
+  EXPECT_TRUE(Cancels(ready, next.stream, "a gap in eu's events"));
+}
+
+TEST(Exchange, AStreamThatEndsRedialsAfterTheBackoffAndAPeersRefusalIsReported) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(3, {}, 0);
+  Ready ready = exchange.Ended(dialed.stream, "refused: region us is already subscribed", 10, 0.5);
+  ASSERT_EQ(ready.refused.size(), 1u);
+  EXPECT_EQ(ready.refused[0].peer, 3u);
+  ASSERT_EQ(ready.dials.size(), 1u);
+  EXPECT_EQ(ready.dials[0].peer, 3u);
+  EXPECT_GT(ready.dials[0].delay_ms, 0u);
+  // A stream that ended once reports nothing more.
+  ready = exchange.Ended(dialed.stream, "again", 20, 0.5);
+  EXPECT_TRUE(ready.dials.empty());
+}
+
+TEST(Exchange, RetentionWaitsForEveryPeerUntilOneIsReleasedAfterTheHold) {
+  Exchange exchange(Options(), 0);
+  Ready ready;
+  // Nobody acknowledged anything: nothing may be trimmed.
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 100, &ready), VersionVector());
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 100).refusal);
+  ASSERT_FALSE(exchange.Subscribed(101, SubscribeFrom(3, "asia", 0x33), 100).refusal);
+  wire::ToSender ack;
+  ack.mutable_ack()->set_frontier(Vector({{1, 7}}).Encode());
+  ASSERT_TRUE(exchange.FromSubscriber(100, ack, 200, &ready));
+  ack.mutable_ack()->set_frontier(Vector({{1, 4}}).Encode());
+  ASSERT_TRUE(exchange.FromSubscriber(101, ack, 200, &ready));
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 300, &ready), Vector({{1, 4}}));
+
+  // asia goes away: it holds the log back for the hold, then is released (and reported).
+  exchange.ServingEnded(101);
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 5'000, &ready), Vector({{1, 4}}));
+  Ready released;
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 10'201, &released), Vector({{1, 7}}));
+  EXPECT_EQ(exchange.released(), std::vector<core::RegionId>({3}));
+  ASSERT_EQ(released.notes.size(), 1u);
+  EXPECT_NE(released.notes[0].text.find("asia"), std::string::npos);
+  // A peer with a stream open is never released, however long it is quiet.
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 1'000'000, &ready), Vector({{1, 7}}));
+  EXPECT_EQ(exchange.released(), std::vector<core::RegionId>({3}));
+}
+
+TEST(Exchange, TheSenderAbandonsAnOriginItsLogNoLongerHolds) {
+  Exchange exchange(Options(), 0);
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 0).refusal);
+  Exchange::Outgoing out = exchange.Next(100, Vector({{1, 5}}), 0);
+  EXPECT_TRUE(out.heartbeat);  // first, before any batch
+  ASSERT_TRUE(out.read.has_value());
+  EXPECT_EQ(out.read->origin, 1u);
+  EXPECT_EQ(out.read->from_seq, 1u);
+  Ready ready;
+  const wire::ToReceiver behind = exchange.Missing(100, *out.read, 3, &ready);
+  ASSERT_TRUE(behind.has_behind_retention());
+  EXPECT_EQ(behind.behind_retention().wanted_seq(), 1u);
+  EXPECT_EQ(behind.behind_retention().oldest_seq(), 3u);
+  exchange.HeartbeatSent(100, 0);
+  EXPECT_FALSE(exchange.Next(100, Vector({{1, 5}}), 1).read.has_value());
+  EXPECT_EQ(exchange.Backlog(100, Vector({{1, 5}})), 0u);
+}
+
+}  // namespace
+}  // namespace meridian::replication
