@@ -21,10 +21,18 @@ void CausalOrder::Advance(const Dot& dot, const VersionVector& context) {
   frontier_.Set(dot.origin, dot.seq);
   if (dot.origin == self_) return;
   // The origin had applied the context, and this region now holds all the origin's events up to
-  // this one: a frontier report that is safe to use.
+  // this one: a frontier report that is safe to use (unless it names own events not back yet).
   VersionVector known = context;
   known.Set(dot.origin, dot.seq);
-  known_[dot.origin].Merge(known);
+  Know(dot.origin, known);
+}
+
+void CausalOrder::Know(RegionId origin, const VersionVector& report) {
+  // A report that names more of this region's own events than it holds: this region lost them
+  // (a new data directory) and they are still to come back, with contexts that may not cover
+  // the report. Always false while the region holds every event it wrote.
+  if (report.Get(self_) > frontier_.Get(self_)) return;
+  known_[origin].Merge(report);
 }
 
 void CausalOrder::MergeFrontier(const VersionVector& applied) {
@@ -35,7 +43,7 @@ void CausalOrder::ObserveFrontier(RegionId origin, const VersionVector& frontier
   // Only when every event `origin` had written by then is applied here: the events still to come
   // from it then all have contexts covering `frontier`.
   if (origin == self_ || frontier_.Get(origin) < frontier.Get(origin)) return;
-  known_[origin].Merge(frontier);
+  Know(origin, frontier);
 }
 
 VersionVector CausalOrder::StableFrontier(std::span<const RegionId> regions) const {

@@ -31,7 +31,13 @@
 // which covers S. Without the "every event of r up to it" condition this fails: r may have
 // applied an event that an older event of r, still on its way here, did not see (docs/
 // semantics.md, "When an event is stable"). This region's own events are all applied here as
-// they are written, so none is still to arrive.
+// they are written, so none is still to arrive — except after it lost them (a new data directory,
+// docs/replication.md#rebuilding): then its own earlier events come back from its peers, and one
+// of them may have a context that does not cover a peer's report. So no vector naming more of
+// the region's own events than it holds joins K[r] (it is dropped, not kept): every event of its
+// own still to arrive is held by some peer r, whose every vector then names it, so K[r] waits
+// until it is back (the fence keeps the earlier process's last batches from landing later).
+// While the region holds everything it wrote, this changes nothing.
 //
 // Join merges another instance into this one, as merging a peer's whole state does
 // (Replica::MergeFrom): afterwards this region holds every event either held, so every frontier
@@ -90,6 +96,8 @@ class CausalOrder {
   const std::map<RegionId, VersionVector>& known_frontiers() const { return known_; }
 
  private:
+  // Joins `report` into K[origin], unless it names own events this region does not hold.
+  void Know(RegionId origin, const VersionVector& report);
   RegionId self_;
   VersionVector frontier_;
   std::map<RegionId, VersionVector> known_;

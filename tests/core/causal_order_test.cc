@@ -164,6 +164,27 @@ TEST(CausalOrderStableTest, AnEventStillOnItsWayKeepsWhatItHasNotSeenUnstable) {
   EXPECT_EQ(us.StableFrontier(std::vector<RegionId>{kUs, kEu}), eu_reports);
 }
 
+// docs/replication.md#rebuilding: us lost its data directory after writing us:1 (context
+// {asia:1}) and us:2; eu holds both and has since applied asia:2..5. us starts over at nothing.
+// Until us:1 is back here, no report naming it may count: us:1's context does not cover asia:5,
+// and folding asia's metadata with asia:5 before us:1 arrives would misjudge what us:1 saw.
+TEST(CausalOrderStableTest, OwnEventsStillToComeBackKeepReportsThatNameThemOut) {
+  CausalOrder us(kUs, VersionVector{{kAsia, 5}});  // a re-seeded or rebuilding region
+  const VersionVector eu_reports = {{kUs, 2}, {kAsia, 5}};
+  us.ObserveFrontier(kEu, eu_reports);
+  us.ObserveFrontier(kAsia, VersionVector{{kAsia, 5}});
+  EXPECT_FALSE(us.known_frontiers().contains(kEu)) << "eu's report names us:1 and us:2";
+  EXPECT_TRUE(us.StableFrontier(kAll).empty());
+  // An event of eu whose context names us:2 teaches nothing yet either.
+  us.Advance(Dot{kEu, 1}, VersionVector{{kUs, 2}, {kAsia, 5}});
+  EXPECT_FALSE(us.known_frontiers().contains(kEu));
+  us.Advance(Dot{kUs, 1}, VersionVector{{kAsia, 1}});
+  us.Advance(Dot{kUs, 2}, VersionVector{{kAsia, 1}});
+  us.ObserveFrontier(kEu, VersionVector{{kUs, 2}, {kEu, 1}, {kAsia, 5}});
+  EXPECT_EQ(us.known_frontiers().at(kEu), (VersionVector{{kUs, 2}, {kEu, 1}, {kAsia, 5}}));
+  EXPECT_EQ(us.StableFrontier(kAll), (VersionVector{{kAsia, 5}}));
+}
+
 // --- Growing the frontier otherwise, and joining -----------------------------------------------
 
 TEST(CausalOrderMergeFrontierTest, JoinsTheFrontierAndKeepsWhatIsKnown) {
