@@ -24,6 +24,7 @@
 #include "replication/batch_codec.h"
 #include "replication/event_log.h"
 #include "replication/exchange.h"
+#include "replication/reseed.h"
 #include "replication/snapshot_codec.h"
 
 namespace meridian::replication {
@@ -35,12 +36,6 @@ constexpr int kKeepaliveMs = 5000;
 // waiting. (BDP probing, gRPC's default, must stay on: it is what grows the window past 64 KiB;
 // without it a 100 ms round trip caps a stream at about 1.4 MB/s.)
 constexpr int kLookaheadBytes = 16 << 20;
-// Re-seeding: pages of a snapshot, how long an unused snapshot is kept for a resume, and how many
-// at once.
-constexpr size_t kSnapshotPageBytes = 1 << 20;
-constexpr size_t kSnapshotPageDocuments = 8192;
-constexpr uint64_t kSnapshotKeepMs = 10 * 60 * 1000;
-constexpr size_t kSnapshotsMax = 4;
 
 uint64_t SteadyMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -313,109 +308,40 @@ class Replicator::Impl final : public wire::Replication::Service {
       spdlog::error("replication: refused a re-seed of region id {}: {}", peer, refusal->message);
       return StatusOf(*refusal);
     }
-    std::shared_ptr<SnapshotLease> lease;
-    {
-      std::lock_guard lock(snapshots_mutex_);
-      const uint64_t now = SteadyMs();
-      std::erase_if(snapshots_, [now](const auto& entry) {
-        return entry.second.use_count() == 1 && now > entry.second->used_ms + kSnapshotKeepMs;
-      });
-      if (auto it = snapshots_.find(request->snapshot_id());
-          request->snapshot_id() != 0 && it != snapshots_.end() && it->second->peer == peer &&
-          it->second.use_count() == 1) {
-        lease = it->second;
-      } else {
-        if (snapshots_.size() >= kSnapshotsMax) {
-          return {grpc::StatusCode::RESOURCE_EXHAUSTED, "too many re-seeds at once; retry later"};
-        }
-        auto taken = host_->store().TakeSnapshot();
-        if (!taken.ok()) {
-          return {grpc::StatusCode::UNAVAILABLE, "snapshot: " + taken.status().message()};
-        }
-        lease = std::make_shared<SnapshotLease>();
-        lease->snapshot = std::move(taken).value();
-        lease->peer = peer;
-        lease->id = next_snapshot_id_++;
-        snapshots_[lease->id] = lease;
-        spdlog::info("replication: re-seeding {} from a snapshot at {} ({} documents)",
-                     exchange_.NameOf(peer), lease->snapshot->frontier().ToString(),
-                     lease->snapshot->documents());
-      }
-      lease->used_ms = now;
+    auto call = snapshots_.Open(*request, host_->store(), SteadyMs());
+    if (!call.ok()) {
+      return {call.status().code() == StatusCode::kOverloaded ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                                                              : grpc::StatusCode::UNAVAILABLE,
+              call.status().message()};
     }
-    std::string after = lease->id == request->snapshot_id() ? request->after_key() : std::string();
+    if ((*call)->fresh()) {
+      spdlog::info("replication: re-seeding {} from a snapshot at {} ({} documents)",
+                   exchange_.NameOf(peer), (*call)->snapshot().frontier().ToString(),
+                   (*call)->snapshot().documents());
+    }
     // Fault injection for tests (docs/testing.md): end each call after this many pages, as a
     // broken connection would, so that the region must resume.
     static const uint64_t pages_per_call = [] {
       const char* value = std::getenv("MERIDIAN_FAULT_SNAPSHOT_PAGES_PER_CALL");
       return value != nullptr ? std::strtoull(value, nullptr, 10) : 0;
     }();
-    uint64_t pages = 0;
-    const std::string frontier = lease->snapshot->frontier().Encode();
-    StatePage page;
-    for (;;) {
+    for (uint64_t pages = 1;; ++pages) {
       if (context->IsCancelled() || stopping_) return {grpc::StatusCode::CANCELLED, "stopping"};
-      page.clear();
-      size_t bytes = 0;
-      bool more = true;
-      while (more && bytes < kSnapshotPageBytes && page.size() < kSnapshotPageDocuments) {
-        // As many as should fit, by the page's average so far (one to start: documents may be
-        // large), so that a page stays near its byte bound.
-        size_t limit = 1;
-        if (!page.empty()) {
-          const size_t average = std::max<size_t>(1, bytes / page.size());
-          limit = std::clamp<size_t>((kSnapshotPageBytes - bytes) / average + 1, 1,
-                                     kSnapshotPageDocuments - page.size());
-          limit = std::min<size_t>(limit, 1024);
-        }
-        auto scanned = lease->snapshot->ScanDocumentStates(
-            page.empty() ? after : page.back().first, limit,
-            [&](std::string_view key, std::string_view state) {
-              bytes += key.size() + state.size();
-              page.emplace_back(std::string(key), std::string(state));
-            });
-        if (!scanned.ok()) {
-          return {grpc::StatusCode::UNAVAILABLE, "snapshot: " + scanned.status().message()};
-        }
-        more = *scanned;
+      auto chunk = (*call)->Next(SteadyMs());
+      if (!chunk.ok()) return {grpc::StatusCode::UNAVAILABLE, chunk.status().message()};
+      if (!writer->Write(*chunk)) {
+        return {grpc::StatusCode::CANCELLED, "the re-seeding region left"};
       }
-      wire::SnapshotChunk chunk;
-      chunk.set_snapshot_id(lease->id);
-      chunk.set_frontier(frontier);
-      chunk.set_documents(lease->snapshot->documents());
-      if (!page.empty()) {
-        EncodedPage encoded = EncodeStatePage(page);
-        chunk.set_states(std::move(encoded.bytes));
-        chunk.set_raw_bytes(encoded.raw_bytes);
-        chunk.set_count(static_cast<uint32_t>(page.size()));
-        chunk.set_last_key(page.back().first);
-        after = page.back().first;
-      }
-      chunk.set_done(!more);
-      if (!writer->Write(chunk)) return {grpc::StatusCode::CANCELLED, "the re-seeding region left"};
-      if (more && pages_per_call != 0 && ++pages == pages_per_call) {
+      if (chunk->done()) break;
+      if (pages_per_call != 0 && pages == pages_per_call) {
         return {grpc::StatusCode::UNAVAILABLE, "fault injection: the call ends here"};
       }
-      {
-        std::lock_guard lock(snapshots_mutex_);
-        lease->used_ms = SteadyMs();
-      }
-      if (!more) break;
     }
-    std::lock_guard lock(snapshots_mutex_);
-    snapshots_.erase(lease->id);
     spdlog::info("replication: re-seeded {}", exchange_.NameOf(peer));
     return grpc::Status::OK;
   }
 
  private:
-  struct SnapshotLease {
-    std::unique_ptr<storage::StoreSnapshot> snapshot;
-    core::RegionId peer = 0;
-    uint64_t id = 0;
-    uint64_t used_ms = 0;
-  };
-
   // Reads the batch from the log, sends it; false when the stream is gone.
   bool SendBatch(core::RegionId peer, uint64_t serving, const Outbound::Read& read,
                  grpc::ServerReaderWriter<wire::ToReceiver, wire::ToSender>* stream,
@@ -569,43 +495,14 @@ class Replicator::Impl final : public wire::Replication::Service {
   }
 
   // --- re-seeding this region (docs/replication.md#re-seeding) ----------------------------------
-  struct Reseed {
-    uint64_t snapshot_id = 0;
-    std::string after;  // the last key installed
-    core::VersionVector frontier;
-    core::RegionId source = 0;
-    uint64_t documents = 0;  // in the snapshot
-    uint64_t installed = 0;
-    uint64_t bytes = 0;  // received, compressed
-    uint64_t started_ms = 0;
-    uint64_t resumes = 0;  // calls that went on with the same snapshot
-    std::string last_error;
-  };
-
-  void PublishReseed(const Reseed& reseed, const char* state) {
-    nlohmann::json status = {
-        {"state", state},
-        {"source",
-         reseed.source ? nlohmann::json(exchange_.NameOf(reseed.source)) : nlohmann::json()},
-        {"documents", reseed.documents},
-        {"installed", reseed.installed},
-        {"wire_bytes", reseed.bytes},
-        {"elapsed_ms", SteadyMs() - reseed.started_ms},
-        {"frontier", reseed.frontier.ToString()},
-        {"resumes", reseed.resumes}};
-    if (!reseed.last_error.empty()) status["last_error"] = reseed.last_error;
-    const bool running = std::string_view(state) == "running";
-    board_.SetReseed(std::move(status),
-                     running ? "rebuilding: re-seeding from " +
-                                   (reseed.source ? exchange_.NameOf(reseed.source) : "a peer") +
-                                   " (" + std::to_string(reseed.installed) + " of " +
-                                   std::to_string(reseed.documents) + " documents)"
-                             : std::string());
+  void PublishReseed(const Reseeding& reseed) {
+    board_.SetReseed(reseed.Status(config_.exchange.names, SteadyMs()),
+                     reseed.Problem(config_.exchange.names));
   }
 
-  // One attempt to re-seed from `peer`, resuming `reseed` when the peer still has its snapshot.
-  // Returns why it failed, empty when the snapshot is installed.
-  std::string ReseedFrom(core::RegionId peer, Reseed* reseed) {
+  // One call to `peer`, as `reseed` says. Returns why it failed, empty when the snapshot is in.
+  std::string ReseedFrom(core::RegionId peer, const wire::SnapshotRequest& request,
+                         Reseeding* reseed) {
     grpc::ChannelArguments arguments;
     ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -625,12 +522,6 @@ class Replicator::Impl final : public wire::Replication::Service {
         impl->reseed_context_ = nullptr;
       }
     } forget{this};
-    wire::SnapshotRequest request = exchange_.SnapshotRequestMessage();
-    bool resuming = reseed->source == peer;
-    if (resuming) {
-      request.set_snapshot_id(reseed->snapshot_id);
-      request.set_after_key(reseed->after);
-    }
     auto reader = stub->Snapshot(&context, request);
     // Every way out finishes the call (cancelled first when it is still going).
     const auto end = [&](std::string why) {
@@ -640,42 +531,22 @@ class Replicator::Impl final : public wire::Replication::Service {
     };
     wire::SnapshotChunk chunk;
     while (reader->Read(&chunk)) {
-      if (chunk.snapshot_id() != reseed->snapshot_id || reseed->source != peer) {
-        // A new snapshot: whatever an earlier one installed goes first.
-        auto frontier = core::VersionVector::Decode(chunk.frontier());
-        if (!frontier.ok()) return end("bad snapshot frontier");
+      const Reseeding::Step step = reseed->Chunk(chunk);
+      if (!step.error.empty()) return end(step.error);
+      if (step.clear) {
+        spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
+                     exchange_.NameOf(peer), reseed->frontier().ToString(), chunk.documents());
         if (Status cleared = host_->ClearDocuments(); !cleared.ok()) {
           return end("clearing the documents: " + cleared.message());
         }
-        reseed->snapshot_id = chunk.snapshot_id();
-        reseed->source = peer;
-        reseed->after.clear();
-        reseed->installed = 0;
-        reseed->frontier = std::move(frontier).value();
-        spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
-                     exchange_.NameOf(peer), reseed->frontier.ToString(), chunk.documents());
-      } else if (resuming) {
-        resuming = false;
-        ++reseed->resumes;
       }
-      reseed->documents = chunk.documents();
-      reseed->bytes += chunk.states().size();
-      StatePage page;
-      if (!chunk.states().empty()) {
-        auto decoded = DecodeStatePage(chunk.states(), reseed->after);
-        if (!decoded.ok()) return end(decoded.status().message());
-        page = std::move(decoded).value();
-      }
-      // The last page also brings the snapshot's frontier: every document installed holds
-      // every event it covers.
-      const core::VersionVector* frontier = chunk.done() ? &reseed->frontier : nullptr;
-      if (Status installed = host_->InstallStates(page, frontier); !installed.ok()) {
+      const core::VersionVector* frontier = step.frontier ? &*step.frontier : nullptr;
+      if (Status installed = host_->InstallStates(step.page, frontier); !installed.ok()) {
         return end("installing: " + installed.message());
       }
-      if (!page.empty()) reseed->after = page.back().first;
-      reseed->installed += page.size();
-      PublishReseed(*reseed, "running");
-      if (chunk.done()) {
+      reseed->Installed(step);
+      PublishReseed(*reseed);
+      if (reseed->done()) {
         (void)reader->Finish();  // the peer ends the call right after its last chunk
         return {};
       }
@@ -687,36 +558,29 @@ class Replicator::Impl final : public wire::Replication::Service {
   // Re-seeds this empty region from a peer's snapshot (the first that serves one; a broken
   // transfer resumes on the same snapshot), then starts the live streams from its frontier.
   void RunReseed() {
-    Reseed reseed;
-    reseed.started_ms = SteadyMs();
-    PublishReseed(reseed, "running");
-    const std::vector<core::RegionId> peers = exchange_.peers();
+    const uint64_t started_ms = SteadyMs();
     std::mt19937_64 random(std::random_device{}());
-    size_t next = random() % peers.size();
-    int failures = 0;
-    for (;;) {
+    Reseeding reseed(exchange_.peers(), started_ms,
+                     std::uniform_real_distribution<double>(0.0, 1.0)(random));
+    PublishReseed(reseed);
+    while (!reseed.done()) {
       if (stopping_) return;
-      const core::RegionId peer =
-          reseed.source != 0 && failures % 3 != 2 ? reseed.source : peers[next++ % peers.size()];
-      const uint64_t installed = reseed.installed;
-      const uint64_t resumes = reseed.resumes;
-      const std::string why = ReseedFrom(peer, &reseed);
+      core::RegionId peer = 0;
+      const wire::SnapshotRequest request = reseed.Ask(exchange_.SnapshotRequestMessage(), &peer);
+      const std::string why = ReseedFrom(peer, request, &reseed);
       if (why.empty()) break;
-      // Another peer (and so a new snapshot) only after failures that made no progress.
-      const bool progressed = reseed.installed > installed || reseed.resumes > resumes;
-      failures = progressed ? 1 : failures + 1;
-      reseed.last_error = exchange_.NameOf(peer) + ": " + why;
+      const uint64_t delay = reseed.Failed(why);
       spdlog::warn("replication: re-seeding from {}: {}", exchange_.NameOf(peer), why);
-      PublishReseed(reseed, "running");
-      if (!Pause(std::min<uint64_t>(2000, 100u << std::min(failures, 5)))) return;
+      PublishReseed(reseed);
+      if (!Pause(delay)) return;
     }
     spdlog::info(
         "replication: re-seeded {} documents from {} in {} ms; following the live "
         "streams from {}",
-        reseed.installed, exchange_.NameOf(reseed.source), SteadyMs() - reseed.started_ms,
-        reseed.frontier.ToString());
+        reseed.installed(), exchange_.NameOf(reseed.source()), SteadyMs() - started_ms,
+        reseed.frontier().ToString());
     host_->SetReseeding(false);
-    PublishReseed(reseed, "done");
+    PublishReseed(reseed);
     StartLinks();
   }
 
@@ -1062,11 +926,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::list<LinkThread> link_threads_;  // dialling and reading streams (SpawnLink)
-  // Snapshots served to re-seeding regions, by id; kept kSnapshotKeepMs after their last use so
-  // that a broken transfer resumes on the same one.
-  std::mutex snapshots_mutex_;
-  std::map<uint64_t, std::shared_ptr<SnapshotLease>> snapshots_;
-  uint64_t next_snapshot_id_ = (WallMs() << 16) | 1;
+  // Snapshots served to re-seeding regions.
+  SnapshotServer snapshots_{SnapshotServer::Options{}, (WallMs() << 16) | 1};
   std::vector<std::thread> threads_;  // the ticker and the re-seed
   Retention retention_;               // ticker thread only
 };

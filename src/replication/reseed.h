@@ -1,0 +1,138 @@
+// Re-seeding (docs/replication.md#re-seeding), written once for both drivers of the exchange:
+//
+//   - Reseeding: the receiving region's side, a state machine with no I/O. It says which peer to
+//     ask next and with what request (resuming the same snapshot after a broken call), what each
+//     chunk means (start over on a new snapshot, install this page, the last page with the
+//     snapshot's frontier), and how long to wait after a failure. The driver makes the calls and
+//     installs the pages through the commit path.
+//   - SnapshotServer: the serving side. It keeps the snapshots taken for re-seeding regions (one
+//     reused by a resuming call, a bounded number at once, dropped once unused for a while) and
+//     cuts them into pages bounded by bytes. It reads the store; thread-safe.
+//
+// The gRPC transport and the simulator both drive these.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/version_vector.h"
+#include "meridian/replication.pb.h"
+#include "meridian/status.h"
+#include "replication/snapshot_codec.h"
+#include "storage/store.h"
+
+namespace meridian::replication {
+
+class Reseeding {
+ public:
+  // `peers` to ask, `unit` uniform in [0, 1) from the driver's random source (the first peer).
+  Reseeding(std::vector<core::RegionId> peers, uint64_t now_ms, double unit);
+
+  // The next call: the peer to ask and the request, from `base` (the exchange's
+  // SnapshotRequestMessage) with the snapshot to resume when the peer is the current source.
+  // The peer: the source while failures make progress, another (round robin) after failures
+  // that made none.
+  wire::SnapshotRequest Ask(wire::SnapshotRequest base, core::RegionId* peer);
+
+  // A chunk of the current call arrived. Install `page` (after forgetting every document when
+  // `clear`); with `frontier` on the last page (then the re-seed is done). A non-empty `error`
+  // ends the call (then Failed).
+  struct Step {
+    bool clear = false;
+    StatePage page;
+    std::optional<core::VersionVector> frontier;
+    std::string error;
+  };
+  Step Chunk(const wire::SnapshotChunk& chunk);
+  // The step's page was installed.
+  void Installed(const Step& step);
+  // The current call ended before the last chunk (or a step failed): the delay before the next
+  // Ask.
+  uint64_t Failed(const std::string& why);
+
+  bool done() const { return done_; }
+  core::RegionId source() const { return source_; }
+  const core::VersionVector& frontier() const { return frontier_; }
+  uint64_t installed() const { return installed_; }
+  // /v1/status "reseed" (`names`: region names), and the /readyz reason while it runs.
+  nlohmann::json Status(const std::map<core::RegionId, std::string>& names, uint64_t now_ms) const;
+  std::string Problem(const std::map<core::RegionId, std::string>& names) const;
+
+ private:
+  std::vector<core::RegionId> peers_;
+  size_t next_ = 0;
+  int failures_ = 0;
+  uint64_t started_ms_ = 0;
+  // The current call.
+  core::RegionId asked_ = 0;
+  bool resuming_ = false;
+  uint64_t installed_at_ask_ = 0;
+  uint64_t resumes_at_ask_ = 0;
+  // The snapshot being installed.
+  uint64_t snapshot_id_ = 0;
+  core::RegionId source_ = 0;
+  std::string after_;  // the last key installed
+  core::VersionVector frontier_;
+  uint64_t documents_ = 0;  // in the snapshot
+  uint64_t installed_ = 0;
+  uint64_t bytes_ = 0;    // received, compressed
+  uint64_t resumes_ = 0;  // calls that went on with the same snapshot
+  core::RegionId last_error_peer_ = 0;
+  std::string last_error_;
+  bool done_ = false;
+};
+
+class SnapshotServer {
+ public:
+  struct Options {
+    size_t page_bytes = 1 << 20;
+    size_t page_documents = 8192;
+    uint64_t keep_ms = 10 * 60 * 1000;  // an unused snapshot is kept this long for a resume
+    size_t snapshots_max = 4;           // at once
+  };
+  // `first_id`: the first snapshot id, distinct from any an earlier process of this region gave
+  // out (a resume naming one of those must not match a new snapshot).
+  SnapshotServer(Options options, uint64_t first_id) : options_(options), next_id_(first_id) {}
+
+  // One call serving `request` (already accepted by the exchange). Reuses the snapshot it
+  // resumes when this server still has it, else takes a new one of `store`.
+  class Call {
+   public:
+    // The next chunk; its done() is the last one.
+    Result<wire::SnapshotChunk> Next(uint64_t now_ms);
+    ~Call();
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+    bool fresh() const { return fresh_; }  // a new snapshot (not a resume)
+    const storage::StoreSnapshot& snapshot() const;
+
+   private:
+    friend class SnapshotServer;
+    struct Lease;
+    Call(SnapshotServer* server, std::shared_ptr<Lease> lease, std::string after, bool fresh);
+    SnapshotServer* server_;
+    std::shared_ptr<Lease> lease_;
+    std::string after_;
+    std::string frontier_;
+    bool fresh_ = false;
+    bool finished_ = false;
+  };
+  // kOverloaded when too many re-seeds run at once; kUnavailable when the store fails.
+  Result<std::unique_ptr<Call>> Open(const wire::SnapshotRequest& request, storage::Store& store,
+                                     uint64_t now_ms);
+
+ private:
+  const Options options_;
+  std::mutex mutex_;
+  std::map<uint64_t, std::shared_ptr<Call::Lease>> leases_;
+  uint64_t next_id_;
+};
+
+}  // namespace meridian::replication
