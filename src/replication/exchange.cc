@@ -255,13 +255,17 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
     }
     case wire::ToReceiver::kBehindRetention: {
       const wire::BehindRetention& behind = message.behind_retention();
+      // Relayed from a peer that holds them, from the next tick on.
+      inbound_.BehindRetention(stream, static_cast<core::RegionId>(behind.origin()),
+                               behind.wanted_seq());
       ready.behind = Ready::Behind{peer, static_cast<core::RegionId>(behind.origin()),
                                    behind.wanted_seq(), behind.oldest_seq()};
       ready.Log(Level::kError, "this region is behind " + NameOf(peer) + "'s log retention for " +
                                    NameOf(static_cast<core::RegionId>(behind.origin())) +
                                    " (needs " + std::to_string(behind.wanted_seq()) +
                                    ", the log starts at " + std::to_string(behind.oldest_seq()) +
-                                   "); it needs re-seeding");
+                                   "); they are relayed from a peer that holds them, if one "
+                                   "does; else this region needs re-seeding");
       break;
     }
     case wire::ToReceiver::MESSAGE_NOT_SET:

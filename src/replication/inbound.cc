@@ -148,6 +148,12 @@ std::optional<core::VersionVector> Inbound::HeartbeatReceived(uint64_t stream,
   return AckIfMoved(*s, applied, false);
 }
 
+void Inbound::BehindRetention(uint64_t stream, core::RegionId origin, uint64_t wanted_seq) {
+  Stream* s = Find(stream);
+  if (s == nullptr) return;
+  links_.Behind(s->peer, origin, wanted_seq);
+}
+
 bool Inbound::ResubscribeDue(uint64_t stream) const {
   const Stream* s = Find(stream);
   return s != nullptr && s->resubscribe;

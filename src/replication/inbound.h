@@ -56,6 +56,8 @@ class Inbound {
                                                        const core::VersionVector& frontier,
                                                        const core::VersionVector& applied,
                                                        uint64_t now_ms);
+  // The stream's peer cannot serve `origin`'s events from `wanted_seq` on (Links::Behind).
+  void BehindRetention(uint64_t stream, core::RegionId origin, uint64_t wanted_seq);
   // True when the stream must send a new Subscribe (after handling a message).
   bool ResubscribeDue(uint64_t stream) const;
 

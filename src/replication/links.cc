@@ -61,25 +61,39 @@ void Links::Heard(core::RegionId peer, const core::VersionVector* frontier, uint
   if (link.connected && now_ms >= link.since_ms + kHealthyAfterMs) link.failures = 0;
 }
 
+void Links::Behind(core::RegionId peer, core::RegionId origin, uint64_t wanted_seq) {
+  if (!links_.contains(peer)) return;
+  uint64_t& wanted = behind_[{peer, origin}];
+  wanted = std::max(wanted, wanted_seq);
+}
+
 bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
   bool changed = false;
+  // Caught up past where a peer's log starts (through a relay): the peer carries it again.
+  changed |= std::erase_if(behind_, [&](const auto& entry) {
+               return applied.Get(entry.first.second) >= entry.second;
+             }) > 0;
   for (core::RegionId origin : peers_) {
     const Link& direct = links_.at(origin);
     auto current = relay_of_.find(origin);
-    if (direct.connected || now_ms < direct.since_ms + options_.relay_after_ms) {
+    const bool gap = IsBehind(origin, origin);
+    if (!gap && (direct.connected || now_ms < direct.since_ms + options_.relay_after_ms)) {
       if (current != relay_of_.end()) {
         relay_of_.erase(current);
         changed = true;
       }
       continue;
     }
-    if (current != relay_of_.end() && links_.at(current->second).connected) continue;
+    if (current != relay_of_.end() && links_.at(current->second).connected &&
+        !IsBehind(current->second, origin)) {
+      continue;
+    }
     // The connected peer most ahead of us for this origin, if any is ahead at all.
     std::optional<core::RegionId> best;
     uint64_t best_seq = applied.Get(origin);
     for (core::RegionId peer : peers_) {
       const Link& link = links_.at(peer);
-      if (peer == origin || !link.connected) continue;
+      if (peer == origin || !link.connected || IsBehind(peer, origin)) continue;
       if (link.frontier.Get(origin) > best_seq) {
         best = peer;
         best_seq = link.frontier.Get(origin);
@@ -98,7 +112,8 @@ bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
 }
 
 std::vector<core::RegionId> Links::OriginsFor(core::RegionId peer) const {
-  std::vector<core::RegionId> origins = {peer};
+  std::vector<core::RegionId> origins;
+  if (!IsBehind(peer, peer)) origins.push_back(peer);
   for (const auto& [origin, relay] : relay_of_) {
     if (relay == peer) origins.push_back(origin);
   }

@@ -53,9 +53,17 @@ class Links {
   // Something arrived from the peer: a batch (frontier nullptr) or a heartbeat with its frontier.
   void Heard(core::RegionId peer, const core::VersionVector* frontier, uint64_t now_ms);
 
+  // The peer's log no longer holds `origin`'s events from `wanted_seq` on (BehindRetention:
+  // trimmed by retention, or never logged because the peer was re-seeded). Until this region has
+  // applied them up to wanted_seq, the peer carries none of them: the peer's own are relayed
+  // through another connected peer that is ahead, as if the direct link were down, and no relay
+  // of `origin` goes through the peer.
+  void Behind(core::RegionId peer, core::RegionId origin, uint64_t wanted_seq);
+
   // Recomputes the relays for our applied frontier; true when some link's origin set changed.
   bool UpdateRelays(const core::VersionVector& applied, uint64_t now_ms);
-  // The origins the peer's stream should carry: the peer's own, then any relayed through it.
+  // The origins the peer's stream should carry: the peer's own (unless it is behind for them),
+  // then any relayed through it.
   std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;
 
   // How long to wait before the next dial of `peer`: exponential in its consecutive failures,
@@ -101,6 +109,11 @@ class Links {
   const LinkOptions options_;
   std::map<core::RegionId, Link> links_;
   std::map<core::RegionId, core::RegionId> relay_of_;  // origin -> the peer relaying it
+  // (peer, origin) -> the seq of origin the peer cannot serve (see Behind).
+  std::map<std::pair<core::RegionId, core::RegionId>, uint64_t> behind_;
+  bool IsBehind(core::RegionId peer, core::RegionId origin) const {
+    return behind_.contains({peer, origin});
+  }
 };
 
 }  // namespace meridian::replication

@@ -76,12 +76,24 @@ void Reseeding::Installed(const Step& step) {
   if (step.frontier) done_ = true;
 }
 
-uint64_t Reseeding::Failed(const std::string& why) {
+uint64_t Reseeding::Failed(const std::string& why, bool peer_reseeding) {
   const bool progressed = installed_ > installed_at_ask_ || resumes_ > resumes_at_ask_;
+  if (peer_reseeding && !progressed) {
+    if (std::find(reseeding_peers_.begin(), reseeding_peers_.end(), asked_) ==
+        reseeding_peers_.end()) {
+      reseeding_peers_.push_back(asked_);
+    }
+  } else {
+    reseeding_peers_.clear();
+  }
   failures_ = progressed ? 1 : failures_ + 1;
   last_error_peer_ = asked_;
   last_error_ = why;
   return std::min<uint64_t>(2000, uint64_t{100} << std::min(failures_, 5));
+}
+
+bool Reseeding::Hopeless() const {
+  return source_ == 0 && !peers_.empty() && reseeding_peers_.size() == peers_.size();
 }
 
 nlohmann::json Reseeding::Status(const std::map<core::RegionId, std::string>& names,

@@ -30,6 +30,11 @@
 
 namespace meridian::replication {
 
+// Why a region refuses a snapshot while it is being re-seeded itself (both drivers send it; the
+// asking region recognises it by this text).
+inline constexpr const char* kReseedingItself =
+    "this region is itself being re-seeded; ask another region";
+
 class Reseeding {
  public:
   // `peers` to ask, `unit` uniform in [0, 1) from the driver's random source (the first peer).
@@ -54,8 +59,13 @@ class Reseeding {
   // The step's page was installed.
   void Installed(const Step& step);
   // The current call ended before the last chunk (or a step failed): the delay before the next
-  // Ask.
-  uint64_t Failed(const std::string& why);
+  // Ask. `peer_reseeding`: the peer refused because it is being re-seeded itself.
+  uint64_t Failed(const std::string& why, bool peer_reseeding = false);
+  // Every peer, one after another, refused because it is being re-seeded itself, and nothing of
+  // a snapshot is installed here: no region holds a copy to take (the whole deployment lost its
+  // data). The driver then forgets any document a cut-short earlier re-seed left and starts
+  // from nothing, as the others do.
+  bool Hopeless() const;
 
   bool done() const { return done_; }
   core::RegionId source() const { return source_; }
@@ -82,8 +92,9 @@ class Reseeding {
   core::VersionVector frontier_;
   uint64_t documents_ = 0;  // in the snapshot
   uint64_t installed_ = 0;
-  uint64_t bytes_ = 0;    // received, compressed
-  uint64_t resumes_ = 0;  // calls that went on with the same snapshot
+  uint64_t bytes_ = 0;                           // received, compressed
+  uint64_t resumes_ = 0;                         // calls that went on with the same snapshot
+  std::vector<core::RegionId> reseeding_peers_;  // refused in a row, being re-seeded
   core::RegionId last_error_peer_ = 0;
   std::string last_error_;
   bool done_ = false;

@@ -292,8 +292,7 @@ class Replicator::Impl final : public wire::Replication::Service {
                         grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
     const core::RegionId peer = request->region_id();
     if (host_->Reseeding()) {
-      return {grpc::StatusCode::UNAVAILABLE,
-              "this region is itself being re-seeded; ask another region"};
+      return {grpc::StatusCode::UNAVAILABLE, kReseedingItself};
     }
     // The region starts over: what its earlier incarnation acknowledged no longer holds the log
     // back, nor counts (and nothing it now needs is trimmed meanwhile).
@@ -569,16 +568,30 @@ class Replicator::Impl final : public wire::Replication::Service {
       const wire::SnapshotRequest request = reseed.Ask(exchange_.SnapshotRequestMessage(), &peer);
       const std::string why = ReseedFrom(peer, request, &reseed);
       if (why.empty()) break;
-      const uint64_t delay = reseed.Failed(why);
+      const uint64_t delay = reseed.Failed(why, why.find(kReseedingItself) != std::string::npos);
       spdlog::warn("replication: re-seeding from {}: {}", exchange_.NameOf(peer), why);
       PublishReseed(reseed);
+      if (reseed.Hopeless()) {
+        // No region holds a copy: start from nothing, as every other region does.
+        if (Status cleared = host_->ClearDocuments(); !cleared.ok()) {
+          spdlog::error("replication: re-seeding: clearing the documents: {}", cleared.message());
+          if (!Pause(delay)) return;
+          continue;
+        }
+        spdlog::error(
+            "replication: every peer is being re-seeded itself: no region holds a copy of the "
+            "data; this region starts from nothing");
+        break;
+      }
       if (!Pause(delay)) return;
     }
-    spdlog::info(
-        "replication: re-seeded {} documents from {} in {} ms; following the live "
-        "streams from {}",
-        reseed.installed(), exchange_.NameOf(reseed.source()), SteadyMs() - started_ms,
-        reseed.frontier().ToString());
+    if (reseed.done()) {
+      spdlog::info(
+          "replication: re-seeded {} documents from {} in {} ms; following the live "
+          "streams from {}",
+          reseed.installed(), exchange_.NameOf(reseed.source()), SteadyMs() - started_ms,
+          reseed.frontier().ToString());
+    }
     host_->SetReseeding(false);
     PublishReseed(reseed);
     StartLinks();

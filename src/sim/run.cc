@@ -198,7 +198,6 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.max_jump_ms = 2000;
   } else if (name == "retention") {
     ApplyProfile("default", options);
-    f.disk_losses_per_min = 0;
     f.restores_per_min = 0;
     options->retention_age_ms = 2000;
   } else if (name == "lossy") {

@@ -7,6 +7,7 @@
 
 #include "core/document.h"
 #include "replication/batch_codec.h"
+#include "replication/reseed.h"
 #include "sim/oracle.h"
 #include "storage/memory_store.h"
 
@@ -68,6 +69,9 @@ struct Simulation::Message {
   std::string why;
   wire::ToSender to_sender;
   wire::ToReceiver to_receiver;
+  // A re-seed's call (Replication.Snapshot): the request, then the chunks.
+  wire::SnapshotRequest snapshot_request;
+  wire::SnapshotChunk chunk;
   bool batch() const { return to_receiver.has_batch(); }
   static Message Close(std::string why = {}) {
     Message message;
@@ -85,6 +89,7 @@ struct Simulation::Conn {
   bool sender_dead = false;           // the sender's process died (or refused the dial)
   bool broken = false;                // lost in the network: nothing more gets through
   bool handshake = true;              // the first message also pays the connection setup
+  bool snapshot = false;              // a re-seed's call, not a replication stream
   uint64_t last_arrival[2] = {0, 0};  // FIFO per direction: [to the sender]
   // Batches as the transport sends them: chunks of one zstd stream per connection, which holds
   // only while nothing duplicates or reorders messages within the connection (as TCP never
@@ -105,12 +110,21 @@ struct Simulation::Node {
   uint64_t store_generation = 0;          // grows when the store is lost or replaced by a copy
   bool confirm = false;  // the store is new (empty or a copy) and has not rebuilt yet
   std::unique_ptr<storage::Store> copy;  // SaveCopy's backup
+  core::VersionVector copy_reseeded_at;  // its reseeded_at
   SimClock clock;
   bool up = true;
   uint64_t incarnation = 0;
   std::unique_ptr<node::Region> region;
   std::unique_ptr<replication::Exchange> exchange;
   std::unique_ptr<replication::Retention> retention;
+  // Re-seeding this region (while it runs), and the snapshots it serves others, per call.
+  std::unique_ptr<replication::Reseeding> reseeding;
+  uint64_t reseed_conn = 0;
+  // The frontier of the snapshot this store was re-seeded with: its watcher, which started over
+  // with the store, sees only changes after it.
+  core::VersionVector reseeded_at;
+  std::unique_ptr<replication::SnapshotServer> snapshots;
+  std::map<uint64_t, std::unique_ptr<replication::SnapshotServer::Call>> snapshot_calls;
   uint64_t swept_ms = 0;  // when the last fold sweep ran, as the node's commit thread does
 
   // Receiving side: the exchange's stream of each open connection, and back. A peer has none
@@ -252,7 +266,19 @@ void Simulation::BootNode(int index) {
   n.dials.clear();
   n.conn_of.clear();
   const uint64_t incarnation = n.incarnation;
-  Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+  n.snapshots = std::make_unique<replication::SnapshotServer>(
+      replication::SnapshotServer::Options{.page_bytes = 4096, .page_documents = 4},
+      ((n.incarnation + 1) << 32) | 1);
+  n.snapshot_calls.clear();
+  if (n.confirm && n.region->frontier().empty()) {
+    // Empty and not the first start: re-seed from a peer's snapshot first, as a node does
+    // (docs/replication.md#re-seeding); the live streams start once it is in.
+    Carry(index, n.exchange->Follow(n.region->frontier(), n.confirm));
+    n.reseeding = std::make_unique<replication::Reseeding>(n.exchange->peers(), now_, Unit());
+    Schedule(now_, [this, index, incarnation] { AskSnapshot(index, incarnation); });
+  } else {
+    Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+  }
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
   // A watcher that was following this region resumes from the last change it saw.
   std::vector<node::Change> missed;
@@ -279,6 +305,10 @@ void Simulation::Crash(int index) {
   n.region.reset();
   n.exchange.reset();
   n.retention.reset();
+  n.reseeding.reset();
+  n.reseed_conn = 0;
+  n.snapshots.reset();
+  n.snapshot_calls.clear();
   n.dials.clear();
   n.conn_of.clear();
   n.serving.clear();
@@ -308,6 +338,7 @@ void Simulation::ReplaceStore(int index, std::unique_ptr<storage::Store> store,
   n.store = std::move(store);
   n.archive.clear();
   n.archived_seq = 0;
+  n.reseeded_at = core::VersionVector();
   ++n.store_generation;
   n.confirm = true;
   // The watcher's position belonged to the old store: it starts over.
@@ -322,6 +353,7 @@ void Simulation::LoseDisk(int index) {
 void Simulation::SaveCopy(int index) {
   Node& n = *nodes_[index];
   n.copy = storage::CopyMemoryStore(*n.store);
+  n.copy_reseeded_at = n.reseeded_at;
   Trace(n.name + ": a copy of its store is taken", true);
 }
 
@@ -329,6 +361,7 @@ bool Simulation::RestoreCopy(int index) {
   Node& n = *nodes_[index];
   if (n.copy == nullptr) return false;
   ReplaceStore(index, storage::CopyMemoryStore(*n.copy), "restored from an older copy");
+  n.reseeded_at = n.copy_reseeded_at;  // the copy's change log starts after that snapshot too
   return true;
 }
 
@@ -435,8 +468,10 @@ void Simulation::Send(uint64_t conn_id, bool to_sender, Message message) {
   }
   bool reorder = faults_.reorder > 0 && Unit() < faults_.reorder;
   bool duplicate = faults_.duplicate > 0 && Unit() < faults_.duplicate;
-  if (message.batch() && conn.encoder != nullptr) {
-    reorder = duplicate = false;  // a stream's chunks decode only in order, once
+  if ((message.batch() && conn.encoder != nullptr) || conn.snapshot) {
+    // A stream's chunks decode only in order, once; a re-seed's call is never damaged either
+    // (its pages are installed as they come: the order is the transport's, as TCP keeps it).
+    reorder = duplicate = false;
   }
   uint64_t at = now_ + delay;
   const int direction = to_sender ? 1 : 0;
@@ -494,12 +529,22 @@ void Simulation::Break(uint64_t conn_id, const std::string& why) {
   conn.broken = true;
   Trace("stream " + NameAt(conn.receiver) + "<-" + NameAt(conn.sender) + " #" +
         std::to_string(conn_id) + " broken: " + why);
-  // The receiver finds out by silence (its ticker); the sender when keepalive gives up.
+  // The receiver finds out by silence (its ticker; a re-seed's call when keepalive gives up);
+  // the sender when keepalive gives up.
+  if (conn.snapshot) {
+    const int receiver = conn.receiver;
+    const uint64_t receiver_incarnation = nodes_[receiver]->incarnation;
+    Schedule(now_ + kKeepaliveDeadMs, [this, receiver, receiver_incarnation, conn_id] {
+      if (nodes_[receiver]->incarnation != receiver_incarnation || !nodes_[receiver]->up) return;
+      SnapshotGot(receiver, conn_id, Message::Close("keepalive: the call is gone"));
+    });
+  }
   const int sender = conn.sender;
   const uint64_t incarnation = nodes_[sender]->incarnation;
   Schedule(now_ + kKeepaliveDeadMs, [this, sender, incarnation, conn_id] {
     Node& n = *nodes_[sender];
     if (n.incarnation != incarnation || !n.up) return;
+    n.snapshot_calls.erase(conn_id);  // kept for a resume (unless it was finished)
     if (n.serving.contains(conn_id)) {
       EndServing(sender, conn_id);
       Trace(n.name + ": keepalive ended the stream of #" + std::to_string(conn_id));
@@ -588,6 +633,10 @@ void Simulation::EndLink(int index, uint64_t conn_id, const std::string& why) {
 
 void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message) {
   Node& n = *nodes_[index];
+  if (conns_.at(conn_id)->snapshot) {
+    SnapshotGot(index, conn_id, message);
+    return;
+  }
   auto it = n.dials.find(conn_id);
   if (it == n.dials.end()) return;  // a stream this region already gave up
   const uint64_t stream = it->second;
@@ -670,6 +719,10 @@ void Simulation::Tick(int index, uint64_t incarnation) {
 void Simulation::SenderGot(int index, uint64_t conn_id, const Message& message) {
   Node& n = *nodes_[index];
   Conn& conn = *conns_.at(conn_id);
+  if (conn.snapshot) {
+    ServeSnapshot(index, conn_id, message);
+    return;
+  }
   if (message.close) {
     EndServing(index, conn_id);
     return;
@@ -784,6 +837,143 @@ void Simulation::PumpAll(int index) {
   for (uint64_t id : ids) Pump(index, id);
 }
 
+// --- re-seeding ------------------------------------------------------------------------------
+
+void Simulation::AskSnapshot(int index, uint64_t incarnation) {
+  Node& n = *nodes_[index];
+  if (!n.up || n.incarnation != incarnation || !n.reseeding) return;
+  core::RegionId peer = 0;
+  Message message;
+  message.snapshot_request = n.reseeding->Ask(n.exchange->SnapshotRequestMessage(), &peer);
+  const uint64_t id = next_conn_++;
+  auto conn = std::make_unique<Conn>();
+  conn->receiver = index;
+  conn->sender = IndexOfId(peer);
+  conn->snapshot = true;
+  conns_[id] = std::move(conn);
+  n.reseed_conn = id;
+  Trace(n.name + ": asks " + nodes_[IndexOfId(peer)]->name + " for a snapshot #" +
+            std::to_string(id) + (message.snapshot_request.snapshot_id() != 0 ? " (resuming)" : ""),
+        true);
+  Send(id, /*to_sender=*/true, std::move(message));
+}
+
+void Simulation::SnapshotGot(int index, uint64_t conn_id, const Message& message) {
+  Node& n = *nodes_[index];
+  if (!n.reseeding || n.reseed_conn != conn_id) return;  // an earlier call
+  Conn& conn = *conns_.at(conn_id);
+  std::string failed;
+  if (message.close) {
+    failed = message.why.empty() ? "the call ended" : message.why;
+  } else {
+    const replication::Reseeding::Step step = n.reseeding->Chunk(message.chunk);
+    failed = step.error;
+    if (failed.empty() && step.clear) {
+      // As the node's commit thread does (nothing else commits while the region re-seeds).
+      if (Status status = n.region->ClearDocuments(); !status.ok()) failed = status.message();
+    }
+    if (failed.empty()) {
+      const core::VersionVector* frontier = step.frontier ? &*step.frontier : nullptr;
+      if (Status status = n.region->InstallStates(step.page, frontier); !status.ok()) {
+        failed = status.message();
+      }
+    }
+    if (failed.empty()) {
+      n.reseeding->Installed(step);
+      if (!n.reseeding->done()) return;
+      Trace(n.name + ": re-seeded " + std::to_string(n.reseeding->installed()) +
+                " documents from " + nodes_[IndexOfId(n.reseeding->source())]->name + " at " +
+                n.reseeding->frontier().ToString(),
+            true);
+      n.reseeded_at = n.reseeding->frontier();
+      n.reseeding.reset();
+      n.reseed_conn = 0;
+      conn.receiver_open = false;
+      Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+      return;
+    }
+  }
+  conn.receiver_open = false;
+  if (!message.close && !conn.broken && !conn.sender_dead) {
+    Send(conn_id, /*to_sender=*/true, Message::Close());
+  }
+  n.reseed_conn = 0;
+  const uint64_t delay =
+      n.reseeding->Failed(failed, failed.find(replication::kReseedingItself) != std::string::npos);
+  Trace(n.name + ": re-seed call #" + std::to_string(conn_id) + " failed: " + failed, true);
+  if (n.reseeding->Hopeless() && n.region->ClearDocuments().ok()) {
+    Trace(n.name + ": every peer is being re-seeded itself; it starts from nothing", true);
+    n.reseeding.reset();
+    Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+    return;
+  }
+  const uint64_t incarnation = n.incarnation;
+  Schedule(now_ + delay, [this, index, incarnation] { AskSnapshot(index, incarnation); });
+}
+
+void Simulation::ServeSnapshot(int index, uint64_t conn_id, const Message& message) {
+  Node& n = *nodes_[index];
+  Conn& conn = *conns_.at(conn_id);
+  if (message.close) {
+    n.snapshot_calls.erase(conn_id);
+    conn.sender_dead = true;
+    return;
+  }
+  const auto refuse = [&](const std::string& why) {
+    conn.sender_dead = true;
+    if (conn.receiver_open) Send(conn_id, /*to_sender=*/false, Message::Close(why));
+  };
+  if (n.reseeding) {
+    refuse(replication::kReseedingItself);
+    return;
+  }
+  replication::Ready ready;
+  const std::optional<replication::Refusal> refusal =
+      n.exchange->SnapshotRequested(message.snapshot_request, &ready);
+  Carry(index, std::move(ready));
+  if (refusal) {
+    refuse(refusal->message);
+    return;
+  }
+  auto call = n.snapshots->Open(message.snapshot_request, *n.store, now_);
+  if (!call.ok()) {
+    refuse(call.status().message());
+    return;
+  }
+  n.snapshot_calls[conn_id] = std::move(call).value();
+  SendChunk(index, conn_id, n.incarnation);
+}
+
+void Simulation::SendChunk(int index, uint64_t conn_id, uint64_t incarnation) {
+  Node& n = *nodes_[index];
+  if (!n.up || n.incarnation != incarnation) return;
+  auto it = n.snapshot_calls.find(conn_id);
+  if (it == n.snapshot_calls.end()) return;
+  Conn& conn = *conns_.at(conn_id);
+  if (conn.broken || conn.sender_dead) {
+    n.snapshot_calls.erase(it);
+    return;
+  }
+  auto chunk = it->second->Next(now_);
+  if (!chunk.ok()) {
+    n.snapshot_calls.erase(it);
+    conn.sender_dead = true;
+    if (conn.receiver_open) Send(conn_id, false, Message::Close(chunk.status().message()));
+    return;
+  }
+  const bool done = chunk->done();
+  Message message;
+  message.chunk = std::move(chunk).value();
+  Send(conn_id, /*to_sender=*/false, std::move(message));
+  if (done) {
+    n.snapshot_calls.erase(conn_id);  // finished: the snapshot is let go
+    return;
+  }
+  // The next page as the stream's flow control lets it go: a millisecond later.
+  Schedule(now_ + 1,
+           [this, index, conn_id, incarnation] { SendChunk(index, conn_id, incarnation); });
+}
+
 // --- the commit path ------------------------------------------------------------------------
 
 void Simulation::ScheduleCommit(int index) {
@@ -885,6 +1075,7 @@ void Simulation::Archive(int index) {
           return;
         }
         n.archived_seq = entry.dot.seq;
+        all_events_[entry.dot] = *event;  // an id issued again replaces the one lost before
         n.archive.push_back(std::move(event).value());
       });
 }
@@ -1069,7 +1260,10 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   }
   // Log retention may have trimmed the oldest events of an origin from a region's log: those are
   // held there (below its frontier) without a log entry to show. Per region and origin: the first
-  // seq still logged. Each region's own events are read from its archive (what its log held).
+  // seq still logged; a re-seeded region holds what its snapshot covered without a log entry
+  // either. Each region's own events are read from its archive (what its store's log held), and
+  // the events the documents must show from every origin's archive (the events of every store
+  // it had; an id issued again after a store lost it replaces the lost one).
   const auto kept_from = [](const Node& node, core::RegionId origin) {
     uint64_t first = node.region->frontier().Get(origin) + 1;
     (void)node.store->ReadLog(origin, 1, 1,
@@ -1086,19 +1280,22 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
         fail(node->region->EventId(event.dot) + " holds a write of " + event.key +
              ", not the acknowledged write of " + it->second->key);
       }
-      events.push_back(event);
     }
     for (const core::Dot& dot : logged) {
       if (!acked.contains(dot)) {
         fail(node->region->EventId(dot) + " is committed but was never acknowledged");
       }
     }
+    const uint64_t own_kept_from = kept_from(*node, node->id);
     for (const auto& [dot, write] : acked) {
-      if (dot.origin == node->id && !logged.contains(dot)) {
+      if (dot.origin == node->id && !logged.contains(dot) && dot.seq >= own_kept_from) {
         fail("acknowledged write " + node->region->EventId(dot) + " (" + write->key +
              ") is lost at its origin");
       }
     }
+  }
+  for (const auto& [dot, event] : all_events_) {
+    if (heads.Covers(dot)) events.push_back(event);
   }
   for (const auto& node : nodes_) {
     for (const auto& [dot, write] : acked) {
@@ -1201,7 +1398,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
       last_doc[change.key] = change.doc;
     }
     for (const core::Dot& dot : expected_watch) {
-      if (!seen.contains(dot)) {
+      if (!seen.contains(dot) && !node->reseeded_at.Covers(dot)) {
         fail(node->name + "'s watch never saw " + node->region->EventId(dot));
       }
     }

@@ -75,15 +75,15 @@ struct Options {
   bool require_fold = true;  // fail when stable metadata was not folded away
   // Log retention's age bound: logged events every peer acknowledged are trimmed once older
   // (0: the log is kept; retention still computes what it could trim). The "retention" profile
-  // trims; it has no lost or restored stores, since a region starting over needs a re-seed where
-  // its peers trimmed the log, which the simulator does not model.
+  // trims; it has no restored copies, since a region holding data that is behind every peer's log
+  // is not re-seeded.
   uint64_t retention_age_ms = 0;
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
 };
 
 // A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT),
-// "retention" (the default's faults but lost or restored stores, with log retention trimming
-// what every region acknowledged after 2 s).
+// "retention" (the default's faults without restored copies, with log retention trimming what every
+// region acknowledged after 2 s).
 bool ApplyProfile(const std::string& name, Options* options);
 
 // The outcome of one run.
@@ -234,6 +234,13 @@ class Simulation {
   // that starts over.
   void ReplaceStore(int index, std::unique_ptr<storage::Store> store, const std::string& why);
 
+  // Re-seeding (the transport's RunReseed and Snapshot handler): a region that starts empty asks
+  // a peer for a snapshot, installs its pages, resumes a broken call, then starts its links.
+  void AskSnapshot(int index, uint64_t incarnation);
+  void SnapshotGot(int index, uint64_t conn_id, const Message& message);
+  void ServeSnapshot(int index, uint64_t conn_id, const Message& message);
+  void SendChunk(int index, uint64_t conn_id, uint64_t incarnation);
+
   // Sending side (the transport's Stream handler).
   void SenderGot(int index, uint64_t conn_id, const Message& message);
   void EndServing(int index, uint64_t conn_id);
@@ -294,6 +301,7 @@ class Simulation {
   uint64_t metadata_entries_ = 0;
   uint64_t metadata_folded_ = 0;
   uint64_t log_trimmed_ = 0;
+  std::map<core::Dot, core::Event> all_events_;  // every origin's archive (see Archive)
   std::vector<std::string> notes_;
   bool collect_notes_ = false;
 };

@@ -49,6 +49,30 @@ TEST(Links, DirectLinkDownPastTheThresholdRelaysThroughAPeerThatIsAhead) {
   EXPECT_EQ(links.OriginsFor(3), Origins({3}));
 }
 
+// 2's log starts after what this region needs of 2 (2 was re-seeded, or trimmed): 2's events
+// come through 3, which holds them, while 2's link stays up; once they are here, 2's link carries
+// them again. A relay never goes through a peer that said it lacks them.
+TEST(Links, APeerBehindForAnOriginIsRelayedAroundUntilCaughtUp) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(2, 10, 0);
+  links.Connected(3, 10, 0);
+  const auto ahead = core::VersionVector{{2, 40}, {3, 9}};
+  links.Heard(3, &ahead, 20);
+  links.Behind(2, 2, 21);  // 2 cannot send 2:21 onwards
+  EXPECT_EQ(links.OriginsFor(2), Origins());
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{{2, 20}}, 30));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
+  // 3 says it lacks them too: no relay through it, and none is left.
+  links.Behind(3, 2, 21);
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{{2, 20}}, 40));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+  EXPECT_EQ(links.OriginsFor(2), Origins());
+  // They arrived after all (through the relay, before 3 said so): both carry what they did.
+  EXPECT_TRUE(links.UpdateRelays(core::VersionVector{{2, 21}}, 50));
+  EXPECT_EQ(links.OriginsFor(2), Origins({2}));
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+}
+
 TEST(Links, NoRelayBeforeTheThreshold) {
   Links links({2, 3}, Options(), 0);
   links.Connected(2, 0, 0);

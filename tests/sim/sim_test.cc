@@ -55,8 +55,10 @@ TEST(SimSeeds, Seeds201To300) {
 TEST(SimSeeds, Seeds301To400) {
   RunSeeds(301, 400);
 }
-// With log retention trimming what every region acknowledged (and no lost or restored stores,
-// which would need a re-seed): nothing a region still needs is ever trimmed.
+// With log retention trimming what every region acknowledged, regions that lose their store and
+// re-seed from a peer's snapshot, and regions behind a peer's log taking the events through a
+// relay (restored copies aside: one behind every peer's log is not re-seeded): nothing a region
+// still needs is ever trimmed.
 TEST(SimSeeds, Seeds401To500WithRetention) {
   EXPECT_GT(RunSeeds(401, 500, "retention"), 0u);
 }
