@@ -4,6 +4,11 @@
 
 namespace meridian::core {
 
+std::string RegionName(const std::map<RegionId, std::string>& names, RegionId id) {
+  auto it = names.find(id);
+  return it == names.end() ? "#" + std::to_string(id) : it->second;
+}
+
 std::string Dot::ToString() const {
   return std::to_string(origin) + ":" + std::to_string(seq);
 }

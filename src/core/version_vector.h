@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,10 @@ namespace meridian::core {
 
 using RegionId = uint32_t;
 constexpr RegionId kRegionIdMax = 31;
+
+// A region's name from `names`, or "#<id>" for an id not there (a region removed from the
+// deployment, whose events stay in every frontier).
+std::string RegionName(const std::map<RegionId, std::string>& names, RegionId id);
 
 struct Dot {
   RegionId origin = 0;

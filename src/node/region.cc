@@ -587,10 +587,8 @@ CommitStats Region::stats() const {
   return stats_;
 }
 
-const std::string& Region::NameOf(core::RegionId id) const {
-  static const std::string kUnknown = "?";
-  auto it = names_.find(id);
-  return it == names_.end() ? kUnknown : it->second;
+std::string Region::NameOf(core::RegionId id) const {
+  return core::RegionName(names_, id);
 }
 
 std::string Region::EventId(core::Dot dot) const {

@@ -173,7 +173,7 @@ class Region {
   // The lsn of the last committed change (0: none). Thread-safe.
   uint64_t last_lsn() const;
   core::RegionId id() const { return id_; }
-  const std::string& NameOf(core::RegionId id) const;
+  std::string NameOf(core::RegionId id) const;
   // "us:42"
   std::string EventId(core::Dot dot) const;
   // Parses "us:42" back; false when the region name is unknown or the seq malformed.

@@ -65,10 +65,8 @@ ReplicationBoard::ReplicationBoard(core::RegionId self, std::map<core::RegionId,
   }
 }
 
-const std::string& ReplicationBoard::NameOf(core::RegionId id) const {
-  static const std::string kUnknown = "?";
-  auto it = names_.find(id);
-  return it == names_.end() ? kUnknown : it->second;
+std::string ReplicationBoard::NameOf(core::RegionId id) const {
+  return core::RegionName(names_, id);
 }
 
 std::vector<core::RegionId> ReplicationBoard::peers() const {

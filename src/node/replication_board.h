@@ -38,7 +38,7 @@ class ReplicationBoard final : public replication::StatusBoard {
   ReplicationBoard(core::RegionId self, std::map<core::RegionId, std::string> names,
                    Metrics* metrics);
 
-  const std::string& NameOf(core::RegionId id) const;
+  std::string NameOf(core::RegionId id) const;
   std::vector<core::RegionId> peers() const;
 
   // --- this region's own commits (the commit listener) ---

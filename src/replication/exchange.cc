@@ -32,10 +32,8 @@ Exchange::Exchange(ExchangeOptions options, uint64_t now_ms)
   for (core::RegionId peer : inbound_.links().peers()) subscribers_[peer].heard_ms = now_ms;
 }
 
-const std::string& Exchange::NameOf(core::RegionId id) const {
-  static const std::string kUnknown = "?";
-  auto it = options_.names.find(id);
-  return it == options_.names.end() ? kUnknown : it->second;
+std::string Exchange::NameOf(core::RegionId id) const {
+  return core::RegionName(options_.names, id);
 }
 
 std::string Exchange::Origins(const std::vector<core::RegionId>& origins) const {

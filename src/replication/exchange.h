@@ -154,7 +154,7 @@ class Exchange {
  public:
   Exchange(ExchangeOptions options, uint64_t now_ms);
 
-  const std::string& NameOf(core::RegionId id) const;
+  std::string NameOf(core::RegionId id) const;
   std::vector<core::RegionId> peers() const { return inbound_.links().peers(); }
   const ExchangeOptions& options() const { return options_; }
 

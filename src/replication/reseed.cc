@@ -3,15 +3,6 @@
 #include <algorithm>
 
 namespace meridian::replication {
-namespace {
-
-std::string NameIn(const std::map<core::RegionId, std::string>& names, core::RegionId id) {
-  auto it = names.find(id);
-  return it == names.end() ? std::to_string(id) : it->second;
-}
-
-}  // namespace
-
 // --- the receiving region ---------------------------------------------------------------------
 
 Reseeding::Reseeding(std::vector<core::RegionId> peers, uint64_t now_ms, double unit)
@@ -100,7 +91,7 @@ nlohmann::json Reseeding::Status(const std::map<core::RegionId, std::string>& na
                                  uint64_t now_ms) const {
   nlohmann::json status = {
       {"state", done_ ? "done" : "running"},
-      {"source", source_ ? nlohmann::json(NameIn(names, source_)) : nlohmann::json()},
+      {"source", source_ ? nlohmann::json(core::RegionName(names, source_)) : nlohmann::json()},
       {"documents", documents_},
       {"installed", installed_},
       {"wire_bytes", bytes_},
@@ -108,14 +99,14 @@ nlohmann::json Reseeding::Status(const std::map<core::RegionId, std::string>& na
       {"frontier", frontier_.ToString()},
       {"resumes", resumes_}};
   if (!last_error_.empty())
-    status["last_error"] = NameIn(names, last_error_peer_) + ": " + last_error_;
+    status["last_error"] = core::RegionName(names, last_error_peer_) + ": " + last_error_;
   return status;
 }
 
 std::string Reseeding::Problem(const std::map<core::RegionId, std::string>& names) const {
   if (done_) return {};
-  return "rebuilding: re-seeding from " + (source_ ? NameIn(names, source_) : "a peer") + " (" +
-         std::to_string(installed_) + " of " + std::to_string(documents_) + " documents)";
+  return "rebuilding: re-seeding from " + (source_ ? core::RegionName(names, source_) : "a peer") +
+         " (" + std::to_string(installed_) + " of " + std::to_string(documents_) + " documents)";
 }
 
 // --- the serving region -----------------------------------------------------------------------

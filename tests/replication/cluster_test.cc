@@ -642,6 +642,105 @@ TEST(ReplicationCluster, ARegionDownPastTheHoldIsReleasedAndRejoinsByReseeding) 
   EXPECT_EQ(cluster.Documents("asia", "item:").size(), 40u);
 }
 
+// docs/operations.md, "Removing a region": asia is stopped for good once everyone has its
+// events; until the others' configs drop it they wait for it (it holds their logs, it counts in
+// durability=regions:N); after they are restarted without it, one at a time, they no longer do,
+// and what asia wrote stays in every document.
+TEST(ReplicationCluster, ARegionRemovedForGoodIsNoLongerWaitedFor) {
+  const auto region = [](const std::string& name, int id) {
+    return RegionEntry{name, id, FreePort(), "127.0.0.1:" + std::to_string(FreePort())};
+  };
+  const std::vector<RegionEntry> three = {region("us", 1), region("eu", 2), region("asia", 3)};
+  const std::vector<RegionEntry> two = {three[0], three[1]};
+  const auto options = [&](const std::string& name, const std::vector<RegionEntry>& regions,
+                           const std::string& data_dir) {
+    NodeOptions node;
+    node.region = name;
+    node.regions = regions;
+    node.extra_toml = "[replication]\nheartbeat_ms = 50\nretention_age_s = 1\n";
+    node.data_dir = data_dir;
+    return node;
+  };
+  NodeProcess us1(options("us", three, ""));
+  NodeProcess eu1(options("eu", three, ""));
+  NodeProcess asia(options("asia", three, ""));
+  ASSERT_TRUE(us1.Start()) << us1.log();
+  ASSERT_TRUE(eu1.Start()) << eu1.log();
+  ASSERT_TRUE(asia.Start()) << asia.log();
+  HttpClient asia_client = asia.Client();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(
+        asia_client.Send("PUT", "/v1/docs/item:a" + std::to_string(i), R"({"stock":1})").status,
+        200);
+    ASSERT_EQ(SendIncrement(asia_client, "item:counter", "stock", 1), 200);
+  }
+  const auto frontier_of = [](NodeProcess& node) {
+    return Parse(node.Client().Get("/v1/status").body)["frontier"];
+  };
+  // Step 2's condition: every remaining region holds all of asia's events.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return frontier_of(us1).value("asia", 0) == 20 && frontier_of(eu1).value("asia", 0) == 20;
+      },
+      seconds(30)))
+      << frontier_of(us1).dump();
+  ASSERT_EQ(asia.Terminate(), 0);
+
+  // Still configured: asia holds us's log and counts in durability waits.
+  HttpClient us = us1.Client();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(SendIncrement(us, "item:counter", "stock", 1), 200);
+  }
+  json status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = Parse(us.Get("/v1/status").body);
+        return status["retention"]["held_by"] == json::array({"asia"});
+      },
+      seconds(30)))
+      << status.dump();
+  const HttpResponse waited =
+      us.Send("PUT", "/v1/docs/order?durability=regions:2&timeout_ms=300", R"({"paid":1})");
+  EXPECT_EQ(waited.status, 504) << waited.body;
+
+  // Step 2: every remaining node drops asia from its config and is restarted, one at a time.
+  ASSERT_EQ(us1.Terminate(), 0);
+  NodeProcess us2(options("us", two, us1.data_dir()));
+  ASSERT_TRUE(us2.Start()) << us2.log();
+  ASSERT_EQ(eu1.Terminate(), 0);
+  NodeProcess eu2(options("eu", two, eu1.data_dir()));
+  ASSERT_TRUE(eu2.Start()) << eu2.log();
+
+  HttpClient us_after = us2.Client();
+  const HttpResponse confirmed =
+      us_after.Send("PUT", "/v1/docs/order?durability=regions:1&timeout_ms=5000", R"({"paid":2})");
+  ASSERT_EQ(confirmed.status, 200) << confirmed.body;
+  EXPECT_EQ(Parse(confirmed.body)["confirmed_regions"], 1);
+  EXPECT_EQ(
+      us_after.Send("PUT", "/v1/docs/order?durability=regions:2&timeout_ms=300", R"({})").status,
+      400);  // more regions than are configured now
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = Parse(us_after.Get("/v1/status").body);
+        return status["retention"]["held_by"].empty() &&
+               status["retention"]["trimmed_through"].value("us", 0) >= 5;
+      },
+      seconds(30)))
+      << status.dump();
+  for (const json& peer : status["peers"]) EXPECT_NE(peer["name"], "asia");
+  EXPECT_EQ(status["frontier"].value("#3", 0), 20);  // asia's events: ordinary history
+  EXPECT_EQ(us_after.Get("/readyz").status, 200);
+  // What asia wrote is in every remaining region, the counter exact.
+  HttpClient eu_after = eu2.Client();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Parse(eu_after.Get("/v1/docs/item:counter").body) == json({{"stock", 15}});
+      },
+      seconds(30)))
+      << eu_after.Get("/v1/docs/item:counter").body;
+  EXPECT_EQ(Parse(us_after.Get("/v1/docs/item:a9").body), json({{"stock", 1}}));
+}
+
 // A re-seed whose calls break after every page (the sender's fault injection) resumes each time
 // on the same snapshot from the last key installed, and ends with the sender's documents.
 TEST(ReplicationCluster, ABrokenReseedResumesOnTheSameSnapshot) {
