@@ -162,7 +162,7 @@ class ReplicationBoard final : public replication::StatusBoard {
   nlohmann::json reseed_ = nlohmann::json::object();
   std::string reseed_problem_;
   uint64_t log_bytes_ = 0;
-  std::vector<core::RegionId> released_;  // as of the last AckedByAll
+  std::vector<core::RegionId> released_;  // as of the last SetReleased
   core::VersionVector trimmed_through_;
 };
 

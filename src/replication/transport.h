@@ -1,16 +1,18 @@
-// The replication transport: the thin gRPC layer around the protocol state machines
-// (replication::Outbound, replication::Links). docs/replication.md specifies the protocol.
+// The replication transport: the thin gRPC layer around the protocol's state machine,
+// replication::Exchange (docs/replication.md specifies the protocol). It is one of the exchange's
+// two drivers (the simulator is the other), and reaches the node only through
+// replication::Host.
 //
 //   - Server: serves `Replication.Stream` on this region's replication address. Each stream is
-//     one subscriber; an Outbound decides what to read from the log and send, the handler thread
+//     one subscriber; the exchange decides what to read from the log and send, the handler thread
 //     reads the log, encodes batches and writes them (gRPC's flow control blocks it when the
-//     subscriber is slow; the region's own writes never wait on it).
-//   - Links: one thread per peer dials it (jittered exponential backoff), subscribes with this
-//     region's frontier, applies each batch through the node's commit thread (durable, with the
-//     frontier, in one store batch), then acknowledges it. A ticker thread recomputes relays and
-//     cancels silent streams.
-// Every rule of the protocol is replication::Exchange's; this is one of its two drivers (the
-// simulator is the other). It reaches the node only through replication::Host.
+//     subscriber is slow; the region's own writes never wait on it). `Replication.Snapshot`
+//     serves re-seeding regions (replication::SnapshotServer).
+//   - Links: a thread per dial connects to a peer, subscribes with this region's frontier,
+//     applies each batch through the node's commit thread (durable, with the frontier, in one
+//     store batch), then acknowledges it as the exchange says; when the stream ends, the
+//     exchange says when to dial again. A ticker thread runs the exchange's tick (relays,
+//     silence, hedges) and log retention.
 #pragma once
 
 #include <memory>
