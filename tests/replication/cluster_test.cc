@@ -515,6 +515,44 @@ TEST(ReplicationCluster, ARegionRestoredFromAnOlderCopyRebuildsBeforeWriting) {
   ExpectEverywhere(cluster, {{"a", 30}, {"b", 30}, {"c", 20}}, ledger);
 }
 
+// us is wiped and re-seeded from eu while asia is cut off: us's log now starts after its
+// snapshot, so asia, which lacks us's earlier events, hears "behind retention" from us. It takes
+// them through eu, which logged them (docs/replication.md#re-seeding), and us's own link carries
+// us's later events again once asia has caught up.
+TEST(ReplicationCluster, ARegionBehindAReseededOriginCatchesUpThroughARelay) {
+  Cluster cluster({.delay_ms = 2});
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  cluster.Partition("asia", "us");
+  cluster.Partition("asia", "eu");
+  Ledger ledger;
+  WriteIn(cluster, "us", "u", 15, &ledger);
+  ASSERT_TRUE(WaitFor([&] { return StatusOf(cluster, "eu")["frontier"].value("us", 0) == 30; },
+                      seconds(30)))
+      << StatusOf(cluster, "eu").dump();
+  cluster.node("us").Kill();
+  std::filesystem::remove_all(cluster.node("us").data_dir());
+  ASSERT_TRUE(cluster.node("us").Start(seconds(20), /*ready=*/false)) << cluster.node("us").log();
+  ASSERT_TRUE(WaitFor(
+      [&] { return StatusOf(cluster, "us")["reseed"].value("state", "") == "done"; }, seconds(30)))
+      << StatusOf(cluster, "us").dump();
+
+  cluster.HealAll();
+  ASSERT_TRUE(WaitFor([&] { return StatusOf(cluster, "asia")["frontier"].value("us", 0) == 30; },
+                      seconds(30)))
+      << StatusOf(cluster, "asia").dump() << cluster.node("asia").log();
+  // us writes again once it has heard from everyone: its own link to asia carries it.
+  ASSERT_TRUE(
+      WaitFor([&] { return cluster.Client("us").Get("/readyz").status == 200; }, seconds(30)))
+      << cluster.Client("us").Get("/readyz").body;
+  WriteIn(cluster, "us", "v", 5, &ledger);
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why << cluster.Logs();
+  ExpectEverywhere(cluster, {{"u", 15}, {"v", 5}}, ledger);
+  ASSERT_TRUE(
+      WaitFor([&] { return cluster.Client("asia").Get("/readyz").status == 200; }, seconds(30)))
+      << cluster.Client("asia").Get("/readyz").body;
+}
+
 // A region added to a running two-region deployment whose logs were already trimmed: it starts
 // empty, re-seeds from a peer's snapshot, follows the live streams, and ends with every document
 // and exact counters; its own writes reach the others.
