@@ -62,6 +62,7 @@ test: test-default test-asan fuzz
 # then three regions through WAN proxies, and re-seeding a region of 1,000,000 documents
 # (bench/README.md).
 bench: build
+	@cmake --build --preset default -j $(JOBS) --target benches
 	@build/default/bench/machine_probe
 	@build/default/bench/merge_bench
 	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
