@@ -5,7 +5,7 @@
 #   make sim-campaign   a long simulation campaign: seeds/s, simulated hours/hour, convergence
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 15
 
 .PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan fuzz bench sim-campaign \
   clean
