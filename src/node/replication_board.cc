@@ -69,12 +69,6 @@ std::string ReplicationBoard::NameOf(core::RegionId id) const {
   return core::RegionName(names_, id);
 }
 
-std::vector<core::RegionId> ReplicationBoard::peers() const {
-  std::vector<core::RegionId> ids;
-  for (const auto& [id, peer] : peers_) ids.push_back(id);
-  return ids;
-}
-
 void ReplicationBoard::NoteCommitted(std::span<const Change> changes) {
   std::lock_guard lock(mutex_);
   for (const Change& change : changes) {

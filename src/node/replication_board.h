@@ -39,7 +39,6 @@ class ReplicationBoard final : public replication::StatusBoard {
                    Metrics* metrics);
 
   std::string NameOf(core::RegionId id) const;
-  std::vector<core::RegionId> peers() const;
 
   // --- this region's own commits (the commit listener) ---
   // Events committed here, local or remote: remembers each origin's newest HLC (for heartbeats).

@@ -275,10 +275,7 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
 }
 
 Ready Exchange::Decoded(uint64_t stream, core::RegionId origin,
-                        const Result<std::vector<core::Event>>& events,
-                        const core::VersionVector& applied, uint64_t now_ms) {
-  (void)applied;
-  (void)now_ms;
+                        const Result<std::vector<core::Event>>& events) {
   Ready ready;
   Receiving* receiving = FindReceiving(stream);
   if (receiving == nullptr) return ready;

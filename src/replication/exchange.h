@@ -31,7 +31,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -179,8 +178,7 @@ class Exchange {
                  const core::VersionVector& applied, uint64_t now_ms, bool* decode);
   // A batch of `origin` decoded (or failed to): submit it, or cancel the stream.
   Ready Decoded(uint64_t stream, core::RegionId origin,
-                const Result<std::vector<core::Event>>& events, const core::VersionVector& applied,
-                uint64_t now_ms);
+                const Result<std::vector<core::Event>>& events);
   // Whether the stream may queue another batch for the commit path now (the apply-queue bound);
   // the driver reads no further from the stream while it may not.
   bool Room(uint64_t stream) const;

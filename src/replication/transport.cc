@@ -707,10 +707,10 @@ class Replicator::Impl final : public wire::Replication::Service {
   // which says what to acknowledge.
   class PeerStream {
    public:
-    PeerStream(Impl* impl, uint64_t id, core::RegionId peer,
+    PeerStream(Impl* impl, uint64_t id,
                grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream,
                grpc::ClientContext* context)
-        : impl_(impl), id_(id), peer_(peer), stream_(stream), context_(context) {
+        : impl_(impl), id_(id), stream_(stream), context_(context) {
       acker_ = std::thread([this] {
         core::NameThisThread("repl-acker");
         Acknowledge();
@@ -822,7 +822,6 @@ class Replicator::Impl final : public wire::Replication::Service {
 
     Impl* const impl_;
     const uint64_t id_;  // the exchange's stream id
-    const core::RegionId peer_;
     grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>& stream_;
     grpc::ClientContext* const context_;
     std::mutex write_mutex_;
@@ -841,7 +840,7 @@ class Replicator::Impl final : public wire::Replication::Service {
                     grpc::ClientContext* context) {
     const BatchLimits batch_limits;
     const uint64_t id = dialed.stream;
-    PeerStream inbound(this, id, peer, stream, context);
+    PeerStream inbound(this, id, stream, context);
     {
       std::lock_guard lock(mutex_);
       receiving_[id] = &inbound;
@@ -874,7 +873,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         Ready decoded;
         {
           std::lock_guard lock(mutex_);
-          decoded = exchange_.Decoded(id, origin, events, applied, now);
+          decoded = exchange_.Decoded(id, origin, events);
         }
         if (decoded.submit) {
           board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());

@@ -660,8 +660,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   auto events =
       conn.decoder->Decode(batch.events(), replication::BatchLimits{}, replication::kRemoteLimits);
   const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
-  replication::Ready decoded =
-      n.exchange->Decoded(stream, origin, events, n.region->frontier(), now_);
+  replication::Ready decoded = n.exchange->Decoded(stream, origin, events);
   if (decoded.submit) {
     n.batches.push_back(
         {n.exchange->inbound().PeerOf(stream), conn_id, stream, origin, std::move(events).value()});

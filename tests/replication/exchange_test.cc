@@ -211,15 +211,15 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
 
   const std::vector<core::Event> mixed = {EventOf(2, 1), EventOf(3, 1)};
-  Ready ready = exchange.Decoded(dialed.stream, 2, mixed, {}, 20);
+  Ready ready = exchange.Decoded(dialed.stream, 2, mixed);
   EXPECT_FALSE(ready.submit.has_value());
   EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
 
   const Exchange::Dialed next = exchange.Dialing(2, {}, 30);
   (void)exchange.Received(next.stream, Heartbeat(2, "eu", 0x22), {}, 40, &decode);
   EXPECT_TRUE(exchange.Room(next.stream));
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 1)}, {}, 50).submit);
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 2)}, {}, 50).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 1)}).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 2)}).submit);
   EXPECT_FALSE(exchange.Room(next.stream));  // apply_queue_max = 2
 
   // Two applied at once: one acknowledgement covers both.
@@ -235,7 +235,7 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 2}}));
 
   // A gap ends the stream, without an acknowledgement.
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 9)}, {}, 70).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 9)}).submit);
   applied.gaps = 1;
   ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 2}}), 80);
   EXPECT_TRUE(ready.sends.empty());
