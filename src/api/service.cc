@@ -21,7 +21,7 @@ std::string Hex64(uint64_t value) {
 std::string EventAtOrAfter(node::Node& node, uint64_t lsn) {
   std::string event;
   (void)node.store().ReadChanges(lsn - 1, 1, [&](const storage::LoggedEvent& change) {
-    event = node.region().EventId(change.dot);
+    if (change.dot.origin != 0) event = node.region().EventId(change.dot);  // 0: merged
   });
   return event;
 }
@@ -64,8 +64,10 @@ std::string ChangeJson(const node::Region& region, const node::Change& change) {
   out += nlohmann::json(change.key).dump();
   out += ",\"doc\":";
   out += change.doc ? *change.doc : "null";
-  out += ",\"event\":\"" + region.EventId(change.dot) + "\",\"hlc\":\"" +
-         core::FormatHlc(change.hlc) + "\"}";
+  // A re-seed's merged document names no event.
+  out += change.merged() ? ",\"event\":null,\"merged\":true"
+                         : ",\"event\":\"" + region.EventId(change.dot) + "\"";
+  out += ",\"hlc\":\"" + core::FormatHlc(change.hlc) + "\"}";
   return out;
 }
 

@@ -440,12 +440,18 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     std::string last_event = request->resume_from();
     v1::Change message;
     const auto send = [&](const node::Change& change) {
-      last_event = region.EventId(change.dot);
-      if (!change.key.starts_with(request->prefix()) || seen.Covers(change.dot)) return true;
+      if (!change.merged()) last_event = region.EventId(change.dot);
+      if (!change.key.starts_with(request->prefix()) ||
+          (!change.merged() && seen.Covers(change.dot)))
+        return true;
       message.Clear();
       message.set_key(change.key);
       if (change.doc) message.set_doc(*change.doc);
-      message.set_event(last_event);
+      if (change.merged()) {
+        message.set_merged(true);
+      } else {
+        message.set_event(last_event);
+      }
       message.set_hlc(core::FormatHlc(change.hlc));
       return writer->Write(message);
     };

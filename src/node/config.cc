@@ -173,7 +173,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
                   {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
                    "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
                    "silence_timeout_ms", "dial_timeout_ms", "hedge_after_ms", "retention_bytes",
-                   "retention_age_s", "retention_hold_s"}));
+                   "retention_age_s", "retention_hold_s", "reseed_after_s"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*replication, "replication", key, out);
     };
@@ -191,6 +191,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("retention_bytes", &r.retention_bytes));
     MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
     MERIDIAN_RETURN_IF_ERROR(read("retention_hold_s", &r.retention_hold_s));
+    MERIDIAN_RETURN_IF_ERROR(read("reseed_after_s", &r.reseed_after_s));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
@@ -315,6 +316,7 @@ Status ValidateConfig(const NodeConfig& config) {
        uint64_t{1} << 50},
       {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},
       {"replication.retention_hold_s", config.replication.retention_hold_s, 1, 10 * 365 * 86'400},
+      {"replication.reseed_after_s", config.replication.reseed_after_s, 0, 30 * 86'400},
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {

@@ -82,6 +82,9 @@ struct NodeConfig {
     // A peer that has acknowledged nothing (and has no stream open here) for this long no longer
     // holds the log: it is re-seeded when it returns (docs/replication.md#retention).
     uint64_t retention_hold_s = 14 * 24 * 3600;
+    // Stuck behind the peers' log retention this long, the region re-seeds from a peer's
+    // snapshot, merged with what it holds (0: never; docs/replication.md#re-seeding).
+    uint64_t reseed_after_s = 30;
   } replication;
 
   const RegionAddress& self() const;  // requires Validate() to have passed

@@ -86,7 +86,9 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   if (!has_peers && node->directory_) {
     if (Status status = node->directory_->MarkRebuilt(); !status.ok()) return status;
   }
-  node->needs_reseed_ = node->confirm_own_events_ && node->region_->frontier().empty();
+  // A region that holds nothing takes a peer's snapshot first; one restarted while merging a
+  // snapshot goes on with it (docs/replication.md#re-seeding).
+  node->needs_reseed_ = has_peers && node->region_->ReseedsAtStart(node->confirm_own_events_);
   node->region_->SetRebuilding(node->confirm_own_events_);
   node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
   node->region_->SetLogBounds(config.changes_kept, config.conflicts_kept);

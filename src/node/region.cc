@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "core/check.h"
 #include "core/replica.h"
+#include "core/state_merge.h"
 #include "storage/keys.h"
 
 namespace meridian::node {
@@ -100,7 +102,16 @@ Status Region::Recover() {
   auto recovered = store_->Recover();
   if (!recovered.ok()) return recovered.status();
   std::lock_guard lock(mutex_);
+  if (!recovered->frontier.Dominates(recovered->folded)) {
+    return Status(StatusCode::kCorruption,
+                  "the position record's fold bound " + recovered->folded.ToString() +
+                      " exceeds its frontier " + recovered->frontier.ToString());
+  }
+  auto layers = DecodeLayers(recovered->reseed);
+  if (!layers.ok()) return layers.status();
   order_ = core::CausalOrder(id_, recovered->frontier);
+  folded_ = recovered->folded;
+  layers_ = std::move(layers).value();
   clock_.Restore(recovered->hlc);
   last_lsn_ = recovered->last_lsn;
   documents_ = recovered->documents;
@@ -166,6 +177,8 @@ Region::Group Region::BeginGroup() {
   Group group(core::CausalOrder(id_, order_.frontier()));
   group.lsn = last_lsn_;
   group.stable = order_.StableFrontier(regions_);
+  group.folded = folded_;
+  group.folded.Merge(group.stable);
   return group;
 }
 
@@ -229,50 +242,196 @@ Status Region::FoldSweep(size_t limit, size_t* folded) {
   return Status::Ok();
 }
 
-Status Region::InstallStates(std::span<const std::pair<std::string, std::string>> states,
-                             const core::VersionVector* frontier) {
-  // The region holds none of these documents (the re-seed cleared them and nothing else writes
-  // here meanwhile): each is written as it comes, with no read of what is stored.
-  storage::CommitBatch batch;
-  uint64_t documents = 0;
-  uint64_t digest = 0;
-  {
-    std::lock_guard lock(mutex_);
-    documents = documents_;
-    digest = digest_;
-    batch.frontier = order_.frontier();
+std::string Region::EncodeLayers(const std::vector<Layer>& layers) {
+  std::string out;
+  if (layers.empty()) return out;
+  core::PutVarint(&out, layers.size());
+  for (const Layer& layer : layers) {
+    core::PutVarint(&out, layer.through.size());
+    out += layer.through;
+    layer.applied.EncodeTo(&out);
+    layer.folded.EncodeTo(&out);
   }
-  core::HlcTimestamp newest = 0;
-  batch.documents.reserve(states.size());
-  for (const auto& [key, bytes] : states) {
-    auto state = core::DocumentState::Decode(bytes);
-    if (!state.ok()) {
-      return Status(StatusCode::kCorruption, "re-seed: the state of " + key +
-                                                 " does not decode: " + state.status().message());
-    }
-    for (const auto& [name, field] : state->fields()) {
-      for (const core::Sibling& sibling : field.siblings) newest = std::max(newest, sibling.hlc);
-    }
-    storage::DocumentWrite document{key, bytes, state->Render()};
-    if (document.rendered) {
-      ++documents;
-      digest ^= core::RenderedDigest(key, document.rendered);
-    }
-    batch.documents.push_back(std::move(document));
+  return out;
+}
+
+Result<std::vector<Region::Layer>> Region::DecodeLayers(std::string_view in) {
+  std::vector<Layer> layers;
+  if (in.empty()) return layers;
+  const Status bad(StatusCode::kCorruption, "the re-seed progress record does not decode");
+  uint64_t count = 0;
+  if (!core::GetVarint(&in, &count) || count == 0 || count > in.size()) return bad;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t size = 0;
+    if (!core::GetVarint(&in, &size) || size > in.size()) return bad;
+    Layer layer;
+    layer.through = std::string(in.substr(0, size));
+    in.remove_prefix(size);
+    auto applied = core::VersionVector::DecodeFrom(&in);
+    if (!applied.ok()) return bad;
+    auto folded = core::VersionVector::DecodeFrom(&in);
+    if (!folded.ok()) return bad;
+    layer.applied = std::move(applied).value();
+    layer.folded = std::move(folded).value();
+    if (!layers.empty() && layers.back().through >= layer.through) return bad;
+    layers.push_back(std::move(layer));
   }
-  if (frontier != nullptr) batch.frontier.Merge(*frontier);
-  {
-    std::lock_guard lock(mutex_);
-    if (newest != 0) clock_.Observe(newest);
-    batch.hlc = clock_.last();
-  }
-  batch.document_count = documents;
-  batch.digest = digest;
-  if (Status status = store_->Commit(batch); !status.ok()) return status;
+  if (!in.empty()) return bad;
+  return layers;
+}
+
+bool Region::merging() const {
   std::lock_guard lock(mutex_);
-  documents_ = documents;
-  digest_ = digest;
-  order_.MergeFrontier(batch.frontier);
+  return !layers_.empty();
+}
+
+Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* changes) {
+  MERIDIAN_CHECK(!page.through || *page.through > page.after);
+  // How many of this region's documents one commit merges at most (beside the page's own).
+  constexpr size_t kLocalPage = 4096;
+  core::VersionVector frontier;
+  core::VersionVector folded;
+  std::vector<Layer> layers;
+  {
+    std::lock_guard lock(mutex_);
+    frontier = order_.frontier();
+    folded = folded_;
+    layers = layers_;
+  }
+  // Documents merged with an earlier snapshot hold what it covered: this one must cover that
+  // too, or the frontier at the end would not say what every document holds.
+  core::VersionVector reach = frontier;
+  reach.Merge(page.applied);
+  for (const Layer& layer : layers) {
+    if (!reach.Dominates(layer.applied)) {
+      return Status(StatusCode::kUnavailable, "the snapshot at " + page.applied.ToString() +
+                                                  " is older than one already merged here (" +
+                                                  layer.applied.ToString() +
+                                                  "); ask a region that has applied more");
+    }
+  }
+  // What a merged document holds and was folded within: every snapshot merged so far covers
+  // what the earlier ones did, so the fold bounds of all of them hold.
+  core::VersionVector merged_folded = folded;
+  merged_folded.Merge(page.folded);
+  for (const Layer& layer : layers) merged_folded.Merge(layer.folded);
+  // This region's side of a document, by key.
+  const auto side = [&](std::string_view key)
+      -> std::pair<const core::VersionVector*, const core::VersionVector*> {
+    for (const Layer& layer : layers) {
+      if (key <= layer.through) return {&layer.applied, &layer.folded};
+    }
+    return {&frontier, &folded};
+  };
+
+  const core::DocumentState none;
+  size_t next = 0;  // into page.states
+  std::string cursor = page.after;
+  for (;;) {
+    // This region's documents after the cursor, up to the page's end.
+    std::vector<std::pair<std::string, std::string>> local;
+    bool more_local = false;
+    auto scanned = store_->ScanDocumentStates(
+        cursor, kLocalPage, [&](std::string_view key, std::string_view bytes) {
+          if (page.through && key > *page.through) return;
+          local.emplace_back(std::string(key), std::string(bytes));
+        });
+    if (!scanned.ok()) return scanned.status();
+    more_local = *scanned && local.size() == kLocalPage;
+    // This commit covers (cursor, upto]: up to the page's end, or to the last local document read
+    // when more may follow.
+    const std::optional<std::string> upto =
+        more_local ? std::optional<std::string>(local.back().first) : page.through;
+
+    Group group = BeginGroup();
+    core::HlcTimestamp newest = 0;
+    size_t mine = 0;
+    while (true) {
+      const bool have_theirs =
+          next < page.states.size() && (!upto || page.states[next].first <= *upto);
+      const bool have_mine = mine < local.size();
+      if (!have_theirs && !have_mine) break;
+      const bool take_mine =
+          have_mine && (!have_theirs || local[mine].first <= page.states[next].first);
+      const bool take_theirs =
+          have_theirs && (!have_mine || page.states[next].first <= local[mine].first);
+      const std::string& key = take_mine ? local[mine].first : page.states[next].first;
+      core::DocumentState held;
+      std::optional<std::string> rendered_before;
+      if (take_mine) {
+        auto decoded = core::DocumentState::Decode(local[mine].second);
+        if (!decoded.ok()) {
+          return Status(StatusCode::kCorruption,
+                        "re-seed: the stored state of " + key +
+                            " does not decode: " + decoded.status().message());
+        }
+        held = std::move(decoded).value();
+        rendered_before = held.Render();
+      }
+      core::DocumentState theirs;
+      if (take_theirs) {
+        auto decoded = core::DocumentState::Decode(page.states[next].second);
+        if (!decoded.ok()) {
+          return Status(
+              StatusCode::kCorruption,
+              "re-seed: the state of " + key + " does not decode: " + decoded.status().message());
+        }
+        theirs = std::move(decoded).value();
+        for (const auto& [name, field] : theirs.fields()) {
+          for (const core::Sibling& sibling : field.siblings)
+            newest = std::max(newest, sibling.hlc);
+        }
+      }
+      const auto [applied, held_folded] = side(key);
+      auto merged = core::MergeStates({take_mine ? held : none, *applied, *held_folded},
+                                      {take_theirs ? theirs : none, page.applied, page.folded});
+      if (!merged.ok()) {
+        return Status(merged.status().code(),
+                      "re-seed: document '" + key + "': " + merged.status().message());
+      }
+      std::optional<std::string> rendered = merged->Render();
+      if (rendered != rendered_before) {
+        // A change watches see; no one event made it.
+        ++group.lsn;
+        group.batch.changes.push_back(
+            storage::LoggedEvent{core::Dot{0, 0}, group.lsn, {}, rendered, key, newest});
+      }
+      group.dirty.insert_or_assign(
+          key, Loaded{std::move(merged).value(), std::move(rendered_before), std::move(rendered)});
+      if (take_mine) ++mine;
+      if (take_theirs) ++next;
+    }
+
+    const bool finished = !upto;
+    {
+      std::lock_guard lock(mutex_);
+      if (newest != 0) clock_.Observe(newest);
+      if (finished) {
+        layers_.clear();
+      } else {
+        // Every document up to `upto` now holds what this snapshot covers; the layers beyond
+        // keep what they said.
+        std::erase_if(layers_, [&](const Layer& layer) { return layer.through <= *upto; });
+        layers_.insert(layers_.begin(), Layer{*upto, reach, merged_folded});
+      }
+    }
+    if (finished) {
+      // The group's frontier and fold bound become the joins (Finish records them).
+      group.order.MergeFrontier(page.applied);
+      group.folded.Merge(merged_folded);
+    }
+    if (Status status = Finish(group, 0, 0, changes); !status.ok()) {
+      std::lock_guard lock(mutex_);
+      layers_ = std::move(layers);  // as committed before
+      return status;
+    }
+    layers = [&] {
+      std::lock_guard lock(mutex_);
+      return layers_;
+    }();
+    if (finished || upto == page.through) break;
+    cursor = *upto;
+  }
   return Status::Ok();
 }
 
@@ -282,6 +441,7 @@ Status Region::ClearDocuments() {
     std::lock_guard lock(mutex_);
     documents_ = 0;
     digest_ = 0;
+    layers_.clear();
   }
   if (views_ != nullptr) views_->Clear();
   cache_.clear();
@@ -345,6 +505,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   for (const core::Conflict& conflict : group.conflicts)
     group.batch.conflicts.push_back(ConflictJson(conflict));
   group.batch.frontier = group.order.frontier();
+  group.batch.folded = group.folded;
+  MERIDIAN_CHECK(group.batch.frontier.Dominates(group.batch.folded));
+  lock.lock();
+  group.batch.reseed = EncodeLayers(layers_);
+  lock.unlock();
 
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
   for (auto& [key, loaded] : group.dirty) {
@@ -356,6 +521,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   // join takes the group's frontier and what its events taught, and keeps the frontier reports
   // observed meanwhile.
   order_.Join(group.order);
+  folded_ = group.folded;
   last_lsn_ = group.lsn;
   documents_ = documents;
   digest_ = digest;
@@ -365,10 +531,14 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   stats_.conflicts += group.conflicts.size();
   lock.unlock();
   // The store has the batch: its records become the changes watchers see, without copies.
-  changes->reserve(changes->size() + group.batch.events.size());
+  changes->reserve(changes->size() + group.batch.events.size() + group.batch.changes.size());
   for (storage::LoggedEvent& event : group.batch.events) {
     changes->push_back(
         Change{std::move(event.key), std::move(event.rendered), event.dot, event.hlc, event.lsn});
+  }
+  for (storage::LoggedEvent& change : group.batch.changes) {
+    changes->push_back(Change{std::move(change.key), std::move(change.rendered), change.dot,
+                              change.hlc, change.lsn});
   }
   return Status::Ok();
 }
@@ -407,6 +577,14 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       }
     }
   };
+  if (merging()) {
+    // Documents hold events the frontier does not cover until the merge ends: nothing is
+    // applied beside it.
+    const Status busy(StatusCode::kRebuilding, "this region is being re-seeded");
+    for (Result<RemoteApply>& outcome : *remote_outcomes) outcome = busy;
+    for (size_t w = 0; w < writes.size(); ++w) outcomes->push_back(busy);
+    return;
+  }
   Group group = BeginGroup();
   size_t events_max = writes.size();
   for (const std::span<const core::Event>& batch : remote) events_max += batch.size();

@@ -53,7 +53,9 @@ struct Receipt {
 struct Change {
   std::string key;
   std::optional<std::string> doc;  // rendered; nullopt when the document no longer exists
+  // The event that made it; {0, 0} for a document a re-seed merged (no one event made it).
   core::Dot dot;
+  bool merged() const { return dot.origin == 0; }
   core::HlcTimestamp hlc = 0;
   uint64_t lsn = 0;
 };
@@ -150,16 +152,36 @@ class Region {
   // rewritten.
   Status FoldSweep(size_t limit, size_t* folded);
 
-  // Re-seeding (docs/replication.md#re-seeding): installs documents' merge states taken from a
-  // peer's snapshot, as one durable commit, into a region that holds none of these documents
-  // (the caller ensures it: ClearDocuments first; merging with a state held here is not
-  // supported). Nothing is read from the store. Their HLCs advance the clock. With `frontier` (the
-  // snapshot's, on its last page), the region's frontier becomes the join with it: every installed
-  // document holds every event it covers. Installed documents get no change-log entries. Commit
-  // thread only.
-  Status InstallStates(std::span<const std::pair<std::string, std::string>> states,
-                       const core::VersionVector* frontier);
-  // Removes every document (a re-seed that must start over on a new snapshot). Commit thread only.
+  // Re-seeding (docs/replication.md#re-seeding) merges a peer's snapshot into this region as
+  // state (core::MergeStates), page by page, so that nothing this region held is lost. One page:
+  // the snapshot's document states with keys in (after, through], ascending; every document this
+  // region stores in that range is merged too (with the empty state when the page lacks it: the
+  // peer never had it, or removed it and folded it away). `through` nullopt: to the end of the
+  // key space (the snapshot's last page); then the region's frontier becomes the join with the
+  // snapshot's, the fold bound the join with the snapshot's, and the merge is over.
+  //
+  // Until then a page merged leaves documents holding events the frontier does not cover, so the
+  // region is *merging*: what has been merged with which snapshot is recorded with every commit
+  // (a node restarted midway goes on), local writes and remote batches are refused, and the
+  // driver goes on with the same snapshot or, from its first page, with a newer one (a snapshot
+  // whose frontier does not cover one already merged is refused, kUnavailable). A document
+  // whose rendering the merge changed gets a change-log entry (appended to *changes) with no
+  // event (Change::merged). Commit thread only.
+  struct SnapshotPage {
+    std::span<const std::pair<std::string, std::string>> states;
+    std::string after;
+    std::optional<std::string> through;
+    core::VersionVector applied;  // the snapshot's frontier
+    core::VersionVector folded;   // the snapshot's fold bound
+  };
+  Status MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* changes);
+  // A re-seed's merge is under way (see MergeSnapshotPage). Thread-safe.
+  bool merging() const;
+  // Whether a start re-seeds before following the live streams: the region holds nothing and
+  // must rebuild (`rebuild`: not the first start of a new deployment), or a merge is under way.
+  bool ReseedsAtStart(bool rebuild) const { return (rebuild && frontier().empty()) || merging(); }
+  // Removes every document and any merge under way (a re-seed of a region that held nothing,
+  // when no region holds a copy). Commit thread only.
   Status ClearDocuments();
 
   // While rebuilding (docs/replication.md#rebuilding) local writes are refused with kRebuilding:
@@ -210,6 +232,7 @@ class Region {
     // Idempotency keys of this group's accepted writes -> (request fingerprint, outcome index).
     std::unordered_map<std::string, std::pair<uint64_t, size_t>> idempotent;
     core::VersionVector stable;  // every document staged is folded with it
+    core::VersionVector folded;  // the fold bound after this group (covers folded_ and stable)
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -245,6 +268,21 @@ class Region {
   mutable std::mutex mutex_;  // guards the members below for readers on other threads
   core::HybridLogicalClock clock_;
   core::CausalOrder order_;  // the frontier and what other regions are known to have applied
+  // The fold bound (core/state_merge.h): covers every vector a stored document was folded with;
+  // recorded with every commit, since the stable vector starts empty after a restart.
+  core::VersionVector folded_;
+  // A re-seed's merge under way (MergeSnapshotPage), ascending by `through`: documents with keys
+  // up to a layer's `through` (and above the previous layer's) hold what `applied` covers and
+  // were folded within `folded`; documents above the last layer hold what the frontier covers.
+  // Empty: no merge under way. Recorded with every commit.
+  struct Layer {
+    std::string through;
+    core::VersionVector applied;
+    core::VersionVector folded;
+  };
+  std::vector<Layer> layers_;
+  static std::string EncodeLayers(const std::vector<Layer>& layers);
+  static Result<std::vector<Layer>> DecodeLayers(std::string_view in);
   uint64_t last_lsn_ = 0;
   uint64_t documents_ = 0;
   uint64_t digest_ = 0;

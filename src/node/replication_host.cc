@@ -28,6 +28,7 @@ replication::TransportConfig ReplicationHost::Config() const {
   exchange.links.dial_timeout_ms = config.replication.dial_timeout_ms;
   exchange.links.hedge_after_ms = config.replication.hedge_after_ms;
   exchange.retention_hold_ms = config.replication.retention_hold_s * 1000;
+  exchange.reseed_after_ms = config.replication.reseed_after_s * 1000;
   exchange.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
   out.retention.age_ms = config.replication.retention_age_s * 1000;
   out.retention.bytes = config.replication.retention_bytes;
@@ -54,9 +55,20 @@ Status ReplicationHost::ClearDocuments() {
   return node_->RunOnCommitThread([this] { return node_->region().ClearDocuments(); });
 }
 
-Status ReplicationHost::InstallStates(std::span<const std::pair<std::string, std::string>> page,
-                                      const core::VersionVector* frontier) {
-  return node_->RunOnCommitThread([&] { return node_->region().InstallStates(page, frontier); });
+Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step) {
+  return Region::SnapshotPage{step.page, step.after, step.through, step.applied, step.folded};
+}
+
+Status ReplicationHost::MergeSnapshotPage(const replication::Reseeding::Step& step) {
+  const Region::SnapshotPage page = SnapshotPageOf(step);
+  return node_->RunOnCommitThread([&] {
+    std::vector<Change> changes;
+    Status status = node_->region().MergeSnapshotPage(page, &changes);
+    // Watches see the documents the merge changed (also those of commits before a failure).
+    if (!changes.empty()) node_->watches().Publish(changes);
+    node_->commits().Notify();
+    return status;
+  });
 }
 
 replication::Host::Listener ReplicationHost::OnCommit(std::function<void()> listener) {

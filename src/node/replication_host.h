@@ -6,6 +6,10 @@
 
 namespace meridian::node {
 
+// A re-seed's step as the region merges it (written once for the transport's host and the
+// simulator).
+Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step);
+
 class ReplicationHost final : public replication::Host {
  public:
   explicit ReplicationHost(Node* node) : node_(node) {}
@@ -31,9 +35,8 @@ class ReplicationHost final : public replication::Host {
   bool SubmitRemote(std::vector<core::Event> events,
                     std::function<void(Result<replication::RemoteApplied>)> done,
                     std::shared_ptr<const std::atomic<bool>> dropped) override;
+  Status MergeSnapshotPage(const replication::Reseeding::Step& step) override;
   Status ClearDocuments() override;
-  Status InstallStates(std::span<const std::pair<std::string, std::string>> page,
-                       const core::VersionVector* frontier) override;
   Listener OnCommit(std::function<void()> listener) override;
   void RemoveOnCommit(Listener listener) override;
   void Notify() override { node_->commits().Notify(); }

@@ -72,6 +72,15 @@ Ready Exchange::Start(const core::VersionVector& applied, bool confirm) {
   return ready;
 }
 
+Ready Exchange::Reseeded(const core::VersionVector& applied, bool confirm) {
+  if (!paused_) return Start(applied, confirm);
+  Ready ready;
+  paused_ = false;
+  for (core::RegionId peer : peers()) ready.dials.push_back({peer, 0, false});
+  ready.links_changed = true;
+  return ready;
+}
+
 // --- messages -------------------------------------------------------------------------------
 
 wire::ToSender Exchange::SubscribeMessage(const std::vector<core::RegionId>& origins,
@@ -345,7 +354,7 @@ Ready Exchange::Ended(uint64_t stream, const std::string& why, uint64_t now_ms, 
   } else {
     ready.Log(Level::kDebug, "link to " + NameOf(peer) + " not up: " + why);
   }
-  if (delay) ready.dials.push_back({peer, *delay, false});
+  if (delay && !paused_) ready.dials.push_back({peer, *delay, false});
   return ready;
 }
 
@@ -599,9 +608,24 @@ Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {
   for (uint64_t stream : tick.silent) {
     Cancel(stream, "silent for " + std::to_string(inbound_.TimeoutMs(stream)) + " ms", &ready);
   }
-  for (core::RegionId peer : tick.hedge) {
-    ready.dials.push_back({peer, 0, true});
-    ready.hedged.push_back(peer);
+  if (!paused_) {
+    for (core::RegionId peer : tick.hedge) {
+      ready.dials.push_back({peer, 0, true});
+      ready.hedged.push_back(peer);
+    }
+  }
+  // Stuck behind the peers' retention for a while: only a peer's snapshot brings this region
+  // the events no log holds any more (docs/replication.md#re-seeding).
+  const std::optional<uint64_t> stuck = inbound_.links().StuckSinceMs();
+  if (!paused_ && options_.reseed_after_ms != 0 && stuck &&
+      now_ms >= *stuck + options_.reseed_after_ms) {
+    paused_ = true;
+    ready.reseed = true;
+    for (const auto& [stream, receiving] : receiving_) Cancel(stream, "re-seeding", &ready);
+    ready.Log(Level::kWarn, "behind the peers' log retention for " +
+                                std::to_string((now_ms - *stuck) / 1000) +
+                                " s with no peer to relay what is missing: re-seeding from a "
+                                "peer's snapshot, merged with what this region holds");
   }
   ready.links_changed = true;
   return ready;

@@ -66,6 +66,9 @@ struct ExchangeOptions {
   // (it re-seeds when it returns).
   uint64_t retention_hold_ms = 14ull * 24 * 3600 * 1000;
   uint64_t tick_ms = 50;  // how often the driver calls Tick
+  // Stuck behind a peer's log retention this long (Links::StuckSinceMs), the region re-seeds
+  // from a peer's snapshot, merged as state (docs/replication.md#re-seeding). 0: never.
+  uint64_t reseed_after_ms = 30'000;
 };
 
 // The newest event of an origin a region holds (a heartbeat carries them: lag and visibility).
@@ -139,6 +142,10 @@ struct Ready {
     uint64_t oldest = 0;
   };
   std::optional<Behind> behind;  // this region is behind the peer's retention
+  // Re-seed now (the driver runs a replication::Reseeding, then calls Exchange::Resume): the
+  // region is stuck behind its peers' retention. Every receiving stream is cancelled (in
+  // `cancel`) and none is dialled until Resume; serving streams go on.
+  bool reseed = false;
   struct Note {
     enum class Level { kDebug, kInfo, kWarn, kError };
     Level level = Level::kInfo;
@@ -164,6 +171,10 @@ class Exchange {
   // Start without the dials: the region follows its own origin (and is gated while rebuilding)
   // but dials no peer yet, as while it is re-seeded; Start follows.
   Ready Follow(const core::VersionVector& applied, bool confirm);
+  // A re-seed is over (one at start, before Start, or one Tick asked for, Ready::reseed): starts
+  // following the peers, or dials every peer again.
+  Ready Reseeded(const core::VersionVector& applied, bool confirm);
+  bool paused() const { return paused_; }
 
   // --- receiving streams ------------------------------------------------------------------
   // The driver dials `peer` now: the stream's id and its first message (a Subscribe).
@@ -294,6 +305,7 @@ class Exchange {
   std::map<core::RegionId, Subscriber> subscribers_;
   std::optional<Inbound::Rebuild> published_rebuild_;
   std::vector<core::RegionId> released_;
+  bool paused_ = false;  // re-seeding: no receiving stream, no dial (Ready::reseed)
 };
 
 }  // namespace meridian::replication

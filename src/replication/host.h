@@ -23,6 +23,7 @@
 #include "replication/event_log.h"
 #include "replication/exchange.h"
 #include "replication/links.h"
+#include "replication/reseed.h"
 #include "storage/store.h"
 
 namespace meridian::replication {
@@ -111,11 +112,11 @@ class Host {
   virtual bool SubmitRemote(std::vector<core::Event> events,
                             std::function<void(Result<RemoteApplied>)> done,
                             std::shared_ptr<const std::atomic<bool>> dropped) = 0;
-  // Re-seeding, on the commit thread (waits for it): forget every document; install a page of
-  // merge states (with the snapshot's frontier on the last page).
+  // Re-seeding, on the commit thread (waits for it): merge a page of a snapshot's states
+  // (node::Region::MergeSnapshotPage); forget every document (a region that held nothing, when
+  // no region holds a copy).
+  virtual Status MergeSnapshotPage(const replication::Reseeding::Step& step) = 0;
   virtual Status ClearDocuments() = 0;
-  virtual Status InstallStates(std::span<const std::pair<std::string, std::string>> page,
-                               const core::VersionVector* frontier) = 0;
   // Commit notifications: `listener` runs after each commit and each Notify.
   using Listener = uint64_t;
   virtual Listener OnCommit(std::function<void()> listener) = 0;

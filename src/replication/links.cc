@@ -1,6 +1,7 @@
 #include "replication/links.h"
 
 #include <algorithm>
+#include <set>
 
 namespace meridian::replication {
 namespace {
@@ -108,7 +109,36 @@ bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
       changed = true;
     }
   }
+  // Stuck: some peer's log lacks what this region needs of an origin, and nothing carries it —
+  // for another region's origin, neither its own link nor a relay; for this region's own events
+  // (rebuilding), no connected peer that is ahead and not behind for them.
+  std::set<core::RegionId> wanted;
+  for (const auto& [entry, seq] : behind_) wanted.insert(entry.second);
+  std::erase_if(stuck_since_, [&](const auto& entry) { return !wanted.contains(entry.first); });
+  for (core::RegionId origin : wanted) {
+    bool carried = false;
+    if (!links_.contains(origin)) {  // this region's own
+      for (const auto& [peer, link] : links_) {
+        carried |= link.connected && !IsBehind(peer, origin) &&
+                   link.frontier.Get(origin) > applied.Get(origin);
+      }
+    } else {
+      carried =
+          relay_of_.contains(origin) || (links_.at(origin).connected && !IsBehind(origin, origin));
+    }
+    if (carried) {
+      stuck_since_.erase(origin);
+    } else {
+      stuck_since_.emplace(origin, now_ms);
+    }
+  }
   return changed;
+}
+
+std::optional<uint64_t> Links::StuckSinceMs() const {
+  std::optional<uint64_t> since;
+  for (const auto& [origin, ms] : stuck_since_) since = std::min(since.value_or(ms), ms);
+  return since;
 }
 
 std::vector<core::RegionId> Links::OriginsFor(core::RegionId peer) const {

@@ -62,6 +62,10 @@ class Links {
 
   // Recomputes the relays for our applied frontier; true when some link's origin set changed.
   bool UpdateRelays(const core::VersionVector& applied, uint64_t now_ms);
+  // Since when this region has been stuck behind for some origin (as of the last UpdateRelays):
+  // a peer's log no longer holds what it needs of the origin (Behind), and neither the origin's
+  // own link nor a relay carries it. Only a re-seed ends that for good. nullopt: not stuck.
+  std::optional<uint64_t> StuckSinceMs() const;
   // The origins the peer's stream should carry: the peer's own (unless it is behind for them),
   // then any relayed through it.
   std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;
@@ -111,6 +115,7 @@ class Links {
   std::map<core::RegionId, core::RegionId> relay_of_;  // origin -> the peer relaying it
   // (peer, origin) -> the seq of origin the peer cannot serve (see Behind).
   std::map<std::pair<core::RegionId, core::RegionId>, uint64_t> behind_;
+  std::map<core::RegionId, uint64_t> stuck_since_;  // origin -> since when (StuckSinceMs)
   bool IsBehind(core::RegionId peer, core::RegionId origin) const {
     return behind_.contains({peer, origin});
   }

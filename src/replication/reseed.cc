@@ -29,18 +29,21 @@ wire::SnapshotRequest Reseeding::Ask(wire::SnapshotRequest base, core::RegionId*
 Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
   Step step;
   if (chunk.snapshot_id() != snapshot_id_ || source_ != asked_) {
-    // A new snapshot: whatever an earlier one installed goes first.
+    // A new snapshot: merged from the first key again (the region keeps what an earlier one
+    // merged, and refuses a snapshot that does not cover it).
     auto frontier = core::VersionVector::Decode(chunk.frontier());
-    if (!frontier.ok()) {
-      step.error = "bad snapshot frontier";
+    auto folded = core::VersionVector::Decode(chunk.folded());
+    if (!frontier.ok() || !folded.ok() || !frontier->Dominates(*folded)) {
+      step.error = "bad snapshot frontier or fold bound";
       return step;
     }
-    step.clear = true;
+    step.fresh = true;
     snapshot_id_ = chunk.snapshot_id();
     source_ = asked_;
     after_.clear();
     installed_ = 0;
     frontier_ = std::move(frontier).value();
+    folded_ = std::move(folded).value();
   } else if (resuming_) {
     resuming_ = false;
     ++resumes_;
@@ -54,17 +57,21 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
       return step;
     }
     step.page = std::move(decoded).value();
+  } else if (!chunk.done()) {
+    step.error = "an empty page before the last";
+    return step;
   }
-  // The last page also brings the snapshot's frontier: every document installed holds every
-  // event it covers.
-  if (chunk.done()) step.frontier = frontier_;
+  step.after = after_;
+  if (!chunk.done()) step.through = step.page.back().first;
+  step.applied = frontier_;
+  step.folded = folded_;
   return step;
 }
 
 void Reseeding::Installed(const Step& step) {
   if (!step.page.empty()) after_ = step.page.back().first;
   installed_ += step.page.size();
-  if (step.frontier) done_ = true;
+  if (!step.through) done_ = true;
 }
 
 uint64_t Reseeding::Failed(const std::string& why, bool peer_reseeding) {
@@ -125,6 +132,7 @@ SnapshotServer::Call::Call(SnapshotServer* server, std::shared_ptr<Lease> lease,
       lease_(std::move(lease)),
       after_(std::move(after)),
       frontier_(lease_->snapshot->frontier().Encode()),
+      folded_(lease_->snapshot->folded().Encode()),
       fresh_(fresh) {}
 
 const storage::StoreSnapshot& SnapshotServer::Call::snapshot() const {
@@ -197,6 +205,7 @@ Result<wire::SnapshotChunk> SnapshotServer::Call::Next(uint64_t now_ms) {
   wire::SnapshotChunk chunk;
   chunk.set_snapshot_id(lease_->id);
   chunk.set_frontier(frontier_);
+  chunk.set_folded(folded_);
   chunk.set_documents(lease_->snapshot->documents());
   if (!page.empty()) {
     EncodedPage encoded = EncodeStatePage(page);

@@ -46,13 +46,18 @@ class Reseeding {
   // that made none.
   wire::SnapshotRequest Ask(wire::SnapshotRequest base, core::RegionId* peer);
 
-  // A chunk of the current call arrived. Install `page` (after forgetting every document when
-  // `clear`); with `frontier` on the last page (then the re-seed is done). A non-empty `error`
-  // ends the call (then Failed).
+  // A chunk of the current call arrived: merge `page` into the region (node::Region::
+  // MergeSnapshotPage): the snapshot's states with keys in (after, through], through nullopt on
+  // the last page (then the re-seed is done), with the snapshot's frontier and fold bound. A new
+  // snapshot (`fresh`) starts again from the first key. A non-empty `error` ends the call (then
+  // Failed).
   struct Step {
-    bool clear = false;
+    bool fresh = false;
     StatePage page;
-    std::optional<core::VersionVector> frontier;
+    std::string after;
+    std::optional<std::string> through;
+    core::VersionVector applied;
+    core::VersionVector folded;
     std::string error;
   };
   Step Chunk(const wire::SnapshotChunk& chunk);
@@ -90,6 +95,7 @@ class Reseeding {
   core::RegionId source_ = 0;
   std::string after_;  // the last key installed
   core::VersionVector frontier_;
+  core::VersionVector folded_;
   uint64_t documents_ = 0;  // in the snapshot
   uint64_t installed_ = 0;
   uint64_t bytes_ = 0;                           // received, compressed
@@ -132,6 +138,7 @@ class SnapshotServer {
     std::shared_ptr<Lease> lease_;
     std::string after_;
     std::string frontier_;
+    std::string folded_;
     bool fresh_ = false;
     bool finished_ = false;
   };

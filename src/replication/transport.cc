@@ -439,6 +439,17 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       }
     }
+    // Re-seed (the exchange cancelled every receiving stream and dials none until Resume).
+    if (ready.reseed) {
+      host_->SetReseeding(true);
+      std::lock_guard lock(mutex_);
+      if (!stopping_) {
+        threads_.emplace_back([this] {
+          core::NameThisThread("repl-reseed");
+          RunReseed();
+        });
+      }
+    }
     // 6. Dials.
     if (!ready.dials.empty()) {
       std::lock_guard lock(mutex_);
@@ -532,16 +543,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     while (reader->Read(&chunk)) {
       const Reseeding::Step step = reseed->Chunk(chunk);
       if (!step.error.empty()) return end(step.error);
-      if (step.clear) {
+      if (step.fresh) {
         spdlog::info("replication: re-seeding from {}'s snapshot at {} ({} documents)",
                      exchange_.NameOf(peer), reseed->frontier().ToString(), chunk.documents());
-        if (Status cleared = host_->ClearDocuments(); !cleared.ok()) {
-          return end("clearing the documents: " + cleared.message());
-        }
       }
-      const core::VersionVector* frontier = step.frontier ? &*step.frontier : nullptr;
-      if (Status installed = host_->InstallStates(step.page, frontier); !installed.ok()) {
-        return end("installing: " + installed.message());
+      if (Status merged = host_->MergeSnapshotPage(step); !merged.ok()) {
+        return end("merging: " + merged.message());
       }
       reseed->Installed(step);
       PublishReseed(*reseed);
@@ -554,8 +561,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     return finished.ok() ? "the snapshot ended early" : finished.error_message();
   }
 
-  // Re-seeds this empty region from a peer's snapshot (the first that serves one; a broken
-  // transfer resumes on the same snapshot), then starts the live streams from its frontier.
+  // Re-seeds this region from a peer's snapshot (the first that serves one; a broken transfer
+  // resumes on the same snapshot), merged with what it holds, then starts the live streams from
+  // its frontier.
   void RunReseed() {
     const uint64_t started_ms = SteadyMs();
     std::mt19937_64 random(std::random_device{}());
@@ -571,7 +579,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       const uint64_t delay = reseed.Failed(why, why.find(kReseedingItself) != std::string::npos);
       spdlog::warn("replication: re-seeding from {}: {}", exchange_.NameOf(peer), why);
       PublishReseed(reseed);
-      if (reseed.Hopeless()) {
+      if (reseed.Hopeless() && host_->Applied().empty()) {
         // No region holds a copy: start from nothing, as every other region does.
         if (Status cleared = host_->ClearDocuments(); !cleared.ok()) {
           spdlog::error("replication: re-seeding: clearing the documents: {}", cleared.message());
@@ -610,13 +618,14 @@ class Replicator::Impl final : public wire::Replication::Service {
   }
 
   // --- subscribing to peers --------------------------------------------------------------------
-  // Starts following the peers: the exchange says whom to dial.
+  // Starts following the peers (again, after a re-seed the exchange asked for): the exchange
+  // says whom to dial.
   void StartLinks() {
     Ready ready;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
-      ready = exchange_.Start(host_->Applied(), host_->ConfirmOwnEvents());
+      ready = exchange_.Reseeded(host_->Applied(), host_->ConfirmOwnEvents());
     }
     Carry(std::move(ready), nullptr);
   }

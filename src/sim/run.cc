@@ -198,7 +198,6 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.max_jump_ms = 2000;
   } else if (name == "retention") {
     ApplyProfile("default", options);
-    f.restores_per_min = 0;
     options->retention_age_ms = 2000;
   } else if (name == "lossy") {
     // The production figure to beat: convergence after a heal under 35% loss, 800 ms RTT.

@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "core/document.h"
+#include "node/replication_host.h"
 #include "replication/batch_codec.h"
 #include "replication/reseed.h"
 #include "sim/oracle.h"
@@ -37,6 +38,9 @@ namespace {
 // The node's defaults (docs/configuration.md), so that the simulated links behave like the real
 // ones.
 constexpr uint64_t kHeartbeatMs = 100;
+// Stuck behind every peer's retention this long, a region re-seeds (the node's default is 30 s;
+// shorter here, where retention trims after 2 s).
+constexpr uint64_t kReseedAfterMs = 5000;
 constexpr uint64_t kTickMs = std::max<uint64_t>(10, kHeartbeatMs / 2);
 constexpr uint64_t kFoldSweepMs = 1000;
 constexpr size_t kFoldSweepDocuments = 16;
@@ -259,6 +263,7 @@ void Simulation::BootNode(int index) {
   exchange.sender = SenderOptionsOf();
   exchange.links = options_.links;
   exchange.tick_ms = kTickMs;
+  exchange.reseed_after_ms = kReseedAfterMs;
   n.exchange = std::make_unique<replication::Exchange>(std::move(exchange), now_);
   replication::RetentionOptions retention;
   retention.age_ms = options_.retention_age_ms != 0 ? options_.retention_age_ms : UINT64_MAX;
@@ -270,7 +275,7 @@ void Simulation::BootNode(int index) {
       replication::SnapshotServer::Options{.page_bytes = 4096, .page_documents = 4},
       ((n.incarnation + 1) << 32) | 1);
   n.snapshot_calls.clear();
-  if (n.confirm && n.region->frontier().empty()) {
+  if (n.region->ReseedsAtStart(n.confirm)) {
     // Empty and not the first start: re-seed from a peer's snapshot first, as a node does
     // (docs/replication.md#re-seeding); the live streams start once it is in.
     Carry(index, n.exchange->Follow(n.region->frontier(), n.confirm));
@@ -588,8 +593,13 @@ void Simulation::Carry(int index, replication::Ready ready) {
     auto conn = n.conn_of.find(cancel.stream);
     if (conn != n.conn_of.end()) EndLink(index, conn->second, cancel.why);
   }
-  // 6. Dials.
   const uint64_t incarnation = n.incarnation;
+  // Re-seed, as the transport's RunReseed does (the exchange dials no peer until Reseeded).
+  if (ready.reseed && !n.reseeding) {
+    n.reseeding = std::make_unique<replication::Reseeding>(n.exchange->peers(), now_, Unit());
+    Schedule(now_, [this, index, incarnation] { AskSnapshot(index, incarnation); });
+  }
+  // 6. Dials.
   for (const replication::Ready::Dial& dial : ready.dials) {
     Schedule(now_ + dial.delay_ms, [this, index, peer = dial.peer, incarnation,
                                     hedge = dial.hedge] { Dial(index, peer, incarnation, hedge); });
@@ -867,15 +877,12 @@ void Simulation::SnapshotGot(int index, uint64_t conn_id, const Message& message
   } else {
     const replication::Reseeding::Step step = n.reseeding->Chunk(message.chunk);
     failed = step.error;
-    if (failed.empty() && step.clear) {
-      // As the node's commit thread does (nothing else commits while the region re-seeds).
-      if (Status status = n.region->ClearDocuments(); !status.ok()) failed = status.message();
-    }
     if (failed.empty()) {
-      const core::VersionVector* frontier = step.frontier ? &*step.frontier : nullptr;
-      if (Status status = n.region->InstallStates(step.page, frontier); !status.ok()) {
-        failed = status.message();
-      }
+      // As the node's commit thread does (nothing else commits while the region re-seeds).
+      std::vector<node::Change> changes;
+      const Status status = n.region->MergeSnapshotPage(node::SnapshotPageOf(step), &changes);
+      Watch(index, changes);
+      if (!status.ok()) failed = status.message();
     }
     if (failed.empty()) {
       n.reseeding->Installed(step);
@@ -888,7 +895,7 @@ void Simulation::SnapshotGot(int index, uint64_t conn_id, const Message& message
       n.reseeding.reset();
       n.reseed_conn = 0;
       conn.receiver_open = false;
-      Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+      Carry(index, n.exchange->Reseeded(n.region->frontier(), n.confirm));
       return;
     }
   }
@@ -900,10 +907,10 @@ void Simulation::SnapshotGot(int index, uint64_t conn_id, const Message& message
   const uint64_t delay =
       n.reseeding->Failed(failed, failed.find(replication::kReseedingItself) != std::string::npos);
   Trace(n.name + ": re-seed call #" + std::to_string(conn_id) + " failed: " + failed, true);
-  if (n.reseeding->Hopeless() && n.region->ClearDocuments().ok()) {
+  if (n.reseeding->Hopeless() && n.region->frontier().empty() && n.region->ClearDocuments().ok()) {
     Trace(n.name + ": every peer is being re-seeded itself; it starts from nothing", true);
     n.reseeding.reset();
-    Carry(index, n.exchange->Start(n.region->frontier(), n.confirm));
+    Carry(index, n.exchange->Reseeded(n.region->frontier(), n.confirm));
     return;
   }
   const uint64_t incarnation = n.incarnation;
@@ -1382,6 +1389,12 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
     uint64_t last_lsn = 0;
     std::map<std::string, std::optional<std::string>> last_doc;
     for (const node::Change& change : node->watched) {
+      if (change.merged()) {  // a re-seed's merged document: no event to check
+        if (change.lsn <= last_lsn) fail(node->name + "'s watch saw a merged change out of order");
+        last_lsn = change.lsn;
+        last_doc[change.key] = change.doc;
+        continue;
+      }
       const std::string id = node->region->EventId(change.dot);
       if (!seen.insert(change.dot).second) fail(node->name + "'s watch saw " + id + " twice");
       if (change.lsn <= last_lsn) {

@@ -75,15 +75,15 @@ struct Options {
   bool require_fold = true;  // fail when stable metadata was not folded away
   // Log retention's age bound: logged events every peer acknowledged are trimmed once older
   // (0: the log is kept; retention still computes what it could trim). The "retention" profile
-  // trims; it has no restored copies, since a region holding data that is behind every peer's log
-  // is not re-seeded.
+  // trims: a region restored from an older copy is then behind every peer's log and re-seeds,
+  // merging a peer's snapshot with what it holds.
   uint64_t retention_age_ms = 0;
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
 };
 
 // A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT),
-// "retention" (the default's faults without restored copies, with log retention trimming what every
-// region acknowledged after 2 s).
+// "retention" (the default's faults, with log retention trimming what every region acknowledged
+// after 2 s).
 bool ApplyProfile(const std::string& name, Options* options);
 
 // The outcome of one run.

@@ -20,6 +20,10 @@ class MemoryStore final : public Store {
       changes_[event.lsn] = event;
       last_lsn_ = std::max(last_lsn_, event.lsn);
     }
+    for (const LoggedEvent& change : batch.changes) {
+      changes_[change.lsn] = change;
+      last_lsn_ = std::max(last_lsn_, change.lsn);
+    }
     for (const DocumentWrite& document : batch.documents) {
       if (document.state.empty()) {
         docs_.erase(document.key);
@@ -46,6 +50,8 @@ class MemoryStore final : public Store {
       by_time_.insert({record.time_ms, record.key});
     }
     frontier_ = batch.frontier;
+    folded_ = batch.folded;
+    reseed_ = batch.reseed;
     hlc_ = batch.hlc;
     digest_ = batch.digest;
     return Status::Ok();
@@ -53,7 +59,7 @@ class MemoryStore final : public Store {
 
   Result<RecoveredState> Recover() override {
     std::lock_guard lock(mutex_);
-    return RecoveredState{frontier_, hlc_, last_lsn_, views_.size(), digest_};
+    return RecoveredState{frontier_, folded_, reseed_, hlc_, last_lsn_, views_.size(), digest_};
   }
 
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
@@ -247,6 +253,8 @@ class MemoryStore final : public Store {
   std::map<std::string, IdempotencyRecord, std::less<>> idempotency_;
   std::set<std::pair<uint64_t, std::string>> by_time_;  // (time_ms, key) of every record
   core::VersionVector frontier_;
+  core::VersionVector folded_;
+  std::string reseed_;
   core::HlcTimestamp hlc_ = 0;
   uint64_t last_lsn_ = 0;
   uint64_t digest_ = 0;
@@ -267,10 +275,12 @@ class MemorySnapshot final : public StoreSnapshot {
     auto recovered = copy_->Recover();
     if (recovered.ok()) {
       frontier_ = recovered->frontier;
+      folded_ = recovered->folded;
       documents_ = recovered->documents;
     }
   }
   const core::VersionVector& frontier() const override { return frontier_; }
+  const core::VersionVector& folded() const override { return folded_; }
   uint64_t documents() const override { return documents_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
@@ -281,6 +291,7 @@ class MemorySnapshot final : public StoreSnapshot {
  private:
   std::unique_ptr<Store> copy_;
   core::VersionVector frontier_;
+  core::VersionVector folded_;
   uint64_t documents_ = 0;
 };
 
@@ -306,6 +317,8 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   copy->idempotency_ = from.idempotency_;
   copy->by_time_ = from.by_time_;
   copy->frontier_ = from.frontier_;
+  copy->folded_ = from.folded_;
+  copy->reseed_ = from.reseed_;
   copy->hlc_ = from.hlc_;
   copy->last_lsn_ = from.last_lsn_;
   copy->digest_ = from.digest_;

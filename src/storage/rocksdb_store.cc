@@ -17,7 +17,9 @@ namespace meridian::storage {
 namespace {
 
 // The node's position after the last commit: hlc, last lsn, document count, digest (each 8 bytes,
-// big-endian), then the frontier (compact version vector).
+// big-endian), then the frontier (compact version vector); then, when anything follows (records
+// written before they existed end after the frontier), the fold bound (compact version vector) and
+// the re-seed progress (the rest of the record).
 constexpr const char* kMetaPosition = "position";
 // Where the trimmed logs start (KeptLogs): the oldest lsn and the oldest conflict sequence number
 // kept, each 8 bytes, big-endian. Absent until the first trim.
@@ -72,9 +74,14 @@ Status DecodePosition(std::string_view in, RecoveredState* state) {
   state->documents = GetBigEndian64(in.substr(16, 8));
   state->digest = GetBigEndian64(in.substr(24, 8));
   in.remove_prefix(32);
-  auto frontier = core::VersionVector::Decode(in);
+  auto frontier = core::VersionVector::DecodeFrom(&in);
   if (!frontier.ok()) return frontier.status();
   state->frontier = std::move(frontier).value();
+  if (in.empty()) return Status::Ok();
+  auto folded = core::VersionVector::DecodeFrom(&in);
+  if (!folded.ok()) return folded.status();
+  state->folded = std::move(folded).value();
+  state->reseed = std::string(in);
   return Status::Ok();
 }
 
@@ -123,11 +130,13 @@ class Snapshot final : public StoreSnapshot {
       : db_(db), docs_(docs), snapshot_(db->GetSnapshot()) {}
   ~Snapshot() override { db_->ReleaseSnapshot(snapshot_); }
   const rocksdb::Snapshot* handle() const { return snapshot_; }
-  void Set(core::VersionVector frontier, uint64_t documents) {
-    frontier_ = std::move(frontier);
-    documents_ = documents;
+  void Set(const RecoveredState& position) {
+    frontier_ = position.frontier;
+    folded_ = position.folded;
+    documents_ = position.documents;
   }
   const core::VersionVector& frontier() const override { return frontier_; }
+  const core::VersionVector& folded() const override { return folded_; }
   uint64_t documents() const override { return documents_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
@@ -143,6 +152,7 @@ class Snapshot final : public StoreSnapshot {
   rocksdb::ColumnFamilyHandle* const docs_;
   const rocksdb::Snapshot* const snapshot_;
   core::VersionVector frontier_;
+  core::VersionVector folded_;
   uint64_t documents_ = 0;
 };
 
@@ -187,10 +197,7 @@ class RocksDbStore final : public Store {
     std::lock_guard lock(commit_mutex_);
     rocksdb::WriteBatch write;
     uint64_t last_lsn = last_lsn_;
-    for (const LoggedEvent& event : batch.events) {
-      std::string value;
-      core::PutVarint(&value, event.lsn);
-      value += event.bytes;
+    const auto put_change = [&](const LoggedEvent& event) {
       std::string change(1, static_cast<char>(event.dot.origin));
       core::PutVarint(&change, event.dot.seq);
       core::PutVarint(&change, event.hlc);
@@ -198,10 +205,17 @@ class RocksDbStore final : public Store {
       change += event.key;
       change.push_back(event.rendered ? 1 : 0);
       if (event.rendered) change += *event.rendered;
-      write.Put(families_[kLog], LogKey(event.dot), value);
       write.Put(families_[kChanges], SequenceKey(event.lsn), change);
       last_lsn = std::max(last_lsn, event.lsn);
+    };
+    for (const LoggedEvent& event : batch.events) {
+      std::string value;
+      core::PutVarint(&value, event.lsn);
+      value += event.bytes;
+      write.Put(families_[kLog], LogKey(event.dot), value);
+      put_change(event);
     }
+    for (const LoggedEvent& change : batch.changes) put_change(change);
     for (const DocumentWrite& document : batch.documents) {
       if (document.state.empty()) {
         write.Delete(families_[kDocs], document.key);
@@ -239,6 +253,8 @@ class RocksDbStore final : public Store {
     PutBigEndian64(&meta, batch.document_count);
     PutBigEndian64(&meta, batch.digest);
     batch.frontier.EncodeTo(&meta);
+    batch.folded.EncodeTo(&meta);
+    meta += batch.reseed;
     write.Put(families_[kMeta], kMetaPosition, meta);
     Status status = FromRocks(db_->Write(write_options_, &write), "commit");
     if (status.ok()) {
@@ -271,7 +287,7 @@ class RocksDbStore final : public Store {
     if (!status.ok()) return FromRocks(status, "snapshot");
     RecoveredState position;
     if (Status decoded = DecodePosition(value, &position); !decoded.ok()) return decoded;
-    snapshot->Set(std::move(position.frontier), position.documents);
+    snapshot->Set(position);
     return std::unique_ptr<StoreSnapshot>(std::move(snapshot));
   }
 

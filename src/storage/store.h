@@ -57,8 +57,15 @@ struct IdempotencyRecord {
 // One atomic step.
 struct CommitBatch {
   std::vector<LoggedEvent> events;
+  // Change-log entries that are no event of the log (bytes unused): documents a re-seed merged.
+  std::vector<LoggedEvent> changes;
   std::vector<DocumentWrite> documents;
-  core::VersionVector frontier;                // the frontier after this batch
+  core::VersionVector frontier;  // the frontier after this batch
+  // The fold bound after this batch (core/state_merge.h): covers every vector a stored document
+  // was folded with.
+  core::VersionVector folded;
+  // A re-seed's progress as the node encodes it (node::Region); empty: no re-seed under way.
+  std::string reseed;
   core::HlcTimestamp hlc = 0;                  // the clock after this batch
   uint64_t document_count = 0;                 // how many documents exist after this batch
   uint64_t digest = 0;                         // XOR of RenderedDigest over every existing document
@@ -80,6 +87,8 @@ struct KeptLogs {
 // What a node needs to resume after a restart.
 struct RecoveredState {
   core::VersionVector frontier;
+  core::VersionVector folded;  // CommitBatch::folded
+  std::string reseed;          // CommitBatch::reseed
   core::HlcTimestamp hlc = 0;
   uint64_t last_lsn = 0;
   uint64_t documents = 0;
@@ -94,6 +103,8 @@ class StoreSnapshot {
   virtual ~StoreSnapshot() = default;
   // The frontier the documents reflect: every document holds every event it covers.
   virtual const core::VersionVector& frontier() const = 0;
+  // The fold bound the documents were folded within (CommitBatch::folded).
+  virtual const core::VersionVector& folded() const = 0;
   virtual uint64_t documents() const = 0;  // documents that exist (deleted ones not counted)
   // As Store::ScanDocumentStates, at the snapshot.
   virtual Result<bool> ScanDocumentStates(

@@ -502,33 +502,66 @@ TEST_F(RemoteApplyTest, ARebuildingRegionTakesItsOwnEventsBackBeforeWriting) {
   EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":8})");
 }
 
-// Re-seeding: eu's states installed into an empty region render the same, count and digest the
-// same, carry the snapshot's frontier on the last page, and events after it apply on top.
-TEST_F(RemoteApplyTest, InstalledStatesMatchTheSourceAndLaterEventsApplyOnTop) {
-  const auto events = WriteAtEu({{"sku", Set("stock", "5")},
-                                 {"sku", Incr("stock", 2)},
-                                 {"gone", Set("x", "1")},
-                                 {"gone", core::Operation{core::OpKind::kDelete, {}, {}}}});
+// Re-seeding helpers: a store's document states, and one page of a snapshot of it.
+std::vector<std::pair<std::string, std::string>> StatesOf(storage::Store& store) {
   std::vector<std::pair<std::string, std::string>> states;
-  ASSERT_TRUE(eu_store_
-                  .ScanDocumentStates("", 100,
+  EXPECT_TRUE(store
+                  .ScanDocumentStates("", 1000,
                                       [&](std::string_view key, std::string_view state) {
                                         states.emplace_back(key, state);
                                       })
                   .ok());
+  return states;
+}
+
+Region::SnapshotPage PageOf(std::span<const std::pair<std::string, std::string>> states,
+                            std::string after, std::optional<std::string> through,
+                            storage::Store& source) {
+  auto position = source.Recover();
+  EXPECT_TRUE(position.ok());
+  return Region::SnapshotPage{states, std::move(after), std::move(through), position->frontier,
+                              position->folded};
+}
+
+// Every document's view in a store, by key.
+std::map<std::string, std::string> ViewsOf(storage::Store& store) {
+  std::map<std::string, std::string> views;
+  EXPECT_TRUE(
+      store
+          .ScanViews("", "", 1000,
+                     [&](std::string_view key, std::string_view view) { views.emplace(key, view); })
+          .ok());
+  return views;
+}
+
+// Re-seeding: eu's states merged into an empty region render the same, count and digest the
+// same, carry the snapshot's frontier once the last page is in, and events after it apply on top.
+TEST_F(RemoteApplyTest, SnapshotStatesMergedIntoAnEmptyRegionMatchTheSource) {
+  std::vector<Change> merged;
+  const auto events = WriteAtEu({{"sku", Set("stock", "5")},
+                                 {"sku", Incr("stock", 2)},
+                                 {"gone", Set("x", "1")},
+                                 {"gone", core::Operation{core::OpKind::kDelete, {}, {}}}});
+  const auto states = StatesOf(eu_store_);
+  ASSERT_EQ(states.size(), 2u);  // "gone" is kept as a removal until it is folded away
   FlakyStore empty_store;
   Region joined(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &empty_store, &clock_, core::Limits{}, 500);
   ASSERT_TRUE(joined.Recover().ok());
   const std::span<const std::pair<std::string, std::string>> all(states);
-  ASSERT_TRUE(joined.InstallStates(all.first(1), nullptr).ok());
+  ASSERT_TRUE(
+      joined.MergeSnapshotPage(PageOf(all.first(1), "", states[0].first, eu_store_), &merged).ok());
   EXPECT_EQ(joined.frontier(), core::VersionVector());  // not before the last page
-  const core::VersionVector snapshot = eu_.frontier();
-  ASSERT_TRUE(joined.InstallStates(all.subspan(1), &snapshot).ok());
-  EXPECT_EQ(joined.frontier(), snapshot);
+  EXPECT_TRUE(joined.merging());
+  ASSERT_TRUE(joined
+                  .MergeSnapshotPage(
+                      PageOf(all.subspan(1), states[0].first, std::nullopt, eu_store_), &merged)
+                  .ok());
+  EXPECT_FALSE(joined.merging());
+  EXPECT_EQ(joined.frontier(), eu_.frontier());
   EXPECT_EQ(joined.documents(), eu_.documents());
   EXPECT_EQ(joined.digest(), eu_.digest());
   EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":7})");
-  // eu writes on: its next event applies on top; the installed ones are duplicates.
+  // eu writes on: its next event applies on top; the merged ones are duplicates.
   const auto more = WriteAtEu({{"sku", Incr("stock", 1)}});
   std::vector<Change> changes;
   auto applied = joined.ApplyRemoteEvents(more, &changes);
@@ -542,7 +575,111 @@ TEST_F(RemoteApplyTest, InstalledStatesMatchTheSourceAndLaterEventsApplyOnTop) {
   EXPECT_EQ(joined.digest(), 0u);
   EXPECT_FALSE(empty_store.GetView("sku").value().has_value());
   auto bad = std::vector<std::pair<std::string, std::string>>{{"k", "not a state"}};
-  EXPECT_EQ(joined.InstallStates(bad, nullptr).code(), StatusCode::kCorruption);
+  EXPECT_EQ(joined.MergeSnapshotPage(PageOf(bad, "", std::nullopt, eu_store_), &merged).code(),
+            StatusCode::kCorruption);
+}
+
+// A region that holds data (us, which eu's log no longer serves, say) merges eu's snapshot as
+// state: what us wrote that eu never saw survives, what eu deleted stays deleted, increments add
+// up exactly, and the result is what replaying us's events at eu gives.
+TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndResurrectsNothing) {
+  std::vector<Change> merged;
+  const auto first = WriteAtEu({{"gone", Set("x", "1")}, {"sku", Set("stock", "5")}});
+  std::vector<Change> changes;
+  ASSERT_TRUE(us_.ApplyRemoteEvents(first, &changes).ok());
+  // us writes while cut off from eu.
+  std::vector<Result<Receipt>> outcomes;
+  us_.CommitLocalWrites(
+      std::vector<WriteRequest>{
+          {"mine", Set("a", "1")}, {"sku", Incr("stock", 1)}, {"zz-last", Set("b", "2")}},
+      &outcomes, &changes);
+  for (const auto& outcome : outcomes) ASSERT_TRUE(outcome.ok());
+  // eu deletes "gone", sells 2 and adds a document, none of which us receives.
+  WriteAtEu({{"gone", core::Operation{core::OpKind::kDelete, {}, {}}},
+             {"sku", Incr("stock", -2)},
+             {"new", Set("c", "3")}});
+
+  const auto states = StatesOf(eu_store_);
+  const std::span<const std::pair<std::string, std::string>> all(states);
+  // The first page ends at "gone"; us's "mine" and "zz-last" lie beyond it, "mine" before "new".
+  ASSERT_EQ(states[0].first, "gone");
+  ASSERT_TRUE(us_.MergeSnapshotPage(PageOf(all.first(1), "", "gone", eu_store_), &merged).ok());
+  // Nothing is applied beside a merge under way.
+  EXPECT_EQ(us_.ApplyRemoteEvents(first, &changes).status().code(), StatusCode::kRebuilding);
+  outcomes.clear();
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"mine", Set("a", "9")}}, &outcomes, &changes);
+  EXPECT_EQ(outcomes[0].status().code(), StatusCode::kRebuilding);
+  ASSERT_TRUE(
+      us_.MergeSnapshotPage(PageOf(all.subspan(1), "gone", std::nullopt, eu_store_), &merged).ok());
+  EXPECT_FALSE(us_.merging());
+
+  const auto views = ViewsOf(us_store_);
+  EXPECT_FALSE(views.contains("gone"));
+  EXPECT_EQ(views.at("mine"), R"({"a":1})");
+  EXPECT_EQ(views.at("zz-last"), R"({"b":2})");
+  EXPECT_EQ(views.at("new"), R"({"c":3})");
+  EXPECT_EQ(views.at("sku"), R"({"stock":4})");
+  core::VersionVector joined = eu_.frontier();
+  joined.Merge(core::VersionVector{{1, 3}});
+  EXPECT_EQ(us_.frontier(), joined);
+  EXPECT_EQ(us_.documents(), 4u);
+  // Watches see what the merge changed, in one lsn order after the region's own changes.
+  std::map<std::string, std::optional<std::string>> seen;
+  uint64_t lsn = 0;
+  for (const Change& change : merged) {
+    EXPECT_GT(change.lsn, lsn);
+    lsn = change.lsn;
+    seen[change.key] = change.doc;
+  }
+  EXPECT_EQ(seen, (std::map<std::string, std::optional<std::string>>{
+                      {"gone", std::nullopt}, {"new", R"({"c":3})"}, {"sku", R"({"stock":4})"}}));
+
+  // eu applies us's three writes: the two regions then show the same.
+  std::vector<core::Event> ours;
+  ASSERT_TRUE(us_store_
+                  .ReadLog(1, 1, 10,
+                           [&](const storage::LoggedEvent& logged) {
+                             ours.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
+                           })
+                  .ok());
+  ASSERT_EQ(ours.size(), 3u);
+  ASSERT_TRUE(eu_.ApplyRemoteEvents(ours, &changes).ok());
+  EXPECT_EQ(ViewsOf(eu_store_), views);
+  EXPECT_EQ(eu_.digest(), us_.digest());
+}
+
+// A node restarted midway goes on with the merge it recorded, and refuses a snapshot that does
+// not cover what it merged already.
+TEST_F(RemoteApplyTest, AMergeUnderWaySurvivesARestartAndRefusesAnOlderSnapshot) {
+  std::vector<Change> merged;
+  WriteAtEu({{"a", Set("x", "1")}, {"b", Set("x", "2")}});
+  // An older copy of eu's documents: what eu held after its first two writes.
+  const auto old_states = StatesOf(eu_store_);
+  const auto old_position = eu_store_.Recover();
+  ASSERT_TRUE(old_position.ok());
+  WriteAtEu({{"b", Incr("y", 5)}, {"c", Set("x", "3")}});
+  const auto states = StatesOf(eu_store_);
+  const std::span<const std::pair<std::string, std::string>> all(states);
+
+  FlakyStore store;
+  {
+    Region region(1, {{1, "us"}, {2, "eu"}}, &store, &clock_, core::Limits{}, 500);
+    ASSERT_TRUE(region.Recover().ok());
+    ASSERT_TRUE(region.MergeSnapshotPage(PageOf(all.first(2), "", "b", eu_store_), &merged).ok());
+  }
+  Region region(1, {{1, "us"}, {2, "eu"}}, &store, &clock_, core::Limits{}, 500);
+  ASSERT_TRUE(region.Recover().ok());
+  EXPECT_TRUE(region.merging());
+  EXPECT_TRUE(region.ReseedsAtStart(false));
+  // The older snapshot does not hold what "a" and "b" already do.
+  const Region::SnapshotPage stale{old_states, "", std::nullopt, old_position->frontier,
+                                   old_position->folded};
+  EXPECT_EQ(region.MergeSnapshotPage(stale, &merged).code(), StatusCode::kUnavailable);
+  // The same snapshot again from its start (a new call), to the end.
+  ASSERT_TRUE(region.MergeSnapshotPage(PageOf(all, "", std::nullopt, eu_store_), &merged).ok());
+  EXPECT_FALSE(region.merging());
+  EXPECT_EQ(ViewsOf(store), ViewsOf(eu_store_));
+  EXPECT_EQ(region.frontier(), eu_.frontier());
 }
 
 TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {
