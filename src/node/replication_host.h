@@ -31,6 +31,7 @@ class ReplicationHost final : public replication::Host {
   bool NeedsReseed() const override { return node_->needs_reseed(); }
   bool Reseeding() const override { return node_->reseeding(); }
   void SetReseeding(bool on) override { node_->set_reseeding(on); }
+  bool Merging() const override { return node_->region().merging(); }
 
   bool SubmitRemote(std::vector<core::Event> events,
                     std::function<void(Result<replication::RemoteApplied>)> done,

@@ -144,8 +144,10 @@ struct Ready {
   std::optional<Behind> behind;  // this region is behind the peer's retention
   // Re-seed now (the driver runs a replication::Reseeding, then calls Exchange::Resume): the
   // region is stuck behind its peers' retention. Every receiving stream is cancelled (in
-  // `cancel`) and none is dialled until Resume; serving streams go on.
+  // `cancel`) and none is dialled until Reseeded; serving streams go on. `reseed_from`: the peers
+  // to ask, best first (those ahead for the origins it is stuck behind for, then the most ahead).
   bool reseed = false;
+  std::vector<core::RegionId> reseed_from;
   struct Note {
     enum class Level { kDebug, kInfo, kWarn, kError };
     Level level = Level::kInfo;

@@ -105,6 +105,7 @@ class Host {
   virtual bool NeedsReseed() const = 0;
   virtual bool Reseeding() const = 0;
   virtual void SetReseeding(bool on) = 0;
+  virtual bool Merging() const = 0;  // a re-seed's merge is under way (node::Region::merging)
 
   // --- the commit path ---
   // Queues remote events for the commit thread; false when stopping. Nothing of the batch is

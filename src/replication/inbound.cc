@@ -215,7 +215,7 @@ Inbound::Tick Inbound::OnTick(const core::VersionVector& applied, uint64_t now_m
   NoteOwn(applied, std::nullopt, nullptr);
   std::map<core::RegionId, std::vector<core::RegionId>> before;
   for (core::RegionId peer : links_.peers()) before[peer] = links_.OriginsFor(peer);
-  if (links_.UpdateRelays(applied, now_ms)) {
+  if (links_.UpdateRelays(applied, now_ms, self_)) {
     for (core::RegionId peer : links_.peers()) {
       if (links_.OriginsFor(peer) == before[peer]) continue;
       for (auto& [id, s] : streams_) {

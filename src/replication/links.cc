@@ -68,17 +68,29 @@ void Links::Behind(core::RegionId peer, core::RegionId origin, uint64_t wanted_s
   wanted = std::max(wanted, wanted_seq);
 }
 
-bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
+bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms, core::RegionId self) {
   bool changed = false;
   // Caught up past where a peer's log starts (through a relay): the peer carries it again.
   changed |= std::erase_if(behind_, [&](const auto& entry) {
                return applied.Get(entry.first.second) >= entry.second;
              }) > 0;
-  for (core::RegionId origin : peers_) {
-    const Link& direct = links_.at(origin);
+  // The origins to follow: every peer's, and those of regions no longer configured (removed)
+  // that a peer holds more of than this region, which only a relay brings.
+  std::set<core::RegionId> origins(peers_.begin(), peers_.end());
+  for (const auto& [peer, link] : links_) {
+    for (const auto& entry : link.frontier.entries()) {
+      if (entry.origin != self && entry.seq > applied.Get(entry.origin)) {
+        origins.insert(entry.origin);
+      }
+    }
+  }
+  for (core::RegionId origin : origins) {
+    const bool configured = links_.contains(origin);
     auto current = relay_of_.find(origin);
     const bool gap = IsBehind(origin, origin);
-    if (!gap && (direct.connected || now_ms < direct.since_ms + options_.relay_after_ms)) {
+    if (configured && !gap &&
+        (links_.at(origin).connected ||
+         now_ms < links_.at(origin).since_ms + options_.relay_after_ms)) {
       if (current != relay_of_.end()) {
         relay_of_.erase(current);
         changed = true;
@@ -117,14 +129,15 @@ bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
   std::erase_if(stuck_since_, [&](const auto& entry) { return !wanted.contains(entry.first); });
   for (core::RegionId origin : wanted) {
     bool carried = false;
-    if (!links_.contains(origin)) {  // this region's own
+    if (origin == self) {
       for (const auto& [peer, link] : links_) {
         carried |= link.connected && !IsBehind(peer, origin) &&
                    link.frontier.Get(origin) > applied.Get(origin);
       }
     } else {
       carried =
-          relay_of_.contains(origin) || (links_.at(origin).connected && !IsBehind(origin, origin));
+          relay_of_.contains(origin) ||
+          (links_.contains(origin) && links_.at(origin).connected && !IsBehind(origin, origin));
     }
     if (carried) {
       stuck_since_.erase(origin);
@@ -133,6 +146,12 @@ bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms) {
     }
   }
   return changed;
+}
+
+std::vector<core::RegionId> Links::StuckOrigins() const {
+  std::vector<core::RegionId> origins;
+  for (const auto& [origin, ms] : stuck_since_) origins.push_back(origin);
+  return origins;
 }
 
 std::optional<uint64_t> Links::StuckSinceMs() const {

@@ -61,11 +61,14 @@ class Links {
   void Behind(core::RegionId peer, core::RegionId origin, uint64_t wanted_seq);
 
   // Recomputes the relays for our applied frontier; true when some link's origin set changed.
-  bool UpdateRelays(const core::VersionVector& applied, uint64_t now_ms);
+  // Besides the peers' own origins, those of regions no longer configured that a connected peer
+  // holds more of are relayed (`self`: this region, never relayed).
+  bool UpdateRelays(const core::VersionVector& applied, uint64_t now_ms, core::RegionId self = 0);
   // Since when this region has been stuck behind for some origin (as of the last UpdateRelays):
   // a peer's log no longer holds what it needs of the origin (Behind), and neither the origin's
   // own link nor a relay carries it. Only a re-seed ends that for good. nullopt: not stuck.
   std::optional<uint64_t> StuckSinceMs() const;
+  std::vector<core::RegionId> StuckOrigins() const;
   // The origins the peer's stream should carry: the peer's own (unless it is behind for them),
   // then any relayed through it.
   std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;

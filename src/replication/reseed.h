@@ -35,6 +35,14 @@ namespace meridian::replication {
 inline constexpr const char* kReseedingItself =
     "this region is itself being re-seeded; ask another region";
 
+// Whether a region refuses to serve a snapshot (with kReseedingItself): while it merges one
+// itself (its documents then hold events its frontier does not cover), and while it re-seeds
+// holding nothing. A region that re-seeds while holding data serves what it holds until its
+// first page is merged: two regions each behind the other's retention re-seed from each other.
+inline bool RefusesSnapshots(bool reseeding, bool merging, const core::VersionVector& applied) {
+  return merging || (reseeding && applied.empty());
+}
+
 class Reseeding {
  public:
   // `peers` to ask, `unit` uniform in [0, 1) from the driver's random source (the first peer).

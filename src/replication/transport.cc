@@ -291,7 +291,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   grpc::Status Snapshot(grpc::ServerContext* context, const wire::SnapshotRequest* request,
                         grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
     const core::RegionId peer = request->region_id();
-    if (host_->Reseeding()) {
+    if (RefusesSnapshots(host_->Reseeding(), host_->Merging(), host_->Applied())) {
       return {grpc::StatusCode::UNAVAILABLE, kReseedingItself};
     }
     // The region starts over: what its earlier incarnation acknowledged no longer holds the log
@@ -444,9 +444,9 @@ class Replicator::Impl final : public wire::Replication::Service {
       host_->SetReseeding(true);
       std::lock_guard lock(mutex_);
       if (!stopping_) {
-        threads_.emplace_back([this] {
+        threads_.emplace_back([this, peers = ready.reseed_from] {
           core::NameThisThread("repl-reseed");
-          RunReseed();
+          RunReseed(peers);
         });
       }
     }
@@ -564,11 +564,13 @@ class Replicator::Impl final : public wire::Replication::Service {
   // Re-seeds this region from a peer's snapshot (the first that serves one; a broken transfer
   // resumes on the same snapshot), merged with what it holds, then starts the live streams from
   // its frontier.
-  void RunReseed() {
+  // `peers`: whom to ask, best first; empty: every peer, the first at random.
+  void RunReseed(std::vector<core::RegionId> peers = {}) {
     const uint64_t started_ms = SteadyMs();
     std::mt19937_64 random(std::random_device{}());
-    Reseeding reseed(exchange_.peers(), started_ms,
-                     std::uniform_real_distribution<double>(0.0, 1.0)(random));
+    const double unit =
+        peers.empty() ? std::uniform_real_distribution<double>(0.0, 1.0)(random) : 0.0;
+    Reseeding reseed(peers.empty() ? exchange_.peers() : std::move(peers), started_ms, unit);
     PublishReseed(reseed);
     while (!reseed.done()) {
       if (stopping_) return;

@@ -104,6 +104,10 @@ int main(int argc, char** argv) {
                "Do not fail when stable metadata was not folded away");
   app.add_option("--retention-age-ms", options.retention_age_ms,
                  "Log retention trims what every region acknowledged once this old (0: keep)");
+  app.add_option("--retention-hold-ms", options.retention_hold_ms,
+                 "A region down this long is released from the log (0: the node's default)");
+  app.add_flag("--lifecycle", options.lifecycle,
+               "After the heal, remove a region for good and add a new one");
   app.add_flag("--verbose", verbose, "Print the trace of each run");
   app.add_option("--script", script, "Run a scenario script and print its actual output");
   CLI11_PARSE(app, argc, argv);

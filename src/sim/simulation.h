@@ -78,12 +78,18 @@ struct Options {
   // trims: a region restored from an older copy is then behind every peer's log and re-seeds,
   // merging a peer's snapshot with what it holds.
   uint64_t retention_age_ms = 0;
+  // A peer that has not acknowledged for this long no longer holds the log (0: the node's
+  // default, 14 days): a region down longer is released, and re-seeds when it returns.
+  uint64_t retention_hold_ms = 0;
+  // After the heal: a region is removed for good and a new one is added (docs/operations.md,
+  // "Adding and removing regions"), with writes meanwhile; then the regions converge again.
+  bool lifecycle = false;
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
 };
 
 // A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT),
 // "retention" (the default's faults, with log retention trimming what every region acknowledged
-// after 2 s).
+// after 2 s, regions released after 4 s down, and the lifecycle phase).
 bool ApplyProfile(const std::string& name, Options* options);
 
 // The outcome of one run.
@@ -158,6 +164,13 @@ class Simulation {
   void SaveCopy(int index);
   bool RestoreCopy(int index);
   bool up(int index) const;
+  // Region lifecycle, as the operator's procedures do it (docs/operations.md): RemoveRegion stops
+  // the region for good and restarts every other with a configuration without it; AddRegion
+  // starts a new region (one of RegionNames(), never used before) with an empty data directory,
+  // after restarting every other with a configuration that names it. It re-seeds from a peer.
+  void RemoveRegion(int index);
+  int AddRegion(const std::string& name);
+  bool member(int index) const;
   void JumpClock(int index, int64_t delta_ms);
   void SetDrift(int index, double ppm);
 

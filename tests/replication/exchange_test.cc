@@ -257,6 +257,44 @@ TEST(Exchange, AStreamThatEndsRedialsAfterTheBackoffAndAPeersRefusalIsReported) 
   EXPECT_TRUE(ready.dials.empty());
 }
 
+// Both peers' logs lack what us needs of eu, and nothing relays it: after reseed_after_ms the
+// exchange asks for a re-seed from the peer that is ahead, cancels its receiving streams and dials
+// no one (a stream that ends is not redialled) until the re-seed is over.
+TEST(Exchange, StuckBehindEveryLogItAsksForAReseedAndDialsNoOneUntilItIsOver) {
+  ExchangeOptions options = Options();
+  options.reseed_after_ms = 1000;
+  options.links.relay_after_ms = 0;
+  Exchange exchange(options, 0);
+  (void)exchange.Start({}, false);
+  const VersionVector applied = Vector({{2, 5}});
+  const Exchange::Dialed eu = exchange.Dialing(2, applied, 0);
+  const Exchange::Dialed asia = exchange.Dialing(3, applied, 0);
+  bool decode = false;
+  (void)exchange.Received(eu.stream, Heartbeat(2, "eu", 0x22, Vector({{2, 50}})), applied, 10,
+                          &decode);
+  (void)exchange.Received(asia.stream, Heartbeat(3, "asia", 0x33, Vector({{2, 5}, {3, 9}})),
+                          applied, 10, &decode);
+  wire::ToReceiver behind;
+  behind.mutable_behind_retention()->set_origin(2);
+  behind.mutable_behind_retention()->set_wanted_seq(6);
+  behind.mutable_behind_retention()->set_oldest_seq(40);
+  (void)exchange.Received(eu.stream, behind, applied, 20, &decode);
+  Ready ready = exchange.Tick(applied, 100);
+  EXPECT_FALSE(ready.reseed);
+  ready = exchange.Tick(applied, 1200);
+  ASSERT_TRUE(ready.reseed);
+  EXPECT_EQ(ready.reseed_from, (std::vector<core::RegionId>{2, 3}));  // eu holds eu's events
+  EXPECT_TRUE(Cancels(ready, eu.stream, "re-seeding"));
+  EXPECT_TRUE(Cancels(ready, asia.stream, "re-seeding"));
+  EXPECT_TRUE(exchange.paused());
+  ready = exchange.Ended(eu.stream, "re-seeding", 1210, 0.5);
+  EXPECT_TRUE(ready.dials.empty());
+  EXPECT_FALSE(exchange.Tick(applied, 5000).reseed);  // once
+  ready = exchange.Reseeded(Vector({{2, 50}}), false);
+  EXPECT_FALSE(exchange.paused());
+  ASSERT_EQ(ready.dials.size(), 2u);
+}
+
 TEST(Exchange, RetentionWaitsForEveryPeerUntilOneIsReleasedAfterTheHold) {
   Exchange exchange(Options(), 0);
   Ready ready;

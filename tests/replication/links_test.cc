@@ -73,6 +73,52 @@ TEST(Links, APeerBehindForAnOriginIsRelayedAroundUntilCaughtUp) {
   EXPECT_EQ(links.OriginsFor(3), Origins({3}));
 }
 
+// Region 4 was removed from the deployment: no link carries its events, so what this region
+// lacks of them comes through a peer that holds more (a region restored from an older copy).
+TEST(Links, ARemovedRegionsEventsAreRelayedByAPeerThatHoldsThem) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(2, 10, 0);
+  links.Connected(3, 10, 0);
+  const auto two = core::VersionVector{{1, 7}, {2, 5}, {4, 30}};
+  const auto three = core::VersionVector{{3, 9}, {4, 12}};
+  links.Heard(2, &two, 20);
+  links.Heard(3, &three, 20);
+  const auto applied = core::VersionVector{{4, 12}};
+  EXPECT_TRUE(links.UpdateRelays(applied, 30, /*self=*/1));
+  EXPECT_EQ(links.OriginsFor(2), Origins({2, 4}));  // never this region's own (1)
+  EXPECT_EQ(links.OriginsFor(3), Origins({3}));
+}
+
+// Stuck: a peer's log lacks what this region needs of an origin and nothing carries it. Only
+// then, and from then on, does StuckSinceMs answer; a relay that appears ends it.
+TEST(Links, StuckOnlyWhileNothingCarriesWhatAPeersLogLacks) {
+  Links links({2, 3}, Options(), 0);
+  links.Connected(2, 10, 0);
+  links.Connected(3, 10, 0);
+  const auto applied = core::VersionVector{{2, 5}};
+  links.Behind(2, 2, 6);  // 2's own log starts past 6
+  EXPECT_FALSE(links.StuckSinceMs());
+  links.UpdateRelays(applied, 100, 1);
+  EXPECT_EQ(links.StuckSinceMs(), 100u);
+  EXPECT_EQ(links.StuckOrigins(), Origins({2}));
+  links.UpdateRelays(applied, 900, 1);
+  EXPECT_EQ(links.StuckSinceMs(), 100u);  // since when, not when last seen
+  // 3 turns out to hold 2's events: relayed, not stuck.
+  const auto ahead = core::VersionVector{{2, 40}, {3, 9}};
+  links.Heard(3, &ahead, 1000);
+  links.UpdateRelays(applied, 1000, 1);
+  EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
+  EXPECT_FALSE(links.StuckSinceMs());
+  // This region's own events (rebuilding): stuck while no connected peer that is ahead logs them.
+  links.Behind(3, 1, 4);
+  links.Behind(2, 1, 4);
+  links.UpdateRelays(applied, 2000, 1);
+  EXPECT_EQ(links.StuckOrigins(), Origins({1}));
+  // Caught up past what was wanted: nothing is wanted any more.
+  links.UpdateRelays(core::VersionVector{{1, 4}, {2, 40}}, 2100, 1);
+  EXPECT_FALSE(links.StuckSinceMs());
+}
+
 TEST(Links, NoRelayBeforeTheThreshold) {
   Links links({2, 3}, Options(), 0);
   links.Connected(2, 0, 0);
