@@ -405,7 +405,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
     const bool finished = !upto;
     {
       std::lock_guard lock(mutex_);
-      if (newest != 0) clock_.Observe(newest);
+      if (std::max(newest, page.hlc) != 0) clock_.Observe(std::max(newest, page.hlc));
       if (finished) {
         layers_.clear();
       } else {

@@ -173,6 +173,10 @@ class Region {
     std::optional<std::string> through;
     core::VersionVector applied;  // the snapshot's frontier
     core::VersionVector folded;   // the snapshot's fold bound
+    // The serving region's clock at the snapshot, at or above every covered event's HLC: the
+    // clock observes it, so that a write here after the merge is ordered after all of them (the
+    // states hold no HLC of an increment).
+    core::HlcTimestamp hlc = 0;
   };
   Status MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* changes);
   // A re-seed's merge is under way (see MergeSnapshotPage). Thread-safe.

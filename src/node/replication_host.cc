@@ -56,7 +56,8 @@ Status ReplicationHost::ClearDocuments() {
 }
 
 Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step) {
-  return Region::SnapshotPage{step.page, step.after, step.through, step.applied, step.folded};
+  return Region::SnapshotPage{step.page,    step.after,  step.through,
+                              step.applied, step.folded, step.hlc};
 }
 
 Status ReplicationHost::MergeSnapshotPage(const replication::Reseeding::Step& step) {

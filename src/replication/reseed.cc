@@ -65,6 +65,7 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
   if (!chunk.done()) step.through = step.page.back().first;
   step.applied = frontier_;
   step.folded = folded_;
+  step.hlc = chunk.hlc();
   return step;
 }
 
@@ -206,6 +207,7 @@ Result<wire::SnapshotChunk> SnapshotServer::Call::Next(uint64_t now_ms) {
   chunk.set_snapshot_id(lease_->id);
   chunk.set_frontier(frontier_);
   chunk.set_folded(folded_);
+  chunk.set_hlc(lease_->snapshot->hlc());
   chunk.set_documents(lease_->snapshot->documents());
   if (!page.empty()) {
     EncodedPage encoded = EncodeStatePage(page);

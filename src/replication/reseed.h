@@ -66,6 +66,7 @@ class Reseeding {
     std::optional<std::string> through;
     core::VersionVector applied;
     core::VersionVector folded;
+    core::HlcTimestamp hlc = 0;  // the serving region's clock at the snapshot
     std::string error;
   };
   Step Chunk(const wire::SnapshotChunk& chunk);

@@ -276,11 +276,13 @@ class MemorySnapshot final : public StoreSnapshot {
     if (recovered.ok()) {
       frontier_ = recovered->frontier;
       folded_ = recovered->folded;
+      hlc_ = recovered->hlc;
       documents_ = recovered->documents;
     }
   }
   const core::VersionVector& frontier() const override { return frontier_; }
   const core::VersionVector& folded() const override { return folded_; }
+  core::HlcTimestamp hlc() const override { return hlc_; }
   uint64_t documents() const override { return documents_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
@@ -292,6 +294,7 @@ class MemorySnapshot final : public StoreSnapshot {
   std::unique_ptr<Store> copy_;
   core::VersionVector frontier_;
   core::VersionVector folded_;
+  core::HlcTimestamp hlc_ = 0;
   uint64_t documents_ = 0;
 };
 

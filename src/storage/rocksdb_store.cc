@@ -133,10 +133,12 @@ class Snapshot final : public StoreSnapshot {
   void Set(const RecoveredState& position) {
     frontier_ = position.frontier;
     folded_ = position.folded;
+    hlc_ = position.hlc;
     documents_ = position.documents;
   }
   const core::VersionVector& frontier() const override { return frontier_; }
   const core::VersionVector& folded() const override { return folded_; }
+  core::HlcTimestamp hlc() const override { return hlc_; }
   uint64_t documents() const override { return documents_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
@@ -153,6 +155,7 @@ class Snapshot final : public StoreSnapshot {
   const rocksdb::Snapshot* const snapshot_;
   core::VersionVector frontier_;
   core::VersionVector folded_;
+  core::HlcTimestamp hlc_ = 0;
   uint64_t documents_ = 0;
 };
 

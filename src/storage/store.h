@@ -105,6 +105,8 @@ class StoreSnapshot {
   virtual const core::VersionVector& frontier() const = 0;
   // The fold bound the documents were folded within (CommitBatch::folded).
   virtual const core::VersionVector& folded() const = 0;
+  // The clock as of the snapshot: at or above the HLC of every event the frontier covers.
+  virtual core::HlcTimestamp hlc() const = 0;
   virtual uint64_t documents() const = 0;  // documents that exist (deleted ones not counted)
   // As Store::ScanDocumentStates, at the snapshot.
   virtual Result<bool> ScanDocumentStates(

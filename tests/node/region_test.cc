@@ -519,8 +519,9 @@ Region::SnapshotPage PageOf(std::span<const std::pair<std::string, std::string>>
                             storage::Store& source) {
   auto position = source.Recover();
   EXPECT_TRUE(position.ok());
-  return Region::SnapshotPage{states, std::move(after), std::move(through), position->frontier,
-                              position->folded};
+  return Region::SnapshotPage{
+      states,           std::move(after), std::move(through), position->frontier,
+      position->folded, position->hlc};
 }
 
 // Every document's view in a store, by key.
@@ -596,8 +597,8 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
   for (const auto& outcome : outcomes) ASSERT_TRUE(outcome.ok());
   // eu deletes "gone", sells 2 and adds a document, none of which us receives.
   WriteAtEu({{"gone", core::Operation{core::OpKind::kDelete, {}, {}}},
-             {"sku", Incr("stock", -2)},
-             {"new", Set("c", "3")}});
+             {"new", Set("c", "3")},
+             {"sku", Incr("stock", -2)}});
 
   const auto states = StatesOf(eu_store_);
   const std::span<const std::pair<std::string, std::string>> all(states);
@@ -609,8 +610,10 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
   outcomes.clear();
   us_.CommitLocalWrites(std::vector<WriteRequest>{{"mine", Set("a", "9")}}, &outcomes, &changes);
   EXPECT_EQ(outcomes[0].status().code(), StatusCode::kRebuilding);
-  ASSERT_TRUE(
-      us_.MergeSnapshotPage(PageOf(all.subspan(1), "gone", std::nullopt, eu_store_), &merged).ok());
+  // The snapshot's clock is ahead of every state's newest sibling (an increment was eu's last).
+  Region::SnapshotPage last = PageOf(all.subspan(1), "gone", std::nullopt, eu_store_);
+  last.hlc += core::HlcTimestamp{1000} << 16;
+  ASSERT_TRUE(us_.MergeSnapshotPage(last, &merged).ok());
   EXPECT_FALSE(us_.merging());
 
   const auto views = ViewsOf(us_store_);
@@ -623,6 +626,9 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
   joined.Merge(core::VersionVector{{1, 3}});
   EXPECT_EQ(us_.frontier(), joined);
   EXPECT_EQ(us_.documents(), 4u);
+  // The clock is past every event merged, an increment's too (states hold no HLC of one): a
+  // write here now is ordered after them.
+  EXPECT_GE(us_.hlc(), last.hlc);
   // Watches see what the merge changed, in one lsn order after the region's own changes.
   std::map<std::string, std::optional<std::string>> seen;
   uint64_t lsn = 0;
