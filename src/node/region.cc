@@ -344,6 +344,8 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         more_local ? std::optional<std::string>(local.back().first) : page.through;
 
     Group group = BeginGroup();
+    group.cache = false;
+    group.dirty.reserve(local.size() + page.states.size() - next);
     core::HlcTimestamp newest = 0;
     size_t mine = 0;
     while (true) {
@@ -383,21 +385,32 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         }
       }
       const auto [applied, held_folded] = side(key);
-      auto merged = core::MergeStates({take_mine ? held : none, *applied, *held_folded},
-                                      {take_theirs ? theirs : none, page.applied, page.folded});
-      if (!merged.ok()) {
-        return Status(merged.status().code(),
-                      "re-seed: document '" + key + "': " + merged.status().message());
+      Loaded loaded;
+      if (!take_mine && applied->empty()) {
+        // Nothing here to merge with (the region held nothing when the merge began): the
+        // merge would only fold the state within the peer's bound, which it already is. It is
+        // stored as it came.
+        loaded.encoded = page.states[next].second;
+        loaded.state = std::move(theirs);
+      } else {
+        auto merged = core::MergeStates({take_mine ? held : none, *applied, *held_folded},
+                                        {take_theirs ? theirs : none, page.applied, page.folded});
+        if (!merged.ok()) {
+          return Status(merged.status().code(),
+                        "re-seed: document '" + key + "': " + merged.status().message());
+        }
+        loaded.state = std::move(merged).value();
       }
-      std::optional<std::string> rendered = merged->Render();
+      std::optional<std::string> rendered = loaded.state.Render();
       if (rendered != rendered_before) {
         // A change watches see; no one event made it.
         ++group.lsn;
         group.batch.changes.push_back(
             storage::LoggedEvent{core::Dot{0, 0}, group.lsn, {}, rendered, key, newest});
       }
-      group.dirty.insert_or_assign(
-          key, Loaded{std::move(merged).value(), std::move(rendered_before), std::move(rendered)});
+      loaded.rendered_before = std::move(rendered_before);
+      loaded.rendered = std::move(rendered);
+      group.dirty.insert_or_assign(key, std::move(loaded));
       if (take_mine) ++mine;
       if (take_theirs) ++next;
     }
@@ -488,7 +501,9 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   for (const auto& [key, loaded] : group.dirty) {
     storage::DocumentWrite document;
     document.key = key;
-    document.state = loaded.state.empty() ? std::string() : loaded.state.Encode();
+    document.state = loaded.state.empty()      ? std::string()
+                     : !loaded.encoded.empty() ? std::move(loaded.encoded)
+                                               : loaded.state.Encode();
     document.rendered = loaded.rendered;
     if (loaded.rendered_before) {
       --documents;
@@ -514,7 +529,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
   for (auto& [key, loaded] : group.dirty) {
     if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
-    Remember(key, std::move(loaded.state), std::move(loaded.rendered));
+    if (group.cache) {
+      Remember(key, std::move(loaded.state), std::move(loaded.rendered));
+    } else if (auto cached = cache_.find(key); cached != cache_.end()) {
+      cached->second.valid = false;  // stale now
+    }
   }
   lock.lock();
   // The group's order began at the committed frontier and only this thread advances it: the

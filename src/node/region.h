@@ -218,6 +218,7 @@ class Region {
     core::DocumentState state;
     std::optional<std::string> rendered_before;  // as committed
     std::optional<std::string> rendered;         // after the writes applied so far
+    std::string encoded = {};  // when not empty: state's encoding as it came (not encoded again)
   };
   Result<Loaded> Load(const std::string& key);
 
@@ -237,6 +238,7 @@ class Region {
     std::unordered_map<std::string, std::pair<uint64_t, size_t>> idempotent;
     core::VersionVector stable;  // every document staged is folded with it
     core::VersionVector folded;  // the fold bound after this group (covers folded_ and stable)
+    bool cache = true;           // keep its documents in the document cache (not a re-seed's)
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
