@@ -61,7 +61,7 @@ class Node {
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);
 
-  // Runs `task` on the commit thread and waits for it (re-seeding: Region::InstallStates,
+  // Runs `task` on the commit thread and waits for it (re-seeding: Region::MergeSnapshotPage,
   // Region::ClearDocuments). kUnavailable when the node is stopping.
   Status RunOnCommitThread(const std::function<Status()>& task);
 

@@ -125,8 +125,8 @@ class Store {
 
   // A consistent view of the documents and the frontier as of now.
   virtual Result<std::unique_ptr<StoreSnapshot>> TakeSnapshot() = 0;
-  // Removes every document (states and views; not the logs): a re-seed that must start over. The
-  // next Commit records the document count and digest the caller then holds.
+  // Removes every document (states and views; not the logs): a re-seed that starts from nothing.
+  // The next Commit records the document count and digest the caller then holds.
   virtual Status ClearDocuments() = 0;
 
   virtual Result<std::optional<std::string>> GetDocumentState(std::string_view key) = 0;
