@@ -346,7 +346,6 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
     Group group = BeginGroup();
     group.cache = false;
     group.dirty.reserve(local.size() + page.states.size() - next);
-    core::HlcTimestamp newest = 0;
     size_t mine = 0;
     while (true) {
       const bool have_theirs =
@@ -379,10 +378,6 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
               "re-seed: the state of " + key + " does not decode: " + decoded.status().message());
         }
         theirs = std::move(decoded).value();
-        for (const auto& [name, field] : theirs.fields()) {
-          for (const core::Sibling& sibling : field.siblings)
-            newest = std::max(newest, sibling.hlc);
-        }
       }
       const auto [applied, held_folded] = side(key);
       Loaded loaded;
@@ -406,7 +401,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         // A change watches see; no one event made it.
         ++group.lsn;
         group.batch.changes.push_back(
-            storage::LoggedEvent{core::Dot{0, 0}, group.lsn, {}, rendered, key, newest});
+            storage::LoggedEvent{core::Dot{0, 0}, group.lsn, {}, rendered, key, page.hlc});
       }
       loaded.rendered_before = std::move(rendered_before);
       loaded.rendered = std::move(rendered);
@@ -418,7 +413,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
     const bool finished = !upto;
     {
       std::lock_guard lock(mutex_);
-      if (std::max(newest, page.hlc) != 0) clock_.Observe(std::max(newest, page.hlc));
+      if (page.hlc != 0) clock_.Observe(page.hlc);
       if (finished) {
         layers_.clear();
       } else {

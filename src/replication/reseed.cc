@@ -37,6 +37,12 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
       step.error = "bad snapshot frontier or fold bound";
       return step;
     }
+    if (!frontier->empty() && chunk.hlc() == 0) {
+      // Without the peer's clock (and fold bound) a merge could order a later write before
+      // what it merged, or bring back what the peer folded away.
+      step.error = "the peer's snapshot lacks its clock: it runs an older version; ask another";
+      return step;
+    }
     step.fresh = true;
     snapshot_id_ = chunk.snapshot_id();
     source_ = asked_;
@@ -44,6 +50,7 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
     installed_ = 0;
     frontier_ = std::move(frontier).value();
     folded_ = std::move(folded).value();
+    hlc_ = chunk.hlc();
   } else if (resuming_) {
     resuming_ = false;
     ++resumes_;
@@ -65,7 +72,7 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
   if (!chunk.done()) step.through = step.page.back().first;
   step.applied = frontier_;
   step.folded = folded_;
-  step.hlc = chunk.hlc();
+  step.hlc = hlc_;
   return step;
 }
 

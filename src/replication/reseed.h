@@ -105,6 +105,7 @@ class Reseeding {
   std::string after_;  // the last key installed
   core::VersionVector frontier_;
   core::VersionVector folded_;
+  core::HlcTimestamp hlc_ = 0;
   uint64_t documents_ = 0;  // in the snapshot
   uint64_t installed_ = 0;
   uint64_t bytes_ = 0;                           // received, compressed
