@@ -621,20 +621,7 @@ Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {
       now_ms >= *stuck + options_.reseed_after_ms) {
     paused_ = true;
     ready.reseed = true;
-    const std::vector<core::RegionId> stuck_for = inbound_.links().StuckOrigins();
-    std::vector<std::pair<std::pair<size_t, uint64_t>, core::RegionId>> ranked;
-    for (const Links::View& view : inbound_.links().Views()) {
-      size_t ahead = 0;
-      for (core::RegionId origin : stuck_for) {
-        if (view.frontier.Get(origin) > applied.Get(origin)) ++ahead;
-      }
-      uint64_t total = 0;
-      for (const auto& entry : view.frontier.entries()) total += entry.seq;
-      ranked.push_back({{ahead, total}, view.peer});
-    }
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (const auto& [rank, peer] : ranked) ready.reseed_from.push_back(peer);
+    ready.reseed_from = inbound_.links().ReseedSources(applied);
     for (const auto& [stream, receiving] : receiving_) Cancel(stream, "re-seeding", &ready);
     ready.Log(Level::kWarn, "behind the peers' log retention for " +
                                 std::to_string((now_ms - *stuck) / 1000) +

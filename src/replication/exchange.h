@@ -142,10 +142,10 @@ struct Ready {
     uint64_t oldest = 0;
   };
   std::optional<Behind> behind;  // this region is behind the peer's retention
-  // Re-seed now (the driver runs a replication::Reseeding, then calls Exchange::Resume): the
+  // Re-seed now (the driver runs a replication::Reseeding, then calls Exchange::Reseeded): the
   // region is stuck behind its peers' retention. Every receiving stream is cancelled (in
   // `cancel`) and none is dialled until Reseeded; serving streams go on. `reseed_from`: the peers
-  // to ask, best first (those ahead for the origins it is stuck behind for, then the most ahead).
+  // to ask, best first (Links::ReseedSources).
   bool reseed = false;
   std::vector<core::RegionId> reseed_from;
   struct Note {

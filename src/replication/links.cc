@@ -148,10 +148,25 @@ bool Links::UpdateRelays(const core::VersionVector& applied, uint64_t now_ms, co
   return changed;
 }
 
-std::vector<core::RegionId> Links::StuckOrigins() const {
-  std::vector<core::RegionId> origins;
-  for (const auto& [origin, ms] : stuck_since_) origins.push_back(origin);
-  return origins;
+std::vector<core::RegionId> Links::ReseedSources(const core::VersionVector& applied) const {
+  // Per peer: how many of the origins this region is stuck behind for it is ahead for, then how
+  // much it holds in all, from its last heartbeat.
+  std::vector<std::pair<std::pair<size_t, uint64_t>, core::RegionId>> ranked;
+  for (core::RegionId peer : peers_) {
+    const core::VersionVector& frontier = links_.at(peer).frontier;
+    size_t ahead = 0;
+    for (const auto& [origin, ms] : stuck_since_) {
+      if (frontier.Get(origin) > applied.Get(origin)) ++ahead;
+    }
+    uint64_t total = 0;
+    for (const auto& entry : frontier.entries()) total += entry.seq;
+    ranked.push_back({{ahead, total}, peer});
+  }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<core::RegionId> peers;
+  for (const auto& [rank, peer] : ranked) peers.push_back(peer);
+  return peers;
 }
 
 std::optional<uint64_t> Links::StuckSinceMs() const {

@@ -68,7 +68,9 @@ class Links {
   // a peer's log no longer holds what it needs of the origin (Behind), and neither the origin's
   // own link nor a relay carries it. Only a re-seed ends that for good. nullopt: not stuck.
   std::optional<uint64_t> StuckSinceMs() const;
-  std::vector<core::RegionId> StuckOrigins() const;
+  // Every peer, the best to re-seed from first: those ahead of `applied` for more of the origins
+  // this region is stuck behind for, then those that hold more in all.
+  std::vector<core::RegionId> ReseedSources(const core::VersionVector& applied) const;
   // The origins the peer's stream should carry: the peer's own (unless it is behind for them),
   // then any relayed through it.
   std::vector<core::RegionId> OriginsFor(core::RegionId peer) const;

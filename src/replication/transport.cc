@@ -439,7 +439,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         }
       }
     }
-    // Re-seed (the exchange cancelled every receiving stream and dials none until Resume).
+    // Re-seed (the exchange cancelled every receiving stream and dials none until Reseeded).
     if (ready.reseed) {
       host_->SetReseeding(true);
       std::lock_guard lock(mutex_);

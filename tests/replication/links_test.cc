@@ -100,7 +100,6 @@ TEST(Links, StuckOnlyWhileNothingCarriesWhatAPeersLogLacks) {
   EXPECT_FALSE(links.StuckSinceMs());
   links.UpdateRelays(applied, 100, 1);
   EXPECT_EQ(links.StuckSinceMs(), 100u);
-  EXPECT_EQ(links.StuckOrigins(), Origins({2}));
   links.UpdateRelays(applied, 900, 1);
   EXPECT_EQ(links.StuckSinceMs(), 100u);  // since when, not when last seen
   // 3 turns out to hold 2's events: relayed, not stuck.
@@ -110,10 +109,15 @@ TEST(Links, StuckOnlyWhileNothingCarriesWhatAPeersLogLacks) {
   EXPECT_EQ(links.OriginsFor(3), Origins({3, 2}));
   EXPECT_FALSE(links.StuckSinceMs());
   // This region's own events (rebuilding): stuck while no connected peer that is ahead logs them.
+  const auto own = core::VersionVector{{1, 9}};
+  links.Heard(2, &own, 1500);
   links.Behind(3, 1, 4);
   links.Behind(2, 1, 4);
   links.UpdateRelays(applied, 2000, 1);
-  EXPECT_EQ(links.StuckOrigins(), Origins({1}));
+  EXPECT_EQ(links.StuckSinceMs(), 2000u);
+  // To re-seed from: first the peer ahead for what this region is stuck behind for (2 holds its
+  // own events up to 9), then the one that holds more in all.
+  EXPECT_EQ(links.ReseedSources(applied), Origins({2, 3}));
   // Caught up past what was wanted: nothing is wanted any more.
   links.UpdateRelays(core::VersionVector{{1, 4}, {2, 40}}, 2100, 1);
   EXPECT_FALSE(links.StuckSinceMs());
