@@ -683,10 +683,7 @@ class HttpServer::Impl {
       if (backlog_error || page.empty()) break;
       for (node::Change& change : page) {
         sent_lsn = change.lsn;
-        // A re-seed's merged document names no event: the resume point stays where it was.
-        if (!change.merged()) last_event = region.EventId(change.dot);
-        if (!change.key.starts_with(call.prefix) || (!change.merged() && seen.Covers(change.dot)))
-          continue;
+        if (!WatchSends(region, change, call.prefix, seen, &last_event)) continue;
         event_name = "change";
         event_id = last_event;
         payload = ChangeJson(region, change);
@@ -711,8 +708,7 @@ class HttpServer::Impl {
       for (const node::Change& change : changes) {
         if (change.lsn <= sent_lsn) continue;
         sent_lsn = change.lsn;
-        if (!change.merged()) last_event = region.EventId(change.dot);
-        if (!change.merged() && seen.Covers(change.dot)) continue;
+        if (!WatchSends(region, change, call.prefix, seen, &last_event)) continue;
         event_name = "change";
         event_id = last_event;
         payload = ChangeJson(region, change);

@@ -71,6 +71,13 @@ std::string ChangeJson(const node::Region& region, const node::Change& change) {
   return out;
 }
 
+bool WatchSends(const node::Region& region, const node::Change& change, std::string_view prefix,
+                const core::VersionVector& seen, std::string* last_event) {
+  if (change.merged()) return change.key.starts_with(prefix);
+  *last_event = region.EventId(change.dot);
+  return change.key.starts_with(prefix) && !seen.Covers(change.dot);
+}
+
 node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   node::Metrics::Snapshot snapshot;
   const node::CommitStats stats = node.region().stats();

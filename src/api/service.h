@@ -26,6 +26,13 @@ constexpr size_t kWatchBacklogPage = 256;
 // {"key":..., "doc": {...} or null, "event": "us:42", "hlc": "..."}
 std::string ChangeJson(const node::Region& region, const node::Change& change);
 
+// One change a watch reads, from the backlog or live (HTTP and gRPC alike): moves the watch's
+// resume point *last_event past it (a re-seed's merged change names no event and leaves it
+// where it was), and says whether the watch sends it: within `prefix`, and not an event the
+// client has seen already (`seen`, its `since`).
+bool WatchSends(const node::Region& region, const node::Change& change, std::string_view prefix,
+                const core::VersionVector& seen, std::string* last_event);
+
 // The gauges of /metrics and /v1/status; `connections` is the transport's open connections.
 node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections);
 // The object GET /v1/status answers: this region's view of itself and its peers.

@@ -440,10 +440,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     std::string last_event = request->resume_from();
     v1::Change message;
     const auto send = [&](const node::Change& change) {
-      if (!change.merged()) last_event = region.EventId(change.dot);
-      if (!change.key.starts_with(request->prefix()) ||
-          (!change.merged() && seen.Covers(change.dot)))
-        return true;
+      if (!api::WatchSends(region, change, request->prefix(), seen, &last_event)) return true;
       message.Clear();
       message.set_key(change.key);
       if (change.doc) message.set_doc(*change.doc);

@@ -131,5 +131,25 @@ TEST_F(ResumeRulesTest, ABacklogTrimmedBeforeItIsReadEndsTheWatchInsteadOfSkippi
   EXPECT_EQ(page.back().lsn, 7u);
 }
 
+// What a watch does with each change it reads: an event moves the resume point and is sent
+// unless the client has seen it or it is outside the prefix; a re-seed's merged document (no
+// event) is sent within the prefix, as "merged", and leaves the resume point where it was.
+TEST_F(ResumeRulesTest, AMergedChangeIsSentWithoutMovingTheResumePoint) {
+  const node::Region& region = node_->region();
+  const node::Change event{"k1", R"({"i":1})", core::Dot{1, 7}, 0, 7};
+  const node::Change merged{"k2", R"({"i":2})", core::Dot{}, 0, 8};
+  std::string last_event = "us:3";
+  EXPECT_TRUE(WatchSends(region, event, "k", core::VersionVector{{1, 6}}, &last_event));
+  EXPECT_EQ(last_event, "us:7");
+  EXPECT_FALSE(WatchSends(region, event, "k", core::VersionVector{{1, 7}}, &last_event));
+  EXPECT_FALSE(WatchSends(region, event, "x", {}, &last_event));
+  EXPECT_TRUE(WatchSends(region, merged, "k", core::VersionVector{{1, 9}}, &last_event));
+  EXPECT_FALSE(WatchSends(region, merged, "x", {}, &last_event));
+  EXPECT_EQ(last_event, "us:7");
+  EXPECT_EQ(ChangeJson(region, merged),
+            R"({"key":"k2","doc":{"i":2},"event":null,"merged":true,"hlc":")" + core::FormatHlc(0) +
+                R"("})");
+}
+
 }  // namespace
 }  // namespace meridian::api
