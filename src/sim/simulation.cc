@@ -189,8 +189,12 @@ Simulation::Simulation(std::vector<std::string> names, const Options& options, s
   for (int i = 0; i < size(); ++i) BootNode(i);
 }
 
-bool Simulation::member(int index) const {
-  return nodes_.at(index)->member;
+void Simulation::RestartOthers(int index) {
+  for (int i = 0; i < size(); ++i) {
+    if (i == index || !nodes_[i]->member || !nodes_[i]->up) continue;
+    Crash(i);
+    Restart(i);
+  }
 }
 
 void Simulation::RemoveRegion(int index) {
@@ -198,12 +202,7 @@ void Simulation::RemoveRegion(int index) {
   Trace(n.name + ": removed from the deployment for good", true);
   Crash(index);
   n.member = false;
-  // Every other region is restarted, one after another, with the configuration without it.
-  for (int i = 0; i < size(); ++i) {
-    if (i == index || !nodes_[i]->member || !nodes_[i]->up) continue;
-    Crash(i);
-    Restart(i);
-  }
+  RestartOthers(index);  // with the configuration without it
 }
 
 int Simulation::AddRegion(const std::string& name) {
@@ -220,12 +219,7 @@ int Simulation::AddRegion(const std::string& name) {
     rtt_[{other, index}] = options_.rtt_ms ? options_.rtt_ms : 100;
   }
   Trace(name + ": added to the deployment", true);
-  // Every other region is restarted with the configuration that names it, then it starts.
-  for (int i = 0; i < index; ++i) {
-    if (!nodes_[i]->member || !nodes_[i]->up) continue;
-    Crash(i);
-    Restart(i);
-  }
+  RestartOthers(index);  // with the configuration that names it; then it starts
   Restart(index);
   return index;
 }
@@ -1204,14 +1198,18 @@ bool Simulation::RunUntilQuiet(uint64_t max_ms) {
   }
 }
 
+core::VersionVector Simulation::Heads() const {
+  core::VersionVector heads;
+  for (int i = 0; i < size(); ++i) heads.Set(nodes_[i]->id, Frontier(i).Get(nodes_[i]->id));
+  return heads;
+}
+
 std::optional<uint64_t> Simulation::RunUntilConverged(uint64_t max_ms) {
   const uint64_t start = now_;
   const uint64_t deadline = now_ + max_ms;
   for (;;) {
     bool converged = true;
-    // Every origin's head: a removed region's too, whose events the others keep.
-    core::VersionVector heads;
-    for (int i = 0; i < size(); ++i) heads.Set(nodes_[i]->id, Frontier(i).Get(nodes_[i]->id));
+    const core::VersionVector heads = Heads();
     for (const auto& node : nodes_) {
       if (!node->member) continue;
       // A rebuilding region takes no writes yet: not converged until it has its own back and
@@ -1252,8 +1250,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   if (!failures.empty()) return failures;
 
   // 1. Converged: every region applied every origin's events, and shows the same data.
-  core::VersionVector heads;
-  for (int i = 0; i < size(); ++i) heads.Set(nodes_[i]->id, Frontier(i).Get(nodes_[i]->id));
+  const core::VersionVector heads = Heads();
   for (const Node* node : members) {
     if (node->region->frontier() != heads) {
       fail(node->name + " has applied " + node->region->frontier().ToString() +

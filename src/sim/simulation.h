@@ -170,7 +170,6 @@ class Simulation {
   // after restarting every other with a configuration that names it. It re-seeds from a peer.
   void RemoveRegion(int index);
   int AddRegion(const std::string& name);
-  bool member(int index) const;
   void JumpClock(int index, int64_t delta_ms);
   void SetDrift(int index, double ppm);
 
@@ -183,6 +182,9 @@ class Simulation {
   // The region's conflict log, newest first.
   std::vector<std::string> Conflicts(int index, size_t limit);
   core::VersionVector Frontier(int index) const;
+  // Every origin's head: each region's own entry of its frontier (a removed region's too, whose
+  // events the others keep).
+  core::VersionVector Heads() const;
   uint64_t Digest(int index) const;
   std::vector<replication::Links::View> LinkViews(int index) const;
 
@@ -284,6 +286,9 @@ class Simulation {
   void Watch(int index, const std::vector<node::Change>& changes);
 
   int IndexOfId(core::RegionId id) const;
+  // Restarts every up region of the deployment but `index`, one after another: a new
+  // configuration (RemoveRegion, AddRegion).
+  void RestartOthers(int index);
 
   const Options options_;
   std::ostream* const trace_;
