@@ -139,8 +139,8 @@ SnapshotServer::Call::Call(SnapshotServer* server, std::shared_ptr<Lease> lease,
     : server_(server),
       lease_(std::move(lease)),
       after_(std::move(after)),
-      frontier_(lease_->snapshot->frontier().Encode()),
-      folded_(lease_->snapshot->folded().Encode()),
+      frontier_(lease_->snapshot->position().frontier.Encode()),
+      folded_(lease_->snapshot->position().folded.Encode()),
       fresh_(fresh) {}
 
 const storage::StoreSnapshot& SnapshotServer::Call::snapshot() const {
@@ -214,8 +214,8 @@ Result<wire::SnapshotChunk> SnapshotServer::Call::Next(uint64_t now_ms) {
   chunk.set_snapshot_id(lease_->id);
   chunk.set_frontier(frontier_);
   chunk.set_folded(folded_);
-  chunk.set_hlc(lease_->snapshot->hlc());
-  chunk.set_documents(lease_->snapshot->documents());
+  chunk.set_hlc(lease_->snapshot->position().hlc);
+  chunk.set_documents(lease_->snapshot->position().documents);
   if (!page.empty()) {
     EncodedPage encoded = EncodeStatePage(page);
     chunk.set_states(std::move(encoded.bytes));

@@ -315,8 +315,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     if ((*call)->fresh()) {
       spdlog::info("replication: re-seeding {} from a snapshot at {} ({} documents)",
-                   exchange_.NameOf(peer), (*call)->snapshot().frontier().ToString(),
-                   (*call)->snapshot().documents());
+                   exchange_.NameOf(peer), (*call)->snapshot().position().frontier.ToString(),
+                   (*call)->snapshot().position().documents);
     }
     // Fault injection for tests (docs/testing.md): end each call after this many pages, as a
     // broken connection would, so that the region must resume.

@@ -273,17 +273,9 @@ class MemorySnapshot final : public StoreSnapshot {
  public:
   explicit MemorySnapshot(std::unique_ptr<Store> copy) : copy_(std::move(copy)) {
     auto recovered = copy_->Recover();
-    if (recovered.ok()) {
-      frontier_ = recovered->frontier;
-      folded_ = recovered->folded;
-      hlc_ = recovered->hlc;
-      documents_ = recovered->documents;
-    }
+    if (recovered.ok()) position_ = std::move(recovered).value();
   }
-  const core::VersionVector& frontier() const override { return frontier_; }
-  const core::VersionVector& folded() const override { return folded_; }
-  core::HlcTimestamp hlc() const override { return hlc_; }
-  uint64_t documents() const override { return documents_; }
+  const RecoveredState& position() const override { return position_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
@@ -292,10 +284,7 @@ class MemorySnapshot final : public StoreSnapshot {
 
  private:
   std::unique_ptr<Store> copy_;
-  core::VersionVector frontier_;
-  core::VersionVector folded_;
-  core::HlcTimestamp hlc_ = 0;
-  uint64_t documents_ = 0;
+  RecoveredState position_;
 };
 
 Result<std::unique_ptr<StoreSnapshot>> MemoryStore::TakeSnapshot() {

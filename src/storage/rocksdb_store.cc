@@ -130,16 +130,8 @@ class Snapshot final : public StoreSnapshot {
       : db_(db), docs_(docs), snapshot_(db->GetSnapshot()) {}
   ~Snapshot() override { db_->ReleaseSnapshot(snapshot_); }
   const rocksdb::Snapshot* handle() const { return snapshot_; }
-  void Set(const RecoveredState& position) {
-    frontier_ = position.frontier;
-    folded_ = position.folded;
-    hlc_ = position.hlc;
-    documents_ = position.documents;
-  }
-  const core::VersionVector& frontier() const override { return frontier_; }
-  const core::VersionVector& folded() const override { return folded_; }
-  core::HlcTimestamp hlc() const override { return hlc_; }
-  uint64_t documents() const override { return documents_; }
+  void Set(RecoveredState position) { position_ = std::move(position); }
+  const RecoveredState& position() const override { return position_; }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
@@ -153,10 +145,7 @@ class Snapshot final : public StoreSnapshot {
   rocksdb::DB* const db_;
   rocksdb::ColumnFamilyHandle* const docs_;
   const rocksdb::Snapshot* const snapshot_;
-  core::VersionVector frontier_;
-  core::VersionVector folded_;
-  core::HlcTimestamp hlc_ = 0;
-  uint64_t documents_ = 0;
+  RecoveredState position_;
 };
 
 class RocksDbStore final : public Store {
@@ -290,7 +279,7 @@ class RocksDbStore final : public Store {
     if (!status.ok()) return FromRocks(status, "snapshot");
     RecoveredState position;
     if (Status decoded = DecodePosition(value, &position); !decoded.ok()) return decoded;
-    snapshot->Set(position);
+    snapshot->Set(std::move(position));
     return std::unique_ptr<StoreSnapshot>(std::move(snapshot));
   }
 

@@ -101,13 +101,10 @@ struct RecoveredState {
 class StoreSnapshot {
  public:
   virtual ~StoreSnapshot() = default;
-  // The frontier the documents reflect: every document holds every event it covers.
-  virtual const core::VersionVector& frontier() const = 0;
-  // The fold bound the documents were folded within (CommitBatch::folded).
-  virtual const core::VersionVector& folded() const = 0;
-  // The clock as of the snapshot: at or above the HLC of every event the frontier covers.
-  virtual core::HlcTimestamp hlc() const = 0;
-  virtual uint64_t documents() const = 0;  // documents that exist (deleted ones not counted)
+  // The position record as of the snapshot: the frontier the documents reflect (every document
+  // holds every event it covers), the fold bound they were folded within, the clock (at or above
+  // the HLC of every event the frontier covers), the number of documents that exist.
+  virtual const RecoveredState& position() const = 0;
   // As Store::ScanDocumentStates, at the snapshot.
   virtual Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,

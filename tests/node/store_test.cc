@@ -64,6 +64,27 @@ TEST_P(StoreTest, CommitThenReadBack) {
   EXPECT_EQ(recovered->digest, 14u);
 }
 
+// The fold bound and a re-seed's progress are part of the position record: read back after a
+// reopen, in a snapshot, and replaced by every commit.
+TEST_P(StoreTest, TheFoldBoundAndReseedProgressComeBackWithThePosition) {
+  CommitBatch batch = Batch(1, "a", R"({"x":1})");
+  batch.folded = core::VersionVector{{1, 1}};
+  batch.reseed = std::string("\x01layers\x00", 8);
+  ASSERT_TRUE(store().Commit(batch).ok());
+  Reopen();
+  auto recovered = store().Recover();
+  ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+  EXPECT_EQ(recovered->folded, (core::VersionVector{{1, 1}}));
+  EXPECT_EQ(recovered->reseed, std::string("\x01layers\x00", 8));
+  EXPECT_EQ(recovered->frontier, (core::VersionVector{{1, 1}}));
+  auto snapshot = store().TakeSnapshot();
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ((*snapshot)->position().folded, (core::VersionVector{{1, 1}}));
+  ASSERT_TRUE(store().Commit(Batch(2, "b", R"({"y":2})")).ok());
+  EXPECT_TRUE(store().Recover()->folded.empty());
+  EXPECT_TRUE(store().Recover()->reseed.empty());
+}
+
 TEST_P(StoreTest, SurvivesReopen) {
   ASSERT_TRUE(store().Commit(Batch(1, "a", R"({"x":1})")).ok());
   Reopen();
@@ -307,8 +328,9 @@ TEST_P(StoreTest, ASnapshotIsConsistentAndClearDocumentsRemovesOnlyDocuments) {
   CommitBatch later = Batch(3, "c", R"({"z":3})");
   later.documents.push_back(DocumentWrite{"a", "", std::nullopt});  // a removed
   ASSERT_TRUE(store().Commit(later).ok());
-  EXPECT_EQ((*snapshot)->frontier(), (core::VersionVector{{1, 2}}));
-  EXPECT_EQ((*snapshot)->documents(), 2u);
+  EXPECT_EQ((*snapshot)->position().frontier, (core::VersionVector{{1, 2}}));
+  EXPECT_EQ((*snapshot)->position().hlc, core::MakeHlc(1002, 0));
+  EXPECT_EQ((*snapshot)->position().documents, 2u);
   std::vector<std::string> keys;
   auto more = (*snapshot)->ScanDocumentStates(
       "", 10, [&](std::string_view key, std::string_view) { keys.emplace_back(key); });
