@@ -27,6 +27,12 @@ std::string_view RouteName(Route route) {
       return "watch";
     case Route::kConflicts:
       return "conflicts";
+    case Route::kVerify:
+      return "verify";
+    case Route::kVerifyNow:
+      return "verify_now";
+    case Route::kRepairs:
+      return "repairs";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -236,16 +242,23 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       {"/v1/docs", "GET", Route::kScan},           {"/v1/watch", "GET", Route::kWatch},
       {"/v1/conflicts", "GET", Route::kConflicts}, {"/v1/status", "GET", Route::kStatus},
       {"/metrics", "GET", Route::kMetrics},        {"/healthz", "GET", Route::kHealth},
-      {"/readyz", "GET", Route::kReady},
+      {"/readyz", "GET", Route::kReady},           {"/v1/verify", "GET", Route::kVerify},
+      {"/v1/repairs", "GET", Route::kRepairs},
   };
   bool routed = false;
+  if (path == "/v1/verify" && method == "POST") {
+    call.route = Route::kVerifyNow;
+    routed = true;
+  }
   for (const Fixed& fixed : kFixed) {
-    if (path != fixed.path) continue;
+    if (routed || path != fixed.path) continue;
     const bool streams = fixed.route == Route::kWatch;  // a stream has no HEAD
     if (method != fixed.method && (streams || method != "HEAD")) {
       ApiError error = Error(405, "method_not_allowed",
                              std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = streams ? "GET" : "GET, HEAD";
+      error.allow = streams                         ? "GET"
+                    : fixed.route == Route::kVerify ? "GET, HEAD, POST"
+                                                    : "GET, HEAD";
       return error;
     }
     call.route = fixed.route;
@@ -342,6 +355,18 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       }
       break;
     }
+    case Route::kRepairs: {
+      uint64_t limit = call.limit;
+      if (auto error = ReadUnsigned(query, "limit", kScanLimitMax, &limit); error || limit == 0) {
+        return Error(400, "bad_parameter",
+                     "limit must be an integer from 1 to " + std::to_string(kScanLimitMax));
+      }
+      call.limit = static_cast<size_t>(limit);
+      break;
+    }
+    case Route::kVerifyNow:
+      if (auto it = query.find("peer"); it != query.end()) call.peer = it->second;
+      break;
     case Route::kScan:
     case Route::kConflicts: {
       uint64_t limit = call.limit;

@@ -23,6 +23,9 @@ enum class Route {
   kScan,
   kWatch,
   kConflicts,
+  kVerify,     // GET /v1/verify
+  kVerifyNow,  // POST /v1/verify
+  kRepairs,
   kStatus,
   kMetrics,
   kHealth,
@@ -55,6 +58,7 @@ struct ApiCall {
   std::string resume_from;      // watch: an event id ("from" query or Last-Event-ID header)
   std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header
+  std::string peer;             // POST /v1/verify: compare with this region only
 };
 
 struct RequestView {

@@ -86,6 +86,7 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.conflicts = conflicts.ok() ? *conflicts : 0;
   auto dead_letters = node.store().DeadLetterCount();
   snapshot.dead_letters = dead_letters.ok() ? *dead_letters : 0;
+  snapshot.damaged_documents = node.region().damaged_count();
   auto idempotency = node.store().IdempotencyCount();
   snapshot.idempotency_records = idempotency.ok() ? *idempotency : 0;
   // The start first, then the end: a trim between the two can only make the count too large.

@@ -100,9 +100,9 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     return InvalidArgument(message.str());
   }
   NodeConfig config;
-  MERIDIAN_RETURN_IF_ERROR(CheckKeys(
-      root, "",
-      {"node", "regions", "http", "storage", "writes", "watch", "clock", "limits", "replication"}));
+  MERIDIAN_RETURN_IF_ERROR(CheckKeys(root, "",
+                                     {"node", "regions", "http", "storage", "writes", "watch",
+                                      "clock", "limits", "replication", "verify"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir", "deployment"}));
@@ -192,6 +192,18 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
     MERIDIAN_RETURN_IF_ERROR(read("retention_hold_s", &r.retention_hold_s));
     MERIDIAN_RETURN_IF_ERROR(read("reseed_after_s", &r.reseed_after_s));
+  }
+  if (const toml::table* verify = Section(root, "verify", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*verify, "verify",
+                  {"interval_ms", "align_timeout_ms", "scrub_documents_per_s", "timeout_ms"}));
+    const auto read = [&](std::string_view key, auto* out) {
+      return ReadInteger(*verify, "verify", key, out);
+    };
+    MERIDIAN_RETURN_IF_ERROR(read("interval_ms", &config.verify.interval_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("align_timeout_ms", &config.verify.align_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("scrub_documents_per_s", &config.verify.scrub_documents_per_s));
+    MERIDIAN_RETURN_IF_ERROR(read("timeout_ms", &config.verify.timeout_ms));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
@@ -317,6 +329,10 @@ Status ValidateConfig(const NodeConfig& config) {
       {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},
       {"replication.retention_hold_s", config.replication.retention_hold_s, 1, 10 * 365 * 86'400},
       {"replication.reseed_after_s", config.replication.reseed_after_s, 0, 30 * 86'400},
+      {"verify.interval_ms", config.verify.interval_ms, 0, 30 * 86'400'000ull},
+      {"verify.align_timeout_ms", config.verify.align_timeout_ms, 100, 3'600'000},
+      {"verify.scrub_documents_per_s", config.verify.scrub_documents_per_s, 0, 10'000'000},
+      {"verify.timeout_ms", config.verify.timeout_ms, 100, 3'600'000},
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {

@@ -87,6 +87,14 @@ struct NodeConfig {
     uint64_t reseed_after_s = 30;
   } replication;
 
+  // [verify] (docs/verification.md)
+  struct Verify {
+    uint64_t interval_ms = 60'000;          // between comparisons with one peer; 0: on demand
+    uint64_t align_timeout_ms = 10'000;     // a page of documents waits this long to align
+    uint64_t scrub_documents_per_s = 1000;  // the scrub's pace (0: no scrub)
+    uint64_t timeout_ms = 10'000;           // one request to a peer at most
+  } verify;
+
   const RegionAddress& self() const;  // requires Validate() to have passed
 };
 

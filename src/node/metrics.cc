@@ -55,6 +55,20 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   fsyncs_ = MakeCounter(*registry_, "meridian_fsyncs_total", "Durable commits (each one fsync)");
   dead_letters_ =
       MakeCounter(*registry_, "meridian_dead_letters_total", "Events that could not be applied");
+  damaged_documents_ = MakeGauge(*registry_, "meridian_damaged_documents",
+                                 "Documents marked damaged, waiting for a repair from a peer");
+  verify_comparisons_ = &prometheus::BuildCounter()
+                             .Name("meridian_verify_comparisons_total")
+                             .Help("Comparisons with a peer finished, by result")
+                             .Register(*registry_);
+  verify_differing_ = &prometheus::BuildCounter()
+                           .Name("meridian_verify_differing_documents_total")
+                           .Help("Documents found differing from a peer's copy (once aligned)")
+                           .Register(*registry_);
+  repairs_ = &prometheus::BuildCounter()
+                  .Name("meridian_repairs_total")
+                  .Help("Documents restored here from a peer's copy")
+                  .Register(*registry_);
   write_queue_depth_ =
       MakeGauge(*registry_, "meridian_write_queue_depth", "Writes waiting for a commit");
   watchers_ = MakeGauge(*registry_, "meridian_watchers", "Open watches");
@@ -148,6 +162,13 @@ void Metrics::SetRebuild(bool rebuilding, bool reseeding, uint64_t installed, ui
   reseed_documents_->Set(static_cast<double>(documents));
 }
 
+void Metrics::VerifyFinished(const std::string& peer, std::string_view result, uint64_t differing,
+                             uint64_t repaired) {
+  verify_comparisons_->Add({{"peer", peer}, {"result", std::string(result)}}).Increment();
+  verify_differing_->Add({{"peer", peer}}).Increment(static_cast<double>(differing));
+  repairs_->Add({{"peer", peer}}).Increment(static_cast<double>(repaired));
+}
+
 void Metrics::ObserveLatency(Latency latency, const std::string& origin,
                              std::span<const double> milliseconds) {
   ByOrigin& by_origin = latency == Latency::kArrival ? arrival_ : visibility_;
@@ -226,6 +247,7 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   CatchUp(events_, snapshot.events);
   CatchUp(fsyncs_, snapshot.commits);
   CatchUp(dead_letters_, snapshot.dead_letters);
+  damaged_documents_->Set(static_cast<double>(snapshot.damaged_documents));
   write_queue_depth_->Set(static_cast<double>(snapshot.write_queue_depth));
   watchers_->Set(static_cast<double>(snapshot.watchers));
   CatchUp(watch_overflows_, snapshot.watch_overflows);

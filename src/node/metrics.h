@@ -43,6 +43,7 @@ class Metrics {
     uint64_t change_log_oldest_lsn = 1;  // the oldest change the change log keeps
     uint64_t change_log_changes = 0;     // changes it keeps
     uint64_t conflict_log_records = 0;   // conflict records the conflict log keeps
+    uint64_t damaged_documents = 0;      // marked damaged, waiting for a repair
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -71,6 +72,11 @@ class Metrics {
   // Rebuilding and re-seeding (docs/replication.md): whether writes wait, and a re-seed's
   // documents installed of the snapshot's.
   void SetRebuild(bool rebuilding, bool reseeding, uint64_t installed, uint64_t documents);
+  // Verification (docs/verification.md): a comparison with `peer` finished as `result`
+  // ("identical", "differing", "unknown"), with that many documents found differing (after
+  // alignment) and restored here.
+  void VerifyFinished(const std::string& peer, std::string_view result, uint64_t differing,
+                      uint64_t repaired);
 
  private:
   std::mutex serialize_mutex_;  // scrapes catch the mirrored counters up one at a time
@@ -88,6 +94,10 @@ class Metrics {
   prometheus::Counter* events_;
   prometheus::Counter* fsyncs_;
   prometheus::Counter* dead_letters_;
+  prometheus::Gauge* damaged_documents_;
+  prometheus::Family<prometheus::Counter>* verify_comparisons_;
+  prometheus::Family<prometheus::Counter>* verify_differing_;
+  prometheus::Family<prometheus::Counter>* repairs_;
   prometheus::Gauge* write_queue_depth_;
   prometheus::Gauge* watchers_;
   prometheus::Counter* watch_overflows_;

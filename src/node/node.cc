@@ -104,6 +104,16 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
         self->watches_.Publish(changes);
         self->commits_.Notify();
       });
+  node->queue_->SetScrubRate(config.verify.scrub_documents_per_s);
+  if (node->region_->index_rebuilt()) {
+    spdlog::warn("the digest index did not match the documents: rebuilt from them");
+  }
+  if (size_t damaged = node->region_->damaged_count(); damaged > 0) {
+    spdlog::warn(
+        "{} documents are marked damaged and wait for a repair from a peer "
+        "(GET /v1/repairs)",
+        damaged);
+  }
   spdlog::info(
       "region {} (id {}) of deployment {} open at {} ({}, incarnation {:016x}): "
       "frontier {}, {} documents{}",

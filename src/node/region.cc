@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <charconv>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -116,6 +117,47 @@ Status Region::Recover() {
   last_lsn_ = recovered->last_lsn;
   documents_ = recovered->documents;
   digest_ = recovered->digest;
+  auto marks = store_->DamageMarks(std::numeric_limits<size_t>::max());
+  if (!marks.ok()) return marks.status();
+  for (storage::DamageMark& mark : *marks) damaged_.insert(std::move(mark.key));
+  auto leaves = store_->DigestLeaves();
+  if (!leaves.ok()) return leaves.status();
+  tree_.Assign(*leaves);
+  if (tree_.Root() != digest_) {
+    // The index does not match the documents (a data directory from before it existed): built
+    // once from the documents.
+    if (Status status = RebuildIndex(); !status.ok()) return status;
+  }
+  return Status::Ok();
+}
+
+Status Region::RebuildIndex() {
+  if (Status status = store_->ClearDigests(); !status.ok()) return status;
+  std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
+  std::vector<std::pair<std::string, uint64_t>> page;
+  std::string after;
+  uint64_t documents = 0;
+  uint64_t digest = 0;
+  for (bool more = true; more;) {
+    page.clear();
+    auto scanned =
+        store_->ScanViews("", after, 4096, [&](std::string_view key, std::string_view view) {
+          const uint64_t entry = core::RenderedDigest(key, std::string(view));
+          page.emplace_back(std::string(key), entry);
+          leaves[core::DigestTree::BucketOf(key)] ^= entry;
+          digest ^= entry;
+          ++documents;
+        });
+    if (!scanned.ok()) return scanned.status();
+    more = *scanned;
+    if (page.empty()) break;
+    after = page.back().first;
+    if (Status status = store_->PutDigests(page); !status.ok()) return status;
+  }
+  tree_.Assign(leaves);
+  documents_ = documents;
+  digest_ = digest;
+  index_rebuilt_ = true;
   return Status::Ok();
 }
 
@@ -146,12 +188,27 @@ Result<Region::Loaded> Region::Load(const std::string& key) {
     return Loaded{std::move(it->second.state), rendered, std::move(rendered)};
   }
   auto bytes = store_->GetDocumentState(key);
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return Loaded{};
-  auto state = core::DocumentState::Decode(**bytes);
-  if (!state.ok()) return state.status();
-  std::optional<std::string> rendered = state->Render();
-  return Loaded{std::move(state).value(), rendered, rendered};
+  if (!bytes.ok() && bytes.status().code() != StatusCode::kCorruption) return bytes.status();
+  std::string damage;
+  if (bytes.ok() && bytes->has_value()) {
+    auto state = core::DocumentState::Decode(**bytes);
+    if (state.ok()) {
+      std::optional<std::string> rendered = state->Render();
+      return Loaded{std::move(state).value(), rendered, rendered};
+    }
+    damage = "its stored state does not decode: " + state.status().message();
+  } else if (!bytes.ok()) {
+    damage = "its record does not read: " + bytes.status().message();
+  }
+  // No record, or a damaged one: the index says whether the document existed.
+  auto indexed = store_->GetDigest(key);
+  if (!indexed.ok()) return indexed.status();
+  if (damage.empty() && !indexed->has_value()) return Loaded{};  // a new document
+  if (damage.empty()) damage = "its record is missing";
+  Loaded loaded;
+  loaded.indexed = indexed->value_or(0);
+  loaded.damage = std::move(damage);
+  return loaded;
 }
 
 void Region::Remember(const std::string& key, core::DocumentState state,
@@ -449,6 +506,7 @@ Status Region::ClearDocuments() {
     std::lock_guard lock(mutex_);
     documents_ = 0;
     digest_ = 0;
+    tree_.Clear();
     layers_.clear();
   }
   if (views_ != nullptr) views_->Clear();
@@ -478,6 +536,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
     loaded.state.Apply(event, &group.conflicts);
     rendered = loaded.state.Render();
   }
+  if (watching_.load(std::memory_order_relaxed) > 0) NoteWatched(event.key, event.dot);
   loaded.rendered = rendered;
   group.order.Advance(event.dot, event.context);
   ++group.lsn;
@@ -493,6 +552,9 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   uint64_t digest = digest_;
   group.batch.hlc = clock_.last();
   lock.unlock();
+  // The tree's leaves change with the documents' digests (0: absent), applied once durable.
+  std::vector<std::pair<uint32_t, uint64_t>> toggles;
+  std::vector<std::string> marked;
   for (const auto& [key, loaded] : group.dirty) {
     storage::DocumentWrite document;
     document.key = key;
@@ -500,15 +562,29 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
                      : !loaded.encoded.empty() ? std::move(loaded.encoded)
                                                : loaded.state.Encode();
     document.rendered = loaded.rendered;
-    if (loaded.rendered_before) {
-      --documents;
-      digest ^= core::RenderedDigest(key, loaded.rendered_before);
+    const uint64_t before = loaded.indexed ? *loaded.indexed
+                            : loaded.rendered_before
+                                ? core::RenderedDigest(key, loaded.rendered_before)
+                                : 0;
+    const uint64_t after = document.rendered ? core::RenderedDigest(key, document.rendered) : 0;
+    if (before != 0) --documents;
+    if (after != 0) ++documents;
+    if (before != after || loaded.indexed) {
+      digest ^= before ^ after;
+      document.reindex = true;
+      document.digest = after;
+      toggles.emplace_back(core::DigestTree::BucketOf(key), before ^ after);
     }
-    if (document.rendered) {
-      ++documents;
-      digest ^= core::RenderedDigest(key, document.rendered);
+    if (!loaded.damage.empty()) {
+      group.batch.marks.push_back(storage::DamageMark{key, loaded.damage});
+      group.batch.repairs.push_back(
+          RepairJson(key, 0, loaded.damage, "marked for repair", std::nullopt, document.rendered));
+      marked.push_back(key);
     }
     group.batch.documents.push_back(std::move(document));
+  }
+  for (const std::string& key : group.repaired) {
+    group.batch.marks.push_back(storage::DamageMark{key, {}});
   }
   group.batch.document_count = documents;
   group.batch.digest = digest;
@@ -539,6 +615,10 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   last_lsn_ = group.lsn;
   documents_ = documents;
   digest_ = digest;
+  for (const auto& [bucket, delta] : toggles) tree_.Toggle(bucket, delta);
+  MERIDIAN_CHECK(tree_.Root() == digest_);
+  for (std::string& key : marked) damaged_.insert(std::move(key));
+  for (const std::string& key : group.repaired) damaged_.erase(key);
   stats_.commits += 1;
   stats_.events += local_events;
   stats_.remote_events += remote_events;
@@ -801,6 +881,262 @@ bool Region::ParseEventId(std::string_view text, core::Dot* dot) const {
     return true;
   }
   return false;
+}
+
+std::vector<uint64_t> Region::TreeChildren(uint32_t level, std::span<const uint32_t> nodes) const {
+  std::vector<uint64_t> hashes;
+  hashes.reserve(nodes.size() * core::DigestTree::kFanout);
+  std::lock_guard lock(mutex_);
+  for (uint32_t node : nodes) tree_.Children(level, node, &hashes);
+  return hashes;
+}
+
+size_t Region::damaged_count() const {
+  std::lock_guard lock(mutex_);
+  return damaged_.size();
+}
+
+bool Region::IsDamaged(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  return damaged_.contains(key);
+}
+
+Result<Region::ScrubStep> Region::Scrub(size_t limit, std::vector<Change>* changes) {
+  ScrubStep step;
+  Group group = BeginGroup();
+  group.cache = false;
+  while (step.checked < limit && !step.pass_done) {
+    std::vector<std::pair<std::string, uint64_t>> entries;
+    if (Status status = store_->ScanBucket(scrub_bucket_,
+                                           [&](std::string_view key, uint64_t digest) {
+                                             entries.emplace_back(std::string(key), digest);
+                                           });
+        !status.ok()) {
+      return status;
+    }
+    for (const auto& [key, digest] : entries) {
+      ++step.checked;
+      std::string damage;
+      auto state = store_->GetDocumentState(key);
+      auto view = store_->GetView(key);
+      if (!state.ok() || !view.ok()) {
+        if ((!state.ok() && state.status().code() != StatusCode::kCorruption) ||
+            (!view.ok() && view.status().code() != StatusCode::kCorruption)) {
+          return state.ok() ? view.status() : state.status();
+        }
+        damage = "its record does not read";
+      } else if (!state->has_value()) {
+        damage = "its record is missing";
+      } else if (auto decoded = core::DocumentState::Decode(**state); !decoded.ok()) {
+        damage = "its stored state does not decode: " + decoded.status().message();
+      } else if (decoded->Render() != *view) {
+        damage = "its stored state and view disagree";
+      } else if (core::RenderedDigest(key, *view) != digest) {
+        damage = "its view does not match its digest";
+      }
+      if (damage.empty()) continue;
+      // Nothing of the record is trusted: it is erased, and the index's digest leaves the tree.
+      Loaded loaded;
+      loaded.indexed = digest;
+      loaded.damage = std::move(damage);
+      group.dirty.insert_or_assign(key, std::move(loaded));
+      if (auto cached = cache_.find(key); cached != cache_.end()) cached->second.valid = false;
+      ++step.damaged;
+    }
+    if (++scrub_bucket_ == core::DigestTree::kBuckets) {
+      scrub_bucket_ = 0;
+      step.pass_done = true;
+    }
+  }
+  if (group.dirty.empty()) return step;
+  if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+  return step;
+}
+
+void Region::Watch(std::span<const std::string> keys) {
+  std::lock_guard lock(mutex_);
+  for (const std::string& key : keys) {
+    if (watched_[key].watchers++ == 0) watching_.fetch_add(1);
+  }
+}
+
+void Region::Unwatch(std::span<const std::string> keys) {
+  std::lock_guard lock(mutex_);
+  for (const std::string& key : keys) {
+    auto it = watched_.find(key);
+    if (it == watched_.end()) continue;
+    if (--it->second.watchers == 0) {
+      watched_.erase(it);
+      watching_.fetch_sub(1);
+    }
+  }
+}
+
+void Region::NoteWatched(const std::string& key, core::Dot dot) {
+  std::lock_guard lock(mutex_);
+  auto it = watched_.find(key);
+  if (it == watched_.end()) return;
+  if (it->second.dots.size() == kWatchDots) {
+    it->second.overflow = true;
+  } else {
+    it->second.dots.push_back(dot);
+  }
+}
+
+Result<Region::States> Region::ReadStates(std::span<const std::string> keys) {
+  States states;
+  {
+    std::lock_guard lock(mutex_);
+    states.applied = order_.frontier();
+    states.folded = folded_;
+    states.hlc = clock_.last();
+  }
+  states.entries.reserve(keys.size());
+  for (const std::string& key : keys) {
+    States::Entry entry;
+    entry.key = key;
+    entry.damaged = IsDamaged(key);
+    if (auto cached = cache_.find(key); cached != cache_.end() && cached->second.valid) {
+      if (!cached->second.state.empty()) entry.state = cached->second.state.Encode();
+    } else {
+      auto bytes = store_->GetDocumentState(key);
+      if (bytes.ok()) {
+        entry.state = std::move(bytes).value();
+      } else if (bytes.status().code() == StatusCode::kCorruption) {
+        entry.damaged = true;  // the scrub or a write marks it
+      } else {
+        return bytes.status();
+      }
+    }
+    states.entries.push_back(std::move(entry));
+  }
+  return states;
+}
+
+Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& states,
+                                             std::vector<Change>* changes) {
+  RepairOutcome outcome;
+  core::VersionVector frontier;
+  bool comparable = false;
+  std::vector<bool> changed(states.entries.size(), false);
+  {
+    std::lock_guard lock(mutex_);
+    frontier = order_.frontier();
+    // Both copies reflect the same events only when this region has applied all the peer had
+    // (and nothing is half merged by a re-seed).
+    comparable = frontier.Dominates(states.applied) && layers_.empty();
+    for (size_t i = 0; i < states.entries.size(); ++i) {
+      auto it = watched_.find(states.entries[i].key);
+      if (it == watched_.end() || it->second.overflow) {
+        changed[i] = true;  // not watched from before the peer read it: nothing can be told
+        continue;
+      }
+      for (core::Dot dot : it->second.dots) {
+        if (!states.applied.Covers(dot)) changed[i] = true;
+      }
+    }
+  }
+  if (!states.applied.Dominates(states.folded)) {
+    return Status(StatusCode::kInvalidArgument,
+                  NameOf(peer) + "'s fold bound " + states.folded.ToString() +
+                      " exceeds its frontier " + states.applied.ToString());
+  }
+  if (!comparable) {
+    outcome.deferred = states.entries.size();
+    return outcome;
+  }
+  Group group = BeginGroup();
+  group.cache = false;
+  const core::DocumentState none;
+  const core::VersionVector nothing;
+  for (size_t i = 0; i < states.entries.size(); ++i) {
+    const States::Entry& entry = states.entries[i];
+    if (changed[i]) {
+      ++outcome.deferred;
+      continue;
+    }
+    Result<Loaded*> staged = Stage(group, entry.key);
+    if (!staged.ok()) return staged.status();
+    Loaded& mine = **staged;
+    const bool damaged_here = !mine.damage.empty() || IsDamaged(entry.key);
+    core::DocumentState theirs;
+    if (entry.state) {
+      auto decoded = core::DocumentState::Decode(*entry.state);
+      if (!decoded.ok()) {
+        return Status(StatusCode::kCorruption,
+                      "repair: " + NameOf(peer) + "'s state of '" + entry.key +
+                          "' does not decode: " + decoded.status().message());
+      }
+      theirs = std::move(decoded).value();
+    }
+    const std::optional<std::string> their_render = theirs.Render();
+    const bool theirs_usable = !entry.damaged && entry.state.has_value();
+    if (mine.rendered == their_render) {
+      ++outcome.equal;
+      // A marked copy that renders as the peer's own copy of the same events is whole again.
+      if (damaged_here && theirs_usable && mine.damage.empty()) {
+        group.repaired.push_back(entry.key);
+        group.batch.repairs.push_back(RepairJson(entry.key, peer, "marked damaged",
+                                                 "found whole: the same as " + NameOf(peer),
+                                                 mine.rendered, mine.rendered));
+      }
+      continue;
+    }
+    if ((damaged_here || !mine.rendered_before) && theirs_usable && their_render) {
+      // This copy lost what the peer's holds: it takes the peer's state (merged with nothing).
+      auto merged =
+          core::MergeStates({none, nothing, nothing}, {theirs, states.applied, states.folded});
+      if (!merged.ok()) {
+        return Status(merged.status().code(),
+                      "repair of '" + entry.key + "': " + merged.status().message());
+      }
+      const std::optional<std::string> before = mine.rendered;
+      mine.state = std::move(merged).value();
+      if (!group.stable.empty()) mine.state.Fold(group.stable);
+      mine.rendered = mine.state.Render();
+      ++group.lsn;
+      group.batch.changes.push_back(storage::LoggedEvent{
+          core::Dot{0, 0}, group.lsn, {}, mine.rendered, entry.key, states.hlc});
+      group.folded.Merge(states.folded);
+      if (!mine.damage.empty() || IsDamaged(entry.key)) group.repaired.push_back(entry.key);
+      group.batch.repairs.push_back(
+          RepairJson(entry.key, peer, damaged_here ? "damaged here" : "missing here",
+                     "restored from " + NameOf(peer), before, mine.rendered));
+      ++outcome.repaired;
+      outcome.repaired_keys.push_back(entry.key);
+      continue;
+    }
+    ++outcome.theirs;
+    group.batch.repairs.push_back(
+        RepairJson(entry.key, peer, entry.damaged ? "damaged in " + NameOf(peer) : "differs",
+                   damaged_here ? "none: both copies damaged; waiting for another region"
+                                : "kept here; " + NameOf(peer) + " repairs its copy from this one",
+                   mine.rendered, their_render));
+  }
+  if (group.batch.repairs.empty() && group.repaired.empty()) return outcome;
+  {
+    std::lock_guard lock(mutex_);
+    if (states.hlc != 0) clock_.Observe(states.hlc);
+  }
+  if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+  return outcome;
+}
+
+std::string Region::RepairJson(std::string_view key, core::RegionId peer, std::string_view problem,
+                               std::string_view action, const std::optional<std::string>& before,
+                               const std::optional<std::string>& after) const {
+  const auto doc = [](const std::optional<std::string>& rendered) {
+    return rendered ? nlohmann::json::parse(*rendered, nullptr, false) : nlohmann::json(nullptr);
+  };
+  nlohmann::json record = {
+      {"key", key},
+      {"peer", peer == 0 ? nlohmann::json(nullptr) : nlohmann::json(NameOf(peer))},
+      {"time_ms", physical_clock_->NowMs()},
+      {"problem", problem},
+      {"action", action},
+      {"before", doc(before)},
+      {"after", doc(after)}};
+  return record.dump();
 }
 
 std::string Region::ConflictJson(const core::Conflict& conflict) const {

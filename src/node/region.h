@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/causal_order.h"
+#include "core/digest_tree.h"
 #include "core/document.h"
 #include "core/event.h"
 #include "core/hlc.h"
@@ -208,8 +210,76 @@ class Region {
   CommitStats stats() const;
   uint64_t documents() const;
   // XOR of core::RenderedDigest over every existing document: equal in two regions that show
-  // the same data.
+  // the same data. The root of the digest tree.
   uint64_t digest() const;
+
+  // --- Verification and repair (docs/verification.md) ---------------------------------------
+  // The digest tree over key-hash buckets (core/digest_tree.h), kept by every commit; the store's
+  // digest index holds its leaves' entries. Recover loads it from the index, and rebuilds the
+  // index from the documents when it does not match them (index_rebuilt() then says so).
+  // Thread-safe: the hashes of the children of each node of `nodes` at `level`, in order.
+  std::vector<uint64_t> TreeChildren(uint32_t level, std::span<const uint32_t> nodes) const;
+  bool index_rebuilt() const { return index_rebuilt_; }
+
+  // Scrubbing: checks up to `limit` documents of the digest index, bucket after bucket from where
+  // the last step stopped (wrapping around), against their records: a record that is missing,
+  // does not decode, or whose state, view and digest disagree is damaged. A damaged document is
+  // marked (durably; its record erased: it holds nothing trustworthy), leaves the tree, and is
+  // listed in the repair log; a repair then restores it from a peer. Appends the changes (the
+  // erased documents) to *changes. Commit thread only.
+  struct ScrubStep {
+    size_t checked = 0;
+    size_t damaged = 0;
+    bool pass_done = false;  // the step reached the last bucket
+  };
+  Result<ScrubStep> Scrub(size_t limit, std::vector<Change>* changes);
+
+  // Documents marked damaged (by the scrub, by a read of their record, or because an event of
+  // theirs was parked as a dead letter), until repaired. Thread-safe.
+  size_t damaged_count() const;
+  bool IsDamaged(const std::string& key) const;
+
+  // A repair compares documents that both regions hold as of the same events. The comparison
+  // registers the keys (Watch) before it asks the peer for their states; every event merged into
+  // a watched document is noted, so that Repair can tell a document changed since (by an event the
+  // peer had not applied) from one the two regions disagree about. Thread-safe.
+  void Watch(std::span<const std::string> keys);
+  void Unwatch(std::span<const std::string> keys);
+
+  // One region's states of some documents, consistent with its frontier and fold bound (read on
+  // its commit thread): what a peer sends a region repairing.
+  struct States {
+    struct Entry {
+      std::string key;
+      std::optional<std::string> state;  // DocumentState encoding; nullopt: not held
+      bool damaged = false;              // marked damaged there: not a source of repair
+    };
+    std::vector<Entry> entries;
+    core::VersionVector applied;
+    core::VersionVector folded;
+    core::HlcTimestamp hlc = 0;
+  };
+  // Commit thread only.
+  Result<States> ReadStates(std::span<const std::string> keys);
+
+  // Repairs this region's copies of the documents `peer` sent (ReadStates), which this region
+  // watched from before it asked for them. Requires this region's frontier to cover the peer's
+  // (else every document is deferred): then, for each document not changed here since it was
+  // watched by an event the peer lacks, both copies reflect the same events and must render the
+  // same. When they do not, the damaged copy is the one marked damaged or missing, and it takes
+  // the other's state (merged: core::MergeStates with the empty side); a copy here that holds more
+  // is kept (the peer repairs its own copy when it compares). Each difference found is appended
+  // to the repair log; the documents restored get change-log entries with no event
+  // (Change::merged), appended to *changes. Commit thread only.
+  struct RepairOutcome {
+    size_t equal = 0;     // the same (a difference found by the tree was in flight)
+    size_t repaired = 0;  // this region's copy was restored from the peer's
+    size_t theirs = 0;    // the peer's copy is the damaged one (it repairs itself)
+    size_t deferred = 0;  // changed meanwhile, or not comparable now: compared again later
+    std::vector<std::string> repaired_keys;
+  };
+  Result<RepairOutcome> Repair(core::RegionId peer, const States& states,
+                               std::vector<Change>* changes);
   core::HlcTimestamp hlc() const;
 
  private:
@@ -219,7 +289,13 @@ class Region {
     std::optional<std::string> rendered_before;  // as committed
     std::optional<std::string> rendered;         // after the writes applied so far
     std::string encoded = {};  // when not empty: state's encoding as it came (not encoded again)
+    // The digest the index holds for it, when that is not the digest of rendered_before (a
+    // damaged record: it leaves the index and the tree).
+    std::optional<uint64_t> indexed = {};
+    std::string damage = {};  // when not empty: found damaged now, why (marked with the commit)
   };
+  // A missing record the index knows, or one that does not decode, is damaged: loaded as an
+  // empty document, to be marked with the group's commit.
   Result<Loaded> Load(const std::string& key);
 
   // One commit being assembled (commit thread only): working copies of the region's position and
@@ -239,6 +315,7 @@ class Region {
     core::VersionVector stable;  // every document staged is folded with it
     core::VersionVector folded;  // the fold bound after this group (covers folded_ and stable)
     bool cache = true;           // keep its documents in the document cache (not a re-seed's)
+    std::vector<std::string> repaired;  // damaged documents this group restores (marks go)
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -306,6 +383,27 @@ class Region {
     std::list<std::string>::iterator position;  // in lru_
     bool valid = true;  // false while a group has it checked out (state moved out)
   };
+  // Verification: the tree (guarded by mutex_), damaged documents (mutex_), watched documents
+  // (mutex_; watching_ lets the commit path skip the lock when nothing is watched), where the
+  // scrub goes on.
+  core::DigestTree tree_;
+  std::set<std::string, std::less<>> damaged_;
+  struct Watched {
+    int watchers = 0;
+    std::vector<core::Dot> dots;  // merged since the first watcher came (at most kWatchDots)
+    bool overflow = false;        // more than that: every repair of it is deferred
+  };
+  static constexpr size_t kWatchDots = 64;
+  std::unordered_map<std::string, Watched> watched_;
+  std::atomic<size_t> watching_{0};
+  uint32_t scrub_bucket_ = 0;
+  bool index_rebuilt_ = false;
+  Status RebuildIndex();
+  void NoteWatched(const std::string& key, core::Dot dot);
+  std::string RepairJson(std::string_view key, core::RegionId peer, std::string_view problem,
+                         std::string_view action, const std::optional<std::string>& before,
+                         const std::optional<std::string>& after) const;
+
   const size_t document_cache_max_;
   ViewCache* const views_;
   std::unordered_map<std::string, Cached> cache_;

@@ -403,4 +403,63 @@ void ReplicationBoard::UpdateGauges(const core::VersionVector& applied) const {
                        reseed_.value("documents", uint64_t{0}));
 }
 
+void ReplicationBoard::Verified(const replication::VerifyResult& result) {
+  const uint64_t differing = result.repaired + result.theirs;
+  if (metrics_ != nullptr) {
+    metrics_->VerifyFinished(NameOf(result.peer), replication::VerifyStateName(result.state),
+                             differing, result.repaired);
+  }
+  const uint64_t now_ms =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  std::lock_guard lock(mutex_);
+  verified_[result.peer] = result;
+  verified_at_ms_[result.peer] = now_ms;
+}
+
+std::optional<core::RegionId> ReplicationBoard::TakeVerifyRequest() {
+  std::lock_guard lock(mutex_);
+  std::optional<core::RegionId> asked = verify_asked_;
+  verify_asked_.reset();
+  return asked;
+}
+
+void ReplicationBoard::RequestVerify(core::RegionId peer) {
+  std::lock_guard lock(mutex_);
+  // Two requests before the verifier takes one: the wider one.
+  verify_asked_ = verify_asked_ && *verify_asked_ != peer ? 0 : peer;
+}
+
+nlohmann::json ReplicationBoard::VerifyJson() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json peers = nlohmann::json::array();
+  for (const auto& [id, name] : names_) {
+    if (id == self_) continue;
+    auto it = verified_.find(id);
+    if (it == verified_.end()) {
+      peers.push_back({{"peer", name}, {"state", "unknown"}, {"compared", false}});
+      continue;
+    }
+    const replication::VerifyResult& result = it->second;
+    nlohmann::json entry = {{"peer", name},
+                            {"state", replication::VerifyStateName(result.state)},
+                            {"compared", true},
+                            {"at_ms", verified_at_ms_.at(id)},
+                            {"duration_ms", result.finished_ms - result.started_ms},
+                            {"round_trips", result.round_trips},
+                            {"bytes", result.bytes},
+                            {"buckets_differing", result.buckets_differing},
+                            {"candidates", result.candidates},
+                            {"in_flight", result.in_flight},
+                            {"differing", result.repaired + result.theirs},
+                            {"repaired_here", result.repaired},
+                            {"repaired_there", result.theirs},
+                            {"truncated", result.truncated}};
+    if (!result.error.empty()) entry["error"] = result.error;
+    peers.push_back(std::move(entry));
+  }
+  return peers;
+}
+
 }  // namespace meridian::node

@@ -91,6 +91,14 @@ class ReplicationBoard final : public replication::StatusBoard {
   // `peer` starts over as a new incarnation: what it acknowledged before stops counting at once.
   void ForgetAcknowledgements(core::RegionId peer) override;
 
+  // --- verification (docs/verification.md) ---
+  void Verified(const replication::VerifyResult& result) override;
+  std::optional<core::RegionId> TakeVerifyRequest() override;
+  // An operator asks for comparisons now with `peer` (0: every peer).
+  void RequestVerify(core::RegionId peer);
+  // GET /v1/verify's "peers": the latest comparison with each peer (now_ms: wall clock, for ages).
+  nlohmann::json VerifyJson() const;
+
   // --- views ---
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
   nlohmann::json StatusJson(const core::VersionVector& applied, uint64_t now_ms) const;
@@ -154,6 +162,9 @@ class ReplicationBoard final : public replication::StatusBoard {
   Metrics* const metrics_;
   mutable std::mutex mutex_;
   std::map<core::RegionId, Peer> peers_;
+  std::map<core::RegionId, replication::VerifyResult> verified_;  // the latest, per peer
+  std::map<core::RegionId, uint64_t> verified_at_ms_;             // when (wall clock)
+  std::optional<core::RegionId> verify_asked_;
   std::map<core::RegionId, Origin> origins_;
   size_t relays_active_ = 0;
   nlohmann::json rebuild_ = nlohmann::json::object();

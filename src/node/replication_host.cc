@@ -32,6 +32,9 @@ replication::TransportConfig ReplicationHost::Config() const {
   exchange.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
   out.retention.age_ms = config.replication.retention_age_s * 1000;
   out.retention.bytes = config.replication.retention_bytes;
+  out.verify.interval_ms = config.verify.interval_ms;
+  out.verify.align_timeout_ms = config.verify.align_timeout_ms;
+  out.verify_timeout_ms = config.verify.timeout_ms;
   return out;
 }
 
@@ -70,6 +73,38 @@ Status ReplicationHost::MergeSnapshotPage(const replication::Reseeding::Step& st
     node_->commits().Notify();
     return status;
   });
+}
+
+Result<wire::VerifyReply> ReplicationHost::AnswerVerify(const wire::VerifyRequest& request) {
+  if (Status status = CheckVerifyRequest(request); !status.ok()) return status;
+  if (!AsksStates(request)) return AnswerTree(node_->region(), node_->store(), request);
+  const std::vector<std::string> keys = KeysOf(request);
+  wire::VerifyReply reply;
+  Status status = node_->RunOnCommitThread([&] {
+    auto states = node_->region().ReadStates(keys);
+    if (!states.ok()) return states.status();
+    reply = StatesReply(*states);
+    return Status::Ok();
+  });
+  if (!status.ok()) return status;
+  return reply;
+}
+
+Result<replication::RepairCounts> ReplicationHost::Repair(core::RegionId peer,
+                                                          const wire::VerifyReply& states) {
+  const Region::States theirs = StatesOf(states);
+  replication::RepairCounts counts;
+  Status status = node_->RunOnCommitThread([&] {
+    std::vector<Change> changes;
+    auto outcome = node_->region().Repair(peer, theirs, &changes);
+    if (!changes.empty()) node_->watches().Publish(changes);
+    node_->commits().Notify();
+    if (!outcome.ok()) return outcome.status();
+    counts = CountsOf(*outcome);
+    return Status::Ok();
+  });
+  if (!status.ok()) return status;
+  return counts;
 }
 
 replication::Host::Listener ReplicationHost::OnCommit(std::function<void()> listener) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "node/node.h"
+#include "node/verification.h"
 #include "replication/host.h"
 
 namespace meridian::node {
@@ -12,7 +13,8 @@ Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step);
 
 class ReplicationHost final : public replication::Host {
  public:
-  explicit ReplicationHost(Node* node) : node_(node) {}
+  explicit ReplicationHost(Node* node)
+      : node_(node), verify_local_(&node->region(), &node->store()) {}
 
   replication::TransportConfig Config() const override;
   replication::StatusBoard& status() override { return node_->replication(); }
@@ -42,8 +44,16 @@ class ReplicationHost final : public replication::Host {
   void RemoveOnCommit(Listener listener) override;
   void Notify() override { node_->commits().Notify(); }
 
+  Result<wire::VerifyReply> AnswerVerify(const wire::VerifyRequest& request) override;
+  replication::VerifyLocal& verify_local() override { return verify_local_; }
+  void Watch(const std::vector<std::string>& keys) override { node_->region().Watch(keys); }
+  void Unwatch(const std::vector<std::string>& keys) override { node_->region().Unwatch(keys); }
+  Result<replication::RepairCounts> Repair(core::RegionId peer,
+                                           const wire::VerifyReply& states) override;
+
  private:
   Node* const node_;
+  RegionVerifyLocal verify_local_;
   std::mutex mutex_;
   std::map<Listener, CommitSignal::Handle> listeners_;
   Listener next_listener_ = 1;

@@ -95,6 +95,12 @@ void WriteQueue::Run() {
       // The change and conflict logs are trimmed to their bounds at the same pace: a trim is one
       // short store write, whatever it removes.
       (void)region_->TrimLogs();  // likewise
+      if (scrub_per_second_ > 0) {
+        // The scrub checks documents against the digest index at its pace (docs/verification.md).
+        std::vector<Change> erased;
+        auto scrubbed = region_->Scrub(scrub_per_second_, &erased);
+        if (scrubbed.ok() && !erased.empty()) listener_(std::move(erased), 0);
+      }
       last_sweep = std::chrono::steady_clock::now();
     }
     {

@@ -49,6 +49,8 @@ class WriteQueue {
   // this way). False when stopping.
   bool SubmitTask(std::function<void()> task);
 
+  // How many documents the scrub checks per second (Region::Scrub; 0: none). Before writes.
+  void SetScrubRate(size_t documents_per_second) { scrub_per_second_ = documents_per_second; }
   // Refuses new writes, commits everything already queued, and joins the commit thread.
   void Stop();
   size_t depth() const;
@@ -60,6 +62,7 @@ class WriteQueue {
   const size_t batch_max_;
   const size_t queue_max_;
   const CommitListener listener_;
+  std::atomic<size_t> scrub_per_second_{0};
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<WriteRequest, Callback>> pending_;

@@ -591,6 +591,17 @@ std::optional<Refusal> Exchange::SnapshotRequested(const wire::SnapshotRequest& 
   return std::nullopt;
 }
 
+std::optional<Refusal> Exchange::VerifyRequested(const wire::VerifyRequest& request) const {
+  return CheckSubscriber(request);
+}
+
+void Exchange::Identify(wire::VerifyRequest* request) const {
+  request->set_deployment(options_.deployment);
+  request->set_region_id(options_.self);
+  request->set_region_name(NameOf(options_.self));
+  request->set_incarnation(options_.incarnation);
+}
+
 // --- time ---------------------------------------------------------------------------------
 
 Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {

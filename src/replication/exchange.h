@@ -245,6 +245,13 @@ class Exchange {
   std::optional<Refusal> SnapshotRequested(const wire::SnapshotRequest& request, Ready* ready);
   wire::SnapshotRequest SnapshotRequestMessage() const;
 
+  // --- verification (replication/verify.h) -------------------------------------------------
+  // Why a peer's verification request is refused, if it is: the identity checks of a
+  // subscription.
+  std::optional<Refusal> VerifyRequested(const wire::VerifyRequest& request) const;
+  // Adds this region's identity to a verification request it sends.
+  void Identify(wire::VerifyRequest* request) const;
+
   // --- time -------------------------------------------------------------------------------
   // The periodic tick (every options().tick_ms): relays, silence, hedges, rebuilding.
   Ready Tick(const core::VersionVector& applied, uint64_t now_ms);

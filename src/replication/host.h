@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "replication/exchange.h"
 #include "replication/links.h"
 #include "replication/reseed.h"
+#include "replication/verify.h"
 #include "storage/store.h"
 
 namespace meridian::replication {
@@ -34,6 +36,9 @@ struct TransportConfig {
   RetentionOptions retention;
   std::string listen;                               // this region's replication address
   std::map<core::RegionId, std::string> addresses;  // every peer's replication address
+  VerifyOptions verify;
+  // How long a verification request may take before the comparison ends as unknown.
+  uint64_t verify_timeout_ms = 10'000;
 };
 
 // Where the transport reports (status, readiness, metrics). Thread-safe.
@@ -71,6 +76,10 @@ class StatusBoard {
   // Rebuilding and re-seeding: shown in /v1/status; a non-empty `problem` is a /readyz reason.
   virtual void SetRebuild(nlohmann::json status, std::string problem) = 0;
   virtual void SetReseed(nlohmann::json status, std::string problem) = 0;
+  // Verification (docs/verification.md): a comparison with a peer finished. An operator asked
+  // for comparisons now: the peer (0: every peer), taken once; nullopt: nothing asked.
+  virtual void Verified(const VerifyResult& result) = 0;
+  virtual std::optional<core::RegionId> TakeVerifyRequest() = 0;
 };
 
 // What the commit path did with a batch of remote events.
@@ -124,6 +133,16 @@ class Host {
   virtual void RemoveOnCommit(Listener listener) = 0;
   // Wakes the commit listeners and durability waits (an acknowledgement arrived, or stopping).
   virtual void Notify() = 0;
+
+  // --- verification (docs/verification.md) ---
+  // A peer's request (checked by the exchange for identity), answered: states on the commit
+  // thread (waits for it), the tree and index from anywhere.
+  virtual Result<wire::VerifyReply> AnswerVerify(const wire::VerifyRequest& request) = 0;
+  virtual VerifyLocal& verify_local() = 0;
+  virtual void Watch(const std::vector<std::string>& keys) = 0;
+  virtual void Unwatch(const std::vector<std::string>& keys) = 0;
+  // node::Region::Repair with a peer's states, on the commit thread (waits for it).
+  virtual Result<RepairCounts> Repair(core::RegionId peer, const wire::VerifyReply& states) = 0;
 };
 
 }  // namespace meridian::replication

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "replication/exchange.h"
 #include "replication/reseed.h"
 #include "replication/snapshot_codec.h"
+#include "replication/verify.h"
 
 namespace meridian::replication {
 namespace {
@@ -135,6 +137,10 @@ class Replicator::Impl final : public wire::Replication::Service {
       core::NameThisThread("repl-ticker");
       RunTicker();
     });
+    threads_.emplace_back([this] {
+      core::NameThisThread("repl-verify");
+      RunVerifier();
+    });
     return Status::Ok();
   }
 
@@ -155,6 +161,12 @@ class Replicator::Impl final : public wire::Replication::Service {
       threads.swap(threads_);
     }
     for (std::thread& thread : threads) thread.join();
+    {
+      // Verification calls still out are cancelled; their callbacks run before this returns.
+      std::unique_lock lock(verify_mutex_);
+      for (const auto& call : verify_calls_) call->context.TryCancel();
+      verify_wake_.wait(lock, [this] { return verify_calls_.empty(); });
+    }
     // The ticker is gone: no new link thread starts.
     std::list<LinkThread> links;
     {
@@ -285,6 +297,146 @@ class Replicator::Impl final : public wire::Replication::Service {
     host_->RemoveOnCommit(handle);
     spdlog::info("replication: {}'s subscription ended", exchange_.NameOf(peer));
     return grpc::Status::OK;
+  }
+
+  // --- verification (docs/verification.md) -----------------------------------------------------
+  grpc::Status Verify(grpc::ServerContext*, const wire::VerifyRequest* request,
+                      wire::VerifyReply* reply) override {
+    std::optional<Refusal> refusal;
+    {
+      std::lock_guard lock(mutex_);
+      refusal = exchange_.VerifyRequested(*request);
+    }
+    if (refusal) return StatusOf(*refusal);
+    auto answer = host_->AnswerVerify(*request);
+    if (!answer.ok()) {
+      return {answer.status().code() == StatusCode::kInvalidArgument
+                  ? grpc::StatusCode::INVALID_ARGUMENT
+                  : grpc::StatusCode::UNAVAILABLE,
+              answer.status().message()};
+    }
+    *reply = std::move(answer).value();
+    return grpc::Status::OK;
+  }
+
+  struct VerifyCall {
+    core::RegionId peer = 0;
+    grpc::ClientContext context;
+    wire::VerifyRequest request;
+    wire::VerifyReply reply;
+    grpc::Status status;
+  };
+
+  wire::Replication::Stub* VerifyStub(core::RegionId peer) {
+    auto it = verify_stubs_.find(peer);
+    if (it != verify_stubs_.end()) return it->second.get();
+    grpc::ChannelArguments arguments;
+    ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel =
+        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
+    return verify_stubs_.emplace(peer, wire::Replication::NewStub(channel)).first->second.get();
+  }
+
+  // Sends a request; its answer is queued for the verifier thread. Requires verify_mutex_.
+  void SendVerify(Verifier::Ready::Request request) {
+    auto call = std::make_shared<VerifyCall>();
+    call->peer = request.peer;
+    call->request = std::move(request.message);
+    {
+      std::lock_guard lock(mutex_);
+      exchange_.Identify(&call->request);
+    }
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               std::chrono::milliseconds(config_.verify_timeout_ms));
+    verify_calls_.insert(call);
+    VerifyStub(call->peer)
+        ->async()
+        ->Verify(&call->context, &call->request, &call->reply, [this, call](grpc::Status status) {
+          std::lock_guard lock(verify_mutex_);
+          call->status = std::move(status);
+          verify_answers_.push_back(call);
+          verify_calls_.erase(call);
+          verify_wake_.notify_all();
+        });
+  }
+
+  // Carries out what the verifier said (verifier thread only; takes verify_mutex_ as needed).
+  void CarryVerify(Verifier::Ready ready) {
+    while (true) {
+      if (!ready.watch.empty()) host_->Watch(ready.watch);
+      {
+        std::lock_guard lock(verify_mutex_);
+        for (Verifier::Ready::Request& request : ready.requests) SendVerify(std::move(request));
+      }
+      for (const VerifyResult& result : ready.finished) {
+        const std::string peer = exchange_.NameOf(result.peer);
+        if (result.state == VerifyResult::State::kUnknown) {
+          spdlog::warn("verify: with {}: unknown: {}", peer, result.error);
+        } else if (result.state == VerifyResult::State::kDiffering) {
+          spdlog::warn(
+              "verify: with {}: differing: {} documents restored here, {} to restore there{}", peer,
+              result.repaired, result.theirs, result.truncated ? " (more to compare)" : "");
+        } else {
+          spdlog::debug("verify: with {}: identical ({} round trips, {} bytes)", peer,
+                        result.round_trips, result.bytes);
+        }
+        board_.Verified(result);
+      }
+      Verifier::Ready next;
+      for (Verifier::Ready::Repair& repair : ready.repairs) {
+        const Result<RepairCounts> counts = host_->Repair(repair.peer, repair.states);
+        if (!counts.ok()) {
+          spdlog::error("verify: repairing from {}: {}", exchange_.NameOf(repair.peer),
+                        counts.status().message());
+        }
+        std::lock_guard lock(verify_mutex_);
+        next.Join(verifier_.Repaired(repair.peer, counts, host_->Applied(), SteadyMs()));
+      }
+      if (!ready.unwatch.empty()) host_->Unwatch(ready.unwatch);
+      if (next.watch.empty() && next.requests.empty() && next.repairs.empty() &&
+          next.unwatch.empty() && next.finished.empty()) {
+        return;
+      }
+      ready = std::move(next);
+    }
+  }
+
+  void RunVerifier() {
+    const uint64_t tick_ms = exchange_.options().tick_ms;
+    while (!stopping_) {
+      std::vector<std::shared_ptr<VerifyCall>> answers;
+      {
+        std::unique_lock lock(verify_mutex_);
+        verify_wake_.wait_for(lock, std::chrono::milliseconds(tick_ms),
+                              [this] { return stopping_.load() || !verify_answers_.empty(); });
+        answers.swap(verify_answers_);
+      }
+      if (stopping_) return;
+      for (const auto& call : answers) {
+        const uint64_t now = SteadyMs();
+        Verifier::Ready ready;
+        {
+          std::lock_guard lock(verify_mutex_);
+          if (call->status.ok()) {
+            ready = verifier_.Answered(call->peer, call->reply,
+                                       call->request.ByteSizeLong() + call->reply.ByteSizeLong(),
+                                       host_->verify_local(), host_->Applied(), now);
+          } else {
+            ready = verifier_.Failed(call->peer, call->status.error_message(), now);
+          }
+        }
+        CarryVerify(std::move(ready));
+      }
+      Verifier::Ready ready;
+      {
+        const std::optional<core::RegionId> asked = board_.TakeVerifyRequest();
+        std::lock_guard lock(verify_mutex_);
+        if (asked) ready = verifier_.Start(*asked, SteadyMs());
+        ready.Join(verifier_.Tick(SteadyMs(), host_->Applied()));
+      }
+      CarryVerify(std::move(ready));
+    }
   }
 
   // --- serving a re-seed (docs/replication.md#re-seeding) ---------------------------------------
@@ -951,8 +1103,16 @@ class Replicator::Impl final : public wire::Replication::Service {
   std::list<LinkThread> link_threads_;  // dialling and reading streams (SpawnLink)
   // Snapshots served to re-seeding regions.
   SnapshotServer snapshots_{SnapshotServer::Options{}, (WallMs() << 16) | 1};
-  std::vector<std::thread> threads_;  // the ticker and the re-seed
+  std::vector<std::thread> threads_;  // the ticker, the verifier and the re-seed
   Retention retention_;               // ticker thread only
+
+  // Verification: the verifier, its calls out and their answers (guarded by verify_mutex_).
+  std::mutex verify_mutex_;
+  std::condition_variable verify_wake_;
+  Verifier verifier_{config_.verify, exchange_.peers(), SteadyMs()};
+  std::set<std::shared_ptr<VerifyCall>> verify_calls_;
+  std::vector<std::shared_ptr<VerifyCall>> verify_answers_;
+  std::map<core::RegionId, std::unique_ptr<wire::Replication::Stub>> verify_stubs_;
 };
 
 Replicator::Replicator(Host* host) : impl_(std::make_unique<Impl>(host)) {}

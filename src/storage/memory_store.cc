@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 
+#include "core/digest_tree.h"
 #include "storage/keys.h"
 
 namespace meridian::storage {
@@ -35,6 +36,25 @@ class MemoryStore final : public Store {
       } else {
         views_.erase(document.key);
       }
+      if (document.reindex) {
+        if (document.digest == 0) {
+          digests_.erase(document.key);
+        } else {
+          digests_[document.key] = document.digest;
+        }
+      }
+    }
+    for (const DamageMark& mark : batch.marks) {
+      if (mark.reason.empty()) {
+        marks_.erase(mark.key);
+      } else {
+        marks_[mark.key] = mark.reason;
+      }
+    }
+    for (const std::string& record : batch.repairs) {
+      repairs_.push_back(record);
+      ++repair_count_;
+      if (repairs_.size() > kRepairsKept) repairs_.pop_front();
     }
     conflicts_.insert(conflicts_.end(), batch.conflicts.begin(), batch.conflicts.end());
     dead_letters_ += batch.dead_letters.size();
@@ -92,6 +112,7 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mutex_);
     docs_.clear();
     views_.clear();
+    digests_.clear();
     return Status::Ok();
   }
 
@@ -209,6 +230,74 @@ class MemoryStore final : public Store {
     return dead_letters_;
   }
 
+  Status ScanBucket(uint32_t bucket,
+                    const std::function<void(std::string_view, uint64_t)>& visit) override {
+    std::vector<std::pair<std::string, uint64_t>> entries;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [key, digest] : digests_) {
+        if (core::DigestTree::BucketOf(key) == bucket) entries.emplace_back(key, digest);
+      }
+    }
+    for (const auto& [key, digest] : entries) visit(key, digest);
+    return Status::Ok();
+  }
+  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    auto it = digests_.find(key);
+    if (it == digests_.end()) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(it->second);
+  }
+  Result<std::vector<uint64_t>> DigestLeaves() override {
+    std::lock_guard lock(mutex_);
+    std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
+    for (const auto& [key, digest] : digests_) leaves[core::DigestTree::BucketOf(key)] ^= digest;
+    return leaves;
+  }
+  Status ClearDigests() override {
+    std::lock_guard lock(mutex_);
+    digests_.clear();
+    return Status::Ok();
+  }
+  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, digest] : entries) digests_[key] = digest;
+    return Status::Ok();
+  }
+  Result<std::vector<DamageMark>> DamageMarks(size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<DamageMark> marks;
+    for (auto it = marks_.begin(); it != marks_.end() && marks.size() < limit; ++it) {
+      marks.push_back(DamageMark{it->first, it->second});
+    }
+    return marks;
+  }
+  Result<std::vector<std::string>> RecentRepairs(size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> records;
+    for (auto it = repairs_.rbegin(); it != repairs_.rend() && records.size() < limit; ++it) {
+      records.push_back(*it);
+    }
+    return records;
+  }
+  Result<uint64_t> RepairCount() override {
+    std::lock_guard lock(mutex_);
+    return repair_count_;
+  }
+
+  // Fault injection (DamageMemoryStore).
+  void Damage(std::string_view key, bool lose) {
+    std::lock_guard lock(mutex_);
+    auto it = docs_.find(key);
+    if (it == docs_.end()) return;
+    if (lose) {
+      docs_.erase(it);
+      views_.erase(std::string(key));
+    } else {
+      it->second = "\xff\xfe not a document state";
+    }
+  }
+
   Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) override {
     std::lock_guard lock(mutex_);
     auto it = idempotency_.find(key);
@@ -258,6 +347,10 @@ class MemoryStore final : public Store {
   core::HlcTimestamp hlc_ = 0;
   uint64_t last_lsn_ = 0;
   uint64_t digest_ = 0;
+  std::map<std::string, uint64_t, std::less<>> digests_;
+  std::map<std::string, std::string, std::less<>> marks_;
+  std::deque<std::string> repairs_;
+  uint64_t repair_count_ = 0;
 };
 
 }  // namespace
@@ -314,7 +407,15 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   copy->hlc_ = from.hlc_;
   copy->last_lsn_ = from.last_lsn_;
   copy->digest_ = from.digest_;
+  copy->digests_ = from.digests_;
+  copy->marks_ = from.marks_;
+  copy->repairs_ = from.repairs_;
+  copy->repair_count_ = from.repair_count_;
   return copy;
+}
+
+void DamageMemoryStore(Store& store, std::string_view key, bool lose) {
+  dynamic_cast<MemoryStore&>(store).Damage(key, lose);
 }
 
 }  // namespace meridian::storage

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "storage/store.h"
 
@@ -12,5 +13,9 @@ namespace meridian::storage {
 std::unique_ptr<Store> NewMemoryStore();
 // A copy of a store made by NewMemoryStore as it is now (a backup, for the simulator's restores).
 std::unique_ptr<Store> CopyMemoryStore(Store& store);
+// Fault injection, as a disk fault or an operator's mistake would do it: loses the document
+// record of `key` (lose) or overwrites its state with bytes that do not decode. Nothing else
+// (the digest index, the position record) changes.
+void DamageMemoryStore(Store& store, std::string_view key, bool lose);
 
 }  // namespace meridian::storage

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/digest_tree.h"
 #include "storage/keys.h"
 
 namespace meridian::storage {
@@ -32,9 +33,41 @@ std::string EncodeKept(const KeptLogs& kept) {
   return value;
 }
 
-enum Family { kMeta = 0, kLog, kChanges, kDocs, kConflicts, kDeadLetters, kIdempotency, kFamilies };
-const char* const kFamilyNames[kFamilies] = {"default",   "log",          "changes",    "docs",
-                                             "conflicts", "dead_letters", "idempotency"};
+enum Family {
+  kMeta = 0,
+  kLog,
+  kChanges,
+  kDocs,
+  kConflicts,
+  kDeadLetters,
+  kIdempotency,
+  kDigests,
+  kRepairs,
+  kFamilies
+};
+const char* const kFamilyNames[kFamilies] = {"default",     "log",       "changes",
+                                             "docs",        "conflicts", "dead_letters",
+                                             "idempotency", "digests",   "repairs"};
+
+// Damage marks live in the default family: "damaged/" + key -> the reason.
+constexpr std::string_view kMarkPrefix = "damaged/";
+
+// The digest index: bucket (2 bytes, big-endian) + document key -> digest (8 bytes, big-endian).
+std::string DigestKey(std::string_view key) {
+  const uint32_t bucket = core::DigestTree::BucketOf(key);
+  std::string out;
+  out.reserve(2 + key.size());
+  out.push_back(static_cast<char>(bucket >> 8));
+  out.push_back(static_cast<char>(bucket & 0xff));
+  out += key;
+  return out;
+}
+std::string BucketPrefix(uint32_t bucket) {
+  std::string out;
+  out.push_back(static_cast<char>(bucket >> 8));
+  out.push_back(static_cast<char>(bucket & 0xff));
+  return out;
+}
 
 // The idempotency family holds two kinds of entries: 'k' + key -> time (8 bytes, big-endian) and
 // the node's record; 't' + time + key -> empty, the index that expiry walks oldest first.
@@ -171,13 +204,16 @@ class RocksDbStore final : public Store {
       kept_.oldest_lsn = GetBigEndian64(**kept);
       kept_.oldest_conflict = GetBigEndian64(std::string_view(**kept).substr(8));
     }
-    for (Family family : {kConflicts, kDeadLetters}) {
+    for (Family family : {kConflicts, kDeadLetters, kRepairs}) {
       std::unique_ptr<rocksdb::Iterator> it(
           db_->NewIterator(rocksdb::ReadOptions(), families_[family]));
       it->SeekToLast();
       uint64_t last = it->Valid() ? GetBigEndian64(it->key().ToStringView()) : 0;
       if (family == kConflicts) last = std::max(last, kept_.oldest_conflict - 1);
-      (family == kConflicts ? conflict_seq_ : dead_letter_seq_).store(last);
+      (family == kConflicts     ? conflict_seq_
+       : family == kDeadLetters ? dead_letter_seq_
+                                : repair_seq_)
+          .store(last);
       if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
     }
     // The last lsn bounds TrimChanges before the node asks for it.
@@ -214,6 +250,30 @@ class RocksDbStore final : public Store {
       } else {
         write.Put(families_[kDocs], document.key, EncodeDocument(document));
       }
+      if (document.reindex) {
+        if (document.digest == 0) {
+          write.Delete(families_[kDigests], DigestKey(document.key));
+        } else {
+          std::string digest;
+          PutBigEndian64(&digest, document.digest);
+          write.Put(families_[kDigests], DigestKey(document.key), digest);
+        }
+      }
+    }
+    for (const DamageMark& mark : batch.marks) {
+      const std::string key = std::string(kMarkPrefix) + mark.key;
+      if (mark.reason.empty()) {
+        write.Delete(families_[kMeta], key);
+      } else {
+        write.Put(families_[kMeta], key, mark.reason);
+      }
+    }
+    uint64_t repair_seq = repair_seq_.load();
+    for (const std::string& record : batch.repairs) {
+      write.Put(families_[kRepairs], SequenceKey(++repair_seq), record);
+    }
+    if (repair_seq > kRepairsKept && repair_seq != repair_seq_.load()) {
+      write.DeleteRange(families_[kRepairs], "", SequenceKey(repair_seq - kRepairsKept + 1));
     }
     uint64_t conflict_seq = conflict_seq_.load();
     for (const std::string& record : batch.conflicts) {
@@ -253,6 +313,7 @@ class RocksDbStore final : public Store {
       last_lsn_ = last_lsn;
       conflict_seq_.store(conflict_seq);
       dead_letter_seq_.store(dead_letter_seq);
+      repair_seq_.store(repair_seq);
     }
     return status;
   }
@@ -285,8 +346,12 @@ class RocksDbStore final : public Store {
 
   Status ClearDocuments() override {
     // Keys are UTF-8, which never holds the byte 0xff: the range covers every key.
-    return FromRocks(db_->DeleteRange(write_options_, families_[kDocs], "", "\xff"),
-                     "clear documents");
+    if (Status status = FromRocks(db_->DeleteRange(write_options_, families_[kDocs], "", "\xff"),
+                                  "clear documents");
+        !status.ok()) {
+      return status;
+    }
+    return ClearDigests();
   }
 
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
@@ -456,6 +521,87 @@ class RocksDbStore final : public Store {
   Result<uint64_t> ConflictCount() override { return conflict_seq_.load(); }
   Result<uint64_t> DeadLetterCount() override { return dead_letter_seq_.load(); }
 
+  Status ScanBucket(uint32_t bucket,
+                    const std::function<void(std::string_view, uint64_t)>& visit) override {
+    const std::string prefix = BucketPrefix(bucket);
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kDigests]));
+    for (it->Seek(prefix); it->Valid(); it->Next()) {
+      const std::string_view key = it->key().ToStringView();
+      if (!key.starts_with(prefix)) break;
+      if (it->value().size() != 8) return Corruption("digest entry of " + std::string(key));
+      visit(key.substr(2), GetBigEndian64(it->value().ToStringView()));
+    }
+    return FromRocks(it->status(), "scan digests");
+  }
+
+  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
+    auto value = Get(kDigests, DigestKey(key));
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return std::optional<uint64_t>();
+    if ((*value)->size() != 8) return Corruption("digest entry of " + std::string(key));
+    return std::optional<uint64_t>(GetBigEndian64(**value));
+  }
+
+  Result<std::vector<uint64_t>> DigestLeaves() override {
+    std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
+    rocksdb::ReadOptions options;
+    options.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, families_[kDigests]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() < 2 || it->value().size() != 8) return Corruption("digest index entry");
+      const uint32_t bucket = (static_cast<uint8_t>(key[0]) << 8) | static_cast<uint8_t>(key[1]);
+      leaves[bucket] ^= GetBigEndian64(it->value().ToStringView());
+    }
+    if (Status status = FromRocks(it->status(), "scan digests"); !status.ok()) return status;
+    return leaves;
+  }
+
+  Status ClearDigests() override {
+    // Bucket prefixes are two bytes: the range covers every entry.
+    return FromRocks(db_->DeleteRange(write_options_, families_[kDigests], "", "\xff\xff\xff"),
+                     "clear digests");
+  }
+
+  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
+    rocksdb::WriteBatch write;
+    for (const auto& [key, digest] : entries) {
+      std::string value;
+      PutBigEndian64(&value, digest);
+      write.Put(families_[kDigests], DigestKey(key), value);
+    }
+    return FromRocks(db_->Write(write_options_, &write), "index digests");
+  }
+
+  Result<std::vector<DamageMark>> DamageMarks(size_t limit) override {
+    std::vector<DamageMark> marks;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kMeta]));
+    for (it->Seek(rocksdb::Slice(kMarkPrefix.data(), kMarkPrefix.size()));
+         it->Valid() && marks.size() < limit; it->Next()) {
+      const std::string_view key = it->key().ToStringView();
+      if (!key.starts_with(kMarkPrefix)) break;
+      marks.push_back(DamageMark{std::string(key.substr(kMarkPrefix.size())),
+                                 std::string(it->value().ToStringView())});
+    }
+    if (Status status = FromRocks(it->status(), "read marks"); !status.ok()) return status;
+    return marks;
+  }
+
+  Result<std::vector<std::string>> RecentRepairs(size_t limit) override {
+    std::vector<std::string> records;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kRepairs]));
+    for (it->SeekToLast(); it->Valid() && records.size() < limit; it->Prev()) {
+      records.emplace_back(it->value().ToStringView());
+    }
+    if (Status status = FromRocks(it->status(), "read repairs"); !status.ok()) return status;
+    return records;
+  }
+
+  Result<uint64_t> RepairCount() override { return repair_seq_.load(); }
+
   Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) override {
     auto value = Get(kIdempotency, IdempotencyKey(key));
     if (!value.ok()) return value.status();
@@ -549,6 +695,7 @@ class RocksDbStore final : public Store {
   KeptLogs kept_;
   std::atomic<uint64_t> conflict_seq_{0};
   std::atomic<uint64_t> dead_letter_seq_{0};
+  std::atomic<uint64_t> repair_seq_{0};
 };
 
 }  // namespace
@@ -595,7 +742,8 @@ Result<std::unique_ptr<Store>> OpenRocksDbStore(const RocksDbOptions& options) {
       options_for_family.memtable_insert_with_hint_prefix_extractor.reset(
           rocksdb::NewCappedPrefixTransform(family == kLog ? 1 : 8));
     }
-    if (family == kChanges || family == kConflicts || family == kDeadLetters) {
+    if (family == kChanges || family == kConflicts || family == kDeadLetters ||
+        family == kRepairs) {
       options_for_family.memtable_insert_with_hint_prefix_extractor.reset(
           rocksdb::NewFixedPrefixTransform(4));
     }

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,17 @@ struct DocumentWrite {
   std::string key;
   std::string state;                    // DocumentState::Encode(); empty: erase the document
   std::optional<std::string> rendered;  // the view; nullopt: the document does not exist
+  // The document's entry in the digest index (core/digest_tree.h) changes to `digest`
+  // (core::RenderedDigest of the view; 0: the document does not exist, the entry goes).
+  bool reindex = false;
+  uint64_t digest = 0;
+};
+
+// A document found damaged (its record lost or unreadable, or holding less than the region
+// applied), kept until a repair restores it: docs/verification.md.
+struct DamageMark {
+  std::string key;
+  std::string reason;  // empty in CommitBatch::marks: the mark is removed (repaired)
 };
 
 struct LoggedEvent {
@@ -71,6 +83,8 @@ struct CommitBatch {
   uint64_t digest = 0;                         // XOR of RenderedDigest over every existing document
   std::vector<std::string> conflicts;          // JSON records, appended to the conflict log
   std::vector<std::string> dead_letters;       // JSON records, appended to the dead-letter store
+  std::vector<DamageMark> marks;               // damage marks to set (or, reason empty, remove)
+  std::vector<std::string> repairs;            // JSON records, appended to the repair log
   std::vector<IdempotencyRecord> idempotency;  // records to add (or replace)
   // Records past their window (from ExpiredIdempotency), removed before `idempotency` is added.
   // A record is removed only when it is still the one written at that time.
@@ -186,6 +200,27 @@ class Store {
   // number.
   virtual Result<uint64_t> ConflictCount() = 0;
   virtual Result<uint64_t> DeadLetterCount() = 0;
+
+  // The digest index (docs/storage.md): per existing document, its bucket and key -> its digest,
+  // kept by Commit from DocumentWrite::reindex. Calls visit(key, digest) for each entry of
+  // `bucket`, in key order.
+  virtual Status ScanBucket(uint32_t bucket,
+                            const std::function<void(std::string_view, uint64_t)>& visit) = 0;
+  // The digest index's entry of one document (nullopt: none).
+  virtual Result<std::optional<uint64_t>> GetDigest(std::string_view key) = 0;
+  // Per bucket, the XOR of its entries' digests (core::DigestTree::kBuckets of them).
+  virtual Result<std::vector<uint64_t>> DigestLeaves() = 0;
+  // Rebuilding the index from the documents (once, when it does not match them): removes every
+  // entry, then adds entries page by page. Not atomic: run before the node commits anything.
+  virtual Status ClearDigests() = 0;
+  virtual Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) = 0;
+  // The damage marks set (CommitBatch::marks), in key order, up to `limit`.
+  virtual Result<std::vector<DamageMark>> DamageMarks(size_t limit) = 0;
+  // The newest `limit` repair records kept, newest first, and how many were ever appended. The
+  // repair log keeps the newest kRepairsKept records.
+  static constexpr uint64_t kRepairsKept = 10'000;
+  virtual Result<std::vector<std::string>> RecentRepairs(size_t limit) = 0;
+  virtual Result<uint64_t> RepairCount() = 0;
 
   // The idempotency record of `key` and the time it was written, or nullopt.
   virtual Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) = 0;

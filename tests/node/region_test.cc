@@ -51,6 +51,25 @@ class FlakyStore final : public storage::Store {
     return inner_->ScanDocumentStates(after, limit, visit);
   }
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
+  Status ScanBucket(uint32_t bucket,
+                    const std::function<void(std::string_view, uint64_t)>& visit) override {
+    return inner_->ScanBucket(bucket, visit);
+  }
+  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
+    return inner_->GetDigest(key);
+  }
+  Result<std::vector<uint64_t>> DigestLeaves() override { return inner_->DigestLeaves(); }
+  Status ClearDigests() override { return inner_->ClearDigests(); }
+  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
+    return inner_->PutDigests(entries);
+  }
+  Result<std::vector<storage::DamageMark>> DamageMarks(size_t limit) override {
+    return inner_->DamageMarks(limit);
+  }
+  Result<std::vector<std::string>> RecentRepairs(size_t limit) override {
+    return inner_->RecentRepairs(limit);
+  }
+  Result<uint64_t> RepairCount() override { return inner_->RepairCount(); }
   Status ReadChanges(uint64_t after, size_t limit,
                      const std::function<void(const storage::LoggedEvent&)>& visit) override {
     return inner_->ReadChanges(after, limit, visit);
