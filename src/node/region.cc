@@ -896,6 +896,15 @@ size_t Region::damaged_count() const {
   return damaged_.size();
 }
 
+std::vector<std::string> Region::DamagedKeys(size_t limit) const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> keys;
+  for (auto it = damaged_.begin(); it != damaged_.end() && keys.size() < limit; ++it) {
+    keys.push_back(*it);
+  }
+  return keys;
+}
+
 bool Region::IsDamaged(const std::string& key) const {
   std::lock_guard lock(mutex_);
   return damaged_.contains(key);

@@ -237,6 +237,7 @@ class Region {
   // Documents marked damaged (by the scrub, by a read of their record, or because an event of
   // theirs was parked as a dead letter), until repaired. Thread-safe.
   size_t damaged_count() const;
+  std::vector<std::string> DamagedKeys(size_t limit) const;
   bool IsDamaged(const std::string& key) const;
 
   // A repair compares documents that both regions hold as of the same events. The comparison

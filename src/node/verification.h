@@ -40,6 +40,9 @@ class RegionVerifyLocal final : public replication::VerifyLocal {
                        const std::function<void(std::string_view, uint64_t)>& visit) override {
     return store_->ScanBucket(bucket, visit);
   }
+  std::vector<std::string> Damaged(size_t limit) const override {
+    return region_->DamagedKeys(limit);
+  }
 
  private:
   const Region* const region_;

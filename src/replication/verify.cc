@@ -182,7 +182,11 @@ Verifier::Ready Verifier::Answered(core::RegionId peer, const wire::VerifyReply&
         }
       }
       if (differing.empty()) {
-        Finish(peer, comparison, {}, now_ms, &ready);
+        // The trees agree; documents marked damaged here are compared all the same.
+        comparison.keys = local.Damaged(options_.keys_max);
+        comparison.result.candidates = comparison.keys.size();
+        comparison.next_key = 0;
+        NextPage(peer, comparison, applied, now_ms, &ready);
         break;
       }
       ++comparison.level;
@@ -234,6 +238,7 @@ Verifier::Ready Verifier::Answered(core::RegionId peer, const wire::VerifyReply&
         }
         for (auto& [key, digest] : theirs) candidates.push_back(key);
       }
+      for (std::string& key : local.Damaged(options_.keys_max)) candidates.push_back(std::move(key));
       std::sort(candidates.begin(), candidates.end());
       candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
       if (candidates.size() > options_.keys_max) {

@@ -9,6 +9,7 @@
 //      tree (VerifyLocal); identical trees end it after one round trip of 16 hashes;
 //   2. asks for the entries of the leaf buckets that differ and compares them with its own: the
 //      keys whose digests differ (or that one side lacks) are the candidates;
+//      (with the documents marked damaged here, whatever the trees say);
 //   3. per page of candidates: watches them (the driver calls Region::Watch), notes its own
 //      frontier, and asks for the peer's states; until the peer's answer reflects at least that
 //      frontier (the peer has applied everything this region had), asks again; then waits until
@@ -55,6 +56,9 @@ class VerifyLocal {
   // The digest index's entries of one bucket, in key order.
   virtual Status BucketEntries(uint32_t bucket,
                                const std::function<void(std::string_view, uint64_t)>& visit) = 0;
+  // Documents marked damaged here (up to `limit`): compared whatever the trees say, since one
+  // rewritten after its damage may match the peer's digest and still hold less.
+  virtual std::vector<std::string> Damaged(size_t limit) const = 0;
 };
 
 // What Region::Repair did with one page of states.

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   std::string script;
   std::optional<int> regions;
   std::optional<uint64_t> duration_ms, rtt_ms, jump_ms;
-  std::optional<double> writes, loss, duplicate, reorder, partitions, crashes, disk_losses,
+  std::optional<double> writes, loss, duplicate, reorder, partitions, crashes, disk_losses, damages,
       restores, jumps, drift, heal_loss, jitter;
 
   app.add_option("--seed", options.seed, "Run this seed (replays it exactly)");
@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
   app.add_option("--crashes", crashes, "Crashes per virtual minute");
   app.add_option("--disk-losses", disk_losses,
                  "Data directories lost per virtual minute (the region restarts empty)");
+  app.add_option("--damages", damages,
+                 "Stored documents lost or corrupted per virtual minute (verification repairs "
+                 "them)");
   app.add_option("--restores", restores,
                  "Restores per virtual minute of a region from a copy of its store taken earlier");
   app.add_option("--clock-jumps", jumps, "Clock jumps per virtual minute");
@@ -126,6 +129,7 @@ int main(int argc, char** argv) {
   if (partitions) options.faults.partitions_per_min = *partitions;
   if (crashes) options.faults.crashes_per_min = *crashes;
   if (disk_losses) options.faults.disk_losses_per_min = *disk_losses;
+  if (damages) options.faults.damages_per_min = *damages;
   if (restores) options.faults.restores_per_min = *restores;
   if (jumps) options.faults.clock_jumps_per_min = *jumps;
   if (jump_ms) options.faults.max_jump_ms = *jump_ms;

@@ -155,6 +155,18 @@ struct Driver {
     });
   }
 
+  // A stored document is lost or corrupted in a random region (up or down).
+  void Damages() {
+    if (options.faults.damages_per_min <= 0) return;
+    const uint64_t at = sim.now() + Exponential(sim, 60'000.0 / options.faults.damages_per_min);
+    if (at >= end) return;
+    Later(at, [this] {
+      const int index = static_cast<int>(sim.random()() % sim.size());
+      sim.DamageDocument(index, sim.Unit() < 0.5);
+      Damages();
+    });
+  }
+
   void ClockJumps() {
     if (options.faults.clock_jumps_per_min <= 0 || options.faults.max_jump_ms == 0) return;
     const uint64_t at = sim.now() + Exponential(sim, 60'000.0 / options.faults.clock_jumps_per_min);
@@ -193,6 +205,7 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.crashes_per_min = 15;
     f.disk_losses_per_min = 3;
     f.restores_per_min = 3;
+    f.damages_per_min = 6;
     f.clock_jumps_per_min = 15;
     f.max_drift_ppm = 2000;
     f.max_jump_ms = 2000;
@@ -241,7 +254,8 @@ std::string ReplayCommand(const Options& options) {
   out << " --loss " << Number(f.loss) << " --duplicate " << Number(f.duplicate) << " --reorder "
       << Number(f.reorder) << " --partitions " << Number(f.partitions_per_min) << " --crashes "
       << Number(f.crashes_per_min) << " --disk-losses " << Number(f.disk_losses_per_min)
-      << " --restores " << Number(f.restores_per_min) << " --clock-jumps "
+      << " --restores " << Number(f.restores_per_min) << " --damages "
+      << Number(f.damages_per_min) << " --clock-jumps "
       << Number(f.clock_jumps_per_min) << " --drift-ppm " << Number(f.max_drift_ppm)
       << " --jump-ms " << f.max_jump_ms;
   if (options.heal_loss != 0) out << " --heal-loss " << Number(options.heal_loss);
@@ -293,6 +307,7 @@ Report Run(const Options& options, std::ostream* trace) {
   driver.Crashes();
   driver.StoreFaults();
   driver.ClockJumps();
+  driver.Damages();
   sim.RunUntil(options.duration_ms);
 
   // Heal: the network mends, crashed regions come back, streams stop being damaged; loss that

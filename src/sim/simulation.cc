@@ -53,6 +53,11 @@ constexpr uint64_t kRtoFloorMs = 200;
 // A group commit (write, fsync) takes about this long.
 constexpr uint64_t kCommitMs = 1;
 constexpr uint64_t kMaxSkewMs = 500;
+// Verification: a comparison with each peer every 2 s (virtual), a request's deadline, and the
+// scrub's pace per fold sweep.
+constexpr uint64_t kVerifyIntervalMs = 2000;
+constexpr uint64_t kVerifyTimeoutMs = 3000;
+constexpr size_t kScrubDocuments = 256;
 
 replication::SenderOptions SenderOptionsOf() {
   replication::SenderOptions options;
@@ -123,6 +128,9 @@ struct Simulation::Node {
   std::unique_ptr<node::Region> region;
   std::unique_ptr<replication::Exchange> exchange;
   std::unique_ptr<replication::Retention> retention;
+  // Verification (docs/verification.md): this region's comparisons with its peers.
+  std::unique_ptr<replication::Verifier> verifier;
+  std::unique_ptr<node::RegionVerifyLocal> verify_local;
   // Re-seeding this region (while it runs), and the snapshots it serves others, per call.
   std::unique_ptr<replication::Reseeding> reseeding;
   uint64_t reseed_conn = 0;
@@ -317,6 +325,11 @@ void Simulation::BootNode(int index) {
   replication::RetentionOptions retention;
   retention.age_ms = options_.retention_age_ms != 0 ? options_.retention_age_ms : UINT64_MAX;
   n.retention = std::make_unique<replication::Retention>(retention);
+  replication::VerifyOptions verify;
+  verify.interval_ms = kVerifyIntervalMs;
+  verify.align_timeout_ms = kVerifyTimeoutMs;
+  n.verifier = std::make_unique<replication::Verifier>(verify, n.exchange->peers(), now_);
+  n.verify_local = std::make_unique<node::RegionVerifyLocal>(n.region.get(), n.store.get());
   n.dials.clear();
   n.conn_of.clear();
   const uint64_t incarnation = n.incarnation;
@@ -765,12 +778,132 @@ void Simulation::Tick(int index, uint64_t incarnation) {
     Carry(index, std::move(retention));
   }
   if (now_ >= n.swept_ms + kFoldSweepMs) {
-    // As the node's commit thread does: a few documents at a time, folded with what is stable.
+    // As the node's commit thread does: a few documents at a time, folded with what is stable,
+    // and the scrub at its pace.
     size_t folded = 0;
     (void)n.region->FoldSweep(kFoldSweepDocuments, &folded);
+    std::vector<node::Change> erased;
+    auto scrubbed = n.region->Scrub(kScrubDocuments, &erased);
+    if (scrubbed.ok() && scrubbed->damaged > 0) {
+      Trace(n.name + ": scrub found " + std::to_string(scrubbed->damaged) + " damaged documents",
+            true);
+    }
+    if (!erased.empty()) Watch(index, erased);
     n.swept_ms = now_;
   }
+  CarryVerify(index, n.verifier->Tick(now_, n.region->frontier()));
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
+}
+
+// --- verification (the transport's RunVerifier and Verify handler) -------------------------
+
+void Simulation::CarryVerify(int index, replication::Verifier::Ready ready) {
+  Node& n = *nodes_[index];
+  while (true) {
+    if (!ready.watch.empty()) n.region->Watch(ready.watch);
+    for (replication::Verifier::Ready::Request& request : ready.requests) {
+      SendVerify(index, std::move(request));
+    }
+    for (const replication::VerifyResult& result : ready.finished) {
+      Trace(n.name + ": verify with " + n.exchange->NameOf(result.peer) + ": " +
+                std::string(replication::VerifyStateName(result.state)) + " (" +
+                std::to_string(result.candidates) + " candidates, " +
+                std::to_string(result.repaired) + " repaired here, " +
+                std::to_string(result.theirs) + " there)" +
+                (result.error.empty() ? "" : ": " + result.error),
+            result.repaired + result.theirs > 0);
+    }
+    replication::Verifier::Ready next;
+    for (replication::Verifier::Ready::Repair& repair : ready.repairs) {
+      std::vector<node::Change> changes;
+      auto outcome = n.region->Repair(repair.peer, node::StatesOf(repair.states), &changes);
+      if (!changes.empty()) Watch(index, changes);
+      Result<replication::RepairCounts> counts =
+          outcome.ok() ? Result<replication::RepairCounts>(node::CountsOf(*outcome))
+                       : Result<replication::RepairCounts>(outcome.status());
+      next.Join(n.verifier->Repaired(repair.peer, counts, n.region->frontier(), now_));
+    }
+    if (!ready.unwatch.empty()) n.region->Unwatch(ready.unwatch);
+    if (next.watch.empty() && next.requests.empty() && next.repairs.empty() &&
+        next.unwatch.empty() && next.finished.empty()) {
+      return;
+    }
+    ready = std::move(next);
+  }
+}
+
+// A unary call: the request crosses the network, the peer answers at once (states as its
+// commit thread reads them), the answer crosses back; a cut link or a peer down ends the call
+// at its deadline, as gRPC's does.
+void Simulation::SendVerify(int index, replication::Verifier::Ready::Request request) {
+  Node& n = *nodes_[index];
+  const int peer = IndexOfId(request.peer);
+  n.exchange->Identify(&request.message);
+  const uint64_t incarnation = n.incarnation;
+  const uint64_t deadline = now_ + kVerifyTimeoutMs;
+  const core::RegionId peer_id = request.peer;
+  const auto fail = [this, index, incarnation, peer_id, deadline](std::string why) {
+    Schedule(deadline, [this, index, incarnation, peer_id, why] {
+      Node& n = *nodes_[index];
+      if (!n.up || n.incarnation != incarnation) return;
+      CarryVerify(index, n.verifier->Failed(peer_id, why, now_));
+    });
+  };
+  if (peer < 0 || Blocked(index, peer)) {
+    fail("deadline exceeded");
+    return;
+  }
+  const uint64_t arrives = now_ + LatencyMs(index, peer);
+  Schedule(arrives, [this, index, peer, incarnation, peer_id, deadline, fail,
+                     message = std::move(request.message)] {
+    Node& p = *nodes_[peer];
+    if (!p.up || Blocked(peer, index)) {
+      fail("deadline exceeded");
+      return;
+    }
+    Result<wire::VerifyReply> answer = Status(StatusCode::kUnavailable, "refused");
+    if (auto refusal = p.exchange->VerifyRequested(message)) {
+      answer = Status(StatusCode::kInvalidArgument, refusal->message);
+    } else if (node::AsksStates(message)) {
+      auto states = p.region->ReadStates(node::KeysOf(message));
+      answer = states.ok() ? Result<wire::VerifyReply>(node::StatesReply(*states))
+                           : Result<wire::VerifyReply>(states.status());
+      if (Status checked = node::CheckVerifyRequest(message); !checked.ok()) answer = checked;
+    } else {
+      answer = node::AnswerTree(*p.region, *p.store, message);
+    }
+    const uint64_t back = now_ + LatencyMs(peer, index);
+    if (back > deadline) {
+      fail("deadline exceeded");
+      return;
+    }
+    const size_t bytes = message.ByteSizeLong() + (answer.ok() ? answer->ByteSizeLong() : 0);
+    Schedule(back, [this, index, incarnation, peer_id, bytes, answer = std::move(answer)] {
+      Node& n = *nodes_[index];
+      if (!n.up || n.incarnation != incarnation) return;
+      if (!answer.ok()) {
+        CarryVerify(index, n.verifier->Failed(peer_id, answer.status().message(), now_));
+        return;
+      }
+      CarryVerify(index, n.verifier->Answered(peer_id, *answer, bytes, *n.verify_local,
+                                              n.region->frontier(), now_));
+    });
+  });
+}
+
+void Simulation::DamageDocument(int index, bool lose) {
+  Node& n = *nodes_[index];
+  // One of the first documents the region stores, at random.
+  std::vector<std::string> keys;
+  (void)n.store->ScanDocumentStates("", 16, [&](std::string_view found, std::string_view) {
+    keys.emplace_back(found);
+  });
+  if (keys.empty()) return;
+  const std::string key = keys[random_() % keys.size()];
+  storage::DamageMemoryStore(*n.store, key, lose);
+  ++faults_injected_;
+  ++damaged_;
+  Trace(n.name + ": " + (lose ? "lost" : "corrupted") + " the stored document " + key, true);
 }
 
 // --- sending side ---------------------------------------------------------------------------
@@ -1222,6 +1355,14 @@ std::optional<uint64_t> Simulation::RunUntilConverged(uint64_t max_ms) {
     for (int i = 0; i < size() && converged; ++i) {
       if (nodes_[i]->member) converged = Frontier(i) == heads;
     }
+    // Documents damaged in a store are repaired by verification: the same data everywhere.
+    std::optional<uint64_t> digest;
+    for (int i = 0; i < size() && converged; ++i) {
+      if (!nodes_[i]->member) continue;
+      if (nodes_[i]->region->damaged_count() > 0) converged = false;
+      if (digest && *digest != Digest(i)) converged = false;
+      digest = Digest(i);
+    }
     if (converged) return now_ - start;
     if (now_ >= deadline) return std::nullopt;
     RunUntil(std::min(deadline, now_ + 10));
@@ -1249,6 +1390,12 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   }
   if (!failures.empty()) return failures;
 
+  // Damaged documents were found and repaired (verification).
+  for (const Node* node : members) {
+    if (size_t damaged = node->region->damaged_count(); damaged > 0) {
+      fail(node->name + " still has " + std::to_string(damaged) + " documents marked damaged");
+    }
+  }
   // 1. Converged: every region applied every origin's events, and shows the same data.
   const core::VersionVector heads = Heads();
   for (const Node* node : members) {

@@ -43,6 +43,7 @@
 #include "replication/event_log.h"
 #include "replication/exchange.h"
 #include "replication/links.h"
+#include "replication/verify.h"
 #include "storage/store.h"
 
 namespace meridian::sim {
@@ -57,6 +58,7 @@ struct FaultOptions {
   double disk_losses_per_min = 0;  // cluster-wide: a region restarts with an empty store
   double restores_per_min = 0;     // cluster-wide: a region restarts from an older copy
   double clock_jumps_per_min = 0;  // cluster-wide
+  double damages_per_min = 0;      // cluster-wide: a stored document lost or corrupted
   double max_drift_ppm = 0;        // each region's clock runs off by up to this much
   uint64_t max_jump_ms = 0;        // a jump moves a clock by up to this, either way
 };
@@ -171,6 +173,11 @@ class Simulation {
   void RemoveRegion(int index);
   int AddRegion(const std::string& name);
   void JumpClock(int index, int64_t delta_ms);
+  // A document of the region's store is lost (lose) or its state overwritten with bytes that do
+  // not decode, as a disk fault or an operator's mistake would: the scrub and verification must
+  // find and repair it (docs/verification.md).
+  void DamageDocument(int index, bool lose);
+  uint64_t damaged() const { return damaged_; }
   void SetDrift(int index, double ppm);
 
   // A client write, committed at once with whatever the region has queued. The receipt, or why
@@ -245,6 +252,9 @@ class Simulation {
   // Hands the stream's held messages to the receiver while the apply queue has room.
   void DrainHeld(int index);
   void Tick(int index, uint64_t incarnation);
+  // Verification (the transport's RunVerifier and Verify handler).
+  void CarryVerify(int index, replication::Verifier::Ready ready);
+  void SendVerify(int index, replication::Verifier::Ready::Request request);
   // A new store (empty or a copy) replaces the region's: crash, a new generation, and a watcher
   // that starts over.
   void ReplaceStore(int index, std::unique_ptr<storage::Store> store, const std::string& why);
@@ -314,6 +324,7 @@ class Simulation {
   uint64_t trace_digest_ = 1469598103934665603ull;
   uint64_t steps_ = 0;
   uint64_t faults_injected_ = 0;
+  uint64_t damaged_ = 0;  // documents damaged in a store (DamageDocument)
   uint64_t batches_on_wire_ = 0;
   uint64_t lost_with_store_ = 0;  // acknowledged writes a lost or restored store took along
   uint64_t metadata_entries_ = 0;

@@ -74,12 +74,14 @@ class MemoryStore final : public Store {
     reseed_ = batch.reseed;
     hlc_ = batch.hlc;
     digest_ = batch.digest;
+    document_count_ = batch.document_count;
     return Status::Ok();
   }
 
   Result<RecoveredState> Recover() override {
     std::lock_guard lock(mutex_);
-    return RecoveredState{frontier_, folded_, reseed_, hlc_, last_lsn_, views_.size(), digest_};
+    // As recorded by the last commit (a document lost since is still counted, as on RocksDB).
+    return RecoveredState{frontier_, folded_, reseed_, hlc_, last_lsn_, document_count_, digest_};
   }
 
   Result<std::optional<std::string>> GetDocumentState(std::string_view key) override {
@@ -113,6 +115,7 @@ class MemoryStore final : public Store {
     docs_.clear();
     views_.clear();
     digests_.clear();
+    document_count_ = 0;
     return Status::Ok();
   }
 
@@ -347,6 +350,7 @@ class MemoryStore final : public Store {
   core::HlcTimestamp hlc_ = 0;
   uint64_t last_lsn_ = 0;
   uint64_t digest_ = 0;
+  uint64_t document_count_ = 0;
   std::map<std::string, uint64_t, std::less<>> digests_;
   std::map<std::string, std::string, std::less<>> marks_;
   std::deque<std::string> repairs_;
@@ -407,6 +411,7 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   copy->hlc_ = from.hlc_;
   copy->last_lsn_ = from.last_lsn_;
   copy->digest_ = from.digest_;
+  copy->document_count_ = from.document_count_;
   copy->digests_ = from.digests_;
   copy->marks_ = from.marks_;
   copy->repairs_ = from.repairs_;
