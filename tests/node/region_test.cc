@@ -71,6 +71,17 @@ class FlakyStore final : public storage::Store {
   }
   Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
   Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
+  Result<std::optional<std::string>> GetDeadLetter(uint64_t id) override {
+    return inner_->GetDeadLetter(id);
+  }
+  Result<bool> ScanDeadLetters(
+      uint64_t after_id, size_t limit,
+      const std::function<void(uint64_t, std::string_view)>& visit) override {
+    return inner_->ScanDeadLetters(after_id, limit, visit);
+  }
+  Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) override {
+    return inner_->RecentDeadLetters(limit);
+  }
   Result<std::optional<storage::IdempotencyRecord>> GetIdempotency(std::string_view key) override {
     return inner_->GetIdempotency(key);
   }
