@@ -55,7 +55,7 @@ class Node {
   // Queues a batch of other regions' events for the commit thread (replication); false when
   // stopping.
   // `dropped`: see WriteQueue::SubmitRemote.
-  bool SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback,
+  bool SubmitRemote(core::RemoteBatch events, WriteQueue::RemoteCallback callback,
                     std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
   // The committed rendered document of `key` (nullopt: it does not exist), from memory when it
   // was written recently, else from the store. Thread-safe.

@@ -742,15 +742,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t id() const { return id_; }
 
     // Queues a batch; false when the node is stopping.
-    bool Submit(core::RegionId origin, std::vector<core::Event> events) {
+    bool Submit(core::RegionId origin, core::RemoteBatch events) {
       const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
       if (!error_.empty()) return true;  // the stream is being cancelled; Read will end
       lock.unlock();
-      std::vector<core::HlcTimestamp> hlcs;
-      hlcs.reserve(events.size());
-      for (const core::Event& event : events) hlcs.push_back(event.hlc);
       auto promise = std::make_shared<std::promise<Result<RemoteApplied>>>();
       std::future<Result<RemoteApplied>> done = promise->get_future();
       if (!impl_->host_->SubmitRemote(
@@ -880,7 +877,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (decode) {
         const wire::Batch& batch = message.batch();
         const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
-        auto events = decoder.Decode(batch.events(), batch_limits, kRemoteLimits);
+        auto events = decoder.DecodeRemote(batch.events(), batch_limits, kRemoteLimits);
         Ready decoded;
         {
           std::lock_guard lock(mutex_);
@@ -889,8 +886,8 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (decoded.submit) {
           board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
           std::vector<core::HlcTimestamp> hlcs;
-          hlcs.reserve(events->size());
-          for (const core::Event& event : *events) hlcs.push_back(event.hlc);
+          hlcs.reserve(events->events.size());
+          for (const core::Event& event : events->events) hlcs.push_back(event.hlc);
           board_.Arrived(origin, hlcs, WallMs());
           if (!inbound.Submit(origin, std::move(events).value())) return "the node is stopping";
         }
