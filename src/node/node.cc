@@ -158,6 +158,26 @@ bool Node::SubmitRemote(core::RemoteBatch events, WriteQueue::RemoteCallback cal
       std::move(dropped));
 }
 
+bool Node::SubmitDeadLetterRetry(uint64_t id, std::function<void(Result<DeadLetterRetry>)> done) {
+  return queue_->SubmitTask([this, id, done = std::move(done)] {
+    std::vector<Change> changes;
+    Result<DeadLetterRetry> retry = region_->RetryDeadLetter(id, &changes);
+    if (!retry.ok() && retry.status().code() == StatusCode::kUnavailable) {
+      ReportStorageFailure(retry.status());
+    }
+    if (retry.ok() && retry->outcome == DeadLetterRetry::Outcome::kApplied) {
+      spdlog::info("dead letter {} ({}, key '{}') applied by a retry", id, retry->letter.event,
+                   retry->letter.key);
+    }
+    if (!changes.empty()) {
+      replication_.NoteCommitted(changes);
+      watches_.Publish(changes);
+      commits_.Notify();
+    }
+    done(std::move(retry));
+  });
+}
+
 Status Node::RunOnCommitThread(const std::function<Status()>& task) {
   std::promise<Status> done;
   if (!queue_->SubmitTask([&] { done.set_value(task()); })) {

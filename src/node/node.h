@@ -61,6 +61,10 @@ class Node {
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);
 
+  // Applies the parked dead letter `id` again on the commit thread (Region::RetryDeadLetter),
+  // publishes its change to watches, then calls `done` there. False when stopping.
+  bool SubmitDeadLetterRetry(uint64_t id, std::function<void(Result<DeadLetterRetry>)> done);
+
   // Runs `task` on the commit thread and waits for it (re-seeding: Region::MergeSnapshotPage,
   // Region::ClearDocuments). kUnavailable when the node is stopping.
   Status RunOnCommitThread(const std::function<Status()>& task);
