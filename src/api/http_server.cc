@@ -373,6 +373,31 @@ class HttpServer::Impl {
     co_return done;
   }
 
+  // Region::RetryDeadLetter on the commit thread, without blocking this one.
+  awaitable<Result<node::DeadLetterRetry>> RetryDeadLetter(uint64_t id) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [this, executor, id](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      const bool queued = node_->SubmitDeadLetterRetry(
+          id, [shared, executor](Result<node::DeadLetterRetry> outcome) {
+            asio::post(executor, [shared, outcome = std::move(outcome)]() mutable {
+              (*shared)(std::move(outcome));
+            });
+          });
+      if (!queued) {
+        asio::post(executor, [shared] {
+          (*shared)(Result<node::DeadLetterRetry>(
+              Status(StatusCode::kUnavailable, "the node is stopping")));
+        });
+      }
+    };
+    Result<node::DeadLetterRetry> outcome =
+        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&,
+                                      void(Result<node::DeadLetterRetry>)>(initiation,
+                                                                           use_awaitable);
+    co_return outcome;
+  }
+
   awaitable<Result<node::Receipt>> SubmitWrite(node::WriteRequest& request) {
     auto executor = co_await asio::this_coro::executor;
     // Named, not a temporary of the co_await expression (see Watch).
@@ -530,6 +555,21 @@ class HttpServer::Impl {
         }
         body += "],\"total\":" + std::to_string(total.ok() ? *total : 0) + "}";
         co_return MakeResponse(request, http::status::ok, std::move(body));
+      }
+      case Route::kDeadLetters: {
+        auto answer = DeadLettersJson(*node_, call.limit);
+        if (auto* error = std::get_if<ApiError>(&answer)) {
+          co_return ErrorResponse(request, *error);
+        }
+        co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(answer).dump());
+      }
+      case Route::kRetryDeadLetter: {
+        auto answer =
+            DeadLetterRetryAnswer(call.dead_letter, co_await RetryDeadLetter(call.dead_letter));
+        if (auto* error = std::get_if<ApiError>(&answer)) {
+          co_return ErrorResponse(request, *error);
+        }
+        co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(answer).dump());
       }
       case Route::kStatus:
         co_return MakeResponse(request, http::status::ok, StatusJson().dump());

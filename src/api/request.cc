@@ -33,6 +33,10 @@ std::string_view RouteName(Route route) {
       return "verify_now";
     case Route::kRepairs:
       return "repairs";
+    case Route::kDeadLetters:
+      return "dead_letters";
+    case Route::kRetryDeadLetter:
+      return "retry_dead_letter";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -243,7 +247,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       {"/v1/conflicts", "GET", Route::kConflicts}, {"/v1/status", "GET", Route::kStatus},
       {"/metrics", "GET", Route::kMetrics},        {"/healthz", "GET", Route::kHealth},
       {"/readyz", "GET", Route::kReady},           {"/v1/verify", "GET", Route::kVerify},
-      {"/v1/repairs", "GET", Route::kRepairs},
+      {"/v1/repairs", "GET", Route::kRepairs},     {"/v1/dead-letters", "GET", Route::kDeadLetters},
   };
   bool routed = false;
   if (path == "/v1/verify" && method == "POST") {
@@ -262,6 +266,29 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       return error;
     }
     call.route = fixed.route;
+    routed = true;
+  }
+  constexpr std::string_view kDeadLetters = "/v1/dead-letters/";
+  if (!routed && path.starts_with(kDeadLetters)) {
+    // POST /v1/dead-letters/{id}/retry
+    std::string_view rest = path.substr(kDeadLetters.size());
+    constexpr std::string_view kRetry = "/retry";
+    if (!rest.ends_with(kRetry))
+      return Error(404, "not_found", "no such route: " + std::string(path));
+    rest.remove_suffix(kRetry.size());
+    uint64_t id = 0;
+    if (!ParseUnsigned(rest, &id) || id == 0) {
+      return Error(400, "bad_parameter",
+                   "'" + std::string(rest) + "' is not a dead letter id (an integer from 1)");
+    }
+    if (method != "POST") {
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
+      error.allow = "POST";
+      return error;
+    }
+    call.route = Route::kRetryDeadLetter;
+    call.dead_letter = id;
     routed = true;
   }
   if (!routed) {
@@ -368,7 +395,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       if (auto it = query.find("peer"); it != query.end()) call.peer = it->second;
       break;
     case Route::kScan:
-    case Route::kConflicts: {
+    case Route::kConflicts:
+    case Route::kDeadLetters: {
       uint64_t limit = call.limit;
       if (auto error = ReadUnsigned(query, "limit", kScanLimitMax, &limit); error || limit == 0) {
         return Error(400, "bad_parameter",

@@ -26,6 +26,8 @@ enum class Route {
   kVerify,     // GET /v1/verify
   kVerifyNow,  // POST /v1/verify
   kRepairs,
+  kDeadLetters,      // GET /v1/dead-letters
+  kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
   kStatus,
   kMetrics,
   kHealth,
@@ -54,7 +56,8 @@ struct ApiCall {
   uint64_t durability_timeout_ms = 5000;       // timeout_ms with durability
   std::string prefix;                          // scan, watch
   std::string after;                           // scan
-  size_t limit = 100;                          // scan, conflicts
+  size_t limit = 100;                          // scan, conflicts, dead letters
+  uint64_t dead_letter = 0;                    // retry: the dead letter's id
   std::string resume_from;      // watch: an event id ("from" query or Last-Event-ID header)
   std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header

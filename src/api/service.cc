@@ -151,6 +151,7 @@ nlohmann::json StatusJson(node::Node& node) {
            {{"oldest_seq", snapshot.conflicts + 1 - snapshot.conflict_log_records},
             {"records", snapshot.conflict_log_records}}},
           {"dead_letters", snapshot.dead_letters},
+          {"dead_letter_documents", region.documents_with_dead_letters()},
           {"idempotency_records", snapshot.idempotency_records},
           {"local_events", snapshot.events},
           {"commits", snapshot.commits},
@@ -187,6 +188,47 @@ std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms) {
   return "the write is committed in this region but " + std::to_string(regions) +
          " other regions have not confirmed it within " + std::to_string(timeout_ms) +
          " ms; it will replicate";
+}
+
+std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t limit) {
+  auto records = node.store().RecentDeadLetters(limit);
+  if (!records.ok()) return ErrorFromStatus(records.status());
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& [id, record] : *records) {
+    auto letter = node::DeadLetter::Decode(id, record);
+    if (!letter.ok()) return ErrorFromStatus(letter.status());
+    items.push_back(letter->ToJson());
+  }
+  auto total = node.store().DeadLetterCount();
+  return nlohmann::json{{"items", std::move(items)}, {"total", total.ok() ? *total : 0}};
+}
+
+std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
+    uint64_t id, const Result<node::DeadLetterRetry>& retry) {
+  using Outcome = node::DeadLetterRetry::Outcome;
+  if (!retry.ok()) return ErrorFromStatus(retry.status());
+  switch (retry->outcome) {
+    case Outcome::kApplied:
+      return retry->letter.ToJson();
+    case Outcome::kStillParked:
+      return ApiError{409,
+                      "still_unreadable",
+                      "dead letter " + std::to_string(id) + " (" + retry->letter.event +
+                          ") still cannot be applied: " + retry->letter.reason +
+                          "; it stays parked",
+                      {}};
+    case Outcome::kNotParked:
+    case Outcome::kResolved:
+      return ApiError{409,
+                      "not_parked",
+                      "dead letter " + std::to_string(id) + " (" + retry->letter.event + ") is " +
+                          std::string(node::DeadLetter::StateName(retry->letter.state)) +
+                          ", not parked: there is nothing to retry",
+                      {}};
+    case Outcome::kUnknown:
+      break;
+  }
+  return ApiError{404, "unknown_dead_letter", "no dead letter has id " + std::to_string(id), {}};
 }
 
 std::variant<uint64_t, ApiError> ResumeLsn(node::Node& node, const std::string& event_id) {

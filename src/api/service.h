@@ -38,6 +38,15 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections);
 // The object GET /v1/status answers: this region's view of itself and its peers.
 nlohmann::json StatusJson(node::Node& node);
 
+// Dead letters (docs/replication.md#dead-letters), for HTTP and gRPC alike.
+// GET /v1/dead-letters: {"items": [...]}, the newest `limit` records, newest first.
+std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t limit);
+// POST /v1/dead-letters/{id}/retry, from what Region::RetryDeadLetter answered: the updated
+// record (200) when applied; 409 still_unreadable (the record stays parked, with the new reason)
+// or not_parked; 404 unknown_dead_letter.
+std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
+    uint64_t id, const Result<node::DeadLetterRetry>& retry);
+
 // 504 session_timeout: the frontier did not cover the session token within wait_ms.
 ApiError SessionTimeout(uint64_t wait_ms);
 

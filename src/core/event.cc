@@ -194,16 +194,15 @@ std::string EncodeEvent(const Event& event) {
   return bytes;
 }
 
-Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits) {
-  wire::Event message;
-  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Corruption("event: not a valid protobuf message");
-  }
-  if (message.schema_version() != kEventSchemaVersion) {
+namespace {
+
+Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
+                            uint32_t schema_version_max) {
+  if (message.schema_version() < 1 || message.schema_version() > schema_version_max) {
     return Status(StatusCode::kUnsupported, "event: schema version " +
                                                 std::to_string(message.schema_version()) +
                                                 " is not supported (this build reads version " +
-                                                std::to_string(kEventSchemaVersion) + ")");
+                                                std::to_string(schema_version_max) + ")");
   }
   Event event;
   event.dot = Dot{message.origin(), message.seq()};
@@ -235,6 +234,49 @@ Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits) {
     return Status(StatusCode::kCorruption, "event: " + status.message());
   }
   return event;
+}
+
+}  // namespace
+
+Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits,
+                          uint32_t schema_version_max) {
+  wire::Event message;
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Corruption("event: not a valid protobuf message");
+  }
+  return DecodeMessage(message, limits, schema_version_max);
+}
+
+Result<ReceivedEvent> DecodeOrPark(std::string_view bytes, const Limits& limits,
+                                   uint32_t schema_version_max) {
+  wire::Event message;
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Corruption("event: not a valid protobuf message");
+  }
+  if (message.origin() > kRegionIdMax || message.seq() == 0) {
+    return Corruption("event: no readable dot (origin " + std::to_string(message.origin()) +
+                      ", seq " + std::to_string(message.seq()) + ")");
+  }
+  Result<Event> event = DecodeMessage(message, limits, schema_version_max);
+  ReceivedEvent decoded;
+  if (event.ok()) {
+    decoded.event = std::move(event).value();
+    return decoded;
+  }
+  ParkedEvent parked;
+  parked.dot = Dot{static_cast<RegionId>(message.origin()), message.seq()};
+  parked.bytes = std::string(bytes);
+  if (ValidateKey(message.key(), limits).ok()) parked.key = message.key();
+  parked.schema_version = message.schema_version();
+  parked.hlc = message.hlc();
+  parked.newer_schema = message.schema_version() > schema_version_max;
+  parked.reason = parked.newer_schema
+                      ? "schema version " + std::to_string(message.schema_version()) +
+                            " is newer than this node reads (" +
+                            std::to_string(schema_version_max) + ")"
+                      : event.status().message();
+  decoded.parked = std::move(parked);
+  return decoded;
 }
 
 }  // namespace meridian::core

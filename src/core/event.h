@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,9 @@
 
 namespace meridian::core {
 
+// The event schema version this build writes and reads (docs/formats.md#schema-version-rules).
+// An event of a newer version (a newer node's, during a rolling upgrade) is not misread: the
+// receive path parks it as a dead letter (ParkedEvent) until a build that reads it applies it.
 constexpr uint32_t kEventSchemaVersion = 1;
 
 // Size limits, enforced on every write and on every decoded event. Each is a hard bound the
@@ -89,7 +93,47 @@ Status CheckCanonicalOperation(Operation* op, const Limits& limits);
 Status ValidateEvent(const Event& event, const Limits& limits);
 
 std::string EncodeEvent(const Event& event);
-// Decodes and validates; never crashes on arbitrary bytes.
-Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits);
+// Decodes and validates; never crashes on arbitrary bytes. `schema_version_max` is the newest
+// schema version read (versions 1 to it are read as this build's layout): always
+// kEventSchemaVersion in a node; tests raise it to model a build that reads a newer version.
+Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits,
+                          uint32_t schema_version_max = kEventSchemaVersion);
+
+// An event of another region that cannot be applied as it came (docs/replication.md#dead-letters):
+// it does not decode or validate, or its schema version is newer than this build reads. Its dot
+// is known; the rest is what could be read of it.
+struct ParkedEvent {
+  Dot dot;
+  std::string bytes;            // its Protobuf encoding as it came: logged and relayed as is
+  std::string key;              // empty when absent or not a valid key
+  uint32_t schema_version = 0;  // as the event says (0: absent)
+  HlcTimestamp hlc = 0;         // as the event says (0: absent)
+  bool newer_schema = false;    // refused for its schema version only
+  std::string reason;           // why it was refused, in clear text
+  bool operator==(const ParkedEvent&) const = default;
+};
+
+// What the receive path makes of one event's bytes: the event, or the event parked (ParkedEvent)
+// when it does not decode, validate, or is of a newer schema version than `schema_version_max`.
+// kCorruption when not even its dot can be read: the bytes are not a meridian.wire.Event, or the
+// origin is above 31 or the seq 0.
+struct ReceivedEvent {
+  std::optional<Event> event;
+  std::optional<ParkedEvent> parked;  // exactly one of the two is set
+};
+Result<ReceivedEvent> DecodeOrPark(std::string_view bytes, const Limits& limits,
+                                   uint32_t schema_version_max = kEventSchemaVersion);
+
+// A batch of another region's events as the receive path decoded it: the events that decoded and
+// those parked, each in seq order per origin.
+struct RemoteBatch {
+  RemoteBatch() = default;
+  RemoteBatch(std::vector<Event> events, std::vector<ParkedEvent> parked = {})  // NOLINT
+      : events(std::move(events)), parked(std::move(parked)) {}
+  std::vector<Event> events;
+  std::vector<ParkedEvent> parked;
+  size_t size() const { return events.size() + parked.size(); }
+  bool empty() const { return events.empty() && parked.empty(); }
+};
 
 }  // namespace meridian::core

@@ -361,6 +361,53 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     return Answer(context, api::Route::kConflicts, started, error);
   }
 
+  grpc::Status DeadLetters(grpc::ServerContext* context, const v1::DeadLettersRequest* request,
+                           v1::DeadLettersResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    size_t limit = kDefaultLimit;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      auto answer = api::DeadLettersJson(*node_, limit);
+      if (auto* refused = std::get_if<ApiError>(&answer)) {
+        error = *refused;
+      } else {
+        const nlohmann::json& json = std::get<nlohmann::json>(answer);
+        for (const nlohmann::json& item : json["items"]) reply->add_items(item.dump());
+        reply->set_total(json["total"].get<uint64_t>());
+      }
+    }
+    return Answer(context, api::Route::kDeadLetters, started, error);
+  }
+
+  grpc::Status RetryDeadLetter(grpc::ServerContext* context,
+                               const v1::RetryDeadLetterRequest* request,
+                               v1::RetryDeadLetterResponse* reply) override {
+    const auto started = Clock::now();
+    std::optional<ApiError> error;
+    if (request->id() == 0) {
+      error = ApiError{400, "bad_parameter", "id must be a dead letter id (an integer from 1)", {}};
+    } else {
+      auto done = std::make_shared<std::promise<Result<node::DeadLetterRetry>>>();
+      std::future<Result<node::DeadLetterRetry>> outcome = done->get_future();
+      if (!node_->SubmitDeadLetterRetry(request->id(), [done](Result<node::DeadLetterRetry> r) {
+            done->set_value(std::move(r));
+          })) {
+        error = ApiError{503, "unavailable", "the node is stopping", {}};
+      } else {
+        auto answer = api::DeadLetterRetryAnswer(request->id(), outcome.get());
+        if (auto* refused = std::get_if<ApiError>(&answer)) {
+          error = *refused;
+        } else {
+          reply->set_json(std::get<nlohmann::json>(answer).dump());
+        }
+      }
+    }
+    return Answer(context, api::Route::kRetryDeadLetter, started, error);
+  }
+
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* reply) override {
     const auto started = Clock::now();

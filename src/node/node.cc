@@ -78,6 +78,23 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   }
   node->directory_ = std::move(directory);
   if (Status status = node->region_->Recover(); !status.ok()) return status;
+  {
+    // Dead letters: which documents wait for a parked event, and the events parked for a schema
+    // version this build reads (an upgrade), applied now (docs/replication.md#dead-letters).
+    std::vector<DeadLetter> applied;
+    std::vector<Change> changes;  // no watcher yet: the change log holds them
+    if (Status status = node->region_->RecoverDeadLetters(&applied, &changes); !status.ok()) {
+      return status;
+    }
+    for (const DeadLetter& letter : applied) {
+      spdlog::info("dead letter {} ({}, key '{}') applied: this build reads schema version {}",
+                   letter.id, letter.event, letter.key, letter.schema_version);
+    }
+    const size_t pending = node->region_->documents_with_dead_letters();
+    if (pending > 0) {
+      spdlog::warn("{} documents wait for parked dead letters (GET /v1/dead-letters)", pending);
+    }
+  }
   // An empty directory (unless bootstrapping a new deployment), a copy, or one whose rebuild was
   // cut short may be behind what the other regions hold of this region's events: no writes until
   // they have told.
@@ -138,7 +155,7 @@ bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
       });
 }
 
-bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback,
+bool Node::SubmitRemote(core::RemoteBatch events, WriteQueue::RemoteCallback callback,
                         std::shared_ptr<const std::atomic<bool>> dropped) {
   return queue_->SubmitRemote(
       std::move(events),
@@ -149,6 +166,26 @@ bool Node::SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallb
         callback(std::move(outcome));
       },
       std::move(dropped));
+}
+
+bool Node::SubmitDeadLetterRetry(uint64_t id, std::function<void(Result<DeadLetterRetry>)> done) {
+  return queue_->SubmitTask([this, id, done = std::move(done)] {
+    std::vector<Change> changes;
+    Result<DeadLetterRetry> retry = region_->RetryDeadLetter(id, &changes);
+    if (!retry.ok() && retry.status().code() == StatusCode::kUnavailable) {
+      ReportStorageFailure(retry.status());
+    }
+    if (retry.ok() && retry->outcome == DeadLetterRetry::Outcome::kApplied) {
+      spdlog::info("dead letter {} ({}, key '{}') applied by a retry", id, retry->letter.event,
+                   retry->letter.key);
+    }
+    if (!changes.empty()) {
+      replication_.NoteCommitted(changes);
+      watches_.Publish(changes);
+      commits_.Notify();
+    }
+    done(std::move(retry));
+  });
 }
 
 Status Node::RunOnCommitThread(const std::function<Status()>& task) {

@@ -55,11 +55,15 @@ class Node {
   // Queues a batch of other regions' events for the commit thread (replication); false when
   // stopping.
   // `dropped`: see WriteQueue::SubmitRemote.
-  bool SubmitRemote(std::vector<core::Event> events, WriteQueue::RemoteCallback callback,
+  bool SubmitRemote(core::RemoteBatch events, WriteQueue::RemoteCallback callback,
                     std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
   // The committed rendered document of `key` (nullopt: it does not exist), from memory when it
   // was written recently, else from the store. Thread-safe.
   Result<std::optional<std::string>> ReadView(std::string_view key);
+
+  // Applies the parked dead letter `id` again on the commit thread (Region::RetryDeadLetter),
+  // publishes its change to watches, then calls `done` there. False when stopping.
+  bool SubmitDeadLetterRetry(uint64_t id, std::function<void(Result<DeadLetterRetry>)> done);
 
   // Runs `task` on the commit thread and waits for it (re-seeding: Region::MergeSnapshotPage,
   // Region::ClearDocuments). kUnavailable when the node is stopping.

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/replica.h"
 #include "core/state_merge.h"
+#include "replication/exchange.h"
 #include "storage/keys.h"
 
 namespace meridian::node {
@@ -245,7 +246,8 @@ Result<Region::Loaded*> Region::Stage(Group& group, const std::string& key) {
     auto loaded = Load(key);
     if (!loaded.ok()) return loaded.status();
     // Stable before the group began, so also for the group's events: fold before merging them.
-    if (!group.stable.empty()) loaded->state.Fold(group.stable);
+    // Not a document with a pending dead letter: its parked event may need what Fold drops.
+    if (!group.stable.empty() && !Pending(group, key)) loaded->state.Fold(group.stable);
     it = group.dirty.emplace(key, std::move(loaded).value()).first;
   }
   return &it->second;
@@ -276,6 +278,7 @@ Status Region::FoldSweep(size_t limit, size_t* folded) {
   auto more = store_->ScanDocumentStates(
       fold_cursor_, limit, [&](std::string_view key, std::string_view bytes) {
         last = key;
+        if (pending_keys_.contains(std::string(key))) return;  // a pending dead letter needs it
         auto state = core::DocumentState::Decode(bytes);
         if (!state.ok()) return;  // left for a read or write to report
         const size_t before = state->MetadataEntries();
@@ -518,7 +521,8 @@ Status Region::ClearDocuments() {
 }
 
 Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
-                                                 const core::Event& event, bool enforce_size) {
+                                                 const core::Event& event, bool enforce_size,
+                                                 bool advance) {
   std::optional<std::string> rendered;
   if (enforce_size) {
     // Merge into a copy: a refused write must leave the document as it was.
@@ -538,7 +542,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
   }
   if (watching_.load(std::memory_order_relaxed) > 0) NoteWatched(event.key, event.dot);
   loaded.rendered = rendered;
-  group.order.Advance(event.dot, event.context);
+  if (advance) group.order.Advance(event.dot, event.context);
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
                                                     rendered, event.key, event.hlc});
@@ -582,6 +586,16 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
       marked.push_back(key);
     }
     group.batch.documents.push_back(std::move(document));
+  }
+  for (const auto& [key, count] : group.parked_keys) {
+    // A remote event of it was parked: this copy lacks what the regions that applied it hold,
+    // and is repaired from one of them (docs/verification.md).
+    if (count == 0 || IsDamaged(key)) continue;
+    const std::string reason = "an event of it was parked as a dead letter";
+    group.batch.marks.push_back(storage::DamageMark{key, reason});
+    group.batch.repairs.push_back(
+        RepairJson(key, 0, reason, "marked for repair", std::nullopt, std::nullopt));
+    marked.push_back(key);
   }
   for (const std::string& key : group.repaired) {
     group.batch.marks.push_back(storage::DamageMark{key, {}});
@@ -644,17 +658,17 @@ void Region::CommitLocalWrites(std::span<const WriteRequest> writes,
   Commit(writes, outcomes, {}, &no_remote, changes);
 }
 
-Result<RemoteApply> Region::ApplyRemoteEvents(std::span<const core::Event> events,
+Result<RemoteApply> Region::ApplyRemoteEvents(const RemoteEvents& events,
                                               std::vector<Change>* changes) {
   std::vector<Result<Receipt>> no_local;
   std::vector<Result<RemoteApply>> outcome;
-  const std::span<const core::Event> batches[] = {events};
+  const RemoteEvents batches[] = {events};
   Commit({}, &no_local, batches, &outcome, changes);
   return std::move(outcome.front());
 }
 
 void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
-                    std::span<const std::span<const core::Event>> remote,
+                    std::span<const RemoteEvents> remote,
                     std::vector<Result<RemoteApply>>* remote_outcomes,
                     std::vector<Change>* changes) {
   outcomes->clear();
@@ -681,38 +695,61 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   }
   Group group = BeginGroup();
   size_t events_max = writes.size();
-  for (const std::span<const core::Event>& batch : remote) events_max += batch.size();
+  for (const RemoteEvents& batch : remote) events_max += batch.events.size();
   group.batch.events.reserve(events_max);
   size_t local_events = 0;
   size_t remote_events = 0;
+  size_t parked_events = 0;
 
   // Other regions' events first: the local writes of this group then see them.
   bool remote_failed = false;
+  // The group holds part of a batch: drop every remote batch (their streams resend them) and go
+  // on with the local writes alone, in a fresh group.
+  const auto drop_remote = [&](const Status& why) {
+    const Status failure(StatusCode::kUnavailable,
+                         "remote events could not be applied: " + why.message());
+    for (Result<RemoteApply>& failed : *remote_outcomes) failed = failure;
+    group = BeginGroup();
+    group.batch.events.reserve(writes.size());
+    remote_events = 0;
+    parked_events = 0;
+    remote_failed = true;
+  };
   for (size_t i = 0; i < remote.size() && !remote_failed; ++i) {
     RemoteApply& outcome = (*remote_outcomes)[i].value();
-    for (const core::Event& event : remote[i]) {
+    const RemoteEvents& batch = remote[i];
+    // The events and the parked events in one order, by seq: each origin's stays in seq order.
+    size_t next_event = 0;
+    size_t next_parked = 0;
+    while (next_event < batch.events.size() || next_parked < batch.parked.size()) {
+      const bool parked = next_parked < batch.parked.size() &&
+                          (next_event == batch.events.size() ||
+                           batch.parked[next_parked].dot.seq < batch.events[next_event].dot.seq);
+      const core::Dot dot = parked ? batch.parked[next_parked].dot : batch.events[next_event].dot;
       // This region's own events come back only while it rebuilds (its peers send them when
       // asked): the same rule as any origin's applies.
-      const core::CausalOrder::Arrival arrival = group.order.Classify(event.dot);
-      if (arrival == core::CausalOrder::Arrival::kDuplicate) {
-        ++outcome.duplicates;
+      const core::CausalOrder::Arrival arrival = group.order.Classify(dot);
+      if (arrival != core::CausalOrder::Arrival::kNext) {
+        if (arrival == core::CausalOrder::Arrival::kDuplicate) {
+          ++outcome.duplicates;
+        } else {
+          ++outcome.gaps;  // its predecessors have not arrived: not applied (no buffering here)
+        }
+        ++(parked ? next_parked : next_event);
         continue;
       }
-      if (arrival == core::CausalOrder::Arrival::kAheadOfGap) {
-        ++outcome.gaps;  // its predecessors have not arrived: not applied (no buffering here)
+      if (parked) {
+        if (Status status = Park(group, batch.parked[next_parked++], &outcome); !status.ok()) {
+          drop_remote(status);
+          break;
+        }
+        ++parked_events;
         continue;
       }
+      const core::Event& event = batch.events[next_event++];
       Result<Loaded*> loaded = Stage(group, event.key);
       if (!loaded.ok()) {
-        // The group holds part of a batch: drop every remote batch (their streams resend them)
-        // and go on with the local writes alone, in a fresh group.
-        const Status failure(StatusCode::kUnavailable,
-                             "remote events could not be applied: " + loaded.status().message());
-        for (Result<RemoteApply>& failed : *remote_outcomes) failed = failure;
-        group = BeginGroup();
-        group.batch.events.reserve(writes.size());
-        remote_events = 0;
-        remote_failed = true;
+        drop_remote(loaded.status());
         break;
       }
       {
@@ -794,7 +831,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     }
     ++local_events;
   }
-  if (local_events == 0 && remote_events == 0) return;
+  if (local_events == 0 && remote_events == 0 && parked_events == 0) return;
   if (idempotency_window_ms_ > 0 && now_ms >= idempotency_purged_ms_ + 1000 &&
       now_ms > idempotency_window_ms_) {
     // Expiry rides on commits: at most once a second, a bounded number of records.
@@ -816,12 +853,195 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     for (const auto& [index, original] : repeats) (*outcomes)[index] = (*outcomes)[original];
     return;
   }
+  NotePending(group);
   // Each receipt's session covers everything committed with it (the batch is atomic).
   for (size_t index : accepted) (*outcomes)[index].value().frontier = group.order.frontier();
   for (const auto& [index, original] : repeats) {
     (*outcomes)[index] = (*outcomes)[original];
     (*outcomes)[index].value().replayed = true;
   }
+}
+
+bool Region::Pending(const Group& group, const std::string& key) const {
+  return group.parked_keys.contains(key) || pending_keys_.contains(key);
+}
+
+void Region::NotePending(const Group& group) {
+  if (!group.batch.dead_letters.empty()) {
+    // The group numbered its records from the store's count, as the store appends them.
+    auto count = store_->DeadLetterCount();
+    MERIDIAN_CHECK(count.ok() && *count == group.dead_letters + group.batch.dead_letters.size());
+  }
+  for (const auto& [key, count] : group.parked_keys) {
+    if (count > 0) pending_keys_[key] += count;
+  }
+  pending_documents_.store(pending_keys_.size());
+}
+
+void Region::NoteNoLongerPending(const std::string& key) {
+  auto it = pending_keys_.find(key);
+  if (it == pending_keys_.end()) return;
+  if (--it->second == 0) {
+    pending_keys_.erase(it);
+    // The sweeps passed over it: the next one folds it, stable vector moved or not.
+    swept_stable_ = core::VersionVector();
+  }
+  pending_documents_.store(pending_keys_.size());
+}
+
+Status Region::Park(Group& group, const core::ParkedEvent& parked, RemoteApply* outcome) {
+  if (group.batch.dead_letters.empty()) {
+    auto count = store_->DeadLetterCount();
+    if (!count.ok()) return count.status();
+    group.dead_letters = *count;
+  }
+  if (parked.hlc != 0) {
+    // Writes here from now on have seen it (the frontier covers it): they come after it.
+    std::lock_guard lock(mutex_);
+    clock_.Observe(parked.hlc);
+  }
+  // Its origin goes on past it; what the event had seen is not known.
+  group.order.Advance(parked.dot, core::VersionVector());
+  // Logged as it came, so that this region relays it to regions that may read it (a newer
+  // build's event must not stop at an older node). It changed nothing: it takes the position of
+  // the last change before it, and a watch resuming from its id resumes after that change.
+  group.batch.parked.push_back(storage::LoggedEvent{parked.dot, group.lsn, parked.bytes,
+                                                    std::nullopt, parked.key, parked.hlc});
+  DeadLetter letter;
+  letter.dot = parked.dot;
+  letter.event = EventId(parked.dot);
+  letter.origin = NameOf(parked.dot.origin);
+  letter.key = parked.key;
+  letter.schema_version = parked.schema_version;
+  letter.newer_schema = parked.newer_schema;
+  letter.reason = parked.reason;
+  letter.parked_ms = physical_clock_->NowMs();
+  letter.bytes = parked.bytes;
+  group.batch.dead_letters.push_back(letter.Encode());
+  const uint64_t id = group.dead_letters + group.batch.dead_letters.size();
+  if (!parked.key.empty() && group.parked_keys[parked.key]++ == 0) {
+    outcome->parked_keys.push_back(parked.key);
+  }
+  outcome->parked.push_back(RemoteApply::Parked{id, parked.dot, parked.key, parked.reason});
+  return Status::Ok();
+}
+
+Status Region::RecoverDeadLetters(std::vector<DeadLetter>* applied, std::vector<Change>* changes) {
+  pending_keys_.clear();
+  std::vector<uint64_t> upgraded;
+  Status failure;
+  uint64_t after = 0;
+  for (bool more = true; more && failure.ok();) {
+    auto scanned = store_->ScanDeadLetters(after, 1024, [&](uint64_t id, std::string_view record) {
+      after = id;
+      if (!failure.ok()) return;
+      auto letter = DeadLetter::Decode(id, record);
+      if (!letter.ok()) {
+        failure = letter.status();
+        return;
+      }
+      if (letter->state != DeadLetter::State::kParked) return;
+      if (!letter->key.empty()) ++pending_keys_[letter->key];
+      // Parked for a schema version this build now reads: the upgrade case.
+      if (letter->newer_schema && letter->schema_version <= schema_version_max_) {
+        upgraded.push_back(id);
+      }
+    });
+    if (!scanned.ok()) return scanned.status();
+    more = *scanned;
+  }
+  pending_documents_.store(pending_keys_.size());
+  if (!failure.ok()) return failure;
+  for (uint64_t id : upgraded) {
+    auto retry = RetryDeadLetter(id, changes);
+    if (!retry.ok()) return retry.status();
+    if (retry->outcome == DeadLetterRetry::Outcome::kApplied) applied->push_back(retry->letter);
+  }
+  return Status::Ok();
+}
+
+Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>* changes) {
+  auto record = store_->GetDeadLetter(id);
+  if (!record.ok()) return record.status();
+  DeadLetterRetry retry;
+  if (!record->has_value()) return retry;  // kUnknown
+  auto letter = DeadLetter::Decode(id, **record);
+  if (!letter.ok()) return letter.status();
+  retry.letter = std::move(letter).value();
+  DeadLetter& dead = retry.letter;
+  if (dead.state != DeadLetter::State::kParked) {
+    retry.outcome = DeadLetterRetry::Outcome::kNotParked;
+    return retry;
+  }
+  if (merging()) return Status(StatusCode::kRebuilding, "this region is being re-seeded");
+  if (!frontier().Covers(dead.dot)) {
+    return Corruption("dead letter " + std::to_string(id) + " (" + dead.event +
+                      ") is beyond the frontier " + frontier().ToString());
+  }
+  auto received = core::DecodeOrPark(dead.bytes, replication::kRemoteLimits, schema_version_max_);
+  Group group = BeginGroup();
+  if (!received.ok() || received->parked) {
+    // Still not readable: the record stays parked, with why it failed this time.
+    dead.reason = received.ok() ? received->parked->reason : received.status().message();
+    dead.newer_schema = received.ok() && received->parked->newer_schema;
+    ++dead.retries;
+    group.batch.dead_letter_updates.emplace_back(id, dead.Encode());
+    if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+    retry.outcome = DeadLetterRetry::Outcome::kStillParked;
+    return retry;
+  }
+  const core::Event& event = *received->event;
+  if (event.dot != dead.dot) {
+    return Corruption("dead letter " + std::to_string(id) + " holds event " + EventId(event.dot) +
+                      ", not " + dead.event);
+  }
+  group.parked_keys.emplace(event.key, 0);  // not folded: it is being applied
+  Result<Loaded*> loaded = Stage(group, event.key);
+  if (!loaded.ok()) return loaded.status();
+  if (event.hlc != 0) {
+    std::lock_guard lock(mutex_);
+    clock_.Observe(event.hlc);
+  }
+  // Its dot is covered already: merged like a remote event, out of seq order and without
+  // advancing anything; the log keeps the event as it came.
+  auto merged = Merge(group, **loaded, event, /*enforce_size=*/false, /*advance=*/false);
+  if (!merged.ok()) return merged.status();
+  group.batch.events.back().bytes = dead.bytes;
+  auto in_log = store_->LsnOf(event.dot);
+  if (!in_log.ok()) return in_log.status();
+  if (!in_log->has_value()) {
+    // Trimmed from the event log since (retention): a change only; the log is not written again.
+    group.batch.changes.push_back(std::move(group.batch.events.back()));
+    group.batch.events.pop_back();
+  }
+  dead.state = DeadLetter::State::kApplied;
+  dead.applied_ms = physical_clock_->NowMs();
+  group.batch.dead_letter_updates.emplace_back(id, dead.Encode());
+  if (Status status = Finish(group, 0, 1, changes); !status.ok()) return status;
+  if (!dead.key.empty()) NoteNoLongerPending(dead.key);
+  retry.outcome = DeadLetterRetry::Outcome::kApplied;
+  return retry;
+}
+
+Result<DeadLetterRetry> Region::ResolveDeadLetter(uint64_t id, std::vector<Change>* changes) {
+  auto record = store_->GetDeadLetter(id);
+  if (!record.ok()) return record.status();
+  DeadLetterRetry retry;
+  if (!record->has_value()) return retry;  // kUnknown
+  auto letter = DeadLetter::Decode(id, **record);
+  if (!letter.ok()) return letter.status();
+  retry.letter = std::move(letter).value();
+  DeadLetter& dead = retry.letter;
+  retry.outcome = DeadLetterRetry::Outcome::kNotParked;
+  if (dead.state != DeadLetter::State::kParked) return retry;
+  Group group = BeginGroup();
+  dead.state = DeadLetter::State::kResolved;
+  dead.applied_ms = physical_clock_->NowMs();
+  group.batch.dead_letter_updates.emplace_back(id, dead.Encode());
+  if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+  if (!dead.key.empty()) NoteNoLongerPending(dead.key);
+  retry.outcome = DeadLetterRetry::Outcome::kResolved;
+  return retry;
 }
 
 core::VersionVector Region::frontier() const {
@@ -1128,6 +1348,32 @@ Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& 
     if (states.hlc != 0) clock_.Observe(states.hlc);
   }
   if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+  // A document restored from a peer that applied its parked events no longer waits for them.
+  std::set<std::string, std::less<>> settled;
+  for (const std::string& key : group.repaired) {
+    if (pending_keys_.contains(key)) settled.insert(key);
+  }
+  if (!settled.empty()) {
+    std::vector<uint64_t> ids;
+    uint64_t after = 0;
+    for (bool more = true; more;) {
+      auto scanned =
+          store_->ScanDeadLetters(after, 1024, [&](uint64_t id, std::string_view record) {
+            after = id;
+            auto letter = DeadLetter::Decode(id, record);
+            if (letter.ok() && letter->state == DeadLetter::State::kParked &&
+                settled.contains(letter->key)) {
+              ids.push_back(id);
+            }
+          });
+      if (!scanned.ok()) return scanned.status();
+      more = *scanned;
+    }
+    for (uint64_t id : ids) {
+      auto resolved = ResolveDeadLetter(id, changes);
+      if (!resolved.ok()) return resolved.status();
+    }
+  }
   return outcome;
 }
 

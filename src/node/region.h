@@ -25,6 +25,7 @@
 #include "core/hlc.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
+#include "node/dead_letter.h"
 #include "node/view_cache.h"
 #include "storage/store.h"
 
@@ -68,6 +69,46 @@ struct RemoteApply {
   size_t duplicates = 0;  // already applied here (or this region's own)
   size_t gaps = 0;        // ahead of a missing predecessor of their origin: not applied
   std::vector<core::HlcTimestamp> applied_hlcs;  // of the applied events, in order
+  // Events parked as dead letters (docs/replication.md#dead-letters): durable, their dots covered
+  // by the frontier, their documents left as they were.
+  struct Parked {
+    uint64_t id = 0;  // the dead letter's
+    core::Dot dot;
+    std::string key;  // empty: unreadable
+    std::string reason;
+  };
+  std::vector<Parked> parked;
+  // The readable keys of `parked`, each once: documents that now lack an event the frontier
+  // covers (candidates for repair from a peer).
+  std::vector<std::string> parked_keys;
+};
+
+// One batch of another region's events as the commit path takes it: the events that decoded and
+// those the decoder parked (core::RemoteBatch), each in seq order per origin. Views: the caller
+// keeps the events alive during the call.
+struct RemoteEvents {
+  RemoteEvents(std::span<const core::Event> events,  // NOLINT: implicit by design
+               std::span<const core::ParkedEvent> parked = {})
+      : events(events), parked(parked) {}
+  RemoteEvents(const std::vector<core::Event>& events)  // NOLINT: implicit by design
+      : events(events) {}
+  RemoteEvents(const core::RemoteBatch& batch)  // NOLINT: implicit by design
+      : events(batch.events), parked(batch.parked) {}
+  std::span<const core::Event> events;
+  std::span<const core::ParkedEvent> parked;
+};
+
+// What RetryDeadLetter did.
+struct DeadLetterRetry {
+  enum class Outcome {
+    kApplied,      // merged into its document and durable; the record says `applied`
+    kStillParked,  // it still does not decode: the record stays `parked`, with the new reason
+    kNotParked,    // the record is not `parked` (applied or resolved before): nothing done
+    kUnknown,      // no dead letter has this id
+    kResolved,     // taken out of the queue without applying it (ResolveDeadLetter)
+  };
+  Outcome outcome = Outcome::kUnknown;
+  DeadLetter letter;  // as it is now (not for kUnknown)
 };
 
 struct CommitStats {
@@ -123,15 +164,47 @@ class Region {
   // are merged whatever their size (refusing one would stop convergence); their HLCs advance the
   // clock (and count as skew when far ahead). kUnavailable when the commit fails; the region's
   // state is then as before. Appends the committed changes to *changes.
-  Result<RemoteApply> ApplyRemoteEvents(std::span<const core::Event> events,
-                                        std::vector<Change>* changes);
+  //
+  // Events the decoder parked (RemoteEvents::parked) follow the same order, duplicate and gap
+  // rules by their dots, and a parked event that is next advances the frontier like an applied
+  // one, so its origin does not stall behind it; but it is not merged. It becomes a dead letter
+  // in the same commit (a record with its raw bytes, docs/replication.md#dead-letters) and goes
+  // into the event log as its dot (so that this region relays it), its document is not folded
+  // while the dead letter is pending, and RemoteApply::parked says what was parked.
+  Result<RemoteApply> ApplyRemoteEvents(const RemoteEvents& events, std::vector<Change>* changes);
 
   // Both of the above as one durable batch (one fsync): the remote batches first, in order, then
   // the local writes. (*remote_outcomes)[i] answers remote[i]. When the commit fails, every
   // accepted write and every remote batch fails with kUnavailable and nothing changed.
   void Commit(std::span<const WriteRequest> writes, std::vector<Result<Receipt>>* outcomes,
-              std::span<const std::span<const core::Event>> remote,
+              std::span<const RemoteEvents> remote,
               std::vector<Result<RemoteApply>>* remote_outcomes, std::vector<Change>* changes);
+
+  // --- dead letters (docs/replication.md#dead-letters) ---
+  // The newest event schema version the region reads when it applies a dead letter: always
+  // core::kEventSchemaVersion in a node; tests raise it to model a build that reads a newer
+  // version. Call before RecoverDeadLetters.
+  void SetSchemaVersionMax(uint32_t version) { schema_version_max_ = version; }
+  uint32_t schema_version_max() const { return schema_version_max_; }
+  // After Recover, before any commit: rebuilds the set of documents with a pending (parked) dead
+  // letter from the store, then applies every parked dead letter that was parked for its schema
+  // version only and now decodes (an upgraded build), as RetryDeadLetter does, appending each
+  // one applied to *applied. Commit thread (or before it starts).
+  Status RecoverDeadLetters(std::vector<DeadLetter>* applied, std::vector<Change>* changes);
+  // Applies the parked dead letter `id` again, through the commit path: decoded with this
+  // region's reading, merged into its document like a remote event (its dot is already covered
+  // by the frontier: no ordering, no frontier change), with a change-log entry (appended to
+  // *changes) and, while the event log still holds its dot, the log entry's lsn moved to that
+  // change, so a watch resuming from its id resumes after it. The record becomes `applied` in
+  // the same commit. A store failure is the error. Commit thread only.
+  Result<DeadLetterRetry> RetryDeadLetter(uint64_t id, std::vector<Change>* changes);
+  // Takes the parked dead letter `id` out of the queue without applying it (`resolved`): its
+  // document was brought in line otherwise (repaired from a peer). Answers kResolved, kNotParked
+  // or kUnknown.
+  // Commit thread only.
+  Result<DeadLetterRetry> ResolveDeadLetter(uint64_t id, std::vector<Change>* changes);
+  // How many documents have a pending dead letter; thread-safe.
+  size_t documents_with_dead_letters() const { return pending_documents_.load(); }
 
   // Folding causally stable metadata (DocumentState::Fold): without it every increment and every
   // overwritten value's dot stays in its document for ever. A vector is stable once every region
@@ -317,15 +390,27 @@ class Region {
     core::VersionVector folded;  // the fold bound after this group (covers folded_ and stable)
     bool cache = true;           // keep its documents in the document cache (not a re-seed's)
     std::vector<std::string> repaired;  // damaged documents this group restores (marks go)
+    uint64_t dead_letters = 0;          // the store's dead-letter count before the group's
+    // Keys of the dead letters this group parks, with how many each: not folded from then on.
+    std::unordered_map<std::string, uint32_t> parked_keys;
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
   Result<Loaded*> Stage(Group& group, const std::string& key);
   // Merges an event into its document's working copy and into the batch; returns the rendered
   // document. With enforce_size, refuses (kTooLarge, nothing changed) a document that would
-  // render larger than limits.document_bytes_max.
+  // render larger than limits.document_bytes_max. With advance (all but a dead letter applied
+  // again), the event must be next of its origin and advances the group's frontier.
   Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event,
-                                           bool enforce_size);
+                                           bool enforce_size, bool advance = true);
+  // Parks `parked` (next of its origin) in the group: frontier, event log, dead-letter record.
+  Status Park(Group& group, const core::ParkedEvent& parked, RemoteApply* outcome);
+  // Whether the document has a pending dead letter (committed, or parked by the group): it is
+  // not folded.
+  bool Pending(const Group& group, const std::string& key) const;
+  // After a group committed: its parked keys become pending.
+  void NotePending(const Group& group);
+  void NoteNoLongerPending(const std::string& key);
   // Commits the group; on success publishes its position and caches, and appends its changes.
   Status Finish(Group& group, size_t local_events, size_t remote_events,
                 std::vector<Change>* changes);
@@ -409,6 +494,15 @@ class Region {
   ViewCache* const views_;
   std::unordered_map<std::string, Cached> cache_;
   std::list<std::string> lru_;  // most recently written first
+
+  // Dead letters. Commit thread only: the documents with a pending (parked) dead letter, with how
+  // many each has. Neither the commit path nor FoldSweep folds them: Fold would drop metadata the
+  // parked event needs when it is applied later. Memory: one entry per such document (its key and
+  // a count, about 64 bytes beyond the key), bounded by the parked dead letters, which only an
+  // event the region cannot read adds and a retry removes; rebuilt from the store at start.
+  uint32_t schema_version_max_ = core::kEventSchemaVersion;
+  std::unordered_map<std::string, uint32_t> pending_keys_;
+  std::atomic<size_t> pending_documents_{0};
 };
 
 }  // namespace meridian::node

@@ -1,5 +1,7 @@
 #include "node/replication_host.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace meridian::node {
@@ -38,18 +40,28 @@ replication::TransportConfig ReplicationHost::Config() const {
   return out;
 }
 
-bool ReplicationHost::SubmitRemote(std::vector<core::Event> events,
+bool ReplicationHost::SubmitRemote(core::RemoteBatch events,
                                    std::function<void(Result<replication::RemoteApplied>)> done,
                                    std::shared_ptr<const std::atomic<bool>> dropped) {
   return node_->SubmitRemote(
       std::move(events),
-      [done = std::move(done)](Result<RemoteApply> outcome) {
+      [this, done = std::move(done)](Result<RemoteApply> outcome) {
         if (!outcome.ok()) {
           done(outcome.status());
           return;
         }
+        // Nothing is dropped silently: every parked event is said once, when it is parked.
+        for (const RemoteApply::Parked& parked : outcome->parked) {
+          spdlog::warn(
+              "replication: parked {} ({}) as dead letter {}: {}; its origin goes on past it "
+              "(POST /v1/dead-letters/{}/retry applies it again)",
+              node_->region().EventId(parked.dot),
+              parked.key.empty() ? std::string("key unreadable") : "key '" + parked.key + "'",
+              parked.id, parked.reason, parked.id);
+        }
         done(replication::RemoteApplied{outcome->applied, outcome->duplicates, outcome->gaps,
-                                        std::move(outcome->applied_hlcs)});
+                                        std::move(outcome->applied_hlcs), outcome->parked.size(),
+                                        std::move(outcome->parked_keys)});
       },
       std::move(dropped));
 }

@@ -35,7 +35,7 @@ class ReplicationHost final : public replication::Host {
   void SetReseeding(bool on) override { node_->set_reseeding(on); }
   bool Merging() const override { return node_->region().merging(); }
 
-  bool SubmitRemote(std::vector<core::Event> events,
+  bool SubmitRemote(core::RemoteBatch events,
                     std::function<void(Result<replication::RemoteApplied>)> done,
                     std::shared_ptr<const std::atomic<bool>> dropped) override;
   Status MergeSnapshotPage(const replication::Reseeding::Step& step) override;

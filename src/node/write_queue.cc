@@ -38,7 +38,7 @@ bool WriteQueue::Submit(WriteRequest request, Callback callback) {
   return true;
 }
 
-bool WriteQueue::SubmitRemote(std::vector<core::Event> events, RemoteCallback callback,
+bool WriteQueue::SubmitRemote(core::RemoteBatch events, RemoteCallback callback,
                               std::shared_ptr<const std::atomic<bool>> dropped) {
   {
     std::lock_guard lock(mutex_);
@@ -78,7 +78,7 @@ void WriteQueue::Run() {
   std::vector<Callback> callbacks;
   std::vector<Result<Receipt>> outcomes;
   std::vector<Remote> remote;
-  std::vector<std::span<const core::Event>> remote_events;
+  std::vector<RemoteEvents> remote_events;
   std::vector<Result<RemoteApply>> remote_outcomes;
   std::vector<Change> changes;
   auto last_sweep = std::chrono::steady_clock::now();

@@ -38,7 +38,7 @@ class WriteQueue {
   // stream bounds the batches it has queued. False only when stopping. When `dropped` is set by
   // the time the commit thread takes the batch, it is not applied: the callback gets kRebuilding
   // (replication fences the streams of an origin's earlier incarnation this way).
-  bool SubmitRemote(std::vector<core::Event> events, RemoteCallback callback,
+  bool SubmitRemote(core::RemoteBatch events, RemoteCallback callback,
                     std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
 
   // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or
@@ -67,7 +67,7 @@ class WriteQueue {
   std::condition_variable wake_;
   std::deque<std::pair<WriteRequest, Callback>> pending_;
   struct Remote {
-    std::vector<core::Event> events;
+    core::RemoteBatch events;
     RemoteCallback callback;
     std::shared_ptr<const std::atomic<bool>> dropped;
   };

@@ -13,6 +13,15 @@
 #include "storage/keys.h"
 
 namespace meridian::replication {
+
+// How the events of a payload are read: strictly (the first event that does not decode fails
+// the batch) or for the receive path (such an event is parked, core::DecodeOrPark).
+struct EventReading {
+  const core::Limits& limits;
+  bool park = false;
+  uint32_t schema_version_max = core::kEventSchemaVersion;
+};
+
 namespace {
 
 // Version 1: each event whole. Version 2: a run of one origin's consecutive events with what
@@ -126,33 +135,49 @@ EncodedBatch Compress(uint8_t format, size_t count, const std::string& payload, 
   return batch;
 }
 
-Result<std::vector<core::Event>> DecodeWhole(std::string_view in, uint64_t count,
-                                             const core::Limits& event_limits) {
-  std::vector<core::Event> events;
-  events.reserve(count);
+// Adds one event's bytes to `out` as the reading says.
+Status AddEvent(std::string_view bytes, const EventReading& reading, core::RemoteBatch* out) {
+  if (!reading.park) {
+    auto event = core::DecodeEvent(bytes, reading.limits, reading.schema_version_max);
+    if (!event.ok()) return event.status();
+    out->events.push_back(std::move(event).value());
+    return Status::Ok();
+  }
+  auto received = core::DecodeOrPark(bytes, reading.limits, reading.schema_version_max);
+  if (!received.ok()) return received.status();  // not even its dot: the batch is broken
+  if (received->event) {
+    out->events.push_back(std::move(*received->event));
+  } else {
+    out->parked.push_back(std::move(*received->parked));
+  }
+  return Status::Ok();
+}
+
+Result<core::RemoteBatch> DecodeWhole(std::string_view in, uint64_t count,
+                                      const EventReading& reading) {
+  core::RemoteBatch batch;
+  batch.events.reserve(count);
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t size = 0;
     if (!core::GetVarint(&in, &size) || size > in.size())
       return Corruption("batch: truncated event");
-    auto event = core::DecodeEvent(in.substr(0, size), event_limits);
-    if (!event.ok()) return event.status();
-    events.push_back(std::move(event).value());
+    if (Status status = AddEvent(in.substr(0, size), reading, &batch); !status.ok()) return status;
     in.remove_prefix(size);
   }
   if (!in.empty()) return Corruption("batch: bytes after the last event");
-  return events;
+  return batch;
 }
 
-Result<std::vector<core::Event>> DecodeRun(std::string_view in, uint64_t count,
-                                           const core::Limits& event_limits) {
+Result<core::RemoteBatch> DecodeRun(std::string_view in, uint64_t count,
+                                    const EventReading& reading) {
   uint64_t origin = 0;
   uint64_t first_seq = 0;
   if (!core::GetVarint(&in, &origin) || !core::GetVarint(&in, &first_seq) ||
       origin > core::kRegionIdMax || first_seq == 0 || first_seq + count < first_seq) {
     return Corruption("batch: bad run header");
   }
-  std::vector<core::Event> events;
-  events.reserve(count);
+  core::RemoteBatch batch;
+  batch.events.reserve(count);
   core::HlcTimestamp previous_hlc = 0;
   core::VersionVector previous_context;
   wire::Event message;
@@ -188,14 +213,12 @@ Result<std::vector<core::Event>> DecodeRun(std::string_view in, uint64_t count,
     message.set_hlc(hlc);
     message.set_context(context.Encode());
     message.SerializeToString(&whole);
-    auto event = core::DecodeEvent(whole, event_limits);
-    if (!event.ok()) return event.status();
-    events.push_back(std::move(event).value());
+    if (Status status = AddEvent(whole, reading, &batch); !status.ok()) return status;
     previous_hlc = hlc;
     previous_context = std::move(context);
   }
   if (!in.empty()) return Corruption("batch: bytes after the last event");
-  return events;
+  return batch;
 }
 
 struct Payload {
@@ -229,13 +252,19 @@ Payload BuildPayload(std::span<const std::string> encoded_events) {
   return Payload{kFormatWhole, encoded_events.size(), WholePayload(encoded_events)};
 }
 
-Result<std::vector<core::Event>> DecodePayload(uint8_t format, std::string_view payload,
-                                               uint64_t count, const core::Limits& event_limits) {
+Result<core::RemoteBatch> DecodePayload(uint8_t format, std::string_view payload, uint64_t count,
+                                        const EventReading& reading) {
   if (format == kFormatRun) {
     if (count == 0) return Corruption("batch: an empty run");
-    return DecodeRun(payload, count, event_limits);
+    return DecodeRun(payload, count, reading);
   }
-  return DecodeWhole(payload, count, event_limits);
+  return DecodeWhole(payload, count, reading);
+}
+
+Result<std::vector<core::Event>> Strict(Result<core::RemoteBatch> batch) {
+  if (!batch.ok()) return batch.status();
+  MERIDIAN_CHECK(batch->parked.empty());  // a strict reading parks nothing
+  return std::move(batch->events);
 }
 
 // Reads the format version, event count and raw size, checking them against the limits.
@@ -276,9 +305,10 @@ EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, i
   return Compress(payload.format, payload.count, payload.bytes, level);
 }
 
-Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
-                                             const BatchLimits& batch_limits,
-                                             const core::Limits& event_limits) {
+namespace {
+
+Result<core::RemoteBatch> DecodeWholeBatch(std::string_view bytes, const BatchLimits& batch_limits,
+                                           const EventReading& reading) {
   uint8_t format = 0;
   uint64_t count = 0;
   uint64_t raw_size = 0;
@@ -301,7 +331,22 @@ Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
       ZSTD_decompress(payload.data(), payload.size(), bytes.data(), bytes.size());
   if (ZSTD_isError(decompressed) || decompressed != raw_size)
     return Corruption("batch: bad zstd frame");
-  return DecodePayload(format, payload, count, event_limits);
+  return DecodePayload(format, payload, count, reading);
+}
+
+}  // namespace
+
+Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
+                                             const BatchLimits& batch_limits,
+                                             const core::Limits& event_limits) {
+  return Strict(DecodeWholeBatch(bytes, batch_limits, EventReading{event_limits}));
+}
+
+Result<core::RemoteBatch> DecodeRemoteBatch(std::string_view bytes, const BatchLimits& batch_limits,
+                                            const core::Limits& event_limits,
+                                            uint32_t schema_version_max) {
+  return DecodeWholeBatch(bytes, batch_limits,
+                          EventReading{event_limits, /*park=*/true, schema_version_max});
 }
 
 struct BatchStreamEncoder::State {
@@ -363,9 +408,23 @@ size_t BatchStreamDecoder::MemoryBytes() const {
 Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view bytes,
                                                             const BatchLimits& batch_limits,
                                                             const core::Limits& event_limits) {
+  return Strict(DecodeChunk(bytes, batch_limits, EventReading{event_limits}));
+}
+
+Result<core::RemoteBatch> BatchStreamDecoder::DecodeRemote(std::string_view bytes,
+                                                           const BatchLimits& batch_limits,
+                                                           const core::Limits& event_limits,
+                                                           uint32_t schema_version_max) {
+  return DecodeChunk(bytes, batch_limits,
+                     EventReading{event_limits, /*park=*/true, schema_version_max});
+}
+
+Result<core::RemoteBatch> BatchStreamDecoder::DecodeChunk(std::string_view bytes,
+                                                          const BatchLimits& batch_limits,
+                                                          const EventReading& reading) {
   if (!bytes.empty() && static_cast<uint8_t>(bytes.front()) != kFormatWholeStreamed &&
       static_cast<uint8_t>(bytes.front()) != kFormatRunStreamed) {
-    return DecodeBatch(bytes, batch_limits, event_limits);
+    return DecodeWholeBatch(bytes, batch_limits, reading);
   }
   if (state_->broken) return Corruption("batch: an earlier chunk of this stream was refused");
   state_->broken = true;  // until this chunk has decoded whole
@@ -412,7 +471,7 @@ Result<std::vector<core::Event>> BatchStreamDecoder::Decode(std::string_view byt
     return Corruption("batch: the payload does not match its hash");
   }
   auto events = DecodePayload(format == kFormatRunStreamed ? kFormatRun : kFormatWhole, payload,
-                              count, event_limits);
+                              count, reading);
   if (events.ok()) state_->broken = false;
   return events;
 }

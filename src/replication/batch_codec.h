@@ -51,6 +51,14 @@ EncodedBatch EncodeBatchOfEncoded(std::span<const std::string> encoded_events, i
 Result<std::vector<core::Event>> DecodeBatch(std::string_view bytes,
                                              const BatchLimits& batch_limits,
                                              const core::Limits& event_limits);
+// The same for the receive path (docs/replication.md#dead-letters): an event that does not decode
+// or validate, or whose schema version is newer than `schema_version_max`, is parked
+// (core::DecodeOrPark) and the others are returned beside it. The batch still fails as a whole
+// when its framing or compression is broken, or when an event's dot cannot be read (not a
+// meridian.wire.Event; origin above 31; seq 0).
+Result<core::RemoteBatch> DecodeRemoteBatch(
+    std::string_view bytes, const BatchLimits& batch_limits, const core::Limits& event_limits,
+    uint32_t schema_version_max = core::kEventSchemaVersion);
 
 // Streamed batches (format versions 3 and 4: the payloads of 1 and 2): every batch of one
 // subscription is a flushed chunk of one zstd stream, so a small batch is compressed against
@@ -77,6 +85,8 @@ class BatchStreamEncoder {
   std::unique_ptr<State> state_;
 };
 
+struct EventReading;  // how a payload's events are read (batch_codec.cc)
+
 class BatchStreamDecoder {
  public:
   BatchStreamDecoder();
@@ -88,11 +98,18 @@ class BatchStreamDecoder {
   // After an error the stream cannot go on: every later streamed batch is refused.
   Result<std::vector<core::Event>> Decode(std::string_view bytes, const BatchLimits& batch_limits,
                                           const core::Limits& event_limits);
+  // The same, parking events as DecodeRemoteBatch does. A chunk with parked events decoded whole:
+  // the stream goes on.
+  Result<core::RemoteBatch> DecodeRemote(std::string_view bytes, const BatchLimits& batch_limits,
+                                         const core::Limits& event_limits,
+                                         uint32_t schema_version_max = core::kEventSchemaVersion);
   // What the zstd stream holds in memory (about 0.6 MiB once it has decoded a chunk).
   size_t MemoryBytes() const;
 
  private:
   struct State;
+  Result<core::RemoteBatch> DecodeChunk(std::string_view bytes, const BatchLimits& batch_limits,
+                                        const EventReading& reading);
   std::unique_ptr<State> state_;
 };
 

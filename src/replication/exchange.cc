@@ -284,20 +284,23 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
 }
 
 Ready Exchange::Decoded(uint64_t stream, core::RegionId origin,
-                        const Result<std::vector<core::Event>>& events) {
+                        const Result<core::RemoteBatch>& events) {
   Ready ready;
   Receiving* receiving = FindReceiving(stream);
   if (receiving == nullptr) return ready;
   if (!events.ok()) {
+    // Broken framing or compression, or an event whose dot cannot be read.
     Cancel(stream, "bad batch: " + events.status().message(), &ready);
     return ready;
   }
-  for (const core::Event& event : *events) {
-    if (event.dot.origin != origin) {
-      Cancel(stream, "a batch holds an event of another origin", &ready);
-      return ready;
-    }
+  const auto other = [origin](const auto& event) { return event.dot.origin != origin; };
+  if (std::any_of(events->events.begin(), events->events.end(), other) ||
+      std::any_of(events->parked.begin(), events->parked.end(), other)) {
+    Cancel(stream, "a batch holds an event of another origin", &ready);
+    return ready;
   }
+  // A parked event is applied as a dead letter: it moves the frontier like any other, so a batch
+  // of parked events only is submitted too.
   if (events->empty()) return ready;
   ++receiving->queued;
   ready.submit = Ready::Submit{stream, origin};

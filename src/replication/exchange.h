@@ -189,9 +189,10 @@ class Exchange {
   // decodes it with the stream's decoder and calls Decoded.
   Ready Received(uint64_t stream, const wire::ToReceiver& message,
                  const core::VersionVector& applied, uint64_t now_ms, bool* decode);
-  // A batch of `origin` decoded (or failed to): submit it, or cancel the stream.
-  Ready Decoded(uint64_t stream, core::RegionId origin,
-                const Result<std::vector<core::Event>>& events);
+  // A batch of `origin` decoded (or failed to; DecodeRemoteBatch): submit it, or cancel the
+  // stream. Events the decoder parked (docs/replication.md#dead-letters) do not end the stream:
+  // they are submitted with the others, and the commit path parks them as dead letters.
+  Ready Decoded(uint64_t stream, core::RegionId origin, const Result<core::RemoteBatch>& events);
   // Whether the stream may queue another batch for the commit path now (the apply-queue bound);
   // the driver reads no further from the stream while it may not.
   bool Room(uint64_t stream) const;

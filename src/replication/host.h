@@ -88,6 +88,8 @@ struct RemoteApplied {
   size_t duplicates = 0;
   size_t gaps = 0;
   std::vector<core::HlcTimestamp> applied_hlcs;  // of the applied events, in order
+  size_t parked = 0;  // parked as dead letters (docs/replication.md#dead-letters)
+  std::vector<std::string> parked_keys;  // their readable document keys, each once
 };
 
 // The region node, as the transport sees it. Thread-safe.
@@ -119,7 +121,7 @@ class Host {
   // --- the commit path ---
   // Queues remote events for the commit thread; false when stopping. Nothing of the batch is
   // committed once *dropped is set (the fence of an earlier incarnation).
-  virtual bool SubmitRemote(std::vector<core::Event> events,
+  virtual bool SubmitRemote(core::RemoteBatch events,
                             std::function<void(Result<RemoteApplied>)> done,
                             std::shared_ptr<const std::atomic<bool>> dropped) = 0;
   // Re-seeding, on the commit thread (waits for it): merge a page of a snapshot's states

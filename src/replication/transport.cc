@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -80,6 +81,30 @@ grpc::Status StatusOf(const Refusal& refusal) {
   }
   // "refused: " tells the subscriber's Ended to report it (docs/replication.md#region-identity).
   return {code, (refusal.identity ? "refused: " : "") + refusal.message};
+}
+
+// Fault injection for tests (docs/testing.md): with MERIDIAN_FAULT_POISON_KEY set, every event of
+// that document this region receives is parked as if it did not decode, so that a real region
+// holds a dead letter its peers do not.
+void PoisonForTests(core::RemoteBatch* batch) {
+  static const std::string poison = [] {
+    const char* value = std::getenv("MERIDIAN_FAULT_POISON_KEY");
+    return value != nullptr ? std::string(value) : std::string();
+  }();
+  if (poison.empty()) return;
+  std::vector<core::Event> kept;
+  for (core::Event& event : batch->events) {
+    if (event.key != poison) {
+      kept.push_back(std::move(event));
+      continue;
+    }
+    batch->parked.push_back(core::ParkedEvent{event.dot, core::EncodeEvent(event), event.key,
+                                              core::kEventSchemaVersion, event.hlc, false,
+                                              "poisoned for a test (MERIDIAN_FAULT_POISON_KEY)"});
+  }
+  batch->events = std::move(kept);
+  std::sort(batch->parked.begin(), batch->parked.end(),
+            [](const core::ParkedEvent& a, const core::ParkedEvent& b) { return a.dot < b.dot; });
 }
 
 }  // namespace
@@ -894,15 +919,12 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t id() const { return id_; }
 
     // Queues a batch; false when the node is stopping.
-    bool Submit(core::RegionId origin, std::vector<core::Event> events) {
+    bool Submit(core::RegionId origin, core::RemoteBatch events) {
       const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
       if (!error_.empty()) return true;  // the stream is being cancelled; Read will end
       lock.unlock();
-      std::vector<core::HlcTimestamp> hlcs;
-      hlcs.reserve(events.size());
-      for (const core::Event& event : events) hlcs.push_back(event.hlc);
       auto promise = std::make_shared<std::promise<Result<RemoteApplied>>>();
       std::future<Result<RemoteApplied>> done = promise->get_future();
       if (!impl_->host_->SubmitRemote(
@@ -1032,7 +1054,8 @@ class Replicator::Impl final : public wire::Replication::Service {
       if (decode) {
         const wire::Batch& batch = message.batch();
         const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
-        auto events = decoder.Decode(batch.events(), batch_limits, kRemoteLimits);
+        auto events = decoder.DecodeRemote(batch.events(), batch_limits, kRemoteLimits);
+        if (events.ok()) PoisonForTests(&events.value());
         Ready decoded;
         {
           std::lock_guard lock(mutex_);
@@ -1041,8 +1064,8 @@ class Replicator::Impl final : public wire::Replication::Service {
         if (decoded.submit) {
           board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());
           std::vector<core::HlcTimestamp> hlcs;
-          hlcs.reserve(events->size());
-          for (const core::Event& event : *events) hlcs.push_back(event.hlc);
+          hlcs.reserve(events->events.size());
+          for (const core::Event& event : events->events) hlcs.push_back(event.hlc);
           board_.Arrived(origin, hlcs, WallMs());
           if (!inbound.Submit(origin, std::move(events).value())) return "the node is stopping";
         }

@@ -36,6 +36,21 @@ class SimClock final : public core::PhysicalClock {
 
 namespace {
 
+// The first and last seq of a batch (of one origin, as the exchange submits them).
+std::pair<uint64_t, uint64_t> SeqRange(const core::RemoteBatch& batch) {
+  uint64_t first = UINT64_MAX;
+  uint64_t last = 0;
+  for (const core::Event& event : batch.events) {
+    first = std::min(first, event.dot.seq);
+    last = std::max(last, event.dot.seq);
+  }
+  for (const core::ParkedEvent& parked : batch.parked) {
+    first = std::min(first, parked.dot.seq);
+    last = std::max(last, parked.dot.seq);
+  }
+  return {first, last};
+}
+
 // The node's defaults (docs/configuration.md), so that the simulated links behave like the real
 // ones.
 constexpr uint64_t kHeartbeatMs = 100;
@@ -159,7 +174,7 @@ struct Simulation::Node {
     uint64_t conn = 0;
     uint64_t stream = 0;
     core::RegionId origin = 0;
-    std::vector<core::Event> events;
+    core::RemoteBatch events;  // the decoded events and those parked
   };
   std::vector<QueuedBatch> batches;
   bool commit_scheduled = false;
@@ -730,8 +745,8 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   const wire::Batch& batch = message.to_receiver.batch();
   Conn& conn = *conns_.at(conn_id);
   if (!conn.decoder) conn.decoder = std::make_unique<replication::BatchStreamDecoder>();
-  auto events =
-      conn.decoder->Decode(batch.events(), replication::BatchLimits{}, replication::kRemoteLimits);
+  auto events = conn.decoder->DecodeRemote(batch.events(), replication::BatchLimits{},
+                                           replication::kRemoteLimits);
   const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
   replication::Ready decoded = n.exchange->Decoded(stream, origin, events);
   if (decoded.submit) {
@@ -895,9 +910,8 @@ void Simulation::DamageDocument(int index, bool lose) {
   Node& n = *nodes_[index];
   // One of the first documents the region stores, at random.
   std::vector<std::string> keys;
-  (void)n.store->ScanDocumentStates("", 16, [&](std::string_view found, std::string_view) {
-    keys.emplace_back(found);
-  });
+  (void)n.store->ScanDocumentStates(
+      "", 16, [&](std::string_view found, std::string_view) { keys.emplace_back(found); });
   if (keys.empty()) return;
   const std::string key = keys[random_() % keys.size()];
   storage::DamageMemoryStore(*n.store, key, lose);
@@ -1201,7 +1215,7 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
   std::vector<Node::QueuedBatch> batches = std::move(n.batches);
   n.writes.clear();
   n.batches.clear();
-  std::vector<std::span<const core::Event>> remote;
+  std::vector<node::RemoteEvents> remote;
   for (const Node::QueuedBatch& batch : batches) remote.emplace_back(batch.events);
   std::vector<Result<node::Receipt>> outcomes;
   std::vector<Result<node::RemoteApply>> remote_outcomes;
@@ -1225,11 +1239,15 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
     const Node::QueuedBatch& batch = batches[i];
     const std::string& peer_name = nodes_[IndexOfId(batch.peer)]->name;
     const Result<node::RemoteApply>& outcome = remote_outcomes[i];
+    const auto [first_seq, last_seq] = SeqRange(batch.events);
     std::string what = n.name + ": " + nodes_[IndexOfId(batch.origin)]->name + ":" +
-                       std::to_string(batch.events.front().dot.seq) + ".." +
-                       std::to_string(batch.events.back().dot.seq) + " from " + peer_name + ": ";
+                       std::to_string(first_seq) + ".." + std::to_string(last_seq) + " from " +
+                       peer_name + ": ";
     if (outcome.ok()) {
       what += std::to_string(outcome->applied) + " applied";
+      for (const node::RemoteApply::Parked& parked : outcome->parked) {
+        what += ", parked " + n.region->EventId(parked.dot) + " (" + parked.reason + ")";
+      }
       if (outcome->duplicates > 0) what += ", " + std::to_string(outcome->duplicates) + " dup";
       if (outcome->gaps > 0) what += ", " + std::to_string(outcome->gaps) + " past a gap";
     } else {

@@ -41,4 +41,10 @@ inline Status TrimPastTheEnd(std::string_view log, uint64_t before, uint64_t las
                          std::to_string(before) + ": its last number is " + std::to_string(last));
 }
 
+// The refusal of a commit that replaces a dead letter never appended (CommitBatch::
+// dead_letter_updates): nothing of the batch is written.
+inline Status UnknownDeadLetter(uint64_t id) {
+  return InvalidArgument("cannot replace dead letter " + std::to_string(id) + ": there is none");
+}
+
 }  // namespace meridian::storage

@@ -15,6 +15,13 @@ class MemoryStore final : public Store {
  public:
   Status Commit(const CommitBatch& batch) override {
     std::lock_guard lock(mutex_);
+    for (const auto& [id, record] : batch.dead_letter_updates) {
+      if (id == 0 || id > dead_letters_.size()) return UnknownDeadLetter(id);
+    }
+    for (const LoggedEvent& event : batch.parked) {
+      log_[event.dot] = event;
+      log_bytes_ += event.bytes.size();
+    }
     for (const LoggedEvent& event : batch.events) {
       log_[event.dot] = event;
       log_bytes_ += event.bytes.size();
@@ -57,7 +64,8 @@ class MemoryStore final : public Store {
       if (repairs_.size() > kRepairsKept) repairs_.pop_front();
     }
     conflicts_.insert(conflicts_.end(), batch.conflicts.begin(), batch.conflicts.end());
-    dead_letters_ += batch.dead_letters.size();
+    dead_letters_.insert(dead_letters_.end(), batch.dead_letters.begin(), batch.dead_letters.end());
+    for (const auto& [id, record] : batch.dead_letter_updates) dead_letters_[id - 1] = record;
     for (const IdempotencyRecord& expired : batch.idempotency_expired) {
       by_time_.erase({expired.time_ms, expired.key});
       auto it = idempotency_.find(expired.key);
@@ -230,7 +238,32 @@ class MemoryStore final : public Store {
   }
   Result<uint64_t> DeadLetterCount() override {
     std::lock_guard lock(mutex_);
-    return dead_letters_;
+    return static_cast<uint64_t>(dead_letters_.size());
+  }
+  Result<std::optional<std::string>> GetDeadLetter(uint64_t id) override {
+    std::lock_guard lock(mutex_);
+    if (id == 0 || id > dead_letters_.size()) return std::optional<std::string>();
+    return std::optional<std::string>(dead_letters_[id - 1]);
+  }
+  Result<bool> ScanDeadLetters(
+      uint64_t after_id, size_t limit,
+      const std::function<void(uint64_t, std::string_view)>& visit) override {
+    std::lock_guard lock(mutex_);
+    size_t count = 0;
+    for (uint64_t id = after_id + 1; id <= dead_letters_.size(); ++id) {
+      if (count == limit) return true;
+      visit(id, dead_letters_[id - 1]);
+      ++count;
+    }
+    return false;
+  }
+  Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<std::pair<uint64_t, std::string>> records;
+    for (uint64_t id = dead_letters_.size(); id > 0 && records.size() < limit; --id) {
+      records.emplace_back(id, dead_letters_[id - 1]);
+    }
+    return records;
   }
 
   Status ScanBucket(uint32_t bucket,
@@ -341,7 +374,7 @@ class MemoryStore final : public Store {
   std::map<std::string, std::string, std::less<>> views_;
   std::deque<std::string> conflicts_;  // sequence numbers conflicts_trimmed_ + 1, + 2, ...
   uint64_t conflicts_trimmed_ = 0;
-  uint64_t dead_letters_ = 0;
+  std::vector<std::string> dead_letters_;  // id i at i - 1
   std::map<std::string, IdempotencyRecord, std::less<>> idempotency_;
   std::set<std::pair<uint64_t, std::string>> by_time_;  // (time_ms, key) of every record
   core::VersionVector frontier_;

@@ -223,6 +223,9 @@ class RocksDbStore final : public Store {
 
   Status Commit(const CommitBatch& batch) override {
     std::lock_guard lock(commit_mutex_);
+    for (const auto& [id, record] : batch.dead_letter_updates) {
+      if (id == 0 || id > dead_letter_seq_.load()) return UnknownDeadLetter(id);
+    }
     rocksdb::WriteBatch write;
     uint64_t last_lsn = last_lsn_;
     const auto put_change = [&](const LoggedEvent& event) {
@@ -244,6 +247,12 @@ class RocksDbStore final : public Store {
       put_change(event);
     }
     for (const LoggedEvent& change : batch.changes) put_change(change);
+    for (const LoggedEvent& event : batch.parked) {
+      std::string value;
+      core::PutVarint(&value, event.lsn);
+      value += event.bytes;
+      write.Put(families_[kLog], LogKey(event.dot), value);
+    }
     for (const DocumentWrite& document : batch.documents) {
       if (document.state.empty()) {
         write.Delete(families_[kDocs], document.key);
@@ -282,6 +291,9 @@ class RocksDbStore final : public Store {
     uint64_t dead_letter_seq = dead_letter_seq_.load();
     for (const std::string& record : batch.dead_letters) {
       write.Put(families_[kDeadLetters], SequenceKey(++dead_letter_seq), record);
+    }
+    for (const auto& [id, record] : batch.dead_letter_updates) {
+      write.Put(families_[kDeadLetters], SequenceKey(id), record);
     }
     for (const IdempotencyRecord& expired : batch.idempotency_expired) {
       write.Delete(families_[kIdempotency], IdempotencyTimeKey(expired.time_ms, expired.key));
@@ -601,6 +613,36 @@ class RocksDbStore final : public Store {
   }
 
   Result<uint64_t> RepairCount() override { return repair_seq_.load(); }
+
+  Result<std::optional<std::string>> GetDeadLetter(uint64_t id) override {
+    return Get(kDeadLetters, SequenceKey(id));
+  }
+
+  Result<bool> ScanDeadLetters(
+      uint64_t after_id, size_t limit,
+      const std::function<void(uint64_t, std::string_view)>& visit) override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kDeadLetters]));
+    size_t count = 0;
+    for (it->Seek(SequenceKey(after_id + 1)); it->Valid(); it->Next()) {
+      if (count == limit) return true;
+      visit(GetBigEndian64(it->key().ToStringView()), it->value().ToStringView());
+      ++count;
+    }
+    if (Status status = FromRocks(it->status(), "scan dead letters"); !status.ok()) return status;
+    return false;
+  }
+
+  Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) override {
+    std::vector<std::pair<uint64_t, std::string>> records;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kDeadLetters]));
+    for (it->SeekToLast(); it->Valid() && records.size() < limit; it->Prev()) {
+      records.emplace_back(GetBigEndian64(it->key().ToStringView()), it->value().ToStringView());
+    }
+    if (Status status = FromRocks(it->status(), "read dead letters"); !status.ok()) return status;
+    return records;
+  }
 
   Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view key) override {
     auto value = Get(kIdempotency, IdempotencyKey(key));

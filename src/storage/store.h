@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/hlc.h"
@@ -78,11 +79,17 @@ struct CommitBatch {
   core::VersionVector folded;
   // A re-seed's progress as the node encodes it (node::Region); empty: no re-seed under way.
   std::string reseed;
-  core::HlcTimestamp hlc = 0;                  // the clock after this batch
-  uint64_t document_count = 0;                 // how many documents exist after this batch
-  uint64_t digest = 0;                         // XOR of RenderedDigest over every existing document
-  std::vector<std::string> conflicts;          // JSON records, appended to the conflict log
-  std::vector<std::string> dead_letters;       // JSON records, appended to the dead-letter store
+  core::HlcTimestamp hlc = 0;             // the clock after this batch
+  uint64_t document_count = 0;            // how many documents exist after this batch
+  uint64_t digest = 0;                    // XOR of RenderedDigest over every existing document
+  std::vector<std::string> conflicts;     // JSON records, appended to the conflict log
+  std::vector<std::string> dead_letters;  // JSON records, appended to the dead-letter store
+  // Records that replace dead letters already stored (by id: 1 .. DeadLetterCount()).
+  std::vector<std::pair<uint64_t, std::string>> dead_letter_updates;
+  // Events written to the event log only, with no change-log entry: events parked as dead letters
+  // (docs/replication.md#dead-letters), logged so that this region still relays them. Their lsn
+  // is the last change before them (they changed nothing); `rendered` is unused.
+  std::vector<LoggedEvent> parked;
   std::vector<DamageMark> marks;               // damage marks to set (or, reason empty, remove)
   std::vector<std::string> repairs;            // JSON records, appended to the repair log
   std::vector<IdempotencyRecord> idempotency;  // records to add (or replace)
@@ -199,7 +206,17 @@ class Store {
   // How many conflict records were ever appended (trimmed ones included): the last sequence
   // number.
   virtual Result<uint64_t> ConflictCount() = 0;
+  // How many dead letters were ever appended: the last id.
   virtual Result<uint64_t> DeadLetterCount() = 0;
+  // The dead letter `id` (its JSON record as last written), or nullopt when there is none.
+  virtual Result<std::optional<std::string>> GetDeadLetter(uint64_t id) = 0;
+  // Calls visit(id, record) for up to `limit` dead letters with ids > after_id, in id order.
+  // Returns whether more remain.
+  virtual Result<bool> ScanDeadLetters(
+      uint64_t after_id, size_t limit,
+      const std::function<void(uint64_t, std::string_view)>& visit) = 0;
+  // The newest `limit` dead letters, newest first, each with its id.
+  virtual Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) = 0;
 
   // The digest index (docs/storage.md): per existing document, its bucket and key -> its digest,
   // kept by Commit from DocumentWrite::reindex. Calls visit(key, digest) for each entry of

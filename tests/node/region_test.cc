@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/document.h"
+#include "meridian/event.pb.h"
 #include "node/region.h"
 #include "storage/memory_store.h"
 
@@ -90,6 +91,17 @@ class FlakyStore final : public storage::Store {
   }
   Result<uint64_t> ConflictCount() override { return inner_->ConflictCount(); }
   Result<uint64_t> DeadLetterCount() override { return inner_->DeadLetterCount(); }
+  Result<std::optional<std::string>> GetDeadLetter(uint64_t id) override {
+    return inner_->GetDeadLetter(id);
+  }
+  Result<bool> ScanDeadLetters(
+      uint64_t after_id, size_t limit,
+      const std::function<void(uint64_t, std::string_view)>& visit) override {
+    return inner_->ScanDeadLetters(after_id, limit, visit);
+  }
+  Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) override {
+    return inner_->RecentDeadLetters(limit);
+  }
   Result<std::optional<storage::IdempotencyRecord>> GetIdempotency(std::string_view key) override {
     return inner_->GetIdempotency(key);
   }
@@ -437,6 +449,155 @@ TEST_F(RemoteApplyTest, StableMetadataIsFoldedByWritesAndBySweeps) {
   EXPECT_EQ(us_store_.state_scans, scans + 1) << "eu:2 became stable: a new pass";
 }
 
+// The event as a newer build would send it: the same fields, a newer schema version, as the
+// receive path's decoder parks it.
+core::ParkedEvent ParkedAs(const core::Event& event, uint32_t schema_version) {
+  wire::Event message;
+  EXPECT_TRUE(message.ParseFromString(core::EncodeEvent(event)));
+  message.set_schema_version(schema_version);
+  auto received = core::DecodeOrPark(message.SerializeAsString(), core::Limits{});
+  EXPECT_TRUE(received.ok() && received->parked.has_value());
+  return *received->parked;
+}
+
+DeadLetter LetterOf(storage::Store& store, uint64_t id) {
+  auto record = store.GetDeadLetter(id);
+  EXPECT_TRUE(record.ok() && record->has_value());
+  return DeadLetter::Decode(id, record->value_or("")).value();
+}
+
+// A parked event advances the frontier (its origin goes on past it), is logged as it came, and
+// becomes a durable dead letter; its document is not folded while the letter is pending, and a
+// retry applies it exactly once, through the commit path, once the region reads it.
+TEST_F(RemoteApplyTest, AnEventThatCannotBeReadIsParkedThenAppliedOnceByARetry) {
+  const auto events = WriteAtEu({{"p", Incr("n", 1)},
+                                 {"r", Incr("n", 1)},
+                                 {"p", Incr("n", 5)},  // eu:3, sent as schema version 2
+                                 {"p", Incr("n", 1)},
+                                 {"r", Incr("n", 1)}});
+  const core::ParkedEvent newer = ParkedAs(events[2], core::kEventSchemaVersion + 1);
+  std::vector<Change> changes;
+  auto first = us_.ApplyRemoteEvents(core::RemoteBatch({events[0], events[1]}, {newer}), &changes);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->applied, 2u);
+  ASSERT_EQ(first->parked.size(), 1u);
+  EXPECT_EQ(first->parked[0].id, 1u);
+  EXPECT_EQ(first->parked[0].dot, events[2].dot);
+  EXPECT_EQ(first->parked_keys, std::vector<std::string>{"p"});
+  EXPECT_EQ(us_.frontier(), (core::VersionVector{{2, 3}})) << "eu does not stall on eu:3";
+  EXPECT_EQ(changes.size(), 2u) << "the parked event changed nothing";
+  EXPECT_EQ(us_.documents_with_dead_letters(), 1u);
+
+  const DeadLetter parked = LetterOf(us_store_, 1);
+  EXPECT_EQ(parked.event, "eu:3");
+  EXPECT_EQ(parked.key, "p");
+  EXPECT_EQ(parked.schema_version, 2u);
+  EXPECT_EQ(parked.reason, "schema version 2 is newer than this node reads (1)");
+  EXPECT_EQ(parked.state, DeadLetter::State::kParked);
+  EXPECT_EQ(parked.parked_ms, clock_.now_ms);
+  EXPECT_EQ(parked.bytes, newer.bytes);
+  std::vector<std::string> logged;
+  ASSERT_TRUE(
+      us_store_
+          .ReadLog(2, 3, 1,
+                   [&](const storage::LoggedEvent& event) { logged.push_back(event.bytes); })
+          .ok());
+  EXPECT_EQ(logged, std::vector<std::string>{newer.bytes}) << "relayed as it came";
+
+  // The rest of eu's events go on; everything is stable once eu's own events say so.
+  ASSERT_TRUE(us_.ApplyRemoteEvents(std::vector<core::Event>{events[3], events[4]}, &changes).ok());
+  EXPECT_EQ(*us_store_.GetView("p").value(), R"({"n":2})");
+  EXPECT_EQ(us_.StableFrontier(), (core::VersionVector{{2, 5}}));
+  const size_t p_before = MetadataOf(us_store_, "p");
+  const size_t r_before = MetadataOf(us_store_, "r");
+  size_t folded = 0;
+  ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
+  EXPECT_LT(MetadataOf(us_store_, "r"), r_before);
+  EXPECT_EQ(MetadataOf(us_store_, "p"), p_before) << "not folded while eu:3 is pending";
+
+  // This build still cannot read it: the record stays parked, with the reason of the attempt.
+  changes.clear();
+  auto retry = us_.RetryDeadLetter(1, &changes);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->outcome, DeadLetterRetry::Outcome::kStillParked);
+  EXPECT_EQ(LetterOf(us_store_, 1).retries, 1u);
+  EXPECT_EQ(LetterOf(us_store_, 1).state, DeadLetter::State::kParked);
+  EXPECT_TRUE(changes.empty());
+
+  // A build that reads version 2 applies it, once.
+  us_.SetSchemaVersionMax(core::kEventSchemaVersion + 1);
+  const core::VersionVector frontier = us_.frontier();
+  retry = us_.RetryDeadLetter(1, &changes);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->outcome, DeadLetterRetry::Outcome::kApplied);
+  EXPECT_EQ(retry->letter.state, DeadLetter::State::kApplied);
+  EXPECT_EQ(LetterOf(us_store_, 1).state, DeadLetter::State::kApplied);
+  EXPECT_EQ(*us_store_.GetView("p").value(), R"({"n":7})");
+  ASSERT_EQ(changes.size(), 1u) << "watches see it";
+  EXPECT_EQ(changes[0].dot, events[2].dot);
+  EXPECT_EQ(changes[0].doc, std::optional<std::string>(R"({"n":7})"));
+  EXPECT_EQ(us_store_.LsnOf(events[2].dot).value(), std::optional<uint64_t>(changes[0].lsn));
+  EXPECT_EQ(us_.frontier(), frontier);
+  EXPECT_EQ(us_.documents_with_dead_letters(), 0u);
+  EXPECT_EQ(us_.RetryDeadLetter(1, &changes)->outcome, DeadLetterRetry::Outcome::kNotParked);
+  EXPECT_EQ(*us_store_.GetView("p").value(), R"({"n":7})") << "not applied twice";
+  EXPECT_EQ(us_.RetryDeadLetter(2, &changes)->outcome, DeadLetterRetry::Outcome::kUnknown);
+  ASSERT_TRUE(us_.FoldSweep(100, &folded).ok());
+  EXPECT_LT(MetadataOf(us_store_, "p"), p_before) << "folded once applied";
+  // A duplicate of a parked dot is a duplicate like any other.
+  auto again = us_.ApplyRemoteEvents(core::RemoteBatch({}, {newer}), &changes);
+  EXPECT_EQ(again->duplicates, 1u);
+  EXPECT_EQ(us_store_.DeadLetterCount().value(), 1u);
+}
+
+// At start, a dead letter parked for its schema version only is applied once the build reads that
+// version (an upgrade), and the documents waiting for the others are known again.
+TEST_F(RemoteApplyTest, AnUpgradedRegionAppliesWhatItParkedForItsSchemaAtStart) {
+  const auto events = WriteAtEu({{"p", Set("x", "1")}, {"q", Set("y", "1")}});
+  core::Event poison = events[1];
+  wire::Event message;
+  ASSERT_TRUE(message.ParseFromString(core::EncodeEvent(poison)));
+  message.mutable_operation()->mutable_fields(0)->set_value(" 1");  // not canonical JSON
+  auto bad = core::DecodeOrPark(message.SerializeAsString(), core::Limits{});
+  ASSERT_TRUE(bad.ok() && bad->parked);
+  std::vector<Change> changes;
+  ASSERT_TRUE(us_.ApplyRemoteEvents(
+                     core::RemoteBatch(
+                         {}, {ParkedAs(events[0], core::kEventSchemaVersion + 1), *bad->parked}),
+                     &changes)
+                  .ok());
+  EXPECT_EQ(us_store_.DeadLetterCount().value(), 2u);
+
+  {  // Restarted with the same build: nothing applied, both documents still wait.
+    Region same(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500);
+    ASSERT_TRUE(same.Recover().ok());
+    std::vector<DeadLetter> applied;
+    ASSERT_TRUE(same.RecoverDeadLetters(&applied, &changes).ok());
+    EXPECT_TRUE(applied.empty());
+    EXPECT_EQ(same.documents_with_dead_letters(), 2u);
+  }
+  Region upgraded(1, {{1, "us"}, {2, "eu"}}, &us_store_, &clock_, core::Limits{}, 500);
+  upgraded.SetSchemaVersionMax(core::kEventSchemaVersion + 1);
+  ASSERT_TRUE(upgraded.Recover().ok());
+  std::vector<DeadLetter> applied;
+  changes.clear();
+  ASSERT_TRUE(upgraded.RecoverDeadLetters(&applied, &changes).ok());
+  ASSERT_EQ(applied.size(), 1u);
+  EXPECT_EQ(applied[0].event, "eu:1");
+  EXPECT_EQ(applied[0].state, DeadLetter::State::kApplied);
+  EXPECT_EQ(*us_store_.GetView("p").value(), R"({"x":1})");
+  EXPECT_EQ(changes.size(), 1u);
+  EXPECT_EQ(LetterOf(us_store_, 2).state, DeadLetter::State::kParked) << "not a schema matter";
+  EXPECT_EQ(upgraded.documents_with_dead_letters(), 1u);
+  // Resolved otherwise (repaired): out of the queue, not applied.
+  auto resolved = upgraded.ResolveDeadLetter(2, &changes);
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->outcome, DeadLetterRetry::Outcome::kResolved);
+  EXPECT_EQ(LetterOf(us_store_, 2).state, DeadLetter::State::kResolved);
+  EXPECT_EQ(upgraded.documents_with_dead_letters(), 0u);
+  EXPECT_FALSE(us_store_.GetView("q").value().has_value());
+}
+
 TEST_F(RemoteApplyTest, AFrontierReportCountsOnlyOnceItsOriginsEventsAreHere) {
   us_.ObserveFrontier(2, core::VersionVector{{2, 1}});  // eu:1 is not applied here
   EXPECT_TRUE(us_.StableFrontier().empty());
@@ -723,7 +884,7 @@ TEST_F(RemoteApplyTest, AFailedCommitAppliesNothing) {
 TEST_F(RemoteApplyTest, ARemoteBatchThatCannotBeReadFailsAloneNotTheLocalWrites) {
   const auto events = WriteAtEu({{"ok", Set("a", "1")}, {"bad", Set("b", "2")}});
   us_store_.unreadable = "bad";
-  const std::span<const core::Event> batches[] = {events};
+  const RemoteEvents batches[] = {events};
   std::vector<Result<Receipt>> outcomes;
   std::vector<Result<RemoteApply>> remote;
   std::vector<Change> changes;

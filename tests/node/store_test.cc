@@ -236,6 +236,61 @@ std::vector<uint64_t> ChangeLsns(Store& store) {
   return lsns;
 }
 
+// Dead letters: appended with the next ids, replaced by id (a status change), listed newest
+// first, scanned in id order, all durable; a replacement of an id never appended refuses the
+// whole commit.
+TEST_P(StoreTest, DeadLettersAreAppendedReplacedAndReadBack) {
+  CommitBatch batch = Batch(1, "k", "{}");
+  batch.dead_letters = {"d1", "d2"};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  batch = Batch(2, "k", "{}");
+  batch.dead_letters = {"d3"};
+  batch.dead_letter_updates = {{1, "d1 applied"}};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  EXPECT_EQ(store().DeadLetterCount().value(), 3u);
+  EXPECT_EQ(store().GetDeadLetter(1).value(), std::optional<std::string>("d1 applied"));
+  EXPECT_EQ(store().GetDeadLetter(3).value(), std::optional<std::string>("d3"));
+  EXPECT_FALSE(store().GetDeadLetter(4).value().has_value());
+  EXPECT_FALSE(store().GetDeadLetter(0).value().has_value());
+  using Records = std::vector<std::pair<uint64_t, std::string>>;
+  EXPECT_EQ(store().RecentDeadLetters(2).value(), (Records{{3, "d3"}, {2, "d2"}}));
+
+  batch = Batch(3, "k", "{}");
+  batch.dead_letter_updates = {{4, "never appended"}};
+  EXPECT_EQ(store().Commit(batch).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store().Recover()->last_lsn, 2u);  // nothing of the refused batch
+
+  Reopen();
+  EXPECT_EQ(store().DeadLetterCount().value(), 3u);
+  Records scanned;
+  const auto collect = [&scanned](uint64_t id, std::string_view record) {
+    scanned.emplace_back(id, std::string(record));
+  };
+  EXPECT_TRUE(store().ScanDeadLetters(0, 2, collect).value());  // more remain
+  EXPECT_EQ(scanned, (Records{{1, "d1 applied"}, {2, "d2"}}));
+  scanned.clear();
+  EXPECT_FALSE(store().ScanDeadLetters(2, 10, collect).value());
+  EXPECT_EQ(scanned, (Records{{3, "d3"}}));
+  EXPECT_EQ(store().RecentDeadLetters(10)->size(), 3u);
+}
+
+// A parked event goes into the event log (relayed from there) with the lsn it is given, and
+// adds no change.
+TEST_P(StoreTest, ParkedEventsAreLoggedWithoutAChange) {
+  CommitBatch batch = Batch(1, "k", "{}");
+  batch.parked.push_back(LoggedEvent{core::Dot{2, 7}, 1, "raw", std::nullopt, "k", 5});
+  ASSERT_TRUE(store().Commit(batch).ok());
+  std::vector<std::string> logged;
+  ASSERT_TRUE(
+      store()
+          .ReadLog(2, 1, 10, [&logged](const LoggedEvent& event) { logged.push_back(event.bytes); })
+          .ok());
+  EXPECT_EQ(logged, (std::vector<std::string>{"raw"}));
+  EXPECT_EQ(store().LsnOf(core::Dot{2, 7}).value(), std::optional<uint64_t>(1));
+  EXPECT_EQ(ChangeLsns(store()), (std::vector<uint64_t>{1}));  // only the event's
+  EXPECT_EQ(store().Recover()->last_lsn, 1u);
+}
+
 TEST_P(StoreTest, TrimmedChangesAreGoneAndTheNewStartIsDurable) {
   EXPECT_EQ(store().Kept()->oldest_lsn, 1u);
   for (uint64_t lsn = 1; lsn <= 6; ++lsn) ASSERT_TRUE(store().Commit(Batch(lsn, "k", "{}")).ok());

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <functional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "meridian/event.pb.h"
 
 namespace meridian::replication {
 namespace {
@@ -246,6 +249,93 @@ TEST(BatchCodecTest, AnInvalidEventInsideIsRefused) {
   const EncodedBatch batch = EncodeBatch(events);
   EXPECT_EQ(DecodeBatch(batch.bytes, BatchLimits{}, core::Limits{}).status().code(),
             StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace meridian::replication
+
+namespace meridian::replication {
+namespace {
+
+// An encoded event rewritten at the Protobuf level.
+std::string Rewritten(const core::Event& event, const std::function<void(wire::Event*)>& change) {
+  wire::Event message;
+  EXPECT_TRUE(message.ParseFromString(core::EncodeEvent(event)));
+  change(&message);
+  return message.SerializeAsString();
+}
+
+// The receive path's decoder splits a batch: the events that decode are returned, in order, and
+// an event of a newer schema version or one that fails validation is parked with its dot, key,
+// raw bytes and why; both batch formats (a run and whole events), alone and streamed.
+TEST(BatchCodecTest, TheReceivePathParksWhatDoesNotDecodeAndKeepsTheRest) {
+  const std::vector<core::Event> events = InventoryEvents(6);
+  std::vector<std::string> encoded;
+  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
+  encoded[2] = Rewritten(events[2], [](wire::Event* message) {
+    message->set_schema_version(core::kEventSchemaVersion + 1);
+  });
+  encoded[4] = Rewritten(events[4], [](wire::Event* message) {
+    message->mutable_operation()->clear_counters();  // an increment without a counter
+    message->mutable_operation()->clear_fields();
+    message->mutable_operation()->set_kind(wire::Operation::INCREMENT);
+  });
+  // The same events in the other format: not a run (origin 3's event first).
+  core::Event other = events[0];
+  other.dot = core::Dot{3, 1};
+  other.context = core::VersionVector{{3, 0}};
+  std::vector<std::string> whole = encoded;
+  whole.insert(whole.begin(), core::EncodeEvent(other));
+
+  BatchStreamEncoder encoder;
+  BatchStreamDecoder decoder;
+  for (const auto& [batch, offset] :
+       {std::pair{&encoded, size_t{0}}, std::pair{&whole, size_t{1}}}) {
+    const EncodedBatch alone = EncodeBatchOfEncoded(*batch);
+    const EncodedBatch streamed = encoder.Encode(*batch);
+    for (const auto& decoded :
+         {DecodeRemoteBatch(alone.bytes, BatchLimits{}, core::Limits{}),
+          decoder.DecodeRemote(streamed.bytes, BatchLimits{}, core::Limits{})}) {
+      ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+      ASSERT_EQ(decoded->events.size(), 4u + offset);
+      EXPECT_EQ(decoded->events[offset], events[0]);
+      EXPECT_EQ(decoded->events[offset + 2], events[3]);
+      EXPECT_EQ(decoded->events[offset + 3], events[5]);
+      ASSERT_EQ(decoded->parked.size(), 2u);
+      const core::ParkedEvent& newer = decoded->parked[0];
+      EXPECT_EQ(newer.dot, events[2].dot);
+      EXPECT_EQ(newer.key, events[2].key);
+      EXPECT_EQ(newer.hlc, events[2].hlc);
+      EXPECT_EQ(newer.schema_version, core::kEventSchemaVersion + 1);
+      EXPECT_TRUE(newer.newer_schema);
+      EXPECT_EQ(newer.reason, "schema version 2 is newer than this node reads (1)");
+      EXPECT_EQ(
+          core::DecodeEvent(newer.bytes, core::Limits{}, core::kEventSchemaVersion + 1).value(),
+          events[2]);  // the bytes are the event: a build that reads version 2 applies it
+      const core::ParkedEvent& poison = decoded->parked[1];
+      EXPECT_EQ(poison.dot, events[4].dot);
+      EXPECT_FALSE(poison.newer_schema);
+      EXPECT_EQ(poison.reason, "event: an increment names no counter");
+    }
+    // The strict reading refuses the batch, as before.
+    EXPECT_FALSE(DecodeBatch(alone.bytes, BatchLimits{}, core::Limits{}).ok());
+  }
+}
+
+// An event whose dot cannot be read, or a broken frame, is still a broken batch.
+TEST(BatchCodecTest, AnEventWithoutAReadableDotBreaksTheBatch) {
+  const std::vector<core::Event> events = InventoryEvents(3);
+  std::vector<std::string> encoded;
+  for (const core::Event& event : events) encoded.push_back(core::EncodeEvent(event));
+  encoded[1] = Rewritten(events[1], [](wire::Event* message) { message->set_seq(0); });
+  auto decoded = DecodeRemoteBatch(EncodeBatchOfEncoded(encoded).bytes, BatchLimits{}, {});
+  EXPECT_EQ(decoded.status().code(), StatusCode::kCorruption);
+  encoded[1] = "not an event";
+  decoded = DecodeRemoteBatch(EncodeBatchOfEncoded(encoded).bytes, BatchLimits{}, {});
+  EXPECT_EQ(decoded.status().code(), StatusCode::kCorruption);
+  std::string flipped = EncodeBatch(events).bytes;
+  flipped[flipped.size() / 2] ^= 0x20;
+  EXPECT_FALSE(DecodeRemoteBatch(flipped, BatchLimits{}, {}).ok());
 }
 
 }  // namespace

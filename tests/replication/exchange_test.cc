@@ -211,15 +211,15 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
 
   const std::vector<core::Event> mixed = {EventOf(2, 1), EventOf(3, 1)};
-  Ready ready = exchange.Decoded(dialed.stream, 2, mixed);
+  Ready ready = exchange.Decoded(dialed.stream, 2, core::RemoteBatch(mixed));
   EXPECT_FALSE(ready.submit.has_value());
   EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
 
   const Exchange::Dialed next = exchange.Dialing(2, {}, 30);
   (void)exchange.Received(next.stream, Heartbeat(2, "eu", 0x22), {}, 40, &decode);
   EXPECT_TRUE(exchange.Room(next.stream));
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 1)}).submit);
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 2)}).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 2)})).submit);
   EXPECT_FALSE(exchange.Room(next.stream));  // apply_queue_max = 2
 
   // Two applied at once: one acknowledgement covers both.
@@ -235,11 +235,49 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 2}}));
 
   // A gap ends the stream, without an acknowledgement.
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, std::vector{EventOf(2, 9)}).submit);
+  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 9)})).submit);
   applied.gaps = 1;
   ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 2}}), 80);
   EXPECT_TRUE(ready.sends.empty());
   EXPECT_TRUE(Cancels(ready, next.stream, "a gap in eu's events"));
+}
+
+// A batch with an event that cannot be read in the middle (parked by the decoder) is submitted
+// whole and acknowledged once applied: the stream goes on. Only a parked event of another origin
+// ends it, like any other.
+TEST(Exchange, ABatchWithAParkedEventIsAppliedAroundItAndTheStreamGoesOn) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+  const auto parked = [](core::RegionId origin, uint64_t seq) {
+    core::ParkedEvent event;
+    event.dot = core::Dot{origin, seq};
+    event.reason = "schema version 2 is newer than this node reads (1)";
+    return event;
+  };
+
+  Ready ready = exchange.Decoded(dialed.stream, 2,
+                                 core::RemoteBatch({EventOf(2, 1), EventOf(2, 3)}, {parked(2, 2)}));
+  ASSERT_TRUE(ready.submit.has_value());
+  EXPECT_TRUE(ready.cancel.empty());
+  Inbound::Applied applied;  // the commit path parked eu:2: no gap, the frontier is at eu:3
+  ready = exchange.BatchApplied(dialed.stream, 2, applied, "", Vector({{2, 3}}), 20);
+  EXPECT_TRUE(ready.cancel.empty());
+  ASSERT_EQ(ready.sends.size(), 1u);
+  ASSERT_TRUE(ready.sends[0].message.has_ack());
+  EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 3}}));
+
+  // Only parked events: submitted too (their dots move the frontier).
+  EXPECT_TRUE(exchange.Decoded(dialed.stream, 2, core::RemoteBatch({}, {parked(2, 4)})).submit);
+  ready = exchange.Received(dialed.stream, Batch(2), {}, 30, &decode);
+  EXPECT_TRUE(decode);
+  EXPECT_TRUE(ready.cancel.empty());
+
+  ready = exchange.Decoded(dialed.stream, 2, core::RemoteBatch({EventOf(2, 5)}, {parked(3, 1)}));
+  EXPECT_FALSE(ready.submit.has_value());
+  EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
 }
 
 TEST(Exchange, AStreamThatEndsRedialsAfterTheBackoffAndAPeersRefusalIsReported) {

@@ -112,13 +112,70 @@ TEST(Verification, LostAndCorruptedDocumentsAreFoundRestoredAndListed) {
   EXPECT_EQ(verify["region"], "eu");
   EXPECT_EQ(verify["damaged_documents"], 0) << verify.dump();
   // A clean comparison of identical regions: one round trip of a few hundred bytes.
-  for (const json& peer : Parse(us.Get("/v1/verify").body)["peers"]) {
+  const json us_verify = Parse(us.Get("/v1/verify").body);
+  for (const json& peer : us_verify["peers"]) {
     EXPECT_EQ(peer["round_trips"], 1) << peer.dump();
     EXPECT_LT(peer["bytes"].get<int>(), 1024) << peer.dump();
   }
   const std::string metrics = eu.Get("/metrics").body;
   EXPECT_NE(metrics.find("meridian_repairs_total{peer="), std::string::npos);
   EXPECT_NE(metrics.find("meridian_verify_comparisons_total{"), std::string::npos);
+}
+
+// eu cannot apply the events of one document (a poison event, injected with
+// MERIDIAN_FAULT_POISON_KEY): they are parked as dead letters, the link keeps flowing, and the
+// document is restored from a region that applied them, which settles the dead letters.
+TEST(Verification, APoisonEventIsParkedTheLinkFlowsAndTheDocumentConverges) {
+  Cluster cluster(VerifyingCluster());
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  cluster.node("eu").Kill();
+  ::setenv("MERIDIAN_FAULT_POISON_KEY", "item:poison", 1);
+  const bool started = cluster.node("eu").Start(seconds(20));
+  ::unsetenv("MERIDIAN_FAULT_POISON_KEY");
+  ASSERT_TRUE(started) << cluster.node("eu").log();
+  ASSERT_TRUE(cluster.WaitLinked(seconds(20)));
+  HttpClient us = cluster.Client("us");
+  HttpClient eu = cluster.Client("eu");
+  ASSERT_EQ(us.Send("PUT", "/v1/docs/item:poison", R"({"name":"poison","stock":1})").status, 200);
+  ASSERT_EQ(us.Send("POST", "/v1/docs/item:poison/incr", R"({"stock":4})").status, 200);
+  ASSERT_EQ(us.Send("PUT", "/v1/docs/item:after", R"({"name":"after"})").status, 200);
+
+  // The link goes on past the parked events.
+  ASSERT_TRUE(WaitFor([&] { return eu.Get("/v1/docs/item:after").status == 200; }, seconds(20)));
+  const json letters = Parse(eu.Get("/v1/dead-letters").body);
+  ASSERT_EQ(letters["items"].size(), 2u) << letters.dump();
+  for (const json& letter : letters["items"]) {
+    EXPECT_EQ(letter["key"], "item:poison") << letter.dump();
+    EXPECT_NE(letter["reason"].get<std::string>().find("poisoned"), std::string::npos);
+  }
+  // Verification restores the document from a region that applied the events.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const HttpResponse doc = eu.Get("/v1/docs/item:poison");
+        return doc.status == 200 && Parse(doc.body)["stock"] == 5;
+      },
+      seconds(30)))
+      << eu.Get("/v1/docs/item:poison").body << cluster.node("eu").log();
+  std::string why;
+  ASSERT_TRUE(cluster.WaitConverged(seconds(30), &why)) << why;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const json letters = Parse(eu.Get("/v1/dead-letters").body);
+        for (const json& letter : letters["items"]) {
+          if (letter["status"] != "resolved") return false;
+        }
+        return true;
+      },
+      seconds(10)))
+      << eu.Get("/v1/dead-letters").body;
+  bool restored = false;
+  const json repairs = Parse(eu.Get("/v1/repairs").body);
+  for (const json& item : repairs["items"]) {
+    restored |= item["key"] == "item:poison" &&
+                item["action"].get<std::string>().starts_with("restored from");
+  }
+  EXPECT_TRUE(restored) << eu.Get("/v1/repairs").body;
+  EXPECT_EQ(Parse(eu.Get("/v1/verify").body)["damaged_documents"], 0);
 }
 
 // Writes keep flowing in every region while they compare: differences in flight are not
