@@ -575,9 +575,9 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     if (after != 0) ++documents;
     if (before != after || loaded.indexed) {
       digest ^= before ^ after;
-      document.reindex = true;
+      document.reindex = tree_on_;
       document.digest = after;
-      toggles.emplace_back(core::DigestTree::BucketOf(key), before ^ after);
+      if (tree_on_) toggles.emplace_back(core::DigestTree::BucketOf(key), before ^ after);
     }
     if (!loaded.damage.empty()) {
       group.batch.marks.push_back(storage::DamageMark{key, loaded.damage});
@@ -630,7 +630,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   documents_ = documents;
   digest_ = digest;
   for (const auto& [bucket, delta] : toggles) tree_.Toggle(bucket, delta);
-  MERIDIAN_CHECK(tree_.Root() == digest_);
+  MERIDIAN_CHECK(!tree_on_ || tree_.Root() == digest_);
   for (std::string& key : marked) damaged_.insert(std::move(key));
   for (const std::string& key : group.repaired) damaged_.erase(key);
   stats_.commits += 1;

@@ -293,6 +293,9 @@ class Region {
   // Thread-safe: the hashes of the children of each node of `nodes` at `level`, in order.
   std::vector<uint64_t> TreeChildren(uint32_t level, std::span<const uint32_t> nodes) const;
   bool index_rebuilt() const { return index_rebuilt_; }
+  // Off: commits keep neither the digest index nor the tree (only to measure what keeping them
+  // costs, bench/verify_bench.cc); verification is then meaningless. Before any commit.
+  void SetDigestTree(bool on) { tree_on_ = on; }
 
   // Scrubbing: checks up to `limit` documents of the digest index, bucket after bucket from where
   // the last step stopped (wrapping around), against their records: a record that is missing,
@@ -484,6 +487,7 @@ class Region {
   std::atomic<size_t> watching_{0};
   uint32_t scrub_bucket_ = 0;
   bool index_rebuilt_ = false;
+  bool tree_on_ = true;
   Status RebuildIndex();
   void NoteWatched(const std::string& key, core::Dot dot);
   std::string RepairJson(std::string_view key, core::RegionId peer, std::string_view problem,
