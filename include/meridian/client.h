@@ -36,8 +36,8 @@
 namespace meridian {
 
 struct RegionEndpoint {
-  std::string name;  // "us"
-  std::string host;  // an IP address: "127.0.0.1"
+  std::string name;   // "us"
+  std::string host;   // an IP address: "127.0.0.1"
   uint16_t port = 0;  // its HTTP port
 };
 
@@ -69,12 +69,12 @@ struct WriteOptions {
 };
 
 struct WriteReceipt {
-  std::string event;   // "us:42"
+  std::string event;  // "us:42"
   std::string hlc;
   std::string region;  // the region that answered
   std::string idempotency_key;
-  bool replayed = false;          // the original receipt of an earlier attempt with this key
-  int confirmed_regions = -1;     // with durability_regions > 0
+  bool replayed = false;       // the original receipt of an earlier attempt with this key
+  int confirmed_regions = -1;  // with durability_regions > 0
 };
 
 struct ScanItem {
@@ -94,10 +94,10 @@ struct ReadResult {
 // One region as the client sees it.
 struct RegionHealth {
   std::string name;
-  bool healthy = false;        // the last probe found it ready
-  bool circuit_open = false;   // calls avoid it
-  double rtt_ms = -1;          // smoothed probe round trip; -1 before the first answer
-  uint64_t failures = 0;       // calls that failed there
+  bool healthy = false;       // the last probe found it ready
+  bool circuit_open = false;  // calls avoid it
+  double rtt_ms = -1;         // smoothed probe round trip; -1 before the first answer
+  uint64_t failures = 0;      // calls that failed there
 };
 
 // A change on a watch (docs/http-api.md#watches).
@@ -110,8 +110,8 @@ struct WatchChange {
 
 // The last error's details beyond its Status: what the API answered.
 struct CallError {
-  int http_status = 0;      // 0: no answer
-  std::string code;         // the API's error code ("not_found", "outcome_unknown", ...)
+  int http_status = 0;  // 0: no answer
+  std::string code;     // the API's error code ("not_found", "outcome_unknown", ...)
   std::string region;
   std::string idempotency_key;  // writes
 };
@@ -141,6 +141,12 @@ class Client {
   // The raw JSON of GET /v1/status and GET /v1/conflicts, of `region` or of the current one.
   Result<std::string> StatusJson(const std::string& region = "");
   Result<std::string> ConflictsJson(size_t limit = 100, const std::string& region = "");
+  // Verification (docs/verification.md): a region's latest comparisons with its peers
+  // (GET /v1/verify), its review queue of repairs (GET /v1/repairs) and its dead letters
+  // (GET /v1/dead-letters), as JSON.
+  Result<std::string> VerifyJson(const std::string& region = "");
+  Result<std::string> RepairsJson(size_t limit = 100, const std::string& region = "");
+  Result<std::string> DeadLettersJson(size_t limit = 100, const std::string& region = "");
 
   // Follows changes under `prefix`, calling on_change for each until on_change returns false,
   // `stop` returns true (checked at least every second), or no region can serve it for

@@ -373,6 +373,79 @@ int RunConflicts(Command& command, Client& client) {
   return 0;
 }
 
+// Every region's latest comparison with each of its peers (GET /v1/verify), as a table; exit 0
+// when every pair is identical, 1 otherwise (a region that did not answer, a pair not compared
+// yet or unknown, documents found differing).
+int RunVerify(Command& command, Client& client) {
+  nlohmann::json all = nlohmann::json::array();
+  bool identical = true;
+  for (const RegionHealth& region : client.health()) {
+    auto answer = client.VerifyJson(region.name);
+    nlohmann::json json =
+        answer.ok() ? nlohmann::json::parse(*answer, nullptr, false)
+                    : nlohmann::json{{"region", region.name}, {"error", answer.status().message()}};
+    if (!json.is_object()) json = {{"region", region.name}, {"error", "not JSON"}};
+    if (json.contains("error") || !json["peers"].is_array()) identical = false;
+    for (const nlohmann::json& peer : json.value("peers", nlohmann::json::array())) {
+      if (peer.value("state", "") != "identical") identical = false;
+    }
+    all.push_back(std::move(json));
+  }
+  if (command.common.json) {
+    std::printf("%s\n", nlohmann::json{{"regions", all}, {"identical", identical}}.dump().c_str());
+    return identical ? 0 : 1;
+  }
+  std::printf("%-8s %-8s %-10s %9s %9s %9s %7s %9s  %s\n", "region", "peer", "state", "differing",
+              "repaired", "there", "trips", "bytes", "");
+  for (const nlohmann::json& region : all) {
+    const std::string name = region.value("region", "?");
+    if (region.contains("error")) {
+      std::printf("%-8s %-8s %-10s  %s\n", name.c_str(), "-", "unknown",
+                  region.value("error", "").c_str());
+      continue;
+    }
+    for (const nlohmann::json& peer : region["peers"]) {
+      std::string note;
+      if (!peer.value("compared", false)) note = "not compared yet";
+      if (peer.contains("error")) note = peer.value("error", "");
+      if (peer.value("truncated", false)) note = "more to compare";
+      std::printf("%-8s %-8s %-10s %9llu %9llu %9llu %7llu %9llu  %s\n", name.c_str(),
+                  peer.value("peer", "?").c_str(), peer.value("state", "?").c_str(),
+                  static_cast<unsigned long long>(peer.value("differing", uint64_t{0})),
+                  static_cast<unsigned long long>(peer.value("repaired_here", uint64_t{0})),
+                  static_cast<unsigned long long>(peer.value("repaired_there", uint64_t{0})),
+                  static_cast<unsigned long long>(peer.value("round_trips", uint64_t{0})),
+                  static_cast<unsigned long long>(peer.value("bytes", uint64_t{0})), note.c_str());
+    }
+    if (region.value("damaged_documents", uint64_t{0}) > 0) {
+      std::printf("%-8s %llu documents marked damaged, waiting for a repair\n", name.c_str(),
+                  static_cast<unsigned long long>(region.value("damaged_documents", uint64_t{0})));
+    }
+  }
+  std::printf(identical ? "every pair identical\n" : "not every pair is identical\n");
+  return identical ? 0 : 1;
+}
+
+// A region's review queue of repairs (GET /v1/repairs) or its dead letters, newest first.
+int RunQueue(Command& command, Client& client, bool repairs) {
+  auto answer = repairs ? client.RepairsJson(command.limit, command.region)
+                        : client.DeadLettersJson(command.limit, command.region);
+  if (!answer.ok()) return Failed(command, &client, answer.status());
+  if (command.common.json) {
+    std::printf("%s\n", answer->c_str());
+    return 0;
+  }
+  auto json = nlohmann::json::parse(*answer, nullptr, false);
+  if (!json.is_object() || !json["items"].is_array()) {
+    std::printf("%s\n", answer->c_str());
+    return 0;
+  }
+  for (const auto& item : json["items"]) std::printf("%s\n", item.dump().c_str());
+  std::printf("(%llu recorded in all)\n",
+              static_cast<unsigned long long>(json.value("total", uint64_t{0})));
+  return 0;
+}
+
 Command& NewCommand(CLI::App& app, const std::string& name, const std::string& help) {
   Commands().push_back(std::make_unique<Command>());
   Command& command = *Commands().back();
@@ -440,6 +513,23 @@ void AddClientCommands(CLI::App& app) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   conflicts.app->add_option("--region", conflicts.region, "This region (default: the current one)");
+
+  NewCommand(app, "verify",
+             "Every region's latest comparison with each peer (exit 0: every pair identical)");
+
+  Command& repairs =
+      NewCommand(app, "repairs", "A region's review queue: documents found to differ");
+  repairs.app->add_option("--limit", repairs.limit, "How many")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  repairs.app->add_option("--region", repairs.region, "This region (default: the current one)");
+
+  Command& dead =
+      NewCommand(app, "dead-letters", "Events a region parked: it could not apply them");
+  dead.app->add_option("--limit", dead.limit, "How many")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  dead.app->add_option("--region", dead.region, "This region (default: the current one)");
 }
 
 int RunClientCommands() {
@@ -457,6 +547,9 @@ int RunClientCommands() {
     if (name == "watch") return RunWatch(command, **client);
     if (name == "status") return RunStatus(command, **client);
     if (name == "conflicts") return RunConflicts(command, **client);
+    if (name == "verify") return RunVerify(command, **client);
+    if (name == "repairs") return RunQueue(command, **client, /*repairs=*/true);
+    if (name == "dead-letters") return RunQueue(command, **client, /*repairs=*/false);
   }
   return -1;
 }

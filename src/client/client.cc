@@ -421,6 +421,17 @@ struct Client::Impl {
                 {}, /*is_write=*/false, "", -1, /*with_session=*/true);
   }
 
+  // A GET of JSON in one region (or the current one): the body, or the error it answered.
+  Result<std::string> GetJson(const std::string& region_name, const std::string& target) {
+    auto answer = ReadIn(region_name, target);
+    if (!answer.ok()) return answer.status();
+    if (answer->response.status != 200) {
+      return Fail(answer->response.status, answer->response.body,
+                  regions[answer->region]->endpoint.name, "");
+    }
+    return std::move(answer->response.body);
+  }
+
   Result<Answer> ReadIn(const std::string& region_name, const std::string& target) {
     if (region_name.empty()) return Read(target);
     const int index = IndexOf(region_name);
@@ -540,13 +551,19 @@ Result<std::string> Client::StatusJson(const std::string& region) {
 }
 
 Result<std::string> Client::ConflictsJson(size_t limit, const std::string& region) {
-  auto answer = impl_->ReadIn(region, "/v1/conflicts?limit=" + std::to_string(limit));
-  if (!answer.ok()) return answer.status();
-  if (answer->response.status != 200) {
-    return Impl::Fail(answer->response.status, answer->response.body,
-                      impl_->regions[answer->region]->endpoint.name, "");
-  }
-  return std::move(answer->response.body);
+  return impl_->GetJson(region, "/v1/conflicts?limit=" + std::to_string(limit));
+}
+
+Result<std::string> Client::VerifyJson(const std::string& region) {
+  return impl_->GetJson(region, "/v1/verify");
+}
+
+Result<std::string> Client::RepairsJson(size_t limit, const std::string& region) {
+  return impl_->GetJson(region, "/v1/repairs?limit=" + std::to_string(limit));
+}
+
+Result<std::string> Client::DeadLettersJson(size_t limit, const std::string& region) {
+  return impl_->GetJson(region, "/v1/dead-letters?limit=" + std::to_string(limit));
 }
 
 namespace {

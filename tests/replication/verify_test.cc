@@ -117,6 +117,36 @@ TEST(Verification, LostAndCorruptedDocumentsAreFoundRestoredAndListed) {
     EXPECT_EQ(peer["round_trips"], 1) << peer.dump();
     EXPECT_LT(peer["bytes"].get<int>(), 1024) << peer.dump();
   }
+  // The command prints the same for every region pair, and exits 0 when every pair is identical.
+  std::string regions;
+  for (const std::string& region : cluster.regions()) {
+    regions += (regions.empty() ? "" : ",") + region +
+               "=127.0.0.1:" + std::to_string(cluster.node(region).http_port());
+  }
+  const auto run = [&](const std::string& arguments, std::string* out) {
+    const std::string command = std::string(MERIDIAN_BINARY_PATH) + " verify --regions " + regions +
+                                " " + arguments + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    if (pipe == nullptr) return -1;
+    char buffer[4096];
+    size_t read = 0;
+    while ((read = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out->append(buffer, read);
+    const int status = ::pclose(pipe);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  std::string table;
+  EXPECT_EQ(run("", &table), 0) << table;
+  EXPECT_NE(table.find("every pair identical"), std::string::npos) << table;
+  EXPECT_NE(table.find("asia"), std::string::npos) << table;
+  std::string machine;
+  EXPECT_EQ(run("--json", &machine), 0) << machine;
+  const json parsed = Parse(machine);
+  EXPECT_EQ(parsed["identical"], true) << machine;
+  EXPECT_EQ(parsed["regions"].size(), 3u) << machine;
+  // A region that cannot be reached makes the answer not identical (exit 1).
+  cluster.node("asia").Kill();
+  std::string down;
+  EXPECT_EQ(run("--timeout-ms 500", &down), 1) << down;
   const std::string metrics = eu.Get("/metrics").body;
   EXPECT_NE(metrics.find("meridian_repairs_total{peer="), std::string::npos);
   EXPECT_NE(metrics.find("meridian_verify_comparisons_total{"), std::string::npos);
