@@ -71,6 +71,7 @@ bench: build
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
 	@build/default/bench/reseed_bench
+	@build/default/bench/verify_bench
 
 # The deterministic simulator over SIM_SEEDS seeds of each fault profile: seeds per second,
 # simulated hours per hour, and convergence after the heal (p50/p99) against the simulated RTT,
