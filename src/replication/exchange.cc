@@ -115,6 +115,7 @@ wire::ToReceiver Exchange::HeartbeatMessage(const core::VersionVector& heads,
   beat->set_region_id(options_.self);
   beat->set_region_name(NameOf(options_.self));
   beat->set_incarnation(options_.incarnation);
+  beat->set_rebuilding(inbound_.rebuilding());
   for (const OriginHead& head : origin_heads) {
     wire::OriginHead* out = beat->add_heads();
     out->set_origin(head.origin);
@@ -256,7 +257,10 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
       if (auto ack = inbound_.HeartbeatReceived(stream, *frontier, applied, now_ms)) {
         ready.sends.push_back({stream, AckMessage(*ack)});
       }
-      ready.observe = Ready::Observe{peer, std::move(frontier).value()};
+      // A rebuilding sender's frontier names fewer of its own events than it wrote: one it wrote
+      // before it lost them may still arrive with a context that does not cover the frontier
+      // (core/causal_order.h), so it is not a report stability may use.
+      if (!beat.rebuilding()) ready.observe = Ready::Observe{peer, std::move(frontier).value()};
       SyncRebuild(&ready);
       break;
     }
