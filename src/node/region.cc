@@ -419,15 +419,25 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
       const std::string& key = take_mine ? local[mine].first : page.states[next].first;
       core::DocumentState held;
       std::optional<std::string> rendered_before;
+      // This region's copy is damaged (unreadable, or its record lost while the index lists it):
+      // it takes the peer's state as it is (merged with nothing), and stays marked until a
+      // comparison finds it whole (docs/verification.md).
+      std::string damage;
       if (take_mine) {
         auto decoded = core::DocumentState::Decode(local[mine].second);
-        if (!decoded.ok()) {
-          return Status(StatusCode::kCorruption,
-                        "re-seed: the stored state of " + key +
-                            " does not decode: " + decoded.status().message());
+        if (decoded.ok()) {
+          held = std::move(decoded).value();
+          rendered_before = held.Render();
+        } else {
+          damage = "its stored state does not decode: " + decoded.status().message();
         }
-        held = std::move(decoded).value();
-        rendered_before = held.Render();
+      }
+      std::optional<uint64_t> indexed;
+      if (!damage.empty() || !take_mine) {
+        auto entry = store_->GetDigest(key);
+        if (!entry.ok()) return entry.status();
+        if (entry->has_value() && damage.empty()) damage = "its record is missing";
+        if (!damage.empty()) indexed = entry->value_or(0);
       }
       core::DocumentState theirs;
       if (take_theirs) {
@@ -439,9 +449,14 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         }
         theirs = std::move(decoded).value();
       }
-      const auto [applied, held_folded] = side(key);
+      const auto [mine_applied, mine_folded] = side(key);
+      const core::VersionVector nothing;
+      const core::VersionVector* applied = damage.empty() ? mine_applied : &nothing;
+      const core::VersionVector* held_folded = damage.empty() ? mine_folded : &nothing;
       Loaded loaded;
-      if (!take_mine && applied->empty()) {
+      loaded.indexed = indexed;
+      loaded.damage = damage;
+      if (!take_mine && applied->empty() && take_theirs) {
         // Nothing here to merge with (the region held nothing when the merge began): the
         // merge would only fold the state within the peer's bound, which it already is. It is
         // stored as it came.

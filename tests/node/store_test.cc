@@ -1,10 +1,12 @@
 // The Store contract, run against both implementations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <memory>
 
+#include "core/digest_tree.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
 #include "support/node_process.h"
@@ -239,6 +241,73 @@ std::vector<uint64_t> ChangeLsns(Store& store) {
 // Dead letters: appended with the next ids, replaced by id (a status change), listed newest
 // first, scanned in id order, all durable; a replacement of an id never appended refuses the
 // whole commit.
+// The digest index is written with the documents, read back by bucket, key and leaf, survives a
+// reopen, and is cleared with the documents; damage marks and the repair log likewise.
+TEST_P(StoreTest, TheDigestIndexMarksAndRepairLogComeBack) {
+  CommitBatch batch = Batch(1, "a", R"({"x":1})");
+  batch.documents[0].reindex = true;
+  batch.documents[0].digest = 0x1111;
+  batch.documents.push_back(DocumentWrite{"b", "state-of-b", R"({"y":2})", true, 0x2222});
+  batch.marks.push_back(DamageMark{"b", "its record is missing"});
+  batch.repairs = {R"({"key":"b","n":1})", R"({"key":"b","n":2})"};
+  ASSERT_TRUE(store().Commit(batch).ok());
+  Reopen();
+  EXPECT_EQ(store().GetDigest("a").value(), std::optional<uint64_t>(0x1111));
+  EXPECT_EQ(store().GetDigest("c").value(), std::nullopt);
+  std::vector<std::pair<std::string, uint64_t>> entries;
+  ASSERT_TRUE(store()
+                  .ScanBucket(core::DigestTree::BucketOf("b"),
+                              [&](std::string_view key, uint64_t digest) {
+                                entries.emplace_back(std::string(key), digest);
+                              })
+                  .ok());
+  EXPECT_NE(
+      std::find(entries.begin(), entries.end(), std::make_pair(std::string("b"), uint64_t{0x2222})),
+      entries.end());
+  const std::vector<uint64_t> leaves = store().DigestLeaves().value();
+  ASSERT_EQ(leaves.size(), core::DigestTree::kBuckets);
+  uint64_t all = 0;
+  for (uint64_t leaf : leaves) all ^= leaf;
+  EXPECT_EQ(all, uint64_t{0x1111 ^ 0x2222});
+  const auto marks = store().DamageMarks(10).value();
+  ASSERT_EQ(marks.size(), 1u);
+  EXPECT_EQ(marks[0].key, "b");
+  EXPECT_EQ(marks[0].reason, "its record is missing");
+  EXPECT_EQ(store().RecentRepairs(1).value(), std::vector<std::string>{R"({"key":"b","n":2})"});
+  EXPECT_EQ(store().RepairCount().value(), 2u);
+
+  // A change of digest replaces the entry, 0 removes it; an empty reason removes a mark.
+  CommitBatch next = Batch(2, "a", std::nullopt);
+  next.documents[0].reindex = true;
+  next.documents[0].digest = 0;
+  next.marks.push_back(DamageMark{"b", ""});
+  ASSERT_TRUE(store().Commit(next).ok());
+  EXPECT_EQ(store().GetDigest("a").value(), std::nullopt);
+  EXPECT_TRUE(store().DamageMarks(10).value().empty());
+  ASSERT_TRUE(store().ClearDocuments().ok());
+  EXPECT_EQ(store().GetDigest("b").value(), std::nullopt);
+  // PutDigests (a rebuild of the index) adds entries outside a commit.
+  const std::pair<std::string, uint64_t> rebuilt[] = {{"z", 7}};
+  ASSERT_TRUE(store().PutDigests(rebuilt).ok());
+  EXPECT_EQ(store().GetDigest("z").value(), std::optional<uint64_t>(7));
+  ASSERT_TRUE(store().ClearDigests().ok());
+  EXPECT_EQ(store().GetDigest("z").value(), std::nullopt);
+}
+
+// The repair log keeps its newest records only.
+TEST_P(StoreTest, TheRepairLogIsBounded) {
+  const uint64_t total = Store::kRepairsKept + 5;
+  CommitBatch batch = Batch(1, "a", R"({"x":1})");
+  for (uint64_t i = 1; i <= total; ++i) batch.repairs.push_back(std::to_string(i));
+  ASSERT_TRUE(store().Commit(batch).ok());
+  Reopen();
+  EXPECT_EQ(store().RepairCount().value(), total);
+  const auto kept = store().RecentRepairs(Store::kRepairsKept + 100).value();
+  ASSERT_EQ(kept.size(), Store::kRepairsKept);
+  EXPECT_EQ(kept.front(), std::to_string(total));
+  EXPECT_EQ(kept.back(), std::to_string(total - Store::kRepairsKept + 1));
+}
+
 TEST_P(StoreTest, DeadLettersAreAppendedReplacedAndReadBack) {
   CommitBatch batch = Batch(1, "k", "{}");
   batch.dead_letters = {"d1", "d2"};
