@@ -519,42 +519,18 @@ class HttpServer::Impl {
         body += "],\"total\":" + std::to_string(total.ok() ? *total : 0) + "}";
         co_return MakeResponse(request, http::status::ok, std::move(body));
       }
-      case Route::kVerify: {
-        nlohmann::json body = {{"region", region.NameOf(region.id())},
-                               {"peers", node_->replication().VerifyJson()},
-                               {"damaged_documents", region.damaged_count()}};
-        co_return MakeResponse(request, http::status::ok, body.dump());
-      }
+      case Route::kVerify:
+        co_return MakeResponse(request, http::status::ok, VerifyJson(*node_).dump());
       case Route::kVerifyNow: {
-        core::RegionId peer = 0;
-        if (!call.peer.empty()) {
-          bool found = false;
-          for (const node::RegionAddress& address : config.regions) {
-            if (address.name == call.peer && address.id != region.id()) {
-              peer = address.id;
-              found = true;
-            }
-          }
-          if (!found) {
-            co_return ErrorResponse(
-                request,
-                {400, "bad_parameter", "peer must name another region of the deployment", {}});
-          }
-        }
-        node_->replication().RequestVerify(peer);
+        if (auto error = VerifyNow(*node_, call.peer)) co_return ErrorResponse(request, *error);
         co_return MakeResponse(request, http::status::accepted, R"({"started":true})");
       }
       case Route::kRepairs: {
-        auto records = store.RecentRepairs(call.limit);
-        if (!records.ok()) co_return ErrorResponse(request, ErrorFromStatus(records.status()));
-        auto total = store.RepairCount();
-        std::string body = "{\"items\":[";
-        for (size_t i = 0; i < records->size(); ++i) {
-          if (i > 0) body += ',';
-          body += (*records)[i];
+        auto answer = RepairsJson(*node_, call.limit);
+        if (auto* error = std::get_if<ApiError>(&answer)) {
+          co_return ErrorResponse(request, *error);
         }
-        body += "],\"total\":" + std::to_string(total.ok() ? *total : 0) + "}";
-        co_return MakeResponse(request, http::status::ok, std::move(body));
+        co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(answer).dump());
       }
       case Route::kDeadLetters: {
         auto answer = DeadLettersJson(*node_, call.limit);

@@ -190,6 +190,38 @@ std::string DurabilityTimeoutMessage(uint32_t regions, uint64_t timeout_ms) {
          " ms; it will replicate";
 }
 
+nlohmann::json VerifyJson(node::Node& node) {
+  const node::Region& region = node.region();
+  return {{"region", region.NameOf(region.id())},
+          {"peers", node.replication().VerifyJson()},
+          {"damaged_documents", region.damaged_count()}};
+}
+
+std::optional<ApiError> VerifyNow(node::Node& node, const std::string& peer) {
+  core::RegionId id = 0;
+  if (!peer.empty()) {
+    for (const node::RegionAddress& address : node.config().regions) {
+      if (address.name == peer && address.id != node.region().id()) id = address.id;
+    }
+    if (id == 0) {
+      return ApiError{400, "bad_parameter", "peer must name another region of the deployment", {}};
+    }
+  }
+  node.replication().RequestVerify(id);
+  return std::nullopt;
+}
+
+std::variant<nlohmann::json, ApiError> RepairsJson(node::Node& node, size_t limit) {
+  auto records = node.store().RecentRepairs(limit);
+  if (!records.ok()) return ErrorFromStatus(records.status());
+  nlohmann::json items = nlohmann::json::array();
+  for (const std::string& record : *records) {
+    items.push_back(nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false));
+  }
+  auto total = node.store().RepairCount();
+  return nlohmann::json{{"items", std::move(items)}, {"total", total.ok() ? *total : 0}};
+}
+
 std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t limit) {
   auto records = node.store().RecentDeadLetters(limit);
   if (!records.ok()) return ErrorFromStatus(records.status());

@@ -38,6 +38,15 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections);
 // The object GET /v1/status answers: this region's view of itself and its peers.
 nlohmann::json StatusJson(node::Node& node);
 
+// Verification (docs/verification.md), for HTTP and gRPC alike.
+// GET /v1/verify: {"region", "damaged_documents", "peers": [the latest comparison with each]}.
+nlohmann::json VerifyJson(node::Node& node);
+// POST /v1/verify[?peer=NAME]: compares with `peer` (empty: every peer) now; 400 bad_parameter
+// when it is not another region of the deployment.
+std::optional<ApiError> VerifyNow(node::Node& node, const std::string& peer);
+// GET /v1/repairs: {"items": [...], "total": N}, the newest `limit` records, newest first.
+std::variant<nlohmann::json, ApiError> RepairsJson(node::Node& node, size_t limit);
+
 // Dead letters (docs/replication.md#dead-letters), for HTTP and gRPC alike.
 // GET /v1/dead-letters: {"items": [...]}, the newest `limit` records, newest first.
 std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t limit);

@@ -361,6 +361,41 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     return Answer(context, api::Route::kConflicts, started, error);
   }
 
+  grpc::Status Verify(grpc::ServerContext* context, const v1::VerifyRequest* request,
+                      v1::VerifyResponse* reply) override {
+    const auto started = Clock::now();
+    std::optional<ApiError> error;
+    if (request->now()) {
+      error = api::VerifyNow(*node_, request->peer());
+      if (!error) reply->set_json(R"({"started":true})");
+    } else {
+      reply->set_json(api::VerifyJson(*node_).dump());
+    }
+    return Answer(context, request->now() ? api::Route::kVerifyNow : api::Route::kVerify, started,
+                  error);
+  }
+
+  grpc::Status Repairs(grpc::ServerContext* context, const v1::RepairsRequest* request,
+                       v1::RepairsResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    size_t limit = kDefaultLimit;
+    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      auto answer = api::RepairsJson(*node_, limit);
+      if (auto* refused = std::get_if<ApiError>(&answer)) {
+        error = *refused;
+      } else {
+        const nlohmann::json& json = std::get<nlohmann::json>(answer);
+        for (const nlohmann::json& item : json["items"]) reply->add_items(item.dump());
+        reply->set_total(json["total"].get<uint64_t>());
+      }
+    }
+    return Answer(context, api::Route::kRepairs, started, error);
+  }
+
   grpc::Status DeadLetters(grpc::ServerContext* context, const v1::DeadLettersRequest* request,
                            v1::DeadLettersResponse* reply) override {
     const auto started = Clock::now();

@@ -235,6 +235,41 @@ TEST_F(GrpcApiTest, ScanConflictsAndStatus) {
   EXPECT_EQ(http["frontier"], parsed["frontier"]);
 }
 
+// Verification answers as GET /v1/verify and /v1/repairs do (the same functions build both).
+TEST_F(GrpcApiTest, VerifyAndRepairsMirrorHttp) {
+  v1::VerifyRequest latest;
+  v1::VerifyResponse verify;
+  auto context = Context();
+  ASSERT_TRUE(stub_->Verify(context.get(), latest, &verify).ok());
+  const json parsed = json::parse(verify.json());
+  EXPECT_EQ(parsed["region"], "us");
+  EXPECT_EQ(parsed, json::parse(node_->Client().Get("/v1/verify").body));
+  ASSERT_EQ(parsed["peers"].size(), 2u);  // eu and asia: configured, never compared
+  for (const json& peer : parsed["peers"]) EXPECT_EQ(peer["state"], "unknown");
+
+  v1::VerifyRequest now;
+  now.set_now(true);
+  now.set_peer("mars");
+  auto refused_context = Context();
+  EXPECT_EQ(stub_->Verify(refused_context.get(), now, &verify).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  now.set_peer("eu");
+  auto started_context = Context();
+  ASSERT_TRUE(stub_->Verify(started_context.get(), now, &verify).ok());
+  EXPECT_EQ(json::parse(verify.json())["started"], true);
+
+  v1::RepairsRequest repairs_request;
+  v1::RepairsResponse repairs;
+  auto repairs_context = Context();
+  ASSERT_TRUE(stub_->Repairs(repairs_context.get(), repairs_request, &repairs).ok());
+  EXPECT_EQ(repairs.total(), 0u);
+  EXPECT_EQ(repairs.items_size(), 0);
+  repairs_request.set_limit(0);
+  auto bad_context = Context();
+  EXPECT_EQ(stub_->Repairs(bad_context.get(), repairs_request, &repairs).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(GrpcApiTest, IdempotentRetryAnswersTheOriginalReceipt) {
   v1::IncrementRequest request;
   request.set_key("counter");
