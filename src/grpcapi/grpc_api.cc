@@ -377,35 +377,30 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
 
   grpc::Status Repairs(grpc::ServerContext* context, const v1::RepairsRequest* request,
                        v1::RepairsResponse* reply) override {
-    const auto started = Clock::now();
-    Waits waits;
-    size_t limit = kDefaultLimit;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
-    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
-    if (!error) error = WaitForSession(context, waits);
-    if (!error) {
-      auto answer = api::RepairsJson(*node_, limit);
-      if (auto* refused = std::get_if<ApiError>(&answer)) {
-        error = *refused;
-      } else {
-        const nlohmann::json& json = std::get<nlohmann::json>(answer);
-        for (const nlohmann::json& item : json["items"]) reply->add_items(item.dump());
-        reply->set_total(json["total"].get<uint64_t>());
-      }
-    }
-    return Answer(context, api::Route::kRepairs, started, error);
+    return ListJson(context, *request, reply, api::Route::kRepairs,
+                    [this](size_t limit) { return api::RepairsJson(*node_, limit); });
   }
 
   grpc::Status DeadLetters(grpc::ServerContext* context, const v1::DeadLettersRequest* request,
                            v1::DeadLettersResponse* reply) override {
+    return ListJson(context, *request, reply, api::Route::kDeadLetters,
+                    [this](size_t limit) { return api::DeadLettersJson(*node_, limit); });
+  }
+
+  // A list of JSON records (repairs, dead letters): the limit and read options every read takes,
+  // then `list` answers {"items": [...], "total": N} as it does for HTTP.
+  template <typename Request, typename Response>
+  grpc::Status ListJson(grpc::ServerContext* context, const Request& request, Response* reply,
+                        api::Route route,
+                        const std::function<std::variant<nlohmann::json, ApiError>(size_t)>& list) {
     const auto started = Clock::now();
     Waits waits;
     size_t limit = kDefaultLimit;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
-    if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
+    std::optional<ApiError> error = ParseReadOptions(request.options(), &waits);
+    if (!error) error = ParseLimit(request.has_limit(), request.limit(), &limit);
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
-      auto answer = api::DeadLettersJson(*node_, limit);
+      auto answer = list(limit);
       if (auto* refused = std::get_if<ApiError>(&answer)) {
         error = *refused;
       } else {
@@ -414,7 +409,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
         reply->set_total(json["total"].get<uint64_t>());
       }
     }
-    return Answer(context, api::Route::kDeadLetters, started, error);
+    return Answer(context, route, started, error);
   }
 
   grpc::Status RetryDeadLetter(grpc::ServerContext* context,

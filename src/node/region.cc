@@ -975,7 +975,7 @@ Status Region::RecoverDeadLetters(std::vector<DeadLetter>* applied, std::vector<
   return Status::Ok();
 }
 
-Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>* changes) {
+Result<DeadLetterRetry> Region::ParkedDeadLetter(uint64_t id) {
   auto record = store_->GetDeadLetter(id);
   if (!record.ok()) return record.status();
   DeadLetterRetry retry;
@@ -983,11 +983,19 @@ Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>
   auto letter = DeadLetter::Decode(id, **record);
   if (!letter.ok()) return letter.status();
   retry.letter = std::move(letter).value();
-  DeadLetter& dead = retry.letter;
-  if (dead.state != DeadLetter::State::kParked) {
-    retry.outcome = DeadLetterRetry::Outcome::kNotParked;
-    return retry;
+  // kNotParked unless it is parked; the caller decides what a parked one becomes.
+  retry.outcome = DeadLetterRetry::Outcome::kNotParked;
+  return retry;
+}
+
+Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>* changes) {
+  auto found = ParkedDeadLetter(id);
+  if (!found.ok() || found->outcome == DeadLetterRetry::Outcome::kUnknown ||
+      found->letter.state != DeadLetter::State::kParked) {
+    return found;
   }
+  DeadLetterRetry retry = std::move(found).value();
+  DeadLetter& dead = retry.letter;
   if (merging()) return Status(StatusCode::kRebuilding, "this region is being re-seeded");
   if (!frontier().Covers(dead.dot)) {
     return Corruption("dead letter " + std::to_string(id) + " (" + dead.event +
@@ -1039,16 +1047,13 @@ Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>
 }
 
 Result<DeadLetterRetry> Region::ResolveDeadLetter(uint64_t id, std::vector<Change>* changes) {
-  auto record = store_->GetDeadLetter(id);
-  if (!record.ok()) return record.status();
-  DeadLetterRetry retry;
-  if (!record->has_value()) return retry;  // kUnknown
-  auto letter = DeadLetter::Decode(id, **record);
-  if (!letter.ok()) return letter.status();
-  retry.letter = std::move(letter).value();
+  auto found = ParkedDeadLetter(id);
+  if (!found.ok() || found->outcome == DeadLetterRetry::Outcome::kUnknown ||
+      found->letter.state != DeadLetter::State::kParked) {
+    return found;
+  }
+  DeadLetterRetry retry = std::move(found).value();
   DeadLetter& dead = retry.letter;
-  retry.outcome = DeadLetterRetry::Outcome::kNotParked;
-  if (dead.state != DeadLetter::State::kParked) return retry;
   Group group = BeginGroup();
   dead.state = DeadLetter::State::kResolved;
   dead.applied_ms = physical_clock_->NowMs();

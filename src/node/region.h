@@ -203,6 +203,9 @@ class Region {
   // or kUnknown.
   // Commit thread only.
   Result<DeadLetterRetry> ResolveDeadLetter(uint64_t id, std::vector<Change>* changes);
+  // The dead letter `id` as stored: kUnknown when there is none, else kNotParked with the record
+  // (whatever its state: the caller acts on a parked one).
+  Result<DeadLetterRetry> ParkedDeadLetter(uint64_t id);
   // How many documents have a pending dead letter; thread-safe.
   size_t documents_with_dead_letters() const { return pending_documents_.load(); }
 
