@@ -279,4 +279,20 @@ Result<ReceivedEvent> DecodeOrPark(std::string_view bytes, const Limits& limits,
   return decoded;
 }
 
+void RemoteBatch::Park(const std::function<bool(const Event&)>& park, const std::string& reason) {
+  std::vector<Event> kept;
+  kept.reserve(events.size());
+  for (Event& event : events) {
+    if (!park(event)) {
+      kept.push_back(std::move(event));
+      continue;
+    }
+    parked.push_back(ParkedEvent{event.dot, EncodeEvent(event), event.key, kEventSchemaVersion,
+                                 event.hlc, false, reason});
+  }
+  events = std::move(kept);
+  std::sort(parked.begin(), parked.end(),
+            [](const ParkedEvent& a, const ParkedEvent& b) { return a.dot < b.dot; });
+}
+
 }  // namespace meridian::core

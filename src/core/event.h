@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -134,6 +135,10 @@ struct RemoteBatch {
   std::vector<ParkedEvent> parked;
   size_t size() const { return events.size() + parked.size(); }
   bool empty() const { return events.empty() && parked.empty(); }
+  // Parks the events `park` picks, as if they had not decoded, for `reason`: fault injection
+  // (the simulator's poison events, MERIDIAN_FAULT_POISON_KEY in tests). Keeps both lists in
+  // seq order.
+  void Park(const std::function<bool(const Event&)>& park, const std::string& reason);
 };
 
 }  // namespace meridian::core

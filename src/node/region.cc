@@ -120,7 +120,7 @@ Status Region::Recover() {
   digest_ = recovered->digest;
   auto marks = store_->DamageMarks(std::numeric_limits<size_t>::max());
   if (!marks.ok()) return marks.status();
-  for (storage::DamageMark& mark : *marks) damaged_.insert(std::move(mark.key));
+  for (storage::DamageMark& mark : *marks) damaged_[mark.key] = std::move(mark.reason);
   auto leaves = store_->DigestLeaves();
   if (!leaves.ok()) return leaves.status();
   tree_.Assign(*leaves);
@@ -423,7 +423,11 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
       // it takes the peer's state as it is (merged with nothing), and stays marked until a
       // comparison finds it whole (docs/verification.md).
       std::string damage;
-      if (take_mine) {
+      if (take_mine && IsDamaged(key)) {
+        // Marked here: it holds less than this region applied, so it merges as nothing and
+        // stays marked.
+        damage = "marked damaged before the re-seed";
+      } else if (take_mine) {
         auto decoded = core::DocumentState::Decode(local[mine].second);
         if (decoded.ok()) {
           held = std::move(decoded).value();
@@ -456,6 +460,11 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
       Loaded loaded;
       loaded.indexed = indexed;
       loaded.damage = damage;
+      if (take_theirs &&
+          std::find(page.damaged.begin(), page.damaged.end(), key) != page.damaged.end()) {
+        // Damaged at the source: what it sent may hold less than its frontier says.
+        if (loaded.damage.empty()) loaded.damage = "damaged at the re-seed's source";
+      }
       if (!take_mine && applied->empty() && take_theirs) {
         // Nothing here to merge with (the region held nothing when the merge began): the
         // merge would only fold the state within the peer's bound, which it already is. It is
@@ -573,7 +582,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   lock.unlock();
   // The tree's leaves change with the documents' digests (0: absent), applied once durable.
   std::vector<std::pair<uint32_t, uint64_t>> toggles;
-  std::vector<std::string> marked;
+  std::vector<std::pair<std::string, std::string>> marked;  // key, reason
   for (const auto& [key, loaded] : group.dirty) {
     storage::DocumentWrite document;
     document.key = key;
@@ -594,11 +603,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
       document.digest = after;
       if (tree_on_) toggles.emplace_back(core::DigestTree::BucketOf(key), before ^ after);
     }
-    if (!loaded.damage.empty()) {
+    if (!loaded.damage.empty() && !IsDamaged(key)) {
       group.batch.marks.push_back(storage::DamageMark{key, loaded.damage});
       group.batch.repairs.push_back(
           RepairJson(key, 0, loaded.damage, "marked for repair", std::nullopt, document.rendered));
-      marked.push_back(key);
+      marked.emplace_back(key, loaded.damage);
     }
     group.batch.documents.push_back(std::move(document));
   }
@@ -606,11 +615,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     // A remote event of it was parked: this copy lacks what the regions that applied it hold,
     // and is repaired from one of them (docs/verification.md).
     if (count == 0 || IsDamaged(key)) continue;
-    const std::string reason = "an event of it was parked as a dead letter";
+    const std::string reason(kParkedReason);
     group.batch.marks.push_back(storage::DamageMark{key, reason});
     group.batch.repairs.push_back(
         RepairJson(key, 0, reason, "marked for repair", std::nullopt, std::nullopt));
-    marked.push_back(key);
+    marked.emplace_back(key, reason);
   }
   for (const std::string& key : group.repaired) {
     group.batch.marks.push_back(storage::DamageMark{key, {}});
@@ -646,7 +655,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   digest_ = digest;
   for (const auto& [bucket, delta] : toggles) tree_.Toggle(bucket, delta);
   MERIDIAN_CHECK(!tree_on_ || tree_.Root() == digest_);
-  for (std::string& key : marked) damaged_.insert(std::move(key));
+  for (auto& [key, reason] : marked) damaged_.emplace(std::move(key), std::move(reason));
   for (const std::string& key : group.repaired) damaged_.erase(key);
   stats_.commits += 1;
   stats_.events += local_events;
@@ -917,6 +926,11 @@ Status Region::Park(Group& group, const core::ParkedEvent& parked, RemoteApply* 
   }
   // Its origin goes on past it; what the event had seen is not known.
   group.order.Advance(parked.dot, core::VersionVector());
+  // A comparison watching its document must know it changed (its copy now lacks an event the
+  // frontier covers), as for any event merged into it.
+  if (!parked.key.empty() && watching_.load(std::memory_order_relaxed) > 0) {
+    NoteWatched(parked.key, parked.dot);
+  }
   // Logged as it came, so that this region relays it to regions that may read it (a newer
   // build's event must not stop at an older node). It changed nothing: it takes the position of
   // the last change before it, and a watch resuming from its id resumes after that change.
@@ -1040,6 +1054,20 @@ Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>
   dead.state = DeadLetter::State::kApplied;
   dead.applied_ms = physical_clock_->NowMs();
   group.batch.dead_letter_updates.emplace_back(id, dead.Encode());
+  {
+    // Its document was marked only for lacking its parked events: with the last of them applied
+    // it holds what the frontier says again.
+    std::lock_guard lock(mutex_);
+    auto marked = damaged_.find(event.key);
+    auto pending = pending_keys_.find(event.key);
+    if (marked != damaged_.end() && marked->second == kParkedReason &&
+        (pending == pending_keys_.end() || pending->second <= 1)) {
+      group.repaired.push_back(event.key);
+      group.batch.repairs.push_back(RepairJson(event.key, 0, kParkedReason,
+                                               "whole again: its dead letter was applied",
+                                               (*loaded)->rendered_before, (*loaded)->rendered));
+    }
+  }
   if (Status status = Finish(group, 0, 1, changes); !status.ok()) return status;
   if (!dead.key.empty()) NoteNoLongerPending(dead.key);
   retry.outcome = DeadLetterRetry::Outcome::kApplied;
@@ -1140,7 +1168,7 @@ std::vector<std::string> Region::DamagedKeys(size_t limit) const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> keys;
   for (auto it = damaged_.begin(); it != damaged_.end() && keys.size() < limit; ++it) {
-    keys.push_back(*it);
+    keys.push_back(it->first);
   }
   return keys;
 }
@@ -1245,6 +1273,9 @@ Result<Region::States> Region::ReadStates(std::span<const std::string> keys) {
     States::Entry entry;
     entry.key = key;
     entry.damaged = IsDamaged(key);
+    auto indexed = store_->GetDigest(key);
+    if (!indexed.ok()) return indexed.status();
+    entry.indexed = indexed->has_value();
     if (auto cached = cache_.find(key); cached != cache_.end() && cached->second.valid) {
       if (!cached->second.state.empty()) entry.state = cached->second.state.Encode();
     } else {
@@ -1319,7 +1350,10 @@ Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& 
       theirs = std::move(decoded).value();
     }
     const std::optional<std::string> their_render = theirs.Render();
-    const bool theirs_usable = !entry.damaged && entry.state.has_value();
+    // The peer's copy is a source unless marked there, or lost there unnoticed (no record, but
+    // its index lists the document). A peer that holds nothing and lists nothing holds the
+    // document deleted and folded away.
+    const bool theirs_usable = !entry.damaged && (entry.state.has_value() || !entry.indexed);
     if (mine.rendered == their_render) {
       ++outcome.equal;
       // A marked copy that renders as the peer's own copy of the same events is whole again.
@@ -1331,8 +1365,9 @@ Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& 
       }
       continue;
     }
-    if ((damaged_here || !mine.rendered_before) && theirs_usable && their_render) {
-      // This copy lost what the peer's holds: it takes the peer's state (merged with nothing).
+    if (theirs_usable && (damaged_here || (!mine.rendered_before && their_render))) {
+      // This copy lost what the peer's holds: it takes the peer's state (merged with nothing;
+      // nothing at all when the peer holds the document deleted and folded away).
       auto merged =
           core::MergeStates({none, nothing, nothing}, {theirs, states.applied, states.folded});
       if (!merged.ok()) {

@@ -255,6 +255,9 @@ class Region {
     // clock observes it, so that a write here after the merge is ordered after all of them (the
     // states hold no HLC of an increment).
     core::HlcTimestamp hlc = 0;
+    // The page's documents marked damaged at the serving region: marked here too (a comparison
+    // then restores them from a region that holds them whole).
+    std::span<const std::string> damaged = {};
   };
   Status MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* changes);
   // A re-seed's merge is under way (see MergeSnapshotPage). Thread-safe.
@@ -333,6 +336,7 @@ class Region {
       std::string key;
       std::optional<std::string> state;  // DocumentState encoding; nullopt: not held
       bool damaged = false;              // marked damaged there: not a source of repair
+      bool indexed = false;              // its digest index lists it (it exists there)
     };
     std::vector<Entry> entries;
     core::VersionVector applied;
@@ -479,7 +483,8 @@ class Region {
   // (mutex_; watching_ lets the commit path skip the lock when nothing is watched), where the
   // scrub goes on.
   core::DigestTree tree_;
-  std::set<std::string, std::less<>> damaged_;
+  std::map<std::string, std::string, std::less<>> damaged_;  // key -> why it is marked
+  static constexpr std::string_view kParkedReason = "an event of it was parked as a dead letter";
   struct Watched {
     int watchers = 0;
     std::vector<core::Dot> dots;  // merged since the first watcher came (at most kWatchDots)

@@ -71,8 +71,8 @@ Status ReplicationHost::ClearDocuments() {
 }
 
 Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step) {
-  return Region::SnapshotPage{step.page,    step.after,  step.through,
-                              step.applied, step.folded, step.hlc};
+  return Region::SnapshotPage{step.page,   step.after, step.through, step.applied,
+                              step.folded, step.hlc,   step.damaged};
 }
 
 Status ReplicationHost::MergeSnapshotPage(const replication::Reseeding::Step& step) {

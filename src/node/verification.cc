@@ -77,6 +77,7 @@ wire::VerifyReply StatesReply(const Region::States& states) {
     copy->set_held(entry.state.has_value());
     if (entry.state) copy->set_state(*entry.state);
     copy->set_damaged(entry.damaged);
+    copy->set_indexed(entry.indexed);
   }
   states.applied.EncodeTo(reply.mutable_frontier());
   states.folded.EncodeTo(reply.mutable_folded());
@@ -91,6 +92,7 @@ Region::States StatesOf(const wire::VerifyReply& reply) {
     entry.key = copy.key();
     if (copy.held()) entry.state = copy.state();
     entry.damaged = copy.damaged();
+    entry.indexed = copy.indexed();
     states.entries.push_back(std::move(entry));
   }
   auto applied = core::VersionVector::Decode(reply.frontier());

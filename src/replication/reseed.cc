@@ -73,6 +73,7 @@ Reseeding::Step Reseeding::Chunk(const wire::SnapshotChunk& chunk) {
   step.applied = frontier_;
   step.folded = folded_;
   step.hlc = hlc_;
+  step.damaged.assign(chunk.damaged().begin(), chunk.damaged().end());
   return step;
 }
 
@@ -223,6 +224,13 @@ Result<wire::SnapshotChunk> SnapshotServer::Call::Next(uint64_t now_ms) {
     chunk.set_count(static_cast<uint32_t>(page.size()));
     chunk.set_last_key(page.back().first);
     after_ = page.back().first;
+    for (const auto& [key, state] : page) {
+      auto damaged = lease_->snapshot->Damaged(key);
+      if (!damaged.ok()) {
+        return Status(StatusCode::kUnavailable, "snapshot: " + damaged.status().message());
+      }
+      if (*damaged) chunk.add_damaged(key);
+    }
   }
   chunk.set_done(!more);
   finished_ = !more;

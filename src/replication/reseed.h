@@ -66,7 +66,8 @@ class Reseeding {
     std::optional<std::string> through;
     core::VersionVector applied;
     core::VersionVector folded;
-    core::HlcTimestamp hlc = 0;  // the serving region's clock at the snapshot
+    core::HlcTimestamp hlc = 0;        // the serving region's clock at the snapshot
+    std::vector<std::string> damaged;  // the page's documents marked damaged at the source
     std::string error;
   };
   Step Chunk(const wire::SnapshotChunk& chunk);

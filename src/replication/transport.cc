@@ -92,19 +92,8 @@ void PoisonForTests(core::RemoteBatch* batch) {
     return value != nullptr ? std::string(value) : std::string();
   }();
   if (poison.empty()) return;
-  std::vector<core::Event> kept;
-  for (core::Event& event : batch->events) {
-    if (event.key != poison) {
-      kept.push_back(std::move(event));
-      continue;
-    }
-    batch->parked.push_back(core::ParkedEvent{event.dot, core::EncodeEvent(event), event.key,
-                                              core::kEventSchemaVersion, event.hlc, false,
-                                              "poisoned for a test (MERIDIAN_FAULT_POISON_KEY)"});
-  }
-  batch->events = std::move(kept);
-  std::sort(batch->parked.begin(), batch->parked.end(),
-            [](const core::ParkedEvent& a, const core::ParkedEvent& b) { return a.dot < b.dot; });
+  batch->Park([](const core::Event& event) { return event.key == poison; },
+              "poisoned for a test (MERIDIAN_FAULT_POISON_KEY)");
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   std::optional<int> regions;
   std::optional<uint64_t> duration_ms, rtt_ms, jump_ms;
   std::optional<double> writes, loss, duplicate, reorder, partitions, crashes, disk_losses, damages,
-      restores, jumps, drift, heal_loss, jitter;
+      poison, restores, jumps, drift, heal_loss, jitter;
 
   app.add_option("--seed", options.seed, "Run this seed (replays it exactly)");
   app.add_option("--seeds", seeds, "Run this many seeds, from --from on");
@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   app.add_option("--damages", damages,
                  "Stored documents lost or corrupted per virtual minute (verification repairs "
                  "them)");
+  app.add_option("--poison", poison,
+                 "Probability per event received that it is parked as if it did not decode "
+                 "(a dead letter; verification restores its document)");
   app.add_option("--restores", restores,
                  "Restores per virtual minute of a region from a copy of its store taken earlier");
   app.add_option("--clock-jumps", jumps, "Clock jumps per virtual minute");
@@ -130,6 +133,7 @@ int main(int argc, char** argv) {
   if (crashes) options.faults.crashes_per_min = *crashes;
   if (disk_losses) options.faults.disk_losses_per_min = *disk_losses;
   if (damages) options.faults.damages_per_min = *damages;
+  if (poison) options.faults.poison = *poison;
   if (restores) options.faults.restores_per_min = *restores;
   if (jumps) options.faults.clock_jumps_per_min = *jumps;
   if (jump_ms) options.faults.max_jump_ms = *jump_ms;

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <sstream>
 
 #include "sim/simulation.h"
@@ -206,6 +207,7 @@ bool ApplyProfile(const std::string& name, Options* options) {
     f.disk_losses_per_min = 3;
     f.restores_per_min = 3;
     f.damages_per_min = 6;
+    f.poison = 0.002;
     f.clock_jumps_per_min = 15;
     f.max_drift_ppm = 2000;
     f.max_jump_ms = 2000;
@@ -254,10 +256,9 @@ std::string ReplayCommand(const Options& options) {
   out << " --loss " << Number(f.loss) << " --duplicate " << Number(f.duplicate) << " --reorder "
       << Number(f.reorder) << " --partitions " << Number(f.partitions_per_min) << " --crashes "
       << Number(f.crashes_per_min) << " --disk-losses " << Number(f.disk_losses_per_min)
-      << " --restores " << Number(f.restores_per_min) << " --damages "
-      << Number(f.damages_per_min) << " --clock-jumps "
-      << Number(f.clock_jumps_per_min) << " --drift-ppm " << Number(f.max_drift_ppm)
-      << " --jump-ms " << f.max_jump_ms;
+      << " --restores " << Number(f.restores_per_min) << " --damages " << Number(f.damages_per_min)
+      << " --poison " << Number(f.poison) << " --clock-jumps " << Number(f.clock_jumps_per_min)
+      << " --drift-ppm " << Number(f.max_drift_ppm) << " --jump-ms " << f.max_jump_ms;
   if (options.heal_loss != 0) out << " --heal-loss " << Number(options.heal_loss);
   if (options.jitter != 0.2) out << " --jitter " << Number(options.jitter);
   if (!options.require_fold) out << " --no-require-fold";
@@ -317,6 +318,13 @@ Report Run(const Options& options, std::ostream* trace) {
   sim.faults().duplicate = 0;
   sim.faults().reorder = 0;
   sim.faults().loss = options.heal_loss;
+  sim.faults().poison = 0;
+  // The operator looks at the dead letters once a (virtual) second from the heal on.
+  std::function<void()> retry = [&sim, &retry] {
+    sim.RetryDeadLetters();
+    sim.At(sim.now() + 1000, retry);
+  };
+  sim.At(sim.now(), retry);
   std::optional<uint64_t> converged = sim.RunUntilConverged(options.converge_max_ms);
 
   int members = regions;

@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/document.h"
+#include "node/dead_letter.h"
 #include "node/replication_host.h"
 #include "replication/batch_codec.h"
 #include "replication/reseed.h"
@@ -323,6 +324,15 @@ void Simulation::BootNode(int index) {
   n.region = NewRegion(index);
   if (Status status = n.region->Recover(); !status.ok()) {
     Trace(n.name + ": recovery failed: " + status.message(), true);
+  }
+  {
+    // As the node does: which documents wait for a parked event (no watcher yet: the change log
+    // holds anything applied now).
+    std::vector<node::DeadLetter> applied;
+    std::vector<node::Change> changes;
+    if (Status status = n.region->RecoverDeadLetters(&applied, &changes); !status.ok()) {
+      Trace(n.name + ": recovering dead letters failed: " + status.message(), true);
+    }
   }
   replication::ExchangeOptions exchange;
   exchange.deployment = "sim";
@@ -747,6 +757,19 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
   if (!conn.decoder) conn.decoder = std::make_unique<replication::BatchStreamDecoder>();
   auto events = conn.decoder->DecodeRemote(batch.events(), replication::BatchLimits{},
                                            replication::kRemoteLimits);
+  if (events.ok() && faults_.poison > 0) {
+    // Poison events: this region cannot apply them (a dead letter); the regions that can restore
+    // their documents here (docs/verification.md).
+    const size_t before = events->parked.size();
+    events->Park([this](const core::Event&) { return Unit() < faults_.poison; },
+                 "poisoned by the simulator");
+    const size_t parked = events->parked.size() - before;
+    if (parked > 0) {
+      poisoned_ += parked;
+      faults_injected_ += parked;
+      Trace(n.name + ": " + std::to_string(parked) + " events poisoned", true);
+    }
+  }
   const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
   replication::Ready decoded = n.exchange->Decoded(stream, origin, events);
   if (decoded.submit) {
@@ -918,6 +941,42 @@ void Simulation::DamageDocument(int index, bool lose) {
   ++faults_injected_;
   ++damaged_;
   Trace(n.name + ": " + (lose ? "lost" : "corrupted") + " the stored document " + key, true);
+}
+
+void Simulation::RetryDeadLetters() {
+  for (int index = 0; index < size(); ++index) {
+    Node& n = *nodes_[index];
+    if (!n.up || !n.member) continue;
+    std::vector<uint64_t> parked;
+    uint64_t after = 0;
+    for (bool more = true; more;) {
+      auto scanned =
+          n.store->ScanDeadLetters(after, 256, [&](uint64_t id, std::string_view record) {
+            after = id;
+            auto letter = node::DeadLetter::Decode(id, record);
+            if (!letter.ok() || letter->state != node::DeadLetter::State::kParked) return;
+            // Verification must restore the document from a region holding it whole; only
+            // when every region has it marked is there no source, and the operator retries.
+            for (const auto& other : nodes_) {
+              if (other.get() != &n && other->member && other->up &&
+                  !other->region->IsDamaged(letter->key)) {
+                return;
+              }
+            }
+            parked.push_back(id);
+          });
+      more = scanned.ok() && *scanned;
+    }
+    for (uint64_t id : parked) {
+      std::vector<node::Change> changes;
+      auto retry = n.region->RetryDeadLetter(id, &changes);
+      if (!changes.empty()) Watch(index, changes);
+      Trace(n.name + ": dead letter " + std::to_string(id) + " retried: " +
+                (retry.ok() ? std::to_string(static_cast<int>(retry->outcome))
+                            : retry.status().message()),
+            true);
+    }
+  }
 }
 
 // --- sending side ---------------------------------------------------------------------------
@@ -1408,6 +1467,25 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   }
   if (!failures.empty()) return failures;
 
+  // Parked events were settled: their documents restored from a region that applied them
+  // (the dead letter resolved), or applied again.
+  for (Node* node : members) {
+    uint64_t after = 0;
+    for (bool more = true; more;) {
+      auto scanned =
+          node->store->ScanDeadLetters(after, 256, [&](uint64_t id, std::string_view record) {
+            after = id;
+            auto letter = node::DeadLetter::Decode(id, record);
+            if (!letter.ok()) {
+              fail(node->name + ": dead letter " + std::to_string(id) + " does not decode");
+            } else if (letter->state == node::DeadLetter::State::kParked) {
+              fail(node->name + ": dead letter " + std::to_string(id) + " (" + letter->event +
+                   ", " + letter->key + ") is still parked");
+            }
+          });
+      more = scanned.ok() && *scanned;
+    }
+  }
   // Damaged documents were found and repaired (verification).
   for (const Node* node : members) {
     if (size_t damaged = node->region->damaged_count(); damaged > 0) {
@@ -1619,6 +1697,20 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
     if (write.key.starts_with(kWatchPrefix)) expected_watch.insert(write.dot);
   }
   for (const Node* node : members) {
+    // Events parked here as dead letters make no change of their own: their documents' repair
+    // (a merged change) shows their effect.
+    std::set<core::Dot> parked;
+    uint64_t after = 0;
+    for (bool more = true; more;) {
+      auto scanned =
+          node->store->ScanDeadLetters(after, 256, [&](uint64_t id, std::string_view record) {
+            after = id;
+            if (auto letter = node::DeadLetter::Decode(id, record); letter.ok()) {
+              parked.insert(letter->dot);
+            }
+          });
+      more = scanned.ok() && *scanned;
+    }
     std::set<core::Dot> seen;
     std::map<core::RegionId, uint64_t> last_seq;
     uint64_t last_lsn = 0;
@@ -1636,7 +1728,9 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
         fail(node->name + "'s watch saw lsn " + std::to_string(change.lsn) + " after " +
              std::to_string(last_lsn));
       }
-      if (change.dot.seq <= last_seq[change.dot.origin]) {
+      // A dead letter applied again comes after the later events of its origin (its dot was
+      // passed when it was parked).
+      if (change.dot.seq <= last_seq[change.dot.origin] && !parked.contains(change.dot)) {
         fail(node->name + "'s watch saw " + id + " after seq " +
              std::to_string(last_seq[change.dot.origin]) + " of its origin");
       }
@@ -1645,7 +1739,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
       last_doc[change.key] = change.doc;
     }
     for (const core::Dot& dot : expected_watch) {
-      if (!seen.contains(dot) && !node->reseeded_at.Covers(dot)) {
+      if (!seen.contains(dot) && !node->reseeded_at.Covers(dot) && !parked.contains(dot)) {
         fail(node->name + "'s watch never saw " + node->region->EventId(dot));
       }
     }

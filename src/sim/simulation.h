@@ -59,6 +59,7 @@ struct FaultOptions {
   double restores_per_min = 0;     // cluster-wide: a region restarts from an older copy
   double clock_jumps_per_min = 0;  // cluster-wide
   double damages_per_min = 0;      // cluster-wide: a stored document lost or corrupted
+  double poison = 0;               // per event received: parked as if it did not decode
   double max_drift_ppm = 0;        // each region's clock runs off by up to this much
   uint64_t max_jump_ms = 0;        // a jump moves a clock by up to this, either way
 };
@@ -177,7 +178,13 @@ class Simulation {
   // not decode, as a disk fault or an operator's mistake would: the scrub and verification must
   // find and repair it (docs/verification.md).
   void DamageDocument(int index, bool lose);
+  // The operator's part once what poisoned events is fixed (the heal: poison stops): a dead
+  // letter still parked in an up region whose document every other region has marked damaged
+  // too (no region to restore it from, e.g. all re-seeded from this one) is applied again
+  // (POST /v1/dead-letters/{id}/retry). The others are left to verification.
+  void RetryDeadLetters();
   uint64_t damaged() const { return damaged_; }
+  uint64_t poisoned() const { return poisoned_; }
   void SetDrift(int index, double ppm);
 
   // A client write, committed at once with whatever the region has queued. The receipt, or why
@@ -324,7 +331,8 @@ class Simulation {
   uint64_t trace_digest_ = 1469598103934665603ull;
   uint64_t steps_ = 0;
   uint64_t faults_injected_ = 0;
-  uint64_t damaged_ = 0;  // documents damaged in a store (DamageDocument)
+  uint64_t damaged_ = 0;   // documents damaged in a store (DamageDocument)
+  uint64_t poisoned_ = 0;  // events parked by the poison fault
   uint64_t batches_on_wire_ = 0;
   uint64_t lost_with_store_ = 0;  // acknowledged writes a lost or restored store took along
   uint64_t metadata_entries_ = 0;

@@ -406,6 +406,14 @@ class MemorySnapshot final : public StoreSnapshot {
     if (recovered.ok()) position_ = std::move(recovered).value();
   }
   const RecoveredState& position() const override { return position_; }
+  Result<bool> Damaged(std::string_view key) override {
+    auto marks = copy_->DamageMarks(SIZE_MAX);
+    if (!marks.ok()) return marks.status();
+    for (const DamageMark& mark : *marks) {
+      if (mark.key == key) return true;
+    }
+    return false;
+  }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {

@@ -159,12 +159,22 @@ Result<bool> ScanStates(rocksdb::Iterator* it, std::string_view after, size_t li
 
 class Snapshot final : public StoreSnapshot {
  public:
-  Snapshot(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* docs)
-      : db_(db), docs_(docs), snapshot_(db->GetSnapshot()) {}
+  Snapshot(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* docs, rocksdb::ColumnFamilyHandle* meta)
+      : db_(db), docs_(docs), meta_(meta), snapshot_(db->GetSnapshot()) {}
   ~Snapshot() override { db_->ReleaseSnapshot(snapshot_); }
   const rocksdb::Snapshot* handle() const { return snapshot_; }
   void Set(RecoveredState position) { position_ = std::move(position); }
   const RecoveredState& position() const override { return position_; }
+  Result<bool> Damaged(std::string_view key) override {
+    rocksdb::ReadOptions options;
+    options.snapshot = snapshot_;
+    std::string value;
+    const std::string mark = std::string(kMarkPrefix) + std::string(key);
+    rocksdb::Status status = db_->Get(options, meta_, mark, &value);
+    if (status.IsNotFound()) return false;
+    if (!status.ok()) return FromRocks(status, "snapshot mark");
+    return true;
+  }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
@@ -177,6 +187,7 @@ class Snapshot final : public StoreSnapshot {
  private:
   rocksdb::DB* const db_;
   rocksdb::ColumnFamilyHandle* const docs_;
+  rocksdb::ColumnFamilyHandle* const meta_;
   const rocksdb::Snapshot* const snapshot_;
   RecoveredState position_;
 };
@@ -343,7 +354,7 @@ class RocksDbStore final : public Store {
   }
 
   Result<std::unique_ptr<StoreSnapshot>> TakeSnapshot() override {
-    auto snapshot = std::make_unique<Snapshot>(db_.get(), families_[kDocs]);
+    auto snapshot = std::make_unique<Snapshot>(db_.get(), families_[kDocs], families_[kMeta]);
     rocksdb::ReadOptions options;
     options.snapshot = snapshot->handle();
     std::string value;

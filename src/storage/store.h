@@ -126,6 +126,8 @@ class StoreSnapshot {
   // holds every event it covers), the fold bound they were folded within, the clock (at or above
   // the HLC of every event the frontier covers), the number of documents that exist.
   virtual const RecoveredState& position() const = 0;
+  // Whether the document `key` was marked damaged (CommitBatch::marks) at the snapshot.
+  virtual Result<bool> Damaged(std::string_view key) = 0;
   // As Store::ScanDocumentStates, at the snapshot.
   virtual Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
