@@ -1002,12 +1002,14 @@ Result<DeadLetterRetry> Region::ParkedDeadLetter(uint64_t id) {
   return retry;
 }
 
+bool Region::IsParked(const Result<DeadLetterRetry>& found) {
+  return found.ok() && found->outcome != DeadLetterRetry::Outcome::kUnknown &&
+         found->letter.state == DeadLetter::State::kParked;
+}
+
 Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>* changes) {
   auto found = ParkedDeadLetter(id);
-  if (!found.ok() || found->outcome == DeadLetterRetry::Outcome::kUnknown ||
-      found->letter.state != DeadLetter::State::kParked) {
-    return found;
-  }
+  if (!IsParked(found)) return found;
   DeadLetterRetry retry = std::move(found).value();
   DeadLetter& dead = retry.letter;
   if (merging()) return Status(StatusCode::kRebuilding, "this region is being re-seeded");
@@ -1076,10 +1078,7 @@ Result<DeadLetterRetry> Region::RetryDeadLetter(uint64_t id, std::vector<Change>
 
 Result<DeadLetterRetry> Region::ResolveDeadLetter(uint64_t id, std::vector<Change>* changes) {
   auto found = ParkedDeadLetter(id);
-  if (!found.ok() || found->outcome == DeadLetterRetry::Outcome::kUnknown ||
-      found->letter.state != DeadLetter::State::kParked) {
-    return found;
-  }
+  if (!IsParked(found)) return found;
   DeadLetterRetry retry = std::move(found).value();
   DeadLetter& dead = retry.letter;
   Group group = BeginGroup();

@@ -206,6 +206,8 @@ class Region {
   // The dead letter `id` as stored: kUnknown when there is none, else kNotParked with the record
   // (whatever its state: the caller acts on a parked one).
   Result<DeadLetterRetry> ParkedDeadLetter(uint64_t id);
+  // What ParkedDeadLetter found is a parked dead letter (else the caller answers it as it is).
+  static bool IsParked(const Result<DeadLetterRetry>& found);
   // How many documents have a pending dead letter; thread-safe.
   size_t documents_with_dead_letters() const { return pending_documents_.load(); }
 
