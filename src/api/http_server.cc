@@ -557,7 +557,7 @@ class HttpServer::Impl {
       case Route::kReady: {
         nlohmann::json reasons = nlohmann::json::array();
         if (node_->storage_failed()) reasons.push_back("storage: a commit failed; see the log");
-        for (const std::string& problem : node_->replication().Problems()) {
+        for (const std::string& problem : node_->replication().Problems(region.frontier())) {
           reasons.push_back(problem);
         }
         if (stopping_) reasons.push_back("shutting down");

@@ -235,6 +235,7 @@ void ReplicationBoard::BehindRetention(core::RegionId peer, core::RegionId origi
   std::lock_guard lock(mutex_);
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
+  it->second.behind_wanted = core::Dot{origin, wanted};
   it->second.behind = "this region needs " + NameOf(origin) + ":" + std::to_string(wanted) +
                       " but " + NameOf(peer) + "'s log starts at " + NameOf(origin) + ":" +
                       std::to_string(oldest) + "; re-seed this region";
@@ -334,7 +335,7 @@ nlohmann::json ReplicationBoard::StatusJson(const core::VersionVector& applied,
             {"released", released}}}};
 }
 
-std::vector<std::string> ReplicationBoard::Problems() const {
+std::vector<std::string> ReplicationBoard::Problems(const core::VersionVector& applied) const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> problems;
   if (!reseed_problem_.empty()) {
@@ -343,7 +344,9 @@ std::vector<std::string> ReplicationBoard::Problems() const {
     problems.push_back(rebuild_problem_);
   }
   for (const auto& [id, peer] : peers_) {
-    if (!peer.behind.empty()) problems.push_back("replication: " + peer.behind);
+    if (!peer.behind.empty() && !applied.Covers(peer.behind_wanted)) {
+      problems.push_back("replication: " + peer.behind);
+    }
     if (!peer.refused.empty()) {
       problems.push_back("replication: " + NameOf(id) + " refused: " + peer.refused);
     }

@@ -103,7 +103,9 @@ class ReplicationBoard final : public replication::StatusBoard {
   // {"peers": [...], "origins": {...}, "relays_active": N}, merged into /v1/status.
   nlohmann::json StatusJson(const core::VersionVector& applied, uint64_t now_ms) const;
   // Why replication is not healthy (for /readyz); empty when it is.
-  std::vector<std::string> Problems() const;
+  // `applied`: this region's frontier (a peer's "behind retention" stops counting once this
+  // region holds what it wanted, through any other peer).
+  std::vector<std::string> Problems(const core::VersionVector& applied) const;
   // Brings the replication gauges up to date before a scrape.
   void UpdateGauges(const core::VersionVector& applied) const;
 
@@ -121,7 +123,8 @@ class ReplicationBoard final : public replication::StatusBoard {
     uint64_t received_batches = 0, received_events = 0, received_wire = 0, received_raw = 0;
     uint64_t reconnects = 0;
     uint64_t hedges = 0;
-    std::string behind;  // non-empty: we fell behind the peer's retention
+    std::string behind;       // non-empty: we fell behind the peer's retention
+    core::Dot behind_wanted;  // the event it could not serve: moot once this region applied it
   };
   // Latencies of the last kSlots seconds at 1 ms resolution (4 s and more share the last
   // bucket): constant memory and time per sample, quantiles without sorting.
