@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "support/node_process.h"
+#include "support/temp_dir.h"
 
 namespace meridian::node {
 namespace {

@@ -9,7 +9,7 @@
 #include "core/digest_tree.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
-#include "support/node_process.h"
+#include "support/temp_dir.h"
 
 namespace meridian::storage {
 namespace {

@@ -106,18 +106,6 @@ uint16_t FreePort() {
   throw std::runtime_error("cannot find a free port");
 }
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base ? base : "/tmp") + "/meridian-test-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   data_dir_ = options_.data_dir.empty() ? dir_.path() + "/data" : options_.data_dir;
   config_path_ = dir_.path() + "/node.toml";

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "support/http_client.h"
+#include "support/temp_dir.h"
 
 namespace meridian::testing {
 
@@ -18,19 +19,6 @@ namespace meridian::testing {
 // reserved for this test process: no other call, here or in another test process using FreePort
 // at the same time, returns it while this process lives.
 uint16_t FreePort();
-
-// A directory under $TMPDIR (or /tmp) removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // One region of a deployment as a node's config lists it.
 struct RegionEntry {
