@@ -192,7 +192,7 @@ class Comparison {
   Comparison(Side& self, Side& peer)
       : self_(self),
         peer_(peer),
-        local_(self.region.get(), self.store.get()),
+        local_(self.region.get()),
         verifier_(
             [] {
               replication::VerifyOptions options;
@@ -272,7 +272,7 @@ class Comparison {
       answer = states.ok() ? Result<wire::VerifyReply>(node::StatesReply(*states))
                            : Result<wire::VerifyReply>(states.status());
     } else {
-      answer = node::AnswerTree(*peer_.region, *peer_.store, message);
+      answer = node::AnswerTree(*peer_.region, message);
     }
     answer_s += Seconds(started);
     started = Clock::now();

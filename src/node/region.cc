@@ -2,9 +2,11 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <unordered_map>
 
 #include "core/check.h"
@@ -121,21 +123,103 @@ Status Region::Recover() {
   auto marks = store_->DamageMarks(std::numeric_limits<size_t>::max());
   if (!marks.ok()) return marks.status();
   for (storage::DamageMark& mark : *marks) damaged_[mark.key] = std::move(mark.reason);
-  auto leaves = store_->DigestLeaves();
-  if (!leaves.ok()) return leaves.status();
-  tree_.Assign(*leaves);
+  auto saved = store_->LoadTree();
+  if (!saved.ok()) return saved.status();
+  // The leaves of the buckets touched since the last save are taken from the documents.
+  bool lost = false;  // a document the index lists has no readable record
+  for (uint32_t bucket : saved->stale) {
+    uint64_t leaf = 0;
+    Status status = BucketEntries(bucket, [&](std::string_view, uint64_t digest) {
+      lost = lost || digest == 0;
+      leaf ^= digest;
+    });
+    if (!status.ok()) return status;
+    saved->leaves[bucket] = leaf;
+  }
+  tree_.Assign(saved->leaves);
   if (tree_.Root() != digest_) {
-    // The index does not match the documents (a data directory from before it existed): built
-    // once from the documents.
-    if (Status status = RebuildIndex(); !status.ok()) return status;
+    // A lost record explains the difference: its digest is unknown, and the document is found
+    // damaged when next read or scrubbed, its leaf already without it. Otherwise the tree does
+    // not match the documents (a data directory from before the index existed): the index is
+    // built once from the documents.
+    if (!lost) return RebuildIndex();
+    digest_ = tree_.Root();
+  }
+  if (!saved->stale.empty()) {
+    std::vector<uint32_t> chunks;
+    for (uint32_t bucket : saved->stale) chunks.push_back(bucket / storage::Store::kTreeChunk);
+    chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+    return store_->SaveTree(tree_.Leaves(), chunks);
   }
   return Status::Ok();
+}
+
+Status Region::BucketEntries(uint32_t bucket,
+                             const std::function<void(std::string_view, uint64_t)>& visit) const {
+  std::vector<std::string> keys;
+  if (Status status =
+          store_->ScanBucket(bucket, [&](std::string_view key) { keys.emplace_back(key); });
+      !status.ok()) {
+    return status;
+  }
+  for (const std::string& key : keys) {
+    auto record = store_->GetDocument(key);
+    if (!record.ok() && record.status().code() != StatusCode::kCorruption) return record.status();
+    visit(key, record.ok() && record->has_value() ? (*record)->digest : 0);
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> Region::BucketLeaf(uint32_t bucket,
+                                    const std::function<bool(std::string_view)>& lost) {
+  uint64_t leaf = 0;
+  Status status = BucketEntries(bucket, [&](std::string_view key, uint64_t digest) {
+    if (!lost(key)) leaf ^= digest;
+  });
+  if (!status.ok()) return status;
+  return leaf;
+}
+
+void Region::NoteTreeSaved(std::span<const uint32_t> touched) {
+  if (touched.empty()) return;
+  ++unsaved_commits_;
+  for (uint32_t bucket : touched) {
+    if (!unsaved_[bucket]) {
+      unsaved_[bucket] = true;
+      ++unsaved_buckets_;
+    }
+  }
+  if (unsaved_buckets_ < kSaveTreeBuckets && unsaved_commits_ < kSaveTreeCommits) return;
+  std::vector<uint32_t> chunks;
+  for (uint32_t chunk = 0; chunk < core::DigestTree::kBuckets / storage::Store::kTreeChunk;
+       ++chunk) {
+    const uint32_t first = chunk * storage::Store::kTreeChunk;
+    bool changed = false;
+    for (uint32_t bucket = first; bucket < first + storage::Store::kTreeChunk; ++bucket) {
+      changed = changed || unsaved_[bucket];
+      unsaved_[bucket] = false;
+    }
+    if (changed) chunks.push_back(chunk);
+  }
+  // Only this thread changes the tree. A save that fails leaves the journal as it was: the next
+  // Recover recomputes those leaves instead, and the next save tries again.
+  if (store_->SaveTree(tree_.Leaves(), chunks).ok()) {
+    unsaved_buckets_ = 0;
+    unsaved_commits_ = 0;
+  } else {
+    for (uint32_t chunk : chunks) {
+      const uint32_t first = chunk * storage::Store::kTreeChunk;
+      for (uint32_t bucket = first; bucket < first + storage::Store::kTreeChunk; ++bucket) {
+        unsaved_[bucket] = true;
+      }
+    }
+  }
 }
 
 Status Region::RebuildIndex() {
   if (Status status = store_->ClearDigests(); !status.ok()) return status;
   std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
-  std::vector<std::pair<std::string, uint64_t>> page;
+  std::vector<std::string> page;
   std::string after;
   uint64_t documents = 0;
   uint64_t digest = 0;
@@ -144,7 +228,7 @@ Status Region::RebuildIndex() {
     auto scanned =
         store_->ScanViews("", after, 4096, [&](std::string_view key, std::string_view view) {
           const uint64_t entry = core::RenderedDigest(key, std::string(view));
-          page.emplace_back(std::string(key), entry);
+          page.emplace_back(key);
           leaves[core::DigestTree::BucketOf(key)] ^= entry;
           digest ^= entry;
           ++documents;
@@ -152,10 +236,13 @@ Status Region::RebuildIndex() {
     if (!scanned.ok()) return scanned.status();
     more = *scanned;
     if (page.empty()) break;
-    after = page.back().first;
-    if (Status status = store_->PutDigests(page); !status.ok()) return status;
+    after = page.back();
+    if (Status status = store_->PutMembers(page); !status.ok()) return status;
   }
   tree_.Assign(leaves);
+  std::vector<uint32_t> chunks(core::DigestTree::kBuckets / storage::Store::kTreeChunk);
+  std::iota(chunks.begin(), chunks.end(), 0u);
+  if (Status status = store_->SaveTree(tree_.Leaves(), chunks); !status.ok()) return status;
   documents_ = documents;
   digest_ = digest;
   index_rebuilt_ = true;
@@ -202,12 +289,13 @@ Result<Region::Loaded> Region::Load(const std::string& key) {
     damage = "its record does not read: " + bytes.status().message();
   }
   // No record, or a damaged one: the index says whether the document existed.
-  auto indexed = store_->GetDigest(key);
+  auto indexed = store_->Indexed(key);
   if (!indexed.ok()) return indexed.status();
-  if (damage.empty() && !indexed->has_value()) return Loaded{};  // a new document
+  if (damage.empty() && !*indexed) return Loaded{};  // a new document
   if (damage.empty()) damage = "its record is missing";
   Loaded loaded;
-  loaded.indexed = indexed->value_or(0);
+  loaded.lost = true;
+  loaded.indexed = *indexed;
   loaded.damage = std::move(damage);
   return loaded;
 }
@@ -436,12 +524,12 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
           damage = "its stored state does not decode: " + decoded.status().message();
         }
       }
-      std::optional<uint64_t> indexed;
+      bool indexed = false;
       if (!damage.empty() || !take_mine) {
-        auto entry = store_->GetDigest(key);
+        auto entry = store_->Indexed(key);
         if (!entry.ok()) return entry.status();
-        if (entry->has_value() && damage.empty()) damage = "its record is missing";
-        if (!damage.empty()) indexed = entry->value_or(0);
+        if (*entry && damage.empty()) damage = "its record is missing";
+        indexed = *entry;
       }
       core::DocumentState theirs;
       if (take_theirs) {
@@ -458,6 +546,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
       const core::VersionVector* applied = damage.empty() ? mine_applied : &nothing;
       const core::VersionVector* held_folded = damage.empty() ? mine_folded : &nothing;
       Loaded loaded;
+      loaded.lost = !damage.empty();
       loaded.indexed = indexed;
       loaded.damage = damage;
       if (take_theirs &&
@@ -582,6 +671,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   lock.unlock();
   // The tree's leaves change with the documents' digests (0: absent), applied once durable.
   std::vector<std::pair<uint32_t, uint64_t>> toggles;
+  std::vector<uint32_t> lost_buckets;
   std::vector<std::pair<std::string, std::string>> marked;  // key, reason
   for (const auto& [key, loaded] : group.dirty) {
     storage::DocumentWrite document;
@@ -590,19 +680,22 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
                      : !loaded.encoded.empty() ? std::move(loaded.encoded)
                                                : loaded.state.Encode();
     document.rendered = loaded.rendered;
-    const uint64_t before = loaded.indexed ? *loaded.indexed
-                            : loaded.rendered_before
+    // A lost record's digest is unknown: its bucket's leaf is recomputed below.
+    const bool existed = loaded.lost ? loaded.indexed : loaded.rendered_before.has_value();
+    const uint64_t before = !loaded.lost && loaded.rendered_before
                                 ? core::RenderedDigest(key, loaded.rendered_before)
                                 : 0;
     const uint64_t after = document.rendered ? core::RenderedDigest(key, document.rendered) : 0;
-    if (before != 0) --documents;
-    if (after != 0) ++documents;
-    if (before != after || loaded.indexed) {
+    if (existed) --documents;
+    if (document.rendered) ++documents;
+    document.digest = after;
+    document.reindex = existed != document.rendered.has_value();
+    const uint32_t bucket = core::DigestTree::BucketOf(key);
+    if (before != after) {
       digest ^= before ^ after;
-      document.reindex = tree_on_;
-      document.digest = after;
-      if (tree_on_) toggles.emplace_back(core::DigestTree::BucketOf(key), before ^ after);
+      if (tree_on_) toggles.emplace_back(bucket, before ^ after);
     }
+    if (loaded.lost && loaded.indexed && tree_on_) lost_buckets.push_back(bucket);
     if (!loaded.damage.empty() && !IsDamaged(key)) {
       group.batch.marks.push_back(storage::DamageMark{key, loaded.damage});
       group.batch.repairs.push_back(
@@ -624,6 +717,24 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   for (const std::string& key : group.repaired) {
     group.batch.marks.push_back(storage::DamageMark{key, {}});
   }
+  std::sort(lost_buckets.begin(), lost_buckets.end());
+  lost_buckets.erase(std::unique(lost_buckets.begin(), lost_buckets.end()), lost_buckets.end());
+  for (uint32_t bucket : lost_buckets) {
+    // What the bucket's leaf holds beyond its other documents' recorded digests (read before
+    // this commit) is what the lost ones held: it leaves the tree and the digest.
+    auto leaf = BucketLeaf(bucket, [&group](std::string_view key) {
+      auto it = group.dirty.find(std::string(key));
+      return it != group.dirty.end() && it->second.lost;
+    });
+    if (!leaf.ok()) return leaf.status();
+    const uint64_t delta = tree_.Leaves()[bucket] ^ *leaf;
+    digest ^= delta;
+    toggles.emplace_back(bucket, delta);
+  }
+  for (const auto& [bucket, delta] : toggles) group.batch.touched.push_back(bucket);
+  std::sort(group.batch.touched.begin(), group.batch.touched.end());
+  group.batch.touched.erase(std::unique(group.batch.touched.begin(), group.batch.touched.end()),
+                            group.batch.touched.end());
   group.batch.document_count = documents;
   group.batch.digest = digest;
   for (const core::Conflict& conflict : group.conflicts)
@@ -662,6 +773,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   stats_.remote_events += remote_events;
   stats_.conflicts += group.conflicts.size();
   lock.unlock();
+  NoteTreeSaved(group.batch.touched);
   // The store has the batch: its records become the changes watchers see, without copies.
   changes->reserve(changes->size() + group.batch.events.size() + group.batch.changes.size());
   for (storage::LoggedEvent& event : group.batch.events) {
@@ -1182,38 +1294,35 @@ Result<Region::ScrubStep> Region::Scrub(size_t limit, std::vector<Change>* chang
   Group group = BeginGroup();
   group.cache = false;
   while (step.checked < limit && !step.pass_done) {
-    std::vector<std::pair<std::string, uint64_t>> entries;
+    std::vector<std::string> keys;
     if (Status status = store_->ScanBucket(scrub_bucket_,
-                                           [&](std::string_view key, uint64_t digest) {
-                                             entries.emplace_back(std::string(key), digest);
-                                           });
+                                           [&](std::string_view key) { keys.emplace_back(key); });
         !status.ok()) {
       return status;
     }
-    for (const auto& [key, digest] : entries) {
+    for (const std::string& key : keys) {
       ++step.checked;
       std::string damage;
-      auto state = store_->GetDocumentState(key);
-      auto view = store_->GetView(key);
-      if (!state.ok() || !view.ok()) {
-        if ((!state.ok() && state.status().code() != StatusCode::kCorruption) ||
-            (!view.ok() && view.status().code() != StatusCode::kCorruption)) {
-          return state.ok() ? view.status() : state.status();
-        }
+      auto record = store_->GetDocument(key);
+      if (!record.ok()) {
+        if (record.status().code() != StatusCode::kCorruption) return record.status();
         damage = "its record does not read";
-      } else if (!state->has_value()) {
+      } else if (!record->has_value()) {
         damage = "its record is missing";
-      } else if (auto decoded = core::DocumentState::Decode(**state); !decoded.ok()) {
+      } else if (!(*record)->view) {
+        damage = "its record holds no view while the index lists it";
+      } else if (auto decoded = core::DocumentState::Decode((*record)->state); !decoded.ok()) {
         damage = "its stored state does not decode: " + decoded.status().message();
-      } else if (decoded->Render() != *view) {
+      } else if (decoded->Render() != (*record)->view) {
         damage = "its stored state and view disagree";
-      } else if (core::RenderedDigest(key, *view) != digest) {
+      } else if (core::RenderedDigest(key, (*record)->view) != (*record)->digest) {
         damage = "its view does not match its digest";
       }
       if (damage.empty()) continue;
-      // Nothing of the record is trusted: it is erased, and the index's digest leaves the tree.
+      // Nothing of the record is trusted: it is erased, and what the tree held of it leaves.
       Loaded loaded;
-      loaded.indexed = digest;
+      loaded.lost = true;
+      loaded.indexed = true;
       loaded.damage = std::move(damage);
       group.dirty.insert_or_assign(key, std::move(loaded));
       if (auto cached = cache_.find(key); cached != cache_.end()) cached->second.valid = false;
@@ -1272,9 +1381,9 @@ Result<Region::States> Region::ReadStates(std::span<const std::string> keys) {
     States::Entry entry;
     entry.key = key;
     entry.damaged = IsDamaged(key);
-    auto indexed = store_->GetDigest(key);
+    auto indexed = store_->Indexed(key);
     if (!indexed.ok()) return indexed.status();
-    entry.indexed = indexed->has_value();
+    entry.indexed = *indexed;
     if (auto cached = cache_.find(key); cached != cache_.end() && cached->second.valid) {
       if (!cached->second.state.empty()) entry.state = cached->second.state.Encode();
     } else {

@@ -296,13 +296,21 @@ class Region {
 
   // --- Verification and repair (docs/verification.md) ---------------------------------------
   // The digest tree over key-hash buckets (core/digest_tree.h), kept by every commit; the store's
-  // digest index holds its leaves' entries. Recover loads it from the index, and rebuilds the
-  // index from the documents when it does not match them (index_rebuilt() then says so).
+  // digest index lists each bucket's documents, whose records hold their digests. Commits journal
+  // the buckets they touch and the leaves are saved now and then (Store::SaveTree); Recover loads
+  // the saved leaves, recomputes the journaled ones from the documents, and rebuilds the index
+  // from the documents when the tree does not match them (index_rebuilt() then says so).
   // Thread-safe: the hashes of the children of each node of `nodes` at `level`, in order.
   std::vector<uint64_t> TreeChildren(uint32_t level, std::span<const uint32_t> nodes) const;
+  // Calls visit(key, digest) for each document the index lists in `bucket`, in key order, with
+  // the digest its record holds (0: the record is missing or does not decode). Any thread.
+  Status BucketEntries(uint32_t bucket,
+                       const std::function<void(std::string_view, uint64_t)>& visit) const;
   bool index_rebuilt() const { return index_rebuilt_; }
-  // Off: commits keep neither the digest index nor the tree (only to measure what keeping them
-  // costs, bench/verify_bench.cc); verification is then meaningless. Before any commit.
+  // Off: commits keep neither the tree nor its journal, and documents lost or damaged do not
+  // leave the digest (only to measure what keeping the tree costs, bench/verify_bench.cc; the
+  // digest index and the documents' digests are kept either way); verification is then
+  // meaningless. Before any commit.
   void SetDigestTree(bool on) { tree_on_ = on; }
 
   // Scrubbing: checks up to `limit` documents of the digest index, bucket after bucket from where
@@ -375,9 +383,10 @@ class Region {
     std::optional<std::string> rendered_before;  // as committed
     std::optional<std::string> rendered;         // after the writes applied so far
     std::string encoded = {};  // when not empty: state's encoding as it came (not encoded again)
-    // The digest the index holds for it, when that is not the digest of rendered_before (a
-    // damaged record: it leaves the index and the tree).
-    std::optional<uint64_t> indexed = {};
+    // Its record is damaged (missing while the index lists it, or unreadable) or not trusted: its
+    // digest is unknown, so its bucket's leaf is recomputed from the bucket's other documents.
+    bool lost = false;
+    bool indexed = false;     // when lost: whether the index lists it (it then leaves the index)
     std::string damage = {};  // when not empty: found damaged now, why (marked with the commit)
   };
   // A missing record the index knows, or one that does not decode, is damaged: loaded as an
@@ -498,7 +507,20 @@ class Region {
   uint32_t scrub_bucket_ = 0;
   bool index_rebuilt_ = false;
   bool tree_on_ = true;
+  // Leaves changed since the tree was last saved (commit thread only), and how many commits
+  // journaled their buckets meanwhile: the tree is saved once either bound is reached, which
+  // bounds the journal and the work of the next Recover.
+  static constexpr uint32_t kSaveTreeBuckets = 16'384;
+  static constexpr uint32_t kSaveTreeCommits = 4'096;
+  std::vector<bool> unsaved_ = std::vector<bool>(core::DigestTree::kBuckets, false);
+  uint32_t unsaved_buckets_ = 0;
+  uint32_t unsaved_commits_ = 0;
   Status RebuildIndex();
+  // The XOR of the recorded digests of the documents the index lists in `bucket`, leaving out
+  // those whose records are damaged and the keys in `lost`.
+  Result<uint64_t> BucketLeaf(uint32_t bucket, const std::function<bool(std::string_view)>& lost);
+  // Journaling, then saving, the leaves a commit changed (commit thread, after the commit).
+  void NoteTreeSaved(std::span<const uint32_t> touched);
   void NoteWatched(const std::string& key, core::Dot dot);
   std::string RepairJson(std::string_view key, core::RegionId peer, std::string_view problem,
                          std::string_view action, const std::optional<std::string>& before,

@@ -89,7 +89,7 @@ Status ReplicationHost::MergeSnapshotPage(const replication::Reseeding::Step& st
 
 Result<wire::VerifyReply> ReplicationHost::AnswerVerify(const wire::VerifyRequest& request) {
   if (Status status = CheckVerifyRequest(request); !status.ok()) return status;
-  if (!AsksStates(request)) return AnswerTree(node_->region(), node_->store(), request);
+  if (!AsksStates(request)) return AnswerTree(node_->region(), request);
   const std::vector<std::string> keys = KeysOf(request);
   wire::VerifyReply reply;
   Status status = node_->RunOnCommitThread([&] {

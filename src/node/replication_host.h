@@ -13,8 +13,7 @@ Region::SnapshotPage SnapshotPageOf(const replication::Reseeding::Step& step);
 
 class ReplicationHost final : public replication::Host {
  public:
-  explicit ReplicationHost(Node* node)
-      : node_(node), verify_local_(&node->region(), &node->store()) {}
+  explicit ReplicationHost(Node* node) : node_(node), verify_local_(&node->region()) {}
 
   replication::TransportConfig Config() const override;
   replication::StatusBoard& status() override { return node_->replication(); }

@@ -43,8 +43,7 @@ Status CheckVerifyRequest(const wire::VerifyRequest& request) {
   return Status::Ok();
 }
 
-Result<wire::VerifyReply> AnswerTree(const Region& region, storage::Store& store,
-                                     const wire::VerifyRequest& request) {
+Result<wire::VerifyReply> AnswerTree(const Region& region, const wire::VerifyRequest& request) {
   if (Status status = CheckVerifyRequest(request); !status.ok()) return status;
   wire::VerifyReply reply;
   if (request.nodes_size() > 0) {
@@ -54,7 +53,7 @@ Result<wire::VerifyReply> AnswerTree(const Region& region, storage::Store& store
   }
   for (uint32_t bucket : request.buckets()) {
     uint32_t size = 0;
-    Status status = store.ScanBucket(bucket, [&](std::string_view key, uint64_t digest) {
+    Status status = region.BucketEntries(bucket, [&](std::string_view key, uint64_t digest) {
       reply.add_entry_keys(std::string(key));
       reply.add_entry_digests(digest);
       ++size;

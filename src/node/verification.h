@@ -21,8 +21,7 @@ inline constexpr int kVerifyKeysMax = 1024;
 bool AsksStates(const wire::VerifyRequest& request);
 // kInvalidArgument for a request that asks for none or several things, or beyond the limits.
 Status CheckVerifyRequest(const wire::VerifyRequest& request);
-Result<wire::VerifyReply> AnswerTree(const Region& region, storage::Store& store,
-                                     const wire::VerifyRequest& request);
+Result<wire::VerifyReply> AnswerTree(const Region& region, const wire::VerifyRequest& request);
 std::vector<std::string> KeysOf(const wire::VerifyRequest& request);
 wire::VerifyReply StatesReply(const Region::States& states);
 // The peer's answer as Region::Repair takes it (the Verifier has checked its form).
@@ -31,14 +30,14 @@ replication::RepairCounts CountsOf(const Region::RepairOutcome& outcome);
 
 class RegionVerifyLocal final : public replication::VerifyLocal {
  public:
-  RegionVerifyLocal(const Region* region, storage::Store* store) : region_(region), store_(store) {}
+  explicit RegionVerifyLocal(const Region* region) : region_(region) {}
   std::vector<uint64_t> TreeChildren(uint32_t level,
                                      const std::vector<uint32_t>& nodes) const override {
     return region_->TreeChildren(level, nodes);
   }
   Status BucketEntries(uint32_t bucket,
                        const std::function<void(std::string_view, uint64_t)>& visit) override {
-    return store_->ScanBucket(bucket, visit);
+    return region_->BucketEntries(bucket, visit);
   }
   std::vector<std::string> Damaged(size_t limit) const override {
     return region_->DamagedKeys(limit);
@@ -46,7 +45,6 @@ class RegionVerifyLocal final : public replication::VerifyLocal {
 
  private:
   const Region* const region_;
-  storage::Store* const store_;
 };
 
 }  // namespace meridian::node

@@ -354,7 +354,7 @@ void Simulation::BootNode(int index) {
   verify.interval_ms = kVerifyIntervalMs;
   verify.align_timeout_ms = kVerifyTimeoutMs;
   n.verifier = std::make_unique<replication::Verifier>(verify, n.exchange->peers(), now_);
-  n.verify_local = std::make_unique<node::RegionVerifyLocal>(n.region.get(), n.store.get());
+  n.verify_local = std::make_unique<node::RegionVerifyLocal>(n.region.get());
   n.dials.clear();
   n.conn_of.clear();
   const uint64_t incarnation = n.incarnation;
@@ -908,7 +908,7 @@ void Simulation::SendVerify(int index, replication::Verifier::Ready::Request req
                            : Result<wire::VerifyReply>(states.status());
       if (Status checked = node::CheckVerifyRequest(message); !checked.ok()) answer = checked;
     } else {
-      answer = node::AnswerTree(*p.region, *p.store, message);
+      answer = node::AnswerTree(*p.region, message);
     }
     const uint64_t back = now_ + LatencyMs(peer, index);
     if (back > deadline) {

@@ -1,5 +1,6 @@
 #include "storage/memory_store.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -40,17 +41,20 @@ class MemoryStore final : public Store {
       }
       if (document.rendered) {
         views_[document.key] = *document.rendered;
+        record_digests_[document.key] = document.digest;
       } else {
         views_.erase(document.key);
+        record_digests_.erase(document.key);
       }
       if (document.reindex) {
-        if (document.digest == 0) {
-          digests_.erase(document.key);
+        if (document.rendered) {
+          members_.insert(document.key);
         } else {
-          digests_[document.key] = document.digest;
+          members_.erase(document.key);
         }
       }
     }
+    touched_.insert(batch.touched.begin(), batch.touched.end());
     for (const DamageMark& mark : batch.marks) {
       if (mark.reason.empty()) {
         marks_.erase(mark.key);
@@ -122,7 +126,10 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mutex_);
     docs_.clear();
     views_.clear();
-    digests_.clear();
+    record_digests_.clear();
+    members_.clear();
+    saved_leaves_.clear();
+    touched_.clear();
     document_count_ = 0;
     return Status::Ok();
   }
@@ -266,38 +273,67 @@ class MemoryStore final : public Store {
     return records;
   }
 
-  Status ScanBucket(uint32_t bucket,
-                    const std::function<void(std::string_view, uint64_t)>& visit) override {
-    std::vector<std::pair<std::string, uint64_t>> entries;
+  Result<std::optional<StoredDocument>> GetDocument(std::string_view key) override {
+    std::lock_guard lock(mutex_);
+    auto state = docs_.find(key);
+    if (state == docs_.end()) return std::optional<StoredDocument>();
+    StoredDocument document;
+    document.state = state->second;
+    if (auto view = views_.find(key); view != views_.end()) {
+      document.view = view->second;
+      document.digest = record_digests_.find(key)->second;
+    }
+    return std::optional<StoredDocument>(std::move(document));
+  }
+  Status ScanBucket(uint32_t bucket, const std::function<void(std::string_view)>& visit) override {
+    std::vector<std::string> keys;
     {
       std::lock_guard lock(mutex_);
-      for (const auto& [key, digest] : digests_) {
-        if (core::DigestTree::BucketOf(key) == bucket) entries.emplace_back(key, digest);
+      for (const std::string& key : members_) {
+        if (core::DigestTree::BucketOf(key) == bucket) keys.push_back(key);
       }
     }
-    for (const auto& [key, digest] : entries) visit(key, digest);
+    for (const std::string& key : keys) visit(key);
     return Status::Ok();
   }
-  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
+  Result<bool> Indexed(std::string_view key) override {
     std::lock_guard lock(mutex_);
-    auto it = digests_.find(key);
-    if (it == digests_.end()) return std::optional<uint64_t>();
-    return std::optional<uint64_t>(it->second);
+    return members_.contains(key);
   }
-  Result<std::vector<uint64_t>> DigestLeaves() override {
+  Result<SavedTree> LoadTree() override {
     std::lock_guard lock(mutex_);
-    std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
-    for (const auto& [key, digest] : digests_) leaves[core::DigestTree::BucketOf(key)] ^= digest;
-    return leaves;
+    SavedTree tree;
+    tree.leaves = saved_leaves_;
+    tree.leaves.resize(core::DigestTree::kBuckets, 0);
+    tree.stale.assign(touched_.begin(), touched_.end());
+    return tree;
+  }
+  Status SaveTree(std::span<const uint64_t> leaves, std::span<const uint32_t> chunks) override {
+    if (leaves.size() != core::DigestTree::kBuckets) {
+      return Status(StatusCode::kInvalidArgument, "SaveTree takes every leaf");
+    }
+    std::lock_guard lock(mutex_);
+    saved_leaves_.resize(core::DigestTree::kBuckets, 0);
+    for (uint32_t chunk : chunks) {
+      if (chunk >= core::DigestTree::kBuckets / kTreeChunk) {
+        return Status(StatusCode::kInvalidArgument, "no chunk " + std::to_string(chunk));
+      }
+      std::copy_n(leaves.begin() + chunk * kTreeChunk, kTreeChunk,
+                  saved_leaves_.begin() + chunk * kTreeChunk);
+    }
+    touched_.clear();
+    return Status::Ok();
   }
   Status ClearDigests() override {
     std::lock_guard lock(mutex_);
-    digests_.clear();
+    members_.clear();
+    saved_leaves_.clear();
+    touched_.clear();
     return Status::Ok();
   }
-  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
+  Status PutMembers(std::span<const std::string> keys) override {
     std::lock_guard lock(mutex_);
-    for (const auto& [key, digest] : entries) digests_[key] = digest;
+    members_.insert(keys.begin(), keys.end());
     return Status::Ok();
   }
   Result<std::vector<DamageMark>> DamageMarks(size_t limit) override {
@@ -329,6 +365,7 @@ class MemoryStore final : public Store {
     if (lose) {
       docs_.erase(it);
       views_.erase(std::string(key));
+      record_digests_.erase(std::string(key));
     } else {
       it->second = "\xff\xfe not a document state";
     }
@@ -384,7 +421,10 @@ class MemoryStore final : public Store {
   uint64_t last_lsn_ = 0;
   uint64_t digest_ = 0;
   uint64_t document_count_ = 0;
-  std::map<std::string, uint64_t, std::less<>> digests_;
+  std::map<std::string, uint64_t, std::less<>> record_digests_;  // of the documents in views_
+  std::set<std::string, std::less<>> members_;                   // the digest index
+  std::vector<uint64_t> saved_leaves_;                           // SaveTree (empty: none)
+  std::set<uint32_t> touched_;                                   // since the last SaveTree
   std::map<std::string, std::string, std::less<>> marks_;
   std::deque<std::string> repairs_;
   uint64_t repair_count_ = 0;
@@ -453,7 +493,10 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   copy->last_lsn_ = from.last_lsn_;
   copy->digest_ = from.digest_;
   copy->document_count_ = from.document_count_;
-  copy->digests_ = from.digests_;
+  copy->record_digests_ = from.record_digests_;
+  copy->members_ = from.members_;
+  copy->saved_leaves_ = from.saved_leaves_;
+  copy->touched_ = from.touched_;
   copy->marks_ = from.marks_;
   copy->repairs_ = from.repairs_;
   copy->repair_count_ = from.repair_count_;

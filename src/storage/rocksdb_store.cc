@@ -6,12 +6,14 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
 
 #include "core/check.h"
 #include "core/digest_tree.h"
+#include "core/document.h"
 #include "storage/keys.h"
 
 namespace meridian::storage {
@@ -43,16 +45,32 @@ enum Family {
   kIdempotency,
   kDigests,
   kRepairs,
+  kTree,
   kFamilies
 };
-const char* const kFamilyNames[kFamilies] = {"default",     "log",       "changes",
-                                             "docs",        "conflicts", "dead_letters",
-                                             "idempotency", "digests",   "repairs"};
+const char* const kFamilyNames[kFamilies] = {"default",   "log",          "changes",     "docs",
+                                             "conflicts", "dead_letters", "idempotency", "digests",
+                                             "repairs",   "tree"};
 
 // Damage marks live in the default family: "damaged/" + key -> the reason.
 constexpr std::string_view kMarkPrefix = "damaged/";
 
-// The digest index: bucket (2 bytes, big-endian) + document key -> digest (8 bytes, big-endian).
+// The digest tree's saved leaves, in the tree family: "l" + chunk (2 bytes, big-endian) ->
+// Store::kTreeChunk leaves (8 bytes each, big-endian); and its journal: "t" + sequence (8 bytes,
+// big-endian) -> the buckets one commit touched (2 bytes each, big-endian).
+constexpr std::string_view kTreeLeavesPrefix = "l";
+constexpr std::string_view kTreeTouchedPrefix = "t";
+
+std::string TreeKey(std::string_view prefix, uint64_t value, int bytes) {
+  std::string out(prefix);
+  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((value >> shift) & 0xff));
+  }
+  return out;
+}
+
+// The digest index: bucket (2 bytes, big-endian) + document key -> empty (a directory written
+// before the digests moved into the records holds the digest here: ignored).
 std::string DigestKey(std::string_view key) {
   const uint32_t bucket = core::DigestTree::BucketOf(key);
   std::string out;
@@ -83,21 +101,27 @@ std::string IdempotencyTimeKey(uint64_t time_ms, std::string_view key) {
   return out;
 }
 
-// A document record (docs family): varint length of the state, the state, then a byte 1 and the
-// rendered view when the document exists, or a byte 0. One record, one memtable insert.
+// A document record (docs family): varint length of the state, the state, then, when the
+// document exists, a byte 2, its digest (8 bytes, big-endian) and the rendered view, or else a
+// byte 0. One record, one memtable insert. (A byte 1 and the view, with no digest, is how records
+// were written before: the digest is then computed from the view.)
 std::string EncodeDocument(const DocumentWrite& document) {
   std::string record;
-  record.reserve(document.state.size() + (document.rendered ? document.rendered->size() : 0) + 8);
+  record.reserve(document.state.size() + (document.rendered ? document.rendered->size() : 0) + 16);
   core::PutVarint(&record, document.state.size());
   record += document.state;
-  record.push_back(document.rendered ? 1 : 0);
-  if (document.rendered) record += *document.rendered;
+  record.push_back(document.rendered ? 2 : 0);
+  if (document.rendered) {
+    PutBigEndian64(&record, document.digest);
+    record += *document.rendered;
+  }
   return record;
 }
 
 struct DocumentRecord {
   std::string_view state;
   std::optional<std::string_view> view;
+  std::optional<uint64_t> digest;  // nullopt: a record of the older form (byte 1)
 };
 
 Status DecodePosition(std::string_view in, RecoveredState* state) {
@@ -125,7 +149,11 @@ bool DecodeDocument(std::string_view in, DocumentRecord* record) {
   in.remove_prefix(size);
   const char flag = in.front();
   in.remove_prefix(1);
-  if (flag == 1) {
+  if (flag == 2) {
+    if (in.size() < 8) return false;
+    record->digest = GetBigEndian64(in.substr(0, 8));
+    record->view = in.substr(8);
+  } else if (flag == 1) {
     record->view = in;
   } else if (flag != 0 || !in.empty()) {
     return false;
@@ -227,6 +255,17 @@ class RocksDbStore final : public Store {
           .store(last);
       if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
     }
+    {
+      std::unique_ptr<rocksdb::Iterator> it(
+          db_->NewIterator(rocksdb::ReadOptions(), families_[kTree]));
+      const std::string end = TreeKey(kTreeTouchedPrefix, ~uint64_t{0}, 8);
+      it->SeekForPrev(end);
+      if (it->Valid() && it->key().starts_with(kTreeTouchedPrefix) &&
+          it->key().size() == kTreeTouchedPrefix.size() + 8) {
+        tree_seq_ = GetBigEndian64(it->key().ToStringView().substr(kTreeTouchedPrefix.size()));
+      }
+      if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
+    }
     // The last lsn bounds TrimChanges before the node asks for it.
     auto recovered = Recover();
     return recovered.ok() ? Status::Ok() : recovered.status();
@@ -271,14 +310,22 @@ class RocksDbStore final : public Store {
         write.Put(families_[kDocs], document.key, EncodeDocument(document));
       }
       if (document.reindex) {
-        if (document.digest == 0) {
-          write.Delete(families_[kDigests], DigestKey(document.key));
+        if (document.rendered) {
+          write.Put(families_[kDigests], DigestKey(document.key), "");
         } else {
-          std::string digest;
-          PutBigEndian64(&digest, document.digest);
-          write.Put(families_[kDigests], DigestKey(document.key), digest);
+          write.Delete(families_[kDigests], DigestKey(document.key));
         }
       }
+    }
+    uint64_t tree_seq = tree_seq_;
+    if (!batch.touched.empty()) {
+      std::string buckets;
+      buckets.reserve(2 * batch.touched.size());
+      for (uint32_t bucket : batch.touched) {
+        buckets.push_back(static_cast<char>(bucket >> 8));
+        buckets.push_back(static_cast<char>(bucket & 0xff));
+      }
+      write.Put(families_[kTree], TreeKey(kTreeTouchedPrefix, ++tree_seq, 8), buckets);
     }
     for (const DamageMark& mark : batch.marks) {
       const std::string key = std::string(kMarkPrefix) + mark.key;
@@ -337,6 +384,7 @@ class RocksDbStore final : public Store {
       conflict_seq_.store(conflict_seq);
       dead_letter_seq_.store(dead_letter_seq);
       repair_seq_.store(repair_seq);
+      tree_seq_ = tree_seq;
     }
     return status;
   }
@@ -544,57 +592,110 @@ class RocksDbStore final : public Store {
   Result<uint64_t> ConflictCount() override { return conflict_seq_.load(); }
   Result<uint64_t> DeadLetterCount() override { return dead_letter_seq_.load(); }
 
-  Status ScanBucket(uint32_t bucket,
-                    const std::function<void(std::string_view, uint64_t)>& visit) override {
+  Result<std::optional<StoredDocument>> GetDocument(std::string_view key) override {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), families_[kDocs],
+                                      rocksdb::Slice(key.data(), key.size()), &value);
+    if (status.IsNotFound()) return std::optional<StoredDocument>();
+    if (!status.ok()) return FromRocks(status, "read");
+    DocumentRecord record;
+    if (!DecodeDocument(value.ToStringView(), &record))
+      return Corruption("document record of " + std::string(key));
+    StoredDocument document;
+    document.state = record.state;
+    if (record.view) {
+      document.view.emplace(*record.view);
+      document.digest = record.digest ? *record.digest : core::RenderedDigest(key, document.view);
+    }
+    return std::optional<StoredDocument>(std::move(document));
+  }
+
+  Status ScanBucket(uint32_t bucket, const std::function<void(std::string_view)>& visit) override {
     const std::string prefix = BucketPrefix(bucket);
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), families_[kDigests]));
     for (it->Seek(prefix); it->Valid(); it->Next()) {
       const std::string_view key = it->key().ToStringView();
       if (!key.starts_with(prefix)) break;
-      if (it->value().size() != 8) return Corruption("digest entry of " + std::string(key));
-      visit(key.substr(2), GetBigEndian64(it->value().ToStringView()));
+      visit(key.substr(2));
     }
     return FromRocks(it->status(), "scan digests");
   }
 
-  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
+  Result<bool> Indexed(std::string_view key) override {
     auto value = Get(kDigests, DigestKey(key));
     if (!value.ok()) return value.status();
-    if (!value->has_value()) return std::optional<uint64_t>();
-    if ((*value)->size() != 8) return Corruption("digest entry of " + std::string(key));
-    return std::optional<uint64_t>(GetBigEndian64(**value));
+    return value->has_value();
   }
 
-  Result<std::vector<uint64_t>> DigestLeaves() override {
-    std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
-    rocksdb::ReadOptions options;
-    options.fill_cache = false;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, families_[kDigests]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      const std::string_view key = it->key().ToStringView();
-      if (key.size() < 2 || it->value().size() != 8) return Corruption("digest index entry");
-      const uint32_t bucket = (static_cast<uint8_t>(key[0]) << 8) | static_cast<uint8_t>(key[1]);
-      leaves[bucket] ^= GetBigEndian64(it->value().ToStringView());
+  Result<SavedTree> LoadTree() override {
+    SavedTree tree;
+    tree.leaves.assign(core::DigestTree::kBuckets, 0);
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), families_[kTree]));
+    for (it->Seek(rocksdb::Slice(kTreeLeavesPrefix.data(), kTreeLeavesPrefix.size()));
+         it->Valid() && it->key().starts_with(kTreeLeavesPrefix); it->Next()) {
+      const std::string_view key = it->key().ToStringView().substr(kTreeLeavesPrefix.size());
+      const std::string_view value = it->value().ToStringView();
+      const uint32_t chunk =
+          key.size() == 2 ? (static_cast<uint8_t>(key[0]) << 8) | static_cast<uint8_t>(key[1]) : 0;
+      if (key.size() != 2 || chunk >= core::DigestTree::kBuckets / kTreeChunk ||
+          value.size() != 8 * kTreeChunk) {
+        return Corruption("saved digest tree leaves");
+      }
+      for (uint32_t i = 0; i < kTreeChunk; ++i) {
+        tree.leaves[chunk * kTreeChunk + i] = GetBigEndian64(value.substr(8 * i, 8));
+      }
     }
-    if (Status status = FromRocks(it->status(), "scan digests"); !status.ok()) return status;
-    return leaves;
+    for (it->Seek(rocksdb::Slice(kTreeTouchedPrefix.data(), kTreeTouchedPrefix.size()));
+         it->Valid() && it->key().starts_with(kTreeTouchedPrefix); it->Next()) {
+      const std::string_view value = it->value().ToStringView();
+      if (value.size() % 2 != 0) return Corruption("digest tree journal record");
+      for (size_t i = 0; i < value.size(); i += 2) {
+        tree.stale.push_back((static_cast<uint8_t>(value[i]) << 8) |
+                             static_cast<uint8_t>(value[i + 1]));
+      }
+    }
+    if (Status status = FromRocks(it->status(), "load digest tree"); !status.ok()) return status;
+    std::sort(tree.stale.begin(), tree.stale.end());
+    tree.stale.erase(std::unique(tree.stale.begin(), tree.stale.end()), tree.stale.end());
+    return tree;
+  }
+
+  Status SaveTree(std::span<const uint64_t> leaves, std::span<const uint32_t> chunks) override {
+    if (leaves.size() != core::DigestTree::kBuckets) {
+      return Status(StatusCode::kInvalidArgument, "SaveTree takes every leaf");
+    }
+    std::lock_guard lock(commit_mutex_);
+    rocksdb::WriteBatch write;
+    for (uint32_t chunk : chunks) {
+      if (chunk >= core::DigestTree::kBuckets / kTreeChunk) {
+        return Status(StatusCode::kInvalidArgument, "no chunk " + std::to_string(chunk));
+      }
+      std::string value;
+      value.reserve(8 * kTreeChunk);
+      for (uint32_t i = 0; i < kTreeChunk; ++i)
+        PutBigEndian64(&value, leaves[chunk * kTreeChunk + i]);
+      write.Put(families_[kTree], TreeKey(kTreeLeavesPrefix, chunk, 2), value);
+    }
+    write.DeleteRange(families_[kTree], TreeKey(kTreeTouchedPrefix, 0, 8),
+                      TreeKey(kTreeTouchedPrefix, tree_seq_ + 1, 8));
+    rocksdb::WriteOptions options;  // not synced: see store.h
+    return FromRocks(db_->Write(options, &write), "save digest tree");
   }
 
   Status ClearDigests() override {
+    rocksdb::WriteBatch write;
     // Bucket prefixes are two bytes: the range covers every entry.
-    return FromRocks(db_->DeleteRange(write_options_, families_[kDigests], "", "\xff\xff\xff"),
-                     "clear digests");
+    write.DeleteRange(families_[kDigests], "", "\xff\xff\xff");
+    write.DeleteRange(families_[kTree], "", "\xff");
+    return FromRocks(db_->Write(write_options_, &write), "clear digests");
   }
 
-  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
+  Status PutMembers(std::span<const std::string> keys) override {
     rocksdb::WriteBatch write;
-    for (const auto& [key, digest] : entries) {
-      std::string value;
-      PutBigEndian64(&value, digest);
-      write.Put(families_[kDigests], DigestKey(key), value);
-    }
-    return FromRocks(db_->Write(write_options_, &write), "index digests");
+    for (const std::string& key : keys) write.Put(families_[kDigests], DigestKey(key), "");
+    return FromRocks(db_->Write(write_options_, &write), "index documents");
   }
 
   Result<std::vector<DamageMark>> DamageMarks(size_t limit) override {
@@ -749,6 +850,7 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> conflict_seq_{0};
   std::atomic<uint64_t> dead_letter_seq_{0};
   std::atomic<uint64_t> repair_seq_{0};
+  uint64_t tree_seq_ = 0;  // the last journal record of touched buckets; guarded by commit_mutex_
 };
 
 }  // namespace

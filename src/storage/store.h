@@ -6,7 +6,9 @@
 //   - the change order: local position (lsn: 1, 2, 3, ... in apply order) -> dot and the document
 //     as that event left it, which resumed watches replay;
 //   - documents: key -> canonical DocumentState encoding (core/document.h) and, when the document
-//     exists, its rendered JSON (the read model);
+//     exists, its rendered JSON (the read model) and digest;
+//   - the digest index (which documents exist, by key-hash bucket) and the digest tree's saved
+//     leaves with a journal of the buckets changed since (docs/verification.md);
 //   - node metadata: the applied frontier, the last HLC, the last lsn;
 //   - the conflict log and the dead-letter store (JSON records by sequence);
 //   - where the change order and the conflict log start: both are trimmed from their oldest end
@@ -38,10 +40,26 @@ struct DocumentWrite {
   std::string key;
   std::string state;                    // DocumentState::Encode(); empty: erase the document
   std::optional<std::string> rendered;  // the view; nullopt: the document does not exist
-  // The document's entry in the digest index (core/digest_tree.h) changes to `digest`
-  // (core::RenderedDigest of the view; 0: the document does not exist, the entry goes).
-  bool reindex = false;
+  // core::RenderedDigest of the view (0: the document does not exist), kept in the record.
   uint64_t digest = 0;
+  // The document enters the digest index (core/digest_tree.h: which documents exist, by bucket)
+  // when `rendered` is set, or leaves it when not. Set only when that changes: a document that
+  // only changes rewrites its record alone.
+  bool reindex = false;
+};
+
+// A document's record as stored (Store::GetDocument).
+struct StoredDocument {
+  std::string state;                // DocumentState::Encode()
+  std::optional<std::string> view;  // nullopt: the document does not exist (metadata kept)
+  uint64_t digest = 0;              // the digest recorded with the view (DocumentWrite::digest)
+};
+
+// The digest tree's leaves as last saved (Store::SaveTree), and the buckets that commits changed
+// since (CommitBatch::touched), whose saved leaves may be stale.
+struct SavedTree {
+  std::vector<uint64_t> leaves;  // core::DigestTree::kBuckets of them (zeros: never saved)
+  std::vector<uint32_t> stale;   // sorted, no repeats
 };
 
 // A document found damaged (its record lost or unreadable, or holding less than the region
@@ -90,7 +108,10 @@ struct CommitBatch {
   // (docs/replication.md#dead-letters), logged so that this region still relays them. Their lsn
   // is the last change before them (they changed nothing); `rendered` is unused.
   std::vector<LoggedEvent> parked;
-  std::vector<DamageMark> marks;               // damage marks to set (or, reason empty, remove)
+  std::vector<DamageMark> marks;  // damage marks to set (or, reason empty, remove)
+  // The buckets whose tree leaves this batch changes: journaled (one record) until the next
+  // SaveTree, so that a restart recomputes those leaves from the documents.
+  std::vector<uint32_t> touched;
   std::vector<std::string> repairs;            // JSON records, appended to the repair log
   std::vector<IdempotencyRecord> idempotency;  // records to add (or replace)
   // Records past their window (from ExpiredIdempotency), removed before `idempotency` is added.
@@ -220,19 +241,30 @@ class Store {
   // The newest `limit` dead letters, newest first, each with its id.
   virtual Result<std::vector<std::pair<uint64_t, std::string>>> RecentDeadLetters(size_t limit) = 0;
 
-  // The digest index (docs/storage.md): per existing document, its bucket and key -> its digest,
-  // kept by Commit from DocumentWrite::reindex. Calls visit(key, digest) for each entry of
-  // `bucket`, in key order.
+  // The document record of `key`: state, view and recorded digest (nullopt: no record).
+  // kCorruption when the record does not decode.
+  virtual Result<std::optional<StoredDocument>> GetDocument(std::string_view key) = 0;
+
+  // The digest index (docs/storage.md): the keys of the existing documents by bucket, kept by
+  // Commit from DocumentWrite::reindex. Calls visit(key) for each document of `bucket`, in key
+  // order.
   virtual Status ScanBucket(uint32_t bucket,
-                            const std::function<void(std::string_view, uint64_t)>& visit) = 0;
-  // The digest index's entry of one document (nullopt: none).
-  virtual Result<std::optional<uint64_t>> GetDigest(std::string_view key) = 0;
-  // Per bucket, the XOR of its entries' digests (core::DigestTree::kBuckets of them).
-  virtual Result<std::vector<uint64_t>> DigestLeaves() = 0;
+                            const std::function<void(std::string_view)>& visit) = 0;
+  // Whether the index lists `key`.
+  virtual Result<bool> Indexed(std::string_view key) = 0;
+  // The tree's leaves as last saved and the buckets touched since (SavedTree).
+  virtual Result<SavedTree> LoadTree() = 0;
+  // Saves the leaves (core::DigestTree::kBuckets of them) of the chunks listed (chunk c: leaves
+  // c * kTreeChunk .. + kTreeChunk - 1; the others are saved as they are) and empties the journal
+  // of touched buckets, in one atomic write. Runs one at a time with Commit; need not be synced
+  // (a save lost with the journal it empties leaves both as they were).
+  static constexpr uint32_t kTreeChunk = 256;
+  virtual Status SaveTree(std::span<const uint64_t> leaves, std::span<const uint32_t> chunks) = 0;
   // Rebuilding the index from the documents (once, when it does not match them): removes every
-  // entry, then adds entries page by page. Not atomic: run before the node commits anything.
+  // entry, the saved leaves and the journal, then adds entries page by page. Not atomic: run
+  // before the node commits anything.
   virtual Status ClearDigests() = 0;
-  virtual Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) = 0;
+  virtual Status PutMembers(std::span<const std::string> keys) = 0;
   // The damage marks set (CommitBatch::marks), in key order, up to `limit`.
   virtual Result<std::vector<DamageMark>> DamageMarks(size_t limit) = 0;
   // The newest `limit` repair records kept, newest first, and how many were ever appended. The

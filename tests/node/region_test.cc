@@ -52,18 +52,19 @@ class FlakyStore final : public storage::Store {
     return inner_->ScanDocumentStates(after, limit, visit);
   }
   Result<std::optional<uint64_t>> LsnOf(core::Dot dot) override { return inner_->LsnOf(dot); }
-  Status ScanBucket(uint32_t bucket,
-                    const std::function<void(std::string_view, uint64_t)>& visit) override {
+  Result<std::optional<storage::StoredDocument>> GetDocument(std::string_view key) override {
+    return inner_->GetDocument(key);
+  }
+  Status ScanBucket(uint32_t bucket, const std::function<void(std::string_view)>& visit) override {
     return inner_->ScanBucket(bucket, visit);
   }
-  Result<std::optional<uint64_t>> GetDigest(std::string_view key) override {
-    return inner_->GetDigest(key);
+  Result<bool> Indexed(std::string_view key) override { return inner_->Indexed(key); }
+  Result<storage::SavedTree> LoadTree() override { return inner_->LoadTree(); }
+  Status SaveTree(std::span<const uint64_t> leaves, std::span<const uint32_t> chunks) override {
+    return inner_->SaveTree(leaves, chunks);
   }
-  Result<std::vector<uint64_t>> DigestLeaves() override { return inner_->DigestLeaves(); }
   Status ClearDigests() override { return inner_->ClearDigests(); }
-  Status PutDigests(std::span<const std::pair<std::string, uint64_t>> entries) override {
-    return inner_->PutDigests(entries);
-  }
+  Status PutMembers(std::span<const std::string> keys) override { return inner_->PutMembers(keys); }
   Result<std::vector<storage::DamageMark>> DamageMarks(size_t limit) override {
     return inner_->DamageMarks(limit);
   }

@@ -238,37 +238,50 @@ std::vector<uint64_t> ChangeLsns(Store& store) {
   return lsns;
 }
 
-// Dead letters: appended with the next ids, replaced by id (a status change), listed newest
-// first, scanned in id order, all durable; a replacement of an id never appended refuses the
-// whole commit.
-// The digest index is written with the documents, read back by bucket, key and leaf, survives a
-// reopen, and is cleared with the documents; damage marks and the repair log likewise.
-TEST_P(StoreTest, TheDigestIndexMarksAndRepairLogComeBack) {
+// The digest index lists the documents by bucket, written when they are created or removed; the
+// records keep their digests; the journal of touched buckets lasts until the tree is saved, and
+// the saved leaves come back; all of it survives a reopen and is cleared with the documents.
+// Damage marks and the repair log likewise.
+TEST_P(StoreTest, TheDigestIndexTreeMarksAndRepairLogComeBack) {
+  const uint32_t bucket_a = core::DigestTree::BucketOf("a");
+  const uint32_t bucket_b = core::DigestTree::BucketOf("b");
   CommitBatch batch = Batch(1, "a", R"({"x":1})");
   batch.documents[0].reindex = true;
   batch.documents[0].digest = 0x1111;
-  batch.documents.push_back(DocumentWrite{"b", "state-of-b", R"({"y":2})", true, 0x2222});
+  batch.documents.push_back(DocumentWrite{"b", "state-of-b", R"({"y":2})", 0x2222, true});
+  batch.touched = {std::min(bucket_a, bucket_b), std::max(bucket_a, bucket_b)};
   batch.marks.push_back(DamageMark{"b", "its record is missing"});
   batch.repairs = {R"({"key":"b","n":1})", R"({"key":"b","n":2})"};
   ASSERT_TRUE(store().Commit(batch).ok());
   Reopen();
-  EXPECT_EQ(store().GetDigest("a").value(), std::optional<uint64_t>(0x1111));
-  EXPECT_EQ(store().GetDigest("c").value(), std::nullopt);
-  std::vector<std::pair<std::string, uint64_t>> entries;
-  ASSERT_TRUE(store()
-                  .ScanBucket(core::DigestTree::BucketOf("b"),
-                              [&](std::string_view key, uint64_t digest) {
-                                entries.emplace_back(std::string(key), digest);
-                              })
-                  .ok());
-  EXPECT_NE(
-      std::find(entries.begin(), entries.end(), std::make_pair(std::string("b"), uint64_t{0x2222})),
-      entries.end());
-  const std::vector<uint64_t> leaves = store().DigestLeaves().value();
-  ASSERT_EQ(leaves.size(), core::DigestTree::kBuckets);
-  uint64_t all = 0;
-  for (uint64_t leaf : leaves) all ^= leaf;
-  EXPECT_EQ(all, uint64_t{0x1111 ^ 0x2222});
+  EXPECT_TRUE(store().Indexed("a").value());
+  EXPECT_FALSE(store().Indexed("c").value());
+  auto a = store().GetDocument("a").value();
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->state, "state-of-a");
+  EXPECT_EQ(a->view, std::optional<std::string>(R"({"x":1})"));
+  EXPECT_EQ(a->digest, 0x1111u);
+  EXPECT_FALSE(store().GetDocument("c").value().has_value());
+  std::vector<std::string> members;
+  ASSERT_TRUE(
+      store().ScanBucket(bucket_b, [&](std::string_view key) { members.emplace_back(key); }).ok());
+  EXPECT_NE(std::find(members.begin(), members.end(), "b"), members.end());
+  SavedTree tree = store().LoadTree().value();
+  ASSERT_EQ(tree.leaves.size(), core::DigestTree::kBuckets);
+  EXPECT_EQ(std::count(tree.leaves.begin(), tree.leaves.end(), 0u),
+            static_cast<long>(core::DigestTree::kBuckets));  // never saved
+  EXPECT_EQ(tree.stale, batch.touched);
+
+  // Saved: the journal empties and the leaves come back.
+  std::vector<uint64_t> leaves(core::DigestTree::kBuckets, 0);
+  leaves[bucket_a] ^= 0x1111;
+  leaves[bucket_b] ^= 0x2222;
+  const uint32_t chunks[] = {bucket_a / Store::kTreeChunk, bucket_b / Store::kTreeChunk};
+  ASSERT_TRUE(store().SaveTree(leaves, chunks).ok());
+  Reopen();
+  tree = store().LoadTree().value();
+  EXPECT_EQ(tree.leaves, leaves);
+  EXPECT_TRUE(tree.stale.empty());
   const auto marks = store().DamageMarks(10).value();
   ASSERT_EQ(marks.size(), 1u);
   EXPECT_EQ(marks[0].key, "b");
@@ -276,22 +289,32 @@ TEST_P(StoreTest, TheDigestIndexMarksAndRepairLogComeBack) {
   EXPECT_EQ(store().RecentRepairs(1).value(), std::vector<std::string>{R"({"key":"b","n":2})"});
   EXPECT_EQ(store().RepairCount().value(), 2u);
 
-  // A change of digest replaces the entry, 0 removes it; an empty reason removes a mark.
-  CommitBatch next = Batch(2, "a", std::nullopt);
-  next.documents[0].reindex = true;
-  next.documents[0].digest = 0;
+  // A document that only changes rewrites its record (and digest), not the index; a removal
+  // leaves the index; an empty reason removes a mark; the next journal record is read back.
+  CommitBatch next = Batch(2, "b", R"({"y":3})");
+  next.documents[0].digest = 0x3333;
+  next.documents.push_back(DocumentWrite{"a", "", std::nullopt, 0, true});
+  next.touched = {bucket_a};
   next.marks.push_back(DamageMark{"b", ""});
   ASSERT_TRUE(store().Commit(next).ok());
-  EXPECT_EQ(store().GetDigest("a").value(), std::nullopt);
+  Reopen();
+  EXPECT_FALSE(store().Indexed("a").value());
+  EXPECT_TRUE(store().Indexed("b").value());
+  EXPECT_EQ(store().GetDocument("b").value()->digest, 0x3333u);
+  EXPECT_EQ(store().LoadTree().value().stale, std::vector<uint32_t>{bucket_a});
   EXPECT_TRUE(store().DamageMarks(10).value().empty());
   ASSERT_TRUE(store().ClearDocuments().ok());
-  EXPECT_EQ(store().GetDigest("b").value(), std::nullopt);
-  // PutDigests (a rebuild of the index) adds entries outside a commit.
-  const std::pair<std::string, uint64_t> rebuilt[] = {{"z", 7}};
-  ASSERT_TRUE(store().PutDigests(rebuilt).ok());
-  EXPECT_EQ(store().GetDigest("z").value(), std::optional<uint64_t>(7));
+  EXPECT_FALSE(store().Indexed("b").value());
+  tree = store().LoadTree().value();
+  EXPECT_EQ(std::count(tree.leaves.begin(), tree.leaves.end(), 0u),
+            static_cast<long>(core::DigestTree::kBuckets));
+  EXPECT_TRUE(tree.stale.empty());
+  // PutMembers (a rebuild of the index) adds entries outside a commit.
+  const std::string rebuilt[] = {"z"};
+  ASSERT_TRUE(store().PutMembers(rebuilt).ok());
+  EXPECT_TRUE(store().Indexed("z").value());
   ASSERT_TRUE(store().ClearDigests().ok());
-  EXPECT_EQ(store().GetDigest("z").value(), std::nullopt);
+  EXPECT_FALSE(store().Indexed("z").value());
 }
 
 // The repair log keeps its newest records only.
@@ -308,6 +331,9 @@ TEST_P(StoreTest, TheRepairLogIsBounded) {
   EXPECT_EQ(kept.back(), std::to_string(total - Store::kRepairsKept + 1));
 }
 
+// Dead letters: appended with the next ids, replaced by id (a status change), listed newest
+// first, scanned in id order, all durable; a replacement of an id never appended refuses the
+// whole commit.
 TEST_P(StoreTest, DeadLettersAreAppendedReplacedAndReadBack) {
   CommitBatch batch = Batch(1, "k", "{}");
   batch.dead_letters = {"d1", "d2"};

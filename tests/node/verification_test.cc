@@ -45,7 +45,7 @@ struct Side {
         std::make_unique<Region>(id, std::map<core::RegionId, std::string>{{1, "us"}, {2, "eu"}},
                                  store.get(), clock, core::Limits{}, 500);
     EXPECT_TRUE(region->Recover().ok());
-    local = std::make_unique<RegionVerifyLocal>(region.get(), store.get());
+    local = std::make_unique<RegionVerifyLocal>(region.get());
   }
   core::RegionId id;
   ManualClock* clock;
@@ -90,7 +90,7 @@ class VerificationTest : public ::testing::Test {
       EXPECT_TRUE(states.ok());
       return StatesReply(*states);
     }
-    auto answer = AnswerTree(*peer.region, *peer.store, request);
+    auto answer = AnswerTree(*peer.region, request);
     EXPECT_TRUE(answer.ok()) << answer.status().ToString();
     return *answer;
   }
