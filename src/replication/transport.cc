@@ -347,6 +347,13 @@ class Replicator::Impl final : public wire::Replication::Service {
     grpc::ChannelArguments arguments;
     ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // Redials as the streams do (gRPC's own ceiling is two minutes): a peer back from a restart
+    // is compared again within the links' backoff ceiling, not minutes later.
+    const LinkOptions& links = config_.exchange.links;
+    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                     static_cast<int>(links.backoff_initial_ms));
+    arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(links.backoff_initial_ms));
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(links.backoff_max_ms));
     auto channel =
         grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
     return verify_stubs_.emplace(peer, wire::Replication::NewStub(channel)).first->second.get();
@@ -363,6 +370,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     call->context.set_deadline(std::chrono::system_clock::now() +
                                std::chrono::milliseconds(config_.verify_timeout_ms));
+    // A peer restarted since the last comparison leaves the channel backing off: without this
+    // the call would fail at once with the old connection's error instead of connecting.
+    call->context.set_wait_for_ready(true);
     verify_calls_.insert(call);
     VerifyStub(call->peer)
         ->async()

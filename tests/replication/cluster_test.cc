@@ -347,16 +347,6 @@ TEST(ReplicationCluster, RetentionTrimsWhatEveryRegionHoldsAndAWipedRegionReseed
 namespace meridian::testing {
 namespace {
 
-// Waits (bounded) until `condition` holds; false at the deadline.
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return condition();
-}
-
 // `count` new documents item:{prefix}{i} and as many increments of item:counter, in `region`.
 void WriteIn(Cluster& cluster, const std::string& region, const std::string& prefix, int count,
              Ledger* ledger) {

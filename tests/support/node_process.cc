@@ -82,6 +82,15 @@ bool Reserve(uint16_t port) {
 
 }  // namespace
 
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
 uint16_t FreePort() {
   // Below the kernel's ephemeral range: a port the kernel hands out (bind to 0) may be taken
   // again, before the node listens on it, as the local port of any outgoing connection of the

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ namespace meridian::testing {
 // reserved for this test process: no other call, here or in another test process using FreePort
 // at the same time, returns it while this process lives.
 uint16_t FreePort();
+
+// Waits (bounded) until `condition` holds, checking every 20 ms; false at the deadline.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 // One region of a deployment as a node's config lists it.
 struct RegionEntry {
