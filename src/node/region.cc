@@ -696,7 +696,9 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
       if (tree_on_) toggles.emplace_back(bucket, before ^ after);
     }
     if (loaded.lost && loaded.indexed && tree_on_) lost_buckets.push_back(bucket);
-    if (!loaded.damage.empty() && !IsDamaged(key)) {
+    // Found damaged now. A copy marked only for its parked events takes the new reason: it may
+    // lack more than they bring back now, so applying them must not unmark it (RetryDeadLetter).
+    if (!loaded.damage.empty() && (!IsDamaged(key) || MarkedOnlyForParked(key))) {
       group.batch.marks.push_back(storage::DamageMark{key, loaded.damage});
       group.batch.repairs.push_back(
           RepairJson(key, 0, loaded.damage, "marked for repair", std::nullopt, document.rendered));
@@ -708,6 +710,10 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     // A remote event of it was parked: this copy lacks what the regions that applied it hold,
     // and is repaired from one of them (docs/verification.md).
     if (count == 0 || IsDamaged(key)) continue;
+    // Marked by this commit for damage found now: that reason stands (the copy lacks more).
+    if (auto it = group.dirty.find(key); it != group.dirty.end() && !it->second.damage.empty()) {
+      continue;
+    }
     const std::string reason(kParkedReason);
     group.batch.marks.push_back(storage::DamageMark{key, reason});
     group.batch.repairs.push_back(
@@ -766,7 +772,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   digest_ = digest;
   for (const auto& [bucket, delta] : toggles) tree_.Toggle(bucket, delta);
   MERIDIAN_CHECK(!tree_on_ || tree_.Root() == digest_);
-  for (auto& [key, reason] : marked) damaged_.emplace(std::move(key), std::move(reason));
+  for (auto& [key, reason] : marked) damaged_.insert_or_assign(std::move(key), std::move(reason));
   for (const std::string& key : group.repaired) damaged_.erase(key);
   stats_.commits += 1;
   stats_.events += local_events;
@@ -1287,6 +1293,12 @@ std::vector<std::string> Region::DamagedKeys(size_t limit) const {
 bool Region::IsDamaged(const std::string& key) const {
   std::lock_guard lock(mutex_);
   return damaged_.contains(key);
+}
+
+bool Region::MarkedOnlyForParked(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  auto it = damaged_.find(key);
+  return it != damaged_.end() && it->second == kParkedReason;
 }
 
 Result<Region::ScrubStep> Region::Scrub(size_t limit, std::vector<Change>* changes) {

@@ -496,6 +496,8 @@ class Region {
   core::DigestTree tree_;
   std::map<std::string, std::string, std::less<>> damaged_;  // key -> why it is marked
   static constexpr std::string_view kParkedReason = "an event of it was parked as a dead letter";
+  // Marked, and only because events of it were parked: it holds all but them. Thread-safe.
+  bool MarkedOnlyForParked(const std::string& key) const;
   struct Watched {
     int watchers = 0;
     std::vector<core::Dot> dots;  // merged since the first watcher came (at most kWatchDots)

@@ -835,6 +835,59 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
   EXPECT_EQ(eu_.digest(), us_.digest());
 }
 
+// A copy marked for a parked event holds all but that event; a re-seed merges a marked copy as
+// nothing, so what only it held (us's own increment here) is gone from it. Applying the dead
+// letter afterwards must not declare that copy whole: it stays marked until a region that holds
+// the document whole restores it.
+TEST_F(RemoteApplyTest, ACopyAReseedMergedAsNothingIsNotWholeOnceItsDeadLetterIsApplied) {
+  const auto events = WriteAtEu({{"c", Incr("n", 1)}, {"c", Incr("n", 5)}});
+  std::vector<Change> changes;
+  ASSERT_TRUE(
+      us_.ApplyRemoteEvents(
+             core::RemoteBatch({events[0]}, {ParkedAs(events[1], core::kEventSchemaVersion + 1)}),
+             &changes)
+          .ok());
+  ASSERT_TRUE(us_.IsDamaged("c"));
+  std::vector<Result<Receipt>> outcomes;
+  us_.CommitLocalWrites(std::vector<WriteRequest>{{"c", Incr("n", 10)}}, &outcomes, &changes);
+  ASSERT_TRUE(outcomes[0].ok());
+  EXPECT_EQ(*us_store_.GetView("c").value(), R"({"n":11})");
+
+  // us re-seeds from eu, which has not applied us:1.
+  const auto states = StatesOf(eu_store_);
+  ASSERT_TRUE(us_.MergeSnapshotPage(PageOf(states, "", std::nullopt, eu_store_), &changes).ok());
+  EXPECT_TRUE(us_.IsDamaged("c"));
+
+  // The build now reads eu:2: its dead letter is applied, and the copy still lacks us:1.
+  us_.SetSchemaVersionMax(core::kEventSchemaVersion + 1);
+  auto retry = us_.RetryDeadLetter(1, &changes);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->outcome, DeadLetterRetry::Outcome::kApplied);
+  EXPECT_TRUE(us_.IsDamaged("c")) << "whole again only if the re-seed had kept it";
+
+  // eu applies us:1; comparing with eu restores the copy, with every increment.
+  std::vector<core::Event> ours;
+  ASSERT_TRUE(us_store_
+                  .ReadLog(1, 1, 10,
+                           [&](const storage::LoggedEvent& logged) {
+                             ours.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
+                           })
+                  .ok());
+  ASSERT_TRUE(eu_.ApplyRemoteEvents(ours, &changes).ok());
+  EXPECT_EQ(*eu_store_.GetView("c").value(), R"({"n":16})");
+  const std::vector<std::string> keys{"c"};
+  us_.Watch(keys);
+  auto theirs = eu_.ReadStates(keys);
+  ASSERT_TRUE(theirs.ok());
+  auto repaired = us_.Repair(2, *theirs, &changes);
+  us_.Unwatch(keys);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->repaired, 1u);
+  EXPECT_FALSE(us_.IsDamaged("c"));
+  EXPECT_EQ(*us_store_.GetView("c").value(), R"({"n":16})");
+  EXPECT_EQ(us_.digest(), eu_.digest());
+}
+
 // A node restarted midway goes on with the merge it recorded, and refuses a snapshot that does
 // not cover what it merged already.
 TEST_F(RemoteApplyTest, AMergeUnderWaySurvivesARestartAndRefusesAnOlderSnapshot) {
