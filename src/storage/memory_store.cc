@@ -444,16 +444,13 @@ class MemorySnapshot final : public StoreSnapshot {
   explicit MemorySnapshot(std::unique_ptr<Store> copy) : copy_(std::move(copy)) {
     auto recovered = copy_->Recover();
     if (recovered.ok()) position_ = std::move(recovered).value();
+    auto marks = copy_->DamageMarks(SIZE_MAX);
+    if (marks.ok()) {
+      for (DamageMark& mark : *marks) marked_.insert(std::move(mark.key));
+    }
   }
   const RecoveredState& position() const override { return position_; }
-  Result<bool> Damaged(std::string_view key) override {
-    auto marks = copy_->DamageMarks(SIZE_MAX);
-    if (!marks.ok()) return marks.status();
-    for (const DamageMark& mark : *marks) {
-      if (mark.key == key) return true;
-    }
-    return false;
-  }
+  Result<bool> Damaged(std::string_view key) override { return marked_.contains(key); }
   Result<bool> ScanDocumentStates(
       std::string_view after, size_t limit,
       const std::function<void(std::string_view, std::string_view)>& visit) override {
@@ -463,6 +460,7 @@ class MemorySnapshot final : public StoreSnapshot {
  private:
   std::unique_ptr<Store> copy_;
   RecoveredState position_;
+  std::set<std::string, std::less<>> marked_;  // the damage marks of the copy
 };
 
 Result<std::unique_ptr<StoreSnapshot>> MemoryStore::TakeSnapshot() {
