@@ -194,9 +194,9 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("reseed_after_s", &r.reseed_after_s));
   }
   if (const toml::table* verify = Section(root, "verify", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(
-        CheckKeys(*verify, "verify",
-                  {"interval_ms", "align_timeout_ms", "scrub_documents_per_s", "timeout_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*verify, "verify",
+                                       {"interval_ms", "align_timeout_ms", "scrub_documents_per_s",
+                                        "timeout_ms", "rebuild_log_bytes_max"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*verify, "verify", key, out);
     };
@@ -204,6 +204,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("align_timeout_ms", &config.verify.align_timeout_ms));
     MERIDIAN_RETURN_IF_ERROR(read("scrub_documents_per_s", &config.verify.scrub_documents_per_s));
     MERIDIAN_RETURN_IF_ERROR(read("timeout_ms", &config.verify.timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("rebuild_log_bytes_max", &config.verify.rebuild_log_bytes_max));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
@@ -333,6 +334,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"verify.align_timeout_ms", config.verify.align_timeout_ms, 100, 3'600'000},
       {"verify.scrub_documents_per_s", config.verify.scrub_documents_per_s, 0, 10'000'000},
       {"verify.timeout_ms", config.verify.timeout_ms, 100, 3'600'000},
+      {"verify.rebuild_log_bytes_max", config.verify.rebuild_log_bytes_max, 0, uint64_t{1} << 50},
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {

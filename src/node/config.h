@@ -93,6 +93,9 @@ struct NodeConfig {
     uint64_t align_timeout_ms = 10'000;     // a page of documents waits this long to align
     uint64_t scrub_documents_per_s = 1000;  // the scrub's pace (0: no scrub)
     uint64_t timeout_ms = 10'000;           // one request to a peer at most
+    // Damaged documents are rebuilt from the region's own event log while it holds at most this
+    // many bytes (a pass over it per new damage, on the commit thread); 0: never.
+    uint64_t rebuild_log_bytes_max = 64 << 20;
   } verify;
 
   const RegionAddress& self() const;  // requires Validate() to have passed

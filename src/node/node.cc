@@ -122,6 +122,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
         self->commits_.Notify();
       });
   node->queue_->SetScrubRate(config.verify.scrub_documents_per_s);
+  node->region_->SetRebuildLogBytesMax(config.verify.rebuild_log_bytes_max);
   if (node->region_->index_rebuilt()) {
     spdlog::warn("the digest index did not match the documents: rebuilt from them");
   }

@@ -772,6 +772,7 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   digest_ = digest;
   for (const auto& [bucket, delta] : toggles) tree_.Toggle(bucket, delta);
   MERIDIAN_CHECK(!tree_on_ || tree_.Root() == digest_);
+  if (!marked.empty()) ++marks_made_;
   for (auto& [key, reason] : marked) damaged_.insert_or_assign(std::move(key), std::move(reason));
   for (const std::string& key : group.repaired) damaged_.erase(key);
   stats_.commits += 1;
@@ -1348,6 +1349,103 @@ Result<Region::ScrubStep> Region::Scrub(size_t limit, std::vector<Change>* chang
   if (group.dirty.empty()) return step;
   if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
   return step;
+}
+
+Result<size_t> Region::RebuildFromLog(size_t limit, std::vector<Change>* changes) {
+  if (log_incomplete_) return size_t{0};
+  core::VersionVector frontier;
+  core::HlcTimestamp hlc = 0;
+  std::set<std::string, std::less<>> keys;
+  {
+    std::lock_guard lock(mutex_);
+    // Once per new damage: what could not be rebuilt then cannot be now.
+    if (!layers_.empty() || marks_made_ == marks_tried_) return size_t{0};
+    marks_tried_ = marks_made_;
+    frontier = order_.frontier();
+    hlc = clock_.last();
+    for (const auto& [key, reason] : damaged_) {
+      if (keys.size() == limit) break;
+      if (!pending_keys_.contains(key)) keys.insert(key);
+    }
+  }
+  if (keys.empty()) return size_t{0};
+  auto log_bytes = store_->LogBytes();
+  if (!log_bytes.ok()) return log_bytes.status();
+  if (*log_bytes > rebuild_log_bytes_max_) return size_t{0};
+  // The keys of the dead letters: a logged event that does not decode is one of them.
+  std::map<core::Dot, std::string> parked;
+  uint64_t after = 0;
+  for (bool more = true; more;) {
+    auto scanned = store_->ScanDeadLetters(after, 1024, [&](uint64_t id, std::string_view record) {
+      after = id;
+      auto letter = DeadLetter::Decode(id, record);
+      if (letter.ok()) parked[letter->dot] = letter->key;
+    });
+    if (!scanned.ok()) return scanned.status();
+    more = *scanned;
+  }
+  // Every logged event of the keys, with its local position: one pass over the whole log.
+  std::map<std::string, std::vector<std::pair<uint64_t, core::Event>>, std::less<>> events;
+  std::set<std::string, std::less<>> unreadable;  // a logged event of it does not decode
+  for (const core::VersionVector::Entry& entry : frontier.entries()) {
+    uint64_t expected = 1;
+    Status visited =
+        store_->ReadLogWhile(entry.origin, 1, entry.seq, [&](const storage::LoggedEvent& logged) {
+          if (logged.dot.seq != expected) return false;  // trimmed, or taken from a snapshot
+          ++expected;
+          auto event = core::DecodeEvent(logged.bytes, limits_);
+          if (!event.ok()) {
+            auto it = parked.find(logged.dot);
+            if (it == parked.end()) {
+              expected = 0;  // an event of unknown key: nothing can be rebuilt
+              return false;
+            }
+            unreadable.insert(it->second);
+            return true;
+          }
+          if (keys.contains(event->key)) {
+            events[event->key].emplace_back(logged.lsn, std::move(event).value());
+          }
+          return true;
+        });
+    if (!visited.ok()) return visited;
+    if (expected == 0) return size_t{0};
+    if (expected != entry.seq + 1) {
+      log_incomplete_ = true;
+      return size_t{0};
+    }
+  }
+  Group group = BeginGroup();
+  group.cache = false;
+  std::vector<core::Conflict> conflicts;  // reported when the events were first applied
+  size_t restored = 0;
+  for (const std::string& key : keys) {
+    if (unreadable.contains(key)) continue;
+    Result<Loaded*> staged = Stage(group, key);
+    if (!staged.ok()) return staged.status();
+    Loaded& mine = **staged;
+    auto& logged = events[key];
+    std::sort(logged.begin(), logged.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    core::DocumentState state;
+    for (const auto& [lsn, event] : logged) state.Apply(event, &conflicts);
+    if (!group.stable.empty()) state.Fold(group.stable);
+    const std::optional<std::string> before = mine.rendered;
+    mine.state = std::move(state);
+    mine.rendered = mine.state.Render();
+    ++group.lsn;
+    group.batch.changes.push_back(
+        storage::LoggedEvent{core::Dot{0, 0}, group.lsn, {}, mine.rendered, key, hlc});
+    group.repaired.push_back(key);
+    group.batch.repairs.push_back(RepairJson(
+        key, 0, "damaged here",
+        "rebuilt from this region's event log (" + std::to_string(logged.size()) + " events)",
+        before, mine.rendered));
+    ++restored;
+  }
+  if (restored == 0) return size_t{0};
+  if (Status status = Finish(group, 0, 0, changes); !status.ok()) return status;
+  return restored;
 }
 
 void Region::Watch(std::span<const std::string> keys) {

@@ -326,6 +326,18 @@ class Region {
   };
   Result<ScrubStep> Scrub(size_t limit, std::vector<Change>* changes);
 
+  // Rebuilding damaged documents from this region's own event log, which needs no peer: up to
+  // `limit` documents marked damaged, none of whose events waits as a parked dead letter, each
+  // take the state of applying again, in their local order, the logged events of that key. Only
+  // while the log holds every event the frontier covers (never trimmed by retention, nothing
+  // taken from a re-seed's snapshot, no re-seed under way); once it does not, it never will
+  // again, and later calls return at once. Appends the changes (the restored documents) to
+  // *changes; returns how many were restored. Commit thread only.
+  Result<size_t> RebuildFromLog(size_t limit, std::vector<Change>* changes);
+  static constexpr size_t kRebuildDocuments = 64;  // what the commit thread's sweep asks for
+  // Not while the event log holds more than this many bytes (Store::LogBytes); 0: never.
+  void SetRebuildLogBytesMax(uint64_t bytes) { rebuild_log_bytes_max_ = bytes; }
+
   // Documents marked damaged (by the scrub, by a read of their record, or because an event of
   // theirs was parked as a dead letter), until repaired. Thread-safe.
   size_t damaged_count() const;
@@ -507,6 +519,10 @@ class Region {
   std::unordered_map<std::string, Watched> watched_;
   std::atomic<size_t> watching_{0};
   uint32_t scrub_bucket_ = 0;
+  bool log_incomplete_ = false;  // RebuildFromLog found an event of the frontier not logged
+  uint64_t marks_made_ = 0;      // commits that marked documents damaged (mutex_)
+  uint64_t marks_tried_ = 0;     // marks_made_ when RebuildFromLog last looked (mutex_)
+  uint64_t rebuild_log_bytes_max_ = 64 << 20;
   bool index_rebuilt_ = false;
   bool tree_on_ = true;
   // Leaves changed since the tree was last saved (commit thread only), and how many commits

@@ -827,6 +827,14 @@ void Simulation::Tick(int index, uint64_t incarnation) {
             true);
     }
     if (!erased.empty()) Watch(index, erased);
+    std::vector<node::Change> rebuilt;
+    auto rebuilt_count = n.region->RebuildFromLog(node::Region::kRebuildDocuments, &rebuilt);
+    if (rebuilt_count.ok() && *rebuilt_count > 0) {
+      Trace(n.name + ": rebuilt " + std::to_string(*rebuilt_count) +
+                " damaged documents from its event log",
+            true);
+    }
+    if (!rebuilt.empty()) Watch(index, rebuilt);
     n.swept_ms = now_;
   }
   CarryVerify(index, n.verifier->Tick(now_, n.region->frontier()));

@@ -224,6 +224,43 @@ TEST_F(VerificationTest, ALostDocumentWrittenAgainKeepsTheNewWriteWhenRestored) 
   EXPECT_EQ(eu_.region->digest(), us_.region->digest());
 }
 
+// A region whose log holds every event it applied rebuilds a damaged document from it, with no
+// peer; once the log lacks an event of the frontier (trimmed), it leaves damage to the peers.
+TEST_F(VerificationTest, ADamagedDocumentIsRebuiltFromTheRegionsOwnLogWhileItIsWhole) {
+  Write(us_, &eu_, {{"cart", Set("a", "1")}, {"cart", Incr("n", 5)}, {"other", Set("x", "1")}});
+  Write(eu_, &us_, {{"cart", Incr("n", 2)}, {"cart", Set("b", "2")}});
+  const std::string whole = *us_.store->GetView("cart").value();
+  ASSERT_EQ(*eu_.store->GetView("cart").value(), whole);
+  const uint64_t digest = us_.region->digest();
+  std::vector<Change> changes;
+  EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 0u);  // nothing damaged
+  storage::DamageMemoryStore(*eu_.store, "cart", /*lose=*/false);
+  ASSERT_EQ(eu_.region->Scrub(1'000'000, &changes).value().damaged, 1u);
+  ASSERT_TRUE(eu_.region->IsDamaged("cart"));
+  changes.clear();
+  EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 1u);
+  EXPECT_FALSE(eu_.region->IsDamaged("cart"));
+  EXPECT_EQ(*eu_.store->GetView("cart").value(), whole);
+  EXPECT_EQ(eu_.region->digest(), digest);
+  ASSERT_EQ(changes.size(), 1u);  // watches see it come back
+  EXPECT_EQ(changes[0].key, "cart");
+  const auto repairs = eu_.store->RecentRepairs(1).value();
+  ASSERT_EQ(repairs.size(), 1u);
+  EXPECT_NE(repairs[0].find("rebuilt from this region's event log (4 events)"), std::string::npos)
+      << repairs[0];
+  EXPECT_EQ(Compare(eu_, us_).state, replication::VerifyResult::State::kIdentical);
+
+  // us's events 1..3 trimmed from eu's log: the next damage waits for a peer.
+  ASSERT_TRUE(eu_.store->TrimLog(1, 3).ok());
+  storage::DamageMemoryStore(*eu_.store, "other", /*lose=*/true);
+  ASSERT_EQ(eu_.region->Scrub(1'000'000, &changes).value().damaged, 1u);
+  EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 0u);
+  EXPECT_TRUE(eu_.region->IsDamaged("other"));
+  EXPECT_EQ(Compare(eu_, us_).repaired, 1u);
+  EXPECT_FALSE(eu_.region->IsDamaged("other"));
+  EXPECT_EQ(eu_.region->digest(), us_.region->digest());
+}
+
 // A write in flight (applied in us, not yet in eu) differs in the trees but is no difference:
 // the comparison waits until eu has it and repairs nothing.
 TEST_F(VerificationTest, AWriteInFlightIsNotADifference) {

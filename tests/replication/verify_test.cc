@@ -38,7 +38,9 @@ ClusterOptions VerifyingCluster() {
   ClusterOptions options;
   options.delay_ms = 2;
   options.extra_toml +=
-      "[verify]\ninterval_ms = 300\nalign_timeout_ms = 3000\nscrub_documents_per_s = 100000\n";
+      "[verify]\ninterval_ms = 300\nalign_timeout_ms = 3000\nscrub_documents_per_s = 100000\n"
+      // Repairs come from peers here, not from the regions' own logs.
+      "rebuild_log_bytes_max = 0\n";
   return options;
 }
 
