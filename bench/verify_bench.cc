@@ -384,9 +384,14 @@ bool RunVerification(const std::string& base, int documents, int damaged, WallCl
   Close(eu);
   LoseRecords(base + "/eu", lost);
   eu = Open(kEu, base + "/eu", /*sync=*/true, true, clock);  // repairs commit durably
-  if (eu.region->digest() != digest_before || eu.region->damaged_count() != 0) {
+  // Nothing is marked yet. The digest already lacks the lost records that fell in buckets
+  // journaled since the tree was last saved (recomputed at start), and still holds the others.
+  if (eu.region->documents() != static_cast<uint64_t>(documents) ||
+      eu.region->damaged_count() != 0) {
     Fail("eu's position changed with the lost records");
   }
+  std::printf("eu reopened: its digest %s the lost records' digests\n",
+              eu.region->digest() == digest_before ? "still holds" : "already lacks some of");
 
   started = Clock::now();
   size_t checked = 0, found = 0, steps = 0;
