@@ -363,6 +363,21 @@ class RemoteApplyTest : public ::testing::Test {
     EXPECT_TRUE(eu_.Recover().ok());
   }
 
+  // Up to `limit` events of `origin` from seq `from` on, as `store` logged them.
+  static std::vector<core::Event> Logged(storage::Store& store, core::RegionId origin,
+                                         uint64_t from, size_t limit) {
+    std::vector<core::Event> events;
+    EXPECT_TRUE(store
+                    .ReadLog(origin, from, limit,
+                             [&](const storage::LoggedEvent& logged) {
+                               auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+                               EXPECT_TRUE(event.ok());
+                               if (event.ok()) events.push_back(*event);
+                             })
+                    .ok());
+    return events;
+  }
+
   // Writes at eu and returns the events as eu logged them.
   std::vector<core::Event> WriteAtEu(std::vector<WriteRequest> writes) {
     std::vector<Result<Receipt>> outcomes;
@@ -370,14 +385,9 @@ class RemoteApplyTest : public ::testing::Test {
     eu_.CommitLocalWrites(writes, &outcomes, &changes);
     std::vector<core::Event> events;
     for (const Change& change : changes) {
-      EXPECT_TRUE(eu_store_
-                      .ReadLog(change.dot.origin, change.dot.seq, 1,
-                               [&](const storage::LoggedEvent& logged) {
-                                 auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                                 EXPECT_TRUE(event.ok());
-                                 events.push_back(*event);
-                               })
-                      .ok());
+      for (core::Event& event : Logged(eu_store_, change.dot.origin, change.dot.seq, 1)) {
+        events.push_back(std::move(event));
+      }
     }
     return events;
   }
@@ -407,13 +417,7 @@ TEST_F(RemoteApplyTest, StableMetadataIsFoldedByWritesAndBySweeps) {
   writes.push_back({"gone", core::Operation{core::OpKind::kDelete, {}, {}}});
   us_.CommitLocalWrites(writes, &outcomes, &changes);
   // eu applies all of us's events, then writes: its event's context shows it holds us:9.
-  std::vector<core::Event> from_us;
-  ASSERT_TRUE(us_store_
-                  .ReadLog(1, 1, 100,
-                           [&](const storage::LoggedEvent& logged) {
-                             from_us.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
-                           })
-                  .ok());
+  const std::vector<core::Event> from_us = Logged(us_store_, 1, 1, 100);
   ASSERT_TRUE(eu_.ApplyRemoteEvents(from_us, &changes).ok());
   const auto from_eu = WriteAtEu({{"e", Set("x", "1")}});
   EXPECT_TRUE(us_.StableFrontier().empty()) << "nothing is known of eu yet";
@@ -822,13 +826,7 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
                       {"gone", std::nullopt}, {"new", R"({"c":3})"}, {"sku", R"({"stock":4})"}}));
 
   // eu applies us's three writes: the two regions then show the same.
-  std::vector<core::Event> ours;
-  ASSERT_TRUE(us_store_
-                  .ReadLog(1, 1, 10,
-                           [&](const storage::LoggedEvent& logged) {
-                             ours.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
-                           })
-                  .ok());
+  const std::vector<core::Event> ours = Logged(us_store_, 1, 1, 10);
   ASSERT_EQ(ours.size(), 3u);
   ASSERT_TRUE(eu_.ApplyRemoteEvents(ours, &changes).ok());
   EXPECT_EQ(ViewsOf(eu_store_), views);
@@ -866,13 +864,7 @@ TEST_F(RemoteApplyTest, ACopyAReseedMergedAsNothingIsNotWholeOnceItsDeadLetterIs
   EXPECT_TRUE(us_.IsDamaged("c")) << "whole again only if the re-seed had kept it";
 
   // eu applies us:1; comparing with eu restores the copy, with every increment.
-  std::vector<core::Event> ours;
-  ASSERT_TRUE(us_store_
-                  .ReadLog(1, 1, 10,
-                           [&](const storage::LoggedEvent& logged) {
-                             ours.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
-                           })
-                  .ok());
+  const std::vector<core::Event> ours = Logged(us_store_, 1, 1, 10);
   ASSERT_TRUE(eu_.ApplyRemoteEvents(ours, &changes).ok());
   EXPECT_EQ(*eu_store_.GetView("c").value(), R"({"n":16})");
   const std::vector<std::string> keys{"c"};
