@@ -22,7 +22,7 @@ build: deps
 build-asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS) --target core_unit_test core_property_test node_unit_test replication_unit_test \
-	  replication_property_test
+	  replication_property_test auth_unit_test
 
 build-fuzz: deps
 	@cmake --preset fuzz >/dev/null

@@ -29,6 +29,8 @@ enum class StatusCode {
   kInternal,         // an unexpected failure of the node itself
   kIdempotencyKeyReused,  // an idempotency key sent again with a different request
   kRebuilding,  // the region is recovering its own events from its peers: no writes yet
+  kUnauthenticated,  // no credentials, or credentials that do not verify ([auth])
+  kForbidden,        // verified credentials that do not allow this request
 };
 
 std::string_view StatusCodeName(StatusCode code);

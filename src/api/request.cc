@@ -212,6 +212,10 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(504, "timeout", status.message());
     case StatusCode::kIdempotencyKeyReused:
       return Error(422, "idempotency_key_reused", status.message());
+    case StatusCode::kUnauthenticated:
+      return Error(401, "unauthenticated", status.message());
+    case StatusCode::kForbidden:
+      return Error(403, "forbidden", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }

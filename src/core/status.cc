@@ -30,6 +30,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "idempotency_key_reused";
     case StatusCode::kRebuilding:
       return "rebuilding";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case StatusCode::kForbidden:
+      return "forbidden";
   }
   return "unknown";
 }

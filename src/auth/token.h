@@ -1,0 +1,48 @@
+// Bearer tokens ([auth], docs/security.md): JWTs signed with HS256, whose claims say which keys a
+// client may read and write and whether it may use the admin endpoints. Pure: no I/O but the
+// caller's secret; the HTTP and gRPC front ends check requests against the same Claims.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "meridian/status.h"
+
+namespace meridian::auth {
+
+// What a verified token allows.
+struct Claims {
+  int64_t exp = 0;                 // expiry, seconds since the epoch (required)
+  std::vector<std::string> read;   // key prefixes it may read; "" is every key
+  std::vector<std::string> write;  // key prefixes it may write; "" is every key
+  bool admin = false;              // status, metrics, conflicts, verify, repairs, dead letters
+
+  bool CanRead(std::string_view key) const { return Covers(read, key); }
+  bool CanWrite(std::string_view key) const { return Covers(write, key); }
+  // A scan or a watch of `prefix` returns only keys starting with it: allowed when every such key
+  // is readable, that is when one read prefix is a prefix of `prefix`.
+  bool CanReadAll(std::string_view prefix) const { return Covers(read, prefix); }
+
+  static bool Covers(const std::vector<std::string>& prefixes, std::string_view key);
+};
+
+// The longest token accepted (a header of a few prefixes is far below it).
+inline constexpr size_t kTokenBytesMax = 8192;
+// The shortest HS256 secret accepted: 256 bits, as RFC 7518 requires.
+inline constexpr size_t kSecretBytesMin = 32;
+
+// Verifies `token` (the part after "Bearer "): an HS256 JWT signed with `secret`, with an `exp`
+// claim later than `now_s` and well-formed `read`, `write` and `admin` claims. kUnauthenticated,
+// with the reason, otherwise; other claims are ignored.
+Result<Claims> VerifyToken(std::string_view token, std::string_view secret, int64_t now_s);
+
+// Signs `claims` with `secret` (HS256): what `meridian token` prints.
+Result<std::string> MintToken(const Claims& claims, std::string_view secret);
+
+// A secret as kept in its file (`jwt_secret_file`): the bytes with trailing whitespace removed;
+// kInvalidArgument when shorter than kSecretBytesMin.
+Result<std::string> SecretFromFile(std::string_view contents);
+
+}  // namespace meridian::auth
