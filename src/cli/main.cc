@@ -9,6 +9,7 @@
 
 #include "api/http_server.h"
 #include "cli/client_commands.h"
+#include "cli/security_commands.h"
 #include "demo/demo.h"
 #include "grpcapi/grpc_api.h"
 #include "node/config.h"
@@ -207,9 +208,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   meridian::cli::AddClientCommands(app);
+  meridian::cli::AddSecurityCommands(app);
 
   CLI11_PARSE(app, argc, argv);
   if (const int code = meridian::cli::RunClientCommands(); code >= 0) return code;
+  if (const int code = meridian::cli::RunSecurityCommands(); code >= 0) return code;
   if (start_command->parsed()) return meridian::Start(start);
   if (wan_command->parsed()) return meridian::WanProxy(wan_routes, wan, wan_log_level);
   if (demo_command->parsed()) return meridian::demo::RunDemo(demo);

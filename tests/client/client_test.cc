@@ -2,7 +2,14 @@
 // is killed (no write applied twice, read-your-writes kept), idempotent retries across a restart,
 // and the CLI's commands.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
+#include "auth/token.h"
 
 #include <algorithm>
 #include <atomic>
@@ -402,6 +409,48 @@ TEST(Cli, EveryCommand) {
   out = RunCli("get item:1", &code);
   EXPECT_NE(code, 0);
   EXPECT_NE(out.find("no regions"), std::string::npos) << out;
+}
+
+// `meridian token`: a new secret file (owner-only, never overwritten), and tokens signed with it
+// that verify with their claims; a short or missing secret is refused.
+TEST(Cli, TokenCreatesASecretAndSignsTokensWithIt) {
+  TempDir dir;
+  const std::string secret_path = dir.path() + "/jwt.key";
+  int code = 0;
+  std::string out = RunCli("token --new-secret " + secret_path, &code);
+  ASSERT_EQ(code, 0) << out;
+  struct stat info {};
+  ASSERT_EQ(::stat(secret_path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  out = RunCli("token --new-secret " + secret_path, &code);
+  EXPECT_EQ(code, 2) << out;  // never overwritten
+
+  out = RunCli("token --secret-file " + secret_path +
+                   " --read orders/ --read carts/ --write carts/ --admin --ttl-s 600",
+               &code);
+  ASSERT_EQ(code, 0) << out;
+  std::ifstream file(secret_path);
+  std::stringstream secret;
+  secret << file.rdbuf();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  auto claims = auth::VerifyToken(out, *auth::SecretFromFile(secret.str()), now);
+  ASSERT_TRUE(claims.ok()) << claims.status().ToString() << " " << out;
+  EXPECT_EQ(claims->read, (std::vector<std::string>{"orders/", "carts/"}));
+  EXPECT_EQ(claims->write, std::vector<std::string>{"carts/"});
+  EXPECT_TRUE(claims->admin);
+  EXPECT_GT(claims->exp, now + 500);
+  EXPECT_LE(claims->exp, now + 601);
+
+  const std::string short_path = dir.path() + "/short.key";
+  std::ofstream(short_path) << "too short\n";
+  out = RunCli("token --secret-file " + short_path, &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("at least 32"), std::string::npos) << out;
+  out = RunCli("token --secret-file " + dir.path() + "/missing.key", &code);
+  EXPECT_EQ(code, 2) << out;
 }
 
 TEST(Cli, AllRegionsDownFailsWithinTheBudget) {
