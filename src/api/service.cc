@@ -126,6 +126,7 @@ nlohmann::json StatusJson(node::Node& node) {
   return {{"region", config.region},
           {"id", config.self().id},
           {"deployment", config.deployment},
+          {"insecure", config.insecure},
           {"incarnation", incarnation},
           {"rebuild", replication["rebuild"]},
           {"reseed", replication["reseed"]},

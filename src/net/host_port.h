@@ -14,5 +14,7 @@ bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port);
 
 // True when `host` is an IPv4 or IPv6 literal (no names: nothing is resolved).
 bool IsIpAddress(const std::string& host);
+// An IPv4 address in 127.0.0.0/8 or the IPv6 address ::1 (or ::ffff:127.x.y.z).
+bool IsLoopbackAddress(const std::string& host);
 
 }  // namespace meridian::net

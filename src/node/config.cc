@@ -105,7 +105,9 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
                                       "clock", "limits", "replication", "verify"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*node, "node", {"region", "data_dir", "deployment"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*node, "node", {"region", "data_dir", "deployment", "insecure"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadBool(*node, "node", "insecure", &config.insecure));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "region", &config.region));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "deployment", &config.deployment));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "data_dir", &config.data_dir));
@@ -283,6 +285,22 @@ Status ValidateConfig(const NodeConfig& config) {
       return InvalidArgument("region '" + address.name +
                              "': grpc must be ip:port (127.0.0.1:7201, [::1]:7201), not '" +
                              address.grpc + "'");
+    }
+    if (address.name == config.region && !config.insecure) {
+      // Secure by default: nothing here authenticates peers or clients yet, so the node listens
+      // only where no one else can reach it unless the operator says otherwise.
+      for (const auto& [what, listen] :
+           {std::pair<const char*, const std::string&>{"http", address.http},
+            {"replication", address.replication},
+            {"grpc", address.grpc}}) {
+        if (listen.empty() || !SplitHostPort(listen, &host, &port)) continue;
+        if (!net::IsLoopbackAddress(host)) {
+          return InvalidArgument(
+              "region '" + address.name + "': " + what + " listens on " + listen +
+              ", which is not a loopback address, and nothing authenticates peers or clients "
+              "there: set [node] insecure = true to accept that (docs/security.md)");
+        }
+      }
     }
     self_found = self_found || address.name == config.region;
   }

@@ -33,6 +33,9 @@ struct NodeConfig {
   // is a new region of a new deployment, with no events anywhere to recover, and takes writes at
   // once. Without it an empty directory rebuilds first (docs/replication.md#rebuilding).
   bool bootstrap = false;
+  // [node] insecure: listen on addresses other than loopback although nothing authenticates
+  // peers or clients there (docs/security.md). Without it such addresses are refused.
+  bool insecure = false;
   std::vector<RegionAddress> regions;
 
   // [http]

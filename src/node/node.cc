@@ -123,6 +123,12 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
       });
   node->queue_->SetScrubRate(config.verify.scrub_documents_per_s);
   node->region_->SetRebuildLogBytesMax(config.verify.rebuild_log_bytes_max);
+  if (config.insecure) {
+    spdlog::warn(
+        "INSECURE: [node] insecure = true: this node may listen beyond loopback, and nothing "
+        "authenticates its peers or clients; anyone who reaches its ports can read and write "
+        "everything (docs/security.md)");
+  }
   if (node->region_->index_rebuilt()) {
     spdlog::warn("the digest index did not match the documents: rebuilt from them");
   }

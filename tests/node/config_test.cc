@@ -82,6 +82,47 @@ TEST(ConfigTest, ValidationChecksTheWhole) {
   EXPECT_NE(status.message().find("'eu': replication"), std::string::npos) << status.message();
 }
 
+// Secure by default: the own region listens only on loopback unless [node] insecure says
+// otherwise; where the other regions are is not this node's to check.
+TEST(ConfigTest, ListeningBeyondLoopbackNeedsInsecure) {
+  auto config = ParseConfig(kValid, "t");
+  ASSERT_TRUE(config.ok());
+  EXPECT_FALSE(config->insecure);
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  NodeConfig v6 = *config;
+  v6.regions[0].http = "[::1]:7001";
+  v6.regions[0].grpc = "127.0.0.2:7201";
+  EXPECT_TRUE(ValidateConfig(v6).ok());
+  NodeConfig peer_elsewhere = *config;
+  peer_elsewhere.regions[1].http = "10.0.0.2:7002";
+  peer_elsewhere.regions[1].replication = "10.0.0.2:7102";
+  EXPECT_TRUE(ValidateConfig(peer_elsewhere).ok());
+  for (const auto& [field, address] :
+       std::vector<std::pair<std::string, std::string>>{{"http", "0.0.0.0:7001"},
+                                                        {"http", "10.0.0.5:7001"},
+                                                        {"replication", "[::]:7101"},
+                                                        {"grpc", "192.168.1.4:7201"}}) {
+    NodeConfig open = *config;
+    (field == "http"          ? open.regions[0].http
+     : field == "replication" ? open.regions[0].replication
+                              : open.regions[0].grpc) = address;
+    const Status status = ValidateConfig(open);
+    EXPECT_FALSE(status.ok()) << address;
+    EXPECT_NE(status.message().find(field + " listens on " + address), std::string::npos)
+        << status.message();
+    EXPECT_NE(status.message().find("insecure = true"), std::string::npos) << status.message();
+    open.insecure = true;
+    EXPECT_TRUE(ValidateConfig(open).ok()) << address;
+  }
+  std::string text = kValid;
+  text.replace(text.find("[node]\n"), 7, "[node]\ninsecure = true\n");
+  auto parsed = ParseConfig(text, "t");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_TRUE(parsed->insecure);
+  text.replace(text.find("insecure = true"), 15, "insecure = 1");
+  EXPECT_FALSE(ParseConfig(text, "t").ok());
+}
+
 TEST(ConfigTest, TheDeploymentNameDefaultsAndIsChecked) {
   auto config = ParseConfig(kValid, "t");
   ASSERT_TRUE(config.ok());
