@@ -84,7 +84,8 @@ Ready Exchange::Reseeded(const core::VersionVector& applied, bool confirm) {
 // --- messages -------------------------------------------------------------------------------
 
 wire::ToSender Exchange::SubscribeMessage(const std::vector<core::RegionId>& origins,
-                                          const core::VersionVector& applied) const {
+                                          const core::VersionVector& applied,
+                                          uint64_t subscription) const {
   wire::ToSender message;
   wire::Subscribe* subscribe = message.mutable_subscribe();
   subscribe->set_protocol_version(kProtocolVersion);
@@ -95,6 +96,7 @@ wire::ToSender Exchange::SubscribeMessage(const std::vector<core::RegionId>& ori
   subscribe->set_deployment(options_.deployment);
   subscribe->set_region_name(NameOf(options_.self));
   subscribe->set_incarnation(options_.incarnation);
+  subscribe->set_subscription(subscription);
   return message;
 }
 
@@ -179,8 +181,8 @@ std::optional<std::string> Exchange::CheckSender(core::RegionId peer,
 Exchange::Dialed Exchange::Dialing(core::RegionId peer, const core::VersionVector& applied,
                                    uint64_t now_ms) {
   Inbound::Dial dial = inbound_.Dialing(peer, now_ms);
-  receiving_[dial.stream] = Receiving{peer};
-  return {dial.stream, SubscribeMessage(dial.origins, applied)};
+  receiving_[dial.stream] = Receiving{.peer = peer, .subscribes = 1};
+  return {dial.stream, SubscribeMessage(dial.origins, applied, 1)};
 }
 
 void Exchange::Cancel(uint64_t stream, std::string why, Ready* ready) {
@@ -192,7 +194,10 @@ void Exchange::Resubscribe(uint64_t stream, const core::VersionVector& applied, 
   for (const Ready::Cancel& cancel : ready->cancel) {
     if (cancel.stream == stream) return;  // ending: its redial subscribes anew
   }
-  ready->sends.push_back({stream, SubscribeMessage(inbound_.Subscription(stream), applied)});
+  Receiving* receiving = FindReceiving(stream);
+  if (receiving == nullptr) return;
+  ready->sends.push_back(
+      {stream, SubscribeMessage(inbound_.Subscription(stream), applied, ++receiving->subscribes)});
 }
 
 Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
@@ -496,6 +501,18 @@ bool Exchange::FromSubscriber(uint64_t serving, const wire::ToSender& message, u
       }
       auto frontier = core::VersionVector::Decode(subscribe.frontier());
       if (!frontier.ok()) return false;
+      // A copy of an earlier Subscribe that arrives after a later one (delivered twice or held
+      // back on the way) must not bring back the origins it asked for: the subscriber counts on
+      // the later set, and nothing would ever tell it that this sender streams another.
+      if (subscribe.subscription() != 0) {
+        if (subscribe.subscription() <= s->subscription) {
+          ready->Log(Level::kDebug, "ignored a late copy of " + NameOf(s->peer) + "'s Subscribe " +
+                                        std::to_string(subscribe.subscription()) + " (Subscribe " +
+                                        std::to_string(s->subscription) + " came before it)");
+          return true;
+        }
+        s->subscription = subscribe.subscription();
+      }
       // The subscriber's own id among them only while it rebuilds
       // (docs/replication.md#rebuilding).
       std::vector<core::RegionId> origins(subscribe.origins().begin(), subscribe.origins().end());

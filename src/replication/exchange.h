@@ -277,7 +277,8 @@ class Exchange {
     core::RegionId peer = 0;
     uint64_t incarnation = 0;  // the peer's, from its first heartbeat (0: not yet)
     bool connected = false;
-    size_t queued = 0;  // batches submitted and not yet applied
+    size_t queued = 0;        // batches submitted and not yet applied
+    uint64_t subscribes = 0;  // Subscribes sent on the stream (each carries its number)
   };
   // A peer as a subscriber of this region: what it acknowledged, for durability and retention.
   struct Subscriber {
@@ -289,6 +290,7 @@ class Exchange {
   struct Serving {
     explicit Serving(SenderOptions options) : outbound(options) {}
     core::RegionId peer = 0;
+    uint64_t subscription = 0;  // the number of the last Subscribe taken (0: none numbered)
     Outbound outbound;
   };
 
@@ -296,7 +298,7 @@ class Exchange {
   std::optional<Refusal> CheckSubscriber(const Message& message) const;
   std::optional<std::string> CheckSender(core::RegionId peer, const wire::Heartbeat& beat) const;
   wire::ToSender SubscribeMessage(const std::vector<core::RegionId>& origins,
-                                  const core::VersionVector& applied) const;
+                                  const core::VersionVector& applied, uint64_t subscription) const;
   wire::ToSender AckMessage(const core::VersionVector& frontier) const;
   // Brings `ready` up to date with Inbound's rebuild, when it moved.
   void SyncRebuild(Ready* ready);

@@ -1,7 +1,8 @@
 // Exchange: the protocol's rules in one state machine — identity checks on both ends, one
 // incarnation of a region at a time, the fence of an earlier incarnation, nothing applied from a
-// sender that has not said who it is, the apply-queue bound, acknowledgements, retention's floor.
-// Each test hands it a message sequence, hostile ones included, and reads the Ready.
+// sender that has not said who it is, the apply-queue bound, acknowledgements, late copies of a
+// Subscribe, retention's floor. Each test hands it a message sequence, hostile ones included, and
+// reads the Ready.
 #include "replication/exchange.h"
 
 #include <gtest/gtest.h>
@@ -170,6 +171,47 @@ TEST(Exchange, AStreamBelongsToOneRegionAndOneIncarnation) {
   wire::ToSender bad_ack;
   bad_ack.mutable_ack()->set_frontier("\xff\xff\xff");
   EXPECT_FALSE(exchange.FromSubscriber(100, bad_ack, 10, &ready));
+}
+
+// A copy of a stream's earlier Subscribe that reaches the sender after a later one (the simulator
+// duplicates and holds back messages) is ignored: it used to bring its origin set back, so the
+// sender stopped streaming an origin the subscriber counted on, and nothing ever changed that
+// (simulator retention seed 120: me subscribed to sa for nothing while sa's events came through a
+// relay, then for sa again; a copy of the first arrived last, and me never got sa's events again).
+TEST(Exchange, ALateCopyOfAnEarlierSubscribeDoesNotReplaceTheLaterOne) {
+  ExchangeOptions options = Options();
+  options.links.relay_after_ms = 0;  // asia is not connected: relayed at once
+  Exchange us(options, 0);
+  Exchange eu(Options(2, 0x22), 0);
+  (void)us.Start({}, false);
+  const Exchange::Dialed dialed = us.Dialing(2, {}, 0);
+  ASSERT_FALSE(eu.Subscribed(100, dialed.subscribe.subscribe(), 10).refusal.has_value());
+
+  // eu holds asia's events: us relays asia through eu and resubscribes for eu and asia.
+  bool decode = false;
+  (void)us.Received(dialed.stream, Heartbeat(2, "eu", 0x22, Vector({{3, 5}})), {}, 20, &decode);
+  const Ready tick = us.Tick({}, 50);
+  ASSERT_EQ(tick.links_changed, true);
+  Ready ready =
+      us.Received(dialed.stream, Heartbeat(2, "eu", 0x22, Vector({{3, 5}})), {}, 60, &decode);
+  ASSERT_EQ(ready.sends.size(), 1u);
+  ASSERT_TRUE(ready.sends[0].message.has_subscribe());
+  const wire::Subscribe& later = ready.sends[0].message.subscribe();
+  ASSERT_EQ(std::vector<uint32_t>(later.origins().begin(), later.origins().end()),
+            std::vector<uint32_t>({2, 3}));
+
+  Ready served;
+  ASSERT_TRUE(eu.FromSubscriber(100, ready.sends[0].message, 70, &served));
+  EXPECT_EQ(eu.Backlog(100, Vector({{2, 1}, {3, 5}})), 6u);
+  // The first Subscribe again (for eu only), late: eu still streams asia's events.
+  ASSERT_TRUE(eu.FromSubscriber(100, dialed.subscribe, 80, &served));
+  EXPECT_EQ(eu.Backlog(100, Vector({{2, 1}, {3, 5}})), 6u);
+  (void)eu.Next(100, Vector({{2, 1}, {3, 5}}), 90);  // the answering heartbeat, and eu:1
+  eu.Sent(100, 2, 1, 10);
+  const Exchange::Outgoing next = eu.Next(100, Vector({{2, 1}, {3, 5}}), 200);
+  ASSERT_TRUE(next.read.has_value());
+  EXPECT_EQ(next.read->origin, 3u);
+  EXPECT_EQ(next.read->from_seq, 1u);
 }
 
 TEST(Exchange, NothingIsAppliedBeforeTheSenderSaysWhoItIs) {
