@@ -20,7 +20,10 @@ int DecodeChar(char c) {
 
 std::string EncodeSessionToken(const core::VersionVector& vv) {
   if (vv.empty()) return "";
-  const std::string bytes = vv.Encode();
+  return EncodeBase64Url(vv.Encode());
+}
+
+std::string EncodeBase64Url(std::string_view bytes) {
   std::string out;
   uint32_t buffer = 0;
   int bits = 0;

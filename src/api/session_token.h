@@ -11,6 +11,9 @@
 
 namespace meridian::api {
 
+// base64url (RFC 4648 section 5) without padding.
+std::string EncodeBase64Url(std::string_view bytes);
+
 std::string EncodeSessionToken(const core::VersionVector& vv);
 // kInvalidArgument for anything that is not a token.
 Result<core::VersionVector> DecodeSessionToken(std::string_view token);

@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "api/session_token.h"
+
 namespace meridian::auth {
 namespace {
 
@@ -21,23 +23,8 @@ Claims Reader(std::vector<std::string> read) {
   return claims;
 }
 
-// base64url without padding, for hand-made tokens.
 std::string Base64Url(const std::string& in) {
-  static const char* const kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  int bits = 0;
-  uint32_t buffer = 0;
-  for (unsigned char c : in) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      out.push_back(kAlphabet[(buffer >> (bits - 6)) & 63]);
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
-  return out;
+  return api::EncodeBase64Url(in);
 }
 
 TEST(TokenTest, AMintedTokenVerifiesWithItsClaims) {
