@@ -26,7 +26,7 @@ build-asan: deps
 
 build-fuzz: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS)
+	@cmake --build --preset fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
 
 # Three regions on this machine over WAN proxies, a live workload, a convergence proof
 # (docs/demo.md). Options go in DEMO_ARGS, e.g. make demo DEMO_ARGS="--duration 60 --rate 500".
