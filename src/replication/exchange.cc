@@ -181,7 +181,8 @@ std::optional<std::string> Exchange::CheckSender(core::RegionId peer,
 Exchange::Dialed Exchange::Dialing(core::RegionId peer, const core::VersionVector& applied,
                                    uint64_t now_ms) {
   Inbound::Dial dial = inbound_.Dialing(peer, now_ms);
-  receiving_[dial.stream] = Receiving{.peer = peer, .subscribes = 1};
+  receiving_[dial.stream] =
+      Receiving{.peer = peer, .subscribes = 1, .asked = {dial.origins.begin(), dial.origins.end()}};
   return {dial.stream, SubscribeMessage(dial.origins, applied, 1)};
 }
 
@@ -196,8 +197,9 @@ void Exchange::Resubscribe(uint64_t stream, const core::VersionVector& applied, 
   }
   Receiving* receiving = FindReceiving(stream);
   if (receiving == nullptr) return;
-  ready->sends.push_back(
-      {stream, SubscribeMessage(inbound_.Subscription(stream), applied, ++receiving->subscribes)});
+  const std::vector<core::RegionId> origins = inbound_.Subscription(stream);
+  receiving->asked.insert(origins.begin(), origins.end());
+  ready->sends.push_back({stream, SubscribeMessage(origins, applied, ++receiving->subscribes)});
 }
 
 Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
@@ -300,6 +302,15 @@ Ready Exchange::Decoded(uint64_t stream, core::RegionId origin,
   if (!events.ok()) {
     // Broken framing or compression, or an event whose dot cannot be read.
     Cancel(stream, "bad batch: " + events.status().message(), &ready);
+    return ready;
+  }
+  if (!receiving->asked.contains(origin)) {
+    // Only the origins this region asked the peer for: whoever answers at a peer's address
+    // cannot inject events of any origin it likes.
+    Cancel(stream,
+           "refused: " + NameOf(receiving->peer) + " sent events of " + NameOf(origin) +
+               ", which this region did not ask it for",
+           &ready);
     return ready;
   }
   const auto other = [origin](const auto& event) { return event.dot.origin != origin; };

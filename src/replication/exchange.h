@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -279,6 +280,9 @@ class Exchange {
     bool connected = false;
     size_t queued = 0;        // batches submitted and not yet applied
     uint64_t subscribes = 0;  // Subscribes sent on the stream (each carries its number)
+    // Every origin a Subscribe on the stream asked for: the peer may send only those (a batch of
+    // one asked for earlier may still be on its way after a resubscription).
+    std::set<core::RegionId> asked;
   };
   // A peer as a subscriber of this region: what it acknowledged, for durability and retention.
   struct Subscriber {

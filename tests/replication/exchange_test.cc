@@ -284,6 +284,24 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   EXPECT_TRUE(Cancels(ready, next.stream, "a gap in eu's events"));
 }
 
+// A peer sends only the origins this region asked it for: events of an origin nobody asked it to
+// relay are refused (whoever answers at a peer's address cannot inject another region's events),
+// and an origin asked for once on the stream stays allowed after a resubscription dropped it.
+TEST(Exchange, ABatchOfAnOriginNotAskedForIsRefused) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  ASSERT_TRUE(dialed.subscribe.has_subscribe());
+  const auto& asked = dialed.subscribe.subscribe().origins();
+  ASSERT_EQ(std::count(asked.begin(), asked.end(), 3u), 0) << "asia is not relayed through eu";
+  bool decode = false;
+  (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+  EXPECT_TRUE(exchange.Decoded(dialed.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
+  Ready ready = exchange.Decoded(dialed.stream, 3, core::RemoteBatch({EventOf(3, 1)}));
+  EXPECT_FALSE(ready.submit.has_value());
+  EXPECT_TRUE(Cancels(ready, dialed.stream, "refused: eu sent events of asia"));
+}
+
 // A batch with an event that cannot be read in the middle (parked by the decoder) is submitted
 // whole and acknowledged once applied: the stream goes on. Only a parked event of another origin
 // ends it, like any other.
