@@ -14,6 +14,15 @@ inline void PutBigEndian64(std::string* out, uint64_t value) {
   for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(value >> shift));
 }
 
+inline void PutBigEndian16(std::string* out, uint32_t value) {
+  out->push_back(static_cast<char>((value >> 8) & 0xff));
+  out->push_back(static_cast<char>(value & 0xff));
+}
+
+inline uint32_t GetBigEndian16(std::string_view in) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(in[0])) << 8) | static_cast<uint8_t>(in[1]);
+}
+
 inline uint64_t GetBigEndian64(std::string_view in) {
   uint64_t value = 0;
   for (size_t i = 0; i < 8 && i < in.size(); ++i)

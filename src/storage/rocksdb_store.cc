@@ -58,32 +58,27 @@ constexpr std::string_view kMarkPrefix = "damaged/";
 // The digest tree's saved leaves, in the tree family: "l" + chunk (2 bytes, big-endian) ->
 // Store::kTreeChunk leaves (8 bytes each, big-endian); and its journal: "t" + sequence (8 bytes,
 // big-endian) -> the buckets one commit touched (2 bytes each, big-endian).
-constexpr std::string_view kTreeLeavesPrefix = "l";
-constexpr std::string_view kTreeTouchedPrefix = "t";
-
-std::string TreeKey(std::string_view prefix, uint64_t value, int bytes) {
-  std::string out(prefix);
-  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<char>((value >> shift) & 0xff));
-  }
+std::string TreeLeavesKey(uint32_t chunk) {
+  std::string out = "l";
+  PutBigEndian16(&out, chunk);
+  return out;
+}
+std::string TreeTouchedKey(uint64_t sequence) {
+  std::string out = "t";
+  PutBigEndian64(&out, sequence);
   return out;
 }
 
 // The digest index: bucket (2 bytes, big-endian) + document key -> empty (a directory written
 // before the digests moved into the records holds the digest here: ignored).
-std::string DigestKey(std::string_view key) {
-  const uint32_t bucket = core::DigestTree::BucketOf(key);
-  std::string out;
-  out.reserve(2 + key.size());
-  out.push_back(static_cast<char>(bucket >> 8));
-  out.push_back(static_cast<char>(bucket & 0xff));
-  out += key;
-  return out;
-}
 std::string BucketPrefix(uint32_t bucket) {
   std::string out;
-  out.push_back(static_cast<char>(bucket >> 8));
-  out.push_back(static_cast<char>(bucket & 0xff));
+  PutBigEndian16(&out, bucket);
+  return out;
+}
+std::string DigestKey(std::string_view key) {
+  std::string out = BucketPrefix(core::DigestTree::BucketOf(key));
+  out += key;
   return out;
 }
 
@@ -258,11 +253,9 @@ class RocksDbStore final : public Store {
     {
       std::unique_ptr<rocksdb::Iterator> it(
           db_->NewIterator(rocksdb::ReadOptions(), families_[kTree]));
-      const std::string end = TreeKey(kTreeTouchedPrefix, ~uint64_t{0}, 8);
-      it->SeekForPrev(end);
-      if (it->Valid() && it->key().starts_with(kTreeTouchedPrefix) &&
-          it->key().size() == kTreeTouchedPrefix.size() + 8) {
-        tree_seq_ = GetBigEndian64(it->key().ToStringView().substr(kTreeTouchedPrefix.size()));
+      it->SeekForPrev(TreeTouchedKey(~uint64_t{0}));
+      if (it->Valid() && it->key().starts_with("t") && it->key().size() == 9) {
+        tree_seq_ = GetBigEndian64(it->key().ToStringView().substr(1));
       }
       if (Status status = FromRocks(it->status(), "scan"); !status.ok()) return status;
     }
@@ -321,11 +314,8 @@ class RocksDbStore final : public Store {
     if (!batch.touched.empty()) {
       std::string buckets;
       buckets.reserve(2 * batch.touched.size());
-      for (uint32_t bucket : batch.touched) {
-        buckets.push_back(static_cast<char>(bucket >> 8));
-        buckets.push_back(static_cast<char>(bucket & 0xff));
-      }
-      write.Put(families_[kTree], TreeKey(kTreeTouchedPrefix, ++tree_seq, 8), buckets);
+      for (uint32_t bucket : batch.touched) PutBigEndian16(&buckets, bucket);
+      write.Put(families_[kTree], TreeTouchedKey(++tree_seq), buckets);
     }
     for (const DamageMark& mark : batch.marks) {
       const std::string key = std::string(kMarkPrefix) + mark.key;
@@ -633,27 +623,23 @@ class RocksDbStore final : public Store {
     tree.leaves.assign(core::DigestTree::kBuckets, 0);
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(rocksdb::ReadOptions(), families_[kTree]));
-    for (it->Seek(rocksdb::Slice(kTreeLeavesPrefix.data(), kTreeLeavesPrefix.size()));
-         it->Valid() && it->key().starts_with(kTreeLeavesPrefix); it->Next()) {
-      const std::string_view key = it->key().ToStringView().substr(kTreeLeavesPrefix.size());
+    for (it->Seek("l"); it->Valid() && it->key().starts_with("l"); it->Next()) {
+      const std::string_view key = it->key().ToStringView().substr(1);
       const std::string_view value = it->value().ToStringView();
-      const uint32_t chunk =
-          key.size() == 2 ? (static_cast<uint8_t>(key[0]) << 8) | static_cast<uint8_t>(key[1]) : 0;
-      if (key.size() != 2 || chunk >= core::DigestTree::kBuckets / kTreeChunk ||
+      if (key.size() != 2 || GetBigEndian16(key) >= core::DigestTree::kBuckets / kTreeChunk ||
           value.size() != 8 * kTreeChunk) {
         return Corruption("saved digest tree leaves");
       }
+      const uint32_t chunk = GetBigEndian16(key);
       for (uint32_t i = 0; i < kTreeChunk; ++i) {
         tree.leaves[chunk * kTreeChunk + i] = GetBigEndian64(value.substr(8 * i, 8));
       }
     }
-    for (it->Seek(rocksdb::Slice(kTreeTouchedPrefix.data(), kTreeTouchedPrefix.size()));
-         it->Valid() && it->key().starts_with(kTreeTouchedPrefix); it->Next()) {
+    for (it->Seek("t"); it->Valid() && it->key().starts_with("t"); it->Next()) {
       const std::string_view value = it->value().ToStringView();
       if (value.size() % 2 != 0) return Corruption("digest tree journal record");
       for (size_t i = 0; i < value.size(); i += 2) {
-        tree.stale.push_back((static_cast<uint8_t>(value[i]) << 8) |
-                             static_cast<uint8_t>(value[i + 1]));
+        tree.stale.push_back(GetBigEndian16(value.substr(i, 2)));
       }
     }
     if (Status status = FromRocks(it->status(), "load digest tree"); !status.ok()) return status;
@@ -676,10 +662,9 @@ class RocksDbStore final : public Store {
       value.reserve(8 * kTreeChunk);
       for (uint32_t i = 0; i < kTreeChunk; ++i)
         PutBigEndian64(&value, leaves[chunk * kTreeChunk + i]);
-      write.Put(families_[kTree], TreeKey(kTreeLeavesPrefix, chunk, 2), value);
+      write.Put(families_[kTree], TreeLeavesKey(chunk), value);
     }
-    write.DeleteRange(families_[kTree], TreeKey(kTreeTouchedPrefix, 0, 8),
-                      TreeKey(kTreeTouchedPrefix, tree_seq_ + 1, 8));
+    write.DeleteRange(families_[kTree], TreeTouchedKey(0), TreeTouchedKey(tree_seq_ + 1));
     rocksdb::WriteOptions options;  // not synced: see store.h
     return FromRocks(db_->Write(options, &write), "save digest tree");
   }
