@@ -48,9 +48,9 @@ class MemoryStore final : public Store {
       }
       if (document.reindex) {
         if (document.rendered) {
-          members_.insert(document.key);
+          members_.emplace(core::DigestTree::BucketOf(document.key), document.key);
         } else {
-          members_.erase(document.key);
+          members_.erase({core::DigestTree::BucketOf(document.key), document.key});
         }
       }
     }
@@ -289,8 +289,9 @@ class MemoryStore final : public Store {
     std::vector<std::string> keys;
     {
       std::lock_guard lock(mutex_);
-      for (const std::string& key : members_) {
-        if (core::DigestTree::BucketOf(key) == bucket) keys.push_back(key);
+      for (auto it = members_.lower_bound({bucket, std::string()});
+           it != members_.end() && it->first == bucket; ++it) {
+        keys.push_back(it->second);
       }
     }
     for (const std::string& key : keys) visit(key);
@@ -298,7 +299,7 @@ class MemoryStore final : public Store {
   }
   Result<bool> Indexed(std::string_view key) override {
     std::lock_guard lock(mutex_);
-    return members_.contains(key);
+    return members_.contains({core::DigestTree::BucketOf(key), std::string(key)});
   }
   Result<SavedTree> LoadTree() override {
     std::lock_guard lock(mutex_);
@@ -333,7 +334,7 @@ class MemoryStore final : public Store {
   }
   Status PutMembers(std::span<const std::string> keys) override {
     std::lock_guard lock(mutex_);
-    members_.insert(keys.begin(), keys.end());
+    for (const std::string& key : keys) members_.emplace(core::DigestTree::BucketOf(key), key);
     return Status::Ok();
   }
   Result<std::vector<DamageMark>> DamageMarks(size_t limit) override {
@@ -422,7 +423,7 @@ class MemoryStore final : public Store {
   uint64_t digest_ = 0;
   uint64_t document_count_ = 0;
   std::map<std::string, uint64_t, std::less<>> record_digests_;  // of the documents in views_
-  std::set<std::string, std::less<>> members_;                   // the digest index
+  std::set<std::pair<uint32_t, std::string>> members_;           // the digest index: bucket, key
   std::vector<uint64_t> saved_leaves_;                           // SaveTree (empty: none)
   std::set<uint32_t> touched_;                                   // since the last SaveTree
   std::map<std::string, std::string, std::less<>> marks_;
