@@ -128,13 +128,10 @@ Status Region::Recover() {
   // The leaves of the buckets touched since the last save are taken from the documents.
   bool lost = false;  // a document the index lists has no readable record
   for (uint32_t bucket : saved->stale) {
-    uint64_t leaf = 0;
-    Status status = BucketEntries(bucket, [&](std::string_view, uint64_t digest) {
-      lost = lost || digest == 0;
-      leaf ^= digest;
-    });
-    if (!status.ok()) return status;
-    saved->leaves[bucket] = leaf;
+    auto leaf = BucketLeaf(
+        bucket, [](std::string_view) { return false; }, &lost);
+    if (!leaf.ok()) return leaf.status();
+    saved->leaves[bucket] = *leaf;
   }
   tree_.Assign(saved->leaves);
   if (tree_.Root() != digest_) {
@@ -171,9 +168,11 @@ Status Region::BucketEntries(uint32_t bucket,
 }
 
 Result<uint64_t> Region::BucketLeaf(uint32_t bucket,
-                                    const std::function<bool(std::string_view)>& lost) {
+                                    const std::function<bool(std::string_view)>& lost,
+                                    bool* unreadable) {
   uint64_t leaf = 0;
   Status status = BucketEntries(bucket, [&](std::string_view key, uint64_t digest) {
+    if (digest == 0 && unreadable != nullptr) *unreadable = true;
     if (!lost(key)) leaf ^= digest;
   });
   if (!status.ok()) return status;
@@ -191,29 +190,20 @@ void Region::NoteTreeSaved(std::span<const uint32_t> touched) {
   }
   if (unsaved_buckets_ < kSaveTreeBuckets && unsaved_commits_ < kSaveTreeCommits) return;
   std::vector<uint32_t> chunks;
-  for (uint32_t chunk = 0; chunk < core::DigestTree::kBuckets / storage::Store::kTreeChunk;
-       ++chunk) {
-    const uint32_t first = chunk * storage::Store::kTreeChunk;
-    bool changed = false;
-    for (uint32_t bucket = first; bucket < first + storage::Store::kTreeChunk; ++bucket) {
-      changed = changed || unsaved_[bucket];
-      unsaved_[bucket] = false;
+  for (uint32_t first = 0; first < core::DigestTree::kBuckets;
+       first += storage::Store::kTreeChunk) {
+    const auto begin = unsaved_.begin() + first;
+    if (std::find(begin, begin + storage::Store::kTreeChunk, true) !=
+        begin + storage::Store::kTreeChunk) {
+      chunks.push_back(first / storage::Store::kTreeChunk);
     }
-    if (changed) chunks.push_back(chunk);
   }
   // Only this thread changes the tree. A save that fails leaves the journal as it was: the next
-  // Recover recomputes those leaves instead, and the next save tries again.
-  if (store_->SaveTree(tree_.Leaves(), chunks).ok()) {
-    unsaved_buckets_ = 0;
-    unsaved_commits_ = 0;
-  } else {
-    for (uint32_t chunk : chunks) {
-      const uint32_t first = chunk * storage::Store::kTreeChunk;
-      for (uint32_t bucket = first; bucket < first + storage::Store::kTreeChunk; ++bucket) {
-        unsaved_[bucket] = true;
-      }
-    }
-  }
+  // Recover recomputes those leaves instead, and the next commit tries to save again.
+  if (!store_->SaveTree(tree_.Leaves(), chunks).ok()) return;
+  std::fill(unsaved_.begin(), unsaved_.end(), false);
+  unsaved_buckets_ = 0;
+  unsaved_commits_ = 0;
 }
 
 Status Region::RebuildIndex() {

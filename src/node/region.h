@@ -203,11 +203,6 @@ class Region {
   // or kUnknown.
   // Commit thread only.
   Result<DeadLetterRetry> ResolveDeadLetter(uint64_t id, std::vector<Change>* changes);
-  // The dead letter `id` as stored: kUnknown when there is none, else kNotParked with the record
-  // (whatever its state: the caller acts on a parked one).
-  Result<DeadLetterRetry> ParkedDeadLetter(uint64_t id);
-  // What ParkedDeadLetter found is a parked dead letter (else the caller answers it as it is).
-  static bool IsParked(const Result<DeadLetterRetry>& found);
   // How many documents have a pending dead letter; thread-safe.
   size_t documents_with_dead_letters() const { return pending_documents_.load(); }
 
@@ -533,10 +528,17 @@ class Region {
   std::vector<bool> unsaved_ = std::vector<bool>(core::DigestTree::kBuckets, false);
   uint32_t unsaved_buckets_ = 0;
   uint32_t unsaved_commits_ = 0;
+  // The dead letter `id` as stored: kUnknown when there is none, else kNotParked with the record
+  // (whatever its state: the caller acts on a parked one).
+  Result<DeadLetterRetry> ParkedDeadLetter(uint64_t id);
+  // What ParkedDeadLetter found is a parked dead letter (else the caller answers it as it is).
+  static bool IsParked(const Result<DeadLetterRetry>& found);
   Status RebuildIndex();
   // The XOR of the recorded digests of the documents the index lists in `bucket`, leaving out
-  // those whose records are damaged and the keys in `lost`.
-  Result<uint64_t> BucketLeaf(uint32_t bucket, const std::function<bool(std::string_view)>& lost);
+  // those whose records are damaged and the keys in `lost`; sets *unreadable when one listed
+  // document has no readable record.
+  Result<uint64_t> BucketLeaf(uint32_t bucket, const std::function<bool(std::string_view)>& lost,
+                              bool* unreadable = nullptr);
   // Journaling, then saving, the leaves a commit changed (commit thread, after the commit).
   void NoteTreeSaved(std::span<const uint32_t> touched);
   void NoteWatched(const std::string& key, core::Dot dot);

@@ -101,10 +101,10 @@ void WriteQueue::Run() {
         auto scrubbed = region_->Scrub(scrub_per_second_, &erased);
         if (scrubbed.ok() && !erased.empty()) listener_(std::move(erased), 0);
       }
-      // Damaged documents this region's own event log can rebuild, without a peer.
+      // Damaged documents this region's own event log can rebuild, without a peer (a failure is
+      // retried at the next damage found).
       std::vector<Change> rebuilt;
-      (void)region_->RebuildFromLog(Region::kRebuildDocuments,
-                                    &rebuilt);  // retried on the next damage
+      (void)region_->RebuildFromLog(Region::kRebuildDocuments, &rebuilt);
       if (!rebuilt.empty()) listener_(std::move(rebuilt), 0);
       last_sweep = std::chrono::steady_clock::now();
     }
