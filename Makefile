@@ -54,7 +54,18 @@ fuzz: build-fuzz
 	    exit $${PIPESTATUS[0]}); \
 	done
 
-test: test-default test-asan fuzz
+# The sanitizer and fuzz builds run, at low priority, while the default suite runs: most of its
+# tests wait on real processes and leave the cores idle. Their output goes to build/side-build.log
+# and is shown when they fail.
+test: build
+	@mkdir -p build; nice -n 15 $(MAKE) --no-print-directory build-asan build-fuzz \
+	  > build/side-build.log 2>&1 & side=$$!; \
+	  ctest --preset default -j $(JOBS); suite=$$?; \
+	  wait $$side; built=$$?; \
+	  if [ $$built -ne 0 ]; then tail -n 60 build/side-build.log; echo "sanitizer or fuzz build failed"; fi; \
+	  [ $$suite -eq 0 ] && [ $$built -eq 0 ]
+	@ctest --preset asan -j $(JOBS)
+	@$(MAKE) --no-print-directory fuzz
 	@echo "make test: default suite, sanitizer suite and fuzzing all passed"
 
 # Benchmarks: the machine's wake-up and fsync costs, merge throughput in memory, a node against

@@ -2,10 +2,12 @@
 
 #include <toml++/toml.h>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "core/check.h"
 #include "net/host_port.h"
@@ -102,7 +104,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   NodeConfig config;
   MERIDIAN_RETURN_IF_ERROR(CheckKeys(root, "",
                                      {"node", "regions", "http", "storage", "writes", "watch",
-                                      "clock", "limits", "replication", "verify"}));
+                                      "clock", "limits", "replication", "verify", "tls", "auth"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -111,6 +113,21 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "region", &config.region));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "deployment", &config.deployment));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*node, "node", "data_dir", &config.data_dir));
+  }
+  if (const toml::table* tls = Section(root, "tls", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*tls, "tls", {"cert_file", "key_file", "ca_file"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*tls, "tls", "cert_file", &config.tls.cert_file));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*tls, "tls", "key_file", &config.tls.key_file));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*tls, "tls", "ca_file", &config.tls.ca_file));
+    if (config.tls.cert_file.empty() || config.tls.key_file.empty() || config.tls.ca_file.empty()) {
+      return InvalidArgument("[tls] needs cert_file, key_file and ca_file");
+    }
+  }
+  if (const toml::table* auth = Section(root, "auth", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*auth, "auth", {"jwt_secret_file"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadString(*auth, "auth", "jwt_secret_file", &config.auth.jwt_secret_file));
+    if (config.auth.jwt_secret_file.empty()) return InvalidArgument("[auth] needs jwt_secret_file");
   }
   if (const toml::table* http = Section(root, "http", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(
@@ -240,7 +257,16 @@ Result<NodeConfig> LoadConfigFile(const std::string& path) {
   if (!file) return InvalidArgument("cannot read config file " + path);
   std::stringstream text;
   text << file.rdbuf();
-  return ParseConfig(text.str(), path);
+  Result<NodeConfig> config = ParseConfig(text.str(), path);
+  if (!config.ok()) return config;
+  // Files named in the config are found beside it, wherever the node is started from.
+  const std::filesystem::path directory = std::filesystem::path(path).parent_path();
+  for (std::string* file_name : {&config->tls.cert_file, &config->tls.key_file,
+                                 &config->tls.ca_file, &config->auth.jwt_secret_file}) {
+    if (!file_name->empty() && std::filesystem::path(*file_name).is_relative())
+      *file_name = (directory / *file_name).lexically_normal().string();
+  }
+  return config;
 }
 
 Status ValidateConfig(const NodeConfig& config) {
@@ -287,18 +313,20 @@ Status ValidateConfig(const NodeConfig& config) {
                              address.grpc + "'");
     }
     if (address.name == config.region && !config.insecure) {
-      // Secure by default: nothing here authenticates peers or clients yet, so the node listens
-      // only where no one else can reach it unless the operator says otherwise.
-      for (const auto& [what, listen] :
-           {std::pair<const char*, const std::string&>{"http", address.http},
-            {"replication", address.replication},
-            {"grpc", address.grpc}}) {
-        if (listen.empty() || !SplitHostPort(listen, &host, &port)) continue;
+      // Secure by default: a port listens beyond loopback only when what arrives there is
+      // authenticated: replication by mutual TLS, the client APIs by TLS and tokens.
+      const bool clients_secured = config.tls.enabled() && config.auth.enabled();
+      for (const auto& [what, listen, secured, needs] :
+           {std::tuple<const char*, const std::string&, bool, const char*>{
+                "http", address.http, clients_secured, "[tls] and [auth]"},
+            {"replication", address.replication, config.tls.enabled(), "[tls]"},
+            {"grpc", address.grpc, clients_secured, "[tls] and [auth]"}}) {
+        if (secured || listen.empty() || !SplitHostPort(listen, &host, &port)) continue;
         if (!net::IsLoopbackAddress(host)) {
-          return InvalidArgument(
-              "region '" + address.name + "': " + what + " listens on " + listen +
-              ", which is not a loopback address, and nothing authenticates peers or clients "
-              "there: set [node] insecure = true to accept that (docs/security.md)");
+          return InvalidArgument("region '" + address.name + "': " + what + " listens on " +
+                                 listen + ", which is not a loopback address, without " + needs +
+                                 " to authenticate who connects: configure them, or set [node] "
+                                 "insecure = true to accept that (docs/security.md)");
         }
       }
     }

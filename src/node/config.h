@@ -67,6 +67,24 @@ struct NodeConfig {
 
   core::Limits limits;  // [limits]
 
+  // [tls] (docs/security.md): when set, every port of the node speaks TLS only, and replication is
+  // mutual TLS: a peer is accepted only with a certificate from `ca_file` whose subject CN names a
+  // configured region, and only as that region. Relative paths are taken from the config file's
+  // directory. The files are read again when they change and on SIGHUP.
+  struct Tls {
+    std::string cert_file;  // this node's certificate chain (PEM); its subject CN is the region
+    std::string key_file;   // its private key (PEM)
+    std::string ca_file;    // the deployment's CA (PEM): verifies peers and, for clients, us
+    bool enabled() const { return !cert_file.empty(); }
+  } tls;
+
+  // [auth] (docs/security.md): when set, every request but /healthz and /readyz needs a bearer
+  // token (a JWT signed with the secret) whose claims allow it.
+  struct Auth {
+    std::string jwt_secret_file;  // HS256 secret, at least 32 bytes
+    bool enabled() const { return !jwt_secret_file.empty(); }
+  } auth;
+
   // [replication]
   struct Replication {
     uint64_t linger_ms = 10;             // batches at most this often while one is unacked

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "node/config.h"
+#include "support/temp_dir.h"
 
 namespace meridian::node {
 namespace {
@@ -121,6 +124,67 @@ TEST(ConfigTest, ListeningBeyondLoopbackNeedsInsecure) {
   EXPECT_TRUE(parsed->insecure);
   text.replace(text.find("insecure = true"), 15, "insecure = 1");
   EXPECT_FALSE(ParseConfig(text, "t").ok());
+}
+
+// Beyond loopback, replication needs [tls] (mutual TLS authenticates peers) and the client ports
+// need [tls] and [auth] (tokens authenticate clients).
+TEST(ConfigTest, TlsAndAuthOpenPortsBeyondLoopback) {
+  auto config = ParseConfig(kValid, "t");
+  ASSERT_TRUE(config.ok());
+  NodeConfig open = *config;
+  open.regions[0].http = "0.0.0.0:7001";
+  open.regions[0].replication = "0.0.0.0:7101";
+  open.tls = {"us.pem", "us-key.pem", "ca.pem"};
+  Status status = ValidateConfig(open);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("http listens on 0.0.0.0:7001"), std::string::npos)
+      << status.message();
+  EXPECT_NE(status.message().find("without [tls] and [auth]"), std::string::npos)
+      << status.message();
+  NodeConfig replication_only = open;
+  replication_only.regions[0].http = "127.0.0.1:7001";
+  EXPECT_TRUE(ValidateConfig(replication_only).ok());
+  open.auth.jwt_secret_file = "jwt.key";
+  EXPECT_TRUE(ValidateConfig(open).ok());
+  open.tls = {};
+  status = ValidateConfig(open);
+  EXPECT_NE(status.message().find("without [tls]"), std::string::npos) << status.message();
+}
+
+TEST(ConfigTest, TlsAndAuthSectionsAreParsedAndChecked) {
+  std::string text = kValid;
+  text += "[tls]\ncert_file = \"us.pem\"\nkey_file = \"us-key.pem\"\nca_file = \"/etc/ca.pem\"\n";
+  text += "[auth]\njwt_secret_file = \"jwt.key\"\n";
+  auto parsed = ParseConfig(text, "t");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_TRUE(parsed->tls.enabled());
+  EXPECT_EQ(parsed->tls.key_file, "us-key.pem");
+  EXPECT_EQ(parsed->tls.ca_file, "/etc/ca.pem");
+  EXPECT_TRUE(parsed->auth.enabled());
+  EXPECT_EQ(parsed->auth.jwt_secret_file, "jwt.key");
+
+  // Relative file names are found beside the config file; absolute ones are kept.
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/us.toml";
+  {
+    std::ofstream file(path);
+    file << text;
+  }
+  auto loaded = LoadConfigFile(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->tls.cert_file, dir.path() + "/us.pem");
+  EXPECT_EQ(loaded->tls.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(loaded->auth.jwt_secret_file, dir.path() + "/jwt.key");
+
+  std::string partial = std::string(kValid) + "[tls]\ncert_file = \"us.pem\"\n";
+  auto refused = ParseConfig(partial, "t");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("[tls] needs cert_file, key_file and ca_file"),
+            std::string::npos);
+  auto misspelt = ParseConfig(std::string(kValid) + "[auth]\nsecret = \"x\"\n", "t");
+  ASSERT_FALSE(misspelt.ok());
+  EXPECT_NE(misspelt.status().message().find("unknown key auth.secret"), std::string::npos)
+      << misspelt.status().message();
 }
 
 TEST(ConfigTest, TheDeploymentNameDefaultsAndIsChecked) {
