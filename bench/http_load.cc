@@ -9,7 +9,11 @@
 //   {"mode":"put","clients":32,"requests":81234,"errors":0,"throughput_rps":27078.0,
 //    "p50_ms":1.02,"p99_ms":2.3,"p999_ms":4.1,"max_ms":7.9,...}
 //
-// Build: g++ -std=c++20 -O2 -Wall -Wextra -Werror bench/http_load.cc -o http_load -lpthread
+// With --ca-file, every connection speaks TLS (verifying the node against that CA); with --token,
+// every request carries `Authorization: Bearer <token>`.
+//
+// Build: g++ -std=c++20 -O2 -Wall -Wextra -Werror bench/http_load.cc -o http_load -lpthread -lssl
+//   -lcrypto
 
 #include <utility>  // g++ 12: must precede the asio headers when coroutines are used
 
@@ -19,6 +23,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -154,7 +159,9 @@ struct Options {
   std::string query;  // appended to write paths, e.g. "durability=regions:1&timeout_ms=500"
   int timeout_ms = 5000;
   bool allow_non_loopback = false;
-  long cpu_pid = 0;  // when > 0, the CPU this process spends in the measured window is reported
+  long cpu_pid = 0;     // when > 0, the CPU this process spends in the measured window is reported
+  std::string ca_file;  // when set: TLS, the node verified against this CA
+  std::string token;    // when set: sent as a bearer token
 };
 
 [[noreturn]] void usage(int code) {
@@ -176,6 +183,8 @@ struct Options {
       "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
       "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
       "  --allow-non-loopback   permit a target that is not a loopback address\n"
+      "  --ca-file FILE         speak TLS, verifying the node's certificate against FILE\n"
+      "  --token T              send Authorization: Bearer T with every request\n"
       "  --cpu-pid PID          report the CPU time of PID (by thread name), of http_load and of\n"
       "                         the machine during the measured window, per request\n"
       "Prints one JSON line: mode, clients, requests, errors, throughput_rps, p50_ms, p99_ms,\n"
@@ -265,6 +274,10 @@ Options parse_args(int argc, char** argv) {
       o.query = value();
     } else if (a == "--timeout-ms") {
       o.timeout_ms = parse_number<int>(a, value());
+    } else if (a == "--ca-file") {
+      o.ca_file = value();
+    } else if (a == "--token") {
+      o.token = value();
     } else if (a == "--allow-non-loopback") {
       o.allow_non_loopback = true;
     } else if (a == "--cpu-pid") {
@@ -359,6 +372,7 @@ enum class Op { kPut, kGet, kIncr };
 // ---------------------------------------------------------------------------------------------
 struct Shared {
   const Options* opt = nullptr;
+  std::unique_ptr<asio::ssl::context> tls;  // with --ca-file
   tcp::resolver::results_type endpoints;
   std::string host_header;
   std::string value;
@@ -408,11 +422,13 @@ struct Conn {
       socket.shutdown(tcp::socket::shutdown_both, ignored);
       socket.close(ignored);
     }
+    tls.reset();
     connected = false;
   }
 
   Loop& loop;
   tcp::socket socket;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;  // over `socket`, with --ca-file
   beast::flat_buffer buf;
   bool connected = false;
   bool timed_out = false;
@@ -444,8 +460,14 @@ asio::awaitable<bool> ensure_connected(Conn& c, const Shared& sh, beast::error_c
   c.deadline = Clock::now() + std::chrono::milliseconds(sh.opt->timeout_ms);
   co_await asio::async_connect(c.socket, sh.endpoints,
                                asio::redirect_error(asio::use_awaitable, ec));
-  c.deadline = Clock::time_point::max();
   if (!ec) c.socket.set_option(tcp::no_delay(true), ec);
+  if (!ec && sh.tls) {
+    c.tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c.socket, *sh.tls);
+    c.tls->set_verify_callback(asio::ssl::host_name_verification(sh.opt->host));
+    co_await c.tls->async_handshake(asio::ssl::stream_base::client,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+  c.deadline = Clock::time_point::max();
   if (ec) {
     c.close();
     co_return false;
@@ -457,22 +479,28 @@ asio::awaitable<bool> ensure_connected(Conn& c, const Shared& sh, beast::error_c
 
 // One request/answer exchange on a connected Conn. Returns the HTTP status, or 0 on a transport
 // error or timeout (ec set); the connection is closed when it cannot be reused.
+template <class Stream>
+asio::awaitable<unsigned> write_and_read(Stream& stream, beast::flat_buffer& buf,
+                                         http::request<http::string_body>& req, bool& keep_alive,
+                                         beast::error_code& ec) {
+  co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return 0;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  co_await http::async_read(stream, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return 0;
+  keep_alive = parser.get().keep_alive();
+  co_return parser.get().result_int();
+}
+
 asio::awaitable<unsigned> exchange(Conn& c, http::request<http::string_body>& req, int timeout_ms,
                                    beast::error_code& ec) {
   c.timed_out = false;
   c.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  co_await http::async_write(c.socket, req, asio::redirect_error(asio::use_awaitable, ec));
-  unsigned status = 0;
-  if (!ec) {
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64u << 20);
-    co_await http::async_read(c.socket, c.buf, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      status = parser.get().result_int();
-      if (!parser.get().keep_alive()) c.close();
-    }
-  }
+  bool keep_alive = true;
+  const unsigned status = c.tls ? co_await write_and_read(*c.tls, c.buf, req, keep_alive, ec)
+                                : co_await write_and_read(c.socket, c.buf, req, keep_alive, ec);
+  if (!ec && !keep_alive) c.close();
   c.deadline = Clock::time_point::max();
   if (ec) {
     if (c.timed_out) ec = asio::error::timed_out;
@@ -486,6 +514,7 @@ void init_request(http::request<http::string_body>& req, const Shared& sh) {
   req.set(http::field::host, sh.host_header);
   req.set(http::field::user_agent, "meridian-http_load");
   req.set(http::field::accept, "application/json");
+  if (!sh.opt->token.empty()) req.set(http::field::authorization, "Bearer " + sh.opt->token);
   req.keep_alive(true);
 }
 
@@ -723,6 +752,17 @@ int main(int argc, char** argv) {
   sh.opt = &o;
   sh.value = make_value(o.value_bytes);
   sh.encoded_prefix = encode_key(o.key_prefix);
+  if (!o.ca_file.empty()) {
+    sh.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    beast::error_code ec;
+    sh.tls->load_verify_file(o.ca_file, ec);
+    if (ec) {
+      std::fprintf(stderr, "http_load: cannot load --ca-file %s: %s\n", o.ca_file.c_str(),
+                   ec.message().c_str());
+      return 1;
+    }
+    sh.tls->set_verify_mode(asio::ssl::verify_peer);
+  }
   sh.host_header =
       (o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host) + ":" + o.port;
   try {
