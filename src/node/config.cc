@@ -160,9 +160,11 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
   }
   if (const toml::table* watch = Section(root, "watch", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(
-        CheckKeys(*watch, "watch", {"buffer_max", "watchers_max", "changes_kept"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+        *watch, "watch", {"buffer_max", "buffer_bytes_max", "watchers_max", "changes_kept"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "buffer_max", &config.watch_buffer_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*watch, "watch", "buffer_bytes_max", &config.watch_buffer_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "watchers_max", &config.watchers_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "changes_kept", &config.changes_kept));
   }
@@ -352,6 +354,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
       {"writes.idempotency_window_s", config.idempotency_window_s, 1, 365 * 86'400},
       {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},
+      {"watch.buffer_bytes_max", config.watch_buffer_bytes_max, 65536, uint64_t{1} << 40},
       {"watch.watchers_max", config.watchers_max, 1, 1'000'000},
       {"watch.changes_kept", config.changes_kept, 1, 1'000'000'000'000},
       {"clock.max_skew_ms", config.max_skew_ms, 1, 86'400'000},

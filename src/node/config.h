@@ -57,7 +57,8 @@ struct NodeConfig {
   uint64_t idempotency_window_s = 86'400;  // how long an Idempotency-Key is remembered
 
   // [watch]
-  size_t watch_buffer_max = 10'000;  // changes buffered per watcher before it is dropped
+  size_t watch_buffer_max = 10'000;         // changes buffered per watcher before it is dropped
+  size_t watch_buffer_bytes_max = 8 << 20;  // and their bytes (keys and documents)
   size_t watchers_max = 1'000;
   uint64_t changes_kept = 1'000'000;  // the newest changes the change log keeps: how far back a
                                       // watch can resume
