@@ -41,8 +41,11 @@ struct NodeConfig {
   // [http]
   int http_threads = 0;               // 0: one per core but one (at least one)
   size_t body_bytes_max = 2 << 20;    // larger request bodies get 413
-  size_t connections_max = 4096;      // beyond: a new connection's first request gets 429
+  size_t connections_max = 4096;      // beyond: a new connection gets 429 at once, and is closed
   uint64_t idle_timeout_ms = 60'000;  // keep-alive connections idle this long are closed
+  // An answer, or a watch's frame, that the client does not take within this is given up and the
+  // connection closed: a client that stops reading holds nothing for longer.
+  uint64_t write_timeout_ms = 30'000;
 
   // [storage]
   bool sync = true;  // fsync before acknowledging (false only for tests)
