@@ -391,7 +391,6 @@ TEST_F(TlsTest, AFailedReloadKeepsTheCertificateInUse) {
 }
 
 // ---- Hardening
-// -----------------------------------------------------------------------------------
 
 // A plaintext node with extra config.
 std::unique_ptr<NodeProcess> StartNode(const std::string& toml) {
@@ -532,8 +531,41 @@ TEST(WatchHardening, AWatchersBufferIsBoundedInBytes) {
   EXPECT_TRUE(WaitFor([&] { return Watchers(client) == 0; }, seconds(10)));
 }
 
+// ---- Client endpoints
+
+TEST(ClientEndpoints, HttpsSchemeMeansTls) {
+  auto https = ParseRegionEndpoint("us=https://127.0.0.1:7001");
+  ASSERT_TRUE(https.ok()) << https.status().ToString();
+  EXPECT_TRUE(https->tls);
+  EXPECT_EQ(https->host, "127.0.0.1");
+  EXPECT_EQ(https->port, 7001);
+  auto v6 = ParseRegionEndpoint("eu=https://[::1]:7002");
+  ASSERT_TRUE(v6.ok()) << v6.status().ToString();
+  EXPECT_TRUE(v6->tls);
+  EXPECT_EQ(v6->host, "::1");
+  auto http = ParseRegionEndpoint("asia=http://127.0.0.1:7003");
+  ASSERT_TRUE(http.ok()) << http.status().ToString();
+  EXPECT_FALSE(http->tls);
+  auto bare = ParseRegionEndpoint("asia=127.0.0.1:7003");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_FALSE(bare->tls);
+  EXPECT_FALSE(ParseRegionEndpoint("us=ftp://127.0.0.1:7001").ok());
+  EXPECT_FALSE(ParseRegionEndpoint("us=https://").ok());
+}
+
+TEST(ClientEndpoints, AnUnreadableCaFileFailsCreate) {
+  ClientOptions options;
+  options.regions.push_back(RegionEndpoint{"us", "127.0.0.1", 1, true});
+  options.ca_file = "/nonexistent/ca.pem";
+  options.background_probes = false;
+  auto created = Client::Create(options);
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(created.status().message().find("/nonexistent/ca.pem"), std::string::npos)
+      << created.status().message();
+}
+
 // ---- Tokens
-// --------------------------------------------------------------------------------------
 
 // A stand-in region on a thread: answers what the client asks (readiness, status, a document, a
 // watch with one change), one connection at a time and each closed after its answer, and records
@@ -632,7 +664,6 @@ TEST(ClientToken, EveryRequestCarriesTheBearerToken) {
 }
 
 // ---- The CLI
-// -------------------------------------------------------------------------------------
 
 std::string RunCli(const std::string& arguments, int* exit_code,
                    const std::string& environment = "") {
