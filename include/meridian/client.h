@@ -39,9 +39,11 @@ struct RegionEndpoint {
   std::string name;   // "us"
   std::string host;   // an IP address: "127.0.0.1"
   uint16_t port = 0;  // its HTTP port
+  bool tls = false;   // HTTPS (the node has [tls]): its certificate must name `host`
 };
 
-// "us=127.0.0.1:7001" -> {"us", "127.0.0.1", 7001}; kInvalidArgument when malformed.
+// "us=127.0.0.1:7001" -> {"us", "127.0.0.1", 7001}; "us=https://127.0.0.1:7001" is the same over
+// TLS ("http://" may be written too). kInvalidArgument when malformed.
 Result<RegionEndpoint> ParseRegionEndpoint(const std::string& text);
 
 struct ClientOptions {
@@ -60,6 +62,12 @@ struct ClientOptions {
   // How long a session read may wait for its region to catch up (wait_ms of the API).
   std::chrono::milliseconds session_wait{1000};
   bool background_probes = true;  // false: probe only when a call finds no healthy region
+  // HTTPS regions: the CA (PEM) their certificates must chain to; empty: the system's trust
+  // store. Each region's certificate must also name its address (a subject alternative name).
+  std::string ca_file;
+  // A bearer token (docs/security.md) sent as `Authorization: Bearer <token>` with every
+  // request, watches and health probes included; empty: none.
+  std::string token;
 };
 
 struct WriteOptions {
@@ -118,7 +126,7 @@ struct CallError {
 
 class Client {
  public:
-  // kInvalidArgument when there is no region or a name repeats.
+  // kInvalidArgument when there is no region, a name repeats, or the CA file cannot be loaded.
   static Result<std::unique_ptr<Client>> Create(ClientOptions options);
   ~Client();
   Client(const Client&) = delete;

@@ -5,8 +5,11 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +26,7 @@
 #include "api/session_token.h"
 #include "core/document.h"
 #include "core/thread_name.h"
+#include "net/tls_context.h"
 
 namespace meridian::api {
 
@@ -41,6 +45,9 @@ using awaitable = asio::awaitable<T, Executor>;
 constexpr asio::use_awaitable_t<Executor> use_awaitable;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
 using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+// With [tls] every connection is one of these; the session code is a template over the two
+// stream types, so the plaintext path pays nothing for TLS.
+using TlsStream = beast::ssl_stream<Stream>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using Request = http::request<http::string_body>;
@@ -49,22 +56,44 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto kWriteTimeout = std::chrono::seconds(30);
+constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+constexpr auto kTlsShutdownTimeout = std::chrono::seconds(2);
 constexpr auto kWatchHeartbeat = std::chrono::seconds(15);
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(2);
 
-// One accepted connection. Lives as long as its session coroutine; the server keeps a weak
-// reference to wake or close it on shutdown.
+// One accepted connection, as the server and the request handlers see it whatever its stream.
+// Lives as long as its session coroutine; the server keeps a weak reference to wake or close it
+// on shutdown.
 struct Connection {
-  explicit Connection(Socket socket) : executor(socket.get_executor()), stream(std::move(socket)) {}
-  // The connection's io_context (one thread runs it), kept here because `stream` moves into a
+  explicit Connection(Executor executor) : executor(std::move(executor)) {}
+  virtual ~Connection() = default;
+  // Cancels a read waiting for the next request (shutdown); only on the connection's thread.
+  virtual void CancelIdleRead() = 0;
+  // The connection's io_context (one thread runs it), kept here because the stream moves into a
   // WebSocket for watches.
   const Executor executor;
-  Stream stream;
-  bool websocket = false;  // `stream` was moved into a WebSocket
+  bool websocket = false;  // the stream was moved into a WebSocket
   bool busy = false;       // a request is being handled (touched only on the connection's thread)
   std::function<void()> wake;  // set while a watch or wait is parked
+};
+
+// A connection on a plaintext (Stream) or TLS (TlsStream) stream.
+template <class S>
+struct StreamConnection final : Connection {
+  template <class... Args>
+  explicit StreamConnection(Socket socket, Args&&... args)
+      : Connection(socket.get_executor()),
+        stream(Stream(std::move(socket)), std::forward<Args>(args)...) {}
+  void CancelIdleRead() override {
+    beast::error_code ignored;
+    if (!websocket) tcp().socket().cancel(ignored);
+  }
+  Stream& tcp() { return beast::get_lowest_layer(stream); }
+  S stream;
+  // The TLS context the connection was made with: kept as long as the connection, whatever
+  // contexts later reloads bring.
+  std::shared_ptr<asio::ssl::context> tls;
 };
 
 Response MakeResponse(const Request& request, http::status status, std::string body,
@@ -94,10 +123,19 @@ class HttpServer::Impl {
                                                                : DefaultThreads())),
         io_(*contexts_.front()),
         acceptor_(io_),
-        signals_(io_, SIGINT, SIGTERM),
-        hard_stop_(io_) {}
+        signals_(io_, SIGINT, SIGTERM, SIGHUP),
+        hard_stop_(io_),
+        write_timeout_(node->config().write_timeout_ms) {}
 
   Status Listen() {
+    const node::NodeConfig::Tls& tls = node_->config().tls;
+    if (tls.enabled()) {
+      auto holder = net::TlsContextHolder::Create(
+          {tls.cert_file, tls.key_file, tls.ca_file},
+          [](const net::TlsFiles& files) { return net::LoadServerContext(files); });
+      if (!holder.ok()) return holder.status();
+      tls_ = std::move(holder).value();
+    }
     std::string host;
     uint16_t port = 0;
     node::SplitHostPort(node_->config().self().http, &host, &port);
@@ -126,14 +164,9 @@ class HttpServer::Impl {
   }
 
   void Run() {
-    signals_.async_wait([this](const beast::error_code& ec, int signal) {
-      if (!ec) {
-        spdlog::info("signal {}: stopping", signal);
-        BeginStop();
-      }
-    });
+    WaitForSignal();
     asio::co_spawn(io_, Accept(), asio::detached);
-    spdlog::info("region {} serving HTTP on {}", node_->config().region,
+    spdlog::info("region {} serving {} on {}", node_->config().region, tls_ ? "HTTPS" : "HTTP",
                  node_->config().self().http);
     std::vector<std::thread> threads;
     for (size_t i = 1; i < contexts_.size(); ++i) {
@@ -155,6 +188,25 @@ class HttpServer::Impl {
   }
 
  private:
+  // SIGINT and SIGTERM stop the server; SIGHUP loads the TLS files again (the certificate
+  // rotation of docs/security.md) and keeps serving.
+  void WaitForSignal() {
+    signals_.async_wait([this](const beast::error_code& ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) {
+        if (tls_) {
+          (void)tls_->Reload("SIGHUP");
+        } else {
+          spdlog::info("SIGHUP: no [tls] to reload");
+        }
+        WaitForSignal();
+        return;
+      }
+      spdlog::info("signal {}: stopping", signal);
+      BeginStop();
+    });
+  }
+
   void BeginStop() {
     if (stopping_.exchange(true)) return;
     beast::error_code ignored;
@@ -174,9 +226,7 @@ class HttpServer::Impl {
       if (!connection) continue;
       asio::post(connection->executor, [connection] {
         if (connection->wake) connection->wake();
-        beast::error_code ignored;
-        if (!connection->busy && !connection->websocket)
-          connection->stream.socket().cancel(ignored);
+        if (!connection->busy) connection->CancelIdleRead();
       });
     }
     MaybeFinishStop();
@@ -209,31 +259,103 @@ class HttpServer::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      auto connection = std::make_shared<Connection>(std::move(socket));
-      const bool over_limit = open_connections_.load() >= config.connections_max;
-      ++open_connections_;
-      {
-        std::lock_guard lock(connections_mutex_);
-        std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
-        connections_.push_back(connection);
+      if (open_connections_.load() >= config.connections_max) {
+        // Refused before anything is read or parsed (or, with TLS, any handshake computed): an
+        // overloaded server spends almost nothing on connections it cannot serve.
+        Refuse(std::move(socket));
+        continue;
       }
-      asio::co_spawn(connection->executor, Session(connection, over_limit),
-                     [this](std::exception_ptr error) {
-                       if (error) {
-                         try {
-                           std::rethrow_exception(error);
-                         } catch (const std::exception& e) {
-                           spdlog::error("session failed: {}", e.what());
-                         }
-                       }
-                       --open_connections_;
-                       MaybeFinishStop();
-                     });
+      if (tls_) {
+        std::shared_ptr<asio::ssl::context> context = tls_->Current();
+        auto connection =
+            std::make_shared<StreamConnection<TlsStream>>(std::move(socket), *context);
+        connection->tls = std::move(context);
+        Spawn(std::move(connection));
+      } else {
+        Spawn(std::make_shared<StreamConnection<Stream>>(std::move(socket)));
+      }
     }
   }
 
-  awaitable<void> Session(std::shared_ptr<Connection> connection, bool over_limit) {
+  template <class S>
+  void Spawn(std::shared_ptr<StreamConnection<S>> connection) {
+    ++open_connections_;
+    {
+      std::lock_guard lock(connections_mutex_);
+      std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+      connections_.push_back(connection);
+    }
+    const Executor executor = connection->executor;
+    asio::co_spawn(executor, Session(std::move(connection)), [this](std::exception_ptr error) {
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          spdlog::error("session failed: {}", e.what());
+        }
+      }
+      --open_connections_;
+      MaybeFinishStop();
+    });
+  }
+
+  // A connection beyond http.connections_max. Plaintext: a canned 429 at once, the rest of what
+  // the client sends read and dropped (closing with unread data would reset the connection, and
+  // the client might lose the answer) for at most a second. TLS: closed at once, as answering
+  // would cost a handshake. The refusals in progress are bounded too.
+  void Refuse(Socket socket) {
+    beast::error_code ignored;
+    if (tls_ || refusing_.load() >= 64) {
+      socket.close(ignored);
+      return;
+    }
+    ++refusing_;
+    const Executor executor = socket.get_executor();
+    asio::co_spawn(
+        executor,
+        [](Socket socket) -> awaitable<void> {
+          const std::string body = ErrorBody(
+              {429, "overloaded", "too many open connections (http.connections_max)", {}});
+          const std::string answer =
+              "HTTP/1.1 429 Too Many Requests\r\nServer: meridian\r\n"
+              "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body;
+          Stream stream(std::move(socket));
+          beast::error_code ec;
+          stream.expires_after(std::chrono::seconds(1));
+          co_await asio::async_write(stream, asio::buffer(answer),
+                                     asio::redirect_error(use_awaitable, ec));
+          stream.socket().shutdown(Socket::shutdown_send, ec);
+          char discard[4096];
+          for (int i = 0; i < 16 && !ec; ++i) {
+            co_await stream.async_read_some(asio::buffer(discard),
+                                            asio::redirect_error(use_awaitable, ec));
+          }
+        }(std::move(socket)),
+        [this](std::exception_ptr) { --refusing_; });
+  }
+
+  template <class S>
+  awaitable<void> Session(std::shared_ptr<StreamConnection<S>> connection) {
     const node::NodeConfig& config = node_->config();
+    // Named: the handlers take the connection as a Connection (see Watch on temporaries).
+    const std::shared_ptr<Connection> base = connection;
+    if constexpr (std::is_same_v<S, TlsStream>) {
+      // TLS only: anything else (a plaintext request) fails the handshake and is closed
+      // without an answer.
+      beast::error_code ec;
+      connection->tcp().expires_after(std::min<Clock::duration>(
+          kTlsHandshakeTimeout, std::chrono::milliseconds(config.idle_timeout_ms)));
+      co_await connection->stream.async_handshake(asio::ssl::stream_base::server,
+                                                  asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        spdlog::debug("TLS handshake failed: {}",
+                      net::HandshakeFailure(connection->stream.native_handle(), ec));
+        beast::error_code ignored;
+        connection->tcp().socket().close(ignored);
+        co_return;
+      }
+    }
     beast::flat_buffer buffer;
     for (;;) {
       connection->busy = false;
@@ -241,7 +363,7 @@ class HttpServer::Impl {
       http::request_parser<http::string_body> parser;
       parser.body_limit(config.body_bytes_max);
       parser.header_limit(16 * 1024);
-      connection->stream.expires_after(std::chrono::milliseconds(config.idle_timeout_ms));
+      connection->tcp().expires_after(std::chrono::milliseconds(config.idle_timeout_ms));
       beast::error_code ec;
       co_await http::async_read(connection->stream, buffer, parser,
                                 asio::redirect_error(use_awaitable, ec));
@@ -271,21 +393,12 @@ class HttpServer::Impl {
         Response response = ErrorResponse(blank, error);
         response.keep_alive(false);
         response.prepare_payload();
-        connection->stream.expires_after(kWriteTimeout);
+        connection->tcp().expires_after(write_timeout_);
         co_await http::async_write(connection->stream, response,
                                    asio::redirect_error(use_awaitable, ec));
         break;
       }
       Request request = parser.release();
-      if (over_limit) {
-        Response response = ErrorResponse(
-            request, {429, "overloaded", "too many open connections (http.connections_max)", {}});
-        response.keep_alive(false);
-        response.prepare_payload();
-        co_await http::async_write(connection->stream, response,
-                                   asio::redirect_error(use_awaitable, ec));
-        break;
-      }
       const RequestView view{
           std::string_view(request.method_string().data(), request.method_string().size()),
           std::string_view(request.target().data(), request.target().size()),
@@ -307,7 +420,7 @@ class HttpServer::Impl {
       } else {
         ApiCall& call = std::get<ApiCall>(parsed);
         route = call.route;
-        response = co_await Handle(connection, request, call);
+        response = co_await Handle(base, request, call);
       }
       node_->metrics().ObserveRequest(
           route, static_cast<int>(response.result_int()),
@@ -319,14 +432,21 @@ class HttpServer::Impl {
         response.prepare_payload();
       }
       response.keep_alive(request.keep_alive() && !stopping_);
-      connection->stream.expires_after(kWriteTimeout);
+      connection->tcp().expires_after(write_timeout_);
       co_await http::async_write(connection->stream, response,
                                  asio::redirect_error(use_awaitable, ec));
       if (ec || !response.keep_alive()) break;
     }
+    if (connection->websocket) co_return;
     beast::error_code ignored;
-    if (!connection->websocket)
-      connection->stream.socket().shutdown(Socket::shutdown_send, ignored);
+    if constexpr (std::is_same_v<S, TlsStream>) {
+      // close_notify, so that the client tells a complete answer from a cut one.
+      connection->tcp().expires_after(kTlsShutdownTimeout);
+      co_await connection->stream.async_shutdown(asio::redirect_error(use_awaitable, ignored));
+      connection->tcp().socket().close(ignored);
+    } else {
+      connection->tcp().socket().shutdown(Socket::shutdown_send, ignored);
+    }
   }
 
   static std::string_view Header(const Request& request, http::field field) {
@@ -589,8 +709,10 @@ class HttpServer::Impl {
   // changes behind.
   // g++ 12 destroys temporaries in co_await expressions twice: coroutines here take their
   // arguments by reference and callers pass named objects that outlive the call.
-  awaitable<void> Watch(const std::shared_ptr<Connection>& connection, const Request& request,
-                        const ApiCall& call) {
+  template <class S>
+  awaitable<void> Watch(const std::shared_ptr<StreamConnection<S>>& connection,
+                        const Request& request, const ApiCall& call) {
+    const std::shared_ptr<Connection> base = connection;
     node::Region& region = node_->region();
     const node::NodeConfig& config = node_->config();
     beast::error_code ec;
@@ -633,14 +755,14 @@ class HttpServer::Impl {
       const core::VersionVector token = *call.session;
       const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(call.wait_ms);
       const std::function<bool()> covers = [&] { return region.frontier().Dominates(token); };
-      if (!co_await WaitUntil(connection, deadline, covers)) {
+      if (!co_await WaitUntil(base, deadline, covers)) {
         rejection = SessionTimeout(call.wait_ms);
         co_await reject();
         co_return;
       }
     }
 
-    auto [timer, wake] = MakeWaker(connection);
+    auto [timer, wake] = MakeWaker(base);
     auto executor = connection->executor;
     uint64_t subscribed_lsn = 0;
     std::shared_ptr<node::Watcher> watcher =
@@ -666,12 +788,12 @@ class HttpServer::Impl {
     connection->wake = wake;
 
     const bool is_websocket = websocket::is_upgrade(request);
-    std::shared_ptr<websocket::stream<Stream>> ws;
+    std::shared_ptr<websocket::stream<S>> ws;
     bool closed = false;
     auto reader_done =
         std::make_shared<bool>(false);  // shared: the reader may outlive a failed write
     if (is_websocket) {
-      ws = std::make_shared<websocket::stream<Stream>>(std::move(connection->stream));
+      ws = std::make_shared<websocket::stream<S>>(std::move(connection->stream));
       connection->websocket = true;
       beast::get_lowest_layer(*ws).expires_never();
       websocket::stream_base::timeout timeouts =
@@ -701,11 +823,33 @@ class HttpServer::Impl {
       const std::string header =
           "HTTP/1.1 200 OK\r\nServer: meridian\r\nContent-Type: text/event-stream\r\n"
           "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n";
-      connection->stream.expires_after(kWriteTimeout);
+      connection->tcp().expires_after(write_timeout_);
       co_await asio::async_write(connection->stream, asio::buffer(header),
                                  asio::redirect_error(use_awaitable, ec));
       if (ec) closed = true;
     }
+
+    // Every write to a WebSocket is bounded by http.write_timeout_ms, as the stream's expiry
+    // bounds SSE writes (a WebSocket's stream has no expiry: its reader waits for the client's
+    // frames indefinitely): a client that stops reading is dropped, socket and buffer with it.
+    Timer write_deadline(executor);
+    auto writing = std::make_shared<bool>(false);
+    auto begin_write = [&] {
+      *writing = true;
+      write_deadline.expires_after(write_timeout_);
+      write_deadline.async_wait(
+          [weak = std::weak_ptr(ws), writing](const beast::error_code& wait_error) {
+            if (wait_error || !*writing) return;
+            if (auto stream = weak.lock()) {
+              beast::error_code ignored;
+              beast::get_lowest_layer(*stream).socket().close(ignored);
+            }
+          });
+    };
+    auto end_write = [&] {
+      *writing = false;
+      write_deadline.cancel();
+    };
 
     // What `send` writes next: an SSE event name and id (ignored on WebSocket) and the payload.
     std::string event_name;
@@ -714,12 +858,14 @@ class HttpServer::Impl {
     auto send = [&]() -> awaitable<void> {
       if (closed) co_return;
       if (is_websocket) {
+        begin_write();
         co_await ws->async_write(asio::buffer(payload), asio::redirect_error(use_awaitable, ec));
+        end_write();
       } else {
         std::string frame;
         if (!event_id.empty()) frame += "id: " + event_id + "\n";
         frame += "event: " + event_name + "\ndata: " + payload + "\n\n";
-        connection->stream.expires_after(kWriteTimeout);
+        connection->tcp().expires_after(write_timeout_);
         co_await asio::async_write(connection->stream, asio::buffer(frame),
                                    asio::redirect_error(use_awaitable, ec));
       }
@@ -777,7 +923,9 @@ class HttpServer::Impl {
         if (is_websocket && !closed) {
           websocket::close_reason reason(websocket::close_code::policy_error,
                                          "slow consumer: resume from " + last_event);
+          begin_write();
           co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
+          end_write();
           closed = true;
         }
         break;
@@ -788,10 +936,12 @@ class HttpServer::Impl {
       co_await timer->async_wait(asio::redirect_error(use_awaitable, wait_error));
       if (!wait_error) {  // quiet for a while: keep the connection alive
         if (is_websocket) {
+          begin_write();
           co_await ws->async_ping({}, asio::redirect_error(use_awaitable, ec));
+          end_write();
           if (ec) closed = true;
         } else if (!closed) {
-          connection->stream.expires_after(kWriteTimeout);
+          connection->tcp().expires_after(write_timeout_);
           co_await asio::async_write(connection->stream,
                                      asio::buffer(std::string_view(": keep-alive\n\n")),
                                      asio::redirect_error(use_awaitable, ec));
@@ -801,7 +951,9 @@ class HttpServer::Impl {
     }
     if (is_websocket && !closed && stopping_) {
       websocket::close_reason reason(websocket::close_code::going_away, "region shutting down");
+      begin_write();
       co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
+      end_write();
     }
     connection->wake = nullptr;
     node_->watches().Unsubscribe(watcher);
@@ -836,6 +988,10 @@ class HttpServer::Impl {
   asio::steady_timer hard_stop_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_connections_{0};
+  std::atomic<size_t> refusing_{0};  // connections being refused (Refuse)
+  // With [tls]: the server's context, reloaded when its files change and on SIGHUP.
+  std::unique_ptr<net::TlsContextHolder> tls_;
+  const std::chrono::milliseconds write_timeout_;  // http.write_timeout_ms
   std::mutex connections_mutex_;
   std::vector<std::weak_ptr<Connection>> connections_;
 };

@@ -1,6 +1,9 @@
 // HttpServer: the node's HTTP/JSON API (docs/http-api.md) on Boost.Beast — asynchronous,
 // keep-alive, one io_context run by one thread per core; watches over SSE and WebSocket.
 //
+// With [tls] every connection speaks TLS only (HTTPS, and WSS for WebSocket watches); the
+// certificate is loaded again when its files change and on SIGHUP (docs/security.md).
+//
 // Run() blocks until SIGTERM or SIGINT (or RequestStop()): it then stops accepting, lets every
 // request in flight finish, closes watches, commits every queued write and returns.
 #pragma once
@@ -17,7 +20,8 @@ class HttpServer {
   explicit HttpServer(node::Node* node);
   ~HttpServer();
 
-  // Binds the node's http address. Errors when the address is in use or malformed.
+  // Loads the TLS files (with [tls]) and binds the node's http address. Errors when a TLS file
+  // cannot be loaded, or the address is in use or malformed.
   Status Listen();
   // Serves until a stop signal; returns after a graceful shutdown.
   void Run();

@@ -372,7 +372,8 @@ ApiError SlowConsumer(size_t buffer_max, const std::string& last_event) {
   return ApiError{0,
                   "slow_consumer",
                   "this watch fell more than " + std::to_string(buffer_max) +
-                      " changes behind and was closed; resume from event " +
+                      " changes (or watch.buffer_bytes_max bytes) behind and was closed; "
+                      "resume from event " +
                       (last_event.empty() ? std::string("(none yet)") : last_event),
                   {}};
 }

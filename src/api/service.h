@@ -97,7 +97,8 @@ std::variant<uint64_t, ApiError> SinceLsn(node::Node& node, const core::VersionV
 // `last_event` is the last event the watch delivered or resumed from, for the message.
 std::optional<ApiError> ReadBacklog(node::Node& node, uint64_t after_lsn, uint64_t through_lsn,
                                     const std::string& last_event, std::vector<node::Change>* page);
-// The error that closes a watch that fell more than buffer_max changes behind.
+// The error that closes a watch that fell more than buffer_max changes (or watch.buffer_bytes_max
+// bytes) behind.
 ApiError SlowConsumer(size_t buffer_max, const std::string& last_event);
 // The error refusing a watch when watch.watchers_max are open.
 ApiError TooManyWatches();

@@ -22,6 +22,8 @@ struct Common {
   bool json = false;
   std::string session;
   uint64_t timeout_ms = 3000;
+  std::string token;    // or MERIDIAN_TOKEN
+  std::string ca_file;  // or MERIDIAN_CA_FILE
 };
 
 struct Command {
@@ -60,6 +62,11 @@ void AddCommon(CLI::App* app, Common& common) {
   app->add_option("--session", common.session,
                   "A session token (from an earlier --json answer): reads wait until the region "
                   "has applied it (or MERIDIAN_SESSION)");
+  app->add_option("--token", common.token,
+                  "A bearer token, sent with every request (or MERIDIAN_TOKEN)");
+  app->add_option("--ca-file", common.ca_file,
+                  "The CA (PEM) that https:// regions' certificates must chain to (or "
+                  "MERIDIAN_CA_FILE; default: the [tls] ca_file of --config, else the system's)");
   app->add_option("--timeout-ms", common.timeout_ms,
                   "How long a call may keep trying regions before it fails")
       ->check(CLI::Range(1, 600000))
@@ -86,12 +93,25 @@ Result<std::unique_ptr<Client>> Connect(const Common& common) {
   if (!common.config_path.empty()) {
     auto config = node::LoadConfigFile(common.config_path);
     if (!config.ok()) return config.status();
+    // A deployment with [tls] serves HTTPS, with certificates from its CA.
+    const std::string scheme = config->tls.enabled() ? "https://" : "";
     for (const node::RegionAddress& address : config->regions) {
-      auto endpoint = ParseRegionEndpoint(address.name + "=" + address.http);
+      auto endpoint = ParseRegionEndpoint(address.name + "=" + scheme + address.http);
       if (!endpoint.ok()) return endpoint.status();
       options.regions.push_back(*endpoint);
     }
     if (common.prefer.empty()) options.preferred_region = config->region;
+    options.ca_file = config->tls.ca_file;
+  }
+  const char* env_ca_file = std::getenv("MERIDIAN_CA_FILE");
+  if (!common.ca_file.empty()) {
+    options.ca_file = common.ca_file;
+  } else if (env_ca_file != nullptr && *env_ca_file != '\0') {
+    options.ca_file = env_ca_file;
+  }
+  options.token = common.token;
+  if (const char* env = std::getenv("MERIDIAN_TOKEN"); options.token.empty() && env != nullptr) {
+    options.token = env;
   }
   if (options.regions.empty()) {
     return InvalidArgument(

@@ -1,10 +1,7 @@
 #include "meridian/client.h"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <atomic>
-#include <boost/asio.hpp>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -17,6 +14,7 @@
 #include "client/http_client.h"
 #include "core/version_vector.h"
 #include "net/host_port.h"
+#include "net/tls_context.h"
 
 namespace meridian {
 
@@ -66,11 +64,17 @@ std::string RandomKey() {
 Result<RegionEndpoint> ParseRegionEndpoint(const std::string& text) {
   const size_t equals = text.find('=');
   RegionEndpoint endpoint;
+  std::string_view address =
+      equals == std::string::npos ? std::string_view() : std::string_view(text).substr(equals + 1);
+  if (address.starts_with("https://")) {
+    endpoint.tls = true;
+    address.remove_prefix(8);
+  } else if (address.starts_with("http://")) {
+    address.remove_prefix(7);
+  }
   if (equals == std::string::npos || equals == 0 ||
-      !net::SplitHostPort(std::string_view(text).substr(equals + 1), &endpoint.host,
-                          &endpoint.port) ||
-      endpoint.port == 0) {
-    return InvalidArgument("'" + text + "' is not NAME=HOST:PORT");
+      !net::SplitHostPort(address, &endpoint.host, &endpoint.port) || endpoint.port == 0) {
+    return InvalidArgument("'" + text + "' is not NAME=HOST:PORT (or NAME=https://HOST:PORT)");
   }
   if (!net::IsIpAddress(endpoint.host)) {
     return InvalidArgument("'" + endpoint.host + "' is not an IP address");
@@ -95,6 +99,7 @@ struct Client::Impl {
 
   ClientOptions options;
   std::vector<std::unique_ptr<Region>> regions;
+  client::TlsContext tls;  // loaded once when a region is HTTPS
 
   mutable std::mutex mutex;
   int current = -1;
@@ -129,8 +134,15 @@ struct Client::Impl {
         return connection;
       }
     }
-    return std::make_unique<client::HttpClient>(region.endpoint.host, region.endpoint.port,
-                                                timeout);
+    return std::make_unique<client::HttpClient>(region.endpoint.host, region.endpoint.port, timeout,
+                                                TlsFor(region));
+  }
+  client::TlsContext TlsFor(const Region& region) const {
+    return region.endpoint.tls ? tls : nullptr;
+  }
+  // The headers every request carries: the bearer token.
+  void Authorize(std::map<std::string, std::string>* headers) const {
+    if (!options.token.empty()) (*headers)["Authorization"] = "Bearer " + options.token;
   }
   void Give(Region& region, std::unique_ptr<client::HttpClient> connection) {
     std::lock_guard lock(region.pool_mutex);
@@ -140,9 +152,12 @@ struct Client::Impl {
   // One probe of one region: GET /readyz, its round trip smoothed into rtt_ms.
   void Probe(int index) {
     Region& region = *regions[index];
-    client::HttpClient probe(region.endpoint.host, region.endpoint.port, options.probe_timeout);
+    client::HttpClient probe(region.endpoint.host, region.endpoint.port, options.probe_timeout,
+                             TlsFor(region));
+    std::map<std::string, std::string> headers;
+    Authorize(&headers);
     const auto start = Clock::now();
-    client::HttpResponse response = probe.Get("/readyz");
+    client::HttpResponse response = probe.Request("GET", "/readyz", "", headers);
     const double rtt = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     std::lock_guard lock(mutex);
     region.probed = true;
@@ -300,11 +315,12 @@ struct Client::Impl {
         std::lock_guard lock(mutex);
         if (!session.empty()) headers["Meridian-Session"] = api::EncodeSessionToken(session);
       }
+      Authorize(&headers);
       // A write with a durability wait may take that long on top of an ordinary attempt.
       const bool long_wait = extra_wait.count() > 0;
       auto connection = long_wait ? std::make_unique<client::HttpClient>(
                                         region.endpoint.host, region.endpoint.port,
-                                        options.attempt_timeout + extra_wait)
+                                        options.attempt_timeout + extra_wait, TlsFor(region))
                                   : Take(region, options.attempt_timeout);
       client::HttpResponse response = connection->Request(method, target, body, headers);
       if (response.status != 0 && !long_wait) Give(region, std::move(connection));
@@ -456,6 +472,12 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
     return InvalidArgument("the preferred region '" + options.preferred_region +
                            "' is not among the regions");
   }
+  if (std::any_of(options.regions.begin(), options.regions.end(),
+                  [](const RegionEndpoint& endpoint) { return endpoint.tls; })) {
+    auto context = net::LoadClientContext(options.ca_file);
+    if (!context.ok()) return context.status();
+    impl->tls = std::move(context).value();
+  }
   impl->options = std::move(options);
   impl->ProbeAll();  // first round trips: the nearest region is known before the first call
   {
@@ -602,7 +624,6 @@ bool AddSeen(const std::string& events, std::map<std::string, uint64_t>* seen) {
 Status Client::Watch(const std::string& prefix, const std::string& since,
                      const std::function<bool(const WatchChange&)>& on_change,
                      const std::function<bool()>& stop, std::string* last_seen) {
-  namespace asio = boost::asio;
   std::map<std::string, uint64_t> seen;
   if (!AddSeen(since, &seen)) {
     return InvalidArgument("since must be event ids like us:42,eu:17, not '" + since + "'");
@@ -653,33 +674,30 @@ Status Client::Watch(const std::string& prefix, const std::string& since,
       impl_->MarkFailure(index);
       if (failing_since == Clock::time_point{}) failing_since = Clock::now();
     };
-    asio::io_context io;
-    asio::ip::tcp::socket socket(io);
-    boost::system::error_code ec;
-    socket.connect({asio::ip::make_address(endpoint.host), endpoint.port}, ec);
-    if (ec) {
-      fail(ec.message());
-      continue;
-    }
+    client::StreamConnection stream(endpoint.host, endpoint.port, impl_->options.attempt_timeout,
+                                    impl_->TlsFor(*impl_->regions[index]));
     std::string target = "/v1/watch?prefix=" + client::EncodeKey(prefix);
     if (!seen.empty()) target += "&since=" + client::EncodeKey(SinceText(seen));
-    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + endpoint.host +
-                                "\r\nAccept: text/event-stream\r\n\r\n";
-    asio::write(socket, asio::buffer(request), ec);
+    std::string request = "GET " + target + " HTTP/1.1\r\nHost: " + endpoint.host +
+                          "\r\nAccept: text/event-stream\r\n";
+    if (!impl_->options.token.empty()) {
+      request += "Authorization: Bearer " + impl_->options.token + "\r\n";
+    }
+    request += "\r\n";
+    std::string error;
+    if (!stream.Open(request, &error)) {
+      fail(error);
+      continue;
+    }
     std::string buffer;
     bool headers_done = false;
     bool ended = false;
     while (!ended && !(stop && stop())) {
-      pollfd descriptor{socket.native_handle(), POLLIN, 0};
-      const int ready = ::poll(&descriptor, 1, 1000);
-      if (ready == 0) continue;
-      char chunk[16384];
-      const size_t got = socket.read_some(asio::buffer(chunk), ec);
-      if (ec) {
-        fail(ec.message());
+      if (!stream.Read(&buffer, std::chrono::seconds(1), &error)) {
+        if (error.empty()) continue;  // quiet for a second: look at `stop`
+        fail(error);
         break;
       }
-      buffer.append(chunk, got);
       if (!headers_done) {
         const size_t end = buffer.find("\r\n\r\n");
         if (end == std::string::npos) continue;
@@ -694,9 +712,7 @@ Status Client::Watch(const std::string& prefix, const std::string& since,
           }
           // A refusal of the request itself (a bad prefix): no point in retrying.
           std::string body = buffer;
-          for (int i = 0; i < 20 && !ec; ++i) {
-            const size_t more = socket.read_some(asio::buffer(chunk), ec);
-            body.append(chunk, more);
+          for (int i = 0; i < 20 && stream.Read(&body, std::chrono::seconds(1), &error); ++i) {
           }
           report();
           return Impl::Fail(status, body, endpoint.name, "the watch was refused");

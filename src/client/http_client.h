@@ -1,5 +1,6 @@
 // A small synchronous HTTP/1.1 client for tools and tests: one keep-alive connection to one
-// loopback address, reconnected when the server closed it. Not thread-safe: one per thread.
+// address, reconnected when the server closed it; HTTPS when given a TLS context. Not
+// thread-safe: one per thread.
 #pragma once
 
 #include <chrono>
@@ -8,7 +9,15 @@
 #include <memory>
 #include <string>
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace meridian::client {
+
+// A client's TLS context (net::LoadClientContext): the CAs that verify servers. Shared by every
+// connection made with it; the server's certificate must also name the host connected to.
+using TlsContext = std::shared_ptr<boost::asio::ssl::context>;
 
 struct HttpResponse {
   int status = 0;  // 0: no answer (connection refused, reset, timed out)
@@ -23,8 +32,10 @@ struct HttpResponse {
 
 class HttpClient {
  public:
+  // `tls` null: plaintext HTTP.
   HttpClient(std::string host, uint16_t port,
-             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+             std::chrono::milliseconds timeout = std::chrono::seconds(10),
+             TlsContext tls = nullptr);
   ~HttpClient();
   HttpClient(HttpClient&&) noexcept;
   HttpClient& operator=(HttpClient&&) noexcept;
@@ -38,6 +49,29 @@ class HttpClient {
   // Sends raw bytes on a fresh connection and returns whatever the server answers before closing
   // (or until the timeout).
   std::string Raw(const std::string& bytes);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One connection for an answer that streams (a watch): the request is written as given, and the
+// answer read as it arrives. Plaintext or TLS, like HttpClient. Not thread-safe.
+class StreamConnection {
+ public:
+  StreamConnection(std::string host, uint16_t port, std::chrono::milliseconds timeout,
+                   TlsContext tls = nullptr);
+  ~StreamConnection();
+  StreamConnection(StreamConnection&&) noexcept;
+  StreamConnection& operator=(StreamConnection&&) noexcept;
+
+  // Connects (and makes the TLS handshake) and writes `request`, each step bounded by the
+  // timeout; false with *error set when that failed.
+  bool Open(const std::string& request, std::string* error);
+  // Waits at most `wait` for bytes and appends what arrived to *out: true when some did. False
+  // with *error empty when none came in time, with *error set when the connection ended (the
+  // server closed it, or it failed).
+  bool Read(std::string* out, std::chrono::milliseconds wait, std::string* error);
 
  private:
   struct Impl;

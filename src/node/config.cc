@@ -131,13 +131,16 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   }
   if (const toml::table* http = Section(root, "http", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(
-        *http, "http", {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms"}));
+        *http, "http",
+        {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms", "write_timeout_ms"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*http, "http", "connections_max", &config.connections_max));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*http, "http", "write_timeout_ms", &config.write_timeout_ms));
   }
   if (const toml::table* storage = Section(root, "storage", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -160,9 +163,11 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*writes, "writes", "queue_max", &config.write_queue_max));
   }
   if (const toml::table* watch = Section(root, "watch", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(
-        CheckKeys(*watch, "watch", {"buffer_max", "watchers_max", "changes_kept"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+        *watch, "watch", {"buffer_max", "buffer_bytes_max", "watchers_max", "changes_kept"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "buffer_max", &config.watch_buffer_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*watch, "watch", "buffer_bytes_max", &config.watch_buffer_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "watchers_max", &config.watchers_max));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*watch, "watch", "changes_kept", &config.changes_kept));
   }
@@ -345,6 +350,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"http.body_bytes_max", config.body_bytes_max, 1024, uint64_t{1} << 30},
       {"http.connections_max", config.connections_max, 1, 1'000'000},
       {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
+      {"http.write_timeout_ms", config.write_timeout_ms, 100, 3'600'000},
       {"storage.document_cache_max", config.document_cache_max, 0, 100'000'000},
       {"storage.block_cache_bytes", config.block_cache_bytes, 1 << 20, uint64_t{1} << 40},
       {"storage.conflicts_kept", config.conflicts_kept, 1, 1'000'000'000'000},
@@ -352,6 +358,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"writes.queue_max", config.write_queue_max, 1, 10'000'000},
       {"writes.idempotency_window_s", config.idempotency_window_s, 1, 365 * 86'400},
       {"watch.buffer_max", config.watch_buffer_max, 1, 10'000'000},
+      {"watch.buffer_bytes_max", config.watch_buffer_bytes_max, 65536, uint64_t{1} << 40},
       {"watch.watchers_max", config.watchers_max, 1, 1'000'000},
       {"watch.changes_kept", config.changes_kept, 1, 1'000'000'000'000},
       {"clock.max_skew_ms", config.max_skew_ms, 1, 86'400'000},

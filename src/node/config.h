@@ -41,8 +41,11 @@ struct NodeConfig {
   // [http]
   int http_threads = 0;               // 0: one per core but one (at least one)
   size_t body_bytes_max = 2 << 20;    // larger request bodies get 413
-  size_t connections_max = 4096;      // beyond: a new connection's first request gets 429
+  size_t connections_max = 4096;      // beyond: a new connection gets 429 at once, and is closed
   uint64_t idle_timeout_ms = 60'000;  // keep-alive connections idle this long are closed
+  // An answer, or a watch's frame, that the client does not take within this is given up and the
+  // connection closed: a client that stops reading holds nothing for longer.
+  uint64_t write_timeout_ms = 30'000;
 
   // [storage]
   bool sync = true;  // fsync before acknowledging (false only for tests)
@@ -57,7 +60,8 @@ struct NodeConfig {
   uint64_t idempotency_window_s = 86'400;  // how long an Idempotency-Key is remembered
 
   // [watch]
-  size_t watch_buffer_max = 10'000;  // changes buffered per watcher before it is dropped
+  size_t watch_buffer_max = 10'000;         // changes buffered per watcher before it is dropped
+  size_t watch_buffer_bytes_max = 8 << 20;  // and their bytes (keys and documents)
   size_t watchers_max = 1'000;
   uint64_t changes_kept = 1'000'000;  // the newest changes the change log keeps: how far back a
                                       // watch can resume

@@ -43,7 +43,7 @@ std::map<core::RegionId, std::string> RegionNames(const NodeConfig& config) {
 Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
     : config_(std::move(config)),
       store_(std::move(store)),
-      watches_(config_.watchers_max),
+      watches_(config_.watchers_max, config_.watch_buffer_bytes_max),
       views_(config_.document_cache_max),
       replication_(config_.self().id, RegionNames(config_), &metrics_) {
   std::map<core::RegionId, std::string> names = RegionNames(config_);

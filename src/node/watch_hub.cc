@@ -4,11 +4,21 @@
 
 namespace meridian::node {
 
+namespace {
+
+// What a buffered change costs: its strings, and the rest of it, about.
+size_t ChangeBytes(const Change& change) {
+  return sizeof(Change) + change.key.size() + (change.doc ? change.doc->size() : 0);
+}
+
+}  // namespace
+
 std::vector<Change> Watcher::Take(bool* overflowed) {
   std::lock_guard lock(mutex_);
   std::vector<Change> taken(std::make_move_iterator(buffer_.begin()),
                             std::make_move_iterator(buffer_.end()));
   buffer_.clear();
+  buffer_bytes_ = 0;
   *overflowed = overflowed_;
   return taken;
 }
@@ -18,11 +28,14 @@ Watcher::Offered Watcher::Offer(const Change& change) {
   {
     std::lock_guard lock(mutex_);
     if (overflowed_) return Offered::kAlreadyOverflowed;
-    if (buffer_.size() >= buffer_max_) {
+    const size_t bytes = ChangeBytes(change);
+    if (buffer_.size() >= buffer_max_ ||
+        (!buffer_.empty() && buffer_bytes_ + bytes > buffer_bytes_max_)) {
       overflowed_ = true;
       offered = Offered::kOverflowedNow;
     } else {
       buffer_.push_back(change);
+      buffer_bytes_ += bytes;
     }
   }
   notify_();
@@ -34,7 +47,8 @@ std::shared_ptr<Watcher> WatchHub::Subscribe(std::string prefix, size_t buffer_m
                                              uint64_t* published_lsn) {
   std::lock_guard lock(mutex_);
   if (watchers_.size() >= watchers_max_) return nullptr;
-  auto watcher = std::make_shared<Watcher>(std::move(prefix), buffer_max, std::move(notify));
+  auto watcher = std::make_shared<Watcher>(std::move(prefix), buffer_max, buffer_bytes_max_,
+                                           std::move(notify));
   watchers_.push_back(watcher);
   *published_lsn = published_lsn_;
   return watcher;

@@ -245,6 +245,29 @@ TEST(ConfigTest, NumbersOutOfRangeAreRefused) {
   EXPECT_NE(unknown_top.status().message().find("unknown key colour"), std::string::npos);
 }
 
+TEST(ConfigTest, WriteTimeoutAndWatchBufferBytesAreReadAndChecked) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->write_timeout_ms, 30'000u);
+  EXPECT_EQ(defaults->watch_buffer_bytes_max, size_t{8} << 20);
+  auto set = ParseConfig(
+      std::string(kValid) + "\n[http]\nwrite_timeout_ms = 500\n[watch]\nbuffer_bytes_max = 65536\n",
+      "t");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->write_timeout_ms, 500u);
+  EXPECT_EQ(set->watch_buffer_bytes_max, 65536u);
+  EXPECT_TRUE(ValidateConfig(*set).ok());
+  for (const auto& [toml, key] :
+       {std::pair{"[http]\nwrite_timeout_ms = 99\n", "http.write_timeout_ms"},
+        std::pair{"[watch]\nbuffer_bytes_max = 1000\n", "watch.buffer_bytes_max"}}) {
+    auto parsed = ParseConfig(std::string(kValid) + "\n" + toml, "t");
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    const Status status = ValidateConfig(*parsed);
+    EXPECT_FALSE(status.ok()) << key;
+    EXPECT_NE(status.message().find(key), std::string::npos) << status.message();
+  }
+}
+
 TEST(ConfigTest, HedgeAfterIsReadAndChecked) {
   auto defaults = ParseConfig(kValid, "t");
   ASSERT_TRUE(defaults.ok());

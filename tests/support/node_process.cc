@@ -23,6 +23,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "net/tls_context.h"
+
 namespace meridian::testing {
 
 const char* MeridianBinary() {
@@ -184,7 +186,7 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
   }
   pid_ = pid;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  HttpClient client("127.0.0.1", http_port_, std::chrono::milliseconds(500));
+  HttpClient client = Client(std::chrono::milliseconds(500));
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -230,7 +232,13 @@ std::string NodeProcess::log() const {
 }
 
 HttpClient NodeProcess::Client(std::chrono::milliseconds timeout) const {
-  return HttpClient("127.0.0.1", http_port_, timeout);
+  client::TlsContext tls;
+  if (!options_.https_ca_file.empty()) {
+    auto context = net::LoadClientContext(options_.https_ca_file);
+    if (!context.ok()) throw std::runtime_error(context.status().message());
+    tls = std::move(context).value();
+  }
+  return HttpClient("127.0.0.1", http_port_, timeout, std::move(tls));
 }
 
 }  // namespace meridian::testing

@@ -48,6 +48,9 @@ struct NodeOptions {
   // in-process proxies and clients), so the node holds none of them: a proxy can then reset a
   // connection, or listen on its port again, without a node keeping the old socket alive.
   bool close_inherited_fds = true;
+  // The node serves HTTPS ([tls] in extra_toml): Start's readiness probes and Client() speak TLS
+  // and trust this CA file. Empty: plaintext HTTP.
+  std::string https_ca_file;
   // The first Start passes --bootstrap (a new region of a new deployment: nothing to rebuild);
   // later starts never do, so a wiped or restored data directory rebuilds from its peers.
   bool bootstrap = true;
