@@ -353,6 +353,70 @@ TEST_F(MutualTls, CertificatesReplacedWhileRunningAreUsedWithoutARestart) {
   EXPECT_TRUE(WaitFor([&] { return Holds(us, "back", R"({"v":4})"); }, seconds(20))) << us.log();
 }
 
+// A region may hold a bounded number of serving streams at a peer: the fifth stream of eu's
+// certificate is refused while four are open, and taken once one of them closed.
+TEST(MutualTlsLimits, ARegionHoldsAtMostFourStreamsAtAPeer) {
+  Pki pki;
+  ASSERT_TRUE(pki.Create({"us", "eu", "asia"}));
+  const std::vector<RegionEntry> regions = Regions({"us", "eu", "asia"});
+  NodeOptions options = TlsNode(pki, "us", regions);
+  options.deployment = "limits";
+  NodeProcess us(options);  // eu and asia are configured but not running
+  ASSERT_TRUE(us.Start(seconds(30), /*ready=*/false)) << us.log();
+  const auto channel = TlsChannel(ReplicationAddress(regions, "us"), ReadFile(pki.ca_file()), "us",
+                                  pki.cert_file("eu"), pki.key_file("eu"));
+  auto stub = wire::Replication::NewStub(channel);
+  struct Open {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReaderWriter<wire::ToSender, wire::ToReceiver>> stream;
+  };
+  // Subscribes as eu; true when the heartbeat that starts a served stream arrives.
+  const auto subscribe = [&](Open* open) {
+    open->context.set_deadline(Deadline());
+    open->stream = stub->Stream(&open->context);
+    wire::ToSender first;
+    wire::Subscribe* message = first.mutable_subscribe();
+    message->set_protocol_version(1);
+    message->set_deployment("limits");
+    message->set_region_id(2);
+    message->set_region_name("eu");
+    message->set_incarnation(0x77);
+    message->set_frontier(core::VersionVector().Encode());
+    wire::ToReceiver reply;
+    return open->stream->Write(first) && open->stream->Read(&reply) && reply.has_heartbeat();
+  };
+  std::vector<std::unique_ptr<Open>> open;
+  for (int i = 0; i < 4; ++i) {
+    open.push_back(std::make_unique<Open>());
+    ASSERT_TRUE(subscribe(open.back().get())) << "stream " << i << "\n" << us.log();
+  }
+  Open fifth;
+  EXPECT_FALSE(subscribe(&fifth));
+  const grpc::Status refused = fifth.stream->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(refused.error_message(), "eu already has 4 streams here");
+
+  // One closes: a new stream is served again (once the server has seen it go).
+  open[0]->context.TryCancel();
+  (void)open[0]->stream->Finish();
+  std::unique_ptr<Open> again;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        if (again) {
+          again->context.TryCancel();
+          (void)again->stream->Finish();
+        }
+        again = std::make_unique<Open>();
+        return subscribe(again.get());
+      },
+      seconds(10)))
+      << us.log();
+  for (auto* one : {again.get(), open[1].get(), open[2].get(), open[3].get()}) {
+    one->context.TryCancel();
+    (void)one->stream->Finish();
+  }
+}
+
 // A peer that answers every subscription with an error, counting them.
 class CountingPeer final : public wire::Replication::Service {
  public:
