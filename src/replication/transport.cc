@@ -245,8 +245,9 @@ class Replicator::Impl final : public wire::Replication::Service {
     {
       std::lock_guard lock(mutex_);
       // Counted per claimed region: with TLS the exchange refuses any other than the
-      // certificate's; without, the count is all there is.
-      if (serving_streams_[peer] >= kServingStreamsPerPeerMax) {
+      // certificate's; without, the count is all there is. Only accepted streams have entries.
+      if (auto it = serving_streams_.find(peer);
+          it != serving_streams_.end() && it->second >= kServingStreamsPerPeerMax) {
         return {grpc::StatusCode::RESOURCE_EXHAUSTED,
                 exchange_.NameOf(peer) + " already has " +
                     std::to_string(kServingStreamsPerPeerMax) + " streams here"};
