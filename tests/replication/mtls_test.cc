@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -71,11 +72,23 @@ struct Pki {
     return Meridian("cert create --ca-dir " + ca_dir() + " --region " + region +
                     (force ? " --force" : ""));
   }
+  // The nodes' ca_file: the CA's certificate unless `trust` names another file.
+  std::string trust;
   std::string Toml(const std::string& region) const {
     return "[tls]\ncert_file = \"" + cert_file(region) + "\"\nkey_file = \"" + key_file(region) +
-           "\"\nca_file = \"" + ca_file() + "\"\n";
+           "\"\nca_file = \"" + (trust.empty() ? ca_file() : trust) + "\"\n";
   }
 };
+
+// Writes `bytes` to `path` the way an operator replaces a watched file: beside it, then renamed.
+bool Replace(const std::string& path, const std::string& bytes) {
+  {
+    std::ofstream file(path + ".new", std::ios::binary | std::ios::trunc);
+    file << bytes;
+    if (!file) return false;
+  }
+  return std::rename((path + ".new").c_str(), path.c_str()) == 0;
+}
 
 std::vector<RegionEntry> Regions(const std::vector<std::string>& names) {
   std::vector<RegionEntry> regions;
@@ -365,6 +378,75 @@ TEST_F(MutualTls, CertificatesReplacedWhileRunningAreUsedWithoutARestart) {
   ASSERT_EQ(eu.Client().Send("PUT", "/v1/docs/back", R"({"v":4})").status, 200);
   EXPECT_TRUE(WaitFor([&] { return Holds(eu, "after", R"({"v":3})"); }, seconds(20))) << eu.log();
   EXPECT_TRUE(WaitFor([&] { return Holds(us, "back", R"({"v":4})"); }, seconds(20))) << us.log();
+}
+
+// The CA rotation docs/security.md describes, on running nodes: both CAs trusted, every region's
+// certificate replaced by one of the new CA, the old CA dropped — replication goes on, and at the
+// end a certificate of the old CA is refused while new connections work.
+TEST(MutualTlsRotation, TheCaIsReplacedWithoutARestart) {
+  Pki pki;
+  pki.trust = pki.dir.path() + "/trust.pem";
+  ASSERT_TRUE(pki.Create({"us", "eu"}));
+  ASSERT_TRUE(Replace(pki.trust, ReadFile(pki.ca_file())));
+  const std::vector<RegionEntry> regions = Regions({"us", "eu"});
+  NodeProcess us(TlsNode(pki, "us", regions));
+  NodeProcess eu(TlsNode(pki, "eu", regions));
+  ASSERT_TRUE(us.Start(seconds(30))) << us.log();
+  ASSERT_TRUE(eu.Start(seconds(30))) << eu.log();
+  ASSERT_EQ(us.Client().Send("PUT", "/v1/docs/a", R"({"v":1})").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return Holds(eu, "a", R"({"v":1})"); }, seconds(20))) << eu.log();
+
+  // Certificates of the new CA for a client to probe with, and copies of the old ones.
+  const std::string next = pki.dir.path() + "/next";
+  const std::string probe_new = pki.dir.path() + "/probe-new";
+  const std::string probe_old = pki.dir.path() + "/probe-old";
+  ASSERT_TRUE(Meridian("ca create --dir " + next));
+  for (const std::string region : {"us", "eu"}) {
+    ASSERT_TRUE(
+        Meridian("cert create --ca-dir " + next + " --region " + region + " --out " + probe_new));
+    ASSERT_TRUE(Meridian("cert create --ca-dir " + pki.ca_dir() + " --region " + region +
+                         " --out " + probe_old));
+  }
+  const std::string old_ca = ReadFile(pki.ca_file());
+  const std::string new_ca = ReadFile(next + "/ca.pem");
+  // Whether `node` completes a handshake with a client presenting the other region's
+  // certificate from `dir` (the call itself may be refused; only UNAVAILABLE means no handshake).
+  const auto accepts = [&](const std::string& node, const std::string& dir) {
+    const std::string other = node == "us" ? "eu" : "us";
+    grpc::ClientContext context;
+    const grpc::Status status =
+        CallVerify(TlsChannel(ReplicationAddress(regions, node), old_ca + new_ca, node,
+                              dir + "/" + other + ".pem", dir + "/" + other + "-key.pem"),
+                   VerifyAs(other == "us" ? 1 : 2, other), &context);
+    return status.error_code() != grpc::StatusCode::UNAVAILABLE;
+  };
+  ASSERT_TRUE(accepts("us", probe_old) && accepts("eu", probe_old));
+  ASSERT_FALSE(accepts("us", probe_new)) << "the new CA is not trusted yet";
+
+  // 1. Both CAs trusted.
+  ASSERT_TRUE(Replace(pki.trust, old_ca + new_ca));
+  ASSERT_TRUE(
+      WaitFor([&] { return accepts("us", probe_new) && accepts("eu", probe_new); }, seconds(15)));
+  // 2. Every region's certificate from the new CA, in place.
+  for (const std::string region : {"us", "eu"}) {
+    ASSERT_TRUE(Meridian("cert create --ca-dir " + next + " --region " + region + " --out " +
+                         pki.ca_dir() + " --force"));
+  }
+  ASSERT_EQ(us.Client().Send("PUT", "/v1/docs/b", R"({"v":2})").status, 200);
+  EXPECT_TRUE(WaitFor([&] { return Holds(eu, "b", R"({"v":2})"); }, seconds(20))) << eu.log();
+  // 3. The old CA dropped: a certificate of it no longer gets through.
+  ASSERT_TRUE(Replace(pki.trust, new_ca));
+  ASSERT_TRUE(
+      WaitFor([&] { return !accepts("us", probe_old) && !accepts("eu", probe_old); }, seconds(15)));
+  EXPECT_TRUE(accepts("us", probe_new) && accepts("eu", probe_new));
+  // New connections of the regions work with the new CA alone: us restarts, both directions
+  // replicate.
+  ASSERT_EQ(us.Terminate(), 0) << us.log();
+  ASSERT_TRUE(us.Start(seconds(30))) << us.log();
+  ASSERT_EQ(us.Client().Send("PUT", "/v1/docs/c", R"({"v":3})").status, 200);
+  ASSERT_EQ(eu.Client().Send("PUT", "/v1/docs/d", R"({"v":4})").status, 200);
+  EXPECT_TRUE(WaitFor([&] { return Holds(eu, "c", R"({"v":3})"); }, seconds(20))) << eu.log();
+  EXPECT_TRUE(WaitFor([&] { return Holds(us, "d", R"({"v":4})"); }, seconds(20))) << us.log();
 }
 
 // A region may hold a bounded number of serving streams at a peer: the fifth stream of eu's
