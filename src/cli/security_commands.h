@@ -1,4 +1,5 @@
-// `meridian token`: the secret that signs bearer tokens, and tokens signed with it
+// `meridian token`: the secret that signs bearer tokens, and tokens signed with it; `meridian ca
+// create` and `meridian cert create`: the deployment's CA and region certificates
 // (docs/security.md, docs/cli.md).
 #pragma once
 

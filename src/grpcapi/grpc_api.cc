@@ -18,6 +18,7 @@
 #include "api/request.h"
 #include "api/service.h"
 #include "api/session_token.h"
+#include "auth/grpc_tls.h"
 #include "core/hlc.h"
 #include "meridian/api.grpc.pb.h"
 
@@ -196,8 +197,19 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   ~Impl() override { Stop(); }
 
   meridian::Status Start() {
+    // [tls]: TLS only, with the node's certificate (reloaded when its files change); clients
+    // are not asked for certificates: they authenticate with tokens ([auth]).
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (const node::NodeConfig::Tls& tls = node_->config().tls; tls.enabled()) {
+      const auth::TlsFiles files{tls.cert_file, tls.key_file, tls.ca_file};
+      if (std::string problem = auth::CheckTlsFiles(files); !problem.empty()) {
+        return meridian::Status(StatusCode::kInvalidArgument, problem);
+      }
+      tls_ = auth::WatchTlsFiles(files);
+      credentials = auth::TlsServerCredentials(tls_);
+    }
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(address_, grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort(address_, credentials, &port_);
     builder.RegisterService(this);
     // A write carries a document of up to limits.document_bytes_max and a key besides.
     const core::Limits& limits = node_->config().limits;
@@ -219,7 +231,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
           StatusCode::kUnavailable,
           "cannot listen for the gRPC API on " + address_ + " (in use or not a local address?)");
     }
-    spdlog::info("region {} serving the gRPC API on {}", node_->config().region, address_);
+    spdlog::info("region {} serving the gRPC API on {}{}", node_->config().region, address_,
+                 tls_ ? " (TLS)" : "");
     return meridian::Status::Ok();
   }
 
@@ -715,6 +728,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   node::Node* const node_;
   const std::string address_;
   int port_ = 0;
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> tls_;  // [tls]: the files
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stopping_{false};
   std::mutex waiters_mutex_;

@@ -411,10 +411,29 @@ void Exchange::SyncRebuild(Ready* ready) {
 
 // --- serving streams --------------------------------------------------------------------------
 
+// Mutual TLS authenticates the peer as a region; the region a message claims must be that one, or
+// any region holding a certificate could subscribe, re-seed or verify as another.
+std::optional<Refusal> Exchange::CheckCertificate(std::optional<core::RegionId> authenticated,
+                                                  core::RegionId claimed) const {
+  if (!authenticated || *authenticated == claimed) return std::nullopt;
+  return Refusal{
+      Refusal::Code::kPermissionDenied,
+      "certificate names region '" + NameOf(*authenticated) + "', not '" + NameOf(claimed) + "'",
+      true};
+}
+
 Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& subscribe,
+                                      std::optional<core::RegionId> authenticated,
                                       uint64_t now_ms) {
   Served served;
   Ready& ready = served.ready;
+  if (std::optional<Refusal> refusal =
+          CheckCertificate(authenticated, static_cast<core::RegionId>(subscribe.region_id()))) {
+    ready.refused.push_back({*authenticated, refusal->message});
+    ready.Log(Level::kError, "refused a subscription: " + refusal->message);
+    served.refusal = std::move(refusal);
+    return served;
+  }
   if (subscribe.protocol_version() != kProtocolVersion) {
     served.refusal = Refusal{Refusal::Code::kFailedPrecondition,
                              "protocol version " + std::to_string(subscribe.protocol_version()) +
@@ -613,7 +632,13 @@ void Exchange::HeartbeatSent(uint64_t serving, uint64_t now_ms) {
 // --- re-seeding ---------------------------------------------------------------------------
 
 std::optional<Refusal> Exchange::SnapshotRequested(const wire::SnapshotRequest& request,
+                                                   std::optional<core::RegionId> authenticated,
                                                    Ready* ready) {
+  if (std::optional<Refusal> refusal =
+          CheckCertificate(authenticated, static_cast<core::RegionId>(request.region_id()))) {
+    ready->refused.push_back({*authenticated, refusal->message});
+    return refusal;
+  }
   if (std::optional<Refusal> refusal = CheckSubscriber(request)) return refusal;
   // The region starts over: what its earlier incarnation acknowledged no longer holds the log
   // back, nor counts (and nothing it now needs is trimmed meanwhile).
@@ -626,7 +651,12 @@ std::optional<Refusal> Exchange::SnapshotRequested(const wire::SnapshotRequest& 
   return std::nullopt;
 }
 
-std::optional<Refusal> Exchange::VerifyRequested(const wire::VerifyRequest& request) const {
+std::optional<Refusal> Exchange::VerifyRequested(
+    const wire::VerifyRequest& request, std::optional<core::RegionId> authenticated) const {
+  if (std::optional<Refusal> refusal =
+          CheckCertificate(authenticated, static_cast<core::RegionId>(request.region_id()))) {
+    return refusal;
+  }
   return CheckSubscriber(request);
 }
 

@@ -209,11 +209,15 @@ class Exchange {
   // --- serving streams --------------------------------------------------------------------
   // A peer's first message on a new serving stream: a Refusal ends the stream (the driver
   // answers with it), else the stream is served and reported by ServingEnded when it ends.
+  // `authenticated`: the region the peer's certificate names (mutual TLS, docs/security.md), or
+  // nullopt when the deployment runs without TLS; a message claiming another region is refused.
+  // The same holds for SnapshotRequested and VerifyRequested.
   struct Served {
     std::optional<Refusal> refusal;
     Ready ready;
   };
-  Served Subscribed(uint64_t serving, const wire::Subscribe& subscribe, uint64_t now_ms);
+  Served Subscribed(uint64_t serving, const wire::Subscribe& subscribe,
+                    std::optional<core::RegionId> authenticated, uint64_t now_ms);
   // A later message of the subscriber (a new Subscribe, or an Ack). False: malformed, end it.
   bool FromSubscriber(uint64_t serving, const wire::ToSender& message, uint64_t now_ms,
                       Ready* ready);
@@ -244,13 +248,16 @@ class Exchange {
   // --- re-seeding -------------------------------------------------------------------------
   // Why a peer's snapshot request is refused, if it is; else what its earlier incarnation
   // acknowledged stops counting (it starts over).
-  std::optional<Refusal> SnapshotRequested(const wire::SnapshotRequest& request, Ready* ready);
+  std::optional<Refusal> SnapshotRequested(const wire::SnapshotRequest& request,
+                                           std::optional<core::RegionId> authenticated,
+                                           Ready* ready);
   wire::SnapshotRequest SnapshotRequestMessage() const;
 
   // --- verification (replication/verify.h) -------------------------------------------------
   // Why a peer's verification request is refused, if it is: the identity checks of a
   // subscription.
-  std::optional<Refusal> VerifyRequested(const wire::VerifyRequest& request) const;
+  std::optional<Refusal> VerifyRequested(const wire::VerifyRequest& request,
+                                         std::optional<core::RegionId> authenticated) const;
   // Adds this region's identity to a verification request it sends.
   void Identify(wire::VerifyRequest* request) const;
 
@@ -300,6 +307,9 @@ class Exchange {
 
   template <typename Message>  // wire::Subscribe, wire::SnapshotRequest
   std::optional<Refusal> CheckSubscriber(const Message& message) const;
+  // A message that claims `claimed` from a peer whose certificate names `authenticated`.
+  std::optional<Refusal> CheckCertificate(std::optional<core::RegionId> authenticated,
+                                          core::RegionId claimed) const;
   std::optional<std::string> CheckSender(core::RegionId peer, const wire::Heartbeat& beat) const;
   wire::ToSender SubscribeMessage(const std::vector<core::RegionId>& origins,
                                   const core::VersionVector& applied, uint64_t subscription) const;

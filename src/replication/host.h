@@ -39,6 +39,14 @@ struct TransportConfig {
   VerifyOptions verify;
   // How long a verification request may take before the comparison ends as unknown.
   uint64_t verify_timeout_ms = 10'000;
+  // [tls] (docs/security.md): with a certificate, the replication port and every dial use mutual
+  // TLS with the deployment's CA, and a peer is taken only as the region its certificate names.
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string ca_file;
+    bool enabled() const { return !cert_file.empty(); }
+  } tls;
 };
 
 // Where the transport reports (status, readiness, metrics). Thread-safe.

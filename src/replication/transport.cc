@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/grpc_tls.h"
 #include "core/check.h"
 #include "core/thread_name.h"
 #include "meridian/event.pb.h"
@@ -34,6 +35,17 @@ namespace meridian::replication {
 namespace {
 
 constexpr int kMessageBytesMax = 64 << 20;
+// Serving streams a peer may hold here at once. A region dials each peer once, a hedge adds a
+// second beside a slow stream, and a stream being replaced may still be closing; relays ride on
+// those streams' subscriptions and open none. Beyond this a peer (or whoever holds its
+// certificate) is tying up threads, not replicating.
+constexpr int kServingStreamsPerPeerMax = 4;
+// gRPC server threads: each serving stream, snapshot and verification call holds one while it
+// runs. Enough for every peer's streams at their bound and its unary calls, with room for gRPC's
+// pollers; beyond it a new call is answered RESOURCE_EXHAUSTED instead of starting a thread.
+int ServerThreadsMax(size_t peers) {
+  return static_cast<int>(peers) * (kServingStreamsPerPeerMax + 2) + 8;
+}
 constexpr int kKeepaliveMs = 5000;
 // HTTP/2 flow-control window to start from: a WAN round trip of batches may be in flight without
 // waiting. (BDP probing, gRPC's default, must stay on: it is what grows the window past 64 KiB;
@@ -110,11 +122,36 @@ class Replicator::Impl final : public wire::Replication::Service {
   ~Impl() override { Stop(); }
 
   Status Start() {
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (config_.tls.enabled()) {
+      const auth::TlsFiles files{config_.tls.cert_file, config_.tls.key_file, config_.tls.ca_file};
+      if (std::string problem = auth::CheckTlsFiles(files); !problem.empty()) {
+        return Status(StatusCode::kInvalidArgument, problem);
+      }
+      tls_ = auth::WatchTlsFiles(files);
+      std::set<std::string> regions;
+      for (const auto& [id, name] : config_.exchange.names) {
+        if (id != config_.exchange.self) regions.insert(name);
+      }
+      credentials = auth::MutualTlsServerCredentials(tls_, std::move(regions));
+    }
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort(config_.listen, credentials, &port_);
     builder.RegisterService(this);
     ForEachStreamArgument(
         [&](const char* name, int value) { builder.AddChannelArgument(name, value); });
+    // The builder's own message limits would override the channel arguments' when set: the same
+    // bound both ways, stated where the server reads it.
+    builder.SetMaxReceiveMessageSize(kMessageBytesMax);
+    builder.SetMaxSendMessageSize(kMessageBytesMax);
+    // One completion queue with at most two idle pollers (gRPC's defaults, stated because the
+    // thread bound must leave room for them: gRPC aborts when the bound is below its pollers).
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+    grpc::ResourceQuota quota("replication");
+    quota.SetMaxThreads(ServerThreadsMax(config_.addresses.size()));
+    builder.SetResourceQuota(quota);
     // Clients may ping: that is how a half-open connection is found from their side.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
@@ -127,7 +164,7 @@ class Replicator::Impl final : public wire::Replication::Service {
       return Status(StatusCode::kUnavailable, "cannot listen for replication on " + config_.listen +
                                                   " (in use or not a local address?)");
     }
-    spdlog::info("replication listening on {}", config_.listen);
+    spdlog::info("replication listening on {}{}", config_.listen, tls_ ? " (mutual TLS)" : "");
     if (host_->NeedsReseed()) {
       // The live streams start once the snapshot is in (RunReseed); the region stays gated
       // meanwhile (the node starts it rebuilding).
@@ -201,12 +238,23 @@ class Replicator::Impl final : public wire::Replication::Service {
     }
     const wire::Subscribe& subscribe = first.subscribe();
     const core::RegionId peer = subscribe.region_id();
+    std::optional<core::RegionId> authenticated;
+    if (grpc::Status denied = Authenticate(*context, &authenticated); !denied.ok()) return denied;
     Exchange::Served served;
     uint64_t serving = 0;
     {
       std::lock_guard lock(mutex_);
+      // Counted per claimed region: with TLS the exchange refuses any other than the
+      // certificate's; without, the count is all there is. Only accepted streams have entries.
+      if (auto it = serving_streams_.find(peer);
+          it != serving_streams_.end() && it->second >= kServingStreamsPerPeerMax) {
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                exchange_.NameOf(peer) + " already has " +
+                    std::to_string(kServingStreamsPerPeerMax) + " streams here"};
+      }
       serving = next_serving_++;
-      served = exchange_.Subscribed(serving, subscribe, SteadyMs());
+      served = exchange_.Subscribed(serving, subscribe, authenticated, SteadyMs());
+      if (!served.refusal) ++serving_streams_[peer];
     }
     if (served.refusal) {
       Carry(std::move(served.ready), nullptr);
@@ -222,6 +270,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         {
           std::lock_guard lock(impl->mutex_);
           impl->exchange_.ServingEnded(serving);
+          --impl->serving_streams_[peer];
         }
         impl->board_.SubscriberDetached(peer);
       }
@@ -314,12 +363,14 @@ class Replicator::Impl final : public wire::Replication::Service {
   }
 
   // --- verification (docs/verification.md) -----------------------------------------------------
-  grpc::Status Verify(grpc::ServerContext*, const wire::VerifyRequest* request,
+  grpc::Status Verify(grpc::ServerContext* context, const wire::VerifyRequest* request,
                       wire::VerifyReply* reply) override {
+    std::optional<core::RegionId> authenticated;
+    if (grpc::Status denied = Authenticate(*context, &authenticated); !denied.ok()) return denied;
     std::optional<Refusal> refusal;
     {
       std::lock_guard lock(mutex_);
-      refusal = exchange_.VerifyRequested(*request);
+      refusal = exchange_.VerifyRequested(*request, authenticated);
     }
     if (refusal) return StatusOf(*refusal);
     auto answer = host_->AnswerVerify(*request);
@@ -354,9 +405,8 @@ class Replicator::Impl final : public wire::Replication::Service {
                      static_cast<int>(links.backoff_initial_ms));
     arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(links.backoff_initial_ms));
     arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(links.backoff_max_ms));
-    auto channel =
-        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
-    return verify_stubs_.emplace(peer, wire::Replication::NewStub(channel)).first->second.get();
+    return verify_stubs_.emplace(peer, wire::Replication::NewStub(ChannelTo(peer, &arguments)))
+        .first->second.get();
   }
 
   // Sends a request; its answer is queued for the verifier thread. Requires verify_mutex_.
@@ -467,6 +517,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   grpc::Status Snapshot(grpc::ServerContext* context, const wire::SnapshotRequest* request,
                         grpc::ServerWriter<wire::SnapshotChunk>* writer) override {
     const core::RegionId peer = request->region_id();
+    std::optional<core::RegionId> authenticated;
+    if (grpc::Status denied = Authenticate(*context, &authenticated); !denied.ok()) return denied;
     if (RefusesSnapshots(host_->Reseeding(), host_->Merging(), host_->Applied())) {
       return {grpc::StatusCode::UNAVAILABLE, kReseedingItself};
     }
@@ -476,7 +528,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::optional<Refusal> refusal;
     {
       std::lock_guard lock(mutex_);
-      refusal = exchange_.SnapshotRequested(*request, &ready);
+      refusal = exchange_.SnapshotRequested(*request, authenticated, &ready);
     }
     Carry(std::move(ready), nullptr);
     if (refusal) {
@@ -692,9 +744,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     grpc::ChannelArguments arguments;
     ForEachStreamArgument([&](const char* name, int value) { arguments.SetInt(name, value); });
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel =
-        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
-    auto stub = wire::Replication::NewStub(channel);
+    auto stub = wire::Replication::NewStub(ChannelTo(peer, &arguments));
     grpc::ClientContext context;
     {
       std::lock_guard lock(mutex_);
@@ -788,6 +838,39 @@ class Replicator::Impl final : public wire::Replication::Service {
     return it == config_.addresses.end() ? std::string() : it->second;
   }
 
+  // A channel to the peer: with [tls], mutual TLS that accepts only a certificate naming it.
+  std::shared_ptr<grpc::Channel> ChannelTo(core::RegionId peer, grpc::ChannelArguments* arguments) {
+    if (!tls_) {
+      return grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(),
+                                       *arguments);
+    }
+    const std::string name = exchange_.NameOf(peer);
+    auth::SetTlsTargetName(arguments, name);
+    return grpc::CreateCustomChannel(AddressOf(peer), auth::MutualTlsChannelCredentials(tls_, name),
+                                     *arguments);
+  }
+
+  // The region the caller's certificate names (mutual TLS), into *authenticated; nullopt without
+  // [tls]. A certificate naming no region of the deployment does not get past the handshake, so
+  // a refusal here means the handshake and the configuration disagree.
+  grpc::Status Authenticate(const grpc::ServerContext& context,
+                            std::optional<core::RegionId>* authenticated) const {
+    authenticated->reset();
+    if (!tls_) return grpc::Status::OK;
+    const std::optional<std::string> name = auth::PeerCommonName(context);
+    if (name) {
+      for (const auto& [id, known] : config_.exchange.names) {
+        if (known == *name && id != config_.exchange.self) {
+          *authenticated = id;
+          return grpc::Status::OK;
+        }
+      }
+    }
+    return {grpc::StatusCode::PERMISSION_DENIED,
+            "refused: the certificate names no peer region of this deployment" +
+                (name ? " ('" + *name + "')" : std::string())};
+  }
+
   // Waits for `ms` unless stopping; false when stopping.
   bool Pause(uint64_t ms) {
     std::unique_lock lock(mutex_);
@@ -859,9 +942,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     // A fresh channel per dial: the exchange's backoff governs redials, not the channel's, and a
     // hedge does not share the connection of the stream it hedges.
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel =
-        grpc::CreateCustomChannel(AddressOf(peer), grpc::InsecureChannelCredentials(), arguments);
-    auto stub = wire::Replication::NewStub(channel);
+    auto stub = wire::Replication::NewStub(ChannelTo(peer, &arguments));
     std::string why;
     {
       auto stream = stub->Stream(context.get());
@@ -1106,6 +1187,8 @@ class Replicator::Impl final : public wire::Replication::Service {
   Host* const host_;
   const TransportConfig config_;
   StatusBoard& board_;
+  // [tls]: the watched certificate files every credential uses (null without [tls]).
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> tls_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
@@ -1115,6 +1198,7 @@ class Replicator::Impl final : public wire::Replication::Service {
   bool stopped_ = false;
   Exchange exchange_;
   uint64_t next_serving_ = 1;
+  std::map<core::RegionId, int> serving_streams_;  // serving streams per subscriber
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> contexts_;  // by stream id, dialling
   std::map<uint64_t, PeerStream*> receiving_;                          // by stream id, reading
   grpc::ClientContext* reseed_context_ = nullptr;  // the re-seed's call, while one runs

@@ -908,7 +908,7 @@ void Simulation::SendVerify(int index, replication::Verifier::Ready::Request req
       return;
     }
     Result<wire::VerifyReply> answer = Status(StatusCode::kUnavailable, "refused");
-    if (auto refusal = p.exchange->VerifyRequested(message)) {
+    if (auto refusal = p.exchange->VerifyRequested(message, nodes_[index]->id)) {
       answer = Status(StatusCode::kInvalidArgument, refusal->message);
     } else if (node::AsksStates(message)) {
       auto states = p.region->ReadStates(node::KeysOf(message));
@@ -1004,8 +1004,9 @@ void Simulation::SenderGot(int index, uint64_t conn_id, const Message& message) 
     // A new stream: its first message must be a Subscribe that the exchange accepts.
     std::string refused = "a stream starts with a Subscribe";
     if (message.to_sender.has_subscribe()) {
-      replication::Exchange::Served served =
-          n.exchange->Subscribed(conn_id, message.to_sender.subscribe(), now_);
+      // The subscriber as mutual TLS would authenticate it: the region that dialled.
+      replication::Exchange::Served served = n.exchange->Subscribed(
+          conn_id, message.to_sender.subscribe(), nodes_[conn.receiver]->id, now_);
       if (!served.refusal) {
         n.serving[conn_id] = Node::Serving{};
         Carry(index, std::move(served.ready));
@@ -1200,7 +1201,7 @@ void Simulation::ServeSnapshot(int index, uint64_t conn_id, const Message& messa
   }
   replication::Ready ready;
   const std::optional<replication::Refusal> refusal =
-      n.exchange->SnapshotRequested(message.snapshot_request, &ready);
+      n.exchange->SnapshotRequested(message.snapshot_request, nodes_[conn.receiver]->id, &ready);
   Carry(index, std::move(ready));
   if (refusal) {
     refuse(refusal->message);

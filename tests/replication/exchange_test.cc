@@ -99,29 +99,75 @@ TEST(Exchange, ASubscriberOfAnotherDeploymentOrNameIsRefusedAndReported) {
   Exchange exchange(Options(), 0);
   wire::Subscribe other = SubscribeFrom(2, "eu", 0x22);
   other.set_deployment("staging");
-  Exchange::Served served = exchange.Subscribed(1, other, 0);
+  Exchange::Served served = exchange.Subscribed(1, other, std::nullopt, 0);
   ASSERT_TRUE(served.refusal.has_value());
   EXPECT_EQ(served.refusal->code, Refusal::Code::kFailedPrecondition);
   EXPECT_TRUE(served.refusal->identity);
   ASSERT_EQ(served.ready.refused.size(), 1u);
   EXPECT_EQ(served.ready.refused[0].peer, 2u);
 
-  served = exchange.Subscribed(2, SubscribeFrom(2, "asia", 0x22), 0);
+  served = exchange.Subscribed(2, SubscribeFrom(2, "asia", 0x22), std::nullopt, 0);
   ASSERT_TRUE(served.refusal.has_value());
   EXPECT_NE(served.refusal->message.find("knows as 'eu'"), std::string::npos);
 
-  served = exchange.Subscribed(3, SubscribeFrom(9, "nine", 0x22), 0);
+  served = exchange.Subscribed(3, SubscribeFrom(9, "nine", 0x22), std::nullopt, 0);
   ASSERT_TRUE(served.refusal.has_value());
   EXPECT_EQ(served.refusal->code, Refusal::Code::kPermissionDenied);
 
-  served = exchange.Subscribed(4, SubscribeFrom(1, "us", 0x22), 0);  // its own id
+  served = exchange.Subscribed(4, SubscribeFrom(1, "us", 0x22), std::nullopt, 0);  // its own id
   ASSERT_TRUE(served.refusal.has_value());
   EXPECT_EQ(served.refusal->code, Refusal::Code::kPermissionDenied);
 
   wire::Subscribe old_protocol = SubscribeFrom(2, "eu", 0x22);
   old_protocol.set_protocol_version(kProtocolVersion + 1);
-  EXPECT_TRUE(exchange.Subscribed(5, old_protocol, 0).refusal.has_value());
+  EXPECT_TRUE(exchange.Subscribed(5, old_protocol, std::nullopt, 0).refusal.has_value());
   EXPECT_EQ(exchange.SubscriberOf(5), 0u);  // nothing refused is served
+}
+
+// Mutual TLS names the peer's region; a subscription, re-seed or verification that claims another
+// is refused whatever else it says, and reported against the region the certificate names.
+TEST(Exchange, AMessageClaimingAnotherRegionThanItsCertificateIsRefused) {
+  Exchange exchange(Options(), 0);
+  Exchange::Served served = exchange.Subscribed(1, SubscribeFrom(3, "asia", 0x33), 2, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->code, Refusal::Code::kPermissionDenied);
+  EXPECT_EQ(served.refusal->message, "certificate names region 'eu', not 'asia'");
+  EXPECT_TRUE(served.refusal->identity);
+  ASSERT_EQ(served.ready.refused.size(), 1u);
+  EXPECT_EQ(served.ready.refused[0].peer, 2u);
+  EXPECT_EQ(exchange.SubscriberOf(1), 0u);
+  // An id the deployment does not know is refused for the certificate too.
+  served = exchange.Subscribed(2, SubscribeFrom(9, "nine", 0x33), 2, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->message, "certificate names region 'eu', not '#9'");
+
+  wire::SnapshotRequest snapshot;
+  snapshot.set_deployment("prod");
+  snapshot.set_region_id(3);
+  snapshot.set_region_name("asia");
+  snapshot.set_incarnation(0x33);
+  Ready ready;
+  std::optional<Refusal> refusal = exchange.SnapshotRequested(snapshot, 2, &ready);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->message, "certificate names region 'eu', not 'asia'");
+  EXPECT_TRUE(ready.forgotten.empty()) << "a refused request changes nothing";
+
+  wire::VerifyRequest verify;
+  verify.set_deployment("prod");
+  verify.set_region_id(3);
+  verify.set_region_name("asia");
+  verify.set_incarnation(0x33);
+  refusal = exchange.VerifyRequested(verify, 2);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->message, "certificate names region 'eu', not 'asia'");
+
+  // The region its certificate names, or no TLS at all, is served as before.
+  EXPECT_FALSE(exchange.VerifyRequested(verify, 3).has_value());
+  EXPECT_FALSE(exchange.VerifyRequested(verify, std::nullopt).has_value());
+  EXPECT_FALSE(exchange.SnapshotRequested(snapshot, 3, &ready).has_value());
+  served = exchange.Subscribed(3, SubscribeFrom(3, "asia", 0x33), 3, 0);
+  EXPECT_FALSE(served.refusal.has_value());
+  EXPECT_EQ(exchange.SubscriberOf(3), 3u);
 }
 
 TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
@@ -131,7 +177,7 @@ TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
   const Exchange::Dialed from_eu = exchange.Dialing(2, {}, 0);
   bool decode = false;
   (void)exchange.Received(from_eu.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
-  Exchange::Served first = exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 10);
+  Exchange::Served first = exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 10);
   ASSERT_FALSE(first.refusal.has_value());
   Ready acked;
   wire::ToSender ack;
@@ -140,7 +186,8 @@ TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
   EXPECT_EQ(exchange.RegionsHolding({1, 5}), 1u);
 
   // A second process claiming eu while the first is subscribed: refused.
-  Exchange::Served second = exchange.Subscribed(101, SubscribeFrom(2, "eu", 0x33), 30);
+  Exchange::Served second =
+      exchange.Subscribed(101, SubscribeFrom(2, "eu", 0x33), std::nullopt, 30);
   ASSERT_TRUE(second.refusal.has_value());
   EXPECT_EQ(second.refusal->code, Refusal::Code::kAlreadyExists);
   EXPECT_TRUE(second.ready.fence.empty());
@@ -148,7 +195,7 @@ TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
   // The first one's stream ends: the new incarnation is taken, what the earlier one acknowledged
   // stops counting, and the stream from the earlier one is fenced and cancelled.
   exchange.ServingEnded(100);
-  Exchange::Served third = exchange.Subscribed(102, SubscribeFrom(2, "eu", 0x33), 40);
+  Exchange::Served third = exchange.Subscribed(102, SubscribeFrom(2, "eu", 0x33), std::nullopt, 40);
   ASSERT_FALSE(third.refusal.has_value());
   EXPECT_EQ(third.ready.fence, std::vector<uint64_t>({from_eu.stream}));
   EXPECT_TRUE(Cancels(third.ready, from_eu.stream, "new incarnation"));
@@ -159,7 +206,8 @@ TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
 
 TEST(Exchange, AStreamBelongsToOneRegionAndOneIncarnation) {
   Exchange exchange(Options(), 0);
-  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 0).refusal.has_value());
+  ASSERT_FALSE(
+      exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 0).refusal.has_value());
   Ready ready;
   wire::ToSender resubscribe;
   *resubscribe.mutable_subscribe() = SubscribeFrom(3, "asia", 0x44);
@@ -185,7 +233,8 @@ TEST(Exchange, ALateCopyOfAnEarlierSubscribeDoesNotReplaceTheLaterOne) {
   Exchange eu(Options(2, 0x22), 0);
   (void)us.Start({}, false);
   const Exchange::Dialed dialed = us.Dialing(2, {}, 0);
-  ASSERT_FALSE(eu.Subscribed(100, dialed.subscribe.subscribe(), 10).refusal.has_value());
+  ASSERT_FALSE(
+      eu.Subscribed(100, dialed.subscribe.subscribe(), std::nullopt, 10).refusal.has_value());
 
   // eu holds asia's events: us relays asia through eu and resubscribes for eu and asia.
   bool decode = false;
@@ -398,8 +447,8 @@ TEST(Exchange, RetentionWaitsForEveryPeerUntilOneIsReleasedAfterTheHold) {
   Ready ready;
   // Nobody acknowledged anything: nothing may be trimmed.
   EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 100, &ready), VersionVector());
-  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 100).refusal);
-  ASSERT_FALSE(exchange.Subscribed(101, SubscribeFrom(3, "asia", 0x33), 100).refusal);
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 100).refusal);
+  ASSERT_FALSE(exchange.Subscribed(101, SubscribeFrom(3, "asia", 0x33), std::nullopt, 100).refusal);
   wire::ToSender ack;
   ack.mutable_ack()->set_frontier(Vector({{1, 7}}).Encode());
   ASSERT_TRUE(exchange.FromSubscriber(100, ack, 200, &ready));
@@ -422,7 +471,7 @@ TEST(Exchange, RetentionWaitsForEveryPeerUntilOneIsReleasedAfterTheHold) {
 
 TEST(Exchange, TheSenderAbandonsAnOriginItsLogNoLongerHolds) {
   Exchange exchange(Options(), 0);
-  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), 0).refusal);
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 0).refusal);
   Exchange::Outgoing out = exchange.Next(100, Vector({{1, 5}}), 0);
   EXPECT_TRUE(out.heartbeat);  // first, before any batch
   ASSERT_TRUE(out.read.has_value());
