@@ -105,6 +105,7 @@ NodeOptions TlsNode(const Pki& pki, const std::string& region,
   options.region = region;
   options.regions = regions;
   options.grpc = true;
+  options.https_ca_file = pki.ca_file();  // [tls] makes the HTTP API speak TLS too
   options.extra_toml = pki.Toml(region) +
                        "[storage]\nsync = false\n"
                        "[replication]\nheartbeat_ms = 50\nbackoff_initial_ms = 20\n"
