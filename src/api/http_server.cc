@@ -81,6 +81,7 @@ Response ErrorResponse(const Request& request, const ApiError& error) {
   Response response =
       MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
   if (!error.allow.empty()) response.set(http::field::allow, error.allow);
+  if (error.status == 401) response.set(http::field::www_authenticate, "Bearer");
   return response;
 }
 
@@ -295,6 +296,8 @@ class HttpServer::Impl {
           request.body(),
           Header(request, "Idempotency-Key")};
       auto parsed = ParseRequest(view, config.limits);
+      // [auth] before any handler (watches included): 401 or 403 replaces the call.
+      if (auto refused = CheckToken(request, parsed)) parsed = *refused;
       if (auto* call = std::get_if<ApiCall>(&parsed);
           call != nullptr && call->route == Route::kWatch) {
         co_await Watch(connection, request, *call);
@@ -327,6 +330,21 @@ class HttpServer::Impl {
     beast::error_code ignored;
     if (!connection->websocket)
       connection->stream.socket().shutdown(Socket::shutdown_send, ignored);
+  }
+
+  // [auth] (api/authorize.h): the refusal of a request, or nullopt. A request that did not parse
+  // is refused too when its token does not verify, so that without one nothing is learnt but
+  // 401; its own error stands otherwise.
+  std::optional<ApiError> CheckToken(const Request& request,
+                                     std::variant<ApiCall, ApiError>& parsed) {
+    if (node_->secrets() == nullptr) return std::nullopt;
+    const std::string_view authorization = Header(request, http::field::authorization);
+    if (auto* call = std::get_if<ApiCall>(&parsed)) return CheckAccess(*node_, authorization, call);
+    ApiCall any;  // a route that needs a token, only to authenticate
+    any.route = Route::kStatus;
+    auto refused = CheckAccess(*node_, authorization, &any);
+    if (refused && refused->status == 401) return refused;
+    return std::nullopt;
   }
 
   static std::string_view Header(const Request& request, http::field field) {

@@ -1,9 +1,11 @@
 #include "api/service.h"
 
+#include <chrono>
 #include <cstdio>
 #include <iomanip>
 #include <sstream>
 
+#include "api/authorize.h"
 #include "api/session_token.h"
 #include "core/hlc.h"
 
@@ -160,6 +162,22 @@ nlohmann::json StatusJson(node::Node& node) {
           {"watchers", snapshot.watchers},
           {"clock_skew_events", snapshot.clock_skew_events},
           {"uptime_s", node.uptime_s()}};
+}
+
+std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
+                                    ApiCall* call) {
+  auth::SecretFile* file = node.secrets();
+  if (file == nullptr) return std::nullopt;
+  const std::shared_ptr<const auth::SecretFile::Secrets> secrets = file->Current();
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  auth::Claims claims;
+  if (auto refused = Authorize(*secrets, authorization, now_s, *call, &claims)) return refused;
+  if (!call->idempotency_key.empty() && !NeedsNoToken(call->route)) {
+    call->idempotency_key = ScopedIdempotencyKey(claims, call->idempotency_key);
+  }
+  return std::nullopt;
 }
 
 ApiError SessionTimeout(uint64_t wait_ms) {

@@ -56,6 +56,13 @@ std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t 
 std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
     uint64_t id, const Result<node::DeadLetterRetry>& retry);
 
+// [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
+// without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the
+// Authorization header or the `authorization` metadata. Once allowed, a write's idempotency key
+// becomes the one scoped to the token's client (ScopedIdempotencyKey).
+std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
+                                    ApiCall* call);
+
 // 504 session_timeout: the frontier did not cover the session token within wait_ms.
 ApiError SessionTimeout(uint64_t wait_ms);
 
