@@ -510,15 +510,16 @@ class HttpServer::Impl {
         std::string body = "{\"items\":[";
         std::string last;
         bool first = true;
-        auto more = store.ScanViews(
-            call.prefix, call.after, call.limit, [&](std::string_view key, std::string_view doc) {
-              if (!first) body += ',';
-              first = false;
-              body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
-              body += doc;
-              body += '}';
-              last = key;
-            });
+        auto more =
+            ScanPage(store, call.prefix, call.after, call.limit, config.scan_page_bytes_max,
+                     [&](std::string_view key, std::string_view doc) {
+                       if (!first) body += ',';
+                       first = false;
+                       body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
+                       body += doc;
+                       body += '}';
+                       last = key;
+                     });
         if (!more.ok()) co_return ErrorResponse(request, ErrorFromStatus(more.status()));
         body += "],\"next\":";
         body += *more ? nlohmann::json(last).dump() : "null";

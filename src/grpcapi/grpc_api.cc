@@ -37,6 +37,9 @@ constexpr uint64_t kDefaultDurabilityTimeoutMs = 5000;
 constexpr uint32_t kDefaultLimit = 100;
 constexpr uint32_t kDurabilityRegionsMax = 31;
 constexpr int kKeepaliveMs = 5000;
+// A scan page stays under what a gRPC client receives by default (4 MiB), with room for the
+// message around its items, whatever [http] scan_page_bytes_max allows HTTP pages.
+constexpr size_t kScanPageBytesMax = (4 << 20) - (64 << 10);
 
 // The gRPC code of an API error; the error's own code travels in the `meridian-error` trailer
 // (docs/grpc-api.md, "Errors").
@@ -329,13 +332,14 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
       std::string last;
-      auto more = node_->store().ScanViews(request->prefix(), request->after(), limit,
-                                           [&](std::string_view key, std::string_view doc) {
-                                             v1::ScanItem* item = reply->add_items();
-                                             item->set_key(std::string(key));
-                                             item->set_doc(std::string(doc));
-                                             last = key;
-                                           });
+      auto more = api::ScanPage(node_->store(), request->prefix(), request->after(), limit,
+                                std::min(node_->config().scan_page_bytes_max, kScanPageBytesMax),
+                                [&](std::string_view key, std::string_view doc) {
+                                  v1::ScanItem* item = reply->add_items();
+                                  item->set_key(std::string(key));
+                                  item->set_doc(std::string(doc));
+                                  last = key;
+                                });
       if (!more.ok()) {
         error = api::ErrorFromStatus(more.status());
         reply->Clear();
