@@ -296,8 +296,14 @@ class HttpServer::Impl {
           request.body(),
           Header(request, "Idempotency-Key")};
       auto parsed = ParseRequest(view, config.limits);
-      // [auth] before any handler (watches included): 401 or 403 replaces the call.
-      if (auto refused = CheckToken(request, parsed)) parsed = *refused;
+      // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
+      // watch ends its connection, as every watch does.
+      bool refused_watch = false;
+      if (auto refused = CheckToken(request, parsed)) {
+        auto* call = std::get_if<ApiCall>(&parsed);
+        refused_watch = call != nullptr && call->route == Route::kWatch;
+        parsed = *refused;
+      }
       if (auto* call = std::get_if<ApiCall>(&parsed);
           call != nullptr && call->route == Route::kWatch) {
         co_await Watch(connection, request, *call);
@@ -321,7 +327,7 @@ class HttpServer::Impl {
       } else {
         response.prepare_payload();
       }
-      response.keep_alive(request.keep_alive() && !stopping_);
+      response.keep_alive(request.keep_alive() && !stopping_ && !refused_watch);
       connection->stream.expires_after(kWriteTimeout);
       co_await http::async_write(connection->stream, response,
                                  asio::redirect_error(use_awaitable, ec));
