@@ -298,10 +298,9 @@ class HttpServer::Impl {
       auto parsed = ParseRequest(view, config.limits);
       // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
       // watch ends its connection, as every watch does.
-      bool refused_watch = false;
       if (auto refused = CheckToken(request, parsed)) {
         auto* call = std::get_if<ApiCall>(&parsed);
-        refused_watch = call != nullptr && call->route == Route::kWatch;
+        if (call != nullptr && call->route == Route::kWatch) request.keep_alive(false);
         parsed = *refused;
       }
       if (auto* call = std::get_if<ApiCall>(&parsed);
@@ -327,7 +326,7 @@ class HttpServer::Impl {
       } else {
         response.prepare_payload();
       }
-      response.keep_alive(request.keep_alive() && !stopping_ && !refused_watch);
+      response.keep_alive(request.keep_alive() && !stopping_);
       connection->stream.expires_after(kWriteTimeout);
       co_await http::async_write(connection->stream, response,
                                  asio::redirect_error(use_awaitable, ec));
