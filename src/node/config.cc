@@ -136,11 +136,11 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*http, "http", "scan_page_bytes_max", &config.scan_page_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*http, "http", "connections_max", &config.connections_max));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*http, "http", "idle_timeout_ms", &config.idle_timeout_ms));
-    MERIDIAN_RETURN_IF_ERROR(
-        ReadInteger(*http, "http", "scan_page_bytes_max", &config.scan_page_bytes_max));
   }
   if (const toml::table* storage = Section(root, "storage", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -346,9 +346,9 @@ Status ValidateConfig(const NodeConfig& config) {
   const Bound bounds[] = {
       {"http.threads", static_cast<uint64_t>(config.http_threads), 0, 256},
       {"http.body_bytes_max", config.body_bytes_max, 1024, uint64_t{1} << 30},
+      {"http.scan_page_bytes_max", config.scan_page_bytes_max, 1024, uint64_t{1} << 30},
       {"http.connections_max", config.connections_max, 1, 1'000'000},
       {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
-      {"http.scan_page_bytes_max", config.scan_page_bytes_max, 1024, uint64_t{1} << 30},
       {"storage.document_cache_max", config.document_cache_max, 0, 100'000'000},
       {"storage.block_cache_bytes", config.block_cache_bytes, 1 << 20, uint64_t{1} << 40},
       {"storage.conflicts_kept", config.conflicts_kept, 1, 1'000'000'000'000},

@@ -39,13 +39,13 @@ struct NodeConfig {
   std::vector<RegionAddress> regions;
 
   // [http]
+  // A scan page (HTTP and gRPC) ends early, with its continuation cursor, before its items pass
+  // this many bytes: one answer's memory stays bounded whatever the documents' sizes.
+  size_t scan_page_bytes_max = 4 << 20;
   int http_threads = 0;               // 0: one per core but one (at least one)
   size_t body_bytes_max = 2 << 20;    // larger request bodies get 413
   size_t connections_max = 4096;      // beyond: a new connection's first request gets 429
   uint64_t idle_timeout_ms = 60'000;  // keep-alive connections idle this long are closed
-  // A scan page (HTTP and gRPC) ends early, with its continuation cursor, once its items pass
-  // this many bytes: one answer's memory stays bounded whatever the documents' sizes.
-  size_t scan_page_bytes_max = 4 << 20;
 
   // [storage]
   bool sync = true;  // fsync before acknowledging (false only for tests)
