@@ -110,6 +110,7 @@ Response ErrorResponse(const Request& request, const ApiError& error) {
   Response response =
       MakeResponse(request, static_cast<http::status>(error.status), ErrorBody(error));
   if (!error.allow.empty()) response.set(http::field::allow, error.allow);
+  if (error.status == 401) response.set(http::field::www_authenticate, "Bearer");
   return response;
 }
 
@@ -408,6 +409,13 @@ class HttpServer::Impl {
           request.body(),
           Header(request, "Idempotency-Key")};
       auto parsed = ParseRequest(view, config.limits);
+      // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
+      // watch ends its connection, as every watch does.
+      if (auto refused = CheckToken(request, parsed)) {
+        auto* call = std::get_if<ApiCall>(&parsed);
+        if (call != nullptr && call->route == Route::kWatch) request.keep_alive(false);
+        parsed = *refused;
+      }
       if (auto* call = std::get_if<ApiCall>(&parsed);
           call != nullptr && call->route == Route::kWatch) {
         co_await Watch(connection, request, *call);
@@ -447,6 +455,21 @@ class HttpServer::Impl {
     } else {
       connection->tcp().socket().shutdown(Socket::shutdown_send, ignored);
     }
+  }
+
+  // [auth] (api/authorize.h): the refusal of a request, or nullopt. A request that did not parse
+  // is refused too when its token does not verify, so that without one nothing is learnt but
+  // 401; its own error stands otherwise.
+  std::optional<ApiError> CheckToken(const Request& request,
+                                     std::variant<ApiCall, ApiError>& parsed) {
+    if (node_->secrets() == nullptr) return std::nullopt;
+    const std::string_view authorization = Header(request, http::field::authorization);
+    if (auto* call = std::get_if<ApiCall>(&parsed)) return CheckAccess(*node_, authorization, call);
+    ApiCall any;  // a route that needs a token, only to authenticate
+    any.route = Route::kStatus;
+    auto refused = CheckAccess(*node_, authorization, &any);
+    if (refused && refused->status == 401) return refused;
+    return std::nullopt;
   }
 
   static std::string_view Header(const Request& request, http::field field) {
@@ -612,15 +635,16 @@ class HttpServer::Impl {
         std::string body = "{\"items\":[";
         std::string last;
         bool first = true;
-        auto more = store.ScanViews(
-            call.prefix, call.after, call.limit, [&](std::string_view key, std::string_view doc) {
-              if (!first) body += ',';
-              first = false;
-              body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
-              body += doc;
-              body += '}';
-              last = key;
-            });
+        auto more =
+            ScanPage(store, call.prefix, call.after, call.limit, config.scan_page_bytes_max,
+                     [&](std::string_view key, std::string_view doc) {
+                       if (!first) body += ',';
+                       first = false;
+                       body += "{\"key\":" + nlohmann::json(std::string(key)).dump() + ",\"doc\":";
+                       body += doc;
+                       body += '}';
+                       last = key;
+                     });
         if (!more.ok()) co_return ErrorResponse(request, ErrorFromStatus(more.status()));
         body += "],\"next\":";
         body += *more ? nlohmann::json(last).dump() : "null";

@@ -1,9 +1,12 @@
 #include "api/service.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iomanip>
 #include <sstream>
 
+#include "api/authorize.h"
 #include "api/session_token.h"
 #include "core/hlc.h"
 
@@ -160,6 +163,62 @@ nlohmann::json StatusJson(node::Node& node) {
           {"watchers", snapshot.watchers},
           {"clock_skew_events", snapshot.clock_skew_events},
           {"uptime_s", node.uptime_s()}};
+}
+
+std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
+                                    ApiCall* call) {
+  auth::SecretFile* file = node.secrets();
+  if (file == nullptr) return std::nullopt;
+  const std::shared_ptr<const auth::SecretFile::Secrets> secrets = file->Current();
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  auth::Claims claims;
+  if (auto refused = Authorize(*secrets, authorization, now_s, *call, &claims)) return refused;
+  if (!call->idempotency_key.empty() && !NeedsNoToken(call->route)) {
+    call->idempotency_key = ScopedIdempotencyKey(claims, call->idempotency_key);
+  }
+  return std::nullopt;
+}
+
+size_t ScanItemBytes(std::string_view key, std::string_view doc) {
+  return key.size() + doc.size() + 16;  // {"key":"...","doc":...},
+}
+
+Result<bool> ScanPage(storage::Store& store, std::string_view prefix, std::string_view after,
+                      size_t limit, size_t bytes_max,
+                      const std::function<void(std::string_view, std::string_view)>& visit) {
+  constexpr size_t kFirstChunk = 64;
+  constexpr size_t kChunkMax = 1024;
+  std::string cursor(after);
+  size_t count = 0;
+  size_t bytes = 0;
+  size_t chunk = std::min(limit, kFirstChunk);
+  for (;;) {
+    bool full = false;  // a document did not fit: the page ends before it
+    auto more =
+        store.ScanViews(prefix, cursor, chunk, [&](std::string_view key, std::string_view doc) {
+          if (full) return;
+          const size_t item = ScanItemBytes(key, doc);
+          if (count > 0 && bytes + item > bytes_max) {
+            full = true;
+            return;
+          }
+          visit(key, doc);
+          ++count;
+          bytes += item;
+          cursor = key;
+        });
+    if (!more.ok()) return more.status();
+    if (full) return true;
+    if (!*more) return false;
+    if (count >= limit) return true;
+    // As many documents as the bytes left would hold at the average size so far, and one more
+    // (which may not fit, and is then read in vain).
+    const size_t average = std::max<size_t>(bytes / std::max<size_t>(count, 1), 1);
+    const size_t left = bytes < bytes_max ? bytes_max - bytes : 0;
+    chunk = std::min({limit - count, left / average + 1, kChunkMax});
+  }
 }
 
 ApiError SessionTimeout(uint64_t wait_ms) {

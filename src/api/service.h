@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -55,6 +56,24 @@ std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t 
 // or not_parked; 404 unknown_dead_letter.
 std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
     uint64_t id, const Result<node::DeadLetterRetry>& retry);
+
+// [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
+// without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the
+// Authorization header or the `authorization` metadata. Once allowed, a write's idempotency key
+// becomes the one scoped to the token's client (ScopedIdempotencyKey).
+std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
+                                    ApiCall* call);
+
+// Bytes an item of a scan page counts for: its key, its document and the JSON around them.
+size_t ScanItemBytes(std::string_view key, std::string_view doc);
+// One scan page, for HTTP and gRPC alike: visit(key, doc) for up to `limit` documents under
+// `prefix` after `after`, in key order, ending early once the items passed `bytes_max` bytes
+// (ScanItemBytes; a page has at least one item). Answers whether more remain: then the last key
+// visited is the cursor of the next page. Read in chunks sized from the documents seen, so that
+// a page cut short by bytes reads few documents it does not return.
+Result<bool> ScanPage(storage::Store& store, std::string_view prefix, std::string_view after,
+                      size_t limit, size_t bytes_max,
+                      const std::function<void(std::string_view, std::string_view)>& visit);
 
 // 504 session_timeout: the frontier did not cover the session token within wait_ms.
 ApiError SessionTimeout(uint64_t wait_ms);

@@ -44,26 +44,14 @@ bool Claims::Covers(const std::vector<std::string>& prefixes, std::string_view k
   return false;
 }
 
-Result<Claims> VerifyToken(std::string_view token, std::string_view secret, int64_t now_s) {
-  if (token.empty()) return Unauthenticated("no token");
-  if (token.size() > kTokenBytesMax) {
-    return Unauthenticated("the token is over " + std::to_string(kTokenBytesMax) + " bytes");
-  }
-  const std::string text(token);
-  jwt_t* raw = nullptr;
-  // jwt_decode verifies the signature with the key for the algorithm the token names; only
-  // HS256 is accepted below, so a token naming another (or none) is refused whatever it says.
-  const int decoded =
-      jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(secret.data()),
-                 static_cast<int>(secret.size()));
-  Jwt jwt(raw);
-  if (decoded != 0 || jwt == nullptr) {
-    return Unauthenticated("the token is malformed or its signature does not verify");
-  }
-  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) {
+namespace {
+
+// The claims of a token whose signature verified.
+Result<Claims> ReadClaims(jwt_t* jwt, int64_t now_s) {
+  if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
     return Unauthenticated("the token is not signed with HS256");
   }
-  char* grants_text = jwt_get_grants_json(jwt.get(), nullptr);
+  char* grants_text = jwt_get_grants_json(jwt, nullptr);
   if (grants_text == nullptr) return Unauthenticated("the token has no claims");
   const nlohmann::json grants = nlohmann::json::parse(grants_text, nullptr, false);
   std::free(grants_text);
@@ -81,7 +69,39 @@ Result<Claims> VerifyToken(std::string_view token, std::string_view secret, int6
     if (!admin->is_boolean()) return Unauthenticated("the token's \"admin\" claim is not a bool");
     claims.admin = admin->get<bool>();
   }
+  if (auto sub = grants.find("sub"); sub != grants.end()) {
+    if (!sub->is_string()) return Unauthenticated("the token's \"sub\" claim is not a string");
+    claims.sub = sub->get<std::string>();
+  }
   return claims;
+}
+
+}  // namespace
+
+Result<Claims> VerifyToken(std::string_view token, std::span<const std::string> secrets,
+                           int64_t now_s) {
+  if (token.empty()) return Unauthenticated("no token");
+  if (token.size() > kTokenBytesMax) {
+    return Unauthenticated("the token is over " + std::to_string(kTokenBytesMax) + " bytes");
+  }
+  const std::string text(token);
+  // jwt_decode verifies the signature with the key for the algorithm the token names; only
+  // HS256 is accepted (ReadClaims), so a token naming another (or none) is refused whatever it
+  // says. The first secret that verifies decides: a rotated-out secret is simply absent.
+  for (const std::string& secret : secrets) {
+    jwt_t* raw = nullptr;
+    const int decoded =
+        jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(secret.data()),
+                   static_cast<int>(secret.size()));
+    Jwt jwt(raw);
+    if (decoded == 0 && jwt != nullptr) return ReadClaims(jwt.get(), now_s);
+  }
+  return Unauthenticated("the token is malformed or its signature does not verify");
+}
+
+Result<Claims> VerifyToken(std::string_view token, std::string_view secret, int64_t now_s) {
+  const std::string secrets[] = {std::string(secret)};
+  return VerifyToken(token, secrets, now_s);
 }
 
 Result<std::string> MintToken(const Claims& claims, std::string_view secret) {
@@ -92,8 +112,9 @@ Result<std::string> MintToken(const Claims& claims, std::string_view secret) {
   jwt_t* raw = nullptr;
   if (jwt_new(&raw) != 0) return Status(StatusCode::kInternal, "jwt_new failed");
   Jwt jwt(raw);
-  const nlohmann::json grants{
+  nlohmann::json grants{
       {"exp", claims.exp}, {"read", claims.read}, {"write", claims.write}, {"admin", claims.admin}};
+  if (!claims.sub.empty()) grants["sub"] = claims.sub;
   if (jwt_add_grants_json(jwt.get(), grants.dump().c_str()) != 0 ||
       jwt_set_alg(jwt.get(), JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret.data()),
                   static_cast<int>(secret.size())) != 0) {
@@ -106,17 +127,38 @@ Result<std::string> MintToken(const Claims& claims, std::string_view secret) {
   return token;
 }
 
+Result<std::vector<std::string>> SecretsFromFile(std::string_view contents) {
+  std::vector<std::string> secrets;
+  size_t line_number = 0;
+  while (!contents.empty()) {
+    const size_t end = contents.find('\n');
+    std::string_view line = contents.substr(0, end);
+    contents = end == std::string_view::npos ? std::string_view() : contents.substr(end + 1);
+    ++line_number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+      line.remove_suffix(1);
+    }
+    if (line.empty()) continue;
+    if (line.size() < kSecretBytesMin) {
+      return Status(StatusCode::kInvalidArgument,
+                    "the JWT secret on line " + std::to_string(line_number) + " is " +
+                        std::to_string(line.size()) + " bytes; at least " +
+                        std::to_string(kSecretBytesMin) + " are needed");
+    }
+    secrets.emplace_back(line);
+  }
+  if (secrets.empty()) {
+    return Status(StatusCode::kInvalidArgument, "there is no JWT secret (one per line, at least " +
+                                                    std::to_string(kSecretBytesMin) +
+                                                    " bytes each)");
+  }
+  return secrets;
+}
+
 Result<std::string> SecretFromFile(std::string_view contents) {
-  while (!contents.empty() && (contents.back() == '\n' || contents.back() == '\r' ||
-                               contents.back() == ' ' || contents.back() == '\t')) {
-    contents.remove_suffix(1);
-  }
-  if (contents.size() < kSecretBytesMin) {
-    return Status(StatusCode::kInvalidArgument,
-                  "the JWT secret is " + std::to_string(contents.size()) + " bytes; at least " +
-                      std::to_string(kSecretBytesMin) + " are needed");
-  }
-  return std::string(contents);
+  auto secrets = SecretsFromFile(contents);
+  if (!secrets.ok()) return secrets.status();
+  return std::move(secrets->front());
 }
 
 }  // namespace meridian::auth

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,9 @@ struct Claims {
   std::vector<std::string> read;   // key prefixes it may read; "" is every key
   std::vector<std::string> write;  // key prefixes it may write; "" is every key
   bool admin = false;              // status, metrics, conflicts, verify, repairs, dead letters
+  // The client the token names (`sub`, optional): idempotency keys are kept per client, by this
+  // when present (api::IdempotencyScope).
+  std::string sub;
 
   bool CanRead(std::string_view key) const { return Covers(read, key); }
   bool CanWrite(std::string_view key) const { return Covers(write, key); }
@@ -33,16 +37,22 @@ inline constexpr size_t kTokenBytesMax = 8192;
 // The shortest HS256 secret accepted: 256 bits, as RFC 7518 requires.
 inline constexpr size_t kSecretBytesMin = 32;
 
-// Verifies `token` (the part after "Bearer "): an HS256 JWT signed with `secret`, with an `exp`
-// claim later than `now_s` and well-formed `read`, `write` and `admin` claims. kUnauthenticated,
-// with the reason, otherwise; other claims are ignored.
+// Verifies `token` (the part after "Bearer "): an HS256 JWT signed with one of `secrets`, with an
+// `exp` claim later than `now_s` and well-formed `read`, `write`, `admin` and `sub` claims.
+// kUnauthenticated, with the reason, otherwise; other claims are ignored. Several secrets are
+// accepted at once so that a deployment rotates its secret without downtime.
+Result<Claims> VerifyToken(std::string_view token, std::span<const std::string> secrets,
+                           int64_t now_s);
 Result<Claims> VerifyToken(std::string_view token, std::string_view secret, int64_t now_s);
 
 // Signs `claims` with `secret` (HS256): what `meridian token` prints.
 Result<std::string> MintToken(const Claims& claims, std::string_view secret);
 
-// A secret as kept in its file (`jwt_secret_file`): the bytes with trailing whitespace removed;
-// kInvalidArgument when shorter than kSecretBytesMin.
+// The secrets as kept in their file (`jwt_secret_file`): one per line, each line without its
+// trailing whitespace, blank lines skipped. The first signs new tokens; tokens signed with any
+// verify. kInvalidArgument when there is none, or one is shorter than kSecretBytesMin.
+Result<std::vector<std::string>> SecretsFromFile(std::string_view contents);
+// The first of them: the one to sign with.
 Result<std::string> SecretFromFile(std::string_view contents);
 
 }  // namespace meridian::auth

@@ -24,6 +24,7 @@ struct TokenOptions {
   std::vector<std::string> read;
   std::vector<std::string> write;
   bool admin = false;
+  std::string subject;
   int64_t ttl_s = 86'400;
 };
 TokenOptions token_options;
@@ -70,6 +71,7 @@ int RunToken(const TokenOptions& options) {
     std::fprintf(stderr, "meridian token: cannot read %s\n", options.secret_file.c_str());
     return 2;
   }
+  // The file may hold several secrets while they rotate: the first signs.
   auto secret = auth::SecretFromFile(contents.str());
   if (!secret.ok()) {
     std::fprintf(stderr, "meridian token: %s\n", secret.status().message().c_str());
@@ -83,6 +85,7 @@ int RunToken(const TokenOptions& options) {
   claims.read = options.read;
   claims.write = options.write;
   claims.admin = options.admin;
+  claims.sub = options.subject;
   auto token = auth::MintToken(claims, *secret);
   if (!token.ok()) {
     std::fprintf(stderr, "meridian token: %s\n", token.status().message().c_str());
@@ -175,7 +178,8 @@ void AddSecurityCommands(CLI::App& app) {
       "Print a bearer token signed with the deployment's secret, or create that secret "
       "(docs/security.md)");
   CLI::Option* secret_file = options.command->add_option(
-      "--secret-file", options.secret_file, "The HS256 secret ([auth] jwt_secret_file)");
+      "--secret-file", options.secret_file,
+      "The HS256 secrets ([auth] jwt_secret_file); the first line signs");
   options.command
       ->add_option("--new-secret", options.new_secret,
                    "Create FILE holding a new random secret (mode 0600) and exit")
@@ -186,6 +190,9 @@ void AddSecurityCommands(CLI::App& app) {
                               "A key prefix the token may write (repeatable; \"\" is every key)");
   options.command->add_flag("--admin", options.admin,
                             "May use status, metrics, conflicts, verify, repairs, dead letters");
+  options.command->add_option(
+      "--subject", options.subject,
+      "The client the token names (its \"sub\" claim): idempotency keys are kept per client");
   options.command->add_option("--ttl-s", options.ttl_s, "Seconds until the token expires")
       ->check(CLI::Range(int64_t{1}, int64_t{10} * 365 * 86'400))
       ->capture_default_str();

@@ -38,6 +38,9 @@ constexpr uint64_t kDefaultDurabilityTimeoutMs = 5000;
 constexpr uint32_t kDefaultLimit = 100;
 constexpr uint32_t kDurabilityRegionsMax = 31;
 constexpr int kKeepaliveMs = 5000;
+// A scan page stays under what a gRPC client receives by default (4 MiB), with room for the
+// message around its items, whatever [http] scan_page_bytes_max allows HTTP pages.
+constexpr size_t kScanPageBytesMax = (4 << 20) - (64 << 10);
 
 // The gRPC code of an API error; the error's own code travels in the `meridian-error` trailer
 // (docs/grpc-api.md, "Errors").
@@ -47,6 +50,10 @@ grpc::StatusCode CodeOf(const ApiError& error) {
     case 400:
     case 413:  // too_large: the request can never succeed as sent
       return grpc::StatusCode::INVALID_ARGUMENT;
+    case 401:  // unauthenticated: no token, or one that does not verify
+      return grpc::StatusCode::UNAUTHENTICATED;
+    case 403:  // forbidden: outside the token's claims
+      return grpc::StatusCode::PERMISSION_DENIED;
     case 404:
       return grpc::StatusCode::NOT_FOUND;
     case 409:  // not_a_number
@@ -308,7 +315,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                    v1::GetResponse* reply) override {
     const auto started = Clock::now();
     Waits waits;
-    std::optional<ApiError> error = api::CheckKey(request->key(), node_->config().limits);
+    std::optional<ApiError> error = CheckToken(context, api::Route::kGetDocument, request->key());
+    if (!error) error = api::CheckKey(request->key(), node_->config().limits);
     if (!error) error = ParseReadOptions(request->options(), &waits);
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
@@ -328,7 +336,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     const auto started = Clock::now();
     Waits waits;
     size_t limit = kDefaultLimit;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    std::optional<ApiError> error = CheckToken(context, api::Route::kScan, {}, request->prefix());
+    if (!error) error = ParseReadOptions(request->options(), &waits);
     if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
     if (!error) {
       error = CheckPrefixAndAfter(request->prefix(), request->after(), node_->config().limits);
@@ -336,13 +345,14 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
       std::string last;
-      auto more = node_->store().ScanViews(request->prefix(), request->after(), limit,
-                                           [&](std::string_view key, std::string_view doc) {
-                                             v1::ScanItem* item = reply->add_items();
-                                             item->set_key(std::string(key));
-                                             item->set_doc(std::string(doc));
-                                             last = key;
-                                           });
+      auto more = api::ScanPage(node_->store(), request->prefix(), request->after(), limit,
+                                std::min(node_->config().scan_page_bytes_max, kScanPageBytesMax),
+                                [&](std::string_view key, std::string_view doc) {
+                                  v1::ScanItem* item = reply->add_items();
+                                  item->set_key(std::string(key));
+                                  item->set_doc(std::string(doc));
+                                  last = key;
+                                });
       if (!more.ok()) {
         error = api::ErrorFromStatus(more.status());
         reply->Clear();
@@ -358,7 +368,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     const auto started = Clock::now();
     Waits waits;
     size_t limit = kDefaultLimit;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    std::optional<ApiError> error = CheckToken(context, api::Route::kConflicts);
+    if (!error) error = ParseReadOptions(request->options(), &waits);
     if (!error) error = ParseLimit(request->has_limit(), request->limit(), &limit);
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
@@ -377,11 +388,12 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   grpc::Status Verify(grpc::ServerContext* context, const v1::VerifyRequest* request,
                       v1::VerifyResponse* reply) override {
     const auto started = Clock::now();
-    std::optional<ApiError> error;
-    if (request->now()) {
+    std::optional<ApiError> error =
+        CheckToken(context, request->now() ? api::Route::kVerifyNow : api::Route::kVerify);
+    if (!error && request->now()) {
       error = api::VerifyNow(*node_, request->peer());
       if (!error) reply->set_json(R"({"started":true})");
-    } else {
+    } else if (!error) {
       reply->set_json(api::VerifyJson(*node_).dump());
     }
     return Answer(context, request->now() ? api::Route::kVerifyNow : api::Route::kVerify, started,
@@ -409,7 +421,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     const auto started = Clock::now();
     Waits waits;
     size_t limit = kDefaultLimit;
-    std::optional<ApiError> error = ParseReadOptions(request.options(), &waits);
+    std::optional<ApiError> error = CheckToken(context, route);
+    if (!error) error = ParseReadOptions(request.options(), &waits);
     if (!error) error = ParseLimit(request.has_limit(), request.limit(), &limit);
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
@@ -429,10 +442,10 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                                const v1::RetryDeadLetterRequest* request,
                                v1::RetryDeadLetterResponse* reply) override {
     const auto started = Clock::now();
-    std::optional<ApiError> error;
-    if (request->id() == 0) {
+    std::optional<ApiError> error = CheckToken(context, api::Route::kRetryDeadLetter);
+    if (!error && request->id() == 0) {
       error = ApiError{400, "bad_parameter", "id must be a dead letter id (an integer from 1)", {}};
-    } else {
+    } else if (!error) {
       auto done = std::make_shared<std::promise<Result<node::DeadLetterRetry>>>();
       std::future<Result<node::DeadLetterRetry>> outcome = done->get_future();
       if (!node_->SubmitDeadLetterRetry(request->id(), [done](Result<node::DeadLetterRetry> r) {
@@ -455,7 +468,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                       v1::StatusResponse* reply) override {
     const auto started = Clock::now();
     Waits waits;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    std::optional<ApiError> error = CheckToken(context, api::Route::kStatus);
+    if (!error) error = ParseReadOptions(request->options(), &waits);
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
       const nlohmann::json status = api::StatusJson(*node_);
@@ -475,7 +489,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     node::Region& region = node_->region();
     const node::NodeConfig& config = node_->config();
     Waits waits;
-    std::optional<ApiError> error = ParseReadOptions(request->options(), &waits);
+    std::optional<ApiError> error = CheckToken(context, api::Route::kWatch, {}, request->prefix());
+    if (!error) error = ParseReadOptions(request->options(), &waits);
     if (!error) error = CheckPrefixAndAfter(request->prefix(), "", config.limits);
     if (error) return Fail(context, *error);
 
@@ -611,7 +626,13 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                      v1::WriteReceipt* reply) {
     const auto started = Clock::now();
     WriteCall call;
-    std::optional<ApiError> error = api::CheckKey(key, node_->config().limits);
+    // The token first; the idempotency key it scopes is checked with the other options.
+    api::ApiCall access;
+    access.route = route;
+    access.key = key;
+    access.idempotency_key = options.idempotency_key();
+    std::optional<ApiError> error = CheckToken(context, &access);
+    if (!error) error = api::CheckKey(key, node_->config().limits);
     if (!error) {
       error = ParseWaits(
           options.session(),
@@ -620,6 +641,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     }
     if (!error) error = build(&call.op);
     if (!error) error = ParseWriteOptions(options, &call);
+    if (!error && !call.idempotency_key.empty()) call.idempotency_key = access.idempotency_key;
     if (!error) error = WaitForSession(context, call.waits);
     if (!error) error = api::CheckDurabilityRegions(node_->config(), call.durability_regions);
     if (error) return Answer(context, route, started, error);
@@ -660,6 +682,26 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       }
     }
     return Answer(context, route, started, std::nullopt);
+  }
+
+  // [auth] (api::CheckAccess): the refusal of `call`, from the `authorization` metadata, or
+  // nullopt. Runs first in every handler, before anything else is looked at.
+  std::optional<ApiError> CheckToken(grpc::ServerContext* context, api::ApiCall* call) {
+    if (node_->secrets() == nullptr) return std::nullopt;
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("authorization");
+    const std::string_view authorization =
+        it == metadata.end() ? std::string_view()
+                             : std::string_view(it->second.data(), it->second.size());
+    return api::CheckAccess(*node_, authorization, call);
+  }
+  std::optional<ApiError> CheckToken(grpc::ServerContext* context, api::Route route,
+                                     const std::string& key = {}, const std::string& prefix = {}) {
+    api::ApiCall call;
+    call.route = route;
+    call.key = key;
+    call.prefix = prefix;
+    return CheckToken(context, &call);
   }
 
   Result<node::Receipt> SubmitWrite(node::WriteRequest write) {

@@ -130,11 +130,14 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     if (config.auth.jwt_secret_file.empty()) return InvalidArgument("[auth] needs jwt_secret_file");
   }
   if (const toml::table* http = Section(root, "http", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
-        *http, "http",
-        {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms", "write_timeout_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*http, "http",
+                                       {"threads", "body_bytes_max", "connections_max",
+                                        "idle_timeout_ms", "write_timeout_ms",
+                                        "scan_page_bytes_max"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*http, "http", "scan_page_bytes_max", &config.scan_page_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(
         ReadInteger(*http, "http", "connections_max", &config.connections_max));
     MERIDIAN_RETURN_IF_ERROR(
@@ -348,6 +351,7 @@ Status ValidateConfig(const NodeConfig& config) {
   const Bound bounds[] = {
       {"http.threads", static_cast<uint64_t>(config.http_threads), 0, 256},
       {"http.body_bytes_max", config.body_bytes_max, 1024, uint64_t{1} << 30},
+      {"http.scan_page_bytes_max", config.scan_page_bytes_max, 1024, uint64_t{1} << 30},
       {"http.connections_max", config.connections_max, 1, 1'000'000},
       {"http.idle_timeout_ms", config.idle_timeout_ms, 100, 86'400'000},
       {"http.write_timeout_ms", config.write_timeout_ms, 100, 3'600'000},

@@ -39,6 +39,9 @@ struct NodeConfig {
   std::vector<RegionAddress> regions;
 
   // [http]
+  // A scan page (HTTP and gRPC) ends early, with its continuation cursor, before its items pass
+  // this many bytes: one answer's memory stays bounded whatever the documents' sizes.
+  size_t scan_page_bytes_max = 4 << 20;
   int http_threads = 0;               // 0: one per core but one (at least one)
   size_t body_bytes_max = 2 << 20;    // larger request bodies get 413
   size_t connections_max = 4096;      // beyond: a new connection gets 429 at once, and is closed

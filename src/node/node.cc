@@ -55,6 +55,14 @@ Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
 Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
                                          std::unique_ptr<storage::Store> store) {
   if (Status status = ValidateConfig(config); !status.ok()) return status;
+  // [auth]: a missing or unusable secret stops the start before anything is opened, rather than
+  // leaving a node up that refuses every client.
+  std::unique_ptr<auth::SecretFile> secrets;
+  if (config.auth.enabled()) {
+    auto opened = auth::SecretFile::Open(config.auth.jwt_secret_file);
+    if (!opened.ok()) return opened.status();
+    secrets = std::move(opened).value();
+  }
   std::unique_ptr<DataDirectory> directory;
   if (store == nullptr) {
     // The directory first: a second process on it, or a directory of another deployment or
@@ -77,6 +85,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
                                    SystemClock().NowMs() | 1, SystemClock().NowMs()};
   }
   node->directory_ = std::move(directory);
+  node->secrets_ = std::move(secrets);
   if (Status status = node->region_->Recover(); !status.ok()) return status;
   {
     // Dead letters: which documents wait for a parked event, and the events parked for a schema

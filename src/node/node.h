@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "auth/secret_file.h"
 #include "core/hlc.h"
 #include "node/config.h"
 #include "node/identity.h"
@@ -98,6 +99,9 @@ class Node {
   Metrics& metrics() { return metrics_; }
   ReplicationBoard& replication() { return replication_; }
   size_t write_queue_depth() const { return queue_->depth(); }
+  // [auth]: the secrets tokens are verified with (re-read when the file changes); null without
+  // [auth], when every request is allowed.
+  auth::SecretFile* secrets() { return secrets_.get(); }
   bool storage_failed() const;
   void ReportStorageFailure(const Status& status);
   double uptime_s() const;
@@ -107,6 +111,7 @@ class Node {
 
   NodeConfig config_;
   std::unique_ptr<DataDirectory> directory_;  // held (locked) while the node runs
+  std::unique_ptr<auth::SecretFile> secrets_;
   DataIdentity identity_;
   DataStart data_start_ = DataStart::kIntact;
   bool confirm_own_events_ = false;

@@ -66,8 +66,10 @@ Result<Receipt> DecodeReplay(std::string_view in, uint64_t* fingerprint) {
 }
 
 Status KeyReused(const std::string& key) {
+  // With [auth] the key is kept as "<key> <client>" (api::ScopedIdempotencyKey): the client's
+  // own key is the part before the space.
   return Status(StatusCode::kIdempotencyKeyReused,
-                "idempotency key '" + key +
+                "idempotency key '" + key.substr(0, key.find(' ')) +
                     "' was already used for a different request (another document or operation)");
 }
 

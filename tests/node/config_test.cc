@@ -47,6 +47,22 @@ TEST(ConfigTest, ParsesTheDocumentedFormat) {
   EXPECT_TRUE(config->sync);  // durable by default
 }
 
+TEST(ConfigTest, ScanPagesAreBoundedInBytes) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->scan_page_bytes_max, size_t{4} << 20);
+  auto set = ParseConfig(std::string(kValid) + "\n[http]\nscan_page_bytes_max = 65536\n", "t");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->scan_page_bytes_max, 65536u);
+  EXPECT_TRUE(ValidateConfig(*set).ok());
+  auto tiny = ParseConfig(std::string(kValid) + "\n[http]\nscan_page_bytes_max = 100\n", "t");
+  ASSERT_TRUE(tiny.ok());
+  const Status refused = ValidateConfig(*tiny);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("http.scan_page_bytes_max"), std::string::npos)
+      << refused.message();
+}
+
 TEST(ConfigTest, RejectsWhatIsWrongWithAReason) {
   auto unknown = ParseConfig(std::string(kValid) + "\n[http]\nthreds = 2\n", "t");
   ASSERT_FALSE(unknown.ok());
