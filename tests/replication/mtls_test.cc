@@ -105,7 +105,8 @@ NodeOptions TlsNode(const Pki& pki, const std::string& region,
   options.region = region;
   options.regions = regions;
   options.grpc = true;
-  options.https_ca_file = pki.ca_file();  // [tls] makes the HTTP API speak TLS too
+  // [tls] makes the HTTP API speak TLS too, with the certificate replication presents.
+  options.https_ca_file = pki.trust.empty() ? pki.ca_file() : pki.trust;
   options.extra_toml = pki.Toml(region) +
                        "[storage]\nsync = false\n"
                        "[replication]\nheartbeat_ms = 50\nbackoff_initial_ms = 20\n"
