@@ -2,9 +2,15 @@
 
 #include <jwt.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace meridian::auth {
 namespace {
@@ -159,6 +165,27 @@ Result<std::string> SecretFromFile(std::string_view contents) {
   auto secrets = SecretsFromFile(contents);
   if (!secrets.ok()) return secrets.status();
   return std::move(secrets->front());
+}
+
+Result<std::string> CreateSecretFile(const std::string& path) {
+  std::random_device device;  // the kernel's random source on Linux
+  std::string secret;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < kSecretBytesMin; ++i) {
+    const unsigned byte = device() & 0xff;
+    secret.push_back(kHex[byte >> 4]);
+    secret.push_back(kHex[byte & 15]);
+  }
+  const std::string line = secret + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status(StatusCode::kInvalidArgument,
+                  "cannot create " + path + " (it must not exist yet): " + std::strerror(errno));
+  }
+  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) return Status(StatusCode::kInvalidArgument, "cannot write " + path);
+  return secret;
 }
 
 }  // namespace meridian::auth

@@ -55,4 +55,9 @@ Result<std::vector<std::string>> SecretsFromFile(std::string_view contents);
 // The first of them: the one to sign with.
 Result<std::string> SecretFromFile(std::string_view contents);
 
+// Creates `path` (which must not exist) holding a new secret: 32 bytes of the kernel's random
+// source as 64 hex characters and a newline, readable by its owner only (mode 0600). Returns the
+// secret; kInvalidArgument naming the file when it exists or cannot be written.
+Result<std::string> CreateSecretFile(const std::string& path);
+
 }  // namespace meridian::auth

@@ -158,6 +158,8 @@ int main(int argc, char** argv) {
   demo_command->add_flag("--no-tty", demo.no_tty, "Plain lines instead of a redrawn screen");
   demo_command->add_flag("--no-proxy", demo.no_proxy,
                          "Connect the regions directly, without WAN proxies");
+  demo_command->add_flag("--insecure", demo.insecure,
+                         "Plaintext ports and no tokens (default: [tls] and [auth] on)");
 
   meridian::wanproxy::WanProxyOptions wan;
   std::vector<std::string> wan_routes;

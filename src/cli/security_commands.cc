@@ -1,12 +1,8 @@
 #include "cli/security_commands.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -31,26 +27,8 @@ TokenOptions token_options;
 
 // 32 random bytes as 64 hex characters, written to a new file only its owner can read.
 int WriteNewSecret(const std::string& path) {
-  std::random_device device;  // the kernel's random source on Linux
-  std::string secret;
-  static const char* const kHex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    const unsigned byte = device() & 0xff;
-    secret.push_back(kHex[byte >> 4]);
-    secret.push_back(kHex[byte & 15]);
-  }
-  secret.push_back('\n');
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) {
-    std::fprintf(stderr, "meridian token: cannot create %s (it must not exist yet)\n",
-                 path.c_str());
-    return 2;
-  }
-  const bool written =
-      ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) {
-    std::fprintf(stderr, "meridian token: cannot write %s\n", path.c_str());
+  if (Result<std::string> made = auth::CreateSecretFile(path); !made.ok()) {
+    std::fprintf(stderr, "meridian token: %s\n", made.status().message().c_str());
     return 2;
   }
   std::printf("wrote a new secret to %s (mode 0600): name it in [auth] jwt_secret_file\n",

@@ -101,6 +101,7 @@ struct HttpClient::Impl {
   uint16_t port;
   std::chrono::milliseconds timeout;
   TlsContext tls;
+  std::string authorization;  // "Bearer <token>", or empty
   asio::io_context io;
   std::optional<Link> link;
   beast::flat_buffer buffer;
@@ -135,6 +136,10 @@ HttpClient::~HttpClient() = default;
 HttpClient::HttpClient(HttpClient&&) noexcept = default;
 HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 
+void HttpClient::SetBearerToken(std::string token) {
+  impl_->authorization = token.empty() ? std::string() : "Bearer " + token;
+}
+
 HttpResponse HttpClient::Request(const std::string& method, const std::string& target,
                                  const std::string& body,
                                  const std::map<std::string, std::string>& headers) {
@@ -142,6 +147,7 @@ HttpResponse HttpClient::Request(const std::string& method, const std::string& t
   http::request<http::string_body> request(http::string_to_verb(method), target, 11);
   if (request.method() == http::verb::unknown) request.method_string(method);
   request.set(http::field::host, impl_->host);
+  if (!impl_->authorization.empty()) request.set(http::field::authorization, impl_->authorization);
   for (const auto& [name, value] : headers) request.set(name, value);
   request.body() = body;
   if (!body.empty() || method == "PUT" || method == "POST" || method == "PATCH")

@@ -40,6 +40,9 @@ class HttpClient {
   HttpClient(HttpClient&&) noexcept;
   HttpClient& operator=(HttpClient&&) noexcept;
 
+  // Sends `Authorization: Bearer <token>` with every request that sets no Authorization itself.
+  void SetBearerToken(std::string token);
+
   HttpResponse Request(const std::string& method, const std::string& target,
                        const std::string& body = "",
                        const std::map<std::string, std::string>& headers = {});

@@ -111,7 +111,7 @@ bool StartNodes(const Layout& layout, const DemoOptions& options, const std::str
   }
   const auto deadline = steady_clock::now() + kReadyTimeout;
   for (size_t i = 0; i < layout.regions.size(); ++i) {
-    client::HttpClient client("127.0.0.1", layout.regions[i].http, seconds(1));
+    client::HttpClient client = layout.Client(static_cast<int>(i), seconds(1));
     for (;;) {
       const client::HttpResponse ready = client.Get("/readyz");
       if (ready.status == 200) break;
@@ -131,14 +131,14 @@ bool StartNodes(const Layout& layout, const DemoOptions& options, const std::str
       }
       std::this_thread::sleep_for(milliseconds(100));
     }
-    Say(layout.regions[i].name + " ready: http://127.0.0.1:" +
-        std::to_string(layout.regions[i].http) + " (log " + (*nodes)[i]->log_path() + ")");
+    Say(layout.regions[i].name + " ready: " + layout.Url(static_cast<int>(i)) + " (log " +
+        (*nodes)[i]->log_path() + ")");
   }
   // Then until every region has subscribed to every other (so the first writes' visibility does
   // not include the links coming up). Not fatal: a link that stays down is what relays are for.
   bool all_linked = true;
   for (size_t i = 0; i < layout.regions.size(); ++i) {
-    client::HttpClient client("127.0.0.1", layout.regions[i].http, seconds(1));
+    client::HttpClient client = layout.Client(static_cast<int>(i), seconds(1));
     bool linked = false;
     while (!linked && steady_clock::now() < deadline && SignalsReceived() == 0) {
       const auto status = nlohmann::json::parse(client.Get("/v1/status").body, nullptr, false);
@@ -152,6 +152,10 @@ bool StartNodes(const Layout& layout, const DemoOptions& options, const std::str
     all_linked = all_linked && linked;
   }
   if (all_linked) Say("every region subscribed to every other");
+  Say(layout.secure() ? "TLS and tokens are on (the CA, certificates and an admin token are in " +
+                            layout.pki_dir + "); call a region while the demo runs:"
+                      : "TLS and tokens are off (--insecure); call a region while the demo runs:");
+  for (const std::string& line : layout.CallHint(0)) Say("  " + line);
   return true;
 }
 
@@ -241,6 +245,11 @@ int RunDemo(const DemoOptions& options) {
   }
   std::string dir;
   if (!PrepareDataDir(options, &dir, &error)) return Fail(2, error);
+  if (!options.insecure) {
+    std::error_code ignored;
+    fs::create_directories(dir + "/pki", ignored);
+    if (!layout.MakeSecrets(dir + "/pki", &error)) return Fail(2, error);
+  }
   const bool tty = !options.no_tty && ::isatty(STDOUT_FILENO);
   const int status = Run(options, layout, dir, tty);
   if (status == 0 && !options.keep_data) {

@@ -15,8 +15,9 @@ struct DemoOptions {
   int rate = 300;          // writes per second, all regions together
   std::string delays = "us-eu=40,us-asia=80,eu-asia=110";  // one-way ms per region pair
   int jitter_ms = 5;
-  bool no_tty = false;                    // plain lines instead of a redrawn screen
-  bool no_proxy = false;                  // regions dial each other directly, without WAN proxies
+  bool no_tty = false;    // plain lines instead of a redrawn screen
+  bool no_proxy = false;  // regions dial each other directly, without WAN proxies
+  bool insecure = false;  // plaintext ports and no tokens, instead of [tls] and [auth]
   std::string binary = "/proc/self/exe";  // the meridian binary the processes run
 };
 

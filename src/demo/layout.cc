@@ -1,6 +1,12 @@
 #include "demo/layout.h"
 
+#include <ctime>
+#include <fstream>
 #include <sstream>
+
+#include "auth/certs.h"
+#include "auth/token.h"
+#include "net/tls_context.h"
 
 namespace meridian::demo {
 namespace {
@@ -112,7 +118,84 @@ std::string Layout::NodeConfig(int index, const std::string& data_dir) const {
   }
   // Three nodes, the proxy and the workload share this machine's cores.
   out << "[http]\nthreads = 2\n\n[storage]\nsync = true\n";
+  if (secure()) {
+    const std::string& name = regions[index].name;
+    out << "\n[tls]\ncert_file = \"" << pki_dir << "/" << name << ".pem\"\nkey_file = \"" << pki_dir
+        << "/" << name << "-key.pem\"\nca_file = \"" << pki_dir << "/ca.pem\"\n";
+    out << "\n[auth]\njwt_secret_file = \"" << pki_dir << "/jwt.key\"\n";
+  }
   return out.str();
+}
+
+bool Layout::MakeSecrets(const std::string& dir, std::string* error) {
+  auth::CaOptions ca;
+  ca.dir = dir;
+  ca.name = "Meridian demo CA";
+  ca.days = 30;
+  if (Result<auth::CaFiles> made = auth::CreateCa(ca); !made.ok()) {
+    *error = "cannot make the demo's CA: " + made.status().message();
+    return false;
+  }
+  for (const Region& region : regions) {
+    auth::CertOptions cert;
+    cert.ca_dir = dir;
+    cert.region = region.name;
+    cert.days = 30;
+    if (Result<auth::CertFiles> made = auth::CreateCert(cert); !made.ok()) {
+      *error = "cannot make " + region.name + "'s certificate: " + made.status().message();
+      return false;
+    }
+  }
+  Result<std::string> secret = auth::CreateSecretFile(dir + "/jwt.key");
+  if (!secret.ok()) {
+    *error = secret.status().message();
+    return false;
+  }
+  auth::Claims claims;
+  claims.exp = static_cast<int64_t>(std::time(nullptr)) + 30 * 86'400;
+  claims.read = {""};
+  claims.write = {""};
+  claims.admin = true;
+  claims.sub = "meridian-demo";
+  Result<std::string> minted = auth::MintToken(claims, *secret);
+  if (!minted.ok()) {
+    *error = "cannot sign the demo's token: " + minted.status().message();
+    return false;
+  }
+  token = *minted;
+  std::ofstream(dir + "/token") << token << "\n";
+  Result<std::shared_ptr<net::SslContext>> context = net::LoadClientContext(dir + "/ca.pem");
+  if (!context.ok()) {
+    *error = context.status().message();
+    return false;
+  }
+  tls = *context;
+  pki_dir = dir;
+  return true;
+}
+
+client::HttpClient Layout::Client(int index, std::chrono::milliseconds timeout) const {
+  client::HttpClient client("127.0.0.1", regions[index].http, timeout, tls);
+  client.SetBearerToken(token);
+  return client;
+}
+
+std::vector<std::string> Layout::CallHint(int index) const {
+  const std::string region = regions[index].name;
+  if (!secure()) {
+    return {"curl " + Url(index) + "/v1/docs/item:0001",
+            "meridian get item:0001 --regions " + region + "=" + Address(regions[index].http)};
+  }
+  const std::string token = "\"$(cat " + pki_dir + "/token)\"";
+  return {"curl --cacert " + pki_dir + "/ca.pem -H \"Authorization: Bearer $(cat " + pki_dir +
+              "/token)\" " + Url(index) + "/v1/docs/item:0001",
+          "meridian get item:0001 --regions " + region + "=" + Url(index) + " --ca-file " +
+              pki_dir + "/ca.pem --token " + token};
+}
+
+std::string Layout::Url(int index) const {
+  return std::string(secure() ? "https" : "http") +
+         "://127.0.0.1:" + std::to_string(regions[index].http);
 }
 
 std::vector<std::string> Layout::ProxyArgs() const {

@@ -2,10 +2,12 @@
 // and the files that describe them to `meridian start` and `meridian wan-proxy`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "client/http_client.h"
 #include "demo/demo.h"
 
 namespace meridian::demo {
@@ -30,6 +32,22 @@ struct Layout {
   std::vector<Route> routes;  // empty without proxies
   uint16_t control = 0;       // the proxy's control port
   int jitter_ms = 0;
+  // [tls] and [auth] (docs/security.md), unless --insecure: the deployment's CA, the regions'
+  // certificates and the token secret are in pki_dir, and the demo's clients use `token` (every
+  // key, admin) and trust `tls` (the CA).
+  std::string pki_dir;
+  std::string token;
+  client::TlsContext tls;
+  bool secure() const { return !pki_dir.empty(); }
+  // Makes the CA, a certificate per region, the token secret and the demo's token in `dir`.
+  bool MakeSecrets(const std::string& dir, std::string* error);
+  // A client of region `index`, speaking TLS and sending the token when the demo is secure.
+  client::HttpClient Client(int index, std::chrono::milliseconds timeout) const;
+  // "https://127.0.0.1:7001" (or http://).
+  std::string Url(int index) const;
+  // How to call region `index` by hand while the demo runs: curl and `meridian get` command lines
+  // with the CA and the token.
+  std::vector<std::string> CallHint(int index) const;
 
   // The replication address node `from` dials to reach region `to`.
   uint16_t DialPort(int from, int to) const;

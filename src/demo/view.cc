@@ -34,8 +34,8 @@ std::string Clock(int seconds) {
 
 std::vector<client::HttpClient> RegionClients(const Layout& layout) {
   std::vector<client::HttpClient> clients;
-  for (const Region& region : layout.regions) {
-    clients.emplace_back("127.0.0.1", region.http, std::chrono::seconds(3));
+  for (size_t i = 0; i < layout.regions.size(); ++i) {
+    clients.push_back(layout.Client(static_cast<int>(i), std::chrono::seconds(3)));
   }
   return clients;
 }
@@ -115,7 +115,9 @@ std::string View::Screen(const std::vector<json>& status, const std::vector<doub
   out << "\x1b[H\x1b[J";  // home, clear the screen below
   out << "Meridian demo: " << layout_.regions.size() << " regions on this machine, "
       << Clock(elapsed_s) << (duration_s_ > 0 ? " of " + Clock(duration_s_) : std::string()) << "\n"
-      << layout_.DelaySummary() << "\n\n";
+      << layout_.DelaySummary() << "\n"
+      << (layout_.secure() ? "TLS and tokens on; call us: " : "call us: ") << layout_.CallHint(0)[0]
+      << "\n\n";
   out << Pad("region", 8, true) << Pad("writes/s", 10) << Pad("acked", 10) << Pad("failed", 8)
       << Pad("documents", 11) << Pad("conflicts", 11) << "   frontier";
   for (size_t j = 0; j < layout_.regions.size(); ++j) {

@@ -38,7 +38,7 @@ std::string Workload::Key(int item) {
 bool Workload::Seed(std::string* error) {
   static const char* kNames[] = {"lamp", "desk",  "chair", "kettle", "mug",
                                  "rug",  "shelf", "stool", "vase",   "clock"};
-  client::HttpClient writer("127.0.0.1", layout_.regions[0].http);
+  client::HttpClient writer = layout_.Client(0, std::chrono::seconds(10));
   std::string& session = seed_session_;  // threaded through the writes: the last covers all
   for (int item = 0; item < kItems; ++item) {
     const nlohmann::json doc = {
@@ -62,7 +62,7 @@ bool Workload::AwaitSeed(milliseconds timeout, std::string* error) {
   const std::string& session = seed_session_;
   const auto deadline = steady_clock::now() + timeout;
   for (size_t region = 1; region < layout_.regions.size(); ++region) {
-    client::HttpClient reader("127.0.0.1", layout_.regions[region].http);
+    client::HttpClient reader = layout_.Client(region, std::chrono::seconds(10));
     for (;;) {
       client::HttpResponse response = reader.Request(
           "GET", Path(kItems - 1, false) + "?wait_ms=1000", "", {{"Meridian-Session", session}});
@@ -144,7 +144,7 @@ void Workload::Execute(int region, client::HttpClient& client, const Write& writ
 }
 
 void Workload::Run(int region, int worker) {
-  client::HttpClient client("127.0.0.1", layout_.regions[region].http);
+  client::HttpClient client = layout_.Client(region, std::chrono::seconds(10));
   std::mt19937 random(std::random_device{}());
   const auto interval =
       std::chrono::duration_cast<steady_clock::duration>(std::chrono::duration<double>(

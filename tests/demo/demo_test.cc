@@ -74,6 +74,12 @@ TEST(DemoTest, ThreeRegionsConvergeOverWanProxies) {
   EXPECT_NE(run.output.find("stock counters exact: 50/50"), std::string::npos);
   EXPECT_NE(run.output.find("\nCONVERGED\n"), std::string::npos);
   EXPECT_NE(run.output.find("stopped 4 processes"), std::string::npos);
+  // With TLS and tokens, and says how to call a region with them.
+  EXPECT_NE(run.output.find("us ready: https://127.0.0.1:" + std::to_string(base + 1)),
+            std::string::npos);
+  EXPECT_NE(run.output.find("TLS and tokens are on"), std::string::npos);
+  EXPECT_NE(run.output.find("curl --cacert " + data_dir + "/pki/ca.pem -H \"Authorization: Bearer"),
+            std::string::npos);
   // Everything it started is gone, and so is its data (no --keep-data).
   for (int offset : {1, 2, 3}) {
     HttpClient client("127.0.0.1", static_cast<uint16_t>(base + offset),
