@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iomanip>
 #include <sstream>
+#include <unordered_map>
 
 #include "api/authorize.h"
 #include "api/session_token.h"
@@ -165,18 +166,54 @@ nlohmann::json StatusJson(node::Node& node) {
           {"uptime_s", node.uptime_s()}};
 }
 
+namespace {
+
+// Tokens this thread verified, by their exact Authorization value: a client sends the same token
+// with every request, and verifying it (base64, HMAC-SHA256, JSON) costs more than the rest of a
+// small read. An entry holds only while the secrets that verified it are the current ones (a
+// rotated-out secret empties the cache) and until the token's `exp`; the cache is emptied when it
+// holds kVerifiedMax tokens. Per thread: no lock on the request path.
+struct VerifiedTokens {
+  static constexpr size_t kVerifiedMax = 1024;
+  std::shared_ptr<const auth::SecretFile::Secrets> secrets;  // held: the pointer is not reused
+  std::unordered_map<std::string, auth::Claims> claims;
+};
+
+const auth::Claims* VerifiedClaims(VerifiedTokens& cache,
+                                   const std::shared_ptr<const auth::SecretFile::Secrets>& secrets,
+                                   std::string_view authorization, int64_t now_s) {
+  if (cache.secrets != secrets) {
+    cache.claims.clear();
+    cache.secrets = secrets;
+    return nullptr;
+  }
+  auto it = cache.claims.find(std::string(authorization));
+  if (it == cache.claims.end() || it->second.exp <= now_s) return nullptr;
+  return &it->second;
+}
+
+}  // namespace
+
 std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
                                     ApiCall* call) {
   auth::SecretFile* file = node.secrets();
-  if (file == nullptr) return std::nullopt;
+  if (file == nullptr || NeedsNoToken(call->route)) return std::nullopt;
   const std::shared_ptr<const auth::SecretFile::Secrets> secrets = file->Current();
   const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-  auth::Claims claims;
-  if (auto refused = Authorize(*secrets, authorization, now_s, *call, &claims)) return refused;
-  if (!call->idempotency_key.empty() && !NeedsNoToken(call->route)) {
-    call->idempotency_key = ScopedIdempotencyKey(claims, call->idempotency_key);
+  thread_local VerifiedTokens cache;
+  const auth::Claims* claims = VerifiedClaims(cache, secrets, authorization, now_s);
+  if (claims == nullptr) {
+    auto authenticated = Authenticate(*secrets, authorization, now_s);
+    if (auto* error = std::get_if<ApiError>(&authenticated)) return *error;
+    if (cache.claims.size() >= VerifiedTokens::kVerifiedMax) cache.claims.clear();
+    claims = &(cache.claims[std::string(authorization)] =
+                   std::move(std::get<auth::Claims>(authenticated)));
+  }
+  if (auto refused = Permit(*claims, *call)) return refused;
+  if (!call->idempotency_key.empty()) {
+    call->idempotency_key = ScopedIdempotencyKey(*claims, call->idempotency_key);
   }
   return std::nullopt;
 }

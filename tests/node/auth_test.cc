@@ -405,6 +405,20 @@ TEST_F(AuthTest, SecretsRotateWithoutARestart) {
   EXPECT_EQ(node_->Terminate(), 0);
 }
 
+// A token the node has verified (and keeps verified for the next requests) stops working when it
+// expires.
+TEST_F(AuthTest, AVerifiedTokenIsRefusedOnceItExpires) {
+  const std::string path = "/v1/docs/" + EncodeKey("k");
+  meridian::auth::Claims claims = Claims({""}, {});
+  claims.exp = NowS() + 2;
+  const std::string token = Bearer(claims);
+  ASSERT_EQ(Call("GET", path, token).status, 404);
+  ASSERT_EQ(Call("GET", path, token).status, 404);
+  EXPECT_TRUE(WaitFor([&] { return IsError(Call("GET", path, token), 401, "unauthenticated"); },
+                      seconds(10)));
+  EXPECT_GE(NowS(), claims.exp);
+}
+
 TEST_F(AuthTest, IdempotencyKeysAreKeptPerClient) {
   const std::string alice = Bearer(Claims({""}, {""}, false, "alice"));
   const std::string bob = Bearer(Claims({""}, {""}, false, "bob"));
