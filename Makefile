@@ -44,7 +44,7 @@ test-asan: build-asan
 	@ctest --preset asan -j $(JOBS)
 
 # Each fuzz target runs FUZZ_SECONDS; a crash fails the run and leaves the input in build/fuzz.
-FUZZ_TARGETS := event_decoder_fuzz http_request_fuzz
+FUZZ_TARGETS := event_decoder_fuzz http_request_fuzz exchange_fuzz
 fuzz: build-fuzz
 	@set -e; for target in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus/$$target; \

@@ -200,7 +200,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
                   {"linger_ms", "batch_events_max", "batch_bytes_max", "window_batches",
                    "heartbeat_ms", "relay_after_ms", "backoff_initial_ms", "backoff_max_ms",
                    "silence_timeout_ms", "dial_timeout_ms", "hedge_after_ms", "retention_bytes",
-                   "retention_age_s", "retention_hold_s", "reseed_after_s"}));
+                   "retention_age_s", "retention_hold_s", "reseed_after_s", "hlc_ahead_max_ms"}));
     const auto read = [&](std::string_view key, auto* out) {
       return ReadInteger(*replication, "replication", key, out);
     };
@@ -219,6 +219,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("retention_age_s", &r.retention_age_s));
     MERIDIAN_RETURN_IF_ERROR(read("retention_hold_s", &r.retention_hold_s));
     MERIDIAN_RETURN_IF_ERROR(read("reseed_after_s", &r.reseed_after_s));
+    MERIDIAN_RETURN_IF_ERROR(read("hlc_ahead_max_ms", &r.hlc_ahead_max_ms));
   }
   if (const toml::table* verify = Section(root, "verify", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*verify, "verify",
@@ -387,6 +388,7 @@ Status ValidateConfig(const NodeConfig& config) {
       {"replication.retention_age_s", config.replication.retention_age_s, 1, 10 * 365 * 86'400},
       {"replication.retention_hold_s", config.replication.retention_hold_s, 1, 10 * 365 * 86'400},
       {"replication.reseed_after_s", config.replication.reseed_after_s, 0, 30 * 86'400},
+      {"replication.hlc_ahead_max_ms", config.replication.hlc_ahead_max_ms, 1000, 86'400'000},
       {"verify.interval_ms", config.verify.interval_ms, 0, 30 * 86'400'000ull},
       {"verify.align_timeout_ms", config.verify.align_timeout_ms, 100, 3'600'000},
       {"verify.scrub_documents_per_s", config.verify.scrub_documents_per_s, 0, 10'000'000},

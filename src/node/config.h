@@ -113,6 +113,9 @@ struct NodeConfig {
     // Stuck behind the peers' log retention this long, the region re-seeds from a peer's
     // snapshot, merged with what it holds (0: never; docs/replication.md#re-seeding).
     uint64_t reseed_after_s = 30;
+    // Another region's event whose HLC time is further ahead of this node's clock than this is
+    // parked as a dead letter, not applied (docs/replication.md#what-a-peer-may-do).
+    uint64_t hlc_ahead_max_ms = 60'000;
   } replication;
 
   // [verify] (docs/verification.md)

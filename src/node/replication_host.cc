@@ -31,6 +31,7 @@ replication::TransportConfig ReplicationHost::Config() const {
   exchange.links.hedge_after_ms = config.replication.hedge_after_ms;
   exchange.retention_hold_ms = config.replication.retention_hold_s * 1000;
   exchange.reseed_after_ms = config.replication.reseed_after_s * 1000;
+  exchange.hlc_ahead_max_ms = config.replication.hlc_ahead_max_ms;
   exchange.tick_ms = std::max<uint64_t>(10, config.replication.heartbeat_ms / 2);
   out.retention.age_ms = config.replication.retention_age_s * 1000;
   out.retention.bytes = config.replication.retention_bytes;

@@ -16,6 +16,24 @@ std::string Hex(uint64_t value) {
 
 using Level = Ready::Note::Level;
 
+// About what a decoded batch holds in memory: the apply queue's bound in bytes.
+size_t DecodedBytes(const core::RemoteBatch& batch) {
+  size_t bytes = 0;
+  for (const core::Event& event : batch.events) {
+    bytes += sizeof event + event.key.size() + event.context.entries().size() * 16;
+    for (const core::FieldValue& field : event.op.fields) {
+      bytes += sizeof field + field.name.size() + field.value.size();
+    }
+    for (const core::CounterDelta& counter : event.op.counters) {
+      bytes += sizeof counter + counter.name.size();
+    }
+  }
+  for (const core::ParkedEvent& parked : batch.parked) {
+    bytes += sizeof parked + parked.bytes.size() + parked.key.size() + parked.reason.size();
+  }
+  return bytes;
+}
+
 }  // namespace
 
 Exchange::Exchange(ExchangeOptions options, uint64_t now_ms)
@@ -61,6 +79,7 @@ const Exchange::Serving* Exchange::FindServing(uint64_t serving) const {
 
 Ready Exchange::Follow(const core::VersionVector& applied, bool confirm) {
   Ready ready;
+  NoteHeads(applied);
   inbound_.FollowOwnOrigin(options_.self, confirm, applied.Get(options_.self));
   SyncRebuild(&ready);
   return ready;
@@ -180,6 +199,7 @@ std::optional<std::string> Exchange::CheckSender(core::RegionId peer,
 
 Exchange::Dialed Exchange::Dialing(core::RegionId peer, const core::VersionVector& applied,
                                    uint64_t now_ms) {
+  NoteHeads(applied);
   Inbound::Dial dial = inbound_.Dialing(peer, now_ms);
   receiving_[dial.stream] =
       Receiving{.peer = peer, .subscribes = 1, .asked = {dial.origins.begin(), dial.origins.end()}};
@@ -206,6 +226,7 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
                          const core::VersionVector& applied, uint64_t now_ms, bool* decode) {
   Ready ready;
   *decode = false;
+  NoteHeads(applied);
   Receiving* receiving = FindReceiving(stream);
   if (receiving == nullptr) return ready;  // ended
   const core::RegionId peer = receiving->peer;
@@ -294,16 +315,17 @@ Ready Exchange::Received(uint64_t stream, const wire::ToReceiver& message,
   return ready;
 }
 
-Ready Exchange::Decoded(uint64_t stream, core::RegionId origin,
-                        const Result<core::RemoteBatch>& events) {
+Ready Exchange::Decoded(uint64_t stream, core::RegionId origin, Result<core::RemoteBatch>* decoded,
+                        uint64_t wall_ms) {
   Ready ready;
   Receiving* receiving = FindReceiving(stream);
   if (receiving == nullptr) return ready;
-  if (!events.ok()) {
+  if (!decoded->ok()) {
     // Broken framing or compression, or an event whose dot cannot be read.
-    Cancel(stream, "bad batch: " + events.status().message(), &ready);
+    Cancel(stream, "bad batch: " + decoded->status().message(), &ready);
     return ready;
   }
+  core::RemoteBatch* events = &decoded->value();
   if (!receiving->asked.contains(origin)) {
     // Only the origins this region asked the peer for: whoever answers at a peer's address
     // cannot inject events of any origin it likes.
@@ -319,17 +341,57 @@ Ready Exchange::Decoded(uint64_t stream, core::RegionId origin,
     Cancel(stream, "a batch holds an event of another origin", &ready);
     return ready;
   }
+  // An HLC far ahead of this region's clock is not observed: applied, it would drag this clock
+  // (and every region's after it) into the future, and every later write would carry it. The
+  // event is parked, like one that does not decode: its dot advances the frontier, and it can be
+  // applied later (POST /v1/dead-letters/{id}/retry) once the clocks agree.
+  const uint64_t ahead_max = options_.hlc_ahead_max_ms;
+  const auto too_far = [wall_ms, ahead_max](core::HlcTimestamp hlc) {
+    return core::HlcPhysicalMs(hlc) > wall_ms + ahead_max;
+  };
+  size_t ahead = 0;
+  for (core::ParkedEvent& parked : events->parked) {
+    if (!too_far(parked.hlc)) continue;
+    parked.reason += "; its HLC time " + std::to_string(core::HlcPhysicalMs(parked.hlc)) +
+                     " is more than " + std::to_string(ahead_max) +
+                     " ms ahead of this region's clock (" + std::to_string(wall_ms) +
+                     "): not observed";
+    parked.hlc = 0;
+    ++ahead;
+  }
+  const std::string reason = "its HLC time is more than " + std::to_string(ahead_max) +
+                             " ms ahead of this region's clock (" + std::to_string(wall_ms) +
+                             "): not applied until the clocks agree";
+  const size_t parked_before = events->parked.size();
+  events->Park([&too_far](const core::Event& event) { return too_far(event.hlc); }, reason);
+  for (core::ParkedEvent& parked : events->parked) {
+    if (parked.reason == reason) parked.hlc = 0;  // the commit path's clock must not see it
+  }
+  ahead += events->parked.size() - parked_before;
+  if (ahead > 0) {
+    ready.Log(Level::kWarn, NameOf(receiving->peer) + " sent " + std::to_string(ahead) +
+                                " event(s) of " + NameOf(origin) + " with an HLC more than " +
+                                std::to_string(ahead_max) +
+                                " ms ahead of this region's clock: parked as dead letters");
+  }
   // A parked event is applied as a dead letter: it moves the frontier like any other, so a batch
   // of parked events only is submitted too.
   if (events->empty()) return ready;
+  const size_t bytes = DecodedBytes(*events);
   ++receiving->queued;
+  receiving->queued_bytes.push_back(bytes);
+  receiving->queued_bytes_total += bytes;
   ready.submit = Ready::Submit{stream, origin};
   return ready;
 }
 
 bool Exchange::Room(uint64_t stream) const {
   auto it = receiving_.find(stream);
-  return it == receiving_.end() || it->second.queued < options_.apply_queue_max;
+  if (it == receiving_.end()) return true;
+  const Receiving& receiving = it->second;
+  // One batch always fits, however large (the decoder bounds it): the stream never stalls.
+  return receiving.queued == 0 || (receiving.queued < options_.apply_queue_max &&
+                                   receiving.queued_bytes_total < options_.apply_queue_bytes_max);
 }
 
 Ready Exchange::BatchApplied(uint64_t stream, core::RegionId origin,
@@ -338,6 +400,10 @@ Ready Exchange::BatchApplied(uint64_t stream, core::RegionId origin,
   Ready ready;
   if (Receiving* receiving = FindReceiving(stream); receiving != nullptr && receiving->queued > 0) {
     --receiving->queued;
+    if (!receiving->queued_bytes.empty()) {  // a stream's batches apply in the order queued
+      receiving->queued_bytes_total -= receiving->queued_bytes.front();
+      receiving->queued_bytes.pop_front();
+    }
   }
   const Inbound::AfterApply after = inbound_.BatchApplied(stream, applied, frontier, now_ms);
   SyncRebuild(&ready);
@@ -459,6 +525,10 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
     served.refusal = Refusal{Refusal::Code::kInvalidArgument, "malformed frontier in Subscribe"};
     return served;
   }
+  if (std::optional<std::string> why = CheckOrigins(subscribe)) {
+    served.refusal = Refusal{Refusal::Code::kInvalidArgument, *why};
+    return served;
+  }
   Subscriber& subscriber = subscribers_[peer];
   const uint64_t incarnation = subscribe.incarnation();
   if (subscriber.incarnation != 0 && subscriber.incarnation != incarnation) {
@@ -503,10 +573,7 @@ Exchange::Served Exchange::Subscribed(uint64_t serving, const wire::Subscribe& s
   auto [it, inserted] = serving_.try_emplace(serving, options_.sender);
   MERIDIAN_CHECK(inserted);
   it->second.peer = peer;
-  Ready::Acked acked{peer, *frontier};
-  // It holds everything it subscribed after.
-  subscriber.acked.Merge(*frontier);
-  ready.acked.push_back(std::move(acked));
+  // It holds everything it subscribed after (as far as it is believed: FromSubscriber).
   FromSubscriber(
       serving,
       [&] {
@@ -530,7 +597,15 @@ bool Exchange::FromSubscriber(uint64_t serving, const wire::ToSender& message, u
         return false;  // a stream belongs to one region and one incarnation
       }
       auto frontier = core::VersionVector::Decode(subscribe.frontier());
-      if (!frontier.ok()) return false;
+      if (!frontier.ok()) {
+        ready->Log(Level::kWarn,
+                   "ending " + NameOf(s->peer) + "'s stream: malformed frontier in Subscribe");
+        return false;
+      }
+      if (std::optional<std::string> why = CheckOrigins(subscribe)) {
+        ready->Log(Level::kWarn, "ending " + NameOf(s->peer) + "'s stream: " + *why);
+        return false;
+      }
       // A copy of an earlier Subscribe that arrives after a later one (delivered twice or held
       // back on the way) must not bring back the origins it asked for: the subscriber counts on
       // the later set, and nothing would ever tell it that this sender streams another.
@@ -547,23 +622,96 @@ bool Exchange::FromSubscriber(uint64_t serving, const wire::ToSender& message, u
       // (docs/replication.md#rebuilding).
       std::vector<core::RegionId> origins(subscribe.origins().begin(), subscribe.origins().end());
       s->outbound.Subscribe(*frontier, origins);
+      s->origins = std::set<core::RegionId>(origins.begin(), origins.end());
+      // The stream goes on from the frontier: of what this region held, the subscriber is
+      // believed to hold that much (what this region does not hold, it cannot count on).
+      s->sendable.Merge(core::VersionVector::Meet(*frontier, heads_));
+      Believe(*s, *frontier, now_ms, ready);
       ready->Log(Level::kDebug, NameOf(s->peer) + " subscribed to " + Origins(origins) + " from " +
                                     frontier->ToString());
       return true;
     }
     case wire::ToSender::kAck: {
       auto applied = core::VersionVector::Decode(message.ack().frontier());
-      if (!applied.ok()) return false;
-      s->outbound.Ack(*applied);
-      subscriber.acked.Merge(*applied);
-      subscriber.heard_ms = now_ms;
-      ready->acked.push_back({s->peer, std::move(applied).value()});
+      if (!applied.ok()) {
+        ready->Log(Level::kWarn,
+                   "ending " + NameOf(s->peer) + "'s stream: malformed frontier in Ack");
+        return false;
+      }
+      // The window frees only what the stream sent: an Ack beyond it opens nothing more.
+      s->outbound.Ack(Believe(*s, *applied, now_ms, ready));
       return true;
     }
     case wire::ToSender::MESSAGE_NOT_SET:
       return false;
   }
   return false;
+}
+
+std::optional<std::string> Exchange::CheckOrigins(const wire::Subscribe& subscribe) const {
+  // Region ids, each once. Not only the configured regions: a region removed from the deployment
+  // for good may still have events to relay (docs/operations.md#adding-and-removing-regions).
+  if (static_cast<size_t>(subscribe.origins_size()) > core::kRegionIdMax) {
+    return "a Subscribe asks for " + std::to_string(subscribe.origins_size()) +
+           " origins; region ids go up to " + std::to_string(core::kRegionIdMax);
+  }
+  std::set<uint32_t> seen;
+  for (uint32_t origin : subscribe.origins()) {
+    if (origin == 0 || origin > core::kRegionIdMax) {
+      return "a Subscribe asks for origin " + std::to_string(origin) + ", not a region id (1 to " +
+             std::to_string(core::kRegionIdMax) + ")";
+    }
+    if (!seen.insert(origin).second) {
+      return "a Subscribe asks for origin " + NameOf(static_cast<core::RegionId>(origin)) +
+             " twice";
+    }
+  }
+  return std::nullopt;
+}
+
+core::VersionVector Exchange::Believe(Serving& s, const core::VersionVector& claim, uint64_t now_ms,
+                                      Ready* ready) {
+  Subscriber& subscriber = subscribers_[s.peer];
+  core::VersionVector believed;
+  bool clamped = false;
+  bool overclaim = false;
+  for (const core::VersionVector::Entry& entry : claim.entries()) {
+    // This region's own events, and the origins the stream carries, reach the subscriber on this
+    // stream: it holds no more of them than the stream sent it (or it held when it subscribed).
+    // Another origin's it may get elsewhere; this region can use no more of it than it holds.
+    // A forged Ack thus never makes a durability wait answer, nor retention trim, for events the
+    // subscriber was never sent.
+    const bool carried = entry.origin == options_.self || s.origins.contains(entry.origin);
+    const uint64_t bound = carried ? s.sendable.Get(entry.origin) : heads_.Get(entry.origin);
+    const uint64_t seq = std::min(entry.seq, bound);
+    if (seq < entry.seq) clamped = true;
+    // More of this region's own events than it wrote: no honest subscriber claims that, unless
+    // this region lost them (it is then rebuilding, and it checks that claim itself).
+    if (entry.origin == options_.self && entry.seq > heads_.Get(options_.self) &&
+        !inbound_.rebuilding()) {
+      overclaim = true;
+    }
+    if (seq != 0) believed.Set(entry.origin, seq);
+  }
+  if (overclaim) {
+    if (subscriber.overclaims++ == 0) {
+      ready->Log(Level::kWarn, NameOf(s.peer) + " acknowledged " + claim.ToString() + ", more of " +
+                                   NameOf(options_.self) + "'s events than this region wrote (" +
+                                   heads_.ToString() + "); believed only " + believed.ToString() +
+                                   " (further such acknowledgements are counted, not logged)");
+    }
+  } else if (clamped && !s.clamped) {
+    // A subscriber that got some events elsewhere (a relay, an earlier stream) acknowledges them
+    // here too: harmless, and believed once this stream has sent them.
+    ready->Log(Level::kDebug, NameOf(s.peer) + " acknowledged " + claim.ToString() +
+                                  " on a stream that sent it up to " + s.sendable.ToString() +
+                                  "; believed " + believed.ToString());
+  }
+  s.clamped = s.clamped || clamped;
+  subscriber.acked.Merge(believed);
+  subscriber.heard_ms = now_ms;
+  ready->acked.push_back({s.peer, believed});
+  return believed;
 }
 
 void Exchange::ServingEnded(uint64_t serving) {
@@ -587,6 +735,7 @@ uint64_t Exchange::Backlog(uint64_t serving, const core::VersionVector& heads) c
 Exchange::Outgoing Exchange::Next(uint64_t serving, const core::VersionVector& heads,
                                   uint64_t now_ms) {
   Outgoing out;
+  NoteHeads(heads);
   Serving* s = FindServing(serving);
   if (s == nullptr) return out;
   out.heartbeat = s->outbound.HeartbeatDue(now_ms);
@@ -606,7 +755,11 @@ uint64_t Exchange::WakeAtMs(uint64_t serving, const core::VersionVector& heads,
 }
 
 void Exchange::Sent(uint64_t serving, core::RegionId origin, uint64_t last_seq, size_t raw_bytes) {
-  if (Serving* s = FindServing(serving)) s->outbound.Sent(origin, last_seq, raw_bytes);
+  Serving* s = FindServing(serving);
+  if (s == nullptr) return;
+  s->outbound.Sent(origin, last_seq, raw_bytes);
+  // From now on the subscriber may acknowledge it.
+  if (last_seq > s->sendable.Get(origin)) s->sendable.Set(origin, last_seq);
 }
 
 wire::ToReceiver Exchange::Missing(uint64_t serving, const Outbound::Read& read,
@@ -657,7 +810,31 @@ std::optional<Refusal> Exchange::VerifyRequested(
           CheckCertificate(authenticated, static_cast<core::RegionId>(request.region_id()))) {
     return refusal;
   }
-  return CheckSubscriber(request);
+  if (std::optional<Refusal> refusal = CheckSubscriber(request)) return refusal;
+  // Bounded before anything is read for it: a request asks for at most these many tree nodes,
+  // buckets and documents (the Verifier asks for far fewer), each within what it can name.
+  const auto too_many = [](const char* what, int count, size_t max) {
+    return Refusal{Refusal::Code::kInvalidArgument,
+                   "a verification request asks for " + std::to_string(count) + " " + what +
+                       "; at most " + std::to_string(max) + " are answered"};
+  };
+  if (static_cast<size_t>(request.nodes_size()) > kVerifyNodesMax) {
+    return too_many("tree nodes", request.nodes_size(), kVerifyNodesMax);
+  }
+  if (static_cast<size_t>(request.buckets_size()) > kVerifyBucketsMax) {
+    return too_many("buckets", request.buckets_size(), kVerifyBucketsMax);
+  }
+  if (static_cast<size_t>(request.keys_size()) > kVerifyKeysMax) {
+    return too_many("documents", request.keys_size(), kVerifyKeysMax);
+  }
+  for (const std::string& key : request.keys()) {
+    if (key.empty() || key.size() > kRemoteLimits.key_bytes_max) {
+      return Refusal{Refusal::Code::kInvalidArgument,
+                     "a verification request names a key of " + std::to_string(key.size()) +
+                         " bytes (1 to " + std::to_string(kRemoteLimits.key_bytes_max) + ")"};
+    }
+  }
+  return std::nullopt;
 }
 
 void Exchange::Identify(wire::VerifyRequest* request) const {
@@ -671,6 +848,7 @@ void Exchange::Identify(wire::VerifyRequest* request) const {
 
 Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {
   Ready ready;
+  NoteHeads(applied);
   const Inbound::Tick tick = inbound_.OnTick(applied, now_ms);
   SyncRebuild(&ready);
   for (core::RegionId peer : tick.changed) {
@@ -710,6 +888,7 @@ Ready Exchange::Tick(const core::VersionVector& applied, uint64_t now_ms) {
 
 core::VersionVector Exchange::RetentionFloor(const core::VersionVector& applied, uint64_t now_ms,
                                              Ready* ready) {
+  NoteHeads(applied);
   std::vector<core::RegionId> released;
   std::optional<core::VersionVector> meet;
   for (const auto& [peer, subscriber] : subscribers_) {
@@ -737,6 +916,16 @@ size_t Exchange::RegionsHolding(core::Dot dot) const {
     if (peer == dot.origin || subscriber.acked.Get(dot.origin) >= dot.seq) ++count;
   }
   return count;
+}
+
+core::VersionVector Exchange::Acked(core::RegionId peer) const {
+  auto it = subscribers_.find(peer);
+  return it == subscribers_.end() ? core::VersionVector() : it->second.acked;
+}
+
+uint64_t Exchange::Overclaims(core::RegionId peer) const {
+  auto it = subscribers_.find(peer);
+  return it == subscribers_.end() ? 0 : it->second.overclaims;
 }
 
 uint64_t Exchange::IncarnationOf(core::RegionId peer) const {

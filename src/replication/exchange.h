@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -44,6 +45,12 @@
 namespace meridian::replication {
 
 inline constexpr uint32_t kProtocolVersion = 1;
+
+// What a peer's requests may hold at most (docs/replication.md#what-a-peer-may-do): a request
+// over them ends the stream or is refused, before anything is allocated for it.
+inline constexpr size_t kVerifyNodesMax = 4096;    // tree nodes asked in one VerifyRequest
+inline constexpr size_t kVerifyBucketsMax = 4096;  // buckets asked in one VerifyRequest
+inline constexpr size_t kVerifyKeysMax = 4096;     // documents asked in one VerifyRequest
 
 // Another region's events are checked for form, not against this region's [limits]: regions
 // configured differently must still converge.
@@ -63,6 +70,13 @@ struct ExchangeOptions {
   // Batches of one receiving stream queued for the commit path at once: decoding the next
   // overlaps the commit, and a fast sender cannot queue without bound.
   size_t apply_queue_max = 16;
+  // And their decoded bytes (about): a peer sending large batches cannot make a stream hold more
+  // than this for the commit path (one batch is always let through, whatever its size).
+  size_t apply_queue_bytes_max = 64 << 20;
+  // An event whose HLC time is further ahead of this region's clock than this is not applied: it
+  // is parked as a dead letter (docs/replication.md#what-a-peer-may-do), so that one region's
+  // broken clock, or a hostile peer, cannot drag every region's clock into the future.
+  uint64_t hlc_ahead_max_ms = 60'000;
   // A peer with no stream here and no acknowledgement for this long stops holding the log
   // (it re-seeds when it returns).
   uint64_t retention_hold_ms = 14ull * 24 * 3600 * 1000;
@@ -192,10 +206,14 @@ class Exchange {
                  const core::VersionVector& applied, uint64_t now_ms, bool* decode);
   // A batch of `origin` decoded (or failed to; DecodeRemoteBatch): submit it, or cancel the
   // stream. Events the decoder parked (docs/replication.md#dead-letters) do not end the stream:
-  // they are submitted with the others, and the commit path parks them as dead letters.
-  Ready Decoded(uint64_t stream, core::RegionId origin, const Result<core::RemoteBatch>& events);
-  // Whether the stream may queue another batch for the commit path now (the apply-queue bound);
-  // the driver reads no further from the stream while it may not.
+  // they are submitted with the others, and the commit path parks them as dead letters. Events
+  // whose HLC time is more than options().hlc_ahead_max_ms ahead of `wall_ms` (this region's
+  // physical clock) are parked here the same way, and a parked event's HLC that far ahead is
+  // cleared, so that the commit path's clock never observes it.
+  Ready Decoded(uint64_t stream, core::RegionId origin, Result<core::RemoteBatch>* events,
+                uint64_t wall_ms);
+  // Whether the stream may queue another batch for the commit path now (the apply-queue bounds,
+  // in batches and bytes); the driver reads no further from the stream while it may not.
   bool Room(uint64_t stream) const;
   // One of the stream's batches was committed (or failed to be). `last` is false when more of
   // the stream's batches are already applied and waiting to be answered: one Ack covers them.
@@ -218,7 +236,11 @@ class Exchange {
   };
   Served Subscribed(uint64_t serving, const wire::Subscribe& subscribe,
                     std::optional<core::RegionId> authenticated, uint64_t now_ms);
-  // A later message of the subscriber (a new Subscribe, or an Ack). False: malformed, end it.
+  // A later message of the subscriber (a new Subscribe, or an Ack). False: malformed, end it
+  // (the reason is in `ready`'s notes). An Ack is believed only as far as the subscriber can
+  // hold (docs/replication.md#what-a-peer-may-do): of this region's own events and of the origins
+  // the stream carries, what the stream sent or the subscriber held when it subscribed; of any
+  // origin, what this region holds.
   bool FromSubscriber(uint64_t serving, const wire::ToSender& message, uint64_t now_ms,
                       Ready* ready);
   // The serving stream ended.
@@ -276,6 +298,13 @@ class Exchange {
   bool rebuilding() const { return inbound_.rebuilding(); }
   // How many other regions have acknowledged `dot` as durably applied.
   size_t RegionsHolding(core::Dot dot) const;
+  // What the peer's acknowledgements are believed to say it holds (durability, retention).
+  core::VersionVector Acked(core::RegionId peer) const;
+  // Acknowledgements of the peer that claimed more of this region's own events than this region
+  // had written: not believed, and counted here.
+  uint64_t Overclaims(core::RegionId peer) const;
+  // This region's applied frontier as the driver last told it (Start, Received, Next, Tick, ...).
+  const core::VersionVector& heads() const { return heads_; }
   const std::vector<core::RegionId>& released() const { return released_; }
   uint64_t IncarnationOf(core::RegionId peer) const;
 
@@ -285,7 +314,9 @@ class Exchange {
     core::RegionId peer = 0;
     uint64_t incarnation = 0;  // the peer's, from its first heartbeat (0: not yet)
     bool connected = false;
-    size_t queued = 0;        // batches submitted and not yet applied
+    size_t queued = 0;                  // batches submitted and not yet applied
+    std::deque<size_t> queued_bytes{};  // about the decoded size of each, oldest first
+    size_t queued_bytes_total = 0;
     uint64_t subscribes = 0;  // Subscribes sent on the stream (each carries its number)
     // Every origin a Subscribe on the stream asked for: the peer may send only those (a batch of
     // one asked for earlier may still be on its way after a resubscription).
@@ -297,12 +328,18 @@ class Exchange {
     uint64_t incarnation = 0;  // of its latest subscription (0: none yet)
     uint64_t heard_ms = 0;     // its last subscription or acknowledgement
     core::VersionVector acked;
+    uint64_t overclaims = 0;  // acknowledgements of own events beyond what this region wrote
   };
   struct Serving {
     explicit Serving(SenderOptions options) : outbound(options) {}
     core::RegionId peer = 0;
     uint64_t subscription = 0;  // the number of the last Subscribe taken (0: none numbered)
     Outbound outbound;
+    // The most of each origin an Ack on the stream is believed for: the subscription frontiers
+    // (within what this region held then) and every batch sent. Own origin and `origins` only.
+    core::VersionVector sendable;
+    std::set<core::RegionId> origins;  // the origins of the last Subscribe
+    bool clamped = false;              // an Ack was clamped (noted once per stream)
   };
 
   template <typename Message>  // wire::Subscribe, wire::SnapshotRequest
@@ -320,6 +357,14 @@ class Exchange {
   void Resubscribe(uint64_t stream, const core::VersionVector& applied, Ready* ready);
   void Cancel(uint64_t stream, std::string why, Ready* ready);
   std::string Origins(const std::vector<core::RegionId>& origins) const;
+  // Why a Subscribe cannot be taken as it is, if it cannot (an origin that is not a region id,
+  // or one asked for twice).
+  std::optional<std::string> CheckOrigins(const wire::Subscribe& subscribe) const;
+  // What of `claim` (a subscription frontier or an Ack of the serving stream) is believed; credits
+  // it to the subscriber and reports it.
+  core::VersionVector Believe(Serving& serving, const core::VersionVector& claim, uint64_t now_ms,
+                              Ready* ready);
+  void NoteHeads(const core::VersionVector& heads) { heads_.Merge(heads); }
   Receiving* FindReceiving(uint64_t stream);
   Serving* FindServing(uint64_t serving);
   const Serving* FindServing(uint64_t serving) const;
@@ -331,6 +376,9 @@ class Exchange {
   std::map<core::RegionId, Subscriber> subscribers_;
   std::optional<Inbound::Rebuild> published_rebuild_;
   std::vector<core::RegionId> released_;
+  // This region's applied frontier as far as the driver told it: nothing a peer acknowledges
+  // beyond it is believed.
+  core::VersionVector heads_;
   bool paused_ = false;  // re-seeding: no receiving stream, no dial (Ready::reseed)
 };
 

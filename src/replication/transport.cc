@@ -1139,7 +1139,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         Ready decoded;
         {
           std::lock_guard lock(mutex_);
-          decoded = exchange_.Decoded(id, origin, events);
+          decoded = exchange_.Decoded(id, origin, &events, WallMs());
         }
         if (decoded.submit) {
           board_.BatchReceived(peer, events->size(), batch.events().size(), batch.raw_bytes());

@@ -771,7 +771,7 @@ void Simulation::ReceiverGot(int index, uint64_t conn_id, const Message& message
     }
   }
   const core::RegionId origin = static_cast<core::RegionId>(batch.origin());
-  replication::Ready decoded = n.exchange->Decoded(stream, origin, events);
+  replication::Ready decoded = n.exchange->Decoded(stream, origin, &events, n.clock.NowMs());
   if (decoded.submit) {
     n.batches.push_back(
         {n.exchange->inbound().PeerOf(stream), conn_id, stream, origin, std::move(events).value()});

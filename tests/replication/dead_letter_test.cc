@@ -1,6 +1,10 @@
 // A real node receives, from a peer speaking the Replication protocol (a fake `eu` in this
 // process), a batch with an event it cannot read in the middle: it parks that event as a dead
 // letter, applies the rest, acknowledges, keeps receiving on the link, and lists the dead letter.
+// The same fake peer sends an event from far in the future: parked too, and the node's clock does
+// not follow it. And a raw client on the node's replication port forges acknowledgements: they do
+// not make a durability wait answer while the only peer is dead
+// (docs/replication.md#what-a-peer-may-do).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/event.h"
@@ -29,10 +34,11 @@ constexpr core::RegionId kEu = 2;
 constexpr const char* kDeployment = "dead-letters";
 
 // eu's event `seq`: a PATCH of {"v": seq} to key `key`.
-core::Event EuEvent(uint64_t seq, const std::string& key) {
+core::Event EuEvent(uint64_t seq, const std::string& key,
+                    uint64_t physical_ms = 1'767'225'600'000) {
   core::Event event;
   event.dot = core::Dot{kEu, seq};
-  event.hlc = core::MakeHlc(1'767'225'600'000 + seq, 0);
+  event.hlc = core::MakeHlc(physical_ms + seq, 0);
   event.context = core::VersionVector{{kEu, seq - 1}};
   event.key = key;
   event.op = core::Operation{core::OpKind::kSet, {{"v", std::to_string(seq)}}, {}};
@@ -200,6 +206,129 @@ TEST(DeadLetterProcessTest, APoisonEventIsParkedAndTheLinkGoesOn) {
 
   us.Kill();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+uint64_t WallMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// An event whose HLC is a day ahead of the node's clock is parked with the reason, the link goes
+// on, and the node's next write is stamped with its own time, not the event's.
+TEST(DeadLetterProcessTest, AnEventFromTheFarFutureIsParkedAndTheClockStays) {
+  FakeSender eu;
+  const uint16_t eu_port = FreePort();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(eu_port),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&eu);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  NodeOptions options;
+  options.deployment = kDeployment;
+  options.regions = {
+      {"us", kUs, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},
+      {"eu", kEu, FreePort(), "127.0.0.1:" + std::to_string(eu_port)},
+  };
+  options.extra_toml = "[storage]\nsync = false\n[replication]\nhlc_ahead_max_ms = 60000\n";
+  NodeProcess us(options);
+  ASSERT_TRUE(us.Start(std::chrono::seconds(20), /*ready=*/false)) << us.log();
+  HttpClient client = us.Client();
+
+  const uint64_t day_ahead = WallMs() + 86'400'000;
+  eu.Send({core::EncodeEvent(EuEvent(1, "a")), core::EncodeEvent(EuEvent(2, "b", day_ahead))});
+  ASSERT_EQ(eu.WaitForAck(2), 2u) << us.log();
+  eu.Send({core::EncodeEvent(EuEvent(3, "c"))});
+  ASSERT_EQ(eu.WaitForAck(3), 3u) << us.log();
+  EXPECT_EQ(eu.subscriptions(), 1) << "the stream was never cancelled";
+  EXPECT_EQ(client.Get("/v1/docs/a").body, R"({"v":1})");
+  EXPECT_EQ(client.Get("/v1/docs/b").status, 404);
+  EXPECT_EQ(client.Get("/v1/docs/c").body, R"({"v":3})");
+
+  const nlohmann::json items = nlohmann::json::parse(client.Get("/v1/dead-letters").body)["items"];
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0]["event"], "eu:2");
+  EXPECT_NE(items[0]["reason"].get<std::string>().find(
+                "its HLC time is more than 60000 ms ahead of this region's clock"),
+            std::string::npos)
+      << items[0];
+
+  HttpResponse put = client.Send("PUT", "/v1/docs/mine", R"({"x":1})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  core::HlcTimestamp hlc = 0;
+  ASSERT_TRUE(core::ParseHlc(nlohmann::json::parse(put.body)["hlc"].get<std::string>(), &hlc));
+  EXPECT_LT(core::HlcPhysicalMs(hlc), day_ahead - 3'600'000) << put.body;
+
+  us.Kill();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+// A client on the replication port claims to be eu and acknowledges every event of us up to
+// 1000, in its Subscribe and in Acks; eu itself is dead. A write waiting for one other region
+// must time out, not answer 200: nothing was sent to that stream, so nothing of it is believed.
+TEST(DeadLetterProcessTest, ForgedAcknowledgementsDoNotSatisfyADurabilityWait) {
+  const std::string us_replication = "127.0.0.1:" + std::to_string(FreePort());
+  NodeOptions options;
+  options.deployment = kDeployment;
+  options.regions = {
+      {"us", kUs, FreePort(), us_replication},
+      {"eu", kEu, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},  // nobody there
+  };
+  options.extra_toml = "[storage]\nsync = false\n";
+  NodeProcess us(options);
+  ASSERT_TRUE(us.Start(std::chrono::seconds(20), /*ready=*/false)) << us.log();
+  HttpClient client = us.Client();
+  ASSERT_EQ(client.Send("PUT", "/v1/docs/before", R"({"x":1})").status, 200);
+
+  auto channel = grpc::CreateChannel(us_replication, grpc::InsecureChannelCredentials());
+  auto stub = wire::Replication::NewStub(channel);
+  grpc::ClientContext context;
+  auto stream = stub->Stream(&context);
+  const std::string forged = core::VersionVector{{kUs, 1000}, {kEu, 1000}}.Encode();
+  wire::ToSender hello;
+  wire::Subscribe* subscribe = hello.mutable_subscribe();
+  subscribe->set_protocol_version(1);
+  subscribe->set_region_id(kEu);
+  subscribe->set_region_name("eu");
+  subscribe->set_deployment(kDeployment);
+  subscribe->set_incarnation(0x66);
+  subscribe->set_frontier(forged);
+  subscribe->set_subscription(1);
+  subscribe->set_streamed_batches(true);  // and no origins: the stream sends it nothing
+  ASSERT_TRUE(stream->Write(hello));
+  // It is served: the first answer is the sender's heartbeat.
+  wire::ToReceiver answer;
+  ASSERT_TRUE(stream->Read(&answer));
+  ASSERT_TRUE(answer.has_heartbeat());
+  std::thread reader([&] {
+    wire::ToReceiver ignored;
+    while (stream->Read(&ignored)) {
+    }
+  });
+  wire::ToSender ack;
+  ack.mutable_ack()->set_frontier(forged);
+  ASSERT_TRUE(stream->Write(ack));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return us.log().find("more of us's events than this region wrote") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << us.log();
+
+  HttpResponse put =
+      client.Send("PUT", "/v1/docs/k?durability=regions:1&timeout_ms=1000", R"({"x":1})");
+  EXPECT_EQ(put.status, 504) << put.body;
+  EXPECT_EQ(nlohmann::json::parse(put.body)["confirmed_regions"], 0) << put.body;
+  // Forged again after the write: still nothing was sent to it.
+  ASSERT_TRUE(stream->Write(ack));
+  put = client.Send("PUT", "/v1/docs/k2?durability=regions:1&timeout_ms=1000", R"({"x":2})");
+  EXPECT_EQ(put.status, 504) << put.body;
+
+  context.TryCancel();
+  reader.join();
+  us.Kill();
 }
 
 }  // namespace

@@ -70,6 +70,15 @@ core::Event EventOf(core::RegionId origin, uint64_t seq) {
   return event;
 }
 
+// The wall clock the tests' events are decoded at: their HLCs (0) are far behind it.
+constexpr uint64_t kWallMs = 1'700'000'000'000;
+
+Ready DecodedNow(Exchange& exchange, uint64_t stream, core::RegionId origin,
+                 core::RemoteBatch batch, uint64_t wall_ms = kWallMs) {
+  Result<core::RemoteBatch> events(std::move(batch));
+  return exchange.Decoded(stream, origin, &events, wall_ms);
+}
+
 bool Cancels(const Ready& ready, uint64_t stream, const std::string& why_part = "") {
   return std::any_of(ready.cancel.begin(), ready.cancel.end(), [&](const Ready::Cancel& cancel) {
     return cancel.stream == stream && cancel.why.find(why_part) != std::string::npos;
@@ -179,6 +188,8 @@ TEST(Exchange, OneIncarnationOfARegionAtATimeAndTheEarlierOneIsFenced) {
   (void)exchange.Received(from_eu.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
   Exchange::Served first = exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 10);
   ASSERT_FALSE(first.refusal.has_value());
+  (void)exchange.Next(100, Vector({{1, 5}}), 15);
+  exchange.Sent(100, 1, 5, 100);
   Ready acked;
   wire::ToSender ack;
   ack.mutable_ack()->set_frontier(Vector({{1, 5}}).Encode());
@@ -302,15 +313,15 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
 
   const std::vector<core::Event> mixed = {EventOf(2, 1), EventOf(3, 1)};
-  Ready ready = exchange.Decoded(dialed.stream, 2, core::RemoteBatch(mixed));
+  Ready ready = DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch(mixed));
   EXPECT_FALSE(ready.submit.has_value());
   EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
 
   const Exchange::Dialed next = exchange.Dialing(2, {}, 30);
   (void)exchange.Received(next.stream, Heartbeat(2, "eu", 0x22), {}, 40, &decode);
   EXPECT_TRUE(exchange.Room(next.stream));
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 2)})).submit);
+  EXPECT_TRUE(DecodedNow(exchange, next.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
+  EXPECT_TRUE(DecodedNow(exchange, next.stream, 2, core::RemoteBatch({EventOf(2, 2)})).submit);
   EXPECT_FALSE(exchange.Room(next.stream));  // apply_queue_max = 2
 
   // Two applied at once: one acknowledgement covers both.
@@ -326,7 +337,7 @@ TEST(Exchange, ABatchOfAnotherOriginEndsTheStreamAndTheApplyQueueIsBounded) {
   EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 2}}));
 
   // A gap ends the stream, without an acknowledgement.
-  EXPECT_TRUE(exchange.Decoded(next.stream, 2, core::RemoteBatch({EventOf(2, 9)})).submit);
+  EXPECT_TRUE(DecodedNow(exchange, next.stream, 2, core::RemoteBatch({EventOf(2, 9)})).submit);
   applied.gaps = 1;
   ready = exchange.BatchApplied(next.stream, 2, applied, "", Vector({{2, 2}}), 80);
   EXPECT_TRUE(ready.sends.empty());
@@ -345,8 +356,8 @@ TEST(Exchange, ABatchOfAnOriginNotAskedForIsRefused) {
   ASSERT_EQ(std::count(asked.begin(), asked.end(), 3u), 0) << "asia is not relayed through eu";
   bool decode = false;
   (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
-  EXPECT_TRUE(exchange.Decoded(dialed.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
-  Ready ready = exchange.Decoded(dialed.stream, 3, core::RemoteBatch({EventOf(3, 1)}));
+  EXPECT_TRUE(DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch({EventOf(2, 1)})).submit);
+  Ready ready = DecodedNow(exchange, dialed.stream, 3, core::RemoteBatch({EventOf(3, 1)}));
   EXPECT_FALSE(ready.submit.has_value());
   EXPECT_TRUE(Cancels(ready, dialed.stream, "refused: eu sent events of asia"));
 }
@@ -367,8 +378,8 @@ TEST(Exchange, ABatchWithAParkedEventIsAppliedAroundItAndTheStreamGoesOn) {
     return event;
   };
 
-  Ready ready = exchange.Decoded(dialed.stream, 2,
-                                 core::RemoteBatch({EventOf(2, 1), EventOf(2, 3)}, {parked(2, 2)}));
+  Ready ready = DecodedNow(exchange, dialed.stream, 2,
+                           core::RemoteBatch({EventOf(2, 1), EventOf(2, 3)}, {parked(2, 2)}));
   ASSERT_TRUE(ready.submit.has_value());
   EXPECT_TRUE(ready.cancel.empty());
   Inbound::Applied applied;  // the commit path parked eu:2: no gap, the frontier is at eu:3
@@ -379,12 +390,13 @@ TEST(Exchange, ABatchWithAParkedEventIsAppliedAroundItAndTheStreamGoesOn) {
   EXPECT_EQ(*VersionVector::Decode(ready.sends[0].message.ack().frontier()), Vector({{2, 3}}));
 
   // Only parked events: submitted too (their dots move the frontier).
-  EXPECT_TRUE(exchange.Decoded(dialed.stream, 2, core::RemoteBatch({}, {parked(2, 4)})).submit);
+  EXPECT_TRUE(DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch({}, {parked(2, 4)})).submit);
   ready = exchange.Received(dialed.stream, Batch(2), {}, 30, &decode);
   EXPECT_TRUE(decode);
   EXPECT_TRUE(ready.cancel.empty());
 
-  ready = exchange.Decoded(dialed.stream, 2, core::RemoteBatch({EventOf(2, 5)}, {parked(3, 1)}));
+  ready =
+      DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch({EventOf(2, 5)}, {parked(3, 1)}));
   EXPECT_FALSE(ready.submit.has_value());
   EXPECT_TRUE(Cancels(ready, dialed.stream, "another origin"));
 }
@@ -449,6 +461,9 @@ TEST(Exchange, RetentionWaitsForEveryPeerUntilOneIsReleasedAfterTheHold) {
   EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 9}}), 100, &ready), VersionVector());
   ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 100).refusal);
   ASSERT_FALSE(exchange.Subscribed(101, SubscribeFrom(3, "asia", 0x33), std::nullopt, 100).refusal);
+  (void)exchange.Next(100, Vector({{1, 9}}), 150);
+  exchange.Sent(100, 1, 7, 100);
+  exchange.Sent(101, 1, 4, 100);
   wire::ToSender ack;
   ack.mutable_ack()->set_frontier(Vector({{1, 7}}).Encode());
   ASSERT_TRUE(exchange.FromSubscriber(100, ack, 200, &ready));
@@ -485,6 +500,206 @@ TEST(Exchange, TheSenderAbandonsAnOriginItsLogNoLongerHolds) {
   exchange.HeartbeatSent(100, 0);
   EXPECT_FALSE(exchange.Next(100, Vector({{1, 5}}), 1).read.has_value());
   EXPECT_EQ(exchange.Backlog(100, Vector({{1, 5}})), 0u);
+}
+
+// --- what a peer may do (docs/replication.md#what-a-peer-may-do) -------------------------------
+
+wire::ToSender AckOf(const VersionVector& frontier) {
+  wire::ToSender ack;
+  ack.mutable_ack()->set_frontier(frontier.Encode());
+  return ack;
+}
+
+bool Notes(const Ready& ready, Ready::Note::Level level, const std::string& part) {
+  return std::any_of(ready.notes.begin(), ready.notes.end(), [&](const Ready::Note& note) {
+    return note.level == level && note.text.find(part) != std::string::npos;
+  });
+}
+
+// An Ack claiming events the stream never sent is believed only as far as the stream sent them:
+// it does not make a durability wait count the peer as holding a write it was never sent
+// (durability=regions:1 answered 200 while the peer was dead), nor let retention trim it.
+TEST(Exchange, AForgedAckBeyondWhatTheStreamSentIsNotBelieved) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start({}, false);
+  ASSERT_FALSE(exchange.Subscribed(100, SubscribeFrom(2, "eu", 0x22), std::nullopt, 0).refusal);
+  ASSERT_FALSE(exchange.Subscribed(101, SubscribeFrom(3, "asia", 0x33), std::nullopt, 0).refusal);
+  (void)exchange.Next(100, Vector({{1, 3}}), 10);
+  exchange.Sent(100, 1, 3, 100);
+  exchange.Sent(101, 1, 3, 100);
+
+  // eu claims us:1000 while us has written 3: believed up to what was sent, counted, logged.
+  Ready ready;
+  ASSERT_TRUE(exchange.FromSubscriber(100, AckOf(Vector({{1, 1000}})), 20, &ready));
+  ASSERT_EQ(ready.acked.size(), 1u);
+  EXPECT_EQ(ready.acked[0].frontier, Vector({{1, 3}}));  // what the durability waits see
+  EXPECT_EQ(exchange.Acked(2), Vector({{1, 3}}));
+  EXPECT_EQ(exchange.Overclaims(2), 1u);
+  EXPECT_TRUE(Notes(ready, Ready::Note::Level::kWarn, "more of us's events than this region"));
+
+  // us writes 4..10 and sends none of them to eu yet: an Ack for them still counts for nothing.
+  (void)exchange.Next(100, Vector({{1, 10}}), 30);
+  ready = Ready();
+  ASSERT_TRUE(exchange.FromSubscriber(100, AckOf(Vector({{1, 10}})), 40, &ready));
+  EXPECT_EQ(ready.acked[0].frontier, Vector({{1, 3}}));
+  EXPECT_EQ(exchange.Overclaims(2), 1u);           // not more than us wrote: only not sent yet
+  EXPECT_EQ(exchange.RegionsHolding({1, 4}), 0u);  // no other region: no durability wait answers
+  EXPECT_EQ(exchange.RegionsHolding({1, 3}), 1u);
+
+  // Retention: nothing beyond what each peer was sent and acknowledged is trimmed.
+  ASSERT_TRUE(exchange.FromSubscriber(101, AckOf(Vector({{1, 3}})), 40, &ready));
+  exchange.Sent(101, 1, 10, 100);
+  ASSERT_TRUE(exchange.FromSubscriber(101, AckOf(Vector({{1, 10}})), 50, &ready));
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 10}}), 60, &ready), Vector({{1, 3}}));
+
+  // Once sent, eu's acknowledgement counts.
+  exchange.Sent(100, 1, 10, 100);
+  ready = Ready();
+  ASSERT_TRUE(exchange.FromSubscriber(100, AckOf(Vector({{1, 10}})), 70, &ready));
+  EXPECT_EQ(ready.acked[0].frontier, Vector({{1, 10}}));
+  EXPECT_EQ(exchange.RegionsHolding({1, 10}), 2u);
+  EXPECT_EQ(exchange.RetentionFloor(Vector({{1, 10}}), 80, &ready), Vector({{1, 10}}));
+}
+
+// A subscription's frontier says what the subscriber holds: believed only within what this region
+// holds, so a forged Subscribe cannot claim this region's future writes either.
+TEST(Exchange, ASubscriptionFrontierIsBelievedOnlyWithinWhatThisRegionHolds) {
+  Exchange exchange(Options(), 0);
+  (void)exchange.Start(Vector({{1, 5}, {3, 20}}), false);
+  Exchange::Served served = exchange.Subscribed(
+      100, SubscribeFrom(2, "eu", 0x22, Vector({{1, 1000}, {3, 50}})), std::nullopt, 0);
+  ASSERT_FALSE(served.refusal);
+  ASSERT_EQ(served.ready.acked.size(), 1u);
+  EXPECT_EQ(served.ready.acked[0].frontier, Vector({{1, 5}, {3, 20}}));
+  EXPECT_EQ(exchange.RegionsHolding({1, 5}), 1u);
+  EXPECT_EQ(exchange.RegionsHolding({1, 6}), 0u);
+
+  // asia's events (not carried by this stream) reach eu from elsewhere: an Ack is believed for
+  // them up to what this region holds, which is all retention can use.
+  Ready ready;
+  (void)exchange.Tick(Vector({{1, 5}, {3, 40}}), 10);
+  ASSERT_TRUE(exchange.FromSubscriber(100, AckOf(Vector({{1, 5}, {3, 60}})), 20, &ready));
+  EXPECT_EQ(exchange.Acked(2), Vector({{1, 5}, {3, 40}}));
+}
+
+// An event whose HLC is far ahead of this region's clock is parked (with the reason), not applied,
+// and its HLC never reaches the commit path's clock; one within the bound is applied as usual.
+TEST(Exchange, EventsFromTheFarFutureAreParkedWithTheReason) {
+  ExchangeOptions options = Options();
+  options.hlc_ahead_max_ms = 60'000;
+  Exchange exchange(options, 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+
+  core::Event near = EventOf(2, 1);
+  near.hlc = core::MakeHlc(kWallMs + 59'000, 0);
+  core::Event far = EventOf(2, 2);
+  far.hlc = core::MakeHlc(kWallMs + 61'000, 3);
+  core::ParkedEvent poison;  // did not decode, and says it is from year 10000
+  poison.dot = core::Dot{2, 3};
+  poison.hlc = core::MakeHlc(253'402'300'800'000, 0);
+  poison.reason = "event: no key";
+  Result<core::RemoteBatch> events(core::RemoteBatch({near, far}, {poison}));
+  Ready ready = exchange.Decoded(dialed.stream, 2, &events, kWallMs);
+  ASSERT_TRUE(ready.submit.has_value());  // the stream goes on; the commit path parks them
+  EXPECT_TRUE(ready.cancel.empty());
+  ASSERT_EQ(events->events.size(), 1u);
+  EXPECT_EQ(events->events[0].dot, (core::Dot{2, 1}));
+  ASSERT_EQ(events->parked.size(), 2u);
+  EXPECT_EQ(events->parked[0].dot, (core::Dot{2, 2}));
+  EXPECT_EQ(events->parked[0].hlc, 0u);
+  EXPECT_NE(events->parked[0].reason.find("more than 60000 ms ahead"), std::string::npos);
+  EXPECT_EQ(events->parked[0].bytes, core::EncodeEvent(far));  // kept as it came, to retry
+  EXPECT_EQ(events->parked[1].dot, (core::Dot{2, 3}));
+  EXPECT_EQ(events->parked[1].hlc, 0u);
+  EXPECT_NE(events->parked[1].reason.find("event: no key; its HLC time"), std::string::npos);
+  EXPECT_TRUE(Notes(ready, Ready::Note::Level::kWarn, "parked as dead letters"));
+}
+
+// A Subscribe's origins are region ids, each once: anything else is refused before the stream is
+// served, and ends a stream already served.
+TEST(Exchange, AnOversizedOrMalformedSubscribeIsRefused) {
+  Exchange exchange(Options(), 0);
+  wire::Subscribe many = SubscribeFrom(2, "eu", 0x22);
+  for (int i = 0; i < 100'000; ++i) many.add_origins(1);
+  Exchange::Served served = exchange.Subscribed(100, many, std::nullopt, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_EQ(served.refusal->code, Refusal::Code::kInvalidArgument);
+  EXPECT_NE(served.refusal->message.find("asks for 100001 origins; region ids go up to 31"),
+            std::string::npos);
+
+  wire::Subscribe twice = SubscribeFrom(2, "eu", 0x22);
+  twice.add_origins(1);
+  served = exchange.Subscribed(101, twice, std::nullopt, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_NE(served.refusal->message.find("origin us twice"), std::string::npos);
+
+  wire::Subscribe stranger = SubscribeFrom(2, "eu", 0x22);
+  stranger.add_origins(32);
+  served = exchange.Subscribed(102, stranger, std::nullopt, 0);
+  ASSERT_TRUE(served.refusal.has_value());
+  EXPECT_NE(served.refusal->message.find("origin 32, not a region id"), std::string::npos);
+  EXPECT_EQ(exchange.SubscriberOf(102), 0u);
+
+  // A later Subscribe on a served stream: ends it, with the reason logged.
+  ASSERT_FALSE(exchange.Subscribed(103, SubscribeFrom(2, "eu", 0x22), std::nullopt, 0).refusal);
+  wire::ToSender later;
+  *later.mutable_subscribe() = stranger;
+  later.mutable_subscribe()->set_subscription(2);
+  Ready ready;
+  EXPECT_FALSE(exchange.FromSubscriber(103, later, 10, &ready));
+  EXPECT_TRUE(Notes(ready, Ready::Note::Level::kWarn, "not a region id"));
+  wire::ToSender garbage;
+  garbage.mutable_ack()->set_frontier("\xff\xff\xff");
+  ready = Ready();
+  EXPECT_FALSE(exchange.FromSubscriber(103, garbage, 10, &ready));
+  EXPECT_TRUE(Notes(ready, Ready::Note::Level::kWarn, "malformed frontier in Ack"));
+}
+
+// The apply queue holds a bounded number of bytes too: a peer sending large batches stops being
+// read until the commit path catches up; a single batch always passes.
+TEST(Exchange, TheApplyQueueIsBoundedInBytes) {
+  ExchangeOptions options = Options();
+  options.apply_queue_max = 16;
+  options.apply_queue_bytes_max = 4096;
+  Exchange exchange(options, 0);
+  (void)exchange.Start({}, false);
+  const Exchange::Dialed dialed = exchange.Dialing(2, {}, 0);
+  bool decode = false;
+  (void)exchange.Received(dialed.stream, Heartbeat(2, "eu", 0x22), {}, 10, &decode);
+  core::Event big = EventOf(2, 1);
+  big.op.fields.push_back({"f", std::string(10'000, 'x')});
+  EXPECT_TRUE(exchange.Room(dialed.stream));
+  EXPECT_TRUE(DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch({big})).submit);
+  EXPECT_FALSE(exchange.Room(dialed.stream));
+  (void)exchange.BatchApplied(dialed.stream, 2, Inbound::Applied{}, "", Vector({{2, 1}}), 20);
+  EXPECT_TRUE(exchange.Room(dialed.stream));
+  EXPECT_TRUE(DecodedNow(exchange, dialed.stream, 2, core::RemoteBatch({EventOf(2, 2)})).submit);
+  EXPECT_TRUE(exchange.Room(dialed.stream));  // small batches: the batch bound applies
+}
+
+TEST(Exchange, AnOversizedVerificationRequestIsRefused) {
+  Exchange exchange(Options(), 0);
+  wire::VerifyRequest request;
+  request.set_deployment("prod");
+  request.set_region_id(2);
+  request.set_region_name("eu");
+  request.set_incarnation(0x22);
+  request.add_keys("k");
+  EXPECT_FALSE(exchange.VerifyRequested(request, std::nullopt).has_value());
+  for (size_t i = 0; i < kVerifyKeysMax; ++i) request.add_keys("k");
+  std::optional<Refusal> refusal = exchange.VerifyRequested(request, std::nullopt);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->code, Refusal::Code::kInvalidArgument);
+  EXPECT_NE(refusal->message.find("asks for 4097 documents"), std::string::npos);
+  request.clear_keys();
+  request.add_keys(std::string(kRemoteLimits.key_bytes_max + 1, 'k'));
+  ASSERT_TRUE(exchange.VerifyRequested(request, std::nullopt).has_value());
+  request.clear_keys();
+  for (size_t i = 0; i <= kVerifyNodesMax; ++i) request.add_nodes(0);
+  ASSERT_TRUE(exchange.VerifyRequested(request, std::nullopt).has_value());
 }
 
 }  // namespace
