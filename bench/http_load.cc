@@ -428,7 +428,9 @@ struct Conn {
 
   Loop& loop;
   tcp::socket socket;
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;  // over `socket`, with --ca-file
+  // Over `socket`, with --ca-file. The flat stream hands each write to TLS as one buffer: asio's
+  // TLS stream takes one buffer of a sequence per record, and a request is several.
+  std::unique_ptr<beast::flat_stream<asio::ssl::stream<tcp::socket&>>> tls;
   beast::flat_buffer buf;
   bool connected = false;
   bool timed_out = false;
@@ -462,10 +464,11 @@ asio::awaitable<bool> ensure_connected(Conn& c, const Shared& sh, beast::error_c
                                asio::redirect_error(asio::use_awaitable, ec));
   if (!ec) c.socket.set_option(tcp::no_delay(true), ec);
   if (!ec && sh.tls) {
-    c.tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c.socket, *sh.tls);
-    c.tls->set_verify_callback(asio::ssl::host_name_verification(sh.opt->host));
-    co_await c.tls->async_handshake(asio::ssl::stream_base::client,
-                                    asio::redirect_error(asio::use_awaitable, ec));
+    c.tls =
+        std::make_unique<beast::flat_stream<asio::ssl::stream<tcp::socket&>>>(c.socket, *sh.tls);
+    c.tls->next_layer().set_verify_callback(asio::ssl::host_name_verification(sh.opt->host));
+    co_await c.tls->next_layer().async_handshake(asio::ssl::stream_base::client,
+                                                 asio::redirect_error(asio::use_awaitable, ec));
   }
   c.deadline = Clock::time_point::max();
   if (ec) {

@@ -12,6 +12,9 @@
 //                per second against the cluster's write rate.   goal: >= 10x
 //   pair rate    one region's backlog of --backlog events replayed to another: events/s applied
 //                over that one link.                            goal: >= 100,000 events/s
+//   mutual TLS   the same replay between two fresh regions with [tls] (mutual TLS, certificates
+//                of a CA made for the run) against without, --tls-backlog events each, one after
+//                the other (--only tls runs just this).         goal: >= 0.9x plaintext
 //
 // Output: a JSON line per measurement on stdout, progress on stderr.
 #include <nlohmann/json.hpp>
@@ -27,8 +30,10 @@
 #include <thread>
 #include <vector>
 
+#include "auth/certs.h"
 #include "cpu_usage.h"
 #include "support/cluster.h"
+#include "support/temp_dir.h"
 
 namespace meridian::testing {
 namespace {
@@ -44,6 +49,7 @@ struct Options {
   int warmup_s = 3;
   int down_s = 60;
   int backlog = 300'000;
+  int tls_backlog = 200'000;
   int items = 10'000;
   std::string only;    // "visibility": stop after the steady-load measurements
   int linger_ms = -1;  // [replication] linger_ms of the nodes; -1: the default
@@ -188,7 +194,86 @@ bool WaitUntilTotal(HttpClient& client, uint64_t total, std::chrono::seconds tim
   return false;
 }
 
+// Writes `events` events to `region` from 16 connections, as fast as it takes them.
+void WriteBacklog(Cluster& cluster, const std::string& region, int events, int items) {
+  std::vector<std::thread> writers;
+  std::atomic<int> next = 0;
+  for (int t = 0; t < 16; ++t) {
+    writers.emplace_back([&, t] {
+      HttpClient client = cluster.Client(region);
+      std::mt19937_64 random(1000 + t);
+      while (next++ < events) {
+        const Write write = MakeWrite(random, items, region);
+        client.Send(write.method, write.target, write.body);
+      }
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+}
+
+// us's backlog of `events` events replayed to eu, a fresh pair of regions joined by a proxy of
+// `delay_ms`, with [tls] from `tls_dir` when it is set: events/s applied, or 0 on a failure.
+double PairReplay(const Options& options, int events, const std::string& tls_dir) {
+  ClusterOptions cluster_options;
+  cluster_options.regions = {"us", "eu"};
+  cluster_options.delay_ms = options.delay_ms;
+  cluster_options.tls_dir = tls_dir;
+  cluster_options.extra_toml = "[writes]\nqueue_max = 100000\n";
+  Cluster cluster(cluster_options);
+  if (!cluster.Start()) {
+    Log("the pair did not start:\n" + cluster.Logs());
+    return 0;
+  }
+  cluster.node("eu").Kill();
+  WriteBacklog(cluster, "us", events, options.items);
+  HttpClient us = cluster.Client("us");
+  const uint64_t us_total = Total(Status(us));
+  if (!cluster.node("eu").Start(std::chrono::seconds(60))) return 0;
+  HttpClient eu = cluster.Client("eu");
+  const auto eu_up = Clock::now();
+  const uint64_t eu_before = Total(Status(eu));
+  Clock::time_point caught_up;
+  if (!WaitUntilTotal(eu, us_total, std::chrono::seconds(600), &caught_up)) return 0;
+  return (us_total - eu_before) / std::chrono::duration<double>(caught_up - eu_up).count();
+}
+
+// The replay rate with mutual TLS against without (the TLS run first, then plaintext).
+int MutualTlsReplay(const Options& options) {
+  TempDir pki;
+  auth::CaOptions ca;
+  ca.dir = pki.path();
+  auth::CertOptions us;
+  us.ca_dir = pki.path();
+  us.region = "us";
+  auth::CertOptions eu = us;
+  eu.region = "eu";
+  if (!auth::CreateCa(ca).ok() || !auth::CreateCert(us).ok() || !auth::CreateCert(eu).ok()) {
+    Log("cannot make the pair's certificates");
+    return 1;
+  }
+  Log("mutual TLS: us's backlog of " + std::to_string(options.tls_backlog) +
+      " events replayed to eu, with [tls], then without");
+  const double tls = PairReplay(options, options.tls_backlog, pki.path());
+  const double plain = PairReplay(options, options.tls_backlog, "");
+  if (tls <= 0 || plain <= 0) {
+    Log("a replay did not finish");
+    return 1;
+  }
+  std::printf("%s\n", json{{"measure", "mutual_tls_replay"},
+                           {"events", options.tls_backlog},
+                           {"plaintext_events_per_s", plain},
+                           {"mutual_tls_events_per_s", tls},
+                           {"ratio", tls / plain},
+                           {"goal_ratio", 0.9},
+                           {"met", tls / plain >= 0.9}}
+                          .dump()
+                          .c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
 int Run(const Options& options) {
+  if (options.only == "tls") return MutualTlsReplay(options);
   ClusterOptions cluster_options;
   cluster_options.delay_ms = options.delay_ms;
   cluster_options.extra_toml = "[replication]\nrelay_after_ms = 60000\n";
@@ -361,21 +446,7 @@ int Run(const Options& options) {
   Log("eu down; us writes a backlog of " + std::to_string(options.backlog) + " events");
   cluster.node("eu").Kill();
   cluster.node("asia").Kill();  // the backlog reaches eu from us alone
-  {
-    std::vector<std::thread> writers;
-    std::atomic<int> next = 0;
-    for (int t = 0; t < 16; ++t) {
-      writers.emplace_back([&, t] {
-        HttpClient client = cluster.Client("us");
-        std::mt19937_64 random(1000 + t);
-        while (next++ < options.backlog) {
-          const Write write = MakeWrite(random, options.items, "us");
-          client.Send(write.method, write.target, write.body);
-        }
-      });
-    }
-    for (std::thread& writer : writers) writer.join();
-  }
+  WriteBacklog(cluster, "us", options.backlog, options.items);
   const uint64_t us_total = Total(Status(us));
   const auto eu_restart = Clock::now();
   if (!cluster.node("eu").Start(std::chrono::seconds(60))) return 1;
@@ -425,6 +496,8 @@ int main(int argc, char** argv) {
       options.down_s = static_cast<int>(value);
     else if (flag == "--backlog")
       options.backlog = static_cast<int>(value);
+    else if (flag == "--tls-backlog")
+      options.tls_backlog = static_cast<int>(value);
     else if (flag == "--items")
       options.items = static_cast<int>(value);
     else if (flag == "--linger-ms")
@@ -433,9 +506,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: replication_bench [--delay-ms 50] [--rate 10000] "
                    "[--threads-per-region 8] [--measure-s 10] [--warmup-s 3] [--down-s 60] "
-                   "[--backlog 300000] [--items 10000] [--linger-ms MS] [--only visibility]\n");
+                   "[--backlog 300000] [--tls-backlog 200000] [--items 10000] [--linger-ms MS] "
+                   "[--only visibility|tls]\n");
       return 2;
     }
   }
-  return meridian::testing::Run(options);
+  const int status = meridian::testing::Run(options);
+  // The mutual TLS replay runs on its own pair of regions, after the three regions stopped.
+  if (status != 0 || !options.only.empty()) return status;
+  return meridian::testing::MutualTlsReplay(options);
 }

@@ -124,7 +124,8 @@ load() {
   log "$op, security $mode, $CLIENTS clients, round $round"
   timeout 600 "$HTTP_LOAD_BIN" --target "127.0.0.1:$HTTP_PORT" \
     --mode "$op" --clients "$CLIENTS" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
-    --keys "$KEYS" --value-bytes "$VALUE_BYTES" "${args[@]}" >"$TMP/$mode-$op-$round.json" ||
+    --keys "$KEYS" --value-bytes "$VALUE_BYTES" --cpu-pid "$NODE_PID" "${args[@]}" \
+    >"$TMP/$mode-$op-$round.json" ||
     die "http_load ($op, $mode) failed"
 }
 
@@ -157,5 +158,8 @@ for op, name in (("put", "durable PUT"), ("get", "GET")):
     met = ratio >= 0.85
     failed |= not met
     print(f"{name:14}{cells}{ratio:>8.2f}  {'met' if met else 'NOT MET'}")
+    cpu = lambda r, key: r.get("cpu", {}).get(key, float("nan"))
+    print(f"{'  node µs/req':14}" + "".join(f"{cpu(r, 'server_us_per_req'):>16.1f}" for r in runs.values()))
+    print(f"{'  load µs/req':14}" + "".join(f"{cpu(r, 'load_us_per_req'):>16.1f}" for r in runs.values()))
 sys.exit(2 if failed and strict else 0)
 PY

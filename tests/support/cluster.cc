@@ -132,6 +132,13 @@ bool Cluster::Start() {
     NodeOptions node_options;
     node_options.region = self;
     node_options.extra_toml = options_.extra_toml;
+    if (!options_.tls_dir.empty()) {
+      const std::string& dir = options_.tls_dir;
+      node_options.extra_toml += "\n[tls]\ncert_file = \"" + dir + "/" + self +
+                                 ".pem\"\nkey_file = \"" + dir + "/" + self +
+                                 "-key.pem\"\nca_file = \"" + dir + "/ca.pem\"\n";
+      node_options.https_ca_file = dir + "/ca.pem";
+    }
     node_options.close_inherited_fds = options_.close_inherited_fds;
     int id = 1;
     for (const std::string& region : options_.regions) {

@@ -44,6 +44,10 @@ struct ClusterOptions {
   bool close_inherited_fds = true;
   // Seed of the proxies' random choices (jitter, drops, stalls); 0: random.
   uint64_t proxy_seed = 0;
+  // When set, every node runs with [tls] from this directory (ca.pem, <region>.pem and
+  // <region>-key.pem, as `meridian ca create` and `meridian cert create` make them): mutual TLS
+  // between the regions, and the clients speak HTTPS trusting ca.pem.
+  std::string tls_dir = {};
 };
 
 // Drops and stalls the links' own proxies have caused (adjustable_links).
