@@ -21,12 +21,14 @@
 #include "meridian/api.grpc.pb.h"
 #include "support/node_process.h"
 #include "support/temp_dir.h"
+#include "support/tokens.h"
 
 namespace {
 
 namespace v1 = meridian::api::v1;
 using meridian::testing::NodeOptions;
 using meridian::testing::NodeProcess;
+using meridian::testing::NowS;
 using meridian::testing::TempDir;
 using json = nlohmann::json;
 using std::chrono::seconds;
@@ -34,24 +36,13 @@ using std::chrono::seconds;
 const std::string kSecret = "the gRPC tests' secret, at least thirty-two bytes";
 constexpr size_t kScanPageBytes = 4096;
 
-int64_t NowS() {
-  return std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 meridian::auth::Claims Claims(std::vector<std::string> read, std::vector<std::string> write,
                               bool admin = false, std::string sub = {}) {
-  meridian::auth::Claims claims;
-  claims.exp = NowS() + 3600;
-  claims.read = std::move(read);
-  claims.write = std::move(write);
-  claims.admin = admin;
-  claims.sub = std::move(sub);
-  return claims;
+  return meridian::testing::TokenClaims(std::move(read), std::move(write), admin, std::move(sub));
 }
 
 std::string Bearer(const meridian::auth::Claims& claims, const std::string& secret = kSecret) {
-  return "Bearer " + meridian::auth::MintToken(claims, secret).value();
+  return meridian::testing::Bearer(claims, secret);
 }
 
 std::string Describe(const grpc::Status& status) {

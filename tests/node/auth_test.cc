@@ -30,6 +30,7 @@
 #include "support/node_process.h"
 #include "support/sse_stream.h"
 #include "support/temp_dir.h"
+#include "support/tokens.h"
 
 namespace {
 
@@ -43,6 +44,7 @@ using meridian::testing::HttpClient;
 using meridian::testing::HttpResponse;
 using meridian::testing::NodeOptions;
 using meridian::testing::NodeProcess;
+using meridian::testing::NowS;
 using meridian::testing::SseStream;
 using meridian::testing::TempDir;
 using meridian::testing::WaitFor;
@@ -55,11 +57,6 @@ const std::string kSecretA = "secret A: at least thirty-two bytes of it, for tes
 const std::string kSecretB = "secret B: at least thirty-two bytes of it, for tests";
 constexpr size_t kScanPageBytes = 4096;  // [http] scan_page_bytes_max of the node under test
 
-int64_t NowS() {
-  return std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 json Parse(const std::string& text) {
   return json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
@@ -71,18 +68,11 @@ std::string Describe(const HttpResponse& response) {
 
 meridian::auth::Claims Claims(std::vector<std::string> read, std::vector<std::string> write,
                               bool admin = false, std::string sub = {}) {
-  meridian::auth::Claims claims;
-  claims.exp = NowS() + 3600;
-  claims.read = std::move(read);
-  claims.write = std::move(write);
-  claims.admin = admin;
-  claims.sub = std::move(sub);
-  return claims;
+  return meridian::testing::TokenClaims(std::move(read), std::move(write), admin, std::move(sub));
 }
 
-// "Bearer <token>" of `claims` signed with `secret`.
 std::string Bearer(const meridian::auth::Claims& claims, const std::string& secret = kSecretA) {
-  return "Bearer " + meridian::auth::MintToken(claims, secret).value();
+  return meridian::testing::Bearer(claims, secret);
 }
 
 // Replaces the file whole (a new file renamed over it), as a careful operator does.

@@ -139,25 +139,38 @@ class FakeSender final : public wire::Replication::Service {
   bool ended_ = false;
 };
 
-TEST(DeadLetterProcessTest, APoisonEventIsParkedAndTheLinkGoesOn) {
-  FakeSender eu;
-  const uint16_t eu_port = FreePort();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(eu_port),
-                           grpc::InsecureServerCredentials());
-  builder.RegisterService(&eu);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
+// A real node `us` whose peer `eu` is a FakeSender served in the test process; `extra_toml` is
+// added to us's config.
+struct UsBesideFakeEu {
+  explicit UsBesideFakeEu(const std::string& extra_toml = "") {
+    const uint16_t eu_port = FreePort();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(eu_port),
+                             grpc::InsecureServerCredentials());
+    builder.RegisterService(&eu);
+    server = builder.BuildAndStart();
+    NodeOptions options;
+    options.deployment = kDeployment;
+    options.regions = {
+        {"us", kUs, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},
+        {"eu", kEu, FreePort(), "127.0.0.1:" + std::to_string(eu_port)},
+    };
+    options.extra_toml = "[storage]\nsync = false\n" + extra_toml;
+    us = std::make_unique<NodeProcess>(options);
+  }
+  // Starts us (not waiting for readiness: eu is not a real region).
+  bool Start() { return server != nullptr && us->Start(std::chrono::seconds(20), /*ready=*/false); }
 
-  NodeOptions options;
-  options.deployment = kDeployment;
-  options.regions = {
-      {"us", kUs, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},
-      {"eu", kEu, FreePort(), "127.0.0.1:" + std::to_string(eu_port)},
-  };
-  options.extra_toml = "[storage]\nsync = false\n";
-  NodeProcess us(options);
-  ASSERT_TRUE(us.Start(std::chrono::seconds(20), /*ready=*/false)) << us.log();
+  FakeSender eu;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<NodeProcess> us;
+};
+
+TEST(DeadLetterProcessTest, APoisonEventIsParkedAndTheLinkGoesOn) {
+  UsBesideFakeEu pair;
+  ASSERT_TRUE(pair.Start()) << pair.us->log();
+  FakeSender& eu = pair.eu;
+  NodeProcess& us = *pair.us;
   HttpClient client = us.Client();
 
   // eu:2 is of a newer schema, in the middle of the batch.
@@ -205,7 +218,7 @@ TEST(DeadLetterProcessTest, APoisonEventIsParkedAndTheLinkGoesOn) {
   EXPECT_EQ(after[0]["status"], "parked");
 
   us.Kill();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  pair.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 uint64_t WallMs() {
@@ -217,24 +230,10 @@ uint64_t WallMs() {
 // An event whose HLC is a day ahead of the node's clock is parked with the reason, the link goes
 // on, and the node's next write is stamped with its own time, not the event's.
 TEST(DeadLetterProcessTest, AnEventFromTheFarFutureIsParkedAndTheClockStays) {
-  FakeSender eu;
-  const uint16_t eu_port = FreePort();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(eu_port),
-                           grpc::InsecureServerCredentials());
-  builder.RegisterService(&eu);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-
-  NodeOptions options;
-  options.deployment = kDeployment;
-  options.regions = {
-      {"us", kUs, FreePort(), "127.0.0.1:" + std::to_string(FreePort())},
-      {"eu", kEu, FreePort(), "127.0.0.1:" + std::to_string(eu_port)},
-  };
-  options.extra_toml = "[storage]\nsync = false\n[replication]\nhlc_ahead_max_ms = 60000\n";
-  NodeProcess us(options);
-  ASSERT_TRUE(us.Start(std::chrono::seconds(20), /*ready=*/false)) << us.log();
+  UsBesideFakeEu pair("[replication]\nhlc_ahead_max_ms = 60000\n");
+  ASSERT_TRUE(pair.Start()) << pair.us->log();
+  FakeSender& eu = pair.eu;
+  NodeProcess& us = *pair.us;
   HttpClient client = us.Client();
 
   const uint64_t day_ahead = WallMs() + 86'400'000;
@@ -262,7 +261,7 @@ TEST(DeadLetterProcessTest, AnEventFromTheFarFutureIsParkedAndTheClockStays) {
   EXPECT_LT(core::HlcPhysicalMs(hlc), day_ahead - 3'600'000) << put.body;
 
   us.Kill();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  pair.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 // A client on the replication port claims to be eu and acknowledges every event of us up to
