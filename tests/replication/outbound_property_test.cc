@@ -111,8 +111,10 @@ RC_GTEST_PROP(OutboundProperty, AStreamWithABatchInFlightLingers, ()) {
   uint64_t now = *rc::gen::inRange<uint64_t>(0, 1000);
   std::optional<uint64_t> last_batch_ms;
   GenHistory(&outbound, &heads, &now, &last_batch_ms);
-  // A full window sends nothing until an acknowledgement (which wakes the writer itself).
-  if (outbound.in_flight_batches() == 0 || outbound.Backlog(heads) >= options.batch_events_max ||
+  // A full window sends nothing until an acknowledgement (which wakes the writer itself); with
+  // nothing waiting there is nothing to linger for (the writer wakes for a heartbeat or a commit).
+  if (outbound.in_flight_batches() == 0 || outbound.Backlog(heads) == 0 ||
+      outbound.Backlog(heads) >= options.batch_events_max ||
       outbound.in_flight_batches() >= options.window_batches) {
     return;
   }
