@@ -645,7 +645,6 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
     loaded.state.Apply(event, &group.conflicts);
     rendered = loaded.state.Render();
   }
-  if (watching_.load(std::memory_order_relaxed) > 0) NoteWatched(event.key, event.dot);
   loaded.rendered = rendered;
   if (advance) group.order.Advance(event.dot, event.context);
   ++group.lsn;
@@ -758,6 +757,17 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   // join takes the group's frontier and what its events taught, and keeps the frontier reports
   // observed meanwhile.
   order_.Join(group.order);
+  // Watched documents note the group's events together with the frontier that covers them: a
+  // comparison that began watching between an event's merge and this join read a frontier
+  // without it, so the event must be among its watched dots (replication::Verifier: the frontier
+  // it asked at and the watched dots together cover every event of this region's copy).
+  if (!watched_.empty()) {
+    for (const storage::LoggedEvent& logged : group.batch.events)
+      NoteWatched(logged.key, logged.dot);
+    for (const storage::LoggedEvent& logged : group.batch.parked) {
+      if (!logged.key.empty()) NoteWatched(logged.key, logged.dot);
+    }
+  }
   folded_ = group.folded;
   last_lsn_ = group.lsn;
   documents_ = documents;
@@ -1035,13 +1045,10 @@ Status Region::Park(Group& group, const core::ParkedEvent& parked, RemoteApply* 
     std::lock_guard lock(mutex_);
     clock_.Observe(parked.hlc);
   }
-  // Its origin goes on past it; what the event had seen is not known.
+  // Its origin goes on past it; what the event had seen is not known. A comparison watching its
+  // document learns of it when the frontier covers it (Finish), as for any event merged into it:
+  // its copy now lacks an event the frontier covers.
   group.order.Advance(parked.dot, core::VersionVector());
-  // A comparison watching its document must know it changed (its copy now lacks an event the
-  // frontier covers), as for any event merged into it.
-  if (!parked.key.empty() && watching_.load(std::memory_order_relaxed) > 0) {
-    NoteWatched(parked.key, parked.dot);
-  }
   // Logged as it came, so that this region relays it to regions that may read it (a newer
   // build's event must not stop at an older node). It changed nothing: it takes the position of
   // the last change before it, and a watch resuming from its id resumes after that change.
@@ -1443,7 +1450,7 @@ Result<size_t> Region::RebuildFromLog(size_t limit, std::vector<Change>* changes
 void Region::Watch(std::span<const std::string> keys) {
   std::lock_guard lock(mutex_);
   for (const std::string& key : keys) {
-    if (watched_[key].watchers++ == 0) watching_.fetch_add(1);
+    ++watched_[key].watchers;
   }
 }
 
@@ -1452,15 +1459,11 @@ void Region::Unwatch(std::span<const std::string> keys) {
   for (const std::string& key : keys) {
     auto it = watched_.find(key);
     if (it == watched_.end()) continue;
-    if (--it->second.watchers == 0) {
-      watched_.erase(it);
-      watching_.fetch_sub(1);
-    }
+    if (--it->second.watchers == 0) watched_.erase(it);
   }
 }
 
 void Region::NoteWatched(const std::string& key, core::Dot dot) {
-  std::lock_guard lock(mutex_);
   auto it = watched_.find(key);
   if (it == watched_.end()) return;
   if (it->second.dots.size() == kWatchDots) {

@@ -498,8 +498,8 @@ class Region {
     bool valid = true;  // false while a group has it checked out (state moved out)
   };
   // Verification: the tree (guarded by mutex_), damaged documents (mutex_), watched documents
-  // (mutex_; watching_ lets the commit path skip the lock when nothing is watched), where the
-  // scrub goes on.
+  // (mutex_; a commit notes its events in them when it advances the frontier), where the scrub
+  // goes on.
   core::DigestTree tree_;
   std::map<std::string, std::string, std::less<>> damaged_;  // key -> why it is marked
   static constexpr std::string_view kParkedReason = "an event of it was parked as a dead letter";
@@ -507,12 +507,12 @@ class Region {
   bool MarkedOnlyForParked(const std::string& key) const;
   struct Watched {
     int watchers = 0;
-    std::vector<core::Dot> dots;  // merged since the first watcher came (at most kWatchDots)
+    std::vector<core::Dot> dots;  // covered by the frontier since the first watcher came (at most
+                                  // kWatchDots)
     bool overflow = false;        // more than that: every repair of it is deferred
   };
   static constexpr size_t kWatchDots = 64;
   std::unordered_map<std::string, Watched> watched_;
-  std::atomic<size_t> watching_{0};
   uint32_t scrub_bucket_ = 0;
   bool log_incomplete_ = false;  // RebuildFromLog found an event of the frontier not logged
   uint64_t marks_made_ = 0;      // commits that marked documents damaged (mutex_)
@@ -541,6 +541,7 @@ class Region {
                               bool* unreadable = nullptr);
   // Journaling, then saving, the leaves a commit changed (commit thread, after the commit).
   void NoteTreeSaved(std::span<const uint32_t> touched);
+  // A watched document (Watch) changed by the event `dot` (mutex_ held).
   void NoteWatched(const std::string& key, core::Dot dot);
   std::string RepairJson(std::string_view key, core::RegionId peer, std::string_view problem,
                          std::string_view action, const std::optional<std::string>& before,
