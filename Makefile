@@ -7,7 +7,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 15
 
-.PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan fuzz bench sim-campaign \
+.PHONY: all deps build build-asan build-fuzz demo merge-demo test test-default test-asan side-suite fuzz bench sim-campaign \
   clean
 
 all: build
@@ -43,30 +43,35 @@ test-default: build
 test-asan: build-asan
 	@ctest --preset asan -j $(JOBS)
 
-# Each fuzz target runs FUZZ_SECONDS; a crash fails the run and leaves the input in build/fuzz.
+# The fuzz targets run side by side, FUZZ_SECONDS each; a crash fails the run and leaves the input
+# in build/fuzz (the target's output in build/fuzz/TARGET.log).
 FUZZ_TARGETS := event_decoder_fuzz http_request_fuzz exchange_fuzz
 fuzz: build-fuzz
-	@set -e; for target in $(FUZZ_TARGETS); do \
+	@set -e; pids=""; for target in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus/$$target; \
-	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
 	  (cd build/fuzz && tests/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    corpus/$$target $(CURDIR)/tests/fuzz/seeds/$$target 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==|SUMMARY|.*ERROR)'; \
-	    exit $${PIPESTATUS[0]}); \
-	done
+	    corpus/$$target $(CURDIR)/tests/fuzz/seeds/$$target > $$target.log 2>&1) & pids="$$pids $$!"; \
+	done; failed=0; for pid in $$pids; do wait $$pid || failed=1; done; \
+	for target in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  grep -E '^(Done|stat::number_of_executed_units|==|SUMMARY|.*ERROR)' build/fuzz/$$target.log || true; \
+	done; exit $$failed
 
-# The sanitizer and fuzz builds run, at low priority, while the default suite runs: most of its
-# tests wait on real processes and leave the cores idle. Their output goes to build/side-build.log
-# and is shown when they fail.
-test: build
-	@mkdir -p build; nice -n 15 $(MAKE) --no-print-directory build-asan build-fuzz \
-	  > build/side-build.log 2>&1 & side=$$!; \
-	  ctest --preset default -j $(JOBS); suite=$$?; \
-	  wait $$side; built=$$?; \
-	  if [ $$built -ne 0 ]; then tail -n 60 build/side-build.log; echo "sanitizer or fuzz build failed"; fi; \
-	  [ $$suite -eq 0 ] && [ $$built -eq 0 ]
-	@ctest --preset asan -j $(JOBS)
-	@$(MAKE) --no-print-directory fuzz
+# The sanitizer suite and the fuzzers (their builds included) run beside the default build and
+# suite, at low priority: they take the cores the default side leaves idle (links, test discovery,
+# real-process tests that mostly wait). Their output goes to build/side-suite.log; its summary is
+# shown at the end, all of it when they fail.
+test: deps
+	@mkdir -p build; nice -n 15 $(MAKE) --no-print-directory side-suite > build/side-suite.log 2>&1 & \
+	  side=$$!; \
+	  $(MAKE) --no-print-directory build && ctest --preset default -j $(JOBS); suite=$$?; \
+	  wait $$side; sided=$$?; \
+	  grep -E '^(fuzzing|Done|stat::number_of_executed_units|[0-9]+% tests passed)' build/side-suite.log; \
+	  if [ $$sided -ne 0 ]; then tail -n 80 build/side-suite.log; echo "sanitizer suite or fuzzing failed"; fi; \
+	  [ $$suite -eq 0 ] && [ $$sided -eq 0 ]
 	@echo "make test: default suite, sanitizer suite and fuzzing all passed"
+
+side-suite: test-asan fuzz
 
 # Benchmarks: the machine's wake-up and fsync costs, merge throughput in memory, a node against
 # redis-server in the same run, its live WAL and crash recovery, TLS and tokens against neither,
