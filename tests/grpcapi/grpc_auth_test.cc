@@ -216,21 +216,8 @@ class GrpcAuthTest : public ::testing::Test {
 };
 
 TEST_F(GrpcAuthTest, EveryRpcWithoutAGoodTokenIsUnauthenticated) {
-  meridian::auth::Claims expired = Claims({""}, {""}, true);
-  expired.exp = NowS() - 10;
-  const std::string unsigned_token =
-      meridian::api::EncodeBase64Url(R"({"alg":"none","typ":"JWT"})") + "." +
-      meridian::api::EncodeBase64Url(
-          R"({"exp":4000000000,"read":[""],"write":[""],"admin":true})") +
-      ".";
-  const std::vector<std::pair<std::string, std::string>> bad = {
-      {"", "no token"},
-      {"Basic dXNlcjpwYXNz", "Bearer"},
-      {"Bearer not.a.token", "malformed"},
-      {Bearer(Claims({""}, {""}, true), "another secret, also thirty-two bytes long"), "signature"},
-      {Bearer(expired), "expired"},
-      {"Bearer " + unsigned_token, ""},
-  };
+  const auto bad = meridian::testing::RefusedAuthorizations(
+      kSecret, "another secret, also thirty-two bytes long");
   for (const auto& [authorization, reason] : bad) {
     const auto outcomes = CallEvery(authorization, "k", "");
     ASSERT_EQ(outcomes.size(), 14u);

@@ -212,21 +212,7 @@ TEST_F(AuthTest, HealthAndReadinessNeedNoToken) {
 }
 
 TEST_F(AuthTest, EveryOtherRequestWithoutAGoodTokenIsUnauthenticated) {
-  meridian::auth::Claims expired = Claims({""}, {""}, true);
-  expired.exp = NowS() - 10;
-  const std::string unsigned_token =
-      meridian::api::EncodeBase64Url(R"({"alg":"none","typ":"JWT"})") + "." +
-      meridian::api::EncodeBase64Url(
-          R"({"exp":4000000000,"read":[""],"write":[""],"admin":true})") +
-      ".";
-  const std::vector<std::pair<std::string, std::string>> bad = {
-      {"", "no token"},
-      {"Basic dXNlcjpwYXNz", "Bearer"},
-      {"Bearer not.a.token", "malformed"},
-      {Bearer(Claims({""}, {""}, true), kSecretB), "signature"},
-      {Bearer(expired), "expired"},
-      {"Bearer " + unsigned_token, ""},
-  };
+  const auto bad = meridian::testing::RefusedAuthorizations(kSecretA, kSecretB);
   for (const Route& route : kTokenRoutes) {
     for (const auto& [authorization, reason] : bad) {
       const HttpResponse response = Call(route.method, route.target, authorization, route.body);
