@@ -349,25 +349,18 @@ Ready Exchange::Decoded(uint64_t stream, core::RegionId origin, Result<core::Rem
   const auto too_far = [wall_ms, ahead_max](core::HlcTimestamp hlc) {
     return core::HlcPhysicalMs(hlc) > wall_ms + ahead_max;
   };
-  size_t ahead = 0;
-  for (core::ParkedEvent& parked : events->parked) {
-    if (!too_far(parked.hlc)) continue;
-    parked.reason += "; its HLC time " + std::to_string(core::HlcPhysicalMs(parked.hlc)) +
-                     " is more than " + std::to_string(ahead_max) +
-                     " ms ahead of this region's clock (" + std::to_string(wall_ms) +
-                     "): not observed";
-    parked.hlc = 0;
-    ++ahead;
-  }
   const std::string reason = "its HLC time is more than " + std::to_string(ahead_max) +
                              " ms ahead of this region's clock (" + std::to_string(wall_ms) +
                              "): not applied until the clocks agree";
-  const size_t parked_before = events->parked.size();
   events->Park([&too_far](const core::Event& event) { return too_far(event.hlc); }, reason);
+  size_t ahead = 0;
   for (core::ParkedEvent& parked : events->parked) {
-    if (parked.reason == reason) parked.hlc = 0;  // the commit path's clock must not see it
+    if (!too_far(parked.hlc)) continue;
+    // Parked by the decoder already: its reason stands, with this one added.
+    if (parked.reason != reason) parked.reason += "; " + reason;
+    parked.hlc = 0;  // the commit path's clock must not observe it
+    ++ahead;
   }
-  ahead += events->parked.size() - parked_before;
   if (ahead > 0) {
     ready.Log(Level::kWarn, NameOf(receiving->peer) + " sent " + std::to_string(ahead) +
                                 " event(s) of " + NameOf(origin) + " with an HLC more than " +
@@ -378,7 +371,6 @@ Ready Exchange::Decoded(uint64_t stream, core::RegionId origin, Result<core::Rem
   // of parked events only is submitted too.
   if (events->empty()) return ready;
   const size_t bytes = DecodedBytes(*events);
-  ++receiving->queued;
   receiving->queued_bytes.push_back(bytes);
   receiving->queued_bytes_total += bytes;
   ready.submit = Ready::Submit{stream, origin};
@@ -390,20 +382,20 @@ bool Exchange::Room(uint64_t stream) const {
   if (it == receiving_.end()) return true;
   const Receiving& receiving = it->second;
   // One batch always fits, however large (the decoder bounds it): the stream never stalls.
-  return receiving.queued == 0 || (receiving.queued < options_.apply_queue_max &&
-                                   receiving.queued_bytes_total < options_.apply_queue_bytes_max);
+  const size_t queued = receiving.queued_bytes.size();
+  return queued == 0 || (queued < options_.apply_queue_max &&
+                         receiving.queued_bytes_total < options_.apply_queue_bytes_max);
 }
 
 Ready Exchange::BatchApplied(uint64_t stream, core::RegionId origin,
                              const Inbound::Applied& applied, const std::string& error,
                              const core::VersionVector& frontier, uint64_t now_ms) {
   Ready ready;
-  if (Receiving* receiving = FindReceiving(stream); receiving != nullptr && receiving->queued > 0) {
-    --receiving->queued;
-    if (!receiving->queued_bytes.empty()) {  // a stream's batches apply in the order queued
-      receiving->queued_bytes_total -= receiving->queued_bytes.front();
-      receiving->queued_bytes.pop_front();
-    }
+  if (Receiving* receiving = FindReceiving(stream);
+      receiving != nullptr && !receiving->queued_bytes.empty()) {
+    // A stream's batches apply in the order queued.
+    receiving->queued_bytes_total -= receiving->queued_bytes.front();
+    receiving->queued_bytes.pop_front();
   }
   const Inbound::AfterApply after = inbound_.BatchApplied(stream, applied, frontier, now_ms);
   SyncRebuild(&ready);

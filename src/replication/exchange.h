@@ -314,8 +314,8 @@ class Exchange {
     core::RegionId peer = 0;
     uint64_t incarnation = 0;  // the peer's, from its first heartbeat (0: not yet)
     bool connected = false;
-    size_t queued = 0;                  // batches submitted and not yet applied
-    std::deque<size_t> queued_bytes{};  // about the decoded size of each, oldest first
+    // Batches submitted and not yet applied: about the decoded size of each, oldest first.
+    std::deque<size_t> queued_bytes{};
     size_t queued_bytes_total = 0;
     uint64_t subscribes = 0;  // Subscribes sent on the stream (each carries its number)
     // Every origin a Subscribe on the stream asked for: the peer may send only those (a batch of
