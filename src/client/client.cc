@@ -134,15 +134,19 @@ struct Client::Impl {
         return connection;
       }
     }
-    return std::make_unique<client::HttpClient>(region.endpoint.host, region.endpoint.port, timeout,
-                                                TlsFor(region));
+    return Connect(region, timeout);
+  }
+  // A new connection to the region: TLS when its endpoint is https://, the bearer token on every
+  // request.
+  std::unique_ptr<client::HttpClient> Connect(const Region& region,
+                                              std::chrono::milliseconds timeout) const {
+    auto connection = std::make_unique<client::HttpClient>(
+        region.endpoint.host, region.endpoint.port, timeout, TlsFor(region));
+    connection->SetBearerToken(options.token);
+    return connection;
   }
   client::TlsContext TlsFor(const Region& region) const {
     return region.endpoint.tls ? tls : nullptr;
-  }
-  // The headers every request carries: the bearer token.
-  void Authorize(std::map<std::string, std::string>* headers) const {
-    if (!options.token.empty()) (*headers)["Authorization"] = "Bearer " + options.token;
   }
   void Give(Region& region, std::unique_ptr<client::HttpClient> connection) {
     std::lock_guard lock(region.pool_mutex);
@@ -152,12 +156,9 @@ struct Client::Impl {
   // One probe of one region: GET /readyz, its round trip smoothed into rtt_ms.
   void Probe(int index) {
     Region& region = *regions[index];
-    client::HttpClient probe(region.endpoint.host, region.endpoint.port, options.probe_timeout,
-                             TlsFor(region));
-    std::map<std::string, std::string> headers;
-    Authorize(&headers);
+    const auto probe = Connect(region, options.probe_timeout);
     const auto start = Clock::now();
-    client::HttpResponse response = probe.Request("GET", "/readyz", "", headers);
+    client::HttpResponse response = probe->Get("/readyz");
     const double rtt = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     std::lock_guard lock(mutex);
     region.probed = true;
@@ -315,12 +316,9 @@ struct Client::Impl {
         std::lock_guard lock(mutex);
         if (!session.empty()) headers["Meridian-Session"] = api::EncodeSessionToken(session);
       }
-      Authorize(&headers);
       // A write with a durability wait may take that long on top of an ordinary attempt.
       const bool long_wait = extra_wait.count() > 0;
-      auto connection = long_wait ? std::make_unique<client::HttpClient>(
-                                        region.endpoint.host, region.endpoint.port,
-                                        options.attempt_timeout + extra_wait, TlsFor(region))
+      auto connection = long_wait ? Connect(region, options.attempt_timeout + extra_wait)
                                   : Take(region, options.attempt_timeout);
       client::HttpResponse response = connection->Request(method, target, body, headers);
       if (response.status != 0 && !long_wait) Give(region, std::move(connection));
