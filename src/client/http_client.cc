@@ -11,6 +11,7 @@
 #include <cctype>
 #include <optional>
 
+#include "net/host_port.h"
 #include "net/tls_context.h"
 
 namespace meridian::client {
@@ -26,11 +27,6 @@ std::string HttpResponse::Header(const std::string& name) const {
 }
 
 namespace {
-
-std::string HostPort(const std::string& host, uint16_t port) {
-  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-         std::to_string(port);
-}
 
 // A connection to one server, plaintext or TLS: With(f) calls f with the stream to use.
 class Link {
@@ -68,7 +64,8 @@ class Link {
     if (ec) return "connect: " + ec.message();
     if (!tls_) return "";
     if (!net::PrepareClientConnection(tls_->native_handle(), host)) {
-      return "TLS with " + HostPort(host, port) + ": cannot verify the name '" + host + "'";
+      return "TLS with " + net::FormatHostPort(host, port) + ": cannot verify the name '" + host +
+             "'";
     }
     tcp().expires_after(timeout);
     ec = RunOne(io, [&](auto handler) {
@@ -76,7 +73,7 @@ class Link {
                             [handler](beast::error_code e) mutable { handler(e, 0); });
     });
     if (ec) {
-      return "TLS handshake with " + HostPort(host, port) +
+      return "TLS handshake with " + net::FormatHostPort(host, port) +
              " failed: " + net::HandshakeFailure(tls_->native_handle(), ec);
     }
     return "";

@@ -11,6 +11,8 @@ namespace meridian::net {
 // Splits "host:port" or "[v6]:port"; false when malformed (no port, a port over 65535, an IPv6
 // address without brackets).
 bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port);
+// The other way: "host:port", or "[v6]:port" for an IPv6 address.
+std::string FormatHostPort(const std::string& host, uint16_t port);
 
 // True when `host` is an IPv4 or IPv6 literal (no names: nothing is resolved).
 bool IsIpAddress(const std::string& host);

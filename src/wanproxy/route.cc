@@ -6,6 +6,7 @@
 #include <string>
 #include <system_error>
 
+#include "net/host_port.h"
 #include "wanproxy/json_quote.h"
 #include "wanproxy/wan_proxy.h"
 
@@ -15,11 +16,6 @@ namespace {
 
 constexpr std::string_view kRouteSyntax =
     "LISTEN=TARGET[,delay=MS][,jitter=MS][,drop=P][,stall=P][,stall-ms=MS][,bandwidth=BYTES_PER_S]";
-
-std::string FormatHostPort(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
 
 // "host:port" or "[v6]:port". On failure, *error says what is wrong (without the address).
 bool SplitHostPort(std::string_view address, std::string* host, uint16_t* port,
@@ -127,10 +123,10 @@ std::string JsonQuote(std::string_view text) {
 }
 
 std::string Route::listen() const {
-  return FormatHostPort(listen_host, listen_port);
+  return net::FormatHostPort(listen_host, listen_port);
 }
 std::string Route::target() const {
-  return FormatHostPort(target_host, target_port);
+  return net::FormatHostPort(target_host, target_port);
 }
 
 Result<Route> ParseRoute(std::string_view text) {
