@@ -856,14 +856,16 @@ class HttpServer::Impl {
     // Every write to a WebSocket is bounded by http.write_timeout_ms, as the stream's expiry
     // bounds SSE writes (a WebSocket's stream has no expiry: its reader waits for the client's
     // frames indefinitely): a client that stops reading is dropped, socket and buffer with it.
+    // Each write has a number: a deadline that expired just as its write completed (its handler
+    // already queued, beyond cancel's reach) closes nothing once a later write has begun.
     Timer write_deadline(executor);
-    auto writing = std::make_shared<bool>(false);
+    auto writes = std::make_shared<uint64_t>(0);  // writes begun; odd while one is under way
     auto begin_write = [&] {
-      *writing = true;
+      const uint64_t write = ++*writes;
       write_deadline.expires_after(write_timeout_);
       write_deadline.async_wait(
-          [weak = std::weak_ptr(ws), writing](const beast::error_code& wait_error) {
-            if (wait_error || !*writing) return;
+          [weak = std::weak_ptr(ws), writes, write](const beast::error_code& wait_error) {
+            if (wait_error || *writes != write) return;
             if (auto stream = weak.lock()) {
               beast::error_code ignored;
               beast::get_lowest_layer(*stream).socket().close(ignored);
@@ -871,7 +873,7 @@ class HttpServer::Impl {
           });
     };
     auto end_write = [&] {
-      *writing = false;
+      ++*writes;
       write_deadline.cancel();
     };
 
