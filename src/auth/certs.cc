@@ -1,7 +1,8 @@
 #include "auth/certs.h"
 
+#include "auth/files.h"
+
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -11,12 +12,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -165,32 +163,6 @@ std::string PemOf(X509* cert) {
 
 Status Refuse(const std::string& path) {
   return Status(StatusCode::kInvalidArgument, path + " already exists (--force replaces it)");
-}
-
-// Writes `bytes` to `path` with `mode`: a new file (O_EXCL) unless `replace`, when it is written
-// beside and renamed over the old one.
-Status WriteFile(const std::string& path, const std::string& bytes, mode_t mode, bool replace) {
-  const std::string target = replace ? path + ".tmp" : path;
-  if (replace) ::unlink(target.c_str());
-  const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) {
-    if (errno == EEXIST) return Refuse(path);
-    return Status(StatusCode::kUnavailable,
-                  "cannot create " + target + ": " + std::strerror(errno));
-  }
-  bool ok = ::fchmod(fd, mode) == 0;  // the umask does not loosen nor tighten it
-  ok = ok && ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
-  ok = ok && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok) {
-    ::unlink(target.c_str());
-    return Status(StatusCode::kUnavailable, "cannot write " + target);
-  }
-  if (replace && ::rename(target.c_str(), path.c_str()) != 0) {
-    ::unlink(target.c_str());
-    return Status(StatusCode::kUnavailable, "cannot replace " + path + ": " + std::strerror(errno));
-  }
-  return Status::Ok();
 }
 
 // Writes a key and its certificate, the key first (a watcher that sees a new certificate finds

@@ -1,13 +1,10 @@
 #include "auth/token.h"
 
+#include "auth/files.h"
+
 #include <jwt.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -176,15 +173,9 @@ Result<std::string> CreateSecretFile(const std::string& path) {
     secret.push_back(kHex[byte >> 4]);
     secret.push_back(kHex[byte & 15]);
   }
-  const std::string line = secret + "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status(StatusCode::kInvalidArgument,
-                  "cannot create " + path + " (it must not exist yet): " + std::strerror(errno));
+  if (Status written = WriteFile(path, secret + "\n", 0600, /*replace=*/false); !written.ok()) {
+    return written;
   }
-  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) return Status(StatusCode::kInvalidArgument, "cannot write " + path);
   return secret;
 }
 

@@ -20,7 +20,7 @@ struct Claims {
   std::vector<std::string> write;  // key prefixes it may write; "" is every key
   bool admin = false;              // status, metrics, conflicts, verify, repairs, dead letters
   // The client the token names (`sub`, optional): idempotency keys are kept per client, by this
-  // when present (api::IdempotencyScope).
+  // when present (api::ScopedIdempotencyKey).
   std::string sub;
 
   bool CanRead(std::string_view key) const { return Covers(read, key); }
@@ -57,7 +57,7 @@ Result<std::string> SecretFromFile(std::string_view contents);
 
 // Creates `path` (which must not exist) holding a new secret: 32 bytes of the kernel's random
 // source as 64 hex characters and a newline, readable by its owner only (mode 0600). Returns the
-// secret; kInvalidArgument naming the file when it exists or cannot be written.
+// secret; the error of auth::WriteFile (naming the file) when it exists or cannot be written.
 Result<std::string> CreateSecretFile(const std::string& path);
 
 }  // namespace meridian::auth

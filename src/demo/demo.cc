@@ -245,11 +245,8 @@ int RunDemo(const DemoOptions& options) {
   }
   std::string dir;
   if (!PrepareDataDir(options, &dir, &error)) return Fail(2, error);
-  if (!options.insecure) {
-    std::error_code ignored;
-    fs::create_directories(dir + "/pki", ignored);
-    if (!layout.MakeSecrets(dir + "/pki", &error)) return Fail(2, error);
-  }
+  // The CA is made first, in a new directory of its own (auth::CreateCa creates it).
+  if (!options.insecure && !layout.MakeSecrets(dir + "/pki", &error)) return Fail(2, error);
   const bool tty = !options.no_tty && ::isatty(STDOUT_FILENO);
   const int status = Run(options, layout, dir, tty);
   if (status == 0 && !options.keep_data) {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "auth/certs.h"
+#include "auth/files.h"
 #include "auth/token.h"
 #include "net/tls_context.h"
 
@@ -163,7 +164,12 @@ bool Layout::MakeSecrets(const std::string& dir, std::string* error) {
     return false;
   }
   token = *minted;
-  std::ofstream(dir + "/token") << token << "\n";
+  // An admin token: readable by its owner only, like the secret that signs it.
+  if (Status written = auth::WriteFile(dir + "/token", token + "\n", 0600, /*replace=*/false);
+      !written.ok()) {
+    *error = written.message();
+    return false;
+  }
   Result<std::shared_ptr<net::SslContext>> context = net::LoadClientContext(dir + "/ca.pem");
   if (!context.ok()) {
     *error = context.status().message();
@@ -186,11 +192,11 @@ std::vector<std::string> Layout::CallHint(int index) const {
     return {"curl " + Url(index) + "/v1/docs/item:0001",
             "meridian get item:0001 --regions " + region + "=" + Address(regions[index].http)};
   }
-  const std::string token = "\"$(cat " + pki_dir + "/token)\"";
-  return {"curl --cacert " + pki_dir + "/ca.pem -H \"Authorization: Bearer $(cat " + pki_dir +
-              "/token)\" " + Url(index) + "/v1/docs/item:0001",
+  const std::string read_token = "$(cat " + pki_dir + "/token)";
+  return {"curl --cacert " + pki_dir + "/ca.pem -H \"Authorization: Bearer " + read_token + "\" " +
+              Url(index) + "/v1/docs/item:0001",
           "meridian get item:0001 --regions " + region + "=" + Url(index) + " --ca-file " +
-              pki_dir + "/ca.pem --token " + token};
+              pki_dir + "/ca.pem --token \"" + read_token + "\""};
 }
 
 std::string Layout::Url(int index) const {
