@@ -91,3 +91,9 @@ class [[nodiscard]] Result {
 };
 
 }  // namespace meridian
+
+// Returns the Status `expr` evaluates to from the enclosing function when it is not ok.
+#define MERIDIAN_RETURN_IF_ERROR(expr)                                      \
+  do {                                                                      \
+    if (::meridian::Status status_ = (expr); !status_.ok()) return status_; \
+  } while (false)

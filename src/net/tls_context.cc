@@ -20,11 +20,6 @@ namespace ssl = boost::asio::ssl;
 
 namespace {
 
-#define MERIDIAN_RETURN_IF_ERROR(expr)                                      \
-  do {                                                                      \
-    if (::meridian::Status status_ = (expr); !status_.ok()) return status_; \
-  } while (false)
-
 // Mozilla's "intermediate" TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites are
 // OpenSSL's defaults.
 constexpr const char* kTls12Ciphers =

@@ -76,11 +76,6 @@ Status CheckKeys(const toml::table& table, std::string_view section,
   return Status::Ok();
 }
 
-#define MERIDIAN_RETURN_IF_ERROR(expr)                          \
-  do {                                                          \
-    if (Status status_ = (expr); !status_.ok()) return status_; \
-  } while (false)
-
 const toml::table* Section(const toml::table& root, std::string_view name, Status* error) {
   const toml::node* node = root.get(name);
   if (node == nullptr) return nullptr;
@@ -130,10 +125,10 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     if (config.auth.jwt_secret_file.empty()) return InvalidArgument("[auth] needs jwt_secret_file");
   }
   if (const toml::table* http = Section(root, "http", &error)) {
-    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*http, "http",
-                                       {"threads", "body_bytes_max", "connections_max",
-                                        "idle_timeout_ms", "write_timeout_ms",
-                                        "scan_page_bytes_max"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        CheckKeys(*http, "http",
+                  {"threads", "body_bytes_max", "connections_max", "idle_timeout_ms",
+                   "write_timeout_ms", "scan_page_bytes_max"}));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "threads", &config.http_threads));
     MERIDIAN_RETURN_IF_ERROR(ReadInteger(*http, "http", "body_bytes_max", &config.body_bytes_max));
     MERIDIAN_RETURN_IF_ERROR(
