@@ -129,11 +129,8 @@ class HttpServer::Impl {
         write_timeout_(node->config().write_timeout_ms) {}
 
   Status Listen() {
-    const node::NodeConfig::Tls& tls = node_->config().tls;
-    if (tls.enabled()) {
-      auto holder = net::TlsContextHolder::Create(
-          {tls.cert_file, tls.key_file, tls.ca_file},
-          [](const net::TlsFiles& files) { return net::LoadServerContext(files); });
+    if (const net::TlsFiles& tls = node_->config().tls; tls.enabled()) {
+      auto holder = net::TlsContextHolder::Create(tls);
       if (!holder.ok()) return holder.status();
       tls_ = std::move(holder).value();
     }
@@ -189,17 +186,20 @@ class HttpServer::Impl {
   }
 
  private:
-  // SIGINT and SIGTERM stop the server; SIGHUP loads the TLS files again (the certificate
-  // rotation of docs/security.md) and keeps serving.
+  // SIGINT and SIGTERM stop the server; SIGHUP reads the [tls] files and the [auth] secrets again
+  // (the rotations of docs/security.md) and keeps serving.
   void WaitForSignal() {
     signals_.async_wait([this](const beast::error_code& ec, int signal) {
       if (ec) return;
       if (signal == SIGHUP) {
-        if (tls_) {
-          (void)tls_->Reload("SIGHUP");
-        } else {
-          spdlog::info("SIGHUP: no [tls] to reload");
+        if (tls_) (void)tls_->Reload("SIGHUP");
+        if (auth::SecretFile* secrets = node_->secrets()) {
+          if (Status reloaded = secrets->Reload(); !reloaded.ok()) {
+            spdlog::error("SIGHUP: {}; keeping the secrets read before", reloaded.message());
+          }
         }
+        if (!tls_ && node_->secrets() == nullptr)
+          spdlog::info("SIGHUP: no [tls] or [auth] to reload");
         WaitForSignal();
         return;
       }

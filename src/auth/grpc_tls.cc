@@ -4,14 +4,10 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/support/channel_arguments.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
-#include <fstream>
-#include <sstream>
 #include <utility>
+
+#include "net/tls_context.h"
 
 namespace meridian::auth {
 namespace {
@@ -46,61 +42,13 @@ class CommonNameVerifier final : public ExternalCertificateVerifier {
   const std::string what_;
 };
 
-std::string ReadFile(const std::string& path, bool* ok) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  *ok = static_cast<bool>(file);
-  return contents.str();
-}
-
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-
-std::unique_ptr<BIO, BioFree> MemoryBio(const std::string& bytes) {
-  return std::unique_ptr<BIO, BioFree>(
-      BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
-
 }  // namespace
 
-std::shared_ptr<CertificateProviderInterface> WatchTlsFiles(const TlsFiles& files) {
-  return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      files.key_file, files.cert_file, files.ca_file, kTlsRefreshSeconds);
-}
-
-std::string CheckTlsFiles(const TlsFiles& files) {
-  bool ok = false;
-  const std::string cert_pem = ReadFile(files.cert_file, &ok);
-  if (!ok) return "[tls] cert_file: cannot read " + files.cert_file;
-  const std::string key_pem = ReadFile(files.key_file, &ok);
-  if (!ok) return "[tls] key_file: cannot read " + files.key_file;
-  const std::string ca_pem = ReadFile(files.ca_file, &ok);
-  if (!ok) return "[tls] ca_file: cannot read " + files.ca_file;
-  auto cert_bio = MemoryBio(cert_pem);
-  std::unique_ptr<X509, X509Free> cert(
-      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
-  if (!cert) return "[tls] cert_file: " + files.cert_file + " holds no PEM certificate";
-  auto key_bio = MemoryBio(key_pem);
-  std::unique_ptr<EVP_PKEY, KeyFree> key(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    return "[tls] key_file: " + files.key_file + " holds no PEM private key (or it is encrypted)";
-  }
-  if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    return "[tls] key_file: " + files.key_file + " is not the key of " + files.cert_file;
-  }
-  auto ca_bio = MemoryBio(ca_pem);
-  std::unique_ptr<X509, X509Free> ca(PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr));
-  if (!ca) return "[tls] ca_file: " + files.ca_file + " holds no PEM certificate";
-  return {};
+Result<std::shared_ptr<CertificateProviderInterface>> WatchTlsFiles(const net::TlsFiles& files) {
+  if (auto checked = net::LoadServerContext(files); !checked.ok()) return checked.status();
+  return std::shared_ptr<CertificateProviderInterface>(
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          files.key_file, files.cert_file, files.ca_file, kTlsRefreshSeconds));
 }
 
 std::shared_ptr<grpc::ServerCredentials> MutualTlsServerCredentials(
@@ -128,10 +76,6 @@ std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
       std::set<std::string>{common_name}, "'" + common_name + "', the region dialled"));
   options.set_check_call_host(false);
   return grpc::experimental::TlsCredentials(options);
-}
-
-void SetTlsTargetName(grpc::ChannelArguments* arguments, const std::string& common_name) {
-  arguments->SetSslTargetNameOverride(common_name);
 }
 
 std::shared_ptr<grpc::ServerCredentials> TlsServerCredentials(

@@ -19,26 +19,19 @@
 #include <set>
 #include <string>
 
+#include "meridian/status.h"
+#include "net/tls_files.h"
+
 namespace meridian::auth {
 
 // How often the certificate files are read again: gRPC's minimum.
 inline constexpr unsigned kTlsRefreshSeconds = 1;
 
-struct TlsFiles {
-  std::string cert_file;  // this node's certificate chain (PEM)
-  std::string key_file;   // its private key (PEM)
-  std::string ca_file;    // the deployment's CA (PEM)
-};
-
 // The files, watched (one provider serves every credential of a node: one watcher thread).
-std::shared_ptr<grpc::experimental::CertificateProviderInterface> WatchTlsFiles(
-    const TlsFiles& files);
-
-// Reads the three files and checks that they are PEM a TLS handshake could use: the certificate
-// parses, the key parses and belongs to it, the CA file holds at least one certificate. The
-// watcher only logs a bad file; a node checks at start that it has usable ones. Empty when good,
-// else why not.
-std::string CheckTlsFiles(const TlsFiles& files);
+// The watcher only logs a bad file, so they are checked first, as the HTTP server loads them
+// (net::LoadServerContext): kInvalidArgument naming the file that a handshake could not use.
+Result<std::shared_ptr<grpc::experimental::CertificateProviderInterface>> WatchTlsFiles(
+    const net::TlsFiles& files);
 
 // Mutual TLS, server side (the replication port): a client must present a certificate chaining
 // to the CA whose subject CN is one of `common_names` (the deployment's regions); anything else
@@ -49,13 +42,11 @@ std::shared_ptr<grpc::ServerCredentials> MutualTlsServerCredentials(
 
 // Mutual TLS, client side (dialling a peer region): presents this node's certificate and accepts
 // the server only with a certificate chaining to the CA whose subject CN is `common_name` (the
-// region dialled). The channel needs ChannelArgumentsFor(common_name) too.
+// region dialled). The channel's arguments should name it too (SetSslTargetNameOverride), so that
+// the handshake asks for the region rather than the dialled address.
 std::shared_ptr<grpc::ChannelCredentials> MutualTlsChannelCredentials(
     std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider,
     const std::string& common_name);
-// Sets the name the TLS handshake asks for (SNI) to `common_name` instead of the dialled
-// address.
-void SetTlsTargetName(grpc::ChannelArguments* arguments, const std::string& common_name);
 
 // Server-side TLS (the client gRPC API): no client certificate is asked for; clients
 // authenticate with tokens.

@@ -4,16 +4,13 @@
 // have expired (docs/security.md#rotating-the-secret).
 #pragma once
 
-#include <sys/types.h>
-
-#include <chrono>
-#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "meridian/status.h"
+#include "net/file_watch.h"
 
 namespace meridian::auth {
 
@@ -25,9 +22,9 @@ class SecretFile {
   // secret or one that is too short. A node with [auth] refuses to start on that error.
   static Result<std::unique_ptr<SecretFile>> Open(std::string path);
 
-  // The secrets now. At most once a second (from any thread) the file is checked with stat and,
-  // when it changed, read again; a read that fails keeps the secrets held and logs an error, so a
-  // half-written or broken file never locks every client out.
+  // The secrets now. At most once a second (from any thread) the file is checked (net::FileWatch)
+  // and, when it changed, read again; a read that fails keeps the secrets held and logs an error,
+  // so a half-written or broken file never locks every client out.
   std::shared_ptr<const Secrets> Current();
 
   // Reads the file now, whether or not it changed: the error, keeping the secrets held, when it
@@ -37,25 +34,14 @@ class SecretFile {
   const std::string& path() const { return path_; }
 
  private:
-  // What stat says of the file: a change of any part means it was rewritten or replaced.
-  struct Signature {
-    ino_t inode = 0;
-    off_t size = 0;
-    int64_t mtime_ns = 0;
-    int64_t ctime_ns = 0;
-    bool operator==(const Signature&) const = default;
-  };
-
-  explicit SecretFile(std::string path) : path_(std::move(path)) {}
-  // Reads and parses the file; *signature: its stat taken just before reading.
-  Result<Secrets> Read(Signature* signature) const;
-  bool Stat(Signature* signature) const;
+  explicit SecretFile(std::string path) : path_(std::move(path)), watch_({path_}) {}
+  // Reads and parses the file (noting it in watch_ first).
+  Result<Secrets> Read();
 
   const std::string path_;
   std::mutex mutex_;
-  std::shared_ptr<const Secrets> secrets_;           // guarded by mutex_
-  Signature signature_;                              // of the last read attempt; mutex_
-  std::chrono::steady_clock::time_point checked_{};  // the last stat; mutex_
+  net::FileWatch watch_;                    // mutex_
+  std::shared_ptr<const Secrets> secrets_;  // mutex_
 };
 
 }  // namespace meridian::auth

@@ -207,12 +207,10 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     // [tls]: TLS only, with the node's certificate (reloaded when its files change); clients
     // are not asked for certificates: they authenticate with tokens ([auth]).
     std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-    if (const node::NodeConfig::Tls& tls = node_->config().tls; tls.enabled()) {
-      const auth::TlsFiles files{tls.cert_file, tls.key_file, tls.ca_file};
-      if (std::string problem = auth::CheckTlsFiles(files); !problem.empty()) {
-        return meridian::Status(StatusCode::kInvalidArgument, problem);
-      }
-      tls_ = auth::WatchTlsFiles(files);
+    if (const net::TlsFiles& tls = node_->config().tls; tls.enabled()) {
+      auto watched = auth::WatchTlsFiles(tls);
+      if (!watched.ok()) return watched.status();
+      tls_ = std::move(watched).value();
       credentials = auth::TlsServerCredentials(tls_);
     }
     grpc::ServerBuilder builder;

@@ -5,7 +5,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <boost/asio/ssl/error.hpp>
 #include <cerrno>
@@ -62,8 +61,7 @@ void Harden(SslContext& context) {
 
 }  // namespace
 
-Result<std::shared_ptr<SslContext>> LoadServerContext(const TlsFiles& files,
-                                                      PeerCertificates peers) {
+Result<std::shared_ptr<SslContext>> LoadServerContext(const TlsFiles& files) {
   MERIDIAN_RETURN_IF_ERROR(CheckReadable("certificate file", files.cert_file));
   MERIDIAN_RETURN_IF_ERROR(CheckReadable("key file", files.key_file));
   MERIDIAN_RETURN_IF_ERROR(CheckReadable("CA file", files.ca_file));
@@ -85,11 +83,7 @@ Result<std::shared_ptr<SslContext>> LoadServerContext(const TlsFiles& files,
   }
   context->load_verify_file(files.ca_file, error);
   MERIDIAN_RETURN_IF_ERROR(CheckSsl(error, "CA certificates", files.ca_file));
-  if (peers == PeerCertificates::kRequired) {
-    context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
-  } else {
-    context->set_verify_mode(ssl::verify_none);
-  }
+  context->set_verify_mode(ssl::verify_none);
   return context;
 }
 
@@ -130,53 +124,31 @@ std::string HandshakeFailure(SSL* ssl, const boost::system::error_code& error) {
   return why;
 }
 
-Result<std::unique_ptr<TlsContextHolder>> TlsContextHolder::Create(TlsFiles files, Loader loader) {
-  std::unique_ptr<TlsContextHolder> holder(new TlsContextHolder(std::move(files), loader));
-  const Fingerprint seen = holder->Look();
+Result<std::unique_ptr<TlsContextHolder>> TlsContextHolder::Create(TlsFiles files) {
+  std::unique_ptr<TlsContextHolder> holder(new TlsContextHolder(std::move(files)));
   std::lock_guard lock(holder->mutex_);
-  holder->tried_ = seen;
-  auto context = holder->loader_(holder->files_);
+  holder->watch_.Noted();
+  auto context = LoadServerContext(holder->files_);
   if (!context.ok()) return context.status();
   holder->current_ = std::move(context).value();
   holder->generation_ = 1;
-  holder->checked_ = std::chrono::steady_clock::now();
   return holder;
-}
-
-TlsContextHolder::Fingerprint TlsContextHolder::Look() const {
-  Fingerprint fingerprint;
-  const std::string* paths[3] = {&files_.cert_file, &files_.key_file, &files_.ca_file};
-  for (int i = 0; i < 3; ++i) {
-    struct stat info {};
-    if (::stat(paths[i]->c_str(), &info) != 0) continue;  // missing: all zero, loading says why
-    fingerprint.mtime_ns[i] =
-        static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
-    fingerprint.size[i] = static_cast<int64_t>(info.st_size);
-    fingerprint.inode[i] = static_cast<uint64_t>(info.st_ino);
-  }
-  return fingerprint;
 }
 
 std::shared_ptr<SslContext> TlsContextHolder::Current() {
   std::lock_guard lock(mutex_);
-  const auto now = std::chrono::steady_clock::now();
-  if (now - checked_ >= std::chrono::seconds(1)) {
-    checked_ = now;
-    const Fingerprint seen = Look();
-    if (!(seen == tried_)) (void)LoadLocked(seen, "its files changed");
-  }
+  if (watch_.Due()) (void)LoadLocked("its files changed");
   return current_;
 }
 
 Status TlsContextHolder::Reload(const std::string& why) {
   std::lock_guard lock(mutex_);
-  checked_ = std::chrono::steady_clock::now();
-  return LoadLocked(Look(), why);
+  return LoadLocked(why);
 }
 
-Status TlsContextHolder::LoadLocked(const Fingerprint& seen, const std::string& why) {
-  tried_ = seen;
-  auto context = loader_(files_);
+Status TlsContextHolder::LoadLocked(const std::string& why) {
+  watch_.Noted();  // tried: a failure is not tried again until the files change
+  auto context = LoadServerContext(files_);
   if (!context.ok()) {
     spdlog::error("tls: reloading the certificate ({}) failed; still serving the previous one: {}",
                   why, context.status().message());

@@ -10,34 +10,24 @@
 
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "meridian/status.h"
+#include "net/file_watch.h"
+#include "net/tls_files.h"
 
 namespace meridian::net {
 
 using SslContext = boost::asio::ssl::context;
 
-struct TlsFiles {
-  std::string cert_file;  // the certificate chain (PEM), leaf first
-  std::string key_file;   // its private key (PEM)
-  std::string ca_file;    // the deployment's CA (PEM)
-};
-
-enum class PeerCertificates {
-  kNotAsked,  // clients authenticate otherwise (bearer tokens): no certificate is requested
-  kRequired,  // a peer without a certificate from ca_file is refused (mutual TLS)
-};
-
-// A server's context from the files. kInvalidArgument naming the file when one cannot be read
-// or parsed, or when the key does not match the certificate.
-Result<std::shared_ptr<SslContext>> LoadServerContext(
-    const TlsFiles& files, PeerCertificates peers = PeerCertificates::kNotAsked);
+// A server's context from the files. No client certificate is asked for (HTTP clients
+// authenticate with tokens; gRPC does its own mutual TLS), but the CA file is loaded too, so that
+// every [tls] file a node names is checked by this one function. kInvalidArgument naming the file
+// when one cannot be read or parsed, or when the key does not match the certificate.
+Result<std::shared_ptr<SslContext>> LoadServerContext(const TlsFiles& files);
 
 // A client's context: the server's certificate must chain to `ca_file` (the system's trust store
 // when empty). The name to verify is set per connection (PrepareClientConnection).
@@ -52,17 +42,15 @@ bool PrepareClientConnection(SSL* ssl, const std::string& host);
 // certificate", "wrong version number" (the other side does not speak TLS), ...
 std::string HandshakeFailure(SSL* ssl, const boost::system::error_code& error);
 
-// The server context of a node, reloaded when its files change: Current() looks at the files
-// (modification time, size, inode) at most once a second, Reload() at once (SIGHUP). A reload
-// that fails keeps the context in use and logs an error; the same files are not tried again
-// until they change once more. New connections take the current context; connections made
-// earlier keep the one they were made with (they hold a reference). Thread-safe.
+// The server context of a node, reloaded when its files change: Current() looks at them at most
+// once a second (net::FileWatch), Reload() at once (SIGHUP). A reload that fails keeps the
+// context in use and logs an error; the same files are not tried again until they change once
+// more. New connections take the current context; connections made earlier keep the one they were
+// made with (they hold a reference). Thread-safe.
 class TlsContextHolder {
  public:
-  using Loader = std::function<Result<std::shared_ptr<SslContext>>(const TlsFiles&)>;
-
-  // Loads the files once; their error when that fails.
-  static Result<std::unique_ptr<TlsContextHolder>> Create(TlsFiles files, Loader loader);
+  // Loads the files once (LoadServerContext); its error when that fails.
+  static Result<std::unique_ptr<TlsContextHolder>> Create(TlsFiles files);
 
   std::shared_ptr<SslContext> Current();
   // Loads the files now, whether they changed or not. `why` names the cause in the log.
@@ -71,22 +59,14 @@ class TlsContextHolder {
   uint64_t generation() const;
 
  private:
-  struct Fingerprint {
-    int64_t mtime_ns[3] = {0, 0, 0};
-    int64_t size[3] = {0, 0, 0};
-    uint64_t inode[3] = {0, 0, 0};
-    bool operator==(const Fingerprint&) const = default;
-  };
-  TlsContextHolder(TlsFiles files, Loader loader) : files_(std::move(files)), loader_(loader) {}
-  Fingerprint Look() const;
-  Status LoadLocked(const Fingerprint& seen, const std::string& why);
+  explicit TlsContextHolder(TlsFiles files)
+      : files_(std::move(files)), watch_({files_.cert_file, files_.key_file, files_.ca_file}) {}
+  Status LoadLocked(const std::string& why);
 
   const TlsFiles files_;
-  const Loader loader_;
   mutable std::mutex mutex_;
+  FileWatch watch_;  // mutex_
   std::shared_ptr<SslContext> current_;
-  Fingerprint tried_;  // of the files last loaded or tried
-  std::chrono::steady_clock::time_point checked_{};
   uint64_t generation_ = 0;
 };
 

@@ -10,6 +10,7 @@
 #include "core/version_vector.h"
 #include "meridian/status.h"
 #include "net/host_port.h"
+#include "net/tls_files.h"
 
 namespace meridian::node {
 
@@ -77,13 +78,9 @@ struct NodeConfig {
   // [tls] (docs/security.md): when set, every port of the node speaks TLS only, and replication is
   // mutual TLS: a peer is accepted only with a certificate from `ca_file` whose subject CN names a
   // configured region, and only as that region. Relative paths are taken from the config file's
-  // directory. The files are read again when they change and on SIGHUP.
-  struct Tls {
-    std::string cert_file;  // this node's certificate chain (PEM); its subject CN is the region
-    std::string key_file;   // its private key (PEM)
-    std::string ca_file;    // the deployment's CA (PEM): verifies peers and, for clients, us
-    bool enabled() const { return !cert_file.empty(); }
-  } tls;
+  // directory. The files are read again when they change (within a second); the HTTP server also
+  // at once on SIGHUP.
+  net::TlsFiles tls;
 
   // [auth] (docs/security.md): when set, every request but /healthz and /readyz needs a bearer
   // token (a JWT signed with the secret) whose claims allow it.

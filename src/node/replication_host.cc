@@ -38,7 +38,7 @@ replication::TransportConfig ReplicationHost::Config() const {
   out.verify.interval_ms = config.verify.interval_ms;
   out.verify.align_timeout_ms = config.verify.align_timeout_ms;
   out.verify_timeout_ms = config.verify.timeout_ms;
-  out.tls = {config.tls.cert_file, config.tls.key_file, config.tls.ca_file};
+  out.tls = config.tls;
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include "core/hlc.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
+#include "net/tls_files.h"
 #include "replication/event_log.h"
 #include "replication/exchange.h"
 #include "replication/links.h"
@@ -41,12 +42,7 @@ struct TransportConfig {
   uint64_t verify_timeout_ms = 10'000;
   // [tls] (docs/security.md): with a certificate, the replication port and every dial use mutual
   // TLS with the deployment's CA, and a peer is taken only as the region its certificate names.
-  struct Tls {
-    std::string cert_file;
-    std::string key_file;
-    std::string ca_file;
-    bool enabled() const { return !cert_file.empty(); }
-  } tls;
+  net::TlsFiles tls;
 };
 
 // Where the transport reports (status, readiness, metrics). Thread-safe.

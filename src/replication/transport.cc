@@ -124,11 +124,9 @@ class Replicator::Impl final : public wire::Replication::Service {
   Status Start() {
     std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
     if (config_.tls.enabled()) {
-      const auth::TlsFiles files{config_.tls.cert_file, config_.tls.key_file, config_.tls.ca_file};
-      if (std::string problem = auth::CheckTlsFiles(files); !problem.empty()) {
-        return Status(StatusCode::kInvalidArgument, problem);
-      }
-      tls_ = auth::WatchTlsFiles(files);
+      auto watched = auth::WatchTlsFiles(config_.tls);
+      if (!watched.ok()) return watched.status();
+      tls_ = std::move(watched).value();
       std::set<std::string> regions;
       for (const auto& [id, name] : config_.exchange.names) {
         if (id != config_.exchange.self) regions.insert(name);
@@ -845,7 +843,7 @@ class Replicator::Impl final : public wire::Replication::Service {
                                        *arguments);
     }
     const std::string name = exchange_.NameOf(peer);
-    auth::SetTlsTargetName(arguments, name);
+    arguments->SetSslTargetNameOverride(name);  // the handshake asks for the region
     return grpc::CreateCustomChannel(AddressOf(peer), auth::MutualTlsChannelCredentials(tls_, name),
                                      *arguments);
   }

@@ -41,6 +41,7 @@
 #include "support/node_process.h"
 #include "support/sse_stream.h"
 #include "support/temp_dir.h"
+#include "support/tokens.h"
 
 namespace meridian::testing {
 namespace {
@@ -144,24 +145,12 @@ class TlsTest : public ::testing::Test {
     std::filesystem::copy_file(cert.cert_file, cert_file_);
     std::filesystem::copy_file(cert.key_file, key_file_);
     std::filesystem::copy_file(ca_.ca_file, ca_file_);
-    Pad();
     NodeOptions options;
     options.extra_toml = "[storage]\nsync = false\n" + TlsToml(cert_file_, key_file_, ca_file_);
     options.https_ca_file = ca_.ca_file;
+    options.log_level = "info";  // reloads are logged at info, with their cause
     node_ = std::make_unique<NodeProcess>(options);
     ASSERT_TRUE(node_->Start()) << "the node did not come up:\n" << node_->log();
-  }
-
-  // The node's files, each padded to kPaddedBytes with newlines (PEM readers skip them): a test
-  // can then put another certificate in their place with the same size and modification time.
-  static constexpr size_t kPaddedBytes = 4096;
-  void Pad() {
-    for (const std::string* path : {&cert_file_, &key_file_, &ca_file_}) {
-      std::string text = ReadFile(*path);
-      ASSERT_LE(text.size(), kPaddedBytes);
-      text.resize(kPaddedBytes, '\n');
-      std::ofstream(*path, std::ios::binary | std::ios::trunc) << text;
-    }
   }
 
   ClientOptions Options(const std::string& ca_file) {
@@ -297,20 +286,17 @@ TEST_F(TlsTest, WebSocketWatchOverTlsDeliversChanges) {
   EXPECT_EQ(change["doc"], json({{"v", 7}})) << *message;
 }
 
-// A CA of its own and a certificate for "us" from it, padded like the node's files.
+// A CA of its own and a certificate for "us" from it.
 struct Rotation {
   TestCa ca;
   std::string cert, key, ca_text;
 };
-Rotation NewCertificate(const std::string& dir, const std::string& name, size_t padded) {
+Rotation NewCertificate(const std::string& dir, const std::string& name) {
   Rotation rotation{MakeTestCa(dir, name), "", "", ""};
   const TestCert cert = MakeTestCert(rotation.ca, "us");
   rotation.cert = ReadFile(cert.cert_file);
   rotation.key = ReadFile(cert.key_file);
   rotation.ca_text = ReadFile(rotation.ca.ca_file);
-  for (std::string* text : {&rotation.cert, &rotation.key, &rotation.ca_text}) {
-    text->resize(padded, '\n');
-  }
   return rotation;
 }
 
@@ -323,7 +309,7 @@ TEST_F(TlsTest, CertificateRotatesWithoutARestartWhenItsFilesChange) {
   ASSERT_TRUE(
       WaitFor([&] { return Parse(writer.Get("/v1/status").body)["watchers"] == 1; }, seconds(10)));
 
-  const Rotation next = NewCertificate(dir_.path() + "/next", "next", kPaddedBytes);
+  const Rotation next = NewCertificate(dir_.path() + "/next", "next");
   ASSERT_NE(Https(next.ca.ca_file).Get("/healthz").status, 200) << "not rotated yet";
   // As an operator's tooling does it: each file replaced whole; the key first.
   ReplaceFile(key_file_, next.key);
@@ -350,30 +336,20 @@ TEST_F(TlsTest, CertificateRotatesWithoutARestartWhenItsFilesChange) {
 }
 
 TEST_F(TlsTest, SighupReloadsTheCertificate) {
-  // The new files take the place of the old ones with the same size and modification time (and
-  // inode): only SIGHUP can tell the node to read them again.
-  const Rotation next = NewCertificate(dir_.path() + "/next", "next", kPaddedBytes);
-  for (const auto& [path, text] :
-       {std::pair{&key_file_, &next.key}, std::pair{&cert_file_, &next.cert},
-        std::pair{&ca_file_, &next.ca_text}}) {
-    struct stat before {};
-    ASSERT_EQ(::stat(path->c_str(), &before), 0);
-    {
-      std::fstream file(*path, std::ios::binary | std::ios::in | std::ios::out);
-      file.write(text->data(), static_cast<std::streamsize>(text->size()));
-    }
-    const timespec times[2] = {before.st_atim, before.st_mtim};
-    ASSERT_EQ(::utimensat(AT_FDCWD, path->c_str(), times, 0), 0);
-    struct stat after {};
-    ASSERT_EQ(::stat(path->c_str(), &after), 0);
-    ASSERT_EQ(after.st_size, before.st_size);
-    ASSERT_EQ(after.st_ino, before.st_ino);
-  }
+  // No connection is made between replacing the files and the signal, so nothing but SIGHUP
+  // makes the node look at them (it checks them on accepting a connection otherwise); the log
+  // says which caused the reload.
+  const Rotation next = NewCertificate(dir_.path() + "/next", "next");
+  ReplaceFile(key_file_, next.key);
+  ReplaceFile(cert_file_, next.cert);
+  ReplaceFile(ca_file_, next.ca_text);
   ASSERT_EQ(::kill(node_->pid(), SIGHUP), 0);
+  const std::string reloaded = "reloaded the certificate from " + cert_file_ + " (SIGHUP)";
   EXPECT_TRUE(
-      WaitFor([&] { return Https(next.ca.ca_file).Get("/healthz").status == 200; }, seconds(20)))
+      WaitFor([&] { return node_->log().find(reloaded) != std::string::npos; }, seconds(20)))
       << "SIGHUP did not reload the certificate:\n"
       << node_->log();
+  EXPECT_EQ(Https(next.ca.ca_file).Get("/healthz").status, 200) << node_->log();
   EXPECT_TRUE(node_->running());
   EXPECT_EQ(Https(next.ca.ca_file).Get("/readyz").status, 200) << "still serving after SIGHUP";
 }
@@ -680,13 +656,12 @@ std::string RunCli(const std::string& arguments, int* exit_code,
   return out;
 }
 
-TEST_F(TlsTest, CliSpeaksHttpsWithTheCaFileAndSendsTheToken) {
+TEST_F(TlsTest, CliSpeaksHttpsWithTheCaFile) {
   const std::string regions =
       "--regions us=https://127.0.0.1:" + std::to_string(node_->http_port());
   int code = 0;
-  std::string out = RunCli("put cli/a '{\"v\":1}' --json --ca-file '" + ca_.ca_file + "' " +
-                               regions + " --token abc.def.ghi",
-                           &code);
+  std::string out =
+      RunCli("put cli/a '{\"v\":1}' --json --ca-file '" + ca_.ca_file + "' " + regions, &code);
   ASSERT_EQ(code, 0) << out;
   out = RunCli("get cli/a " + regions, &code, "MERIDIAN_CA_FILE='" + ca_.ca_file + "'");
   ASSERT_EQ(code, 0) << out;
@@ -702,6 +677,35 @@ TEST_F(TlsTest, CliSpeaksHttpsWithTheCaFileAndSendsTheToken) {
   // The node's config: https and its CA, from [tls].
   out = RunCli("get cli/a --config '" + node_->config_path() + "'", &code);
   EXPECT_EQ(code, 0) << out;
+}
+
+// A node with [tls] and [auth]: the CLI's token, from --token or MERIDIAN_TOKEN, is what lets it
+// in.
+TEST(TlsAuthCliTest, CliSendsTheTokenFromItsFlagOrTheEnvironment) {
+  TempDir dir;
+  const TestCa ca = MakeTestCa(dir.path() + "/ca", "ca");
+  const TestCert cert = MakeTestCert(ca, "us");
+  const std::string secret = "the CLI test's secret, at least thirty-two bytes";
+  std::ofstream(dir.path() + "/jwt.key") << secret << "\n";
+  NodeOptions options;
+  options.extra_toml = "[storage]\nsync = false\n" +
+                       TlsToml(cert.cert_file, cert.key_file, ca.ca_file) +
+                       "[auth]\njwt_secret_file = \"" + dir.path() + "/jwt.key\"\n";
+  options.https_ca_file = ca.ca_file;
+  NodeProcess node(options);
+  ASSERT_TRUE(node.Start()) << node.log();
+  const std::string token = auth::MintToken(TokenClaims({"cli/"}, {"cli/"}), secret).value();
+  const std::string common = "--ca-file '" + ca.ca_file +
+                             "' --regions us=https://127.0.0.1:" + std::to_string(node.http_port());
+  int code = 0;
+  std::string out = RunCli("put cli/a '{\"v\":1}' " + common + " --token " + token, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = RunCli("get cli/a " + common, &code, "MERIDIAN_TOKEN=" + token);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("\"v\": 1"), std::string::npos) << out;
+  out = RunCli("get cli/a " + common, &code, "MERIDIAN_TOKEN=");
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("no token"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -173,8 +173,10 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
     }
     if (options_.close_inherited_fds) CloseDescriptorsFrom(STDERR_FILENO + 1);
     const std::string binary = MeridianBinary();
-    const char* level =
-        std::getenv("MERIDIAN_TEST_LOG_LEVEL") ? std::getenv("MERIDIAN_TEST_LOG_LEVEL") : "warn";
+    const char* level = !options_.log_level.empty() ? options_.log_level.c_str()
+                        : std::getenv("MERIDIAN_TEST_LOG_LEVEL")
+                            ? std::getenv("MERIDIAN_TEST_LOG_LEVEL")
+                            : "warn";
     if (bootstrap) {
       ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
               "--log-level", level, "--bootstrap", static_cast<char*>(nullptr));

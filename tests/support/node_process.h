@@ -51,6 +51,8 @@ struct NodeOptions {
   // The node serves HTTPS ([tls] in extra_toml): Start's readiness probes and Client() speak TLS
   // and trust this CA file. Empty: plaintext HTTP.
   std::string https_ca_file;
+  // --log-level of the node; empty: $MERIDIAN_TEST_LOG_LEVEL, else "warn".
+  std::string log_level;
   // The first Start passes --bootstrap (a new region of a new deployment: nothing to rebuild);
   // later starts never do, so a wiped or restored data directory rebuilds from its peers.
   bool bootstrap = true;
