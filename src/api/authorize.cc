@@ -98,18 +98,6 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
   return Forbidden("this request is not one a token can allow");
 }
 
-std::optional<ApiError> Authorize(std::span<const std::string> secrets,
-                                  std::string_view authorization, int64_t now_s,
-                                  const ApiCall& call, auth::Claims* claims) {
-  if (NeedsNoToken(call.route)) return std::nullopt;
-  auto authenticated = Authenticate(secrets, authorization, now_s);
-  if (auto* error = std::get_if<ApiError>(&authenticated)) return *error;
-  const auth::Claims& verified = std::get<auth::Claims>(authenticated);
-  if (auto refused = Permit(verified, call)) return refused;
-  if (claims != nullptr) *claims = verified;
-  return std::nullopt;
-}
-
 std::string ScopedIdempotencyKey(const auth::Claims& claims, std::string_view key) {
   // The client, in a form where "sub" and "claims" identities never meet. The claims are signed
   // by the deployment's secret, so no client chooses them: a 128-bit hash separates clients.

@@ -35,12 +35,6 @@ std::variant<auth::Claims, ApiError> Authenticate(std::span<const std::string> s
 // Whether `claims` allow `call`: nullopt, or 403 forbidden naming what is outside them.
 std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call);
 
-// Both: nullopt when `call` is allowed (routes that need no token always are), else the 401 or
-// 403. `*claims` (when given) receives the token's claims once it verified.
-std::optional<ApiError> Authorize(std::span<const std::string> secrets,
-                                  std::string_view authorization, int64_t now_s,
-                                  const ApiCall& call, auth::Claims* claims = nullptr);
-
 // Idempotency keys are kept per client: one client can neither block another's key nor read the
 // receipt it answers. The client is the token's `sub` when it has one, else the token's claims
 // (then every token is a client of its own: a refreshed token starts afresh). The stored key is

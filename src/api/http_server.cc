@@ -462,13 +462,11 @@ class HttpServer::Impl {
   // 401; its own error stands otherwise.
   std::optional<ApiError> CheckToken(const Request& request,
                                      std::variant<ApiCall, ApiError>& parsed) {
-    if (node_->secrets() == nullptr) return std::nullopt;
     const std::string_view authorization = Header(request, http::field::authorization);
     if (auto* call = std::get_if<ApiCall>(&parsed)) return CheckAccess(*node_, authorization, call);
-    ApiCall any;  // a route that needs a token, only to authenticate
-    any.route = Route::kStatus;
-    auto refused = CheckAccess(*node_, authorization, &any);
-    if (refused && refused->status == 401) return refused;
+    if (node_->secrets() == nullptr) return std::nullopt;
+    auto authenticated = Authenticated(*node_, authorization);
+    if (auto* error = std::get_if<ApiError>(&authenticated)) return *error;
     return std::nullopt;
   }
 

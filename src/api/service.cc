@@ -9,6 +9,7 @@
 
 #include "api/authorize.h"
 #include "api/session_token.h"
+#include "core/check.h"
 #include "core/hlc.h"
 
 namespace meridian::api {
@@ -172,48 +173,53 @@ namespace {
 // with every request, and verifying it (base64, HMAC-SHA256, JSON) costs more than the rest of a
 // small read. An entry holds only while the secrets that verified it are the current ones (a
 // rotated-out secret empties the cache) and until the token's `exp`; the cache is emptied when it
-// holds kVerifiedMax tokens. Per thread: no lock on the request path.
+// holds kVerifiedMax tokens. Per thread: the cache itself is never shared.
 struct VerifiedTokens {
   static constexpr size_t kVerifiedMax = 1024;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
   std::shared_ptr<const auth::SecretFile::Secrets> secrets;  // held: the pointer is not reused
-  std::unordered_map<std::string, auth::Claims> claims;
+  std::unordered_map<std::string, auth::Claims, Hash, std::equal_to<>> claims;
 };
-
-const auth::Claims* VerifiedClaims(VerifiedTokens& cache,
-                                   const std::shared_ptr<const auth::SecretFile::Secrets>& secrets,
-                                   std::string_view authorization, int64_t now_s) {
-  if (cache.secrets != secrets) {
-    cache.claims.clear();
-    cache.secrets = secrets;
-    return nullptr;
-  }
-  auto it = cache.claims.find(std::string(authorization));
-  if (it == cache.claims.end() || it->second.exp <= now_s) return nullptr;
-  return &it->second;
-}
 
 }  // namespace
 
-std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
-                                    ApiCall* call) {
+std::variant<const auth::Claims*, ApiError> Authenticated(node::Node& node,
+                                                          std::string_view authorization) {
   auth::SecretFile* file = node.secrets();
-  if (file == nullptr || NeedsNoToken(call->route)) return std::nullopt;
+  MERIDIAN_CHECK(file != nullptr);
   const std::shared_ptr<const auth::SecretFile::Secrets> secrets = file->Current();
   const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
   thread_local VerifiedTokens cache;
-  const auth::Claims* claims = VerifiedClaims(cache, secrets, authorization, now_s);
-  if (claims == nullptr) {
-    auto authenticated = Authenticate(*secrets, authorization, now_s);
-    if (auto* error = std::get_if<ApiError>(&authenticated)) return *error;
-    if (cache.claims.size() >= VerifiedTokens::kVerifiedMax) cache.claims.clear();
-    claims = &(cache.claims[std::string(authorization)] =
-                   std::move(std::get<auth::Claims>(authenticated)));
+  if (cache.secrets != secrets) {
+    cache.claims.clear();
+    cache.secrets = secrets;
+  } else if (auto it = cache.claims.find(authorization);
+             it != cache.claims.end() && it->second.exp > now_s) {
+    return &it->second;
   }
-  if (auto refused = Permit(*claims, *call)) return refused;
+  auto verified = Authenticate(*secrets, authorization, now_s);
+  if (auto* error = std::get_if<ApiError>(&verified)) return *error;
+  if (cache.claims.size() >= VerifiedTokens::kVerifiedMax) cache.claims.clear();
+  return &(
+      cache.claims
+          .insert_or_assign(std::string(authorization), std::move(std::get<auth::Claims>(verified)))
+          .first->second);
+}
+
+std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
+                                    ApiCall* call) {
+  if (node.secrets() == nullptr || NeedsNoToken(call->route)) return std::nullopt;
+  auto authenticated = Authenticated(node, authorization);
+  if (auto* error = std::get_if<ApiError>(&authenticated)) return *error;
+  const auth::Claims& claims = *std::get<const auth::Claims*>(authenticated);
+  if (auto refused = Permit(claims, *call)) return refused;
   if (!call->idempotency_key.empty()) {
-    call->idempotency_key = ScopedIdempotencyKey(*claims, call->idempotency_key);
+    call->idempotency_key = ScopedIdempotencyKey(claims, call->idempotency_key);
   }
   return std::nullopt;
 }

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "api/authorize.h"
 #include "api/request.h"
 #include "meridian/status.h"
 #include "node/metrics.h"
@@ -63,6 +64,11 @@ std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
 // becomes the one scoped to the token's client (ScopedIdempotencyKey).
 std::optional<ApiError> CheckAccess(node::Node& node, std::string_view authorization,
                                     ApiCall* call);
+// The claims of the token in `authorization` (api::Authenticate), or its 401: verified once per
+// thread while its secret is current and until its `exp`. The node has [auth]. The claims stay
+// valid until the thread's next call.
+std::variant<const auth::Claims*, ApiError> Authenticated(node::Node& node,
+                                                          std::string_view authorization);
 
 // Bytes an item of a scan page counts for: its key, its document and the JSON around them.
 size_t ScanItemBytes(std::string_view key, std::string_view doc);

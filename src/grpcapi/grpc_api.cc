@@ -685,7 +685,6 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   // [auth] (api::CheckAccess): the refusal of `call`, from the `authorization` metadata, or
   // nullopt. Runs first in every handler, before anything else is looked at.
   std::optional<ApiError> CheckToken(grpc::ServerContext* context, api::ApiCall* call) {
-    if (node_->secrets() == nullptr) return std::nullopt;
     const auto& metadata = context->client_metadata();
     auto it = metadata.find("authorization");
     const std::string_view authorization =

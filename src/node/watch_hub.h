@@ -53,7 +53,7 @@ class WatchHub {
  public:
   // buffer_bytes_max bounds each watcher's buffer in bytes; a single change larger than it is
   // still taken into an empty buffer.
-  explicit WatchHub(size_t watchers_max, size_t buffer_bytes_max = SIZE_MAX)
+  WatchHub(size_t watchers_max, size_t buffer_bytes_max)
       : watchers_max_(watchers_max), buffer_bytes_max_(buffer_bytes_max) {}
 
   // Registers a watcher. *published_lsn is the lsn of the last change published before the
