@@ -449,4 +449,14 @@ uint64_t RenderedDigest(std::string_view key, const std::optional<std::string>& 
   return digest;
 }
 
+std::string DocumentVersion(uint64_t rendered_digest) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[i] = kHex[rendered_digest & 0xf];
+    rendered_digest >>= 4;
+  }
+  return out;
+}
+
 }  // namespace meridian::core

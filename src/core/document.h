@@ -144,6 +144,11 @@ class DocumentState {
 // what two regions compare to prove they show the same data, whatever metadata each has folded.
 uint64_t RenderedDigest(std::string_view key, const std::optional<std::string>& rendered);
 
+// A document's version, as ETag and If-Match carry it (docs/semantics.md#conditional-writes): 16
+// hex digits of its RenderedDigest. Two copies of a document have the same version exactly when
+// they render the same (xxh3-64 collisions aside), in any region, whatever their metadata.
+std::string DocumentVersion(uint64_t rendered_digest);
+
 // Appends `text` (valid UTF-8) as a JSON string, escaped exactly as nlohmann::json::dump does:
 // the renderer uses it for field names.
 void AppendJsonString(std::string_view text, std::string* out);

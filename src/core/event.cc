@@ -166,6 +166,9 @@ Status ValidateEvent(const Event& event, const Limits& limits) {
     return InvalidArgument("event context does not end just before the event itself");
   }
   if (HlcPhysicalMs(event.hlc) == 0) return InvalidArgument("event has no timestamp");
+  if (event.txn_rest >= kTransactionOpsMax) {
+    return InvalidArgument("event names more transaction events after it than a transaction holds");
+  }
   return ValidateKey(event.key, limits);
 }
 
@@ -177,6 +180,7 @@ std::string EncodeEvent(const Event& event) {
   message.set_hlc(event.hlc);
   message.set_context(event.context.Encode());
   message.set_key(event.key);
+  if (event.txn_rest > 0) message.set_txn_rest(event.txn_rest);
   wire::Operation* op = message.mutable_operation();
   op->set_kind(static_cast<wire::Operation::Kind>(event.op.kind));
   for (const FieldValue& field : event.op.fields) {
@@ -211,6 +215,7 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
   if (!context.ok()) return context.status();
   event.context = std::move(context).value();
   event.key = message.key();
+  event.txn_rest = message.txn_rest();
   const wire::Operation& op = message.operation();
   if (op.kind() < wire::Operation::SET || op.kind() > wire::Operation::DELETE) {
     return Corruption("event: unknown operation kind " + std::to_string(op.kind()));
@@ -237,6 +242,12 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
 }
 
 }  // namespace
+
+uint32_t PeekTxnRest(std::string_view bytes) {
+  wire::Event message;
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return 0;
+  return message.txn_rest();
+}
 
 Result<Event> DecodeEvent(std::string_view bytes, const Limits& limits,
                           uint32_t schema_version_max) {

@@ -60,12 +60,19 @@ struct Operation {
   bool operator==(const Operation&) const = default;
 };
 
+// How many operations a transaction may hold (POST /v1/txn).
+constexpr uint32_t kTransactionOpsMax = 1000;
+
 struct Event {
   Dot dot;
   HlcTimestamp hlc = 0;
   VersionVector context;
   std::string key;
   Operation op;
+  // A transaction's events are consecutive events of their origin; each says how many of the
+  // transaction follow it (0 for the last one and for a write of its own). Every region applies
+  // a transaction's events in one commit, so no reader sees some of them without the others.
+  uint32_t txn_rest = 0;
   bool operator==(const Event&) const = default;
 };
 
@@ -90,10 +97,13 @@ Status CheckCanonicalOperation(Operation* op, const Limits& limits);
 
 // Validates an event as a receiver must before merging it: a real dot (origin <= 31, seq >= 1),
 // a context whose entry for the origin is exactly seq - 1 (an origin has applied all its own
-// earlier events), a timestamp, a valid key.
+// earlier events), a timestamp, a valid key, txn_rest below kTransactionOpsMax.
 Status ValidateEvent(const Event& event, const Limits& limits);
 
 std::string EncodeEvent(const Event& event);
+// The txn_rest of an encoded event, read without decoding the rest (0 when it does not parse):
+// how a sender keeps a transaction whole in one batch.
+uint32_t PeekTxnRest(std::string_view bytes);
 // Decodes and validates; never crashes on arbitrary bytes. `schema_version_max` is the newest
 // schema version read (versions 1 to it are read as this build's layout): always
 // kEventSchemaVersion in a node; tests raise it to model a build that reads a newer version.

@@ -32,6 +32,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "rebuilding";
     case StatusCode::kUnauthenticated:
       return "unauthenticated";
+    case StatusCode::kPreconditionFailed:
+      return "precondition_failed";
+    case StatusCode::kBoundExceeded:
+      return "bound_exceeded";
     case StatusCode::kForbidden:
       return "forbidden";
   }

@@ -26,12 +26,37 @@ std::vector<core::RegionId> IdsOf(const std::map<core::RegionId, std::string>& n
   return ids;
 }
 
-// What identifies a request for its idempotency key: its document key and operation.
+// What identifies a request for its idempotency key: its document key, operation and condition,
+// or the whole transaction.
 uint64_t RequestFingerprint(const WriteRequest& write) {
-  core::Event event;
-  event.key = write.key;
-  event.op = write.op;
-  const std::string bytes = core::EncodeEvent(event);
+  std::string bytes;
+  const auto put = [&](std::string_view text) {
+    core::PutVarint(&bytes, text.size());
+    bytes += text;
+  };
+  const auto add_condition = [&](const Condition& condition) {
+    put(condition.key);
+    bytes.push_back(condition.version ? 1 : 0);
+    if (condition.version) put(*condition.version);
+    bytes.push_back(condition.exists ? (*condition.exists ? 2 : 1) : 0);
+  };
+  const auto add_op = [&](const std::string& key, const core::Operation& op) {
+    core::Event event;
+    event.key = key;
+    event.op = op;
+    put(core::EncodeEvent(event));
+  };
+  if (write.txn) {
+    bytes = "txn";
+    for (const Condition& condition : write.txn->conditions) add_condition(condition);
+    for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
+      core::PutVarint(&bytes, ops->size());
+      for (const KeyedOperation& op : *ops) add_op(op.key, op.op);
+    }
+  } else {
+    add_op(write.key, write.op);
+    if (write.condition) add_condition(*write.condition);
+  }
   return XXH3_64bits(bytes.data(), bytes.size());
 }
 
@@ -44,6 +69,15 @@ std::string EncodeReplay(uint64_t fingerprint, const Receipt& receipt) {
   core::PutVarint(&out, receipt.dot.seq);
   core::PutVarint(&out, receipt.hlc);
   receipt.frontier.EncodeTo(&out);
+  // A transaction's: whether it succeeded and its events (absent for a single write).
+  if (!receipt.succeeded || !receipt.events.empty()) {
+    out.push_back(receipt.succeeded ? 1 : 0);
+    core::PutVarint(&out, receipt.events.size());
+    for (const core::Dot& dot : receipt.events) {
+      core::PutVarint(&out, dot.origin);
+      core::PutVarint(&out, dot.seq);
+    }
+  }
   return out;
 }
 
@@ -58,11 +92,61 @@ Result<Receipt> DecodeReplay(std::string_view in, uint64_t* fingerprint) {
     return Corruption("idempotency record is malformed");
   }
   receipt.dot.origin = static_cast<core::RegionId>(origin);
-  auto frontier = core::VersionVector::Decode(in);
+  auto frontier = core::VersionVector::DecodeFrom(&in);
   if (!frontier.ok()) return frontier.status();
   receipt.frontier = std::move(frontier).value();
   receipt.replayed = true;
+  if (!in.empty()) {
+    receipt.succeeded = in.front() == 1;
+    in.remove_prefix(1);
+    uint64_t count = 0;
+    if (!core::GetVarint(&in, &count) || count > in.size()) {
+      return Corruption("idempotency record's transaction is malformed");
+    }
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t event_origin = 0;
+      core::Dot dot;
+      if (!core::GetVarint(&in, &event_origin) || event_origin > core::kRegionIdMax ||
+          !core::GetVarint(&in, &dot.seq)) {
+        return Corruption("idempotency record's transaction is malformed");
+      }
+      dot.origin = static_cast<core::RegionId>(event_origin);
+      receipt.events.push_back(dot);
+    }
+  }
   return receipt;
+}
+
+// Whether `batch` holds, after its event `event` (txn_rest > 0) and with the parked events from
+// `parked` on, every later event of its transaction.
+bool TransactionWhole(const RemoteEvents& batch, size_t event, size_t parked) {
+  const core::Event& first = batch.events[event];
+  size_t next = event + 1;
+  for (uint64_t seq = first.dot.seq + 1; seq <= first.dot.seq + first.txn_rest; ++seq) {
+    const core::Dot dot{first.dot.origin, seq};
+    if (next < batch.events.size() && batch.events[next].dot == dot) {
+      ++next;
+    } else if (parked < batch.parked.size() && batch.parked[parked].dot == dot) {
+      ++parked;  // applied as a dead letter: the transaction's other events still apply
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status PreconditionFailed(const Condition& condition, const std::optional<std::string>& rendered) {
+  std::string now =
+      rendered ? "version " + core::DocumentVersion(core::RenderedDigest(condition.key, rendered))
+               : std::string("no document");
+  if (condition.version) {
+    return Status(StatusCode::kPreconditionFailed, "'" + condition.key + "' is not at version " +
+                                                       *condition.version + " (it has " + now +
+                                                       ")");
+  }
+  return Status(StatusCode::kPreconditionFailed,
+                "'" + condition.key + "' " +
+                    (condition.exists.value_or(false) ? "does not exist" : "exists (" + now + ")"));
 }
 
 Status KeyReused(const std::string& key) {
@@ -743,6 +827,11 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   group.batch.reseed = EncodeLayers(layers_);
   lock.unlock();
 
+  if (group.atomic && views_ != nullptr) {
+    // A transaction's documents are read from the store until the commit is durable (one atomic
+    // batch) and their new views are in: a reader never finds some of them new, others old.
+    for (const auto& [key, loaded] : group.dirty) views_->Forget(key);
+  }
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
   for (auto& [key, loaded] : group.dirty) {
     if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
@@ -891,6 +980,16 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         ++parked_events;
         continue;
       }
+      if (batch.events[next_event].txn_rest > 0) {
+        // A transaction is applied whole, in one commit: when the batch does not hold the rest of
+        // it (a sender keeps transactions whole, replication::ReadForSend), nothing from here on is
+        // applied, and the stream resends it.
+        if (!TransactionWhole(batch, next_event, next_parked)) {
+          outcome.gaps += batch.events.size() - next_event + batch.parked.size() - next_parked;
+          break;
+        }
+        group.atomic = true;
+      }
       const core::Event& event = batch.events[next_event++];
       Result<Loaded*> loaded = Stage(group, event.key);
       if (!loaded.ok()) {
@@ -950,9 +1049,28 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         continue;
       }
     }
+    if (write.txn) {
+      Result<Receipt> receipt = StageTransaction(group, *write.txn);
+      if (!receipt.ok()) {
+        outcomes->push_back(receipt.status());
+        continue;
+      }
+      local_events += receipt->events.size();
+      outcomes->push_back(std::move(receipt));
+      accepted.push_back(outcomes->size() - 1);
+      if (!write.idempotency_key.empty()) {
+        group.idempotent.emplace(write.idempotency_key,
+                                 std::make_pair(fingerprint, outcomes->size() - 1));
+      }
+      continue;
+    }
     Result<Loaded*> loaded = Stage(group, write.key);
     if (!loaded.ok()) {
       outcomes->push_back(loaded.status());
+      continue;
+    }
+    if (write.condition && !ConditionHolds(*write.condition, (*loaded)->rendered)) {
+      outcomes->push_back(PreconditionFailed(*write.condition, (*loaded)->rendered));
       continue;
     }
     std::unique_lock lock(mutex_);
@@ -969,6 +1087,9 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       continue;
     }
     outcomes->push_back(Receipt{event->dot, event->hlc, {}});
+    if (*merged) {
+      outcomes->back()->version = core::DocumentVersion(core::RenderedDigest(write.key, *merged));
+    }
     accepted.push_back(outcomes->size() - 1);
     if (!write.idempotency_key.empty()) {
       group.idempotent.emplace(write.idempotency_key,
@@ -1005,6 +1126,67 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     (*outcomes)[index] = (*outcomes)[original];
     (*outcomes)[index].value().replayed = true;
   }
+}
+
+Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
+  bool holds = true;
+  for (const Condition& condition : txn.conditions) {
+    Result<Loaded*> loaded = Stage(group, condition.key);
+    if (!loaded.ok()) return loaded.status();
+    holds = holds && ConditionHolds(condition, (*loaded)->rendered);
+  }
+  const std::vector<KeyedOperation>& ops = holds ? txn.then_ops : txn.else_ops;
+  MERIDIAN_CHECK(ops.size() <= core::kTransactionOpsMax);
+  // A trial on copies first: an operation refused leaves the group as it was.
+  std::unordered_map<std::string, core::DocumentState> trial;
+  core::CausalOrder order = group.order;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const KeyedOperation& op = ops[i];
+    Result<Loaded*> loaded = Stage(group, op.key);
+    if (!loaded.ok()) return loaded.status();
+    auto [it, fresh] = trial.try_emplace(op.key);
+    if (fresh) it->second = (*loaded)->state;
+    std::unique_lock lock(mutex_);
+    Result<core::Event> event =
+        core::StampLocalWrite(id_, op.key, op.op, &it->second, order.frontier(), &clock_, limits_);
+    lock.unlock();
+    Status refused = event.status();
+    if (event.ok()) {
+      it->second.Apply(*event, nullptr);
+      order.Advance(event->dot, event->context);
+      const std::optional<std::string> rendered = it->second.Render();
+      if (rendered && rendered->size() > limits_.document_bytes_max) {
+        refused = TooLarge("the document would be " + std::to_string(rendered->size()) +
+                           " bytes; the limit is " + std::to_string(limits_.document_bytes_max));
+      }
+    }
+    if (!refused.ok()) {
+      return Status(refused.code(), "operation " + std::to_string(i + 1) +
+                                        " of the transaction ('" + op.key +
+                                        "'): " + refused.message());
+    }
+  }
+  Receipt receipt;
+  receipt.succeeded = holds;
+  receipt.frontier = group.order.frontier();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const KeyedOperation& op = ops[i];
+    Result<Loaded*> loaded = Stage(group, op.key);
+    MERIDIAN_CHECK(loaded.ok());  // staged by the trial
+    std::unique_lock lock(mutex_);
+    Result<core::Event> event = core::StampLocalWrite(id_, op.key, op.op, &(*loaded)->state,
+                                                      group.order.frontier(), &clock_, limits_);
+    lock.unlock();
+    MERIDIAN_CHECK(event.ok());  // as in the trial
+    event->txn_rest = static_cast<uint32_t>(ops.size() - 1 - i);
+    auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
+    MERIDIAN_CHECK(merged.ok());
+    receipt.dot = event->dot;
+    receipt.hlc = event->hlc;
+    receipt.events.push_back(event->dot);
+  }
+  if (ops.size() > 1) group.atomic = true;
+  return receipt;
 }
 
 bool Region::Pending(const Group& group, const std::string& key) const {

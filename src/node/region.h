@@ -9,6 +9,7 @@
 #include <atomic>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -23,6 +24,7 @@
 #include "core/document.h"
 #include "core/event.h"
 #include "core/hlc.h"
+#include "core/transaction.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
 #include "node/dead_letter.h"
@@ -30,6 +32,10 @@
 #include "storage/store.h"
 
 namespace meridian::node {
+
+using core::Condition;
+using core::KeyedOperation;
+using core::Transaction;
 
 struct WriteRequest {
   WriteRequest() = default;
@@ -42,14 +48,24 @@ struct WriteRequest {
   // idempotency window) is not applied again; it answers the original receipt. The API checks
   // its form (api::ValidIdempotencyKey).
   std::string idempotency_key;
+  // If-Match / If-None-Match (its key is `key`): when it does not hold, the write is refused with
+  // kPreconditionFailed and changes nothing.
+  std::optional<Condition> condition;
+  // When set, the request is this transaction (`key`, `op` and `condition` are unused).
+  std::shared_ptr<const Transaction> txn;
 };
 
 // What a durable write returns to its client.
 struct Receipt {
-  core::Dot dot;
+  core::Dot dot;  // a transaction's last event; {0, 0} when its branch wrote nothing
   core::HlcTimestamp hlc = 0;
   core::VersionVector frontier;  // the region's frontier just after the write (the session)
   bool replayed = false;         // the original receipt of an earlier write with the same key
+  bool succeeded = true;         // a transaction: whether its conditions held
+  std::vector<core::Dot> events = {};  // a transaction: its branch's events, in order
+  // A single write: the document's version after it (core::DocumentVersion; empty when the
+  // write left no document, and in a replayed receipt).
+  std::string version = {};
 };
 
 // A committed change of one document, as watches see it.
@@ -421,6 +437,7 @@ class Region {
     uint64_t dead_letters = 0;          // the store's dead-letter count before the group's
     // Keys of the dead letters this group parks, with how many each: not folded from then on.
     std::unordered_map<std::string, uint32_t> parked_keys;
+    bool atomic = false;  // holds a transaction of several events: published as one (Finish)
   };
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
@@ -431,6 +448,10 @@ class Region {
   // again), the event must be next of its origin and advances the group's frontier.
   Result<std::optional<std::string>> Merge(Group& group, Loaded& loaded, const core::Event& event,
                                            bool enforce_size, bool advance = true);
+  // Stages a transaction in the group: its conditions, then its branch's operations as
+  // consecutive events (each saying how many follow), or nothing at all when one of them is
+  // refused (its error, naming the operation).
+  Result<Receipt> StageTransaction(Group& group, const Transaction& txn);
   // Parks `parked` (next of its origin) in the group: frontier, event log, dead-letter record.
   Status Park(Group& group, const core::ParkedEvent& parked, RemoteApply* outcome);
   // Whether the document has a pending dead letter (committed, or parked by the group): it is

@@ -47,4 +47,14 @@ void ViewCache::Put(const std::string& key, const std::optional<std::string>& do
   it->second.position = shard.order.begin();
 }
 
+void ViewCache::Forget(const std::string& key) {
+  if (shard_max_ == 0) return;
+  Shard& shard = ShardOf(key);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.entries.find(key);
+  if (it == shard.entries.end()) return;
+  shard.order.erase(it->second.position);
+  shard.entries.erase(it);
+}
+
 }  // namespace meridian::node

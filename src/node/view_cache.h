@@ -28,6 +28,8 @@ class ViewCache {
   Lookup Find(std::string_view key, std::string* doc) const;
   // Records the committed view of `key` (nullopt: it does not exist).
   void Put(const std::string& key, const std::optional<std::string>& doc);
+  // Forgets `key`: it is read from the store until the next Put.
+  void Forget(const std::string& key);
   // Forgets everything (the store's documents were removed).
   void Clear();
 

@@ -16,16 +16,25 @@ Status ReadForSend(storage::Store& store, const Outbound::Read& read, LogRead* o
   out->events.clear();
   out->first_seq = out->last_seq = 0;
   size_t bytes = 0;
-  return store.ReadLogWhile(read.origin, read.from_seq, read.limit,
-                            [&](const storage::LoggedEvent& event) {
-                              if (!out->events.empty() && event.dot.seq != out->last_seq + 1)
-                                return false;
-                              if (out->events.empty()) out->first_seq = event.dot.seq;
-                              out->last_seq = event.dot.seq;
-                              bytes += event.bytes.size();
-                              out->events.push_back(event.bytes);
-                              return bytes < read.bytes_max;  // full: read no further
-                            });
+  const auto append = [&](const storage::LoggedEvent& event) {
+    if (!out->events.empty() && event.dot.seq != out->last_seq + 1) return false;
+    if (out->events.empty()) out->first_seq = event.dot.seq;
+    out->last_seq = event.dot.seq;
+    bytes += event.bytes.size();
+    out->events.push_back(event.bytes);
+    return true;
+  };
+  Status status = store.ReadLogWhile(
+      read.origin, read.from_seq, read.limit, [&](const storage::LoggedEvent& event) {
+        return append(event) && bytes < read.bytes_max;  // full: read no further
+      });
+  if (!status.ok() || out->events.empty()) return status;
+  // A transaction is sent whole (the receiver applies it in one commit or not at all): a batch
+  // that ends inside one takes the rest of it, past the read's limits. It was committed as one,
+  // so the log holds all of it.
+  const uint32_t rest = core::PeekTxnRest(out->events.back());
+  if (rest == 0) return Status::Ok();
+  return store.ReadLogWhile(read.origin, out->last_seq + 1, rest, append);
 }
 
 bool Retention::Due(uint64_t now_ms) {
