@@ -74,6 +74,25 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
       if (claims.CanWrite(call.key)) return std::nullopt;
       return Forbidden("this token may not write key " + Quote(call.key) +
                        " (no \"write\" prefix of it)");
+    case Route::kTransaction:
+      // Each condition reads its document; each operation of either branch writes its own.
+      if (call.txn == nullptr) return std::nullopt;  // not parsed: refused as malformed
+      for (const core::Condition& condition : call.txn->conditions) {
+        if (!claims.CanRead(condition.key)) {
+          return Forbidden("this token may not read key " + Quote(condition.key) +
+                           ", which a condition of the transaction reads (no \"read\" prefix of "
+                           "it)");
+        }
+      }
+      for (const auto* ops : {&call.txn->then_ops, &call.txn->else_ops}) {
+        for (const core::KeyedOperation& op : *ops) {
+          if (!claims.CanWrite(op.key)) {
+            return Forbidden("this token may not write key " + Quote(op.key) +
+                             ", which the transaction writes (no \"write\" prefix of it)");
+          }
+        }
+      }
+      return std::nullopt;
     case Route::kScan:
     case Route::kWatch:
       if (claims.CanReadAll(call.prefix)) return std::nullopt;

@@ -407,7 +407,9 @@ class HttpServer::Impl {
           Header(request, "Meridian-Session"),
           Header(request, "Last-Event-ID"),
           request.body(),
-          Header(request, "Idempotency-Key")};
+          Header(request, "Idempotency-Key"),
+          Header(request, http::field::if_match),
+          Header(request, http::field::if_none_match)};
       auto parsed = ParseRequest(view, config.limits);
       // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
       // watch ends its connection, as every watch does.
@@ -582,21 +584,19 @@ class HttpServer::Impl {
       case Route::kPutDocument:
       case Route::kPatchDocument:
       case Route::kIncrementDocument:
-      case Route::kDeleteDocument: {
+      case Route::kDeleteDocument:
+      case Route::kTransaction: {
         if (auto error = CheckDurabilityRegions(config, call.durability_regions)) {
           co_return ErrorResponse(request, *error);
         }
-        node::WriteRequest write{call.key, std::move(call.op), std::move(call.idempotency_key)};
+        node::WriteRequest write = MakeWriteRequest(call);
         Result<node::Receipt> receipt = co_await SubmitWrite(write);
         if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
         core::VersionVector session = receipt->frontier;
         if (call.session) session.Merge(*call.session);
         const std::string token = EncodeSessionToken(session);
-        nlohmann::json body = {{"event", region.EventId(receipt->dot)},
-                               {"hlc", core::FormatHlc(receipt->hlc)},
-                               {"session", token}};
-        if (receipt->replayed) body["replayed"] = true;
-        if (call.durability_regions > 0) {
+        nlohmann::json body = ReceiptJson(region, *receipt, token);
+        if (call.durability_regions > 0 && receipt->dot.seq != 0) {
           // Other regions confirm by acknowledging the write over replication.
           const Clock::time_point deadline =
               Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms);
@@ -619,6 +619,8 @@ class HttpServer::Impl {
         Response response = MakeResponse(request, http::status::ok, body.dump());
         response.set("Meridian-Session", token);
         if (receipt->replayed) response.set("Idempotent-Replayed", "true");
+        if (!receipt->version.empty())
+          response.set(http::field::etag, '"' + receipt->version + '"');
         co_return response;
       }
       case Route::kGetDocument: {
@@ -627,7 +629,11 @@ class HttpServer::Impl {
         if (!view->has_value()) {
           co_return ErrorResponse(request, {404, "not_found", "no document with this key", {}});
         }
-        co_return MakeResponse(request, http::status::ok, std::move(**view));
+        const std::string etag =
+            '"' + core::DocumentVersion(core::RenderedDigest(call.key, *view)) + '"';
+        Response response = MakeResponse(request, http::status::ok, std::move(**view));
+        response.set(http::field::etag, etag);
+        co_return response;
       }
       case Route::kScan: {
         std::string body = "{\"items\":[";

@@ -37,6 +37,8 @@ std::string_view RouteName(Route route) {
       return "dead_letters";
     case Route::kRetryDeadLetter:
       return "retry_dead_letter";
+    case Route::kTransaction:
+      return "txn";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -117,16 +119,11 @@ bool IsJsonContentType(std::string_view content_type) {
 
 }  // namespace
 
-std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
-                                       const core::Limits& limits, core::Operation* op) {
-  if (body.size() > limits.document_bytes_max) {
-    return Error(413, "too_large",
-                 "the body is " + std::to_string(body.size()) + " bytes; the limit is " +
-                     std::to_string(limits.document_bytes_max));
-  }
-  if (!core::IsValidUtf8(body)) return Error(400, "malformed_json", "the body is not valid UTF-8");
-  nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) return Error(400, "malformed_json", "the body is not valid JSON");
+namespace {
+
+// A write's JSON object (PUT, PATCH: fields; incr: integer deltas) as an operation of `route`.
+std::optional<ApiError> OperationFromJson(Route route, const nlohmann::json& json,
+                                          const core::Limits& limits, core::Operation* op) {
   if (!json.is_object()) return Error(400, "malformed_json", "the body must be a JSON object");
   if (route == Route::kIncrementDocument) {
     op->kind = core::OpKind::kIncrement;
@@ -152,6 +149,184 @@ std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
   if (Status status = core::CheckCanonicalOperation(op, limits); !status.ok())
     return ErrorFromStatus(status);
   return std::nullopt;
+}
+
+std::optional<ApiError> CheckBody(std::string_view body, const core::Limits& limits) {
+  if (body.size() > limits.document_bytes_max) {
+    return Error(413, "too_large",
+                 "the body is " + std::to_string(body.size()) + " bytes; the limit is " +
+                     std::to_string(limits.document_bytes_max));
+  }
+  if (!core::IsValidUtf8(body)) return Error(400, "malformed_json", "the body is not valid UTF-8");
+  return std::nullopt;
+}
+
+ApiError BadTransaction(std::string message) {
+  return Error(400, "bad_transaction", std::move(message));
+}
+
+// A key in a transaction's body.
+std::optional<ApiError> TransactionKey(const nlohmann::json& item, const std::string& where,
+                                       const core::Limits& limits, std::string* key) {
+  auto it = item.find("key");
+  if (it == item.end() || !it->is_string()) {
+    return BadTransaction(where + " needs a \"key\" string");
+  }
+  *key = it->get<std::string>();
+  if (auto error = CheckKey(*key, limits)) {
+    error->message = where + ": " + error->message;
+    return error;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
+                                       const core::Limits& limits, core::Operation* op) {
+  if (auto error = CheckBody(body, limits)) return error;
+  nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Error(400, "malformed_json", "the body is not valid JSON");
+  return OperationFromJson(route, json, limits, op);
+}
+
+std::optional<ApiError> ParseTransaction(std::string_view body, const core::Limits& limits,
+                                         core::Transaction* txn) {
+  if (auto error = CheckBody(body, limits)) return error;
+  nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Error(400, "malformed_json", "the body is not valid JSON");
+  if (!json.is_object()) return Error(400, "malformed_json", "the body must be a JSON object");
+  for (const auto& [name, value] : json.items()) {
+    if (name != "if" && name != "then" && name != "else") {
+      return BadTransaction("unknown member \"" + name + "\" (a transaction has if, then, else)");
+    }
+    if (!value.is_array()) return BadTransaction("\"" + name + "\" must be an array");
+  }
+  if (auto it = json.find("if"); it != json.end()) {
+    for (size_t i = 0; i < it->size(); ++i) {
+      const nlohmann::json& item = (*it)[i];
+      const std::string where = "condition " + std::to_string(i + 1);
+      if (!item.is_object()) return BadTransaction(where + " must be an object");
+      core::Condition condition;
+      if (auto error = TransactionKey(item, where, limits, &condition.key)) return error;
+      for (const auto& [name, value] : item.items()) {
+        if (name == "key") continue;
+        if (name == "version" && value.is_string()) {
+          condition.version = value.get<std::string>();
+        } else if (name == "exists" && value.is_boolean()) {
+          condition.exists = value.get<bool>();
+        } else {
+          return BadTransaction(where + ": \"" + name +
+                                "\" is not a condition (\"version\": string or \"exists\": "
+                                "true/false)");
+        }
+      }
+      if (condition.version.has_value() == condition.exists.has_value()) {
+        return BadTransaction(where + " needs exactly one of \"version\" and \"exists\"");
+      }
+      txn->conditions.push_back(std::move(condition));
+    }
+  }
+  for (const char* branch : {"then", "else"}) {
+    auto it = json.find(branch);
+    if (it == json.end()) continue;
+    std::vector<core::KeyedOperation>& ops =
+        std::string_view(branch) == "then" ? txn->then_ops : txn->else_ops;
+    if (it->size() > core::kTransactionOpsMax) {
+      return Error(413, "too_large",
+                   std::string("\"") + branch + "\" has " + std::to_string(it->size()) +
+                       " operations; the limit is " + std::to_string(core::kTransactionOpsMax));
+    }
+    for (size_t i = 0; i < it->size(); ++i) {
+      const nlohmann::json& item = (*it)[i];
+      const std::string where = std::string(branch) + " operation " + std::to_string(i + 1);
+      if (!item.is_object()) return BadTransaction(where + " must be an object");
+      core::KeyedOperation op;
+      if (auto error = TransactionKey(item, where, limits, &op.key)) return error;
+      auto kind = item.find("op");
+      if (kind == item.end() || !kind->is_string()) {
+        return BadTransaction(where + " needs \"op\": put, patch, incr or delete");
+      }
+      const std::string name = kind->get<std::string>();
+      auto doc = item.find("doc");
+      for (const auto& [member, value] : item.items()) {
+        if (member != "key" && member != "op" && member != "doc") {
+          return BadTransaction(where + ": unknown member \"" + member + "\"");
+        }
+      }
+      if (name == "delete") {
+        if (doc != item.end()) return BadTransaction(where + ": a delete takes no \"doc\"");
+        op.op.kind = core::OpKind::kDelete;
+      } else {
+        const Route route = name == "put"     ? Route::kPutDocument
+                            : name == "patch" ? Route::kPatchDocument
+                            : name == "incr"  ? Route::kIncrementDocument
+                                              : Route::kRejected;
+        if (route == Route::kRejected) {
+          return BadTransaction(where + ": \"" + name +
+                                "\" is not an operation (put, patch, incr or delete)");
+        }
+        if (doc == item.end()) return BadTransaction(where + " needs a \"doc\" object");
+        if (auto error = OperationFromJson(route, *doc, limits, &op.op)) {
+          error->message = where + ": " + error->message;
+          return error;
+        }
+      }
+      ops.push_back(std::move(op));
+    }
+  }
+  return std::nullopt;
+}
+
+std::variant<std::optional<core::Condition>, ApiError> ParseCondition(
+    std::string_view key, std::string_view if_match, std::string_view if_none_match) {
+  const auto trim = [](std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+    return text;
+  };
+  if_match = trim(if_match);
+  if_none_match = trim(if_none_match);
+  if (if_match.empty() && if_none_match.empty()) return std::optional<core::Condition>();
+  if (!if_match.empty() && !if_none_match.empty()) {
+    return Error(400, "bad_header", "a write takes If-Match or If-None-Match, not both");
+  }
+  core::Condition condition;
+  condition.key = std::string(key);
+  if (!if_none_match.empty()) {
+    if (if_none_match != "*") {
+      return Error(400, "bad_header",
+                   "If-None-Match takes * (the write applies only when the document does not "
+                   "exist)");
+    }
+    condition.exists = false;
+    return std::optional<core::Condition>(std::move(condition));
+  }
+  if (if_match == "*") {
+    condition.exists = true;
+    return std::optional<core::Condition>(std::move(condition));
+  }
+  if (if_match.size() < 2 || if_match.front() != '"' || if_match.back() != '"' ||
+      if_match.substr(1, if_match.size() - 2).find_first_of("\",") != std::string_view::npos) {
+    return Error(400, "bad_header",
+                 "If-Match takes one version in quotes, as ETag answers it (\"0123456789abcdef\"), "
+                 "or *");
+  }
+  condition.version = std::string(if_match.substr(1, if_match.size() - 2));
+  return std::optional<core::Condition>(std::move(condition));
+}
+
+bool IsWrite(Route route) {
+  switch (route) {
+    case Route::kPutDocument:
+    case Route::kPatchDocument:
+    case Route::kIncrementDocument:
+    case Route::kDeleteDocument:
+    case Route::kTransaction:
+      return true;
+    default:
+      return false;
+  }
 }
 
 std::optional<ApiError> CheckKey(std::string_view key, const core::Limits& limits) {
@@ -216,6 +391,10 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(401, "unauthenticated", status.message());
     case StatusCode::kForbidden:
       return Error(403, "forbidden", status.message());
+    case StatusCode::kPreconditionFailed:
+      return Error(412, "precondition_failed", status.message());
+    case StatusCode::kBoundExceeded:
+      return Error(409, "bound_exceeded", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }
@@ -256,6 +435,16 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
   bool routed = false;
   if (path == "/v1/verify" && method == "POST") {
     call.route = Route::kVerifyNow;
+    routed = true;
+  }
+  if (path == "/v1/txn") {
+    if (method != "POST") {
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
+      error.allow = "POST";
+      return error;
+    }
+    call.route = Route::kTransaction;
     routed = true;
   }
   for (const Fixed& fixed : kFixed) {
@@ -362,8 +551,27 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       }
       if (auto error = ParseWriteBody(call.route, request.body, limits, &call.op)) return *error;
       [[fallthrough]];
-    case Route::kDeleteDocument: {
+    case Route::kDeleteDocument:
+    case Route::kTransaction: {
       if (call.route == Route::kDeleteDocument) call.op.kind = core::OpKind::kDelete;
+      if (call.route == Route::kTransaction) {
+        if (!IsJsonContentType(request.content_type)) {
+          return Error(
+              415, "unsupported_media_type",
+              "the body must be application/json, not " + std::string(request.content_type));
+        }
+        call.txn = std::make_shared<core::Transaction>();
+        if (auto error = ParseTransaction(request.body, limits, call.txn.get())) return *error;
+        if (!request.if_match.empty() || !request.if_none_match.empty()) {
+          return Error(400, "bad_header",
+                       "a transaction states its conditions in its body, not in If-Match or "
+                       "If-None-Match");
+        }
+      } else {
+        auto condition = ParseCondition(call.key, request.if_match, request.if_none_match);
+        if (auto* error = std::get_if<ApiError>(&condition)) return *error;
+        call.condition = std::get<std::optional<core::Condition>>(std::move(condition));
+      }
       if (auto it = query.find("durability"); it != query.end()) {
         constexpr std::string_view kRegions = "regions:";
         uint64_t regions = 0;

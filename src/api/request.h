@@ -9,7 +9,10 @@
 #include <string_view>
 #include <variant>
 
+#include <memory>
+
 #include "core/event.h"
+#include "core/transaction.h"
 #include "core/version_vector.h"
 
 namespace meridian::api {
@@ -28,6 +31,7 @@ enum class Route {
   kRepairs,
   kDeadLetters,      // GET /v1/dead-letters
   kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
+  kTransaction,      // POST /v1/txn
   kStatus,
   kMetrics,
   kHealth,
@@ -62,7 +66,14 @@ struct ApiCall {
   std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header
   std::string peer;             // POST /v1/verify: compare with this region only
+  // Writes: If-Match ("<version>": that version; *: it exists) or If-None-Match: * (it does not
+  // exist). The condition's key is `key`.
+  std::optional<core::Condition> condition;
+  std::shared_ptr<core::Transaction> txn;  // POST /v1/txn
 };
+
+// Whether `route` writes (the document routes that change a document, and transactions).
+bool IsWrite(Route route);
 
 struct RequestView {
   std::string_view method;  // "GET", "PUT", ...
@@ -72,6 +83,8 @@ struct RequestView {
   std::string_view last_event_id;
   std::string_view body;
   std::string_view idempotency_key;  // the Idempotency-Key header
+  std::string_view if_match = {};    // the If-Match header
+  std::string_view if_none_match = {};  // the If-None-Match header
 };
 
 constexpr uint64_t kWaitMsMax = 60'000;
@@ -89,6 +102,15 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
 // too_large, invalid_argument).
 std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
                                        const core::Limits& limits, core::Operation* op);
+// The body of POST /v1/txn as a transaction (docs/http-api.md#transactions), or the error the API
+// answers (400 malformed_json or bad_transaction, 413 too_large, ...).
+std::optional<ApiError> ParseTransaction(std::string_view body, const core::Limits& limits,
+                                         core::Transaction* txn);
+// The condition of a write's If-Match or If-None-Match header on `key` (both empty: nullopt), or
+// 400 bad_header.
+std::variant<std::optional<core::Condition>, ApiError> ParseCondition(
+    std::string_view key, std::string_view if_match, std::string_view if_none_match);
+
 // A document key: 400 invalid_key when empty or not UTF-8, 413 too_large when over the limit.
 std::optional<ApiError> CheckKey(std::string_view key, const core::Limits& limits);
 

@@ -64,6 +64,30 @@ ApiError BacklogError(const Status& status, const std::string& last_event) {
 
 }  // namespace
 
+node::WriteRequest MakeWriteRequest(ApiCall& call) {
+  node::WriteRequest write{call.key, std::move(call.op), std::move(call.idempotency_key)};
+  write.condition = std::move(call.condition);
+  write.txn = std::move(call.txn);
+  return write;
+}
+
+nlohmann::json ReceiptJson(const node::Region& region, const node::Receipt& receipt,
+                           const std::string& session) {
+  const bool wrote = receipt.dot.seq != 0;
+  nlohmann::json body = {{"event", wrote ? nlohmann::json(region.EventId(receipt.dot)) : nullptr},
+                         {"hlc", wrote ? nlohmann::json(core::FormatHlc(receipt.hlc)) : nullptr},
+                         {"session", session}};
+  if (receipt.replayed) body["replayed"] = true;
+  if (!receipt.version.empty()) body["version"] = receipt.version;
+  if (!receipt.succeeded || !receipt.events.empty() || !wrote) {
+    body["succeeded"] = receipt.succeeded;
+    nlohmann::json events = nlohmann::json::array();
+    for (const core::Dot& dot : receipt.events) events.push_back(region.EventId(dot));
+    body["events"] = std::move(events);
+  }
+  return body;
+}
+
 std::string ChangeJson(const node::Region& region, const node::Change& change) {
   std::string out = "{\"key\":";
   out += nlohmann::json(change.key).dump();

@@ -25,6 +25,14 @@ namespace meridian::api {
 // Changes a watch reads from the log per store call while it replays its backlog.
 constexpr size_t kWatchBacklogPage = 256;
 
+// The write request of a write route or a transaction (ApiCall::txn).
+node::WriteRequest MakeWriteRequest(ApiCall& call);
+// A write's answer: {"event", "hlc", "session"} (event null for a transaction that wrote
+// nothing), "replayed" when it is, "version" for a single write that left a document, and for a
+// transaction "succeeded" and "events".
+nlohmann::json ReceiptJson(const node::Region& region, const node::Receipt& receipt,
+                           const std::string& session);
+
 // {"key":..., "doc": {...} or null, "event": "us:42", "hlc": "..."}
 std::string ChangeJson(const node::Region& region, const node::Change& change);
 

@@ -56,7 +56,8 @@ grpc::StatusCode CodeOf(const ApiError& error) {
       return grpc::StatusCode::PERMISSION_DENIED;
     case 404:
       return grpc::StatusCode::NOT_FOUND;
-    case 409:  // not_a_number
+    case 409:  // not_a_number, bound_exceeded
+    case 412:  // precondition_failed
     case 422:  // idempotency_key_reused
       return grpc::StatusCode::FAILED_PRECONDITION;
     case 410:  // resume_point_trimmed: before the range of changes kept
@@ -170,6 +171,7 @@ struct WriteCall {
   uint32_t durability_regions = 0;
   uint64_t durability_timeout_ms = kDefaultDurabilityTimeoutMs;
   std::string idempotency_key;
+  std::optional<core::Condition> condition;
 };
 
 std::optional<ApiError> ParseWriteOptions(const v1::WriteOptions& options, WriteCall* call) {
@@ -193,6 +195,9 @@ std::optional<ApiError> ParseWriteOptions(const v1::WriteOptions& options, Write
     }
     call->idempotency_key = options.idempotency_key();
   }
+  auto condition = api::ParseCondition(call->key, options.if_match(), options.if_none_match());
+  if (auto* error = std::get_if<ApiError>(&condition)) return *error;
+  call->condition = std::get<std::optional<core::Condition>>(std::move(condition));
   return std::nullopt;
 }
 
@@ -308,6 +313,17 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
         reply);
   }
 
+  grpc::Status Txn(grpc::ServerContext* context, const v1::TxnRequest* request,
+                   v1::WriteReceipt* reply) override {
+    auto txn = std::make_shared<core::Transaction>();
+    std::optional<ApiError> parsed =
+        api::ParseTransaction(request->body(), node_->config().limits, txn.get());
+    if (parsed) txn = std::make_shared<core::Transaction>();  // the token is checked first
+    return Write(
+        context, api::Route::kTransaction, std::string(), request->options(),
+        [&](core::Operation*) { return parsed; }, reply, txn);
+  }
+
   // --- reads -------------------------------------------------------------------------------------
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::GetResponse* reply) override {
@@ -323,6 +339,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
         error = api::ErrorFromStatus(view.status());
       } else if (view->has_value()) {
         reply->set_found(true);
+        reply->set_version(core::DocumentVersion(core::RenderedDigest(request->key(), **view)));
         reply->set_doc(std::move(**view));
       }
     }
@@ -621,16 +638,18 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   grpc::Status Write(grpc::ServerContext* context, api::Route route, const std::string& key,
                      const v1::WriteOptions& options,
                      const std::function<std::optional<ApiError>(core::Operation*)>& build,
-                     v1::WriteReceipt* reply) {
+                     v1::WriteReceipt* reply, std::shared_ptr<core::Transaction> txn = nullptr) {
     const auto started = Clock::now();
     WriteCall call;
+    call.key = key;
     // The token first; the idempotency key it scopes is checked with the other options.
     api::ApiCall access;
     access.route = route;
     access.key = key;
     access.idempotency_key = options.idempotency_key();
+    access.txn = txn;
     std::optional<ApiError> error = CheckToken(context, &access);
-    if (!error) error = api::CheckKey(key, node_->config().limits);
+    if (!error && !txn) error = api::CheckKey(key, node_->config().limits);
     if (!error) {
       error = ParseWaits(
           options.session(),
@@ -639,12 +658,21 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     }
     if (!error) error = build(&call.op);
     if (!error) error = ParseWriteOptions(options, &call);
+    if (!error && txn && call.condition) {
+      error = ApiError{400,
+                       "bad_parameter",
+                       "a transaction states its conditions in its body, not in if_match or "
+                       "if_none_match",
+                       {}};
+    }
     if (!error && !call.idempotency_key.empty()) call.idempotency_key = access.idempotency_key;
     if (!error) error = WaitForSession(context, call.waits);
     if (!error) error = api::CheckDurabilityRegions(node_->config(), call.durability_regions);
     if (error) return Answer(context, route, started, error);
 
     node::WriteRequest write{key, std::move(call.op), std::move(call.idempotency_key)};
+    write.condition = std::move(call.condition);
+    write.txn = std::move(txn);
     Result<node::Receipt> receipt = SubmitWrite(std::move(write));
     if (!receipt.ok()) {
       return Answer(context, route, started, api::ErrorFromStatus(receipt.status()));
@@ -652,11 +680,16 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     core::VersionVector session = receipt->frontier;
     if (call.waits.session) session.Merge(*call.waits.session);
     node::Region& region = node_->region();
-    reply->set_event(region.EventId(receipt->dot));
-    reply->set_hlc(core::FormatHlc(receipt->hlc));
-    reply->set_session(api::EncodeSessionToken(session));
+    const nlohmann::json body =
+        api::ReceiptJson(region, *receipt, api::EncodeSessionToken(session));
+    reply->set_event(body["event"].is_string() ? body["event"].get<std::string>() : "");
+    reply->set_hlc(body["hlc"].is_string() ? body["hlc"].get<std::string>() : "");
+    reply->set_session(body["session"].get<std::string>());
     reply->set_replayed(receipt->replayed);
-    if (call.durability_regions > 0) {
+    reply->set_version(receipt->version);
+    reply->set_succeeded(receipt->succeeded);
+    for (const core::Dot& dot : receipt->events) reply->add_events(region.EventId(dot));
+    if (call.durability_regions > 0 && receipt->dot.seq != 0) {
       // Other regions confirm by acknowledging the write over replication.
       const core::Dot dot = receipt->dot;
       const size_t wanted = call.durability_regions;
