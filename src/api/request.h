@@ -28,6 +28,7 @@ enum class Route {
   kRepairs,
   kDeadLetters,      // GET /v1/dead-letters
   kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
+  kIds,              // POST /v1/ids
   kStatus,
   kMetrics,
   kHealth,
@@ -62,6 +63,7 @@ struct ApiCall {
   std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header
   std::string peer;             // POST /v1/verify: compare with this region only
+  uint32_t count = 1;           // POST /v1/ids: how many ids
 };
 
 struct RequestView {
@@ -80,6 +82,10 @@ constexpr size_t kIdempotencyKeyBytesMax = 255;
 // An idempotency key: 1..kIdempotencyKeyBytesMax bytes of visible ASCII (no spaces).
 bool ValidIdempotencyKey(std::string_view key);
 constexpr size_t kScanLimitMax = 1000;
+// POST /v1/ids takes 1..kIdsCountMax ids at once (count=N; default 1).
+constexpr uint64_t kIdsCountMax = 10'000;
+// 400 bad_parameter when `count` is outside 1..kIdsCountMax.
+std::optional<ApiError> CheckIdCount(uint64_t count);
 
 std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
                                              const core::Limits& limits);
