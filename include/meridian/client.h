@@ -156,6 +156,12 @@ class Client {
   Result<std::string> RepairsJson(size_t limit = 100, const std::string& region = "");
   Result<std::string> DeadLettersJson(size_t limit = 100, const std::string& region = "");
 
+  // New unique ids (POST /v1/ids; docs/semantics.md#unique-ids): `count` (1..10000) ids of one
+  // region, increasing, never issued before by any region, the region's id in bits 58-62. From
+  // `region` (by name) or else the current one; a call that fails over takes them from the next
+  // region (ids of an attempt whose answer was lost are never issued again, only never used).
+  Result<std::vector<uint64_t>> Ids(uint32_t count = 1, const std::string& region = "");
+
   // Follows changes under `prefix`, calling on_change for each until on_change returns false,
   // `stop` returns true (checked at least every second), or no region can serve it for
   // failover_budget. `since` is what the caller has already seen: the last event id of each origin

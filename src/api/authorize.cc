@@ -101,6 +101,10 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
                        Quote(call.prefix) +
                        ": it needs a \"read\" prefix of it, so that every key it can return is "
                        "readable");
+    case Route::kIds:
+      // Ids touch no key, but each one issued is spent for good: a token that may write some key.
+      if (!claims.write.empty()) return std::nullopt;
+      return Forbidden("ids needs a token with a \"write\" prefix (any)");
     case Route::kConflicts:
     case Route::kVerify:
     case Route::kVerifyNow:

@@ -7,8 +7,8 @@
 //     that verifies with one of the secrets and has not expired: else 401 unauthenticated.
 //   - A document read needs a `read` prefix of its key, a write a `write` prefix of it; a scan or
 //     a watch of a prefix needs a `read` prefix of that prefix (every key it can return is then
-//     readable); status, metrics, conflicts, verify (both), repairs and dead letters (both) need
-//     `admin`: else 403 forbidden.
+//     readable); ids need some `write` prefix (any); status, metrics, conflicts, verify (both),
+//     repairs and dead letters (both) need `admin`: else 403 forbidden.
 // Both refusals change nothing.
 #pragma once
 

@@ -695,6 +695,12 @@ class HttpServer::Impl {
         }
         co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(answer).dump());
       }
+      case Route::kIds: {
+        auto ids = IssueIds(*node_, call.count);
+        if (auto* error = std::get_if<ApiError>(&ids)) co_return ErrorResponse(request, *error);
+        co_return MakeResponse(request, http::status::ok,
+                               IdsJson(std::get<std::vector<uint64_t>>(ids)));
+      }
       case Route::kStatus:
         co_return MakeResponse(request, http::status::ok, StatusJson().dump());
       case Route::kMetrics:

@@ -39,6 +39,8 @@ std::string_view RouteName(Route route) {
       return "retry_dead_letter";
     case Route::kTransaction:
       return "txn";
+    case Route::kIds:
+      return "ids";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -359,6 +361,12 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
   return out;
 }
 
+std::optional<ApiError> CheckIdCount(uint64_t count) {
+  if (count >= 1 && count <= kIdsCountMax) return std::nullopt;
+  return Error(400, "bad_parameter",
+               "count must be an integer from 1 to " + std::to_string(kIdsCountMax));
+}
+
 bool ValidIdempotencyKey(std::string_view key) {
   if (key.empty() || key.size() > kIdempotencyKeyBytesMax) return false;
   for (char c : key) {
@@ -459,6 +467,16 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       return error;
     }
     call.route = fixed.route;
+    routed = true;
+  }
+  if (path == "/v1/ids") {
+    if (method != "POST") {
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
+      error.allow = "POST";
+      return error;
+    }
+    call.route = Route::kIds;
     routed = true;
   }
   constexpr std::string_view kDeadLetters = "/v1/dead-letters/";
@@ -606,6 +624,15 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     case Route::kVerifyNow:
       if (auto it = query.find("peer"); it != query.end()) call.peer = it->second;
       break;
+    case Route::kIds: {
+      uint64_t count = call.count;
+      if (auto it = query.find("count"); it != query.end() && !ParseUnsigned(it->second, &count)) {
+        count = 0;  // malformed: refused as out of range
+      }
+      if (auto error = CheckIdCount(count)) return *error;
+      call.count = static_cast<uint32_t>(count);
+      break;
+    }
     case Route::kScan:
     case Route::kConflicts:
     case Route::kDeadLetters: {

@@ -32,6 +32,7 @@ enum class Route {
   kDeadLetters,      // GET /v1/dead-letters
   kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
   kTransaction,      // POST /v1/txn
+  kIds,              // POST /v1/ids
   kStatus,
   kMetrics,
   kHealth,
@@ -70,6 +71,7 @@ struct ApiCall {
   // exist). The condition's key is `key`.
   std::optional<core::Condition> condition;
   std::shared_ptr<core::Transaction> txn;  // POST /v1/txn
+  uint32_t count = 1;           // POST /v1/ids: how many ids
 };
 
 // Whether `route` writes (the document routes that change a document, and transactions).
@@ -93,6 +95,10 @@ constexpr size_t kIdempotencyKeyBytesMax = 255;
 // An idempotency key: 1..kIdempotencyKeyBytesMax bytes of visible ASCII (no spaces).
 bool ValidIdempotencyKey(std::string_view key);
 constexpr size_t kScanLimitMax = 1000;
+// POST /v1/ids takes 1..kIdsCountMax ids at once (count=N; default 1).
+constexpr uint64_t kIdsCountMax = 10'000;
+// 400 bad_parameter when `count` is outside 1..kIdsCountMax.
+std::optional<ApiError> CheckIdCount(uint64_t count);
 
 std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
                                              const core::Limits& limits);

@@ -135,9 +135,31 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.watchers = node.watches().watchers();
   snapshot.watch_overflows = node.watches().overflows();
   snapshot.clock_skew_events = node.region().skew_count();
+  snapshot.ids_issued = node.ids().issued();
+  snapshot.id_reservations = node.ids().reservations();
   node.replication().UpdateGauges(node.region().frontier());
   snapshot.connections = connections;
   return snapshot;
+}
+
+std::variant<std::vector<uint64_t>, ApiError> IssueIds(node::Node& node, uint32_t count) {
+  MERIDIAN_CHECK(!CheckIdCount(count));
+  std::vector<uint64_t> ids;
+  if (Status status = node.ids().Next(count, &ids); !status.ok()) return ErrorFromStatus(status);
+  return ids;
+}
+
+std::string IdsJson(const std::vector<uint64_t>& ids) {
+  std::string body = "{\"ids\":[";
+  body.reserve(body.size() + ids.size() * 22 + 2);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) body += ',';
+    body += '"';
+    body += std::to_string(ids[i]);
+    body += '"';
+  }
+  body += "]}";
+  return body;
 }
 
 nlohmann::json StatusJson(node::Node& node) {

@@ -66,6 +66,13 @@ std::variant<nlohmann::json, ApiError> DeadLettersJson(node::Node& node, size_t 
 std::variant<nlohmann::json, ApiError> DeadLetterRetryAnswer(
     uint64_t id, const Result<node::DeadLetterRetry>& retry);
 
+// Unique ids (node/id_generator.h), for HTTP and gRPC alike: `count` (already checked with
+// CheckIdCount) new ids of this region, increasing; 503 unavailable when none can be issued (the
+// reservation could not be saved, or the ids' clock ran out).
+std::variant<std::vector<uint64_t>, ApiError> IssueIds(node::Node& node, uint32_t count);
+// {"ids": ["<decimal>", ...]}: strings, since JSON numbers past 2^53 lose digits in many readers.
+std::string IdsJson(const std::vector<uint64_t>& ids);
+
 // [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
 // without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the
 // Authorization header or the `authorization` metadata. Once allowed, a write's idempotency key

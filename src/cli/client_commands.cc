@@ -466,6 +466,21 @@ int RunQueue(Command& command, Client& client, bool repairs) {
   return 0;
 }
 
+// New unique ids of one region (POST /v1/ids), one per line, in increasing order.
+int RunIds(Command& command, Client& client) {
+  auto ids = client.Ids(static_cast<uint32_t>(command.count), command.region);
+  if (!ids.ok()) return Failed(command, &client, ids.status());
+  if (command.common.json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (uint64_t id : *ids) list.push_back(std::to_string(id));
+    const std::string region = command.region.empty() ? client.current_region() : command.region;
+    std::printf("%s\n", nlohmann::json{{"ids", list}, {"region", region}}.dump().c_str());
+    return 0;
+  }
+  for (uint64_t id : *ids) std::printf("%llu\n", static_cast<unsigned long long>(id));
+  return 0;
+}
+
 Command& NewCommand(CLI::App& app, const std::string& name, const std::string& help) {
   Commands().push_back(std::make_unique<Command>());
   Command& command = *Commands().back();
@@ -544,6 +559,13 @@ void AddClientCommands(CLI::App& app) {
       ->capture_default_str();
   repairs.app->add_option("--region", repairs.region, "This region (default: the current one)");
 
+  Command& ids = NewCommand(app, "ids", "New unique ids of one region, one per line");
+  ids.count = 1;
+  ids.app->add_option("--count", ids.count, "How many")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  ids.app->add_option("--region", ids.region, "This region (default: the current one)");
+
   Command& dead =
       NewCommand(app, "dead-letters", "Events a region parked: it could not apply them");
   dead.app->add_option("--limit", dead.limit, "How many")
@@ -570,6 +592,7 @@ int RunClientCommands() {
     if (name == "verify") return RunVerify(command, **client);
     if (name == "repairs") return RunQueue(command, **client, /*repairs=*/true);
     if (name == "dead-letters") return RunQueue(command, **client, /*repairs=*/false);
+    if (name == "ids") return RunIds(command, **client);
   }
   return -1;
 }

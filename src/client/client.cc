@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -584,6 +585,38 @@ Result<std::string> Client::RepairsJson(size_t limit, const std::string& region)
 
 Result<std::string> Client::DeadLettersJson(size_t limit, const std::string& region) {
   return impl_->GetJson(region, "/v1/dead-letters?limit=" + std::to_string(limit));
+}
+
+Result<std::vector<uint64_t>> Client::Ids(uint32_t count, const std::string& region) {
+  int pinned = -1;
+  if (!region.empty()) {
+    pinned = impl_->IndexOf(region);
+    if (pinned < 0) return InvalidArgument("no region named '" + region + "'");
+  }
+  // Not a write: an attempt retried elsewhere can only leave ids unused, never repeat one.
+  auto answer = impl_->Call("POST", "/v1/ids?count=" + std::to_string(count), "", {},
+                            /*is_write=*/false, "", pinned, /*with_session=*/false);
+  if (!answer.ok()) return answer.status();
+  const std::string& name = impl_->regions[answer->region]->endpoint.name;
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body, name, "");
+  }
+  auto json = nlohmann::json::parse(answer->response.body, nullptr, false);
+  if (!json.is_object() || !json["ids"].is_array()) {
+    return Impl::Fail(0, "", name, "the ids answer is not the expected JSON");
+  }
+  std::vector<uint64_t> ids;
+  ids.reserve(json["ids"].size());
+  for (const nlohmann::json& id : json["ids"]) {
+    uint64_t value = 0;
+    const std::string text = id.is_string() ? id.get<std::string>() : std::string();
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+      return Impl::Fail(0, "", name, "the ids answer holds an id that is not a decimal string");
+    }
+    ids.push_back(value);
+  }
+  return ids;
 }
 
 namespace {

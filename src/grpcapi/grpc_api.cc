@@ -479,6 +479,25 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     return Answer(context, api::Route::kRetryDeadLetter, started, error);
   }
 
+  grpc::Status Ids(grpc::ServerContext* context, const v1::IdsRequest* request,
+                   v1::IdsResponse* reply) override {
+    const auto started = Clock::now();
+    const uint64_t count = request->has_count() ? request->count() : 1;
+    std::optional<ApiError> error = CheckToken(context, api::Route::kIds);
+    if (!error) error = api::CheckIdCount(count);
+    if (!error) {
+      auto ids = api::IssueIds(*node_, static_cast<uint32_t>(count));
+      if (auto* refused = std::get_if<ApiError>(&ids)) {
+        error = *refused;
+      } else {
+        const auto& issued = std::get<std::vector<uint64_t>>(ids);
+        reply->mutable_ids()->Reserve(static_cast<int>(issued.size()));
+        for (uint64_t id : issued) reply->add_ids(id);
+      }
+    }
+    return Answer(context, api::Route::kIds, started, error);
+  }
+
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* reply) override {
     const auto started = Clock::now();

@@ -86,6 +86,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   conflict_log_records_ =
       MakeGauge(*registry_, "meridian_conflict_log_records",
                 "Records the conflict log keeps (storage.conflicts_kept bounds them)");
+  ids_issued_ = MakeCounter(*registry_, "meridian_ids_issued_total",
+                            "Unique ids issued by this region (POST /v1/ids)");
+  id_reservations_ =
+      MakeCounter(*registry_, "meridian_id_reservations_total",
+                  "Id reservations saved durably (one fsync each; docs/semantics.md#unique-ids)");
 
   visibility_.family = &prometheus::BuildHistogram()
                             .Name("meridian_replication_visibility_ms")
@@ -256,6 +261,8 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   change_log_oldest_lsn_->Set(static_cast<double>(snapshot.change_log_oldest_lsn));
   change_log_changes_->Set(static_cast<double>(snapshot.change_log_changes));
   conflict_log_records_->Set(static_cast<double>(snapshot.conflict_log_records));
+  CatchUp(ids_issued_, snapshot.ids_issued);
+  CatchUp(id_reservations_, snapshot.id_reservations);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -44,6 +44,8 @@ class Metrics {
     uint64_t change_log_changes = 0;     // changes it keeps
     uint64_t conflict_log_records = 0;   // conflict records the conflict log keeps
     uint64_t damaged_documents = 0;      // marked damaged, waiting for a repair
+    uint64_t ids_issued = 0;             // unique ids issued since the start (POST /v1/ids)
+    uint64_t id_reservations = 0;        // durable id reservations saved since the start
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -106,6 +108,8 @@ class Metrics {
   prometheus::Gauge* change_log_oldest_lsn_;
   prometheus::Gauge* change_log_changes_;
   prometheus::Gauge* conflict_log_records_;
+  prometheus::Counter* ids_issued_;
+  prometheus::Counter* id_reservations_;
 
   // A latency histogram per origin, made with the first observation of that origin.
   struct ByOrigin {

@@ -121,6 +121,18 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   auto recovered = node->store_->Recover();
   if (!recovered.ok()) return recovered.status();
   node->watches_.SetPublishedLsn(recovered->last_lsn);
+  // Unique ids start above every id this region issued before (node/id_generator.h).
+  auto reservation = node->store_->IdReservation();
+  if (!reservation.ok()) return reservation.status();
+  node->ids_ = std::make_unique<IdGenerator>(
+      IdGeneratorOptions{.region = config.self().id,
+                         .clock = &node->clock_,
+                         .recorded = *reservation,
+                         .save = [self = node.get()](uint64_t reserved) {
+                           Status status = self->store_->SaveIdReservation(reserved);
+                           if (!status.ok()) self->ReportStorageFailure(status);
+                           return status;
+                         }});
   Node* self = node.get();
   node->queue_ = std::make_unique<WriteQueue>(
       node->region_.get(), config.write_batch_max, config.write_queue_max,

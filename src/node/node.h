@@ -13,6 +13,7 @@
 #include "auth/secret_file.h"
 #include "core/hlc.h"
 #include "node/config.h"
+#include "node/id_generator.h"
 #include "node/identity.h"
 #include "node/metrics.h"
 #include "node/region.h"
@@ -98,6 +99,8 @@ class Node {
   CommitSignal& commits() { return commits_; }
   Metrics& metrics() { return metrics_; }
   ReplicationBoard& replication() { return replication_; }
+  // This region's unique ids (POST /v1/ids). Thread-safe.
+  IdGenerator& ids() { return *ids_; }
   size_t write_queue_depth() const { return queue_->depth(); }
   // [auth]: the secrets tokens are verified with (re-read when the file changes); null without
   // [auth], when every request is allowed.
@@ -126,6 +129,7 @@ class Node {
   Metrics metrics_;
   ReplicationBoard replication_;
   std::unique_ptr<WriteQueue> queue_;
+  std::unique_ptr<IdGenerator> ids_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   mutable std::mutex failure_mutex_;
   bool storage_failed_ = false;

@@ -392,6 +392,15 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mutex_);
     return static_cast<uint64_t>(idempotency_.size());
   }
+  Result<uint64_t> IdReservation() override {
+    std::lock_guard lock(mutex_);
+    return id_reservation_;
+  }
+  Status SaveIdReservation(uint64_t reservation) override {
+    std::lock_guard lock(mutex_);
+    id_reservation_ = reservation;
+    return Status::Ok();
+  }
 
  private:
   static std::optional<std::string> Find(const std::map<std::string, std::string, std::less<>>& map,
@@ -429,6 +438,7 @@ class MemoryStore final : public Store {
   std::map<std::string, std::string, std::less<>> marks_;
   std::deque<std::string> repairs_;
   uint64_t repair_count_ = 0;
+  uint64_t id_reservation_ = 0;
 };
 
 }  // namespace
@@ -499,6 +509,7 @@ std::unique_ptr<Store> CopyMemoryStore(Store& store) {
   copy->marks_ = from.marks_;
   copy->repairs_ = from.repairs_;
   copy->repair_count_ = from.repair_count_;
+  copy->id_reservation_ = from.id_reservation_;
   return copy;
 }
 

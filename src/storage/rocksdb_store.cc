@@ -27,6 +27,9 @@ constexpr const char* kMetaPosition = "position";
 // Where the trimmed logs start (KeptLogs): the oldest lsn and the oldest conflict sequence number
 // kept, each 8 bytes, big-endian. Absent until the first trim.
 constexpr const char* kMetaKept = "kept";
+// The unique-id reservation (Store::IdReservation): 8 bytes, big-endian. Absent until the first
+// id is issued.
+constexpr const char* kMetaIds = "ids";
 
 std::string EncodeKept(const KeptLogs& kept) {
   std::string value;
@@ -773,6 +776,23 @@ class RocksDbStore final : public Store {
     uint64_t keys = 0;
     if (!db_->GetIntProperty(families_[kIdempotency], "rocksdb.estimate-num-keys", &keys)) keys = 0;
     return keys / 2;  // two entries per record
+  }
+
+  Result<uint64_t> IdReservation() override {
+    auto value = Get(kMeta, kMetaIds);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return uint64_t{0};
+    if ((*value)->size() != 8) return Corruption("meta ids record is not 8 bytes");
+    return GetBigEndian64(**value);
+  }
+
+  Status SaveIdReservation(uint64_t reservation) override {
+    std::string value;
+    PutBigEndian64(&value, reservation);
+    rocksdb::WriteOptions options;
+    options.sync = true;  // always: see store.h
+    std::lock_guard lock(commit_mutex_);
+    return FromRocks(db_->Put(options, families_[kMeta], kMetaIds, value), "save id reservation");
   }
 
  private:

@@ -14,7 +14,8 @@
 //   - where the change order and the conflict log start: both are trimmed from their oldest end
 //     (TrimChanges, TrimConflicts), so that they stay bounded;
 //   - idempotency records: an idempotency key -> the receipt of the write that first used it,
-//     with the time it was written, so that a retried write answers the original receipt.
+//     with the time it was written, so that a retried write answers the original receipt;
+//   - the unique-id reservation (one number: node/id_generator.h).
 //
 // Every step of the node is one Commit: all of a batch becomes durable at once or not at all.
 // Implementations are thread-safe: reads may run concurrently with one Commit at a time.
@@ -280,6 +281,13 @@ class Store {
                                                                     size_t limit) = 0;
   // About how many idempotency records the store holds (for status and metrics).
   virtual Result<uint64_t> IdempotencyCount() = 0;
+
+  // The unique-id reservation (node/id_generator.h): a millisecond of the ids' clock that every
+  // id this region has issued lies below; 0 when none was ever saved. One record.
+  virtual Result<uint64_t> IdReservation() = 0;
+  // Replaces it, durably before returning: synced whatever the store's sync setting, because the
+  // ids issued after a restart rely on it. Runs one at a time with Commit.
+  virtual Status SaveIdReservation(uint64_t reservation) = 0;
 };
 
 }  // namespace meridian::storage

@@ -156,6 +156,19 @@ TEST(AuthorizeTest, AdminRoutesNeedAdmin) {
   EXPECT_TRUE(Refused(Outcome(admin, Call(Route::kScan)), 403, "scan"));
 }
 
+TEST(AuthorizeTest, IdsNeedSomeWritePrefix) {
+  // Any write prefix will do: ids touch no key.
+  EXPECT_EQ(Outcome(Bearer(Token({}, {"orders/eu/"})), Call(Route::kIds)), "allowed");
+  EXPECT_EQ(Outcome(Bearer(Token({}, {""})), Call(Route::kIds)), "allowed");
+  // Reading, even everything, or admin alone is not enough.
+  EXPECT_TRUE(Refused(Outcome(Bearer(Token({""}, {})), Call(Route::kIds)), 403,
+                      "ids needs a token with a \"write\" prefix"));
+  EXPECT_TRUE(
+      Refused(Outcome(Bearer(Token({}, {}, /*admin=*/true)), Call(Route::kIds)), 403, "\"write\""));
+  EXPECT_TRUE(Refused(Outcome("", Call(Route::kIds)), 401, "no token"));
+  EXPECT_FALSE(NeedsNoToken(Route::kIds));
+}
+
 TEST(AuthorizeTest, MissingMalformedBadlySignedOrExpiredTokensAreUnauthenticated) {
   const ApiCall get = Call(Route::kGetDocument, "a");
   const auth::Claims claims = Token({""}, {""}, true);

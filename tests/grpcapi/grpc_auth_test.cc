@@ -283,6 +283,24 @@ TEST_F(GrpcAuthTest, CallsOutsideTheTokensClaimsArePermissionDenied) {
   }
 }
 
+TEST_F(GrpcAuthTest, IdsNeedAWritePrefixOfAnyKey) {
+  const auto ids = [&](const std::string& authorization) {
+    v1::IdsRequest request;
+    request.set_count(3);
+    v1::IdsResponse response;
+    auto context = Context(authorization);
+    const grpc::Status status = stub_->Ids(context.get(), request, &response);
+    return std::make_pair(status, response.ids_size());
+  };
+  EXPECT_EQ(ids("").first.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ids(Bearer(Claims({""}, {}))).first.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(ids(Bearer(Claims({}, {}, /*admin=*/true))).first.error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const auto [status, count] = ids(Bearer(Claims({}, {"carts/"})));
+  EXPECT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(count, 3);
+}
+
 TEST_F(GrpcAuthTest, ARefusedWriteChangesNothing) {
   {
     v1::PutRequest request;

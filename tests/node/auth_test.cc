@@ -203,6 +203,7 @@ const std::vector<Route> kTokenRoutes = {
     {"GET", "/v1/repairs", ""},
     {"GET", "/v1/dead-letters", ""},
     {"POST", "/v1/dead-letters/1/retry", ""},
+    {"POST", "/v1/ids", ""},
 };
 
 TEST_F(AuthTest, HealthAndReadinessNeedNoToken) {
@@ -265,7 +266,7 @@ TEST_F(AuthTest, ScansNeedAReadPrefixOfTheirPrefix) {
 TEST_F(AuthTest, AdminEndpointsNeedAdmin) {
   const std::string plain = Bearer(Claims({""}, {""}));
   for (const Route& route : kTokenRoutes) {
-    if (route.target.starts_with("/v1/docs")) continue;
+    if (route.target.starts_with("/v1/docs") || route.target == "/v1/ids") continue;
     const HttpResponse refused = Call(route.method, route.target, plain, route.body);
     EXPECT_TRUE(IsError(refused, 403, "forbidden")) << route.method << " " << route.target;
     const HttpResponse allowed = Call(route.method, route.target, admin_, route.body);
@@ -277,6 +278,15 @@ TEST_F(AuthTest, AdminEndpointsNeedAdmin) {
           << route.method << " " << route.target << " " << Describe(allowed);
     }
   }
+}
+
+TEST_F(AuthTest, IdsNeedAWritePrefixOfAnyKey) {
+  const HttpResponse allowed = Call("POST", "/v1/ids?count=2", Bearer(Claims({}, {"carts/"})));
+  EXPECT_EQ(allowed.status, 200) << Describe(allowed);
+  EXPECT_EQ(Parse(allowed.body)["ids"].size(), 2u) << Describe(allowed);
+  EXPECT_TRUE(IsError(Call("POST", "/v1/ids", Bearer(Claims({""}, {}))), 403, "forbidden"));
+  EXPECT_TRUE(
+      IsError(Call("POST", "/v1/ids", Bearer(Claims({}, {}, /*admin=*/true))), 403, "forbidden"));
 }
 
 TEST_F(AuthTest, ARefusedRequestChangesNothing) {

@@ -111,6 +111,10 @@ class FlakyStore final : public storage::Store {
     return inner_->ExpiredIdempotency(before_ms, limit);
   }
   Result<uint64_t> IdempotencyCount() override { return inner_->IdempotencyCount(); }
+  Result<uint64_t> IdReservation() override { return inner_->IdReservation(); }
+  Status SaveIdReservation(uint64_t reservation) override {
+    return inner_->SaveIdReservation(reservation);
+  }
 
  private:
   std::unique_ptr<storage::Store> inner_ = storage::NewMemoryStore();

@@ -105,6 +105,26 @@ TEST(RequestTest, MethodsAndRoutes) {
   EXPECT_EQ(Ok(Parse("GET", "/v1/conflicts?limit=5")).limit, 5u);
 }
 
+TEST(RequestTest, IdsTakeACountFromOneToTenThousand) {
+  ApiCall one = Ok(Parse("POST", "/v1/ids"));
+  EXPECT_EQ(one.route, Route::kIds);
+  EXPECT_EQ(one.count, 1u);
+  EXPECT_EQ(Ok(Parse("POST", "/v1/ids?count=10000")).count, 10000u);
+  EXPECT_EQ(Ok(Parse("POST", "/v1/ids?count=7")).count, 7u);
+  for (const char* bad : {"0", "10001", "-1", "abc", "", "1.5", "99999999999999999999999"}) {
+    ApiError error = Err(Parse("POST", std::string("/v1/ids?count=") + bad));
+    EXPECT_EQ(error.status, 400) << bad;
+    EXPECT_EQ(error.code, "bad_parameter") << bad;
+    EXPECT_NE(error.message.find("1 to 10000"), std::string::npos) << error.message;
+  }
+  for (const char* method : {"GET", "HEAD", "PUT", "DELETE"}) {
+    ApiError error = Err(Parse(method, "/v1/ids?count=1"));
+    EXPECT_EQ(error.status, 405) << method;
+    EXPECT_EQ(error.allow, "POST");
+  }
+  EXPECT_EQ(RouteName(Route::kIds), "ids");
+}
+
 TEST(RequestTest, ScanAndWatchParameters) {
   ApiCall scan = Ok(Parse("GET", "/v1/docs?prefix=sku%3A&limit=10&after=sku%3A4"));
   EXPECT_EQ(scan.route, Route::kScan);

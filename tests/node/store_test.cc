@@ -539,6 +539,21 @@ TEST_P(StoreTest, IdempotencyRecordsByKeyAndExpiryByTime) {
   EXPECT_EQ(store().GetIdempotency("mid").value()->record, "r-mid-2");
 }
 
+// The unique-id reservation: none at first, then the last one saved, after a reopen too, and
+// untouched by commits (which rewrite the position record beside it).
+TEST_P(StoreTest, TheIdReservationIsTheLastSavedAndSurvivesReopen) {
+  EXPECT_EQ(store().IdReservation().value(), 0u);
+  ASSERT_TRUE(store().SaveIdReservation(5'000).ok());
+  ASSERT_TRUE(store().SaveIdReservation(12'345'678'901).ok());
+  ASSERT_TRUE(store().Commit(Batch(1, "a", "{}")).ok());
+  EXPECT_EQ(store().IdReservation().value(), 12'345'678'901u);
+  Reopen();
+  EXPECT_EQ(store().IdReservation().value(), 12'345'678'901u);
+  if (GetParam() == "memory") {  // a copy (a backup) holds it too
+    EXPECT_EQ(CopyMemoryStore(store())->IdReservation().value(), 12'345'678'901u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("memory", "rocksdb"));
 
 TEST(RocksDbStoreTest, ReportsAnUnopenablePath) {
