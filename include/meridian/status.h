@@ -17,20 +17,21 @@ namespace meridian {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,  // malformed input: the request can never succeed as sent
-  kTooLarge,         // a key, value, field or document over its limit
-  kNotFound,         // no such document (or route)
-  kTypeMismatch,     // e.g. an increment of a field that holds a non-number
-  kCorruption,       // bytes that do not decode (wire or disk)
-  kUnsupported,      // a schema version or feature this build does not know
-  kUnavailable,      // a dependency (disk, peer) cannot serve now; retrying may help
-  kTimeout,          // a bounded wait ran out
-  kOverloaded,       // admission refused; retry later
-  kInternal,         // an unexpected failure of the node itself
+  kInvalidArgument,       // malformed input: the request can never succeed as sent
+  kTooLarge,              // a key, value, field or document over its limit
+  kNotFound,              // no such document (or route)
+  kTypeMismatch,          // e.g. an increment of a field that holds a non-number
+  kCorruption,            // bytes that do not decode (wire or disk)
+  kUnsupported,           // a schema version or feature this build does not know
+  kUnavailable,           // a dependency (disk, peer) cannot serve now; retrying may help
+  kTimeout,               // a bounded wait ran out
+  kOverloaded,            // admission refused; retry later
+  kInternal,              // an unexpected failure of the node itself
   kIdempotencyKeyReused,  // an idempotency key sent again with a different request
-  kRebuilding,  // the region is recovering its own events from its peers: no writes yet
-  kUnauthenticated,  // no credentials, or credentials that do not verify ([auth])
-  kForbidden,        // verified credentials that do not allow this request
+  kRebuilding,            // the region is recovering its own events from its peers: no writes yet
+  kUnauthenticated,       // no credentials, or credentials that do not verify ([auth])
+  kForbidden,             // verified credentials that do not allow this request
+  kBoundExceeded,         // a bounded counter's region lacks the rights for this decrement
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -34,6 +34,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "unauthenticated";
     case StatusCode::kForbidden:
       return "forbidden";
+    case StatusCode::kBoundExceeded:
+      return "bound_exceeded";
   }
   return "unknown";
 }
