@@ -32,7 +32,7 @@ enum class StatusCode {
   kUnauthenticated,       // no credentials, or credentials that do not verify ([auth])
   kForbidden,             // verified credentials that do not allow this request
   kPreconditionFailed,    // a conditional write whose condition does not hold (If-Match, ...)
-  kBoundExceeded,         // a bounded counter's decrement beyond this region's rights
+  kBoundExceeded,         // a bounded counter's region lacks the rights for this decrement
 };
 
 std::string_view StatusCodeName(StatusCode code);
