@@ -5,7 +5,9 @@
 //   - /healthz and /readyz need no token.
 //   - Every other request needs `Authorization: Bearer <JWT>` (gRPC: `authorization` metadata)
 //     that verifies with one of the secrets and has not expired: else 401 unauthenticated.
-//   - A document read needs a `read` prefix of its key, a write a `write` prefix of it; a scan or
+//   - A document read needs a `read` prefix of its key, a write a `write` prefix of it (a
+//     transaction: `read` of every key its conditions name, `write` of every key of either
+//     branch); a scan or
 //     a watch of a prefix needs a `read` prefix of that prefix (every key it can return is then
 //     readable); ids need some `write` prefix (any); status, metrics, conflicts, verify (both),
 //     repairs and dead letters (both) need `admin`: else 403 forbidden.

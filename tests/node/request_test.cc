@@ -30,6 +30,76 @@ ApiError Err(const std::variant<ApiCall, ApiError>& result) {
   return std::get<ApiError>(result);
 }
 
+TEST(RequestTest, WritesTakeIfMatchOrIfNoneMatch) {
+  const auto with = [](std::string_view if_match, std::string_view if_none_match) {
+    return ParseRequest(RequestView{"PUT", "/v1/docs/k", "application/json", "", "", "{}", "",
+                                    if_match, if_none_match},
+                        core::Limits{});
+  };
+  ApiCall call = Ok(with("\"00112233aabbccdd\"", ""));
+  ASSERT_TRUE(call.condition.has_value());
+  EXPECT_EQ(call.condition->key, "k");
+  EXPECT_EQ(call.condition->version, "00112233aabbccdd");
+  EXPECT_FALSE(call.condition->exists.has_value());
+  EXPECT_EQ(Ok(with(" * ", "")).condition->exists, true);
+  EXPECT_EQ(Ok(with("", "*")).condition->exists, false);
+  EXPECT_FALSE(Ok(with("", "")).condition.has_value());
+  for (auto [if_match, if_none_match] :
+       std::vector<std::pair<std::string_view, std::string_view>>{
+           {"abc", ""}, {"\"a\",\"b\"", ""}, {"\"", ""}, {"", "\"abc\""}, {"*", "*"}}) {
+    EXPECT_EQ(Err(with(if_match, if_none_match)).code, "bad_header") << if_match << if_none_match;
+  }
+}
+
+TEST(RequestTest, ParsesTransactions) {
+  ApiCall call = Ok(Parse("POST", "/v1/txn",
+                          R"({"if":[{"key":"a","version":"v1"},{"key":"b","exists":false}],)"
+                          R"("then":[{"op":"put","key":"a","doc":{"x":1}},)"
+                          R"({"op":"patch","key":"b","doc":{"y":[1,2]}},)"
+                          R"({"op":"incr","key":"c","doc":{"n":-2}},{"op":"delete","key":"d"}],)"
+                          R"("else":[{"op":"incr","key":"stats","doc":{"failed":1}}]})"));
+  EXPECT_EQ(call.route, Route::kTransaction);
+  ASSERT_NE(call.txn, nullptr);
+  ASSERT_EQ(call.txn->conditions.size(), 2u);
+  EXPECT_EQ(call.txn->conditions[0].version, "v1");
+  EXPECT_EQ(call.txn->conditions[1].exists, false);
+  ASSERT_EQ(call.txn->then_ops.size(), 4u);
+  EXPECT_EQ(call.txn->then_ops[0].op.kind, core::OpKind::kReplace);
+  EXPECT_EQ(call.txn->then_ops[1].op.fields[0].value, "[1,2]");
+  EXPECT_EQ(call.txn->then_ops[2].op.counters[0].delta, -2);
+  EXPECT_EQ(call.txn->then_ops[3].op.kind, core::OpKind::kDelete);
+  EXPECT_EQ(call.txn->else_ops[0].key, "stats");
+  EXPECT_TRUE(IsWrite(call.route));
+
+  // Each malformed part is named.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"([])", "malformed_json"},
+      {R"({"then":{}})", "bad_transaction"},
+      {R"({"if":[{"key":"a"}]})", "bad_transaction"},
+      {R"({"if":[{"key":"a","version":"v","exists":true}]})", "bad_transaction"},
+      {R"({"if":[{"key":"a","version":1}]})", "bad_transaction"},
+      {R"({"then":[{"op":"upsert","key":"a","doc":{}}]})", "bad_transaction"},
+      {R"({"then":[{"op":"put","key":"a"}]})", "bad_transaction"},
+      {R"({"then":[{"op":"delete","key":"a","doc":{}}]})", "bad_transaction"},
+      {R"({"then":[{"op":"incr","key":"a","doc":{"n":"x"}}]})", "bad_increment"},
+      {R"({"then":[{"op":"put","key":"","doc":{}}]})", "invalid_key"},
+      {R"({"then":[{"op":"put","doc":{}}]})", "bad_transaction"},
+      {R"({"then":[{"op":"put","key":"a","doc":{},"extra":1}]})", "bad_transaction"},
+      {R"({"when":[]})", "bad_transaction"},
+  };
+  for (const auto& [body, code] : bad) {
+    EXPECT_EQ(Err(Parse("POST", "/v1/txn", body)).code, code) << body;
+  }
+  std::string many = R"({"then":[)";
+  for (uint32_t i = 0; i <= core::kTransactionOpsMax; ++i) {
+    many += std::string(i ? "," : "") + R"({"op":"delete","key":"k"})";
+  }
+  many += "]}";
+  EXPECT_EQ(Err(Parse("POST", "/v1/txn", many)).status, 413);
+  EXPECT_EQ(Err(Parse("GET", "/v1/txn")).status, 405);
+  EXPECT_EQ(Err(Parse("POST", "/v1/txn", "{}", "text/plain")).status, 415);
+}
+
 TEST(RequestTest, RoutesDocumentWrites) {
   ApiCall put = Ok(Parse("PUT", "/v1/docs/sku-1", R"({"b":2,"a":"x"})"));
   EXPECT_EQ(put.route, Route::kPutDocument);
