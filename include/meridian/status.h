@@ -33,6 +33,8 @@ enum class StatusCode {
   kForbidden,             // verified credentials that do not allow this request
   kPreconditionFailed,    // a conditional write whose condition does not hold (If-Match, ...)
   kBoundExceeded,         // a bounded counter's region lacks the rights for this decrement
+  kNotHome,               // a strong operation in a region that is not (or no longer) the home
+  kHomeUnavailable,       // a strong operation whose home region could not be reached
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -105,6 +105,9 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
       // Ids touch no key, but each one issued is spent for good: a token that may write some key.
       if (!claims.write.empty()) return std::nullopt;
       return Forbidden("ids needs a token with a \"write\" prefix (any)");
+    case Route::kHomes:  // where each prefix's home is: what any client's routing may need
+      return std::nullopt;
+    case Route::kMoveHome:
     case Route::kConflicts:
     case Route::kVerify:
     case Route::kVerifyNow:

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/forward.h"
 #include "api/request.h"
 #include "api/service.h"
 #include "api/session_token.h"
@@ -409,7 +410,8 @@ class HttpServer::Impl {
           request.body(),
           Header(request, "Idempotency-Key"),
           Header(request, http::field::if_match),
-          Header(request, http::field::if_none_match)};
+          Header(request, http::field::if_none_match),
+          Header(request, kForwardedHeader)};
       auto parsed = ParseRequest(view, config.limits);
       // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
       // watch ends its connection, as every watch does.
@@ -565,12 +567,163 @@ class HttpServer::Impl {
     co_return outcome;
   }
 
+  // Runs Forward on the forward pool; 429 when it is full.
+  awaitable<Forwarded> RunForward(core::RegionId region, ForwardRequest forward,
+                                  std::chrono::milliseconds timeout) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [this, executor, region, &forward, timeout](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      const bool queued =
+          forwards_.Submit([this, shared, executor, region, forward = std::move(forward), timeout] {
+            Forwarded answer = Forward(*node_, region, forward, timeout);
+            asio::post(executor, [shared, answer = std::move(answer)]() mutable {
+              (*shared)(std::move(answer));
+            });
+          });
+      if (!queued) {
+        asio::post(executor, [shared] {
+          Forwarded busy;
+          busy.status = 429;
+          busy.body =
+              ErrorBody({429, "overloaded", "too many requests wait for a home region", {}});
+          (*shared)(std::move(busy));
+        });
+      }
+    };
+    Forwarded outcome =
+        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(Forwarded)>(
+            initiation, use_awaitable);
+    co_return outcome;
+  }
+
+  // The home's answer as this region's: its status, body and the headers a client reads.
+  static Response ForwardedResponse(const Request& request, const Forwarded& forwarded) {
+    auto header = [&](const char* name) {
+      auto it = forwarded.headers.find(name);
+      return it == forwarded.headers.end() ? std::string() : it->second;
+    };
+    std::string type = header("content-type");
+    Response response = MakeResponse(request, static_cast<http::status>(forwarded.status),
+                                     forwarded.body, type.empty() ? "application/json" : type);
+    for (const char* name : {"etag", "meridian-session", "idempotent-replayed", "allow"}) {
+      if (std::string value = header(name); !value.empty()) response.set(name, value);
+    }
+    return response;
+  }
+
+  // A strong request of a region that is not its home: sent to the home, whose answer is the
+  // answer. A forwarded request is never forwarded again (421 not_home: the homes disagree while
+  // a move replicates).
+  awaitable<Response> ForwardStrong(const Request& request, const ApiCall& call,
+                                    const StrongRoute& route) {
+    if (!call.forwarded_by.empty()) {
+      co_return ErrorResponse(
+          request, {421,
+                    "not_home",
+                    "region " + node_->config().region + " is not the home of this request's " +
+                        "keys (region " + route.home_name + " is, as far as it knows); " +
+                        "forwarded by region " + call.forwarded_by,
+                    {}});
+    }
+    ForwardRequest forward;
+    forward.method = std::string(request.method_string());
+    forward.target = std::string(request.target());
+    forward.body = request.body();
+    for (const auto& field : {http::field::content_type, http::field::authorization,
+                              http::field::if_match, http::field::if_none_match}) {
+      const std::string_view value = Header(request, field);
+      if (!value.empty()) forward.headers[std::string(http::to_string(field))] = value;
+    }
+    for (const char* name : {"Meridian-Session"}) {
+      const std::string_view value = Header(request, name);
+      if (!value.empty()) forward.headers[name] = value;
+    }
+    const bool write = IsWrite(call.route);
+    std::string idempotency_key(Header(request, "Idempotency-Key"));
+    if (write && idempotency_key.empty()) {
+      // A retry after a lost answer must not apply the write twice: every forwarded write has a
+      // key, which the error names when the outcome is unknown.
+      idempotency_key = NewForwardedKey();
+    }
+    if (!idempotency_key.empty()) forward.headers["Idempotency-Key"] = idempotency_key;
+    forward.headers[kForwardedHeader] = node_->config().region;
+    Forwarded forwarded = co_await RunForward(
+        route.home, std::move(forward), std::chrono::milliseconds(call.durability_timeout_ms));
+    if (forwarded.status == 0) {
+      co_return ErrorResponse(request, HomeUnavailable(route, forwarded, write, idempotency_key));
+    }
+    if (forwarded.status == 421) {
+      co_return ErrorResponse(
+          request, {503,
+                    "home_unavailable",
+                    "the home of this request's keys is moving (region " + route.home_name +
+                        " is no longer it); nothing was applied: retry",
+                    {}});
+    }
+    co_return ForwardedResponse(request, forwarded);
+  }
+
+  // POST /v1/homes/move: a planned move runs in the prefix's current home (forwarded there); a
+  // forced one where it is received.
+  awaitable<std::variant<nlohmann::json, Forwarded, ApiError>> MoveHome(const Request& request,
+                                                                        const ApiCall& call) {
+    auto plan = PlanHomeMove(*node_, call.move);
+    if (auto* error = std::get_if<ApiError>(&plan)) co_return *error;
+    HomeMovePlan& move = std::get<HomeMovePlan>(plan);
+    if (move.unchanged) co_return HomeJson(*node_, move.home);
+    if (!move.here) {
+      if (!call.forwarded_by.empty()) {
+        co_return ApiError{
+            421,
+            "not_home",
+            "region " + node_->config().region + " is not the home of '" + call.move.prefix + "'",
+            {}};
+      }
+      ForwardRequest forward;
+      forward.method = "POST";
+      forward.target = "/v1/homes/move";
+      forward.body = nlohmann::json{{"prefix", call.move.prefix}, {"to", call.move.to}}.dump();
+      forward.headers["Content-Type"] = "application/json";
+      forward.headers[kForwardedHeader] = node_->config().region;
+      // The caller's token goes with it (admin, checked again there).
+      const std::string_view authorization = Header(request, http::field::authorization);
+      if (!authorization.empty()) forward.headers["Authorization"] = authorization;
+      Forwarded forwarded = co_await RunForward(move.home.region, std::move(forward),
+                                                std::chrono::milliseconds(5000));
+      if (forwarded.status == 0) {
+        co_return ApiError{503,
+                           "home_unavailable",
+                           "the home of '" + call.move.prefix + "', region " +
+                               node_->homes().NameOf(move.home.region) +
+                               ", could not be reached (" + forwarded.error +
+                               "): a planned move needs it; when it is lost, force the move "
+                               "(\"force\": true, docs/semantics.md#home-regions)",
+                           {}};
+      }
+      co_return forwarded;
+    }
+    node::WriteRequest write = HomeMoveWrite(*node_, move);
+    Result<node::Receipt> receipt = co_await SubmitWrite(write);
+    if (!receipt.ok()) co_return ErrorFromStatus(receipt.status());
+    nlohmann::json body = HomeJson(*node_, move.next);
+    body["event"] = node_->region().EventId(receipt->dot);
+    co_return body;
+  }
+
   awaitable<Response> Handle(const std::shared_ptr<Connection>& connection, const Request& request,
                              ApiCall& call) {
     node::Region& region = node_->region();
     storage::Store& store = node_->store();
     const node::NodeConfig& config = node_->config();
 
+    // consistency=strong: runs in the key's home; anywhere else it is forwarded there, and the
+    // session wait is the home's.
+    if (call.strong) {
+      auto routed = RouteStrong(*node_, call);
+      if (auto* error = std::get_if<ApiError>(&routed)) co_return ErrorResponse(request, *error);
+      const StrongRoute route = std::get<StrongRoute>(routed);
+      if (!route.here) co_return co_await ForwardStrong(request, call, route);
+    }
     // A read (or write) carrying a session token first waits for the frontier to cover it.
     if (call.session && !call.session->empty()) {
       const core::VersionVector token = *call.session;
@@ -591,6 +744,14 @@ class HttpServer::Impl {
         }
         node::WriteRequest write = MakeWriteRequest(call);
         Result<node::Receipt> receipt = co_await SubmitWrite(write);
+        if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && call.strong &&
+            call.forwarded_by.empty()) {
+          // The home moved away between the routing and the commit: to where it is now.
+          auto routed = RouteStrong(*node_, call);
+          if (auto* route = std::get_if<StrongRoute>(&routed); route != nullptr && !route->here) {
+            co_return co_await ForwardStrong(request, call, *route);
+          }
+        }
         if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
         core::VersionVector session = receipt->frontier;
         if (call.session) session.Merge(*call.session);
@@ -623,7 +784,24 @@ class HttpServer::Impl {
           response.set(http::field::etag, '"' + receipt->version + '"');
         co_return response;
       }
+      case Route::kHomes:
+        co_return MakeResponse(request, http::status::ok, HomesJson(*node_).dump());
+      case Route::kMoveHome: {
+        auto moved = co_await MoveHome(request, call);
+        if (auto* error = std::get_if<ApiError>(&moved)) co_return ErrorResponse(request, *error);
+        if (auto* forwarded = std::get_if<Forwarded>(&moved)) {
+          co_return ForwardedResponse(request, *forwarded);
+        }
+        co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(moved).dump());
+      }
       case Route::kGetDocument: {
+        if (call.strong) {
+          // Still the home as the read begins (a move since the routing forwards it on).
+          auto routed = RouteStrong(*node_, call);
+          if (auto* route = std::get_if<StrongRoute>(&routed); route != nullptr && !route->here) {
+            co_return co_await ForwardStrong(request, call, *route);
+          }
+        }
         auto view = node_->ReadView(call.key);
         if (!view.ok()) co_return ErrorResponse(request, ErrorFromStatus(view.status()));
         if (!view->has_value()) {
@@ -1006,6 +1184,8 @@ class HttpServer::Impl {
   }
 
   node::Node* node_;
+  // Strong requests forwarded to their home region: blocking calls, off the HTTP threads.
+  ForwardPool forwards_{8, 1024};
   static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int threads) {
     std::vector<std::unique_ptr<asio::io_context>> contexts;
     for (int i = 0; i < std::max(threads, 1); ++i) {

@@ -39,6 +39,10 @@ std::string_view RouteName(Route route) {
       return "retry_dead_letter";
     case Route::kTransaction:
       return "txn";
+    case Route::kHomes:
+      return "homes";
+    case Route::kMoveHome:
+      return "move_home";
     case Route::kIds:
       return "ids";
     case Route::kStatus:
@@ -403,6 +407,10 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(412, "precondition_failed", status.message());
     case StatusCode::kBoundExceeded:
       return Error(409, "bound_exceeded", status.message());
+    case StatusCode::kNotHome:
+      return Error(421, "not_home", status.message());
+    case StatusCode::kHomeUnavailable:
+      return Error(503, "home_unavailable", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }
@@ -439,10 +447,21 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       {"/metrics", "GET", Route::kMetrics},        {"/healthz", "GET", Route::kHealth},
       {"/readyz", "GET", Route::kReady},           {"/v1/verify", "GET", Route::kVerify},
       {"/v1/repairs", "GET", Route::kRepairs},     {"/v1/dead-letters", "GET", Route::kDeadLetters},
+      {"/v1/homes", "GET", Route::kHomes},
   };
   bool routed = false;
   if (path == "/v1/verify" && method == "POST") {
     call.route = Route::kVerifyNow;
+    routed = true;
+  }
+  if (path == "/v1/homes/move") {
+    if (method != "POST") {
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
+      error.allow = "POST";
+      return error;
+    }
+    call.route = Route::kMoveHome;
     routed = true;
   }
   if (path == "/v1/txn") {
@@ -558,6 +577,21 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     call.session = std::move(vv).value();
   }
   if (auto error = ReadUnsigned(query, "wait_ms", kWaitMsMax, &call.wait_ms)) return *error;
+  if (auto it = query.find("consistency"); it != query.end()) {
+    if (it->second != "strong" && it->second != "eventual") {
+      return Error(400, "bad_parameter", "consistency must be strong or eventual");
+    }
+    if (it->second == "strong" && !IsWrite(call.route) && call.route != Route::kGetDocument) {
+      return Error(400, "bad_parameter",
+                   "consistency=strong applies to document reads, writes and transactions");
+    }
+    call.strong = it->second == "strong";
+    if (call.route == Route::kGetDocument) {
+      if (auto error = ReadUnsigned(query, "timeout_ms", kWaitMsMax, &call.durability_timeout_ms))
+        return *error;
+    }
+  }
+  call.forwarded_by = std::string(request.forwarded);
 
   switch (call.route) {
     case Route::kPutDocument:
@@ -610,6 +644,26 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
         }
         call.idempotency_key = std::string(request.idempotency_key);
       }
+      break;
+    }
+    case Route::kMoveHome: {
+      if (!IsJsonContentType(request.content_type)) {
+        return Error(415, "unsupported_media_type",
+                     "the body must be application/json, not " + std::string(request.content_type));
+      }
+      if (auto error = CheckBody(request.body, limits)) return *error;
+      const nlohmann::json json =
+          nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+      if (!json.is_object() || !json.contains("prefix") || !json["prefix"].is_string() ||
+          !json.contains("to") || !json["to"].is_string() ||
+          (json.contains("force") && !json["force"].is_boolean())) {
+        return Error(400, "malformed_json",
+                     "the body must be {\"prefix\": string, \"to\": region name, \"force\": "
+                     "bool (optional)}");
+      }
+      call.move.prefix = json["prefix"].get<std::string>();
+      call.move.to = json["to"].get<std::string>();
+      call.move.force = json.value("force", false);
       break;
     }
     case Route::kRepairs: {

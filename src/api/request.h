@@ -32,6 +32,8 @@ enum class Route {
   kDeadLetters,      // GET /v1/dead-letters
   kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
   kTransaction,      // POST /v1/txn
+  kHomes,            // GET /v1/homes
+  kMoveHome,         // POST /v1/homes/move
   kIds,              // POST /v1/ids
   kStatus,
   kMetrics,
@@ -71,6 +73,16 @@ struct ApiCall {
   // exist). The condition's key is `key`.
   std::optional<core::Condition> condition;
   std::shared_ptr<core::Transaction> txn;  // POST /v1/txn
+  // consistency=strong (writes, transactions, GET): run in the key's home region, forwarded
+  // there; timeout_ms (durability_timeout_ms) bounds the wait for the home's answer.
+  bool strong = false;
+  std::string forwarded_by;  // the Meridian-Forwarded header: a region forwarded this request
+  struct HomeMove {
+    std::string prefix;
+    std::string to;
+    bool force = false;
+  };
+  HomeMove move;                // POST /v1/homes/move
   uint32_t count = 1;           // POST /v1/ids: how many ids
 };
 
@@ -87,6 +99,7 @@ struct RequestView {
   std::string_view idempotency_key;  // the Idempotency-Key header
   std::string_view if_match = {};    // the If-Match header
   std::string_view if_none_match = {};  // the If-None-Match header
+  std::string_view forwarded = {};      // the Meridian-Forwarded header
 };
 
 constexpr uint64_t kWaitMsMax = 60'000;

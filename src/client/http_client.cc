@@ -120,6 +120,10 @@ struct HttpClient::Impl {
   }
 };
 
+void HttpClient::SetTimeout(std::chrono::milliseconds timeout) {
+  impl_->timeout = timeout;
+}
+
 HttpClient::HttpClient(std::string host, uint16_t port, std::chrono::milliseconds timeout,
                        TlsContext tls)
     : impl_(std::make_unique<Impl>()) {

@@ -42,6 +42,8 @@ class HttpClient {
 
   // Sends `Authorization: Bearer <token>` with every request that sets no Authorization itself.
   void SetBearerToken(std::string token);
+  // Bounds each step (connect, handshake, write, read) of the requests from now on.
+  void SetTimeout(std::chrono::milliseconds timeout);
 
   HttpResponse Request(const std::string& method, const std::string& target,
                        const std::string& body = "",

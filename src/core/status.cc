@@ -36,6 +36,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "precondition_failed";
     case StatusCode::kBoundExceeded:
       return "bound_exceeded";
+    case StatusCode::kNotHome:
+      return "not_home";
+    case StatusCode::kHomeUnavailable:
+      return "home_unavailable";
     case StatusCode::kForbidden:
       return "forbidden";
   }

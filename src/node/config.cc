@@ -97,9 +97,10 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     return InvalidArgument(message.str());
   }
   NodeConfig config;
-  MERIDIAN_RETURN_IF_ERROR(CheckKeys(root, "",
-                                     {"node", "regions", "http", "storage", "writes", "watch",
-                                      "clock", "limits", "replication", "verify", "tls", "auth"}));
+  MERIDIAN_RETURN_IF_ERROR(
+      CheckKeys(root, "",
+                {"node", "regions", "homes", "http", "storage", "writes", "watch", "clock",
+                 "limits", "replication", "verify", "tls", "auth"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -253,6 +254,19 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
       config.regions.push_back(std::move(address));
     }
   }
+  if (const toml::node* homes = root.get("homes")) {
+    const toml::array* array = homes->as_array();
+    if (array == nullptr) return InvalidArgument("homes must be an array of tables ([[homes]])");
+    for (const toml::node& element : *array) {
+      const toml::table* table = element.as_table();
+      if (table == nullptr) return InvalidArgument("each [[homes]] entry must be a table");
+      MERIDIAN_RETURN_IF_ERROR(CheckKeys(*table, "homes", {"prefix", "region"}));
+      NodeConfig::HomeConfig home;
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "homes", "prefix", &home.prefix));
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "homes", "region", &home.region));
+      config.homes.push_back(std::move(home));
+    }
+  }
   return config;
 }
 
@@ -338,6 +352,22 @@ Status ValidateConfig(const NodeConfig& config) {
   }
   if (!self_found)
     return InvalidArgument("node.region '" + config.region + "' is not among [[regions]]");
+  std::set<std::string> home_prefixes;
+  for (const NodeConfig::HomeConfig& home : config.homes) {
+    if (home.prefix.empty() || home.prefix.size() > config.limits.key_bytes_max ||
+        !core::IsValidUtf8(home.prefix) || home.prefix.starts_with("_meridian/")) {
+      return InvalidArgument("[[homes]] prefix '" + home.prefix +
+                             "' must be 1 to limits.key_bytes_max bytes of UTF-8, not under "
+                             "'_meridian/'");
+    }
+    if (!home_prefixes.insert(home.prefix).second) {
+      return InvalidArgument("[[homes]] prefix '" + home.prefix + "' is listed twice");
+    }
+    if (!names.contains(home.region)) {
+      return InvalidArgument("[[homes]] prefix '" + home.prefix + "': region '" + home.region +
+                             "' is not among [[regions]]");
+    }
+  }
   struct Bound {
     const char* name;
     uint64_t value;

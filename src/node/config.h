@@ -38,6 +38,13 @@ struct NodeConfig {
   // peers or clients there (docs/security.md). Without it such addresses are refused.
   bool insecure = false;
   std::vector<RegionAddress> regions;
+  // [[homes]] (docs/semantics.md#home-regions): keys under `prefix` have `region` as their home,
+  // where consistency=strong operations run. The longest prefix of a key decides.
+  struct HomeConfig {
+    std::string prefix;
+    std::string region;
+  };
+  std::vector<HomeConfig> homes;
 
   // [http]
   // A scan page (HTTP and gRPC) ends early, with its continuation cursor, before its items pass

@@ -47,9 +47,17 @@ Node::Node(NodeConfig config, std::unique_ptr<storage::Store> store)
       views_(config_.document_cache_max),
       replication_(config_.self().id, RegionNames(config_), &metrics_) {
   std::map<core::RegionId, std::string> names = RegionNames(config_);
+  std::vector<Home> homes;
+  for (const NodeConfig::HomeConfig& home : config_.homes) {
+    for (const RegionAddress& address : config_.regions) {
+      if (address.name == home.region) homes.push_back(Home{home.prefix, address.id, 0, false});
+    }
+  }
+  homes_ = std::make_unique<HomeTable>(std::move(homes), names);
   region_ = std::make_unique<Region>(config_.self().id, std::move(names), store_.get(), &clock_,
                                      config_.limits, config_.max_skew_ms,
                                      config_.document_cache_max, &views_);
+  region_->SetHomes(homes_.get());
 }
 
 Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,

@@ -94,6 +94,7 @@ class Node {
   // Thread-safe.
   void MarkRebuilt();
   Region& region() { return *region_; }
+  HomeTable& homes() { return *homes_; }
   storage::Store& store() { return *store_; }
   WatchHub& watches() { return watches_; }
   CommitSignal& commits() { return commits_; }
@@ -122,6 +123,7 @@ class Node {
   std::atomic<bool> reseeding_{false};
   SystemClock clock_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<HomeTable> homes_;  // [[homes]] and the home records (docs/semantics.md)
   std::unique_ptr<Region> region_;
   WatchHub watches_;
   CommitSignal commits_;

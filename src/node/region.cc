@@ -191,6 +191,19 @@ Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
 Status Region::Recover() {
   auto recovered = store_->Recover();
   if (!recovered.ok()) return recovered.status();
+  if (homes_ != nullptr) {
+    // The home records as committed (at most one per configured prefix: a short scan).
+    std::string after;
+    for (bool more = true; more;) {
+      auto page = store_->ScanViews(kHomeKeyPrefix, after, 256,
+                                    [&](std::string_view key, std::string_view doc) {
+                                      homes_->Note(key, std::string(doc));
+                                      after = key;
+                                    });
+      if (!page.ok()) return page.status();
+      more = *page;
+    }
+  }
   std::lock_guard lock(mutex_);
   if (!recovered->frontier.Dominates(recovered->folded)) {
     return Status(StatusCode::kCorruption,
@@ -833,6 +846,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     for (const auto& [key, loaded] : group.dirty) views_->Forget(key);
   }
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
+  if (homes_ != nullptr) {
+    for (const auto& [prefix, home] : group.homes) {
+      const std::string key = HomeTable::KeyOf(prefix);
+      homes_->Note(key, group.dirty.at(key).rendered);
+    }
+  }
   for (auto& [key, loaded] : group.dirty) {
     if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
     if (group.cache) {
@@ -1007,6 +1026,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         fail_all(merged.status());
         return;
       }
+      if (event.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, event.key, *merged);
       ++outcome.applied;
       ++remote_events;
       outcome.applied_hlcs.push_back(event.hlc);
@@ -1049,6 +1069,10 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         continue;
       }
     }
+    if (Status refused = CheckWriteKeys(group, write); !refused.ok()) {
+      outcomes->push_back(std::move(refused));
+      continue;
+    }
     if (write.txn) {
       Result<Receipt> receipt = StageTransaction(group, *write.txn);
       if (!receipt.ok()) {
@@ -1086,6 +1110,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       outcomes->push_back(merged.status());
       continue;
     }
+    if (write.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, write.key, *merged);
     outcomes->push_back(Receipt{event->dot, event->hlc, {}});
     if (*merged) {
       outcomes->back()->version = core::DocumentVersion(core::RenderedDigest(write.key, *merged));
@@ -1126,6 +1151,65 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     (*outcomes)[index] = (*outcomes)[original];
     (*outcomes)[index].value().replayed = true;
   }
+}
+
+Status Region::CheckHome(const Group& group, std::string_view key) const {
+  std::optional<Home> home = homes_ != nullptr ? homes_->HomeOf(key) : std::nullopt;
+  for (const auto& [prefix, moved] : group.homes) {
+    if (key.starts_with(prefix) && (!home || prefix.size() >= home->prefix.size())) home = moved;
+  }
+  if (!home) {
+    return Status(StatusCode::kNotHome,
+                  "'" + std::string(key) + "' is under no home prefix ([[homes]])");
+  }
+  if (home->region != id_) {
+    return Status(StatusCode::kNotHome, "region " + NameOf(id_) + " is not the home of '" +
+                                            std::string(key) + "': region " + NameOf(home->region) +
+                                            " is (epoch " + std::to_string(home->epoch) + ")");
+  }
+  return Status::Ok();
+}
+
+void Region::NoteHomeRecord(Group& group, const std::string& key,
+                            const std::optional<std::string>& doc) {
+  if (homes_ == nullptr || !doc) return;
+  if (std::optional<Home> home = homes_->Parse(key, *doc)) {
+    std::string prefix = home->prefix;
+    group.homes.insert_or_assign(std::move(prefix), std::move(*home));
+  }
+}
+
+Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) const {
+  std::vector<std::string_view> written;
+  std::vector<std::string_view> read;
+  if (write.txn) {
+    for (const Condition& condition : write.txn->conditions) read.push_back(condition.key);
+    for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
+      for (const KeyedOperation& op : *ops) written.push_back(op.key);
+    }
+  } else {
+    written.push_back(write.key);
+  }
+  for (std::string_view key : written) {
+    if (key.starts_with(kSystemKeyPrefix) && !write.system) {
+      return Status(StatusCode::kInvalidArgument,
+                    "keys under '" + std::string(kSystemKeyPrefix) +
+                        "' are the deployment's own (home records): only the node writes "
+                        "them");
+    }
+  }
+  if (!write.strong) return Status::Ok();
+  if (write.system) {
+    // A planned move: written by the prefix's home.
+    const std::string_view prefix = std::string_view(write.key).substr(kHomeKeyPrefix.size());
+    MERIDIAN_CHECK(write.key.starts_with(kHomeKeyPrefix));
+    MERIDIAN_RETURN_IF_ERROR(CheckHome(group, prefix));
+    return Status::Ok();
+  }
+  for (const auto* keys : {&written, &read}) {
+    for (std::string_view key : *keys) MERIDIAN_RETURN_IF_ERROR(CheckHome(group, key));
+  }
+  return Status::Ok();
 }
 
 Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
@@ -1181,6 +1265,7 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     event->txn_rest = static_cast<uint32_t>(ops.size() - 1 - i);
     auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
     MERIDIAN_CHECK(merged.ok());
+    if (op.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, op.key, *merged);
     receipt.dot = event->dot;
     receipt.hlc = event->hlc;
     receipt.events.push_back(event->dot);

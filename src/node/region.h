@@ -28,6 +28,7 @@
 #include "core/version_vector.h"
 #include "meridian/status.h"
 #include "node/dead_letter.h"
+#include "node/homes.h"
 #include "node/view_cache.h"
 #include "storage/store.h"
 
@@ -53,6 +54,13 @@ struct WriteRequest {
   std::optional<Condition> condition;
   // When set, the request is this transaction (`key`, `op` and `condition` are unused).
   std::shared_ptr<const Transaction> txn;
+  // consistency=strong (docs/semantics.md#home-regions): refused with kNotHome unless this region
+  // is the home of the key (of every key of a transaction) when the write commits, atomically
+  // with it. For a home record (`system`): a planned move, refused unless this region is the
+  // home of the record's prefix.
+  bool strong = false;
+  // Written by the node itself: only such writes may touch keys under kSystemKeyPrefix.
+  bool system = false;
 };
 
 // What a durable write returns to its client.
@@ -146,7 +154,13 @@ class Region {
          size_t document_cache_max = 65536, ViewCache* views = nullptr);
 
   // Loads the frontier, clock and log position from the store. Call once before anything else.
+  // With a home table (SetHomes before), also the home records the store holds.
   Status Recover();
+
+  // The home table strong writes are checked against and home records update (from the commit
+  // path, once durable). Optional; call before Recover.
+  void SetHomes(HomeTable* homes) { homes_ = homes; }
+  HomeTable* homes() const { return homes_; }
 
   // How long an idempotency key is remembered (default 24 h); 0 keeps records for ever. Expired
   // records are removed with later commits, a bounded number at a time. Call before commits.
@@ -438,7 +452,16 @@ class Region {
     // Keys of the dead letters this group parks, with how many each: not folded from then on.
     std::unordered_map<std::string, uint32_t> parked_keys;
     bool atomic = false;  // holds a transaction of several events: published as one (Finish)
+    // Home records this group changed (prefix -> home): strong writes staged after them see them.
+    std::map<std::string, Home, std::less<>> homes;
   };
+  // A local write's keys: kInvalidArgument for a client's write under kSystemKeyPrefix; for a
+  // strong write, kNotHome unless this region is the home of each (CheckHome).
+  Status CheckWriteKeys(const Group& group, const WriteRequest& write) const;
+  // Whether this region is the home of `key` as the group sees it (kNotHome when not).
+  Status CheckHome(const Group& group, std::string_view key) const;
+  // After an event of a home record merged into the group: the group's view of it.
+  void NoteHomeRecord(Group& group, const std::string& key, const std::optional<std::string>& doc);
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
   Result<Loaded*> Stage(Group& group, const std::string& key);
@@ -568,6 +591,7 @@ class Region {
                          std::string_view action, const std::optional<std::string>& before,
                          const std::optional<std::string>& after) const;
 
+  HomeTable* homes_ = nullptr;
   const size_t document_cache_max_;
   ViewCache* const views_;
   std::unordered_map<std::string, Cached> cache_;

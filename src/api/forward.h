@@ -1,0 +1,90 @@
+// Forwarding a consistency=strong request to its key's home region
+// (docs/semantics.md#home-regions): the one decision of where such a request runs, and the HTTP
+// call that carries it to the home, for the HTTP server and the gRPC API alike.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "api/request.h"
+#include "node/node.h"
+
+namespace meridian::api {
+
+// The header a forwarded request carries (the forwarding region's name): its receiver runs it or
+// refuses it, and never forwards it again.
+constexpr char kForwardedHeader[] = "Meridian-Forwarded";
+
+// Where a strong request runs: here, or in `home`. 400 no_home when one of its keys is under no
+// home prefix, 400 cross_home_transaction when a transaction's keys have different homes.
+struct StrongRoute {
+  bool here = true;
+  core::RegionId home = 0;
+  std::string home_name;
+};
+std::variant<StrongRoute, ApiError> RouteStrong(node::Node& node, const ApiCall& call);
+
+struct ForwardRequest {
+  std::string method;
+  std::string target;  // path and query, as received
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+struct Forwarded {
+  int status = 0;  // 0: no answer
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  bool sent = false;  // the request reached the connection (the home may have acted on it)
+  std::string error;  // why there is no answer
+};
+
+// Sends `request` to `region`'s HTTP address over one of this thread's kept connections (HTTPS
+// with the deployment CA under [tls]), each step bounded by `timeout`. Blocking.
+Forwarded Forward(node::Node& node, core::RegionId region, const ForwardRequest& request,
+                  std::chrono::milliseconds timeout);
+
+// The answer when the home gave none: 503 home_unavailable, saying whether the request can have
+// been applied there (when it was sent) and, for a write, the idempotency key to retry with.
+ApiError HomeUnavailable(const StrongRoute& route, const Forwarded& forwarded, bool write,
+                         const std::string& idempotency_key);
+
+// A key for a forwarded write that carries none: "forwarded-" and 32 random hex digits.
+std::string NewForwardedKey();
+
+// POST /v1/homes/move: what it would do. 404 unknown_home for a prefix that is no home, 400
+// bad_parameter for a region that is not configured.
+struct HomeMovePlan {
+  node::Home home;         // as it is
+  node::Home next;         // as the move makes it (epoch + 1)
+  bool here = false;       // this region writes the record: the home (planned), or any (forced)
+  bool unchanged = false;  // a planned move to where it already is: nothing to do
+};
+std::variant<HomeMovePlan, ApiError> PlanHomeMove(node::Node& node, const ApiCall::HomeMove& move);
+// The home record's write: a planned move is strong (refused unless this region is the home when
+// it commits), a forced one is not.
+node::WriteRequest HomeMoveWrite(node::Node& node, const HomeMovePlan& plan);
+// {"prefix", "region", "epoch", "forced"}; GET /v1/homes: {"homes": [...]}.
+nlohmann::json HomeJson(node::Node& node, const node::Home& home);
+nlohmann::json HomesJson(node::Node& node);
+
+// A small pool of threads that run forwards for the HTTP server, whose own threads must not block:
+// at most `queue_max` wait; Submit is false beyond (the caller answers 429).
+class ForwardPool {
+ public:
+  ForwardPool(size_t threads, size_t queue_max);
+  ~ForwardPool();
+  bool Submit(std::function<void()> job);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian::api
