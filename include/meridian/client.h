@@ -73,7 +73,13 @@ struct ClientOptions {
 struct WriteOptions {
   std::string idempotency_key;      // empty: a fresh random key
   uint32_t durability_regions = 0;  // durability=regions:N
-  std::chrono::milliseconds durability_timeout{5000};
+  std::chrono::milliseconds durability_timeout{5000};  // also bounds the wait for a home
+  // consistency=strong: run in the key's home region (docs/semantics.md#home-regions).
+  bool strong = false;
+  // Conditions (docs/semantics.md#conditional-writes): If-Match with this version (a
+  // ReadResult's or WriteReceipt's `version`; "*": the document exists), If-None-Match: *.
+  std::string if_match;
+  bool if_none_match = false;
 };
 
 struct WriteReceipt {
@@ -83,6 +89,7 @@ struct WriteReceipt {
   std::string idempotency_key;
   bool replayed = false;       // the original receipt of an earlier attempt with this key
   int confirmed_regions = -1;  // with durability_regions > 0
+  std::string version = {};    // the document's version after the write ("" when none is left)
 };
 
 struct ScanItem {
@@ -97,6 +104,7 @@ struct ScanPage {
 struct ReadResult {
   std::optional<std::string> doc;  // JSON; nullopt: no such document
   std::string region;
+  std::string version = {};  // the document's version (its ETag), for If-Match
 };
 
 // One region as the client sees it.
@@ -143,7 +151,12 @@ class Client {
   Result<WriteReceipt> Delete(const std::string& key, const WriteOptions& options = {});
 
   // Reads (each waits, bounded by session_wait, for its region to cover the session).
-  Result<ReadResult> Get(const std::string& key);
+  // strong: consistency=strong, answered by the key's home region.
+  Result<ReadResult> Get(const std::string& key, bool strong = false);
+  // Home regions: GET /v1/homes of a region (default: the current one), and a move
+  // (POST /v1/homes/move; admin).
+  Result<std::string> HomesJson(const std::string& region = "");
+  Result<std::string> MoveHome(const std::string& prefix, const std::string& to, bool force);
   Result<ScanPage> Scan(const std::string& prefix, const std::string& after = "",
                         size_t limit = 100);
   // The raw JSON of GET /v1/status and GET /v1/conflicts, of `region` or of the current one.

@@ -41,6 +41,10 @@ struct Command {
   std::string from;
   uint64_t count = 0;
   std::string region;
+  bool strong = false;         // --strong: consistency=strong
+  std::string if_match;        // --if-match VERSION
+  bool if_none_match = false;  // --if-none-match
+  bool force = false;          // move-home --force
 };
 
 std::vector<std::unique_ptr<Command>>& Commands() {
@@ -168,6 +172,7 @@ int PrintReceipt(const Command& command, Client& client, const WriteReceipt& rec
                            {"idempotency_key", receipt.idempotency_key},
                            {"replayed", receipt.replayed}};
     if (receipt.confirmed_regions >= 0) body["confirmed_regions"] = receipt.confirmed_regions;
+    if (!receipt.version.empty()) body["version"] = receipt.version;
     std::printf("%s\n", body.dump().c_str());
   } else {
     std::printf(
@@ -186,6 +191,9 @@ int RunWrite(Command& command, Client& client) {
   options.idempotency_key = command.idempotency_key;
   options.durability_regions = command.durability;
   options.durability_timeout = std::chrono::milliseconds(command.common.timeout_ms);
+  options.strong = command.strong;
+  options.if_match = command.if_match;
+  options.if_none_match = command.if_none_match;
   const std::string name = command.app->get_name();
   Result<WriteReceipt> receipt = Status(StatusCode::kInternal, "unknown command");
   if (name == "put" || name == "patch") {
@@ -221,7 +229,7 @@ int RunWrite(Command& command, Client& client) {
 }
 
 int RunGet(Command& command, Client& client) {
-  auto read = client.Get(command.key);
+  auto read = client.Get(command.key, command.strong);
   if (!read.ok()) return Failed(command, &client, read.status());
   if (!read->doc) {
     if (command.common.json) {
@@ -466,6 +474,27 @@ int RunQueue(Command& command, Client& client, bool repairs) {
   return 0;
 }
 
+// Each home prefix and its home region (GET /v1/homes), or a move of one (POST /v1/homes/move).
+int RunHomes(Command& command, Client& client) {
+  const bool move = command.app->get_name() == "move-home";
+  auto answer = move ? client.MoveHome(command.prefix, command.region, command.force)
+                     : client.HomesJson();
+  if (!answer.ok()) return Failed(command, &client, answer.status());
+  if (command.common.json) {
+    std::printf("%s\n", answer->c_str());
+    return 0;
+  }
+  auto json = nlohmann::json::parse(*answer, nullptr, false);
+  nlohmann::json homes = move ? nlohmann::json::array({json}) : json.value("homes", json);
+  for (const nlohmann::json& home : homes) {
+    std::printf("%-24s %-10s epoch %llu%s\n", home.value("prefix", "").c_str(),
+                home.value("region", "").c_str(),
+                static_cast<unsigned long long>(home.value("epoch", uint64_t{0})),
+                home.value("forced", false) ? " (forced)" : "");
+  }
+  return 0;
+}
+
 // New unique ids of one region (POST /v1/ids), one per line, in increasing order.
 int RunIds(Command& command, Client& client) {
   auto ids = client.Ids(static_cast<uint32_t>(command.count), command.region);
@@ -490,6 +519,13 @@ Command& NewCommand(CLI::App& app, const std::string& name, const std::string& h
 }
 
 void AddWriteOptions(Command& command) {
+  command.app->add_flag("--strong", command.strong,
+                        "consistency=strong: run in the key's home region (docs/semantics.md)");
+  command.app->add_option("--if-match", command.if_match,
+                          "Apply only over this version of the document (a receipt's version, "
+                          "GET's ETag; * for: it exists)");
+  command.app->add_flag("--if-none-match", command.if_none_match,
+                        "Apply only when the document does not exist");
   command.app->add_option("--idempotency-key", command.idempotency_key,
                           "Key of this write; a retry with the same key is applied once "
                           "(default: a random key)");
@@ -524,6 +560,17 @@ void AddClientCommands(CLI::App& app) {
 
   Command& get = NewCommand(app, "get", "Print a document (exit 3 when there is none)");
   get.app->add_option("key", get.key, "Document key")->required();
+  get.app->add_flag("--strong", get.strong,
+                    "consistency=strong: answered by the key's home region");
+
+  NewCommand(app, "homes", "Each home prefix and its home region (docs/semantics.md)");
+  Command& move_home = NewCommand(
+      app, "move-home", "Move a prefix's home: meridian move-home PREFIX REGION [--force]");
+  move_home.app->add_option("prefix", move_home.prefix, "The [[homes]] prefix")->required();
+  move_home.app->add_option("region", move_home.region, "The new home region")->required();
+  move_home.app->add_flag("--force", move_home.force,
+                          "The home is lost: take over without it (may lose what it had not "
+                          "replicated; docs/semantics.md#moving-a-home)");
 
   Command& scan = NewCommand(app, "scan", "List documents whose key starts with PREFIX");
   scan.app->add_option("prefix", scan.prefix, "Key prefix (default: every document)");
@@ -593,6 +640,7 @@ int RunClientCommands() {
     if (name == "repairs") return RunQueue(command, **client, /*repairs=*/true);
     if (name == "dead-letters") return RunQueue(command, **client, /*repairs=*/false);
     if (name == "ids") return RunIds(command, **client);
+    if (name == "homes" || name == "move-home") return RunHomes(command, **client);
   }
   return -1;
 }

@@ -36,6 +36,8 @@ StatusCode CodeOfHttp(int status) {
       return StatusCode::kNotFound;
     case 409:
       return StatusCode::kTypeMismatch;
+    case 412:
+      return StatusCode::kPreconditionFailed;
     case 413:
       return StatusCode::kTooLarge;
     case 415:
@@ -393,12 +395,21 @@ struct Client::Impl {
                              const std::string& body, const WriteOptions& write) {
     const std::string key = write.idempotency_key.empty() ? RandomKey() : write.idempotency_key;
     std::string target = path;
+    std::string query;
     if (write.durability_regions > 0) {
-      target += "?durability=regions:" + std::to_string(write.durability_regions) +
+      query += "&durability=regions:" + std::to_string(write.durability_regions);
+    }
+    if (write.strong) query += "&consistency=strong";
+    if (!query.empty()) {
+      target += "?" + query.substr(1) +
                 "&timeout_ms=" + std::to_string(write.durability_timeout.count());
     }
     std::map<std::string, std::string> headers = {{"Idempotency-Key", key}};
     if (!body.empty()) headers["Content-Type"] = "application/json";
+    if (!write.if_match.empty()) {
+      headers["If-Match"] = write.if_match == "*" ? "*" : "\"" + write.if_match + "\"";
+    }
+    if (write.if_none_match) headers["If-None-Match"] = "*";
     int pinned = -1;
     {
       std::lock_guard lock(mutex);
@@ -426,6 +437,7 @@ struct Client::Impl {
     receipt.idempotency_key = key;
     receipt.replayed = json.value("replayed", false);
     receipt.confirmed_regions = json.value("confirmed_regions", -1);
+    receipt.version = json.value("version", "");
     return receipt;
   }
 
@@ -523,8 +535,9 @@ Result<WriteReceipt> Client::Delete(const std::string& key, const WriteOptions& 
   return impl_->Write("DELETE", "/v1/docs/" + client::EncodeKey(key), "", options);
 }
 
-Result<ReadResult> Client::Get(const std::string& key) {
-  auto answer = impl_->Read("/v1/docs/" + client::EncodeKey(key));
+Result<ReadResult> Client::Get(const std::string& key, bool strong) {
+  auto answer =
+      impl_->Read("/v1/docs/" + client::EncodeKey(key) + (strong ? "?consistency=strong" : ""));
   if (!answer.ok()) return answer.status();
   const std::string& region = impl_->regions[answer->region]->endpoint.name;
   if (answer->response.status == 404) {
@@ -536,7 +549,28 @@ Result<ReadResult> Client::Get(const std::string& key) {
   if (answer->response.status != 200) {
     return Impl::Fail(answer->response.status, answer->response.body, region, "");
   }
-  return ReadResult{std::move(answer->response.body), region};
+  std::string version = answer->response.Header("etag");
+  if (version.size() >= 2 && version.front() == '"') version = version.substr(1, version.size() - 2);
+  return ReadResult{std::move(answer->response.body), region, std::move(version)};
+}
+
+Result<std::string> Client::HomesJson(const std::string& region) {
+  return impl_->GetJson(region, "/v1/homes");
+}
+
+Result<std::string> Client::MoveHome(const std::string& prefix, const std::string& to,
+                                     bool force) {
+  const std::string body =
+      nlohmann::json{{"prefix", prefix}, {"to", to}, {"force", force}}.dump();
+  // Not retried elsewhere as a write: a move is idempotent (to where it already is: nothing).
+  auto answer = impl_->Call("POST", "/v1/homes/move", body, {{"Content-Type", "application/json"}},
+                            /*is_write=*/false, "", -1, /*with_session=*/false);
+  if (!answer.ok()) return answer.status();
+  if (answer->response.status != 200) {
+    return Impl::Fail(answer->response.status, answer->response.body,
+                      impl_->regions[answer->region]->endpoint.name, "");
+  }
+  return std::move(answer->response.body);
 }
 
 Result<ScanPage> Client::Scan(const std::string& prefix, const std::string& after, size_t limit) {

@@ -4,7 +4,10 @@
 // nothing applied; a planned move loses nothing, and a forced one takes over a lost home.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -216,6 +219,57 @@ TEST(HomesTest, AForcedMoveTakesOverALostHome) {
   ASSERT_TRUE(cluster.node("eu").Start()) << cluster.node("eu").log();
   EXPECT_TRUE(WaitHome(cluster, "eu", "stock/", "asia"));
   EXPECT_EQ(cluster.Client("eu").Get(Strong("stock/pen")).body, R"({"left":2})");
+}
+
+std::string RunCli(const std::string& arguments, int* exit_code) {
+  const std::string command = std::string(MeridianBinary()) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t got;
+  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0) {
+    out.append(buffer, got);
+  }
+  const int status = pipe != nullptr ? pclose(pipe) : -1;
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(HomesTest, TheCliWritesStronglyAndMovesHomes) {
+  Cluster cluster(HomedCluster());
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  std::string common = "--regions ";
+  for (const std::string& region : cluster.regions()) {
+    common += region + "=127.0.0.1:" + std::to_string(cluster.node(region).http_port()) + ",";
+  }
+  common.pop_back();
+  common += " --prefer asia";
+  int code = 0;
+  std::string out = RunCli("put acct/cli '{\"n\":1}' --strong --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  const json receipt = Parse(out);
+  EXPECT_EQ(receipt["event"].get<std::string>().substr(0, 3), "us:") << out;
+  const std::string version = receipt["version"];
+  out = RunCli("put acct/cli '{\"n\":2}' --strong --if-match " + version + " " + common, &code);
+  EXPECT_EQ(code, 0) << out;
+  out = RunCli("put acct/cli '{\"n\":3}' --strong --if-match " + version + " " + common, &code);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("is not at version " + version), std::string::npos) << out;
+  out = RunCli("get acct/cli --strong --json " + common, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(Parse(out)["n"], 2) << out;
+  out = RunCli("move-home acct/ eu " + common, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("acct/"), std::string::npos) << out;
+  ASSERT_TRUE(WaitHome(cluster, "asia", "acct/", "eu"));
+  out = RunCli("homes --json " + common, &code);
+  EXPECT_EQ(code, 0);
+  bool found = false;
+  const json homes = Parse(out);
+  for (const json& home : homes["homes"]) {
+    if (home["prefix"] == "acct/") found = home["region"] == "eu" && home["epoch"] == 1;
+  }
+  EXPECT_TRUE(found) << out;
 }
 
 }  // namespace
