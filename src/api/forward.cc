@@ -116,6 +116,63 @@ ApiError HomeUnavailable(const StrongRoute& route, const Forwarded& forwarded, b
   return Error(503, "home_unavailable", std::move(message));
 }
 
+ForwardRequest HttpFormOf(Route route, const std::string& key, std::string body,
+                          uint32_t durability_regions, uint64_t timeout_ms) {
+  ForwardRequest request;
+  const std::string path = "/v1/docs/" + client::EncodeKey(key);
+  switch (route) {
+    case Route::kPutDocument:
+      request.method = "PUT";
+      request.target = path;
+      break;
+    case Route::kPatchDocument:
+      request.method = "PATCH";
+      request.target = path;
+      break;
+    case Route::kIncrementDocument:
+      request.method = "POST";
+      request.target = path + "/incr";
+      break;
+    case Route::kDeleteDocument:
+      request.method = "DELETE";
+      request.target = path;
+      break;
+    case Route::kTransaction:
+      request.method = "POST";
+      request.target = "/v1/txn";
+      break;
+    default:
+      request.method = "GET";
+      request.target = path;
+      break;
+  }
+  request.target += "?consistency=strong&timeout_ms=" + std::to_string(timeout_ms);
+  if (durability_regions > 0) {
+    request.target += "&durability=regions:" + std::to_string(durability_regions);
+  }
+  if (!body.empty()) request.headers["Content-Type"] = "application/json";
+  request.body = std::move(body);
+  return request;
+}
+
+std::optional<ApiError> ForwardedError(const StrongRoute& route, const Forwarded& forwarded,
+                                       bool write, const std::string& idempotency_key) {
+  if (forwarded.status == 0) return HomeUnavailable(route, forwarded, write, idempotency_key);
+  if (forwarded.status >= 200 && forwarded.status < 300) return std::nullopt;
+  if (forwarded.status == 421) {
+    return Error(503, "home_unavailable",
+                 "the home of this request's keys is moving (region " + route.home_name +
+                     " is no longer it); nothing was applied: retry");
+  }
+  const nlohmann::json body = nlohmann::json::parse(forwarded.body, nullptr, false);
+  if (!body.is_object()) {
+    return Error(502, "bad_home_answer",
+                 "the home region " + route.home_name + " answered HTTP " +
+                     std::to_string(forwarded.status) + " without an error body");
+  }
+  return Error(forwarded.status, body.value("error", "internal"), body.value("message", ""));
+}
+
 std::string NewForwardedKey() {
   thread_local std::mt19937_64 random(std::random_device{}());
   static constexpr char kHex[] = "0123456789abcdef";

@@ -50,6 +50,15 @@ struct Forwarded {
 Forwarded Forward(node::Node& node, core::RegionId region, const ForwardRequest& request,
                   std::chrono::milliseconds timeout);
 
+// The HTTP form of a strong request of the gRPC API, to forward it: `route` on `key` (or a
+// transaction) with `body` as the HTTP API takes it, its durability and the client's headers.
+ForwardRequest HttpFormOf(Route route, const std::string& key, std::string body,
+                          uint32_t durability_regions, uint64_t timeout_ms);
+// What a forwarded request's answer was: nullopt for a 2xx, else the error it answered (a 503
+// home_unavailable when there was no answer).
+std::optional<ApiError> ForwardedError(const StrongRoute& route, const Forwarded& forwarded,
+                                       bool write, const std::string& idempotency_key);
+
 // The answer when the home gave none: 503 home_unavailable, saying whether the request can have
 // been applied there (when it was sent) and, for a write, the idempotency key to retry with.
 ApiError HomeUnavailable(const StrongRoute& route, const Forwarded& forwarded, bool write,

@@ -649,16 +649,8 @@ class HttpServer::Impl {
     forward.headers[kForwardedHeader] = node_->config().region;
     Forwarded forwarded = co_await RunForward(
         route.home, std::move(forward), std::chrono::milliseconds(call.durability_timeout_ms));
-    if (forwarded.status == 0) {
-      co_return ErrorResponse(request, HomeUnavailable(route, forwarded, write, idempotency_key));
-    }
-    if (forwarded.status == 421) {
-      co_return ErrorResponse(
-          request, {503,
-                    "home_unavailable",
-                    "the home of this request's keys is moving (region " + route.home_name +
-                        " is no longer it); nothing was applied: retry",
-                    {}});
+    if (forwarded.status == 0 || forwarded.status == 421) {
+      co_return ErrorResponse(request, *ForwardedError(route, forwarded, write, idempotency_key));
     }
     co_return ForwardedResponse(request, forwarded);
   }

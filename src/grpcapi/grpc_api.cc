@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/forward.h"
 #include "api/request.h"
 #include "api/service.h"
 #include "api/session_token.h"
@@ -271,7 +272,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
           return api::ParseWriteBody(api::Route::kPutDocument, request->doc(),
                                      node_->config().limits, op);
         },
-        reply);
+        reply, nullptr, request->doc());
   }
 
   grpc::Status Patch(grpc::ServerContext* context, const v1::PatchRequest* request,
@@ -282,7 +283,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
           return api::ParseWriteBody(api::Route::kPatchDocument, request->doc(),
                                      node_->config().limits, op);
         },
-        reply);
+        reply, nullptr, request->doc());
   }
 
   grpc::Status Increment(grpc::ServerContext* context, const v1::IncrementRequest* request,
@@ -299,7 +300,12 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
           if (!status.ok()) return api::ErrorFromStatus(status);
           return std::nullopt;
         },
-        reply);
+        reply, nullptr,
+        [&] {
+          nlohmann::json deltas = nlohmann::json::object();
+          for (const auto& [field, delta] : request->deltas()) deltas[field] = delta;
+          return deltas.dump();
+        }());
   }
 
   grpc::Status Delete(grpc::ServerContext* context, const v1::DeleteRequest* request,
@@ -321,7 +327,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     if (parsed) txn = std::make_shared<core::Transaction>();  // the token is checked first
     return Write(
         context, api::Route::kTransaction, std::string(), request->options(),
-        [&](core::Operation*) { return parsed; }, reply, txn);
+        [&](core::Operation*) { return parsed; }, reply, txn, request->body());
   }
 
   // --- reads -------------------------------------------------------------------------------------
@@ -332,6 +338,34 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     std::optional<ApiError> error = CheckToken(context, api::Route::kGetDocument, request->key());
     if (!error) error = api::CheckKey(request->key(), node_->config().limits);
     if (!error) error = ParseReadOptions(request->options(), &waits);
+    std::optional<api::StrongRoute> strong;
+    if (!error) {
+      error = ParseConsistency(request->options().consistency(), &strong, api::Route::kGetDocument,
+                               request->key(), nullptr);
+    }
+    if (!error && strong && !strong->here) {
+      const uint64_t timeout_ms =
+          request->options().has_timeout_ms() ? request->options().timeout_ms() : 5000;
+      api::ForwardRequest forward =
+          api::HttpFormOf(api::Route::kGetDocument, request->key(), "", 0, timeout_ms);
+      AddForwardHeaders(context, request->options().session(), &forward);
+      const api::Forwarded forwarded =
+          api::Forward(*node_, strong->home, forward, std::chrono::milliseconds(timeout_ms));
+      if (forwarded.status == 404 &&
+          nlohmann::json::parse(forwarded.body, nullptr, false).value("error", "") == "not_found") {
+        return Answer(context, api::Route::kGetDocument, started, std::nullopt);
+      }
+      error = api::ForwardedError(*strong, forwarded, /*write=*/false, "");
+      if (!error) {
+        reply->set_found(true);
+        auto etag = forwarded.headers.find("etag");
+        if (etag != forwarded.headers.end() && etag->second.size() >= 2) {
+          reply->set_version(etag->second.substr(1, etag->second.size() - 2));
+        }
+        reply->set_doc(forwarded.body);
+      }
+      return Answer(context, api::Route::kGetDocument, started, error);
+    }
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
       auto view = node_->ReadView(request->key());
@@ -657,7 +691,8 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
   grpc::Status Write(grpc::ServerContext* context, api::Route route, const std::string& key,
                      const v1::WriteOptions& options,
                      const std::function<std::optional<ApiError>(core::Operation*)>& build,
-                     v1::WriteReceipt* reply, std::shared_ptr<core::Transaction> txn = nullptr) {
+                     v1::WriteReceipt* reply, std::shared_ptr<core::Transaction> txn = nullptr,
+                     const std::string& http_body = "") {
     const auto started = Clock::now();
     WriteCall call;
     call.key = key;
@@ -685,14 +720,28 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                        {}};
     }
     if (!error && !call.idempotency_key.empty()) call.idempotency_key = access.idempotency_key;
+    // consistency=strong: in the key's home, forwarded there from here (api::RouteStrong).
+    std::optional<api::StrongRoute> strong;
+    if (!error) error = ParseConsistency(options.consistency(), &strong, route, key, txn);
+    if (!error && strong && !strong->here) {
+      return ForwardWrite(context, route, key, http_body, options, call, *strong, reply, started);
+    }
     if (!error) error = WaitForSession(context, call.waits);
     if (!error) error = api::CheckDurabilityRegions(node_->config(), call.durability_regions);
     if (error) return Answer(context, route, started, error);
 
     node::WriteRequest write{key, std::move(call.op), std::move(call.idempotency_key)};
     write.condition = std::move(call.condition);
-    write.txn = std::move(txn);
+    write.txn = txn;
+    write.strong = strong.has_value();
     Result<node::Receipt> receipt = SubmitWrite(std::move(write));
+    if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && strong) {
+      // The home moved away between the routing and the commit: to where it is now.
+      std::optional<api::StrongRoute> now;
+      if (!ParseConsistency("strong", &now, route, key, txn) && now && !now->here) {
+        return ForwardWrite(context, route, key, http_body, options, call, *now, reply, started);
+      }
+    }
     if (!receipt.ok()) {
       return Answer(context, route, started, api::ErrorFromStatus(receipt.status()));
     }
@@ -731,6 +780,77 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
                                {}});
       }
     }
+    return Answer(context, route, started, std::nullopt);
+  }
+
+  // consistency: "" or "eventual" (nothing), "strong" (where it runs: *route), else 400.
+  std::optional<ApiError> ParseConsistency(const std::string& consistency,
+                                           std::optional<api::StrongRoute>* route,
+                                           api::Route call_route, const std::string& key,
+                                           const std::shared_ptr<core::Transaction>& txn) {
+    if (consistency.empty() || consistency == "eventual") return std::nullopt;
+    if (consistency != "strong") {
+      return ApiError{400, "bad_parameter", "consistency must be strong or eventual", {}};
+    }
+    api::ApiCall call;
+    call.route = call_route;
+    call.key = key;
+    call.txn = txn;
+    auto routed = api::RouteStrong(*node_, call);
+    if (auto* error = std::get_if<ApiError>(&routed)) return *error;
+    *route = std::get<api::StrongRoute>(routed);
+    return std::nullopt;
+  }
+
+  // The client's token and session go with a forwarded request, which names this region.
+  void AddForwardHeaders(grpc::ServerContext* context, const std::string& session,
+                         api::ForwardRequest* forward) {
+    const auto& metadata = context->client_metadata();
+    if (auto it = metadata.find("authorization"); it != metadata.end()) {
+      forward->headers["Authorization"] = std::string(it->second.data(), it->second.size());
+    }
+    if (!session.empty()) forward->headers["Meridian-Session"] = session;
+    forward->headers[api::kForwardedHeader] = node_->config().region;
+  }
+
+  // A strong write of a region that is not its home, sent to the home over its HTTP API (as the
+  // HTTP server forwards): the home's answer is the answer.
+  grpc::Status ForwardWrite(grpc::ServerContext* context, api::Route route, const std::string& key,
+                            const std::string& http_body, const v1::WriteOptions& options,
+                            const WriteCall& call, const api::StrongRoute& home,
+                            v1::WriteReceipt* reply, Clock::time_point started) {
+    const uint64_t timeout_ms = call.durability_timeout_ms;
+    api::ForwardRequest forward =
+        api::HttpFormOf(route, key, http_body, call.durability_regions, timeout_ms);
+    AddForwardHeaders(context, options.session(), &forward);
+    if (!options.if_match().empty()) forward.headers["If-Match"] = options.if_match();
+    if (!options.if_none_match().empty())
+      forward.headers["If-None-Match"] = options.if_none_match();
+    // Every forwarded write has an idempotency key: a retry after a lost answer is then safe.
+    const std::string idempotency_key =
+        options.idempotency_key().empty() ? api::NewForwardedKey() : options.idempotency_key();
+    forward.headers["Idempotency-Key"] = idempotency_key;
+    const api::Forwarded forwarded =
+        api::Forward(*node_, home.home, forward, std::chrono::milliseconds(timeout_ms));
+    if (auto error = api::ForwardedError(home, forwarded, /*write=*/true, idempotency_key)) {
+      return Answer(context, route, started, error);
+    }
+    const nlohmann::json body = nlohmann::json::parse(forwarded.body, nullptr, false);
+    if (!body.is_object()) {
+      return Answer(context, route, started,
+                    ApiError{502, "bad_home_answer", "the home's answer is not JSON", {}});
+    }
+    reply->set_event(body.value("event", nlohmann::json()).is_string() ? body.value("event", "")
+                                                                       : "");
+    reply->set_hlc(body.value("hlc", nlohmann::json()).is_string() ? body.value("hlc", "") : "");
+    reply->set_session(body.value("session", ""));
+    reply->set_replayed(body.value("replayed", false));
+    reply->set_version(body.value("version", ""));
+    reply->set_succeeded(body.value("succeeded", true));
+    for (const nlohmann::json& event : body.value("events", nlohmann::json::array())) {
+      if (event.is_string()) reply->add_events(event.get<std::string>());
+    }
+    reply->set_confirmed_regions(body.value("confirmed_regions", 0u));
     return Answer(context, route, started, std::nullopt);
   }
 

@@ -132,6 +132,7 @@ bool Cluster::Start() {
     NodeOptions node_options;
     node_options.region = self;
     node_options.extra_toml = options_.extra_toml;
+    node_options.grpc = options_.grpc;
     if (!options_.tls_dir.empty()) {
       const std::string& dir = options_.tls_dir;
       node_options.extra_toml += "\n[tls]\ncert_file = \"" + dir + "/" + self +

@@ -48,6 +48,8 @@ struct ClusterOptions {
   // <region>-key.pem, as `meridian ca create` and `meridian cert create` make them): mutual TLS
   // between the regions, and the clients speak HTTPS trusting ca.pem.
   std::string tls_dir = {};
+  // Every node also serves the client gRPC API (NodeProcess::grpc_port()).
+  bool grpc = false;
 };
 
 // Drops and stalls the links' own proxies have caused (adjustable_links).
