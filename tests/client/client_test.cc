@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "meridian/client.h"
+#include "support/cli.h"
 #include "support/cluster.h"
 
 namespace meridian::testing {
@@ -310,19 +311,6 @@ TEST(ClientOptions, RegionEndpointsAreNameEqualsHostPort) {
 }
 
 // The CLI: every command once, text and --json.
-std::string RunCli(const std::string& arguments, int* exit_code) {
-  const std::string command = std::string(MeridianBinary()) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t got;
-  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0)
-    out.append(buffer, got);
-  const int status = pipe != nullptr ? pclose(pipe) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
-
 TEST(Cli, EveryCommand) {
   Cluster cluster;
   ASSERT_TRUE(cluster.Start()) << cluster.Logs();

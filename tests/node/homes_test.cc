@@ -4,16 +4,14 @@
 // nothing applied; a planned move loses nothing, and a forced one takes over a lost home.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <atomic>
-#include <cstdio>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/cli.h"
 #include "support/cluster.h"
 #include "support/http_client.h"
 
@@ -221,19 +219,6 @@ TEST(HomesTest, AForcedMoveTakesOverALostHome) {
   EXPECT_EQ(cluster.Client("eu").Get(Strong("stock/pen")).body, R"({"left":2})");
 }
 
-std::string RunCli(const std::string& arguments, int* exit_code) {
-  const std::string command = std::string(MeridianBinary()) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t got;
-  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-    out.append(buffer, got);
-  }
-  const int status = pipe != nullptr ? pclose(pipe) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 TEST(HomesTest, TheCliWritesStronglyAndMovesHomes) {
   Cluster cluster(HomedCluster());

@@ -4,12 +4,9 @@
 // a kill -9; the count bounds; and the gRPC, client library and CLI paths.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +19,7 @@
 
 #include "meridian/api.grpc.pb.h"
 #include "meridian/client.h"
+#include "support/cli.h"
 #include "support/http_client.h"
 #include "support/node_process.h"
 
@@ -33,6 +31,7 @@ using meridian::testing::HttpResponse;
 using meridian::testing::NodeOptions;
 using meridian::testing::NodeProcess;
 using meridian::testing::RegionEntry;
+using meridian::testing::RunCli;
 using json = nlohmann::json;
 
 // Region names and ids: the lowest, one between, the highest.
@@ -80,21 +79,6 @@ std::vector<uint64_t> IdsOf(const HttpResponse& response) {
   return ::testing::AssertionSuccess();
 }
 
-// The output and exit code of `meridian <arguments>`.
-std::string RunCli(const std::string& arguments, int* exit_code) {
-  const std::string command =
-      std::string(meridian::testing::MeridianBinary()) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t got;
-  while (pipe != nullptr && (got = fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-    out.append(buffer, got);
-  }
-  const int status = pipe != nullptr ? pclose(pipe) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 class UniqueIdsTest : public ::testing::Test {
  protected:

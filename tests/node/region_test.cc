@@ -7,14 +7,14 @@
 #include "meridian/event.pb.h"
 #include "node/region.h"
 #include "storage/memory_store.h"
+#include "support/region_ops.h"
 
 namespace meridian::node {
 namespace {
 
-struct ManualClock : core::PhysicalClock {
-  uint64_t now_ms = 1'700'000'000'000;
-  uint64_t NowMs() override { return now_ms; }
-};
+using testing::Incr;
+using testing::ManualClock;
+using testing::Set;
 
 // A store whose commits, or reads of one document, can be made to fail, wrapping a memory store.
 class FlakyStore final : public storage::Store {
@@ -119,13 +119,6 @@ class FlakyStore final : public storage::Store {
  private:
   std::unique_ptr<storage::Store> inner_ = storage::NewMemoryStore();
 };
-
-core::Operation Set(std::string field, std::string json) {
-  return core::Operation{core::OpKind::kSet, {{std::move(field), std::move(json)}}, {}};
-}
-core::Operation Incr(std::string field, int64_t delta) {
-  return core::Operation{core::OpKind::kIncrement, {}, {{std::move(field), delta}}};
-}
 
 class RegionTest : public ::testing::Test {
  protected:

@@ -13,21 +13,14 @@
 #include "node/verification.h"
 #include "replication/verify.h"
 #include "storage/memory_store.h"
+#include "support/region_ops.h"
 
 namespace meridian::node {
 namespace {
 
-struct ManualClock : core::PhysicalClock {
-  uint64_t now_ms = 1'700'000'000'000;
-  uint64_t NowMs() override { return now_ms; }
-};
-
-core::Operation Set(std::string field, std::string json) {
-  return core::Operation{core::OpKind::kSet, {{std::move(field), std::move(json)}}, {}};
-}
-core::Operation Incr(std::string field, int64_t delta) {
-  return core::Operation{core::OpKind::kIncrement, {}, {{std::move(field), delta}}};
-}
+using testing::Incr;
+using testing::ManualClock;
+using testing::Set;
 
 // One region: its store, the Region, and its verifier of the other.
 struct Side {
