@@ -1177,7 +1177,9 @@ class HttpServer::Impl {
 
   node::Node* node_;
   // Strong requests forwarded to their home region: blocking calls, off the HTTP threads.
-  ForwardPool forwards_{8, 1024};
+  // One thread per forward waiting on its home (up to its timeout_ms): enough for as many
+  // concurrent strong clients as a region usually serves; beyond, they queue (then 429).
+  ForwardPool forwards_{32, 4096};
   static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int threads) {
     std::vector<std::unique_ptr<asio::io_context>> contexts;
     for (int i = 0; i < std::max(threads, 1); ++i) {
