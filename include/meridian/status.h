@@ -33,6 +33,8 @@ enum class StatusCode {
   kForbidden,             // verified credentials that do not allow this request
   kPreconditionFailed,    // a conditional write whose condition does not hold (If-Match, ...)
   kBoundExceeded,         // a bounded counter's region lacks the rights for this decrement
+  kBoundedField,          // a write a bounded field does not take (set, replace, delete, a
+                          // second declaration with another bound)
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -149,6 +149,53 @@ std::optional<std::string> RenderFieldState(const FieldState& field) {
 
 }  // namespace
 
+namespace {
+
+bool LedgerEmpty(const EscrowLedger& ledger) {
+  return !ledger.declared() && ledger.accounts().empty();
+}
+
+template <typename Entries>
+auto FindByName(Entries& entries, std::string_view name) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                             [](const auto& entry, std::string_view n) { return entry.first < n; });
+  return it != entries.end() && it->first == name ? it : entries.end();
+}
+
+}  // namespace
+
+EscrowLedger& DocumentState::LedgerFor(const std::string& name) {
+  auto it =
+      std::lower_bound(escrows_.begin(), escrows_.end(), name,
+                       [](const auto& entry, const std::string& n) { return entry.first < n; });
+  if (it == escrows_.end() || it->first != name) it = escrows_.emplace(it, name, EscrowLedger{});
+  return it->second;
+}
+
+void DocumentState::ApplyEscrow(const std::string& field,
+                                const std::function<void(EscrowLedger&)>& apply) {
+  apply(LedgerFor(field));
+  auto it = FindByName(escrows_, field);
+  if (it != escrows_.end() && LedgerEmpty(it->second)) escrows_.erase(it);
+}
+
+const EscrowLedger* DocumentState::Ledger(std::string_view field) const {
+  auto it = FindByName(escrows_, field);
+  return it == escrows_.end() ? nullptr : &it->second;
+}
+
+bool DocumentState::IsBounded(std::string_view field) const {
+  const EscrowLedger* ledger = Ledger(field);
+  return ledger != nullptr && ledger->declared();
+}
+
+std::optional<std::string> DocumentState::RenderWith(const FieldState* field,
+                                                     const EscrowLedger* ledger) {
+  if (ledger != nullptr && ledger->declared()) return std::to_string(*ledger->Value());
+  if (field == nullptr) return std::nullopt;
+  return RenderFieldState(*field);
+}
+
 FieldState& DocumentState::FieldFor(const std::string& name) {
   auto it =
       std::lower_bound(fields_.begin(), fields_.end(), name,
@@ -201,7 +248,33 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
       touched.emplace_back(&value.name, true);
     }
   }
+  if (op.kind == OpKind::kEscrow) {
+    const EscrowOp& escrow = op.escrow;
+    // What the ledger refuses (an event no origin could have written) changes nothing, the same
+    // in every region: the status is not needed.
+    ApplyEscrow(escrow.field, [&](EscrowLedger& ledger) {
+      switch (escrow.kind) {
+        case EscrowOpKind::kDeclare:
+          (void)ledger.Declare(EscrowDeclaration{dot, event.hlc, escrow.min, escrow.shares});
+          break;
+        case EscrowOpKind::kTransfer:
+          (void)ledger.ApplyTransfer(dot, escrow.region, escrow.amount);
+          break;
+        case EscrowOpKind::kAccept:
+          (void)ledger.ApplyAccept(dot, escrow.region, escrow.amount);
+          break;
+        case EscrowOpKind::kWant:
+          (void)ledger.ApplyWant(dot, escrow.amount);
+          break;
+      }
+    });
+  }
   for (const CounterDelta& counter : op.counters) {
+    if (counter.escrow) {
+      ApplyEscrow(counter.name,
+                  [&](EscrowLedger& ledger) { (void)ledger.ApplyIncrement(dot, counter.delta); });
+      continue;
+    }
     FieldState& field = FieldFor(counter.name);
     if (IsRemoved(field, dot)) continue;
     if (InsertByDot(&field.increments, Increment{dot, counter.delta})) {
@@ -243,8 +316,19 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
 std::optional<std::string> DocumentState::Render() const {
   if (!exists()) return std::nullopt;
   std::string out = "{";
-  for (const auto& [name, field] : fields_) {
-    std::optional<std::string> value = RenderFieldState(field);
+  // Fields and ledgers by name, merged: a bounded field may have no field state at all.
+  auto field = fields_.begin();
+  auto ledger = escrows_.begin();
+  while (field != fields_.end() || ledger != escrows_.end()) {
+    const bool take_field =
+        ledger == escrows_.end() || (field != fields_.end() && field->first <= ledger->first);
+    const bool take_ledger =
+        field == fields_.end() || (ledger != escrows_.end() && ledger->first <= field->first);
+    const std::string& name = take_field ? field->first : ledger->first;
+    std::optional<std::string> value =
+        RenderWith(take_field ? &field->second : nullptr, take_ledger ? &ledger->second : nullptr);
+    if (take_field) ++field;
+    if (take_ledger) ++ledger;
     if (!value) continue;
     if (out.size() > 1) out.push_back(',');
     AppendJsonString(name, &out);
@@ -256,9 +340,8 @@ std::optional<std::string> DocumentState::Render() const {
 }
 
 std::optional<std::string> DocumentState::RenderField(std::string_view name) const {
-  const FieldState* field = FindField(name);
-  if (field == nullptr || !exists()) return std::nullopt;
-  return RenderFieldState(*field);
+  if (!exists()) return std::nullopt;
+  return RenderWith(FindField(name), Ledger(name));
 }
 
 bool DocumentState::FieldIsNonNumeric(std::string_view name) const {
@@ -307,6 +390,9 @@ void DocumentState::Fold(const VersionVector& stable) {
 
 size_t DocumentState::MetadataEntries() const {
   size_t total = presence_.size() + removed_.size();
+  for (const auto& [name, ledger] : escrows_) {
+    total += ledger.accounts().size() + (ledger.declared() ? 1 : 0);
+  }
   for (const auto& [name, field] : fields_) {
     total += field.siblings.size() + field.increments.size() + field.removed.size();
   }
@@ -315,7 +401,9 @@ size_t DocumentState::MetadataEntries() const {
 
 namespace {
 
+// Version 2 appends the escrow ledgers; a state without any is still written as version 1.
 constexpr uint8_t kStateFormatVersion = 1;
+constexpr uint8_t kStateFormatVersionEscrow = 2;
 
 void PutBytes(std::string* out, std::string_view bytes) {
   PutVarint(out, bytes.size());
@@ -346,7 +434,8 @@ bool GetDot(std::string_view* in, Dot* dot) {
 
 std::string DocumentState::Encode() const {
   std::string out;
-  out.push_back(static_cast<char>(kStateFormatVersion));
+  out.push_back(
+      static_cast<char>(escrows_.empty() ? kStateFormatVersion : kStateFormatVersionEscrow));
   presence_.EncodeTo(&out);
   removed_.EncodeTo(&out);
   PutVarint(&out, fields_.size());
@@ -365,6 +454,13 @@ std::string DocumentState::Encode() const {
       PutVarint(&out, ZigZag(increment.delta));
     }
   }
+  if (!escrows_.empty()) {
+    PutVarint(&out, escrows_.size());
+    for (const auto& [name, ledger] : escrows_) {
+      PutBytes(&out, name);
+      ledger.EncodeTo(&out);
+    }
+  }
   return out;
 }
 
@@ -372,7 +468,8 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
   auto corrupt = [](const char* what) {
     return Corruption(std::string("document state: ") + what);
   };
-  if (in.empty() || static_cast<uint8_t>(in.front()) != kStateFormatVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in.front());
+  if (version != kStateFormatVersion && version != kStateFormatVersionEscrow) {
     return corrupt("unknown format version");
   }
   in.remove_prefix(1);
@@ -423,6 +520,24 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
       field.increments.push_back(increment);
     }
     state.fields_.emplace_back(std::move(name), std::move(field));
+  }
+  if (version == kStateFormatVersionEscrow) {
+    uint64_t ledger_count = 0;
+    if (!GetVarint(&in, &ledger_count) || ledger_count == 0 || ledger_count > in.size()) {
+      return corrupt("bad ledger count");
+    }
+    for (uint64_t l = 0; l < ledger_count; ++l) {
+      std::string name;
+      if (!GetBytes(&in, &name)) return corrupt("truncated ledger name");
+      if (name.empty() || !IsValidUtf8(name)) return corrupt("ledger name is empty or not UTF-8");
+      if (!state.escrows_.empty() && state.escrows_.back().first >= name) {
+        return corrupt("ledgers not in ascending name order");
+      }
+      auto ledger = EscrowLedger::DecodeFrom(&in);
+      if (!ledger.ok()) return ledger.status();
+      if (LedgerEmpty(*ledger)) return corrupt("an empty ledger");
+      state.escrows_.emplace_back(std::move(name), std::move(ledger).value());
+    }
   }
   if (!in.empty()) return corrupt("trailing bytes");
   return state;

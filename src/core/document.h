@@ -8,6 +8,13 @@
 // The document itself holds `presence` (per origin, the latest write other than a delete that is
 // still alive) and a document-wide `removed` vector written by delete and replace.
 //
+// A bounded field (docs/semantics.md#bounded-counters) also has an EscrowLedger (core/escrow.h),
+// fed by the escrow events (OpKind::kEscrow) and the escrowed increments (CounterDelta::escrow)
+// of that field, and by nothing else. Once the ledger holds the declaration the field renders its
+// Value(), whatever its siblings and plain increments hold: writes of regions that did not know
+// the bound yet are kept as metadata but never rendered, so that no view goes below the bound.
+// Removals (set, replace, delete) never touch a ledger. Ledgers join like states (Join).
+//
 // An operation with context C removes from the fields it touches everything C covers
 // (observed-remove): set removes older siblings and the increments it has seen, then adds itself;
 // replace and delete do that for every field; increment only adds. The rendered value of a field
@@ -21,12 +28,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/escrow.h"
 #include "core/event.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
@@ -96,15 +105,25 @@ class DocumentState {
   // increment such a field (HTTP 409).
   bool FieldIsNonNumeric(std::string_view name) const;
 
+  // The escrow ledger of a field (nullptr when no escrow event of it was applied), and whether it
+  // holds the declaration: then the field is bounded and renders the ledger's Value().
+  const EscrowLedger* Ledger(std::string_view field) const;
+  bool IsBounded(std::string_view field) const;
+  // Every field's ledger, sorted by name; none is empty.
+  const std::vector<std::pair<std::string, EscrowLedger>>& escrows() const { return escrows_; }
+
   // Drops metadata no future event can need, given `stable`: a causally stable vector, i.e. one
   // this replica has applied and that the context of every event still to arrive covers. (That
   // every region has applied it is not enough: an event written before its origin applied it may
   // still be on its way. CausalOrder::StableFrontier computes a safe vector.)
   // Keeps only the winning stable sibling, folds stable increments per origin into one entry and
-  // forgets removed-vector entries that stable covers. Never changes Render().
+  // forgets removed-vector entries that stable covers. Ledgers are kept as they are (they are
+  // already one account per origin). Never changes Render().
   void Fold(const VersionVector& stable);
   // True when nothing is left: a document deleted and folded away; storage may drop it.
-  bool empty() const { return fields_.empty() && presence_.empty() && removed_.empty(); }
+  bool empty() const {
+    return fields_.empty() && presence_.empty() && removed_.empty() && escrows_.empty();
+  }
 
   // How many siblings, increments and version-vector entries the state holds (bounded-growth
   // checks and metrics).
@@ -125,6 +144,12 @@ class DocumentState {
  private:
   FieldState& FieldFor(const std::string& name);
   const FieldState* FindField(std::string_view name) const;
+  EscrowLedger& LedgerFor(const std::string& name);
+  // Applies one escrow event or escrowed increment to its field's ledger (what the ledger
+  // refuses changes nothing) and drops the ledger again if it is left empty.
+  void ApplyEscrow(const std::string& field, const std::function<void(EscrowLedger&)>& apply);
+  // The rendered value of a field from its state and ledger (either may be null).
+  static std::optional<std::string> RenderWith(const FieldState* field, const EscrowLedger* ledger);
   // Removes from every field and from presence what `context` covers; records it document-wide.
   void RemoveEverywhere(const VersionVector& context);
   bool IsRemoved(const FieldState& field, const Dot& dot) const {
@@ -135,7 +160,8 @@ class DocumentState {
   // Builds a state from two others' parts (state_merge.h).
   friend Result<DocumentState> MergeStates(const StateToMerge& a, const StateToMerge& b);
 
-  std::vector<std::pair<std::string, FieldState>> fields_;  // sorted by name
+  std::vector<std::pair<std::string, FieldState>> fields_;     // sorted by name
+  std::vector<std::pair<std::string, EscrowLedger>> escrows_;  // sorted by name, none empty
   VersionVector presence_;
   VersionVector removed_;
 };

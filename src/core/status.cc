@@ -36,6 +36,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "precondition_failed";
     case StatusCode::kBoundExceeded:
       return "bound_exceeded";
+    case StatusCode::kBoundedField:
+      return "bounded_field";
     case StatusCode::kForbidden:
       return "forbidden";
   }

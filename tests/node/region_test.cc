@@ -481,7 +481,7 @@ DeadLetter LetterOf(storage::Store& store, uint64_t id) {
 TEST_F(RemoteApplyTest, AnEventThatCannotBeReadIsParkedThenAppliedOnceByARetry) {
   const auto events = WriteAtEu({{"p", Incr("n", 1)},
                                  {"r", Incr("n", 1)},
-                                 {"p", Incr("n", 5)},  // eu:3, sent as schema version 2
+                                 {"p", Incr("n", 5)},  // eu:3, sent as a newer version
                                  {"p", Incr("n", 1)},
                                  {"r", Incr("n", 1)}});
   const core::ParkedEvent newer = ParkedAs(events[2], core::kEventSchemaVersion + 1);
@@ -500,8 +500,10 @@ TEST_F(RemoteApplyTest, AnEventThatCannotBeReadIsParkedThenAppliedOnceByARetry) 
   const DeadLetter parked = LetterOf(us_store_, 1);
   EXPECT_EQ(parked.event, "eu:3");
   EXPECT_EQ(parked.key, "p");
-  EXPECT_EQ(parked.schema_version, 2u);
-  EXPECT_EQ(parked.reason, "schema version 2 is newer than this node reads (1)");
+  EXPECT_EQ(parked.schema_version, core::kEventSchemaVersion + 1);
+  EXPECT_EQ(parked.reason, "schema version " + std::to_string(core::kEventSchemaVersion + 1) +
+                               " is newer than this node reads (" +
+                               std::to_string(core::kEventSchemaVersion) + ")");
   EXPECT_EQ(parked.state, DeadLetter::State::kParked);
   EXPECT_EQ(parked.parked_ms, clock_.now_ms);
   EXPECT_EQ(parked.bytes, newer.bytes);
