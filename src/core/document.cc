@@ -172,11 +172,72 @@ EscrowLedger& DocumentState::LedgerFor(const std::string& name) {
   return it->second;
 }
 
-void DocumentState::ApplyEscrow(const std::string& field,
-                                const std::function<void(EscrowLedger&)>& apply) {
-  apply(LedgerFor(field));
-  auto it = FindByName(escrows_, field);
-  if (it != escrows_.end() && LedgerEmpty(it->second)) escrows_.erase(it);
+namespace {
+
+// What the ledger refuses (an event no origin could have written) changes nothing, the same in
+// every region: the status is not needed.
+void ApplyToLedger(EscrowLedger& ledger, const EscrowWaiting& event) {
+  if (event.increment) {
+    (void)ledger.ApplyIncrement(event.dot, event.amount);
+    return;
+  }
+  switch (event.kind) {
+    case EscrowOpKind::kTransfer:
+      (void)ledger.ApplyTransfer(event.dot, event.region, event.amount);
+      break;
+    case EscrowOpKind::kAccept:
+      (void)ledger.ApplyAccept(event.dot, event.region, event.amount);
+      break;
+    case EscrowOpKind::kWant:
+      (void)ledger.ApplyWant(event.dot, event.amount);
+      break;
+    case EscrowOpKind::kDeclare:
+      break;  // declarations are not chained
+  }
+}
+
+}  // namespace
+
+void DocumentState::ApplyChained(const std::string& field, const EscrowWaiting& event) {
+  EscrowLedger& ledger = LedgerFor(field);
+  const uint64_t at = ledger.Account(event.dot.origin).seq;
+  if (event.dot.seq > at) {
+    if (event.prev == at) {
+      ApplyToLedger(ledger, event);
+      DrainWaiting(field);
+    } else {
+      auto list =
+          std::lower_bound(waiting_.begin(), waiting_.end(), field,
+                           [](const auto& entry, const std::string& n) { return entry.first < n; });
+      if (list == waiting_.end() || list->first != field) {
+        list = waiting_.emplace(list, field, std::vector<EscrowWaiting>{});
+      }
+      InsertByDot(&list->second, event);  // a duplicate is not kept twice
+    }
+  }
+  DropEmptyEscrows();
+}
+
+void DocumentState::DrainWaiting(const std::string& field) {
+  auto list = FindByName(waiting_, field);
+  if (list == waiting_.end()) return;
+  EscrowLedger& ledger = LedgerFor(field);
+  for (bool progress = true; progress;) {
+    progress = false;
+    std::erase_if(list->second, [&](const EscrowWaiting& event) {
+      const uint64_t at = ledger.Account(event.dot.origin).seq;
+      if (event.dot.seq <= at) return true;  // the ledger is past it
+      if (event.prev != at) return false;
+      ApplyToLedger(ledger, event);
+      progress = true;
+      return true;
+    });
+  }
+}
+
+void DocumentState::DropEmptyEscrows() {
+  std::erase_if(escrows_, [](const auto& entry) { return LedgerEmpty(entry.second); });
+  std::erase_if(waiting_, [](const auto& entry) { return entry.second.empty(); });
 }
 
 const EscrowLedger* DocumentState::Ledger(std::string_view field) const {
@@ -252,27 +313,20 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
     const EscrowOp& escrow = op.escrow;
     // What the ledger refuses (an event no origin could have written) changes nothing, the same
     // in every region: the status is not needed.
-    ApplyEscrow(escrow.field, [&](EscrowLedger& ledger) {
-      switch (escrow.kind) {
-        case EscrowOpKind::kDeclare:
-          (void)ledger.Declare(EscrowDeclaration{dot, event.hlc, escrow.min, escrow.shares});
-          break;
-        case EscrowOpKind::kTransfer:
-          (void)ledger.ApplyTransfer(dot, escrow.region, escrow.amount);
-          break;
-        case EscrowOpKind::kAccept:
-          (void)ledger.ApplyAccept(dot, escrow.region, escrow.amount);
-          break;
-        case EscrowOpKind::kWant:
-          (void)ledger.ApplyWant(dot, escrow.amount);
-          break;
-      }
-    });
+    if (escrow.kind == EscrowOpKind::kDeclare) {
+      // A declaration is no account's event: it counts whenever it comes.
+      (void)LedgerFor(escrow.field)
+          .Declare(EscrowDeclaration{dot, event.hlc, escrow.min, escrow.shares});
+      DropEmptyEscrows();
+    } else {
+      ApplyChained(escrow.field, EscrowWaiting{dot, escrow.prev, false, escrow.kind, escrow.region,
+                                               escrow.amount});
+    }
   }
   for (const CounterDelta& counter : op.counters) {
     if (counter.escrow) {
-      ApplyEscrow(counter.name,
-                  [&](EscrowLedger& ledger) { (void)ledger.ApplyIncrement(dot, counter.delta); });
+      ApplyChained(counter.name,
+                   EscrowWaiting{dot, counter.prev, true, EscrowOpKind::kWant, 0, counter.delta});
       continue;
     }
     FieldState& field = FieldFor(counter.name);
@@ -393,6 +447,7 @@ size_t DocumentState::MetadataEntries() const {
   for (const auto& [name, ledger] : escrows_) {
     total += ledger.accounts().size() + (ledger.declared() ? 1 : 0);
   }
+  for (const auto& [name, waiting] : waiting_) total += waiting.size();
   for (const auto& [name, field] : fields_) {
     total += field.siblings.size() + field.increments.size() + field.removed.size();
   }
@@ -434,8 +489,8 @@ bool GetDot(std::string_view* in, Dot* dot) {
 
 std::string DocumentState::Encode() const {
   std::string out;
-  out.push_back(
-      static_cast<char>(escrows_.empty() ? kStateFormatVersion : kStateFormatVersionEscrow));
+  const bool escrow = !escrows_.empty() || !waiting_.empty();
+  out.push_back(static_cast<char>(escrow ? kStateFormatVersionEscrow : kStateFormatVersion));
   presence_.EncodeTo(&out);
   removed_.EncodeTo(&out);
   PutVarint(&out, fields_.size());
@@ -454,11 +509,23 @@ std::string DocumentState::Encode() const {
       PutVarint(&out, ZigZag(increment.delta));
     }
   }
-  if (!escrows_.empty()) {
+  if (escrow) {
     PutVarint(&out, escrows_.size());
     for (const auto& [name, ledger] : escrows_) {
       PutBytes(&out, name);
       ledger.EncodeTo(&out);
+    }
+    PutVarint(&out, waiting_.size());
+    for (const auto& [name, waiting] : waiting_) {
+      PutBytes(&out, name);
+      PutVarint(&out, waiting.size());
+      for (const EscrowWaiting& event : waiting) {
+        PutDot(&out, event.dot);
+        PutVarint(&out, event.prev);
+        out.push_back(static_cast<char>(event.increment ? 0 : static_cast<uint8_t>(event.kind)));
+        out.push_back(static_cast<char>(event.region));
+        PutVarint(&out, ZigZag(event.amount));
+      }
     }
   }
   return out;
@@ -523,7 +590,7 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
   }
   if (version == kStateFormatVersionEscrow) {
     uint64_t ledger_count = 0;
-    if (!GetVarint(&in, &ledger_count) || ledger_count == 0 || ledger_count > in.size()) {
+    if (!GetVarint(&in, &ledger_count) || ledger_count > in.size()) {
       return corrupt("bad ledger count");
     }
     for (uint64_t l = 0; l < ledger_count; ++l) {
@@ -537,6 +604,54 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
       if (!ledger.ok()) return ledger.status();
       if (LedgerEmpty(*ledger)) return corrupt("an empty ledger");
       state.escrows_.emplace_back(std::move(name), std::move(ledger).value());
+    }
+    uint64_t list_count = 0;
+    if (!GetVarint(&in, &list_count) || list_count > in.size()) {
+      return corrupt("bad waiting list count");
+    }
+    if (ledger_count == 0 && list_count == 0) return corrupt("no escrow in version 2");
+    for (uint64_t l = 0; l < list_count; ++l) {
+      std::string name;
+      if (!GetBytes(&in, &name)) return corrupt("truncated waiting list name");
+      if (name.empty() || !IsValidUtf8(name)) return corrupt("waiting list name not UTF-8");
+      if (!state.waiting_.empty() && state.waiting_.back().first >= name) {
+        return corrupt("waiting lists not in ascending name order");
+      }
+      uint64_t count = 0;
+      if (!GetVarint(&in, &count) || count == 0 || count > in.size()) {
+        return corrupt("bad waiting count");
+      }
+      const EscrowLedger* ledger = state.Ledger(name);
+      std::vector<EscrowWaiting> waiting;
+      for (uint64_t i = 0; i < count; ++i) {
+        EscrowWaiting event;
+        uint64_t amount = 0;
+        if (!GetDot(&in, &event.dot) || !GetVarint(&in, &event.prev) || in.size() < 2) {
+          return corrupt("truncated waiting event");
+        }
+        const auto tag = static_cast<uint8_t>(in[0]);
+        event.region = static_cast<uint8_t>(in[1]);
+        in.remove_prefix(2);
+        if (!GetVarint(&in, &amount)) return corrupt("truncated waiting event");
+        event.amount = UnZigZag(amount);
+        event.increment = tag == 0;
+        if (!event.increment) event.kind = static_cast<EscrowOpKind>(tag);
+        const bool operation = tag == static_cast<uint8_t>(EscrowOpKind::kTransfer) ||
+                               tag == static_cast<uint8_t>(EscrowOpKind::kAccept) ||
+                               tag == static_cast<uint8_t>(EscrowOpKind::kWant);
+        // What Apply could have kept: a chained event its ledger is not at, nor past.
+        const uint64_t at = ledger == nullptr ? 0 : ledger->Account(event.dot.origin).seq;
+        if ((!event.increment && !operation) || event.region > kRegionIdMax ||
+            (event.increment && event.region != 0) || event.prev >= event.dot.seq ||
+            event.dot.seq <= at || event.prev == at) {
+          return corrupt("a waiting event no chain could hold");
+        }
+        if (!waiting.empty() && waiting.back().dot >= event.dot) {
+          return corrupt("waiting events not in ascending dot order");
+        }
+        waiting.push_back(event);
+      }
+      state.waiting_.emplace_back(std::move(name), std::move(waiting));
     }
   }
   if (!in.empty()) return corrupt("trailing bytes");

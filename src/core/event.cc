@@ -216,8 +216,16 @@ Status ValidateEvent(const Event& event, const Limits& limits) {
   if (event.txn_rest >= kTransactionOpsMax) {
     return InvalidArgument("event names more transaction events after it than a transaction holds");
   }
+  for (const CounterDelta& counter : event.op.counters) {
+    if (counter.prev >= event.dot.seq) {
+      return InvalidArgument("an escrowed increment chains to a later event of its origin");
+    }
+  }
   if (event.op.kind == OpKind::kEscrow) {
     const EscrowOp& escrow = event.op.escrow;
+    if (escrow.prev >= event.dot.seq) {
+      return InvalidArgument("an escrow event chains to a later event of its origin");
+    }
     if ((escrow.kind == EscrowOpKind::kTransfer || escrow.kind == EscrowOpKind::kAccept) &&
         escrow.region == event.dot.origin) {
       return InvalidArgument("an escrow transfer or accept names its own region");
@@ -259,6 +267,7 @@ std::string EncodeEvent(const Event& event) {
     out->set_name(counter.name);
     out->set_delta(counter.delta);
     if (counter.escrow) out->set_escrow(true);
+    if (counter.prev != 0) out->set_prev(counter.prev);
   }
   if (event.op.kind == OpKind::kEscrow) {
     const EscrowOp& escrow = event.op.escrow;
@@ -275,6 +284,7 @@ std::string EncodeEvent(const Event& event) {
     } else {
       if (escrow.kind != EscrowOpKind::kWant) out->set_region(escrow.region);
       out->set_amount(escrow.amount);
+      out->set_prev(escrow.prev);
     }
   }
   std::string bytes;
@@ -314,7 +324,11 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
     event.op.fields.push_back(FieldValue{field.name(), field.value()});
   }
   for (const wire::CounterDelta& counter : op.counters()) {
-    event.op.counters.push_back(CounterDelta{counter.name(), counter.delta(), counter.escrow()});
+    if (counter.prev() != 0 && !counter.escrow()) {
+      return Corruption("event: a chained increment that is not escrowed");
+    }
+    event.op.counters.push_back(
+        CounterDelta{counter.name(), counter.delta(), counter.escrow(), counter.prev()});
   }
   if (op.has_escrow() != (event.op.kind == OpKind::kEscrow)) {
     return Corruption("event: an escrow part without an escrow operation, or the reverse");
@@ -331,6 +345,7 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
     const bool want = out.kind == EscrowOpKind::kWant;
     // Only what the writer's kind uses may be present: one encoding per operation.
     if ((declare && (escrow.region() != 0 || escrow.amount() != 0)) ||
+        (declare && escrow.prev() != 0) ||
         (!declare && (escrow.min() != 0 || escrow.shares_size() != 0)) ||
         (want && escrow.region() != 0)) {
       return Corruption("event: an escrow operation carries what its kind does not use");
@@ -347,6 +362,7 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
     if (escrow.region() > kRegionIdMax) return Corruption("event: escrow region above 31");
     out.region = static_cast<RegionId>(escrow.region());
     out.amount = escrow.amount();
+    out.prev = escrow.prev();
   }
   if (EventSchemaVersion(event) > message.schema_version()) {
     return Corruption("event: escrow content in an event of schema version 1");

@@ -58,6 +58,10 @@ struct CounterDelta {
   // increment of a bounded field was written by a region that did not know the bound: no ledger
   // counts it.
   bool escrow = false;
+  // Escrowed: the seq of its writer's previous escrow event of this field (0: none). A region
+  // applies each origin's escrow events of a field in this chain (DocumentState), so that its
+  // ledger holds a prefix of them whatever was parked or lost on the way.
+  uint64_t prev = 0;
   bool operator==(const CounterDelta&) const = default;
 };
 
@@ -73,6 +77,7 @@ struct EscrowOp {
   std::map<RegionId, int64_t> shares;
   RegionId region = 0;  // kTransfer: the receiver; kAccept: the giver
   int64_t amount = 0;   // kTransfer, kAccept: rights moved (> 0); kWant: the level asked for (>= 0)
+  uint64_t prev = 0;    // not kDeclare: as CounterDelta::prev
   bool operator==(const EscrowOp&) const = default;
 };
 

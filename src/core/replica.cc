@@ -20,6 +20,24 @@ Status BoundedField(const std::string& field, const std::string& what) {
   return Status(StatusCode::kBoundedField, "field '" + field + "' is a bounded counter: " + what);
 }
 
+// A region decides its escrow events on its own account, which must then hold all its earlier
+// ones: not while some of them wait in this copy for an earlier one (a copy taken from a peer
+// that lacked one, until it is repaired).
+Status CheckOwnChain(RegionId id, const DocumentState& doc, const std::string& field) {
+  for (const auto& [name, waiting] : doc.escrow_waiting()) {
+    if (name != field) continue;
+    for (const EscrowWaiting& event : waiting) {
+      if (event.dot.origin == id) {
+        return Status(StatusCode::kUnavailable,
+                      "field '" + field +
+                          "': this region's copy lacks some of its own escrow events; it takes "
+                          "writes of the field again once it is repaired from a peer");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 // The checks of docs/semantics.md#bounded-counters on a local write (see StampLocalWrite); fills
 // in what the command path decides: escrow flags, a declaration's shares.
 Status CheckBounds(RegionId id, Operation* op, const DocumentState* current,
@@ -30,11 +48,14 @@ Status CheckBounds(RegionId id, Operation* op, const DocumentState* current,
     case OpKind::kIncrement:
       for (CounterDelta& counter : op->counters) {
         counter.escrow = doc.IsBounded(counter.name);
+        counter.prev = 0;
         if (!counter.escrow) continue;
-        if (Status status = doc.Ledger(counter.name)->CheckIncrement(id, counter.delta);
-            !status.ok()) {
+        const EscrowLedger& ledger = *doc.Ledger(counter.name);
+        MERIDIAN_RETURN_IF_ERROR(CheckOwnChain(id, doc, counter.name));
+        if (Status status = ledger.CheckIncrement(id, counter.delta); !status.ok()) {
           return Status(status.code(), "field '" + counter.name + "': " + status.message());
         }
+        counter.prev = ledger.Account(id).seq;
       }
       return Status::Ok();
     case OpKind::kSet:
@@ -59,10 +80,13 @@ Status CheckBounds(RegionId id, Operation* op, const DocumentState* current,
   }
   EscrowOp& escrow = op->escrow;
   const EscrowLedger* ledger = doc.Ledger(escrow.field);
+  escrow.prev = 0;
   if (escrow.kind != EscrowOpKind::kDeclare) {
     if (ledger == nullptr || !ledger->declared()) {
       return InvalidArgument("field '" + escrow.field + "' is not a bounded counter here");
     }
+    MERIDIAN_RETURN_IF_ERROR(CheckOwnChain(id, doc, escrow.field));
+    escrow.prev = ledger->Account(id).seq;
     switch (escrow.kind) {
       case EscrowOpKind::kTransfer:
         return ledger->CheckTransfer(id, escrow.region, escrow.amount);
@@ -76,7 +100,9 @@ Status CheckBounds(RegionId id, Operation* op, const DocumentState* current,
     return BoundedField(escrow.field, "it is bounded already, with min " +
                                           std::to_string(ledger->declaration()->min));
   }
-  if (ledger != nullptr) {
+  const bool waiting = std::any_of(doc.escrow_waiting().begin(), doc.escrow_waiting().end(),
+                                   [&](const auto& entry) { return entry.first == escrow.field; });
+  if (ledger != nullptr || waiting) {
     return BoundedField(escrow.field,
                         "other regions' escrow events of it arrived here before its declaration: "
                         "it was declared elsewhere");

@@ -645,6 +645,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         }
         loaded.state = std::move(merged).value();
       }
+      NoteEscrowGap(loaded, key);
       std::optional<std::string> rendered = loaded.state.Render();
       if (rendered != rendered_before) {
         // A change watches see; no one event made it.
@@ -730,6 +731,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
     rendered = loaded.state.Render();
   }
   loaded.rendered = rendered;
+  NoteEscrowGap(loaded, event.key);
   if (advance) group.order.Advance(event.dot, event.context);
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
@@ -1097,6 +1099,10 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       accepted.push_back(outcomes->size() - 1);
       continue;
     }
+    if (Status status = EscrowWritable(**loaded, write.key, write.op); !status.ok()) {
+      outcomes->push_back(status);
+      continue;
+    }
     std::unique_lock lock(mutex_);
     Result<core::Event> event =
         core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state, group.order.frontier(),
@@ -1204,6 +1210,10 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     if (!loaded.ok()) return loaded.status();
     auto [it, fresh] = trial.try_emplace(op.key);
     if (fresh) it->second = (*loaded)->state;
+    if (Status status = EscrowWritable(**loaded, op.key, op.op); !status.ok()) {
+      return Status(status.code(), "operation " + std::to_string(i + 1) + " of the transaction ('" +
+                                       op.key + "'): " + status.message());
+    }
     std::unique_lock lock(mutex_);
     Result<core::Event> event = core::StampLocalWrite(id_, op.key, op.op, &it->second,
                                                       order.frontier(), &clock_, limits_, regions_);
@@ -1807,7 +1817,11 @@ Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& 
     // its index lists the document). A peer that holds nothing and lists nothing holds the
     // document deleted and folded away.
     const bool theirs_usable = !entry.damaged && (entry.state.has_value() || !entry.indexed);
-    if (mine.rendered == their_render) {
+    // Bounded counters' ledgers are not all in the rendering (a transfer changes no value): a
+    // copy is whole only with the same escrow state too.
+    const bool same_escrow = mine.state.escrows() == theirs.escrows() &&
+                             mine.state.escrow_waiting() == theirs.escrow_waiting();
+    if (mine.rendered == their_render && (same_escrow || !damaged_here || !theirs_usable)) {
       ++outcome.equal;
       // A marked copy that renders as the peer's own copy of the same events is whole again.
       if (damaged_here && theirs_usable && mine.damage.empty()) {
@@ -1928,6 +1942,26 @@ std::string Region::ConflictJson(const core::Conflict& conflict) const {
 }
 
 // --- bounded counters ------------------------------------------------------------------------
+
+Status Region::EscrowWritable(const Loaded& loaded, const std::string& key,
+                              const core::Operation& op) {
+  bool escrow = op.kind == core::OpKind::kEscrow;
+  for (const core::CounterDelta& counter : op.counters) {
+    escrow = escrow || loaded.state.IsBounded(counter.name);
+  }
+  if (!escrow || (loaded.damage.empty() && !IsDamaged(key))) return Status::Ok();
+  return Status(StatusCode::kUnavailable,
+                "'" + key +
+                    "' is marked damaged here (docs/verification.md): its bounded counters take "
+                    "writes again once it is repaired from a peer, since this copy may lack some "
+                    "of this region's own escrow events");
+}
+
+void Region::NoteEscrowGap(Loaded& loaded, const std::string& key) {
+  if (loaded.state.escrow_waiting().empty() || !loaded.damage.empty()) return;
+  if (IsDamaged(key) && !MarkedOnlyForParked(key)) return;
+  loaded.damage = std::string(kEscrowGapReason);
+}
 
 void Region::SetEscrow(const core::EscrowPolicy& policy, size_t keys_max) {
   MERIDIAN_CHECK(core::ValidateEscrowPolicy(policy).ok() && keys_max > 0);

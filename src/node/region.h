@@ -612,6 +612,17 @@ class Region {
   void NoteEscrowDue(const std::string& key, const std::map<std::string, int64_t>& needs = {});
   // After a local write was refused with kBoundExceeded: the key is due with what it needed.
   void NoteEscrowRefusal(const std::string& key, const core::Operation& op);
+  // A copy holding escrow events that wait for an earlier one of their origin lacks that one
+  // (parked, or lost with a damaged copy or a peer's): it is marked damaged with the group, so
+  // that it is repaired from a peer and is no source of repair itself. In a copy that applied
+  // every event in order, nothing waits.
+  static constexpr std::string_view kEscrowGapReason =
+      "escrow events of it wait for an earlier one of their origin";
+  void NoteEscrowGap(Loaded& loaded, const std::string& key);
+  // A region decides escrow writes on its own account, which a damaged copy may hold only in
+  // part (one of its own events parked, or lost with the copy): kUnavailable for an escrow
+  // operation or an increment of a bounded field of a document marked damaged.
+  Status EscrowWritable(const Loaded& loaded, const std::string& key, const core::Operation& op);
   // The committed state of a document without checking it out of the cache (nullopt: none, or
   // it does not read).
   std::optional<core::DocumentState> CommittedState(const std::string& key);

@@ -48,8 +48,10 @@ Operation Declare(const std::string& field, int64_t min) {
   return op;
 }
 
-Operation Escrow(EscrowOpKind kind, const std::string& field, RegionId region, int64_t amount) {
+Operation Escrow(EscrowOpKind kind, const std::string& field, RegionId region, int64_t amount,
+                 uint64_t prev = 0) {
   Operation op;
+  op.escrow.prev = prev;
   op.kind = OpKind::kEscrow;
   op.escrow.kind = kind;
   op.escrow.field = field;
@@ -129,7 +131,7 @@ TEST(EscrowEventTest, EveryKindRoundTripsAsSchemaVersion2) {
   declare.escrow.shares = {{kUs, 34}, {kEu, 33}, {kAsia, 33}};
   Operation escrowed = Incr("stock", -3);
   escrowed.counters[0].escrow = true;
-  for (const Operation& op : {declare, Escrow(EscrowOpKind::kTransfer, "stock", kUs, 7),
+  for (const Operation& op : {declare, Escrow(EscrowOpKind::kTransfer, "stock", kUs, 7, 2),
                               Escrow(EscrowOpKind::kAccept, "stock", kAsia, 2),
                               Escrow(EscrowOpKind::kWant, "stock", 0, 20),
                               Escrow(EscrowOpKind::kWant, "stock", 0, 0), escrowed}) {
@@ -199,6 +201,12 @@ TEST(EscrowEventTest, ImpossibleContentDoesNotDecode) {
   EXPECT_EQ(code(message), StatusCode::kCorruption) << "an escrow part on an increment";
   message = wire_of(MakeEvent(Escrow(EscrowOpKind::kWant, "", 0, 3)));
   EXPECT_EQ(code(message), StatusCode::kCorruption) << "no field name";
+  message = wire_of(MakeEvent(Escrow(EscrowOpKind::kWant, "stock", 0, 3)));
+  message.mutable_operation()->mutable_escrow()->set_prev(3);  // the event's own seq
+  EXPECT_EQ(code(message), StatusCode::kCorruption) << "a chain to itself";
+  message = wire_of(MakeEvent(Incr("stock", 1)));
+  message.mutable_operation()->mutable_counters(0)->set_prev(1);
+  EXPECT_EQ(code(message), StatusCode::kCorruption) << "a chained plain increment";
 }
 
 // --- the document ----------------------------------------------------------------------------
@@ -317,6 +325,52 @@ TEST(BoundedDocumentTest, EncodesAsVersion2FoldsAndMergesWithItsLedgers) {
   ASSERT_TRUE(merged.ok()) << merged.status().ToString();
   EXPECT_EQ(merged->Render(), R"({"stock":7})");
   EXPECT_EQ(merged->escrows(), us.doc.escrows());
+}
+
+TEST(BoundedDocumentTest, AnOriginsEscrowEventsApplyInTheirChainWhateverTheOrder) {
+  Writer us(kUs);
+  ASSERT_TRUE(us.Write(Set("stock", "30")).ok());
+  ASSERT_TRUE(us.Write(Declare("stock", 0)).ok());
+  ASSERT_TRUE(us.Write(Set("name", "\"lamp\"")).ok());  // seqs skip: other fields, other keys
+  auto first = us.Write(Incr("stock", -1));
+  auto second = us.Write(Incr("stock", -2));
+  auto third = us.Write(Escrow(EscrowOpKind::kTransfer, "stock", kEu, 3));
+  ASSERT_TRUE(first.ok() && second.ok() && third.ok());
+  EXPECT_EQ(first->op.counters[0].prev, 0u);
+  EXPECT_EQ(second->op.counters[0].prev, first->dot.seq);
+  EXPECT_EQ(third->op.escrow.prev, second->dot.seq);
+
+  // eu misses the second (parked on the way, say): the third waits for it.
+  DocumentState eu;
+  for (const Event& event : us.written) {
+    if (event.dot != second->dot) eu.Apply(event, nullptr);
+  }
+  EXPECT_EQ(eu.Ledger("stock")->Account(kUs).seq, first->dot.seq);
+  ASSERT_EQ(eu.escrow_waiting().size(), 1u);
+  EXPECT_EQ(eu.escrow_waiting()[0].second.size(), 1u);
+  EXPECT_EQ(eu.RenderField("stock"), "29") << "a prefix of us's events: never below the bound";
+  const std::string bytes = eu.Encode();
+  auto decoded = DocumentState::Decode(bytes);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(*decoded, eu);
+
+  // A merge with a copy that has it all, or the missing event itself, completes the chain.
+  const VersionVector none;
+  auto merged = MergeStates({eu, us.frontier, none}, {us.doc, us.frontier, none});
+  ASSERT_TRUE(merged.ok());
+  EXPECT_EQ(*merged, us.doc);
+  eu.Apply(*second, nullptr);
+  EXPECT_TRUE(eu.escrow_waiting().empty());
+  EXPECT_EQ(eu, us.doc);
+
+  // us, holding a copy that lacks one of its own events, writes no escrow event of the field.
+  Writer restored(kUs);
+  for (const Event& event : us.written) {
+    if (event.dot != second->dot) restored.Receive(event);
+  }
+  EXPECT_EQ(restored.Write(Incr("stock", -1)).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(restored.Write(Escrow(EscrowOpKind::kWant, "stock", 0, 4)).status().code(),
+            StatusCode::kUnavailable);
 }
 
 // --- the command path ------------------------------------------------------------------------

@@ -243,5 +243,31 @@ TEST_F(BoundedRegionTest, ABelowLowWaterDecrementAsksBeforeAnyRefusal) {
   EXPECT_EQ(asked[0].op.escrow.amount, 20);
 }
 
+TEST_F(BoundedRegionTest, ACopyMissingAnEscrowEventIsMarkedAndTakesNoEscrowWrites) {
+  ASSERT_TRUE(Commit(kUs, {{"item", Set("stock", "30")}, {"item", Declare("stock", 0)}})[0].ok());
+  ASSERT_TRUE(Commit(kUs, {{"item", Incr("stock", -1)}})[0].ok());
+  ASSERT_TRUE(Commit(kUs, {{"item", Incr("stock", -2)}})[0].ok());
+  std::vector<core::Event> events;
+  ASSERT_TRUE(stores_[kUs]
+                  ->ReadLog(kUs, 1, SIZE_MAX,
+                            [&](const storage::LoggedEvent& logged) {
+                              events.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
+                            })
+                  .ok());
+  ASSERT_EQ(events.size(), 4u);
+  // eu parks us:3 (it does not read it, say): us:4 waits for it, and eu's copy is marked.
+  const core::ParkedEvent parked{
+      events[2].dot, core::EncodeEvent(events[2]), "item", 2, events[2].hlc, false, "unreadable"};
+  std::vector<Change> changes;
+  auto applied = R(kEu).ApplyRemoteEvents(
+      core::RemoteBatch({events[0], events[1], events[3]}, {parked}), &changes);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_TRUE(R(kEu).IsDamaged("item"));
+  EXPECT_EQ(*View(kEu, "item"), R"({"stock":30})") << "us:4 waits for us:3";
+  EXPECT_EQ(Commit(kEu, {{"item", Incr("stock", -1)}})[0].status().code(),
+            StatusCode::kUnavailable);
+  EXPECT_TRUE(Commit(kEu, {{"item", Set("note", "1")}})[0].ok()) << "other fields still write";
+}
+
 }  // namespace
 }  // namespace meridian::node
