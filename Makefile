@@ -76,6 +76,7 @@ side-suite: test-asan
 
 # Benchmarks: the machine's wake-up and fsync costs, merge throughput in memory, a node against
 # redis-server in the same run, its live WAL and crash recovery, TLS and tokens against neither,
+# bounded decrements against plain ones,
 # the replication receive path, then three regions through WAN proxies (and a pair with mutual TLS
 # against without), and re-seeding a region of 1,000,000 documents (bench/README.md).
 bench: build
@@ -85,6 +86,7 @@ bench: build
 	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
 	@bench/wal_recovery.sh build/default/meridian build/default/bench/http_load
 	@bench/security_bench.sh build/default/meridian build/default/bench/http_load
+	@bench/bounded_bench.sh build/default/meridian build/default/bench/http_load
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench

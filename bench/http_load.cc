@@ -162,6 +162,7 @@ struct Options {
   long cpu_pid = 0;     // when > 0, the CPU this process spends in the measured window is reported
   std::string ca_file;  // when set: TLS, the node verified against this CA
   std::string token;    // when set: sent as a bearer token
+  std::int64_t incr_delta = 1;  // incr mode: the delta of field "n"
 };
 
 [[noreturn]] void usage(int code) {
@@ -179,6 +180,7 @@ struct Options {
       "  --key-prefix P         key prefix (default \"bench:\")\n"
       "  --value-bytes B        size of the JSON document {\"v\":\"xx..\"} (default 200)\n"
       "  --read-pct P           mixed mode: percent of GETs, the rest PUTs (default 90)\n"
+      "  --incr-delta D         incr mode: add D to field \"n\" (default 1; -1 decrements)\n"
       "  --no-prepopulate       get/mixed: do not PUT every key before the run\n"
       "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
       "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
@@ -268,6 +270,15 @@ Options parse_args(int argc, char** argv) {
       o.value_bytes = parse_number<std::size_t>(a, value());
     } else if (a == "--read-pct") {
       o.read_pct = parse_number<int>(a, value());
+    } else if (a == "--incr-delta") {
+      const char* text = value();
+      char* end = nullptr;
+      errno = 0;
+      o.incr_delta = std::strtoll(text, &end, 10);  // may be negative
+      if (end == text || *end != '\0' || errno != 0) {
+        std::fprintf(stderr, "http_load: bad value for --incr-delta: '%s'\n", text);
+        std::exit(1);
+      }
     } else if (a == "--no-prepopulate") {
       o.prepopulate = false;
     } else if (a == "--query") {
@@ -755,6 +766,7 @@ int main(int argc, char** argv) {
   sh.opt = &o;
   sh.value = make_value(o.value_bytes);
   sh.encoded_prefix = encode_key(o.key_prefix);
+  sh.incr_body = "{\"n\":" + std::to_string(o.incr_delta) + "}";
   if (!o.ca_file.empty()) {
     sh.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
     beast::error_code ec;

@@ -35,6 +35,8 @@ enum class StatusCode {
   kBoundExceeded,         // a bounded counter's region lacks the rights for this decrement
   kNotHome,               // a strong operation in a region that is not (or no longer) the home
   kHomeUnavailable,       // a strong operation whose home region could not be reached
+  kBoundedField,          // a write a bounded field does not take (set, replace, delete, a
+                          // second declaration with another bound)
 };
 
 std::string_view StatusCodeName(StatusCode code);

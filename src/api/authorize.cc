@@ -64,6 +64,7 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
     case Route::kReady:
       return std::nullopt;
     case Route::kGetDocument:
+    case Route::kGetBounds:
       if (claims.CanRead(call.key)) return std::nullopt;
       return Forbidden("this token may not read key " + Quote(call.key) +
                        " (no \"read\" prefix of it)");
@@ -71,6 +72,7 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
     case Route::kPatchDocument:
     case Route::kIncrementDocument:
     case Route::kDeleteDocument:
+    case Route::kPutBounds:
       if (claims.CanWrite(call.key)) return std::nullopt;
       return Forbidden("this token may not write key " + Quote(call.key) +
                        " (no \"write\" prefix of it)");

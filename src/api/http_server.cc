@@ -730,7 +730,8 @@ class HttpServer::Impl {
       case Route::kPatchDocument:
       case Route::kIncrementDocument:
       case Route::kDeleteDocument:
-      case Route::kTransaction: {
+      case Route::kTransaction:
+      case Route::kPutBounds: {
         if (auto error = CheckDurabilityRegions(config, call.durability_regions)) {
           co_return ErrorResponse(request, *error);
         }
@@ -804,6 +805,11 @@ class HttpServer::Impl {
         Response response = MakeResponse(request, http::status::ok, std::move(**view));
         response.set(http::field::etag, etag);
         co_return response;
+      }
+      case Route::kGetBounds: {
+        auto bounds = BoundsJson(*node_, call.key);
+        if (auto* error = std::get_if<ApiError>(&bounds)) co_return ErrorResponse(request, *error);
+        co_return MakeResponse(request, http::status::ok, std::get<nlohmann::json>(bounds).dump());
       }
       case Route::kScan: {
         std::string body = "{\"items\":[";

@@ -45,6 +45,10 @@ std::string_view RouteName(Route route) {
       return "move_home";
     case Route::kIds:
       return "ids";
+    case Route::kPutBounds:
+      return "put_bounds";
+    case Route::kGetBounds:
+      return "get_bounds";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -196,6 +200,37 @@ std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
   return OperationFromJson(route, json, limits, op);
 }
 
+std::optional<ApiError> ParseBoundsBody(std::string_view body, const core::Limits& limits,
+                                        core::Operation* op) {
+  if (auto error = CheckBody(body, limits)) return error;
+  nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Error(400, "malformed_json", "the body is not valid JSON");
+  if (!json.is_object()) return Error(400, "malformed_json", "the body must be a JSON object");
+  const auto bad = [](std::string message) { return Error(400, "bad_bounds", std::move(message)); };
+  if (json.size() != 1) {
+    return bad("the body declares the bound of one field: {\"<field>\": {\"min\": <integer>}}");
+  }
+  const auto& [name, bound] = *json.items().begin();
+  if (!bound.is_object() || bound.size() != 1 || !bound.contains("min")) {
+    return bad("the bound of '" + name + "' must be {\"min\": <integer>}");
+  }
+  const nlohmann::json& min = bound["min"];
+  if (!min.is_number_integer() ||
+      (min.is_number_unsigned() &&
+       min.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+    return bad("the min of '" + name + "' must be an integer from -2^63 to 2^63-1");
+  }
+  op->kind = core::OpKind::kEscrow;
+  op->escrow = core::EscrowOp{};
+  op->escrow.kind = core::EscrowOpKind::kDeclare;
+  op->escrow.field = name;
+  op->escrow.min = min.get<int64_t>();
+  if (Status status = core::CheckCanonicalOperation(op, limits); !status.ok()) {
+    return ErrorFromStatus(status);
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> ParseTransaction(std::string_view body, const core::Limits& limits,
                                          core::Transaction* txn) {
   if (auto error = CheckBody(body, limits)) return error;
@@ -329,6 +364,7 @@ bool IsWrite(Route route) {
     case Route::kIncrementDocument:
     case Route::kDeleteDocument:
     case Route::kTransaction:
+    case Route::kPutBounds:
       return true;
     default:
       return false;
@@ -411,6 +447,8 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(421, "not_home", status.message());
     case StatusCode::kHomeUnavailable:
       return Error(503, "home_unavailable", status.message());
+    case StatusCode::kBoundedField:
+      return Error(409, "bounded_field", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }
@@ -531,6 +569,11 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       raw_key.remove_suffix(5);
       increment = true;
     }
+    bool bounds = false;
+    if (!increment && raw_key.ends_with("/bounds")) {
+      raw_key.remove_suffix(7);
+      bounds = true;
+    }
     if (raw_key.find('/') != std::string_view::npos) {
       return Error(404, "not_found",
                    "no such route: " + std::string(path) + " (a '/' in a key is written %2F)");
@@ -543,7 +586,18 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     if (!key) return Error(400, "bad_encoding", "the key has a malformed percent-escape");
     if (auto error = CheckKey(*key, limits)) return *error;
     call.key = std::move(*key);
-    if (increment) {
+    if (bounds) {
+      if (method == "GET" || method == "HEAD") {
+        call.route = Route::kGetBounds;
+      } else if (method == "PUT") {
+        call.route = Route::kPutBounds;
+      } else {
+        ApiError error =
+            Error(405, "method_not_allowed", std::string(method) + " is not allowed on bounds");
+        error.allow = "GET, HEAD, PUT";
+        return error;
+      }
+    } else if (increment) {
       if (method != "POST") {
         ApiError error =
             Error(405, "method_not_allowed", std::string(method) + " is not allowed on increments");
@@ -594,6 +648,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
   call.forwarded_by = std::string(request.forwarded);
 
   switch (call.route) {
+    case Route::kPutBounds:
     case Route::kPutDocument:
     case Route::kPatchDocument:
     case Route::kIncrementDocument:
@@ -601,7 +656,11 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
         return Error(415, "unsupported_media_type",
                      "the body must be application/json, not " + std::string(request.content_type));
       }
-      if (auto error = ParseWriteBody(call.route, request.body, limits, &call.op)) return *error;
+      if (call.route == Route::kPutBounds) {
+        if (auto error = ParseBoundsBody(request.body, limits, &call.op)) return *error;
+      } else if (auto error = ParseWriteBody(call.route, request.body, limits, &call.op)) {
+        return *error;
+      }
       [[fallthrough]];
     case Route::kDeleteDocument:
     case Route::kTransaction: {

@@ -35,6 +35,8 @@ enum class Route {
   kHomes,            // GET /v1/homes
   kMoveHome,         // POST /v1/homes/move
   kIds,              // POST /v1/ids
+  kPutBounds,        // PUT /v1/docs/{key}/bounds
+  kGetBounds,        // GET /v1/docs/{key}/bounds
   kStatus,
   kMetrics,
   kHealth,
@@ -121,6 +123,11 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
 // too_large, invalid_argument).
 std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
                                        const core::Limits& limits, core::Operation* op);
+// The body of PUT /v1/docs/{key}/bounds, {"<field>": {"min": <integer>}} (one field), as the
+// declaration it asks for (core::EscrowOpKind::kDeclare; the command path splits the room), or
+// 400 malformed_json or bad_bounds, 413 too_large. HTTP and gRPC alike.
+std::optional<ApiError> ParseBoundsBody(std::string_view body, const core::Limits& limits,
+                                        core::Operation* op);
 // The body of POST /v1/txn as a transaction (docs/http-api.md#transactions), or the error the API
 // answers (400 malformed_json or bad_transaction, 413 too_large, ...).
 std::optional<ApiError> ParseTransaction(std::string_view body, const core::Limits& limits,

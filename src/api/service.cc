@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iomanip>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
@@ -137,6 +138,14 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.clock_skew_events = node.region().skew_count();
   snapshot.ids_issued = node.ids().issued();
   snapshot.id_reservations = node.ids().reservations();
+  const node::Region::EscrowStats escrow = node.region().escrow_stats();
+  snapshot.escrow_refusals = escrow.refusals;
+  snapshot.escrow_declarations = escrow.declarations;
+  snapshot.escrow_transfers = escrow.transfers;
+  snapshot.escrow_accepts = escrow.accepts;
+  snapshot.escrow_wants = escrow.wants;
+  snapshot.escrow_rounds = escrow.rounds;
+  snapshot.escrow_dropped = escrow.dropped;
   node.replication().UpdateGauges(node.region().frontier());
   snapshot.connections = connections;
   return snapshot;
@@ -528,6 +537,41 @@ ApiError SlowConsumer(size_t buffer_max, const std::string& last_event) {
 
 ApiError TooManyWatches() {
   return ApiError{429, "overloaded", "too many open watches (watch.watchers_max)", {}};
+}
+
+std::variant<nlohmann::json, ApiError> BoundsJson(node::Node& node, const std::string& key) {
+  const ApiError absent{404, "not_found", "no document with this key", {}};
+  auto bytes = node.store().GetDocumentState(key);
+  if (!bytes.ok()) return ErrorFromStatus(bytes.status());
+  if (!bytes->has_value()) return absent;
+  auto state = core::DocumentState::Decode(**bytes);
+  if (!state.ok()) return ErrorFromStatus(state.status());
+  if (!state->exists()) return absent;
+  const node::Region& region = node.region();
+  nlohmann::json bounds = nlohmann::json::object();
+  for (const auto& [field, ledger] : state->escrows()) {
+    if (!ledger.declared()) continue;
+    // Every configured region, and any other a ledger names.
+    std::set<core::RegionId> regions(region.regions().begin(), region.regions().end());
+    for (const auto& [id, share] : ledger.declaration()->shares) regions.insert(id);
+    for (const auto& [id, account] : ledger.accounts()) regions.insert(id);
+    nlohmann::json rights = nlohmann::json::object();
+    nlohmann::json pending = nlohmann::json::object();
+    nlohmann::json wanted = nlohmann::json::object();
+    for (core::RegionId id : regions) {
+      const std::string name = region.NameOf(id);
+      rights[name] = ledger.Rights(id);
+      pending[name] = ledger.PendingTo(id);
+      wanted[name] = ledger.Account(id).wanted;
+    }
+    bounds[field] = {{"min", ledger.declaration()->min},
+                     {"value", *ledger.Value()},
+                     {"declared_by", region.EventId(ledger.declaration()->dot)},
+                     {"rights", std::move(rights)},
+                     {"pending", std::move(pending)},
+                     {"wanted", std::move(wanted)}};
+  }
+  return nlohmann::json{{"key", key}, {"bounds", std::move(bounds)}};
 }
 
 }  // namespace meridian::api

@@ -73,6 +73,12 @@ std::variant<std::vector<uint64_t>, ApiError> IssueIds(node::Node& node, uint32_
 // {"ids": ["<decimal>", ...]}: strings, since JSON numbers past 2^53 lose digits in many readers.
 std::string IdsJson(const std::vector<uint64_t>& ids);
 
+// GET /v1/docs/{key}/bounds (docs/http-api.md#bounded-counters), for HTTP and gRPC alike: the
+// committed ledgers of the document's bounded fields, {"key": K, "bounds": {"<field>": {"min",
+// "value", "declared_by", "rights": {region: n}, "pending": {region: n}, "wanted": {region: n}}}}
+// (regions by name), or 404 not_found when the document does not exist.
+std::variant<nlohmann::json, ApiError> BoundsJson(node::Node& node, const std::string& key);
+
 // [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
 // without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the
 // Authorization header or the `authorization` metadata. Once allowed, a write's idempotency key

@@ -149,6 +149,114 @@ std::optional<std::string> RenderFieldState(const FieldState& field) {
 
 }  // namespace
 
+namespace {
+
+bool LedgerEmpty(const EscrowLedger& ledger) {
+  return !ledger.declared() && ledger.accounts().empty();
+}
+
+template <typename Entries>
+auto FindByName(Entries& entries, std::string_view name) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                             [](const auto& entry, std::string_view n) { return entry.first < n; });
+  return it != entries.end() && it->first == name ? it : entries.end();
+}
+
+}  // namespace
+
+EscrowLedger& DocumentState::LedgerFor(const std::string& name) {
+  auto it =
+      std::lower_bound(escrows_.begin(), escrows_.end(), name,
+                       [](const auto& entry, const std::string& n) { return entry.first < n; });
+  if (it == escrows_.end() || it->first != name) it = escrows_.emplace(it, name, EscrowLedger{});
+  return it->second;
+}
+
+namespace {
+
+// What the ledger refuses (an event no origin could have written) changes nothing, the same in
+// every region: the status is not needed.
+void ApplyToLedger(EscrowLedger& ledger, const EscrowWaiting& event) {
+  if (event.increment) {
+    (void)ledger.ApplyIncrement(event.dot, event.amount);
+    return;
+  }
+  switch (event.kind) {
+    case EscrowOpKind::kTransfer:
+      (void)ledger.ApplyTransfer(event.dot, event.region, event.amount);
+      break;
+    case EscrowOpKind::kAccept:
+      (void)ledger.ApplyAccept(event.dot, event.region, event.amount);
+      break;
+    case EscrowOpKind::kWant:
+      (void)ledger.ApplyWant(event.dot, event.amount);
+      break;
+    case EscrowOpKind::kDeclare:
+      break;  // declarations are not chained
+  }
+}
+
+}  // namespace
+
+void DocumentState::ApplyChained(const std::string& field, const EscrowWaiting& event) {
+  EscrowLedger& ledger = LedgerFor(field);
+  const uint64_t at = ledger.Account(event.dot.origin).seq;
+  if (event.dot.seq > at) {
+    if (event.prev == at) {
+      ApplyToLedger(ledger, event);
+      DrainWaiting(field);
+    } else {
+      auto list =
+          std::lower_bound(waiting_.begin(), waiting_.end(), field,
+                           [](const auto& entry, const std::string& n) { return entry.first < n; });
+      if (list == waiting_.end() || list->first != field) {
+        list = waiting_.emplace(list, field, std::vector<EscrowWaiting>{});
+      }
+      InsertByDot(&list->second, event);  // a duplicate is not kept twice
+    }
+  }
+  DropEmptyEscrows();
+}
+
+void DocumentState::DrainWaiting(const std::string& field) {
+  auto list = FindByName(waiting_, field);
+  if (list == waiting_.end()) return;
+  EscrowLedger& ledger = LedgerFor(field);
+  for (bool progress = true; progress;) {
+    progress = false;
+    std::erase_if(list->second, [&](const EscrowWaiting& event) {
+      const uint64_t at = ledger.Account(event.dot.origin).seq;
+      if (event.dot.seq <= at) return true;  // the ledger is past it
+      if (event.prev != at) return false;
+      ApplyToLedger(ledger, event);
+      progress = true;
+      return true;
+    });
+  }
+}
+
+void DocumentState::DropEmptyEscrows() {
+  std::erase_if(escrows_, [](const auto& entry) { return LedgerEmpty(entry.second); });
+  std::erase_if(waiting_, [](const auto& entry) { return entry.second.empty(); });
+}
+
+const EscrowLedger* DocumentState::Ledger(std::string_view field) const {
+  auto it = FindByName(escrows_, field);
+  return it == escrows_.end() ? nullptr : &it->second;
+}
+
+bool DocumentState::IsBounded(std::string_view field) const {
+  const EscrowLedger* ledger = Ledger(field);
+  return ledger != nullptr && ledger->declared();
+}
+
+std::optional<std::string> DocumentState::RenderWith(const FieldState* field,
+                                                     const EscrowLedger* ledger) {
+  if (ledger != nullptr && ledger->declared()) return std::to_string(*ledger->Value());
+  if (field == nullptr) return std::nullopt;
+  return RenderFieldState(*field);
+}
+
 FieldState& DocumentState::FieldFor(const std::string& name) {
   auto it =
       std::lower_bound(fields_.begin(), fields_.end(), name,
@@ -201,7 +309,26 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
       touched.emplace_back(&value.name, true);
     }
   }
+  if (op.kind == OpKind::kEscrow) {
+    const EscrowOp& escrow = op.escrow;
+    // What the ledger refuses (an event no origin could have written) changes nothing, the same
+    // in every region: the status is not needed.
+    if (escrow.kind == EscrowOpKind::kDeclare) {
+      // A declaration is no account's event: it counts whenever it comes.
+      (void)LedgerFor(escrow.field)
+          .Declare(EscrowDeclaration{dot, event.hlc, escrow.min, escrow.shares});
+      DropEmptyEscrows();
+    } else {
+      ApplyChained(escrow.field, EscrowWaiting{dot, escrow.prev, false, escrow.kind, escrow.region,
+                                               escrow.amount});
+    }
+  }
   for (const CounterDelta& counter : op.counters) {
+    if (counter.escrow) {
+      ApplyChained(counter.name,
+                   EscrowWaiting{dot, counter.prev, true, EscrowOpKind::kWant, 0, counter.delta});
+      continue;
+    }
     FieldState& field = FieldFor(counter.name);
     if (IsRemoved(field, dot)) continue;
     if (InsertByDot(&field.increments, Increment{dot, counter.delta})) {
@@ -243,8 +370,19 @@ void DocumentState::Apply(const Event& event, std::vector<Conflict>* conflicts) 
 std::optional<std::string> DocumentState::Render() const {
   if (!exists()) return std::nullopt;
   std::string out = "{";
-  for (const auto& [name, field] : fields_) {
-    std::optional<std::string> value = RenderFieldState(field);
+  // Fields and ledgers by name, merged: a bounded field may have no field state at all.
+  auto field = fields_.begin();
+  auto ledger = escrows_.begin();
+  while (field != fields_.end() || ledger != escrows_.end()) {
+    const bool take_field =
+        ledger == escrows_.end() || (field != fields_.end() && field->first <= ledger->first);
+    const bool take_ledger =
+        field == fields_.end() || (ledger != escrows_.end() && ledger->first <= field->first);
+    const std::string& name = take_field ? field->first : ledger->first;
+    std::optional<std::string> value =
+        RenderWith(take_field ? &field->second : nullptr, take_ledger ? &ledger->second : nullptr);
+    if (take_field) ++field;
+    if (take_ledger) ++ledger;
     if (!value) continue;
     if (out.size() > 1) out.push_back(',');
     AppendJsonString(name, &out);
@@ -256,9 +394,8 @@ std::optional<std::string> DocumentState::Render() const {
 }
 
 std::optional<std::string> DocumentState::RenderField(std::string_view name) const {
-  const FieldState* field = FindField(name);
-  if (field == nullptr || !exists()) return std::nullopt;
-  return RenderFieldState(*field);
+  if (!exists()) return std::nullopt;
+  return RenderWith(FindField(name), Ledger(name));
 }
 
 bool DocumentState::FieldIsNonNumeric(std::string_view name) const {
@@ -307,6 +444,10 @@ void DocumentState::Fold(const VersionVector& stable) {
 
 size_t DocumentState::MetadataEntries() const {
   size_t total = presence_.size() + removed_.size();
+  for (const auto& [name, ledger] : escrows_) {
+    total += ledger.accounts().size() + (ledger.declared() ? 1 : 0);
+  }
+  for (const auto& [name, waiting] : waiting_) total += waiting.size();
   for (const auto& [name, field] : fields_) {
     total += field.siblings.size() + field.increments.size() + field.removed.size();
   }
@@ -315,7 +456,9 @@ size_t DocumentState::MetadataEntries() const {
 
 namespace {
 
+// Version 2 appends the escrow ledgers; a state without any is still written as version 1.
 constexpr uint8_t kStateFormatVersion = 1;
+constexpr uint8_t kStateFormatVersionEscrow = 2;
 
 void PutBytes(std::string* out, std::string_view bytes) {
   PutVarint(out, bytes.size());
@@ -346,7 +489,8 @@ bool GetDot(std::string_view* in, Dot* dot) {
 
 std::string DocumentState::Encode() const {
   std::string out;
-  out.push_back(static_cast<char>(kStateFormatVersion));
+  const bool escrow = !escrows_.empty() || !waiting_.empty();
+  out.push_back(static_cast<char>(escrow ? kStateFormatVersionEscrow : kStateFormatVersion));
   presence_.EncodeTo(&out);
   removed_.EncodeTo(&out);
   PutVarint(&out, fields_.size());
@@ -365,6 +509,25 @@ std::string DocumentState::Encode() const {
       PutVarint(&out, ZigZag(increment.delta));
     }
   }
+  if (escrow) {
+    PutVarint(&out, escrows_.size());
+    for (const auto& [name, ledger] : escrows_) {
+      PutBytes(&out, name);
+      ledger.EncodeTo(&out);
+    }
+    PutVarint(&out, waiting_.size());
+    for (const auto& [name, waiting] : waiting_) {
+      PutBytes(&out, name);
+      PutVarint(&out, waiting.size());
+      for (const EscrowWaiting& event : waiting) {
+        PutDot(&out, event.dot);
+        PutVarint(&out, event.prev);
+        out.push_back(static_cast<char>(event.increment ? 0 : static_cast<uint8_t>(event.kind)));
+        out.push_back(static_cast<char>(event.region));
+        PutVarint(&out, ZigZag(event.amount));
+      }
+    }
+  }
   return out;
 }
 
@@ -372,7 +535,8 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
   auto corrupt = [](const char* what) {
     return Corruption(std::string("document state: ") + what);
   };
-  if (in.empty() || static_cast<uint8_t>(in.front()) != kStateFormatVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in.front());
+  if (version != kStateFormatVersion && version != kStateFormatVersionEscrow) {
     return corrupt("unknown format version");
   }
   in.remove_prefix(1);
@@ -423,6 +587,72 @@ Result<DocumentState> DocumentState::Decode(std::string_view in) {
       field.increments.push_back(increment);
     }
     state.fields_.emplace_back(std::move(name), std::move(field));
+  }
+  if (version == kStateFormatVersionEscrow) {
+    uint64_t ledger_count = 0;
+    if (!GetVarint(&in, &ledger_count) || ledger_count > in.size()) {
+      return corrupt("bad ledger count");
+    }
+    for (uint64_t l = 0; l < ledger_count; ++l) {
+      std::string name;
+      if (!GetBytes(&in, &name)) return corrupt("truncated ledger name");
+      if (name.empty() || !IsValidUtf8(name)) return corrupt("ledger name is empty or not UTF-8");
+      if (!state.escrows_.empty() && state.escrows_.back().first >= name) {
+        return corrupt("ledgers not in ascending name order");
+      }
+      auto ledger = EscrowLedger::DecodeFrom(&in);
+      if (!ledger.ok()) return ledger.status();
+      if (LedgerEmpty(*ledger)) return corrupt("an empty ledger");
+      state.escrows_.emplace_back(std::move(name), std::move(ledger).value());
+    }
+    uint64_t list_count = 0;
+    if (!GetVarint(&in, &list_count) || list_count > in.size()) {
+      return corrupt("bad waiting list count");
+    }
+    if (ledger_count == 0 && list_count == 0) return corrupt("no escrow in version 2");
+    for (uint64_t l = 0; l < list_count; ++l) {
+      std::string name;
+      if (!GetBytes(&in, &name)) return corrupt("truncated waiting list name");
+      if (name.empty() || !IsValidUtf8(name)) return corrupt("waiting list name not UTF-8");
+      if (!state.waiting_.empty() && state.waiting_.back().first >= name) {
+        return corrupt("waiting lists not in ascending name order");
+      }
+      uint64_t count = 0;
+      if (!GetVarint(&in, &count) || count == 0 || count > in.size()) {
+        return corrupt("bad waiting count");
+      }
+      const EscrowLedger* ledger = state.Ledger(name);
+      std::vector<EscrowWaiting> waiting;
+      for (uint64_t i = 0; i < count; ++i) {
+        EscrowWaiting event;
+        uint64_t amount = 0;
+        if (!GetDot(&in, &event.dot) || !GetVarint(&in, &event.prev) || in.size() < 2) {
+          return corrupt("truncated waiting event");
+        }
+        const auto tag = static_cast<uint8_t>(in[0]);
+        event.region = static_cast<uint8_t>(in[1]);
+        in.remove_prefix(2);
+        if (!GetVarint(&in, &amount)) return corrupt("truncated waiting event");
+        event.amount = UnZigZag(amount);
+        event.increment = tag == 0;
+        if (!event.increment) event.kind = static_cast<EscrowOpKind>(tag);
+        const bool operation = tag == static_cast<uint8_t>(EscrowOpKind::kTransfer) ||
+                               tag == static_cast<uint8_t>(EscrowOpKind::kAccept) ||
+                               tag == static_cast<uint8_t>(EscrowOpKind::kWant);
+        // What Apply could have kept: a chained event its ledger is not at, nor past.
+        const uint64_t at = ledger == nullptr ? 0 : ledger->Account(event.dot.origin).seq;
+        if ((!event.increment && !operation) || event.region > kRegionIdMax ||
+            (event.increment && event.region != 0) || event.prev >= event.dot.seq ||
+            event.dot.seq <= at || event.prev == at) {
+          return corrupt("a waiting event no chain could hold");
+        }
+        if (!waiting.empty() && waiting.back().dot >= event.dot) {
+          return corrupt("waiting events not in ascending dot order");
+        }
+        waiting.push_back(event);
+      }
+      state.waiting_.emplace_back(std::move(name), std::move(waiting));
+    }
   }
   if (!in.empty()) return corrupt("trailing bytes");
   return state;

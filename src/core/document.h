@@ -8,6 +8,19 @@
 // The document itself holds `presence` (per origin, the latest write other than a delete that is
 // still alive) and a document-wide `removed` vector written by delete and replace.
 //
+// A bounded field (docs/semantics.md#bounded-counters) also has an EscrowLedger (core/escrow.h),
+// fed by the escrow events (OpKind::kEscrow) and the escrowed increments (CounterDelta::escrow)
+// of that field, and by nothing else. Once the ledger holds the declaration the field renders its
+// Value(), whatever its siblings and plain increments hold: writes of regions that did not know
+// the bound yet are kept as metadata but never rendered, so that no view goes below the bound.
+// Removals (set, replace, delete) never touch a ledger. Ledgers join like states (Join).
+//
+// A ledger sums each origin's events, so it must see them as a prefix: each escrow event names
+// its origin's previous escrow event of the field (`prev`), and one that arrives before it (the
+// earlier one parked as a dead letter, or lost with a damaged copy) waits, in the state, until
+// that one is applied or a merge brings the origin's account past it. Every copy's ledger is
+// then a join of per-origin prefixes, which is what the ledger's bound and its Join rest on.
+//
 // An operation with context C removes from the fields it touches everything C covers
 // (observed-remove): set removes older siblings and the increments it has seen, then adds itself;
 // replace and delete do that for every field; increment only adds. The rendered value of a field
@@ -21,12 +34,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/escrow.h"
 #include "core/event.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
@@ -76,6 +91,17 @@ inline bool WinsOver(const Sibling& a, const Sibling& b) {
   return a.dot.origin > b.dot.origin;
 }
 
+// An escrow event of one field waiting for its origin's previous one (`prev`) to be applied.
+struct EscrowWaiting {
+  Dot dot;
+  uint64_t prev = 0;
+  bool increment = true;                    // an escrowed increment (amount: its delta)...
+  EscrowOpKind kind = EscrowOpKind::kWant;  // ...or this escrow operation
+  RegionId region = 0;
+  int64_t amount = 0;
+  bool operator==(const EscrowWaiting&) const = default;
+};
+
 struct StateToMerge;
 
 class DocumentState {
@@ -96,15 +122,31 @@ class DocumentState {
   // increment such a field (HTTP 409).
   bool FieldIsNonNumeric(std::string_view name) const;
 
+  // The escrow ledger of a field (nullptr when no escrow event of it was applied), and whether it
+  // holds the declaration: then the field is bounded and renders the ledger's Value().
+  const EscrowLedger* Ledger(std::string_view field) const;
+  bool IsBounded(std::string_view field) const;
+  // Every field's ledger, sorted by name; none is empty.
+  const std::vector<std::pair<std::string, EscrowLedger>>& escrows() const { return escrows_; }
+  // Every field's escrow events waiting for their origin's previous one, sorted by name, each
+  // list by dot; none is empty.
+  const std::vector<std::pair<std::string, std::vector<EscrowWaiting>>>& escrow_waiting() const {
+    return waiting_;
+  }
+
   // Drops metadata no future event can need, given `stable`: a causally stable vector, i.e. one
   // this replica has applied and that the context of every event still to arrive covers. (That
   // every region has applied it is not enough: an event written before its origin applied it may
   // still be on its way. CausalOrder::StableFrontier computes a safe vector.)
   // Keeps only the winning stable sibling, folds stable increments per origin into one entry and
-  // forgets removed-vector entries that stable covers. Never changes Render().
+  // forgets removed-vector entries that stable covers. Ledgers are kept as they are (they are
+  // already one account per origin). Never changes Render().
   void Fold(const VersionVector& stable);
   // True when nothing is left: a document deleted and folded away; storage may drop it.
-  bool empty() const { return fields_.empty() && presence_.empty() && removed_.empty(); }
+  bool empty() const {
+    return fields_.empty() && presence_.empty() && removed_.empty() && escrows_.empty() &&
+           waiting_.empty();
+  }
 
   // How many siblings, increments and version-vector entries the state holds (bounded-growth
   // checks and metrics).
@@ -125,6 +167,17 @@ class DocumentState {
  private:
   FieldState& FieldFor(const std::string& name);
   const FieldState* FindField(std::string_view name) const;
+  EscrowLedger& LedgerFor(const std::string& name);
+  // Applies one escrow event or escrowed increment of `field` in its origin's chain: at once
+  // when its `prev` is the origin's account's last event (what the ledger refuses changes
+  // nothing), then the waiting ones it lets through; it waits when an earlier one is missing; a
+  // duplicate is dropped. Leaves no empty ledger or waiting list.
+  void ApplyChained(const std::string& field, const EscrowWaiting& event);
+  // Applies the waiting events of `field` that chain now, drops those the ledger is past.
+  void DrainWaiting(const std::string& field);
+  void DropEmptyEscrows();
+  // The rendered value of a field from its state and ledger (either may be null).
+  static std::optional<std::string> RenderWith(const FieldState* field, const EscrowLedger* ledger);
   // Removes from every field and from presence what `context` covers; records it document-wide.
   void RemoveEverywhere(const VersionVector& context);
   bool IsRemoved(const FieldState& field, const Dot& dot) const {
@@ -135,7 +188,9 @@ class DocumentState {
   // Builds a state from two others' parts (state_merge.h).
   friend Result<DocumentState> MergeStates(const StateToMerge& a, const StateToMerge& b);
 
-  std::vector<std::pair<std::string, FieldState>> fields_;  // sorted by name
+  std::vector<std::pair<std::string, FieldState>> fields_;     // sorted by name
+  std::vector<std::pair<std::string, EscrowLedger>> escrows_;  // sorted by name, none empty
+  std::vector<std::pair<std::string, std::vector<EscrowWaiting>>> waiting_;  // likewise
   VersionVector presence_;
   VersionVector removed_;
 };

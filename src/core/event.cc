@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/escrow.h"
 #include "meridian/event.pb.h"
 
 namespace meridian::core {
@@ -17,6 +18,22 @@ std::string_view OpKindName(OpKind kind) {
       return "increment";
     case OpKind::kDelete:
       return "delete";
+    case OpKind::kEscrow:
+      return "escrow";
+  }
+  return "unknown";
+}
+
+std::string_view EscrowOpKindName(EscrowOpKind kind) {
+  switch (kind) {
+    case EscrowOpKind::kDeclare:
+      return "declare";
+    case EscrowOpKind::kTransfer:
+      return "transfer";
+    case EscrowOpKind::kAccept:
+      return "accept";
+    case EscrowOpKind::kWant:
+      return "want";
   }
   return "unknown";
 }
@@ -110,6 +127,34 @@ Status SortAndCheckNames(std::vector<Item>* items, const Limits& limits) {
   return Status::Ok();
 }
 
+// What an escrow operation must hold whoever wrote it; what depends on the writer (a transfer to
+// itself, a declaration's dot) is ValidateEvent's and the ledger's.
+Status CheckEscrowOperation(const Operation& op, const Limits& limits) {
+  if (!op.fields.empty() || !op.counters.empty()) {
+    return InvalidArgument("an escrow operation carries no fields or counters");
+  }
+  const EscrowOp& escrow = op.escrow;
+  if (Status status = ValidateFieldName(escrow.field, limits); !status.ok()) return status;
+  switch (escrow.kind) {
+    case EscrowOpKind::kDeclare:
+      for (const auto& [region, share] : escrow.shares) {
+        if (region > kRegionIdMax || share <= 0) {
+          return InvalidArgument("a declaration's shares are positive, of regions 0 to 31");
+        }
+      }
+      return Status::Ok();
+    case EscrowOpKind::kTransfer:
+    case EscrowOpKind::kAccept:
+      if (escrow.region > kRegionIdMax) return InvalidArgument("escrow region is above 31");
+      if (escrow.amount <= 0) return InvalidArgument("escrow amount is not positive");
+      return Status::Ok();
+    case EscrowOpKind::kWant:
+      if (escrow.amount < 0) return InvalidArgument("a want's level is negative");
+      return Status::Ok();
+  }
+  return InvalidArgument("unknown escrow operation");
+}
+
 }  // namespace
 
 Status NormalizeOperation(Operation* op, const Limits& limits) {
@@ -138,6 +183,8 @@ Status CheckCanonicalOperation(Operation* op, const Limits& limits) {
         return InvalidArgument("a delete carries no fields");
       }
       return Status::Ok();
+    case OpKind::kEscrow:
+      return CheckEscrowOperation(*op, limits);
     default:
       return InvalidArgument("unknown operation kind");
   }
@@ -169,12 +216,39 @@ Status ValidateEvent(const Event& event, const Limits& limits) {
   if (event.txn_rest >= kTransactionOpsMax) {
     return InvalidArgument("event names more transaction events after it than a transaction holds");
   }
+  for (const CounterDelta& counter : event.op.counters) {
+    if (counter.prev >= event.dot.seq) {
+      return InvalidArgument("an escrowed increment chains to a later event of its origin");
+    }
+  }
+  if (event.op.kind == OpKind::kEscrow) {
+    const EscrowOp& escrow = event.op.escrow;
+    if (escrow.prev >= event.dot.seq) {
+      return InvalidArgument("an escrow event chains to a later event of its origin");
+    }
+    if ((escrow.kind == EscrowOpKind::kTransfer || escrow.kind == EscrowOpKind::kAccept) &&
+        escrow.region == event.dot.origin) {
+      return InvalidArgument("an escrow transfer or accept names its own region");
+    }
+    if (escrow.kind == EscrowOpKind::kDeclare) {
+      MERIDIAN_RETURN_IF_ERROR(ValidateEscrowDeclaration(
+          EscrowDeclaration{event.dot, event.hlc, escrow.min, escrow.shares}));
+    }
+  }
   return ValidateKey(event.key, limits);
+}
+
+uint32_t EventSchemaVersion(const Event& event) {
+  if (event.op.kind == OpKind::kEscrow) return 2;
+  for (const CounterDelta& counter : event.op.counters) {
+    if (counter.escrow) return 2;
+  }
+  return 1;
 }
 
 std::string EncodeEvent(const Event& event) {
   wire::Event message;
-  message.set_schema_version(kEventSchemaVersion);
+  message.set_schema_version(EventSchemaVersion(event));
   message.set_origin(event.dot.origin);
   message.set_seq(event.dot.seq);
   message.set_hlc(event.hlc);
@@ -192,6 +266,26 @@ std::string EncodeEvent(const Event& event) {
     wire::CounterDelta* out = op->add_counters();
     out->set_name(counter.name);
     out->set_delta(counter.delta);
+    if (counter.escrow) out->set_escrow(true);
+    if (counter.prev != 0) out->set_prev(counter.prev);
+  }
+  if (event.op.kind == OpKind::kEscrow) {
+    const EscrowOp& escrow = event.op.escrow;
+    wire::Escrow* out = op->mutable_escrow();
+    out->set_kind(static_cast<wire::Escrow::Kind>(escrow.kind));
+    out->set_field(escrow.field);
+    if (escrow.kind == EscrowOpKind::kDeclare) {
+      out->set_min(escrow.min);
+      for (const auto& [region, share] : escrow.shares) {
+        wire::Escrow::Share* entry = out->add_shares();
+        entry->set_region(region);
+        entry->set_amount(share);
+      }
+    } else {
+      if (escrow.kind != EscrowOpKind::kWant) out->set_region(escrow.region);
+      out->set_amount(escrow.amount);
+      out->set_prev(escrow.prev);
+    }
   }
   std::string bytes;
   message.SerializeToString(&bytes);
@@ -217,7 +311,7 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
   event.key = message.key();
   event.txn_rest = message.txn_rest();
   const wire::Operation& op = message.operation();
-  if (op.kind() < wire::Operation::SET || op.kind() > wire::Operation::DELETE) {
+  if (op.kind() < wire::Operation::SET || op.kind() > wire::Operation::ESCROW) {
     return Corruption("event: unknown operation kind " + std::to_string(op.kind()));
   }
   event.op.kind = static_cast<OpKind>(op.kind());
@@ -230,7 +324,48 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
     event.op.fields.push_back(FieldValue{field.name(), field.value()});
   }
   for (const wire::CounterDelta& counter : op.counters()) {
-    event.op.counters.push_back(CounterDelta{counter.name(), counter.delta()});
+    if (counter.prev() != 0 && !counter.escrow()) {
+      return Corruption("event: a chained increment that is not escrowed");
+    }
+    event.op.counters.push_back(
+        CounterDelta{counter.name(), counter.delta(), counter.escrow(), counter.prev()});
+  }
+  if (op.has_escrow() != (event.op.kind == OpKind::kEscrow)) {
+    return Corruption("event: an escrow part without an escrow operation, or the reverse");
+  }
+  if (op.has_escrow()) {
+    const wire::Escrow& escrow = op.escrow();
+    if (escrow.kind() < wire::Escrow::DECLARE || escrow.kind() > wire::Escrow::WANT) {
+      return Corruption("event: unknown escrow operation " + std::to_string(escrow.kind()));
+    }
+    EscrowOp& out = event.op.escrow;
+    out.kind = static_cast<EscrowOpKind>(escrow.kind());
+    out.field = escrow.field();
+    const bool declare = out.kind == EscrowOpKind::kDeclare;
+    const bool want = out.kind == EscrowOpKind::kWant;
+    // Only what the writer's kind uses may be present: one encoding per operation.
+    if ((declare && (escrow.region() != 0 || escrow.amount() != 0)) ||
+        (declare && escrow.prev() != 0) ||
+        (!declare && (escrow.min() != 0 || escrow.shares_size() != 0)) ||
+        (want && escrow.region() != 0)) {
+      return Corruption("event: an escrow operation carries what its kind does not use");
+    }
+    out.min = escrow.min();
+    for (const wire::Escrow::Share& share : escrow.shares()) {
+      if (share.region() > kRegionIdMax ||
+          (!out.shares.empty() && out.shares.rbegin()->first >= share.region())) {
+        return Corruption("event: a declaration's shares are not of ascending regions 0 to 31");
+      }
+      out.shares.emplace_hint(out.shares.end(), static_cast<RegionId>(share.region()),
+                              share.amount());
+    }
+    if (escrow.region() > kRegionIdMax) return Corruption("event: escrow region above 31");
+    out.region = static_cast<RegionId>(escrow.region());
+    out.amount = escrow.amount();
+    out.prev = escrow.prev();
+  }
+  if (EventSchemaVersion(event) > message.schema_version()) {
+    return Corruption("event: escrow content in an event of schema version 1");
   }
   if (Status status = ValidateEvent(event, limits); !status.ok()) {
     return Status(StatusCode::kCorruption, "event: " + status.message());

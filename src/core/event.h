@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,10 +21,13 @@
 
 namespace meridian::core {
 
-// The event schema version this build writes and reads (docs/formats.md#schema-version-rules).
-// An event of a newer version (a newer node's, during a rolling upgrade) is not misread: the
-// receive path parks it as a dead letter (ParkedEvent) until a build that reads it applies it.
-constexpr uint32_t kEventSchemaVersion = 1;
+// The newest event schema version this build writes and reads
+// (docs/formats.md#schema-version-rules). An event of a newer version (a newer node's, during a
+// rolling upgrade) is not misread: the receive path parks it as a dead letter (ParkedEvent) until
+// a build that reads it applies it. Version 2 added bounded counters (escrow operations and
+// escrowed increments); an event without them is still written as version 1, which every build
+// reads (EventSchemaVersion).
+constexpr uint32_t kEventSchemaVersion = 2;
 
 // Size limits, enforced on every write and on every decoded event. Each is a hard bound the
 // node promises its users; the defaults are documented in docs/semantics.md.
@@ -36,7 +40,7 @@ struct Limits {
   size_t fields_max = 1024;                 // fields in one operation
 };
 
-enum class OpKind : uint8_t { kSet = 1, kReplace = 2, kIncrement = 3, kDelete = 4 };
+enum class OpKind : uint8_t { kSet = 1, kReplace = 2, kIncrement = 3, kDelete = 4, kEscrow = 5 };
 std::string_view OpKindName(OpKind kind);
 
 struct FieldValue {
@@ -48,15 +52,43 @@ struct FieldValue {
 struct CounterDelta {
   std::string name;
   int64_t delta = 0;
+  // An increment of a bounded counter (docs/semantics.md#bounded-counters), set by the command
+  // path (StampLocalWrite) when its region knows the field's bound: every region feeds it to the
+  // field's escrow ledger, even one that has not applied the declaration yet. An unflagged
+  // increment of a bounded field was written by a region that did not know the bound: no ledger
+  // counts it.
+  bool escrow = false;
+  // Escrowed: the seq of its writer's previous escrow event of this field (0: none). A region
+  // applies each origin's escrow events of a field in this chain (DocumentState), so that its
+  // ledger holds a prefix of them whatever was parked or lost on the way.
+  uint64_t prev = 0;
   bool operator==(const CounterDelta&) const = default;
 };
 
+// One escrow event of a bounded counter (core/escrow.h): what its region writes about itself.
+enum class EscrowOpKind : uint8_t { kDeclare = 1, kTransfer = 2, kAccept = 3, kWant = 4 };
+std::string_view EscrowOpKindName(EscrowOpKind kind);
+struct EscrowOp {
+  EscrowOpKind kind = EscrowOpKind::kDeclare;
+  std::string field;
+  int64_t min = 0;  // kDeclare: the bound
+  // kDeclare: the initial rights per region (no zero entries). In a local write it is computed by
+  // StampLocalWrite from the field's value (SplitRoom); what the request holds is ignored.
+  std::map<RegionId, int64_t> shares;
+  RegionId region = 0;  // kTransfer: the receiver; kAccept: the giver
+  int64_t amount = 0;   // kTransfer, kAccept: rights moved (> 0); kWant: the level asked for (>= 0)
+  uint64_t prev = 0;    // not kDeclare: as CounterDelta::prev
+  bool operator==(const EscrowOp&) const = default;
+};
+
 // Exactly one of: set fields (kSet), replace the document (kReplace), increment counters
-// (kIncrement), delete (kDelete). `fields` and `counters` are sorted by name, names unique.
+// (kIncrement), delete (kDelete), an escrow event of a bounded counter (kEscrow: `escrow`).
+// `fields` and `counters` are sorted by name, names unique.
 struct Operation {
   OpKind kind = OpKind::kSet;
   std::vector<FieldValue> fields;
   std::vector<CounterDelta> counters;
+  EscrowOp escrow = {};  // kEscrow only
   bool operator==(const Operation&) const = default;
 };
 
@@ -97,8 +129,14 @@ Status CheckCanonicalOperation(Operation* op, const Limits& limits);
 
 // Validates an event as a receiver must before merging it: a real dot (origin <= 31, seq >= 1),
 // a context whose entry for the origin is exactly seq - 1 (an origin has applied all its own
-// earlier events), a timestamp, a valid key, txn_rest below kTransactionOpsMax.
+// earlier events), a timestamp, a valid key, txn_rest below kTransactionOpsMax, and an escrow
+// operation its origin could have written (a declaration ValidateEscrowDeclaration accepts, a
+// transfer or accept naming another region).
 Status ValidateEvent(const Event& event, const Limits& limits);
+
+// The schema version an event is written with: 2 when it carries an escrow operation or an
+// escrowed increment, else 1 (readable by builds that predate bounded counters).
+uint32_t EventSchemaVersion(const Event& event);
 
 std::string EncodeEvent(const Event& event);
 // The txn_rest of an encoded event, read without decoding the rest (0 when it does not parse):

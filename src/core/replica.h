@@ -12,6 +12,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,9 +33,27 @@ enum class ReceiveOutcome { kApplied, kDuplicate, kBuffered };
 // must be canonical JSON (NormalizeOperation, or a parser that writes canonical JSON); its limits
 // are checked here. Errors are kInvalidArgument and kTooLarge for bad input, kTypeMismatch for an
 // increment of a field that holds a non-number. Does not apply the event.
+//
+// Bounded counters (docs/semantics.md#bounded-counters), decided on `current` alone, which holds
+// every earlier event of region `id`:
+//   - an increment of a bounded field is escrowed (CounterDelta::escrow) and needs the ledger's
+//     CheckIncrement: a decrement beyond this region's rights is kBoundExceeded;
+//   - a set of a bounded field, and a replace or delete of a document with one, is kBoundedField;
+//   - a declaration (EscrowOpKind::kDeclare) splits the room, the field's value (absent: 0) less
+//     min, over `regions` (the deployment's; empty: `id` alone) with SplitRoom. kBoundedField when
+//     the field is bounded already (see RepeatedDeclaration) or this region holds escrow events
+//     of it from others (declared elsewhere, the declaration not here yet); kTypeMismatch when
+//     the value is not an integer; kBoundExceeded when it is below min;
+//   - a transfer, accept or want needs the field bounded and passes the ledger's checks
+//     (CheckTransfer, CheckAccept).
 Result<Event> StampLocalWrite(RegionId id, const std::string& key, Operation op,
                               const DocumentState* current, const VersionVector& frontier,
-                              HybridLogicalClock* clock, const Limits& limits);
+                              HybridLogicalClock* clock, const Limits& limits,
+                              std::span<const RegionId> regions = {});
+
+// True when `op` declares a bound that `current` already holds for that field with the same min:
+// the write changes nothing, and the region answers it without writing an event.
+bool RepeatedDeclaration(const Operation& op, const DocumentState* current);
 
 class Replica {
  public:

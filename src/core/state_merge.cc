@@ -257,6 +257,18 @@ Result<DocumentState> MergeStates(const StateToMerge& a, const StateToMerge& b) 
     if (take_b) ++field_b;
   }
 
+  // Ledgers are written only by escrow events, each account by its origin's alone, and no
+  // removal or fold touches them: their join is the union replica's (EscrowLedger::Join).
+  merged.escrows_ = state_a.escrows_;
+  for (const auto& [name, ledger] : state_b.escrows_) merged.LedgerFor(name).Join(ledger);
+  // Events either side holds waiting for an earlier one: the union, then what chains now.
+  merged.waiting_ = state_a.waiting_;
+  for (const auto& [name, waiting] : state_b.waiting_) {
+    for (const EscrowWaiting& event : waiting) merged.ApplyChained(name, event);
+  }
+  for (const auto& [name, waiting] : state_a.waiting_) merged.DrainWaiting(name);
+  merged.DropEmptyEscrows();
+
   // What the merge kept, nothing it knows of removes: the state invariant of document.h.
   for (const VersionVector::Entry& entry : merged.presence_.entries()) {
     MERIDIAN_CHECK(!merged.removed_.Covers(Dot{entry.origin, entry.seq}));

@@ -40,6 +40,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "not_home";
     case StatusCode::kHomeUnavailable:
       return "home_unavailable";
+    case StatusCode::kBoundedField:
+      return "bounded_field";
     case StatusCode::kForbidden:
       return "forbidden";
   }

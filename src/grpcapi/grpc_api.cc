@@ -330,7 +330,36 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
         [&](core::Operation*) { return parsed; }, reply, txn, request->body());
   }
 
+  grpc::Status PutBounds(grpc::ServerContext* context, const v1::PutBoundsRequest* request,
+                         v1::WriteReceipt* reply) override {
+    return Write(
+        context, api::Route::kPutBounds, request->key(), request->options(),
+        [&](core::Operation* op) {
+          return api::ParseBoundsBody(request->body(), node_->config().limits, op);
+        },
+        reply);
+  }
+
   // --- reads -------------------------------------------------------------------------------------
+  grpc::Status GetBounds(grpc::ServerContext* context, const v1::GetBoundsRequest* request,
+                         v1::GetBoundsResponse* reply) override {
+    const auto started = Clock::now();
+    Waits waits;
+    std::optional<ApiError> error = CheckToken(context, api::Route::kGetBounds, request->key());
+    if (!error) error = api::CheckKey(request->key(), node_->config().limits);
+    if (!error) error = ParseReadOptions(request->options(), &waits);
+    if (!error) error = WaitForSession(context, waits);
+    if (!error) {
+      auto bounds = api::BoundsJson(*node_, request->key());
+      if (auto* refused = std::get_if<ApiError>(&bounds)) {
+        error = *refused;
+      } else {
+        reply->set_json(std::get<nlohmann::json>(bounds).dump());
+      }
+    }
+    return Answer(context, api::Route::kGetBounds, started, error);
+  }
+
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
                    v1::GetResponse* reply) override {
     const auto started = Clock::now();

@@ -100,7 +100,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   MERIDIAN_RETURN_IF_ERROR(
       CheckKeys(root, "",
                 {"node", "regions", "homes", "http", "storage", "writes", "watch", "clock",
-                 "limits", "replication", "verify", "tls", "auth"}));
+                 "limits", "replication", "verify", "tls", "auth", "escrow"}));
   Status error;
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
@@ -229,6 +229,20 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
     MERIDIAN_RETURN_IF_ERROR(read("scrub_documents_per_s", &config.verify.scrub_documents_per_s));
     MERIDIAN_RETURN_IF_ERROR(read("timeout_ms", &config.verify.timeout_ms));
     MERIDIAN_RETURN_IF_ERROR(read("rebuild_log_bytes_max", &config.verify.rebuild_log_bytes_max));
+  }
+  if (const toml::table* escrow = Section(root, "escrow", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(
+        *escrow, "escrow",
+        {"rebalance_ms", "low_water", "high_water", "give_percent", "keys_per_round", "keys_max"}));
+    const auto read = [&](std::string_view key, auto* out) {
+      return ReadInteger(*escrow, "escrow", key, out);
+    };
+    MERIDIAN_RETURN_IF_ERROR(read("rebalance_ms", &config.escrow.rebalance_ms));
+    MERIDIAN_RETURN_IF_ERROR(read("low_water", &config.escrow.low_water));
+    MERIDIAN_RETURN_IF_ERROR(read("high_water", &config.escrow.high_water));
+    MERIDIAN_RETURN_IF_ERROR(read("give_percent", &config.escrow.give_percent));
+    MERIDIAN_RETURN_IF_ERROR(read("keys_per_round", &config.escrow.keys_per_round));
+    MERIDIAN_RETURN_IF_ERROR(read("keys_max", &config.escrow.keys_max));
   }
   MERIDIAN_RETURN_IF_ERROR(error);
   if (const toml::node* regions = root.get("regions")) {
@@ -419,6 +433,12 @@ Status ValidateConfig(const NodeConfig& config) {
       {"verify.scrub_documents_per_s", config.verify.scrub_documents_per_s, 0, 10'000'000},
       {"verify.timeout_ms", config.verify.timeout_ms, 100, 3'600'000},
       {"verify.rebuild_log_bytes_max", config.verify.rebuild_log_bytes_max, 0, uint64_t{1} << 50},
+      {"escrow.rebalance_ms", config.escrow.rebalance_ms, 0, 3'600'000},
+      {"escrow.low_water", config.escrow.low_water, 0, uint64_t{1} << 62},
+      {"escrow.high_water", config.escrow.high_water, config.escrow.low_water, uint64_t{1} << 62},
+      {"escrow.give_percent", config.escrow.give_percent, 0, 100},
+      {"escrow.keys_per_round", config.escrow.keys_per_round, 1, 100'000},
+      {"escrow.keys_max", config.escrow.keys_max, 1, 10'000'000},
   };
   for (const Bound& bound : bounds) {
     if (bound.value < bound.min || bound.value > bound.max) {
@@ -433,6 +453,12 @@ Status ValidateConfig(const NodeConfig& config) {
         "replication.heartbeat_ms");
   }
   return Status::Ok();
+}
+
+core::EscrowPolicy EscrowPolicyOf(const NodeConfig& config) {
+  return core::EscrowPolicy{static_cast<int64_t>(config.escrow.low_water),
+                            static_cast<int64_t>(config.escrow.high_water),
+                            static_cast<int64_t>(config.escrow.give_percent)};
 }
 
 }  // namespace meridian::node

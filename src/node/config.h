@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/escrow.h"
 #include "core/event.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
@@ -133,12 +134,24 @@ struct NodeConfig {
     uint64_t rebuild_log_bytes_max = 64 << 20;
   } verify;
 
+  // [escrow] (docs/semantics.md#bounded-counters): rebalancing of bounded counters' rights.
+  struct Escrow {
+    uint64_t rebalance_ms = 200;    // the tick: keys whose last round gave look again; 0: never
+    uint64_t low_water = 10;        // below this many rights a region asks for more...
+    uint64_t high_water = 50;       // ...up to this level (at least low_water)
+    uint64_t give_percent = 50;     // at most this part of its rights leaves a region per round
+    uint64_t keys_per_round = 256;  // keys rebalanced per round at most
+    uint64_t keys_max = 10'000;     // keys waiting for a round, and kept for the tick, at most
+  } escrow;
+
   const RegionAddress& self() const;  // requires Validate() to have passed
 };
 
 // Parses TOML text; `origin` names it in errors (a file name).
 Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view origin);
 Result<NodeConfig> LoadConfigFile(const std::string& path);
+// The rebalancing policy of [escrow] (a validated config's: in range for core::Rebalance).
+core::EscrowPolicy EscrowPolicyOf(const NodeConfig& config);
 // Checks the config as a whole: the region is listed, ids are 0..31 and unique, names unique,
 // addresses host:port.
 Status ValidateConfig(const NodeConfig& config);

@@ -91,6 +91,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   id_reservations_ =
       MakeCounter(*registry_, "meridian_id_reservations_total",
                   "Id reservations saved durably (one fsync each; docs/semantics.md#unique-ids)");
+  escrow_refusals_ =
+      MakeCounter(*registry_, "meridian_escrow_refusals_total",
+                  "Decrements of bounded counters refused for lack of this region's rights");
+  escrow_declarations_ = MakeCounter(*registry_, "meridian_escrow_declarations_total",
+                                     "Bounds declared in this region");
+  escrow_transfers_ = MakeCounter(*registry_, "meridian_escrow_transfers_total",
+                                  "Escrow transfers of rights this region wrote (gave)");
+  escrow_accepts_ = MakeCounter(*registry_, "meridian_escrow_accepts_total",
+                                "Escrow accepts this region wrote (rights given to it, taken in)");
+  escrow_wants_ = MakeCounter(*registry_, "meridian_escrow_wants_total",
+                              "Escrow wants this region wrote (asks for rights, withdrawals)");
+  escrow_rounds_ = MakeCounter(*registry_, "meridian_escrow_rounds_total",
+                               "Keys of bounded counters rebalanced by this region");
+  escrow_dropped_ =
+      MakeCounter(*registry_, "meridian_escrow_dropped_total",
+                  "Keys not noted for a rebalancing round: escrow.keys_max were waiting");
 
   visibility_.family = &prometheus::BuildHistogram()
                             .Name("meridian_replication_visibility_ms")
@@ -263,6 +279,13 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   conflict_log_records_->Set(static_cast<double>(snapshot.conflict_log_records));
   CatchUp(ids_issued_, snapshot.ids_issued);
   CatchUp(id_reservations_, snapshot.id_reservations);
+  CatchUp(escrow_refusals_, snapshot.escrow_refusals);
+  CatchUp(escrow_declarations_, snapshot.escrow_declarations);
+  CatchUp(escrow_transfers_, snapshot.escrow_transfers);
+  CatchUp(escrow_accepts_, snapshot.escrow_accepts);
+  CatchUp(escrow_wants_, snapshot.escrow_wants);
+  CatchUp(escrow_rounds_, snapshot.escrow_rounds);
+  CatchUp(escrow_dropped_, snapshot.escrow_dropped);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -46,6 +46,14 @@ class Metrics {
     uint64_t damaged_documents = 0;      // marked damaged, waiting for a repair
     uint64_t ids_issued = 0;             // unique ids issued since the start (POST /v1/ids)
     uint64_t id_reservations = 0;        // durable id reservations saved since the start
+    // Bounded counters since the start (Region::EscrowStats).
+    uint64_t escrow_refusals = 0;
+    uint64_t escrow_declarations = 0;
+    uint64_t escrow_transfers = 0;
+    uint64_t escrow_accepts = 0;
+    uint64_t escrow_wants = 0;
+    uint64_t escrow_rounds = 0;
+    uint64_t escrow_dropped = 0;
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -110,6 +118,13 @@ class Metrics {
   prometheus::Gauge* conflict_log_records_;
   prometheus::Counter* ids_issued_;
   prometheus::Counter* id_reservations_;
+  prometheus::Counter* escrow_refusals_;
+  prometheus::Counter* escrow_declarations_;
+  prometheus::Counter* escrow_transfers_;
+  prometheus::Counter* escrow_accepts_;
+  prometheus::Counter* escrow_wants_;
+  prometheus::Counter* escrow_rounds_;
+  prometheus::Counter* escrow_dropped_;
 
   // A latency histogram per origin, made with the first observation of that origin.
   struct ByOrigin {

@@ -126,6 +126,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
   node->region_->SetRebuilding(node->confirm_own_events_);
   node->region_->SetIdempotencyWindow(config.idempotency_window_s * 1000);
   node->region_->SetLogBounds(config.changes_kept, config.conflicts_kept);
+  node->region_->SetEscrow(EscrowPolicyOf(config), config.escrow.keys_max);
   auto recovered = node->store_->Recover();
   if (!recovered.ok()) return recovered.status();
   node->watches_.SetPublishedLsn(recovered->last_lsn);
@@ -151,6 +152,7 @@ Result<std::unique_ptr<Node>> Node::Open(const NodeConfig& config,
         self->commits_.Notify();
       });
   node->queue_->SetScrubRate(config.verify.scrub_documents_per_s);
+  node->queue_->SetEscrowRebalance(config.escrow.rebalance_ms, config.escrow.keys_per_round);
   node->region_->SetRebuildLogBytesMax(config.verify.rebuild_log_bytes_max);
   if (config.insecure) {
     spdlog::warn(

@@ -658,6 +658,7 @@ Status Region::MergeSnapshotPage(const SnapshotPage& page, std::vector<Change>* 
         }
         loaded.state = std::move(merged).value();
       }
+      NoteEscrowGap(loaded, key);
       std::optional<std::string> rendered = loaded.state.Render();
       if (rendered != rendered_before) {
         // A change watches see; no one event made it.
@@ -743,6 +744,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
     rendered = loaded.state.Render();
   }
   loaded.rendered = rendered;
+  NoteEscrowGap(loaded, event.key);
   if (advance) group.order.Advance(event.dot, event.context);
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
@@ -875,6 +877,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     for (const storage::LoggedEvent& logged : group.batch.parked) {
       if (!logged.key.empty()) NoteWatched(logged.key, logged.dot);
     }
+    // A change no event made (a re-seed's merge, a repair) may bring events no dot names, which
+    // the peer of a comparison watching the document may lack: its repair waits for the next
+    // comparison, which watches it at a frontier covering them.
+    for (const storage::LoggedEvent& change : group.batch.changes) {
+      if (auto it = watched_.find(change.key); it != watched_.end()) it->second.overflow = true;
+    }
   }
   folded_ = group.folded;
   last_lsn_ = group.lsn;
@@ -953,6 +961,10 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   size_t local_events = 0;
   size_t remote_events = 0;
   size_t parked_events = 0;
+  // Bounded counters: keys another region's escrow operations reached, keys a local decrement
+  // left below low_water, and the escrow events written, noted once the group is durable.
+  std::vector<std::string> escrow_keys;
+  EscrowStats escrow_written;
 
   // Other regions' events first: the local writes of this group then see them.
   bool remote_failed = false;
@@ -1030,6 +1042,9 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       ++outcome.applied;
       ++remote_events;
       outcome.applied_hlcs.push_back(event.hlc);
+      if (event.op.kind == core::OpKind::kEscrow && event.dot.origin != id_) {
+        escrow_keys.push_back(event.key);
+      }
     }
   }
 
@@ -1076,6 +1091,11 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     if (write.txn) {
       Result<Receipt> receipt = StageTransaction(group, *write.txn);
       if (!receipt.ok()) {
+        if (receipt.status().code() == StatusCode::kBoundExceeded) {
+          for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
+            for (const KeyedOperation& op : *ops) NoteEscrowRefusal(op.key, op.op);
+          }
+        }
         outcomes->push_back(receipt.status());
         continue;
       }
@@ -1097,11 +1117,31 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       outcomes->push_back(PreconditionFailed(*write.condition, (*loaded)->rendered));
       continue;
     }
+    if (core::RepeatedDeclaration(write.op, &(*loaded)->state)) {
+      // The bound is declared as asked already: nothing to write (a retry, or a second client).
+      Receipt receipt;
+      receipt.frontier = group.order.frontier();
+      if ((*loaded)->rendered) {
+        receipt.version =
+            core::DocumentVersion(core::RenderedDigest(write.key, (*loaded)->rendered));
+      }
+      outcomes->push_back(std::move(receipt));
+      accepted.push_back(outcomes->size() - 1);
+      continue;
+    }
+    if (Status status = EscrowWritable(**loaded, write.key, write.op); !status.ok()) {
+      outcomes->push_back(status);
+      continue;
+    }
     std::unique_lock lock(mutex_);
-    Result<core::Event> event = core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state,
-                                                      group.order.frontier(), &clock_, limits_);
+    Result<core::Event> event =
+        core::StampLocalWrite(id_, write.key, write.op, &(*loaded)->state, group.order.frontier(),
+                              &clock_, limits_, regions_);
     lock.unlock();
     if (!event.ok()) {
+      if (event.status().code() == StatusCode::kBoundExceeded) {
+        NoteEscrowRefusal(write.key, write.op);
+      }
       outcomes->push_back(event.status());
       continue;
     }
@@ -1111,6 +1151,31 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       continue;
     }
     if (write.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, write.key, *merged);
+    if (event->op.kind == core::OpKind::kEscrow) {
+      switch (event->op.escrow.kind) {
+        case core::EscrowOpKind::kDeclare:
+          ++escrow_written.declarations;
+          break;
+        case core::EscrowOpKind::kTransfer:
+          ++escrow_written.transfers;
+          break;
+        case core::EscrowOpKind::kAccept:
+          ++escrow_written.accepts;
+          break;
+        case core::EscrowOpKind::kWant:
+          ++escrow_written.wants;
+          break;
+      }
+    }
+    for (const core::CounterDelta& counter : event->op.counters) {
+      if (!counter.escrow || counter.delta >= 0) continue;
+      const core::EscrowLedger* ledger = (*loaded)->state.Ledger(counter.name);
+      if (ledger != nullptr && ledger->declared() &&
+          ledger->Rights(id_) < escrow_policy_.low_water) {
+        escrow_keys.push_back(write.key);
+        break;
+      }
+    }
     outcomes->push_back(Receipt{event->dot, event->hlc, {}});
     if (*merged) {
       outcomes->back()->version = core::DocumentVersion(core::RenderedDigest(write.key, *merged));
@@ -1145,6 +1210,11 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     return;
   }
   NotePending(group);
+  for (const std::string& key : escrow_keys) NoteEscrowDue(key);
+  escrow_counters_.declarations += escrow_written.declarations;
+  escrow_counters_.transfers += escrow_written.transfers;
+  escrow_counters_.accepts += escrow_written.accepts;
+  escrow_counters_.wants += escrow_written.wants;
   // Each receipt's session covers everything committed with it (the batch is atomic).
   for (size_t index : accepted) (*outcomes)[index].value().frontier = group.order.frontier();
   for (const auto& [index, original] : repeats) {
@@ -1230,9 +1300,13 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     if (!loaded.ok()) return loaded.status();
     auto [it, fresh] = trial.try_emplace(op.key);
     if (fresh) it->second = (*loaded)->state;
+    if (Status status = EscrowWritable(**loaded, op.key, op.op); !status.ok()) {
+      return Status(status.code(), "operation " + std::to_string(i + 1) + " of the transaction ('" +
+                                       op.key + "'): " + status.message());
+    }
     std::unique_lock lock(mutex_);
-    Result<core::Event> event =
-        core::StampLocalWrite(id_, op.key, op.op, &it->second, order.frontier(), &clock_, limits_);
+    Result<core::Event> event = core::StampLocalWrite(id_, op.key, op.op, &it->second,
+                                                      order.frontier(), &clock_, limits_, regions_);
     lock.unlock();
     Status refused = event.status();
     if (event.ok()) {
@@ -1258,8 +1332,8 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     Result<Loaded*> loaded = Stage(group, op.key);
     MERIDIAN_CHECK(loaded.ok());  // staged by the trial
     std::unique_lock lock(mutex_);
-    Result<core::Event> event = core::StampLocalWrite(id_, op.key, op.op, &(*loaded)->state,
-                                                      group.order.frontier(), &clock_, limits_);
+    Result<core::Event> event = core::StampLocalWrite(
+        id_, op.key, op.op, &(*loaded)->state, group.order.frontier(), &clock_, limits_, regions_);
     lock.unlock();
     MERIDIAN_CHECK(event.ok());  // as in the trial
     event->txn_rest = static_cast<uint32_t>(ops.size() - 1 - i);
@@ -1834,7 +1908,11 @@ Result<Region::RepairOutcome> Region::Repair(core::RegionId peer, const States& 
     // its index lists the document). A peer that holds nothing and lists nothing holds the
     // document deleted and folded away.
     const bool theirs_usable = !entry.damaged && (entry.state.has_value() || !entry.indexed);
-    if (mine.rendered == their_render) {
+    // Bounded counters' ledgers are not all in the rendering (a transfer changes no value): a
+    // copy is whole only with the same escrow state too.
+    const bool same_escrow = mine.state.escrows() == theirs.escrows() &&
+                             mine.state.escrow_waiting() == theirs.escrow_waiting();
+    if (mine.rendered == their_render && (same_escrow || !damaged_here || !theirs_usable)) {
       ++outcome.equal;
       // A marked copy that renders as the peer's own copy of the same events is whole again.
       if (damaged_here && theirs_usable && mine.damage.empty()) {
@@ -1952,6 +2030,146 @@ std::string Region::ConflictJson(const core::Conflict& conflict) const {
     record["increments"] = std::move(increments);
   }
   return record.dump();
+}
+
+// --- bounded counters ------------------------------------------------------------------------
+
+Status Region::EscrowWritable(const Loaded& loaded, const std::string& key,
+                              const core::Operation& op) {
+  bool escrow = op.kind == core::OpKind::kEscrow;
+  for (const core::CounterDelta& counter : op.counters) {
+    escrow = escrow || loaded.state.IsBounded(counter.name);
+  }
+  if (!escrow || (loaded.damage.empty() && !IsDamaged(key))) return Status::Ok();
+  return Status(StatusCode::kUnavailable,
+                "'" + key +
+                    "' is marked damaged here (docs/verification.md): its bounded counters take "
+                    "writes again once it is repaired from a peer, since this copy may lack some "
+                    "of this region's own escrow events");
+}
+
+void Region::NoteEscrowGap(Loaded& loaded, const std::string& key) {
+  if (loaded.state.escrow_waiting().empty() || !loaded.damage.empty()) return;
+  if (IsDamaged(key) && !MarkedOnlyForParked(key)) return;
+  loaded.damage = std::string(kEscrowGapReason);
+}
+
+void Region::SetEscrow(const core::EscrowPolicy& policy, size_t keys_max) {
+  MERIDIAN_CHECK(core::ValidateEscrowPolicy(policy).ok() && keys_max > 0);
+  escrow_policy_ = policy;
+  escrow_keys_max_ = keys_max;
+}
+
+void Region::NoteEscrowDue(const std::string& key, const std::map<std::string, int64_t>& needs) {
+  auto it = escrow_due_.find(key);
+  if (it == escrow_due_.end()) {
+    if (escrow_due_.size() >= escrow_keys_max_) {
+      ++escrow_counters_.dropped;
+      return;
+    }
+    it = escrow_due_.emplace(key, std::map<std::string, int64_t>{}).first;
+    escrow_due_order_.push_back(key);
+  }
+  for (const auto& [field, need] : needs) {
+    int64_t& noted = it->second[field];
+    noted = std::max(noted, need);
+  }
+}
+
+void Region::NoteEscrowRefusal(const std::string& key, const core::Operation& op) {
+  if (op.kind != core::OpKind::kIncrement) return;
+  std::map<std::string, int64_t> needs;
+  for (const core::CounterDelta& counter : op.counters) {
+    // -delta: a delta of INT64_MIN needs more than any rights hold; asking for INT64_MAX is the
+    // same request.
+    if (counter.delta < 0) {
+      needs[counter.name] = counter.delta == std::numeric_limits<int64_t>::min()
+                                ? std::numeric_limits<int64_t>::max()
+                                : -counter.delta;
+    }
+  }
+  if (needs.empty()) return;
+  ++escrow_counters_.refusals;
+  NoteEscrowDue(key, needs);
+}
+
+void Region::EscrowTick() {
+  for (const std::string& key : escrow_unsettled_) NoteEscrowDue(key);
+  escrow_unsettled_.clear();
+}
+
+std::optional<core::DocumentState> Region::CommittedState(const std::string& key) {
+  if (auto it = cache_.find(key); it != cache_.end() && it->second.valid) return it->second.state;
+  auto bytes = store_->GetDocumentState(key);
+  if (!bytes.ok() || !bytes->has_value()) return std::nullopt;
+  auto state = core::DocumentState::Decode(**bytes);
+  if (!state.ok()) return std::nullopt;
+  return std::move(state).value();
+}
+
+std::vector<WriteRequest> Region::EscrowRound(size_t keys_max) {
+  std::vector<WriteRequest> writes;
+  // Writes are refused meanwhile: the keys stay due.
+  if (rebuilding_.load() || merging()) return writes;
+  for (size_t done = 0; done < keys_max && !escrow_due_order_.empty(); ++done) {
+    const std::string key = std::move(escrow_due_order_.front());
+    escrow_due_order_.pop_front();
+    auto due = escrow_due_.find(key);
+    MERIDIAN_CHECK(due != escrow_due_.end());
+    const std::map<std::string, int64_t> needs = std::move(due->second);
+    escrow_due_.erase(due);
+    ++escrow_counters_.rounds;
+    const std::optional<core::DocumentState> state = CommittedState(key);
+    bool gave = false;
+    if (state) {
+      for (const auto& [field, ledger] : state->escrows()) {
+        if (!ledger.declared()) continue;
+        auto need = needs.find(field);
+        for (const core::EscrowAction& action :
+             core::Rebalance(ledger, id_, escrow_policy_, need == needs.end() ? 0 : need->second)) {
+          core::Operation op;
+          op.kind = core::OpKind::kEscrow;
+          op.escrow.field = field;
+          op.escrow.region = action.region;
+          op.escrow.amount = action.amount;
+          switch (action.kind) {
+            case core::EscrowActionKind::kAccept:
+              op.escrow.kind = core::EscrowOpKind::kAccept;
+              break;
+            case core::EscrowActionKind::kWant:
+              op.escrow.kind = core::EscrowOpKind::kWant;
+              op.escrow.region = 0;
+              break;
+            case core::EscrowActionKind::kTransfer:
+              op.escrow.kind = core::EscrowOpKind::kTransfer;
+              gave = true;
+              break;
+          }
+          writes.emplace_back(key, std::move(op));
+        }
+      }
+    }
+    // A round that gave may have stopped at its budget: the next tick looks again. One that gave
+    // nothing had nothing more to give.
+    if (gave && escrow_unsettled_.size() < escrow_keys_max_) {
+      escrow_unsettled_.insert(key);
+    } else if (!gave) {
+      escrow_unsettled_.erase(key);
+    }
+  }
+  return writes;
+}
+
+Region::EscrowStats Region::escrow_stats() const {
+  EscrowStats stats;
+  stats.refusals = escrow_counters_.refusals.load();
+  stats.declarations = escrow_counters_.declarations.load();
+  stats.transfers = escrow_counters_.transfers.load();
+  stats.accepts = escrow_counters_.accepts.load();
+  stats.wants = escrow_counters_.wants.load();
+  stats.rounds = escrow_counters_.rounds.load();
+  stats.dropped = escrow_counters_.dropped.load();
+  return stats;
 }
 
 }  // namespace meridian::node

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "core/causal_order.h"
 #include "core/digest_tree.h"
 #include "core/document.h"
+#include "core/escrow.h"
 #include "core/event.h"
 #include "core/hlc.h"
 #include "core/transaction.h"
@@ -413,6 +415,43 @@ class Region {
                                std::vector<Change>* changes);
   core::HlcTimestamp hlc() const;
 
+  // --- Bounded counters (docs/semantics.md#bounded-counters) ---------------------------------
+  // The command path checks every local write against the ledgers (core::StampLocalWrite, with
+  // this region's configured regions for a declaration's split); a declaration the document
+  // already holds with the same min is answered without an event (Receipt::dot {0, 0}).
+  //
+  // Rebalancing: a key is *due* for a round after a commit that applied another region's escrow
+  // operations (a transfer to accept, a want to serve), after a local decrement was refused for
+  // lack of rights (with the rights it needed), and after a local decrement left this region
+  // below low_water; EscrowTick makes due again the keys whose last round moved rights or left
+  // another region's want unmet (a round gives at most give_percent). EscrowRound decides, for up
+  // to `keys_max` due keys, the events core::Rebalance says on each key's committed state, as
+  // local writes for Commit, whose checks they pass again (or are refused, harmlessly, when a
+  // write between changed the rights). The node's commit thread (WriteQueue) and the simulator
+  // both drive it. Memory: the due keys and the keys kept for the tick are each at most
+  // `keys_max` (SetEscrow); a key noted beyond that is dropped (counted) and is due again at its
+  // next trigger. Rights given to this region while it was down are accepted at the next round
+  // of that key (a transfer, want or refusal of it).
+  void SetEscrow(const core::EscrowPolicy& policy, size_t keys_max);
+  const core::EscrowPolicy& escrow_policy() const { return escrow_policy_; }
+  // Commit thread only.
+  bool escrow_due() const { return !escrow_due_.empty(); }
+  void EscrowTick();
+  std::vector<WriteRequest> EscrowRound(size_t keys_max);
+  // Counters since the start; thread-safe.
+  struct EscrowStats {
+    uint64_t refusals = 0;      // decrements refused with bound_exceeded
+    uint64_t declarations = 0;  // bounds declared here
+    uint64_t transfers = 0;     // transfers this region wrote
+    uint64_t accepts = 0;       // accepts this region wrote
+    uint64_t wants = 0;         // wants this region wrote
+    uint64_t rounds = 0;        // keys rebalanced (EscrowRound)
+    uint64_t dropped = 0;       // keys not noted: the due set was full
+  };
+  EscrowStats escrow_stats() const;
+  // The deployment's region ids (a declaration's split).
+  const std::vector<core::RegionId>& regions() const { return regions_; }
+
  private:
   // A document as the commit path works on it.
   struct Loaded {
@@ -592,6 +631,35 @@ class Region {
                          const std::optional<std::string>& after) const;
 
   HomeTable* homes_ = nullptr;
+  // Bounded counters (commit thread only, but for the atomic counters).
+  // Notes that `key` needs a round; `needs`: per field, the rights a refused decrement needed.
+  void NoteEscrowDue(const std::string& key, const std::map<std::string, int64_t>& needs = {});
+  // After a local write was refused with kBoundExceeded: the key is due with what it needed.
+  void NoteEscrowRefusal(const std::string& key, const core::Operation& op);
+  // A copy holding escrow events that wait for an earlier one of their origin lacks that one
+  // (parked, or lost with a damaged copy or a peer's): it is marked damaged with the group, so
+  // that it is repaired from a peer and is no source of repair itself. In a copy that applied
+  // every event in order, nothing waits.
+  static constexpr std::string_view kEscrowGapReason =
+      "escrow events of it wait for an earlier one of their origin";
+  void NoteEscrowGap(Loaded& loaded, const std::string& key);
+  // A region decides escrow writes on its own account, which a damaged copy may hold only in
+  // part (one of its own events parked, or lost with the copy): kUnavailable for an escrow
+  // operation or an increment of a bounded field of a document marked damaged.
+  Status EscrowWritable(const Loaded& loaded, const std::string& key, const core::Operation& op);
+  // The committed state of a document without checking it out of the cache (nullopt: none, or
+  // it does not read).
+  std::optional<core::DocumentState> CommittedState(const std::string& key);
+  core::EscrowPolicy escrow_policy_{};
+  size_t escrow_keys_max_ = 10'000;
+  std::unordered_map<std::string, std::map<std::string, int64_t>> escrow_due_;
+  std::deque<std::string> escrow_due_order_;
+  std::set<std::string> escrow_unsettled_;  // due again at the next tick
+  struct EscrowCounters {
+    std::atomic<uint64_t> refusals{0}, declarations{0}, transfers{0}, accepts{0}, wants{0},
+        rounds{0}, dropped{0};
+  } escrow_counters_;
+
   const size_t document_cache_max_;
   ViewCache* const views_;
   std::unordered_map<std::string, Cached> cache_;

@@ -1,5 +1,6 @@
 #include "node/write_queue.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/thread_name.h"
@@ -82,11 +83,20 @@ void WriteQueue::Run() {
   std::vector<Result<RemoteApply>> remote_outcomes;
   std::vector<Change> changes;
   auto last_sweep = std::chrono::steady_clock::now();
+  auto last_escrow_tick = last_sweep;
   for (;;) {
     requests.clear();
     callbacks.clear();
     remote.clear();
     remote_events.clear();
+    const auto escrow_interval = std::chrono::milliseconds(escrow_interval_ms_.load());
+    if (escrow_interval.count() > 0 &&
+        std::chrono::steady_clock::now() - last_escrow_tick >= escrow_interval) {
+      // Bounded counters whose last round gave rights look again (Region::EscrowTick).
+      region_->EscrowTick();
+      RebalanceEscrow();
+      last_escrow_tick = std::chrono::steady_clock::now();
+    }
     if (std::chrono::steady_clock::now() - last_sweep >= kFoldSweepInterval) {
       // Documents no write touches keep their stable metadata until a sweep folds it: a few at a
       // time, at most once per interval, on this thread (it is the region's only writer).
@@ -110,7 +120,11 @@ void WriteQueue::Run() {
     }
     {
       std::unique_lock lock(mutex_);
-      const bool woken = wake_.wait_for(lock, kFoldSweepInterval, [this] {
+      const auto wait =
+          escrow_interval.count() > 0
+              ? std::min<std::chrono::steady_clock::duration>(kFoldSweepInterval, escrow_interval)
+              : std::chrono::steady_clock::duration(kFoldSweepInterval);
+      const bool woken = wake_.wait_for(lock, wait, [this] {
         return stopping_ || !pending_.empty() || !remote_.empty() || !tasks_.empty();
       });
       if (!woken) continue;  // idle: time for a sweep
@@ -148,7 +162,20 @@ void WriteQueue::Run() {
     if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
     for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
     for (size_t i = 0; i < remote.size(); ++i) remote[i].callback(std::move(remote_outcomes[i]));
+    // Rights to accept, wants to serve, refusals to ask for: decided on what just committed.
+    RebalanceEscrow();
   }
+}
+
+void WriteQueue::RebalanceEscrow() {
+  if (!region_->escrow_due()) return;
+  std::vector<WriteRequest> writes = region_->EscrowRound(escrow_keys_per_round_.load());
+  if (writes.empty()) return;
+  std::vector<Result<Receipt>> outcomes;  // a refused one changes nothing: nothing to answer
+  std::vector<Result<RemoteApply>> no_remote;
+  std::vector<Change> changes;
+  region_->Commit(writes, &outcomes, {}, &no_remote, &changes);
+  if (!changes.empty() && listener_) listener_(std::move(changes), 0);
 }
 
 }  // namespace meridian::node

@@ -51,18 +51,29 @@ class WriteQueue {
 
   // How many documents the scrub checks per second (Region::Scrub; 0: none). Before writes.
   void SetScrubRate(size_t documents_per_second) { scrub_per_second_ = documents_per_second; }
+  // Bounded counters' rebalancing ([escrow]): after every commit, a round of up to
+  // `keys_per_round` due keys (Region::EscrowRound), committed at once as local writes; every
+  // `interval_ms` (0: never) a tick (Region::EscrowTick) and a round. Before writes.
+  void SetEscrowRebalance(uint64_t interval_ms, size_t keys_per_round) {
+    escrow_interval_ms_ = interval_ms;
+    escrow_keys_per_round_ = keys_per_round;
+  }
   // Refuses new writes, commits everything already queued, and joins the commit thread.
   void Stop();
   size_t depth() const;
 
  private:
   void Run();
+  // One rebalancing round, when keys are due, committed and published (commit thread).
+  void RebalanceEscrow();
 
   Region* const region_;
   const size_t batch_max_;
   const size_t queue_max_;
   const CommitListener listener_;
   std::atomic<size_t> scrub_per_second_{0};
+  std::atomic<uint64_t> escrow_interval_ms_{0};
+  std::atomic<size_t> escrow_keys_per_round_{256};
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<WriteRequest, Callback>> pending_;

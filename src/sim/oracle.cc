@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "core/document.h"
 
@@ -34,6 +35,31 @@ bool Oracle::RemovedInField(const std::string& key, const std::string& field,
 
 std::optional<std::string> Oracle::RenderField(const std::string& key,
                                                const std::string& field) const {
+  // A bounded field (docs/semantics.md#bounded-counters): the declaration with the greatest
+  // (hlc, region, seq), plus every escrowed increment, whatever else was written to the field.
+  const core::Event* declaration = nullptr;
+  for (const core::Event& e : events_) {
+    if (e.key != key || e.op.kind != core::OpKind::kEscrow || e.op.escrow.field != field ||
+        e.op.escrow.kind != core::EscrowOpKind::kDeclare) {
+      continue;
+    }
+    if (declaration == nullptr ||
+        std::tie(e.hlc, e.dot.origin, e.dot.seq) >
+            std::tie(declaration->hlc, declaration->dot.origin, declaration->dot.seq)) {
+      declaration = &e;
+    }
+  }
+  if (declaration != nullptr) {
+    int64_t value = declaration->op.escrow.min;
+    for (const auto& [region, share] : declaration->op.escrow.shares) value += share;
+    for (const core::Event& e : events_) {
+      if (e.key != key) continue;
+      for (const core::CounterDelta& counter : e.op.counters) {
+        if (counter.escrow && counter.name == field) value += counter.delta;
+      }
+    }
+    return std::to_string(value);
+  }
   const core::Sibling* winner = nullptr;
   std::vector<core::Sibling> sets;
   for (const core::Event& e : events_) {
@@ -56,7 +82,7 @@ std::optional<std::string> Oracle::RenderField(const std::string& key,
       continue;
     }
     for (const core::CounterDelta& counter : e.op.counters) {
-      if (counter.name == field) {
+      if (counter.name == field && !counter.escrow) {  // escrowed ones count only when bounded
         any_increment = true;
         total += counter.delta;
       }
@@ -81,6 +107,7 @@ std::optional<std::string> Oracle::Render(const std::string& key) const {
     if (e.op.kind != core::OpKind::kDelete && !RemovedByDocument(key, e.dot)) exists = true;
     for (const core::FieldValue& value : e.op.fields) fields.insert(value.name);
     for (const core::CounterDelta& counter : e.op.counters) fields.insert(counter.name);
+    if (e.op.kind == core::OpKind::kEscrow) fields.insert(e.op.escrow.field);
   }
   if (!exists) return std::nullopt;
   std::string out = "{";

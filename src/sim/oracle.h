@@ -2,7 +2,9 @@
 // code: what every region must render once it has applied exactly those events. A value or an
 // increment survives unless a write whose context covers it removed it (a set of that field, a
 // replace or a delete of the document); a field renders the greatest (hlc, region id) surviving
-// set plus the surviving increments.
+// set plus the surviving increments. A bounded field (docs/semantics.md#bounded-counters) renders
+// its winning declaration's min and shares plus every escrowed increment, whatever else was
+// written to it; escrowed increments count nowhere else.
 #pragma once
 
 #include <optional>

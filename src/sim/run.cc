@@ -16,10 +16,27 @@ namespace {
 // the sum of its acknowledged increments).
 constexpr int kDocuments = 4;
 constexpr int kCounters = 2;
+// "b/*" documents: field "n" is declared with min 0 at kBoundedStart early in the run, then
+// decremented (mostly) and incremented from every region, so that rights run out and move.
+constexpr int kBounded = 2;
+constexpr int64_t kBoundedStart = 40;
 
 core::Operation RandomWrite(Simulation& sim, std::string* key) {
   const auto pick = [&sim](uint64_t n) { return sim.random()() % n; };
   core::Operation op;
+  if (sim.Unit() < 0.2) {
+    *key = kBoundedPrefix + std::to_string(pick(kBounded));
+    if (sim.Unit() < 0.05) {
+      op.kind = core::OpKind::kSet;  // refused once the region knows the bound (bounded_field)
+      op.fields.push_back({"n", std::to_string(pick(100))});
+      return op;
+    }
+    op.kind = core::OpKind::kIncrement;
+    const int64_t delta =
+        sim.Unit() < 0.7 ? -1 - static_cast<int64_t>(pick(2)) : 1 + static_cast<int64_t>(pick(3));
+    op.counters.push_back({"n", delta});
+    return op;
+  }
   if (sim.Unit() < 0.3) {
     *key = "c/" + std::to_string(pick(kCounters));
     op.kind = core::OpKind::kIncrement;
@@ -68,6 +85,27 @@ struct Driver {
       if (sim.up(index)) sim.SubmitWrite(index, key, std::move(op));
       Writes(index);
     });
+  }
+
+  // Each bounded document is set and declared once, early, by one region (if it is up then).
+  void Declarations() {
+    for (int i = 0; i < kBounded; ++i) {
+      const int index = i % sim.size();
+      Later(50 + 100 * static_cast<uint64_t>(i), [this, index, i] {
+        if (!sim.up(index)) return;
+        const std::string key = kBoundedPrefix + std::to_string(i);
+        core::Operation set;
+        set.kind = core::OpKind::kSet;
+        set.fields.push_back({"n", std::to_string(kBoundedStart)});
+        sim.SubmitWrite(index, key, std::move(set));
+        core::Operation declare;
+        declare.kind = core::OpKind::kEscrow;
+        declare.escrow.kind = core::EscrowOpKind::kDeclare;
+        declare.escrow.field = "n";
+        declare.escrow.min = 0;
+        sim.SubmitWrite(index, key, std::move(declare));
+      });
+    }
   }
 
   void Partitions() {
@@ -232,16 +270,18 @@ bool ApplyProfile(const std::string& name, Options* options) {
 }
 
 std::string Report::Summary() const {
-  char line[512];
+  char line[640];
   std::snprintf(line, sizeof line,
                 "%s regions %d, virtual %.1f s, %" PRIu64 " writes acknowledged, %" PRIu64
                 " faults (%" PRIu64
                 " writes lost with a store), converged %.3f s after the heal (max rtt %" PRIu64
                 " ms), metadata %" PRIu64 " entries (%" PRIu64 " once folded), %" PRIu64
-                " steps, trace digest %016" PRIx64,
+                " steps, bounded: %" PRIu64 " decrements, %" PRIu64 " refused, %" PRIu64
+                " escrow events, trace digest %016" PRIx64,
                 ok ? "ok:" : "FAILED:", regions, static_cast<double>(virtual_ms) / 1000.0,
                 acknowledged, faults, lost_with_store, static_cast<double>(convergence_ms) / 1000.0,
-                max_rtt_ms, metadata_entries, metadata_folded, steps, trace_digest);
+                max_rtt_ms, metadata_entries, metadata_folded, steps, bounded_decrements,
+                bounded_refused, escrow_events, trace_digest);
   return line;
 }
 
@@ -304,6 +344,7 @@ Report Run(const Options& options, std::ostream* trace) {
 
   Driver driver{sim, options, options.duration_ms};
   for (int i = 0; i < regions; ++i) driver.Writes(i);
+  driver.Declarations();
   driver.Partitions();
   driver.Crashes();
   driver.StoreFaults();
@@ -369,6 +410,9 @@ Report Run(const Options& options, std::ostream* trace) {
   report.lost_with_store = sim.lost_with_store();
   report.metadata_folded = sim.metadata_folded();
   report.log_trimmed = sim.log_trimmed();
+  report.bounded_decrements = sim.bounded_decrements();
+  report.bounded_refused = sim.bounded_refused();
+  report.escrow_events = sim.escrow_events();
   report.virtual_ms = sim.now();
   report.steps = sim.steps();
   sim.Trace(report.ok ? "checks passed" : "checks FAILED");

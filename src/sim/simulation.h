@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "core/escrow.h"
 #include "core/event.h"
 #include "core/hlc.h"
 #include "core/version_vector.h"
@@ -111,6 +112,11 @@ struct Report {
   uint64_t metadata_entries = 0;  // merge metadata held after convergence (all regions)
   uint64_t metadata_folded = 0;   // what a fold with the converged frontier would leave
   uint64_t log_trimmed = 0;       // logged events log retention trimmed (all regions)
+  // Bounded counters (the "b/*" keys): client decrements acknowledged and refused for lack of
+  // rights (bound_exceeded), and escrow events the regions' rebalancing rounds wrote.
+  uint64_t bounded_decrements = 0;
+  uint64_t bounded_refused = 0;
+  uint64_t escrow_events = 0;
   std::string Summary() const;
 };
 
@@ -223,6 +229,9 @@ class Simulation {
   uint64_t lost_with_store() const { return lost_with_store_; }
   uint64_t metadata_folded() const { return metadata_folded_; }
   uint64_t log_trimmed() const { return log_trimmed_; }
+  uint64_t bounded_decrements() const { return bounded_decrements_; }
+  uint64_t bounded_refused() const { return bounded_refused_; }
+  uint64_t escrow_events() const { return escrow_events_; }
 
   const std::vector<Acknowledged>& acknowledged() const { return acknowledged_; }
   uint64_t trace_digest() const { return trace_digest_; }
@@ -294,6 +303,14 @@ class Simulation {
   // The commit path (the node's commit thread: a group of local writes and remote batches).
   void ScheduleCommit(int index);
   std::vector<Result<node::Receipt>> CommitPending(int index);
+  // Bounded counters, as the node's commit thread does after each commit and on its tick: one
+  // rebalancing round (Region::EscrowRound), committed at once. Its writes are the region's own,
+  // acknowledged like a client's.
+  void RebalanceEscrow(int index);
+  // After a commit of the region: every bounded field of the documents it changed under
+  // kBoundedPrefix renders its ledger's value, never below its bound, with no region's rights
+  // below 0 in this view (else a failure for Check).
+  void CheckBounds(int index, const std::vector<node::Change>& changes);
 
   // Reads what the region's own log gained since the last call into its archive (the checkers
   // see every event, those log retention trimmed since included).
@@ -338,6 +355,10 @@ class Simulation {
   uint64_t metadata_entries_ = 0;
   uint64_t metadata_folded_ = 0;
   uint64_t log_trimmed_ = 0;
+  uint64_t bounded_decrements_ = 0;
+  uint64_t bounded_refused_ = 0;
+  uint64_t escrow_events_ = 0;
+  std::vector<std::string> bound_failures_;      // CheckBounds's, reported by Check
   std::map<core::Dot, core::Event> all_events_;  // every origin's archive (see Archive)
   std::vector<std::string> notes_;
   bool collect_notes_ = false;
@@ -345,5 +366,10 @@ class Simulation {
 
 // The prefix every region watches, and the key spaces of the workload.
 constexpr const char* kWatchPrefix = "k/";
+// Bounded counters: each "b/*" document's field "n" is declared with min 0 early in the run.
+constexpr const char* kBoundedPrefix = "b/";
+// The simulated nodes' [escrow] settings.
+constexpr uint64_t kEscrowTickMs = 200;
+inline constexpr core::EscrowPolicy kEscrowPolicy{2, 8, 50};
 
 }  // namespace meridian::sim

@@ -96,7 +96,7 @@ const Route kAdminRoutes[] = {Route::kConflicts, Route::kVerify,      Route::kVe
                               Route::kRepairs,   Route::kDeadLetters, Route::kRetryDeadLetter,
                               Route::kStatus,    Route::kMetrics};
 const Route kWrites[] = {Route::kPutDocument, Route::kPatchDocument, Route::kIncrementDocument,
-                         Route::kDeleteDocument};
+                         Route::kDeleteDocument, Route::kPutBounds};
 
 TEST(AuthorizeTest, HealthAndReadinessNeedNoToken) {
   for (Route route : {Route::kHealth, Route::kReady}) {
@@ -112,6 +112,8 @@ TEST(AuthorizeTest, DocumentReadsAndWritesFollowTheirPrefixes) {
   EXPECT_EQ(Outcome(token, Call(Route::kGetDocument, "orders/1")), "allowed");
   EXPECT_TRUE(Refused(Outcome(token, Call(Route::kGetDocument, "carts/1")), 403,
                       "may not read key \"carts/1\""));
+  EXPECT_EQ(Outcome(token, Call(Route::kGetBounds, "orders/1")), "allowed");
+  EXPECT_TRUE(Refused(Outcome(token, Call(Route::kGetBounds, "carts/1")), 403, "read"));
   for (Route route : kWrites) {
     EXPECT_EQ(Outcome(token, Call(route, "orders/eu/7")), "allowed") << RouteName(route);
     EXPECT_TRUE(Refused(Outcome(token, Call(route, "orders/us/7")), 403,

@@ -181,6 +181,52 @@ TEST_F(GrpcApiTest, WritesAndReadsMirrorHttp) {
   EXPECT_TRUE(stub_->Get(session_context.get(), with_session, &response).ok());
 }
 
+TEST_F(GrpcApiTest, BoundsMirrorHttp) {
+  MustPut("item:b", R"({"stock": 4})");
+  v1::PutBoundsRequest declare;
+  declare.set_key("item:b");
+  declare.set_body(R"({"stock":{"min":1}})");
+  v1::WriteReceipt declared;
+  auto declare_context = Context();
+  const grpc::Status ok = stub_->PutBounds(declare_context.get(), declare, &declared);
+  ASSERT_TRUE(ok.ok()) << Describe(ok);
+  EXPECT_EQ(declared.event(), "us:2");
+
+  v1::GetBoundsRequest read;
+  read.set_key("item:b");
+  v1::GetBoundsResponse bounds;
+  auto read_context = Context();
+  ASSERT_TRUE(stub_->GetBounds(read_context.get(), read, &bounds).ok());
+  EXPECT_EQ(json::parse(bounds.json()),
+            json::parse(node_->Client().Get("/v1/docs/item:b/bounds").body));
+  // The room of 3 is split over the three regions configured.
+  EXPECT_EQ(json::parse(bounds.json())["bounds"]["stock"]["rights"],
+            json({{"us", 1}, {"eu", 1}, {"asia", 1}}));
+
+  // us holds 1 right: a decrement of 2 is refused, as HTTP refuses it.
+  v1::IncrementRequest increment;
+  increment.set_key("item:b");
+  (*increment.mutable_deltas())["stock"] = -2;
+  v1::WriteReceipt receipt;
+  auto refused_context = Context();
+  ExpectError(stub_->Increment(refused_context.get(), increment, &receipt), *refused_context,
+              grpc::StatusCode::FAILED_PRECONDITION, "bound_exceeded");
+  v1::PatchRequest patch;
+  patch.set_key("item:b");
+  patch.set_doc(R"({"stock":9})");
+  auto patch_context = Context();
+  ExpectError(stub_->Patch(patch_context.get(), patch, &receipt), *patch_context,
+              grpc::StatusCode::FAILED_PRECONDITION, "bounded_field");
+  declare.set_body(R"({"stock":{"min":1},"other":{"min":0}})");
+  auto bad_context = Context();
+  ExpectError(stub_->PutBounds(bad_context.get(), declare, &receipt), *bad_context,
+              grpc::StatusCode::INVALID_ARGUMENT, "bad_bounds");
+  read.set_key("absent");
+  auto absent_context = Context();
+  ExpectError(stub_->GetBounds(absent_context.get(), read, &bounds), *absent_context,
+              grpc::StatusCode::NOT_FOUND, "not_found");
+}
+
 TEST_F(GrpcApiTest, ScanConflictsAndStatus) {
   for (const char* key : {"s/c", "s/a", "s/e", "s/b", "s/d", "t/x"}) MustPut(key, R"({"v":1})");
   std::vector<std::string> keys;

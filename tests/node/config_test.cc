@@ -299,6 +299,31 @@ TEST(ConfigTest, HedgeAfterIsReadAndChecked) {
   EXPECT_NE(status.message().find("replication.hedge_after_ms"), std::string::npos);
 }
 
+TEST(ConfigTest, EscrowSettingsAreReadAndChecked) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->escrow.rebalance_ms, 200u);
+  EXPECT_EQ(EscrowPolicyOf(*defaults), (core::EscrowPolicy{10, 50, 50}));
+  auto set = ParseConfig(std::string(kValid) +
+                             "\n[escrow]\nrebalance_ms = 50\nlow_water = 2\nhigh_water = 8\n"
+                             "give_percent = 100\nkeys_per_round = 4\nkeys_max = 9\n",
+                         "t");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_TRUE(ValidateConfig(*set).ok());
+  EXPECT_EQ(EscrowPolicyOf(*set), (core::EscrowPolicy{2, 8, 100}));
+  EXPECT_EQ(set->escrow.rebalance_ms, 50u);
+  EXPECT_EQ(set->escrow.keys_per_round, 4u);
+  EXPECT_EQ(set->escrow.keys_max, 9u);
+  for (const char* bad : {"high_water = 1", "give_percent = 101", "keys_max = 0"}) {
+    auto parsed = ParseConfig(std::string(kValid) + "\n[escrow]\n" + bad + "\n", "t");
+    ASSERT_TRUE(parsed.ok()) << bad;
+    const Status status = ValidateConfig(*parsed);
+    EXPECT_FALSE(status.ok()) << bad;
+    EXPECT_NE(status.message().find("escrow."), std::string::npos) << status.message();
+  }
+  EXPECT_FALSE(ParseConfig(std::string(kValid) + "\n[escrow]\nlow_watermark = 1\n", "t").ok());
+}
+
 TEST(ConfigTest, TheChangeAndConflictLogsAreBoundedByDefaultAndChecked) {
   auto defaults = ParseConfig(kValid, "t");
   ASSERT_TRUE(defaults.ok());

@@ -474,7 +474,7 @@ DeadLetter LetterOf(storage::Store& store, uint64_t id) {
 TEST_F(RemoteApplyTest, AnEventThatCannotBeReadIsParkedThenAppliedOnceByARetry) {
   const auto events = WriteAtEu({{"p", Incr("n", 1)},
                                  {"r", Incr("n", 1)},
-                                 {"p", Incr("n", 5)},  // eu:3, sent as schema version 2
+                                 {"p", Incr("n", 5)},  // eu:3, sent as a newer version
                                  {"p", Incr("n", 1)},
                                  {"r", Incr("n", 1)}});
   const core::ParkedEvent newer = ParkedAs(events[2], core::kEventSchemaVersion + 1);
@@ -493,8 +493,10 @@ TEST_F(RemoteApplyTest, AnEventThatCannotBeReadIsParkedThenAppliedOnceByARetry) 
   const DeadLetter parked = LetterOf(us_store_, 1);
   EXPECT_EQ(parked.event, "eu:3");
   EXPECT_EQ(parked.key, "p");
-  EXPECT_EQ(parked.schema_version, 2u);
-  EXPECT_EQ(parked.reason, "schema version 2 is newer than this node reads (1)");
+  EXPECT_EQ(parked.schema_version, core::kEventSchemaVersion + 1);
+  EXPECT_EQ(parked.reason, "schema version " + std::to_string(core::kEventSchemaVersion + 1) +
+                               " is newer than this node reads (" +
+                               std::to_string(core::kEventSchemaVersion) + ")");
   EXPECT_EQ(parked.state, DeadLetter::State::kParked);
   EXPECT_EQ(parked.parked_ms, clock_.now_ms);
   EXPECT_EQ(parked.bytes, newer.bytes);
@@ -715,6 +717,34 @@ std::map<std::string, std::string> ViewsOf(storage::Store& store) {
                      [&](std::string_view key, std::string_view view) { views.emplace(key, view); })
           .ok());
   return views;
+}
+
+// A comparison that watched a document before a re-seed's merge changed it cannot tell what the
+// merge brought: a peer that lacks it (it dominates only what this region had when it watched)
+// is no source of repair for it, even when the merged copy is marked (damaged at the source).
+TEST_F(RemoteApplyTest, ADocumentAReseedChangedWhileWatchedIsNotRepairedFromALaggingPeer) {
+  WriteAtEu({{"sku", Set("stock", "5")}, {"sku", Incr("stock", 2)}});
+  const auto states = StatesOf(eu_store_);
+  FlakyStore empty_store;
+  Region joined(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &empty_store, &clock_, core::Limits{}, 500);
+  ASSERT_TRUE(joined.Recover().ok());
+  const std::vector<std::string> keys{"sku"};
+  joined.Watch(keys);
+  Region::SnapshotPage page = PageOf(states, "", std::nullopt, eu_store_);
+  page.damaged = keys;
+  std::vector<Change> merged;
+  ASSERT_TRUE(joined.MergeSnapshotPage(page, &merged).ok());
+  EXPECT_TRUE(joined.IsDamaged("sku"));
+  // us has applied none of eu's events: its copy lacks what the merge brought.
+  auto theirs = us_.ReadStates(keys);
+  ASSERT_TRUE(theirs.ok());
+  std::vector<Change> changes;
+  auto repaired = joined.Repair(1, *theirs, &changes);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->repaired, 0u);
+  EXPECT_EQ(repaired->deferred, 1u);
+  EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":7})");
+  joined.Unwatch(keys);
 }
 
 // Re-seeding: eu's states merged into an empty region render the same, count and digest the

@@ -195,6 +195,39 @@ TEST(RequestTest, IdsTakeACountFromOneToTenThousand) {
   EXPECT_EQ(RouteName(Route::kIds), "ids");
 }
 
+TEST(RequestTest, BoundsDeclareOneFieldsMinAndReadByKey) {
+  ApiCall put = Ok(Parse("PUT", "/v1/docs/item%2F42/bounds", R"({"stock":{"min":-5}})"));
+  EXPECT_EQ(put.route, Route::kPutBounds);
+  EXPECT_TRUE(IsWrite(put.route));
+  EXPECT_EQ(put.key, "item/42");
+  EXPECT_EQ(put.op.kind, core::OpKind::kEscrow);
+  EXPECT_EQ(put.op.escrow.kind, core::EscrowOpKind::kDeclare);
+  EXPECT_EQ(put.op.escrow.field, "stock");
+  EXPECT_EQ(put.op.escrow.min, -5);
+  ApiCall get = Ok(Parse("GET", "/v1/docs/item/bounds"));
+  EXPECT_EQ(get.route, Route::kGetBounds);
+  EXPECT_FALSE(IsWrite(get.route));
+  EXPECT_EQ(get.key, "item");
+  EXPECT_EQ(Ok(Parse("GET", "/v1/docs/bounds")).route, Route::kGetDocument) << "a key 'bounds'";
+  EXPECT_EQ(Ok(Parse("POST", "/v1/docs/bounds/incr", R"({"n":1})")).route,
+            Route::kIncrementDocument);
+  const ApiError method = Err(Parse("POST", "/v1/docs/item/bounds", "{}"));
+  EXPECT_EQ(method.status, 405);
+  EXPECT_EQ(method.allow, "GET, HEAD, PUT");
+  for (const char* body :
+       {R"({})", R"({"a":{"min":1},"b":{"min":2}})", R"({"a":5})", R"({"a":{"min":1.5}})",
+        R"({"a":{"min":1,"max":2}})", R"({"a":{"min":9223372036854775808}})", R"({"a":{}})"}) {
+    const ApiError error = Err(Parse("PUT", "/v1/docs/item/bounds", body));
+    EXPECT_EQ(error.status, 400) << body;
+    EXPECT_EQ(error.code, "bad_bounds") << body;
+  }
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/item/bounds", "[")).code, "malformed_json");
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/item/bounds", R"({"":{"min":1}})")).code,
+            "invalid_argument");
+  EXPECT_EQ(Err(Parse("PUT", "/v1/docs/item/bounds", R"({"a":{"min":1}})", "text/plain")).status,
+            415);
+}
+
 TEST(RequestTest, ScanAndWatchParameters) {
   ApiCall scan = Ok(Parse("GET", "/v1/docs?prefix=sku%3A&limit=10&after=sku%3A4"));
   EXPECT_EQ(scan.route, Route::kScan);
@@ -278,6 +311,9 @@ TEST(RequestTest, ErrorsFromStatuses) {
   EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kOverloaded, "x")).status, 429);
   EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kUnavailable, "x")).status, 503);
   EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kTooLarge, "x")).status, 413);
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kBoundExceeded, "x")).code, "bound_exceeded");
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kBoundedField, "x")).status, 409);
+  EXPECT_EQ(ErrorFromStatus(Status(StatusCode::kBoundedField, "x")).code, "bounded_field");
   EXPECT_EQ(ErrorBody(ApiError{400, "bad", "a \"quoted\" message", {}}),
             R"({"error":"bad","message":"a \"quoted\" message"})");
   // A message quoting bytes that are not UTF-8 (a raw path, say) still gives valid JSON.

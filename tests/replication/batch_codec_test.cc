@@ -308,10 +308,12 @@ TEST(BatchCodecTest, TheReceivePathParksWhatDoesNotDecodeAndKeepsTheRest) {
       EXPECT_EQ(newer.hlc, events[2].hlc);
       EXPECT_EQ(newer.schema_version, core::kEventSchemaVersion + 1);
       EXPECT_TRUE(newer.newer_schema);
-      EXPECT_EQ(newer.reason, "schema version 2 is newer than this node reads (1)");
+      EXPECT_EQ(newer.reason, "schema version " + std::to_string(core::kEventSchemaVersion + 1) +
+                                  " is newer than this node reads (" +
+                                  std::to_string(core::kEventSchemaVersion) + ")");
       EXPECT_EQ(
           core::DecodeEvent(newer.bytes, core::Limits{}, core::kEventSchemaVersion + 1).value(),
-          events[2]);  // the bytes are the event: a build that reads version 2 applies it
+          events[2]);  // the bytes are the event: a build that reads the newer version applies it
       const core::ParkedEvent& poison = decoded->parked[1];
       EXPECT_EQ(poison.dot, events[4].dot);
       EXPECT_FALSE(poison.newer_schema);

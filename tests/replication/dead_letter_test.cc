@@ -196,7 +196,9 @@ TEST(DeadLetterProcessTest, APoisonEventIsParkedAndTheLinkGoesOn) {
   EXPECT_EQ(items[0]["event"], "eu:2");
   EXPECT_EQ(items[0]["key"], "b");
   EXPECT_EQ(items[0]["status"], "parked");
-  EXPECT_EQ(items[0]["reason"], "schema version 2 is newer than this node reads (1)");
+  EXPECT_EQ(items[0]["reason"], "schema version " + std::to_string(core::kEventSchemaVersion + 1) +
+                                    " is newer than this node reads (" +
+                                    std::to_string(core::kEventSchemaVersion) + ")");
   const nlohmann::json status = nlohmann::json::parse(client.Get("/v1/status").body);
   EXPECT_EQ(status["dead_letters"], 1);
   EXPECT_EQ(status["dead_letter_documents"], 1);
