@@ -78,7 +78,9 @@ side-suite: test-asan
 # redis-server in the same run, its live WAL and crash recovery, TLS and tokens against neither,
 # bounded decrements against plain ones,
 # the replication receive path, then three regions through WAN proxies (and a pair with mutual TLS
-# against without), and re-seeding a region of 1,000,000 documents (bench/README.md).
+# against without), strong writes forwarded to their home through the proxies against the round
+# trip and transactions against single writes, and re-seeding a region of 1,000,000 documents
+# (bench/README.md).
 bench: build
 	@cmake --build --preset default -j $(JOBS) --target benches
 	@build/default/bench/machine_probe
@@ -90,6 +92,7 @@ bench: build
 	@build/default/bench/apply_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
+	@build/default/bench/strong_bench
 	@build/default/bench/reseed_bench
 	@build/default/bench/verify_bench
 

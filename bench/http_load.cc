@@ -9,6 +9,10 @@
 //   {"mode":"put","clients":32,"requests":81234,"errors":0,"throughput_rps":27078.0,
 //    "p50_ms":1.02,"p99_ms":2.3,"p999_ms":4.1,"max_ms":7.9,...}
 //
+// --mode request sends any request: --method, --path and --body, where {key0} ... {key9} ({key}
+// is {key0}) become keys of the key space, distinct within one request, and {value} the document
+// of --value-bytes: e.g. POST /v1/txn with two keys in its body.
+//
 // With --ca-file, every connection speaks TLS (verifying the node against that CA); with --token,
 // every request carries `Authorization: Bearer <token>`.
 //
@@ -139,7 +143,7 @@ class Histogram {
 // ---------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------
-enum class Mode { kPut, kGet, kIncr, kMixed };
+enum class Mode { kPut, kGet, kIncr, kMixed, kRequest };
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -163,6 +167,10 @@ struct Options {
   std::string ca_file;  // when set: TLS, the node verified against this CA
   std::string token;    // when set: sent as a bearer token
   std::int64_t incr_delta = 1;  // incr mode: the delta of field "n"
+  // --mode request: the request, with placeholders (see usage)
+  std::string method = "POST";
+  std::string path;
+  std::string body;
 };
 
 [[noreturn]] void usage(int code) {
@@ -175,13 +183,18 @@ struct Options {
       "  --duration-s S         measure for S seconds (default 5)\n"
       "  --requests R           measure exactly R requests instead of a duration\n"
       "  --warmup-s S           unmeasured load before measuring (default 1)\n"
-      "  --mode put|get|incr|mixed  request kind (default put)\n"
+      "  --mode put|get|incr|mixed|request  request kind (default put)\n"
       "  --keys K               key space: keys <prefix><0..K-1> (default 10000)\n"
       "  --key-prefix P         key prefix (default \"bench:\")\n"
       "  --value-bytes B        size of the JSON document {\"v\":\"xx..\"} (default 200)\n"
       "  --read-pct P           mixed mode: percent of GETs, the rest PUTs (default 90)\n"
       "  --incr-delta D         incr mode: add D to field \"n\" (default 1; -1 decrements)\n"
       "  --no-prepopulate       get/mixed: do not PUT every key before the run\n"
+      "  --method M             request mode: the HTTP method (default POST)\n"
+      "  --path P               request mode: the target; {key0}..{key9} ({key} = {key0}) are\n"
+      "                         replaced by keys (percent-encoded), distinct within a request\n"
+      "  --body B               request mode: the body (JSON), with the same {keyN} (as they\n"
+      "                         are) and {value}, the document of --value-bytes\n"
       "  --query Q              query string added to writes (e.g. durability=regions:1)\n"
       "  --timeout-ms T         per-request timeout; a timeout counts as an error (default 5000)\n"
       "  --allow-non-loopback   permit a target that is not a loopback address\n"
@@ -258,8 +271,10 @@ Options parse_args(int argc, char** argv) {
         o.mode = Mode::kIncr;
       else if (o.mode_name == "mixed")
         o.mode = Mode::kMixed;
+      else if (o.mode_name == "request")
+        o.mode = Mode::kRequest;
       else {
-        std::fprintf(stderr, "http_load: --mode must be put, get, incr or mixed\n");
+        std::fprintf(stderr, "http_load: --mode must be put, get, incr, mixed or request\n");
         std::exit(1);
       }
     } else if (a == "--keys") {
@@ -279,6 +294,12 @@ Options parse_args(int argc, char** argv) {
         std::fprintf(stderr, "http_load: bad value for --incr-delta: '%s'\n", text);
         std::exit(1);
       }
+    } else if (a == "--method") {
+      o.method = value();
+    } else if (a == "--path") {
+      o.path = value();
+    } else if (a == "--body") {
+      o.body = value();
     } else if (a == "--no-prepopulate") {
       o.prepopulate = false;
     } else if (a == "--query") {
@@ -331,6 +352,10 @@ Options parse_args(int argc, char** argv) {
     std::fprintf(stderr, "http_load: --timeout-ms must be >= 1\n");
     std::exit(1);
   }
+  if (o.mode == Mode::kRequest && (o.path.empty() || o.path.front() != '/')) {
+    std::fprintf(stderr, "http_load: --mode request needs --path starting with '/'\n");
+    std::exit(1);
+  }
   if (o.value_bytes > (64u << 20)) {
     std::fprintf(stderr, "http_load: --value-bytes too large\n");
     std::exit(1);
@@ -376,7 +401,52 @@ struct SplitMix64 {
   std::uint64_t below(std::uint64_t n) { return next() % n; }
 };
 
-enum class Op { kPut, kGet, kIncr };
+enum class Op { kPut, kGet, kIncr, kRequest };
+
+// A --mode request template (--path, --body): literal text and placeholders.
+struct Template {
+  static constexpr int kLiteral = -1;
+  static constexpr int kValue = -2;
+  static constexpr int kSlotsMax = 10;  // {key0} ... {key9}
+  struct Part {
+    std::string text;     // the literal text of a kLiteral part
+    int slot = kLiteral;  // kLiteral, kValue, or the key slot 0..9
+  };
+  std::vector<Part> parts;
+  int key_slots = 0;  // the highest key slot used, plus one
+};
+
+Template parse_template(std::string_view text) {
+  Template out;
+  std::string literal;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::string_view rest = text.substr(i);
+    int slot = Template::kLiteral;
+    std::size_t length = 0;
+    if (rest.starts_with("{value}")) {
+      slot = Template::kValue;
+      length = 7;
+    } else if (rest.starts_with("{key}")) {
+      slot = 0;
+      length = 5;
+    } else if (rest.size() >= 6 && rest.starts_with("{key") &&
+               std::isdigit(static_cast<unsigned char>(rest[4])) && rest[5] == '}') {
+      slot = rest[4] - '0';
+      length = 6;
+    }
+    if (slot == Template::kLiteral) {
+      literal.push_back(text[i++]);
+      continue;
+    }
+    if (!literal.empty()) out.parts.push_back({std::move(literal), Template::kLiteral});
+    literal.clear();
+    out.parts.push_back({{}, slot});
+    if (slot >= 0) out.key_slots = std::max(out.key_slots, slot + 1);
+    i += length;
+  }
+  if (!literal.empty()) out.parts.push_back({std::move(literal), Template::kLiteral});
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Shared run state
@@ -389,6 +459,9 @@ struct Shared {
   std::string value;
   std::string incr_body = "{\"n\":1}";
   std::string encoded_prefix;  // percent-encoded key prefix
+  Template path;               // --mode request
+  Template body;
+  int key_slots = 0;  // keys drawn per request in request mode
   Clock::time_point measure_start;
   Clock::time_point measure_end;          // duration mode only
   std::atomic<std::uint64_t> tickets{0};  // requests mode: measured requests handed out
@@ -561,6 +634,8 @@ void set_op(http::request<http::string_body>& req, Op op, std::uint64_t key_no, 
       target += "/incr";
       if (!o.query.empty()) target.append("?").append(o.query);
       break;
+    case Op::kRequest:  // set_request's
+      break;
     case Op::kGet:
       if (req.method() != http::verb::get) {
         req.method(http::verb::get);
@@ -573,6 +648,43 @@ void set_op(http::request<http::string_body>& req, Op op, std::uint64_t key_no, 
   req.target(target);
 }
 
+// Fills `out` from `t`: key slot i becomes `prefix` + keys[i], {value} the document.
+void expand(const Template& t, const std::array<std::uint64_t, Template::kSlotsMax>& keys,
+            std::string_view prefix, const Shared& sh, std::string& out) {
+  out.clear();
+  for (const Template::Part& part : t.parts) {
+    if (part.slot == Template::kLiteral) {
+      out += part.text;
+    } else if (part.slot == Template::kValue) {
+      out += sh.value;
+    } else {
+      char num[24];
+      const int n = std::snprintf(num, sizeof num, "%" PRIu64, keys[part.slot]);
+      out.append(prefix).append(num, static_cast<std::size_t>(n));
+    }
+  }
+}
+
+// Points req at the --mode request template with fresh keys, distinct within the request.
+void set_request(http::request<http::string_body>& req, SplitMix64& rng, const Shared& sh,
+                 std::string& target) {
+  const Options& o = *sh.opt;
+  std::array<std::uint64_t, Template::kSlotsMax> keys{};
+  for (int i = 0; i < sh.key_slots; ++i) {
+    bool fresh = false;
+    while (!fresh) {  // o.keys >= key_slots, checked at start
+      keys[i] = rng.below(o.keys);
+      fresh = std::find(keys.begin(), keys.begin() + i, keys[i]) == keys.begin() + i;
+    }
+  }
+  expand(sh.path, keys, sh.encoded_prefix, sh, target);
+  if (!o.query.empty())
+    target.append(target.find('?') == std::string::npos ? "?" : "&").append(o.query);
+  req.target(target);
+  expand(sh.body, keys, o.key_prefix, sh, req.body());
+  req.prepare_payload();
+}
+
 // A closed-loop client: warm-up requests first (not recorded), then measured ones.
 asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
   const Options& o = *sh.opt;
@@ -582,6 +694,10 @@ asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
   std::string target;
   SplitMix64 rng{seed};
   asio::steady_timer backoff(loop.ctx);
+  if (o.mode == Mode::kRequest) {
+    req.method_string(o.method);
+    if (!o.body.empty()) req.set(http::field::content_type, "application/json");
+  }
 
   for (;;) {
     if (sh.stop.load(std::memory_order_relaxed)) break;
@@ -623,8 +739,15 @@ asio::awaitable<void> client(Shared& sh, Loop& loop, std::uint64_t seed) {
       case Mode::kMixed:
         op = rng.below(100) < static_cast<std::uint64_t>(o.read_pct) ? Op::kGet : Op::kPut;
         break;
+      case Mode::kRequest:
+        op = Op::kRequest;
+        break;
     }
-    set_op(req, op, rng.below(o.keys), sh, target);
+    if (op == Op::kRequest) {
+      set_request(req, rng, sh, target);
+    } else {
+      set_op(req, op, rng.below(o.keys), sh, target);
+    }
 
     const auto t0 = Clock::now();
     const unsigned status = co_await exchange(c, req, o.timeout_ms, ec);
@@ -767,6 +890,25 @@ int main(int argc, char** argv) {
   sh.value = make_value(o.value_bytes);
   sh.encoded_prefix = encode_key(o.key_prefix);
   sh.incr_body = "{\"n\":" + std::to_string(o.incr_delta) + "}";
+  if (o.mode == Mode::kRequest) {
+    sh.path = parse_template(o.path);
+    sh.body = parse_template(o.body);
+    sh.key_slots = std::max(sh.path.key_slots, sh.body.key_slots);
+    if (o.keys < static_cast<std::uint64_t>(sh.key_slots)) {
+      std::fprintf(stderr, "http_load: --keys must be at least the %d keys a request names\n",
+                   sh.key_slots);
+      return 1;
+    }
+    // Keys go into the body as they are: inside a JSON string, the prefix must need no escaping.
+    for (const unsigned char c : o.key_prefix) {
+      if (sh.body.key_slots > 0 && (c == '"' || c == '\\' || c < 0x20)) {
+        std::fprintf(stderr,
+                     "http_load: --key-prefix must not hold '\"', '\\' or control "
+                     "characters when --body names keys\n");
+        return 1;
+      }
+    }
+  }
   if (!o.ca_file.empty()) {
     sh.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
     beast::error_code ec;
@@ -867,6 +1009,11 @@ int main(int argc, char** argv) {
   const double elapsed = std::chrono::duration<double>(last - sh.measure_start).count();
   const double rps = elapsed > 0 ? static_cast<double>(total.ok) / elapsed : 0;
   auto ms = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e6; };
+  const std::string request_json =
+      o.mode != Mode::kRequest
+          ? std::string()
+          : ",\"method\":\"" + json_escape(o.method) + "\",\"path\":\"" + json_escape(o.path) +
+                "\",\"keys_per_request\":" + std::to_string(sh.key_slots);
 
   std::printf(
       "{\"mode\":\"%s\",\"clients\":%d,\"requests\":%" PRIu64 ",\"errors\":%" PRIu64
@@ -875,13 +1022,14 @@ int main(int argc, char** argv) {
       ",\"elapsed_s\":%.3f"
       ",\"errors_transport\":%" PRIu64 ",\"errors_timeout\":%" PRIu64 ",\"errors_4xx\":%" PRIu64
       ",\"errors_5xx\":%" PRIu64 ",\"errors_other_status\":%" PRIu64 ",\"reconnects\":%" PRIu64
-      ",\"threads\":%d,\"keys\":%" PRIu64 ",\"value_bytes\":%zu,\"target\":\"%s\"%s}\n",
+      ",\"threads\":%d,\"keys\":%" PRIu64 ",\"value_bytes\":%zu,\"target\":\"%s\"%s%s}\n",
       o.mode_name.c_str(), o.clients, total.ok + total.errors, total.errors, rps,
       ms(hist.percentile(50)), ms(hist.percentile(99)), ms(hist.percentile(99.9)), ms(hist.max()),
       hist.mean() / 1e6, ms(hist.min()), ms(hist.percentile(90)), total.ok, elapsed,
       total.transport_errors, total.timeouts, total.status_4xx, total.status_5xx,
       total.status_other, total.reconnects, o.threads, o.keys, sh.value.size(),
-      json_escape(sh.host_header).c_str(), cpu_json(cpu_before, cpu_after, total.ok).c_str());
+      json_escape(sh.host_header).c_str(), request_json.c_str(),
+      cpu_json(cpu_before, cpu_after, total.ok).c_str());
   std::fflush(stdout);
   return total.ok == 0 ? 3 : 0;
 }

@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,6 +104,34 @@ TEST(HomesTest, StrongOperationsRunInTheHomeFromAnyRegion) {
   auto own = clients[0].Send("PUT", "/v1/docs/" + EncodeKey("_meridian/homes/acct/"), "{}");
   EXPECT_EQ(own.status, 400) << own.body;
   EXPECT_EQ(clients[0].Get("/v1/docs/x?consistency=sometimes").status, 400);
+}
+
+// With http_through_proxy each region names the others' HTTP APIs at its proxy routes, so a
+// forwarded strong request crosses the WAN as replication does (bench/strong_bench.cc).
+TEST(HomesTest, ForwardingGoesThroughTheProxyWhenRegionsSeeEachOtherThere) {
+  ClusterOptions options = HomedCluster();
+  options.http_through_proxy = true;
+  Cluster cluster(options);
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  const uint16_t route = cluster.HttpRoutePort("eu", "us");
+  ASSERT_NE(route, 0);
+  ASSERT_NE(route, cluster.node("us").http_port());
+  std::ifstream file(cluster.node("eu").config_path());
+  std::stringstream config;
+  config << file.rdbuf();
+  EXPECT_NE(config.str().find("http = \"127.0.0.1:" + std::to_string(route) + "\""),
+            std::string::npos)
+      << config.str();
+  HttpClient through(std::string("127.0.0.1"), route);
+  EXPECT_EQ(Parse(through.Get("/v1/status").body)["region"], "us");
+
+  HttpClient eu = cluster.Client("eu");
+  auto written = eu.Send("PUT", Strong("acct/carol"), R"({"n":1})");
+  ASSERT_EQ(written.status, 200) << written.body;
+  EXPECT_EQ(Parse(written.body)["event"].get<std::string>().substr(0, 3), "us:");
+  auto read = eu.Get(Strong("acct/carol"));
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(Parse(read.body)["n"], 1);
 }
 
 TEST(HomesTest, AHomeThatCannotBeReachedRefusesWithNothingApplied) {

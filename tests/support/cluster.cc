@@ -124,6 +124,12 @@ bool Cluster::Start() {
       }
       route_index_[RouteName(from, to)] = proxy_options.routes.size();
       proxy_options.routes.push_back(route);
+      if (options_.http_through_proxy) {
+        wanproxy::Route http = route;
+        http.target_port = http_ports[to];
+        http_route_index_[RouteName(from, to)] = proxy_options.routes.size();
+        proxy_options.routes.push_back(http);
+      }
     }
   }
   proxy_ = std::make_unique<wanproxy::WanProxy>(proxy_options);
@@ -148,7 +154,10 @@ bool Cluster::Start() {
               ? "127.0.0.1:" + std::to_string(replication_ports[region])
               : "127.0.0.1:" +
                     std::to_string(proxy_->listen_port(route_index_[RouteName(self, region)]));
-      node_options.regions.push_back({region, id++, http_ports[region], replication});
+      const uint16_t http = region == self || !options_.http_through_proxy
+                                ? http_ports[region]
+                                : proxy_->listen_port(http_route_index_[RouteName(self, region)]);
+      node_options.regions.push_back({region, id++, http, replication});
     }
     nodes_[self] = std::make_unique<NodeProcess>(node_options);
   }
@@ -305,11 +314,17 @@ std::map<std::string, std::string> Cluster::Documents(const std::string& region,
 }
 
 uint64_t Cluster::ProxyBytes() const {
+  const std::vector<wanproxy::RouteStats> routes = proxy_->stats().routes;
   uint64_t bytes = 0;
-  for (const wanproxy::RouteStats& route : proxy_->stats().routes) {
-    bytes += route.bytes_to_target + route.bytes_to_client;
+  for (const auto& [name, index] : route_index_) {
+    bytes += routes[index].bytes_to_target + routes[index].bytes_to_client;
   }
   return bytes;
+}
+
+uint16_t Cluster::HttpRoutePort(const std::string& from, const std::string& to) const {
+  auto it = http_route_index_.find(RouteName(from, to));
+  return it == http_route_index_.end() ? 0 : proxy_->listen_port(it->second);
 }
 
 std::string Cluster::Logs() const {

@@ -50,6 +50,11 @@ struct ClusterOptions {
   std::string tls_dir = {};
   // Every node also serves the client gRPC API (NodeProcess::grpc_port()).
   bool grpc = false;
+  // When set, each node's entry for another region gives that region's HTTP address as a route
+  // of the proxy (with the same delay and jitter as replication), so what a node sends to another
+  // region's HTTP API (a consistency=strong request forwarded to its home) crosses the WAN too.
+  // Partitions cut replication only; clients of Client() still reach every node directly.
+  bool http_through_proxy = false;
 };
 
 // Drops and stalls the links' own proxies have caused (adjustable_links).
@@ -97,15 +102,20 @@ class Cluster {
   std::map<std::string, std::string> Documents(const std::string& region,
                                                const std::string& prefix);
   std::string Logs() const;
-  // Bytes the proxy has carried between regions so far, both directions of every link.
+  // Bytes the proxy has carried between regions so far, both directions of every replication
+  // link (the HTTP routes of http_through_proxy are not counted).
   uint64_t ProxyBytes() const;
+  // With http_through_proxy: the port on which `from` reaches `to`'s HTTP API through the proxy
+  // (as `from`'s config names it); 0 without.
+  uint16_t HttpRoutePort(const std::string& from, const std::string& to) const;
 
  private:
   std::string RouteName(const std::string& from, const std::string& to) const;
 
   ClusterOptions options_;
   std::unique_ptr<wanproxy::WanProxy> proxy_;
-  std::map<std::string, size_t> route_index_;  // "from>to" -> route
+  std::map<std::string, size_t> route_index_;       // "from>to" -> route
+  std::map<std::string, size_t> http_route_index_;  // "from>to" -> route (http_through_proxy)
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   // adjustable_links: per "from>to", the link's own proxy, its fixed listen port and target, and
   // how many times it was restarted; what earlier proxies of the links dropped and stalled.
