@@ -877,12 +877,6 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     for (const storage::LoggedEvent& logged : group.batch.parked) {
       if (!logged.key.empty()) NoteWatched(logged.key, logged.dot);
     }
-    // A change no event made (a re-seed's merge, a repair) may bring events no dot names, which
-    // the peer of a comparison watching the document may lack: its repair waits for the next
-    // comparison, which watches it at a frontier covering them.
-    for (const storage::LoggedEvent& change : group.batch.changes) {
-      if (auto it = watched_.find(change.key); it != watched_.end()) it->second.overflow = true;
-    }
   }
   folded_ = group.folded;
   last_lsn_ = group.lsn;

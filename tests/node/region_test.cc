@@ -719,34 +719,6 @@ std::map<std::string, std::string> ViewsOf(storage::Store& store) {
   return views;
 }
 
-// A comparison that watched a document before a re-seed's merge changed it cannot tell what the
-// merge brought: a peer that lacks it (it dominates only what this region had when it watched)
-// is no source of repair for it, even when the merged copy is marked (damaged at the source).
-TEST_F(RemoteApplyTest, ADocumentAReseedChangedWhileWatchedIsNotRepairedFromALaggingPeer) {
-  WriteAtEu({{"sku", Set("stock", "5")}, {"sku", Incr("stock", 2)}});
-  const auto states = StatesOf(eu_store_);
-  FlakyStore empty_store;
-  Region joined(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &empty_store, &clock_, core::Limits{}, 500);
-  ASSERT_TRUE(joined.Recover().ok());
-  const std::vector<std::string> keys{"sku"};
-  joined.Watch(keys);
-  Region::SnapshotPage page = PageOf(states, "", std::nullopt, eu_store_);
-  page.damaged = keys;
-  std::vector<Change> merged;
-  ASSERT_TRUE(joined.MergeSnapshotPage(page, &merged).ok());
-  EXPECT_TRUE(joined.IsDamaged("sku"));
-  // us has applied none of eu's events: its copy lacks what the merge brought.
-  auto theirs = us_.ReadStates(keys);
-  ASSERT_TRUE(theirs.ok());
-  std::vector<Change> changes;
-  auto repaired = joined.Repair(1, *theirs, &changes);
-  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
-  EXPECT_EQ(repaired->repaired, 0u);
-  EXPECT_EQ(repaired->deferred, 1u);
-  EXPECT_EQ(*empty_store.GetView("sku").value(), R"({"stock":7})");
-  joined.Unwatch(keys);
-}
-
 // Re-seeding: eu's states merged into an empty region render the same, count and digest the
 // same, carry the snapshot's frontier once the last page is in, and events after it apply on top.
 TEST_F(RemoteApplyTest, SnapshotStatesMergedIntoAnEmptyRegionMatchTheSource) {
