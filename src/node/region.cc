@@ -849,9 +849,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   }
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
   if (homes_ != nullptr) {
-    for (const auto& [prefix, home] : group.homes) {
-      const std::string key = HomeTable::KeyOf(prefix);
-      homes_->Note(key, group.dirty.at(key).rendered);
+    // The table follows every home record the group changed, however it changed: a write, a
+    // remote event, a re-seed's merge, a repair, a rebuild from the log, a dead letter applied.
+    for (const auto& [key, loaded] : group.dirty) {
+      if (key.starts_with(kHomeKeyPrefix) && loaded.rendered != loaded.rendered_before) {
+        homes_->Note(key, loaded.rendered);
+      }
     }
   }
   for (auto& [key, loaded] : group.dirty) {

@@ -1,0 +1,107 @@
+// Home regions in the commit path (docs/semantics.md#home-regions): a region's home table follows
+// the home records however they reach its store (found by the simulator, docs/testing.md).
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "node/region.h"
+#include "storage/memory_store.h"
+
+namespace meridian::node {
+namespace {
+
+struct ManualClock : core::PhysicalClock {
+  uint64_t now_ms = 1'700'000'000'000;
+  uint64_t NowMs() override { return now_ms; }
+};
+
+const std::map<core::RegionId, std::string> kNames = {{1, "us"}, {2, "eu"}};
+
+// One region as a node runs it: its store, its home table (h/ homed in us), the region.
+struct Node {
+  explicit Node(core::RegionId id, core::PhysicalClock* clock)
+      : store(storage::NewMemoryStore()),
+        homes({Home{"h/", 1, 0, false}}, kNames),
+        region(id, kNames, store.get(), clock, core::Limits{}, 500) {
+    region.SetHomes(&homes);
+    EXPECT_TRUE(region.Recover().ok());
+  }
+
+  Result<Receipt> Write(WriteRequest write) {
+    std::vector<Result<Receipt>> outcomes;
+    std::vector<Change> changes;
+    region.CommitLocalWrites({&write, 1}, &outcomes, &changes);
+    return std::move(outcomes.at(0));
+  }
+
+  std::unique_ptr<storage::Store> store;
+  HomeTable homes;
+  Region region;
+};
+
+WriteRequest StrongPut(const std::string& key, const std::string& value) {
+  WriteRequest write{key, core::Operation{core::OpKind::kReplace, {{"v", value}}, {}}};
+  write.strong = true;
+  return write;
+}
+
+// A planned move of h/ to `to`, as api::HomeMoveWrite builds it.
+WriteRequest MoveTo(const std::string& to, uint64_t epoch) {
+  const nlohmann::json record = {{"region", to}, {"epoch", epoch}, {"forced", false}};
+  WriteRequest write{HomeTable::KeyOf("h/"),
+                     core::Operation{core::OpKind::kReplace, {{"home", record.dump()}}, {}}};
+  write.system = true;
+  write.strong = true;
+  return write;
+}
+
+// us, the configured home of h/, moved it to eu and then lost its store: it starts with the
+// configured table (us), re-seeds from eu's snapshot, which holds the move, and must follow it. It
+// used to keep the configured home until a restart read the record back: after its rebuild it took
+// strong writes on h/ while eu did too.
+TEST(HomeRegionTest, ARegionReseededFromASnapshotFollowsTheHomeRecordsInIt) {
+  ManualClock clock;
+  Node us(1, &clock);
+  Node eu(2, &clock);
+  ASSERT_TRUE(us.Write(StrongPut("h/a", "1")).ok());
+  ASSERT_TRUE(us.Write(MoveTo("eu", 1)).ok());
+  EXPECT_EQ(us.homes.HomeOf("h/a")->region, 2u);
+  // eu applies us's events: it is the home now.
+  std::vector<core::Event> events;
+  ASSERT_TRUE(us.store
+                  ->ReadLog(1, 1, 10,
+                            [&](const storage::LoggedEvent& logged) {
+                              auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+                              ASSERT_TRUE(event.ok());
+                              events.push_back(*event);
+                            })
+                  .ok());
+  std::vector<Change> changes;
+  ASSERT_TRUE(eu.region.ApplyRemoteEvents(events, &changes).ok());
+  EXPECT_EQ(eu.homes.HomeOf("h/a")->region, 2u);
+  ASSERT_TRUE(eu.Write(StrongPut("h/a", "2")).ok());
+
+  // us loses its data directory: a new process, an empty store, the configured homes.
+  Node again(1, &clock);
+  EXPECT_EQ(again.homes.HomeOf("h/a")->region, 1u);
+  std::vector<std::pair<std::string, std::string>> states;
+  ASSERT_TRUE(eu.store
+                  ->ScanDocumentStates("", 100,
+                                       [&](std::string_view key, std::string_view state) {
+                                         states.emplace_back(key, state);
+                                       })
+                  .ok());
+  Region::SnapshotPage page;
+  page.states = states;
+  page.applied = eu.region.frontier();
+  page.hlc = eu.region.hlc();
+  ASSERT_TRUE(again.region.MergeSnapshotPage(page, &changes).ok());
+
+  EXPECT_EQ(again.homes.HomeOf("h/a")->region, 2u);
+  EXPECT_EQ(again.homes.HomeOf("h/a")->epoch, 1u);
+  EXPECT_EQ(again.Write(StrongPut("h/a", "3")).status().code(), StatusCode::kNotHome);
+}
+
+}  // namespace
+}  // namespace meridian::node
