@@ -794,6 +794,10 @@ class HttpServer::Impl {
           if (auto* route = std::get_if<StrongRoute>(&routed); route != nullptr && !route->here) {
             co_return co_await ForwardStrong(request, call, *route);
           }
+          // Not while rebuilding: it may lack strong writes it acknowledged (503 rebuilding).
+          if (Status readable = region.CheckStrongRead(call.key); !readable.ok()) {
+            co_return ErrorResponse(request, ErrorFromStatus(readable));
+          }
         }
         auto view = node_->ReadView(call.key);
         if (!view.ok()) co_return ErrorResponse(request, ErrorFromStatus(view.status()));

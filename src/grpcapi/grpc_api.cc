@@ -395,6 +395,13 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       }
       return Answer(context, api::Route::kGetDocument, started, error);
     }
+    if (!error && strong) {
+      // The home: not while rebuilding, when it may lack strong writes it acknowledged.
+      if (meridian::Status readable = node_->region().CheckStrongRead(request->key());
+          !readable.ok()) {
+        error = api::ErrorFromStatus(readable);
+      }
+    }
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
       auto view = node_->ReadView(request->key());

@@ -1225,6 +1225,30 @@ Status Region::CheckHome(const Group& group, std::string_view key) const {
   for (const auto& [prefix, moved] : group.homes) {
     if (key.starts_with(prefix) && (!home || prefix.size() >= home->prefix.size())) home = moved;
   }
+  return IsHome(home, key);
+}
+
+Status Region::CheckStrongRead(std::string_view key) const {
+  MERIDIAN_RETURN_IF_ERROR(IsHome(homes_ != nullptr ? homes_->HomeOf(key) : std::nullopt, key));
+  if (rebuilding() || merging()) {
+    return Status(StatusCode::kRebuilding,
+                  "region " + NameOf(id_) + " is the home of '" + std::string(key) +
+                      "' but is rebuilding: it may lack strong writes it acknowledged until the "
+                      "other regions have sent them back; strong reads wait until then (GET "
+                      "/readyz)");
+  }
+  return CheckWhole(key, false);
+}
+
+Status Region::CheckWhole(std::string_view key, bool parked_now) const {
+  if (!parked_now && !IsDamaged(std::string(key))) return Status::Ok();
+  return Status(StatusCode::kUnavailable,
+                "the home's copy of '" + std::string(key) +
+                    "' is marked damaged (it lacks an event, or its record was damaged): strong "
+                    "operations on it wait until a comparison with another region restores it");
+}
+
+Status Region::IsHome(const std::optional<Home>& home, std::string_view key) const {
   if (!home) {
     return Status(StatusCode::kNotHome,
                   "'" + std::string(key) + "' is under no home prefix ([[homes]])");
@@ -1274,7 +1298,14 @@ Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) con
     return Status::Ok();
   }
   for (const auto* keys : {&written, &read}) {
-    for (std::string_view key : *keys) MERIDIAN_RETURN_IF_ERROR(CheckHome(group, key));
+    for (std::string_view key : *keys) {
+      MERIDIAN_RETURN_IF_ERROR(CheckHome(group, key));
+      // A copy lacking an event (parked as a dead letter, now or before) or damaged: a condition
+      // would compare against, and a write overwrite, less than the home acknowledged.
+      auto parked = group.parked_keys.find(std::string(key));
+      MERIDIAN_RETURN_IF_ERROR(
+          CheckWhole(key, parked != group.parked_keys.end() && parked->second > 0));
+    }
   }
   return Status::Ok();
 }

@@ -163,6 +163,15 @@ class Region {
   // path, once durable). Optional; call before Recover.
   void SetHomes(HomeTable* homes) { homes_ = homes; }
   HomeTable* homes() const { return homes_; }
+  // Whether this region may answer a consistency=strong read of `key` now
+  // (docs/semantics.md#home-regions): it is the key's home by its table, and its copy holds every
+  // write it acknowledged as the home that any region still holds, so it is neither rebuilding
+  // (its store was lost or restored from an older copy: what it acknowledged since may be back
+  // only once its peers have sent it) nor re-seeding (kRebuilding), and the copy is not marked
+  // damaged (an event of it parked as a dead letter, a damaged record: kUnavailable). Strong
+  // writes are refused in the same cases (the write gate, and the commit path's check of the
+  // home). kNotHome when it is not the home. Thread-safe.
+  Status CheckStrongRead(std::string_view key) const;
 
   // How long an idempotency key is remembered (default 24 h); 0 keeps records for ever. Expired
   // records are removed with later commits, a bounded number at a time. Call before commits.
@@ -499,6 +508,11 @@ class Region {
   Status CheckWriteKeys(const Group& group, const WriteRequest& write) const;
   // Whether this region is the home of `key` as the group sees it (kNotHome when not).
   Status CheckHome(const Group& group, std::string_view key) const;
+  // kNotHome unless `home` (the home of `key`) is this region.
+  Status IsHome(const std::optional<Home>& home, std::string_view key) const;
+  // For a strong operation: kUnavailable when this region's copy of `key` is marked damaged (or
+  // `parked_now`: the group parks one of its events), so it may lack a write it should show.
+  Status CheckWhole(std::string_view key, bool parked_now) const;
   // After an event of a home record merged into the group: the group's view of it.
   void NoteHomeRecord(Group& group, const std::string& key, const std::optional<std::string>& doc);
   Group BeginGroup();
