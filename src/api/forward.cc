@@ -106,11 +106,11 @@ ApiError HomeUnavailable(const StrongRoute& route, const Forwarded& forwarded, b
                          const std::string& idempotency_key) {
   std::string message = "the home region " + route.home_name + " could not be reached (" +
                         (forwarded.error.empty() ? "no answer" : forwarded.error) + ")";
-  if (!write || !forwarded.sent) {
-    message += write ? ": nothing was applied" : "";
-  } else {
+  if (write && !forwarded.sent) message += ": nothing was applied";
+  if (write && forwarded.sent) {
     message +=
-        ": the write reached it and may have been applied there; retry with Idempotency-Key '" +
+        ": the write reached it and may have been applied there; retry with "
+        "Idempotency-Key '" +
         idempotency_key + "' to learn its outcome without applying it twice";
   }
   return Error(503, "home_unavailable", std::move(message));
@@ -173,15 +173,29 @@ std::optional<ApiError> ForwardedError(const StrongRoute& route, const Forwarded
   return Error(forwarded.status, body.value("error", "internal"), body.value("message", ""));
 }
 
-std::string NewForwardedKey() {
-  thread_local std::mt19937_64 random(std::random_device{}());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string key = "forwarded-";
-  for (int i = 0; i < 2; ++i) {
-    uint64_t bits = random();
-    for (int d = 0; d < 16; ++d, bits >>= 4) key.push_back(kHex[bits & 0xf]);
+std::string AddForwardHeaders(node::Node& node, const ClientHeaders& client, bool write,
+                              ForwardRequest* request) {
+  const std::pair<const char*, std::string_view> given[] = {
+      {"Content-Type", client.content_type},   {"Authorization", client.authorization},
+      {"Meridian-Session", client.session},    {"If-Match", client.if_match},
+      {"If-None-Match", client.if_none_match},
+  };
+  for (const auto& [name, value] : given) {
+    if (!value.empty()) request->headers[name] = std::string(value);
   }
-  return key;
+  std::string idempotency_key(client.idempotency_key);
+  if (write && idempotency_key.empty()) {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    static constexpr char kHex[] = "0123456789abcdef";
+    idempotency_key = "forwarded-";
+    for (int i = 0; i < 2; ++i) {
+      uint64_t bits = random();
+      for (int d = 0; d < 16; ++d, bits >>= 4) idempotency_key.push_back(kHex[bits & 0xf]);
+    }
+  }
+  if (!idempotency_key.empty()) request->headers["Idempotency-Key"] = idempotency_key;
+  request->headers[kForwardedHeader] = node.config().region;
+  return idempotency_key;
 }
 
 std::variant<HomeMovePlan, ApiError> PlanHomeMove(node::Node& node, const ApiCall::HomeMove& move) {

@@ -64,8 +64,21 @@ std::optional<ApiError> ForwardedError(const StrongRoute& route, const Forwarded
 ApiError HomeUnavailable(const StrongRoute& route, const Forwarded& forwarded, bool write,
                          const std::string& idempotency_key);
 
-// A key for a forwarded write that carries none: "forwarded-" and 32 random hex digits.
-std::string NewForwardedKey();
+// What goes to the home with a strong request besides the request itself: the client's own
+// headers (empty: absent).
+struct ClientHeaders {
+  std::string_view content_type = {};
+  std::string_view authorization = {};
+  std::string_view session = {};  // Meridian-Session
+  std::string_view if_match = {};
+  std::string_view if_none_match = {};
+  std::string_view idempotency_key = {};
+};
+// Adds them to `request`, and this region's name (kForwardedHeader). A write always carries an
+// Idempotency-Key, the client's or "forwarded-" and 32 random hex digits, so that a retry after a
+// lost answer applies it once: returned ("" for a read without one).
+std::string AddForwardHeaders(node::Node& node, const ClientHeaders& client, bool write,
+                              ForwardRequest* request);
 
 // POST /v1/homes/move: what it would do. 404 unknown_home for a prefix that is no home, 400
 // bad_parameter for a region that is not configured.

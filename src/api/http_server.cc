@@ -629,24 +629,13 @@ class HttpServer::Impl {
     forward.method = std::string(request.method_string());
     forward.target = std::string(request.target());
     forward.body = request.body();
-    for (const auto& field : {http::field::content_type, http::field::authorization,
-                              http::field::if_match, http::field::if_none_match}) {
-      const std::string_view value = Header(request, field);
-      if (!value.empty()) forward.headers[std::string(http::to_string(field))] = value;
-    }
-    for (const char* name : {"Meridian-Session"}) {
-      const std::string_view value = Header(request, name);
-      if (!value.empty()) forward.headers[name] = value;
-    }
     const bool write = IsWrite(call.route);
-    std::string idempotency_key(Header(request, "Idempotency-Key"));
-    if (write && idempotency_key.empty()) {
-      // A retry after a lost answer must not apply the write twice: every forwarded write has a
-      // key, which the error names when the outcome is unknown.
-      idempotency_key = NewForwardedKey();
-    }
-    if (!idempotency_key.empty()) forward.headers["Idempotency-Key"] = idempotency_key;
-    forward.headers[kForwardedHeader] = node_->config().region;
+    const std::string idempotency_key = AddForwardHeaders(
+        *node_,
+        {Header(request, http::field::content_type), Header(request, http::field::authorization),
+         Header(request, "Meridian-Session"), Header(request, http::field::if_match),
+         Header(request, http::field::if_none_match), Header(request, "Idempotency-Key")},
+        write, &forward);
     Forwarded forwarded = co_await RunForward(
         route.home, std::move(forward), std::chrono::milliseconds(call.durability_timeout_ms));
     if (forwarded.status == 0 || forwarded.status == 421) {
@@ -675,11 +664,11 @@ class HttpServer::Impl {
       forward.method = "POST";
       forward.target = "/v1/homes/move";
       forward.body = nlohmann::json{{"prefix", call.move.prefix}, {"to", call.move.to}}.dump();
-      forward.headers["Content-Type"] = "application/json";
-      forward.headers[kForwardedHeader] = node_->config().region;
       // The caller's token goes with it (admin, checked again there).
-      const std::string_view authorization = Header(request, http::field::authorization);
-      if (!authorization.empty()) forward.headers["Authorization"] = authorization;
+      AddForwardHeaders(*node_,
+                        {.content_type = "application/json",
+                         .authorization = Header(request, http::field::authorization)},
+                        /*write=*/false, &forward);
       Forwarded forwarded = co_await RunForward(move.home.region, std::move(forward),
                                                 std::chrono::milliseconds(5000));
       if (forwarded.status == 0) {
@@ -789,13 +778,15 @@ class HttpServer::Impl {
       }
       case Route::kGetDocument: {
         if (call.strong) {
-          // Still the home as the read begins (a move since the routing forwards it on).
-          auto routed = RouteStrong(*node_, call);
-          if (auto* route = std::get_if<StrongRoute>(&routed); route != nullptr && !route->here) {
-            co_return co_await ForwardStrong(request, call, *route);
-          }
-          // Not while rebuilding: it may lack strong writes it acknowledged (503 rebuilding).
+          // Still the home as the read begins, and whole: not while rebuilding, when it may lack
+          // strong writes it acknowledged. A home that moved away since the routing forwards on.
           if (Status readable = region.CheckStrongRead(call.key); !readable.ok()) {
+            auto routed = RouteStrong(*node_, call);
+            auto* route = std::get_if<StrongRoute>(&routed);
+            if (readable.code() == StatusCode::kNotHome && route != nullptr && !route->here &&
+                call.forwarded_by.empty()) {
+              co_return co_await ForwardStrong(request, call, *route);
+            }
             co_return ErrorResponse(request, ErrorFromStatus(readable));
           }
         }

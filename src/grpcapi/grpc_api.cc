@@ -202,6 +202,25 @@ std::optional<ApiError> ParseWriteOptions(const v1::WriteOptions& options, Write
   return std::nullopt;
 }
 
+// A write's receipt as the HTTP API answers it (api::ReceiptJson, here or the home's) as the
+// gRPC reply; confirmed_regions is the caller's.
+void ReplyFromReceipt(const nlohmann::json& body, v1::WriteReceipt* reply) {
+  const auto text = [&](const char* name) {
+    auto it = body.find(name);
+    return it != body.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  reply->set_event(text("event"));
+  reply->set_hlc(text("hlc"));
+  reply->set_session(text("session"));
+  reply->set_version(text("version"));
+  reply->set_replayed(body.value("replayed", false));
+  reply->set_succeeded(body.value("succeeded", true));
+  for (const nlohmann::json& event : body.value("events", nlohmann::json::array())) {
+    if (event.is_string()) reply->add_events(event.get<std::string>());
+  }
+  reply->set_confirmed_regions(body.value("confirmed_regions", 0u));
+}
+
 }  // namespace
 
 class GrpcApiServer::Impl final : public v1::Meridian::Service {
@@ -377,7 +396,10 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
           request->options().has_timeout_ms() ? request->options().timeout_ms() : 5000;
       api::ForwardRequest forward =
           api::HttpFormOf(api::Route::kGetDocument, request->key(), "", 0, timeout_ms);
-      AddForwardHeaders(context, request->options().session(), &forward);
+      api::AddForwardHeaders(
+          *node_,
+          {.authorization = Authorization(context), .session = request->options().session()},
+          /*write=*/false, &forward);
       const api::Forwarded forwarded =
           api::Forward(*node_, strong->home, forward, std::chrono::milliseconds(timeout_ms));
       if (forwarded.status == 404 &&
@@ -786,13 +808,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     node::Region& region = node_->region();
     const nlohmann::json body =
         api::ReceiptJson(region, *receipt, api::EncodeSessionToken(session));
-    reply->set_event(body["event"].is_string() ? body["event"].get<std::string>() : "");
-    reply->set_hlc(body["hlc"].is_string() ? body["hlc"].get<std::string>() : "");
-    reply->set_session(body["session"].get<std::string>());
-    reply->set_replayed(receipt->replayed);
-    reply->set_version(receipt->version);
-    reply->set_succeeded(receipt->succeeded);
-    for (const core::Dot& dot : receipt->events) reply->add_events(region.EventId(dot));
+    ReplyFromReceipt(body, reply);
     if (call.durability_regions > 0 && receipt->dot.seq != 0) {
       // Other regions confirm by acknowledging the write over replication.
       const core::Dot dot = receipt->dot;
@@ -838,15 +854,12 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     return std::nullopt;
   }
 
-  // The client's token and session go with a forwarded request, which names this region.
-  void AddForwardHeaders(grpc::ServerContext* context, const std::string& session,
-                         api::ForwardRequest* forward) {
+  // The `authorization` metadata of the call ("" when absent).
+  static std::string_view Authorization(grpc::ServerContext* context) {
     const auto& metadata = context->client_metadata();
-    if (auto it = metadata.find("authorization"); it != metadata.end()) {
-      forward->headers["Authorization"] = std::string(it->second.data(), it->second.size());
-    }
-    if (!session.empty()) forward->headers["Meridian-Session"] = session;
-    forward->headers[api::kForwardedHeader] = node_->config().region;
+    auto it = metadata.find("authorization");
+    return it == metadata.end() ? std::string_view()
+                                : std::string_view(it->second.data(), it->second.size());
   }
 
   // A strong write of a region that is not its home, sent to the home over its HTTP API (as the
@@ -858,14 +871,14 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     const uint64_t timeout_ms = call.durability_timeout_ms;
     api::ForwardRequest forward =
         api::HttpFormOf(route, key, http_body, call.durability_regions, timeout_ms);
-    AddForwardHeaders(context, options.session(), &forward);
-    if (!options.if_match().empty()) forward.headers["If-Match"] = options.if_match();
-    if (!options.if_none_match().empty())
-      forward.headers["If-None-Match"] = options.if_none_match();
-    // Every forwarded write has an idempotency key: a retry after a lost answer is then safe.
     const std::string idempotency_key =
-        options.idempotency_key().empty() ? api::NewForwardedKey() : options.idempotency_key();
-    forward.headers["Idempotency-Key"] = idempotency_key;
+        api::AddForwardHeaders(*node_,
+                               {.authorization = Authorization(context),
+                                .session = options.session(),
+                                .if_match = options.if_match(),
+                                .if_none_match = options.if_none_match(),
+                                .idempotency_key = options.idempotency_key()},
+                               /*write=*/true, &forward);
     const api::Forwarded forwarded =
         api::Forward(*node_, home.home, forward, std::chrono::milliseconds(timeout_ms));
     if (auto error = api::ForwardedError(home, forwarded, /*write=*/true, idempotency_key)) {
@@ -876,29 +889,14 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       return Answer(context, route, started,
                     ApiError{502, "bad_home_answer", "the home's answer is not JSON", {}});
     }
-    reply->set_event(body.value("event", nlohmann::json()).is_string() ? body.value("event", "")
-                                                                       : "");
-    reply->set_hlc(body.value("hlc", nlohmann::json()).is_string() ? body.value("hlc", "") : "");
-    reply->set_session(body.value("session", ""));
-    reply->set_replayed(body.value("replayed", false));
-    reply->set_version(body.value("version", ""));
-    reply->set_succeeded(body.value("succeeded", true));
-    for (const nlohmann::json& event : body.value("events", nlohmann::json::array())) {
-      if (event.is_string()) reply->add_events(event.get<std::string>());
-    }
-    reply->set_confirmed_regions(body.value("confirmed_regions", 0u));
+    ReplyFromReceipt(body, reply);
     return Answer(context, route, started, std::nullopt);
   }
 
   // [auth] (api::CheckAccess): the refusal of `call`, from the `authorization` metadata, or
   // nullopt. Runs first in every handler, before anything else is looked at.
   std::optional<ApiError> CheckToken(grpc::ServerContext* context, api::ApiCall* call) {
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("authorization");
-    const std::string_view authorization =
-        it == metadata.end() ? std::string_view()
-                             : std::string_view(it->second.data(), it->second.size());
-    return api::CheckAccess(*node_, authorization, call);
+    return api::CheckAccess(*node_, Authorization(context), call);
   }
   std::optional<ApiError> CheckToken(grpc::ServerContext* context, api::Route route,
                                      const std::string& key = {}, const std::string& prefix = {}) {
