@@ -8,6 +8,7 @@
 #include "core/document.h"
 #include "node/region.h"
 #include "storage/memory_store.h"
+#include "support/region_ops.h"
 
 namespace meridian {
 inline void PrintTo(StatusCode code, std::ostream* os) {
@@ -18,10 +19,7 @@ inline void PrintTo(StatusCode code, std::ostream* os) {
 namespace meridian::node {
 namespace {
 
-struct ManualClock : core::PhysicalClock {
-  uint64_t now_ms = 1'700'000'000'000;
-  uint64_t NowMs() override { return now_ms; }
-};
+using testing::ManualClock;
 
 constexpr core::RegionId kUs = 1;
 constexpr core::RegionId kEu = 2;
@@ -66,16 +64,8 @@ class BoundedRegionTest : public ::testing::Test {
 
   // Every event of `origin` that `to` lacks, from the origin's own log, applied at `to`.
   void Ship(core::RegionId origin, core::RegionId to) {
-    std::vector<core::Event> events;
-    const uint64_t from = R(to).frontier().Get(origin) + 1;
-    ASSERT_TRUE(stores_[origin]
-                    ->ReadLog(origin, from, SIZE_MAX,
-                              [&](const storage::LoggedEvent& logged) {
-                                auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                                ASSERT_TRUE(event.ok());
-                                events.push_back(*event);
-                              })
-                    .ok());
+    const std::vector<core::Event> events =
+        testing::LoggedEvents(*stores_[origin], origin, R(to).frontier().Get(origin) + 1, SIZE_MAX);
     std::vector<Change> changes;
     auto applied = R(to).ApplyRemoteEvents(events, &changes);
     ASSERT_TRUE(applied.ok()) << applied.status().ToString();
@@ -247,13 +237,7 @@ TEST_F(BoundedRegionTest, ACopyMissingAnEscrowEventIsMarkedAndTakesNoEscrowWrite
   ASSERT_TRUE(Commit(kUs, {{"item", Set("stock", "30")}, {"item", Declare("stock", 0)}})[0].ok());
   ASSERT_TRUE(Commit(kUs, {{"item", Incr("stock", -1)}})[0].ok());
   ASSERT_TRUE(Commit(kUs, {{"item", Incr("stock", -2)}})[0].ok());
-  std::vector<core::Event> events;
-  ASSERT_TRUE(stores_[kUs]
-                  ->ReadLog(kUs, 1, SIZE_MAX,
-                            [&](const storage::LoggedEvent& logged) {
-                              events.push_back(*core::DecodeEvent(logged.bytes, core::Limits{}));
-                            })
-                  .ok());
+  const std::vector<core::Event> events = testing::LoggedEvents(*stores_[kUs], kUs, 1, SIZE_MAX);
   ASSERT_EQ(events.size(), 4u);
   // eu parks us:3 (it does not read it, say): us:4 waits for it, and eu's copy is marked.
   const core::ParkedEvent parked{

@@ -8,14 +8,12 @@
 
 #include "node/region.h"
 #include "storage/memory_store.h"
+#include "support/region_ops.h"
 
 namespace meridian::node {
 namespace {
 
-struct ManualClock : core::PhysicalClock {
-  uint64_t now_ms = 1'700'000'000'000;
-  uint64_t NowMs() override { return now_ms; }
-};
+using testing::ManualClock;
 
 const std::map<core::RegionId, std::string> kNames = {{1, "us"}, {2, "eu"}};
 
@@ -87,15 +85,7 @@ TEST(HomeRegionTest, AHomeWhoseCopyLacksAParkedEventRefusesStrongOperationsOnIt)
   Node eu(2, &clock);
   WriteRequest eventual{"h/a", core::Operation{core::OpKind::kReplace, {{"v", "1"}}, {}}};
   ASSERT_TRUE(eu.Write(eventual).ok());
-  std::vector<core::Event> events;
-  ASSERT_TRUE(eu.store
-                  ->ReadLog(2, 1, 10,
-                            [&](const storage::LoggedEvent& logged) {
-                              auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                              ASSERT_TRUE(event.ok());
-                              events.push_back(*event);
-                            })
-                  .ok());
+  const std::vector<core::Event> events = testing::LoggedEvents(*eu.store, 2, 1, 10);
   core::RemoteBatch batch(events);
   batch.Park([](const core::Event&) { return true; }, "unreadable here");
   std::vector<Change> changes;
@@ -130,15 +120,7 @@ TEST(HomeRegionTest, ARegionReseededFromASnapshotFollowsTheHomeRecordsInIt) {
   ASSERT_TRUE(us.Write(MoveTo("eu", 1)).ok());
   EXPECT_EQ(us.homes.HomeOf("h/a")->region, 2u);
   // eu applies us's events: it is the home now.
-  std::vector<core::Event> events;
-  ASSERT_TRUE(us.store
-                  ->ReadLog(1, 1, 10,
-                            [&](const storage::LoggedEvent& logged) {
-                              auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                              ASSERT_TRUE(event.ok());
-                              events.push_back(*event);
-                            })
-                  .ok());
+  const std::vector<core::Event> events = testing::LoggedEvents(*us.store, 1, 1, 10);
   std::vector<Change> changes;
   ASSERT_TRUE(eu.region.ApplyRemoteEvents(events, &changes).ok());
   EXPECT_EQ(eu.homes.HomeOf("h/a")->region, 2u);

@@ -363,16 +363,7 @@ class RemoteApplyTest : public ::testing::Test {
   // Up to `limit` events of `origin` from seq `from` on, as `store` logged them.
   static std::vector<core::Event> Logged(storage::Store& store, core::RegionId origin,
                                          uint64_t from, size_t limit) {
-    std::vector<core::Event> events;
-    EXPECT_TRUE(store
-                    .ReadLog(origin, from, limit,
-                             [&](const storage::LoggedEvent& logged) {
-                               auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                               EXPECT_TRUE(event.ok());
-                               if (event.ok()) events.push_back(*event);
-                             })
-                    .ok());
-    return events;
+    return testing::LoggedEvents(store, origin, from, limit);
   }
 
   // Writes at eu and returns the events as eu logged them.

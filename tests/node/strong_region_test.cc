@@ -61,16 +61,7 @@ class StrongRegionTest : public ::testing::Test {
 
   // us's logged events of origin 1 from `from` on, decoded.
   std::vector<core::Event> Logged(uint64_t from, size_t limit) {
-    std::vector<core::Event> events;
-    EXPECT_TRUE(us_store_
-                    ->ReadLog(1, from, limit,
-                              [&](const storage::LoggedEvent& logged) {
-                                auto event = core::DecodeEvent(logged.bytes, core::Limits{});
-                                EXPECT_TRUE(event.ok());
-                                if (event.ok()) events.push_back(*event);
-                              })
-                    .ok());
-    return events;
+    return testing::LoggedEvents(*us_store_, 1, from, limit);
   }
 
   ManualClock clock_;

@@ -1,12 +1,16 @@
 // What the region-level tests share: a clock they move by hand, and the operations they write.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/event.h"
 #include "core/hlc.h"
+#include "storage/store.h"
 
 namespace meridian::testing {
 
@@ -21,6 +25,21 @@ inline core::Operation Set(std::string field, std::string json) {
 }
 inline core::Operation Incr(std::string field, int64_t delta) {
   return core::Operation{core::OpKind::kIncrement, {}, {{std::move(field), delta}}};
+}
+
+// Up to `limit` events of `origin` from seq `from` on, as `store` logged them, decoded.
+inline std::vector<core::Event> LoggedEvents(storage::Store& store, core::RegionId origin,
+                                             uint64_t from, size_t limit) {
+  std::vector<core::Event> events;
+  EXPECT_TRUE(store
+                  .ReadLog(origin, from, limit,
+                           [&](const storage::LoggedEvent& logged) {
+                             auto event = core::DecodeEvent(logged.bytes, core::Limits{});
+                             EXPECT_TRUE(event.ok()) << event.status().ToString();
+                             if (event.ok()) events.push_back(*event);
+                           })
+                  .ok());
+  return events;
 }
 
 }  // namespace meridian::testing
