@@ -13,78 +13,20 @@
 #   READY_TIMEOUT_S=30 BENCH_TMPDIR=${TMPDIR:-/tmp} KEEP_TMP=0
 set -euo pipefail
 
-STRICT=0
-POSITIONAL=()
-while (($#)); do
-  case "$1" in
-    --strict) STRICT=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "bounded_bench.sh: unknown option $1" >&2; exit 1 ;;
-    *) POSITIONAL+=("$1") ;;
-  esac
-  shift
-done
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MERIDIAN_BIN=$(realpath "${POSITIONAL[0]:-$ROOT/build/default/meridian}")
-HTTP_LOAD_BIN=$(realpath "${POSITIONAL[1]:-$ROOT/build/default/bench/http_load}")
+BENCH_NAME=bounded_bench.sh
+BENCH_TAG=bounded
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup "$@"
 DURATION_S=${DURATION_S:-3}
 WARMUP_S=${WARMUP_S:-1}
 CLIENTS=${CLIENTS:-"1 32"}
 KEYS=${KEYS:-100}
 ROUNDS=${ROUNDS:-5}
-READY_TIMEOUT_S=${READY_TIMEOUT_S:-30}
-KEEP_TMP=${KEEP_TMP:-0}
-
-die() { echo "bounded_bench.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-[[ -x $MERIDIAN_BIN ]] || die "no meridian binary at $MERIDIAN_BIN"
-[[ -x $HTTP_LOAD_BIN ]] || die "no http_load at $HTTP_LOAD_BIN (build target http_load)"
-for tool in curl python3 timeout; do command -v "$tool" >/dev/null || die "$tool not found"; done
-
-TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/meridian-bounded.XXXXXX")
-NODE_PID=""
-# shellcheck disable=SC2317  # run from the EXIT trap
-cleanup() {
-  local rc=$? i
-  if [[ -n $NODE_PID ]]; then
-    kill -TERM "$NODE_PID" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$NODE_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$NODE_PID" 2>/dev/null || true
-    wait "$NODE_PID" 2>/dev/null || true
-  fi
-  if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-read -r HTTP_PORT REPL_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
 
 # One single-region node (it holds every right), fsync on.
 mkdir -p "$TMP/node"
-{
-  printf '[node]\nregion = "us"\ndata_dir = "%s/node/data"\n\n' "$TMP"
-  printf '[[regions]]\nname = "us"\nid = 1\nhttp = "127.0.0.1:%s"\nreplication = "127.0.0.1:%s"\n' \
-    "$HTTP_PORT" "$REPL_PORT"
-} >"$TMP/node/node.toml"
-(cd "$TMP/node" && exec "$MERIDIAN_BIN" start --bootstrap --config "$TMP/node/node.toml") \
-  >"$TMP/node/node.log" 2>&1 &
-NODE_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT_S))
-until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
-  "http://127.0.0.1:$HTTP_PORT/readyz" || true) == 200 ]]; do
-  kill -0 "$NODE_PID" 2>/dev/null || { tail -20 "$TMP/node/node.log" >&2; die "meridian exited"; }
-  ((SECONDS < deadline)) || { tail -20 "$TMP/node/node.log" >&2; die "meridian not ready"; }
-  sleep 0.2
-done
+bench_start_node "$TMP/node"
 
 # KEYS documents of each kind, each with far more stock than a run sells; the bounded ones
 # declared with min 0.

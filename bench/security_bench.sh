@@ -11,66 +11,17 @@
 #   READY_TIMEOUT_S=30 BENCH_TMPDIR=${TMPDIR:-/tmp} KEEP_TMP=0
 set -euo pipefail
 
-STRICT=0
-POSITIONAL=()
-while (($#)); do
-  case "$1" in
-    --strict) STRICT=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "security_bench.sh: unknown option $1" >&2; exit 1 ;;
-    *) POSITIONAL+=("$1") ;;
-  esac
-  shift
-done
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MERIDIAN_BIN=$(realpath "${POSITIONAL[0]:-$ROOT/build/default/meridian}")
-HTTP_LOAD_BIN=$(realpath "${POSITIONAL[1]:-$ROOT/build/default/bench/http_load}")
+BENCH_NAME=security_bench.sh
+BENCH_TAG=security
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup "$@"
 DURATION_S=${DURATION_S:-3}
 WARMUP_S=${WARMUP_S:-1}
 CLIENTS=${CLIENTS:-32}
 KEYS=${KEYS:-10000}
 VALUE_BYTES=${VALUE_BYTES:-200}
 ROUNDS=${ROUNDS:-2}
-READY_TIMEOUT_S=${READY_TIMEOUT_S:-30}
-KEEP_TMP=${KEEP_TMP:-0}
-
-die() { echo "security_bench.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-[[ -x $MERIDIAN_BIN ]] || die "no meridian binary at $MERIDIAN_BIN"
-[[ -x $HTTP_LOAD_BIN ]] || die "no http_load at $HTTP_LOAD_BIN (build target http_load)"
-for tool in curl python3 timeout; do command -v "$tool" >/dev/null || die "$tool not found"; done
-
-TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/meridian-security.XXXXXX")
-NODE_PID=""
-# shellcheck disable=SC2317  # run from the EXIT trap and between runs
-stop_node() {
-  local i
-  [[ -n $NODE_PID ]] || return 0
-  kill -TERM "$NODE_PID" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$NODE_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$NODE_PID" 2>/dev/null || true
-  wait "$NODE_PID" 2>/dev/null || true
-  NODE_PID=""
-}
-# shellcheck disable=SC2317
-cleanup() {
-  local rc=$?
-  stop_node
-  if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-read -r HTTP_PORT REPL_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
 
 # The deployment's secrets, made with the node's own tools.
 "$MERIDIAN_BIN" ca create --dir "$TMP/ca" >/dev/null || die "meridian ca create failed"
@@ -83,36 +34,22 @@ TOKEN=$("$MERIDIAN_BIN" token --secret-file "$TMP/jwt.key" --read "" --write "" 
 # start_node off|tls|token|on: a fresh single-region node with neither, [tls] only, [auth] only, or
 # both (the last two tell where the cost goes).
 start_node() {
-  local mode=$1 dir=$TMP/node-$1 scheme=http curl_args=() code deadline
+  local mode=$1 dir=$TMP/node-$1
   rm -rf "$dir"
   mkdir -p "$dir"
-  {
-    printf '[node]\nregion = "us"\ndata_dir = "%s/data"\n\n' "$dir"
-    printf '[[regions]]\nname = "us"\nid = 1\nhttp = "127.0.0.1:%s"\nreplication = "127.0.0.1:%s"\n' \
-      "$HTTP_PORT" "$REPL_PORT"
-    if [[ $mode == on || $mode == tls ]]; then
-      printf '\n[tls]\ncert_file = "%s/ca/us.pem"\nkey_file = "%s/ca/us-key.pem"\nca_file = "%s/ca/ca.pem"\n' \
-        "$TMP" "$TMP" "$TMP"
-    fi
-    if [[ $mode == on || $mode == token ]]; then
-      printf '\n[auth]\njwt_secret_file = "%s/jwt.key"\n' "$TMP"
-    fi
-  } >"$dir/node.toml"
+  : >"$dir/extra.toml"
   if [[ $mode == on || $mode == tls ]]; then
-    scheme=https
-    curl_args=(--cacert "$TMP/ca/ca.pem")
+    printf '\n[tls]\ncert_file = "%s/ca/us.pem"\nkey_file = "%s/ca/us-key.pem"\nca_file = "%s/ca/ca.pem"\n' \
+      "$TMP" "$TMP" "$TMP" >>"$dir/extra.toml"
   fi
-  (cd "$dir" && exec "$MERIDIAN_BIN" start --bootstrap --config "$dir/node.toml") >"$dir/node.log" 2>&1 &
-  NODE_PID=$!
-  deadline=$((SECONDS + READY_TIMEOUT_S))
-  while :; do
-    code=$(curl -s "${curl_args[@]}" -o /dev/null -w '%{http_code}' --max-time 1 \
-      "$scheme://127.0.0.1:$HTTP_PORT/readyz" || true)
-    [[ $code == 200 ]] && break
-    kill -0 "$NODE_PID" 2>/dev/null || { tail -20 "$dir/node.log" >&2; die "meridian ($mode) exited"; }
-    ((SECONDS < deadline)) || { tail -20 "$dir/node.log" >&2; die "meridian ($mode) not ready"; }
-    sleep 0.2
-  done
+  if [[ $mode == on || $mode == token ]]; then
+    printf '\n[auth]\njwt_secret_file = "%s/jwt.key"\n' "$TMP" >>"$dir/extra.toml"
+  fi
+  if [[ $mode == on || $mode == tls ]]; then
+    bench_start_node "$dir" https --cacert "$TMP/ca/ca.pem"
+  else
+    bench_start_node "$dir"
+  fi
 }
 
 # load MODE put|get ROUND: one http_load run; its JSON line goes to $TMP/MODE-<op>-<round>.json
@@ -134,7 +71,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     start_node "$mode"
     load "$mode" put "$round"
     load "$mode" get "$round"
-    stop_node
+    bench_stop_node
   done
 done
 
