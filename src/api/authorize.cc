@@ -78,23 +78,21 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
                        " (no \"write\" prefix of it)");
     case Route::kTransaction:
       // Each condition reads its document; each operation of either branch writes its own.
-      if (call.txn == nullptr) return std::nullopt;  // not parsed: refused as malformed
-      for (const core::Condition& condition : call.txn->conditions) {
-        if (!claims.CanRead(condition.key)) {
-          return Forbidden("this token may not read key " + Quote(condition.key) +
-                           ", which a condition of the transaction reads (no \"read\" prefix of "
-                           "it)");
-        }
+      {
+        if (call.txn == nullptr) return std::nullopt;  // not parsed: refused as malformed
+        std::optional<ApiError> refused;
+        call.txn->VisitKeys([&](const std::string& key, bool writes) {
+          if (writes ? claims.CanWrite(key) : claims.CanRead(key)) return true;
+          refused =
+              Forbidden(writes ? "this token may not write key " + Quote(key) +
+                                     ", which the transaction writes (no \"write\" prefix of it)"
+                               : "this token may not read key " + Quote(key) +
+                                     ", which a condition of the transaction reads (no "
+                                     "\"read\" prefix of it)");
+          return false;
+        });
+        return refused;
       }
-      for (const auto* ops : {&call.txn->then_ops, &call.txn->else_ops}) {
-        for (const core::KeyedOperation& op : *ops) {
-          if (!claims.CanWrite(op.key)) {
-            return Forbidden("this token may not write key " + Quote(op.key) +
-                             ", which the transaction writes (no \"write\" prefix of it)");
-          }
-        }
-      }
-      return std::nullopt;
     case Route::kScan:
     case Route::kWatch:
       if (claims.CanReadAll(call.prefix)) return std::nullopt;

@@ -22,14 +22,11 @@ ApiError Error(int status, std::string code, std::string message) {
 // Every key a call reads or writes.
 std::vector<std::string> KeysOf(const ApiCall& call) {
   std::vector<std::string> keys;
-  if (call.txn) {
-    for (const core::Condition& condition : call.txn->conditions) keys.push_back(condition.key);
-    for (const auto* ops : {&call.txn->then_ops, &call.txn->else_ops}) {
-      for (const core::KeyedOperation& op : *ops) keys.push_back(op.key);
-    }
-  } else {
-    keys.push_back(call.key);
-  }
+  if (!call.txn) return {call.key};
+  call.txn->VisitKeys([&](const std::string& key, bool) {
+    keys.push_back(key);
+    return true;
+  });
   return keys;
 }
 

@@ -35,6 +35,22 @@ struct Transaction {
   std::vector<Condition> conditions;
   std::vector<KeyedOperation> then_ops;
   std::vector<KeyedOperation> else_ops;
+
+  // Calls visit(key, writes) for every key the transaction names: its conditions' (writes:
+  // false), then both branches' operations' (true: either may run), repeats included, until
+  // visit returns false. Returns whether it visited them all.
+  template <typename Visit>
+  bool VisitKeys(Visit&& visit) const {
+    for (const Condition& condition : conditions) {
+      if (!visit(condition.key, false)) return false;
+    }
+    for (const auto* ops : {&then_ops, &else_ops}) {
+      for (const KeyedOperation& op : *ops) {
+        if (!visit(op.key, true)) return false;
+      }
+    }
+    return true;
+  }
 };
 
 }  // namespace meridian::core

@@ -1271,43 +1271,37 @@ void Region::NoteHomeRecord(Group& group, const std::string& key,
 }
 
 Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) const {
-  std::vector<std::string_view> written;
-  std::vector<std::string_view> read;
-  if (write.txn) {
-    for (const Condition& condition : write.txn->conditions) read.push_back(condition.key);
-    for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
-      for (const KeyedOperation& op : *ops) written.push_back(op.key);
-    }
-  } else {
-    written.push_back(write.key);
-  }
-  for (std::string_view key : written) {
-    if (key.starts_with(kSystemKeyPrefix) && !write.system) {
-      return Status(StatusCode::kInvalidArgument,
-                    "keys under '" + std::string(kSystemKeyPrefix) +
-                        "' are the deployment's own (home records): only the node writes "
-                        "them");
-    }
-  }
-  if (!write.strong) return Status::Ok();
-  if (write.system) {
+  if (write.strong && write.system) {
     // A planned move: written by the prefix's home.
-    const std::string_view prefix = std::string_view(write.key).substr(kHomeKeyPrefix.size());
     MERIDIAN_CHECK(write.key.starts_with(kHomeKeyPrefix));
-    MERIDIAN_RETURN_IF_ERROR(CheckHome(group, prefix));
-    return Status::Ok();
+    return CheckHome(group, std::string_view(write.key).substr(kHomeKeyPrefix.size()));
   }
-  for (const auto* keys : {&written, &read}) {
-    for (std::string_view key : *keys) {
-      MERIDIAN_RETURN_IF_ERROR(CheckHome(group, key));
+  // Each key the write names (every one of a transaction): only the node writes under
+  // kSystemKeyPrefix; a strong write's keys need this region to be their home, with a whole copy.
+  Status refused;
+  const auto check = [&](const std::string& key, bool writes) {
+    if (writes && key.starts_with(kSystemKeyPrefix) && !write.system) {
+      refused = Status(StatusCode::kInvalidArgument,
+                       "keys under '" + std::string(kSystemKeyPrefix) +
+                           "' are the deployment's own (home records): only the node writes them");
+      return false;
+    }
+    if (!write.strong) return true;
+    refused = CheckHome(group, key);
+    if (refused.ok()) {
       // A copy lacking an event (parked as a dead letter, now or before) or damaged: a condition
       // would compare against, and a write overwrite, less than the home acknowledged.
-      auto parked = group.parked_keys.find(std::string(key));
-      MERIDIAN_RETURN_IF_ERROR(
-          CheckWhole(key, parked != group.parked_keys.end() && parked->second > 0));
+      auto parked = group.parked_keys.find(key);
+      refused = CheckWhole(key, parked != group.parked_keys.end() && parked->second > 0);
     }
+    return refused.ok();
+  };
+  if (write.txn) {
+    write.txn->VisitKeys(check);
+  } else {
+    check(write.key, true);
   }
-  return Status::Ok();
+  return refused;
 }
 
 Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {

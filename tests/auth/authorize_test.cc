@@ -128,6 +128,26 @@ TEST(AuthorizeTest, DocumentReadsAndWritesFollowTheirPrefixes) {
   EXPECT_TRUE(Refused(Outcome(reader, Call(Route::kDeleteDocument, "a")), 403, "write"));
 }
 
+TEST(AuthorizeTest, ATransactionNeedsReadOfItsConditionsAndWriteOfBothBranches) {
+  const std::string token = Bearer(Token({"orders/"}, {"orders/eu/"}));
+  const auto txn = [](std::string condition, std::string then_key, std::string else_key) {
+    ApiCall call = Call(Route::kTransaction);
+    call.txn = std::make_shared<core::Transaction>();
+    call.txn->conditions.push_back({.key = condition, .exists = true});
+    call.txn->then_ops.push_back({then_key, core::Operation{core::OpKind::kDelete, {}, {}}});
+    call.txn->else_ops.push_back({else_key, core::Operation{core::OpKind::kDelete, {}, {}}});
+    return call;
+  };
+  EXPECT_EQ(Outcome(token, txn("orders/1", "orders/eu/1", "orders/eu/2")), "allowed");
+  EXPECT_TRUE(Refused(Outcome(token, txn("carts/1", "orders/eu/1", "orders/eu/2")), 403,
+                      "may not read key \"carts/1\", which a condition"));
+  EXPECT_TRUE(Refused(Outcome(token, txn("orders/1", "orders/us/1", "orders/eu/2")), 403,
+                      "may not write key \"orders/us/1\""));
+  // The else branch counts too: which branch runs is decided later.
+  EXPECT_TRUE(Refused(Outcome(token, txn("orders/1", "orders/eu/1", "orders/us/2")), 403,
+                      "may not write key \"orders/us/2\""));
+}
+
 TEST(AuthorizeTest, ScansAndWatchesNeedAReadPrefixOfTheirPrefix) {
   const std::string token = Bearer(Token({"orders/"}, {}));
   for (Route route : {Route::kScan, Route::kWatch}) {
