@@ -210,7 +210,9 @@ std::optional<ApiError> ParseBoundsBody(std::string_view body, const core::Limit
   if (json.size() != 1) {
     return bad("the body declares the bound of one field: {\"<field>\": {\"min\": <integer>}}");
   }
-  const auto& [name, bound] = *json.items().begin();
+  // The iterator's own key and value: items() would hand out a reference into a temporary.
+  const std::string name = json.begin().key();
+  const nlohmann::json& bound = json.begin().value();
   if (!bound.is_object() || bound.size() != 1 || !bound.contains("min")) {
     return bad("the bound of '" + name + "' must be {\"min\": <integer>}");
   }
