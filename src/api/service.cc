@@ -68,7 +68,8 @@ ApiError BacklogError(const Status& status, const std::string& last_event) {
 node::WriteRequest MakeWriteRequest(ApiCall& call) {
   node::WriteRequest write{call.key, std::move(call.op), std::move(call.idempotency_key)};
   write.condition = std::move(call.condition);
-  write.txn = std::move(call.txn);
+  write.txn = call.txn;  // kept: a strong request routes by its keys again after kNotHome
+  write.strong = call.strong;
   return write;
 }
 
