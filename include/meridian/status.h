@@ -37,6 +37,7 @@ enum class StatusCode {
   kHomeUnavailable,       // a strong operation whose home region could not be reached
   kBoundedField,          // a write a bounded field does not take (set, replace, delete, a
                           // second declaration with another bound)
+  kLocked,                // a key held by a two-phase transaction in progress; retrying helps
 };
 
 std::string_view StatusCodeName(StatusCode code);

@@ -77,6 +77,7 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
       return Forbidden("this token may not write key " + Quote(call.key) +
                        " (no \"write\" prefix of it)");
     case Route::kTransaction:
+    case Route::kPrepareTransaction:  // a coordinator's, with the client's token
       // Each condition reads its document; each operation of either branch writes its own.
       {
         if (call.txn == nullptr) return std::nullopt;  // not parsed: refused as malformed
@@ -108,6 +109,7 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
     case Route::kHomes:  // where each prefix's home is: what any client's routing may need
       return std::nullopt;
     case Route::kMoveHome:
+    case Route::kResolveTransaction:  // a home's, with a token its node signs
     case Route::kConflicts:
     case Route::kVerify:
     case Route::kVerifyNow:

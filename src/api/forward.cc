@@ -1,5 +1,6 @@
 #include "api/forward.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -34,6 +35,7 @@ std::vector<std::string> KeysOf(const ApiCall& call) {
 
 std::variant<StrongRoute, ApiError> RouteStrong(node::Node& node, const ApiCall& call) {
   std::optional<node::Home> first;
+  StrongRoute route;
   for (const std::string& key : KeysOf(call)) {
     std::optional<node::Home> home = node.homes().HomeOf(key);
     if (!home) {
@@ -41,20 +43,15 @@ std::variant<StrongRoute, ApiError> RouteStrong(node::Node& node, const ApiCall&
           400, "no_home",
           "consistency=strong needs a home region, and '" + key + "' is under no [[homes]] prefix");
     }
-    if (first && home->region != first->region) {
-      return Error(400, "cross_home_transaction",
-                   "the transaction's keys have different homes (region " +
-                       node.homes().NameOf(first->region) + " for '" + first->prefix +
-                       "', region " + node.homes().NameOf(home->region) + " for '" + home->prefix +
-                       "'): a strong transaction runs in one home region");
-    }
+    std::vector<std::string>& keys = route.keys[home->region];
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
     if (!first) first = home;
   }
-  StrongRoute route;
   if (!first) return route;  // a transaction with no keys: nothing to route
   route.home = first->region;
   route.home_name = node.homes().NameOf(first->region);
-  route.here = first->region == node.config().self().id;
+  // Across homes: coordinated here.
+  route.here = route.across() || first->region == node.config().self().id;
   return route;
 }
 

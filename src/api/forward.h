@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "api/request.h"
 #include "node/node.h"
@@ -21,12 +22,15 @@ namespace meridian::api {
 // refuses it, and never forwards it again.
 constexpr char kForwardedHeader[] = "Meridian-Forwarded";
 
-// Where a strong request runs: here, or in `home`. 400 no_home when one of its keys is under no
-// home prefix, 400 cross_home_transaction when a transaction's keys have different homes.
+// Where a strong request runs: here, or in `home`; a transaction whose keys have different homes
+// runs here, with two-phase commit across them (api/two_phase.h). 400 no_home when one of its
+// keys is under no home prefix.
 struct StrongRoute {
   bool here = true;
-  core::RegionId home = 0;
+  core::RegionId home = 0;  // the first key's
   std::string home_name;
+  std::map<core::RegionId, std::vector<std::string>> keys;  // by home
+  bool across() const { return keys.size() > 1; }
 };
 std::variant<StrongRoute, ApiError> RouteStrong(node::Node& node, const ApiCall& call);
 

@@ -25,6 +25,7 @@
 #include "api/request.h"
 #include "api/service.h"
 #include "api/session_token.h"
+#include "api/two_phase.h"
 #include "core/document.h"
 #include "core/thread_name.h"
 #include "net/tls_context.h"
@@ -567,32 +568,63 @@ class HttpServer::Impl {
     co_return outcome;
   }
 
+  // Runs `job` (blocking: a forward, a two-phase commit) on the forward pool; `busy` when the
+  // pool is full.
+  template <typename T>
+  awaitable<T> OnPool(std::function<T()> job, T busy) {
+    auto executor = co_await asio::this_coro::executor;
+    auto initiation = [this, executor, &job, &busy](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      const bool queued = forwards_.Submit([shared, executor, job = std::move(job)] {
+        T answer = job();
+        asio::post(executor, [shared, answer = std::move(answer)]() mutable {
+          (*shared)(std::move(answer));
+        });
+      });
+      if (!queued) {
+        asio::post(executor,
+                   [shared, busy = std::move(busy)]() mutable { (*shared)(std::move(busy)); });
+      }
+    };
+    T outcome = co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(T)>(
+        initiation, use_awaitable);
+    co_return outcome;
+  }
+
+  static ApiError PoolBusy() {
+    return {429, "overloaded", "too many requests wait for other regions", {}};
+  }
+
   // Runs Forward on the forward pool; 429 when it is full.
   awaitable<Forwarded> RunForward(core::RegionId region, ForwardRequest forward,
                                   std::chrono::milliseconds timeout) {
-    auto executor = co_await asio::this_coro::executor;
-    auto initiation = [this, executor, region, &forward, timeout](auto handler) {
-      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-      const bool queued =
-          forwards_.Submit([this, shared, executor, region, forward = std::move(forward), timeout] {
-            Forwarded answer = Forward(*node_, region, forward, timeout);
-            asio::post(executor, [shared, answer = std::move(answer)]() mutable {
-              (*shared)(std::move(answer));
-            });
-          });
-      if (!queued) {
-        asio::post(executor, [shared] {
-          Forwarded busy;
-          busy.status = 429;
-          busy.body =
-              ErrorBody({429, "overloaded", "too many requests wait for a home region", {}});
-          (*shared)(std::move(busy));
-        });
-      }
+    Forwarded busy;
+    busy.status = 429;
+    busy.body = ErrorBody(PoolBusy());
+    // Named, not temporaries of the co_await expression (see Watch).
+    std::function<Forwarded()> job = [this, region, forward = std::move(forward), timeout] {
+      return Forward(*node_, region, forward, timeout);
     };
-    Forwarded outcome =
-        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(Forwarded)>(
-            initiation, use_awaitable);
+    Forwarded outcome = co_await OnPool<Forwarded>(std::move(job), std::move(busy));
+    co_return outcome;
+  }
+
+  // A strong transaction across homes: two-phase commit, coordinated here, on the forward pool.
+  awaitable<std::variant<Coordinated, ApiError>> RunCoordinate(const Request& request,
+                                                               const ApiCall& call,
+                                                               const StrongRoute& route) {
+    CoordinateRequest coordinate;
+    coordinate.txn = call.txn;
+    coordinate.body = request.body();
+    coordinate.authorization = std::string(Header(request, http::field::authorization));
+    coordinate.idempotency_key = call.idempotency_key;
+    coordinate.timeout_ms = call.durability_timeout_ms;
+    using Outcome = std::variant<Coordinated, ApiError>;
+    std::function<Outcome()> job = [this, route, coordinate = std::move(coordinate)] {
+      return Coordinate(*node_, route, coordinate);
+    };
+    Outcome busy = PoolBusy();
+    Outcome outcome = co_await OnPool<Outcome>(std::move(job), std::move(busy));
     co_return outcome;
   }
 
@@ -699,11 +731,17 @@ class HttpServer::Impl {
 
     // consistency=strong: runs in the key's home; anywhere else it is forwarded there, and the
     // session wait is the home's.
+    // A transaction whose keys have different homes is coordinated here (two-phase commit).
+    std::optional<StrongRoute> across;
     if (call.strong) {
       auto routed = RouteStrong(*node_, call);
       if (auto* error = std::get_if<ApiError>(&routed)) co_return ErrorResponse(request, *error);
       const StrongRoute route = std::get<StrongRoute>(routed);
-      if (!route.here) co_return co_await ForwardStrong(request, call, route);
+      if (route.across()) {
+        across = route;
+      } else if (!route.here) {
+        co_return co_await ForwardStrong(request, call, route);
+      }
     }
     // A read (or write) carrying a session token first waits for the frontier to cover it.
     if (call.session && !call.session->empty()) {
@@ -724,10 +762,29 @@ class HttpServer::Impl {
         if (auto error = CheckDurabilityRegions(config, call.durability_regions)) {
           co_return ErrorResponse(request, *error);
         }
-        node::WriteRequest write = MakeWriteRequest(call);
-        Result<node::Receipt> receipt = co_await SubmitWrite(write);
+        Result<node::Receipt> receipt = Status(StatusCode::kInternal, "not run");
+        if (across) {
+          auto coordinated = co_await RunCoordinate(request, call, *across);
+          if (auto* error = std::get_if<ApiError>(&coordinated)) {
+            co_return ErrorResponse(request, *error);
+          }
+          receipt = std::move(std::get<Coordinated>(coordinated).receipt);
+        } else {
+          if (call.strong) {
+            // Keys held by a two-phase transaction: it commits or aborts within about a round
+            // trip (the commit path refuses a write on a key still held, 423 locked).
+            const auto locked = [&] { return HeldByTransaction(region, call.key, call.txn.get()); };
+            if (locked()) {
+              co_await WaitUntil(
+                  connection, Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms),
+                  [&] { return !locked(); });
+            }
+          }
+          node::WriteRequest write = MakeWriteRequest(call);
+          receipt = co_await SubmitWrite(write);
+        }
         if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && call.strong &&
-            call.forwarded_by.empty()) {
+            !across && call.forwarded_by.empty()) {
           // The home moved away between the routing and the commit: to where it is now.
           auto routed = RouteStrong(*node_, call);
           if (auto* route = std::get_if<StrongRoute>(&routed); route != nullptr && !route->here) {
@@ -766,6 +823,59 @@ class HttpServer::Impl {
           response.set(http::field::etag, '"' + receipt->version + '"');
         co_return response;
       }
+      case Route::kPrepareTransaction: {
+        // A coordinator's prepare: the locks of the transaction's keys homed here.
+        if (!node_->homes().IdOf(call.forwarded_by)) {
+          co_return ErrorResponse(
+              request, {400,
+                        "bad_header",
+                        "a prepare comes from its coordinator: Meridian-Forwarded must name a "
+                        "configured region",
+                        {}});
+        }
+        std::vector<std::string> keys = KeysHomedHere(*node_, *call.txn);
+        if (keys.empty()) {
+          co_return ErrorResponse(request, {421,
+                                            "not_home",
+                                            "region " + config.region +
+                                                " is the home of none of this transaction's keys",
+                                            {}});
+        }
+        // A key another transaction holds: that one commits or aborts within about a round
+        // trip. Waiting longer would only hold up two transactions that wait on each other.
+        const auto held = [&] {
+          for (const std::string& key : keys) {
+            std::optional<node::Lock> lock = region.locks().LockOf(key);
+            if (lock && lock->txn != call.txn_id) return true;
+          }
+          return false;
+        };
+        if (held()) {
+          co_await WaitUntil(connection,
+                             Clock::now() + std::chrono::milliseconds(
+                                                std::min<uint64_t>(call.lock_ms, kPrepareWaitMs)),
+                             [&] { return !held(); });
+        }
+        node::WriteRequest write =
+            PrepareWrite(*node_, call.txn_id, call.forwarded_by, keys, call.lock_ms);
+        Result<node::Receipt> receipt = co_await SubmitWrite(write);
+        if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
+        const nlohmann::json body = {{"txn", call.txn_id},
+                                     {"locked", keys},
+                                     {"event", region.EventId(receipt->dot)},
+                                     {"session", EncodeSessionToken(receipt->frontier)}};
+        co_return MakeResponse(request, http::status::ok, body.dump());
+      }
+      case Route::kResolveTransaction: {
+        const std::string id = call.txn_id;
+        std::function<Result<node::Decision>()> job = [this, id] { return Resolve(*node_, id); };
+        Result<node::Decision> busy = Status(StatusCode::kOverloaded, "too many requests wait");
+        Result<node::Decision> resolved =
+            co_await OnPool<Result<node::Decision>>(std::move(job), std::move(busy));
+        if (!resolved.ok()) co_return ErrorResponse(request, ErrorFromStatus(resolved.status()));
+        const nlohmann::json body = {{"txn", id}, {"decision", node::DecisionName(*resolved)}};
+        co_return MakeResponse(request, http::status::ok, body.dump());
+      }
       case Route::kHomes:
         co_return MakeResponse(request, http::status::ok, HomesJson(*node_).dump());
       case Route::kMoveHome: {
@@ -780,7 +890,15 @@ class HttpServer::Impl {
         if (call.strong) {
           // Still the home as the read begins, and whole: not while rebuilding, when it may lack
           // strong writes it acknowledged. A home that moved away since the routing forwards on.
-          if (Status readable = region.CheckStrongRead(call.key); !readable.ok()) {
+          Status readable = region.CheckStrongRead(call.key);
+          if (readable.code() == StatusCode::kLocked) {
+            // Held by a two-phase transaction: it commits or aborts within about a round trip.
+            co_await WaitUntil(
+                connection, Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms),
+                [&] { return region.CheckStrongRead(call.key).code() != StatusCode::kLocked; });
+            readable = region.CheckStrongRead(call.key);
+          }
+          if (!readable.ok()) {
             auto routed = RouteStrong(*node_, call);
             auto* route = std::get_if<StrongRoute>(&routed);
             if (readable.code() == StatusCode::kNotHome && route != nullptr && !route->here &&
@@ -1181,6 +1299,8 @@ class HttpServer::Impl {
   // One thread per forward waiting on its home (up to its timeout_ms): enough for as many
   // concurrent strong clients as a region usually serves; beyond, they queue (then 429).
   ForwardPool forwards_{32, 4096};
+  // This region's two-phase locks: released once aborted, asked about once past their deadline.
+  LockKeeper keeper_{node_, std::chrono::milliseconds(100)};
   static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int threads) {
     std::vector<std::unique_ptr<asio::io_context>> contexts;
     for (int i = 0; i < std::max(threads, 1); ++i) {

@@ -1,5 +1,6 @@
 #include "api/request.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <map>
@@ -39,6 +40,10 @@ std::string_view RouteName(Route route) {
       return "retry_dead_letter";
     case Route::kTransaction:
       return "txn";
+    case Route::kPrepareTransaction:
+      return "txn_prepare";
+    case Route::kResolveTransaction:
+      return "txn_resolve";
     case Route::kHomes:
       return "homes";
     case Route::kMoveHome:
@@ -366,6 +371,7 @@ bool IsWrite(Route route) {
     case Route::kIncrementDocument:
     case Route::kDeleteDocument:
     case Route::kTransaction:
+    case Route::kPrepareTransaction:
     case Route::kPutBounds:
       return true;
     default:
@@ -407,6 +413,14 @@ std::optional<ApiError> CheckIdCount(uint64_t count) {
   if (count >= 1 && count <= kIdsCountMax) return std::nullopt;
   return Error(400, "bad_parameter",
                "count must be an integer from 1 to " + std::to_string(kIdsCountMax));
+}
+
+bool ValidTransactionId(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
 }
 
 bool ValidIdempotencyKey(std::string_view key) {
@@ -451,6 +465,8 @@ ApiError ErrorFromStatus(const Status& status) {
       return Error(503, "home_unavailable", status.message());
     case StatusCode::kBoundedField:
       return Error(409, "bounded_field", status.message());
+    case StatusCode::kLocked:
+      return Error(423, "locked", status.message());
     default:
       return Error(500, "internal", status.ToString());
   }
@@ -502,6 +518,22 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       return error;
     }
     call.route = Route::kMoveHome;
+    routed = true;
+  }
+  if (path == "/v1/txn/resolve") {
+    if (method != "POST") {
+      ApiError error = Error(405, "method_not_allowed",
+                             std::string(method) + " is not allowed on " + std::string(path));
+      error.allow = "POST";
+      return error;
+    }
+    auto id = query.find("id");
+    if (id == query.end() || !ValidTransactionId(id->second)) {
+      return Error(400, "bad_parameter",
+                   "id must name a transaction: 1 to 128 characters of A-Z a-z 0-9 . _ -");
+    }
+    call.route = Route::kResolveTransaction;
+    call.txn_id = id->second;
     routed = true;
   }
   if (path == "/v1/txn") {
@@ -679,6 +711,24 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
           return Error(400, "bad_header",
                        "a transaction states its conditions in its body, not in If-Match or "
                        "If-None-Match");
+        }
+        if (auto id = query.find("prepare"); id != query.end()) {
+          // A coordinator's prepare: the locks of the keys homed here.
+          if (!ValidTransactionId(id->second)) {
+            return Error(400, "bad_parameter",
+                         "prepare must name a transaction: 1 to 128 characters of A-Z a-z 0-9 . _ "
+                         "-");
+          }
+          if (auto error = ReadUnsigned(query, "lock_ms", kWaitMsMax * 2, &call.lock_ms)) {
+            return *error;
+          }
+          if (call.lock_ms == 0 || query.contains("consistency")) {
+            return Error(400, "bad_parameter",
+                         "a prepare takes lock_ms (1 to " + std::to_string(kWaitMsMax * 2) +
+                             ") and runs where it is sent, without consistency");
+          }
+          call.route = Route::kPrepareTransaction;
+          call.txn_id = id->second;
         }
       } else {
         auto condition = ParseCondition(call.key, request.if_match, request.if_none_match);

@@ -29,14 +29,16 @@ enum class Route {
   kVerify,     // GET /v1/verify
   kVerifyNow,  // POST /v1/verify
   kRepairs,
-  kDeadLetters,      // GET /v1/dead-letters
-  kRetryDeadLetter,  // POST /v1/dead-letters/{id}/retry
-  kTransaction,      // POST /v1/txn
-  kHomes,            // GET /v1/homes
-  kMoveHome,         // POST /v1/homes/move
-  kIds,              // POST /v1/ids
-  kPutBounds,        // PUT /v1/docs/{key}/bounds
-  kGetBounds,        // GET /v1/docs/{key}/bounds
+  kDeadLetters,         // GET /v1/dead-letters
+  kRetryDeadLetter,     // POST /v1/dead-letters/{id}/retry
+  kTransaction,         // POST /v1/txn
+  kPrepareTransaction,  // POST /v1/txn?prepare=ID (a two-phase commit's prepare, from a region)
+  kResolveTransaction,  // POST /v1/txn/resolve?id=ID (what became of it, from a home)
+  kHomes,               // GET /v1/homes
+  kMoveHome,            // POST /v1/homes/move
+  kIds,                 // POST /v1/ids
+  kPutBounds,           // PUT /v1/docs/{key}/bounds
+  kGetBounds,           // GET /v1/docs/{key}/bounds
   kStatus,
   kMetrics,
   kHealth,
@@ -86,6 +88,10 @@ struct ApiCall {
   };
   HomeMove move;                // POST /v1/homes/move
   uint32_t count = 1;           // POST /v1/ids: how many ids
+  // A two-phase transaction (docs/semantics.md#transactions-across-homes): its id (prepare,
+  // resolve) and how long the prepare's locks live before their home asks (prepare).
+  std::string txn_id;
+  uint64_t lock_ms = 0;
 };
 
 // Whether `route` writes (the document routes that change a document, and transactions).
@@ -107,6 +113,8 @@ struct RequestView {
 constexpr uint64_t kWaitMsMax = 60'000;
 constexpr size_t kIdempotencyKeyBytesMax = 255;
 
+// A two-phase transaction's id: 1..128 characters of [A-Za-z0-9._-].
+bool ValidTransactionId(std::string_view id);
 // An idempotency key: 1..kIdempotencyKeyBytesMax bytes of visible ASCII (no spaces).
 bool ValidIdempotencyKey(std::string_view key);
 constexpr size_t kScanLimitMax = 1000;

@@ -42,6 +42,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "home_unavailable";
     case StatusCode::kBoundedField:
       return "bounded_field";
+    case StatusCode::kLocked:
+      return "locked";
     case StatusCode::kForbidden:
       return "forbidden";
   }

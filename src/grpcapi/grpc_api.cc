@@ -19,6 +19,7 @@
 #include "api/request.h"
 #include "api/service.h"
 #include "api/session_token.h"
+#include "api/two_phase.h"
 #include "auth/grpc_tls.h"
 #include "core/hlc.h"
 #include "meridian/api.grpc.pb.h"
@@ -65,6 +66,7 @@ grpc::StatusCode CodeOf(const ApiError& error) {
       return grpc::StatusCode::OUT_OF_RANGE;
     case 429:
       return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case 423:  // locked: a two-phase transaction holds the key; retrying helps
     case 503:
       return grpc::StatusCode::UNAVAILABLE;
     case 504:
@@ -419,10 +421,18 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     }
     if (!error && strong) {
       // The home: not while rebuilding, when it may lack strong writes it acknowledged.
-      if (meridian::Status readable = node_->region().CheckStrongRead(request->key());
-          !readable.ok()) {
-        error = api::ErrorFromStatus(readable);
+      node::Region& region = node_->region();
+      meridian::Status readable = region.CheckStrongRead(request->key());
+      if (readable.code() == StatusCode::kLocked) {
+        // Held by a two-phase transaction: it commits or aborts within about a round trip.
+        const uint64_t timeout_ms =
+            request->options().has_timeout_ms() ? request->options().timeout_ms() : 5000;
+        WaitUntil(context, Clock::now() + std::chrono::milliseconds(timeout_ms), [&] {
+          return region.CheckStrongRead(request->key()).code() != StatusCode::kLocked;
+        });
+        readable = region.CheckStrongRead(request->key());
       }
+      if (!readable.ok()) error = api::ErrorFromStatus(readable);
     }
     if (!error) error = WaitForSession(context, waits);
     if (!error) {
@@ -788,11 +798,31 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     if (!error) error = api::CheckDurabilityRegions(node_->config(), call.durability_regions);
     if (error) return Answer(context, route, started, error);
 
-    node::WriteRequest write{key, std::move(call.op), std::move(call.idempotency_key)};
-    write.condition = std::move(call.condition);
-    write.txn = txn;
-    write.strong = strong.has_value();
-    Result<node::Receipt> receipt = SubmitWrite(std::move(write));
+    Result<node::Receipt> receipt = meridian::Status(StatusCode::kInternal, "not run");
+    if (strong && strong->across()) {
+      // Keys in different homes: two-phase commit, coordinated here.
+      api::CoordinateRequest coordinate;
+      coordinate.txn = txn;
+      coordinate.body = http_body;
+      coordinate.authorization = std::string(Authorization(context));
+      coordinate.idempotency_key = call.idempotency_key;
+      coordinate.timeout_ms = call.durability_timeout_ms;
+      auto coordinated = api::Coordinate(*node_, *strong, coordinate);
+      if (auto* refused = std::get_if<ApiError>(&coordinated)) {
+        return Answer(context, route, started, *refused);
+      }
+      receipt = std::move(std::get<api::Coordinated>(coordinated).receipt);
+    } else {
+      if (strong && api::HeldByTransaction(node_->region(), key, txn.get())) {
+        WaitUntil(context, Clock::now() + std::chrono::milliseconds(call.durability_timeout_ms),
+                  [&] { return !api::HeldByTransaction(node_->region(), key, txn.get()); });
+      }
+      node::WriteRequest write{key, std::move(call.op), std::move(call.idempotency_key)};
+      write.condition = std::move(call.condition);
+      write.txn = txn;
+      write.strong = strong.has_value();
+      receipt = SubmitWrite(std::move(write));
+    }
     if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && strong) {
       // The home moved away between the routing and the commit: to where it is now.
       std::optional<api::StrongRoute> now;

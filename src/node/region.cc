@@ -47,11 +47,20 @@ uint64_t RequestFingerprint(const WriteRequest& write) {
     put(core::EncodeEvent(event));
   };
   if (write.txn) {
+    // What the client sent: a two-phase commit's own records (its lock releases and decision,
+    // new in each attempt) and its guard are left out, so that a retry replays.
+    const auto client = [](const std::string& key) { return !key.starts_with(kSystemKeyPrefix); };
     bytes = "txn";
-    for (const Condition& condition : write.txn->conditions) add_condition(condition);
+    for (const Condition& condition : write.txn->conditions) {
+      if (client(condition.key)) add_condition(condition);
+    }
     for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
-      core::PutVarint(&bytes, ops->size());
-      for (const KeyedOperation& op : *ops) add_op(op.key, op.op);
+      core::PutVarint(&bytes,
+                      std::count_if(ops->begin(), ops->end(),
+                                    [&](const KeyedOperation& op) { return client(op.key); }));
+      for (const KeyedOperation& op : *ops) {
+        if (client(op.key)) add_op(op.key, op.op);
+      }
     }
   } else {
     add_op(write.key, write.op);
@@ -191,15 +200,21 @@ Region::Region(core::RegionId id, std::map<core::RegionId, std::string> names,
 Status Region::Recover() {
   auto recovered = store_->Recover();
   if (!recovered.ok()) return recovered.status();
-  if (homes_ != nullptr) {
-    // The home records as committed (at most one per configured prefix: a short scan).
+  // The home records (at most one per configured prefix) and the locks (one per key a two-phase
+  // transaction holds) as committed: short scans.
+  for (std::string_view prefix : {kHomeKeyPrefix, kLockKeyPrefix}) {
+    if (prefix == kHomeKeyPrefix && homes_ == nullptr) continue;
     std::string after;
     for (bool more = true; more;) {
-      auto page = store_->ScanViews(kHomeKeyPrefix, after, 256,
-                                    [&](std::string_view key, std::string_view doc) {
-                                      homes_->Note(key, std::string(doc));
-                                      after = key;
-                                    });
+      auto page =
+          store_->ScanViews(prefix, after, 256, [&](std::string_view key, std::string_view doc) {
+            if (prefix == kHomeKeyPrefix) {
+              homes_->Note(key, std::string(doc));
+            } else {
+              locks_.Note(key, std::string(doc));
+            }
+            after = key;
+          });
       if (!page.ok()) return page.status();
       more = *page;
     }
@@ -848,14 +863,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     for (const auto& [key, loaded] : group.dirty) views_->Forget(key);
   }
   if (Status status = store_->Commit(group.batch); !status.ok()) return status;
-  if (homes_ != nullptr) {
-    // The table follows every home record the group changed, however it changed: a write, a
-    // remote event, a re-seed's merge, a repair, a rebuild from the log, a dead letter applied.
-    for (const auto& [key, loaded] : group.dirty) {
-      if (key.starts_with(kHomeKeyPrefix) && loaded.rendered != loaded.rendered_before) {
-        homes_->Note(key, loaded.rendered);
-      }
-    }
+  // The tables follow every home and lock record the group changed, however it changed: a
+  // write, a remote event, a re-seed's merge, a repair, a rebuild from the log, a dead letter.
+  for (const auto& [key, loaded] : group.dirty) {
+    if (!key.starts_with(kSystemKeyPrefix) || loaded.rendered == loaded.rendered_before) continue;
+    if (key.starts_with(kHomeKeyPrefix) && homes_ != nullptr) homes_->Note(key, loaded.rendered);
+    if (key.starts_with(kLockKeyPrefix)) locks_.Note(key, loaded.rendered);
   }
   for (auto& [key, loaded] : group.dirty) {
     if (views_ != nullptr) views_->Put(key, loaded.rendered);  // before the frontier covers it
@@ -1035,7 +1048,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
         fail_all(merged.status());
         return;
       }
-      if (event.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, event.key, *merged);
+      if (event.key.starts_with(kSystemKeyPrefix)) NoteSystemRecord(group, event.key, *merged);
       ++outcome.applied;
       ++remote_events;
       outcome.applied_hlcs.push_back(event.hlc);
@@ -1084,6 +1097,18 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     if (Status refused = CheckWriteKeys(group, write); !refused.ok()) {
       outcomes->push_back(std::move(refused));
       continue;
+    }
+    if (write.txn && write.condition) {
+      // The transaction's guard.
+      Result<Loaded*> loaded = Stage(group, write.condition->key);
+      if (!loaded.ok()) {
+        outcomes->push_back(loaded.status());
+        continue;
+      }
+      if (!ConditionHolds(*write.condition, (*loaded)->rendered)) {
+        outcomes->push_back(PreconditionFailed(*write.condition, (*loaded)->rendered));
+        continue;
+      }
     }
     if (write.txn) {
       Result<Receipt> receipt = StageTransaction(group, *write.txn);
@@ -1147,7 +1172,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       outcomes->push_back(merged.status());
       continue;
     }
-    if (write.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, write.key, *merged);
+    if (write.key.starts_with(kSystemKeyPrefix)) NoteSystemRecord(group, write.key, *merged);
     if (event->op.kind == core::OpKind::kEscrow) {
       switch (event->op.escrow.kind) {
         case core::EscrowOpKind::kDeclare:
@@ -1230,6 +1255,9 @@ Status Region::CheckHome(const Group& group, std::string_view key) const {
 
 Status Region::CheckStrongRead(std::string_view key) const {
   MERIDIAN_RETURN_IF_ERROR(IsHome(homes_ != nullptr ? homes_->HomeOf(key) : std::nullopt, key));
+  // A prepared transaction may have committed in its coordinator: what it wrote shows here only
+  // once its events, which release the lock, are applied.
+  MERIDIAN_RETURN_IF_ERROR(CheckUnlocked(nullptr, key, {}));
   if (rebuilding() || merging()) {
     return Status(StatusCode::kRebuilding,
                   "region " + NameOf(id_) + " is the home of '" + std::string(key) +
@@ -1261,17 +1289,39 @@ Status Region::IsHome(const std::optional<Home>& home, std::string_view key) con
   return Status::Ok();
 }
 
-void Region::NoteHomeRecord(Group& group, const std::string& key,
-                            const std::optional<std::string>& doc) {
-  if (homes_ == nullptr || !doc) return;
+void Region::NoteSystemRecord(Group& group, const std::string& key,
+                              const std::optional<std::string>& doc) {
+  if (key.starts_with(kLockKeyPrefix)) {
+    group.locks.insert_or_assign(key.substr(kLockKeyPrefix.size()),
+                                 doc ? LockTable::Parse(*doc) : std::nullopt);
+    return;
+  }
+  if (homes_ == nullptr || !doc || !key.starts_with(kHomeKeyPrefix)) return;
   if (std::optional<Home> home = homes_->Parse(key, *doc)) {
     std::string prefix = home->prefix;
     group.homes.insert_or_assign(std::move(prefix), std::move(*home));
   }
 }
 
+Status Region::CheckUnlocked(const Group* group, std::string_view key, std::string_view txn) const {
+  std::optional<Lock> lock;
+  bool seen = false;
+  if (group != nullptr) {
+    if (auto it = group->locks.find(key); it != group->locks.end()) {
+      lock = it->second;
+      seen = true;
+    }
+  }
+  if (!seen) lock = locks_.LockOf(key);
+  if (!lock || lock->txn == txn) return Status::Ok();
+  return Status(StatusCode::kLocked, "'" + std::string(key) + "' is held by transaction " +
+                                         lock->txn + " (coordinated by region " +
+                                         lock->coordinator +
+                                         ") until it commits or aborts; retry then");
+}
+
 Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) const {
-  if (write.strong && write.system) {
+  if (write.strong && write.system && write.lock_txn.empty()) {
     // A planned move: written by the prefix's home.
     MERIDIAN_CHECK(write.key.starts_with(kHomeKeyPrefix));
     return CheckHome(group, std::string_view(write.key).substr(kHomeKeyPrefix.size()));
@@ -1287,13 +1337,20 @@ Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) con
       return false;
     }
     if (!write.strong) return true;
-    refused = CheckHome(group, key);
+    // A prepare's lock record is checked as the key it locks.
+    std::string_view subject = key;
+    if (!write.lock_txn.empty()) {
+      MERIDIAN_CHECK(write.system && key.starts_with(kLockKeyPrefix));
+      subject.remove_prefix(kLockKeyPrefix.size());
+    }
+    refused = CheckHome(group, subject);
     if (refused.ok()) {
       // A copy lacking an event (parked as a dead letter, now or before) or damaged: a condition
       // would compare against, and a write overwrite, less than the home acknowledged.
-      auto parked = group.parked_keys.find(key);
-      refused = CheckWhole(key, parked != group.parked_keys.end() && parked->second > 0);
+      auto parked = group.parked_keys.find(std::string(subject));
+      refused = CheckWhole(subject, parked != group.parked_keys.end() && parked->second > 0);
     }
+    if (refused.ok()) refused = CheckUnlocked(&group, subject, write.lock_txn);
     return refused.ok();
   };
   if (write.txn) {
@@ -1361,7 +1418,7 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     event->txn_rest = static_cast<uint32_t>(ops.size() - 1 - i);
     auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
     MERIDIAN_CHECK(merged.ok());
-    if (op.key.starts_with(kHomeKeyPrefix)) NoteHomeRecord(group, op.key, *merged);
+    if (op.key.starts_with(kSystemKeyPrefix)) NoteSystemRecord(group, op.key, *merged);
     receipt.dot = event->dot;
     receipt.hlc = event->hlc;
     receipt.events.push_back(event->dot);

@@ -31,6 +31,7 @@
 #include "meridian/status.h"
 #include "node/dead_letter.h"
 #include "node/homes.h"
+#include "node/locks.h"
 #include "node/view_cache.h"
 #include "storage/store.h"
 
@@ -54,7 +55,9 @@ struct WriteRequest {
   // If-Match / If-None-Match (its key is `key`): when it does not hold, the write is refused with
   // kPreconditionFailed and changes nothing.
   std::optional<Condition> condition;
-  // When set, the request is this transaction (`key`, `op` and `condition` are unused).
+  // When set, the request is this transaction (`key` and `op` are unused). Its `condition`, if
+  // any, guards it: when it does not hold, kPreconditionFailed and nothing is written (a
+  // two-phase commit's decision, refused once the transaction is decided).
   std::shared_ptr<const Transaction> txn;
   // consistency=strong (docs/semantics.md#home-regions): refused with kNotHome unless this region
   // is the home of the key (of every key of a transaction) when the write commits, atomically
@@ -63,6 +66,10 @@ struct WriteRequest {
   bool strong = false;
   // Written by the node itself: only such writes may touch keys under kSystemKeyPrefix.
   bool system = false;
+  // A two-phase commit's prepare (docs/semantics.md#transactions-across-homes): a strong system
+  // transaction of lock records, each refused unless this region is the home of the key it
+  // locks and no other transaction holds it; a lock this transaction holds already is kept.
+  std::string lock_txn = {};
 };
 
 // What a durable write returns to its client.
@@ -172,6 +179,8 @@ class Region {
   // writes are refused in the same cases (the write gate, and the commit path's check of the
   // home). kNotHome when it is not the home. Thread-safe.
   Status CheckStrongRead(std::string_view key) const;
+  // The two-phase transactions' locks as this region has committed them (every region's).
+  const LockTable& locks() const { return locks_; }
 
   // How long an idempotency key is remembered (default 24 h); 0 keeps records for ever. Expired
   // records are removed with later commits, a bounded number at a time. Call before commits.
@@ -502,6 +511,8 @@ class Region {
     bool atomic = false;  // holds a transaction of several events: published as one (Finish)
     // Home records this group changed (prefix -> home): strong writes staged after them see them.
     std::map<std::string, Home, std::less<>> homes;
+    // Lock records this group changed (locked key -> lock, nullopt: released), the same way.
+    std::map<std::string, std::optional<Lock>, std::less<>> locks;
   };
   // A local write's keys: kInvalidArgument for a client's write under kSystemKeyPrefix; for a
   // strong write, kNotHome unless this region is the home of each (CheckHome).
@@ -513,8 +524,12 @@ class Region {
   // For a strong operation: kUnavailable when this region's copy of `key` is marked damaged (or
   // `parked_now`: the group parks one of its events), so it may lack a write it should show.
   Status CheckWhole(std::string_view key, bool parked_now) const;
-  // After an event of a home record merged into the group: the group's view of it.
-  void NoteHomeRecord(Group& group, const std::string& key, const std::optional<std::string>& doc);
+  // kLocked when a two-phase transaction other than `txn` holds `key`, as the group sees it.
+  Status CheckUnlocked(const Group* group, std::string_view key, std::string_view txn) const;
+  // After an event of a record under kSystemKeyPrefix (a home or a lock) merged into the group:
+  // the group's view of it.
+  void NoteSystemRecord(Group& group, const std::string& key,
+                        const std::optional<std::string>& doc);
   Group BeginGroup();
   // The group's working copy of a document, loaded on first use.
   Result<Loaded*> Stage(Group& group, const std::string& key);
@@ -645,6 +660,7 @@ class Region {
                          const std::optional<std::string>& after) const;
 
   HomeTable* homes_ = nullptr;
+  LockTable locks_;
   // Bounded counters (commit thread only, but for the atomic counters).
   // Notes that `key` needs a round; `needs`: per field, the rights a refused decrement needed.
   void NoteEscrowDue(const std::string& key, const std::map<std::string, int64_t>& needs = {});

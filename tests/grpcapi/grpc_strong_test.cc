@@ -35,7 +35,9 @@ TEST(GrpcStrongTest, StrongCallsRunInTheHomeAndConditionsHold) {
   ClusterOptions options;
   options.grpc = true;
   options.delay_ms = 40;
-  options.extra_toml += "\n[[homes]]\nprefix = \"acct/\"\nregion = \"us\"\n";
+  options.extra_toml +=
+      "\n[[homes]]\nprefix = \"acct/\"\nregion = \"us\"\n"
+      "\n[[homes]]\nprefix = \"stock/\"\nregion = \"eu\"\n";
   Cluster cluster(options);
   ASSERT_TRUE(cluster.Start()) << cluster.Logs();
   std::map<std::string, std::unique_ptr<v1::Meridian::Stub>> stubs;
@@ -100,6 +102,22 @@ TEST(GrpcStrongTest, StrongCallsRunInTheHomeAndConditionsHold) {
   context = Context();
   ASSERT_TRUE(stubs["eu"]->Get(context.get(), get, &got).ok());
   EXPECT_EQ(got.doc(), R"({"n":112})");
+
+  // Keys in two homes: two-phase commit, coordinated by asia, which receives it.
+  v1::TxnRequest across;
+  across.set_body(json{{"then",
+                        {{{"op", "incr"}, {"key", "acct/ann"}, {"doc", {{"n", -2}}}},
+                         {{"op", "incr"}, {"key", "stock/lamp"}, {"doc", {{"left", 2}}}}}}}
+                      .dump());
+  across.mutable_options()->set_consistency("strong");
+  context = Context();
+  status = stubs["asia"]->Txn(context.get(), across, &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(receipt.succeeded());
+  EXPECT_EQ(receipt.events(0).substr(0, 5), "asia:");
+  context = Context();
+  ASSERT_TRUE(stubs["us"]->Get(context.get(), get, &got).ok());
+  EXPECT_EQ(got.doc(), R"({"n":110})");
 
   // No home; a home that is down: refused, nothing applied.
   v1::PutRequest free;

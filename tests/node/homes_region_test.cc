@@ -148,5 +148,105 @@ TEST(HomeRegionTest, ARegionReseededFromASnapshotFollowsTheHomeRecordsInIt) {
   EXPECT_EQ(again.Write(StrongPut("h/a", "3")).status().code(), StatusCode::kNotHome);
 }
 
+// Two-phase commit's locks (docs/semantics.md#transactions-across-homes), as api::PrepareWrite
+// and api::CommitWrite build them.
+WriteRequest Prepare(const std::string& txn, const std::vector<std::string>& keys) {
+  auto prepare = std::make_shared<core::Transaction>();
+  const nlohmann::json lock =
+      nlohmann::json::parse(LockTable::RecordJson(Lock{txn, "eu", 1'000'000}))["lock"];
+  for (const std::string& key : keys) {
+    prepare->then_ops.push_back(
+        core::KeyedOperation{LockTable::KeyOf(key),
+                             core::Operation{core::OpKind::kReplace, {{"lock", lock.dump()}}, {}}});
+  }
+  WriteRequest write;
+  write.txn = std::move(prepare);
+  write.system = true;
+  write.strong = true;
+  write.lock_txn = txn;
+  return write;
+}
+
+WriteRequest Decide(const std::string& txn, const std::vector<std::string>& locked,
+                    const std::string& value, const std::string& idempotency_key) {
+  auto commit = std::make_shared<core::Transaction>();
+  commit->then_ops.push_back(
+      core::KeyedOperation{"h/a", core::Operation{core::OpKind::kReplace, {{"v", value}}, {}}});
+  for (const std::string& key : locked) {
+    commit->then_ops.push_back(core::KeyedOperation{
+        LockTable::KeyOf(key), core::Operation{core::OpKind::kDelete, {}, {}}});
+  }
+  const std::string decision =
+      nlohmann::json::parse(DecisionJson(Decision::kCommitted, "eu"))["txn"].dump();
+  commit->then_ops.push_back(core::KeyedOperation{
+      DecisionKeyOf(txn), core::Operation{core::OpKind::kReplace, {{"txn", decision}}, {}}});
+  WriteRequest write;
+  write.txn = std::move(commit);
+  write.condition = core::Condition{DecisionKeyOf(txn), std::nullopt, false};
+  write.system = true;
+  write.idempotency_key = idempotency_key;
+  return write;
+}
+
+TEST(TwoPhaseRegionTest, APreparedLockHoldsStrongOperationsUntilItsReleaseCommits) {
+  ManualClock clock;
+  Node us(1, &clock);
+  Node eu(2, &clock);
+  ASSERT_TRUE(us.Write(Prepare("t1", {"h/a"})).ok());
+  EXPECT_EQ(us.region.locks().LockOf("h/a")->txn, "t1");
+  EXPECT_EQ(us.Write(StrongPut("h/a", "\"x\"")).status().code(), StatusCode::kLocked);
+  EXPECT_EQ(us.region.CheckStrongRead("h/a").code(), StatusCode::kLocked);
+  EXPECT_TRUE(us.region.CheckStrongRead("h/b").ok());  // other keys go on
+  // Another transaction's prepare is refused; the same one's again is kept.
+  EXPECT_EQ(us.Write(Prepare("t2", {"h/b", "h/a"})).status().code(), StatusCode::kLocked);
+  EXPECT_FALSE(us.region.locks().LockOf("h/b").has_value());  // refused whole
+  EXPECT_TRUE(us.Write(Prepare("t1", {"h/a"})).ok());
+  // Eventual writes are not held; a prepare outside the home is refused.
+  WriteRequest eventual = StrongPut("h/a", "\"e\"");
+  eventual.strong = false;
+  EXPECT_TRUE(us.Write(eventual).ok());
+  EXPECT_EQ(eu.Write(Prepare("t3", {"h/c"})).status().code(), StatusCode::kNotHome);
+
+  // The decision with the release, in one transaction: the lock goes with it.
+  ASSERT_TRUE(us.Write(Decide("t1", {"h/a"}, "\"t1\"", "")).ok());
+  EXPECT_FALSE(us.region.locks().LockOf("h/a").has_value());
+  EXPECT_TRUE(us.Write(StrongPut("h/a", "\"after\"")).ok());
+}
+
+TEST(TwoPhaseRegionTest, ALockSurvivesARestartOfItsHome) {
+  ManualClock clock;
+  Node us(1, &clock);
+  ASSERT_TRUE(us.Write(Prepare("t1", {"h/a"})).ok());
+  Region restarted(1, kNames, us.store.get(), &clock, core::Limits{}, 500);
+  restarted.SetHomes(&us.homes);
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.CheckStrongRead("h/a").code(), StatusCode::kLocked);
+  EXPECT_EQ(restarted.locks().LockOf("h/a")->coordinator, "eu");
+}
+
+TEST(TwoPhaseRegionTest, ADecisionIsGuardedAndARetryReplaysWhateverItsOwnRecords) {
+  ManualClock clock;
+  Node us(1, &clock);
+  // Aborted first (a home asked after its lock expired): the commit is refused, writing nothing.
+  WriteRequest abort{
+      DecisionKeyOf("t1"),
+      core::Operation{
+          core::OpKind::kReplace, {{"txn", R"({"coordinator":"eu","decision":"aborted"})"}}, {}}};
+  abort.condition = core::Condition{DecisionKeyOf("t1"), std::nullopt, false};
+  abort.system = true;
+  ASSERT_TRUE(us.Write(abort).ok());
+  EXPECT_EQ(us.Write(abort).status().code(), StatusCode::kPreconditionFailed);  // decided once
+  EXPECT_EQ(us.Write(Decide("t1", {}, "\"t1\"", "")).status().code(),
+            StatusCode::kPreconditionFailed);
+
+  // The same client transaction retried (a new id, new records): the first receipt answers.
+  Result<Receipt> first = us.Write(Decide("t2", {}, "\"once\"", "k1"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  Result<Receipt> again = us.Write(Decide("t3", {}, "\"once\"", "k1"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->events, first->events);
+}
+
 }  // namespace
 }  // namespace meridian::node

@@ -100,6 +100,27 @@ TEST(RequestTest, ParsesTransactions) {
   EXPECT_EQ(Err(Parse("POST", "/v1/txn", "{}", "text/plain")).status, 415);
 }
 
+// Two-phase commit's routes (docs/http-api.md#transactions-across-homes).
+TEST(RequestTest, ParsesPreparesAndResolves) {
+  const std::string txn = R"({"then":[{"op":"put","key":"a","doc":{}}]})";
+  ApiCall prepare = Ok(Parse("POST", "/v1/txn?prepare=us-00ff&lock_ms=8000", txn));
+  EXPECT_EQ(prepare.route, Route::kPrepareTransaction);
+  EXPECT_EQ(prepare.txn_id, "us-00ff");
+  EXPECT_EQ(prepare.lock_ms, 8000u);
+  ASSERT_NE(prepare.txn, nullptr);
+  EXPECT_EQ(prepare.txn->then_ops.size(), 1u);
+  for (const char* target : {"/v1/txn?prepare=us-00ff", "/v1/txn?prepare=us-00ff&lock_ms=0",
+                             "/v1/txn?prepare=a%20b&lock_ms=10", "/v1/txn?prepare=&lock_ms=10",
+                             "/v1/txn?prepare=us-1&lock_ms=10&consistency=strong"}) {
+    EXPECT_EQ(Err(Parse("POST", target, txn)).code, "bad_parameter") << target;
+  }
+  ApiCall resolve = Ok(Parse("POST", "/v1/txn/resolve?id=us-00ff"));
+  EXPECT_EQ(resolve.route, Route::kResolveTransaction);
+  EXPECT_EQ(resolve.txn_id, "us-00ff");
+  EXPECT_EQ(Err(Parse("POST", "/v1/txn/resolve")).code, "bad_parameter");
+  EXPECT_EQ(Err(Parse("GET", "/v1/txn/resolve?id=x")).status, 405);
+}
+
 TEST(RequestTest, RoutesDocumentWrites) {
   ApiCall put = Ok(Parse("PUT", "/v1/docs/sku-1", R"({"b":2,"a":"x"})"));
   EXPECT_EQ(put.route, Route::kPutDocument);
