@@ -45,10 +45,9 @@ void Simulation::AcknowledgeTransaction(int index, const node::WriteRequest& wri
         (dot.origin != committed.dots.back().origin || dot.seq != committed.dots.back().seq + 1)) {
       txn_failures_.push_back(name + ": a transaction's events are not consecutive");
     }
-    txn_of_.erase(dot);  // an id issued again after a store lost what it named
     committed.dots.push_back(dot);
     committed.keys.push_back(ops[i].key);
-    acknowledged_.push_back(Acknowledged{dot, ops[i].key, ops[i].op, StoreGeneration(index)});
+    Acknowledge(index, dot, ops[i].key, ops[i].op);
     ids += (ids.empty() ? "" : " ") + ops[i].key;
   }
   Trace(name + ": ack transaction (" + (outcome->succeeded ? "then" : "else") + ") " +

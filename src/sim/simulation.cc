@@ -1348,9 +1348,7 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
       if (outcomes[i]->dot.seq == 0 && writes[i].op.kind == core::OpKind::kEscrow) {
         continue;  // a repeated declaration: no event
       }
-      txn_of_.erase(outcomes[i]->dot);  // an id issued again after a store lost its transaction
-      acknowledged_.push_back(
-          Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op, n.store_generation});
+      Acknowledge(index, outcomes[i]->dot, writes[i].key, writes[i].op);
       Trace(n.name + ": ack " + writes[i].key + " " + n.region->EventId(outcomes[i]->dot));
       if (bounded) ++bounded_decrements_;
     } else {
@@ -1421,6 +1419,12 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
   return outcomes;
 }
 
+void Simulation::Acknowledge(int index, core::Dot dot, const std::string& key,
+                             const core::Operation& op) {
+  txn_of_.erase(dot);  // an id issued again after a store lost the transaction that had it
+  acknowledged_.push_back(Acknowledged{dot, key, op, StoreGeneration(index)});
+}
+
 void Simulation::RebalanceEscrow(int index) {
   Node& n = *nodes_[index];
   if (!n.up || !n.region->escrow_due()) return;
@@ -1439,8 +1443,7 @@ void Simulation::RebalanceEscrow(int index) {
       Trace(n.name + ": escrow " + what + " refused: " + outcomes[i].status().message());
       continue;
     }
-    acknowledged_.push_back(
-        Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op, n.store_generation});
+    Acknowledge(index, outcomes[i]->dot, writes[i].key, writes[i].op);
     ++escrow_events_;
     Trace(n.name + ": escrow " + what + " " + n.region->EventId(outcomes[i]->dot));
   }

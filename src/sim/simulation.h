@@ -363,6 +363,9 @@ class Simulation {
   // Acknowledged each. After every commit of a region, and whenever its frontier jumps (a start,
   // a re-seed), each transaction must be applied there whole or not at all; at the check, held
   // by every region or (lost with a store) by none.
+  // Every acknowledged event goes through here (checked to converge; not of a transaction any
+  // more, should a store lost with one have issued its id again).
+  void Acknowledge(int index, core::Dot dot, const std::string& key, const core::Operation& op);
   void AcknowledgeTransaction(int index, const node::WriteRequest& write,
                               const Result<node::Receipt>& outcome);
   void CheckTransactions(int index, const std::vector<node::Change>& changes,
