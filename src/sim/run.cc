@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "sim/simulation.h"
+#include "sim/strong.h"
 
 namespace meridian::sim {
 namespace {
@@ -270,18 +271,24 @@ bool ApplyProfile(const std::string& name, Options* options) {
 }
 
 std::string Report::Summary() const {
-  char line[640];
+  char line[896];
   std::snprintf(line, sizeof line,
-                "%s regions %d, virtual %.1f s, %" PRIu64 " writes acknowledged, %" PRIu64
-                " faults (%" PRIu64
+                "%s regions %d, virtual %.1f s, %" PRIu64 " writes acknowledged (%" PRIu64
+                " transactions), %" PRIu64 " strong operations answered (%" PRIu64
+                " writes pending), %" PRIu64 " home moves, %" PRIu64 " faults (%" PRIu64
                 " writes lost with a store), converged %.3f s after the heal (max rtt %" PRIu64
                 " ms), metadata %" PRIu64 " entries (%" PRIu64 " once folded), %" PRIu64
                 " steps, bounded: %" PRIu64 " decrements, %" PRIu64 " refused, %" PRIu64
                 " escrow events, trace digest %016" PRIx64,
                 ok ? "ok:" : "FAILED:", regions, static_cast<double>(virtual_ms) / 1000.0,
-                acknowledged, faults, lost_with_store, static_cast<double>(convergence_ms) / 1000.0,
-                max_rtt_ms, metadata_entries, metadata_folded, steps, bounded_decrements,
-                bounded_refused, escrow_events, trace_digest);
+                acknowledged, transactions, strong_answered, strong_pending, home_moves, faults,
+                lost_with_store, static_cast<double>(convergence_ms) / 1000.0, max_rtt_ms,
+                metadata_entries, metadata_folded, steps, bounded_decrements, bounded_refused,
+                escrow_events, trace_digest);
+  if (strong_undecided > 0) {
+    return std::string(line) + " (" + std::to_string(strong_undecided) +
+           " strong histories undecided: the checker's budget ran out)";
+  }
   return line;
 }
 
@@ -292,6 +299,17 @@ std::string ReplayCommand(const Options& options) {
   out << " --duration-ms " << options.duration_ms;
   if (options.rtt_ms != 0) out << " --rtt-ms " << options.rtt_ms;
   out << " --writes " << Number(options.writes_per_s);
+  const Options unset;
+  if (options.strong_per_s != unset.strong_per_s) {
+    out << " --strong " << Number(options.strong_per_s);
+  }
+  if (options.txns_per_s != unset.txns_per_s) out << " --txns " << Number(options.txns_per_s);
+  if (options.home_moves_per_min != unset.home_moves_per_min) {
+    out << " --home-moves " << Number(options.home_moves_per_min);
+  }
+  if (options.strong_durability != unset.strong_durability) {
+    out << " --strong-durability " << options.strong_durability;
+  }
   const FaultOptions& f = options.faults;
   out << " --loss " << Number(f.loss) << " --duplicate " << Number(f.duplicate) << " --reorder "
       << Number(f.reorder) << " --partitions " << Number(f.partitions_per_min) << " --crashes "
@@ -331,7 +349,12 @@ Report Run(const Options& options, std::ostream* trace) {
   std::mt19937_64 shape(options.seed ^ 0x5eed5eed5eed5eedull);
   const int regions = options.regions != 0 ? options.regions : 3 + static_cast<int>(shape() % 7);
   std::vector<std::string> names(RegionNames().begin(), RegionNames().begin() + regions);
-  Simulation sim(names, options, trace);
+  // Strong operations need homes: every region is configured with the same [[homes]].
+  Options configured = options;
+  if (configured.homes.empty() && (options.strong_per_s > 0 || options.home_moves_per_min > 0)) {
+    configured.homes = PickHomes(names, options.seed);
+  }
+  Simulation sim(names, configured, trace);
   for (int a = 0; a < regions; ++a) {
     for (int b = a + 1; b < regions; ++b) {
       sim.SetRtt(a, b, options.rtt_ms != 0 ? options.rtt_ms : 20 + shape() % 281);
@@ -350,6 +373,10 @@ Report Run(const Options& options, std::ostream* trace) {
   driver.StoreFaults();
   driver.ClockJumps();
   driver.Damages();
+  StrongClients strong(sim, configured);
+  strong.Start(options.duration_ms);
+  TransactionClients transactions(sim, configured);
+  transactions.Start(options.duration_ms);
   sim.RunUntil(options.duration_ms);
 
   // Heal: the network mends, crashed regions come back, streams stop being damaged; loss that
@@ -373,6 +400,8 @@ Report Run(const Options& options, std::ostream* trace) {
     // A region is removed for good once the others hold its events, as the procedure says, and
     // a new one is added (while fewer than nine); the others write throughout, then converge.
     const int removed = static_cast<int>(shape() % regions);
+    // Its homes move to another region first (docs/operations.md).
+    if (strong.MoveHomesFrom(removed)) converged = sim.RunUntilConverged(options.converge_max_ms);
     sim.RemoveRegion(removed);
     --members;
     const uint64_t phase_ms = 2000;
@@ -405,6 +434,12 @@ Report Run(const Options& options, std::ostream* trace) {
   for (std::string& failure : sim.Check(options.require_fold)) {
     report.failures.push_back(std::move(failure));
   }
+  for (std::string& failure : strong.Check()) report.failures.push_back(std::move(failure));
+  report.strong_answered = strong.answered();
+  report.strong_pending = strong.pending();
+  report.home_moves = strong.moves();
+  report.strong_undecided = strong.unknown();
+  report.transactions = sim.transactions();
   report.ok = report.failures.empty();
   report.metadata_entries = sim.metadata_entries();
   report.lost_with_store = sim.lost_with_store();

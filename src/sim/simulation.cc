@@ -142,6 +142,7 @@ struct Simulation::Node {
   bool up = true;
   bool member = true;  // configured: false once removed (RemoveRegion)
   uint64_t incarnation = 0;
+  std::unique_ptr<node::HomeTable> homes;  // the process's: configured, then the records
   std::unique_ptr<node::Region> region;
   std::unique_ptr<replication::Exchange> exchange;
   std::unique_ptr<replication::Retention> retention;
@@ -172,6 +173,12 @@ struct Simulation::Node {
 
   // The commit thread's queue: what a crash loses.
   std::vector<node::WriteRequest> writes;
+  // Client requests waiting for an answer (Request), committed after `writes`.
+  struct Request {
+    node::WriteRequest write;
+    Answer answer;
+  };
+  std::vector<Request> requests;
   struct QueuedBatch {
     core::RegionId peer = 0;
     uint64_t conn = 0;
@@ -326,9 +333,20 @@ void Simulation::BootNode(int index) {
   Node& n = *nodes_[index];
   n.up = true;
   n.region = NewRegion(index);
+  n.homes.reset();
+  if (!options_.homes.empty()) {
+    // As a node does: the configured homes, then the records its store holds (Recover).
+    std::map<core::RegionId, std::string> names;
+    for (const auto& other : nodes_) {
+      if (other->member) names[other->id] = other->name;
+    }
+    n.homes = std::make_unique<node::HomeTable>(options_.homes, std::move(names));
+    n.region->SetHomes(n.homes.get());
+  }
   if (Status status = n.region->Recover(); !status.ok()) {
     Trace(n.name + ": recovery failed: " + status.message(), true);
   }
+  CheckTransactionFrontier(index, "at its start");
   {
     // As the node does: which documents wait for a parked event (no watcher yet: the change log
     // holds anything applied now).
@@ -411,6 +429,11 @@ void Simulation::Crash(int index) {
   n.writes.clear();
   n.batches.clear();
   n.commit_scheduled = false;
+  // Requests queued for the commit are lost with the process: their clients' connections reset.
+  std::vector<Node::Request> lost = std::exchange(n.requests, {});
+  for (Node::Request& request : lost) {
+    request.answer(Status(StatusCode::kUnavailable, n.name + " crashed"), {});
+  }
   // The process is gone: its sockets are reset, which the other end hears if the path is up.
   for (auto& [id, conn] : conns_) {
     if (conn->broken) continue;
@@ -951,8 +974,16 @@ void Simulation::DamageDocument(int index, bool lose) {
   Node& n = *nodes_[index];
   // One of the first documents the region stores, at random.
   std::vector<std::string> keys;
-  (void)n.store->ScanDocumentStates(
-      "", 16, [&](std::string_view found, std::string_view) { keys.emplace_back(found); });
+  // Not the strong operations' documents nor the home records: their loss is not something a
+  // home can notice before it answers from its copy (docs/testing.md, "Strong operations").
+  const auto strong = [this](std::string_view key) {
+    if (key.starts_with(node::kSystemKeyPrefix)) return true;
+    return std::any_of(options_.homes.begin(), options_.homes.end(),
+                       [&](const node::Home& home) { return key.starts_with(home.prefix); });
+  };
+  (void)n.store->ScanDocumentStates("", 16, [&](std::string_view found, std::string_view) {
+    if (!strong(found)) keys.emplace_back(found);
+  });
   if (keys.empty()) return;
   const std::string key = keys[random_() % keys.size()];
   storage::DamageMemoryStore(*n.store, key, lose);
@@ -1170,6 +1201,7 @@ void Simulation::SnapshotGot(int index, uint64_t conn_id, const Message& message
       n.reseeding.reset();
       n.reseed_conn = 0;
       conn.receiver_open = false;
+      CheckTransactionFrontier(index, "after its re-seed");
       Carry(index, n.exchange->Reseeded(n.region->frontier(), n.confirm));
       return;
     }
@@ -1288,11 +1320,15 @@ Result<node::Receipt> Simulation::Write(int index, const std::string& key, core:
 std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
   Node& n = *nodes_[index];
   n.commit_scheduled = false;
-  if (!n.up || (n.writes.empty() && n.batches.empty())) return {};
+  if (!n.up || (n.writes.empty() && n.batches.empty() && n.requests.empty())) return {};
   std::vector<node::WriteRequest> writes = std::move(n.writes);
   std::vector<Node::QueuedBatch> batches = std::move(n.batches);
+  std::vector<Node::Request> requests = std::move(n.requests);
   n.writes.clear();
   n.batches.clear();
+  n.requests.clear();
+  const size_t first_request = writes.size();
+  for (Node::Request& request : requests) writes.push_back(std::move(request.write));
   std::vector<node::RemoteEvents> remote;
   for (const Node::QueuedBatch& batch : batches) remote.emplace_back(batch.events);
   std::vector<Result<node::Receipt>> outcomes;
@@ -1301,6 +1337,10 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
   n.region->Commit(writes, &outcomes, remote, &remote_outcomes, &changes);
 
   for (size_t i = 0; i < writes.size(); ++i) {
+    if (writes[i].txn) {
+      AcknowledgeTransaction(index, writes[i], outcomes[i]);  // one Acknowledged per event
+      continue;
+    }
     const bool bounded = writes[i].key.starts_with(kBoundedPrefix) &&
                          writes[i].op.kind == core::OpKind::kIncrement &&
                          writes[i].op.counters[0].delta < 0;
@@ -1308,8 +1348,7 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
       if (outcomes[i]->dot.seq == 0 && writes[i].op.kind == core::OpKind::kEscrow) {
         continue;  // a repeated declaration: no event
       }
-      acknowledged_.push_back(
-          Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op, n.store_generation});
+      Acknowledge(index, outcomes[i]->dot, writes[i].key, writes[i].op);
       Trace(n.name + ": ack " + writes[i].key + " " + n.region->EventId(outcomes[i]->dot));
       if (bounded) ++bounded_decrements_;
     } else {
@@ -1358,10 +1397,32 @@ std::vector<Result<node::Receipt>> Simulation::CommitPending(int index) {
                                           n.region->frontier(), now_));
   }
   Archive(index);
+  CheckTransactions(index, changes, remote_outcomes);
+  // The clients' answers, each with the changes of its own events.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Result<node::Receipt>& outcome = outcomes[first_request + i];
+    std::vector<node::Change> mine;
+    if (outcome.ok()) {
+      for (const node::Change& change : changes) {
+        if (change.dot == outcome->dot || std::find(outcome->events.begin(), outcome->events.end(),
+                                                    change.dot) != outcome->events.end()) {
+          mine.push_back(change);
+        }
+      }
+    }
+    requests[i].answer(outcome, std::move(mine));
+  }
   DrainHeld(index);
   // Rights to accept, wants to serve, refusals to ask for: decided on what just committed.
   if (n.up) RebalanceEscrow(index);
+  outcomes.erase(outcomes.begin() + static_cast<std::ptrdiff_t>(first_request), outcomes.end());
   return outcomes;
+}
+
+void Simulation::Acknowledge(int index, core::Dot dot, const std::string& key,
+                             const core::Operation& op) {
+  txn_of_.erase(dot);  // an id issued again after a store lost the transaction that had it
+  acknowledged_.push_back(Acknowledged{dot, key, op, StoreGeneration(index)});
 }
 
 void Simulation::RebalanceEscrow(int index) {
@@ -1382,8 +1443,7 @@ void Simulation::RebalanceEscrow(int index) {
       Trace(n.name + ": escrow " + what + " refused: " + outcomes[i].status().message());
       continue;
     }
-    acknowledged_.push_back(
-        Acknowledged{outcomes[i]->dot, writes[i].key, writes[i].op, n.store_generation});
+    Acknowledge(index, outcomes[i]->dot, writes[i].key, writes[i].op);
     ++escrow_events_;
     Trace(n.name + ": escrow " + what + " " + n.region->EventId(outcomes[i]->dot));
   }
@@ -1494,6 +1554,43 @@ std::vector<replication::Links::View> Simulation::LinkViews(int index) const {
                     : std::vector<replication::Links::View>{};
 }
 
+// --- client requests (src/sim/requests.cc, src/sim/strong.cc) -------------------------------
+
+void Simulation::Request(int index, node::WriteRequest write, Answer answer) {
+  Node& n = *nodes_[index];
+  if (!n.up) {
+    answer(Status(StatusCode::kUnavailable, n.name + " is down"), {});
+    return;
+  }
+  n.requests.push_back(Node::Request{std::move(write), std::move(answer)});
+  ScheduleCommit(index);
+}
+
+node::Region* Simulation::region(int index) {
+  return nodes_.at(index)->up ? nodes_[index]->region.get() : nullptr;
+}
+
+node::HomeTable* Simulation::homes(int index) {
+  return nodes_.at(index)->up ? nodes_[index]->homes.get() : nullptr;
+}
+
+uint64_t Simulation::incarnation(int index) const {
+  return nodes_.at(index)->incarnation;
+}
+
+size_t Simulation::RegionsHolding(int index, core::Dot dot) const {
+  const Node& n = *nodes_.at(index);
+  return n.up && n.exchange ? n.exchange->RegionsHolding(dot) : 0;
+}
+
+uint64_t Simulation::StoreGeneration(int index) const {
+  return nodes_.at(index)->store_generation;
+}
+
+bool Simulation::member(int index) const {
+  return nodes_.at(index)->member;
+}
+
 // --- running to a condition -----------------------------------------------------------------
 
 bool Simulation::RunUntilQuiet(uint64_t max_ms) {
@@ -1502,7 +1599,9 @@ bool Simulation::RunUntilQuiet(uint64_t max_ms) {
     bool quiet = batches_on_wire_ == 0;
     for (const auto& node : nodes_) {
       if (!quiet) break;
-      if (!node->writes.empty() || !node->batches.empty()) quiet = false;
+      if (!node->writes.empty() || !node->batches.empty() || !node->requests.empty()) {
+        quiet = false;
+      }
       if (!node->up) continue;
       const core::VersionVector heads = node->region->frontier();
       for (const auto& [id, serving] : node->serving) {
@@ -1532,7 +1631,8 @@ std::optional<uint64_t> Simulation::RunUntilConverged(uint64_t max_ms) {
       // A rebuilding region takes no writes yet: not converged until it has its own back and
       // every peer has told it so (a peer may refuse it for a while: a stream of its earlier
       // process is still open there until keepalive ends it).
-      if (!node->up || !node->writes.empty() || node->region->rebuilding() || node->reseeding) {
+      if (!node->up || !node->writes.empty() || !node->requests.empty() ||
+          node->region->rebuilding() || node->reseeding) {
         converged = false;
       }
     }
@@ -1956,6 +2056,10 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
          std::to_string(metadata_entries_) + " merge entries, " + std::to_string(metadata_folded_) +
          " after a fold with the converged frontier");
   }
+
+  // 6. Transactions: applied whole after every commit everywhere, and held whole at the end.
+  for (const std::string& failure : txn_failures_) fail(failure);
+  CheckTransactionsConverged(heads, fail);
   return failures;
 }
 

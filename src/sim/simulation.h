@@ -89,6 +89,19 @@ struct Options {
   // "Adding and removing regions"), with writes meanwhile; then the regions converge again.
   bool lifecycle = false;
   replication::LinkOptions links;  // the receiving side's relay, backoff and silence settings
+  // Strong operations and transactions (src/sim/strong.h, docs/testing.md): per region, a client
+  // sends this many strong reads and writes per second at most (each waits for its answer) and
+  // another this many multi-key transactions; planned home moves per virtual minute
+  // (cluster-wide). 0 turns each off.
+  double strong_per_s = 4;
+  double txns_per_s = 2;
+  double home_moves_per_min = 12;
+  // Strong writes ask durability=regions:N: answered once N other regions hold them, so that the
+  // loss of the home's store does not lose them (docs/testing.md, "What the simulator found").
+  int strong_durability = 1;
+  // The deployment's [[homes]]: every start of a region gives it a HomeTable of these, as a
+  // node's configuration does (Run picks them from the seed when strong operations are on).
+  std::vector<node::Home> homes;
 };
 
 // A preset of fault rates, by name: "none", "default", "lossy" (35% loss, 800 ms RTT),
@@ -117,6 +130,11 @@ struct Report {
   uint64_t bounded_decrements = 0;
   uint64_t bounded_refused = 0;
   uint64_t escrow_events = 0;
+  uint64_t strong_answered = 0;   // strong operations answered (their histories are checked)
+  uint64_t strong_pending = 0;    // strong writes whose outcome their client never learnt
+  uint64_t transactions = 0;      // transactions acknowledged
+  uint64_t home_moves = 0;        // planned home moves committed
+  uint64_t strong_undecided = 0;  // keys whose history the checker's budget did not decide
   std::string Summary() const;
 };
 
@@ -247,6 +265,28 @@ class Simulation {
   // Trace: hashed always, written when a trace stream is set; notes are kept for scripts.
   void Trace(const std::string& line, bool note = false);
 
+  // --- client requests with answers (strong operations and transactions: src/sim/strong.h) ---
+  // What a request's client hears: its receipt or why it was refused, and the changes its commit
+  // made to the documents it wrote (the transaction's, or the write's).
+  using Answer =
+      std::function<void(const Result<node::Receipt>& receipt, std::vector<node::Change> changes)>;
+  // Queues a client request for the region's next group commit, like SubmitWrite, and answers it
+  // once that commit is done; kUnavailable at once when the region is down, and when it crashes
+  // with the request still queued (the request is lost with the process).
+  void Request(int index, node::WriteRequest write, Answer answer);
+  node::Region* region(int index);        // nullptr while down
+  node::HomeTable* homes(int index);      // nullptr while down, or without Options::homes
+  uint64_t incarnation(int index) const;  // grows with every crash
+  bool member(int index) const;           // false once removed (RemoveRegion)
+  bool Partitioned(int from, int to) const { return Blocked(from, to); }
+  // One way, as a message of the pair takes it (with jitter); 1 ms within a region (a client).
+  uint64_t MessageLatencyMs(int from, int to);
+  // How many other regions acknowledged `dot` to the region (what a write's durability waits
+  // for); 0 while it is down.
+  size_t RegionsHolding(int index, core::Dot dot) const;
+  // Transactions acknowledged (src/sim/requests.cc checks that each is applied whole).
+  uint64_t transactions() const { return txns_.size(); }
+
  private:
   struct Node;
   struct Conn;
@@ -319,6 +359,25 @@ class Simulation {
   // The watches: per region, the changes of the watched prefix, as a resuming watcher sees them.
   void Watch(int index, const std::vector<node::Change>& changes);
 
+  // Transactions (src/sim/requests.cc). A committed transaction: its events, one
+  // Acknowledged each. After every commit of a region, and whenever its frontier jumps (a start,
+  // a re-seed), each transaction must be applied there whole or not at all; at the check, held
+  // by every region or (lost with a store) by none.
+  // Every acknowledged event goes through here (checked to converge; not of a transaction any
+  // more, should a store lost with one have issued its id again).
+  void Acknowledge(int index, core::Dot dot, const std::string& key, const core::Operation& op);
+  void AcknowledgeTransaction(int index, const node::WriteRequest& write,
+                              const Result<node::Receipt>& outcome);
+  void CheckTransactions(int index, const std::vector<node::Change>& changes,
+                         const std::vector<Result<node::RemoteApply>>& remote);
+  void CheckTransactionFrontier(int index, const std::string& when);
+  void CheckTransactionsConverged(const core::VersionVector& heads,
+                                  const std::function<void(std::string)>& fail);
+  std::string DescribeTransaction(size_t txn) const;
+  void TransactionFailure(std::string what);
+  static std::string EventIdOf(core::Dot dot);  // "us:42", without a region at hand
+  uint64_t StoreGeneration(int index) const;
+
   int IndexOfId(core::RegionId id) const;
   // Restarts every up region of the deployment but `index`, one after another: a new
   // configuration (RemoveRegion, AddRegion).
@@ -362,6 +421,13 @@ class Simulation {
   std::map<core::Dot, core::Event> all_events_;  // every origin's archive (see Archive)
   std::vector<std::string> notes_;
   bool collect_notes_ = false;
+  struct Txn {
+    std::vector<core::Dot> dots;  // one origin's, consecutive
+    std::vector<std::string> keys;
+  };
+  std::vector<Txn> txns_;
+  std::map<core::Dot, size_t> txn_of_;     // a transaction's event -> its index in txns_
+  std::vector<std::string> txn_failures_;  // what the checks after commits found
 };
 
 // The prefix every region watches, and the key spaces of the workload.

@@ -14,14 +14,16 @@
 namespace meridian::sim {
 namespace {
 
-// What CI runs per seed: the default faults over 5 virtual seconds of writes, then the heal. Each
-// run takes some tens of milliseconds.
+// What CI runs per seed: the default faults over 5 virtual seconds of writes, strong operations
+// and transactions, then the heal. Each run takes some tens of milliseconds.
 Options CiOptions(uint64_t seed, const char* profile = "default") {
   Options options;
   ApplyProfile(profile, &options);
   options.seed = seed;
   options.duration_ms = 5000;
-  options.writes_per_s = 10;
+  options.writes_per_s = 6;
+  options.strong_per_s = 3;
+  options.txns_per_s = 1;
   return options;
 }
 
@@ -64,6 +66,9 @@ TEST(SimSeeds, LossyNetworkConverges) {
     ApplyProfile("lossy", &options);
     options.seed = seed;
     options.duration_ms = 8000;
+    options.writes_per_s = 14;
+    options.strong_per_s = 3;
+    options.txns_per_s = 1;
     const Report report = sim::Run(options);
     EXPECT_TRUE(report.ok) << report.Summary() << "\n  replay: " << ReplayCommand(options);
   }
@@ -114,7 +119,9 @@ TEST(SimReplay, TheReplayCommandNamesEveryOption) {
   EXPECT_NE(command.find("--regions 5"), std::string::npos) << command;
   EXPECT_NE(command.find("--loss 0.35"), std::string::npos) << command;
   EXPECT_NE(command.find("--duration-ms 5000"), std::string::npos) << command;
-  EXPECT_NE(command.find("--writes 10"), std::string::npos) << command;
+  EXPECT_NE(command.find("--writes 6"), std::string::npos) << command;
+  EXPECT_NE(command.find("--strong 3"), std::string::npos) << command;
+  EXPECT_NE(command.find("--txns 1"), std::string::npos) << command;
 }
 
 core::Operation Set(const std::string& field, const std::string& value) {
