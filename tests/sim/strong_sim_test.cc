@@ -152,8 +152,9 @@ TEST(SimStrong, ARegionThatLostItsStoreFollowsTheHomeRecordItReseeds) {
 TEST(SimStrong, TheCheckerSeesAStrongWriteLostWithItsHomesStore) {
   Options options;
   ApplyProfile("default", &options);
-  options.seed = 139;
+  options.seed = 145;  // a seed whose schedule loses a home's store under a strong write
   options.duration_ms = 5000;
+  options.strong_per_s = 8;
   options.faults.restores_per_min = 20;
   options.faults.disk_losses_per_min = 10;
   options.strong_durability = 0;
