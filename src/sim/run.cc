@@ -279,12 +279,16 @@ std::string Report::Summary() const {
                 " writes lost with a store), converged %.3f s after the heal (max rtt %" PRIu64
                 " ms), metadata %" PRIu64 " entries (%" PRIu64 " once folded), %" PRIu64
                 " steps, bounded: %" PRIu64 " decrements, %" PRIu64 " refused, %" PRIu64
-                " escrow events, trace digest %016" PRIx64,
+                " escrow events, %" PRIu64 " ids, trace digest %016" PRIx64,
                 ok ? "ok:" : "FAILED:", regions, static_cast<double>(virtual_ms) / 1000.0,
                 acknowledged, transactions, strong_answered, strong_pending, home_moves, faults,
                 lost_with_store, static_cast<double>(convergence_ms) / 1000.0, max_rtt_ms,
                 metadata_entries, metadata_folded, steps, bounded_decrements, bounded_refused,
-                escrow_events, trace_digest);
+                escrow_events, ids_issued, trace_digest);
+  if (ids_repeated_excused > 0) {
+    return std::string(line) + " (" + std::to_string(ids_repeated_excused) +
+           " ids repeated after a store loss with the clock behind: the documented limit)";
+  }
   if (strong_undecided > 0) {
     return std::string(line) + " (" + std::to_string(strong_undecided) +
            " strong histories undecided: the checker's budget ran out)";
@@ -448,6 +452,8 @@ Report Run(const Options& options, std::ostream* trace) {
   report.bounded_decrements = sim.bounded_decrements();
   report.bounded_refused = sim.bounded_refused();
   report.escrow_events = sim.escrow_events();
+  report.ids_issued = sim.ids_issued();
+  report.ids_repeated_excused = sim.ids_repeated_excused();
   report.virtual_ms = sim.now();
   report.steps = sim.steps();
   sim.Trace(report.ok ? "checks passed" : "checks FAILED");

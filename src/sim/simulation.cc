@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/document.h"
 #include "node/dead_letter.h"
+#include "node/id_generator.h"
 #include "node/replication_host.h"
 #include "replication/batch_codec.h"
 #include "replication/reseed.h"
@@ -34,6 +35,19 @@ class SimClock final : public core::PhysicalClock {
  private:
   static constexpr uint64_t kEpochMs = 1'732'233'600'000;  // 2024-11-22
   const uint64_t* now_;
+};
+
+// The ids' clock of a region (node/id_generator.h counts from 2026): its SimClock, a year past
+// the ids' epoch, jumps and drift included.
+class IdClock final : public core::PhysicalClock {
+ public:
+  explicit IdClock(SimClock* base) : base_(base) {}
+  uint64_t NowMs() override { return base_->NowMs() + kShiftMs; }
+  static constexpr uint64_t kShiftMs =
+      node::kIdEpochUnixMs + 365ull * 86'400'000 - 1'732'233'600'000;  // SimClock's epoch
+
+ private:
+  SimClock* base_;
 };
 
 namespace {
@@ -130,7 +144,7 @@ struct Simulation::Conn {
 };
 
 struct Simulation::Node {
-  explicit Node(const uint64_t* now) : clock(now) {}
+  explicit Node(const uint64_t* now) : clock(now), id_clock(&clock) {}
   std::string name;
   core::RegionId id = 0;
   std::unique_ptr<storage::Store> store;  // durable: survives crashes
@@ -139,6 +153,10 @@ struct Simulation::Node {
   std::unique_ptr<storage::Store> copy;  // SaveCopy's backup
   core::VersionVector copy_reseeded_at;  // its reseeded_at
   SimClock clock;
+  IdClock id_clock;
+  // The process's unique ids (POST /v1/ids), from the reservation its store holds.
+  std::unique_ptr<node::IdGenerator> ids;
+  uint64_t ids_generation = 0;  // the store generation `ids` started on
   bool up = true;
   bool member = true;  // configured: false once removed (RemoveRegion)
   uint64_t incarnation = 0;
@@ -347,6 +365,7 @@ void Simulation::BootNode(int index) {
     Trace(n.name + ": recovery failed: " + status.message(), true);
   }
   CheckTransactionFrontier(index, "at its start");
+  StartIds(index);
   {
     // As the node does: which documents wait for a parked event (no watcher yet: the change log
     // holds anything applied now).
@@ -869,6 +888,7 @@ void Simulation::Tick(int index, uint64_t incarnation) {
     n.region->EscrowTick();
     n.escrow_ticked_ms = now_;
     RebalanceEscrow(index);
+    TakeIds(index);
   }
   CarryVerify(index, n.verifier->Tick(now_, n.region->frontier()));
   Schedule(now_ + kTickMs, [this, index, incarnation] { Tick(index, incarnation); });
@@ -1425,6 +1445,62 @@ void Simulation::Acknowledge(int index, core::Dot dot, const std::string& key,
   acknowledged_.push_back(Acknowledged{dot, key, op, StoreGeneration(index)});
 }
 
+void Simulation::StartIds(int index) {
+  Node& n = *nodes_[index];
+  Result<uint64_t> recorded = n.store->IdReservation();
+  MERIDIAN_CHECK(recorded.ok());
+  n.ids = std::make_unique<node::IdGenerator>(node::IdGeneratorOptions{
+      .region = n.id, .clock = &n.id_clock, .recorded = *recorded, .save = [&n](uint64_t reserved) {
+        return n.store->SaveIdReservation(reserved);
+      }});
+  if (n.store_generation != n.ids_generation) {
+    // A store lost or replaced by an older copy: its reservation may be older than the last one
+    // saved. The ids start reserve_ms past the clock, above the predecessor's unless this clock
+    // is behind what it issued (docs/semantics.md#a-lost-or-restored-data-directory): repeats of
+    // those are the documented limit, counted apart.
+    const uint64_t start_ms = n.id_clock.NowMs() - node::kIdEpochUnixMs + 1 + node::kIdReserveMs;
+    auto last = ids_last_.find(index);
+    if (last != ids_last_.end() && node::IdMilliseconds(last->second) >= start_ms) {
+      ids_excused_below_[index] = std::max(ids_excused_below_[index], last->second);
+    }
+    n.ids_generation = n.store_generation;
+    ids_last_.erase(index);
+  }
+}
+
+void Simulation::TakeIds(int index) {
+  Node& n = *nodes_[index];
+  if (!n.up || n.ids == nullptr) return;
+  // A few ids every escrow tick, without a draw from the seed's random stream.
+  const uint32_t count = 1 + static_cast<uint32_t>((now_ / kEscrowTickMs + index) % 3);
+  std::vector<uint64_t> ids;
+  if (Status status = n.ids->Next(count, &ids); !status.ok()) {
+    if (id_failures_.size() < 10) id_failures_.push_back(n.name + ": " + status.message());
+    return;
+  }
+  for (const uint64_t id : ids) {
+    ++ids_issued_;
+    const auto fail = [&](const std::string& what) {
+      if (id_failures_.size() < 10) {
+        id_failures_.push_back(n.name + " at " + std::to_string(now_) + " ms: id " +
+                               std::to_string(id) + " " + what);
+      }
+    };
+    if (node::IdRegion(id) != n.id) fail("does not carry the region's id");
+    if (auto last = ids_last_.find(index); last != ids_last_.end() && id <= last->second) {
+      fail("is not above the last one this store's ids reached, " + std::to_string(last->second));
+    }
+    ids_last_[index] = std::max(ids_last_[index], id);
+    if (!ids_seen_.insert(id).second) {
+      if (id <= ids_excused_below_[index]) {
+        ++ids_repeated_excused_;
+      } else {
+        fail("was issued before");
+      }
+    }
+  }
+}
+
 void Simulation::RebalanceEscrow(int index) {
   Node& n = *nodes_[index];
   if (!n.up || !n.region->escrow_due()) return;
@@ -1872,6 +1948,7 @@ std::vector<std::string> Simulation::Check(bool require_fold) {
   // each converged value is the declared start plus every acknowledged escrowed increment (an
   // increment a region took before it knew the bound is outside the escrow: not counted).
   for (const std::string& failure : bound_failures_) fail("bounded counter: " + failure);
+  for (const std::string& failure : id_failures_) fail("unique ids: " + failure);
   std::map<std::string, int64_t> escrowed;  // "key.field" -> sum
   for (const Acknowledged& write : kept) {
     if (!write.key.starts_with(kBoundedPrefix) || write.op.kind != core::OpKind::kIncrement) {

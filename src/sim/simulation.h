@@ -130,6 +130,8 @@ struct Report {
   uint64_t bounded_decrements = 0;
   uint64_t bounded_refused = 0;
   uint64_t escrow_events = 0;
+  uint64_t ids_issued = 0;            // unique ids taken (never repeated: checked)
+  uint64_t ids_repeated_excused = 0;  // repeats after a store loss with the clock behind
   uint64_t strong_answered = 0;   // strong operations answered (their histories are checked)
   uint64_t strong_pending = 0;    // strong writes whose outcome their client never learnt
   uint64_t transactions = 0;      // transactions acknowledged
@@ -250,6 +252,10 @@ class Simulation {
   uint64_t bounded_decrements() const { return bounded_decrements_; }
   uint64_t bounded_refused() const { return bounded_refused_; }
   uint64_t escrow_events() const { return escrow_events_; }
+  // Unique ids taken in every region (a few per escrow tick) and repeats the documented limit
+  // excuses (a store lost or restored while its clock is behind what it issued).
+  uint64_t ids_issued() const { return ids_issued_; }
+  uint64_t ids_repeated_excused() const { return ids_repeated_excused_; }
 
   const std::vector<Acknowledged>& acknowledged() const { return acknowledged_; }
   uint64_t trace_digest() const { return trace_digest_; }
@@ -347,6 +353,10 @@ class Simulation {
   // rebalancing round (Region::EscrowRound), committed at once. Its writes are the region's own,
   // acknowledged like a client's.
   void RebalanceEscrow(int index);
+  // The region's id generator as its node starts one; a few ids taken and checked: never issued
+  // before, increasing, of this region.
+  void StartIds(int index);
+  void TakeIds(int index);
   // After a commit of the region: every bounded field of the documents it changed under
   // kBoundedPrefix renders its ledger's value, never below its bound, with no region's rights
   // below 0 in this view (else a failure for Check).
@@ -417,6 +427,14 @@ class Simulation {
   uint64_t bounded_decrements_ = 0;
   uint64_t bounded_refused_ = 0;
   uint64_t escrow_events_ = 0;
+  // Unique ids (StartIds, TakeIds): every id issued, each region's highest in its current store,
+  // and below which a repeat of its own earlier ids is excused.
+  std::set<uint64_t> ids_seen_;
+  std::map<int, uint64_t> ids_last_;
+  std::map<int, uint64_t> ids_excused_below_;
+  uint64_t ids_issued_ = 0;
+  uint64_t ids_repeated_excused_ = 0;
+  std::vector<std::string> id_failures_;
   std::vector<std::string> bound_failures_;      // CheckBounds's, reported by Check
   std::map<core::Dot, core::Event> all_events_;  // every origin's archive (see Archive)
   std::vector<std::string> notes_;
