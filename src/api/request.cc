@@ -510,23 +510,20 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     call.route = Route::kVerifyNow;
     routed = true;
   }
-  if (path == "/v1/homes/move") {
-    if (method != "POST") {
+  // The routes that take POST only.
+  for (std::string_view post_only : {"/v1/homes/move", "/v1/txn/resolve", "/v1/txn"}) {
+    if (path == post_only && method != "POST") {
       ApiError error = Error(405, "method_not_allowed",
                              std::string(method) + " is not allowed on " + std::string(path));
       error.allow = "POST";
       return error;
     }
+  }
+  if (path == "/v1/homes/move") {
     call.route = Route::kMoveHome;
     routed = true;
   }
   if (path == "/v1/txn/resolve") {
-    if (method != "POST") {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = "POST";
-      return error;
-    }
     auto id = query.find("id");
     if (id == query.end() || !ValidTransactionId(id->second)) {
       return Error(400, "bad_parameter",
@@ -537,12 +534,6 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     routed = true;
   }
   if (path == "/v1/txn") {
-    if (method != "POST") {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = "POST";
-      return error;
-    }
     call.route = Route::kTransaction;
     routed = true;
   }
