@@ -10,6 +10,7 @@
 
 #include "sim/script.h"
 #include "sim/simulation.h"
+#include "sim_support.h"
 
 namespace meridian::sim {
 namespace {
@@ -138,18 +139,8 @@ core::Operation Increment(const std::string& field, int64_t delta) {
   return op;
 }
 
-Options Scripted() {
-  Options options;
-  options.rtt_ms = 100;
-  options.jitter = 0;
-  return options;
-}
-
-bool Mentions(const std::vector<std::string>& failures, const std::string& text) {
-  return std::any_of(failures.begin(), failures.end(), [&](const std::string& failure) {
-    return failure.find(text) != std::string::npos;
-  });
-}
+using test_support::Mentions;
+using test_support::Scripted;
 
 // The checkers must fail when regions have not converged: a write that never left its region.
 TEST(SimCheckers, ReportARegionThatLacksAnAcknowledgedWrite) {

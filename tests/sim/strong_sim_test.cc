@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "sim/simulation.h"
+#include "sim_support.h"
 
 namespace meridian::sim {
 namespace {
@@ -22,18 +23,8 @@ class QuietLogs : public testing::Environment {
 };
 testing::Environment* const kQuietLogs = testing::AddGlobalTestEnvironment(new QuietLogs);
 
-Options Scripted() {
-  Options options;
-  options.rtt_ms = 100;
-  options.jitter = 0;
-  return options;
-}
-
-bool Mentions(const std::vector<std::string>& failures, const std::string& text) {
-  return std::any_of(failures.begin(), failures.end(), [&](const std::string& failure) {
-    return failure.find(text) != std::string::npos;
-  });
-}
+using test_support::Mentions;
+using test_support::Scripted;
 
 core::Operation Set(const std::string& field, const std::string& value) {
   core::Operation op;
@@ -54,6 +45,15 @@ struct Asked {
   }
 };
 
+// A transaction setting k/1 and k/2.
+node::WriteRequest TwoKeyTransaction() {
+  node::WriteRequest write;
+  core::Transaction txn;
+  txn.then_ops = {{"k/1", Set("a", "1")}, {"k/2", Set("a", "2")}};
+  write.txn = std::make_shared<const core::Transaction>(txn);
+  return write;
+}
+
 // A transaction applied in its region only: the checker reports every region that lacks it, and
 // none once they converged.
 TEST(SimTransactions, TheCheckerReportsARegionLackingATransaction) {
@@ -61,10 +61,7 @@ TEST(SimTransactions, TheCheckerReportsARegionLackingATransaction) {
   sim.RunFor(1000);
   sim.Cut(0, 1, true);
   sim.Cut(0, 2, true);
-  node::WriteRequest write;
-  core::Transaction txn;
-  txn.then_ops = {{"k/1", Set("a", "1")}, {"k/2", Set("a", "2")}};
-  write.txn = std::make_shared<const core::Transaction>(txn);
+  const node::WriteRequest write = TwoKeyTransaction();
   Asked asked;
   sim.Request(0, write, asked.answer());
   sim.RunFor(500);
@@ -87,10 +84,7 @@ TEST(SimTransactions, TheCheckerReportsARegionLackingATransaction) {
 TEST(SimTransactions, ARequestQueuedWhenItsRegionCrashesIsAnsweredUnavailable) {
   Simulation sim({"us", "eu", "asia"}, Scripted(), nullptr);
   sim.RunFor(1000);
-  node::WriteRequest write;
-  core::Transaction txn;
-  txn.then_ops = {{"k/1", Set("a", "1")}, {"k/2", Set("a", "2")}};
-  write.txn = std::make_shared<const core::Transaction>(txn);
+  const node::WriteRequest write = TwoKeyTransaction();
   Asked asked;
   sim.Request(0, write, asked.answer());
   sim.Crash(0);
