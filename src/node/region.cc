@@ -1725,7 +1725,9 @@ Result<Region::ScrubStep> Region::Scrub(size_t limit, std::vector<Change>* chang
   ScrubStep step;
   Group group = BeginGroup();
   group.cache = false;
-  while (step.checked < limit && !step.pass_done) {
+  const size_t bucket_limit = std::max<size_t>(kScrubBucketsPerStep, limit);
+  for (size_t buckets = 0; step.checked < limit && !step.pass_done && buckets < bucket_limit;
+       ++buckets) {
     std::vector<std::string> keys;
     if (Status status = store_->ScanBucket(scrub_bucket_,
                                            [&](std::string_view key) { keys.emplace_back(key); });

@@ -358,18 +358,22 @@ class Region {
   // meaningless. Before any commit.
   void SetDigestTree(bool on) { tree_on_ = on; }
 
-  // Scrubbing: checks up to `limit` documents of the digest index, bucket after bucket from where
-  // the last step stopped (wrapping around), against their records: a record that is missing,
-  // does not decode, or whose state, view and digest disagree is damaged. A damaged document is
-  // marked (durably; its record erased: it holds nothing trustworthy), leaves the tree, and is
-  // listed in the repair log; a repair then restores it from a peer. Appends the changes (the
-  // erased documents) to *changes. Commit thread only.
+  // Scrubbing: checks up to `limit` documents of the digest index, in at most
+  // max(kScrubBucketsPerStep, limit) buckets, bucket after bucket from where the last step stopped
+  // (wrapping around), against their records: a record that is missing, does not decode, or whose
+  // state, view and digest disagree is damaged. A damaged document is marked (durably; its record
+  // erased: it holds nothing trustworthy), leaves the tree, and is listed in the repair log; a
+  // repair then restores it from a peer. Appends the changes (the erased documents) to *changes.
+  // Commit thread only.
   struct ScrubStep {
     size_t checked = 0;
     size_t damaged = 0;
     bool pass_done = false;  // the step reached the last bucket
   };
   Result<ScrubStep> Scrub(size_t limit, std::vector<Change>* changes);
+  // A bucket is one store seek even when empty: without this bound a small store's step sought
+  // all 65,536 buckets at once, tens of milliseconds that held up the commits behind it.
+  static constexpr uint32_t kScrubBucketsPerStep = 4096;
 
   // Rebuilding damaged documents from this region's own event log, which needs no peer: up to
   // `limit` documents marked damaged, none of whose events waits as a parked dead letter, each

@@ -53,6 +53,21 @@ class VerificationTest : public ::testing::Test {
   VerificationTest() : us_(1, 2, &clock_), eu_(2, 1, &clock_) {}
 
   // Writes in `from` and applies the events in `to` (nullptr: not yet), returning them.
+  // One whole pass of `side`'s scrub, step after step (each seeks a bounded number of buckets):
+  // the documents it found damaged.
+  size_t ScrubPass(Side& side, std::vector<Change>* changes) {
+    size_t damaged = 0;
+    for (uint32_t step = 0; step <= core::DigestTree::kBuckets / Region::kScrubBucketsPerStep;
+         ++step) {
+      auto scrubbed = side.region->Scrub(1000, changes);
+      EXPECT_TRUE(scrubbed.ok());
+      if (!scrubbed.ok()) break;
+      damaged += scrubbed->damaged;
+      if (scrubbed->pass_done) break;
+    }
+    return damaged;
+  }
+
   std::vector<core::Event> Write(Side& from, Side* to, std::vector<WriteRequest> writes) {
     std::vector<Result<Receipt>> outcomes;
     std::vector<Change> changes;
@@ -169,13 +184,7 @@ TEST_F(VerificationTest, ALostAndACorruptedDocumentAreFoundAndRestored) {
   storage::DamageMemoryStore(*eu_.store, "item:7", /*lose=*/false);
   // The scrub finds both; the documents leave the tree (and reads) until repaired.
   std::vector<Change> erased;
-  size_t damaged = 0;
-  for (int pass = 0; pass < 2; ++pass) {
-    auto step = eu_.region->Scrub(1'000'000, &erased);
-    ASSERT_TRUE(step.ok());
-    damaged += step->damaged;
-  }
-  EXPECT_EQ(damaged, 2u);
+  EXPECT_EQ(ScrubPass(eu_, &erased), 2u);
   EXPECT_EQ(eu_.region->damaged_count(), 2u);
   EXPECT_NE(eu_.region->digest(), digest);
   EXPECT_FALSE(eu_.store->GetView("item:7").value().has_value());
@@ -228,7 +237,7 @@ TEST_F(VerificationTest, ADamagedDocumentIsRebuiltFromTheRegionsOwnLogWhileItIsW
   std::vector<Change> changes;
   EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 0u);  // nothing damaged
   storage::DamageMemoryStore(*eu_.store, "cart", /*lose=*/false);
-  ASSERT_EQ(eu_.region->Scrub(1'000'000, &changes).value().damaged, 1u);
+  ASSERT_EQ(ScrubPass(eu_, &changes), 1u);
   ASSERT_TRUE(eu_.region->IsDamaged("cart"));
   changes.clear();
   EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 1u);
@@ -246,12 +255,27 @@ TEST_F(VerificationTest, ADamagedDocumentIsRebuiltFromTheRegionsOwnLogWhileItIsW
   // us's events 1..3 trimmed from eu's log: the next damage waits for a peer.
   ASSERT_TRUE(eu_.store->TrimLog(1, 3).ok());
   storage::DamageMemoryStore(*eu_.store, "other", /*lose=*/true);
-  ASSERT_EQ(eu_.region->Scrub(1'000'000, &changes).value().damaged, 1u);
+  ASSERT_EQ(ScrubPass(eu_, &changes), 1u);
   EXPECT_EQ(eu_.region->RebuildFromLog(64, &changes).value(), 0u);
   EXPECT_TRUE(eu_.region->IsDamaged("other"));
   EXPECT_EQ(Compare(eu_, us_).repaired, 1u);
   EXPECT_FALSE(eu_.region->IsDamaged("other"));
   EXPECT_EQ(eu_.region->digest(), us_.region->digest());
+}
+
+// A step of the scrub seeks at most kScrubBucketsPerStep buckets (or its pace, when higher),
+// however few documents it finds:
+// a pass over a small store is spread over several steps instead of holding up the commit thread.
+TEST_F(VerificationTest, AScrubStepSeeksABoundedNumberOfBuckets) {
+  Write(us_, &eu_, {{"a", Set("x", "1")}});
+  std::vector<Change> changes;
+  uint32_t steps = 0;
+  for (bool done = false; !done && steps < 100; ++steps) {
+    auto step = eu_.region->Scrub(1000, &changes);  // the default pace
+    ASSERT_TRUE(step.ok());
+    done = step->pass_done;
+  }
+  EXPECT_EQ(steps, core::DigestTree::kBuckets / Region::kScrubBucketsPerStep);
 }
 
 // A write in flight (applied in us, not yet in eu) differs in the trees but is no difference:
@@ -277,7 +301,7 @@ TEST_F(VerificationTest, TheCopyThatHoldsMoreIsKept) {
   Write(us_, &eu_, {{"k", Set("x", "1")}});
   storage::DamageMemoryStore(*eu_.store, "k", /*lose=*/true);
   std::vector<Change> erased;
-  ASSERT_TRUE(eu_.region->Scrub(1'000'000, &erased).ok());
+  ScrubPass(eu_, &erased);
   const replication::VerifyResult result = Compare(us_, eu_);
   EXPECT_EQ(result.theirs, 1u);
   EXPECT_EQ(result.repaired, 0u);
