@@ -12,7 +12,8 @@ namespace meridian::core {
 
 namespace {
 
-constexpr uint8_t kLedgerFormatVersion = 1;
+// 2 adds each account's event count; 1 (accounts without it) still decodes, with a count of 0.
+constexpr uint8_t kLedgerFormatVersion = 2;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 
@@ -50,8 +51,8 @@ bool DeclarationBefore(const EscrowDeclaration& a, const EscrowDeclaration& b) {
 }
 
 bool AccountBefore(const EscrowAccount& a, const EscrowAccount& b) {
-  return std::tie(a.seq, a.net, a.given, a.accepted, a.wanted) <
-         std::tie(b.seq, b.net, b.given, b.accepted, b.wanted);
+  return std::tie(a.seq, a.events, a.net, a.given, a.accepted, a.wanted) <
+         std::tie(b.seq, b.events, b.net, b.given, b.accepted, b.wanted);
 }
 
 }  // namespace
@@ -112,8 +113,10 @@ Status EscrowLedger::ApplyIncrement(const Dot& dot, int64_t delta) {
   if (dot.seq <= account.seq) return Status::Ok();
   const __int128 net = static_cast<__int128>(account.net) + delta;
   if (!FitsInt64(net)) return InvalidArgument("escrow increment: net past 64 bits");
+  const uint64_t events = Account(dot.origin).events + 1;
   EscrowAccount& mine = AccountFor(dot.origin);
   mine.seq = dot.seq;
+  mine.events = events;
   mine.net = static_cast<int64_t>(net);
   return Status::Ok();
 }
@@ -128,8 +131,10 @@ Status EscrowLedger::ApplyTransfer(const Dot& dot, RegionId to, int64_t amount) 
   if (amount <= 0) return InvalidArgument("escrow transfer: amount not positive");
   const __int128 given = static_cast<__int128>(Get(account.given, to)) + amount;
   if (given > kInt64Max) return InvalidArgument("escrow transfer: given past 64 bits");
+  const uint64_t events = Account(dot.origin).events + 1;
   EscrowAccount& mine = AccountFor(dot.origin);
   mine.seq = dot.seq;
+  mine.events = events;
   mine.given[to] = static_cast<int64_t>(given);
   return Status::Ok();
 }
@@ -144,8 +149,10 @@ Status EscrowLedger::ApplyAccept(const Dot& dot, RegionId from, int64_t amount) 
   if (amount <= 0) return InvalidArgument("escrow accept: amount not positive");
   const __int128 accepted = static_cast<__int128>(Get(account.accepted, from)) + amount;
   if (accepted > kInt64Max) return InvalidArgument("escrow accept: accepted past 64 bits");
+  const uint64_t events = Account(dot.origin).events + 1;
   EscrowAccount& mine = AccountFor(dot.origin);
   mine.seq = dot.seq;
+  mine.events = events;
   mine.accepted[from] = static_cast<int64_t>(accepted);
   return Status::Ok();
 }
@@ -154,8 +161,10 @@ Status EscrowLedger::ApplyWant(const Dot& dot, int64_t level) {
   MERIDIAN_CHECK(dot.origin <= kRegionIdMax && dot.seq != 0);
   if (dot.seq <= Account(dot.origin).seq) return Status::Ok();
   if (level < 0) return InvalidArgument("escrow want: level is negative");
+  const uint64_t events = Account(dot.origin).events + 1;
   EscrowAccount& mine = AccountFor(dot.origin);
   mine.seq = dot.seq;
+  mine.events = events;
   mine.wanted = level;
   return Status::Ok();
 }
@@ -348,14 +357,14 @@ void EscrowLedger::EncodeTo(std::string* out) const {
     PutAmounts(out, account.given);
     PutAmounts(out, account.accepted);
     PutVarint(out, static_cast<uint64_t>(account.wanted));
+    PutVarint(out, account.events);
   }
 }
 
 Result<EscrowLedger> EscrowLedger::DecodeFrom(std::string_view* in) {
   auto corrupt = [](const char* what) { return Corruption(std::string("escrow ledger: ") + what); };
-  if (in->empty() || static_cast<uint8_t>(in->front()) != kLedgerFormatVersion) {
-    return corrupt("unknown format version");
-  }
+  const uint8_t version = in->empty() ? 0 : static_cast<uint8_t>(in->front());
+  if (version != 1 && version != kLedgerFormatVersion) return corrupt("unknown format version");
   in->remove_prefix(1);
   if (in->empty()) return corrupt("truncated declaration");
   const auto has_declaration = static_cast<uint8_t>(in->front());
@@ -383,7 +392,7 @@ Result<EscrowLedger> EscrowLedger::DecodeFrom(std::string_view* in) {
     uint64_t wanted = 0;
     if (!GetRegion(in, &origin) || !GetVarint(in, &account.seq) || !GetVarint(in, &net) ||
         !GetAmounts(in, origin, &account.given) || !GetAmounts(in, origin, &account.accepted) ||
-        !GetVarint(in, &wanted)) {
+        !GetVarint(in, &wanted) || (version >= 2 && !GetVarint(in, &account.events))) {
       return corrupt("truncated or malformed account");
     }
     if (account.seq == 0) return corrupt("account without an event");

@@ -44,7 +44,9 @@
 //
 // Joining. Every account is written only by its origin's events, so the state after any set of
 // per-origin prefixes is, per origin, the account of the longest prefix: Join takes per origin the
-// account with the greater seq, and of two declarations the greater (hlc, origin, seq). Join is
+// account with the greater seq, then the greater event count (a view that parked one of the
+// origin's events as a dead letter counts the later ones without it: same seq, fewer events), and
+// of two declarations the greater (hlc, origin, seq). Join is
 // commutative, associative and idempotent, and agrees with applying the events one by one.
 //
 // What the bound does not cover. Two different declarations of one field (two regions declaring
@@ -97,6 +99,10 @@ struct EscrowAccount {
   std::map<RegionId, int64_t> given;     // cumulative rights transferred to each region, > 0
   std::map<RegionId, int64_t> accepted;  // cumulative rights accepted from each region, > 0
   int64_t wanted = 0;                    // the level of rights it last asked for (0: none)
+  // How many of its origin's events of this field it counts. A view that parked one of them as a
+  // dead letter counts the later ones without it: its account has the same seq as the whole one
+  // and fewer events, and a join (a repair from a peer) takes the whole one.
+  uint64_t events = 0;
   bool operator==(const EscrowAccount&) const = default;
 };
 

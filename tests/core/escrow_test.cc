@@ -339,7 +339,38 @@ TEST(EscrowEncodingTest, RoundTripsAndEqualLedgersEncodeEqually) {
   other.Join(eu);
   EXPECT_EQ(Encode(other), Encode(RichLedger()));
   // An empty ledger: version, no declaration, no account.
-  EXPECT_EQ(Encode(EscrowLedger()), std::string("\x01\x00\x00", 3));
+  EXPECT_EQ(Encode(EscrowLedger()), std::string("\x02\x00\x00", 3));
+}
+
+// A view that parked one of an origin's escrow events as a dead letter counts its later events
+// without it: same seq as the whole account, one event fewer. Joined in either order (a repair
+// from a peer), the whole account is kept, and the value is the whole one's.
+TEST(EscrowLedgerTest, AJoinKeepsTheAccountThatCountsEveryEvent) {
+  EscrowLedger whole;
+  ASSERT_TRUE(whole.Declare(Declaration(0, {{kUs, 10}, {kEu, 10}})).ok());
+  EscrowLedger parked = whole;
+  ASSERT_TRUE(whole.ApplyIncrement(Dot{kUs, 1}, -3).ok());
+  ASSERT_TRUE(whole.ApplyIncrement(Dot{kUs, 2}, -1).ok());
+  ASSERT_TRUE(parked.ApplyIncrement(Dot{kUs, 2}, -1).ok());  // us:1 parked here
+  ASSERT_EQ(whole.Account(kUs).seq, parked.Account(kUs).seq);
+  EXPECT_EQ(whole.Account(kUs).events, 2u);
+  EXPECT_EQ(parked.Account(kUs).events, 1u);
+  EscrowLedger repaired = parked;
+  repaired.Join(whole);
+  EscrowLedger other = whole;
+  other.Join(parked);
+  EXPECT_EQ(repaired.Value(), whole.Value());
+  EXPECT_EQ(other.Value(), whole.Value());
+  EXPECT_EQ(*whole.Value(), 16);
+}
+
+// A ledger written before accounts counted their events (format 1) still decodes, with counts of
+// 0.
+TEST(EscrowEncodingTest, DecodesTheFormerFormat) {
+  auto decoded = Decode(std::string("\x01\x00\x01\x01\x01\x00\x00\x00\x00", 9));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->Account(1).seq, 1u);
+  EXPECT_EQ(decoded->Account(1).events, 0u);
 }
 
 TEST(EscrowEncodingTest, DecodeFromLeavesWhatFollows) {
@@ -355,7 +386,7 @@ TEST(EscrowEncodingTest, DecodeRejectsGarbage) {
   for (const std::string& bytes : {
            std::string(),
            std::string(1, '\0'),
-           std::string("\x02\x00\x00", 3),
+           std::string("\x03\x00\x00", 3),
            std::string("\x01"),
            std::string("\x01\x02\x00", 3),  // declaration marker 2
            std::string("\x01\x00\x21", 3),  // 33 accounts
