@@ -90,6 +90,10 @@ struct WriteReceipt {
   bool replayed = false;       // the original receipt of an earlier attempt with this key
   int confirmed_regions = -1;  // with durability_regions > 0
   std::string version = {};    // the document's version after the write ("" when none is left)
+  // A transaction (Client::Transaction): whether its conditions held (the then branch ran) and
+  // its events, in order.
+  bool succeeded = true;
+  std::vector<std::string> events = {};
 };
 
 struct ScanItem {
@@ -149,6 +153,17 @@ class Client {
                                  const std::map<std::string, int64_t>& deltas,
                                  const WriteOptions& options = {});
   Result<WriteReceipt> Delete(const std::string& key, const WriteOptions& options = {});
+  // POST /v1/txn (docs/http-api.md#transactions): `json` is the transaction, {"if": [...],
+  // "then": [...], "else": [...]}. With options.strong, it runs in its keys' home, or across
+  // their homes with two-phase commit (docs/semantics.md#transactions-across-homes). The receipt
+  // says which branch ran and its events; `event` is the last of them.
+  Result<WriteReceipt> Transaction(const std::string& json, const WriteOptions& options = {});
+  // Bounded counters (docs/semantics.md#bounded-counters): declares `field` of `key` bounded below
+  // by `min` (PUT /v1/docs/{key}/bounds), and reads a document's bounds and this region's rights
+  // (GET .../bounds, JSON).
+  Result<WriteReceipt> DeclareBound(const std::string& key, const std::string& field, int64_t min,
+                                    const WriteOptions& options = {});
+  Result<std::string> BoundsJson(const std::string& key, const std::string& region = "");
 
   // Reads (each waits, bounded by session_wait, for its region to cover the session).
   // strong: consistency=strong, answered by the key's home region.

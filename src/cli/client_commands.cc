@@ -45,6 +45,8 @@ struct Command {
   std::string if_match;        // --if-match VERSION
   bool if_none_match = false;  // --if-none-match
   bool force = false;          // move-home --force
+  std::string field;           // bounds FIELD
+  std::string min;             // bounds MIN
 };
 
 std::vector<std::unique_ptr<Command>>& Commands() {
@@ -173,7 +175,17 @@ int PrintReceipt(const Command& command, Client& client, const WriteReceipt& rec
                            {"replayed", receipt.replayed}};
     if (receipt.confirmed_regions >= 0) body["confirmed_regions"] = receipt.confirmed_regions;
     if (!receipt.version.empty()) body["version"] = receipt.version;
+    if (command.app->get_name() == "txn") {
+      body["succeeded"] = receipt.succeeded;
+      body["events"] = receipt.events;
+    }
     std::printf("%s\n", body.dump().c_str());
+  } else if (command.app->get_name() == "txn") {
+    std::string events;
+    for (const std::string& event : receipt.events) events += (events.empty() ? "" : " ") + event;
+    std::printf("%s branch in %s: %s%s\n", receipt.succeeded ? "then" : "else",
+                receipt.region.c_str(), events.empty() ? "no events" : events.c_str(),
+                receipt.replayed ? " (an earlier attempt with this idempotency key)" : "");
   } else {
     std::printf(
         "%s in %s%s%s\n", receipt.event.c_str(), receipt.region.c_str(),
@@ -196,13 +208,24 @@ int RunWrite(Command& command, Client& client) {
   options.if_none_match = command.if_none_match;
   const std::string name = command.app->get_name();
   Result<WriteReceipt> receipt = Status(StatusCode::kInternal, "unknown command");
-  if (name == "put" || name == "patch") {
+  if (name == "put" || name == "patch" || name == "txn") {
     auto parsed = nlohmann::json::parse(command.body, nullptr, false);
     if (!parsed.is_object()) {
-      return Failed(command, nullptr, InvalidArgument("the document must be a JSON object"));
+      return Failed(command, nullptr,
+                    InvalidArgument(name == "txn" ? "the transaction must be a JSON object"
+                                                  : "the document must be a JSON object"));
     }
-    receipt = name == "put" ? client.Put(command.key, command.body, options)
-                            : client.Patch(command.key, command.body, options);
+    receipt = name == "put"     ? client.Put(command.key, command.body, options)
+              : name == "patch" ? client.Patch(command.key, command.body, options)
+                                : client.Transaction(command.body, options);
+  } else if (name == "bounds") {
+    char* end = nullptr;
+    errno = 0;
+    const long long min = std::strtoll(command.min.c_str(), &end, 10);
+    if (command.min.empty() || errno != 0 || *end != '\0') {
+      return Failed(command, nullptr, InvalidArgument("MIN must be an integer"));
+    }
+    receipt = client.DeclareBound(command.key, command.field, min, options);
   } else if (name == "incr") {
     std::map<std::string, int64_t> deltas;
     for (const std::string& text : command.deltas) {
@@ -474,6 +497,20 @@ int RunQueue(Command& command, Client& client, bool repairs) {
   return 0;
 }
 
+// A document's bounds (GET /v1/docs/{key}/bounds), or a declaration (bounds KEY FIELD MIN).
+int RunBounds(Command& command, Client& client) {
+  if (!command.field.empty() || !command.min.empty()) {
+    if (command.field.empty() || command.min.empty()) {
+      return Failed(command, nullptr, InvalidArgument("declare with: bounds KEY FIELD MIN"));
+    }
+    return RunWrite(command, client);
+  }
+  auto answer = client.BoundsJson(command.key, command.region);
+  if (!answer.ok()) return Failed(command, &client, answer.status());
+  std::printf("%s\n", answer->c_str());
+  return 0;
+}
+
 // Each home prefix and its home region (GET /v1/homes), or a move of one (POST /v1/homes/move).
 int RunHomes(Command& command, Client& client) {
   const bool move = command.app->get_name() == "move-home";
@@ -558,6 +595,22 @@ void AddClientCommands(CLI::App& app) {
   del.app->add_option("key", del.key, "Document key")->required();
   AddWriteOptions(del);
 
+  Command& txn = NewCommand(app, "txn",
+                            "Run a transaction: meridian txn '{\"if\":[...],\"then\":[...],"
+                            "\"else\":[...]}' (docs/http-api.md#transactions)");
+  txn.app->add_option("transaction", txn.body, "JSON object")->required();
+  AddWriteOptions(txn);
+
+  Command& bounds = NewCommand(app, "bounds",
+                               "A document's bounded fields and this region's rights, or declare "
+                               "one: meridian bounds KEY [FIELD MIN]");
+  bounds.app->add_option("key", bounds.key, "Document key")->required();
+  bounds.app->add_option("field", bounds.field, "The field to bound (declare)");
+  bounds.app->add_option("min", bounds.min, "Its lower bound, an integer (declare)");
+  bounds.app->add_option("--region", bounds.region,
+                         "Read in this region (default: the current one)");
+  AddWriteOptions(bounds);
+
   Command& get = NewCommand(app, "get", "Print a document (exit 3 when there is none)");
   get.app->add_option("key", get.key, "Document key")->required();
   get.app->add_flag("--strong", get.strong,
@@ -631,6 +684,8 @@ int RunClientCommands() {
     if (name == "put" || name == "patch" || name == "incr" || name == "del") {
       return RunWrite(command, **client);
     }
+    if (name == "txn") return RunWrite(command, **client);
+    if (name == "bounds") return RunBounds(command, **client);
     if (name == "get") return RunGet(command, **client);
     if (name == "scan") return RunScan(command, **client);
     if (name == "watch") return RunWatch(command, **client);

@@ -438,6 +438,12 @@ struct Client::Impl {
     receipt.replayed = json.value("replayed", false);
     receipt.confirmed_regions = json.value("confirmed_regions", -1);
     receipt.version = json.value("version", "");
+    receipt.succeeded = json.value("succeeded", true);
+    if (json.contains("events") && json["events"].is_array()) {
+      for (const nlohmann::json& event : json["events"]) {
+        if (event.is_string()) receipt.events.push_back(event.get<std::string>());
+      }
+    }
     return receipt;
   }
 
@@ -533,6 +539,21 @@ Result<WriteReceipt> Client::Increment(const std::string& key,
 
 Result<WriteReceipt> Client::Delete(const std::string& key, const WriteOptions& options) {
   return impl_->Write("DELETE", "/v1/docs/" + client::EncodeKey(key), "", options);
+}
+
+Result<WriteReceipt> Client::Transaction(const std::string& json, const WriteOptions& options) {
+  return impl_->Write("POST", "/v1/txn", json, options);
+}
+
+Result<WriteReceipt> Client::DeclareBound(const std::string& key, const std::string& field,
+                                          int64_t min, const WriteOptions& options) {
+  const nlohmann::json body = {{field, {{"min", min}}}};
+  return impl_->Write("PUT", "/v1/docs/" + client::EncodeKey(key) + "/bounds", body.dump(),
+                      options);
+}
+
+Result<std::string> Client::BoundsJson(const std::string& key, const std::string& region) {
+  return impl_->GetJson(region, "/v1/docs/" + client::EncodeKey(key) + "/bounds");
 }
 
 Result<ReadResult> Client::Get(const std::string& key, bool strong) {

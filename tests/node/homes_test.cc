@@ -280,6 +280,40 @@ TEST(HomesTest, TheCliWritesStronglyAndMovesHomes) {
     if (home["prefix"] == "acct/") found = home["region"] == "eu" && home["epoch"] == 1;
   }
   EXPECT_TRUE(found) << out;
+
+  // A strong transaction across homes (stock/ in eu, acct/ now in eu too: acct/ moves back to us
+  // first), coordinated by asia.
+  out = RunCli("move-home acct/ us " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  ASSERT_TRUE(WaitHome(cluster, "asia", "acct/", "us"));
+  out = RunCli(
+      "txn '{\"if\":[{\"key\":\"acct/cli\",\"exists\":true}],\"then\":[{\"op\":\"incr\","
+      "\"key\":\"acct/cli\",\"doc\":{\"n\":-1}},{\"op\":\"incr\",\"key\":\"stock/cli\","
+      "\"doc\":{\"n\":1}}]}' --strong --json " +
+          common,
+      &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(Parse(out)["succeeded"], true) << out;
+  EXPECT_EQ(Parse(out)["events"][0].get<std::string>().substr(0, 5), "asia:") << out;
+  out = RunCli("get stock/cli --strong --json " + common, &code);
+  EXPECT_EQ(Parse(out)["n"], 1) << out;
+  out = RunCli("txn 'not json' " + common, &code);
+  EXPECT_NE(code, 0) << out;
+
+  // Bounds: declared, then read with this region's rights.
+  out = RunCli("put stock/lamp '{\"left\":10}' " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  out = RunCli("bounds stock/lamp left 0 --json " + common, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_FALSE(Parse(out)["event"].get<std::string>().empty()) << out;
+  out = RunCli("bounds stock/lamp " + common, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("\"min\":0"), std::string::npos) << out;
+  out = RunCli("bounds stock/lamp left " + common, &code);  // no MIN
+  EXPECT_NE(code, 0) << out;
+  out = RunCli("bounds stock/lamp left few " + common, &code);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("MIN must be an integer"), std::string::npos) << out;
 }
 
 }  // namespace
