@@ -10,6 +10,7 @@
 
 #include "api/authorize.h"
 #include "api/session_token.h"
+#include "api/two_phase.h"
 #include "core/check.h"
 #include "core/hlc.h"
 
@@ -147,6 +148,10 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.escrow_wants = escrow.wants;
   snapshot.escrow_rounds = escrow.rounds;
   snapshot.escrow_dropped = escrow.dropped;
+  snapshot.txn_locks_held = LocksHeldHere(node);
+  const CoordinatedCounts coordinated = CoordinatedSoFar();
+  snapshot.txn_coordinated_committed = coordinated.committed;
+  snapshot.txn_coordinated_aborted = coordinated.aborted;
   node.replication().UpdateGauges(node.region().frontier());
   snapshot.connections = connections;
   return snapshot;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -139,8 +140,12 @@ Prepared PrepareAt(node::Node& node, core::RegionId home, const std::string& id,
   return out;
 }
 
+std::atomic<uint64_t> g_committed{0};
+std::atomic<uint64_t> g_aborted{0};
+
 // Records the abort of `id` here; the homes that locked release when they see it.
 void Abort(node::Node& node, const std::string& id) {
+  g_aborted.fetch_add(1, std::memory_order_relaxed);
   Result<node::Receipt> aborted = CommitBlocking(node, AbortWrite(id, node.config().region),
                                                  Clock::now() + std::chrono::seconds(5));
   if (!aborted.ok() && aborted.status().code() != StatusCode::kPreconditionFailed) {
@@ -328,6 +333,7 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
       CommitBlocking(node, std::move(commit), until + std::chrono::milliseconds(kLockGraceMs));
   if (!receipt.ok()) {
     if (receipt.status().code() == StatusCode::kPreconditionFailed) {
+      g_aborted.fetch_add(1, std::memory_order_relaxed);
       return Error(409, "transaction_aborted",
                    "transaction " + id +
                        " was aborted before it could commit (a home's lock outlived its deadline "
@@ -341,8 +347,25 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
     }
     return aborted(ErrorFromStatus(receipt.status()));
   }
-  if (receipt->replayed) Abort(node, id);  // a retry: the first attempt's outcome stands
+  if (receipt->replayed) {
+    Abort(node, id);  // a retry: the first attempt's outcome stands
+  } else {
+    g_committed.fetch_add(1, std::memory_order_relaxed);
+  }
   return Coordinated{id, *std::move(receipt)};
+}
+
+CoordinatedCounts CoordinatedSoFar() {
+  return {g_committed.load(std::memory_order_relaxed), g_aborted.load(std::memory_order_relaxed)};
+}
+
+uint64_t LocksHeldHere(node::Node& node) {
+  uint64_t held = 0;
+  for (const auto& [key, lock] : node.region().locks().All()) {
+    std::optional<node::Home> home = node.homes().HomeOf(key);
+    if (home && home->region == node.config().self().id) ++held;
+  }
+  return held;
 }
 
 LockKeeper::LockKeeper(node::Node* node, std::chrono::milliseconds interval)

@@ -82,6 +82,15 @@ struct Coordinated {
 std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRoute& route,
                                                const CoordinateRequest& request);
 
+// Transactions across homes this process coordinated, by outcome (metrics).
+struct CoordinatedCounts {
+  uint64_t committed = 0;
+  uint64_t aborted = 0;  // refused, timed out or aborted by a home's question
+};
+CoordinatedCounts CoordinatedSoFar();
+// The locks this region holds as the home of their keys (metrics).
+uint64_t LocksHeldHere(node::Node& node);
+
 // Releases this region's locks (as their home) whose transaction is aborted, and asks the
 // coordinator of each lock past its deadline; a thread, every `interval`.
 class LockKeeper {

@@ -104,6 +104,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                               "Escrow wants this region wrote (asks for rights, withdrawals)");
   escrow_rounds_ = MakeCounter(*registry_, "meridian_escrow_rounds_total",
                                "Keys of bounded counters rebalanced by this region");
+  txn_locks_held_ = MakeGauge(*registry_, "meridian_txn_locks_held",
+                              "Keys a transaction across homes holds locked in this region, as "
+                              "their home");
+  txn_committed_ = MakeCounter(*registry_, "meridian_txn_coordinated_committed_total",
+                               "Transactions across homes this region coordinated and committed");
+  txn_aborted_ = MakeCounter(*registry_, "meridian_txn_coordinated_aborted_total",
+                             "Transactions across homes this region coordinated and aborted");
   escrow_dropped_ =
       MakeCounter(*registry_, "meridian_escrow_dropped_total",
                   "Keys not noted for a rebalancing round: escrow.keys_max were waiting");
@@ -286,6 +293,9 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   CatchUp(escrow_wants_, snapshot.escrow_wants);
   CatchUp(escrow_rounds_, snapshot.escrow_rounds);
   CatchUp(escrow_dropped_, snapshot.escrow_dropped);
+  txn_locks_held_->Set(static_cast<double>(snapshot.txn_locks_held));
+  CatchUp(txn_committed_, snapshot.txn_coordinated_committed);
+  CatchUp(txn_aborted_, snapshot.txn_coordinated_aborted);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

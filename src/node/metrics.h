@@ -54,6 +54,11 @@ class Metrics {
     uint64_t escrow_wants = 0;
     uint64_t escrow_rounds = 0;
     uint64_t escrow_dropped = 0;
+    // Transactions across homes (docs/semantics.md#transactions-across-homes): locks this region
+    // holds as a home now, and transactions it coordinated since the start, by outcome.
+    uint64_t txn_locks_held = 0;
+    uint64_t txn_coordinated_committed = 0;
+    uint64_t txn_coordinated_aborted = 0;
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -105,6 +110,9 @@ class Metrics {
   prometheus::Counter* fsyncs_;
   prometheus::Counter* dead_letters_;
   prometheus::Gauge* damaged_documents_;
+  prometheus::Gauge* txn_locks_held_;
+  prometheus::Counter* txn_committed_;
+  prometheus::Counter* txn_aborted_;
   prometheus::Family<prometheus::Counter>* verify_comparisons_;
   prometheus::Family<prometheus::Counter>* verify_differing_;
   prometheus::Family<prometheus::Counter>* repairs_;

@@ -70,6 +70,15 @@ client::HttpResponse Prepare(Cluster& cluster, const std::string& region, const 
       {{"content-type", "application/json"}, {"meridian-forwarded", coordinator}});
 }
 
+// The value of an unlabelled metric of a region's /metrics (-1 when absent).
+double MetricValue(HttpClient& client, const std::string& name) {
+  const std::string text = client.Get("/metrics").body;
+  const std::string line_start = "\n" + name + " ";
+  const size_t at = text.find(line_start);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + line_start.size()));
+}
+
 json Incr(const std::string& key, const std::string& field, int delta) {
   return {{"op", "incr"}, {"key", key}, {"doc", {{field, delta}}}};
 }
@@ -135,6 +144,9 @@ TEST(TwoPhaseTest, ATransactionAcrossHomesCommitsWholeInEveryRegion) {
   EXPECT_EQ(Parse(cluster.Client("us").Get(Strong("acct/ann")).body)["visits"], 1);
   EXPECT_EQ(Parse(cluster.Client("us").Get(Strong("stock/lamp")).body)["views"], 1);
   EXPECT_TRUE(WaitUnlockedEverywhere(cluster, "acct/ann"));
+  // Counted by the coordinator: three committed (the retry's own attempt was aborted).
+  EXPECT_EQ(MetricValue(asia, "meridian_txn_coordinated_committed_total"), 3);
+  EXPECT_EQ(MetricValue(asia, "meridian_txn_coordinated_aborted_total"), 1);
 }
 
 // Money moves both ways between two accounts with different homes, from clients in every region
@@ -244,6 +256,7 @@ TEST(TwoPhaseTest, ALockWhoseCoordinatorDiedIsAbortedOnceItAnswers) {
   EXPECT_EQ(held.status, 423) << held.body;
   EXPECT_EQ(Parse(held.body)["error"], "locked") << held.body;
   EXPECT_EQ(us.Get(Strong("acct/ann", 300)).status, 423);
+  EXPECT_EQ(MetricValue(us, "meridian_txn_locks_held"), 1);
 
   ASSERT_TRUE(cluster.node("asia").Start()) << cluster.node("asia").log();
   auto after = us.Send(
