@@ -28,7 +28,22 @@ thread_local CallError tls_last_error;
 constexpr size_t kRememberedKeysMax = 100'000;  // unknown-outcome keys -> their region
 constexpr double kRttSmoothing = 0.3;           // weight of a new probe in the smoothed RTT
 
-StatusCode CodeOfHttp(int status) {
+// The status of an API error: by its code where the HTTP status is shared (409, 503, ...), else
+// by the HTTP status.
+StatusCode CodeOfError(int status, const std::string& code) {
+  static const std::map<std::string, StatusCode, std::less<>> kByCode = {
+      {"not_a_number", StatusCode::kTypeMismatch},
+      {"bound_exceeded", StatusCode::kBoundExceeded},
+      {"bounded_field", StatusCode::kBoundedField},
+      {"locked", StatusCode::kLocked},
+      {"transaction_aborted", StatusCode::kUnavailable},  // nothing applied: retry
+      {"not_home", StatusCode::kNotHome},
+      {"home_unavailable", StatusCode::kHomeUnavailable},
+      {"rebuilding", StatusCode::kRebuilding},
+      {"unauthenticated", StatusCode::kUnauthenticated},
+      {"forbidden", StatusCode::kForbidden},
+  };
+  if (auto it = kByCode.find(code); it != kByCode.end()) return it->second;
   switch (status) {
     case 400:
       return StatusCode::kInvalidArgument;
@@ -271,7 +286,8 @@ struct Client::Impl {
       error.code = "unavailable";
     }
     tls_last_error = error;
-    return Status(CodeOfHttp(http_status), region.empty() ? message : region + ": " + message);
+    return Status(CodeOfError(http_status, error.code),
+                  region.empty() ? message : region + ": " + message);
   }
 
   // Sends one call, failing over between regions within the budget (see client.h). `pinned`:
@@ -431,8 +447,12 @@ struct Client::Impl {
     if (response.status != 200) return Fail(response.status, response.body, region, "", key);
     if (!json.is_object()) return Fail(0, "", region, "the answer is not JSON", key);
     WriteReceipt receipt;
-    receipt.event = json.value("event", "");
-    receipt.hlc = json.value("hlc", "");
+    // null in a transaction's receipt whose branch wrote nothing.
+    const auto text = [&json](const char* name) {
+      return json.contains(name) && json[name].is_string() ? json[name].get<std::string>() : "";
+    };
+    receipt.event = text("event");
+    receipt.hlc = text("hlc");
     receipt.region = region;
     receipt.idempotency_key = key;
     receipt.replayed = json.value("replayed", false);

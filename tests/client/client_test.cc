@@ -294,6 +294,48 @@ TEST(ClientFailover, WatchMovesToAnotherRegionWithoutGapsOrRepeats) {
   EXPECT_FALSE(last_seen.empty());
 }
 
+// Transactions and bounded counters through the library, and what their refusals map to: a
+// decrement past this region's rights is kBoundExceeded, a set of a bounded field kBoundedField
+// (both 409 over HTTP), a condition that does not hold kPreconditionFailed.
+TEST(ClientCalls, TransactionsBoundsAndTheirRefusals) {
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start()) << cluster.Logs();
+  auto client = Client::Create(OptionsFor(cluster, "us"));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  Client& c = **client;
+  ASSERT_TRUE(c.Put("item", R"({"stock":2})").ok());
+  auto declared = c.DeclareBound("item", "stock", 0);
+  ASSERT_TRUE(declared.ok()) << declared.status().ToString();
+  auto bounds = c.BoundsJson("item");
+  ASSERT_TRUE(bounds.ok()) << bounds.status().ToString();
+  EXPECT_NE(bounds->find("\"min\":0"), std::string::npos) << *bounds;
+  auto past = c.Increment("item", {{"stock", -1000}});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.status().code(), StatusCode::kBoundExceeded) << past.status().ToString();
+  EXPECT_EQ(c.last_error().code, "bound_exceeded");
+  auto set = c.Put("item", R"({"stock":5})");
+  ASSERT_FALSE(set.ok());
+  EXPECT_EQ(set.status().code(), StatusCode::kBoundedField) << set.status().ToString();
+
+  auto txn = c.Transaction(
+      R"({"if":[{"key":"cart","exists":false}],"then":[{"op":"put","key":"cart","doc":{"n":1}},)"
+      R"({"op":"put","key":"order","doc":{"n":1}}],"else":[]})");
+  ASSERT_TRUE(txn.ok()) << txn.status().ToString();
+  EXPECT_TRUE(txn->succeeded);
+  ASSERT_EQ(txn->events.size(), 2u);
+  EXPECT_EQ(txn->event, txn->events.back());
+  auto again = c.Transaction(
+      R"({"if":[{"key":"cart","exists":false}],"then":[{"op":"put","key":"cart","doc":{"n":2}}]})");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->succeeded);
+  EXPECT_TRUE(again->events.empty());
+  WriteOptions conditional;
+  conditional.if_none_match = true;
+  auto created = c.Put("cart", "{}", conditional);
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kPreconditionFailed);
+}
+
 TEST(ClientOptions, RegionEndpointsAreNameEqualsHostPort) {
   auto us = ParseRegionEndpoint("us=127.0.0.1:7001");
   ASSERT_TRUE(us.ok()) << us.status().ToString();
