@@ -893,6 +893,12 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
     for (const storage::LoggedEvent& logged : group.batch.parked) {
       if (!logged.key.empty()) NoteWatched(logged.key, logged.dot);
     }
+    // A change without an event (a re-seed's merge, a repair, a rebuild) may bring events the
+    // peer being compared lacks, which no dot names: nothing can be told of that copy any more.
+    for (const storage::LoggedEvent& change : group.batch.changes) {
+      if (change.dot.seq != 0) continue;
+      if (auto it = watched_.find(change.key); it != watched_.end()) it->second.overflow = true;
+    }
   }
   folded_ = group.folded;
   last_lsn_ = group.lsn;

@@ -383,6 +383,7 @@ class RemoteApplyTest : public ::testing::Test {
   ManualClock clock_;
   FlakyStore us_store_;
   FlakyStore eu_store_;
+  FlakyStore behind_store_;
   Region us_;
   Region eu_;
 };
@@ -868,6 +869,42 @@ TEST_F(RemoteApplyTest, ACopyAReseedMergedAsNothingIsNotWholeOnceItsDeadLetterIs
   EXPECT_FALSE(us_.IsDamaged("c"));
   EXPECT_EQ(*us_store_.GetView("c").value(), R"({"n":16})");
   EXPECT_EQ(us_.digest(), eu_.digest());
+}
+
+// A comparison watching a document must not restore it from a peer's copy that lacks what a
+// re-seed merged into it meanwhile: the merge names no event, so nothing tells the two copies
+// apart by their events, and the older copy would replace the newer one for good (the simulator's
+// retention seed 179: two regions never converged).
+TEST_F(RemoteApplyTest, ARepairOfADocumentAReseedChangedWhileWatchedIsDeferred) {
+  const auto events = WriteAtEu({{"c", Incr("n", 1)}, {"c", Incr("n", 5)}});
+  std::vector<Change> changes;
+  ASSERT_TRUE(
+      us_.ApplyRemoteEvents(
+             core::RemoteBatch({events[0]}, {ParkedAs(events[1], core::kEventSchemaVersion + 1)}),
+             &changes)
+          .ok());
+  ASSERT_TRUE(us_.IsDamaged("c"));
+  // A copy of the document as a region that applied eu:1 alone holds it (eu:2 reverted).
+  Region behind(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &behind_store_, &clock_, core::Limits{},
+                500);
+  ASSERT_TRUE(behind.Recover().ok());
+  ASSERT_TRUE(behind.ApplyRemoteEvents(core::RemoteBatch({events[0]}, {}), &changes).ok());
+  const std::vector<std::string> keys{"c"};
+  auto theirs = behind.ReadStates(keys);
+  ASSERT_TRUE(theirs.ok());
+
+  // us starts comparing "c" with that region; meanwhile it re-seeds from eu, which has eu:2.
+  us_.Watch(keys);
+  ASSERT_TRUE(
+      us_.MergeSnapshotPage(PageOf(StatesOf(eu_store_), "", std::nullopt, eu_store_), &changes)
+          .ok());
+  ASSERT_EQ(*us_store_.GetView("c").value(), R"({"n":6})");
+  auto repaired = us_.Repair(3, *theirs, &changes);
+  us_.Unwatch(keys);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->repaired, 0u);
+  EXPECT_EQ(repaired->deferred, 1u);
+  EXPECT_EQ(*us_store_.GetView("c").value(), R"({"n":6})");
 }
 
 // A node restarted midway goes on with the merge it recorded, and refuses a snapshot that does
