@@ -1,6 +1,5 @@
 #include "api/forward.h"
 
-#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -20,15 +19,9 @@ ApiError Error(int status, std::string code, std::string message) {
   return ApiError{status, std::move(code), std::move(message), {}};
 }
 
-// Every key a call reads or writes.
+// Every key a call reads or writes, once each.
 std::vector<std::string> KeysOf(const ApiCall& call) {
-  std::vector<std::string> keys;
-  if (!call.txn) return {call.key};
-  call.txn->VisitKeys([&](const std::string& key, bool) {
-    keys.push_back(key);
-    return true;
-  });
-  return keys;
+  return call.txn ? call.txn->Keys() : std::vector<std::string>{call.key};
 }
 
 }  // namespace
@@ -43,8 +36,7 @@ std::variant<StrongRoute, ApiError> RouteStrong(node::Node& node, const ApiCall&
           400, "no_home",
           "consistency=strong needs a home region, and '" + key + "' is under no [[homes]] prefix");
     }
-    std::vector<std::string>& keys = route.keys[home->region];
-    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    route.keys[home->region].push_back(key);
     if (!first) first = home;
   }
   if (!first) return route;  // a transaction with no keys: nothing to route

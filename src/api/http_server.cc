@@ -833,37 +833,21 @@ class HttpServer::Impl {
                         "configured region",
                         {}});
         }
-        std::vector<std::string> keys = KeysHomedHere(*node_, *call.txn);
-        if (keys.empty()) {
-          co_return ErrorResponse(request, {421,
-                                            "not_home",
-                                            "region " + config.region +
-                                                " is the home of none of this transaction's keys",
-                                            {}});
-        }
-        // A key another transaction holds: that one commits or aborts within about a round
-        // trip. Waiting longer would only hold up two transactions that wait on each other.
-        const auto held = [&] {
-          for (const std::string& key : keys) {
-            std::optional<node::Lock> lock = region.locks().LockOf(key);
-            if (lock && lock->txn != call.txn_id) return true;
-          }
-          return false;
+        // Blocking (it may wait for another transaction's locks to go): on the forward pool.
+        using Outcome = std::variant<Prepared, ApiError>;
+        std::function<Outcome()> job = [this, id = call.txn_id, coordinator = call.forwarded_by,
+                                        txn = call.txn, lock_ms = call.lock_ms] {
+          return PrepareHere(*node_, id, coordinator, *txn, lock_ms);
         };
-        if (held()) {
-          co_await WaitUntil(connection,
-                             Clock::now() + std::chrono::milliseconds(
-                                                std::min<uint64_t>(call.lock_ms, kPrepareWaitMs)),
-                             [&] { return !held(); });
-        }
-        node::WriteRequest write =
-            PrepareWrite(*node_, call.txn_id, call.forwarded_by, keys, call.lock_ms);
-        Result<node::Receipt> receipt = co_await SubmitWrite(write);
-        if (!receipt.ok()) co_return ErrorResponse(request, ErrorFromStatus(receipt.status()));
+        Outcome busy = PoolBusy();
+        Outcome prepared = co_await OnPool<Outcome>(std::move(job), std::move(busy));
+        if (auto* error = std::get_if<ApiError>(&prepared))
+          co_return ErrorResponse(request, *error);
+        const Prepared& locks = std::get<Prepared>(prepared);
         const nlohmann::json body = {{"txn", call.txn_id},
-                                     {"locked", keys},
-                                     {"event", region.EventId(receipt->dot)},
-                                     {"session", EncodeSessionToken(receipt->frontier)}};
+                                     {"locked", locks.locked},
+                                     {"event", region.EventId(locks.event)},
+                                     {"session", EncodeSessionToken(locks.frontier)}};
         co_return MakeResponse(request, http::status::ok, body.dump());
       }
       case Route::kResolveTransaction: {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <future>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -26,16 +26,7 @@ ApiError Error(int status, std::string code, std::string message) {
 }
 
 uint64_t WallMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-core::Operation Replace(const char* field, std::string value) {
-  core::Operation op;
-  op.kind = core::OpKind::kReplace;
-  op.fields.push_back(core::FieldValue{field, std::move(value)});
-  return op;
+  return node::SystemClock().NowMs();
 }
 
 core::Operation Delete() {
@@ -49,19 +40,8 @@ core::Condition Undecided(const std::string& id) {
   return core::Condition{node::DecisionKeyOf(id), std::nullopt, false};
 }
 
-// Every key `txn` names, once each, in order.
-std::vector<std::string> KeysOf(const core::Transaction& txn) {
-  std::vector<std::string> keys;
-  std::set<std::string, std::less<>> seen;
-  txn.VisitKeys([&](const std::string& key, bool) {
-    if (seen.insert(key).second) keys.push_back(key);
-    return true;
-  });
-  return keys;
-}
-
-// Waits until this region's frontier covers `wanted`.
-bool WaitForFrontier(node::Node& node, const core::VersionVector& wanted, Clock::time_point until) {
+// Waits until `ready` holds, checked after every commit of this region.
+bool WaitFor(node::Node& node, const std::function<bool()>& ready, Clock::time_point until) {
   std::mutex mutex;
   std::condition_variable changed;
   node::CommitSignal::Handle handle = node.commits().Register([&] {
@@ -69,41 +49,67 @@ bool WaitForFrontier(node::Node& node, const core::VersionVector& wanted, Clock:
     changed.notify_all();
   });
   std::unique_lock lock(mutex);
-  const bool covered =
-      changed.wait_until(lock, until, [&] { return node.region().frontier().Dominates(wanted); });
+  const bool done = changed.wait_until(lock, until, ready);
   lock.unlock();  // before Unregister: a listener running now takes it
   node.commits().Unregister(handle);
-  return covered;
+  return done;
 }
 
-// One home's prepare.
-struct Prepared {
-  core::RegionId home = 0;
-  std::vector<std::string> locked;
-  core::VersionVector frontier;  // the home's, just after it locked
-  std::optional<ApiError> error;
-};
-
-Prepared PrepareAt(node::Node& node, core::RegionId home, const std::string& id,
-                   const CoordinateRequest& request, uint64_t lock_ms, Clock::time_point until) {
-  Prepared out;
-  out.home = home;
-  const std::string name = node.homes().NameOf(home);
-  if (home == node.config().self().id) {
-    out.locked = KeysHomedHere(node, *request.txn);
-    if (out.locked.empty()) {
-      out.error = Error(421, "not_home", "region " + name + " is the home of none of its keys");
-      return out;
-    }
-    Result<node::Receipt> receipt = CommitBlocking(
-        node, PrepareWrite(node, id, node.config().region, out.locked, lock_ms), until);
-    if (!receipt.ok()) {
-      out.error = ErrorFromStatus(receipt.status());
-    } else {
-      out.frontier = receipt->frontier;
-    }
-    return out;
+// The prepare's write: a strong system transaction of lock records (Region::CheckWriteKeys checks
+// each as the key it locks).
+node::WriteRequest PrepareWrite(const std::string& id, const std::string& coordinator,
+                                const std::vector<std::string>& keys, uint64_t lock_ms) {
+  auto txn = std::make_shared<core::Transaction>();
+  const core::Operation record =
+      node::LockTable::RecordOp(node::Lock{id, coordinator, WallMs() + lock_ms});
+  for (const std::string& key : keys) {
+    txn->then_ops.push_back(core::KeyedOperation{node::LockTable::KeyOf(key), record});
   }
+  node::WriteRequest write;
+  write.txn = std::move(txn);
+  write.system = true;
+  write.strong = true;
+  write.lock_txn = id;
+  return write;
+}
+
+// The coordinator's commit: `txn` with, in either branch, the release of each of `locked` and the
+// decision record "committed", guarded by the absence of a decision.
+node::WriteRequest CommitWrite(const std::string& id, const std::string& coordinator,
+                               const core::Transaction& txn,
+                               const std::vector<std::string>& locked) {
+  auto decided = std::make_shared<core::Transaction>(txn);
+  for (auto* ops : {&decided->then_ops, &decided->else_ops}) {
+    for (const std::string& key : locked) {
+      ops->push_back(core::KeyedOperation{node::LockTable::KeyOf(key), Delete()});
+    }
+    ops->push_back(core::KeyedOperation{node::DecisionKeyOf(id),
+                                        node::DecisionOp(node::Decision::kCommitted, coordinator)});
+  }
+  node::WriteRequest write;
+  write.txn = std::move(decided);
+  write.condition = Undecided(id);
+  write.system = true;
+  return write;
+}
+
+// The decision record "aborted", guarded the same way.
+node::WriteRequest AbortWrite(const std::string& id, const std::string& coordinator) {
+  node::WriteRequest write{node::DecisionKeyOf(id),
+                           node::DecisionOp(node::Decision::kAborted, coordinator)};
+  write.condition = Undecided(id);
+  write.system = true;
+  return write;
+}
+
+// One home's prepare, from the coordinator: here directly, elsewhere over the home's HTTP API.
+std::variant<Prepared, ApiError> PrepareAt(node::Node& node, core::RegionId home,
+                                           const std::string& id, const CoordinateRequest& request,
+                                           uint64_t lock_ms, Clock::time_point until) {
+  if (home == node.config().self().id) {
+    return PrepareHere(node, id, node.config().region, *request.txn, lock_ms);
+  }
+  const std::string name = node.homes().NameOf(home);
   ForwardRequest forward;
   forward.method = "POST";
   forward.target = "/v1/txn?prepare=" + id + "&lock_ms=" + std::to_string(lock_ms);
@@ -120,8 +126,7 @@ Prepared PrepareAt(node::Node& node, core::RegionId home, const std::string& id,
   route.home_name = name;
   if (std::optional<ApiError> error =
           ForwardedError(route, answer, /*write=*/false, /*idempotency_key=*/{})) {
-    out.error = std::move(error);
-    return out;
+    return *std::move(error);
   }
   const nlohmann::json body = nlohmann::json::parse(answer.body, nullptr, false);
   Result<core::VersionVector> frontier = Status(StatusCode::kCorruption, "no session");
@@ -129,10 +134,10 @@ Prepared PrepareAt(node::Node& node, core::RegionId home, const std::string& id,
     frontier = DecodeSessionToken(body["session"].get<std::string>());
   }
   if (!frontier.ok() || !body.contains("locked") || !body["locked"].is_array()) {
-    out.error = Error(502, "bad_home_answer",
-                      "region " + name + " answered a prepare without its locks and session");
-    return out;
+    return Error(502, "bad_home_answer",
+                 "region " + name + " answered a prepare without its locks and session");
   }
+  Prepared out;
   out.frontier = *frontier;
   for (const nlohmann::json& key : body["locked"]) {
     if (key.is_string()) out.locked.push_back(key.get<std::string>());
@@ -146,8 +151,7 @@ std::atomic<uint64_t> g_aborted{0};
 // Records the abort of `id` here; the homes that locked release when they see it.
 void Abort(node::Node& node, const std::string& id) {
   g_aborted.fetch_add(1, std::memory_order_relaxed);
-  Result<node::Receipt> aborted = CommitBlocking(node, AbortWrite(id, node.config().region),
-                                                 Clock::now() + std::chrono::seconds(5));
+  Result<node::Receipt> aborted = node.Write(AbortWrite(id, node.config().region));
   if (!aborted.ok() && aborted.status().code() != StatusCode::kPreconditionFailed) {
     // The homes' locks outlive their deadline and they ask again (LockKeeper).
     spdlog::warn("transaction {}: recording its abort failed: {}", id, aborted.status().ToString());
@@ -174,75 +178,34 @@ bool HeldByTransaction(const node::Region& region, const std::string& key,
       [&](const std::string& each, bool) { return !region.locks().LockOf(each).has_value(); });
 }
 
-std::vector<std::string> KeysHomedHere(node::Node& node, const core::Transaction& txn) {
+std::variant<Prepared, ApiError> PrepareHere(node::Node& node, const std::string& id,
+                                             const std::string& coordinator,
+                                             const core::Transaction& txn, uint64_t lock_ms) {
   std::vector<std::string> keys;
-  for (std::string& key : KeysOf(txn)) {
+  for (std::string& key : txn.Keys()) {
     std::optional<node::Home> home = node.homes().HomeOf(key);
     if (home && home->region == node.config().self().id) keys.push_back(std::move(key));
   }
-  return keys;
-}
-
-node::WriteRequest PrepareWrite(node::Node& node, const std::string& id,
-                                const std::string& coordinator,
-                                const std::vector<std::string>& keys, uint64_t lock_ms) {
-  (void)node;
-  auto txn = std::make_shared<core::Transaction>();
-  const node::Lock lock{id, coordinator, WallMs() + lock_ms};
-  const nlohmann::json record = nlohmann::json::parse(node::LockTable::RecordJson(lock))["lock"];
-  for (const std::string& key : keys) {
-    txn->then_ops.push_back(
-        core::KeyedOperation{node::LockTable::KeyOf(key), Replace("lock", record.dump())});
+  if (keys.empty()) {
+    return Error(
+        421, "not_home",
+        "region " + node.config().region + " is the home of none of this transaction's keys");
   }
-  node::WriteRequest write;
-  write.txn = std::move(txn);
-  write.system = true;
-  write.strong = true;
-  write.lock_txn = id;
-  return write;
-}
-
-node::WriteRequest CommitWrite(const std::string& id, const std::string& coordinator,
-                               const core::Transaction& txn,
-                               const std::vector<std::string>& locked) {
-  auto decided = std::make_shared<core::Transaction>(txn);
-  const nlohmann::json decision =
-      nlohmann::json::parse(node::DecisionJson(node::Decision::kCommitted, coordinator))["txn"];
-  for (auto* ops : {&decided->then_ops, &decided->else_ops}) {
-    for (const std::string& key : locked) {
-      ops->push_back(core::KeyedOperation{node::LockTable::KeyOf(key), Delete()});
-    }
-    ops->push_back(core::KeyedOperation{node::DecisionKeyOf(id), Replace("txn", decision.dump())});
-  }
-  node::WriteRequest write;
-  write.txn = std::move(decided);
-  write.condition = Undecided(id);
-  write.system = true;
-  return write;
-}
-
-node::WriteRequest AbortWrite(const std::string& id, const std::string& coordinator) {
-  const nlohmann::json decision =
-      nlohmann::json::parse(node::DecisionJson(node::Decision::kAborted, coordinator))["txn"];
-  node::WriteRequest write{node::DecisionKeyOf(id), Replace("txn", decision.dump())};
-  write.condition = Undecided(id);
-  write.system = true;
-  return write;
-}
-
-Result<node::Receipt> CommitBlocking(node::Node& node, node::WriteRequest write,
-                                     Clock::time_point deadline) {
-  auto promise = std::make_shared<std::promise<Result<node::Receipt>>>();
-  std::future<Result<node::Receipt>> future = promise->get_future();
-  if (!node.SubmitWrite(std::move(write), [promise](Result<node::Receipt> outcome) {
-        promise->set_value(std::move(outcome));
-      })) {
-    return Status(StatusCode::kOverloaded, "the write queue is full; retry later");
-  }
-  if (future.wait_until(deadline) != std::future_status::ready) {
-    return Status(StatusCode::kTimeout, "the commit path did not answer in time");
-  }
-  return future.get();
+  // A key another transaction holds: that one commits or aborts within about a round trip.
+  // Waiting longer would only hold up two transactions that wait on each other.
+  const node::Region& region = node.region();
+  WaitFor(
+      node,
+      [&] {
+        return std::none_of(keys.begin(), keys.end(), [&](const std::string& key) {
+          std::optional<node::Lock> lock = region.locks().LockOf(key);
+          return lock && lock->txn != id;
+        });
+      },
+      Clock::now() + std::chrono::milliseconds(std::min(lock_ms, kPrepareWaitMs)));
+  Result<node::Receipt> receipt = node.Write(PrepareWrite(id, coordinator, keys, lock_ms));
+  if (!receipt.ok()) return ErrorFromStatus(receipt.status());
+  return Prepared{std::move(keys), receipt->dot, receipt->frontier};
 }
 
 Result<node::Decision> Resolve(node::Node& node, const std::string& id) {
@@ -252,8 +215,7 @@ Result<node::Decision> Resolve(node::Node& node, const std::string& id) {
     if (node::Decision decision = node::ParseDecision(*record); decision != node::Decision::kNone) {
       return decision;
     }
-    Result<node::Receipt> aborted = CommitBlocking(node, AbortWrite(id, node.config().region),
-                                                   Clock::now() + std::chrono::seconds(5));
+    Result<node::Receipt> aborted = node.Write(AbortWrite(id, node.config().region));
     if (aborted.ok()) {
       spdlog::info("transaction {}: aborted when a home asked after its lock expired", id);
       return node::Decision::kAborted;
@@ -267,7 +229,7 @@ Result<node::Decision> Resolve(node::Node& node, const std::string& id) {
 std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRoute& route,
                                                const CoordinateRequest& request) {
   const core::Transaction& txn = *request.txn;
-  const std::vector<std::string> keys = KeysOf(txn);
+  const std::vector<std::string> keys = txn.Keys();
   const size_t branch = std::max(txn.then_ops.size(), txn.else_ops.size());
   if (branch + keys.size() + 1 > core::kTransactionOpsMax) {
     return Error(400, "bad_transaction",
@@ -281,7 +243,7 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
   const uint64_t lock_ms = request.timeout_ms + kLockGraceMs;
 
   // Phase one: every home locks its keys, all at once.
-  std::vector<Prepared> prepared(route.keys.size());
+  std::vector<std::variant<Prepared, ApiError>> prepared(route.keys.size());
   {
     std::vector<std::thread> others;
     size_t i = 0;
@@ -306,12 +268,12 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
   std::set<std::string, std::less<>> locked_set;
   std::vector<std::string> locked;
   core::VersionVector homes_held;
-  for (const Prepared& home : prepared) {
-    if (home.error) return aborted(*home.error);
-    for (const std::string& key : home.locked) {
+  for (const auto& home : prepared) {
+    if (const auto* error = std::get_if<ApiError>(&home)) return aborted(*error);
+    for (const std::string& key : std::get<Prepared>(home).locked) {
       if (locked_set.insert(key).second) locked.push_back(key);
     }
-    homes_held.Merge(home.frontier);
+    homes_held.Merge(std::get<Prepared>(home).frontier);
   }
   for (const std::string& key : keys) {
     if (!locked_set.contains(key)) {
@@ -320,7 +282,9 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
     }
   }
   // What each home held when it locked, here too: the conditions see every strong write before.
-  if (!WaitForFrontier(node, homes_held, until)) {
+  const node::Region& region = node.region();
+  if (!WaitFor(
+          node, [&] { return region.frontier().Dominates(homes_held); }, until)) {
     return aborted(Error(504, "timeout",
                          "region " + node.config().region +
                              " did not receive the homes' writes before the deadline (" +
@@ -329,8 +293,7 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
   // Phase two: the decision, with the writes and the releases, in one local transaction.
   node::WriteRequest commit = CommitWrite(id, node.config().region, txn, locked);
   commit.idempotency_key = request.idempotency_key;
-  Result<node::Receipt> receipt =
-      CommitBlocking(node, std::move(commit), until + std::chrono::milliseconds(kLockGraceMs));
+  Result<node::Receipt> receipt = node.Write(std::move(commit));
   if (!receipt.ok()) {
     if (receipt.status().code() == StatusCode::kPreconditionFailed) {
       g_aborted.fetch_add(1, std::memory_order_relaxed);
@@ -338,12 +301,6 @@ std::variant<Coordinated, ApiError> Coordinate(node::Node& node, const StrongRou
                    "transaction " + id +
                        " was aborted before it could commit (a home's lock outlived its deadline "
                        "and the home asked): nothing was applied; retry");
-    }
-    if (receipt.status().code() == StatusCode::kTimeout) {
-      return Error(503, "unavailable",
-                   "transaction " + id +
-                       ": the commit path did not answer in time; its outcome "
-                       "is unknown (retry with the same Idempotency-Key)");
     }
     return aborted(ErrorFromStatus(receipt.status()));
   }
@@ -459,8 +416,7 @@ size_t LockKeeper::RunOnce() {
     release.condition = core::Condition{
         record_key, core::DocumentVersion(core::RenderedDigest(record_key, **held)), std::nullopt};
     release.system = true;
-    Result<node::Receipt> done =
-        CommitBlocking(node, std::move(release), Clock::now() + std::chrono::seconds(5));
+    Result<node::Receipt> done = node.Write(std::move(release));
     if (done.ok()) {
       ++released;
       spdlog::info("released the lock on '{}' of aborted transaction {}", key, lock.txn);

@@ -33,30 +33,26 @@ constexpr uint64_t kPrepareWaitMs = 1000;
 // A transaction id: the coordinator's name, '-', 32 random hex digits.
 std::string NewTransactionId(const node::Node& node);
 
-// The prepare of transaction `id` in this region (POST /v1/txn?prepare=ID): a strong system
-// transaction writing a lock record for each of `keys`, expiring `lock_ms` from now.
-node::WriteRequest PrepareWrite(node::Node& node, const std::string& id,
-                                const std::string& coordinator,
-                                const std::vector<std::string>& keys, uint64_t lock_ms);
 // Whether a two-phase transaction holds `key` (or, for a transaction, any of its keys) here: a
 // strong request waits (up to its timeout) for it to commit or abort, about a round trip, before
 // the commit path would refuse it (423 locked). HTTP and gRPC alike.
 bool HeldByTransaction(const node::Region& region, const std::string& key,
                        const core::Transaction* txn);
-// The keys of `txn` (its conditions' and operations', once each) whose home is this region.
-std::vector<std::string> KeysHomedHere(node::Node& node, const core::Transaction& txn);
-// The coordinator's commit: `txn` with, in either branch, the release of each of `locked` and the
-// decision record "committed", guarded by the absence of a decision.
-node::WriteRequest CommitWrite(const std::string& id, const std::string& coordinator,
-                               const core::Transaction& txn,
-                               const std::vector<std::string>& locked);
-// The decision record "aborted", guarded the same way.
-node::WriteRequest AbortWrite(const std::string& id, const std::string& coordinator);
 
-// Runs `write` through the commit path and waits for its outcome (at most until `deadline`:
-// kTimeout, outcome unknown). Blocking; not on an I/O thread.
-Result<node::Receipt> CommitBlocking(node::Node& node, node::WriteRequest write,
-                                     std::chrono::steady_clock::time_point deadline);
+// This region's part of the prepare of transaction `id`, which `coordinator` coordinates
+// (POST /v1/txn?prepare=ID there, called directly in the coordinator): lock records for the keys
+// of `txn` homed here, expiring `lock_ms` from now, written in the commit path atomically with the
+// check that this region is their home, after waiting up to kPrepareWaitMs for another
+// transaction that holds one of them. 421 not_home when it is the home of none of them; the commit
+// path's refusals (423 locked, 503 rebuilding, ...) otherwise. Blocking.
+struct Prepared {
+  std::vector<std::string> locked;
+  core::Dot event;               // the locks' last event
+  core::VersionVector frontier;  // this region's, just after it locked
+};
+std::variant<Prepared, ApiError> PrepareHere(node::Node& node, const std::string& id,
+                                             const std::string& coordinator,
+                                             const core::Transaction& txn, uint64_t lock_ms);
 
 // What became of transaction `id` here, its coordinator: its decision, recording "aborted" first
 // when there is none (POST /v1/txn/resolve). Blocking.

@@ -1,5 +1,7 @@
 #include "core/transaction.h"
 
+#include <set>
+
 #include "core/document.h"
 
 namespace meridian::core {
@@ -11,6 +13,16 @@ bool ConditionHolds(const Condition& condition, const std::optional<std::string>
            DocumentVersion(RenderedDigest(condition.key, rendered)) == *condition.version;
   }
   return true;
+}
+
+std::vector<std::string> Transaction::Keys() const {
+  std::vector<std::string> keys;
+  std::set<std::string, std::less<>> seen;
+  VisitKeys([&](const std::string& key, bool) {
+    if (seen.insert(key).second) keys.push_back(key);
+    return true;
+  });
+  return keys;
 }
 
 }  // namespace meridian::core

@@ -51,6 +51,8 @@ struct Transaction {
     }
     return true;
   }
+  // Every key the transaction names, once each, in the order VisitKeys meets them.
+  std::vector<std::string> Keys() const;
 };
 
 }  // namespace meridian::core

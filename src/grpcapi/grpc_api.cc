@@ -821,7 +821,7 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
       write.condition = std::move(call.condition);
       write.txn = txn;
       write.strong = strong.has_value();
-      receipt = SubmitWrite(std::move(write));
+      receipt = node_->Write(std::move(write));
     }
     if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && strong) {
       // The home moved away between the routing and the commit: to where it is now.
@@ -935,18 +935,6 @@ class GrpcApiServer::Impl final : public v1::Meridian::Service {
     call.key = key;
     call.prefix = prefix;
     return CheckToken(context, &call);
-  }
-
-  Result<node::Receipt> SubmitWrite(node::WriteRequest write) {
-    auto promise = std::make_shared<std::promise<Result<node::Receipt>>>();
-    std::future<Result<node::Receipt>> future = promise->get_future();
-    const bool queued = node_->SubmitWrite(
-        std::move(write),
-        [promise](Result<node::Receipt> outcome) { promise->set_value(std::move(outcome)); });
-    if (!queued) {
-      return meridian::Status(StatusCode::kOverloaded, "the write queue is full; retry later");
-    }
-    return future.get();  // the commit thread answers every queued write, also when stopping
   }
 
   // Records the call in the request metrics (under the HTTP status it would have had) and turns

@@ -5,6 +5,17 @@
 #include <nlohmann/json.hpp>
 
 namespace meridian::node {
+namespace {
+
+// A record of one field, replacing the document: {field: value}.
+core::Operation ReplaceWith(const char* field, const nlohmann::json& value) {
+  core::Operation op;
+  op.kind = core::OpKind::kReplace;
+  op.fields.push_back(core::FieldValue{field, value.dump()});
+  return op;
+}
+
+}  // namespace
 
 std::optional<Lock> LockTable::LockOf(std::string_view key) const {
   std::lock_guard lock(mutex_);
@@ -43,11 +54,10 @@ std::string LockTable::KeyOf(std::string_view key) {
   return std::string(kLockKeyPrefix) + std::string(key);
 }
 
-std::string LockTable::RecordJson(const Lock& lock) {
-  return nlohmann::json{
-      {"lock",
-       {{"txn", lock.txn}, {"coordinator", lock.coordinator}, {"expires_ms", lock.expires_ms}}}}
-      .dump();
+core::Operation LockTable::RecordOp(const Lock& lock) {
+  return ReplaceWith(
+      "lock",
+      {{"txn", lock.txn}, {"coordinator", lock.coordinator}, {"expires_ms", lock.expires_ms}});
 }
 
 std::optional<Lock> LockTable::Parse(const std::string& doc) {
@@ -79,10 +89,8 @@ std::string DecisionKeyOf(std::string_view txn) {
   return std::string(kDecisionKeyPrefix) + std::string(txn);
 }
 
-std::string DecisionJson(Decision decision, std::string_view coordinator) {
-  return nlohmann::json{
-      {"txn", {{"decision", DecisionName(decision)}, {"coordinator", coordinator}}}}
-      .dump();
+core::Operation DecisionOp(Decision decision, std::string_view coordinator) {
+  return ReplaceWith("txn", {{"decision", DecisionName(decision)}, {"coordinator", coordinator}});
 }
 
 Decision ParseDecision(const std::optional<std::string>& doc) {

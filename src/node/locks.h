@@ -25,6 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/event.h"
+
 namespace meridian::node {
 
 constexpr std::string_view kLockKeyPrefix = "_meridian/locks/";
@@ -50,7 +52,9 @@ class LockTable {
   void Note(std::string_view record_key, const std::optional<std::string>& doc);
 
   static std::string KeyOf(std::string_view key);
-  static std::string RecordJson(const Lock& lock);
+  // The operation that writes `lock` as its record: {"lock": {"txn", "coordinator",
+  // "expires_ms"}}, what Parse reads.
+  static core::Operation RecordOp(const Lock& lock);
   static std::optional<Lock> Parse(const std::string& doc);
 
  private:
@@ -62,7 +66,8 @@ class LockTable {
 enum class Decision { kNone, kCommitted, kAborted };
 std::string_view DecisionName(Decision decision);
 std::string DecisionKeyOf(std::string_view txn);
-std::string DecisionJson(Decision decision, std::string_view coordinator);
+// The operation that writes a decision record: {"txn": {"decision", "coordinator"}}.
+core::Operation DecisionOp(Decision decision, std::string_view coordinator);
 Decision ParseDecision(const std::optional<std::string>& doc);
 
 }  // namespace meridian::node

@@ -183,6 +183,17 @@ Node::~Node() {
   Stop();
 }
 
+Result<Receipt> Node::Write(WriteRequest request) {
+  auto promise = std::make_shared<std::promise<Result<Receipt>>>();
+  std::future<Result<Receipt>> future = promise->get_future();
+  if (!SubmitWrite(std::move(request), [promise](Result<Receipt> outcome) {
+        promise->set_value(std::move(outcome));
+      })) {
+    return Status(StatusCode::kOverloaded, "the write queue is full; retry later");
+  }
+  return future.get();
+}
+
 bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
   return queue_->Submit(
       std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {

@@ -54,6 +54,10 @@ class Node {
 
   // Queues a local write; false when the queue is full (429) or the node is stopping.
   bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
+  // SubmitWrite, then waits for the outcome (kOverloaded when the queue is full). Blocking: not
+  // on the commit thread or an I/O loop. The commit thread answers every queued write, also when
+  // stopping.
+  Result<Receipt> Write(WriteRequest request);
   // Queues a batch of other regions' events for the commit thread (replication); false when
   // stopping.
   // `dropped`: see WriteQueue::SubmitRemote.

@@ -148,16 +148,13 @@ TEST(HomeRegionTest, ARegionReseededFromASnapshotFollowsTheHomeRecordsInIt) {
   EXPECT_EQ(again.Write(StrongPut("h/a", "3")).status().code(), StatusCode::kNotHome);
 }
 
-// Two-phase commit's locks (docs/semantics.md#transactions-across-homes), as api::PrepareWrite
-// and api::CommitWrite build them.
+// Two-phase commit's writes (docs/semantics.md#transactions-across-homes), shaped as
+// src/api/two_phase.cc shapes them: a prepare (lock records) and a decision.
 WriteRequest Prepare(const std::string& txn, const std::vector<std::string>& keys) {
   auto prepare = std::make_shared<core::Transaction>();
-  const nlohmann::json lock =
-      nlohmann::json::parse(LockTable::RecordJson(Lock{txn, "eu", 1'000'000}))["lock"];
   for (const std::string& key : keys) {
-    prepare->then_ops.push_back(
-        core::KeyedOperation{LockTable::KeyOf(key),
-                             core::Operation{core::OpKind::kReplace, {{"lock", lock.dump()}}, {}}});
+    prepare->then_ops.push_back(core::KeyedOperation{
+        LockTable::KeyOf(key), LockTable::RecordOp(Lock{txn, "eu", 1'000'000})});
   }
   WriteRequest write;
   write.txn = std::move(prepare);
@@ -176,10 +173,8 @@ WriteRequest Decide(const std::string& txn, const std::vector<std::string>& lock
     commit->then_ops.push_back(core::KeyedOperation{
         LockTable::KeyOf(key), core::Operation{core::OpKind::kDelete, {}, {}}});
   }
-  const std::string decision =
-      nlohmann::json::parse(DecisionJson(Decision::kCommitted, "eu"))["txn"].dump();
-  commit->then_ops.push_back(core::KeyedOperation{
-      DecisionKeyOf(txn), core::Operation{core::OpKind::kReplace, {{"txn", decision}}, {}}});
+  commit->then_ops.push_back(
+      core::KeyedOperation{DecisionKeyOf(txn), DecisionOp(Decision::kCommitted, "eu")});
   WriteRequest write;
   write.txn = std::move(commit);
   write.condition = core::Condition{DecisionKeyOf(txn), std::nullopt, false};
@@ -228,10 +223,7 @@ TEST(TwoPhaseRegionTest, ADecisionIsGuardedAndARetryReplaysWhateverItsOwnRecords
   ManualClock clock;
   Node us(1, &clock);
   // Aborted first (a home asked after its lock expired): the commit is refused, writing nothing.
-  WriteRequest abort{
-      DecisionKeyOf("t1"),
-      core::Operation{
-          core::OpKind::kReplace, {{"txn", R"({"coordinator":"eu","decision":"aborted"})"}}, {}}};
+  WriteRequest abort{DecisionKeyOf("t1"), DecisionOp(Decision::kAborted, "eu")};
   abort.condition = core::Condition{DecisionKeyOf("t1"), std::nullopt, false};
   abort.system = true;
   ASSERT_TRUE(us.Write(abort).ok());
