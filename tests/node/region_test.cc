@@ -366,6 +366,10 @@ class RemoteApplyTest : public ::testing::Test {
     return testing::LoggedEvents(store, origin, from, limit);
   }
 
+  // eu increments "c" by 1, then by 5; us applies the first and parks the second as a dead letter
+  // (a newer schema). eu's two events.
+  std::vector<core::Event> ParkTheSecondOfTwoIncrements(std::vector<Change>* changes);
+
   // Writes at eu and returns the events as eu logged them.
   std::vector<core::Event> WriteAtEu(std::vector<WriteRequest> writes) {
     std::vector<Result<Receipt>> outcomes;
@@ -452,6 +456,17 @@ core::ParkedEvent ParkedAs(const core::Event& event, uint32_t schema_version) {
   auto received = core::DecodeOrPark(message.SerializeAsString(), core::Limits{});
   EXPECT_TRUE(received.ok() && received->parked.has_value());
   return *received->parked;
+}
+
+std::vector<core::Event> RemoteApplyTest::ParkTheSecondOfTwoIncrements(
+    std::vector<Change>* changes) {
+  const auto events = WriteAtEu({{"c", Incr("n", 1)}, {"c", Incr("n", 5)}});
+  EXPECT_TRUE(
+      us_.ApplyRemoteEvents(
+             core::RemoteBatch({events[0]}, {ParkedAs(events[1], core::kEventSchemaVersion + 1)}),
+             changes)
+          .ok());
+  return events;
 }
 
 DeadLetter LetterOf(storage::Store& store, uint64_t id) {
@@ -829,13 +844,8 @@ TEST_F(RemoteApplyTest, MergingASnapshotIntoARegionThatHoldsDataLosesNothingAndR
 // letter afterwards must not declare that copy whole: it stays marked until a region that holds
 // the document whole restores it.
 TEST_F(RemoteApplyTest, ACopyAReseedMergedAsNothingIsNotWholeOnceItsDeadLetterIsApplied) {
-  const auto events = WriteAtEu({{"c", Incr("n", 1)}, {"c", Incr("n", 5)}});
   std::vector<Change> changes;
-  ASSERT_TRUE(
-      us_.ApplyRemoteEvents(
-             core::RemoteBatch({events[0]}, {ParkedAs(events[1], core::kEventSchemaVersion + 1)}),
-             &changes)
-          .ok());
+  const auto events = ParkTheSecondOfTwoIncrements(&changes);
   ASSERT_TRUE(us_.IsDamaged("c"));
   std::vector<Result<Receipt>> outcomes;
   us_.CommitLocalWrites(std::vector<WriteRequest>{{"c", Incr("n", 10)}}, &outcomes, &changes);
@@ -876,13 +886,8 @@ TEST_F(RemoteApplyTest, ACopyAReseedMergedAsNothingIsNotWholeOnceItsDeadLetterIs
 // apart by their events, and the older copy would replace the newer one for good (the simulator's
 // retention seed 179: two regions never converged).
 TEST_F(RemoteApplyTest, ARepairOfADocumentAReseedChangedWhileWatchedIsDeferred) {
-  const auto events = WriteAtEu({{"c", Incr("n", 1)}, {"c", Incr("n", 5)}});
   std::vector<Change> changes;
-  ASSERT_TRUE(
-      us_.ApplyRemoteEvents(
-             core::RemoteBatch({events[0]}, {ParkedAs(events[1], core::kEventSchemaVersion + 1)}),
-             &changes)
-          .ok());
+  const auto events = ParkTheSecondOfTwoIncrements(&changes);
   ASSERT_TRUE(us_.IsDamaged("c"));
   // A copy of the document as a region that applied eu:1 alone holds it (eu:2 reverted).
   Region behind(3, {{1, "us"}, {2, "eu"}, {3, "asia"}}, &behind_store_, &clock_, core::Limits{},
