@@ -74,6 +74,14 @@ ApiError Error(int status, std::string code, std::string message) {
   return ApiError{status, std::move(code), std::move(message), {}};
 }
 
+// 405: `method` is not allowed on `what` (a path, or a kind of route); Allow: `allow`.
+ApiError MethodNotAllowed(std::string_view method, std::string_view what, std::string allow) {
+  ApiError error = Error(405, "method_not_allowed",
+                         std::string(method) + " is not allowed on " + std::string(what));
+  error.allow = std::move(allow);
+  return error;
+}
+
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -511,13 +519,8 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     routed = true;
   }
   // The routes that take POST only.
-  for (std::string_view post_only : {"/v1/homes/move", "/v1/txn/resolve", "/v1/txn"}) {
-    if (path == post_only && method != "POST") {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = "POST";
-      return error;
-    }
+  for (std::string_view post_only : {"/v1/homes/move", "/v1/txn/resolve", "/v1/txn", "/v1/ids"}) {
+    if (path == post_only && method != "POST") return MethodNotAllowed(method, path, "POST");
   }
   if (path == "/v1/homes/move") {
     call.route = Route::kMoveHome;
@@ -541,23 +544,15 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     if (routed || path != fixed.path) continue;
     const bool streams = fixed.route == Route::kWatch;  // a stream has no HEAD
     if (method != fixed.method && (streams || method != "HEAD")) {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = streams                         ? "GET"
-                    : fixed.route == Route::kVerify ? "GET, HEAD, POST"
-                                                    : "GET, HEAD";
-      return error;
+      return MethodNotAllowed(method, path,
+                              streams                         ? "GET"
+                              : fixed.route == Route::kVerify ? "GET, HEAD, POST"
+                                                              : "GET, HEAD");
     }
     call.route = fixed.route;
     routed = true;
   }
   if (path == "/v1/ids") {
-    if (method != "POST") {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = "POST";
-      return error;
-    }
     call.route = Route::kIds;
     routed = true;
   }
@@ -574,12 +569,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       return Error(400, "bad_parameter",
                    "'" + std::string(rest) + "' is not a dead letter id (an integer from 1)");
     }
-    if (method != "POST") {
-      ApiError error = Error(405, "method_not_allowed",
-                             std::string(method) + " is not allowed on " + std::string(path));
-      error.allow = "POST";
-      return error;
-    }
+    if (method != "POST") return MethodNotAllowed(method, path, "POST");
     call.route = Route::kRetryDeadLetter;
     call.dead_letter = id;
     routed = true;
@@ -617,18 +607,10 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       } else if (method == "PUT") {
         call.route = Route::kPutBounds;
       } else {
-        ApiError error =
-            Error(405, "method_not_allowed", std::string(method) + " is not allowed on bounds");
-        error.allow = "GET, HEAD, PUT";
-        return error;
+        return MethodNotAllowed(method, "bounds", "GET, HEAD, PUT");
       }
     } else if (increment) {
-      if (method != "POST") {
-        ApiError error =
-            Error(405, "method_not_allowed", std::string(method) + " is not allowed on increments");
-        error.allow = "POST";
-        return error;
-      }
+      if (method != "POST") return MethodNotAllowed(method, "increments", "POST");
       call.route = Route::kIncrementDocument;
     } else if (method == "GET" || method == "HEAD") {
       call.route = Route::kGetDocument;
@@ -639,10 +621,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     } else if (method == "DELETE") {
       call.route = Route::kDeleteDocument;
     } else {
-      ApiError error =
-          Error(405, "method_not_allowed", std::string(method) + " is not allowed on documents");
-      error.allow = "GET, HEAD, PUT, PATCH, DELETE";
-      return error;
+      return MethodNotAllowed(method, "documents", "GET, HEAD, PUT, PATCH, DELETE");
     }
   }
 
