@@ -199,19 +199,6 @@ std::variant<HomeMovePlan, ApiError> PlanHomeMove(node::Node& node, const ApiCal
   return plan;
 }
 
-node::WriteRequest HomeMoveWrite(node::Node& node, const HomeMovePlan& plan) {
-  const nlohmann::json record = {{"region", node.homes().NameOf(plan.next.region)},
-                                 {"epoch", plan.next.epoch},
-                                 {"forced", plan.next.forced}};
-  core::Operation op;
-  op.kind = core::OpKind::kReplace;
-  op.fields.push_back(core::FieldValue{"home", record.dump()});
-  node::WriteRequest write{node::HomeTable::KeyOf(plan.next.prefix), std::move(op)};
-  write.system = true;
-  write.strong = !plan.next.forced;
-  return write;
-}
-
 nlohmann::json HomeJson(node::Node& node, const node::Home& home) {
   return {{"prefix", home.prefix},
           {"region", node.homes().NameOf(home.region)},

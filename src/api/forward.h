@@ -93,9 +93,6 @@ struct HomeMovePlan {
   bool unchanged = false;  // a planned move to where it already is: nothing to do
 };
 std::variant<HomeMovePlan, ApiError> PlanHomeMove(node::Node& node, const ApiCall::HomeMove& move);
-// The home record's write: a planned move is strong (refused unless this region is the home when
-// it commits), a forced one is not.
-node::WriteRequest HomeMoveWrite(node::Node& node, const HomeMovePlan& plan);
 // {"prefix", "region", "epoch", "forced"}; GET /v1/homes: {"homes": [...]}.
 nlohmann::json HomeJson(node::Node& node, const node::Home& home);
 nlohmann::json HomesJson(node::Node& node);

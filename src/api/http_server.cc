@@ -715,7 +715,7 @@ class HttpServer::Impl {
       }
       co_return forwarded;
     }
-    node::WriteRequest write = HomeMoveWrite(*node_, move);
+    node::WriteRequest write = node::HomeMoveWrite(node_->homes(), move.next);
     Result<node::Receipt> receipt = co_await SubmitWrite(write);
     if (!receipt.ok()) co_return ErrorFromStatus(receipt.status());
     nlohmann::json body = HomeJson(*node_, move.next);

@@ -57,10 +57,13 @@ std::optional<core::RegionId> HomeTable::IdOf(std::string_view name) const {
   return std::nullopt;
 }
 
-std::string HomeTable::RecordJson(const Home& home) const {
-  return nlohmann::json{
-      {"home", {{"region", NameOf(home.region)}, {"epoch", home.epoch}, {"forced", home.forced}}}}
-      .dump();
+core::Operation HomeTable::RecordOp(const Home& home) const {
+  const nlohmann::json record = {
+      {"region", NameOf(home.region)}, {"epoch", home.epoch}, {"forced", home.forced}};
+  core::Operation op;
+  op.kind = core::OpKind::kReplace;
+  op.fields.push_back(core::FieldValue{"home", record.dump()});
+  return op;
 }
 
 std::optional<Home> HomeTable::Parse(std::string_view key, const std::string& doc) const {

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/event.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
 
@@ -59,9 +60,10 @@ class HomeTable {
   // the table.
   bool Note(std::string_view key, const std::optional<std::string>& doc);
 
-  // The record's document key and body for a move of `prefix` to `region`.
+  // The record's document key for a move of `prefix`.
   static std::string KeyOf(std::string_view prefix);
-  std::string RecordJson(const Home& home) const;
+  // The operation that writes `home` as its record (what Parse reads).
+  core::Operation RecordOp(const Home& home) const;
   // What Note would make of a record: nullopt when it is not a valid record.
   std::optional<Home> Parse(std::string_view key, const std::string& doc) const;
   std::string NameOf(core::RegionId id) const;

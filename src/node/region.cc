@@ -1251,6 +1251,13 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
   }
 }
 
+WriteRequest HomeMoveWrite(const HomeTable& homes, const Home& next) {
+  WriteRequest write{HomeTable::KeyOf(next.prefix), homes.RecordOp(next)};
+  write.system = true;
+  write.strong = !next.forced;
+  return write;
+}
+
 Status Region::CheckHome(const Group& group, std::string_view key) const {
   std::optional<Home> home = homes_ != nullptr ? homes_->HomeOf(key) : std::nullopt;
   for (const auto& [prefix, moved] : group.homes) {

@@ -72,6 +72,11 @@ struct WriteRequest {
   std::string lock_txn = {};
 };
 
+// A move of a prefix's home (docs/semantics.md#moving-a-home) to `next` (its epoch one more):
+// the home record's write. A planned move is strong, refused unless this region is the prefix's
+// home when it commits; a forced one (next.forced) is not.
+WriteRequest HomeMoveWrite(const HomeTable& homes, const Home& next);
+
 // What a durable write returns to its client.
 struct Receipt {
   core::Dot dot;  // a transaction's last event; {0, 0} when its branch wrote nothing

@@ -369,7 +369,7 @@ void StrongClients::Moves() {
 }
 
 // POST /v1/homes/move at a random region: forwarded to the prefix's home as that region knows it,
-// which writes the record (api::PlanHomeMove, api::HomeMoveWrite) if it is still the home.
+// which writes the record (api::PlanHomeMove, node::HomeMoveWrite) if it is still the home.
 void StrongClients::Move() {
   const auto pick = [this](uint64_t n) { return sim_.random()() % n; };
   const std::string prefix = options_.homes[pick(options_.homes.size())].prefix;
@@ -399,15 +399,8 @@ void StrongClients::MoveAt(int h, const std::string& prefix, const std::string& 
     return;
   }
   const node::Home next{prefix, *homes->IdOf(target), current->epoch + 1, false};
-  const nlohmann::json record = {{"region", target}, {"epoch", next.epoch}, {"forced", false}};
-  core::Operation op;
-  op.kind = core::OpKind::kReplace;
-  op.fields.push_back(core::FieldValue{"home", record.dump()});
-  node::WriteRequest write{node::HomeTable::KeyOf(prefix), std::move(op)};
-  write.system = true;
-  write.strong = true;
   sim_.Request(
-      h, std::move(write),
+      h, node::HomeMoveWrite(*homes, next),
       [this, h, prefix, target](const Result<node::Receipt>& receipt, std::vector<node::Change>) {
         if (receipt.ok()) ++moves_;
         sim_.Trace(sim_.NameAt(h) + ": home of " + prefix + " to " + target + ": " +

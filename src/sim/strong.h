@@ -9,7 +9,7 @@
 // client retries), reads the document, or commits the write through the real commit path with
 // WriteRequest::strong (refused with kNotHome when a move committed first). Now and then an
 // operator moves a prefix's home (a planned move: the record written by the current home, as
-// api::HomeMoveWrite builds it). Forced moves are not made (see docs/testing.md).
+// node::HomeMoveWrite builds it). Forced moves are not made (see docs/testing.md).
 //
 // Every operation is recorded per key: invoked when the client sends it, completed when its answer
 // arrives. A write whose answer never arrives (its region crashed, the home crashed with it queued,

@@ -45,14 +45,10 @@ WriteRequest StrongPut(const std::string& key, const std::string& value) {
   return write;
 }
 
-// A planned move of h/ to `to`, as api::HomeMoveWrite builds it.
+// A planned move of h/ to `to`.
 WriteRequest MoveTo(const std::string& to, uint64_t epoch) {
-  const nlohmann::json record = {{"region", to}, {"epoch", epoch}, {"forced", false}};
-  WriteRequest write{HomeTable::KeyOf("h/"),
-                     core::Operation{core::OpKind::kReplace, {{"home", record.dump()}}, {}}};
-  write.system = true;
-  write.strong = true;
-  return write;
+  const HomeTable names({}, kNames);
+  return HomeMoveWrite(names, Home{"h/", *names.IdOf(to), epoch, false});
 }
 
 TEST(HomeRegionTest, AStrongReadIsAnsweredByTheHomeOnlyWhileItIsNotRebuilding) {

@@ -107,11 +107,7 @@ TEST(SimStrong, ARegionThatLostItsStoreFollowsTheHomeRecordItReseeds) {
   options.homes = {node::Home{"h/", 1, 0, false}};
   Simulation sim({"us", "eu", "asia"}, options, nullptr);
   sim.RunFor(1000);
-  const nlohmann::json record = {{"region", "eu"}, {"epoch", 1}, {"forced", false}};
-  node::WriteRequest move{node::HomeTable::KeyOf("h/"),
-                          core::Operation{core::OpKind::kReplace, {{"home", record.dump()}}, {}}};
-  move.system = true;
-  move.strong = true;
+  const node::WriteRequest move = node::HomeMoveWrite(*sim.homes(0), node::Home{"h/", 2, 1, false});
   Asked moved;
   sim.Request(0, move, moved.answer());
   ASSERT_TRUE(sim.RunUntilConverged(60'000).has_value());
