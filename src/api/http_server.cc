@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/async_node.h"
 #include "api/forward.h"
 #include "api/request.h"
 #include "api/service.h"
@@ -487,7 +488,7 @@ class HttpServer::Impl {
   }
 
   // A timer on the connection's io_context and a thread-safe function that wakes whoever waits
-  // on it: the way commits and shutdown reach a parked request or watch.
+  // on it: the way commits and shutdown reach a parked watch.
   static std::pair<std::shared_ptr<Timer>, std::function<void()>> MakeWaker(
       const std::shared_ptr<Connection>& connection) {
     auto timer = std::make_shared<Timer>(connection->executor);
@@ -504,18 +505,9 @@ class HttpServer::Impl {
   // until ready or deadline. Returns ready().
   awaitable<bool> WaitUntil(const std::shared_ptr<Connection>& connection,
                             const Clock::time_point& deadline, const std::function<bool()>& ready) {
-    if (ready()) co_return true;
-    auto [timer, wake] = MakeWaker(connection);
-    auto handle = node_->commits().Register(wake);
-    connection->wake = wake;
-    bool done = false;
-    while (!(done = ready()) && Clock::now() < deadline && !stopping_) {
-      timer->expires_at(deadline);
-      beast::error_code ec;
-      co_await timer->async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-    connection->wake = nullptr;
-    node_->commits().Unregister(handle);
+    const std::function<bool()> stopping = [this] { return stopping_.load(); };
+    const bool done =
+        co_await AwaitCondition<Executor>(*node_, deadline, ready, stopping, &connection->wake);
     co_return done;
   }
 
@@ -545,26 +537,7 @@ class HttpServer::Impl {
   }
 
   awaitable<Result<node::Receipt>> SubmitWrite(node::WriteRequest& request) {
-    auto executor = co_await asio::this_coro::executor;
-    // Named, not a temporary of the co_await expression (see Watch).
-    auto initiation = [this, executor, &request](auto handler) {
-      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-      const bool queued =
-          node_->SubmitWrite(std::move(request), [shared, executor](Result<node::Receipt> outcome) {
-            asio::post(executor, [shared, outcome = std::move(outcome)]() mutable {
-              (*shared)(std::move(outcome));
-            });
-          });
-      if (!queued) {
-        asio::post(executor, [shared] {
-          (*shared)(Result<node::Receipt>(
-              Status(StatusCode::kOverloaded, "the write queue is full; retry later")));
-        });
-      }
-    };
-    Result<node::Receipt> outcome =
-        co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&,
-                                      void(Result<node::Receipt>)>(initiation, use_awaitable);
+    Result<node::Receipt> outcome = co_await AwaitWrite<Executor>(*node_, request);
     co_return outcome;
   }
 
