@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "api/resp_server.h"
 #include "cli/client_commands.h"
 #include "cli/security_commands.h"
 #include "demo/demo.h"
@@ -29,6 +30,7 @@ struct StartOptions {
   bool bootstrap = false;
   std::string http;
   std::string grpc;
+  std::string resp;
   int http_threads = -1;
   std::string sync;  // "", "true", "false"
   std::string log_level = "info";
@@ -55,6 +57,11 @@ int Start(const StartOptions& options) {
   if (!options.grpc.empty()) {
     for (node::RegionAddress& address : config->regions) {
       if (address.name == config->region) address.grpc = options.grpc;
+    }
+  }
+  if (!options.resp.empty()) {
+    for (node::RegionAddress& address : config->regions) {
+      if (address.name == config->region) address.resp = options.resp;
     }
   }
   if (Status status = node::ValidateConfig(*config); !status.ok()) {
@@ -87,7 +94,17 @@ int Start(const StartOptions& options) {
       return 1;
     }
   }
+  // The Redis protocol port, when this region's entry names an address for it (docs/redis.md).
+  std::optional<api::RespServer> resp_server;
+  if (!(*node)->config().self().resp.empty()) {
+    resp_server.emplace(node->get());
+    if (Status status = resp_server->Start(); !status.ok()) {
+      std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
+      return 1;
+    }
+  }
   server.Run();  // until SIGTERM or SIGINT: drains HTTP and commits what was queued
+  if (resp_server) resp_server->Stop();  // closes its connections
   if (grpc_api) grpc_api->Stop();  // ends open watches and waits
   replicator.Stop();
   return 0;
@@ -131,6 +148,9 @@ int main(int argc, char** argv) {
                             "Override this region's http address (host:port)");
   start_command->add_option("--grpc", start.grpc,
                             "Override this region's grpc address (host:port): the client gRPC API");
+  start_command->add_option("--resp", start.resp,
+                            "Override this region's resp address (host:port): the Redis protocol "
+                            "port");
   start_command->add_option("--http-threads", start.http_threads,
                             "Override [http] threads (0: one per core but one)");
   start_command->add_option("--sync", start.sync, "Override [storage] sync")

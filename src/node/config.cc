@@ -253,7 +253,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
       const toml::table* table = element.as_table();
       if (table == nullptr) return InvalidArgument("each [[regions]] entry must be a table");
       MERIDIAN_RETURN_IF_ERROR(
-          CheckKeys(*table, "regions", {"name", "id", "http", "replication", "grpc"}));
+          CheckKeys(*table, "regions", {"name", "id", "http", "replication", "grpc", "resp"}));
       RegionAddress address;
       int64_t id = -1;
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "name", &address.name));
@@ -261,6 +261,7 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "http", &address.http));
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "replication", &address.replication));
       MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "grpc", &address.grpc));
+      MERIDIAN_RETURN_IF_ERROR(ReadString(*table, "regions", "resp", &address.resp));
       if (id < 0 || id > static_cast<int64_t>(core::kRegionIdMax)) {
         return InvalidArgument("region '" + address.name + "': id must be 0..31");
       }
@@ -338,11 +339,14 @@ Status ValidateConfig(const NodeConfig& config) {
       return InvalidArgument("region '" + address.name + "': replication must be ip:port, not '" +
                              address.replication + "'");
     }
-    if (!address.grpc.empty() &&
-        (!SplitHostPort(address.grpc, &host, &port) || !net::IsIpAddress(host))) {
-      return InvalidArgument("region '" + address.name +
-                             "': grpc must be ip:port (127.0.0.1:7201, [::1]:7201), not '" +
-                             address.grpc + "'");
+    for (const auto& [what, listen] :
+         {std::pair<const char*, const std::string&>{"grpc", address.grpc},
+          {"resp", address.resp}}) {
+      if (!listen.empty() && (!SplitHostPort(listen, &host, &port) || !net::IsIpAddress(host))) {
+        return InvalidArgument("region '" + address.name + "': " + what +
+                               " must be ip:port (127.0.0.1:7201, [::1]:7201), not '" + listen +
+                               "'");
+      }
     }
     if (address.name == config.region && !config.insecure) {
       // Secure by default: a port listens beyond loopback only when what arrives there is
@@ -352,7 +356,8 @@ Status ValidateConfig(const NodeConfig& config) {
            {std::tuple<const char*, const std::string&, bool, const char*>{
                 "http", address.http, clients_secured, "[tls] and [auth]"},
             {"replication", address.replication, config.tls.enabled(), "[tls]"},
-            {"grpc", address.grpc, clients_secured, "[tls] and [auth]"}}) {
+            {"grpc", address.grpc, clients_secured, "[tls] and [auth]"},
+            {"resp", address.resp, clients_secured, "[tls] and [auth]"}}) {
         if (secured || listen.empty() || !SplitHostPort(listen, &host, &port)) continue;
         if (!net::IsLoopbackAddress(host)) {
           return InvalidArgument("region '" + address.name + "': " + what + " listens on " +

@@ -23,6 +23,9 @@ struct RegionAddress {
   // host:port of the client gRPC API (docs/grpc-api.md); empty: none. Only the own region's entry
   // matters to a node: it listens there.
   std::string grpc;
+  // host:port of the Redis protocol port (docs/redis.md); empty: none. Likewise only the own
+  // region's entry is listened on; the others tell clients where to fail over.
+  std::string resp = {};
 };
 
 struct NodeConfig {

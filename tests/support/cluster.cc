@@ -139,6 +139,7 @@ bool Cluster::Start() {
     node_options.region = self;
     node_options.extra_toml = options_.extra_toml;
     node_options.grpc = options_.grpc;
+    node_options.resp = options_.resp;
     if (!options_.tls_dir.empty()) {
       const std::string& dir = options_.tls_dir;
       node_options.extra_toml += "\n[tls]\ncert_file = \"" + dir + "/" + self +

@@ -50,6 +50,8 @@ struct ClusterOptions {
   std::string tls_dir = {};
   // Every node also serves the client gRPC API (NodeProcess::grpc_port()).
   bool grpc = false;
+  // Every node also serves the Redis protocol (NodeProcess::resp_port()).
+  bool resp = false;
   // When set, each node's entry for another region gives that region's HTTP address as a route
   // of the proxy (with the same delay and jitter as replication), so what a node sends to another
   // region's HTTP API (a consistency=strong request forwarded to its home) crosses the WAN too.

@@ -126,11 +126,14 @@ NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   if (!options_.deployment.empty()) config << "deployment = \"" << options_.deployment << "\"\n";
   config << "\n";
   if (options_.grpc) grpc_port_ = FreePort();
-  // The own region's `grpc` line, when it has one.
+  if (options_.resp) resp_port_ = FreePort();
+  // The own region's `grpc` and `resp` lines, when it has them.
   const auto grpc_line = [this](const std::string& name) {
-    return grpc_port_ != 0 && name == options_.region
-               ? "grpc = \"127.0.0.1:" + std::to_string(grpc_port_) + "\"\n"
-               : std::string();
+    if (name != options_.region) return std::string();
+    std::string lines;
+    if (grpc_port_ != 0) lines += "grpc = \"127.0.0.1:" + std::to_string(grpc_port_) + "\"\n";
+    if (resp_port_ != 0) lines += "resp = \"127.0.0.1:" + std::to_string(resp_port_) + "\"\n";
+    return lines;
   };
   if (!options_.regions.empty()) {
     for (const RegionEntry& entry : options_.regions) {

@@ -44,6 +44,9 @@ struct NodeOptions {
   // Give this region a `grpc` address on a free port: the node serves the client gRPC API there
   // (see grpc_port()).
   bool grpc = false;
+  // Give this region a `resp` address on a free port: the node serves the Redis protocol there
+  // (see resp_port()).
+  bool resp = false;
   // Closes, in the child before exec, every descriptor the test process had open (the sockets of
   // in-process proxies and clients), so the node holds none of them: a proxy can then reset a
   // connection, or listen on its port again, without a node keeping the old socket alive.
@@ -74,6 +77,7 @@ class NodeProcess {
 
   uint16_t http_port() const { return http_port_; }
   uint16_t grpc_port() const { return grpc_port_; }  // 0 unless NodeOptions::grpc
+  uint16_t resp_port() const { return resp_port_; }  // 0 unless NodeOptions::resp
   const std::string& data_dir() const { return data_dir_; }
   const std::string& config_path() const { return config_path_; }
   std::string log() const;
@@ -87,6 +91,7 @@ class NodeProcess {
   std::string log_path_;
   uint16_t http_port_ = 0;
   uint16_t grpc_port_ = 0;
+  uint16_t resp_port_ = 0;
   pid_t pid_ = -1;
   int starts_ = 0;
 };
