@@ -17,8 +17,9 @@
 
 namespace meridian::api {
 
-// Commits `request` through the node's write queue; resumes on the awaiting coroutine's
-// executor with the outcome (kOverloaded when the queue is full). `request` is moved from.
+// Commits `request` through the node's write queue, led by the awaiting coroutine's own thread;
+// resumes on its executor with the outcome (kOverloaded when the queue is full). `request` is
+// moved from.
 template <class Executor>
 boost::asio::awaitable<Result<node::Receipt>, Executor> AwaitWrite(node::Node& node,
                                                                    node::WriteRequest& request) {
@@ -27,12 +28,19 @@ boost::asio::awaitable<Result<node::Receipt>, Executor> AwaitWrite(node::Node& n
   // Named, not a temporary of the co_await expression (g++ 12 destroys those twice).
   auto initiation = [&node, executor, &request](auto handler) {
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    const bool queued =
-        node.SubmitWrite(std::move(request), [shared, executor](Result<node::Receipt> outcome) {
+    // Run to completion: this thread commits the group at the end of its turn, and answers the
+    // writes of its own connections without a wake-up (node::WriteQueue).
+    const node::WriteQueue::Defer defer = [executor](std::function<void()> lead) {
+      asio::post(executor, std::move(lead));
+    };
+    const bool queued = node.SubmitWrite(
+        std::move(request),
+        [shared, executor](Result<node::Receipt> outcome) {
           asio::post(executor, [shared, outcome = std::move(outcome)]() mutable {
             (*shared)(std::move(outcome));
           });
-        });
+        },
+        defer);
     if (!queued) {
       asio::post(executor, [shared] {
         (*shared)(Result<node::Receipt>(

@@ -194,14 +194,17 @@ Result<Receipt> Node::Write(WriteRequest request) {
   return future.get();
 }
 
-bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback) {
+bool Node::SubmitWrite(WriteRequest request, WriteQueue::Callback callback,
+                       const WriteQueue::Defer& defer) {
   return queue_->Submit(
-      std::move(request), [this, callback = std::move(callback)](Result<Receipt> outcome) {
+      std::move(request),
+      [this, callback = std::move(callback)](Result<Receipt> outcome) {
         if (!outcome.ok() && outcome.status().code() == StatusCode::kUnavailable) {
           ReportStorageFailure(outcome.status());
         }
         callback(std::move(outcome));
-      });
+      },
+      defer);
 }
 
 bool Node::SubmitRemote(core::RemoteBatch events, WriteQueue::RemoteCallback callback,

@@ -52,8 +52,10 @@ class Node {
                                             std::unique_ptr<storage::Store> store = nullptr);
   ~Node();
 
-  // Queues a local write; false when the queue is full (429) or the node is stopping.
-  bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback);
+  // Queues a local write; false when the queue is full (429) or the node is stopping. With
+  // `defer`, the calling I/O thread commits the group itself (WriteQueue::Submit).
+  bool SubmitWrite(WriteRequest request, WriteQueue::Callback callback,
+                   const WriteQueue::Defer& defer = nullptr);
   // SubmitWrite, then waits for the outcome (kOverloaded when the queue is full). Blocking: not
   // on the commit thread or an I/O loop. The commit thread answers every queued write, also when
   // stopping.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/check.h"
 #include "core/thread_name.h"
 
 namespace meridian::node {
@@ -11,6 +12,8 @@ namespace {
 
 constexpr auto kFoldSweepInterval = std::chrono::seconds(1);
 constexpr size_t kFoldSweepDocuments = 256;
+// The largest group an I/O thread commits itself (WriteQueue::Lead).
+constexpr size_t kInlineGroupMax = 1;
 
 }  // namespace
 
@@ -29,14 +32,86 @@ WriteQueue::~WriteQueue() {
   Stop();
 }
 
-bool WriteQueue::Submit(WriteRequest request, Callback callback) {
+bool WriteQueue::Submit(WriteRequest request, Callback callback, const Defer& defer) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || pending_.size() >= queue_max_) return false;
     pending_.emplace_back(std::move(request), std::move(callback));
   }
-  wake_.notify_one();
+  if (defer) {
+    ScheduleLead(defer);
+  } else {
+    wake_.notify_one();
+  }
   return true;
+}
+
+namespace {
+// The queue whose Lead this thread has scheduled and not yet run: one per turn is enough, as a
+// Lead takes everything pending.
+thread_local const WriteQueue* lead_scheduled = nullptr;
+}  // namespace
+
+void WriteQueue::ScheduleLead(const Defer& defer) {
+  if (lead_scheduled == this) return;
+  lead_scheduled = this;
+  defer([this, defer] {
+    lead_scheduled = nullptr;
+    Lead(defer);
+  });
+}
+
+void WriteQueue::Lead(const Defer& defer) {
+  std::vector<WriteRequest> requests;
+  std::vector<Callback> callbacks;
+  std::vector<Remote> no_remote;
+  {
+    std::unique_lock lock(mutex_);
+    // Another leader takes what is pending when it ends (it looks again before it lets go).
+    if (leader_active_ || pending_.empty()) return;
+    if (pending_.size() > kInlineGroupMax) {
+      // Under load the commit thread leads: this thread goes on reading and answering while the
+      // group's fsync runs, and the wake-up is shared by the whole group.
+      lock.unlock();
+      wake_.notify_all();
+      return;
+    }
+    leader_active_ = true;
+    while (!pending_.empty() && requests.size() < batch_max_) {
+      requests.push_back(std::move(pending_.front().first));
+      callbacks.push_back(std::move(pending_.front().second));
+      pending_.pop_front();
+    }
+  }
+  CommitGroup(requests, callbacks, no_remote);
+  RebalanceEscrow();
+  bool more = false;
+  bool wanted = false;  // the commit thread waits for leadership, or has work of its own
+  {
+    std::lock_guard lock(mutex_);
+    MERIDIAN_CHECK(leader_active_);
+    leader_active_ = false;
+    more = !pending_.empty();
+    wanted = leader_waiters_ > 0 || stopping_ || !remote_.empty() || !tasks_.empty();
+  }
+  if (wanted) wake_.notify_all();
+  // What was submitted meanwhile (here or by threads that found this one leading): the next turn
+  // of this thread, after its own answers went out.
+  if (more) ScheduleLead(defer);
+}
+
+void WriteQueue::AcquireLeadership() {
+  std::unique_lock lock(mutex_);
+  ++leader_waiters_;
+  wake_.wait(lock, [this] { return !leader_active_; });
+  --leader_waiters_;
+  leader_active_ = true;
+}
+
+void WriteQueue::ReleaseLeadership() {
+  std::lock_guard lock(mutex_);
+  MERIDIAN_CHECK(leader_active_);
+  leader_active_ = false;
 }
 
 bool WriteQueue::SubmitRemote(core::RemoteBatch events, RemoteCallback callback,
@@ -77,29 +152,27 @@ size_t WriteQueue::depth() const {
 void WriteQueue::Run() {
   std::vector<WriteRequest> requests;
   std::vector<Callback> callbacks;
-  std::vector<Result<Receipt>> outcomes;
   std::vector<Remote> remote;
-  std::vector<RemoteEvents> remote_events;
-  std::vector<Result<RemoteApply>> remote_outcomes;
-  std::vector<Change> changes;
   auto last_sweep = std::chrono::steady_clock::now();
   auto last_escrow_tick = last_sweep;
   for (;;) {
     requests.clear();
     callbacks.clear();
     remote.clear();
-    remote_events.clear();
     const auto escrow_interval = std::chrono::milliseconds(escrow_interval_ms_.load());
     if (escrow_interval.count() > 0 &&
         std::chrono::steady_clock::now() - last_escrow_tick >= escrow_interval) {
       // Bounded counters whose last round gave rights look again (Region::EscrowTick).
+      AcquireLeadership();
       region_->EscrowTick();
       RebalanceEscrow();
+      ReleaseLeadership();
       last_escrow_tick = std::chrono::steady_clock::now();
     }
     if (std::chrono::steady_clock::now() - last_sweep >= kFoldSweepInterval) {
+      AcquireLeadership();
       // Documents no write touches keep their stable metadata until a sweep folds it: a few at a
-      // time, at most once per interval, on this thread (it is the region's only writer).
+      // time, at most once per interval, by the leader (the region's only writer).
       size_t folded = 0;
       (void)region_->FoldSweep(kFoldSweepDocuments, &folded);  // a failure is retried next time
       // The change and conflict logs are trimmed to their bounds at the same pace: a trim is one
@@ -116,6 +189,7 @@ void WriteQueue::Run() {
       std::vector<Change> rebuilt;
       (void)region_->RebuildFromLog(Region::kRebuildDocuments, &rebuilt);
       if (!rebuilt.empty()) listener_(std::move(rebuilt), 0);
+      ReleaseLeadership();
       last_sweep = std::chrono::steady_clock::now();
     }
     {
@@ -125,17 +199,23 @@ void WriteQueue::Run() {
               ? std::min<std::chrono::steady_clock::duration>(kFoldSweepInterval, escrow_interval)
               : std::chrono::steady_clock::duration(kFoldSweepInterval);
       const bool woken = wake_.wait_for(lock, wait, [this] {
-        return stopping_ || !pending_.empty() || !remote_.empty() || !tasks_.empty();
+        return !leader_active_ &&
+               (stopping_ || !pending_.empty() || !remote_.empty() || !tasks_.empty());
       });
       if (!woken) continue;  // idle: time for a sweep
+      leader_active_ = true;
       if (!tasks_.empty()) {
         std::deque<std::function<void()>> tasks;
         tasks.swap(tasks_);
         lock.unlock();
         for (auto& task : tasks) task();
+        ReleaseLeadership();
         continue;
       }
-      if (pending_.empty() && remote_.empty()) return;  // stopping, and everything is committed
+      if (pending_.empty() && remote_.empty()) {  // stopping, and everything is committed
+        leader_active_ = false;
+        return;
+      }
       while (!pending_.empty() && requests.size() < batch_max_) {
         requests.push_back(std::move(pending_.front().first));
         callbacks.push_back(std::move(pending_.front().second));
@@ -146,25 +226,36 @@ void WriteQueue::Run() {
         remote_.pop_front();
       }
     }
-    // Dropped batches are answered without being applied. The flag is read here, after the
-    // batch was taken: whoever sets it and then waits for a later batch's callback knows that
-    // no dropped batch commits after that.
-    std::erase_if(remote, [](Remote& item) {
-      if (item.dropped == nullptr || !item.dropped->load()) return false;
-      item.callback(Status(StatusCode::kRebuilding,
-                           "dropped: the events came from an earlier incarnation of their origin"));
-      return true;
-    });
-    for (const Remote& item : remote) remote_events.emplace_back(item.events);
-    changes.clear();
-    // Everything taken commits as one durable batch: one fsync for local writes and replication.
-    region_->Commit(requests, &outcomes, remote_events, &remote_outcomes, &changes);
-    if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
-    for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
-    for (size_t i = 0; i < remote.size(); ++i) remote[i].callback(std::move(remote_outcomes[i]));
+    CommitGroup(requests, callbacks, remote);
     // Rights to accept, wants to serve, refusals to ask for: decided on what just committed.
     RebalanceEscrow();
+    ReleaseLeadership();
   }
+}
+
+void WriteQueue::CommitGroup(std::vector<WriteRequest>& requests, std::vector<Callback>& callbacks,
+                             std::vector<Remote>& remote) {
+  // Dropped batches are answered without being applied. The flag is read here, after the
+  // batch was taken: whoever sets it and then waits for a later batch's callback knows that
+  // no dropped batch commits after that.
+  std::erase_if(remote, [](Remote& item) {
+    if (item.dropped == nullptr || !item.dropped->load()) return false;
+    item.callback(Status(StatusCode::kRebuilding,
+                         "dropped: the events came from an earlier incarnation of their origin"));
+    return true;
+  });
+  std::vector<RemoteEvents> remote_events;
+  remote_events.reserve(remote.size());
+  for (const Remote& item : remote) remote_events.emplace_back(item.events);
+  std::vector<Result<Receipt>> outcomes;
+  std::vector<Result<RemoteApply>> remote_outcomes;
+  std::vector<Change> changes;
+  // Everything taken commits as one durable batch: one fsync for local writes and replication.
+  region_->Commit(requests, &outcomes, remote_events, &remote_outcomes, &changes);
+  MERIDIAN_CHECK(outcomes.size() == callbacks.size() && remote_outcomes.size() == remote.size());
+  if (!changes.empty() && listener_) listener_(std::move(changes), requests.size());
+  for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i](std::move(outcomes[i]));
+  for (size_t i = 0; i < remote.size(); ++i) remote[i].callback(std::move(remote_outcomes[i]));
 }
 
 void WriteQueue::RebalanceEscrow() {

@@ -1,8 +1,13 @@
-// WriteQueue: group commit. Any thread submits writes; one commit thread takes everything
-// pending (up to batch_max) and commits it through Region::CommitLocalWrites as one durable
-// batch, so concurrent writers share an fsync and throughput rises with concurrency. Batches of
-// other regions' events (replication) commit on the same thread, so every change of the region's
-// state has one writer.
+// WriteQueue: group commit. Any thread submits writes; whoever leads takes everything pending (up
+// to batch_max) and commits it through Region::Commit as one durable batch, so concurrent writers
+// share an fsync and throughput rises with concurrency.
+//
+// Run to completion: a front end's I/O thread that submits with a `defer` commits the group
+// itself, at the end of its event loop's turn (as redis fsyncs once per turn, and RocksDB's write
+// group leaders do): no hand-off to another thread, and no wake-up to answer its own clients. The
+// commit thread leads everything else: batches of other regions' events (replication), tasks,
+// writes submitted without a `defer` (blocking callers), and the periodic sweeps. One leader at a
+// time (leader_active_, under mutex_): every change of the region's state has one writer.
 #pragma once
 
 #include <atomic>
@@ -22,9 +27,12 @@ namespace meridian::node {
 
 class WriteQueue {
  public:
-  // Runs on the commit thread once per write, after its batch is durable (or refused).
+  // Runs on the leader's thread once per write, after its batch is durable (or refused).
   using Callback = std::function<void(Result<Receipt>)>;
-  // Runs on the commit thread after each successful commit, before the callbacks.
+  // Runs `lead` on the submitting thread once it has handled what it is handling now (an I/O
+  // thread: asio::post to its own executor).
+  using Defer = std::function<void(std::function<void()> lead)>;
+  // Runs on the leader's thread after each successful commit, before the callbacks.
   using CommitListener = std::function<void(std::vector<Change>&&, size_t batch_size)>;
 
   WriteQueue(Region* region, size_t batch_max, size_t queue_max, CommitListener listener);
@@ -42,8 +50,10 @@ class WriteQueue {
                     std::shared_ptr<const std::atomic<bool>> dropped = nullptr);
 
   // Queues a write. False when queue_max writes are already waiting (the caller answers 429) or
-  // the queue is stopping; the callback is then never called.
-  bool Submit(WriteRequest request, Callback callback);
+  // the queue is stopping; the callback is then never called. With `defer`, this thread leads
+  // the group (through `defer`) unless another leader takes it first; without, the commit thread
+  // does.
+  bool Submit(WriteRequest request, Callback callback, const Defer& defer = nullptr);
 
   // Runs `task` on the commit thread before the next group commit (re-seeding installs states
   // this way). False when stopping.
@@ -64,6 +74,18 @@ class WriteQueue {
 
  private:
   void Run();
+  // An I/O thread's turn to lead: one group of local writes, when no other leader is active;
+  // `defer`s itself again when more is pending.
+  void Lead(const Defer& defer);
+  // Schedules Lead on this thread through `defer`, once per thread until it runs.
+  void ScheduleLead(const Defer& defer);
+  // Waits until no one leads, then leads (commit thread, for the sweeps); Release ends it.
+  void AcquireLeadership();
+  void ReleaseLeadership();
+  // Commits a group as one durable batch and answers it (the leader, whoever it is).
+  struct Remote;
+  void CommitGroup(std::vector<WriteRequest>& requests, std::vector<Callback>& callbacks,
+                   std::vector<Remote>& remote);
   // One rebalancing round, when keys are due, committed and published (commit thread).
   void RebalanceEscrow();
 
@@ -85,6 +107,10 @@ class WriteQueue {
   std::deque<Remote> remote_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
+  // Someone commits or sweeps now (mutex_); the commit thread waits for leadership as
+  // leader_waiters_, and a leader that ends wakes it only then (or when work waits for it).
+  bool leader_active_ = false;
+  size_t leader_waiters_ = 0;
   std::thread thread_;
 };
 
