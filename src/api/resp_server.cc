@@ -97,8 +97,11 @@ struct Conn {
   bool pumping = false;
   std::string outbox;
   bool writing = false;
+  Clock::time_point write_since;  // while writing
   bool closed = false;
   bool quit = false;
+  bool reading = false;        // waiting for the client's next bytes (not executing, not answering)
+  bool draining = false;       // the server stops: no command after the ones already read
   std::function<void()> wake;  // set while a WAIT is parked: shutdown ends it
   bool subscribed() const { return !channels.empty() || !patterns.empty(); }
 };
@@ -220,6 +223,17 @@ class RespServer::Impl {
       return Status(StatusCode::kUnavailable, "cannot listen on " + listen + ": " + ec.message());
     port_ = acceptor_->local_endpoint().port();
     asio::co_spawn(*contexts_.front(), Accept(), asio::detached);
+    asio::co_spawn(*contexts_.front(), Watchdog(), asio::detached);
+    if (tls_) {
+      hangup_.emplace(*contexts_.front(), SIGHUP);
+      WaitForHangup();
+    }
+    // SIGTERM and SIGINT (the HTTP server stops on them too, and then stops the write queue): no
+    // command is read after them, so none reaches a stopped queue.
+    stop_signals_.emplace(*contexts_.front(), SIGINT, SIGTERM);
+    stop_signals_->async_wait([this](const ErrorCode& ec, int) {
+      if (!ec) Drain();
+    });
     for (size_t i = 0; i < contexts_.size(); ++i) {
       guards_.push_back(asio::make_work_guard(*contexts_[i]));
       threads_.emplace_back([this, i] {
@@ -227,8 +241,8 @@ class RespServer::Impl {
         contexts_[i]->run();
       });
     }
-    spdlog::info("region {} serving the Redis protocol{} on {}", node_->config().region,
-                 tls_ ? " over TLS" : "", listen);
+    spdlog::info("region {} serving the Redis protocol{} on {}:{}", node_->config().region,
+                 tls_ ? " over TLS" : "", host, port_);
     return Status::Ok();
   }
 
@@ -265,6 +279,59 @@ class RespServer::Impl {
   uint16_t port() const { return port_; }
 
  private:
+  // Stops accepting, and ends every connection once the commands it already sent are answered.
+  void Drain() {
+    ErrorCode ignored;
+    if (acceptor_) acceptor_->close(ignored);
+    std::lock_guard lock(connections_mutex_);
+    for (const auto& weak : connections_) {
+      auto conn = weak.lock();
+      if (!conn) continue;
+      asio::post(conn->executor, [conn] {
+        conn->draining = true;
+        if (conn->reading) {
+          conn->closed = true;
+          if (conn->pump_timer) conn->pump_timer->cancel();
+          conn->Close();
+        }
+      });
+    }
+  }
+
+  // SIGHUP reads the [tls] files again, as the HTTP server does (docs/security.md).
+  void WaitForHangup() {
+    hangup_->async_wait([this](const ErrorCode& ec, int) {
+      if (ec) return;
+      (void)tls_->Reload("SIGHUP");
+      WaitForHangup();
+    });
+  }
+
+  // Closes connections whose reply or notification has been in the socket longer than
+  // http.write_timeout_ms: a client that stops reading does not keep its connection (and, when
+  // subscribed, its watch) for good.
+  awaitable<void> Watchdog() {
+    const auto limit = std::chrono::milliseconds(node_->config().write_timeout_ms);
+    Timer tick(co_await asio::this_coro::executor);
+    while (!stopping_) {
+      tick.expires_after(std::chrono::seconds(1));
+      ErrorCode ec;
+      co_await tick.async_wait(asio::redirect_error(use_awaitable, ec));
+      std::lock_guard lock(connections_mutex_);
+      for (const auto& weak : connections_) {
+        auto conn = weak.lock();
+        if (!conn) continue;
+        asio::post(conn->executor, [conn, limit] {
+          if (!conn->writing || conn->closed || Clock::now() - conn->write_since < limit) return;
+          spdlog::warn("redis port: closing client {} ({}): it has not read its answers for {} ms",
+                       conn->id, conn->Peer(), limit.count());
+          conn->closed = true;
+          conn->Close();
+        });
+      }
+    }
+  }
+
   awaitable<void> Accept() {
     size_t next = 0;
     for (;;) {
@@ -282,9 +349,10 @@ class RespServer::Impl {
       }
       socket.set_option(tcp::no_delay(true), ec);
       if (open_.load() >= node_->config().connections_max) {
-        // As Redis answers a client beyond maxclients; the answer is best effort.
+        // As Redis answers a client beyond maxclients (best effort); over TLS closed at once, as
+        // answering would cost a handshake.
         static const std::string kRefusal = "-ERR max number of clients reached\r\n";
-        socket.write_some(asio::buffer(kRefusal), ec);
+        if (!tls_) socket.write_some(asio::buffer(kRefusal), ec);
         socket.close(ec);
         continue;
       }
@@ -340,6 +408,7 @@ class RespServer::Impl {
     chunk.swap(bytes);
     ErrorCode ec;
     for (;;) {
+      conn->write_since = Clock::now();
       co_await conn->WriteAll(chunk, ec);
       if (ec || conn->outbox.empty()) break;
       chunk.clear();
@@ -386,7 +455,7 @@ class RespServer::Impl {
       }
       in.erase(0, pos);
       if (!out.empty() && !co_await Send(conn, out)) break;
-      if (conn->quit || conn->closed) break;
+      if (conn->quit || conn->closed || conn->draining) break;
       if (in.size() > kQueryBytesMax) {
         std::string refusal;
         resp::Writer(&refusal).Error("ERR Protocol error: a request over " +
@@ -395,8 +464,10 @@ class RespServer::Impl {
         break;
       }
       ErrorCode ec;
+      conn->reading = true;
       const size_t n = co_await conn->ReadSome(chunk.data(), chunk.size(), ec);
-      if (ec) break;
+      conn->reading = false;
+      if (ec || conn->draining) break;
       in.append(chunk.data(), n);
     }
     conn->closed = true;
@@ -596,6 +667,15 @@ class RespServer::Impl {
       if (argc < 3 || argc % 2 == 0) co_return Arity(reply, command);
       // One transaction: every region applies all of the keys or none.
       auto txn = std::make_shared<core::Transaction>();
+      // As an HTTP transaction's body: within document_bytes_max, so that it replicates whole.
+      size_t bytes = 0;
+      for (size_t i = 1; i < argc; ++i) bytes += args[i].size();
+      if (bytes > limits_.document_bytes_max) {
+        reply.Error("ERR too_large: MSET of " + std::to_string(bytes) +
+                    " bytes; a transaction takes at most limits.document_bytes_max (" +
+                    std::to_string(limits_.document_bytes_max) + ")");
+        co_return Route::kTransaction;
+      }
       for (size_t i = 1; i + 1 < argc; i += 2) {
         auto json = resp::JsonOfValue(args[i + 1]);
         if (!json) co_return NotUtf8(reply, Route::kTransaction);
@@ -840,18 +920,23 @@ class RespServer::Impl {
       if (argc < 2) co_return Arity(reply, command);
       const bool pattern = command == "PSUBSCRIBE";
       for (size_t i = 1; i < argc; ++i) {
-        const std::string prefix = WatchedPrefix(args[i], pattern);
-        if (!AllowedPrefix(*conn, Route::kWatch, prefix, reply)) co_return Route::kWatch;
+        // A channel that is about no key never gets a message: nothing to allow.
+        const auto keys = KeysOf(args[i], pattern);
+        if (keys && !AllowedPrefix(*conn, Route::kWatch, *keys, reply)) co_return Route::kWatch;
+      }
+      std::set<std::string>& set = pattern ? conn->patterns : conn->channels;
+      const std::set<std::string> before = set;
+      set.insert(args.begin() + 1, args.end());
+      if (!Watch(conn)) {
+        set = before;  // the subscription stays as it was
+        reply.Error("ERR too many watches open (watch.watchers_max)");
+        co_return Route::kWatch;
       }
       for (size_t i = 1; i < argc; ++i) {
-        (pattern ? conn->patterns : conn->channels).insert(args[i]);
         reply.Push(3);
         reply.Bulk(pattern ? "psubscribe" : "subscribe");
         reply.Bulk(args[i]);
         reply.Integer(static_cast<int64_t>(conn->channels.size() + conn->patterns.size()));
-      }
-      if (!Watch(conn)) {
-        reply.Error("ERR too many watches open (watch.watchers_max)");
       }
       co_return Route::kWatch;
     }
@@ -936,7 +1021,11 @@ class RespServer::Impl {
     }
     if (command == "CLIENT") co_return Client(*conn, args, reply);
     if (command == "INFO") {
-      reply.Bulk(Info(args.size() > 1 ? resp::Upper(args[1]) : ""));
+      // What /v1/status tells: admin, as there.
+      ApiCall call;
+      call.route = Route::kStatus;
+      if (Allowed(*conn, call, reply))
+        reply.Bulk(Info(args.size() > 1 ? resp::Upper(args[1]) : ""));
       co_return Route::kRejected;
     }
     if (command == "COMMAND") {
@@ -976,7 +1065,11 @@ class RespServer::Impl {
   awaitable<void> Increment(std::shared_ptr<Conn> conn, const std::string& key,
                             const std::string& field, int64_t delta, bool string_only,
                             resp::Writer& reply) {
-    if (!AllowedKey(*conn, Route::kIncrementDocument, key, reply)) co_return;
+    // The answer is the field's value: the key must be readable too.
+    if (!AllowedKey(*conn, Route::kIncrementDocument, key, reply) ||
+        !AllowedKey(*conn, Route::kGetDocument, key, reply)) {
+      co_return;
+    }
     if (string_only) {
       auto before = Read(key, reply);
       if (!before) co_return;
@@ -1353,9 +1446,6 @@ class RespServer::Impl {
     }
     return std::nullopt;
   }
-  static std::string WatchedPrefix(const std::string& name, bool pattern) {
-    return KeysOf(name, pattern).value_or("");
-  }
 
   // (Re)subscribes the connection's watcher to the longest prefix all its subscriptions share,
   // and starts the pump. False when the node has no room for another watcher.
@@ -1382,7 +1472,6 @@ class RespServer::Impl {
       return true;
     }
     if (conn->watcher && conn->watched_prefix == *prefix) return true;
-    if (conn->watcher) node_->watches().Unsubscribe(conn->watcher);
     if (!conn->pump_timer) conn->pump_timer = std::make_shared<Timer>(conn->executor);
     std::weak_ptr<Timer> weak = conn->pump_timer;
     auto notify = [weak, executor = conn->executor] {
@@ -1391,10 +1480,13 @@ class RespServer::Impl {
       });
     };
     uint64_t published = 0;
-    conn->watcher = node_->watches().Subscribe(*prefix, node_->config().watch_buffer_max,
-                                               std::move(notify), &published);
+    // The new watcher before the old one goes: a refusal leaves the connection as it was.
+    auto watcher = node_->watches().Subscribe(*prefix, node_->config().watch_buffer_max,
+                                              std::move(notify), &published);
+    if (!watcher) return false;
+    if (conn->watcher) node_->watches().Unsubscribe(conn->watcher);
+    conn->watcher = std::move(watcher);
     conn->watched_prefix = *prefix;
-    if (!conn->watcher) return false;
     if (!conn->pumping) {
       conn->pumping = true;
       asio::co_spawn(conn->executor, Pump(conn), asio::detached);
@@ -1461,6 +1553,8 @@ class RespServer::Impl {
   std::vector<std::thread> threads_;
   std::optional<asio::basic_socket_acceptor<tcp, Executor>> acceptor_;
   std::unique_ptr<net::TlsContextHolder> tls_;
+  std::optional<asio::signal_set> hangup_;
+  std::optional<asio::signal_set> stop_signals_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_{0};
