@@ -15,6 +15,11 @@
 //     acknowledged event at the sequence number its receipt named, for the key it wrote.
 // After the last round a clean SIGTERM restart must keep the frontier, digest and every document.
 //
+// Two of the clients speak the Redis protocol to the node's Redis port (docs/redis.md): SET, HSET,
+// DEL and HINCRBY on keys of their own and on counters of their own ("rctr/", one field "n").
+// Their acknowledgements name no event, so their events are counted per key in the log instead:
+// every acknowledged Redis write must be there (a DEL that answered 0 wrote none).
+//
 // MERIDIAN_CRASH_SEED replays a run (the seed is printed); MERIDIAN_CRASH_ROUNDS changes the
 // number of rounds (20 by default).
 #include <gtest/gtest.h>
@@ -61,9 +66,12 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr int kDefaultRounds = 20;
-constexpr int kClients = 6;
+constexpr int kHttpClients = 6;
+constexpr int kRespClients = 2;  // clients kHttpClients.. speak the Redis protocol
+constexpr int kClients = kHttpClients + kRespClients;
 constexpr int kCounterKeys = 8;
-constexpr int kOwnedKeysPerClient = 2;  // 8 + 6 * 2 = 20 keys
+constexpr int kRespCounterKeys = 4;
+constexpr int kOwnedKeysPerClient = 2;  // 8 + 4 + 8 * 2 = 28 keys
 constexpr int kMaxOpsPerClientPerRound = 4000;
 constexpr int kKillDelayMinMs = 10;
 constexpr int kKillDelayMaxMs = 500;
@@ -75,6 +83,9 @@ json Parse(const std::string& text) {
 
 std::string CounterKey(int i) {
   return "ctr/" + std::to_string(i);
+}
+std::string RespCounterKey(int i) {
+  return "rctr/" + std::to_string(i);
 }
 std::string OwnedKey(int client, int i) {
   return "own/" + std::to_string(client) + "/" + std::to_string(i);
@@ -107,7 +118,9 @@ struct Op {
   json body;          // PUT, PATCH, INCR
   int64_t delta = 0;  // INCR
   Outcome outcome = Outcome::kUnknown;
-  uint64_t seq = 0;  // acknowledged: N of the receipt's "us:N"
+  uint64_t seq = 0;   // acknowledged over HTTP: N of the receipt's "us:N"
+  bool resp = false;  // sent over the Redis protocol (no event id in its answer)
+  bool wrote = true;  // acknowledged over RESP: whether it wrote an event (DEL answers 0 when not)
   std::string session;
   std::string detail;  // what the answer (or the failure) was
 };
@@ -118,7 +131,8 @@ std::string Describe(const Op& op) {
   if (!op.body.is_null()) out += " " + op.body.dump().substr(0, 120);
   switch (op.outcome) {
     case Outcome::kAcked:
-      out += " -> us:" + std::to_string(op.seq);
+      out +=
+          op.resp ? std::string(" -> acknowledged over RESP") : " -> us:" + std::to_string(op.seq);
       break;
     case Outcome::kUnknown:
       out += " -> unknown (" + op.detail + ")";
@@ -220,6 +234,126 @@ std::vector<Op> RunClient(uint16_t port, int client, uint64_t seed, int64_t* ver
     } else {
       op.outcome = Outcome::kRejected;
       op.detail = std::to_string(response.status) + " " + response.body.substr(0, 200);
+    }
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+// A blocking Redis-protocol connection with a deadline per answer: enough for the crash clients.
+class RespConnection {
+ public:
+  RespConnection(uint16_t port, milliseconds timeout) : socket_(io_), timeout_(timeout) {
+    boost::system::error_code ec;
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (ec) error_ = "connect: " + ec.message();
+  }
+  // Sends a command and reads its answer: "+OK", ":1", "$value", "-ERR ..."; nullopt (with the
+  // reason in error()) when the connection failed or no answer came in time.
+  std::optional<std::string> Call(const std::vector<std::string>& args) {
+    if (!error_.empty()) return std::nullopt;
+    std::string wire = "*" + std::to_string(args.size()) + "\r\n";
+    for (const std::string& arg : args) {
+      wire += "$" + std::to_string(arg.size()) + "\r\n" + arg + "\r\n";
+    }
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(wire), ec);
+    if (ec) {
+      error_ = "write: " + ec.message();
+      return std::nullopt;
+    }
+    const auto deadline = Clock::now() + timeout_;
+    for (;;) {
+      const size_t end = buffer_.find("\r\n");
+      if (end != std::string::npos) {
+        std::string line = buffer_.substr(0, end);
+        if (line.empty() || line[0] != '$') {
+          buffer_.erase(0, end + 2);
+          return line;
+        }
+        const size_t length = std::stoul(line.substr(1));
+        if (buffer_.size() >= end + 2 + length + 2) {
+          std::string value = "$" + buffer_.substr(end + 2, length);
+          buffer_.erase(0, end + 2 + length + 2);
+          return value;
+        }
+      }
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        error_ = "no answer in time";
+        return std::nullopt;
+      }
+      pollfd descriptor{socket_.native_handle(), POLLIN, 0};
+      if (::poll(&descriptor, 1, static_cast<int>(left)) <= 0) continue;
+      char chunk[4096];
+      const size_t got = socket_.read_some(asio::buffer(chunk), ec);
+      if (ec) {
+        error_ = "read: " + ec.message();
+        return std::nullopt;
+      }
+      buffer_.append(chunk, got);
+    }
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_;
+  milliseconds timeout_;
+  std::string buffer_;
+  std::string error_;
+};
+
+// A Redis-protocol client's round, as RunClient: HINCRBY of its counters, SET (a document
+// {"value": version}), HSET (the fields version and b) and DEL of its own keys.
+std::vector<Op> RunRespClient(uint16_t port, int client, uint64_t seed, int64_t* version,
+                              const std::atomic<bool>* stop) {
+  std::mt19937_64 rng(seed);
+  RespConnection connection(port, seconds(5));
+  std::vector<Op> ops;
+  for (int i = 0; i < kMaxOpsPerClientPerRound && !stop->load(); ++i) {
+    Op op;
+    op.client = client;
+    op.resp = true;
+    std::vector<std::string> command;
+    const int dice = static_cast<int>(rng() % 100);
+    if (dice < 40) {
+      op.kind = Kind::kIncr;
+      op.key = RespCounterKey(static_cast<int>(rng() % kRespCounterKeys));
+      op.delta = 1 + static_cast<int64_t>(rng() % 9);
+      op.body = {{"n", op.delta}};
+      command = {"HINCRBY", op.key, "n", std::to_string(op.delta)};
+    } else {
+      op.key = OwnedKey(client, static_cast<int>(rng() % kOwnedKeysPerClient));
+      if (dice < 65) {
+        op.kind = Kind::kPut;
+        ++*version;
+        op.body = {{"value", *version}};
+        command = {"SET", op.key, std::to_string(*version)};
+      } else if (dice < 85) {
+        op.kind = Kind::kPatch;
+        ++*version;
+        op.body = {{"version", *version}, {"b", *version}};
+        command = {
+            "HSET", op.key, "version", std::to_string(*version), "b", std::to_string(*version)};
+      } else {
+        op.kind = Kind::kDelete;
+        command = {"DEL", op.key};
+      }
+    }
+    const std::optional<std::string> answer = connection.Call(command);
+    if (!answer) {
+      op.outcome = Outcome::kUnknown;
+      op.detail = connection.error();
+      ops.push_back(std::move(op));
+      break;
+    }
+    if (answer->empty() || (*answer)[0] == '-') {
+      op.outcome = Outcome::kRejected;
+      op.detail = *answer;
+    } else {
+      op.outcome = Outcome::kAcked;
+      op.wrote = !(op.kind == Kind::kDelete && *answer == ":0");
     }
     ops.push_back(std::move(op));
   }
@@ -368,6 +502,7 @@ class CrashTest : public ::testing::Test {
       for (const Op& op : mine) {
         if (op.outcome == Outcome::kAcked) {
           acked.push_back(&op);
+          if (op.resp) continue;  // no event id to check
           EXPECT_GT(op.seq, last_seq)
               << "one client's acknowledged writes have rising event ids: " << Describe(op);
           last_seq = op.seq;
@@ -383,7 +518,12 @@ class CrashTest : public ::testing::Test {
 
     // The frontier covers every acknowledged write, each at its own sequence number.
     std::map<uint64_t, const Op*> by_seq;
+    std::map<std::string, size_t> resp_logged;  // key -> events of acknowledged RESP writes
     for (const Op* op : acked) {
+      if (op->resp) {
+        resp_logged[op->key] += op->wrote;
+        continue;
+      }
       EXPECT_GT(op->seq, before) << Describe(*op);
       EXPECT_LE(op->seq, frontier)
           << "an acknowledged write is missing after the restart: " << Describe(*op);
@@ -414,6 +554,14 @@ class CrashTest : public ::testing::Test {
         }
       }
     }
+    // Acknowledged RESP writes are logged events too, wherever in the log.
+    for (const auto& [key, count] : resp_logged) {
+      size_t& logged = unexplained[key];
+      EXPECT_GE(logged, count) << "the log holds " << logged << " events for " << key << " where "
+                               << count << " acknowledged Redis-protocol writes made some";
+      logged -= std::min(logged, count);
+    }
+    std::erase_if(unexplained, [](const auto& entry) { return entry.second == 0; });
     std::map<std::string, size_t> unknown_by_key;
     for (const Op* op : unknown) ++unknown_by_key[op->key];
     for (const auto& [key, count] : unexplained) {
@@ -458,7 +606,8 @@ class CrashTest : public ::testing::Test {
                                     : std::string())
                         << "\n  last acknowledged version " << last_version;
         }
-        if (got && last_version >= 0 && expected && expected->contains("version")) {
+        if (got && got->contains("version") && last_version >= 0 && expected &&
+            expected->contains("version")) {
           EXPECT_GE(got->value("version", int64_t{-1}), (*expected)["version"].get<int64_t>())
               << key;
         }
@@ -493,6 +642,32 @@ class CrashTest : public ::testing::Test {
           << logged
           << ": every acknowledged increment must count once, and an unknown one once or not at "
              "all";
+      EXPECT_GE(n, base + acked_sum) << key << ": acknowledged increments were lost";
+      model->counters[key] = n;
+    }
+
+    // The Redis protocol's counters: one field, n, the previous value plus the acknowledged deltas
+    // plus exactly `unexplained` of the unknown ones.
+    for (int k = 0; k < kRespCounterKeys; ++k) {
+      const std::string key = RespCounterKey(k);
+      int64_t acked_sum = 0;
+      std::vector<int64_t> unknown_deltas;
+      for (const auto& mine : ops) {
+        for (const Op& op : mine) {
+          if (op.key != key) continue;
+          if (op.outcome == Outcome::kAcked) acked_sum += op.delta;
+          if (op.outcome == Outcome::kUnknown) unknown_deltas.push_back(op.delta);
+        }
+      }
+      const DocState got = Read(client, key);
+      actual[key] = got;
+      const int64_t n = got ? got->value("n", int64_t{0}) : 0;
+      const int64_t base = model->counters[key];
+      const size_t logged = unexplained.count(key) ? unexplained.at(key) : 0;
+      EXPECT_TRUE(SubsetSum(unknown_deltas, logged, n - base - acked_sum))
+          << key << " is " << n << "; before the round " << base << ", acknowledged +" << acked_sum
+          << " over RESP, " << unknown_deltas.size() << " unknown of which the log holds "
+          << logged;
       EXPECT_GE(n, base + acked_sum) << key << ": acknowledged increments were lost";
       model->counters[key] = n;
     }
@@ -552,6 +727,7 @@ TEST_F(CrashTest, AcknowledgedWritesSurviveKillsAtRandomMoments) {
   std::mt19937_64 rng(seed);
 
   NodeOptions options;
+  options.resp = true;
   // Three HTTP threads (each with its own connections), where the other tests run the default of
   // one on a 2-core machine: SIGTERM under load must end every thread's connections cleanly.
   options.extra_toml = "[storage]\nsync = true\n[http]\nthreads = 3\n";
@@ -573,7 +749,9 @@ TEST_F(CrashTest, AcknowledgedWritesSurviveKillsAtRandomMoments) {
     std::vector<std::thread> threads;
     for (int c = 0; c < kClients; ++c) {
       threads.emplace_back([&, c, client_seed = rng()] {
-        ops[c] = RunClient(node.http_port(), c, client_seed, &versions[c], &stop);
+        ops[c] = c < kHttpClients
+                     ? RunClient(node.http_port(), c, client_seed, &versions[c], &stop)
+                     : RunRespClient(node.resp_port(), c, client_seed, &versions[c], &stop);
       });
     }
     // The crash moment: a seeded random delay into the workload (this is the fault injection,
