@@ -289,6 +289,7 @@ class RespServer::Impl {
       if (!conn) continue;
       asio::post(conn->executor, [conn] {
         conn->draining = true;
+        if (conn->wake) conn->wake();  // a WAIT answers with what holds now
         if (conn->reading) {
           conn->closed = true;
           if (conn->pump_timer) conn->pump_timer->cancel();
@@ -908,7 +909,7 @@ class RespServer::Impl {
         return DurabilityConfirmed(*node_, dot, wanted);
       };
       const std::function<bool()> stopping = [this, conn] {
-        return stopping_.load() || conn->closed;
+        return stopping_.load() || conn->closed || conn->draining;
       };
       const auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
       co_await AwaitCondition<Executor>(*node_, deadline, confirmed, stopping, &conn->wake);
