@@ -86,6 +86,7 @@ bench: build
 	@build/default/bench/machine_probe
 	@build/default/bench/merge_bench
 	@bench/node_vs_redis.sh build/default/meridian build/default/bench/http_load
+	@bench/node_vs_postgres.sh build/default/meridian build/default/bench/http_load
 	@bench/wal_recovery.sh build/default/meridian build/default/bench/http_load
 	@bench/security_bench.sh build/default/meridian build/default/bench/http_load
 	@bench/bounded_bench.sh build/default/meridian build/default/bench/http_load

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # node_vs_redis.sh — durable-write and read latency/throughput of one Meridian region node next to
-# redis-server (appendfsync always) on the same machine, in the same run, at 1, 8 and 32 clients.
+# redis-server (appendfsync always) on the same machine, in the same run, at 1, 8 and 32 clients:
+# the node's HTTP API (http_load) against redis SET and GET, then the node's Redis port against
+# redis-server with the same client (redis-benchmark SET, INCR, HSET, GET), with CPU per request
+# by thread.
 #
 # usage: bench/node_vs_redis.sh [--redis-only] [--strict] [MERIDIAN_BIN [HTTP_LOAD_BIN]]
 #   MERIDIAN_BIN   default <repo>/build/default/meridian
@@ -130,7 +133,20 @@ def cpu_of_run(before, after, requests):
     return {"server_us_per_req": round((a[0] - b[0]) * tick_us / requests, 2),
             "machine_busy_pct": round(100.0 * (a[1] - b[1]) / total, 1) if total > 0 else 0.0}
 
-def parse_redis(path, before=None, after=None):
+def threads(pid):
+    # {thread name: utime+stime ticks} of every thread of PID
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0) + int(f[11]) + int(f[12])
+    print(json.dumps(out))
+
+def parse_redis(path, before=None, after=None, threads_before=None, threads_after=None):
     text = open(path, errors="replace").read().replace("\r", "\n")
     res = {}
     m = re.search(r"throughput summary:\s*([\d.]+) requests per second", text)
@@ -158,12 +174,17 @@ def parse_redis(path, before=None, after=None):
     if before and after and res.get("requests"):
         # redis-benchmark's own CPU is not measured; the machine's busy share covers it.
         res["cpu"] = cpu_of_run(before, after, res["requests"])
+        if threads_before and threads_after:
+            tb, ta = json.load(open(threads_before)), json.load(open(threads_after))
+            tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+            res["cpu"]["server_threads_us_per_req"] = {
+                n: round((ta[n] - tb.get(n, 0)) * tick_us / res["requests"], 2) for n in ta}
     print(json.dumps(res))
 
 def parse_csv_rps(path):
     for line in open(path):
         f = [x.strip('"') for x in line.strip().split('","')]
-        if len(f) > 1 and f[0] in ("SET", "GET"):
+        if len(f) > 1 and f[0] != "test":
             print(f[1])
             return
     sys.exit("cannot parse redis-benchmark csv in " + path)
@@ -220,6 +241,39 @@ def report(results_path, value_bytes, keys, redis_only, strict):
                 print(line)
             print()
 
+    resp_tests = [t for t in ("set", "incr", "hset", "get") if any(k[0] == "meridian-resp" and k[1] == t for k in rows)]
+    if resp_tests:
+        print("Redis protocol: redis-benchmark against meridian's Redis port ([storage] sync = "
+              + os.environ.get("NODE_SYNC", "true") + ")  vs  redis-server (appendfsync always)")
+        print(f"value ~{value_bytes} B, {keys} keys, latencies in ms, closed loop, the same client for both")
+        print(" test  clients |  meridian p50     p99   p99.9      rps |  redis p50     p99   p99.9      rps |  rps m/r  p99 m/r")
+        print("---------------+----------------------------------------+------------------------------------+------------------")
+        for t in resp_tests:
+            for c in levels:
+                m = rows.get(("meridian-resp", t, c), {})
+                r = rows.get(("redis", t, c), {})
+                if not m and not r:
+                    continue
+                tr = ratio(m.get("throughput_rps"), r.get("throughput_rps"))
+                lr = ratio(m.get("p99_ms"), r.get("p99_ms"))
+                print(f" {t:5s} {c:7d} |    {f(m.get('p50_ms'))} {f(m.get('p99_ms'))} {f(m.get('p999_ms'))} {frps(m.get('throughput_rps'))} |"
+                      f" {f(r.get('p50_ms'))} {f(r.get('p99_ms'))} {f(r.get('p999_ms'))} {frps(r.get('throughput_rps'))} |"
+                      f"  {f(tr, 6, 2) if tr is not None else '     -'}   {f(lr, 6, 2) if lr is not None else '     -'}")
+        print()
+        print("CPU time per request in the measured window, in microseconds, by thread (machine: % of all cores busy)")
+        for t in resp_tests:
+            for c in levels:
+                m = rows.get(("meridian-resp", t, c), {}).get("cpu")
+                r = rows.get(("redis", t, c), {}).get("cpu")
+                if not m:
+                    continue
+                threads = ", ".join(f"{n} {v:.1f}" for n, v in sorted(m.get("server_threads_us_per_req", {}).items(),
+                                                                   key=lambda kv: -kv[1]) if v >= 0.5)
+                line = f" {t:5s} {c:7d} | meridian {m['server_us_per_req']:.1f} ({threads}); machine {m['machine_busy_pct']:.0f}%"
+                line += f" | redis-server {r['server_us_per_req']:.1f}; machine {r['machine_busy_pct']:.0f}%" if r else ""
+                print(line)
+        print()
+
     print("Goals")
     failed = False
     def verdict(ok):
@@ -242,7 +296,28 @@ def report(results_path, value_bytes, keys, redis_only, strict):
     g3 = None if not per_level else all(x >= 1.0 and e == 0 for _, x, e in per_level)
     print(f"  durable-write rps >= redis (always fsync): {verdict(g3)}"
           + ("  (meridian/redis: " + ", ".join(f"{c} clients {x:.2f}" for c, x, _ in per_level) + ")" if per_level else ""))
-    for g in (g1, g2, g3):
+    top = max(levels) if levels else 0
+    resp_goals = []
+    for t in ("set", "incr", "hset", "get"):
+        m = rows.get(("meridian-resp", t, top))
+        r = rows.get(("redis", t, top))
+        if m and r and r["throughput_rps"] > 0:
+            resp_goals.append((t, m["throughput_rps"] / r["throughput_rps"], m["p99_ms"]))
+    g4 = None if not resp_goals else all(x >= 1.0 for _, x, _ in resp_goals)
+    g5 = None if not resp_goals else all(p <= 1.0 for _, _, p in resp_goals)
+    print(f"  RESP rps >= redis at {top} clients:          {verdict(g4)}"
+          + ("  (" + ", ".join(f"{t} {x:.2f}" for t, x, _ in resp_goals) + ")" if resp_goals else ""))
+    print(f"  RESP p99 <= 1 ms at {top} clients:           {verdict(g5)}"
+          + ("  (" + ", ".join(f"{t} {p:.3f}" for t, _, p in resp_goals) + ")" if resp_goals else ""))
+    m_top = rows.get(("meridian", "put", top))
+    if m_top and "cpu" in m_top:
+        cpu = m_top["cpu"]["server_us_per_req"]
+        print(f"  node CPU per durable HTTP write <= 12 us:   {verdict(cpu <= 12.0)}  ({cpu:.1f} us at {top} clients)")
+    m_top = rows.get(("meridian-resp", "set", top))
+    if m_top and "cpu" in m_top:
+        cpu = m_top["cpu"]["server_us_per_req"]
+        print(f"  node CPU per durable RESP SET <= 12 us:     {verdict(cpu <= 12.0)}  ({cpu:.1f} us at {top} clients)")
+    for g in (g1, g2, g3, g4, g5):
         if g is False:
             failed = True
     if redis_only:
@@ -255,7 +330,9 @@ if cmd == "free-ports":
 elif cmd == "redis-populate":
     redis_populate(int(sys.argv[2]), int(sys.argv[3]))
 elif cmd == "parse-redis":
-    parse_redis(*sys.argv[2:5])
+    parse_redis(*sys.argv[2:7])
+elif cmd == "threads":
+    threads(int(sys.argv[2]))
 elif cmd == "csv-rps":
     parse_csv_rps(sys.argv[2])
 elif cmd == "report":
@@ -273,7 +350,7 @@ tag_json() {
     "$1" "$2" "$3" >>"$RESULTS"
 }
 
-read -r HTTP_PORT REPL_PORT REDIS_PORT < <(helper free-ports 3)
+read -r HTTP_PORT REPL_PORT REDIS_PORT RESP_PORT < <(helper free-ports 4)
 
 # cpu_snapshot PID — "<utime+stime ticks of PID> <busy ticks> <total ticks of the machine>"
 cpu_snapshot() {
@@ -316,6 +393,7 @@ if ((!REDIS_ONLY)); then
     echo 'id = 1'
     echo "http = \"127.0.0.1:$HTTP_PORT\""
     echo "replication = \"127.0.0.1:$REPL_PORT\""
+    echo "resp = \"127.0.0.1:$RESP_PORT\""
     echo
     echo '[storage]'
     echo "sync = $NODE_SYNC"
@@ -365,22 +443,34 @@ run_http_load() {
   tag_json meridian "$mode" "$c" <"$out"
 }
 
-# run_redis TEST CLIENTS — a short calibration run (also the warm-up) sizes -n to about DURATION_S.
+# run_redis TEST CLIENTS [SYSTEM PORT PID] — a short calibration run (also the warm-up) sizes -n to
+# about DURATION_S. SYSTEM defaults to redis (on REDIS_PORT); meridian-resp is the node's Redis port.
 run_redis() {
-  local test=$1 c=$2 cal rps n
-  local base=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$c" -t "$test" -d "$VALUE_BYTES" -r "$KEYS")
+  local test=$1 c=$2 system=${3:-redis} port=${4:-$REDIS_PORT} pid=${5:-$REDIS_PID} cal rps n
+  local base=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$c" -r "$KEYS") command=()
+  if [[ $test == hset ]]; then
+    # One small hash per key, as a document store holds objects. redis-benchmark's own HSET test
+    # puts every field into one hash ("myhash", KEYS fields): see bench/README.md.
+    # (A command goes after every option.)
+    command=(HSET "hash:__rand_int__" field "$(head -c "$VALUE_BYTES" /dev/zero | tr '\0' x)")
+  else
+    base+=(-t "$test" -d "$VALUE_BYTES")
+  fi
   cal=$((1000 + 500 * c))
-  timeout "$LOAD_TIMEOUT" "${base[@]}" -n "$cal" --csv >"$TMP/redis-$test-$c-cal.csv" 2>&1 ||
+  timeout "$LOAD_TIMEOUT" "${base[@]}" -n "$cal" --csv "${command[@]}" >"$TMP/redis-$test-$c-cal.csv" 2>&1 ||
     die "redis-benchmark calibration ($test, $c clients) failed: $(tail -3 "$TMP/redis-$test-$c-cal.csv")"
   rps=$(helper csv-rps "$TMP/redis-$test-$c-cal.csv")
   n=$(python3 -c "print(max(1000, min(5000000, int(float('$rps') * float('$DURATION_S')))))")
-  log "redis $test, $c clients, $n requests (~${DURATION_S} s at the calibrated $rps/s)"
-  local before after
-  before=$(cpu_snapshot "$REDIS_PID")
-  timeout "$LOAD_TIMEOUT" "${base[@]}" -n "$n" >"$TMP/redis-$test-$c.out" 2>&1 ||
-    die "redis-benchmark ($test, $c clients) failed: $(tail -3 "$TMP/redis-$test-$c.out")"
-  after=$(cpu_snapshot "$REDIS_PID")
-  helper parse-redis "$TMP/redis-$test-$c.out" "$before" "$after" | tag_json redis "$test" "$c"
+  log "$system $test, $c clients, $n requests (~${DURATION_S} s at the calibrated $rps/s)"
+  local before after out=$TMP/$system-$test-$c
+  before=$(cpu_snapshot "$pid")
+  helper threads "$pid" >"$out.threads-before"
+  timeout "$LOAD_TIMEOUT" "${base[@]}" -n "$n" "${command[@]}" >"$out.out" 2>&1 ||
+    die "redis-benchmark ($system $test, $c clients) failed: $(tail -3 "$out.out")"
+  after=$(cpu_snapshot "$pid")
+  helper threads "$pid" >"$out.threads-after"
+  helper parse-redis "$out.out" "$before" "$after" "$out.threads-before" "$out.threads-after" |
+    tag_json "$system" "$test" "$c"
 }
 
 first_get=1
@@ -397,6 +487,19 @@ for c in $CLIENTS; do
     fi
   fi
   run_redis get "$c"
+done
+
+# The Redis protocol: the same client (redis-benchmark) against the node's Redis port and
+# redis-server, test by test.
+if ((!REDIS_ONLY)); then
+  log "populating $KEYS keys through meridian's Redis port"
+  helper redis-populate "$KEYS" "$VALUE_BYTES" | redis-cli -h 127.0.0.1 -p "$RESP_PORT" --pipe >"$TMP/node/populate.log"
+fi
+for c in $CLIENTS; do
+  for test in set incr hset get; do
+    if ((!REDIS_ONLY)); then run_redis "$test" "$c" meridian-resp "$RESP_PORT" "$NODE_PID"; fi
+    [[ $test == set || $test == get ]] || run_redis "$test" "$c"
+  done
 done
 
 if ((!REDIS_ONLY)); then
