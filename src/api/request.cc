@@ -1,5 +1,6 @@
 #include "api/request.h"
 
+#include <simdjson.h>
 #include <algorithm>
 #include <charconv>
 #include <limits>
@@ -184,6 +185,89 @@ std::optional<ApiError> CheckBody(std::string_view body, const core::Limits& lim
   return std::nullopt;
 }
 
+// A JSON token as it stands in a body is already its canonical form (what nlohmann's dump()
+// writes, core/event.h) when it is a string without escapes or raw control characters, an integer
+// of at most 18 digits in the shortest form (no '-0'), true, false or null.
+bool CanonicalAsItStands(std::string_view token) {
+  if (token.empty()) return false;
+  if (token[0] == '"') {
+    if (token.size() < 2 || token.back() != '"') return false;
+    for (size_t i = 1; i + 1 < token.size(); ++i) {
+      const auto c = static_cast<unsigned char>(token[i]);
+      if (c == '\\' || c == '"' || c < 0x20) return false;
+    }
+    return true;
+  }
+  if (token == "true" || token == "false" || token == "null") return true;
+  std::string_view digits = token[0] == '-' ? token.substr(1) : token;
+  if (digits.empty() || digits.size() > 18) return false;
+  if (digits[0] == '0' && (digits.size() > 1 || token[0] == '-')) return false;
+  return digits.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+std::string_view TrimRight(std::string_view text) {
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' ||
+                           text.back() == '\r')) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+// The fields of a flat body, {"name": <token canonical as it stands>, ...}, names without
+// escapes, read with simdjson's On-Demand parser (no DOM); a name given twice keeps its last
+// value, as the DOM does. nullopt for any other body, the general path's to read.
+std::optional<std::map<std::string, std::string>> FlatFields(std::string_view body) {
+  thread_local simdjson::ondemand::parser parser;
+  const simdjson::padded_string padded(body);
+  simdjson::ondemand::document document;
+  if (parser.iterate(padded).get(document) != simdjson::SUCCESS) return std::nullopt;
+  simdjson::ondemand::object object;
+  if (document.get_object().get(object) != simdjson::SUCCESS) return std::nullopt;
+  std::map<std::string, std::string> fields;
+  for (auto field : object) {
+    simdjson::ondemand::raw_json_string raw_name;
+    if (field.key().get(raw_name) != simdjson::SUCCESS) return std::nullopt;
+    // The name's bytes up to its closing quote: with no escape among them, they are the name.
+    const char* name = raw_name.raw();
+    size_t length = 0;
+    while (name + length < padded.data() + padded.size() && name[length] != '"') {
+      if (name[length] == '\\' || static_cast<unsigned char>(name[length]) < 0x20) {
+        return std::nullopt;
+      }
+      ++length;
+    }
+    std::string_view token;
+    if (field.value().raw_json_token().get(token) != simdjson::SUCCESS) return std::nullopt;
+    token = TrimRight(token);
+    if (!CanonicalAsItStands(token)) return std::nullopt;
+    fields.insert_or_assign(std::string(name, length), std::string(token));
+  }
+  // Nothing after the object: the document's iterator is past its last token.
+  if (document.current_location().error() != simdjson::OUT_OF_BOUNDS) return std::nullopt;
+  return fields;
+}
+
+// The operation of `route` from a flat body's fields; false when the general path must read it
+// (an increment that is not an integer: its error is the general path's to give).
+bool OperationFromFlatFields(Route route, std::map<std::string, std::string> fields,
+                             core::Operation* op) {
+  if (route == Route::kIncrementDocument) {
+    op->kind = core::OpKind::kIncrement;
+    for (auto& [name, token] : fields) {
+      int64_t delta = 0;
+      const auto [end, error] = std::from_chars(token.data(), token.data() + token.size(), delta);
+      if (error != std::errc() || end != token.data() + token.size()) return false;
+      op->counters.push_back(core::CounterDelta{name, delta});
+    }
+    return true;
+  }
+  op->kind = route == Route::kPutDocument ? core::OpKind::kReplace : core::OpKind::kSet;
+  for (auto& [name, token] : fields) {
+    op->fields.push_back(core::FieldValue{name, std::move(token)});
+  }
+  return true;
+}
+
 ApiError BadTransaction(std::string message) {
   return Error(400, "bad_transaction", std::move(message));
 }
@@ -205,12 +289,31 @@ std::optional<ApiError> TransactionKey(const nlohmann::json& item, const std::st
 
 }  // namespace
 
-std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
-                                       const core::Limits& limits, core::Operation* op) {
+std::optional<ApiError> ParseWriteBodyWithDom(Route route, std::string_view body,
+                                              const core::Limits& limits, core::Operation* op) {
   if (auto error = CheckBody(body, limits)) return error;
   nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Error(400, "malformed_json", "the body is not valid JSON");
   return OperationFromJson(route, json, limits, op);
+}
+
+std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
+                                       const core::Limits& limits, core::Operation* op) {
+  if (body.size() <= limits.document_bytes_max && core::IsValidUtf8(body)) {
+    if (auto fields = FlatFields(body)) {
+      core::Operation flat;
+      if (OperationFromFlatFields(route, std::move(*fields), &flat)) {
+        if (Status status = core::CheckCanonicalOperation(&flat, limits); !status.ok()) {
+          return ErrorFromStatus(status);
+        }
+        *op = std::move(flat);
+        return std::nullopt;
+      }
+    }
+  }
+  // Anything else (nested values, escapes, numbers with fractions, malformed bodies, with their
+  // errors) through the DOM.
+  return ParseWriteBodyWithDom(route, body, limits, op);
 }
 
 std::optional<ApiError> ParseBoundsBody(std::string_view body, const core::Limits& limits,

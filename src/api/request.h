@@ -131,6 +131,12 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
 // too_large, invalid_argument).
 std::optional<ApiError> ParseWriteBody(Route route, std::string_view body,
                                        const core::Limits& limits, core::Operation* op);
+// ParseWriteBody always through a DOM (nlohmann::json), value by value canonicalized.
+// ParseWriteBody reads the common flat bodies with simdjson's On-Demand parser instead and hands
+// every other body here; the two must agree on every body (tests and the request fuzz target
+// compare them).
+std::optional<ApiError> ParseWriteBodyWithDom(Route route, std::string_view body,
+                                              const core::Limits& limits, core::Operation* op);
 // The body of PUT /v1/docs/{key}/bounds, {"<field>": {"min": <integer>}} (one field), as the
 // declaration it asks for (core::EscrowOpKind::kDeclare; the command path splits the room), or
 // 400 malformed_json or bad_bounds, 413 too_large. HTTP and gRPC alike.

@@ -1,8 +1,8 @@
 // Fuzz target for the HTTP request path: arbitrary bytes go through Beast's HTTP/1.1 parser
 // (with the node's limits), the API's request parsing and validation, and — for writes and
 // reads that parse — the region's durable command path on an in-memory store. Whatever the
-// bytes, the outcome is an answer or an error, never a crash, and a refused write changes
-// nothing.
+// bytes, the outcome is an answer or an error, never a crash, a refused write changes nothing, and
+// a write body reads the same through the fast path and through the DOM.
 #include <utility>
 
 #include <boost/beast/http.hpp>
@@ -58,6 +58,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Header(request, "Last-Event-ID"),
       request.body(),
       Header(request, "Idempotency-Key")};
+  // A write body reads the same through simdjson's fast path and through the DOM.
+  for (const api::Route route :
+       {api::Route::kPutDocument, api::Route::kPatchDocument, api::Route::kIncrementDocument}) {
+    core::Operation fast;
+    core::Operation dom;
+    const auto fast_error = api::ParseWriteBody(route, request.body(), core::Limits{}, &fast);
+    const auto dom_error = api::ParseWriteBodyWithDom(route, request.body(), core::Limits{}, &dom);
+    MERIDIAN_CHECK(fast_error.has_value() == dom_error.has_value());
+    if (fast_error) {
+      MERIDIAN_CHECK(fast_error->status == dom_error->status &&
+                     fast_error->code == dom_error->code);
+    } else {
+      MERIDIAN_CHECK(fast == dom);
+    }
+  }
   auto parsed = api::ParseRequest(view, core::Limits{});
   if (auto* error = std::get_if<api::ApiError>(&parsed)) {
     MERIDIAN_CHECK(error->status >= 400 && error->status < 600 && !error->code.empty());

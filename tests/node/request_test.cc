@@ -1,6 +1,8 @@
 // Request parsing: routes, keys, queries, bodies and the error each bad input gets.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "api/request.h"
 #include "api/session_token.h"
 
@@ -340,6 +342,98 @@ TEST(RequestTest, ErrorsFromStatuses) {
   // A message quoting bytes that are not UTF-8 (a raw path, say) still gives valid JSON.
   EXPECT_EQ(ErrorBody(ApiError{404, "not_found", "no such route: /\xB4", {}}),
             "{\"error\":\"not_found\",\"message\":\"no such route: /\xEF\xBF\xBD\"}");
+}
+
+}  // namespace
+}  // namespace meridian::api
+
+namespace meridian::api {
+namespace {
+
+// ParseWriteBody reads flat bodies with simdjson and hands the rest to the DOM: both must give
+// the same operation, or the same error, for every body and route.
+::testing::AssertionResult SameAsTheDom(const std::string& body) {
+  for (const Route route :
+       {Route::kPutDocument, Route::kPatchDocument, Route::kIncrementDocument}) {
+    core::Operation fast;
+    core::Operation dom;
+    const auto fast_error = ParseWriteBody(route, body, core::Limits{}, &fast);
+    const auto dom_error = ParseWriteBodyWithDom(route, body, core::Limits{}, &dom);
+    if (fast_error.has_value() != dom_error.has_value() ||
+        (fast_error &&
+         (fast_error->status != dom_error->status || fast_error->code != dom_error->code)) ||
+        (!fast_error && !(fast == dom))) {
+      return ::testing::AssertionFailure() << "route " << RouteName(route) << ", body '" << body
+                                           << "': fast " << (fast_error ? fast_error->code : "ok")
+                                           << ", DOM " << (dom_error ? dom_error->code : "ok");
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(WriteBodyTest, TheFastPathReadsAsTheDomDoes) {
+  for (const std::string body :
+       {R"({"a":1})",
+        R"({"a":"x","a":"y"})",
+        R"({"b":-0})",
+        R"({"a":1e2})",
+        R"({"a":1.5})",
+        R"({"a":"\u00e9"})",
+        R"({"a\u0041":1})",
+        R"({"a":{"c":1,"b":2}})",
+        R"({"a":[1,"x"]})",
+        R"( {"a":true} )",
+        R"({"a":null}x)",
+        R"({"a":1}{)",
+        "{\"a\":\"x\ty\"}",
+        R"({"a":12345678901234567890})",
+        R"({"a":123456789012345678})",
+        R"({"a":-9223372036854775808})",
+        R"({"a":007})",
+        R"({})",
+        R"([])",
+        R"("x")",
+        R"({"a":})",
+        R"({"a":1,})",
+        R"({"a":"\\"})",
+        "",
+        R"({"a" :  "b"  ,  "c":2 })",
+        R"({"ä":"ö","z":false})",
+        R"({"a":tru})",
+        R"({"a":"x)",
+        R"({"a":1)",
+        "{\"\":1}",
+        R"({"v":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})"}) {
+    EXPECT_TRUE(SameAsTheDom(body));
+  }
+  // Random flat and not-so-flat bodies from the pieces bodies are made of.
+  std::mt19937_64 rng(20261207);
+  const std::vector<std::string> names = {"\"a\"", "\"b\"", "\"a\\n\"", "\"\"", "\"é\""};
+  const std::vector<std::string> values = {"1",
+                                           "-1",
+                                           "0",
+                                           "-0",
+                                           "1.0",
+                                           "2e3",
+                                           "\"s\"",
+                                           "\"\\t\"",
+                                           "true",
+                                           "null",
+                                           "[]",
+                                           "{\"x\":1}",
+                                           "99999999999999999999",
+                                           "\"é\"",
+                                           "-12345678901234567"};
+  for (int i = 0; i < 2000; ++i) {
+    std::string body = "{";
+    const int fields = static_cast<int>(rng() % 4);
+    for (int f = 0; f < fields; ++f) {
+      if (f > 0) body += rng() % 8 == 0 ? " , " : ",";
+      body += names[rng() % names.size()] + ":" + values[rng() % values.size()];
+    }
+    body += rng() % 16 == 0 ? "} " : "}";
+    ASSERT_TRUE(SameAsTheDom(body));
+  }
 }
 
 }  // namespace
