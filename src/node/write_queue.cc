@@ -33,12 +33,18 @@ WriteQueue::~WriteQueue() {
 }
 
 bool WriteQueue::Submit(WriteRequest request, Callback callback, const Defer& defer) {
+  bool lead_here = false;
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || pending_.size() >= queue_max_) return false;
     pending_.emplace_back(std::move(request), std::move(callback));
+    // This thread may lead only a lone write on a quiet queue (Lead); anything else is the commit
+    // thread's at once, so that it starts while this thread reads on.
+    lead_here = defer && pending_.size() <= kInlineGroupMax && last_group_ <= kInlineGroupMax &&
+                !leader_active_ && remote_.empty() && tasks_.empty();
+    if (!lead_here) handed_over_ = true;
   }
-  if (defer) {
+  if (lead_here) {
     ScheduleLead(defer);
   } else {
     wake_.notify_one();
@@ -67,11 +73,19 @@ void WriteQueue::Lead(const Defer& defer) {
   std::vector<Remote> no_remote;
   {
     std::unique_lock lock(mutex_);
-    // Another leader takes what is pending when it ends (it looks again before it lets go).
-    if (leader_active_ || pending_.empty()) return;
-    if (pending_.size() > kInlineGroupMax) {
+    if (pending_.empty()) return;
+    if (leader_active_) {
+      // Another leader is at work: the commit thread takes what is pending once it ends.
+      handed_over_ = true;
+      return;
+    }
+    if (pending_.size() > kInlineGroupMax || last_group_ > kInlineGroupMax || !remote_.empty() ||
+        !tasks_.empty()) {
+      handed_over_ = true;
       // Under load the commit thread leads: this thread goes on reading and answering while the
-      // group's fsync runs, and the wake-up is shared by the whole group.
+      // group's fsync runs, and the wake-up is shared by the whole group. So it does when it has
+      // work of its own (other regions' events): the write joins their commit, as before, rather
+      // than delay it by a commit of its own.
       lock.unlock();
       wake_.notify_all();
       return;
@@ -82,6 +96,7 @@ void WriteQueue::Lead(const Defer& defer) {
       callbacks.push_back(std::move(pending_.front().second));
       pending_.pop_front();
     }
+    last_group_ = requests.size();
   }
   CommitGroup(requests, callbacks, no_remote);
   RebalanceEscrow();
@@ -91,8 +106,9 @@ void WriteQueue::Lead(const Defer& defer) {
     std::lock_guard lock(mutex_);
     MERIDIAN_CHECK(leader_active_);
     leader_active_ = false;
-    more = !pending_.empty();
-    wanted = leader_waiters_ > 0 || stopping_ || !remote_.empty() || !tasks_.empty();
+    more = !pending_.empty() && !handed_over_;
+    wanted =
+        leader_waiters_ > 0 || stopping_ || handed_over_ || !remote_.empty() || !tasks_.empty();
   }
   if (wanted) wake_.notify_all();
   // What was submitted meanwhile (here or by threads that found this one leading): the next turn
@@ -200,9 +216,11 @@ void WriteQueue::Run() {
               : std::chrono::steady_clock::duration(kFoldSweepInterval);
       const bool woken = wake_.wait_for(lock, wait, [this] {
         return !leader_active_ &&
-               (stopping_ || !pending_.empty() || !remote_.empty() || !tasks_.empty());
+               (stopping_ || handed_over_ || !remote_.empty() || !tasks_.empty());
       });
-      if (!woken) continue;  // idle: time for a sweep
+      // Writes submitted with a defer are their I/O thread's to commit; one whose turn never
+      // came (its event loop stopped) is taken here after a sweep interval.
+      if (!woken && (leader_active_ || pending_.empty())) continue;  // idle: time for a sweep
       leader_active_ = true;
       if (!tasks_.empty()) {
         std::deque<std::function<void()>> tasks;
@@ -212,10 +230,15 @@ void WriteQueue::Run() {
         ReleaseLeadership();
         continue;
       }
-      if (pending_.empty() && remote_.empty()) {  // stopping, and everything is committed
+      if (pending_.empty() && remote_.empty()) {
+        // Nothing to commit: an I/O thread took the writes handed over, or the queue stops with
+        // everything committed.
+        handed_over_ = false;
         leader_active_ = false;
-        return;
+        if (stopping_) return;
+        continue;
       }
+
       while (!pending_.empty() && requests.size() < batch_max_) {
         requests.push_back(std::move(pending_.front().first));
         callbacks.push_back(std::move(pending_.front().second));
@@ -225,6 +248,9 @@ void WriteQueue::Run() {
         remote.push_back(std::move(remote_.front()));
         remote_.pop_front();
       }
+      // Taken up to batch_max: what remains is still this thread's to take, next.
+      handed_over_ = !pending_.empty();
+      last_group_ = requests.size();
     }
     CommitGroup(requests, callbacks, remote);
     // Rights to accept, wants to serve, refusals to ask for: decided on what just committed.

@@ -110,6 +110,12 @@ class WriteQueue {
   // Someone commits or sweeps now (mutex_); the commit thread waits for leadership as
   // leader_waiters_, and a leader that ends wakes it only then (or when work waits for it).
   bool leader_active_ = false;
+  // Pending writes are the commit thread's to take (mutex_): submitted without a defer, or handed
+  // over by an I/O thread's turn (a group, or the commit thread had work of its own).
+  bool handed_over_ = false;
+  // Local writes in the last group committed (mutex_): a lone write is led by its I/O thread only
+  // while the groups before it were lone too (a quiet queue), not in a lull of a busy one.
+  size_t last_group_ = 0;
   size_t leader_waiters_ = 0;
   std::thread thread_;
 };
