@@ -7,52 +7,84 @@
 // g++ 12 needs <utility> before Asio when coroutines are used.
 #include <utility>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "meridian/status.h"
 #include "node/node.h"
 
 namespace meridian::api {
 
-// Commits `request` through the node's write queue, led by the awaiting coroutine's own thread;
-// resumes on its executor with the outcome (kOverloaded when the queue is full). `request` is
-// moved from.
+// Commits `request` through the node's write queue, led by the awaiting coroutine's own thread
+// when the queue is quiet (node::WriteQueue); resumes on its executor with the outcome
+// (kOverloaded when the queue is full). `request` is moved from.
 template <class Executor>
 boost::asio::awaitable<Result<node::Receipt>, Executor> AwaitWrite(node::Node& node,
-                                                                   node::WriteRequest& request) {
+                                                                   node::WriteRequest& request);
+
+// Commits `requests` (moved from) through the node's write queue as one submission — so that
+// they commit in order, in as few groups as the queue makes of them (a pipeline's writes share
+// an fsync) — and resumes once every one has its outcome, in the requests' order.
+template <class Executor>
+boost::asio::awaitable<std::vector<Result<node::Receipt>>, Executor> AwaitWrites(
+    node::Node& node, std::vector<node::WriteRequest>& requests) {
   namespace asio = boost::asio;
+  using Outcomes = std::vector<Result<node::Receipt>>;
   auto executor = co_await asio::this_coro::executor;
-  // Named, not a temporary of the co_await expression (g++ 12 destroys those twice).
-  auto initiation = [&node, executor, &request](auto handler) {
-    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    // Run to completion: this thread commits the group at the end of its turn, and answers the
-    // writes of its own connections without a wake-up (node::WriteQueue).
+  auto initiation = [&node, executor, &requests](auto handler) {
+    using Handler = decltype(handler);
+    struct State {
+      State(size_t n, Handler h)
+          : outcomes(n, Result<node::Receipt>(Status(StatusCode::kInternal, "not answered"))),
+            left(n),
+            answer(std::move(h)) {}
+      Outcomes outcomes;
+      std::atomic<size_t> left;
+      Handler answer;
+    };
+    auto state = std::make_shared<State>(requests.size(), std::move(handler));
+    const auto done = [state, executor] {
+      asio::post(executor, [state] { state->answer(std::move(state->outcomes)); });
+    };
+    if (requests.empty()) {
+      done();
+      return;
+    }
     const node::WriteQueue::Defer defer = [executor](std::function<void()> lead) {
       asio::post(executor, std::move(lead));
     };
-    const bool queued = node.SubmitWrite(
-        std::move(request),
-        [shared, executor](Result<node::Receipt> outcome) {
-          asio::post(executor, [shared, outcome = std::move(outcome)]() mutable {
-            (*shared)(std::move(outcome));
-          });
-        },
-        defer);
-    if (!queued) {
-      asio::post(executor, [shared] {
-        (*shared)(Result<node::Receipt>(
-            Status(StatusCode::kOverloaded, "the write queue is full; retry later")));
-      });
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const bool queued = node.SubmitWrite(
+          std::move(requests[i]),
+          [state, i, done](Result<node::Receipt> outcome) {
+            state->outcomes[i] = std::move(outcome);
+            if (state->left.fetch_sub(1) == 1) done();
+          },
+          defer);
+      if (!queued) {
+        state->outcomes[i] = Result<node::Receipt>(
+            Status(StatusCode::kOverloaded, "the write queue is full; retry later"));
+        if (state->left.fetch_sub(1) == 1) done();
+      }
     }
   };
-  Result<node::Receipt> outcome =
-      co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&,
-                                    void(Result<node::Receipt>)>(initiation,
-                                                                 asio::use_awaitable_t<Executor>());
-  co_return outcome;
+  Outcomes outcomes =
+      co_await asio::async_initiate<const asio::use_awaitable_t<Executor>&, void(Outcomes)>(
+          initiation, asio::use_awaitable_t<Executor>());
+  co_return outcomes;
+}
+
+template <class Executor>
+boost::asio::awaitable<Result<node::Receipt>, Executor> AwaitWrite(node::Node& node,
+                                                                   node::WriteRequest& request) {
+  std::vector<node::WriteRequest> one;
+  one.push_back(std::move(request));
+  std::vector<Result<node::Receipt>> outcomes = co_await AwaitWrites<Executor>(node, one);
+  co_return std::move(outcomes.front());
 }
 
 // Parks the coroutine until `ready()` holds, `stopping()` holds, or `deadline` passes, looking

@@ -55,6 +55,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 // client output buffer limits do).
 constexpr size_t kQueryBytesMax = 64 * 1024 * 1024;
 constexpr size_t kOutboxBytesMax = 32 * 1024 * 1024;
+// A pipeline's consecutive SETs committed together at most (ExecuteSets).
+constexpr size_t kPipelineWritesMax = 256;
 // Replies gathered from pipelined commands before they are written.
 constexpr size_t kReplyFlushBytes = 64 * 1024;
 // SCAN cursors remembered by the node; an older one answers an error.
@@ -432,6 +434,7 @@ class RespServer::Impl {
     std::string in;
     std::string out;
     std::vector<std::string> args;
+    std::vector<std::vector<std::string>> batch;  // a pipeline's consecutive SETs (ExecuteSets)
     std::vector<char> chunk(kReadChunk);
     while (!conn->closed) {
       size_t pos = 0;
@@ -446,14 +449,33 @@ class RespServer::Impl {
           continue;
         }
         if (parsed == resp::Parsed::kError) {
+          if (!batch.empty()) co_await ExecuteSets(conn, batch, out);
+          batch.clear();
           resp::Writer(&out, conn->protocol).Error("ERR Protocol error: " + error);
           conn->quit = true;
           break;
+        }
+        if (Batchable(*conn, args)) {
+          batch.push_back(std::move(args));
+          if (batch.size() < kPipelineWritesMax) continue;
+          co_await ExecuteSets(conn, batch, out);
+          batch.clear();
+          if (conn->closed) break;
+          continue;
+        }
+        if (!batch.empty()) {
+          co_await ExecuteSets(conn, batch, out);
+          batch.clear();
+          if (conn->closed) break;
         }
         co_await Execute(conn, args, out);
         if (conn->quit || conn->closed) break;
         if (out.size() >= kReplyFlushBytes && !co_await Send(conn, out)) break;
       }
+      if (!batch.empty() && !conn->closed) {
+        co_await ExecuteSets(conn, batch, out);
+      }
+      batch.clear();
       in.erase(0, pos);
       if (!out.empty() && !co_await Send(conn, out)) break;
       if (conn->quit || conn->closed || conn->draining) break;
@@ -594,52 +616,10 @@ class RespServer::Impl {
       co_return Route::kGetDocument;
     }
     if (command == "SET" || command == "SETNX") {
-      if (argc < 3 || (command == "SETNX" && argc != 3)) co_return Arity(reply, command);
-      std::optional<bool> exists;
-      if (command == "SETNX") exists = false;
-      for (size_t i = 3; i < argc; ++i) {
-        const std::string option = resp::Upper(args[i]);
-        if (option == "NX" && !exists) {
-          exists = false;
-        } else if (option == "XX" && !exists) {
-          exists = true;
-        } else if (option == "KEEPTTL") {
-          // Documents have no time to live to keep.
-        } else if (option == "EX" || option == "PX" || option == "EXAT" || option == "PXAT") {
-          reply.Error(
-              "ERR expiration is not supported: documents live until deleted (docs/redis.md)");
-          co_return Route::kPutDocument;
-        } else if (option == "GET") {
-          reply.Error("ERR SET ... GET is not supported (docs/redis.md)");
-          co_return Route::kPutDocument;
-        } else {
-          reply.Error("ERR syntax error");
-          co_return Route::kPutDocument;
-        }
-      }
-      if (!AllowedKey(*conn, Route::kPutDocument, args[1], reply)) co_return Route::kPutDocument;
-      auto json = resp::JsonOfValue(args[2]);
-      if (!json) co_return NotUtf8(reply, Route::kPutDocument);
-      core::Operation op;
-      op.kind = core::OpKind::kReplace;
-      op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
-      if (!Normalize(&op, reply)) co_return Route::kPutDocument;
-      node::WriteRequest write(args[1], std::move(op));
-      if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
-      auto committed = co_await Commit(conn, write, reply);
-      if (!committed) co_return Route::kPutDocument;
-      if (!committed->ok()) {
-        // NX on a key that exists, XX on one that does not.
-        if (command == "SETNX") {
-          reply.Integer(0);
-        } else {
-          reply.Null();
-        }
-      } else if (command == "SETNX") {
-        reply.Integer(1);
-      } else {
-        reply.Simple("OK");
-      }
+      std::optional<node::WriteRequest> write = SetWrite(*conn, command, args, reply);
+      if (!write) co_return Route::kPutDocument;
+      Result<node::Receipt> outcome = co_await AwaitWrite<Executor>(*node_, *write);
+      SetAnswer(*conn, command, outcome, reply);
       co_return Route::kPutDocument;
     }
     if (command == "MGET") {
@@ -1050,6 +1030,118 @@ class RespServer::Impl {
     for (size_t i = 1; i < argc && i < 4; ++i) text += "'" + args[i].substr(0, 64) + "' ";
     reply.Error(text);
     co_return Route::kRejected;
+  }
+
+  // SET and SETNX, whose answers depend only on their own commit (not on a read): the write, or
+  // nullopt with the refusal answered.
+  std::optional<node::WriteRequest> SetWrite(Conn& conn, const std::string& command,
+                                             std::vector<std::string>& args, resp::Writer& reply) {
+    const size_t argc = args.size();
+    if (argc < 3 || (command == "SETNX" && argc != 3)) {
+      Arity(reply, command);
+      return std::nullopt;
+    }
+    std::optional<bool> exists;
+    if (command == "SETNX") exists = false;
+    for (size_t i = 3; i < argc; ++i) {
+      const std::string option = resp::Upper(args[i]);
+      if (option == "NX" && !exists) {
+        exists = false;
+      } else if (option == "XX" && !exists) {
+        exists = true;
+      } else if (option == "KEEPTTL") {
+        // Documents have no time to live to keep.
+      } else if (option == "EX" || option == "PX" || option == "EXAT" || option == "PXAT") {
+        reply.Error(
+            "ERR expiration is not supported: documents live until deleted (docs/redis.md)");
+        return std::nullopt;
+      } else if (option == "GET") {
+        reply.Error("ERR SET ... GET is not supported (docs/redis.md)");
+        return std::nullopt;
+      } else {
+        reply.Error("ERR syntax error");
+        return std::nullopt;
+      }
+    }
+    if (!AllowedKey(conn, Route::kPutDocument, args[1], reply)) return std::nullopt;
+    auto json = resp::JsonOfValue(args[2]);
+    if (!json) {
+      NotUtf8(reply, Route::kPutDocument);
+      return std::nullopt;
+    }
+    core::Operation op;
+    op.kind = core::OpKind::kReplace;
+    op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
+    if (!Normalize(&op, reply)) return std::nullopt;
+    node::WriteRequest write(args[1], std::move(op));
+    if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
+    return write;
+  }
+  // SET's and SETNX's answer from their commit's outcome.
+  static void SetAnswer(Conn& conn, const std::string& command,
+                        const Result<node::Receipt>& outcome, resp::Writer& reply) {
+    if (!outcome.ok() && outcome.status().code() != StatusCode::kPreconditionFailed) {
+      reply.Error(ErrorText(ErrorFromStatus(outcome.status())));
+    } else if (!outcome.ok()) {
+      // NX on a key that exists, XX on one that does not.
+      if (command == "SETNX") {
+        reply.Integer(0);
+      } else {
+        reply.Null();
+      }
+    } else {
+      if (outcome->dot.seq != 0) conn.last_write = outcome->dot;
+      if (command == "SETNX") {
+        reply.Integer(1);
+      } else {
+        reply.Simple("OK");
+      }
+    }
+  }
+
+  // Whether `args` may join a pipeline's batch of writes committed together (ExecuteSets): a SET
+  // or SETNX on a connection that may run it now.
+  bool Batchable(const Conn& conn, const std::vector<std::string>& args) const {
+    if (args.empty() || args[0].size() > 5) return false;
+    const std::string command = resp::Upper(args[0]);
+    if (command != "SET" && command != "SETNX") return false;
+    if (node_->secrets() != nullptr && conn.authorization.empty()) return false;
+    return !(conn.subscribed() && conn.protocol < 3);
+  }
+
+  // A pipeline's consecutive SETs: every write submitted at once, so that they commit in order in
+  // as few groups as the write queue makes (sharing fsyncs, as redis's one fsync per event loop
+  // turn), then answered in order.
+  awaitable<void> ExecuteSets(std::shared_ptr<Conn> conn,
+                              std::vector<std::vector<std::string>>& batch, std::string& out) {
+    if (batch.size() == 1) {
+      co_await Execute(conn, batch.front(), out);
+      co_return;
+    }
+    const auto started = Clock::now();
+    std::vector<std::string> answers(batch.size());
+    std::vector<std::string> commands(batch.size());
+    std::vector<node::WriteRequest> writes;
+    std::vector<size_t> written;  // the batch index of each write
+    for (size_t i = 0; i < batch.size(); ++i) {
+      commands[i] = resp::Upper(batch[i][0]);
+      resp::Writer reply(&answers[i], conn->protocol);
+      std::optional<node::WriteRequest> write = SetWrite(*conn, commands[i], batch[i], reply);
+      if (!write) continue;
+      writes.push_back(std::move(*write));
+      written.push_back(i);
+    }
+    std::vector<Result<node::Receipt>> outcomes = co_await AwaitWrites<Executor>(*node_, writes);
+    for (size_t k = 0; k < written.size(); ++k) {
+      resp::Writer reply(&answers[written[k]], conn->protocol);
+      SetAnswer(*conn, commands[written[k]], outcomes[k], reply);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    for (const std::string& answer : answers) {
+      out += answer;
+      node_->metrics().ObserveRequest(Route::kPutDocument,
+                                      !answer.empty() && answer[0] == '-' ? 400 : 200, seconds);
+    }
   }
 
   static Route Arity(resp::Writer& reply, const std::string& command) {

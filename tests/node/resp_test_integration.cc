@@ -218,6 +218,17 @@ if phase == "replicate":
         for _ in range(10):
             client.incrby("hits", 1)
     result["hits"] = until(lambda: all(x.get("hits") == "30" for x in (a, b, c)) and "30")
+    # A pipeline's SETs commit together, in order: the last value stays, NX sees the SET before it.
+    p = a.pipeline(transaction=False)
+    for i in range(100):
+        p.set("pipe:last", i)
+        p.set("pipe:%d" % i, i)
+    p.set("pipe:nx", "first", nx=True)
+    p.set("pipe:nx", "second", nx=True)
+    p.get("pipe:last")
+    p.get("pipe:nx")
+    answers = p.execute()
+    result["pipeline"] = [answers.count(True), answers[-4:]]
     a.hset("h", mapping={"x": 1, "y": "two"})
     result["hash_in_asia"] = until(lambda: c.hgetall("h"))
 elif phase == "failover":
@@ -267,6 +278,8 @@ TEST(RespPort, APythonClientAcrossRegionsWithFailover) {
   EXPECT_EQ(replicated["notification"], json::array({"__keyspace@0__:job:1", "set"})) << output;
   EXPECT_EQ(replicated["hits"], "30") << output;
   EXPECT_EQ(replicated["hash_in_asia"], json({{"x", "1"}, {"y", "two"}})) << output;
+  EXPECT_EQ(replicated["pipeline"], json::array({201, json::array({true, nullptr, "99", "first"})}))
+      << output;
 
   // Failover: us is killed while the client writes through it; the client moves on to eu and
   // every write it saw acknowledged is there once us is back and the regions converged.
