@@ -66,7 +66,8 @@ bool MakeLayout(const DemoOptions& options, Layout* layout, std::string* error) 
   const char* names[] = {"us", "eu", "asia"};
   for (int i = 0; i < 3; ++i) {
     layout->regions.push_back({names[i], i + 1, static_cast<uint16_t>(base + 1 + i),
-                               static_cast<uint16_t>(base + 101 + i)});
+                               static_cast<uint16_t>(base + 101 + i),
+                               static_cast<uint16_t>(base + 11 + i)});
   }
   std::vector<std::vector<int>> delays = {{0, 40, 80}, {40, 0, 110}, {80, 110, 0}};
   if (!ParseDelays(options.delays, layout->regions, &delays, error)) return false;
@@ -97,6 +98,7 @@ std::vector<std::pair<uint16_t, std::string>> Layout::Ports() const {
   for (const Region& region : regions) {
     ports.emplace_back(region.http, region.name + " http");
     ports.emplace_back(region.replication, region.name + " replication");
+    ports.emplace_back(region.resp, region.name + " redis");
   }
   if (!routes.empty()) ports.emplace_back(control, "wan-proxy control");
   for (const Route& route : routes) {
@@ -115,7 +117,8 @@ std::string Layout::NodeConfig(int index, const std::string& data_dir) const {
   for (int i = 0; i < static_cast<int>(regions.size()); ++i) {
     out << "[[regions]]\nname = \"" << regions[i].name << "\"\nid = " << regions[i].id
         << "\nhttp = \"" << Address(regions[i].http) << "\"\nreplication = \""
-        << Address(i == index ? regions[i].replication : DialPort(index, i)) << "\"\n\n";
+        << Address(i == index ? regions[i].replication : DialPort(index, i)) << "\"\nresp = \""
+        << Address(regions[i].resp) << "\"\n\n";
   }
   // Three nodes, the proxy and the workload share this machine's cores.
   out << "[http]\nthreads = 2\n\n[storage]\nsync = true\n";
@@ -188,15 +191,19 @@ client::HttpClient Layout::Client(int index, std::chrono::milliseconds timeout) 
 
 std::vector<std::string> Layout::CallHint(int index) const {
   const std::string region = regions[index].name;
+  const std::string redis = "redis-cli -p " + std::to_string(regions[index].resp);
   if (!secure()) {
     return {"curl " + Url(index) + "/v1/docs/item:0001",
-            "meridian get item:0001 --regions " + region + "=" + Address(regions[index].http)};
+            "meridian get item:0001 --regions " + region + "=" + Address(regions[index].http),
+            redis + " hgetall item:0001"};
   }
   const std::string read_token = "$(cat " + pki_dir + "/token)";
   return {"curl --cacert " + pki_dir + "/ca.pem -H \"Authorization: Bearer " + read_token + "\" " +
               Url(index) + "/v1/docs/item:0001",
           "meridian get item:0001 --regions " + region + "=" + Url(index) + " --ca-file " +
-              pki_dir + "/ca.pem --token \"" + read_token + "\""};
+              pki_dir + "/ca.pem --token \"" + read_token + "\"",
+          redis + " --tls --cacert " + pki_dir + "/ca.pem --pass \"" + read_token +
+              "\" --no-auth-warning hgetall item:0001"};
 }
 
 std::string Layout::Url(int index) const {

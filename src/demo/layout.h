@@ -17,6 +17,7 @@ struct Region {
   int id = 0;
   uint16_t http = 0;
   uint16_t replication = 0;  // where this region's node listens for its peers
+  uint16_t resp = 0;         // the Redis protocol port (docs/redis.md)
 };
 
 // Node `from` reaches node `to` through a proxy listening on `listen`.
@@ -45,8 +46,8 @@ struct Layout {
   client::HttpClient Client(int index, std::chrono::milliseconds timeout) const;
   // "https://127.0.0.1:7001" (or http://).
   std::string Url(int index) const;
-  // How to call region `index` by hand while the demo runs: curl and `meridian get` command lines
-  // with the CA and the token.
+  // How to call region `index` by hand while the demo runs: curl, `meridian get` and redis-cli
+  // command lines with the CA and the token.
   std::vector<std::string> CallHint(int index) const;
 
   // The replication address node `from` dials to reach region `to`.
