@@ -55,7 +55,7 @@ constexpr size_t kReadChunk = 16 * 1024;
 // client output buffer limits do).
 constexpr size_t kQueryBytesMax = 64 * 1024 * 1024;
 constexpr size_t kOutboxBytesMax = 32 * 1024 * 1024;
-// A pipeline's consecutive SETs committed together at most (ExecuteSets).
+// A pipeline's consecutive writes committed together at most (ExecuteWrites).
 constexpr size_t kPipelineWritesMax = 256;
 // Replies gathered from pipelined commands before they are written.
 constexpr size_t kReplyFlushBytes = 64 * 1024;
@@ -434,7 +434,7 @@ class RespServer::Impl {
     std::string in;
     std::string out;
     std::vector<std::string> args;
-    std::vector<std::vector<std::string>> batch;  // a pipeline's consecutive SETs (ExecuteSets)
+    std::vector<std::vector<std::string>> batch;  // a pipeline's consecutive writes (ExecuteWrites)
     std::vector<char> chunk(kReadChunk);
     while (!conn->closed) {
       size_t pos = 0;
@@ -449,7 +449,7 @@ class RespServer::Impl {
           continue;
         }
         if (parsed == resp::Parsed::kError) {
-          if (!batch.empty()) co_await ExecuteSets(conn, batch, out);
+          if (!batch.empty()) co_await ExecuteWrites(conn, batch, out);
           batch.clear();
           resp::Writer(&out, conn->protocol).Error("ERR Protocol error: " + error);
           conn->quit = true;
@@ -458,13 +458,13 @@ class RespServer::Impl {
         if (Batchable(*conn, args)) {
           batch.push_back(std::move(args));
           if (batch.size() < kPipelineWritesMax) continue;
-          co_await ExecuteSets(conn, batch, out);
+          co_await ExecuteWrites(conn, batch, out);
           batch.clear();
           if (conn->closed) break;
           continue;
         }
         if (!batch.empty()) {
-          co_await ExecuteSets(conn, batch, out);
+          co_await ExecuteWrites(conn, batch, out);
           batch.clear();
           if (conn->closed) break;
         }
@@ -473,7 +473,7 @@ class RespServer::Impl {
         if (out.size() >= kReplyFlushBytes && !co_await Send(conn, out)) break;
       }
       if (!batch.empty() && !conn->closed) {
-        co_await ExecuteSets(conn, batch, out);
+        co_await ExecuteWrites(conn, batch, out);
       }
       batch.clear();
       in.erase(0, pos);
@@ -615,12 +615,12 @@ class RespServer::Impl {
       }
       co_return Route::kGetDocument;
     }
-    if (command == "SET" || command == "SETNX") {
-      std::optional<node::WriteRequest> write = SetWrite(*conn, command, args, reply);
-      if (!write) co_return Route::kPutDocument;
-      Result<node::Receipt> outcome = co_await AwaitWrite<Executor>(*node_, *write);
-      SetAnswer(*conn, command, outcome, reply);
-      co_return Route::kPutDocument;
+    if (Pipelinable(command)) {
+      PreparedWrite prepared = PrepareWrite(*conn, command, args, reply);
+      if (!prepared.write) co_return prepared.route;
+      Result<node::Receipt> outcome = co_await AwaitWrite<Executor>(*node_, *prepared.write);
+      AnswerWrite(*conn, prepared, outcome, reply);
+      co_return prepared.route;
     }
     if (command == "MGET") {
       if (argc < 2) co_return Arity(reply, command);
@@ -686,28 +686,6 @@ class RespServer::Impl {
       auto committed = co_await Commit(conn, write, reply);
       if (committed) reply.Simple("OK");
       co_return Route::kTransaction;
-    }
-    if (command == "INCR" || command == "DECR" || command == "INCRBY" || command == "DECRBY") {
-      const bool by = command == "INCRBY" || command == "DECRBY";
-      if (argc != (by ? 3u : 2u)) co_return Arity(reply, command);
-      int64_t delta = 1;
-      if (by) {
-        auto parsed = resp::ParseInteger(args[2]);
-        if (!parsed) {
-          reply.Error(kNotInteger);
-          co_return Route::kIncrementDocument;
-        }
-        delta = *parsed;
-      }
-      if (command[0] == 'D') {
-        if (delta == std::numeric_limits<int64_t>::min()) {
-          reply.Error("ERR decrement would overflow");
-          co_return Route::kIncrementDocument;
-        }
-        delta = -delta;
-      }
-      co_await Increment(conn, args[1], std::string(resp::kStringField), delta, true, reply);
-      co_return Route::kIncrementDocument;
     }
     // --- keys
     if (command == "DEL" || command == "UNLINK") {
@@ -848,16 +826,6 @@ class RespServer::Impl {
         if (command != "HKEYS") reply.Bulk(resp::ValueOfJson(json));
       }
       co_return Route::kGetDocument;
-    }
-    if (command == "HINCRBY") {
-      if (argc != 4) co_return Arity(reply, command);
-      auto delta = resp::ParseInteger(args[3]);
-      if (!delta) {
-        reply.Error(kNotInteger);
-        co_return Route::kIncrementDocument;
-      }
-      co_await Increment(conn, args[1], args[2], *delta, false, reply);
-      co_return Route::kIncrementDocument;
     }
     if (command == "HDEL") {
       if (argc < 3) co_return Arity(reply, command);
@@ -1032,115 +1000,196 @@ class RespServer::Impl {
     co_return Route::kRejected;
   }
 
-  // SET and SETNX, whose answers depend only on their own commit (not on a read): the write, or
-  // nullopt with the refusal answered.
-  std::optional<node::WriteRequest> SetWrite(Conn& conn, const std::string& command,
-                                             std::vector<std::string>& args, resp::Writer& reply) {
+  // The writes whose answers come from their own commit alone (the receipt, with the document
+  // just after the write): SET, SETNX, INCR, INCRBY, DECR, DECRBY, HINCRBY. Consecutive ones of a
+  // pipeline commit together (ExecuteWrites).
+  static bool Pipelinable(const std::string& command) {
+    return command == "SET" || command == "SETNX" || command == "INCR" || command == "INCRBY" ||
+           command == "DECR" || command == "DECRBY" || command == "HINCRBY";
+  }
+  struct PreparedWrite {
+    std::string command;
+    Route route = Route::kPutDocument;
+    std::optional<node::WriteRequest> write;  // nullopt: refused, the refusal answered
+    std::string field;                        // an increment: the field whose value answers
+  };
+
+  // A pipelinable command's write, checked as far as it can be before its commit.
+  PreparedWrite PrepareWrite(Conn& conn, const std::string& command, std::vector<std::string>& args,
+                             resp::Writer& reply) {
+    PreparedWrite prepared{command, Route::kPutDocument, std::nullopt, {}};
     const size_t argc = args.size();
-    if (argc < 3 || (command == "SETNX" && argc != 3)) {
-      Arity(reply, command);
-      return std::nullopt;
+    if (command == "SET" || command == "SETNX") {
+      if (argc < 3 || (command == "SETNX" && argc != 3)) {
+        Arity(reply, command);
+        return prepared;
+      }
+      std::optional<bool> exists;
+      if (command == "SETNX") exists = false;
+      for (size_t i = 3; i < argc; ++i) {
+        const std::string option = resp::Upper(args[i]);
+        if (option == "NX" && !exists) {
+          exists = false;
+        } else if (option == "XX" && !exists) {
+          exists = true;
+        } else if (option == "KEEPTTL") {
+          // Documents have no time to live to keep.
+        } else if (option == "EX" || option == "PX" || option == "EXAT" || option == "PXAT") {
+          reply.Error(
+              "ERR expiration is not supported: documents live until deleted (docs/redis.md)");
+          return prepared;
+        } else if (option == "GET") {
+          reply.Error("ERR SET ... GET is not supported (docs/redis.md)");
+          return prepared;
+        } else {
+          reply.Error("ERR syntax error");
+          return prepared;
+        }
+      }
+      if (!AllowedKey(conn, Route::kPutDocument, args[1], reply)) return prepared;
+      auto json = resp::JsonOfValue(args[2]);
+      if (!json) {
+        NotUtf8(reply, Route::kPutDocument);
+        return prepared;
+      }
+      core::Operation op;
+      op.kind = core::OpKind::kReplace;
+      op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
+      if (!Normalize(&op, reply)) return prepared;
+      node::WriteRequest write(args[1], std::move(op));
+      if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
+      prepared.write = std::move(write);
+      return prepared;
     }
-    std::optional<bool> exists;
-    if (command == "SETNX") exists = false;
-    for (size_t i = 3; i < argc; ++i) {
-      const std::string option = resp::Upper(args[i]);
-      if (option == "NX" && !exists) {
-        exists = false;
-      } else if (option == "XX" && !exists) {
-        exists = true;
-      } else if (option == "KEEPTTL") {
-        // Documents have no time to live to keep.
-      } else if (option == "EX" || option == "PX" || option == "EXAT" || option == "PXAT") {
-        reply.Error(
-            "ERR expiration is not supported: documents live until deleted (docs/redis.md)");
-        return std::nullopt;
-      } else if (option == "GET") {
-        reply.Error("ERR SET ... GET is not supported (docs/redis.md)");
-        return std::nullopt;
-      } else {
-        reply.Error("ERR syntax error");
-        return std::nullopt;
+    // INCR, INCRBY, DECR, DECRBY (a string's "value") and HINCRBY: one counter increment.
+    prepared.route = Route::kIncrementDocument;
+    const bool hash = command == "HINCRBY";
+    const bool by = hash || command == "INCRBY" || command == "DECRBY";
+    if (argc != (hash ? 4u : by ? 3u : 2u)) {
+      Arity(reply, command);
+      return prepared;
+    }
+    int64_t delta = 1;
+    if (by) {
+      auto parsed = resp::ParseInteger(args[hash ? 3 : 2]);
+      if (!parsed) {
+        reply.Error(kNotInteger);
+        return prepared;
+      }
+      delta = *parsed;
+    }
+    if (command[0] == 'D') {
+      if (delta == std::numeric_limits<int64_t>::min()) {
+        reply.Error("ERR decrement would overflow");
+        return prepared;
+      }
+      delta = -delta;
+    }
+    const std::string& key = args[1];
+    prepared.field = hash ? args[2] : std::string(resp::kStringField);
+    // The answer is the field's value: the key must be readable too.
+    if (!AllowedKey(conn, Route::kIncrementDocument, key, reply) ||
+        !AllowedKey(conn, Route::kGetDocument, key, reply)) {
+      return prepared;
+    }
+    if (!hash) {
+      auto before = Read(key, reply);
+      if (!before) return prepared;
+      if (before->has_value() && !resp::StringValue(**before)) {
+        reply.Error(kWrongType);
+        return prepared;
       }
     }
-    if (!AllowedKey(conn, Route::kPutDocument, args[1], reply)) return std::nullopt;
-    auto json = resp::JsonOfValue(args[2]);
-    if (!json) {
-      NotUtf8(reply, Route::kPutDocument);
-      return std::nullopt;
-    }
     core::Operation op;
-    op.kind = core::OpKind::kReplace;
-    op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
-    if (!Normalize(&op, reply)) return std::nullopt;
-    node::WriteRequest write(args[1], std::move(op));
-    if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
-    return write;
+    op.kind = core::OpKind::kIncrement;
+    op.counters.push_back({prepared.field, delta});
+    if (!Normalize(&op, reply)) return prepared;
+    node::WriteRequest write(key, std::move(op));
+    write.want_document = true;
+    prepared.write = std::move(write);
+    return prepared;
   }
-  // SET's and SETNX's answer from their commit's outcome.
-  static void SetAnswer(Conn& conn, const std::string& command,
-                        const Result<node::Receipt>& outcome, resp::Writer& reply) {
+
+  // A pipelinable command's answer from its commit's outcome.
+  static void AnswerWrite(Conn& conn, const PreparedWrite& prepared,
+                          const Result<node::Receipt>& outcome, resp::Writer& reply) {
+    const std::string& command = prepared.command;
     if (!outcome.ok() && outcome.status().code() != StatusCode::kPreconditionFailed) {
       reply.Error(ErrorText(ErrorFromStatus(outcome.status())));
-    } else if (!outcome.ok()) {
+      return;
+    }
+    if (!outcome.ok()) {
       // NX on a key that exists, XX on one that does not.
       if (command == "SETNX") {
         reply.Integer(0);
       } else {
         reply.Null();
       }
+      return;
+    }
+    if (outcome->dot.seq != 0) conn.last_write = outcome->dot;
+    if (command == "SETNX") {
+      reply.Integer(1);
+    } else if (command == "SET") {
+      reply.Simple("OK");
     } else {
-      if (outcome->dot.seq != 0) conn.last_write = outcome->dot;
-      if (command == "SETNX") {
-        reply.Integer(1);
+      // The field's value just after this increment, whatever committed after it.
+      std::optional<int64_t> value;
+      if (outcome->document) {
+        for (const auto& [name, json] : FieldsOf(*outcome->document)) {
+          if (name == prepared.field) value = resp::ParseInteger(json);
+        }
+      }
+      if (value) {
+        reply.Integer(*value);
       } else {
-        reply.Simple("OK");
+        // Committed, but the field is not an integer (a concurrent set of another kind merged).
+        reply.Error(kNotInteger);
       }
     }
   }
 
-  // Whether `args` may join a pipeline's batch of writes committed together (ExecuteSets): a SET
-  // or SETNX on a connection that may run it now.
+  // Whether `args` may join a pipeline's batch of writes committed together (ExecuteWrites): a
+  // pipelinable write on a connection that may run it now.
   bool Batchable(const Conn& conn, const std::vector<std::string>& args) const {
-    if (args.empty() || args[0].size() > 5) return false;
-    const std::string command = resp::Upper(args[0]);
-    if (command != "SET" && command != "SETNX") return false;
+    if (args.empty() || args[0].size() > 7) return false;
+    if (!Pipelinable(resp::Upper(args[0]))) return false;
     if (node_->secrets() != nullptr && conn.authorization.empty()) return false;
     return !(conn.subscribed() && conn.protocol < 3);
   }
 
-  // A pipeline's consecutive SETs: every write submitted at once, so that they commit in order in
-  // as few groups as the write queue makes (sharing fsyncs, as redis's one fsync per event loop
-  // turn), then answered in order.
-  awaitable<void> ExecuteSets(std::shared_ptr<Conn> conn,
-                              std::vector<std::vector<std::string>>& batch, std::string& out) {
+  // A pipeline's consecutive pipelinable writes: submitted at once, so that they commit in order
+  // in as few groups as the write queue makes (sharing fsyncs, as redis's one fsync per event
+  // loop turn), then answered in order.
+  awaitable<void> ExecuteWrites(std::shared_ptr<Conn> conn,
+                                std::vector<std::vector<std::string>>& batch, std::string& out) {
     if (batch.size() == 1) {
       co_await Execute(conn, batch.front(), out);
       co_return;
     }
     const auto started = Clock::now();
     std::vector<std::string> answers(batch.size());
-    std::vector<std::string> commands(batch.size());
+    std::vector<PreparedWrite> prepared;
+    prepared.reserve(batch.size());
     std::vector<node::WriteRequest> writes;
     std::vector<size_t> written;  // the batch index of each write
     for (size_t i = 0; i < batch.size(); ++i) {
-      commands[i] = resp::Upper(batch[i][0]);
       resp::Writer reply(&answers[i], conn->protocol);
-      std::optional<node::WriteRequest> write = SetWrite(*conn, commands[i], batch[i], reply);
-      if (!write) continue;
-      writes.push_back(std::move(*write));
+      prepared.push_back(PrepareWrite(*conn, resp::Upper(batch[i][0]), batch[i], reply));
+      if (!prepared.back().write) continue;
+      writes.push_back(std::move(*prepared.back().write));
       written.push_back(i);
     }
     std::vector<Result<node::Receipt>> outcomes = co_await AwaitWrites<Executor>(*node_, writes);
     for (size_t k = 0; k < written.size(); ++k) {
       resp::Writer reply(&answers[written[k]], conn->protocol);
-      SetAnswer(*conn, commands[written[k]], outcomes[k], reply);
+      AnswerWrite(*conn, prepared[written[k]], outcomes[k], reply);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    for (const std::string& answer : answers) {
-      out += answer;
-      node_->metrics().ObserveRequest(Route::kPutDocument,
-                                      !answer.empty() && answer[0] == '-' ? 400 : 200, seconds);
+    for (size_t i = 0; i < answers.size(); ++i) {
+      out += answers[i];
+      node_->metrics().ObserveRequest(
+          prepared[i].route, !answers[i].empty() && answers[i][0] == '-' ? 400 : 200, seconds);
     }
   }
 
@@ -1151,47 +1200,6 @@ class RespServer::Impl {
   static Route NotUtf8(resp::Writer& reply, Route route) {
     reply.Error("ERR values must be UTF-8: documents hold JSON text (docs/redis.md)");
     return route;
-  }
-
-  // INCRBY (a string's "value", `string_only`) and HINCRBY: one counter increment, answered with
-  // the field's value in this region just after it committed.
-  awaitable<void> Increment(std::shared_ptr<Conn> conn, const std::string& key,
-                            const std::string& field, int64_t delta, bool string_only,
-                            resp::Writer& reply) {
-    // The answer is the field's value: the key must be readable too.
-    if (!AllowedKey(*conn, Route::kIncrementDocument, key, reply) ||
-        !AllowedKey(*conn, Route::kGetDocument, key, reply)) {
-      co_return;
-    }
-    if (string_only) {
-      auto before = Read(key, reply);
-      if (!before) co_return;
-      if (before->has_value() && !resp::StringValue(**before)) {
-        reply.Error(kWrongType);
-        co_return;
-      }
-    }
-    core::Operation op;
-    op.kind = core::OpKind::kIncrement;
-    op.counters.push_back({field, delta});
-    if (!Normalize(&op, reply)) co_return;
-    node::WriteRequest write(key, std::move(op));
-    auto committed = co_await Commit(conn, write, reply);
-    if (!committed) co_return;
-    auto after = Read(key, reply);
-    if (!after) co_return;
-    std::optional<int64_t> value;
-    if (after->has_value()) {
-      for (const auto& [name, json] : FieldsOf(**after)) {
-        if (name == field) value = resp::ParseInteger(json);
-      }
-    }
-    if (value) {
-      reply.Integer(*value);
-    } else {
-      // Committed, but the field is not an integer now (a concurrent set of another kind).
-      reply.Error(kNotInteger);
-    }
   }
 
   // HDEL: fields leave a document only through a replace, so the document is read, rewritten

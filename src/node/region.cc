@@ -1208,6 +1208,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     if (*merged) {
       outcomes->back()->version = core::DocumentVersion(core::RenderedDigest(write.key, *merged));
     }
+    if (write.want_document) outcomes->back()->document = *merged;
     accepted.push_back(outcomes->size() - 1);
     if (!write.idempotency_key.empty()) {
       group.idempotent.emplace(write.idempotency_key,

@@ -64,6 +64,9 @@ struct WriteRequest {
   // with it. For a home record (`system`): a planned move, refused unless this region is the
   // home of the record's prefix.
   bool strong = false;
+  // The receipt carries the rendered document just after the write (Receipt::document): what an
+  // answer shows of the write's own effect (the Redis port's INCR), whatever commits after it.
+  bool want_document = false;
   // Written by the node itself: only such writes may touch keys under kSystemKeyPrefix.
   bool system = false;
   // A two-phase commit's prepare (docs/semantics.md#transactions-across-homes): a strong system
@@ -88,6 +91,9 @@ struct Receipt {
   // A single write: the document's version after it (core::DocumentVersion; empty when the
   // write left no document, and in a replayed receipt).
   std::string version = {};
+  // With WriteRequest::want_document, a single write: the rendered document just after it, in the
+  // order of its group (nullopt when the write left none).
+  std::optional<std::string> document = {};
 };
 
 // A committed change of one document, as watches see it.

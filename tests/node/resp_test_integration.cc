@@ -229,6 +229,22 @@ if phase == "replicate":
     p.get("pipe:nx")
     answers = p.execute()
     result["pipeline"] = [answers.count(True), answers[-4:]]
+    # INCR answers the value just after its own increment: pipelined and from concurrent
+    # connections of one region, the answers are 1..N exactly once each.
+    p = a.pipeline(transaction=False)
+    for _ in range(50):
+        p.incr("seq")
+    result["pipelined_incr"] = p.execute() == list(range(1, 51))
+    import threading
+    tickets = []
+    def take():
+        mine = connect(us)
+        got = [mine.incr("ticket") for _ in range(50)]
+        tickets.extend(got)
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    result["tickets"] = sorted(tickets) == list(range(1, 201))
     a.hset("h", mapping={"x": 1, "y": "two"})
     result["hash_in_asia"] = until(lambda: c.hgetall("h"))
 elif phase == "failover":
@@ -278,6 +294,8 @@ TEST(RespPort, APythonClientAcrossRegionsWithFailover) {
   EXPECT_EQ(replicated["notification"], json::array({"__keyspace@0__:job:1", "set"})) << output;
   EXPECT_EQ(replicated["hits"], "30") << output;
   EXPECT_EQ(replicated["hash_in_asia"], json({{"x", "1"}, {"y", "two"}})) << output;
+  EXPECT_EQ(replicated["pipelined_incr"], true) << output;
+  EXPECT_EQ(replicated["tickets"], true) << output;
   EXPECT_EQ(replicated["pipeline"], json::array({201, json::array({true, nullptr, "99", "first"})}))
       << output;
 
