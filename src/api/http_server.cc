@@ -180,9 +180,12 @@ class HttpServer::Impl {
     }
     io_.run();
     for (std::thread& thread : threads) thread.join();
+    if (before_node_stop_) before_node_stop_();
     node_->Stop();
     spdlog::info("region {} stopped: every acknowledged write is durable", node_->config().region);
   }
+
+  void SetBeforeNodeStop(std::function<void()> hook) { before_node_stop_ = std::move(hook); }
 
   void RequestStop() {
     asio::post(io_, [this] { BeginStop(); });
@@ -1275,6 +1278,7 @@ class HttpServer::Impl {
   asio::signal_set signals_;
   asio::steady_timer hard_stop_;
   std::atomic<bool> stopping_{false};
+  std::function<void()> before_node_stop_;
   std::atomic<size_t> open_connections_{0};
   std::atomic<size_t> refusing_{0};  // connections being refused (Refuse)
   // With [tls]: the server's context, reloaded when its files change and on SIGHUP.
@@ -1292,6 +1296,10 @@ Status HttpServer::Listen() {
 void HttpServer::Run() {
   impl_->Run();
 }
+void HttpServer::SetBeforeNodeStop(std::function<void()> hook) {
+  impl_->SetBeforeNodeStop(std::move(hook));
+}
+
 void HttpServer::RequestStop() {
   impl_->RequestStop();
 }

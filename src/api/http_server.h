@@ -8,6 +8,7 @@
 // request in flight finish, closes watches, commits every queued write and returns.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "meridian/status.h"
@@ -27,6 +28,10 @@ class HttpServer {
   void Run();
   // Asks Run() to stop, as SIGTERM does; callable from any thread.
   void RequestStop();
+  // Runs after the HTTP connections are closed and before the node's write queue stops, on the
+  // way out of Run(): the other front ends finish the commands they already read (the Redis
+  // port's drain). Set before Run().
+  void SetBeforeNodeStop(std::function<void()> hook);
   uint16_t port() const;
 
  private:

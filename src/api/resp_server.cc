@@ -248,6 +248,15 @@ class RespServer::Impl {
     return Status::Ok();
   }
 
+  void DrainAndWait() {
+    if (threads_.empty()) return;
+    asio::post(*contexts_.front(), [this] { Drain(); });
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (open_.load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
   void Stop() {
     if (stopping_.exchange(true) || threads_.empty()) return;
     asio::post(*contexts_.front(), [this] {
@@ -1677,6 +1686,9 @@ Status RespServer::Start() {
 }
 void RespServer::Stop() {
   impl_->Stop();
+}
+void RespServer::Drain() {
+  impl_->DrainAndWait();
 }
 uint16_t RespServer::port() const {
   return impl_->port();

@@ -28,6 +28,10 @@ class RespServer {
   // Loads the TLS files (with [tls]), binds and starts serving. Errors when a file cannot be
   // loaded or the address is in use or malformed.
   Status Start();
+  // Stops accepting and reads no further command; returns once every connection has answered
+  // the commands it had read and closed (at most 10 s), with the write queue still running.
+  // SIGTERM and SIGINT start the same drain. Idempotent.
+  void Drain();
   // Stops accepting, closes every connection and joins the threads. Idempotent.
   void Stop();
   uint16_t port() const;

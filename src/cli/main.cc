@@ -103,6 +103,10 @@ int Start(const StartOptions& options) {
       return 1;
     }
   }
+  // The Redis port's connections answer what they already read before the write queue stops.
+  server.SetBeforeNodeStop([&resp_server] {
+    if (resp_server) resp_server->Drain();
+  });
   server.Run();  // until SIGTERM or SIGINT: drains HTTP and commits what was queued
   if (resp_server) resp_server->Stop();  // closes its connections
   if (grpc_api) grpc_api->Stop();  // ends open watches and waits
