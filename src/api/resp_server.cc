@@ -742,38 +742,6 @@ class RespServer::Impl {
     if (command == "SCAN") co_return Scan(*conn, args, reply);
     if (command == "KEYS") co_return Keys(*conn, args, reply);
     // --- hashes
-    if (command == "HSET" || command == "HMSET") {
-      if (argc < 4 || argc % 2 != 0) co_return Arity(reply, command);
-      if (!AllowedKey(*conn, Route::kPatchDocument, args[1], reply))
-        co_return Route::kPatchDocument;
-      std::map<std::string, std::string> fields;  // a field named twice: the last value
-      for (size_t i = 2; i + 1 < argc; i += 2) {
-        auto json = resp::JsonOfValue(args[i + 1]);
-        if (!json) co_return NotUtf8(reply, Route::kPatchDocument);
-        fields[args[i]] = std::move(*json);
-      }
-      // HSET answers how many fields are new: counted against this region's copy before the
-      // write.
-      auto before = Read(args[1], reply);
-      if (!before) co_return Route::kPatchDocument;
-      int64_t added = static_cast<int64_t>(fields.size());
-      if (before->has_value()) {
-        for (const auto& [name, value] : FieldsOf(**before)) added -= fields.count(name);
-      }
-      core::Operation op;
-      op.kind = core::OpKind::kSet;
-      for (auto& [name, value] : fields) op.fields.push_back({name, std::move(value)});
-      if (!Normalize(&op, reply)) co_return Route::kPatchDocument;
-      node::WriteRequest write(args[1], std::move(op));
-      auto committed = co_await Commit(conn, write, reply);
-      if (!committed) co_return Route::kPatchDocument;
-      if (command == "HMSET") {
-        reply.Simple("OK");
-      } else {
-        reply.Integer(added);
-      }
-      co_return Route::kPatchDocument;
-    }
     if (command == "HGET" || command == "HEXISTS") {
       if (argc != 3) co_return Arity(reply, command);
       if (!AllowedKey(*conn, Route::kGetDocument, args[1], reply)) co_return Route::kGetDocument;
@@ -1014,13 +982,15 @@ class RespServer::Impl {
   // pipeline commit together (ExecuteWrites).
   static bool Pipelinable(const std::string& command) {
     return command == "SET" || command == "SETNX" || command == "INCR" || command == "INCRBY" ||
-           command == "DECR" || command == "DECRBY" || command == "HINCRBY";
+           command == "DECR" || command == "DECRBY" || command == "HINCRBY" || command == "HSET" ||
+           command == "HMSET";
   }
   struct PreparedWrite {
     std::string command;
     Route route = Route::kPutDocument;
     std::optional<node::WriteRequest> write;  // nullopt: refused, the refusal answered
     std::string field;                        // an increment: the field whose value answers
+    std::vector<std::string> fields = {};  // HSET: the fields it sets (its answer counts new ones)
   };
 
   // A pipelinable command's write, checked as far as it can be before its commit.
@@ -1067,6 +1037,35 @@ class RespServer::Impl {
       if (!Normalize(&op, reply)) return prepared;
       node::WriteRequest write(args[1], std::move(op));
       if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
+      prepared.write = std::move(write);
+      return prepared;
+    }
+    if (command == "HSET" || command == "HMSET") {
+      prepared.route = Route::kPatchDocument;
+      if (argc < 4 || argc % 2 != 0) {
+        Arity(reply, command);
+        return prepared;
+      }
+      if (!AllowedKey(conn, Route::kPatchDocument, args[1], reply)) return prepared;
+      std::map<std::string, std::string> fields;  // a field named twice: the last value
+      for (size_t i = 2; i + 1 < argc; i += 2) {
+        auto json = resp::JsonOfValue(args[i + 1]);
+        if (!json) {
+          NotUtf8(reply, Route::kPatchDocument);
+          return prepared;
+        }
+        fields[args[i]] = std::move(*json);
+      }
+      core::Operation op;
+      op.kind = core::OpKind::kSet;
+      for (auto& [name, value] : fields) {
+        prepared.fields.push_back(name);
+        op.fields.push_back({name, std::move(value)});
+      }
+      if (!Normalize(&op, reply)) return prepared;
+      node::WriteRequest write(args[1], std::move(op));
+      // HSET answers how many of its fields are new: against the document just before it.
+      write.want_document = true;
       prepared.write = std::move(write);
       return prepared;
     }
@@ -1139,8 +1138,16 @@ class RespServer::Impl {
     if (outcome->dot.seq != 0) conn.last_write = outcome->dot;
     if (command == "SETNX") {
       reply.Integer(1);
-    } else if (command == "SET") {
+    } else if (command == "SET" || command == "HMSET") {
       reply.Simple("OK");
+    } else if (command == "HSET") {
+      int64_t added = static_cast<int64_t>(prepared.fields.size());
+      if (outcome->document_before) {
+        for (const auto& [name, json] : FieldsOf(*outcome->document_before)) {
+          added -= std::count(prepared.fields.begin(), prepared.fields.end(), name);
+        }
+      }
+      reply.Integer(added);
     } else {
       // The field's value just after this increment, whatever committed after it.
       std::optional<int64_t> value;

@@ -1173,6 +1173,8 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       outcomes->push_back(event.status());
       continue;
     }
+    std::optional<std::string> before;
+    if (write.want_document) before = (*loaded)->rendered;
     auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
     if (!merged.ok()) {
       outcomes->push_back(merged.status());
@@ -1208,7 +1210,10 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
     if (*merged) {
       outcomes->back()->version = core::DocumentVersion(core::RenderedDigest(write.key, *merged));
     }
-    if (write.want_document) outcomes->back()->document = *merged;
+    if (write.want_document) {
+      outcomes->back()->document = *merged;
+      outcomes->back()->document_before = std::move(before);
+    }
     accepted.push_back(outcomes->size() - 1);
     if (!write.idempotency_key.empty()) {
       group.idempotent.emplace(write.idempotency_key,

@@ -64,8 +64,9 @@ struct WriteRequest {
   // with it. For a home record (`system`): a planned move, refused unless this region is the
   // home of the record's prefix.
   bool strong = false;
-  // The receipt carries the rendered document just after the write (Receipt::document): what an
-  // answer shows of the write's own effect (the Redis port's INCR), whatever commits after it.
+  // The receipt carries the rendered document just before and just after the write
+  // (Receipt::document_before, Receipt::document): what an answer shows of the write's own effect
+  // (the Redis port's INCR and HSET), whatever commits before or after it.
   bool want_document = false;
   // Written by the node itself: only such writes may touch keys under kSystemKeyPrefix.
   bool system = false;
@@ -94,6 +95,8 @@ struct Receipt {
   // With WriteRequest::want_document, a single write: the rendered document just after it, in the
   // order of its group (nullopt when the write left none).
   std::optional<std::string> document = {};
+  // Likewise, the rendered document just before it (nullopt: there was none).
+  std::optional<std::string> document_before = {};
 };
 
 // A committed change of one document, as watches see it.

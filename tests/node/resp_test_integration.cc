@@ -235,6 +235,12 @@ if phase == "replicate":
     for _ in range(50):
         p.incr("seq")
     result["pipelined_incr"] = p.execute() == list(range(1, 51))
+    # HSET counts the fields new to the document just before it, in the pipeline's order.
+    p = a.pipeline(transaction=False)
+    p.hset("pipe:h", "f1", 1)
+    p.hset("pipe:h", "f1", 2)
+    p.hset("pipe:h", mapping={"f1": 3, "f2": 4})
+    result["pipelined_hset"] = p.execute()
     import threading
     tickets = []
     def take():
@@ -295,6 +301,7 @@ TEST(RespPort, APythonClientAcrossRegionsWithFailover) {
   EXPECT_EQ(replicated["hits"], "30") << output;
   EXPECT_EQ(replicated["hash_in_asia"], json({{"x", "1"}, {"y", "two"}})) << output;
   EXPECT_EQ(replicated["pipelined_incr"], true) << output;
+  EXPECT_EQ(replicated["pipelined_hset"], json::array({1, 0, 1})) << output;
   EXPECT_EQ(replicated["tickets"], true) << output;
   EXPECT_EQ(replicated["pipeline"], json::array({201, json::array({true, nullptr, "99", "first"})}))
       << output;
