@@ -38,10 +38,9 @@ bool WriteQueue::Submit(WriteRequest request, Callback callback, const Defer& de
     std::lock_guard lock(mutex_);
     if (stopping_ || pending_.size() >= queue_max_) return false;
     pending_.emplace_back(std::move(request), std::move(callback));
-    // This thread may lead only a lone write on a quiet queue (Lead); anything else is the commit
-    // thread's at once, so that it starts while this thread reads on.
-    lead_here = defer && pending_.size() <= kInlineGroupMax && last_group_ <= kInlineGroupMax &&
-                !leader_active_ && remote_.empty() && tasks_.empty();
+    // Anything but a lone write on a quiet queue is the commit thread's at once, so that it starts
+    // while this thread reads on.
+    lead_here = defer && QuietForInline();
     if (!lead_here) handed_over_ = true;
   }
   if (lead_here) {
@@ -74,18 +73,10 @@ void WriteQueue::Lead(const Defer& defer) {
   {
     std::unique_lock lock(mutex_);
     if (pending_.empty()) return;
-    if (leader_active_) {
-      // Another leader is at work: the commit thread takes what is pending once it ends.
+    if (!QuietForInline()) {
+      // Another leader is at work (it hands over what is pending when it ends), or the queue is
+      // busy: the commit thread takes the writes.
       handed_over_ = true;
-      return;
-    }
-    if (pending_.size() > kInlineGroupMax || last_group_ > kInlineGroupMax || !remote_.empty() ||
-        !tasks_.empty()) {
-      handed_over_ = true;
-      // Under load the commit thread leads: this thread goes on reading and answering while the
-      // group's fsync runs, and the wake-up is shared by the whole group. So it does when it has
-      // work of its own (other regions' events): the write joins their commit, as before, rather
-      // than delay it by a commit of its own.
       lock.unlock();
       wake_.notify_all();
       return;
@@ -114,6 +105,15 @@ void WriteQueue::Lead(const Defer& defer) {
   // What was submitted meanwhile (here or by threads that found this one leading): the next turn
   // of this thread, after its own answers went out.
   if (more) ScheduleLead(defer);
+}
+
+bool WriteQueue::QuietForInline() const {
+  // Under load the commit thread leads: the submitting thread goes on reading and answering while
+  // the group's fsync runs, and the wake-up is shared by the whole group. So it does when it has
+  // work of its own (other regions' events, tasks): the write joins that commit rather than
+  // delay it by a commit of its own.
+  return !leader_active_ && pending_.size() <= kInlineGroupMax &&
+         last_group_ <= kInlineGroupMax && remote_.empty() && tasks_.empty();
 }
 
 void WriteQueue::AcquireLeadership() {

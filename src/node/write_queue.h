@@ -79,6 +79,9 @@ class WriteQueue {
   void Lead(const Defer& defer);
   // Schedules Lead on this thread through `defer`, once per thread until it runs.
   void ScheduleLead(const Defer& defer);
+  // Whether an I/O thread may lead now (mutex_ held): no other leader, a lone write pending after
+  // a lone write committed, and neither other regions' events nor tasks waiting.
+  bool QuietForInline() const;
   // Waits until no one leads, then leads (commit thread, for the sweeps); Release ends it.
   void AcquireLeadership();
   void ReleaseLeadership();
