@@ -19,6 +19,28 @@
 
 namespace meridian::api {
 
+// A timer on `executor` and a thread-safe function that wakes whoever waits on it (cancels its
+// wait; nothing once the timer is gone): how commits, notifications and shutdown reach a parked
+// coroutine.
+template <class Executor>
+std::pair<
+    std::shared_ptr<boost::asio::basic_waitable_timer<
+        std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Executor>>,
+    std::function<void()>>
+MakeWaker(const Executor& executor) {
+  namespace asio = boost::asio;
+  using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>, Executor>;
+  auto timer = std::make_shared<Timer>(executor);
+  std::weak_ptr<Timer> weak = timer;
+  std::function<void()> wake = [weak, executor] {
+    asio::post(executor, [weak] {
+      if (auto timer = weak.lock()) timer->cancel();
+    });
+  };
+  return {std::move(timer), std::move(wake)};
+}
+
 // Commits `request` through the node's write queue, led by the awaiting coroutine's own thread
 // when the queue is quiet (node::WriteQueue); resumes on its executor with the outcome
 // (kOverloaded when the queue is full). `request` is moved from.
@@ -97,17 +119,9 @@ boost::asio::awaitable<bool, Executor> AwaitCondition(
     const std::function<bool()>& ready, const std::function<bool()>& stopping,
     std::function<void()>* wake) {
   namespace asio = boost::asio;
-  using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                           asio::wait_traits<std::chrono::steady_clock>, Executor>;
   if (ready()) co_return true;
   const Executor executor = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<Timer>(executor);
-  std::weak_ptr<Timer> weak = timer;
-  std::function<void()> waker = [weak, executor] {
-    asio::post(executor, [weak] {
-      if (auto timer = weak.lock()) timer->cancel();
-    });
-  };
+  auto [timer, waker] = MakeWaker(executor);
   auto handle = node.commits().Register(waker);
   if (wake != nullptr) *wake = waker;
   bool done = false;

@@ -494,14 +494,7 @@ class HttpServer::Impl {
   // on it: the way commits and shutdown reach a parked watch.
   static std::pair<std::shared_ptr<Timer>, std::function<void()>> MakeWaker(
       const std::shared_ptr<Connection>& connection) {
-    auto timer = std::make_shared<Timer>(connection->executor);
-    std::weak_ptr<Timer> weak = timer;
-    auto wake = [weak, executor = connection->executor] {
-      asio::post(executor, [weak] {
-        if (auto timer = weak.lock()) timer->cancel();
-      });
-    };
-    return {std::move(timer), std::move(wake)};
+    return api::MakeWaker(connection->executor);
   }
 
   // Parks the coroutine until `ready()` holds, a commit happens, or the deadline passes; loops
