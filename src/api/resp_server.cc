@@ -96,6 +96,7 @@ struct Conn {
   std::shared_ptr<node::Watcher> watcher;
   std::string watched_prefix;
   std::shared_ptr<Timer> pump_timer;
+  std::function<void()> pump_wake;  // wakes the pump (MakeWaker): any thread
   bool pumping = false;
   std::string outbox;
   bool writing = false;
@@ -106,6 +107,13 @@ struct Conn {
   bool draining = false;       // the server stops: no command after the ones already read
   std::function<void()> wake;  // set while a WAIT is parked: shutdown ends it
   bool subscribed() const { return !channels.empty() || !patterns.empty(); }
+  // Ends the connection now (on its thread): a parked WAIT and the pump return, the socket closes.
+  void End() {
+    closed = true;
+    if (wake) wake();
+    if (pump_timer) pump_timer->cancel();
+    Close();
+  }
 };
 
 template <class S>
@@ -251,10 +259,7 @@ class RespServer::Impl {
   void DrainAndWait() {
     if (threads_.empty()) return;
     asio::post(*contexts_.front(), [this] { Drain(); });
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    while (open_.load() > 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    WaitForSessions(std::chrono::seconds(10));
   }
 
   void Stop() {
@@ -263,25 +268,10 @@ class RespServer::Impl {
       ErrorCode ignored;
       if (acceptor_) acceptor_->close(ignored);
     });
-    {
-      std::lock_guard lock(connections_mutex_);
-      for (const auto& weak : connections_) {
-        auto conn = weak.lock();
-        if (!conn) continue;
-        asio::post(conn->executor, [conn] {
-          conn->closed = true;
-          if (conn->wake) conn->wake();
-          if (conn->pump_timer) conn->pump_timer->cancel();
-          conn->Close();
-        });
-      }
-    }
+    ForEachConnection([](Conn& conn) { conn.End(); });
     for (auto& guard : guards_) guard.reset();
     // Sessions end once their sockets are closed; a context still busy after that is stopped.
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    while (open_.load() > 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    WaitForSessions(std::chrono::seconds(5));
     for (auto& context : contexts_) context->stop();
     for (std::thread& thread : threads_) thread.join();
     threads_.clear();
@@ -294,19 +284,29 @@ class RespServer::Impl {
   void Drain() {
     ErrorCode ignored;
     if (acceptor_) acceptor_->close(ignored);
+    ForEachConnection([](Conn& conn) {
+      conn.draining = true;
+      if (conn.reading) {
+        conn.End();
+      } else if (conn.wake) {
+        conn.wake();  // a WAIT answers with what holds now
+      }
+    });
+  }
+
+  // Runs `action` on the thread of every open connection.
+  void ForEachConnection(const std::function<void(Conn&)>& action) {
     std::lock_guard lock(connections_mutex_);
     for (const auto& weak : connections_) {
-      auto conn = weak.lock();
-      if (!conn) continue;
-      asio::post(conn->executor, [conn] {
-        conn->draining = true;
-        if (conn->wake) conn->wake();  // a WAIT answers with what holds now
-        if (conn->reading) {
-          conn->closed = true;
-          if (conn->pump_timer) conn->pump_timer->cancel();
-          conn->Close();
-        }
-      });
+      if (auto conn = weak.lock()) asio::post(conn->executor, [conn, action] { action(*conn); });
+    }
+  }
+
+  // Waits (blocking) until every session has ended, or `timeout` has passed.
+  void WaitForSessions(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (open_.load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
 
@@ -329,18 +329,12 @@ class RespServer::Impl {
       tick.expires_after(std::chrono::seconds(1));
       ErrorCode ec;
       co_await tick.async_wait(asio::redirect_error(use_awaitable, ec));
-      std::lock_guard lock(connections_mutex_);
-      for (const auto& weak : connections_) {
-        auto conn = weak.lock();
-        if (!conn) continue;
-        asio::post(conn->executor, [conn, limit] {
-          if (!conn->writing || conn->closed || Clock::now() - conn->write_since < limit) return;
-          spdlog::warn("redis port: closing client {} ({}): it has not read its answers for {} ms",
-                       conn->id, conn->Peer(), limit.count());
-          conn->closed = true;
-          conn->Close();
-        });
-      }
+      ForEachConnection([limit](Conn& conn) {
+        if (!conn.writing || conn.closed || Clock::now() - conn.write_since < limit) return;
+        spdlog::warn("redis port: closing client {} ({}): it has not read its answers for {} ms",
+                     conn.id, conn.Peer(), limit.count());
+        conn.End();
+      });
     }
   }
 
@@ -409,8 +403,7 @@ class RespServer::Impl {
       if (conn->outbox.size() > kOutboxBytesMax) {
         spdlog::warn("redis port: closing client {} ({}): it left {} bytes unread", conn->id,
                      conn->Peer(), conn->outbox.size());
-        conn->closed = true;
-        conn->Close();
+        conn->End();
         co_return false;
       }
       co_return true;
@@ -428,8 +421,7 @@ class RespServer::Impl {
     }
     conn->writing = false;
     if (ec) {
-      conn->closed = true;
-      conn->Close();
+      conn->End();
       co_return false;
     }
     co_return true;
@@ -502,11 +494,9 @@ class RespServer::Impl {
       if (ec || conn->draining) break;
       in.append(chunk.data(), n);
     }
-    conn->closed = true;
     if (conn->watcher) node_->watches().Unsubscribe(conn->watcher);
     conn->watcher.reset();
-    if (conn->pump_timer) conn->pump_timer->cancel();
-    conn->Close();
+    conn->End();
   }
 
   // --- Access and errors -------------------------------------------------------------------
@@ -564,12 +554,19 @@ class RespServer::Impl {
                                                          node::WriteRequest& write,
                                                          resp::Writer& reply) {
     Result<node::Receipt> receipt = co_await AwaitWrite<Executor>(*node_, write);
-    if (!receipt.ok() && receipt.status().code() != StatusCode::kPreconditionFailed) {
-      reply.Error(ErrorText(ErrorFromStatus(receipt.status())));
-      co_return std::nullopt;
-    }
-    if (receipt.ok() && receipt->dot.seq != 0) conn->last_write = receipt->dot;
+    if (!Settled(*conn, receipt, reply)) co_return std::nullopt;
     co_return std::optional<Result<node::Receipt>>(std::move(receipt));
+  }
+
+  // A commit's outcome as every write command takes it: a refusal other than
+  // kPreconditionFailed is answered here (false); a write is the connection's last (for WAIT).
+  static bool Settled(Conn& conn, const Result<node::Receipt>& outcome, resp::Writer& reply) {
+    if (!outcome.ok() && outcome.status().code() != StatusCode::kPreconditionFailed) {
+      reply.Error(ErrorText(ErrorFromStatus(outcome.status())));
+      return false;
+    }
+    if (outcome.ok() && outcome->dot.seq != 0) conn.last_write = outcome->dot;
+    return true;
   }
 
   // --- Commands ------------------------------------------------------------------------------
@@ -1122,10 +1119,7 @@ class RespServer::Impl {
   static void AnswerWrite(Conn& conn, const PreparedWrite& prepared,
                           const Result<node::Receipt>& outcome, resp::Writer& reply) {
     const std::string& command = prepared.command;
-    if (!outcome.ok() && outcome.status().code() != StatusCode::kPreconditionFailed) {
-      reply.Error(ErrorText(ErrorFromStatus(outcome.status())));
-      return;
-    }
+    if (!Settled(conn, outcome, reply)) return;
     if (!outcome.ok()) {
       // NX on a key that exists, XX on one that does not.
       if (command == "SETNX") {
@@ -1135,7 +1129,6 @@ class RespServer::Impl {
       }
       return;
     }
-    if (outcome->dot.seq != 0) conn.last_write = outcome->dot;
     if (command == "SETNX") {
       reply.Integer(1);
     } else if (command == "SET" || command == "HMSET") {
@@ -1589,13 +1582,8 @@ class RespServer::Impl {
       return true;
     }
     if (conn->watcher && conn->watched_prefix == *prefix) return true;
-    if (!conn->pump_timer) conn->pump_timer = std::make_shared<Timer>(conn->executor);
-    std::weak_ptr<Timer> weak = conn->pump_timer;
-    auto notify = [weak, executor = conn->executor] {
-      asio::post(executor, [weak] {
-        if (auto timer = weak.lock()) timer->cancel();
-      });
-    };
+    if (!conn->pump_timer) std::tie(conn->pump_timer, conn->pump_wake) = MakeWaker(conn->executor);
+    std::function<void()> notify = conn->pump_wake;
     uint64_t published = 0;
     // The new watcher before the old one goes: a refusal leaves the connection as it was.
     auto watcher = node_->watches().Subscribe(*prefix, node_->config().watch_buffer_max,
@@ -1621,8 +1609,7 @@ class RespServer::Impl {
         // As Redis closes a subscriber over its output buffer limit.
         spdlog::warn("redis port: closing subscriber {} ({}): it fell behind", conn->id,
                      conn->Peer());
-        conn->closed = true;
-        conn->Close();
+        conn->End();
         break;
       }
       std::string out;
