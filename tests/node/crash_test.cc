@@ -615,10 +615,12 @@ class CrashTest : public ::testing::Test {
       }
     }
 
-    // Counters: n == -m, and n is the previous value plus the acknowledged deltas plus exactly
-    // `unexplained` of the unknown ones.
-    for (int k = 0; k < kCounterKeys; ++k) {
-      const std::string key = CounterKey(k);
+    // Counters: n is the previous value plus the acknowledged deltas plus exactly `unexplained`
+    // of the unknown ones; over HTTP, where one increment writes n and m, also n == -m.
+    std::vector<std::string> counter_keys;
+    for (int k = 0; k < kCounterKeys; ++k) counter_keys.push_back(CounterKey(k));
+    for (int k = 0; k < kRespCounterKeys; ++k) counter_keys.push_back(RespCounterKey(k));
+    for (const std::string& key : counter_keys) {
       int64_t acked_sum = 0;
       std::vector<int64_t> unknown_deltas;
       for (const auto& mine : ops) {
@@ -631,9 +633,11 @@ class CrashTest : public ::testing::Test {
       const DocState got = Read(client, key);
       actual[key] = got;
       const int64_t n = got ? got->value("n", int64_t{0}) : 0;
-      const int64_t m = got ? got->value("m", int64_t{0}) : 0;
-      EXPECT_EQ(n, -m) << key << " " << Show(got)
-                       << ": an increment of two counters was applied by half";
+      if (key.starts_with("ctr/")) {
+        const int64_t m = got ? got->value("m", int64_t{0}) : 0;
+        EXPECT_EQ(n, -m) << key << " " << Show(got)
+                         << ": an increment of two counters was applied by half";
+      }
       const int64_t base = model->counters[key];
       const size_t logged = unexplained.count(key) ? unexplained.at(key) : 0;
       EXPECT_TRUE(SubsetSum(unknown_deltas, logged, n - base - acked_sum))
@@ -642,32 +646,6 @@ class CrashTest : public ::testing::Test {
           << logged
           << ": every acknowledged increment must count once, and an unknown one once or not at "
              "all";
-      EXPECT_GE(n, base + acked_sum) << key << ": acknowledged increments were lost";
-      model->counters[key] = n;
-    }
-
-    // The Redis protocol's counters: one field, n, the previous value plus the acknowledged deltas
-    // plus exactly `unexplained` of the unknown ones.
-    for (int k = 0; k < kRespCounterKeys; ++k) {
-      const std::string key = RespCounterKey(k);
-      int64_t acked_sum = 0;
-      std::vector<int64_t> unknown_deltas;
-      for (const auto& mine : ops) {
-        for (const Op& op : mine) {
-          if (op.key != key) continue;
-          if (op.outcome == Outcome::kAcked) acked_sum += op.delta;
-          if (op.outcome == Outcome::kUnknown) unknown_deltas.push_back(op.delta);
-        }
-      }
-      const DocState got = Read(client, key);
-      actual[key] = got;
-      const int64_t n = got ? got->value("n", int64_t{0}) : 0;
-      const int64_t base = model->counters[key];
-      const size_t logged = unexplained.count(key) ? unexplained.at(key) : 0;
-      EXPECT_TRUE(SubsetSum(unknown_deltas, logged, n - base - acked_sum))
-          << key << " is " << n << "; before the round " << base << ", acknowledged +" << acked_sum
-          << " over RESP, " << unknown_deltas.size() << " unknown of which the log holds "
-          << logged;
       EXPECT_GE(n, base + acked_sum) << key << ": acknowledged increments were lost";
       model->counters[key] = n;
     }
