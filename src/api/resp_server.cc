@@ -16,6 +16,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "api/request.h"
 #include "api/resp.h"
 #include "api/service.h"
+#include "core/check.h"
 #include "core/document.h"
 #include "core/thread_name.h"
 #include "net/tls_context.h"
@@ -623,9 +625,10 @@ class RespServer::Impl {
     }
     if (Pipelinable(command)) {
       PreparedWrite prepared = PrepareWrite(*conn, command, args, reply);
-      if (!prepared.write) co_return prepared.route;
-      Result<node::Receipt> outcome = co_await AwaitWrite<Executor>(*node_, *prepared.write);
-      AnswerWrite(*conn, prepared, outcome, reply);
+      if (prepared.writes.empty()) co_return prepared.route;
+      std::vector<Result<node::Receipt>> outcomes =
+          co_await AwaitWrites<Executor>(*node_, prepared.writes);
+      AnswerWrite(*conn, prepared, outcomes, reply);
       co_return prepared.route;
     }
     if (command == "MGET") {
@@ -650,72 +653,7 @@ class RespServer::Impl {
       }
       co_return Route::kGetDocument;
     }
-    if (command == "MSET") {
-      if (argc < 3 || argc % 2 == 0) co_return Arity(reply, command);
-      // One transaction: every region applies all of the keys or none.
-      auto txn = std::make_shared<core::Transaction>();
-      // As an HTTP transaction's body: within document_bytes_max, so that it replicates whole.
-      size_t bytes = 0;
-      for (size_t i = 1; i < argc; ++i) bytes += args[i].size();
-      if (bytes > limits_.document_bytes_max) {
-        reply.Error("ERR too_large: MSET of " + std::to_string(bytes) +
-                    " bytes; a transaction takes at most limits.document_bytes_max (" +
-                    std::to_string(limits_.document_bytes_max) + ")");
-        co_return Route::kTransaction;
-      }
-      for (size_t i = 1; i + 1 < argc; i += 2) {
-        auto json = resp::JsonOfValue(args[i + 1]);
-        if (!json) co_return NotUtf8(reply, Route::kTransaction);
-        if (auto invalid = CheckKey(args[i], limits_)) {
-          reply.Error(ErrorText(*invalid));
-          co_return Route::kTransaction;
-        }
-        core::Operation op;
-        op.kind = core::OpKind::kReplace;
-        op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
-        if (!Normalize(&op, reply)) co_return Route::kTransaction;
-        // A key named twice: the last value wins, as in Redis.
-        std::erase_if(txn->then_ops,
-                      [&](const core::KeyedOperation& kept) { return kept.key == args[i]; });
-        txn->then_ops.push_back({args[i], std::move(op)});
-      }
-      if (txn->then_ops.size() > core::kTransactionOpsMax) {
-        reply.Error("ERR MSET takes at most " + std::to_string(core::kTransactionOpsMax) + " keys");
-        co_return Route::kTransaction;
-      }
-      ApiCall call;
-      call.route = Route::kTransaction;
-      call.txn = txn;
-      if (!Allowed(*conn, call, reply)) co_return Route::kTransaction;
-      node::WriteRequest write;
-      write.txn = std::move(txn);
-      auto committed = co_await Commit(conn, write, reply);
-      if (committed) reply.Simple("OK");
-      co_return Route::kTransaction;
-    }
     // --- keys
-    if (command == "DEL" || command == "UNLINK") {
-      if (argc < 2) co_return Arity(reply, command);
-      for (size_t i = 1; i < argc; ++i) {
-        if (!AllowedKey(*conn, Route::kDeleteDocument, args[i], reply))
-          co_return Route::kDeleteDocument;
-      }
-      int64_t removed = 0;
-      std::set<std::string> seen;
-      for (size_t i = 1; i < argc; ++i) {
-        if (!seen.insert(args[i]).second) continue;
-        // Only a document that exists here is deleted (and counted), as Redis counts.
-        core::Operation op;
-        op.kind = core::OpKind::kDelete;
-        node::WriteRequest write(args[i], std::move(op));
-        write.condition = core::Condition{args[i], std::nullopt, true};
-        auto committed = co_await Commit(conn, write, reply);
-        if (!committed) co_return Route::kDeleteDocument;
-        if (committed->ok()) ++removed;
-      }
-      reply.Integer(removed);
-      co_return Route::kDeleteDocument;
-    }
     if (command == "EXISTS") {
       if (argc < 2) co_return Arity(reply, command);
       int64_t count = 0;
@@ -974,27 +912,101 @@ class RespServer::Impl {
     co_return Route::kRejected;
   }
 
-  // The writes whose answers come from their own commit alone (the receipt, with the document
-  // just after the write): SET, SETNX, INCR, INCRBY, DECR, DECRBY, HINCRBY. Consecutive ones of a
-  // pipeline commit together (ExecuteWrites).
+  // The writes whose answers come from their own commits alone (the receipts, with the document
+  // just before or after the write): SET, SETNX, MSET, INCR, INCRBY, DECR, DECRBY, HINCRBY, HSET,
+  // HMSET, DEL and UNLINK. Consecutive ones of a pipeline commit together (ExecuteWrites). HDEL
+  // is not one: it rewrites the hash on the condition of the version it read.
   static bool Pipelinable(const std::string& command) {
     return command == "SET" || command == "SETNX" || command == "INCR" || command == "INCRBY" ||
            command == "DECR" || command == "DECRBY" || command == "HINCRBY" || command == "HSET" ||
-           command == "HMSET";
+           command == "HMSET" || command == "MSET" || command == "DEL" || command == "UNLINK";
   }
   struct PreparedWrite {
     std::string command;
     Route route = Route::kPutDocument;
-    std::optional<node::WriteRequest> write;  // nullopt: refused, the refusal answered
-    std::string field;                        // an increment: the field whose value answers
+    // The command's writes (DEL: one per key named); none: refused, the refusal answered.
+    std::vector<node::WriteRequest> writes = {};
+    std::string field = {};                // an increment: the field whose value answers
     std::vector<std::string> fields = {};  // HSET: the fields it sets (its answer counts new ones)
   };
 
-  // A pipelinable command's write, checked as far as it can be before its commit.
+  // A pipelinable command's writes, checked as far as they can be before their commit.
   PreparedWrite PrepareWrite(Conn& conn, const std::string& command, std::vector<std::string>& args,
                              resp::Writer& reply) {
-    PreparedWrite prepared{command, Route::kPutDocument, std::nullopt, {}};
+    PreparedWrite prepared{command};
     const size_t argc = args.size();
+    if (command == "DEL" || command == "UNLINK") {
+      prepared.route = Route::kDeleteDocument;
+      if (argc < 2) {
+        Arity(reply, command);
+        return prepared;
+      }
+      for (size_t i = 1; i < argc; ++i) {
+        if (!AllowedKey(conn, Route::kDeleteDocument, args[i], reply)) return prepared;
+      }
+      std::set<std::string> seen;
+      std::vector<node::WriteRequest> writes;
+      for (size_t i = 1; i < argc; ++i) {
+        if (!seen.insert(args[i]).second) continue;
+        // Only a document that exists here is deleted (and counted), as Redis counts.
+        core::Operation op;
+        op.kind = core::OpKind::kDelete;
+        node::WriteRequest write(args[i], std::move(op));
+        write.condition = core::Condition{args[i], std::nullopt, true};
+        writes.push_back(std::move(write));
+      }
+      prepared.writes = std::move(writes);
+      return prepared;
+    }
+    if (command == "MSET") {
+      prepared.route = Route::kTransaction;
+      if (argc < 3 || argc % 2 == 0) {
+        Arity(reply, command);
+        return prepared;
+      }
+      // One transaction: every region applies all of the keys or none.
+      auto txn = std::make_shared<core::Transaction>();
+      // As an HTTP transaction's body: within document_bytes_max, so that it replicates whole.
+      size_t bytes = 0;
+      for (size_t i = 1; i < argc; ++i) bytes += args[i].size();
+      if (bytes > limits_.document_bytes_max) {
+        reply.Error("ERR too_large: MSET of " + std::to_string(bytes) +
+                    " bytes; a transaction takes at most limits.document_bytes_max (" +
+                    std::to_string(limits_.document_bytes_max) + ")");
+        return prepared;
+      }
+      for (size_t i = 1; i + 1 < argc; i += 2) {
+        auto json = resp::JsonOfValue(args[i + 1]);
+        if (!json) {
+          NotUtf8(reply, Route::kTransaction);
+          return prepared;
+        }
+        if (auto invalid = CheckKey(args[i], limits_)) {
+          reply.Error(ErrorText(*invalid));
+          return prepared;
+        }
+        core::Operation op;
+        op.kind = core::OpKind::kReplace;
+        op.fields.push_back({std::string(resp::kStringField), std::move(*json)});
+        if (!Normalize(&op, reply)) return prepared;
+        // A key named twice: the last value wins, as in Redis.
+        std::erase_if(txn->then_ops,
+                      [&](const core::KeyedOperation& kept) { return kept.key == args[i]; });
+        txn->then_ops.push_back({args[i], std::move(op)});
+      }
+      if (txn->then_ops.size() > core::kTransactionOpsMax) {
+        reply.Error("ERR MSET takes at most " + std::to_string(core::kTransactionOpsMax) + " keys");
+        return prepared;
+      }
+      ApiCall call;
+      call.route = Route::kTransaction;
+      call.txn = txn;
+      if (!Allowed(conn, call, reply)) return prepared;
+      node::WriteRequest write;
+      write.txn = std::move(txn);
+      prepared.writes.push_back(std::move(write));
+      return prepared;
+    }
     if (command == "SET" || command == "SETNX") {
       if (argc < 3 || (command == "SETNX" && argc != 3)) {
         Arity(reply, command);
@@ -1034,7 +1046,7 @@ class RespServer::Impl {
       if (!Normalize(&op, reply)) return prepared;
       node::WriteRequest write(args[1], std::move(op));
       if (exists) write.condition = core::Condition{args[1], std::nullopt, exists};
-      prepared.write = std::move(write);
+      prepared.writes.push_back(std::move(write));
       return prepared;
     }
     if (command == "HSET" || command == "HMSET") {
@@ -1063,7 +1075,7 @@ class RespServer::Impl {
       node::WriteRequest write(args[1], std::move(op));
       // HSET answers how many of its fields are new: against the document just before it.
       write.want_document = true;
-      prepared.write = std::move(write);
+      prepared.writes.push_back(std::move(write));
       return prepared;
     }
     // INCR, INCRBY, DECR, DECRBY (a string's "value") and HINCRBY: one counter increment.
@@ -1111,15 +1123,26 @@ class RespServer::Impl {
     if (!Normalize(&op, reply)) return prepared;
     node::WriteRequest write(key, std::move(op));
     write.want_document = true;
-    prepared.write = std::move(write);
+    prepared.writes.push_back(std::move(write));
     return prepared;
   }
 
-  // A pipelinable command's answer from its commit's outcome.
+  // A pipelinable command's answer from the outcomes of its writes (in their order).
   static void AnswerWrite(Conn& conn, const PreparedWrite& prepared,
-                          const Result<node::Receipt>& outcome, resp::Writer& reply) {
+                          std::span<const Result<node::Receipt>> outcomes, resp::Writer& reply) {
     const std::string& command = prepared.command;
-    if (!Settled(conn, outcome, reply)) return;
+    MERIDIAN_CHECK(outcomes.size() == prepared.writes.size());
+    for (const Result<node::Receipt>& outcome : outcomes) {
+      if (!Settled(conn, outcome, reply)) return;
+    }
+    if (command == "DEL" || command == "UNLINK") {
+      // A key that did not exist here failed its condition: not counted.
+      reply.Integer(
+          std::count_if(outcomes.begin(), outcomes.end(),
+                        [](const Result<node::Receipt>& outcome) { return outcome.ok(); }));
+      return;
+    }
+    const Result<node::Receipt>& outcome = outcomes.front();
     if (!outcome.ok()) {
       // NX on a key that exists, XX on one that does not.
       if (command == "SETNX") {
@@ -1131,7 +1154,7 @@ class RespServer::Impl {
     }
     if (command == "SETNX") {
       reply.Integer(1);
-    } else if (command == "SET" || command == "HMSET") {
+    } else if (command == "SET" || command == "HMSET" || command == "MSET") {
       reply.Simple("OK");
     } else if (command == "HSET") {
       int64_t added = static_cast<int64_t>(prepared.fields.size());
@@ -1181,19 +1204,22 @@ class RespServer::Impl {
     std::vector<PreparedWrite> prepared;
     prepared.reserve(batch.size());
     std::vector<node::WriteRequest> writes;
-    std::vector<size_t> written;  // the batch index of each write
     for (size_t i = 0; i < batch.size(); ++i) {
       resp::Writer reply(&answers[i], conn->protocol);
       prepared.push_back(PrepareWrite(*conn, resp::Upper(batch[i][0]), batch[i], reply));
-      if (!prepared.back().write) continue;
-      writes.push_back(std::move(*prepared.back().write));
-      written.push_back(i);
+      // Moved out: the vector keeps its size, which AnswerWrite counts on.
+      for (node::WriteRequest& write : prepared.back().writes) writes.push_back(std::move(write));
     }
     std::vector<Result<node::Receipt>> outcomes = co_await AwaitWrites<Executor>(*node_, writes);
-    for (size_t k = 0; k < written.size(); ++k) {
-      resp::Writer reply(&answers[written[k]], conn->protocol);
-      AnswerWrite(*conn, prepared[written[k]], outcomes[k], reply);
+    size_t next = 0;  // each command's outcomes follow one another, in the batch's order
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const size_t count = prepared[i].writes.size();
+      if (count == 0) continue;
+      resp::Writer reply(&answers[i], conn->protocol);
+      AnswerWrite(*conn, prepared[i], std::span(outcomes).subspan(next, count), reply);
+      next += count;
     }
+    MERIDIAN_CHECK(next == outcomes.size());
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     for (size_t i = 0; i < answers.size(); ++i) {
       out += answers[i];

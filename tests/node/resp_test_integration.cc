@@ -241,6 +241,16 @@ if phase == "replicate":
     p.hset("pipe:h", "f1", 2)
     p.hset("pipe:h", mapping={"f1": 3, "f2": 4})
     result["pipelined_hset"] = p.execute()
+    # MSET and DEL join a pipeline's batch too: DEL counts the keys that existed just before it
+    # (a key named twice once), after the MSET before it and before the SET after it.
+    p = a.pipeline(transaction=False)
+    p.mset({"pipe:m1": "1", "pipe:m2": "2"})
+    p.delete("pipe:m1", "pipe:m2", "pipe:m1", "pipe:none")
+    p.delete("pipe:m1")
+    p.set("pipe:m2", "back")
+    p.unlink("pipe:m2")
+    p.exists("pipe:m1", "pipe:m2")
+    result["pipelined_del"] = p.execute()
     import threading
     tickets = []
     def take():
@@ -302,6 +312,7 @@ TEST(RespPort, APythonClientAcrossRegionsWithFailover) {
   EXPECT_EQ(replicated["hash_in_asia"], json({{"x", "1"}, {"y", "two"}})) << output;
   EXPECT_EQ(replicated["pipelined_incr"], true) << output;
   EXPECT_EQ(replicated["pipelined_hset"], json::array({1, 0, 1})) << output;
+  EXPECT_EQ(replicated["pipelined_del"], json::array({true, 2, 0, true, 1, 0})) << output;
   EXPECT_EQ(replicated["tickets"], true) << output;
   EXPECT_EQ(replicated["pipeline"], json::array({201, json::array({true, nullptr, "99", "first"})}))
       << output;
