@@ -91,6 +91,7 @@ bench: build
 	@bench/security_bench.sh build/default/meridian build/default/bench/http_load
 	@bench/bounded_bench.sh build/default/meridian build/default/bench/http_load
 	@build/default/bench/apply_bench
+	@build/default/bench/store_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
 	@build/default/bench/strong_bench
