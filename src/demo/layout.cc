@@ -1,13 +1,11 @@
 #include "demo/layout.h"
 
-#include <ctime>
 #include <fstream>
 #include <sstream>
 
-#include "auth/certs.h"
-#include "auth/files.h"
-#include "auth/token.h"
+#include "auth/deployment_secrets.h"
 #include "net/tls_context.h"
+#include "node/config_text.h"
 
 namespace meridian::demo {
 namespace {
@@ -109,71 +107,43 @@ std::vector<std::pair<uint16_t, std::string>> Layout::Ports() const {
 }
 
 std::string Layout::NodeConfig(int index, const std::string& data_dir) const {
-  std::ostringstream out;
-  out << "# Region " << regions[index].name << " of `meridian demo`: other regions are dialled "
-      << (routes.empty() ? "directly" : "through the WAN proxy") << ".\n";
-  out << "[node]\nregion = \"" << regions[index].name << "\"\ndata_dir = \"" << data_dir
-      << "\"\n\n";
+  node::ConfigPlan plan;
+  plan.comment = {"Region " + regions[index].name +
+                  " of `meridian demo`: other regions are dialled " +
+                  (routes.empty() ? "directly." : "through the WAN proxy.")};
+  plan.region = regions[index].name;
+  plan.data_dir = data_dir;
   for (int i = 0; i < static_cast<int>(regions.size()); ++i) {
-    out << "[[regions]]\nname = \"" << regions[i].name << "\"\nid = " << regions[i].id
-        << "\nhttp = \"" << Address(regions[i].http) << "\"\nreplication = \""
-        << Address(i == index ? regions[i].replication : DialPort(index, i)) << "\"\nresp = \""
-        << Address(regions[i].resp) << "\"\n\n";
+    plan.regions.push_back({regions[i].name, regions[i].id, Address(regions[i].http),
+                            Address(regions[i].replication), Address(regions[i].resp), ""});
+    plan.dial.push_back(i == index ? "" : Address(DialPort(index, i)));
   }
   // Three nodes, the proxy and the workload share this machine's cores.
-  out << "[http]\nthreads = 2\n\n[storage]\nsync = true\n";
+  plan.http_threads = 2;
   if (secure()) {
     const std::string& name = regions[index].name;
-    out << "\n[tls]\ncert_file = \"" << pki_dir << "/" << name << ".pem\"\nkey_file = \"" << pki_dir
-        << "/" << name << "-key.pem\"\nca_file = \"" << pki_dir << "/ca.pem\"\n";
-    out << "\n[auth]\njwt_secret_file = \"" << pki_dir << "/jwt.key\"\n";
+    plan.cert_file = pki_dir + "/" + name + ".pem";
+    plan.key_file = pki_dir + "/" + name + "-key.pem";
+    plan.ca_file = pki_dir + "/ca.pem";
+    plan.jwt_secret_file = pki_dir + "/jwt.key";
   }
-  return out.str();
+  return node::WriteConfigToml(plan);
 }
 
 bool Layout::MakeSecrets(const std::string& dir, std::string* error) {
-  auth::CaOptions ca;
-  ca.dir = dir;
-  ca.name = "Meridian demo CA";
-  ca.days = 30;
-  if (Result<auth::CaFiles> made = auth::CreateCa(ca); !made.ok()) {
-    *error = "cannot make the demo's CA: " + made.status().message();
+  auth::DeploymentSecretsOptions options;
+  options.dir = dir;
+  options.ca_name = "Meridian demo CA";
+  options.ca_days = options.cert_days = options.token_days = 30;
+  for (const Region& region : regions) options.regions.push_back({region.name, {}});
+  options.token_subject = "meridian-demo";
+  Result<auth::DeploymentSecrets> made = auth::MakeDeploymentSecrets(options);
+  if (!made.ok()) {
+    *error = "cannot make the demo's secrets: " + made.status().message();
     return false;
   }
-  for (const Region& region : regions) {
-    auth::CertOptions cert;
-    cert.ca_dir = dir;
-    cert.region = region.name;
-    cert.days = 30;
-    if (Result<auth::CertFiles> made = auth::CreateCert(cert); !made.ok()) {
-      *error = "cannot make " + region.name + "'s certificate: " + made.status().message();
-      return false;
-    }
-  }
-  Result<std::string> secret = auth::CreateSecretFile(dir + "/jwt.key");
-  if (!secret.ok()) {
-    *error = secret.status().message();
-    return false;
-  }
-  auth::Claims claims;
-  claims.exp = static_cast<int64_t>(std::time(nullptr)) + 30 * 86'400;
-  claims.read = {""};
-  claims.write = {""};
-  claims.admin = true;
-  claims.sub = "meridian-demo";
-  Result<std::string> minted = auth::MintToken(claims, *secret);
-  if (!minted.ok()) {
-    *error = "cannot sign the demo's token: " + minted.status().message();
-    return false;
-  }
-  token = *minted;
-  // An admin token: readable by its owner only, like the secret that signs it.
-  if (Status written = auth::WriteFile(dir + "/token", token + "\n", 0600, /*replace=*/false);
-      !written.ok()) {
-    *error = written.message();
-    return false;
-  }
-  Result<std::shared_ptr<net::SslContext>> context = net::LoadClientContext(dir + "/ca.pem");
+  token = made->token;
+  Result<std::shared_ptr<net::SslContext>> context = net::LoadClientContext(made->ca_file);
   if (!context.ok()) {
     *error = context.status().message();
     return false;
