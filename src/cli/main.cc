@@ -1,4 +1,5 @@
-// meridian: the single binary. `meridian start --config FILE` runs one region's node;
+// meridian: the single binary. `meridian start --config FILE` runs one region's node (with no
+// file, one region on loopback); `meridian init` writes a deployment's files;
 // `meridian --help` lists every subcommand (docs/cli.md).
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -10,10 +11,12 @@
 #include "api/http_server.h"
 #include "api/resp_server.h"
 #include "cli/client_commands.h"
+#include "cli/init_command.h"
 #include "cli/security_commands.h"
 #include "demo/demo.h"
 #include "grpcapi/grpc_api.h"
 #include "node/config.h"
+#include "node/config_text.h"
 #include "node/node.h"
 #include "node/replication_host.h"
 #include "replication/transport.h"
@@ -29,6 +32,7 @@ struct StartOptions {
   std::string deployment;
   bool bootstrap = false;
   std::string http;
+  std::string replication;
   std::string grpc;
   std::string resp;
   int http_threads = -1;
@@ -38,36 +42,47 @@ struct StartOptions {
 
 int Start(const StartOptions& options) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
-  auto config = node::LoadConfigFile(options.config_path);
+  // No config file: one region on loopback (node::SingleRegionPlan), as redis-server and etcd
+  // start with none.
+  const bool zero_config = options.config_path.empty();
+  auto config = zero_config
+                    ? node::ParseConfig(node::WriteConfigToml(node::SingleRegionPlan()), "(none)")
+                    : node::LoadConfigFile(options.config_path);
   if (!config.ok()) {
     std::fprintf(stderr, "meridian start: %s\n", config.status().message().c_str());
     return 2;
   }
   if (!options.region.empty()) config->region = options.region;
+  // Without a file, --region renames the one region.
+  if (zero_config) config->regions.front().name = config->region;
   if (!options.data_dir.empty()) config->data_dir = options.data_dir;
   if (!options.deployment.empty()) config->deployment = options.deployment;
   config->bootstrap = options.bootstrap;
   if (options.http_threads >= 0) config->http_threads = options.http_threads;
   if (!options.sync.empty()) config->sync = options.sync == "true";
-  if (!options.http.empty()) {
+  // An address override replaces that address of this node's own [[regions]] entry.
+  for (const auto& [value, field] :
+       {std::pair{&options.http, &node::RegionAddress::http},
+        std::pair{&options.replication, &node::RegionAddress::replication},
+        std::pair{&options.grpc, &node::RegionAddress::grpc},
+        std::pair{&options.resp, &node::RegionAddress::resp}}) {
+    if (value->empty()) continue;
     for (node::RegionAddress& address : config->regions) {
-      if (address.name == config->region) address.http = options.http;
-    }
-  }
-  if (!options.grpc.empty()) {
-    for (node::RegionAddress& address : config->regions) {
-      if (address.name == config->region) address.grpc = options.grpc;
-    }
-  }
-  if (!options.resp.empty()) {
-    for (node::RegionAddress& address : config->regions) {
-      if (address.name == config->region) address.resp = options.resp;
+      if (address.name == config->region) address.*field = *value;
     }
   }
   if (Status status = node::ValidateConfig(*config); !status.ok()) {
-    std::fprintf(stderr, "meridian start: %s: %s\n", options.config_path.c_str(),
+    std::fprintf(stderr, "meridian start: %s: %s\n",
+                 zero_config ? "(no config file)" : options.config_path.c_str(),
                  status.message().c_str());
     return 2;
+  }
+  if (zero_config) {
+    const node::RegionAddress& self = config->self();
+    spdlog::info(
+        "no --config: one region '{}' on loopback, HTTP on {}, the Redis protocol on {}, data in "
+        "{} (`meridian init` writes the configuration of a deployment: docs/cli.md)",
+        self.name, self.http, self.resp, config->data_dir);
   }
   auto node = node::Node::Open(*config);
   if (!node.ok()) {
@@ -139,8 +154,10 @@ int main(int argc, char** argv) {
   meridian::StartOptions start;
   CLI::App* start_command =
       app.add_subcommand("start", "Run this region's node (docs/configuration.md)");
-  start_command->add_option("-c,--config", start.config_path, "TOML config file")
-      ->required()
+  start_command
+      ->add_option("-c,--config", start.config_path,
+                   "TOML config file (none: one region 'local' on loopback, data in "
+                   "./meridian-data)")
       ->check(CLI::ExistingFile);
   start_command->add_option("--region", start.region, "Override [node] region");
   start_command->add_option("--data-dir", start.data_dir, "Override [node] data_dir");
@@ -150,6 +167,9 @@ int main(int argc, char** argv) {
                           "once instead of rebuilding from the peers first");
   start_command->add_option("--http", start.http,
                             "Override this region's http address (host:port)");
+  start_command->add_option("--replication", start.replication,
+                            "Override this region's replication address (host:port): where its "
+                            "peers reach it");
   start_command->add_option("--grpc", start.grpc,
                             "Override this region's grpc address (host:port): the client gRPC API");
   start_command->add_option("--resp", start.resp,
@@ -235,10 +255,12 @@ int main(int argc, char** argv) {
 
   meridian::cli::AddClientCommands(app);
   meridian::cli::AddSecurityCommands(app);
+  meridian::cli::AddInitCommand(app);
 
   CLI11_PARSE(app, argc, argv);
   if (const int code = meridian::cli::RunClientCommands(); code >= 0) return code;
   if (const int code = meridian::cli::RunSecurityCommands(); code >= 0) return code;
+  if (const int code = meridian::cli::RunInitCommand(); code >= 0) return code;
   if (start_command->parsed()) return meridian::Start(start);
   if (wan_command->parsed()) return meridian::WanProxy(wan_routes, wan, wan_log_level);
   if (demo_command->parsed()) return meridian::demo::RunDemo(demo);

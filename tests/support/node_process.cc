@@ -117,10 +117,40 @@ uint16_t FreePort() {
   throw std::runtime_error("cannot find a free port");
 }
 
+uint16_t FreeBasePort(const std::vector<int>& offsets) {
+  unsigned ephemeral_low = 32768;
+  if (std::FILE* range = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(range, "%u", &ephemeral_low) != 1) ephemeral_low = 32768;
+    std::fclose(range);
+  }
+  const int highest = offsets.empty() ? 0 : *std::max_element(offsets.begin(), offsets.end());
+  thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<unsigned> pick(std::max(1024u, ephemeral_low - 10000),
+                                               ephemeral_low - 1 - highest);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const auto base = static_cast<uint16_t>(pick(rng));
+    bool free = true;
+    for (int offset : offsets) {
+      auto port = static_cast<uint16_t>(base + offset);
+      if (!Reserve(port) || !Bindable(&port)) {
+        free = false;
+        break;
+      }
+    }
+    if (free) return base;
+  }
+  throw std::runtime_error("cannot find a free block of ports");
+}
+
 NodeProcess::NodeProcess(NodeOptions options) : options_(std::move(options)) {
   data_dir_ = options_.data_dir.empty() ? dir_.path() + "/data" : options_.data_dir;
   config_path_ = dir_.path() + "/node.toml";
   log_path_ = dir_.path() + "/node.log";
+  if (!options_.config_file.empty() || options_.no_config) {
+    config_path_ = options_.config_file;
+    http_port_ = options_.http_port;
+    return;
+  }
   std::ofstream config(config_path_);
   config << "[node]\nregion = \"" << options_.region << "\"\ndata_dir = \"" << data_dir_ << "\"\n";
   if (!options_.deployment.empty()) config << "deployment = \"" << options_.deployment << "\"\n";
@@ -166,6 +196,19 @@ NodeProcess::~NodeProcess() {
 
 bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
   const bool bootstrap = options_.bootstrap && starts_++ == 0;
+  // The arguments are built before the fork: the child only calls what is safe after it.
+  const std::string binary = MeridianBinary();
+  const char* level = !options_.log_level.empty() ? options_.log_level.c_str()
+                      : std::getenv("MERIDIAN_TEST_LOG_LEVEL")
+                          ? std::getenv("MERIDIAN_TEST_LOG_LEVEL")
+                          : "warn";
+  std::vector<std::string> args = {binary, "start", "--log-level", level};
+  if (!options_.no_config) args.insert(args.end(), {"--config", config_path_});
+  if (bootstrap) args.push_back("--bootstrap");
+  args.insert(args.end(), options_.start_args.begin(), options_.start_args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return false;
   if (pid == 0) {
@@ -175,18 +218,8 @@ bool NodeProcess::Start(std::chrono::milliseconds timeout, bool ready) {
       ::dup2(log, STDERR_FILENO);
     }
     if (options_.close_inherited_fds) CloseDescriptorsFrom(STDERR_FILENO + 1);
-    const std::string binary = MeridianBinary();
-    const char* level = !options_.log_level.empty() ? options_.log_level.c_str()
-                        : std::getenv("MERIDIAN_TEST_LOG_LEVEL")
-                            ? std::getenv("MERIDIAN_TEST_LOG_LEVEL")
-                            : "warn";
-    if (bootstrap) {
-      ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
-              "--log-level", level, "--bootstrap", static_cast<char*>(nullptr));
-    } else {
-      ::execl(binary.c_str(), binary.c_str(), "start", "--config", config_path_.c_str(),
-              "--log-level", level, static_cast<char*>(nullptr));
-    }
+    if (!options_.cwd.empty() && ::chdir(options_.cwd.c_str()) != 0) ::_exit(126);
+    ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
   pid_ = pid;

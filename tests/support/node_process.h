@@ -20,6 +20,9 @@ namespace meridian::testing {
 // reserved for this test process: no other call, here or in another test process using FreePort
 // at the same time, returns it while this process lives.
 uint16_t FreePort();
+// A base port B such that every B + offset is free and reserved as FreePort's are: for programs
+// that lay their ports out from a base (`meridian init --base-port`).
+uint16_t FreeBasePort(const std::vector<int>& offsets);
 
 // Waits (bounded) until `condition` holds, checking every 20 ms; false at the deadline.
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
@@ -59,6 +62,14 @@ struct NodeOptions {
   // The first Start passes --bootstrap (a new region of a new deployment: nothing to rebuild);
   // later starts never do, so a wiped or restored data directory rebuilds from its peers.
   bool bootstrap = true;
+  // Start from this file as it is (what `meridian init` wrote) instead of writing one; the node's
+  // HTTP port is then `http_port`.
+  std::string config_file;
+  // Start with no --config at all (one region on loopback); `http_port` as above.
+  bool no_config = false;
+  uint16_t http_port = 0;
+  std::vector<std::string> start_args;  // more arguments of `meridian start`
+  std::string cwd;                      // the process's working directory; empty: this one's
 };
 
 class NodeProcess {
