@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <set>
 #include <sstream>
@@ -154,6 +155,17 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   snapshot.txn_coordinated_aborted = coordinated.aborted;
   node.replication().UpdateGauges(node.region().frontier());
   snapshot.connections = connections;
+  snapshot.region = node.config().region;
+  snapshot.deployment = node.config().deployment;
+  snapshot.write_queue_max = node.config().write_queue_max;
+  std::error_code error;
+  const std::filesystem::space_info space = std::filesystem::space(node.config().data_dir, error);
+  if (!error) {
+    snapshot.data_dir_free_bytes = space.available;
+    snapshot.data_dir_capacity_bytes = space.capacity;
+  }
+  auto log_bytes = node.store().LogBytes();
+  snapshot.event_log_bytes = log_bytes.ok() ? *log_bytes : 0;
   return snapshot;
 }
 

@@ -46,6 +46,20 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Register(*registry_)
            .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
   documents_ = MakeGauge(*registry_, "meridian_documents", "Documents that exist in this region");
+  info_ = &prometheus::BuildGauge()
+               .Name("meridian_node_info")
+               .Help("Always 1: the node's region and deployment, as labels to join on")
+               .Register(*registry_);
+  write_queue_limit_ = MakeGauge(
+      *registry_, "meridian_write_queue_limit",
+      "Writes that may wait for a commit before new ones are refused ([writes] queue_max)");
+  data_dir_free_ = MakeGauge(*registry_, "meridian_data_dir_free_bytes",
+                             "Bytes free to the node on the data directory's filesystem");
+  data_dir_capacity_ = MakeGauge(*registry_, "meridian_data_dir_capacity_bytes",
+                                 "Size of the data directory's filesystem, in bytes");
+  event_log_bytes_ =
+      MakeGauge(*registry_, "meridian_event_log_bytes",
+                "About how many bytes the event log holds (replication.retention_bytes bounds it)");
   idempotency_records_ =
       MakeGauge(*registry_, "meridian_idempotency_records",
                 "Idempotency keys remembered within the window (an estimate on RocksDB)");
@@ -116,28 +130,28 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   "Keys not noted for a rebalancing round: escrow.keys_max were waiting");
 
   visibility_.family = &prometheus::BuildHistogram()
-                            .Name("meridian_replication_visibility_ms")
+                            .Name("meridian_replication_visibility_seconds")
                             .Help(
                                 "Time an event of another region became readable here minus its "
-                                "origin HLC time, in milliseconds, by origin")
+                                "origin HLC time, in seconds, by origin")
                             .Register(*registry_);
   arrival_.family = &prometheus::BuildHistogram()
-                         .Name("meridian_replication_arrival_ms")
+                         .Name("meridian_replication_arrival_seconds")
                          .Help(
                              "Time the batch of an event of another region arrived here, before "
-                             "it was applied, minus the event's origin HLC time, in milliseconds, "
-                             "by origin")
+                             "it was applied, minus the event's origin HLC time, in seconds, by "
+                             "origin")
                          .Register(*registry_);
   lag_events_ = &prometheus::BuildGauge()
                      .Name("meridian_replication_lag_events")
                      .Help("Events of an origin known to exist and not yet applied here")
                      .Register(*registry_);
-  lag_ms_ = &prometheus::BuildGauge()
-                 .Name("meridian_replication_lag_ms")
-                 .Help(
-                     "How far (origin HLC time) the newest applied event of an origin is "
-                     "behind the newest known one, in milliseconds")
-                 .Register(*registry_);
+  lag_seconds_ = &prometheus::BuildGauge()
+                      .Name("meridian_replication_lag_seconds")
+                      .Help(
+                          "How far (origin HLC time) the newest applied event of an origin is "
+                          "behind the newest known one, in seconds")
+                      .Register(*registry_);
   replication_bytes_ = &prometheus::BuildCounter()
                             .Name("meridian_replication_bytes_total")
                             .Help(
@@ -205,16 +219,17 @@ void Metrics::ObserveLatency(Latency latency, const std::string& origin,
     std::lock_guard lock(by_origin.mutex);
     auto it = by_origin.histograms.find(origin);
     if (it == by_origin.histograms.end()) {
+      // In seconds, as Prometheus names its base unit: 1 ms to 10 s.
       const prometheus::Histogram::BucketBoundaries buckets = {
-          1,   2,   5,   10,  20,  30,  40,   50,   60,   80,
-          100, 120, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
+          0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08,
+          0.1,   0.12,  0.15,  0.2,  0.3,  0.5,  1,    2,    5,    10};
       it = by_origin.histograms
                .emplace(origin, &by_origin.family->Add({{"origin", origin}}, buckets))
                .first;
     }
     histogram = it->second;
   }
-  for (double value : milliseconds) histogram->Observe(value);
+  for (double value : milliseconds) histogram->Observe(value / 1000);
 }
 
 void Metrics::SetReplication(const std::vector<PeerTotals>& peers,
@@ -242,7 +257,7 @@ void Metrics::SetReplication(const std::vector<PeerTotals>& peers,
   }
   for (const OriginLag& lag : lags) {
     lag_events_->Add({{"origin", lag.origin}}).Set(static_cast<double>(lag.events));
-    lag_ms_->Add({{"origin", lag.origin}}).Set(static_cast<double>(lag.milliseconds));
+    lag_seconds_->Add({{"origin", lag.origin}}).Set(static_cast<double>(lag.milliseconds) / 1000);
   }
   relays_active_->Set(static_cast<double>(relays_active));
 }
@@ -294,6 +309,13 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   CatchUp(escrow_rounds_, snapshot.escrow_rounds);
   CatchUp(escrow_dropped_, snapshot.escrow_dropped);
   txn_locks_held_->Set(static_cast<double>(snapshot.txn_locks_held));
+  if (!snapshot.region.empty()) {
+    info_->Add({{"region", snapshot.region}, {"deployment", snapshot.deployment}}).Set(1);
+  }
+  write_queue_limit_->Set(static_cast<double>(snapshot.write_queue_max));
+  data_dir_free_->Set(static_cast<double>(snapshot.data_dir_free_bytes));
+  data_dir_capacity_->Set(static_cast<double>(snapshot.data_dir_capacity_bytes));
+  event_log_bytes_->Set(static_cast<double>(snapshot.event_log_bytes));
   CatchUp(txn_committed_, snapshot.txn_coordinated_committed);
   CatchUp(txn_aborted_, snapshot.txn_coordinated_aborted);
   return prometheus::TextSerializer().Serialize(registry_->Collect());

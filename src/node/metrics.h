@@ -59,6 +59,13 @@ class Metrics {
     uint64_t txn_locks_held = 0;
     uint64_t txn_coordinated_committed = 0;
     uint64_t txn_coordinated_aborted = 0;
+    // What the node is (meridian_node_info's labels), and its bounds and disk.
+    std::string region;
+    std::string deployment;
+    uint64_t write_queue_max = 0;          // [writes] queue_max
+    uint64_t data_dir_free_bytes = 0;      // free to this process on data_dir's filesystem
+    uint64_t data_dir_capacity_bytes = 0;  // that filesystem's size
+    uint64_t event_log_bytes = 0;          // about: the event log's size (Store::LogBytes)
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -104,6 +111,11 @@ class Metrics {
   std::array<std::atomic<prometheus::Counter*>, kRoutes * kStatuses> requests_by_route_status_{};
   prometheus::Histogram* batch_size_;
   prometheus::Gauge* documents_;
+  prometheus::Family<prometheus::Gauge>* info_;
+  prometheus::Gauge* write_queue_limit_;
+  prometheus::Gauge* data_dir_free_;
+  prometheus::Gauge* data_dir_capacity_;
+  prometheus::Gauge* event_log_bytes_;
   prometheus::Gauge* idempotency_records_;
   prometheus::Counter* conflicts_;
   prometheus::Counter* events_;
@@ -143,7 +155,7 @@ class Metrics {
   ByOrigin visibility_;
   ByOrigin arrival_;
   prometheus::Family<prometheus::Gauge>* lag_events_;
-  prometheus::Family<prometheus::Gauge>* lag_ms_;
+  prometheus::Family<prometheus::Gauge>* lag_seconds_;
   prometheus::Family<prometheus::Counter>* replication_bytes_;
   prometheus::Family<prometheus::Counter>* replication_batches_;
   prometheus::Family<prometheus::Counter>* replication_events_;
