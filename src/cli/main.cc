@@ -17,6 +17,7 @@
 #include "grpcapi/grpc_api.h"
 #include "node/config.h"
 #include "node/config_text.h"
+#include "node/json_log.h"
 #include "node/node.h"
 #include "node/replication_host.h"
 #include "replication/transport.h"
@@ -37,11 +38,11 @@ struct StartOptions {
   std::string resp;
   int http_threads = -1;
   std::string sync;  // "", "true", "false"
-  std::string log_level = "info";
+  std::string log_level;   // "": [log] level
+  std::string log_format;  // "": [log] format
 };
 
 int Start(const StartOptions& options) {
-  spdlog::set_level(spdlog::level::from_str(options.log_level));
   // No config file: one region on loopback (node::SingleRegionPlan), as redis-server and etcd
   // start with none.
   const bool zero_config = options.config_path.empty();
@@ -60,6 +61,8 @@ int Start(const StartOptions& options) {
   config->bootstrap = options.bootstrap;
   if (options.http_threads >= 0) config->http_threads = options.http_threads;
   if (!options.sync.empty()) config->sync = options.sync == "true";
+  if (!options.log_level.empty()) config->log_level = options.log_level;
+  if (!options.log_format.empty()) config->log_format = options.log_format;
   // An address override replaces that address of this node's own [[regions]] entry.
   for (const auto& [value, field] :
        {std::pair{&options.http, &node::RegionAddress::http},
@@ -77,6 +80,8 @@ int Start(const StartOptions& options) {
                  status.message().c_str());
     return 2;
   }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  if (config->log_format == "json") node::UseJsonLogs(config->region);
   if (zero_config) {
     const node::RegionAddress& self = config->self();
     spdlog::info(
@@ -179,8 +184,14 @@ int main(int argc, char** argv) {
                             "Override [http] threads (0: one per core but one)");
   start_command->add_option("--sync", start.sync, "Override [storage] sync")
       ->check(CLI::IsMember({"true", "false"}));
-  start_command->add_option("--log-level", start.log_level, "trace, debug, info, warn, error")
+  start_command
+      ->add_option("--log-level", start.log_level,
+                   "trace, debug, info, warn, error (default: [log] level, else info)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  start_command
+      ->add_option("--log-format", start.log_format,
+                   "text, or json: one JSON object per line (default: [log] format, else text)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   meridian::demo::DemoOptions demo;
   CLI::App* demo_command = app.add_subcommand(

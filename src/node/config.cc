@@ -100,8 +100,13 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   MERIDIAN_RETURN_IF_ERROR(
       CheckKeys(root, "",
                 {"node", "regions", "homes", "http", "storage", "writes", "watch", "clock",
-                 "limits", "replication", "verify", "tls", "auth", "escrow"}));
+                 "limits", "replication", "verify", "tls", "auth", "escrow", "log"}));
   Status error;
+  if (const toml::table* log = Section(root, "log", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*log, "log", {"format", "level"}));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*log, "log", "format", &config.log_format));
+    MERIDIAN_RETURN_IF_ERROR(ReadString(*log, "log", "level", &config.log_level));
+  }
   if (const toml::table* node = Section(root, "node", &error)) {
     MERIDIAN_RETURN_IF_ERROR(
         CheckKeys(*node, "node", {"region", "data_dir", "deployment", "insecure"}));
@@ -304,6 +309,15 @@ Result<NodeConfig> LoadConfigFile(const std::string& path) {
 
 Status ValidateConfig(const NodeConfig& config) {
   if (config.region.empty()) return InvalidArgument("node.region is not set");
+  if (config.log_format != "text" && config.log_format != "json") {
+    return InvalidArgument("log.format must be \"text\" or \"json\", not \"" + config.log_format +
+                           "\"");
+  }
+  if (!std::set<std::string>{"trace", "debug", "info", "warn", "error"}.contains(
+          config.log_level)) {
+    return InvalidArgument("log.level must be one of trace, debug, info, warn, error, not \"" +
+                           config.log_level + "\"");
+  }
   if (config.data_dir.empty()) return InvalidArgument("node.data_dir is not set");
   if (config.deployment.empty() || config.deployment.size() > 64 ||
       config.deployment.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

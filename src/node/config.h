@@ -84,6 +84,11 @@ struct NodeConfig {
   // [clock]
   uint64_t max_skew_ms = 500;
 
+  // [log] (docs/operations.md#logs): "text" (one line per message) or "json" (one JSON object per
+  // line: time, level, region, thread, message), and the least severe level written.
+  std::string log_format = "text";
+  std::string log_level = "info";
+
   core::Limits limits;  // [limits]
 
   // [tls] (docs/security.md): when set, every port of the node speaks TLS only, and replication is

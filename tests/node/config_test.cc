@@ -390,5 +390,28 @@ TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
       << wrong_type.status().message();
 }
 
+TEST(ConfigTest, TheLogSectionChoosesTheFormatAndLevel) {
+  auto defaults = ParseConfig(kValid, "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->log_format, "text");
+  EXPECT_EQ(defaults->log_level, "info");
+  auto json =
+      ParseConfig(std::string(kValid) + "\n[log]\nformat = \"json\"\nlevel = \"warn\"\n", "t");
+  ASSERT_TRUE(json.ok()) << json.status().message();
+  EXPECT_TRUE(ValidateConfig(*json).ok());
+  EXPECT_EQ(json->log_format, "json");
+  EXPECT_EQ(json->log_level, "warn");
+  auto xml = ParseConfig(std::string(kValid) + "\n[log]\nformat = \"xml\"\n", "t");
+  ASSERT_TRUE(xml.ok());
+  const Status refused = ValidateConfig(*xml);
+  EXPECT_NE(refused.message().find("log.format must be \"text\" or \"json\""), std::string::npos)
+      << refused.message();
+  auto loud = ParseConfig(std::string(kValid) + "\n[log]\nlevel = \"loud\"\n", "t");
+  ASSERT_TRUE(loud.ok());
+  EXPECT_NE(ValidateConfig(*loud).message().find("log.level must be one of"), std::string::npos);
+  auto unknown = ParseConfig(std::string(kValid) + "\n[log]\nfile = \"x\"\n", "t");
+  EXPECT_FALSE(unknown.ok());
+}
+
 }  // namespace
 }  // namespace meridian::node

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "support/cli.h"
 #include "support/node_process.h"
 #include "support/temp_dir.h"
@@ -185,6 +187,37 @@ TEST(Init, TheRepositorysExamplesAreWhatInitWrites) {
   ASSERT_TRUE(node.Start()) << node.log();
   EXPECT_EQ(node.Terminate(), 0) << node.log();
   EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/data/local"));
+}
+
+TEST(Init, JsonLogsAreOneObjectPerLine) {
+  TempDir dir;
+  NodeOptions options;
+  options.no_config = true;
+  options.http_port = FreePort();
+  options.cwd = dir.path();
+  options.log_level = "info";
+  options.start_args = {"--log-format",  "json",
+                        "--http",        "127.0.0.1:" + std::to_string(options.http_port),
+                        "--replication", "127.0.0.1:" + std::to_string(FreePort()),
+                        "--resp",        "127.0.0.1:" + std::to_string(FreePort())};
+  NodeProcess node(options);
+  ASSERT_TRUE(node.Start()) << node.log();
+  EXPECT_EQ(node.Terminate(), 0) << node.log();
+  std::istringstream lines(node.log());
+  std::string line;
+  int parsed = 0;
+  bool serving = false;
+  while (std::getline(lines, line)) {
+    const auto object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(object.is_object()) << line;
+    EXPECT_EQ(object.value("region", ""), "local") << line;
+    EXPECT_TRUE(object.contains("time") && object.contains("level") && object.contains("thread"))
+        << line;
+    serving = serving || object.value("message", "").find("serving HTTP") != std::string::npos;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3);
+  EXPECT_TRUE(serving) << node.log();
 }
 
 }  // namespace
