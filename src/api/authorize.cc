@@ -36,7 +36,7 @@ bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 bool NeedsNoToken(Route route) {
-  return route == Route::kHealth || route == Route::kReady;
+  return route == Route::kHealth || route == Route::kReady || route == Route::kConsole;
 }
 
 std::variant<auth::Claims, ApiError> Authenticate(std::span<const std::string> secrets,
@@ -62,9 +62,11 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
   switch (call.route) {
     case Route::kHealth:
     case Route::kReady:
+    case Route::kConsole:  // the console's own files: no data (what it shows, it asks with a token)
       return std::nullopt;
     case Route::kGetDocument:
     case Route::kGetBounds:
+    case Route::kHistory:
       if (claims.CanRead(call.key)) return std::nullopt;
       return Forbidden("this token may not read key " + Quote(call.key) +
                        " (no \"read\" prefix of it)");
@@ -117,6 +119,7 @@ std::optional<ApiError> Permit(const auth::Claims& claims, const ApiCall& call) 
     case Route::kDeadLetters:
     case Route::kRetryDeadLetter:
     case Route::kStatus:
+    case Route::kDeployment:
     case Route::kMetrics:
       if (claims.admin) return std::nullopt;
       return Forbidden(std::string(RouteName(call.route)) + " needs a token with \"admin\"");

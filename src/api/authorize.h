@@ -26,7 +26,8 @@
 
 namespace meridian::api {
 
-// Whether `route` is open to anyone: /healthz and /readyz.
+// Whether `route` is open to anyone: /healthz, /readyz and the console's files (/ui/, which hold
+// no data: the console asks the API for everything it shows, with the token it is given).
 bool NeedsNoToken(Route route);
 
 // The token of an Authorization value, "Bearer <JWT>" (the scheme in any case), verified with

@@ -27,6 +27,7 @@
 #include "api/service.h"
 #include "api/session_token.h"
 #include "api/two_phase.h"
+#include "api/ui_assets.h"
 #include "core/document.h"
 #include "core/thread_name.h"
 #include "net/tls_context.h"
@@ -564,6 +565,9 @@ class HttpServer::Impl {
     return {429, "overloaded", "too many requests wait for other regions", {}};
   }
 
+  // How long the console's deployment view waits for each other region's status.
+  static constexpr std::chrono::milliseconds kDeploymentAskTimeout{1000};
+
   // Runs Forward on the forward pool; 429 when it is full.
   awaitable<Forwarded> RunForward(core::RegionId region, ForwardRequest forward,
                                   std::chrono::milliseconds timeout) {
@@ -870,6 +874,52 @@ class HttpServer::Impl {
             '"' + core::DocumentVersion(core::RenderedDigest(call.key, *view)) + '"';
         Response response = MakeResponse(request, http::status::ok, std::move(**view));
         response.set(http::field::etag, etag);
+        co_return response;
+      }
+      case Route::kHistory: {
+        auto history = HistoryJson(*node_, call.key);
+        if (auto* error = std::get_if<ApiError>(&history)) co_return ErrorResponse(request, *error);
+        co_return MakeResponse(request, http::status::ok,
+                               std::get<nlohmann::json>(history).dump(
+                                   -1, ' ', false, nlohmann::json::error_handler_t::replace));
+      }
+      case Route::kDeployment: {
+        // Every other region's own status, asked on the forward pool with the client's token.
+        std::map<std::string, RegionAnswer> answers;
+        for (const node::RegionAddress& address : config.regions) {
+          if (address.name == config.region) continue;
+          ForwardRequest forward;
+          forward.method = "GET";
+          forward.target = "/v1/status";
+          const std::string_view authorization = Header(request, http::field::authorization);
+          if (!authorization.empty()) forward.headers["authorization"] = std::string(authorization);
+          Forwarded forwarded =
+              co_await RunForward(address.id, std::move(forward), kDeploymentAskTimeout);
+          answers[address.name] =
+              RegionAnswer{forwarded.status, std::move(forwarded.body), std::move(forwarded.error)};
+        }
+        co_return MakeResponse(request, http::status::ok, DeploymentJson(*node_, answers).dump());
+      }
+      case Route::kConsole: {
+        if (call.key == "/ui") {
+          Response moved = MakeResponse(request, http::status::moved_permanently, "", "text/plain");
+          moved.set(http::field::location, "/ui/");
+          co_return moved;
+        }
+        const UiAsset* asset = FindUiAsset(std::string_view(call.key).substr(4));
+        if (asset == nullptr) {
+          co_return ErrorResponse(request, {404, "not_found", "no such console file", {}});
+        }
+        Response response =
+            MakeResponse(request, http::status::ok, std::string(asset->body), asset->content_type);
+        // The console's own files only: no inline script or style, no other origin, no framing.
+        response.set("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                     "base-uri 'none'; form-action 'none'");
+        response.set("X-Content-Type-Options", "nosniff");
+        response.set("X-Frame-Options", "DENY");
+        response.set("Referrer-Policy", "no-referrer");
+        response.set(http::field::cache_control, "no-cache");
         co_return response;
       }
       case Route::kGetBounds: {

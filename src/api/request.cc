@@ -55,6 +55,12 @@ std::string_view RouteName(Route route) {
       return "put_bounds";
     case Route::kGetBounds:
       return "get_bounds";
+    case Route::kHistory:
+      return "history";
+    case Route::kDeployment:
+      return "deployment";
+    case Route::kConsole:
+      return "console";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -614,7 +620,7 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       {"/metrics", "GET", Route::kMetrics},        {"/healthz", "GET", Route::kHealth},
       {"/readyz", "GET", Route::kReady},           {"/v1/verify", "GET", Route::kVerify},
       {"/v1/repairs", "GET", Route::kRepairs},     {"/v1/dead-letters", "GET", Route::kDeadLetters},
-      {"/v1/homes", "GET", Route::kHomes},
+      {"/v1/homes", "GET", Route::kHomes},         {"/v1/deployment", "GET", Route::kDeployment},
   };
   bool routed = false;
   if (path == "/v1/verify" && method == "POST") {
@@ -677,6 +683,13 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     call.dead_letter = id;
     routed = true;
   }
+  // The console's files: /ui/ and what it loads (/ui redirects to /ui/).
+  if (!routed && (path == "/ui" || path.starts_with("/ui/"))) {
+    if (method != "GET" && method != "HEAD") return MethodNotAllowed(method, path, "GET, HEAD");
+    call.route = Route::kConsole;
+    call.key = std::string(path);
+    routed = true;
+  }
   if (!routed) {
     constexpr std::string_view kDocs = "/v1/docs/";
     if (!path.starts_with(kDocs))
@@ -692,6 +705,11 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
       raw_key.remove_suffix(7);
       bounds = true;
     }
+    bool history = false;
+    if (!increment && !bounds && raw_key.ends_with("/history")) {
+      raw_key.remove_suffix(8);
+      history = true;
+    }
     if (raw_key.find('/') != std::string_view::npos) {
       return Error(404, "not_found",
                    "no such route: " + std::string(path) + " (a '/' in a key is written %2F)");
@@ -704,7 +722,11 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     if (!key) return Error(400, "bad_encoding", "the key has a malformed percent-escape");
     if (auto error = CheckKey(*key, limits)) return *error;
     call.key = std::move(*key);
-    if (bounds) {
+    if (history) {
+      if (method != "GET" && method != "HEAD")
+        return MethodNotAllowed(method, "history", "GET, HEAD");
+      call.route = Route::kHistory;
+    } else if (bounds) {
       if (method == "GET" || method == "HEAD") {
         call.route = Route::kGetBounds;
       } else if (method == "PUT") {

@@ -39,6 +39,9 @@ enum class Route {
   kIds,                 // POST /v1/ids
   kPutBounds,           // PUT /v1/docs/{key}/bounds
   kGetBounds,           // GET /v1/docs/{key}/bounds
+  kHistory,             // GET /v1/docs/{key}/history
+  kDeployment,          // GET /v1/deployment
+  kConsole,             // GET /ui/...: the web console's files
   kStatus,
   kMetrics,
   kHealth,

@@ -592,4 +592,135 @@ std::variant<nlohmann::json, ApiError> BoundsJson(node::Node& node, const std::s
   return nlohmann::json{{"key", key}, {"bounds", std::move(bounds)}};
 }
 
+std::variant<nlohmann::json, ApiError> HistoryJson(node::Node& node, const std::string& key) {
+  using nlohmann::json;
+  auto bytes = node.store().GetDocumentState(key);
+  if (!bytes.ok()) return ErrorFromStatus(bytes.status());
+  if (!bytes->has_value()) return ApiError{404, "not_found", "no record of this key", {}};
+  auto state = core::DocumentState::Decode(**bytes);
+  if (!state.ok()) return ErrorFromStatus(state.status());
+  const node::Region& region = node.region();
+  // A canonical JSON value as JSON (a value that does not parse is shown as its text).
+  const auto value_of = [](const std::string& text) {
+    json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    return value.is_discarded() ? json(text) : value;
+  };
+  const auto vector_of = [&](const core::VersionVector& vector) {
+    json out = json::object();
+    for (const auto& entry : vector.entries()) out[region.NameOf(entry.origin)] = entry.seq;
+    return out;
+  };
+  std::set<core::Dot> dots;  // the events the state names, in dot order
+  json fields = json::array();
+  for (const auto& [name, field] : state->fields()) {
+    const core::Sibling* shown = nullptr;
+    for (const core::Sibling& sibling : field.siblings) {
+      if (shown == nullptr || core::WinsOver(sibling, *shown)) shown = &sibling;
+    }
+    json siblings = json::array();
+    for (const core::Sibling& sibling : field.siblings) {
+      dots.insert(sibling.dot);
+      siblings.push_back({{"event", region.EventId(sibling.dot)},
+                          {"region", region.NameOf(sibling.dot.origin)},
+                          {"hlc", core::FormatHlc(sibling.hlc)},
+                          {"value", value_of(sibling.value)},
+                          {"rendered", &sibling == shown}});
+    }
+    json increments = json::array();
+    json by_region = json::object();
+    for (const core::Increment& increment : field.increments) {
+      dots.insert(increment.dot);
+      const std::string origin = region.NameOf(increment.dot.origin);
+      increments.push_back({{"event", region.EventId(increment.dot)},
+                            {"region", origin},
+                            {"delta", increment.delta}});
+      by_region[origin] = by_region.value(origin, int64_t{0}) + increment.delta;
+    }
+    const std::optional<std::string> rendered = state->RenderField(name);
+    fields.push_back({{"name", name},
+                      {"value", rendered ? value_of(*rendered) : json(nullptr)},
+                      {"siblings", std::move(siblings)},
+                      {"increments", std::move(increments)},
+                      {"increments_by_region", std::move(by_region)},
+                      {"removed", vector_of(field.removed)}});
+  }
+  // The events, newest first by HLC, at most kHistoryEventsMax of them.
+  constexpr size_t kHistoryEventsMax = 100;
+  std::vector<std::pair<core::HlcTimestamp, json>> events;
+  for (const core::Dot& dot : dots) {
+    core::HlcTimestamp hlc = 0;
+    json entry = {
+        {"event", region.EventId(dot)}, {"region", region.NameOf(dot.origin)}, {"seq", dot.seq}};
+    bool found = false;
+    const Status read =
+        node.store().ReadLogWhile(dot.origin, dot.seq, 1, [&](const storage::LoggedEvent& logged) {
+          if (logged.dot != dot) return false;
+          auto event = core::DecodeEvent(logged.bytes, node.config().limits);
+          if (!event.ok()) return false;
+          found = true;
+          json set = json::object();
+          for (const core::FieldValue& field : event->op.fields)
+            set[field.name] = value_of(field.value);
+          json counters = json::object();
+          for (const core::CounterDelta& counter : event->op.counters)
+            counters[counter.name] = counter.delta;
+          hlc = event->hlc;
+          entry["hlc"] = core::FormatHlc(event->hlc);
+          entry["op"] = std::string(core::OpKindName(event->op.kind));
+          if (!set.empty()) entry["fields"] = std::move(set);
+          if (!counters.empty()) entry["counters"] = std::move(counters);
+          entry["context"] = vector_of(event->context);
+          if (event->txn_rest > 0) entry["txn_rest"] = event->txn_rest;
+          return false;
+        });
+    if (!read.ok()) return ErrorFromStatus(read);
+    // Trimmed by log retention (the state still names it), or folded into its region's total.
+    if (!found) entry["in_log"] = false;
+    events.emplace_back(hlc, std::move(entry));
+  }
+  std::stable_sort(events.begin(), events.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  const bool more = events.size() > kHistoryEventsMax;
+  json listed = json::array();
+  for (size_t i = 0; i < events.size() && i < kHistoryEventsMax; ++i) {
+    listed.push_back(std::move(events[i].second));
+  }
+  const std::optional<std::string> rendered = state->Render();
+  return json{{"key", key},
+              {"exists", state->exists()},
+              {"document", rendered ? value_of(*rendered) : json(nullptr)},
+              {"fields", std::move(fields)},
+              {"presence", vector_of(state->presence())},
+              {"removed", vector_of(state->removed())},
+              {"events", std::move(listed)},
+              {"more_events", more}};
+}
+
+nlohmann::json DeploymentJson(node::Node& node,
+                              const std::map<std::string, RegionAnswer>& answers) {
+  using nlohmann::json;
+  json regions = json::object();
+  for (const node::RegionAddress& address : node.config().regions) {
+    json entry = {{"id", address.id}, {"http", address.http}};
+    if (address.name == node.config().region) {
+      entry["status"] = StatusJson(node);
+    } else if (auto it = answers.find(address.name); it == answers.end()) {
+      entry["error"] = "not asked";
+    } else if (it->second.status != 200) {
+      entry["error"] = it->second.status == 0 ? "no answer: " + it->second.error
+                                              : "answered " + std::to_string(it->second.status) +
+                                                    ": " + it->second.body.substr(0, 200);
+    } else {
+      json status = json::parse(it->second.body, nullptr, /*allow_exceptions=*/false);
+      if (status.is_discarded()) {
+        entry["error"] = "its status is not JSON";
+      } else {
+        entry["status"] = std::move(status);
+      }
+    }
+    regions[address.name] = std::move(entry);
+  }
+  return json{{"region", node.config().region}, {"regions", std::move(regions)}};
+}
+
 }  // namespace meridian::api

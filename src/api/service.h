@@ -79,6 +79,21 @@ std::string IdsJson(const std::vector<uint64_t>& ids);
 // (regions by name), or 404 not_found when the document does not exist.
 std::variant<nlohmann::json, ApiError> BoundsJson(node::Node& node, const std::string& key);
 
+// GET /v1/docs/{key}/history (docs/http-api.md#a-documents-history): the document with what made
+// it — per field the values kept (the one rendered and the concurrent ones), the increments per
+// region, and the events those name, read from the event log while it keeps them. 404 when no
+// record of the key is held (a document deleted and folded away included).
+std::variant<nlohmann::json, ApiError> HistoryJson(node::Node& node, const std::string& key);
+
+// GET /v1/deployment: this region's status and every other region's, as each answered its own
+// GET /v1/status (`answers`: by region name, a status body or why there is none).
+struct RegionAnswer {
+  int status = 0;  // 0: no answer
+  std::string body;
+  std::string error;
+};
+nlohmann::json DeploymentJson(node::Node& node, const std::map<std::string, RegionAnswer>& answers);
+
 // [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
 // without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the
 // Authorization header or the `authorization` metadata. Once allowed, a write's idempotency key

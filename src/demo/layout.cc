@@ -165,7 +165,7 @@ std::vector<std::string> Layout::CallHint(int index) const {
   if (!secure()) {
     return {"curl " + Url(index) + "/v1/docs/item:0001",
             "meridian get item:0001 --regions " + region + "=" + Address(regions[index].http),
-            redis + " hgetall item:0001"};
+            redis + " hgetall item:0001", "the console: " + Url(index) + "/ui/"};
   }
   const std::string read_token = "$(cat " + pki_dir + "/token)";
   return {"curl --cacert " + pki_dir + "/ca.pem -H \"Authorization: Bearer " + read_token + "\" " +
@@ -173,7 +173,9 @@ std::vector<std::string> Layout::CallHint(int index) const {
           "meridian get item:0001 --regions " + region + "=" + Url(index) + " --ca-file " +
               pki_dir + "/ca.pem --token \"" + read_token + "\"",
           redis + " --tls --cacert " + pki_dir + "/ca.pem --pass \"" + read_token +
-              "\" --no-auth-warning hgetall item:0001"};
+              "\" --no-auth-warning hgetall item:0001",
+          "the console: " + Url(index) + "/ui/ (the browser does not know the demo's CA, " +
+              pki_dir + "/ca.pem: accept it, then paste the token in " + pki_dir + "/token)"};
 }
 
 std::string Layout::Url(int index) const {

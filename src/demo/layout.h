@@ -47,7 +47,7 @@ struct Layout {
   // "https://127.0.0.1:7001" (or http://).
   std::string Url(int index) const;
   // How to call region `index` by hand while the demo runs: curl, `meridian get` and redis-cli
-  // command lines with the CA and the token.
+  // command lines with the CA and the token, and the web console's address.
   std::vector<std::string> CallHint(int index) const;
 
   // The replication address node `from` dials to reach region `to`.

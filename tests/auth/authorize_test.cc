@@ -94,12 +94,12 @@ std::string Outcome(const std::string& authorization, const ApiCall& call,
 
 const Route kAdminRoutes[] = {Route::kConflicts, Route::kVerify,      Route::kVerifyNow,
                               Route::kRepairs,   Route::kDeadLetters, Route::kRetryDeadLetter,
-                              Route::kStatus,    Route::kMetrics};
+                              Route::kStatus,    Route::kMetrics,     Route::kDeployment};
 const Route kWrites[] = {Route::kPutDocument, Route::kPatchDocument, Route::kIncrementDocument,
                          Route::kDeleteDocument, Route::kPutBounds};
 
-TEST(AuthorizeTest, HealthAndReadinessNeedNoToken) {
-  for (Route route : {Route::kHealth, Route::kReady}) {
+TEST(AuthorizeTest, HealthReadinessAndTheConsolesFilesNeedNoToken) {
+  for (Route route : {Route::kHealth, Route::kReady, Route::kConsole}) {
     EXPECT_EQ(Outcome("", Call(route)), "allowed");
     EXPECT_EQ(Outcome("Bearer garbage", Call(route)), "allowed");
     EXPECT_TRUE(NeedsNoToken(route));
@@ -114,6 +114,8 @@ TEST(AuthorizeTest, DocumentReadsAndWritesFollowTheirPrefixes) {
                       "may not read key \"carts/1\""));
   EXPECT_EQ(Outcome(token, Call(Route::kGetBounds, "orders/1")), "allowed");
   EXPECT_TRUE(Refused(Outcome(token, Call(Route::kGetBounds, "carts/1")), 403, "read"));
+  EXPECT_EQ(Outcome(token, Call(Route::kHistory, "orders/1")), "allowed");
+  EXPECT_TRUE(Refused(Outcome(token, Call(Route::kHistory, "carts/1")), 403, "read"));
   for (Route route : kWrites) {
     EXPECT_EQ(Outcome(token, Call(route, "orders/eu/7")), "allowed") << RouteName(route);
     EXPECT_TRUE(Refused(Outcome(token, Call(route, "orders/us/7")), 403,

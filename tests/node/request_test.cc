@@ -251,6 +251,29 @@ TEST(RequestTest, BoundsDeclareOneFieldsMinAndReadByKey) {
             415);
 }
 
+TEST(RequestTest, TheConsoleItsDeploymentViewAndADocumentsHistory) {
+  ApiCall history = Ok(Parse("GET", "/v1/docs/item%2F42/history"));
+  EXPECT_EQ(history.route, Route::kHistory);
+  EXPECT_EQ(history.key, "item/42");
+  EXPECT_FALSE(IsWrite(history.route));
+  EXPECT_EQ(Ok(Parse("GET", "/v1/docs/history")).route, Route::kGetDocument) << "a key 'history'";
+  const ApiError method = Err(Parse("PUT", "/v1/docs/item/history", "{}"));
+  EXPECT_EQ(method.status, 405);
+  EXPECT_EQ(method.allow, "GET, HEAD");
+  EXPECT_EQ(Ok(Parse("GET", "/v1/deployment")).route, Route::kDeployment);
+  EXPECT_EQ(Err(Parse("POST", "/v1/deployment", "{}")).status, 405);
+  for (const char* path : {"/ui", "/ui/", "/ui/app.js", "/ui/nothing"}) {
+    ApiCall console = Ok(Parse("GET", path));
+    EXPECT_EQ(console.route, Route::kConsole) << path;
+    EXPECT_EQ(console.key, path);
+  }
+  EXPECT_EQ(Err(Parse("DELETE", "/ui/app.js")).status, 405);
+  EXPECT_EQ(Err(Parse("GET", "/uix")).status, 404);
+  EXPECT_EQ(RouteName(Route::kHistory), "history");
+  EXPECT_EQ(RouteName(Route::kDeployment), "deployment");
+  EXPECT_EQ(RouteName(Route::kConsole), "console");
+}
+
 TEST(RequestTest, ScanAndWatchParameters) {
   ApiCall scan = Ok(Parse("GET", "/v1/docs?prefix=sku%3A&limit=10&after=sku%3A4"));
   EXPECT_EQ(scan.route, Route::kScan);
