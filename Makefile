@@ -94,6 +94,7 @@ bench: build
 	@build/default/bench/store_bench
 	@build/default/bench/replication_bench
 	@build/default/bench/failover_bench
+	@build/default/bench/slo_bench
 	@build/default/bench/strong_bench
 	@build/default/bench/reseed_bench
 	@build/default/bench/verify_bench
