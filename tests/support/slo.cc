@@ -165,27 +165,31 @@ bool RunSlo(const SloOptions& options, SloReport* report, std::string* error) {
     *error = "the cluster did not start:\n" + cluster.Logs();
     return false;
   }
-  for (const std::string& from : kRegions) {
-    for (const std::string& to : kRegions) {
-      if (from == to) continue;
-      LinkConditions conditions;
-      conditions.delay_ms = DelayMs(from, to);
-      conditions.jitter_ms = options.jitter_ms;
-      conditions.drop = options.resets;
-      if (!cluster.SetLinkConditions(from, to, conditions)) {
-        *error = "cannot set the link " + from + " -> " + to;
-        return false;
+  // Every link: its delay and the jitter; with `resets`, also connection resets.
+  const auto set_links = [&](double resets) {
+    for (const std::string& from : kRegions) {
+      for (const std::string& to : kRegions) {
+        if (from == to) continue;
+        LinkConditions conditions;
+        conditions.delay_ms = DelayMs(from, to);
+        conditions.jitter_ms = options.jitter_ms;
+        conditions.drop = resets;
+        if (!cluster.SetLinkConditions(from, to, conditions)) {
+          *error = "cannot set the link " + from + " -> " + to;
+          return false;
+        }
       }
     }
-  }
+    return true;
+  };
+  if (!set_links(0)) return false;
   if (!cluster.WaitLinked(std::chrono::seconds(30))) {
     *error = "the regions did not link:\n" + cluster.Logs();
     return false;
   }
   say("three regions up, linked through wan-proxy routes: us-eu 40 ms, us-asia 80 ms, eu-asia "
       "110 ms one-way, jitter " +
-      std::to_string(options.jitter_ms) + " ms, resets " + std::to_string(options.resets) +
-      "/s per connection");
+      std::to_string(options.jitter_ms) + " ms");
 
   // The clients: each prefers one region and may use every other.
   std::vector<std::unique_ptr<Worker>> workers;
@@ -277,6 +281,16 @@ bool RunSlo(const SloOptions& options, SloReport* report, std::string* error) {
   }
 
   if (options.faults) {
+    if (options.resets > 0) {
+      say("connection resets from now on: " + std::to_string(options.resets) +
+          " per second per connection");
+      if (!set_links(options.resets) || !cluster.WaitLinked(std::chrono::seconds(30))) {
+        stop = true;
+        for (auto& worker : workers) worker->thread.join();
+        if (error->empty()) *error = "the regions did not link again:\n" + cluster.Logs();
+        return false;
+      }
+    }
     for (const std::string& region : kRegions) {
       // Killed, then restarted.
       say("kill " + region + " for " + std::to_string(options.fault_s) + " s");

@@ -1,9 +1,10 @@
 // Measured service levels (bench/README.md#slo_bench): three region nodes joined through
 // wan-proxy routes with the demo's one-way delays (us-eu 40 ms, us-asia 80 ms, eu-asia 110 ms)
 // plus jitter and connection resets, and clients of the client library writing through them.
-//   - Steady: the links' jitter and resets only; the p99 replication lag (visibility: from a
+//   - Steady: the links' delays and jitter only; the p99 replication lag (visibility: from a
 //     write in one region to readable in another) of every directed pair.
-//   - Faults: each region in turn killed (SIGKILL, restarted after a while) and then cut off from
+//   - Faults: connection resets on every link from then on, and each region in turn killed
+//   (SIGKILL, restarted after a while) and then cut off from
 //     the others by partitions (healed after a while), while the clients go on; the share of
 //     client operations that succeeded, how long the clients of a killed region went without a
 //     success (failover), and how long after each restart or heal every region had caught up
@@ -28,7 +29,7 @@ struct SloOptions {
   int rate = 300;             // client operations per second, all clients together
   int clients_per_region = 2;  // clients that prefer each region
   uint32_t jitter_ms = 20;    // on every link, besides its one-way delay
-  double resets = 0.01;       // probability per second that a link's connection is reset
+  double resets = 0.01;  // fault phase: probability per second that a link's connection is reset
   bool faults = true;         // run the fault phase
   std::function<void(const std::string&)> progress;  // one line per step (may be empty)
 };
