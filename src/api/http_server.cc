@@ -30,6 +30,7 @@
 #include "api/ui_assets.h"
 #include "core/document.h"
 #include "core/thread_name.h"
+#include "core/trace.h"
 #include "net/tls_context.h"
 
 namespace meridian::api {
@@ -417,7 +418,8 @@ class HttpServer::Impl {
           Header(request, "Idempotency-Key"),
           Header(request, http::field::if_match),
           Header(request, http::field::if_none_match),
-          Header(request, kForwardedHeader)};
+          Header(request, kForwardedHeader),
+          Header(request, "traceparent")};
       auto parsed = ParseRequest(view, config.limits);
       // [auth] before any handler (watches included): 401 or 403 replaces the call. A refused
       // watch ends its connection, as every watch does.
@@ -736,6 +738,7 @@ class HttpServer::Impl {
           co_return ErrorResponse(request, *error);
         }
         Result<node::Receipt> receipt = Status(StatusCode::kInternal, "not run");
+        std::string write_trace;  // the write's trace context (core/trace.h), when traced here
         if (across) {
           auto coordinated = co_await RunCoordinate(request, call, *across);
           if (auto* error = std::get_if<ApiError>(&coordinated)) {
@@ -754,7 +757,12 @@ class HttpServer::Impl {
             }
           }
           node::WriteRequest write = MakeWriteRequest(call);
+          write_trace = write.trace;
+          const uint64_t started_ns = core::WallNs();
           receipt = co_await SubmitWrite(write);
+          if (!write_trace.empty() && receipt.ok() && !receipt->replayed) {
+            node_->traces().Record({WriteSpan(*node_, call, write_trace, *receipt, started_ns)});
+          }
         }
         if (!receipt.ok() && receipt.status().code() == StatusCode::kNotHome && call.strong &&
             !across && call.forwarded_by.empty()) {
@@ -769,6 +777,9 @@ class HttpServer::Impl {
         if (call.session) session.Merge(*call.session);
         const std::string token = EncodeSessionToken(session);
         nlohmann::json body = ReceiptJson(region, *receipt, token);
+        if (!write_trace.empty() && !receipt->replayed) {
+          body["traceparent"] = core::FormatTraceparent(write_trace);
+        }
         if (call.durability_regions > 0 && receipt->dot.seq != 0) {
           // Other regions confirm by acknowledging the write over replication.
           const Clock::time_point deadline =
@@ -899,6 +910,29 @@ class HttpServer::Impl {
               RegionAnswer{forwarded.status, std::move(forwarded.body), std::move(forwarded.error)};
         }
         co_return MakeResponse(request, http::status::ok, DeploymentJson(*node_, answers).dump());
+      }
+      case Route::kTrace: {
+        // This region's spans; with regions=all, every other region's too, asked as the
+        // deployment view asks their status.
+        std::map<std::string, RegionAnswer> answers;
+        if (call.every_region) {
+          for (const node::RegionAddress& address : config.regions) {
+            if (address.name == config.region) continue;
+            ForwardRequest forward;
+            forward.method = "GET";
+            forward.target = "/v1/traces/" + core::Hex(call.key);
+            const std::string_view authorization = Header(request, http::field::authorization);
+            if (!authorization.empty())
+              forward.headers["authorization"] = std::string(authorization);
+            Forwarded forwarded =
+                co_await RunForward(address.id, std::move(forward), kDeploymentAskTimeout);
+            answers[address.name] = RegionAnswer{forwarded.status, std::move(forwarded.body),
+                                                 std::move(forwarded.error)};
+          }
+        }
+        co_return MakeResponse(request, http::status::ok,
+                               TraceJson(*node_, call.key, answers)
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       }
       case Route::kConsole: {
         if (call.key == "/ui") {

@@ -1,5 +1,7 @@
 #include "api/request.h"
 
+#include "core/trace.h"
+
 #include <simdjson.h>
 #include <algorithm>
 #include <charconv>
@@ -61,6 +63,8 @@ std::string_view RouteName(Route route) {
       return "deployment";
     case Route::kConsole:
       return "console";
+    case Route::kTrace:
+      return "trace";
     case Route::kStatus:
       return "status";
     case Route::kMetrics:
@@ -683,6 +687,26 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
     call.dead_letter = id;
     routed = true;
   }
+  // GET /v1/traces/{32 hex digits}[?regions=all]
+  constexpr std::string_view kTraces = "/v1/traces/";
+  if (!routed && path.starts_with(kTraces)) {
+    const std::string_view id = path.substr(kTraces.size());
+    auto bytes = core::FromHex(id);
+    if (id.size() != 32 || !bytes) {
+      return Error(400, "bad_parameter",
+                   "a trace id is 32 hex digits, not '" + std::string(id) + "'");
+    }
+    if (method != "GET" && method != "HEAD") return MethodNotAllowed(method, path, "GET, HEAD");
+    call.route = Route::kTrace;
+    call.key = *bytes;
+    if (auto it = query.find("regions"); it != query.end()) {
+      if (it->second != "all" && it->second != "here") {
+        return Error(400, "bad_parameter", "regions must be all or here");
+      }
+      call.every_region = it->second == "all";
+    }
+    routed = true;
+  }
   // The console's files: /ui/ and what it loads (/ui redirects to /ui/).
   if (!routed && (path == "/ui" || path.starts_with("/ui/"))) {
     if (method != "GET" && method != "HEAD") return MethodNotAllowed(method, path, "GET, HEAD");
@@ -849,6 +873,9 @@ std::variant<ApiCall, ApiError> ParseRequest(const RequestView& request,
                            " visible ASCII characters");
         }
         call.idempotency_key = std::string(request.idempotency_key);
+      }
+      if (!request.traceparent.empty()) {
+        if (auto context = core::ParseTraceparent(request.traceparent)) call.traceparent = *context;
       }
       break;
     }

@@ -42,6 +42,7 @@ enum class Route {
   kHistory,             // GET /v1/docs/{key}/history
   kDeployment,          // GET /v1/deployment
   kConsole,             // GET /ui/...: the web console's files
+  kTrace,               // GET /v1/traces/{trace id}
   kStatus,
   kMetrics,
   kHealth,
@@ -75,7 +76,12 @@ struct ApiCall {
   std::string resume_from;      // watch: an event id ("from" query or Last-Event-ID header)
   std::string since;            // watch: "us:42,eu:17", the last event seen of each origin
   std::string idempotency_key;  // writes: the Idempotency-Key header
+  // Writes: the client's trace context from a well-formed traceparent header (core/trace.h: trace
+  // id, the client's span id, flags); empty without one (a malformed one is ignored, as W3C
+  // Trace Context asks).
+  std::string traceparent;
   std::string peer;             // POST /v1/verify: compare with this region only
+  bool every_region = false;    // GET /v1/traces/{id}?regions=all: ask every region too
   // Writes: If-Match ("<version>": that version; *: it exists) or If-None-Match: * (it does not
   // exist). The condition's key is `key`.
   std::optional<core::Condition> condition;
@@ -111,6 +117,7 @@ struct RequestView {
   std::string_view if_match = {};    // the If-Match header
   std::string_view if_none_match = {};  // the If-None-Match header
   std::string_view forwarded = {};      // the Meridian-Forwarded header
+  std::string_view traceparent = {};    // the W3C traceparent header
 };
 
 constexpr uint64_t kWaitMsMax = 60'000;

@@ -72,7 +72,28 @@ node::WriteRequest MakeWriteRequest(ApiCall& call) {
   write.condition = std::move(call.condition);
   write.txn = call.txn;  // kept: a strong request routes by its keys again after kNotHome
   write.strong = call.strong;
+  if (!call.traceparent.empty()) {
+    // The write's own span, a child of the client's: its id goes with the event everywhere.
+    write.trace = std::string(core::TraceId(call.traceparent)) + core::NewSpanId() +
+                  std::string(1, static_cast<char>(core::TraceFlags(call.traceparent)));
+  }
   return write;
+}
+
+core::Span WriteSpan(node::Node& node, const ApiCall& call, const std::string& trace,
+                     const node::Receipt& receipt, uint64_t started_ns) {
+  core::Span span;
+  span.trace_id = std::string(core::TraceId(trace));
+  span.span_id = std::string(core::TraceSpanId(trace));
+  span.parent_span_id = std::string(core::TraceSpanId(call.traceparent));
+  span.name = "meridian.write";
+  span.region = node.config().region;
+  span.start_ns = started_ns;
+  span.end_ns = core::WallNs();
+  span.attributes = {{"meridian.route", std::string(RouteName(call.route))},
+                     {"meridian.event", node.region().EventId(receipt.dot)}};
+  if (!call.key.empty()) span.attributes.emplace_back("meridian.key", call.key);
+  return span;
 }
 
 nlohmann::json ReceiptJson(const node::Region& region, const node::Receipt& receipt,
@@ -100,7 +121,11 @@ std::string ChangeJson(const node::Region& region, const node::Change& change) {
   // A re-seed's merged document names no event.
   out += change.merged() ? ",\"event\":null,\"merged\":true"
                          : ",\"event\":\"" + region.EventId(change.dot) + "\"";
-  out += ",\"hlc\":\"" + core::FormatHlc(change.hlc) + "\"}";
+  out += ",\"hlc\":\"" + core::FormatHlc(change.hlc) + "\"";
+  // A traced write's context, as its region wrote it (docs/operations.md#tracing).
+  if (!change.trace.empty())
+    out += ",\"traceparent\":\"" + core::FormatTraceparent(change.trace) + "\"";
+  out += "}";
   return out;
 }
 
@@ -671,6 +696,7 @@ std::variant<nlohmann::json, ApiError> HistoryJson(node::Node& node, const std::
           if (!counters.empty()) entry["counters"] = std::move(counters);
           entry["context"] = vector_of(event->context);
           if (event->txn_rest > 0) entry["txn_rest"] = event->txn_rest;
+          if (!event->trace.empty()) entry["traceparent"] = core::FormatTraceparent(event->trace);
           return false;
         });
     if (!read.ok()) return ErrorFromStatus(read);
@@ -721,6 +747,79 @@ nlohmann::json DeploymentJson(node::Node& node,
     regions[address.name] = std::move(entry);
   }
   return json{{"region", node.config().region}, {"regions", std::move(regions)}};
+}
+
+nlohmann::json SpanJson(const core::Span& span) {
+  nlohmann::json attributes = nlohmann::json::object();
+  for (const auto& [name, value] : span.attributes) attributes[name] = value;
+  return {{"trace_id", core::Hex(span.trace_id)},
+          {"span_id", core::Hex(span.span_id)},
+          {"parent_span_id", span.parent_span_id.empty()
+                                 ? nlohmann::json(nullptr)
+                                 : nlohmann::json(core::Hex(span.parent_span_id))},
+          {"name", span.name},
+          {"region", span.region},
+          {"start_unix_nano", std::to_string(span.start_ns)},
+          {"end_unix_nano", std::to_string(span.end_ns)},
+          {"start_ms", static_cast<double>(span.start_ns) / 1e6},
+          {"duration_ms", static_cast<double>(span.end_ns - span.start_ns) / 1e6},
+          {"attributes", std::move(attributes)}};
+}
+
+nlohmann::json TraceJson(node::Node& node, const std::string& trace_id,
+                         const std::map<std::string, RegionAnswer>& answers) {
+  using nlohmann::json;
+  json spans = json::array();
+  for (const core::Span& span : node.traces().Find(trace_id)) spans.push_back(SpanJson(span));
+  json unanswered = json::object();
+  for (const auto& [name, answer] : answers) {
+    json body = answer.status == 200 ? json::parse(answer.body, nullptr, false) : json();
+    if (!body.is_object() || !body.contains("spans")) {
+      unanswered[name] = answer.status == 0 ? "no answer: " + answer.error
+                                            : "answered " + std::to_string(answer.status);
+      continue;
+    }
+    for (json& span : body["spans"]) spans.push_back(std::move(span));
+  }
+  // The write first (the other spans start at its event's HLC, whole milliseconds), then by start.
+  std::stable_sort(spans.begin(), spans.end(), [](const json& a, const json& b) {
+    const bool a_write = a.value("name", "") == "meridian.write";
+    const bool b_write = b.value("name", "") == "meridian.write";
+    if (a_write != b_write) return a_write;
+    return a.value("start_ms", 0.0) < b.value("start_ms", 0.0);
+  });
+  json out = {{"trace_id", core::Hex(trace_id)}, {"spans", std::move(spans)}};
+  if (!unanswered.empty()) out["unanswered"] = std::move(unanswered);
+  return out;
+}
+
+std::string OtlpJson(const std::string& region, const std::vector<core::Span>& spans) {
+  using nlohmann::json;
+  const auto text = [](const std::string& key, const std::string& value) {
+    return json{{"key", key}, {"value", {{"stringValue", value}}}};
+  };
+  json list = json::array();
+  for (const core::Span& span : spans) {
+    json attributes = json::array();
+    for (const auto& [name, value] : span.attributes) attributes.push_back(text(name, value));
+    json entry = {{"traceId", core::Hex(span.trace_id)},
+                  {"spanId", core::Hex(span.span_id)},
+                  {"name", span.name},
+                  // SERVER for a write (a client's request), CONSUMER for what replication brings.
+                  {"kind", span.name == "meridian.write" ? 2 : 5},
+                  {"startTimeUnixNano", std::to_string(span.start_ns)},
+                  {"endTimeUnixNano", std::to_string(span.end_ns)},
+                  {"attributes", std::move(attributes)}};
+    if (!span.parent_span_id.empty()) entry["parentSpanId"] = core::Hex(span.parent_span_id);
+    list.push_back(std::move(entry));
+  }
+  json request = {{"resourceSpans",
+                   json::array({{{"resource",
+                                  {{"attributes", json::array({text("service.name", "meridian"),
+                                                               text("meridian.region", region)})}}},
+                                 {"scopeSpans", json::array({{{"scope", {{"name", "meridian"}}},
+                                                              {"spans", list}}})}}})}};
+  return request.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace meridian::api

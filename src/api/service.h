@@ -16,6 +16,7 @@
 
 #include "api/authorize.h"
 #include "api/request.h"
+#include "core/trace.h"
 #include "meridian/status.h"
 #include "node/metrics.h"
 #include "node/node.h"
@@ -30,6 +31,11 @@ node::WriteRequest MakeWriteRequest(ApiCall& call);
 // A write's answer: {"event", "hlc", "session"} (event null for a transaction that wrote
 // nothing), "replayed" when it is, "version" for a single write that left a document, and for a
 // transaction "succeeded" and "events".
+// The span of a traced write in its own region (docs/operations.md#tracing): from `started_ns`
+// (the request read) to its durable commit, a child of the client's span.
+core::Span WriteSpan(node::Node& node, const ApiCall& call, const std::string& trace,
+                     const node::Receipt& receipt, uint64_t started_ns);
+
 nlohmann::json ReceiptJson(const node::Region& region, const node::Receipt& receipt,
                            const std::string& session);
 
@@ -93,6 +99,15 @@ struct RegionAnswer {
   std::string error;
 };
 nlohmann::json DeploymentJson(node::Node& node, const std::map<std::string, RegionAnswer>& answers);
+
+// GET /v1/traces/{id} (docs/operations.md#tracing): the spans of one trace recorded here and, with
+// `answers` (GET /v1/traces/{id} of every other region, by name), there; oldest first.
+nlohmann::json TraceJson(node::Node& node, const std::string& trace_id,
+                         const std::map<std::string, RegionAnswer>& answers);
+// One span as TraceJson and the console show it.
+nlohmann::json SpanJson(const core::Span& span);
+// Spans as an OTLP/JSON ExportTraceServiceRequest, all of `region`.
+std::string OtlpJson(const std::string& region, const std::vector<core::Span>& spans);
 
 // [auth] (api/authorize.h) for a request of either front end: nullopt when it is allowed (always
 // without [auth]), else the 401 or 403 to answer, before any handler runs. `authorization` is the

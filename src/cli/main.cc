@@ -10,6 +10,7 @@
 
 #include "api/http_server.h"
 #include "api/resp_server.h"
+#include "api/trace_export.h"
 #include "cli/client_commands.h"
 #include "cli/init_command.h"
 #include "cli/security_commands.h"
@@ -99,6 +100,8 @@ int Start(const StartOptions& options) {
     std::fprintf(stderr, "meridian start: %s\n", status.message().c_str());
     return 1;
   }
+  // Spans of traced writes to an OTLP collector, when [tracing] names one.
+  api::TraceExporter trace_exporter(node->get());
   node::ReplicationHost replication_host(node->get());
   replication::Replicator replicator(&replication_host);
   if (Status status = replicator.Start(); !status.ok()) {

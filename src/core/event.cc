@@ -1,9 +1,12 @@
 #include "core/event.h"
 
+#include "core/trace.h"
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/escrow.h"
+#include "core/trace.h"
 #include "meridian/event.pb.h"
 
 namespace meridian::core {
@@ -216,6 +219,9 @@ Status ValidateEvent(const Event& event, const Limits& limits) {
   if (event.txn_rest >= kTransactionOpsMax) {
     return InvalidArgument("event names more transaction events after it than a transaction holds");
   }
+  if (!ValidTrace(event.trace)) {
+    return InvalidArgument("event trace is not 25 bytes with a trace id and a span id");
+  }
   for (const CounterDelta& counter : event.op.counters) {
     if (counter.prev >= event.dot.seq) {
       return InvalidArgument("an escrowed increment chains to a later event of its origin");
@@ -255,6 +261,7 @@ std::string EncodeEvent(const Event& event) {
   message.set_context(event.context.Encode());
   message.set_key(event.key);
   if (event.txn_rest > 0) message.set_txn_rest(event.txn_rest);
+  if (!event.trace.empty()) message.set_trace(event.trace);
   wire::Operation* op = message.mutable_operation();
   op->set_kind(static_cast<wire::Operation::Kind>(event.op.kind));
   for (const FieldValue& field : event.op.fields) {
@@ -310,6 +317,7 @@ Result<Event> DecodeMessage(const wire::Event& message, const Limits& limits,
   event.context = std::move(context).value();
   event.key = message.key();
   event.txn_rest = message.txn_rest();
+  event.trace = message.trace();
   const wire::Operation& op = message.operation();
   if (op.kind() < wire::Operation::SET || op.kind() > wire::Operation::ESCROW) {
     return Corruption("event: unknown operation kind " + std::to_string(op.kind()));

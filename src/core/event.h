@@ -105,6 +105,8 @@ struct Event {
   // transaction follow it (0 for the last one and for a write of its own). Every region applies
   // a transaction's events in one commit, so no reader sees some of them without the others.
   uint32_t txn_rest = 0;
+  // The write's trace context (core/trace.h): 25 bytes, or empty when not traced.
+  std::string trace;
   bool operator==(const Event&) const = default;
 };
 

@@ -100,8 +100,15 @@ Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view orig
   MERIDIAN_RETURN_IF_ERROR(
       CheckKeys(root, "",
                 {"node", "regions", "homes", "http", "storage", "writes", "watch", "clock",
-                 "limits", "replication", "verify", "tls", "auth", "escrow", "log"}));
+                 "limits", "replication", "verify", "tls", "auth", "escrow", "log", "tracing"}));
   Status error;
+  if (const toml::table* tracing = Section(root, "tracing", &error)) {
+    MERIDIAN_RETURN_IF_ERROR(CheckKeys(*tracing, "tracing", {"otlp_endpoint", "interval_ms"}));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadString(*tracing, "tracing", "otlp_endpoint", &config.otlp_endpoint));
+    MERIDIAN_RETURN_IF_ERROR(
+        ReadInteger(*tracing, "tracing", "interval_ms", &config.otlp_interval_ms));
+  }
   if (const toml::table* log = Section(root, "log", &error)) {
     MERIDIAN_RETURN_IF_ERROR(CheckKeys(*log, "log", {"format", "level"}));
     MERIDIAN_RETURN_IF_ERROR(ReadString(*log, "log", "format", &config.log_format));
@@ -307,8 +314,30 @@ Result<NodeConfig> LoadConfigFile(const std::string& path) {
   return config;
 }
 
+bool SplitHttpUrl(std::string_view url, std::string* host, uint16_t* port, std::string* path) {
+  constexpr std::string_view kScheme = "http://";
+  if (!url.starts_with(kScheme)) return false;
+  url.remove_prefix(kScheme.size());
+  const size_t slash = url.find('/');
+  const std::string_view address = url.substr(0, slash);
+  *path = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+  return net::SplitHostPort(address, host, port) && net::IsIpAddress(*host) && *port != 0;
+}
+
 Status ValidateConfig(const NodeConfig& config) {
   if (config.region.empty()) return InvalidArgument("node.region is not set");
+  if (!config.otlp_endpoint.empty()) {
+    std::string host, path;
+    uint16_t port = 0;
+    if (!SplitHttpUrl(config.otlp_endpoint, &host, &port, &path)) {
+      return InvalidArgument("tracing.otlp_endpoint must be http://IP:PORT/PATH, not \"" +
+                             config.otlp_endpoint + "\"");
+    }
+  }
+  if (config.otlp_interval_ms < 100 || config.otlp_interval_ms > 60'000) {
+    return InvalidArgument("tracing.interval_ms must be from 100 to 60000, not " +
+                           std::to_string(config.otlp_interval_ms));
+  }
   if (config.log_format != "text" && config.log_format != "json") {
     return InvalidArgument("log.format must be \"text\" or \"json\", not \"" + config.log_format +
                            "\"");

@@ -89,6 +89,11 @@ struct NodeConfig {
   std::string log_format = "text";
   std::string log_level = "info";
 
+  // [tracing] (docs/operations.md#tracing): where the spans of traced writes are exported as
+  // OTLP/JSON over HTTP ("http://host:port/v1/traces"; empty: not exported), and how often.
+  std::string otlp_endpoint;
+  uint64_t otlp_interval_ms = 1000;
+
   core::Limits limits;  // [limits]
 
   // [tls] (docs/security.md): when set, every port of the node speaks TLS only, and replication is
@@ -154,6 +159,9 @@ struct NodeConfig {
 
   const RegionAddress& self() const;  // requires Validate() to have passed
 };
+
+// "http://IP:PORT/PATH" (the path may be empty: "/") into its parts; false when it is not that.
+bool SplitHttpUrl(std::string_view url, std::string* host, uint16_t* port, std::string* path);
 
 // Parses TOML text; `origin` names it in errors (a file name).
 Result<NodeConfig> ParseConfig(std::string_view toml_text, std::string_view origin);

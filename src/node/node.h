@@ -18,6 +18,7 @@
 #include "node/metrics.h"
 #include "node/region.h"
 #include "node/replication_board.h"
+#include "node/trace_log.h"
 #include "node/view_cache.h"
 #include "node/watch_hub.h"
 #include "node/write_queue.h"
@@ -106,6 +107,8 @@ class Node {
   CommitSignal& commits() { return commits_; }
   Metrics& metrics() { return metrics_; }
   ReplicationBoard& replication() { return replication_; }
+  // The spans of traced writes recorded here (docs/operations.md#tracing).
+  TraceLog& traces() { return traces_; }
   // This region's unique ids (POST /v1/ids). Thread-safe.
   IdGenerator& ids() { return *ids_; }
   size_t write_queue_depth() const { return queue_->depth(); }
@@ -136,6 +139,7 @@ class Node {
   ViewCache views_;
   Metrics metrics_;
   ReplicationBoard replication_;
+  TraceLog traces_;
   std::unique_ptr<WriteQueue> queue_;
   std::unique_ptr<IdGenerator> ids_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

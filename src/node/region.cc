@@ -763,7 +763,7 @@ Result<std::optional<std::string>> Region::Merge(Group& group, Loaded& loaded,
   if (advance) group.order.Advance(event.dot, event.context);
   ++group.lsn;
   group.batch.events.push_back(storage::LoggedEvent{event.dot, group.lsn, core::EncodeEvent(event),
-                                                    rendered, event.key, event.hlc});
+                                                    rendered, event.key, event.hlc, event.trace});
   return rendered;
 }
 
@@ -918,8 +918,8 @@ Status Region::Finish(Group& group, size_t local_events, size_t remote_events,
   // The store has the batch: its records become the changes watchers see, without copies.
   changes->reserve(changes->size() + group.batch.events.size() + group.batch.changes.size());
   for (storage::LoggedEvent& event : group.batch.events) {
-    changes->push_back(
-        Change{std::move(event.key), std::move(event.rendered), event.dot, event.hlc, event.lsn});
+    changes->push_back(Change{std::move(event.key), std::move(event.rendered), event.dot, event.hlc,
+                              event.lsn, std::move(event.trace)});
   }
   for (storage::LoggedEvent& change : group.batch.changes) {
     changes->push_back(Change{std::move(change.key), std::move(change.rendered), change.dot,
@@ -1117,7 +1117,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       }
     }
     if (write.txn) {
-      Result<Receipt> receipt = StageTransaction(group, *write.txn);
+      Result<Receipt> receipt = StageTransaction(group, *write.txn, write.trace);
       if (!receipt.ok()) {
         if (receipt.status().code() == StatusCode::kBoundExceeded) {
           for (const auto* ops : {&write.txn->then_ops, &write.txn->else_ops}) {
@@ -1173,6 +1173,7 @@ void Region::Commit(std::span<const WriteRequest> writes, std::vector<Result<Rec
       outcomes->push_back(event.status());
       continue;
     }
+    event->trace = write.trace;
     std::optional<std::string> before;
     if (write.want_document) before = (*loaded)->rendered;
     auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
@@ -1380,7 +1381,8 @@ Status Region::CheckWriteKeys(const Group& group, const WriteRequest& write) con
   return refused;
 }
 
-Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
+Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn,
+                                         const std::string& trace) {
   bool holds = true;
   for (const Condition& condition : txn.conditions) {
     Result<Loaded*> loaded = Stage(group, condition.key);
@@ -1435,6 +1437,7 @@ Result<Receipt> Region::StageTransaction(Group& group, const Transaction& txn) {
     lock.unlock();
     MERIDIAN_CHECK(event.ok());  // as in the trial
     event->txn_rest = static_cast<uint32_t>(ops.size() - 1 - i);
+    event->trace = trace;
     auto merged = Merge(group, **loaded, *event, /*enforce_size=*/true);
     MERIDIAN_CHECK(merged.ok());
     if (op.key.starts_with(kSystemKeyPrefix)) NoteSystemRecord(group, op.key, *merged);

@@ -70,6 +70,9 @@ struct WriteRequest {
   bool want_document = false;
   // Written by the node itself: only such writes may touch keys under kSystemKeyPrefix.
   bool system = false;
+  // The write's trace context (core/trace.h: 25 bytes, or empty), kept with its event (each event
+  // of a transaction) and carried to every region (docs/operations.md#tracing).
+  std::string trace = {};
   // A two-phase commit's prepare (docs/semantics.md#transactions-across-homes): a strong system
   // transaction of lock records, each refused unless this region is the home of the key it
   // locks and no other transaction holds it; a lock this transaction holds already is kept.
@@ -108,6 +111,7 @@ struct Change {
   bool merged() const { return dot.origin == 0; }
   core::HlcTimestamp hlc = 0;
   uint64_t lsn = 0;
+  std::string trace = {};  // the event's trace context (core/trace.h); empty: not traced
 };
 
 // What ApplyRemoteEvents did with a batch of events from another region.
@@ -560,7 +564,7 @@ class Region {
   // Stages a transaction in the group: its conditions, then its branch's operations as
   // consecutive events (each saying how many follow), or nothing at all when one of them is
   // refused (its error, naming the operation).
-  Result<Receipt> StageTransaction(Group& group, const Transaction& txn);
+  Result<Receipt> StageTransaction(Group& group, const Transaction& txn, const std::string& trace);
   // Parks `parked` (next of its origin) in the group: frontier, event log, dead-letter record.
   Status Park(Group& group, const core::ParkedEvent& parked, RemoteApply* outcome);
   // Whether the document has a pending dead letter (committed, or parked by the group): it is

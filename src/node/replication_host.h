@@ -44,6 +44,9 @@ class ReplicationHost final : public replication::Host {
   void Notify() override { node_->commits().Notify(); }
 
   Result<wire::VerifyReply> AnswerVerify(const wire::VerifyRequest& request) override;
+  void RecordSpans(std::vector<core::Span> spans) override {
+    node_->traces().Record(std::move(spans));
+  }
   replication::VerifyLocal& verify_local() override { return verify_local_; }
   void Watch(const std::vector<std::string>& keys) override { node_->region().Watch(keys); }
   void Unwatch(const std::vector<std::string>& keys) override { node_->region().Unwatch(keys); }

@@ -19,6 +19,7 @@
 
 #include "core/event.h"
 #include "core/hlc.h"
+#include "core/trace.h"
 #include "core/version_vector.h"
 #include "meridian/status.h"
 #include "net/tls_files.h"
@@ -149,6 +150,10 @@ class Host {
   virtual void Unwatch(const std::vector<std::string>& keys) = 0;
   // node::Region::Repair with a peer's states, on the commit thread (waits for it).
   virtual Result<RepairCounts> Repair(core::RegionId peer, const wire::VerifyReply& states) = 0;
+
+  // --- tracing (docs/operations.md#tracing) ---
+  // The spans of traced events of other regions: received here, and visible here.
+  virtual void RecordSpans(std::vector<core::Span> spans) = 0;
 };
 
 }  // namespace meridian::replication

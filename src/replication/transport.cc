@@ -997,7 +997,8 @@ class Replicator::Impl final : public wire::Replication::Service {
     uint64_t id() const { return id_; }
 
     // Queues a batch; false when the node is stopping.
-    bool Submit(core::RegionId origin, core::RemoteBatch events) {
+    bool Submit(core::RegionId origin, core::RemoteBatch events,
+                std::vector<core::Span> visible = {}) {
       const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
@@ -1012,7 +1013,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         return false;
       }
       lock.lock();
-      pending_.push_back({origin, std::move(done)});
+      pending_.push_back({origin, std::move(done), std::move(visible)});
       changed_.notify_all();
       return true;
     }
@@ -1046,6 +1047,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     struct Pending {
       core::RegionId origin;
       std::future<Result<RemoteApplied>> done;
+      std::vector<core::Span> visible = {};  // of the batch's traced events, ended once applied
     };
 
     void Acknowledge() {
@@ -1069,6 +1071,11 @@ class Replicator::Impl final : public wire::Replication::Service {
           outcome.gaps = applied->gaps;
           outcome.duplicates = applied->duplicates;
           impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
+          if (!next.visible.empty()) {
+            const uint64_t now_ns = core::WallNs();
+            for (core::Span& span : next.visible) span.end_ns = std::max(span.start_ns, now_ns);
+            impl_->host_->RecordSpans(std::move(next.visible));
+          }
         }
         outcome.last = !more;  // one acknowledgement covers every batch already applied
         const core::VersionVector frontier = impl_->host_->Applied();
@@ -1096,6 +1103,43 @@ class Replicator::Impl final : public wire::Replication::Service {
     const std::shared_ptr<std::atomic<bool>> dropped_ = std::make_shared<std::atomic<bool>>(false);
     std::thread acker_;
   };
+
+  // Traced events of a batch that arrived from `peer` (docs/operations.md#tracing): records each
+  // one's replicate span (from its write in its origin, by the origin's clock, to now) and returns
+  // its visible span, to be ended when the batch is applied.
+  std::vector<core::Span> TraceArrivals(core::RegionId peer,
+                                        const std::vector<core::Event>& events) {
+    std::vector<core::Span> arrived, visible;
+    for (const core::Event& event : events) {
+      if (event.trace.empty()) continue;
+      std::string region, origin, via;
+      {
+        std::lock_guard lock(mutex_);
+        region = exchange_.NameOf(exchange_.options().self);
+        origin = exchange_.NameOf(event.dot.origin);
+        via = exchange_.NameOf(peer);
+      }
+      core::Span span;
+      span.trace_id = std::string(core::TraceId(event.trace));
+      span.parent_span_id = std::string(core::TraceSpanId(event.trace));
+      span.region = region;
+      span.start_ns = core::HlcPhysicalMs(event.hlc) * 1'000'000;
+      span.attributes = {{"meridian.event", origin + ":" + std::to_string(event.dot.seq)},
+                         {"meridian.key", event.key},
+                         {"meridian.origin", origin},
+                         {"meridian.via", via}};
+      core::Span replicate = span;
+      replicate.span_id = core::NewSpanId();
+      replicate.name = "meridian.replicate";
+      replicate.end_ns = std::max(replicate.start_ns, core::WallNs());
+      arrived.push_back(std::move(replicate));
+      span.span_id = core::NewSpanId();
+      span.name = "meridian.visible";
+      visible.push_back(std::move(span));
+    }
+    if (!arrived.empty()) host_->RecordSpans(std::move(arrived));
+    return visible;
+  }
 
   // Reads the peer's stream until it ends; returns why it ended.
   std::string Serve(core::RegionId peer, const Exchange::Dialed& dialed,
@@ -1145,7 +1189,10 @@ class Replicator::Impl final : public wire::Replication::Service {
           hlcs.reserve(events->events.size());
           for (const core::Event& event : events->events) hlcs.push_back(event.hlc);
           board_.Arrived(origin, hlcs, WallMs());
-          if (!inbound.Submit(origin, std::move(events).value())) return "the node is stopping";
+          std::vector<core::Span> visible = TraceArrivals(peer, events->events);
+          if (!inbound.Submit(origin, std::move(events).value(), std::move(visible))) {
+            return "the node is stopping";
+          }
         }
         Carry(std::move(decoded), &inbound);
       }

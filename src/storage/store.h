@@ -77,6 +77,9 @@ struct LoggedEvent {
   std::optional<std::string> rendered;  // the document just after this event; nullopt: absent
   std::string key;                      // the event's document key
   core::HlcTimestamp hlc = 0;           // the event's HLC
+  // The event's trace context (core/trace.h), in memory only (the log holds it in `bytes`): what
+  // a commit hands its watchers. Empty from ReadChanges.
+  std::string trace = {};
 };
 
 // An idempotency record: the node encodes the receipt; the store keeps it by key and by time.

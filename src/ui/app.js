@@ -69,6 +69,7 @@ function fill(tbody, rows) {
 function ms(value) {
   if (value === undefined || value === null) return "—";
   if (value >= 10000) return (value / 1000).toFixed(1) + " s";
+  if (value < 10) return value.toFixed(1) + " ms";
   return Math.round(value) + " ms";
 }
 
@@ -336,7 +337,8 @@ async function showDocument(key) {
       el("td", {}, e.hlc ? hlcTime(e.hlc) : "—"),
       el("td", { class: "mono" }, e.in_log === false ? "no longer in the log" :
         `${e.op} ${json(e.fields || e.counters || {})}`),
-      el("td", { class: "mono" }, e.context ? json(e.context) : "—")));
+      el("td", { class: "mono" }, e.context ? json(e.context) : "—",
+        e.traceparent ? [" ", el("a", { href: "#/trace/" + e.traceparent.slice(3, 35) }, "trace")] : null)));
     fill(document.querySelector("#doc-events tbody"), events);
     for (const id of ["doc-fields", "doc-events", "doc-events-title"]) document.getElementById(id).hidden = false;
   } catch (error) {
@@ -409,6 +411,50 @@ async function startWatch() {
 }
 document.getElementById("watch-form").addEventListener("submit", (e) => { e.preventDefault(); startWatch(); });
 document.getElementById("watch-stop").addEventListener("click", stopWatch);
+
+// Trace: one traced write's spans in every region, as a waterfall from its write.
+const STEP = { "meridian.write": "written (durable)", "meridian.replicate": "arrived", "meridian.visible": "readable" };
+views.trace = {
+  async refresh() {},
+  open(id) { document.getElementById("trace-id").value = id; showTrace(id); },
+};
+
+async function showTrace(id) {
+  const missing = document.getElementById("trace-missing");
+  missing.textContent = "";
+  try {
+    const trace = await api("/v1/traces/" + encodeURIComponent(id) + "?regions=all");
+    const spans = trace.spans;
+    document.getElementById("spans").hidden = spans.length === 0;
+    document.getElementById("trace-hint").hidden = spans.length > 0;
+    if (!spans.length) { missing.textContent = "No region holds spans of this trace (each keeps its newest 10,000)."; return; }
+    const start = Math.min(...spans.map((s) => s.start_ms));
+    const end = Math.max(...spans.map((s) => s.start_ms + s.duration_ms));
+    const total = Math.max(end - start, 1);
+    fill(document.querySelector("#spans tbody"), spans.map((s) => {
+      const bar = el("div", { class: "bar" + (s.name === "meridian.write" ? " write" : "") });
+      // Positioned by CSSOM (allowed by the page's policy, unlike style attributes).
+      bar.style.marginLeft = ((s.start_ms - start) * 100 / total).toFixed(2) + "%";
+      bar.style.width = Math.max(s.duration_ms * 100 / total, 0.5).toFixed(2) + "%";
+      const via = s.attributes["meridian.via"];
+      return el("tr", {},
+        el("td", {}, s.region),
+        el("td", {}, STEP[s.name] || s.name),
+        el("td", { class: "num" }, ms(s.start_ms + s.duration_ms - start)),
+        el("td", { class: "num" }, ms(s.duration_ms)),
+        el("td", { class: "bar-cell" }, bar),
+        el("td", {}, via ? (via === s.attributes["meridian.origin"] ? via + " (direct)" : via + " (relayed)") : "—"),
+        el("td", { class: "mono" }, s.attributes["meridian.event"] || "—"));
+    }));
+    if (trace.unanswered) missing.textContent = "Not answered: " + Object.keys(trace.unanswered).join(", ");
+  } catch (error) {
+    showError(missing, error);
+  }
+}
+document.getElementById("trace-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  location.hash = "#/trace/" + document.getElementById("trace-id").value.trim();
+});
 
 // Operations: verification, repairs, dead letters, rebuilding and re-seeding of every region.
 views.operations = {

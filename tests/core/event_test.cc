@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/trace.h"
 #include "meridian/event.pb.h"
 
 // Readable failure messages (gtest finds PrintTo by argument-dependent lookup).
@@ -672,6 +673,57 @@ TEST(EventCodecTest, DecodedOperationsAreSortedByName) {
   auto decoded = DecodeEvent(message.SerializeAsString(), Limits{});
   ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
   EXPECT_EQ(decoded->op.counters, (std::vector<CounterDelta>{{"a", 1}, {"b", 2}}));
+}
+
+}  // namespace
+}  // namespace meridian::core
+
+namespace meridian::core {
+namespace {
+
+TEST(EventTraceTest, ATraceTravelsWithItsEventAndAMalformedOneIsCorrupt) {
+  Event event = SetEvent();
+  event.trace = *ParseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  auto decoded = DecodeEvent(EncodeEvent(event), Limits{});
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(*decoded, event);
+  EXPECT_EQ(FormatTraceparent(decoded->trace),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  // Untraced events encode as before: no field.
+  EXPECT_EQ(WireOf(SetEvent()).trace(), "");
+  for (const std::string& bad :
+       {std::string(24, 'x'), std::string(26, 'x'), std::string(16, '\0') + std::string(9, 'x'),
+        std::string(16, 'x') + std::string(8, '\0') + "x"}) {
+    wire::Event message = WireOf(SetEvent());
+    message.set_trace(bad);
+    EXPECT_EQ(DecodeCode(message), StatusCode::kCorruption) << Hex(bad);
+  }
+}
+
+TEST(TraceparentTest, TheW3cFormAndNothingElse) {
+  const auto parsed = ParseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(Hex(TraceId(*parsed)), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(Hex(TraceSpanId(*parsed)), "00f067aa0ba902b7");
+  EXPECT_EQ(TraceFlags(*parsed), 1);
+  // A later version: its first four fields, more may follow.
+  EXPECT_TRUE(ParseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-ab"));
+  for (const char* bad :
+       {"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",  // version 00: exactly 55
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   // zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   // zero span id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   // version ff
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   // upper case
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) {
+    EXPECT_FALSE(ParseTraceparent(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(FromHex("0aFf"), std::string("\x0a\xff", 2));
+  EXPECT_FALSE(FromHex("abc").has_value());
+  EXPECT_FALSE(FromHex("zz").has_value());
+  EXPECT_EQ(NewSpanId().size(), 8u);
+  EXPECT_NE(NewSpanId(), std::string(8, '\0'));
 }
 
 }  // namespace

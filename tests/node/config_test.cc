@@ -390,6 +390,38 @@ TEST(ConfigTest, GrpcAddressIsOptionalAndCheckedLikeHttp) {
       << wrong_type.status().message();
 }
 
+TEST(ConfigTest, TracingNamesAnOtlpCollectorOverHttp) {
+  auto plain = ParseConfig(kValid, "t");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->otlp_endpoint, "");
+  auto traced = ParseConfig(
+      std::string(kValid) +
+          "\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\ninterval_ms = 500\n",
+      "t");
+  ASSERT_TRUE(traced.ok()) << traced.status().message();
+  EXPECT_TRUE(ValidateConfig(*traced).ok());
+  EXPECT_EQ(traced->otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+  EXPECT_EQ(traced->otlp_interval_ms, 500u);
+  for (const char* bad : {"https://127.0.0.1:4318/v1/traces", "http://collector:4318/v1/traces",
+                          "http://127.0.0.1/v1/traces", "127.0.0.1:4318"}) {
+    NodeConfig wrong = *traced;
+    wrong.otlp_endpoint = bad;
+    EXPECT_NE(ValidateConfig(wrong).message().find("tracing.otlp_endpoint must be"),
+              std::string::npos)
+        << bad;
+  }
+  NodeConfig fast = *traced;
+  fast.otlp_interval_ms = 10;
+  EXPECT_NE(ValidateConfig(fast).message().find("tracing.interval_ms"), std::string::npos);
+  std::string path;
+  std::string host;
+  uint16_t port = 0;
+  ASSERT_TRUE(SplitHttpUrl("http://[::1]:4318", &host, &port, &path));
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 4318);
+  EXPECT_EQ(path, "/");
+}
+
 TEST(ConfigTest, TheLogSectionChoosesTheFormatAndLevel) {
   auto defaults = ParseConfig(kValid, "t");
   ASSERT_TRUE(defaults.ok());

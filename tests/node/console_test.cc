@@ -58,7 +58,9 @@ class ConsoleTest : public ::testing::Test {
       nodes_.push_back(std::make_unique<NodeProcess>(options));
     }
     for (auto& node : nodes_) ASSERT_TRUE(node->Start()) << node->log();
-    screenshots_ = std::filesystem::current_path() / "console-screenshots";
+    // Beside the test binary, wherever it is run from.
+    screenshots_ =
+        std::filesystem::read_symlink("/proc/self/exe").parent_path() / "console-screenshots";
     std::filesystem::create_directories(screenshots_);
   }
 
@@ -194,6 +196,30 @@ TEST_F(ConsoleTest, TheWatchViewShowsChangesAsTheyHappen) {
   EXPECT_NE(dom.find("<span id=\"watch-state\" class=\"badge ok\">live</span>"), std::string::npos)
       << dom;
   EXPECT_GE(Count(dom, ">live:"), 1u) << dom;
+}
+
+TEST_F(ConsoleTest, ATracedWriteShowsEveryRegionsSteps) {
+  HttpClient us = Client(0);
+  const std::string trace_id = "0af7651916cd43dd8448eb211c80319c";
+  const HttpResponse put = us.Request("PUT", "/v1/docs/traced", R"({"n":1})",
+                                      {{"Content-Type", "application/json"},
+                                       {"traceparent", "00-" + trace_id + "-b7ad6b7169203331-01"}});
+  ASSERT_EQ(put.status, 200) << put.body;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string body = us.Get("/v1/traces/" + trace_id + "?regions=all").body;
+        return Count(body, "\"meridian.visible\"") == 2;
+      },
+      std::chrono::seconds(20)));
+  const std::string dom = Render(Url("#/trace/" + trace_id + "&token=" + token_), "trace");
+  EXPECT_EQ(Count(dom, ">written (durable)</td>"), 1u) << dom;
+  EXPECT_EQ(Count(dom, ">arrived</td>"), 2u) << dom;
+  EXPECT_EQ(Count(dom, ">readable</td>"), 2u) << dom;
+  EXPECT_EQ(Count(dom, ">us (direct)</td>"), 4u) << dom;
+  EXPECT_EQ(Count(dom, "<div class=\"bar"), 5u) << dom;
+  // The document view links its traced event to the trace.
+  const std::string doc = Render(Url("#/documents/traced&token=" + token_), "traced-document");
+  EXPECT_NE(doc.find("href=\"#/trace/" + trace_id + "\""), std::string::npos) << doc;
 }
 
 TEST_F(ConsoleTest, OperationsShowVerificationAndRebuilding) {
