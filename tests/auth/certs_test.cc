@@ -34,13 +34,6 @@ std::string Shell(const std::string& command, bool* ok) {
   return out;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
 CaOptions Ca(const std::string& dir) {
   CaOptions options;
   options.dir = dir;
@@ -139,29 +132,29 @@ TEST(Certs, NothingExistingIsReplacedWithoutForce) {
   const std::string ca_dir = dir.path() + "/ca";
   auto ca = CreateCa(Ca(ca_dir));
   ASSERT_TRUE(ca.ok()) << ca.status().message();
-  const std::string ca_pem = ReadFile(ca->cert_file);
+  const std::string ca_pem = testing::ReadFile(ca->cert_file);
   auto again = CreateCa(Ca(ca_dir));
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find("ca-key.pem already exists"), std::string::npos)
       << again.status().message();
-  EXPECT_EQ(ReadFile(ca->cert_file), ca_pem);
+  EXPECT_EQ(testing::ReadFile(ca->cert_file), ca_pem);
 
   const std::string out = dir.path() + "/us-node";
   auto cert = CreateCert(Elsewhere(Cert(ca_dir, "us"), out, false));
   ASSERT_TRUE(cert.ok()) << cert.status().message();
   EXPECT_EQ(cert->cert_file, out + "/us.pem");
-  const std::string first = ReadFile(cert->cert_file);
+  const std::string first = testing::ReadFile(cert->cert_file);
   auto refused = CreateCert(Elsewhere(Cert(ca_dir, "us"), out, false));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().message(), out + "/us-key.pem already exists (--force replaces it)");
-  EXPECT_EQ(ReadFile(cert->cert_file), first);
+  EXPECT_EQ(testing::ReadFile(cert->cert_file), first);
 
   // Rotation: --force writes a new key and certificate in place.
-  const std::string first_key = ReadFile(cert->key_file);
+  const std::string first_key = testing::ReadFile(cert->key_file);
   auto rotated = CreateCert(Elsewhere(Cert(ca_dir, "us"), out, true));
   ASSERT_TRUE(rotated.ok()) << rotated.status().message();
-  EXPECT_NE(ReadFile(cert->cert_file), first);
-  EXPECT_NE(ReadFile(cert->key_file), first_key);
+  EXPECT_NE(testing::ReadFile(cert->cert_file), first);
+  EXPECT_NE(testing::ReadFile(cert->key_file), first_key);
   EXPECT_EQ(ModeOf(cert->key_file), 0600u);
   EXPECT_FALSE(std::filesystem::exists(cert->key_file + ".tmp"));
   bool ok = false;

@@ -22,13 +22,6 @@ using testing::TempDir;
 using testing::TestCa;
 using testing::TestCert;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 void WriteFile(const std::string& path, const std::string& text) {
   const std::string temporary = path + ".new";
   std::ofstream(temporary, std::ios::binary | std::ios::trunc) << text;
@@ -121,7 +114,7 @@ TEST_F(TlsContextTest, HolderReloadsOnRequestAndKeepsTheOldContextWhenReloadingF
   const std::shared_ptr<SslContext> second = holder.Current();
   EXPECT_NE(second, first);
 
-  const std::string good = ReadFile(files_.cert_file);
+  const std::string good = testing::ReadFile(files_.cert_file);
   WriteFile(files_.cert_file, "garbage\n");
   const Status failed = holder.Reload("test");
   ASSERT_FALSE(failed.ok());
@@ -138,8 +131,8 @@ TEST_F(TlsContextTest, HolderReloadsWhenTheFilesChange) {
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   TlsContextHolder& holder = **created;
   const TestCert next = MakeTestCert(ca_, "us", 30, "us-next");
-  WriteFile(files_.key_file, ReadFile(next.key_file));
-  WriteFile(files_.cert_file, ReadFile(next.cert_file));
+  WriteFile(files_.key_file, testing::ReadFile(next.key_file));
+  WriteFile(files_.cert_file, testing::ReadFile(next.cert_file));
   // Current() looks at the files at most once a second: bounded polling.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (holder.generation() < 2 && std::chrono::steady_clock::now() < deadline) {

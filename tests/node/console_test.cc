@@ -18,13 +18,6 @@
 namespace meridian::testing {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 std::string Trimmed(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   return text;
@@ -47,7 +40,7 @@ class ConsoleTest : public ::testing::Test {
                                        "/d --base-port " + std::to_string(base_),
                                    &code);
     ASSERT_EQ(code, 0) << out;
-    token_ = Trimmed(ReadAll(dir_.path() + "/d/pki/token"));
+    token_ = Trimmed(ReadFile(dir_.path() + "/d/pki/token"));
     const char* names[] = {"us", "eu", "asia"};
     for (int i = 0; i < 3; ++i) {
       NodeOptions options;
@@ -86,7 +79,7 @@ class ConsoleTest : public ::testing::Test {
     const int rendered = std::system(("timeout 60 " + flags + "--dump-dom '" + url + "' > " + dom +
                                       " 2>" + dir_.path() + "/chromium.log")
                                          .c_str());
-    EXPECT_EQ(rendered, 0) << ReadAll(dir_.path() + "/chromium.log");
+    EXPECT_EQ(rendered, 0) << ReadFile(dir_.path() + "/chromium.log");
     const std::string png = (screenshots_ / (name + ".png")).string();
     std::filesystem::remove(png);
     EXPECT_EQ(std::system(("timeout 60 " + flags + "--screenshot=" + png + " '" + url +
@@ -94,7 +87,7 @@ class ConsoleTest : public ::testing::Test {
                               .c_str()),
               0);
     EXPECT_GT(std::filesystem::exists(png) ? std::filesystem::file_size(png) : 0, 10'000u) << png;
-    return ReadAll(dom);
+    return ReadFile(dom);
   }
 
   TempDir dir_;

@@ -17,13 +17,6 @@
 namespace meridian::testing {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 unsigned Mode(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) return 0;
@@ -58,7 +51,7 @@ TEST(Init, WritesADeploymentThatStartsAsWritten) {
 
   // The three regions start from the files as written, speak TLS with the CA made, and take the
   // admin token made.
-  const std::string token = Trimmed(ReadAll(out_dir + "/pki/token"));
+  const std::string token = Trimmed(ReadFile(out_dir + "/pki/token"));
   ASSERT_FALSE(token.empty());
   std::vector<std::unique_ptr<NodeProcess>> nodes;
   const char* names[] = {"us", "eu", "asia"};
@@ -101,7 +94,8 @@ TEST(Init, RefusesWhatTheNodeWouldRefuseAndReplacesNothing) {
   out = RunCli("init --regions us,eu --host us=10.1.2.3 --tls --auth --dir " + dir.path() + "/b",
                &code);
   EXPECT_EQ(code, 0) << out;
-  EXPECT_NE(ReadAll(dir.path() + "/b/eu.toml").find("http = \"10.1.2.3:7001\""), std::string::npos);
+  EXPECT_NE(ReadFile(dir.path() + "/b/eu.toml").find("http = \"10.1.2.3:7001\""),
+            std::string::npos);
 
   out = RunCli("init --regions 'u s' --dir " + dir.path() + "/c", &code);
   EXPECT_EQ(code, 2) << out;
@@ -121,7 +115,7 @@ TEST(Init, RefusesWhatTheNodeWouldRefuseAndReplacesNothing) {
   out = RunCli("init --regions us,eu --dir " + dir.path() + "/d", &code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("exists"), std::string::npos) << out;
-  EXPECT_EQ(ReadAll(dir.path() + "/d/eu.toml"), "mine\n");
+  EXPECT_EQ(ReadFile(dir.path() + "/d/eu.toml"), "mine\n");
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/d/us.toml"));
 }
 
@@ -171,8 +165,9 @@ TEST(Init, TheRepositorysExamplesAreWhatInitWrites) {
       const std::string file =
           std::string(MERIDIAN_SOURCE_DIR) + "/examples/" + example + "/" + name + ".toml";
       ASSERT_TRUE(std::filesystem::exists(file)) << file;
-      EXPECT_EQ(ReadAll(file), ReadAll(dir.path() + "/" + example + "/" + name + ".toml"))
-          << file << " differs from what `meridian init` writes: regenerate it (examples/README.md)";
+      EXPECT_EQ(ReadFile(file), ReadFile(dir.path() + "/" + example + "/" + name + ".toml"))
+          << file
+          << " differs from what `meridian init` writes: regenerate it (examples/README.md)";
     }
   }
   // The single region's example starts as it is (its data in the working directory's data/).

@@ -21,13 +21,6 @@ using nlohmann::json;
 
 const std::string kOps = std::string(MERIDIAN_SOURCE_DIR) + "/ops";
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // Runs a shell command; its output (stdout and stderr) and exit status.
 std::string Shell(const std::string& command, int* code) {
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
@@ -66,7 +59,7 @@ std::set<std::string> MetricsNamed(const std::string& text) {
 }
 
 std::vector<std::string> DashboardExpressions() {
-  const json dashboard = json::parse(ReadAll(kOps + "/grafana/meridian-dashboard.json"));
+  const json dashboard = json::parse(ReadFile(kOps + "/grafana/meridian-dashboard.json"));
   std::vector<std::string> expressions;
   for (const json& panel : dashboard.at("panels")) {
     if (panel.at("type") == "row") continue;
@@ -97,8 +90,8 @@ TEST(Monitoring, TheDashboardIsWhatItsGeneratorWritesAndItsQueriesParse) {
   const std::string generated =
       Shell("python3 " + kOps + "/grafana/dashboard.py > " + dir.path() + "/dashboard.json", &code);
   ASSERT_EQ(code, 0) << generated;
-  EXPECT_EQ(json::parse(ReadAll(dir.path() + "/dashboard.json")),
-            json::parse(ReadAll(kOps + "/grafana/meridian-dashboard.json")))
+  EXPECT_EQ(json::parse(ReadFile(dir.path() + "/dashboard.json")),
+            json::parse(ReadFile(kOps + "/grafana/meridian-dashboard.json")))
       << "ops/grafana/meridian-dashboard.json differs from what ops/grafana/dashboard.py writes";
   // Every panel's query as a recording rule, with Grafana's variables given values: promtool
   // parses each one.
@@ -153,7 +146,7 @@ TEST(Monitoring, ALiveNodesMetricsPassPromtoolAndHoldEveryMetricTheKitNames) {
        it != std::sregex_iterator(); ++it) {
     exported.insert((*it)[1].str());
   }
-  std::string kit = ReadAll(kOps + "/prometheus/meridian-alerts.yml");
+  std::string kit = ReadFile(kOps + "/prometheus/meridian-alerts.yml");
   for (const std::string& expr : DashboardExpressions()) kit += "\n" + expr;
   const std::set<std::string> named = MetricsNamed(kit);
   EXPECT_GE(named.size(), 30u);

@@ -64,13 +64,6 @@ client::TlsContext ClientTls(const std::string& ca_file) {
   return std::move(context).value();
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // Replaces `path` by a new file (another inode) with `text`, atomically.
 void ReplaceFile(const std::string& path, const std::string& text) {
   const std::string temporary = path + ".new";

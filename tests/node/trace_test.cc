@@ -39,13 +39,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 )PY";
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 class Collector {
  public:
   explicit Collector(const TempDir& dir) : port_(FreePort()), file_(dir.path() + "/otlp.jsonl") {
@@ -65,7 +58,7 @@ class Collector {
     }
   }
   uint16_t port() const { return port_; }
-  std::string received() const { return ReadAll(file_); }
+  std::string received() const { return ReadFile(file_); }
 
  private:
   uint16_t port_;

@@ -36,13 +36,6 @@ using std::chrono::seconds;
 
 constexpr auto kCallTimeout = std::chrono::seconds(10);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
 // Runs `meridian ARGS`; true when it exits 0.
 bool Meridian(const std::string& arguments) {
   const std::string command = std::string(MeridianBinary()) + " " + arguments + " >/dev/null";

@@ -1,5 +1,5 @@
-// TempDir: a scratch directory for a test, removed with everything in it on destruction. Kept
-// apart from the process helpers so unit tests link nothing else.
+// TempDir: a scratch directory for a test, removed with everything in it on destruction; and
+// ReadFile. Kept apart from the process helpers so unit tests link nothing else.
 #pragma once
 
 #include <string>
@@ -18,5 +18,8 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The whole contents of the file at `path` (bytes as they are; empty when it cannot be read).
+std::string ReadFile(const std::string& path);
 
 }  // namespace meridian::testing
