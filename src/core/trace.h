@@ -48,7 +48,7 @@ struct Span {
   std::string trace_id;        // 16 bytes
   std::string span_id;         // 8 bytes
   std::string parent_span_id;  // 8 bytes; empty: a root
-  std::string name;            // "meridian.write", "meridian.replicate", "meridian.visible"
+  std::string name;            // "meridian.write", ".send", ".wire", ".apply"
   std::string region;          // where it was recorded
   uint64_t start_ns = 0;       // wall clock, ns since the epoch
   uint64_t end_ns = 0;

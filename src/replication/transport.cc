@@ -598,6 +598,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     out->set_last_seq(log->last_seq);
     out->set_events(batch.bytes);
     out->set_raw_bytes(batch.raw_bytes);
+    out->set_sent_us(core::WallNs() / 1000);
     {
       // Counted as in flight before it leaves, so an acknowledgement cannot overtake it.
       std::lock_guard lock(mutex_);
@@ -998,7 +999,7 @@ class Replicator::Impl final : public wire::Replication::Service {
 
     // Queues a batch; false when the node is stopping.
     bool Submit(core::RegionId origin, core::RemoteBatch events,
-                std::vector<core::Span> visible = {}) {
+                std::vector<core::Span> applying = {}) {
       const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
@@ -1013,7 +1014,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         return false;
       }
       lock.lock();
-      pending_.push_back({origin, std::move(done), std::move(visible)});
+      pending_.push_back({origin, std::move(done), std::move(applying)});
       changed_.notify_all();
       return true;
     }
@@ -1047,7 +1048,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     struct Pending {
       core::RegionId origin;
       std::future<Result<RemoteApplied>> done;
-      std::vector<core::Span> visible = {};  // of the batch's traced events, ended once applied
+      std::vector<core::Span> applying = {};  // of the batch's traced events, ended once applied
     };
 
     void Acknowledge() {
@@ -1071,10 +1072,10 @@ class Replicator::Impl final : public wire::Replication::Service {
           outcome.gaps = applied->gaps;
           outcome.duplicates = applied->duplicates;
           impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
-          if (!next.visible.empty()) {
+          if (!next.applying.empty()) {
             const uint64_t now_ns = core::WallNs();
-            for (core::Span& span : next.visible) span.end_ns = std::max(span.start_ns, now_ns);
-            impl_->host_->RecordSpans(std::move(next.visible));
+            for (core::Span& span : next.applying) span.end_ns = std::max(span.start_ns, now_ns);
+            impl_->host_->RecordSpans(std::move(next.applying));
           }
         }
         outcome.last = !more;  // one acknowledgement covers every batch already applied
@@ -1104,12 +1105,14 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::thread acker_;
   };
 
-  // Traced events of a batch that arrived from `peer` (docs/operations.md#tracing): records each
-  // one's replicate span (from its write in its origin, by the origin's clock, to now) and returns
-  // its visible span, to be ended when the batch is applied.
-  std::vector<core::Span> TraceArrivals(core::RegionId peer,
-                                        const std::vector<core::Event>& events) {
-    std::vector<core::Span> arrived, visible;
+  // Traced events of a batch that arrived from `peer`, which sent it at `sent_us` (0: unknown)
+  // (docs/operations.md#tracing): records each one's send span (from its write in its origin, by
+  // the origin's clock, to the batch leaving `peer`) and wire span (to now), and returns its apply
+  // span, to be ended when the batch is applied.
+  std::vector<core::Span> TraceArrivals(core::RegionId peer, const std::vector<core::Event>& events,
+                                        uint64_t sent_us) {
+    std::vector<core::Span> arrived, applying;
+    const uint64_t now_ns = core::WallNs();
     for (const core::Event& event : events) {
       if (event.trace.empty()) continue;
       std::string region, origin, via;
@@ -1123,22 +1126,30 @@ class Replicator::Impl final : public wire::Replication::Service {
       span.trace_id = std::string(core::TraceId(event.trace));
       span.parent_span_id = std::string(core::TraceSpanId(event.trace));
       span.region = region;
-      span.start_ns = core::HlcPhysicalMs(event.hlc) * 1'000'000;
       span.attributes = {{"meridian.event", origin + ":" + std::to_string(event.dot.seq)},
                          {"meridian.key", event.key},
                          {"meridian.origin", origin},
                          {"meridian.via", via}};
-      core::Span replicate = span;
-      replicate.span_id = core::NewSpanId();
-      replicate.name = "meridian.replicate";
-      replicate.end_ns = std::max(replicate.start_ns, core::WallNs());
-      arrived.push_back(std::move(replicate));
-      span.span_id = core::NewSpanId();
-      span.name = "meridian.visible";
-      visible.push_back(std::move(span));
+      // Each step starts where the one before ended (clocks of different hosts: never earlier).
+      const auto step = [&](const char* name, uint64_t start_ns, uint64_t end_ns) {
+        core::Span part = span;
+        part.span_id = core::NewSpanId();
+        part.name = name;
+        part.start_ns = start_ns;
+        part.end_ns = std::max(start_ns, end_ns);
+        return part;
+      };
+      const uint64_t written_ns = core::HlcPhysicalMs(event.hlc) * 1'000'000;
+      uint64_t wire_from = written_ns;
+      if (sent_us != 0) {
+        arrived.push_back(step("meridian.send", written_ns, sent_us * 1000));
+        wire_from = arrived.back().end_ns;
+      }
+      arrived.push_back(step("meridian.wire", wire_from, now_ns));
+      applying.push_back(step("meridian.apply", arrived.back().end_ns, 0));
     }
     if (!arrived.empty()) host_->RecordSpans(std::move(arrived));
-    return visible;
+    return applying;
   }
 
   // Reads the peer's stream until it ends; returns why it ended.
@@ -1189,8 +1200,8 @@ class Replicator::Impl final : public wire::Replication::Service {
           hlcs.reserve(events->events.size());
           for (const core::Event& event : events->events) hlcs.push_back(event.hlc);
           board_.Arrived(origin, hlcs, WallMs());
-          std::vector<core::Span> visible = TraceArrivals(peer, events->events);
-          if (!inbound.Submit(origin, std::move(events).value(), std::move(visible))) {
+          std::vector<core::Span> applying = TraceArrivals(peer, events->events, batch.sent_us());
+          if (!inbound.Submit(origin, std::move(events).value(), std::move(applying))) {
             return "the node is stopping";
           }
         }

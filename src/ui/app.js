@@ -413,7 +413,10 @@ document.getElementById("watch-form").addEventListener("submit", (e) => { e.prev
 document.getElementById("watch-stop").addEventListener("click", stopWatch);
 
 // Trace: one traced write's spans in every region, as a waterfall from its write.
-const STEP = { "meridian.write": "written (durable)", "meridian.replicate": "arrived", "meridian.visible": "readable" };
+const STEP = {
+  "meridian.write": "written (durable)", "meridian.send": "waited to be sent",
+  "meridian.wire": "on the wire", "meridian.apply": "applied: readable",
+};
 views.trace = {
   async refresh() {},
   open(id) { document.getElementById("trace-id").value = id; showTrace(id); },

@@ -201,15 +201,16 @@ TEST_F(ConsoleTest, ATracedWriteShowsEveryRegionsSteps) {
   ASSERT_TRUE(WaitFor(
       [&] {
         const std::string body = us.Get("/v1/traces/" + trace_id + "?regions=all").body;
-        return Count(body, "\"meridian.visible\"") == 2;
+        return Count(body, "\"meridian.apply\"") == 2;
       },
       std::chrono::seconds(20)));
   const std::string dom = Render(Url("#/trace/" + trace_id + "&token=" + token_), "trace");
   EXPECT_EQ(Count(dom, ">written (durable)</td>"), 1u) << dom;
-  EXPECT_EQ(Count(dom, ">arrived</td>"), 2u) << dom;
-  EXPECT_EQ(Count(dom, ">readable</td>"), 2u) << dom;
-  EXPECT_EQ(Count(dom, ">us (direct)</td>"), 4u) << dom;
-  EXPECT_EQ(Count(dom, "<div class=\"bar"), 5u) << dom;
+  EXPECT_EQ(Count(dom, ">waited to be sent</td>"), 2u) << dom;
+  EXPECT_EQ(Count(dom, ">on the wire</td>"), 2u) << dom;
+  EXPECT_EQ(Count(dom, ">applied: readable</td>"), 2u) << dom;
+  EXPECT_EQ(Count(dom, ">us (direct)</td>"), 6u) << dom;
+  EXPECT_EQ(Count(dom, "<div class=\"bar"), 7u) << dom;
   // The document view links its traced event to the trace.
   const std::string doc = Render(Url("#/documents/traced&token=" + token_), "traced-document");
   EXPECT_NE(doc.find("href=\"#/trace/" + trace_id + "\""), std::string::npos) << doc;

@@ -1,6 +1,6 @@
 // Tracing across regions (docs/operations.md#tracing): a write carrying a W3C traceparent in us,
-// relayed to asia through eu (the us-asia link cut), shows every hop: its write span in us, and a
-// replicate and a visible span in eu and in asia (asia's naming eu as the region that brought it);
+// relayed to asia through eu (the us-asia link cut), shows every hop: its write span in us, and
+// send, wire and apply spans in eu and in asia (asia's naming eu as the region that brought it);
 // asia's watch carries the write's traceparent; every region exports its spans to an OTLP
 // collector (a small HTTP server here) as OTLP/JSON.
 #include <gtest/gtest.h>
@@ -128,7 +128,7 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
             us.Get(std::string("/v1/traces/") + kTraceId + "?regions=all").body, nullptr, false);
         if (!trace.is_object()) return false;
         spans = trace["spans"];
-        return spans.size() >= 5;
+        return spans.size() >= 7;
       },
       std::chrono::seconds(20)))
       << spans.dump();
@@ -138,7 +138,7 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
   EXPECT_EQ(by["us meridian.write"]["span_id"], write_span);
   EXPECT_EQ(by["us meridian.write"]["parent_span_id"], kClientSpan);
   for (const char* region : {"eu", "asia"}) {
-    for (const char* name : {"meridian.replicate", "meridian.visible"}) {
+    for (const char* name : {"meridian.send", "meridian.wire", "meridian.apply"}) {
       const std::string hop = std::string(region) + " " + name;
       ASSERT_TRUE(by.contains(hop)) << hop << "\n" << spans.dump();
       EXPECT_EQ(by[hop]["parent_span_id"], write_span) << hop;
@@ -148,10 +148,18 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
     }
   }
   // The path: eu had it from us directly, asia through eu.
-  EXPECT_EQ(by["eu meridian.replicate"]["attributes"]["meridian.via"], "us");
-  EXPECT_EQ(by["asia meridian.replicate"]["attributes"]["meridian.via"], "eu");
+  EXPECT_EQ(by["eu meridian.wire"]["attributes"]["meridian.via"], "us");
+  EXPECT_EQ(by["asia meridian.wire"]["attributes"]["meridian.via"], "eu");
+  // The steps follow one another: sent, then on the wire, then applied.
+  for (const char* region : {"eu", "asia"}) {
+    const std::string r = region;
+    EXPECT_EQ(by[r + " meridian.send"]["end_unix_nano"],
+              by[r + " meridian.wire"]["start_unix_nano"]);
+    EXPECT_EQ(by[r + " meridian.wire"]["end_unix_nano"],
+              by[r + " meridian.apply"]["start_unix_nano"]);
+  }
 
-  // Each region exported its spans to the collector as OTLP/JSON: the five, once each. (A line
+  // Each region exported its spans to the collector as OTLP/JSON: the seven, once each. (A line
   // is read once complete: the collector writes it whole, then its newline.)
   struct Exported {
     std::string region;
@@ -177,10 +185,10 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
     }
     return all;
   };
-  ASSERT_TRUE(WaitFor([&] { return exported().size() >= 5; }, std::chrono::seconds(20)))
+  ASSERT_TRUE(WaitFor([&] { return exported().size() >= 7; }, std::chrono::seconds(20)))
       << collector.received();
   const std::vector<Exported> spans_exported = exported();
-  EXPECT_EQ(spans_exported.size(), 5u) << collector.received();
+  EXPECT_EQ(spans_exported.size(), 7u) << collector.received();
   std::set<std::string> named;
   for (const Exported& entry : spans_exported) {
     named.insert(entry.region + " " + entry.span["name"].get<std::string>());
@@ -189,9 +197,10 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
     EXPECT_GE(std::stoull(entry.span["endTimeUnixNano"].get<std::string>()),
               std::stoull(entry.span["startTimeUnixNano"].get<std::string>()));
   }
-  EXPECT_EQ(named, (std::set<std::string>{"us meridian.write", "eu meridian.replicate",
-                                          "eu meridian.visible", "asia meridian.replicate",
-                                          "asia meridian.visible"}));
+  EXPECT_EQ(named,
+            (std::set<std::string>{"us meridian.write", "eu meridian.send", "eu meridian.wire",
+                                   "eu meridian.apply", "asia meridian.send", "asia meridian.wire",
+                                   "asia meridian.apply"}));
 }
 
 }  // namespace
