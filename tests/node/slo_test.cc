@@ -1,6 +1,6 @@
 // A short run of the service-level measurement (tests/support/slo.h; the long runs are `make
-// bench`'s bench/slo_bench): the three regions through WAN delays, jitter and resets, each killed
-// and partitioned in turn under the client library's load. What it checks is behaviour, not
+// bench`'s bench/slo_bench): the three regions through WAN delays, jitter and resets, one of them
+// killed and then partitioned under the client library's load. What it checks is behaviour, not
 // speed: every pair replicates, the clients of a killed region carry on through another region,
 // and the deployment catches up after every restart and heal.
 #include <gtest/gtest.h>
@@ -30,6 +30,8 @@ TEST(SloTest, EveryPairReplicatesAndEveryFaultIsSurvived) {
   options.settle_s = 1;
   options.rate = 120;
   options.clients_per_region = 1;
+  // One region's kill and partition: the bench runs all three.
+  options.fault_regions = {"asia"};
   SloReport report;
   std::string error;
   std::string steps;
@@ -42,7 +44,7 @@ TEST(SloTest, EveryPairReplicatesAndEveryFaultIsSurvived) {
   }
   EXPECT_EQ(report.attempted, report.succeeded + report.failed);
   EXPECT_GT(report.succeeded, 0u);
-  ASSERT_EQ(report.faults.size(), 6u) << steps;
+  ASSERT_EQ(report.faults.size(), 2u) << steps;
   for (const SloFault& fault : report.faults) {
     EXPECT_GE(fault.convergence_ms, 0) << fault.kind << " " << fault.region << "\n" << steps;
     if (fault.kind == "kill") {
@@ -51,7 +53,7 @@ TEST(SloTest, EveryPairReplicatesAndEveryFaultIsSurvived) {
   }
   const nlohmann::json json = report.Json();
   EXPECT_EQ(json["operations"]["attempted"], report.attempted);
-  EXPECT_EQ(json["faults"].size(), 6u);
+  EXPECT_EQ(json["faults"].size(), 2u);
 }
 
 }  // namespace

@@ -291,7 +291,7 @@ bool RunSlo(const SloOptions& options, SloReport* report, std::string* error) {
         return false;
       }
     }
-    for (const std::string& region : kRegions) {
+    for (const std::string& region : options.fault_regions) {
       // Killed, then restarted.
       say("kill " + region + " for " + std::to_string(options.fault_s) + " s");
       const auto killed = Clock::now();

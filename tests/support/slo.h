@@ -31,6 +31,8 @@ struct SloOptions {
   uint32_t jitter_ms = 20;    // on every link, besides its one-way delay
   double resets = 0.01;  // fault phase: probability per second that a link's connection is reset
   bool faults = true;         // run the fault phase
+  // The regions killed and partitioned in turn, in this order.
+  std::vector<std::string> fault_regions = {"us", "eu", "asia"};
   std::function<void(const std::string&)> progress;  // one line per step (may be empty)
 };
 
