@@ -164,7 +164,7 @@ std::string AddForwardHeaders(node::Node& node, const ClientHeaders& client, boo
   const std::pair<const char*, std::string_view> given[] = {
       {"Content-Type", client.content_type},   {"Authorization", client.authorization},
       {"Meridian-Session", client.session},    {"If-Match", client.if_match},
-      {"If-None-Match", client.if_none_match},
+      {"If-None-Match", client.if_none_match}, {"traceparent", client.traceparent},
   };
   for (const auto& [name, value] : given) {
     if (!value.empty()) request->headers[name] = std::string(value);

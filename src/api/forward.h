@@ -77,6 +77,7 @@ struct ClientHeaders {
   std::string_view if_match = {};
   std::string_view if_none_match = {};
   std::string_view idempotency_key = {};
+  std::string_view traceparent = {};  // W3C trace context: the home traces the write
 };
 // Adds them to `request`, and this region's name (kForwardedHeader). A write always carries an
 // Idempotency-Key, the client's or "forwarded-" and 32 random hex digits, so that a retry after a

@@ -641,7 +641,8 @@ class HttpServer::Impl {
         *node_,
         {Header(request, http::field::content_type), Header(request, http::field::authorization),
          Header(request, "Meridian-Session"), Header(request, http::field::if_match),
-         Header(request, http::field::if_none_match), Header(request, "Idempotency-Key")},
+         Header(request, http::field::if_none_match), Header(request, "Idempotency-Key"),
+         Header(request, "traceparent")},
         write, &forward);
     Forwarded forwarded = co_await RunForward(
         route.home, std::move(forward), std::chrono::milliseconds(call.durability_timeout_ms));

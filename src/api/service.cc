@@ -89,7 +89,7 @@ core::Span WriteSpan(node::Node& node, const ApiCall& call, const std::string& t
   span.name = "meridian.write";
   span.region = node.config().region;
   span.start_ns = started_ns;
-  span.end_ns = core::WallNs();
+  span.end_ns = std::max(started_ns, core::WallNs());  // a clock stepped back: no negative span
   span.attributes = {{"meridian.route", std::string(RouteName(call.route))},
                      {"meridian.event", node.region().EventId(receipt.dot)}};
   if (!call.key.empty()) span.attributes.emplace_back("meridian.key", call.key);

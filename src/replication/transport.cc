@@ -609,6 +609,13 @@ class Replicator::Impl final : public wire::Replication::Service {
     return true;
   }
 
+  // A traced event of a received batch: its send, wire and apply spans (the last ended once
+  // applied), recorded only if that batch is what applied it (docs/operations.md#tracing).
+  struct TracedEvent {
+    core::Dot dot;
+    std::vector<core::Span> spans;
+  };
+
   class PeerStream;
 
   // Carries out a Ready in the order its header gives (replication/exchange.h). mutex_ not held.
@@ -999,7 +1006,7 @@ class Replicator::Impl final : public wire::Replication::Service {
 
     // Queues a batch; false when the node is stopping.
     bool Submit(core::RegionId origin, core::RemoteBatch events,
-                std::vector<core::Span> applying = {}) {
+                std::vector<TracedEvent> traced = {}) {
       const size_t queue_max = impl_->exchange_.options().apply_queue_max;
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return pending_.size() < queue_max || !error_.empty(); });
@@ -1014,7 +1021,7 @@ class Replicator::Impl final : public wire::Replication::Service {
         return false;
       }
       lock.lock();
-      pending_.push_back({origin, std::move(done), std::move(applying)});
+      pending_.push_back({origin, std::move(done), std::move(traced)});
       changed_.notify_all();
       return true;
     }
@@ -1048,7 +1055,7 @@ class Replicator::Impl final : public wire::Replication::Service {
     struct Pending {
       core::RegionId origin;
       std::future<Result<RemoteApplied>> done;
-      std::vector<core::Span> applying = {};  // of the batch's traced events, ended once applied
+      std::vector<TracedEvent> traced = {};
     };
 
     void Acknowledge() {
@@ -1072,10 +1079,18 @@ class Replicator::Impl final : public wire::Replication::Service {
           outcome.gaps = applied->gaps;
           outcome.duplicates = applied->duplicates;
           impl_->board_.Visible(next.origin, applied->applied_hlcs, WallMs());
-          if (!next.applying.empty()) {
+          if (!next.traced.empty()) {
+            // What the batch applied is now in the frontier; an event it skipped (ahead of a
+            // missing predecessor) is not, and is traced when a later batch applies it.
+            const core::VersionVector applied_now = impl_->host_->Applied();
             const uint64_t now_ns = core::WallNs();
-            for (core::Span& span : next.applying) span.end_ns = std::max(span.start_ns, now_ns);
-            impl_->host_->RecordSpans(std::move(next.applying));
+            std::vector<core::Span> spans;
+            for (TracedEvent& event : next.traced) {
+              if (!applied_now.Covers(event.dot)) continue;
+              event.spans.back().end_ns = std::max(event.spans.back().start_ns, now_ns);
+              for (core::Span& span : event.spans) spans.push_back(std::move(span));
+            }
+            if (!spans.empty()) impl_->host_->RecordSpans(std::move(spans));
           }
         }
         outcome.last = !more;  // one acknowledgement covers every batch already applied
@@ -1106,15 +1121,18 @@ class Replicator::Impl final : public wire::Replication::Service {
   };
 
   // Traced events of a batch that arrived from `peer`, which sent it at `sent_us` (0: unknown)
-  // (docs/operations.md#tracing): records each one's send span (from its write in its origin, by
-  // the origin's clock, to the batch leaving `peer`) and wire span (to now), and returns its apply
-  // span, to be ended when the batch is applied.
-  std::vector<core::Span> TraceArrivals(core::RegionId peer, const std::vector<core::Event>& events,
-                                        uint64_t sent_us) {
-    std::vector<core::Span> arrived, applying;
+  // (docs/operations.md#tracing): each one's send span (from its write in its origin, by the
+  // origin's clock, to the batch leaving `peer`), wire span (to now) and apply span (ended when
+  // the batch is applied). Events applied here already (a relayed or hedged copy) are left out.
+  std::vector<TracedEvent> TraceArrivals(core::RegionId peer,
+                                         const std::vector<core::Event>& events, uint64_t sent_us) {
+    std::vector<TracedEvent> traced;
     const uint64_t now_ns = core::WallNs();
+    std::optional<core::VersionVector> applied;
     for (const core::Event& event : events) {
       if (event.trace.empty()) continue;
+      if (!applied) applied = host_->Applied();
+      if (applied->Covers(event.dot)) continue;
       std::string region, origin, via;
       {
         std::lock_guard lock(mutex_);
@@ -1140,16 +1158,17 @@ class Replicator::Impl final : public wire::Replication::Service {
         return part;
       };
       const uint64_t written_ns = core::HlcPhysicalMs(event.hlc) * 1'000'000;
+      TracedEvent entry{event.dot, {}};
       uint64_t wire_from = written_ns;
       if (sent_us != 0) {
-        arrived.push_back(step("meridian.send", written_ns, sent_us * 1000));
-        wire_from = arrived.back().end_ns;
+        entry.spans.push_back(step("meridian.send", written_ns, sent_us * 1000));
+        wire_from = entry.spans.back().end_ns;
       }
-      arrived.push_back(step("meridian.wire", wire_from, now_ns));
-      applying.push_back(step("meridian.apply", arrived.back().end_ns, 0));
+      entry.spans.push_back(step("meridian.wire", wire_from, now_ns));
+      entry.spans.push_back(step("meridian.apply", entry.spans.back().end_ns, 0));
+      traced.push_back(std::move(entry));
     }
-    if (!arrived.empty()) host_->RecordSpans(std::move(arrived));
-    return applying;
+    return traced;
   }
 
   // Reads the peer's stream until it ends; returns why it ended.
@@ -1200,8 +1219,8 @@ class Replicator::Impl final : public wire::Replication::Service {
           hlcs.reserve(events->events.size());
           for (const core::Event& event : events->events) hlcs.push_back(event.hlc);
           board_.Arrived(origin, hlcs, WallMs());
-          std::vector<core::Span> applying = TraceArrivals(peer, events->events, batch.sent_us());
-          if (!inbound.Submit(origin, std::move(events).value(), std::move(applying))) {
+          std::vector<TracedEvent> traced = TraceArrivals(peer, events->events, batch.sent_us());
+          if (!inbound.Submit(origin, std::move(events).value(), std::move(traced))) {
             return "the node is stopping";
           }
         }

@@ -10,10 +10,15 @@ const TOKEN_KEY = "meridian-console-token";
 
 // A token given in the address (#token=... or #/view&token=...) is kept for this tab and taken out
 // of the address at once.
+// Percent-decoding that does not throw on a malformed escape ("100%"): the text as it is.
+function decoded(text) {
+  try { return decodeURIComponent(text); } catch (e) { return text; }
+}
+
 (function takeTokenFromAddress() {
   const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
   if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    sessionStorage.setItem(TOKEN_KEY, decoded(match[1]));
     const rest = location.hash.replace(/(?:^#|&)token=[^&]+/, "").replace(/^#?&?/, "");
     history.replaceState(null, "", location.pathname + "#" + (rest || "/deployment"));
   }
@@ -113,13 +118,14 @@ document.getElementById("login-form").addEventListener("submit", (event) => {
 const views = {};
 let current = null;
 let timer = null;
+let generation = 0;  // a refresh loop stops when the view it belongs to is left
 
 // The address names a view and, for documents and watches, what to open:
 // #/documents/<key>, #/watch/<prefix> (percent-encoded).
 function route() {
   const match = location.hash.match(/^#\/(\w+)(?:\/(.*))?$/) || [null, "deployment", undefined];
   const name = match[1];
-  const argument = match[2] === undefined ? undefined : decodeURIComponent(match[2]);
+  const argument = match[2] === undefined ? undefined : decoded(match[2]);
   const view = views[name] ? name : "deployment";
   for (const section of document.querySelectorAll("main > section")) {
     section.hidden = section.id !== "view-" + view;
@@ -129,7 +135,10 @@ function route() {
   }
   if (current && current !== view && views[current].leave) views[current].leave();
   current = view;
-  clearInterval(timer);
+  clearTimeout(timer);
+  const mine = ++generation;
+  // The next refresh is asked only once this one is answered: a slow node never has a tab's
+  // requests pile up.
   const refresh = async () => {
     try {
       await views[view].refresh();
@@ -138,10 +147,10 @@ function route() {
       if (error instanceof Unauthorized) askForToken(error.message);
       else document.getElementById("updated").textContent = "error: " + error.message;
     }
+    if (views[view].poll && mine === generation) timer = setTimeout(refresh, REFRESH_MS);
   };
   if (views[view].open && argument !== undefined) views[view].open(argument);
   refresh();
-  if (views[view].poll) timer = setInterval(refresh, REFRESH_MS);
 }
 window.addEventListener("hashchange", route);
 
@@ -456,7 +465,7 @@ async function showTrace(id) {
 }
 document.getElementById("trace-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  location.hash = "#/trace/" + document.getElementById("trace-id").value.trim();
+  location.hash = "#/trace/" + encodeURIComponent(document.getElementById("trace-id").value.trim());
 });
 
 // Operations: verification, repairs, dead letters, rebuilding and re-seeding of every region.

@@ -70,6 +70,7 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
   TempDir dir;
   Collector collector(dir);
   ClusterOptions options;
+  options.extra_toml += "\n[[homes]]\nprefix = \"acct/\"\nregion = \"eu\"\n";
   options.extra_toml += "\n[tracing]\notlp_endpoint = \"http://127.0.0.1:" +
                         std::to_string(collector.port()) + "/v1/traces\"\ninterval_ms = 100\n";
   Cluster cluster(options);
@@ -201,6 +202,23 @@ TEST(TraceTest, AWriteRelayedThroughEuShowsEveryHopInEveryRegion) {
             (std::set<std::string>{"us meridian.write", "eu meridian.send", "eu meridian.wire",
                                    "eu meridian.apply", "asia meridian.send", "asia meridian.wire",
                                    "asia meridian.apply"}));
+
+  // A strong write sent to us for a key whose home is eu is forwarded there with its trace
+  // context: eu writes it, traced as a child of the client's span.
+  const std::string strong_id = "1bf92f3577b34da6a3ce929d0e0e4736";
+  const HttpResponse strong =
+      us.Request("PUT", "/v1/docs/acct%2F1?consistency=strong", R"({"balance":5})",
+                 {{"Content-Type", "application/json"},
+                  {"traceparent", "00-" + strong_id + "-" + std::string(kClientSpan) + "-01"}});
+  ASSERT_EQ(strong.status, 200) << strong.body;
+  EXPECT_EQ(json::parse(strong.body).value("traceparent", "").substr(0, 36),
+            "00-" + strong_id + "-")
+      << strong.body;
+  const json strong_spans = json::parse(us.Get("/v1/traces/" + strong_id + "?regions=all").body);
+  ASSERT_FALSE(strong_spans["spans"].empty()) << strong_spans.dump();
+  EXPECT_EQ(strong_spans["spans"][0]["name"], "meridian.write") << strong_spans.dump();
+  EXPECT_EQ(strong_spans["spans"][0]["region"], "eu") << strong_spans.dump();
+  EXPECT_EQ(strong_spans["spans"][0]["parent_span_id"], kClientSpan);
 }
 
 }  // namespace
