@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -570,6 +572,39 @@ class HttpServer::Impl {
   // How long the console's deployment view waits for each other region's status.
   static constexpr std::chrono::milliseconds kDeploymentAskTimeout{1000};
 
+  // GET `target` of every other region with the caller's Authorization, all at once (one forward
+  // pool job, a thread per region), each bounded by kDeploymentAskTimeout: what the console's
+  // deployment and trace views gather. With the pool full, no region is asked (empty map).
+  awaitable<std::map<std::string, RegionAnswer>> AskEveryRegion(const Request& request,
+                                                                std::string target) {
+    using Answers = std::map<std::string, RegionAnswer>;
+    std::string authorization(Header(request, http::field::authorization));
+    std::function<Answers()> job = [this, target = std::move(target),
+                                    authorization = std::move(authorization)] {
+      std::vector<std::pair<std::string, std::future<Forwarded>>> asks;
+      for (const node::RegionAddress& address : node_->config().regions) {
+        if (address.name == node_->config().region) continue;
+        ForwardRequest forward;
+        forward.method = "GET";
+        forward.target = target;
+        if (!authorization.empty()) forward.headers["authorization"] = authorization;
+        asks.emplace_back(address.name,
+                          std::async(std::launch::async, [this, id = address.id, forward] {
+                            return Forward(*node_, id, forward, kDeploymentAskTimeout);
+                          }));
+      }
+      Answers answers;
+      for (auto& [name, ask] : asks) {
+        Forwarded got = ask.get();
+        answers[name] = RegionAnswer{got.status, std::move(got.body), std::move(got.error)};
+      }
+      return answers;
+    };
+    Answers busy;
+    Answers answers = co_await OnPool<Answers>(std::move(job), std::move(busy));
+    co_return answers;
+  }
+
   // Runs Forward on the forward pool; 429 when it is full.
   awaitable<Forwarded> RunForward(core::RegionId region, ForwardRequest forward,
                                   std::chrono::milliseconds timeout) {
@@ -896,40 +931,16 @@ class HttpServer::Impl {
                                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
       }
       case Route::kDeployment: {
-        // Every other region's own status, asked on the forward pool with the client's token.
-        std::map<std::string, RegionAnswer> answers;
-        for (const node::RegionAddress& address : config.regions) {
-          if (address.name == config.region) continue;
-          ForwardRequest forward;
-          forward.method = "GET";
-          forward.target = "/v1/status";
-          const std::string_view authorization = Header(request, http::field::authorization);
-          if (!authorization.empty()) forward.headers["authorization"] = std::string(authorization);
-          Forwarded forwarded =
-              co_await RunForward(address.id, std::move(forward), kDeploymentAskTimeout);
-          answers[address.name] =
-              RegionAnswer{forwarded.status, std::move(forwarded.body), std::move(forwarded.error)};
-        }
+        // Every other region's own status, asked with the client's token.
+        std::map<std::string, RegionAnswer> answers =
+            co_await AskEveryRegion(request, "/v1/status");
         co_return MakeResponse(request, http::status::ok, DeploymentJson(*node_, answers).dump());
       }
       case Route::kTrace: {
-        // This region's spans; with regions=all, every other region's too, asked as the
-        // deployment view asks their status.
+        // This region's spans; with regions=all, every other region's too.
         std::map<std::string, RegionAnswer> answers;
         if (call.every_region) {
-          for (const node::RegionAddress& address : config.regions) {
-            if (address.name == config.region) continue;
-            ForwardRequest forward;
-            forward.method = "GET";
-            forward.target = "/v1/traces/" + core::Hex(call.key);
-            const std::string_view authorization = Header(request, http::field::authorization);
-            if (!authorization.empty())
-              forward.headers["authorization"] = std::string(authorization);
-            Forwarded forwarded =
-                co_await RunForward(address.id, std::move(forward), kDeploymentAskTimeout);
-            answers[address.name] = RegionAnswer{forwarded.status, std::move(forwarded.body),
-                                                 std::move(forwarded.error)};
-          }
+          answers = co_await AskEveryRegion(request, "/v1/traces/" + core::Hex(call.key));
         }
         co_return MakeResponse(request, http::status::ok,
                                TraceJson(*node_, call.key, answers)
