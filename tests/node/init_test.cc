@@ -28,6 +28,26 @@ std::string Trimmed(std::string text) {
   return text;
 }
 
+// A node started in `dir` without a config file (or from `config_file`), on free loopback ports
+// given by the address overrides, followed by `more` arguments.
+NodeOptions OnFreePorts(const TempDir& dir, const std::string& config_file,
+                        std::vector<std::string> more = {}) {
+  NodeOptions options;
+  options.no_config = config_file.empty();
+  options.config_file = config_file;
+  options.http_port = FreePort();
+  options.cwd = dir.path();
+  options.log_level = "info";
+  options.start_args = std::move(more);
+  for (const std::string& arg :
+       {std::string("--http"), "127.0.0.1:" + std::to_string(options.http_port),
+        std::string("--replication"), "127.0.0.1:" + std::to_string(FreePort()),
+        std::string("--resp"), "127.0.0.1:" + std::to_string(FreePort())}) {
+    options.start_args.push_back(arg);
+  }
+  return options;
+}
+
 TEST(Init, WritesADeploymentThatStartsAsWritten) {
   TempDir dir;
   const std::string out_dir = dir.path() + "/deployment";
@@ -121,17 +141,7 @@ TEST(Init, RefusesWhatTheNodeWouldRefuseAndReplacesNothing) {
 
 TEST(Init, StartWithoutAConfigRunsOneRegionOnLoopback) {
   TempDir dir;
-  NodeOptions options;
-  options.no_config = true;
-  options.http_port = FreePort();
-  options.cwd = dir.path();
-  options.log_level = "info";
-  const uint16_t resp = FreePort();
-  options.start_args = {"--region",      "solo",
-                        "--http",        "127.0.0.1:" + std::to_string(options.http_port),
-                        "--replication", "127.0.0.1:" + std::to_string(FreePort()),
-                        "--resp",        "127.0.0.1:" + std::to_string(resp)};
-  NodeProcess node(options);
+  NodeProcess node(OnFreePorts(dir, "", {"--region", "solo"}));
   ASSERT_TRUE(node.Start()) << node.log();
   HttpClient client = node.Client();
   ASSERT_EQ(client.Send("PUT", "/v1/docs/k", R"({"n":1})").status / 100, 2);
@@ -171,14 +181,8 @@ TEST(Init, TheRepositorysExamplesAreWhatInitWrites) {
     }
   }
   // The single region's example starts as it is (its data in the working directory's data/).
-  NodeOptions options;
-  options.config_file = std::string(MERIDIAN_SOURCE_DIR) + "/examples/single/local.toml";
-  options.http_port = FreePort();
-  options.cwd = dir.path();
-  options.start_args = {"--http",        "127.0.0.1:" + std::to_string(options.http_port),
-                        "--replication", "127.0.0.1:" + std::to_string(FreePort()),
-                        "--resp",        "127.0.0.1:" + std::to_string(FreePort())};
-  NodeProcess node(options);
+  NodeProcess node(
+      OnFreePorts(dir, std::string(MERIDIAN_SOURCE_DIR) + "/examples/single/local.toml"));
   ASSERT_TRUE(node.Start()) << node.log();
   EXPECT_EQ(node.Terminate(), 0) << node.log();
   EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/data/local"));
@@ -186,16 +190,7 @@ TEST(Init, TheRepositorysExamplesAreWhatInitWrites) {
 
 TEST(Init, JsonLogsAreOneObjectPerLine) {
   TempDir dir;
-  NodeOptions options;
-  options.no_config = true;
-  options.http_port = FreePort();
-  options.cwd = dir.path();
-  options.log_level = "info";
-  options.start_args = {"--log-format",  "json",
-                        "--http",        "127.0.0.1:" + std::to_string(options.http_port),
-                        "--replication", "127.0.0.1:" + std::to_string(FreePort()),
-                        "--resp",        "127.0.0.1:" + std::to_string(FreePort())};
-  NodeProcess node(options);
+  NodeProcess node(OnFreePorts(dir, "", {"--log-format", "json"}));
   ASSERT_TRUE(node.Start()) << node.log();
   EXPECT_EQ(node.Terminate(), 0) << node.log();
   std::istringstream lines(node.log());
