@@ -15,20 +15,12 @@
 #include <vector>
 
 #include "core/event.h"
+#include "node/node.h"
 #include "node/region.h"
 #include "storage/rocksdb_store.h"
 
 namespace meridian {
 namespace {
-
-class WallClock final : public core::PhysicalClock {
- public:
-  uint64_t NowMs() override {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-  }
-};
 
 std::unique_ptr<storage::Store> Open(const std::string& path) {
   std::filesystem::remove_all(path);
@@ -45,7 +37,7 @@ int Run(size_t events, size_t batch, size_t keys) {
   const std::string base =
       (std::filesystem::temp_directory_path() / "meridian-apply-bench").string();
   const std::map<core::RegionId, std::string> names = {{1, "us"}, {2, "eu"}};
-  WallClock clock;
+  node::SystemClock clock;
   auto origin_store = Open(base + "/us");
   node::Region origin(1, names, origin_store.get(), &clock, core::Limits{}, 500);
   if (!origin.Recover().ok()) return 1;

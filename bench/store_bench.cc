@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/event.h"
+#include "node/node.h"
 #include "node/region.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
@@ -44,15 +45,6 @@ double ProcessCpuSeconds() {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
-
-class WallClock final : public core::PhysicalClock {
- public:
-  uint64_t NowMs() override {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-  }
-};
 
 enum class Shape { kNode, kNoChange, kNoView, kNeither };
 const char* Name(Shape shape) {
@@ -92,7 +84,7 @@ size_t Bytes(const storage::CommitBatch& batch) {
 
 int Run(size_t events, size_t batch, size_t keys, size_t value_bytes, int rounds) {
   const std::map<core::RegionId, std::string> names = {{1, "us"}};
-  WallClock clock;
+  node::SystemClock clock;
   auto origin_store = storage::NewMemoryStore();
   node::Region origin(1, names, origin_store.get(), &clock, core::Limits{}, 500);
   if (!origin.Recover().ok()) return 1;

@@ -39,6 +39,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/event.h"
+#include "node/node.h"
 #include "node/region.h"
 #include "node/verification.h"
 #include "replication/verify.h"
@@ -52,15 +53,6 @@ using Clock = std::chrono::steady_clock;
 constexpr core::RegionId kUs = 1;
 constexpr core::RegionId kEu = 2;
 const std::map<core::RegionId, std::string> kNames = {{kUs, "us"}, {kEu, "eu"}};
-
-class WallClock final : public core::PhysicalClock {
- public:
-  uint64_t NowMs() override {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-  }
-};
 
 uint64_t SteadyMs() {
   return static_cast<uint64_t>(
@@ -106,7 +98,8 @@ struct Side {
   std::unique_ptr<node::Region> region;
 };
 
-Side Open(core::RegionId id, const std::string& path, bool sync, bool tree, WallClock* clock) {
+Side Open(core::RegionId id, const std::string& path, bool sync, bool tree,
+          node::SystemClock* clock) {
   Side side;
   side.id = id;
   side.path = path;
@@ -340,7 +333,8 @@ void LoseRecords(const std::string& path, const std::vector<std::string>& keys) 
 }
 
 // Goals 1 and 2. Returns whether both were met.
-bool RunVerification(const std::string& base, int documents, int damaged, WallClock* clock) {
+bool RunVerification(const std::string& base, int documents, int damaged,
+                     node::SystemClock* clock) {
   Side us = Open(kUs, base + "/us", /*sync=*/false, true, clock);
   Side eu = Open(kEu, base + "/eu", /*sync=*/false, true, clock);
   auto started = Clock::now();
@@ -469,7 +463,7 @@ struct RoundCpu {
 // One round of goal 3: a fresh store, `keys` documents written first (not timed), then `writes`
 // durable writes in groups of `group`. Returns writes/s.
 double WriteRound(const std::string& path, bool tree, int keys, int writes, int group,
-                  uint64_t seed, WallClock* clock, RoundCpu* cpu) {
+                  uint64_t seed, node::SystemClock* clock, RoundCpu* cpu) {
   std::filesystem::remove_all(path);
   Side side = Open(kUs, path, /*sync=*/true, tree, clock);
   const std::string filler(150, 'x');
@@ -533,7 +527,7 @@ double Median(std::vector<double> values) {
 
 // Goal 3. Returns whether it was met.
 bool RunWrites(const std::string& base, int rounds, int keys, int writes, int group,
-               const std::string& only_tree, WallClock* clock) {
+               const std::string& only_tree, node::SystemClock* clock) {
   std::vector<double> on, off, on_cpu, off_cpu;
   for (int round = 0; round < rounds; ++round) {
     // on, off / off, on / ...: neither always goes first.
@@ -601,7 +595,7 @@ int main(int argc, char** argv) {
 
   const std::string base = dir + "/meridian-verify-bench-" + std::to_string(getpid());
   std::filesystem::remove_all(base);
-  meridian::WallClock clock;
+  meridian::node::SystemClock clock;
   bool met = true;
   if (only != "writes") met = meridian::RunVerification(base, documents, damaged, &clock) && met;
   if (only != "verify")
