@@ -722,6 +722,21 @@ std::variant<nlohmann::json, ApiError> HistoryJson(node::Node& node, const std::
               {"more_events", more}};
 }
 
+namespace {
+
+// Another region's answer as a JSON object, or why there is none.
+std::variant<nlohmann::json, std::string> AnswerBody(const RegionAnswer& answer) {
+  if (answer.status == 0) return "no answer: " + answer.error;
+  if (answer.status != 200) {
+    return "answered " + std::to_string(answer.status) + ": " + answer.body.substr(0, 200);
+  }
+  nlohmann::json body = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return std::string("its answer is not a JSON object");
+  return body;
+}
+
+}  // namespace
+
 nlohmann::json DeploymentJson(node::Node& node,
                               const std::map<std::string, RegionAnswer>& answers) {
   using nlohmann::json;
@@ -732,17 +747,10 @@ nlohmann::json DeploymentJson(node::Node& node,
       entry["status"] = StatusJson(node);
     } else if (auto it = answers.find(address.name); it == answers.end()) {
       entry["error"] = "not asked";
-    } else if (it->second.status != 200) {
-      entry["error"] = it->second.status == 0 ? "no answer: " + it->second.error
-                                              : "answered " + std::to_string(it->second.status) +
-                                                    ": " + it->second.body.substr(0, 200);
+    } else if (auto body = AnswerBody(it->second); auto* why = std::get_if<std::string>(&body)) {
+      entry["error"] = std::move(*why);
     } else {
-      json status = json::parse(it->second.body, nullptr, /*allow_exceptions=*/false);
-      if (status.is_discarded()) {
-        entry["error"] = "its status is not JSON";
-      } else {
-        entry["status"] = std::move(status);
-      }
+      entry["status"] = std::move(std::get<json>(body));
     }
     regions[address.name] = std::move(entry);
   }
@@ -773,13 +781,12 @@ nlohmann::json TraceJson(node::Node& node, const std::string& trace_id,
   for (const core::Span& span : node.traces().Find(trace_id)) spans.push_back(SpanJson(span));
   json unanswered = json::object();
   for (const auto& [name, answer] : answers) {
-    json body = answer.status == 200 ? json::parse(answer.body, nullptr, false) : json();
-    if (!body.is_object() || !body.contains("spans")) {
-      unanswered[name] = answer.status == 0 ? "no answer: " + answer.error
-                                            : "answered " + std::to_string(answer.status);
+    auto body = AnswerBody(answer);
+    if (auto* why = std::get_if<std::string>(&body)) {
+      unanswered[name] = std::move(*why);
       continue;
     }
-    for (json& span : body["spans"]) spans.push_back(std::move(span));
+    for (json& span : std::get<json>(body)["spans"]) spans.push_back(std::move(span));
   }
   // The write first (the other spans start at its event's HLC, whole milliseconds), then by start.
   std::stable_sort(spans.begin(), spans.end(), [](const json& a, const json& b) {

@@ -1129,17 +1129,17 @@ class Replicator::Impl final : public wire::Replication::Service {
     std::vector<TracedEvent> traced;
     const uint64_t now_ns = core::WallNs();
     std::optional<core::VersionVector> applied;
+    std::string region, origin, via;  // a batch holds the events of one origin
     for (const core::Event& event : events) {
       if (event.trace.empty()) continue;
-      if (!applied) applied = host_->Applied();
-      if (applied->Covers(event.dot)) continue;
-      std::string region, origin, via;
-      {
+      if (!applied) {
+        applied = host_->Applied();
         std::lock_guard lock(mutex_);
         region = exchange_.NameOf(exchange_.options().self);
         origin = exchange_.NameOf(event.dot.origin);
         via = exchange_.NameOf(peer);
       }
+      if (applied->Covers(event.dot)) continue;
       core::Span span;
       span.trace_id = std::string(core::TraceId(event.trace));
       span.parent_span_id = std::string(core::TraceSpanId(event.trace));
