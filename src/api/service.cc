@@ -191,6 +191,7 @@ node::Metrics::Snapshot Snapshot(node::Node& node, size_t connections) {
   }
   auto log_bytes = node.store().LogBytes();
   snapshot.event_log_bytes = log_bytes.ok() ? *log_bytes : 0;
+  snapshot.trace_spans_dropped = node.traces().export_dropped();
   return snapshot;
 }
 

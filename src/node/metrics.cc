@@ -57,6 +57,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              "Bytes free to the node on the data directory's filesystem");
   data_dir_capacity_ = MakeGauge(*registry_, "meridian_data_dir_capacity_bytes",
                                  "Size of the data directory's filesystem, in bytes");
+  trace_spans_dropped_ =
+      MakeCounter(*registry_, "meridian_trace_spans_dropped_total",
+                  "Spans of traced writes dropped from a full OTLP export queue");
   event_log_bytes_ =
       MakeGauge(*registry_, "meridian_event_log_bytes",
                 "About how many bytes the event log holds (replication.retention_bytes bounds it)");
@@ -316,6 +319,7 @@ std::string Metrics::Serialize(const Snapshot& snapshot) {
   data_dir_free_->Set(static_cast<double>(snapshot.data_dir_free_bytes));
   data_dir_capacity_->Set(static_cast<double>(snapshot.data_dir_capacity_bytes));
   event_log_bytes_->Set(static_cast<double>(snapshot.event_log_bytes));
+  CatchUp(trace_spans_dropped_, snapshot.trace_spans_dropped);
   CatchUp(txn_committed_, snapshot.txn_coordinated_committed);
   CatchUp(txn_aborted_, snapshot.txn_coordinated_aborted);
   return prometheus::TextSerializer().Serialize(registry_->Collect());

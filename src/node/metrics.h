@@ -66,6 +66,7 @@ class Metrics {
     uint64_t data_dir_free_bytes = 0;      // free to this process on data_dir's filesystem
     uint64_t data_dir_capacity_bytes = 0;  // that filesystem's size
     uint64_t event_log_bytes = 0;          // about: the event log's size (Store::LogBytes)
+    uint64_t trace_spans_dropped = 0;      // since the start (TraceLog::export_dropped)
   };
   std::string Serialize(const Snapshot& snapshot);
 
@@ -116,6 +117,7 @@ class Metrics {
   prometheus::Gauge* data_dir_free_;
   prometheus::Gauge* data_dir_capacity_;
   prometheus::Gauge* event_log_bytes_;
+  prometheus::Counter* trace_spans_dropped_;
   prometheus::Gauge* idempotency_records_;
   prometheus::Counter* conflicts_;
   prometheus::Counter* events_;

@@ -5,7 +5,6 @@ namespace meridian::node {
 void TraceLog::Record(std::vector<core::Span> spans) {
   std::lock_guard lock(mutex_);
   for (core::Span& span : spans) {
-    ++recorded_;
     if (exporting_) {
       if (queue_.size() >= kExportQueueMax) {
         queue_.pop_front();
@@ -40,11 +39,6 @@ std::vector<core::Span> TraceLog::TakeForExport(size_t max) {
 void TraceLog::SetExporting(bool exporting) {
   std::lock_guard lock(mutex_);
   exporting_ = exporting;
-}
-
-uint64_t TraceLog::recorded() const {
-  std::lock_guard lock(mutex_);
-  return recorded_;
 }
 
 uint64_t TraceLog::export_dropped() const {

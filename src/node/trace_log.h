@@ -27,15 +27,15 @@ class TraceLog {
   // Up to `max` spans waiting for export, oldest first, taken off the queue.
   std::vector<core::Span> TakeForExport(size_t max);
   void SetExporting(bool exporting);
-  uint64_t recorded() const;
-  uint64_t export_dropped() const;  // spans dropped from a full export queue
+  // Spans dropped from a full export queue (the collector slower than the spans, or down), since
+  // the start: meridian_trace_spans_dropped_total.
+  uint64_t export_dropped() const;
 
  private:
   mutable std::mutex mutex_;
   std::deque<core::Span> kept_;
   std::deque<core::Span> queue_;
   bool exporting_ = false;
-  uint64_t recorded_ = 0;
   uint64_t dropped_ = 0;
 };
 

@@ -94,8 +94,8 @@ struct Worker {
   std::unique_ptr<meridian::Client> client;
   std::thread thread;
   std::mutex mutex;
-  std::vector<Clock::time_point> successes;  // when each success was seen (one per success of the run)
-  Clock::time_point last_success{};
+  std::vector<Clock::time_point>
+      successes;  // when each success was seen (one per success of the run)
   std::atomic<uint64_t> attempted = 0, succeeded = 0, failed = 0, unknown = 0;
 
   // The first success at or after `since`, if any.
